@@ -1,0 +1,67 @@
+//! Per-log settings: the topic-level Kafka settings that shape a partition log.
+
+/// What happens to old data: `cleanup.policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    /// Delete whole segments past `retention.ms` / `retention.bytes`.
+    Delete,
+    /// Keep the last record per key (log compaction).
+    Compact,
+    /// Both: compact, and delete segments past retention.
+    DeleteAndCompact,
+}
+
+impl CleanupPolicy {
+    /// Whether retention deletes segments.
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::DeleteAndCompact)
+    }
+
+    /// Whether the log is compacted.
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::DeleteAndCompact)
+    }
+}
+
+/// The settings of one partition log, resolved from broker defaults and topic overrides.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll the active segment when it would grow past this.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll the active segment once its first record is this old.
+    pub segment_ms: i64,
+    /// `retention.ms`: delete segments whose newest record is older; -1 keeps forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`: delete oldest segments while the log is larger; -1 is unlimited.
+    pub retention_bytes: i64,
+    /// `index.interval.bytes`: log bytes between two offset-index entries.
+    pub index_interval_bytes: u32,
+    /// `max.message.bytes`: largest record batch accepted.
+    pub max_message_bytes: u32,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// `flush.messages`: fsync after this many records.
+    pub flush_messages: u64,
+    /// `flush.ms`: fsync when the last fsync is this old.
+    pub flush_ms: i64,
+    /// `message.timestamp.type=LogAppendTime`: stamp batches with the broker's clock.
+    pub message_timestamp_type_log_append: bool,
+}
+
+impl Default for LogConfig {
+    /// Kafka's defaults.
+    fn default() -> LogConfig {
+        LogConfig {
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1024 * 1024 + 12,
+            cleanup_policy: CleanupPolicy::Delete,
+            flush_messages: u64::MAX,
+            flush_ms: i64::MAX,
+            message_timestamp_type_log_append: false,
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Errors of the storage engine.
+//!
+//! Two kinds: input errors (a producer's batch that is corrupt, too large or
+//! of an old format; an offset outside the log), which the protocol layer
+//! turns into Kafka error codes and which never change the log; and I/O
+//! errors, which carry the file they happened on.
+
+use std::path::PathBuf;
+
+/// What went wrong in the log, with the context a reader needs.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A file operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A record batch is structurally invalid (sizes, counts, offsets).
+    #[error("corrupt record batch: {reason}")]
+    CorruptBatch {
+        /// What exactly is wrong.
+        reason: String,
+    },
+    /// A record batch's CRC-32C does not match its bytes.
+    #[error("record batch CRC mismatch: header says {expected:#010x}, bytes give {actual:#010x}")]
+    CrcMismatch {
+        /// CRC stored in the batch header.
+        expected: u32,
+        /// CRC computed over the batch.
+        actual: u32,
+    },
+    /// The batch is not RecordBatch v2 (magic 2), the only format stored.
+    #[error("unsupported record batch magic {magic}: only magic 2 (Kafka 0.11+ record batches) is accepted")]
+    UnsupportedMagic {
+        /// The magic byte found.
+        magic: i8,
+    },
+    /// One batch is larger than the topic's `max.message.bytes`.
+    #[error("record batch of {size} bytes exceeds max.message.bytes={max}")]
+    RecordBatchTooLarge {
+        /// Size of the batch in bytes.
+        size: usize,
+        /// The limit.
+        max: u32,
+    },
+    /// The requested offset is not in the log.
+    #[error("offset {offset} is out of range: the log holds [{log_start_offset}, {log_end_offset})")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: i64,
+        /// First offset in the log.
+        log_start_offset: i64,
+        /// Offset the next record will get.
+        log_end_offset: i64,
+    },
+}
+
+impl LogError {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LogError {
+        let path = path.into();
+        move |source| LogError::Io { path, source }
+    }
+
+    /// A corrupt-batch error with a formatted reason.
+    pub fn corrupt(reason: impl Into<String>) -> LogError {
+        LogError::CorruptBatch { reason: reason.into() }
+    }
+}

@@ -1,0 +1,169 @@
+//! The log manager: every partition log of the broker, under one data dir.
+//!
+//! Partition directories are `<data-dir>/<topic>-<partition>`; on open every
+//! such directory is recovered. A deleted partition's directory is first
+//! renamed to `<topic>-<partition>.<id>-delete` (so a crash mid-delete never
+//! resurrects it) and then removed; leftovers are removed on the next open.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::config::LogConfig;
+use super::error::LogError;
+use super::partition_log::PartitionLog;
+use super::{SharedLog, TopicPartition};
+
+const DELETE_SUFFIX: &str = "-delete";
+
+/// All partition logs of this broker.
+#[derive(Debug)]
+pub struct LogManager {
+    data_dir: PathBuf,
+    default_config: LogConfig,
+    logs: RwLock<HashMap<TopicPartition, SharedLog>>,
+}
+
+impl LogManager {
+    /// Opens the data dir (creating it), recovering every partition log in it.
+    pub fn open(data_dir: &Path, default_config: LogConfig) -> Result<LogManager, LogError> {
+        std::fs::create_dir_all(data_dir).map_err(LogError::io(data_dir))?;
+        let mut logs = HashMap::new();
+        for entry in std::fs::read_dir(data_dir).map_err(LogError::io(data_dir))? {
+            let entry = entry.map_err(LogError::io(data_dir))?;
+            let path = entry.path();
+            if !entry.file_type().map_err(LogError::io(&path))?.is_dir() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(DELETE_SUFFIX) {
+                std::fs::remove_dir_all(&path).map_err(LogError::io(&path))?;
+                continue;
+            }
+            let Some(tp) = parse_dir_name(&name) else {
+                tracing::debug!(dir = %path.display(), "not a partition directory; left alone");
+                continue;
+            };
+            let log = PartitionLog::open(&path, tp.clone(), default_config.clone())?;
+            logs.insert(tp, Arc::new(RwLock::new(log)));
+        }
+        tracing::info!(data_dir = %data_dir.display(), partitions = logs.len(), "opened logs");
+        Ok(LogManager { data_dir: data_dir.to_owned(), default_config, logs: RwLock::new(logs) })
+    }
+
+    /// The log of `tp`, if present.
+    pub fn get(&self, tp: &TopicPartition) -> Option<SharedLog> {
+        self.logs.read().get(tp).cloned()
+    }
+
+    /// The log of `tp` with `config` applied, created if absent.
+    pub fn get_or_create(&self, tp: &TopicPartition, config: LogConfig) -> Result<SharedLog, LogError> {
+        if let Some(log) = self.get(tp) {
+            log.write().set_config(config);
+            return Ok(log);
+        }
+        let mut logs = self.logs.write();
+        if let Some(log) = logs.get(tp) {
+            return Ok(log.clone());
+        }
+        let log = PartitionLog::open(&self.partition_dir(tp), tp.clone(), config)?;
+        let log = Arc::new(RwLock::new(log));
+        logs.insert(tp.clone(), log.clone());
+        Ok(log)
+    }
+
+    /// Deletes the log of `tp` from memory and disk.
+    pub fn remove(&self, tp: &TopicPartition) -> Result<(), LogError> {
+        let Some(log) = self.logs.write().remove(tp) else { return Ok(()) };
+        // Hold the write lock so no append is in flight while files go.
+        let _guard = log.write();
+        let dir = self.partition_dir(tp);
+        let doomed = self.data_dir.join(format!("{tp}.{}{DELETE_SUFFIX}", uuid::Uuid::new_v4().simple()));
+        std::fs::rename(&dir, &doomed).map_err(LogError::io(&dir))?;
+        std::fs::remove_dir_all(&doomed).map_err(LogError::io(&doomed))
+    }
+
+    /// Every partition with a log here.
+    pub fn partitions(&self) -> Vec<TopicPartition> {
+        let mut tps: Vec<_> = self.logs.read().keys().cloned().collect();
+        tps.sort();
+        tps
+    }
+
+    /// Applies `config` to every partition log of `topic`.
+    pub fn set_topic_config(&self, topic: &str, config: LogConfig) {
+        for (tp, log) in self.logs.read().iter() {
+            if tp.topic == topic {
+                log.write().set_config(config.clone());
+            }
+        }
+    }
+
+    /// Runs retention on every log; returns how many segments were deleted.
+    /// A failing log is logged and skipped, so one bad disk file does not
+    /// stop retention elsewhere.
+    pub fn enforce_retention_all(&self, now_ms: i64) -> usize {
+        let mut deleted = 0;
+        for log in self.snapshot() {
+            let mut log = log.write();
+            match log.enforce_retention(now_ms) {
+                Ok(n) => deleted += n,
+                Err(e) => tracing::error!(partition = %log.topic_partition(), "retention failed: {e}"),
+            }
+        }
+        deleted
+    }
+
+    /// Rolls segments past `segment.ms` and flushes logs past `flush.ms`.
+    pub fn roll_due_all(&self, now_ms: i64) {
+        for log in self.snapshot() {
+            let mut log = log.write();
+            if let Err(e) = log.roll_if_due(now_ms) {
+                tracing::error!(partition = %log.topic_partition(), "segment roll failed: {e}");
+            }
+        }
+    }
+
+    /// Flushes every log to disk (at shutdown).
+    pub fn flush_all(&self) -> Result<(), LogError> {
+        for log in self.snapshot() {
+            log.write().flush()?;
+        }
+        Ok(())
+    }
+
+    /// The default log settings for partitions opened from disk.
+    pub fn default_config(&self) -> &LogConfig {
+        &self.default_config
+    }
+
+    fn snapshot(&self) -> Vec<SharedLog> {
+        self.logs.read().values().cloned().collect()
+    }
+
+    fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {
+        self.data_dir.join(tp.to_string())
+    }
+}
+
+/// `<topic>-<partition>` to a topic-partition (topic names may contain '-').
+fn parse_dir_name(name: &str) -> Option<TopicPartition> {
+    let (topic, partition) = name.rsplit_once('-')?;
+    let partition: i32 = partition.parse().ok()?;
+    (!topic.is_empty() && partition >= 0).then(|| TopicPartition { topic: topic.to_owned(), partition })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_names_parse_like_kafkas() {
+        assert_eq!(parse_dir_name("orders-3"), Some(TopicPartition { topic: "orders".into(), partition: 3 }));
+        assert_eq!(parse_dir_name("my-topic-12"), Some(TopicPartition { topic: "my-topic".into(), partition: 12 }));
+        assert_eq!(parse_dir_name("orders"), None);
+        assert_eq!(parse_dir_name("-1"), None);
+    }
+}

@@ -1,0 +1,363 @@
+//! One partition's log: an ordered set of segments, the last of which is
+//! active and takes appends.
+//!
+//! Invariants: there is always at least one segment; segment base offsets
+//! increase and each segment's records lie below the next one's base;
+//! `log_start_offset` is the first segment's base offset (retention only
+//! deletes whole segments); the log end offset is the active segment's next
+//! offset. Only one writer (the holder of the `RwLock` write guard) mutates.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::batch::{self, BatchHeader};
+use super::config::LogConfig;
+use super::epoch::LeaderEpochCache;
+use super::error::LogError;
+use super::segment::{Recovery, Segment};
+use super::{AppendInfo, ReadResult, TimestampOffset, TopicPartition};
+
+/// A partition's log on disk.
+#[derive(Debug)]
+pub struct PartitionLog {
+    tp: TopicPartition,
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    epochs: LeaderEpochCache,
+    unflushed_records: u64,
+    last_flush_ms: i64,
+}
+
+impl PartitionLog {
+    /// Opens (creating if needed) the log in `dir`, recovering its segments:
+    /// the active one is CRC-checked end to end and a torn tail truncated;
+    /// older ones are fully checked only when their indexes are unusable.
+    pub fn open(dir: &Path, tp: TopicPartition, config: LogConfig) -> Result<PartitionLog, LogError> {
+        std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(LogError::io(dir))? {
+            let entry = entry.map_err(LogError::io(dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".log") {
+                match stem.parse::<i64>() {
+                    Ok(base) if stem.len() == 20 && base >= 0 => bases.push(base),
+                    _ => {
+                        tracing::warn!(file = %entry.path().display(), "ignoring a .log file not named by a base offset")
+                    }
+                }
+            }
+        }
+        bases.sort_unstable();
+        let mut segments = BTreeMap::new();
+        let last = bases.len().saturating_sub(1);
+        for (i, base) in bases.iter().enumerate() {
+            let (segment, recovery) = Segment::open(dir, *base, i == last, config.index_interval_bytes)?;
+            if recovery != Recovery::default() {
+                tracing::info!(partition = %tp, base_offset = base, ?recovery, "recovered segment");
+            }
+            segments.insert(*base, segment);
+        }
+        if segments.is_empty() {
+            segments.insert(0, Segment::create(dir, 0)?);
+        }
+        let epochs = LeaderEpochCache::load(dir)?;
+        let mut log =
+            PartitionLog { tp, dir: dir.to_owned(), config, segments, epochs, unflushed_records: 0, last_flush_ms: 0 };
+        // The checkpoint may be ahead of a truncated tail or behind retention.
+        let (start, end) = (log.log_start_offset(), log.log_end_offset());
+        log.epochs.truncate_from_end(end)?;
+        log.epochs.truncate_from_start(start)?;
+        Ok(log)
+    }
+
+    /// Validates producer batches, assigns them offsets from the log end,
+    /// stamps `leader_epoch` (and log-append time if configured), and appends
+    /// them. Nothing is written unless every batch is valid.
+    pub fn append_as_leader(&mut self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, LogError> {
+        let refs = batch::validate_batches(batches, self.config.max_message_bytes)?;
+        let mut bytes = batches.to_vec();
+        let base_offset = self.log_end_offset();
+        let log_append = self.config.message_timestamp_type_log_append;
+        let mut next = base_offset;
+        let mut headers = Vec::with_capacity(refs.len());
+        let mut max_timestamp = -1;
+        for r in &refs {
+            let mut header = r.header;
+            let slice = &mut bytes[r.position..r.position + header.size()];
+            batch::set_base_offset(slice, next);
+            batch::set_partition_leader_epoch(slice, leader_epoch);
+            if log_append {
+                batch::set_log_append_time(slice, now_ms);
+                header = BatchHeader::parse(slice)?;
+            }
+            header.base_offset = next;
+            header.partition_leader_epoch = leader_epoch;
+            max_timestamp = max_timestamp.max(header.max_timestamp);
+            next = header.next_offset();
+            headers.push((r.position, header));
+        }
+        let record_count = next - base_offset;
+        self.maybe_roll(bytes.len() as u64, next - 1, now_ms)?;
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(&bytes, &headers, interval, now_ms)?;
+        self.epochs.assign(leader_epoch, base_offset)?;
+        self.unflushed_records += record_count as u64;
+        if self.unflushed_records >= self.config.flush_messages {
+            self.flush()?;
+            self.last_flush_ms = now_ms;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            record_count,
+            max_timestamp,
+            log_append_time: log_append.then_some(now_ms),
+            bytes: bytes.len(),
+        })
+    }
+
+    /// Rolls a new active segment if the append would overflow the current
+    /// one's size, relative offsets, or age.
+    fn maybe_roll(&mut self, append_bytes: u64, last_offset: i64, now_ms: i64) -> Result<(), LogError> {
+        let active = self.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let too_big = active.size() + append_bytes > self.config.segment_bytes;
+        let offsets_overflow = last_offset - active.base_offset() > i64::from(i32::MAX);
+        let too_old = active.rolling_base_ms().is_some_and(|t| now_ms - t > self.config.segment_ms);
+        if too_big || offsets_overflow || too_old {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset.
+    pub fn roll(&mut self) -> Result<(), LogError> {
+        let next = self.log_end_offset();
+        if self.active().base_offset() == next {
+            return Ok(());
+        }
+        self.active_mut().seal()?;
+        let segment = Segment::create(&self.dir, next)?;
+        self.segments.insert(next, segment);
+        tracing::debug!(partition = %self.tp, base_offset = next, "rolled a new segment");
+        Ok(())
+    }
+
+    /// Rolls the active segment if `segment.ms` has passed, and fsyncs if
+    /// `flush.ms` has; for the housekeeping loop.
+    pub fn roll_if_due(&mut self, now_ms: i64) -> Result<(), LogError> {
+        let active = self.active();
+        if !active.is_empty() && active.rolling_base_ms().is_some_and(|t| now_ms - t > self.config.segment_ms) {
+            self.roll()?;
+        }
+        if self.unflushed_records > 0 && now_ms - self.last_flush_ms >= self.config.flush_ms {
+            self.flush()?;
+            self.last_flush_ms = now_ms;
+        }
+        Ok(())
+    }
+
+    /// Reads whole batches from `fetch_offset`, at most `max_bytes` (but at
+    /// least one batch, as Kafka does, so a large batch is never stuck),
+    /// none reaching `max_offset_exclusive` (the high watermark).
+    pub fn read_up_to(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+    ) -> Result<ReadResult, LogError> {
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if fetch_offset < start || fetch_offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset: fetch_offset,
+                log_start_offset: start,
+                log_end_offset: end,
+            });
+        }
+        let mut records = bytes::Bytes::new();
+        if fetch_offset < max_offset_exclusive.min(end) {
+            let first = self.segments.range(..=fetch_offset).next_back().map_or(start, |(base, _)| *base);
+            for segment in self.segments.range(first..).map(|(_, s)| s) {
+                if let Some(bytes) = segment.read(fetch_offset, max_bytes, max_offset_exclusive, true)? {
+                    records = bytes;
+                    break;
+                }
+                if segment.next_offset() > fetch_offset {
+                    break; // held back by max_offset_exclusive, not a gap
+                }
+            }
+        }
+        Ok(ReadResult { records, log_start_offset: start, log_end_offset: end })
+    }
+
+    /// The first record with timestamp at or after `timestamp`.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>, LogError> {
+        let start = self.log_start_offset();
+        for segment in self.segments.values() {
+            if segment.max_timestamp().is_some_and(|(max, _)| max >= timestamp)
+                && let Some((ts, offset)) = segment.find_by_timestamp(timestamp, start)?
+            {
+                return Ok(Some(TimestampOffset {
+                    timestamp: ts,
+                    offset,
+                    leader_epoch: self.epochs.epoch_for_offset(offset),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp (the earliest if tied).
+    pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>, LogError> {
+        let mut best: Option<(i64, i64)> = None;
+        for segment in self.segments.values() {
+            if let Some((ts, offset)) = segment.max_timestamp()
+                && best.is_none_or(|(b, _)| ts > b)
+            {
+                best = Some((ts, offset));
+            }
+        }
+        Ok(best.map(|(timestamp, offset)| TimestampOffset {
+            timestamp,
+            offset,
+            leader_epoch: self.epochs.epoch_for_offset(offset),
+        }))
+    }
+
+    /// Deletes whole segments past `retention.ms` / `retention.bytes` (when
+    /// the cleanup policy deletes). An expired active segment is rolled first
+    /// so it can go too. Returns how many segments were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        if !self.config.cleanup_policy.deletes() {
+            return Ok(0);
+        }
+        let retention_ms = self.config.retention_ms;
+        let expired =
+            |s: &Segment| retention_ms >= 0 && s.max_timestamp().is_some_and(|(ts, _)| now_ms - ts > retention_ms);
+        if expired(self.active()) {
+            self.roll()?;
+        }
+        let mut doomed = Vec::new();
+        let mut size: i64 = self.size_bytes() as i64;
+        let active_base = self.active().base_offset();
+        for (base, segment) in self.segments.range(..active_base) {
+            let over_size =
+                self.config.retention_bytes >= 0 && size - segment.size() as i64 >= self.config.retention_bytes;
+            if expired(segment) || over_size {
+                doomed.push(*base);
+                size -= segment.size() as i64;
+            } else {
+                break; // only a prefix of segments is ever deleted
+            }
+        }
+        for base in &doomed {
+            if let Some(segment) = self.segments.remove(base) {
+                segment.delete()?;
+            }
+        }
+        if !doomed.is_empty() {
+            let start = self.log_start_offset();
+            self.epochs.truncate_from_start(start)?;
+            tracing::info!(partition = %self.tp, deleted = doomed.len(), log_start_offset = start, "retention deleted segments");
+        }
+        Ok(doomed.len())
+    }
+
+    /// Removes every record at or after `offset` (a follower diverging from
+    /// its new leader); deletes segments wholly above it.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let offset = offset.max(self.log_start_offset());
+        let above: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
+        for base in above {
+            if let Some(segment) = self.segments.remove(&base) {
+                segment.delete()?;
+            }
+        }
+        self.active_mut().truncate_to(offset)?;
+        self.epochs.truncate_from_end(offset)
+    }
+
+    /// Writes buffered index entries and fsyncs the active segment.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        for segment in self.segments.values_mut() {
+            segment.flush(true)?;
+        }
+        self.unflushed_records = 0;
+        Ok(())
+    }
+
+    /// Replaces the log's settings (topic config change).
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// The log's settings.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// First offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.segments.keys().next().copied().unwrap_or(0)
+    }
+
+    /// Offset the next appended record gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    /// Total bytes of all `.log` files.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The segments, oldest first.
+    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.values()
+    }
+
+    /// Latest leader epoch appended under.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// The leader epoch cache.
+    pub fn epochs(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+
+    /// Which partition this is.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn active(&self) -> &Segment {
+        match self.segments.values().next_back() {
+            Some(s) => s,
+            None => unreachable!("a partition log always has a segment"),
+        }
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        match self.segments.values_mut().next_back() {
+            Some(s) => s,
+            None => unreachable!("a partition log always has a segment"),
+        }
+    }
+}

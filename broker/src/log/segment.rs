@@ -1,0 +1,507 @@
+//! One segment of a partition log: the `.log` file of record batches from a
+//! base offset, with its `.index` and `.timeindex`.
+//!
+//! Invariants: batches in the file are whole, CRC-valid and in increasing
+//! offset order (recovery truncates anything else at the tail); `size` is
+//! the file length; `next_offset` is one past the last record (the base
+//! offset when empty). Only the owning [`PartitionLog`](super::PartitionLog)
+//! writes, under its write lock; reads use positional I/O and only `&self`.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+
+use super::batch::{BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
+use super::error::LogError;
+use super::index::OffsetIndex;
+use super::time_index::TimeIndex;
+
+/// File name stem of a segment: its base offset in 20 digits, as Kafka names them.
+pub fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+/// Where a scan for an offset landed.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPosition {
+    /// Byte position of the batch in the segment.
+    pub position: u64,
+    /// The batch's header.
+    pub header: BatchHeader,
+}
+
+/// What recovery did to a segment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// Bytes cut from a torn or corrupt tail.
+    pub truncated_bytes: u64,
+    /// Whether the indexes were rebuilt from the log.
+    pub rebuilt_indexes: bool,
+}
+
+/// A segment and its indexes.
+#[derive(Debug)]
+pub struct Segment {
+    base_offset: i64,
+    log_path: PathBuf,
+    log: File,
+    size: u64,
+    index: OffsetIndex,
+    time_index: TimeIndex,
+    next_offset: i64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    rolling_base_ms: Option<i64>,
+    bytes_since_index_entry: u64,
+}
+
+impl Segment {
+    /// Creates an empty segment at `base_offset` in `dir`.
+    pub fn create(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
+        let (log_path, index_path, time_path) = paths(dir, base_offset);
+        let log = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(LogError::io(&log_path))?;
+        Ok(Segment {
+            base_offset,
+            log_path,
+            log,
+            size: 0,
+            index: OffsetIndex::create(&index_path)?,
+            time_index: TimeIndex::create(&time_path)?,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: -1,
+            rolling_base_ms: None,
+            bytes_since_index_entry: 0,
+        })
+    }
+
+    /// Opens an existing segment. With `full_recovery` (the active segment,
+    /// or any whose indexes are unusable) every batch is CRC-checked, a torn
+    /// or corrupt tail is truncated, and the indexes are rebuilt.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        full_recovery: bool,
+        index_interval_bytes: u32,
+    ) -> Result<(Segment, Recovery), LogError> {
+        let (log_path, index_path, time_path) = paths(dir, base_offset);
+        let log = OpenOptions::new().read(true).write(true).open(&log_path).map_err(LogError::io(&log_path))?;
+        let size = log.metadata().map_err(LogError::io(&log_path))?.len();
+        let loaded = if full_recovery {
+            None
+        } else {
+            load_indexes(&log, &log_path, size, base_offset, &index_path, &time_path)?
+        };
+        if let Some(clean) = loaded {
+            let segment = Segment {
+                base_offset,
+                log_path,
+                log,
+                size,
+                index: clean.index,
+                time_index: clean.time_index,
+                next_offset: clean.next_offset,
+                max_timestamp: clean.max_timestamp,
+                offset_of_max_timestamp: clean.offset_of_max_timestamp,
+                rolling_base_ms: clean.rolling_base_ms,
+                bytes_since_index_entry: 0,
+            };
+            return Ok((segment, Recovery::default()));
+        }
+        let mut segment = Segment {
+            base_offset,
+            log_path,
+            log,
+            size,
+            index: OffsetIndex::create(&index_path)?,
+            time_index: TimeIndex::create(&time_path)?,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: -1,
+            rolling_base_ms: None,
+            bytes_since_index_entry: 0,
+        };
+        let recovery = segment.recover(index_interval_bytes)?;
+        Ok((segment, recovery))
+    }
+
+    /// Scans every batch, truncates at the first bad one, rebuilds indexes.
+    fn recover(&mut self, interval: u32) -> Result<Recovery, LogError> {
+        self.next_offset = self.base_offset;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = -1;
+        self.rolling_base_ms = None;
+        self.bytes_since_index_entry = 0;
+        let file_size = self.size;
+        let mut position = 0u64;
+        let mut buf = Vec::new();
+        while position < file_size {
+            let Some(header) = self.valid_batch_at(position, file_size, &mut buf) else { break };
+            self.track_appended(position, &header, interval)?;
+            position += header.size() as u64;
+        }
+        let truncated_bytes = file_size - position;
+        if truncated_bytes > 0 {
+            tracing::warn!(
+                segment = %self.log_path.display(),
+                position,
+                truncated_bytes,
+                "truncating a torn or corrupt tail found by recovery"
+            );
+            self.log.set_len(position).map_err(LogError::io(&self.log_path))?;
+            self.log.sync_all().map_err(LogError::io(&self.log_path))?;
+        }
+        self.size = position;
+        self.index.flush(false)?;
+        self.time_index.flush(false)?;
+        Ok(Recovery { truncated_bytes, rebuilt_indexes: true })
+    }
+
+    /// The header of the batch at `position` if the whole batch is present,
+    /// magic 2, CRC-valid, and continues the offsets; `None` otherwise.
+    fn valid_batch_at(&self, position: u64, file_size: u64, buf: &mut Vec<u8>) -> Option<BatchHeader> {
+        let header = self.header_at(position).ok()?;
+        if header.magic != MAGIC_V2
+            || header.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32
+            || position + header.size() as u64 > file_size
+            || header.base_offset < self.next_offset
+            || header.last_offset_delta < 0
+        {
+            return None;
+        }
+        buf.resize(header.size(), 0);
+        self.log.read_exact_at(buf, position).ok()?;
+        (crc32c::crc32c(&buf[21..]) == header.crc).then_some(header)
+    }
+
+    /// Updates offsets, timestamps and indexes for a batch now at `position`.
+    fn track_appended(&mut self, position: u64, header: &BatchHeader, interval: u32) -> Result<(), LogError> {
+        if self.bytes_since_index_entry > u64::from(interval) {
+            let rel = self.relative(header.base_offset);
+            self.index.append(rel, position as u32)?;
+            if self.max_timestamp >= 0 {
+                self.time_index.maybe_append(self.max_timestamp, self.relative(self.offset_of_max_timestamp))?;
+            }
+            self.bytes_since_index_entry = 0;
+        }
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.offset_of_max_timestamp = header.last_offset();
+        }
+        if self.rolling_base_ms.is_none() {
+            self.rolling_base_ms = Some(header.max_timestamp);
+        }
+        self.next_offset = header.next_offset();
+        self.bytes_since_index_entry += header.size() as u64;
+        Ok(())
+    }
+
+    fn relative(&self, offset: i64) -> u32 {
+        (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32
+    }
+
+    /// Appends batches already validated and patched with their offsets.
+    /// `batches` lists (position within `bytes`, header) of each.
+    pub fn append(
+        &mut self,
+        bytes: &[u8],
+        batches: &[(usize, BatchHeader)],
+        interval: u32,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        self.log.write_all_at(bytes, self.size).map_err(LogError::io(&self.log_path))?;
+        let start = self.size;
+        for (position, header) in batches {
+            self.track_appended(start + *position as u64, header, interval)?;
+        }
+        if self.size == 0 {
+            self.rolling_base_ms = Some(now_ms);
+        }
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Reads the header of the batch at `position`.
+    pub fn header_at(&self, position: u64) -> Result<BatchHeader, LogError> {
+        read_header(&self.log, &self.log_path, position)
+    }
+
+    /// The first batch whose last offset is at or after `offset`, if any.
+    pub fn find_batch(&self, offset: i64) -> Result<Option<BatchPosition>, LogError> {
+        let mut position = self.index.lookup(self.relative(offset)).map_or(0, |e| u64::from(e.position));
+        while position < self.size {
+            let header = self.header_at(position)?;
+            if header.last_offset() >= offset {
+                return Ok(Some(BatchPosition { position, header }));
+            }
+            position += header.size() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Reads whole batches starting with the one holding `offset`: as many as
+    /// fit in `max_bytes` (at least one when `min_one`), none ending at or
+    /// past `max_offset_exclusive`. `None` when no batch qualifies.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+        min_one: bool,
+    ) -> Result<Option<Bytes>, LogError> {
+        let Some(first) = self.find_batch(offset)? else { return Ok(None) };
+        if first.header.next_offset() > max_offset_exclusive {
+            return Ok(None);
+        }
+        let start = first.position;
+        let first_size = first.header.size() as u64;
+        if first_size as usize > max_bytes && !min_one {
+            return Ok(None);
+        }
+        // Read up to max_bytes in one go, then keep only whole batches.
+        let want = (max_bytes as u64).max(first_size).min(self.size - start);
+        let mut buf = BytesMut::zeroed(want as usize);
+        self.log.read_exact_at(&mut buf, start).map_err(LogError::io(&self.log_path))?;
+        let mut end = 0usize;
+        while end + HEADER_SIZE <= buf.len() {
+            let header = BatchHeader::parse(&buf[end..])?;
+            if end + header.size() > buf.len() || header.next_offset() > max_offset_exclusive {
+                break;
+            }
+            end += header.size();
+        }
+        buf.truncate(end);
+        Ok((end > 0).then(|| buf.freeze()))
+    }
+
+    /// Truncates the segment so its last record is below `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset >= self.next_offset {
+            return Ok(());
+        }
+        let position = self.find_batch(offset)?.map_or(self.size, |b| b.position);
+        self.log.set_len(position).map_err(LogError::io(&self.log_path))?;
+        self.size = position;
+        let rel = self.relative(offset);
+        self.index.truncate_to(rel)?;
+        self.time_index.truncate_to(rel)?;
+        // Recompute what the tail tells us.
+        self.next_offset = self.base_offset;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = -1;
+        let mut position = 0;
+        while position < self.size {
+            let h = self.header_at(position)?;
+            self.next_offset = h.next_offset();
+            if h.max_timestamp > self.max_timestamp {
+                self.max_timestamp = h.max_timestamp;
+                self.offset_of_max_timestamp = h.last_offset();
+            }
+            position += h.size() as u64;
+        }
+        Ok(())
+    }
+
+    /// The first record at or after `timestamp` with offset at least
+    /// `min_offset`: (its timestamp, its offset).
+    pub fn find_by_timestamp(&self, timestamp: i64, min_offset: i64) -> Result<Option<(i64, i64)>, LogError> {
+        if self.max_timestamp < timestamp {
+            return Ok(None);
+        }
+        let from_offset = self
+            .time_index
+            .lookup_before(timestamp)
+            .map_or(self.base_offset, |e| self.base_offset + i64::from(e.relative_offset))
+            .max(min_offset);
+        let Some(mut batch) = self.find_batch(from_offset)? else { return Ok(None) };
+        loop {
+            if batch.header.max_timestamp >= timestamp && batch.header.last_offset() >= min_offset {
+                let mut bytes = vec![0u8; batch.header.size()];
+                self.log.read_exact_at(&mut bytes, batch.position).map_err(LogError::io(&self.log_path))?;
+                if let Some(found) = first_record_at_or_after(&bytes, &batch.header, timestamp, min_offset)? {
+                    return Ok(Some(found));
+                }
+            }
+            let next = batch.position + batch.header.size() as u64;
+            if next >= self.size {
+                return Ok(None);
+            }
+            batch = BatchPosition { position: next, header: self.header_at(next)? };
+        }
+    }
+
+    /// Writes index buffers out; fsyncs everything when `sync`.
+    pub fn flush(&mut self, sync: bool) -> Result<(), LogError> {
+        if sync {
+            self.log.sync_data().map_err(LogError::io(&self.log_path))?;
+        }
+        self.index.flush(sync)?;
+        self.time_index.flush(sync)
+    }
+
+    /// Called when a newer segment takes over: records the final largest
+    /// timestamp in the time index and flushes.
+    pub fn seal(&mut self) -> Result<(), LogError> {
+        if self.max_timestamp >= 0 {
+            let rel = self.relative(self.offset_of_max_timestamp);
+            self.time_index.maybe_append(self.max_timestamp, rel)?;
+        }
+        self.flush(true)
+    }
+
+    /// Deletes the segment's files.
+    pub fn delete(self) -> Result<(), LogError> {
+        let dir = self.log_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let (log, index, time) = paths(&dir, self.base_offset);
+        for path in [log, index, time] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LogError::Io { path, source: e }),
+            }
+        }
+        Ok(())
+    }
+
+    /// First offset the segment may hold.
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    /// One past the last offset in the segment.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// Bytes in the `.log` file.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the segment holds no batch.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Largest record timestamp and its offset, if any record.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        (self.offset_of_max_timestamp >= 0).then_some((self.max_timestamp, self.offset_of_max_timestamp))
+    }
+
+    /// Time the segment is rolled by: its first batch's timestamp (or when it
+    /// was first appended to).
+    pub fn rolling_base_ms(&self) -> Option<i64> {
+        self.rolling_base_ms
+    }
+
+    /// The `.log` path.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The offset index (for tests and diagnostics).
+    pub fn offset_index(&self) -> &OffsetIndex {
+        &self.index
+    }
+
+    /// The time index (for tests and diagnostics).
+    pub fn time_index(&self) -> &TimeIndex {
+        &self.time_index
+    }
+}
+
+/// Reads the batch header at `position` of a `.log` file.
+fn read_header(log: &File, path: &Path, position: u64) -> Result<BatchHeader, LogError> {
+    let mut buf = [0u8; HEADER_SIZE];
+    log.read_exact_at(&mut buf, position).map_err(LogError::io(path))?;
+    BatchHeader::parse(&buf)
+}
+
+/// What a segment's sane index files tell without scanning the whole log.
+struct CleanIndexes {
+    index: OffsetIndex,
+    time_index: TimeIndex,
+    next_offset: i64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    rolling_base_ms: Option<i64>,
+}
+
+/// Loads both indexes if present and consistent with the log, walking batch
+/// headers from the last indexed position to confirm the log ends on a batch
+/// boundary; `None` means the segment needs a full recovery.
+fn load_indexes(
+    log: &File,
+    log_path: &Path,
+    size: u64,
+    base_offset: i64,
+    index_path: &Path,
+    time_path: &Path,
+) -> Result<Option<CleanIndexes>, LogError> {
+    let Some(index) = OffsetIndex::load(index_path, size)? else { return Ok(None) };
+    let mut position = index.entries().last().map_or(0, |e| u64::from(e.position));
+    let mut last = None;
+    while position < size {
+        match read_header(log, log_path, position) {
+            Ok(h) if h.magic == MAGIC_V2 && h.batch_length >= (HEADER_SIZE - LOG_OVERHEAD) as i32 => {
+                position += h.size() as u64;
+                last = Some(h);
+            }
+            _ => return Ok(None),
+        }
+    }
+    if position != size {
+        return Ok(None);
+    }
+    let max_relative = last.map_or(0, |h| (h.last_offset() - base_offset).clamp(0, u32::MAX as i64) as u32);
+    let Some(time_index) = TimeIndex::load(time_path, max_relative)? else { return Ok(None) };
+    let (mut max_timestamp, mut offset_of_max_timestamp) =
+        time_index.last().map_or((-1, -1), |t| (t.timestamp, base_offset + i64::from(t.relative_offset)));
+    if let Some(h) = last
+        && h.max_timestamp > max_timestamp
+    {
+        max_timestamp = h.max_timestamp;
+        offset_of_max_timestamp = h.last_offset();
+    }
+    let rolling_base_ms = if size > 0 { Some(read_header(log, log_path, 0)?.max_timestamp) } else { None };
+    Ok(Some(CleanIndexes {
+        index,
+        time_index,
+        next_offset: last.map_or(base_offset, |h| h.next_offset()),
+        max_timestamp,
+        offset_of_max_timestamp,
+        rolling_base_ms,
+    }))
+}
+
+fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf, PathBuf) {
+    let stem = file_stem(base_offset);
+    (dir.join(format!("{stem}.log")), dir.join(format!("{stem}.index")), dir.join(format!("{stem}.timeindex")))
+}
+
+/// Decodes a batch (decompressing if needed) to find the first record with
+/// timestamp ≥ `timestamp` and offset ≥ `min_offset`.
+fn first_record_at_or_after(
+    bytes: &[u8],
+    header: &BatchHeader,
+    timestamp: i64,
+    min_offset: i64,
+) -> Result<Option<(i64, i64)>, LogError> {
+    use kafka_protocol::records::RecordBatchDecoder;
+    let mut buf = Bytes::copy_from_slice(bytes);
+    let set = RecordBatchDecoder::decode(&mut buf)
+        .map_err(|e| LogError::corrupt(format!("decoding stored batch at offset {}: {e}", header.base_offset)))?;
+    let log_append = header.attributes & 0x08 != 0;
+    Ok(set.records.iter().find_map(|r| {
+        let ts = if log_append { header.max_timestamp } else { r.timestamp };
+        (ts >= timestamp && r.offset >= min_offset).then_some((ts, r.offset))
+    }))
+}

@@ -1,0 +1,148 @@
+//! The sparse time index of a segment (`.timeindex`), in Kafka's format:
+//! 12-byte entries of (largest timestamp seen so far, i64; offset relative to
+//! the segment base of the record carrying it, i32), big-endian, with both
+//! fields non-decreasing. An entry is added beside each offset-index entry
+//! when the largest timestamp has grown, and when the segment is rolled.
+//!
+//! Like the offset index it is a cache of the `.log`, rebuilt when damaged.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::error::LogError;
+use super::index::read_if_exists;
+
+const ENTRY_SIZE: usize = 12;
+
+/// One time index entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeIndexEntry {
+    /// Largest timestamp in the segment up to `relative_offset`.
+    pub timestamp: i64,
+    /// Offset (relative) of the record with that timestamp.
+    pub relative_offset: u32,
+}
+
+/// A segment's time index.
+#[derive(Debug)]
+pub struct TimeIndex {
+    path: PathBuf,
+    entries: Vec<TimeIndexEntry>,
+    file: BufWriter<File>,
+}
+
+impl TimeIndex {
+    /// Creates an empty index, replacing any file at `path`.
+    pub fn create(path: &Path) -> Result<TimeIndex, LogError> {
+        let file = OpenOptions::new().create(true).write(true).truncate(true).open(path).map_err(LogError::io(path))?;
+        Ok(TimeIndex { path: path.to_owned(), entries: Vec::new(), file: BufWriter::new(file) })
+    }
+
+    /// Loads the time index at `path` if present and sane; `None` to rebuild.
+    pub fn load(path: &Path, max_relative_offset: u32) -> Result<Option<TimeIndex>, LogError> {
+        let Some(bytes) = read_if_exists(path)? else { return Ok(None) };
+        if bytes.len() % ENTRY_SIZE != 0 {
+            return Ok(None);
+        }
+        let entries: Vec<TimeIndexEntry> = bytes
+            .chunks_exact(ENTRY_SIZE)
+            .map(|c| {
+                let mut ts = [0u8; 8];
+                ts.copy_from_slice(&c[..8]);
+                TimeIndexEntry {
+                    timestamp: i64::from_be_bytes(ts),
+                    relative_offset: u32::from_be_bytes([c[8], c[9], c[10], c[11]]),
+                }
+            })
+            .collect();
+        let ordered = entries
+            .windows(2)
+            .all(|w| w[0].timestamp <= w[1].timestamp && w[0].relative_offset <= w[1].relative_offset);
+        let within = entries.last().is_none_or(|e| e.relative_offset <= max_relative_offset);
+        if !ordered || !within {
+            return Ok(None);
+        }
+        let file = OpenOptions::new().append(true).open(path).map_err(LogError::io(path))?;
+        Ok(Some(TimeIndex { path: path.to_owned(), entries, file: BufWriter::new(file) }))
+    }
+
+    /// Adds an entry if `timestamp` is larger than the last entry's.
+    pub fn maybe_append(&mut self, timestamp: i64, relative_offset: u32) -> Result<(), LogError> {
+        if let Some(last) = self.entries.last()
+            && (timestamp <= last.timestamp || relative_offset < last.relative_offset)
+        {
+            return Ok(());
+        }
+        self.entries.push(TimeIndexEntry { timestamp, relative_offset });
+        let mut buf = [0u8; ENTRY_SIZE];
+        buf[..8].copy_from_slice(&timestamp.to_be_bytes());
+        buf[8..].copy_from_slice(&relative_offset.to_be_bytes());
+        self.file.write_all(&buf).map_err(LogError::io(&self.path))
+    }
+
+    /// The last entry whose timestamp is below `timestamp`: scanning for the
+    /// first record at or after `timestamp` may start at its offset.
+    pub fn lookup_before(&self, timestamp: i64) -> Option<TimeIndexEntry> {
+        let n = self.entries.partition_point(|e| e.timestamp < timestamp);
+        n.checked_sub(1).map(|i| self.entries[i])
+    }
+
+    /// The last entry (largest timestamp).
+    pub fn last(&self) -> Option<TimeIndexEntry> {
+        self.entries.last().copied()
+    }
+
+    /// Drops entries at or beyond `relative_offset`.
+    pub fn truncate_to(&mut self, relative_offset: u32) -> Result<(), LogError> {
+        let keep = self.entries.partition_point(|e| e.relative_offset < relative_offset);
+        if keep == self.entries.len() {
+            return Ok(());
+        }
+        let kept: Vec<_> = self.entries[..keep].to_vec();
+        // Flush first: dropping the old writer must not write stale entries.
+        self.file.flush().map_err(LogError::io(&self.path))?;
+        *self = TimeIndex::create(&self.path)?;
+        for e in kept {
+            self.maybe_append(e.timestamp, e.relative_offset)?;
+        }
+        Ok(())
+    }
+
+    /// All entries.
+    pub fn entries(&self) -> &[TimeIndexEntry] {
+        &self.entries
+    }
+
+    /// Writes buffered entries and optionally syncs.
+    pub fn flush(&mut self, sync: bool) -> Result<(), LogError> {
+        self.file.flush().map_err(LogError::io(&self.path))?;
+        if sync {
+            self.file.get_ref().sync_data().map_err(LogError::io(&self.path))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_only_grow_and_lookups_find_the_last_entry_below() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.timeindex");
+        let mut index = TimeIndex::create(&path).unwrap();
+        index.maybe_append(100, 0).unwrap();
+        index.maybe_append(90, 5).unwrap(); // not larger: skipped
+        index.maybe_append(200, 10).unwrap();
+        index.flush(false).unwrap();
+        assert_eq!(index.entries().len(), 2);
+        assert_eq!(index.lookup_before(100), None);
+        assert_eq!(index.lookup_before(150).unwrap().relative_offset, 0);
+        assert_eq!(index.lookup_before(201).unwrap().relative_offset, 10);
+        let reloaded = TimeIndex::load(&path, 10).unwrap().unwrap();
+        assert_eq!(reloaded.entries(), index.entries());
+        assert!(TimeIndex::load(&path, 9).unwrap().is_none(), "entry beyond the log");
+    }
+}
