@@ -1,1 +1,21 @@
-pub mod x {}
+//! Strom broker: a Kafka-compatible streaming broker.
+//!
+//! The crate is laid out by responsibility:
+//!
+//! - [`config`] — settings from flags, `STROM_*` env and YAML, with Kafka's names.
+//! - [`log`] — the storage engine: segment files, indexes, recovery, retention.
+//! - [`metadata`] — topics, partitions, ids and config overrides (the metadata image).
+//! - [`replica`] — hosted partitions with their leader epoch and high watermark.
+//! - [`broker`] — shared state and the operations that keep metadata and logs in step.
+//! - [`protocol`] — the Kafka wire protocol: framing, codec, connections, API handlers.
+//! - [`metrics`] — Prometheus metrics.
+//! - [`server`] — listeners, housekeeping and shutdown.
+
+pub mod broker;
+pub mod config;
+pub mod log;
+pub mod metadata;
+pub mod metrics;
+pub mod protocol;
+pub mod replica;
+pub mod server;

@@ -1,1 +1,163 @@
-fn main(){}
+//! `strom-broker`: run a Strom broker.
+//!
+//! With no arguments this is a complete single-node cluster: node 0, Kafka on
+//! 0.0.0.0:9092 advertised as localhost:9092, data in `./data`. Settings come
+//! from flags, then `STROM_*` environment variables, then `--config FILE`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use strom_broker::broker::Broker;
+use strom_broker::config::{BrokerConfig, ConfigLayer, split_setting};
+use strom_broker::server;
+
+/// A Kafka-compatible streaming broker.
+#[derive(Debug, Parser)]
+#[command(name = "strom-broker", version, about)]
+struct Cli {
+    /// YAML config file (fields as the flags below, plus `settings:`).
+    #[arg(long, env = "STROM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Broker id [default: 0].
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Data directory [default: ./data].
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Kafka listener, IP:PORT [default: 0.0.0.0:9092].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Address given to clients, HOST:PORT [default: localhost:<listen port>].
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Internal gRPC listener [default: 0.0.0.0:9093].
+    #[arg(long)]
+    internal_listen: Option<String>,
+    /// Internal address other brokers use [default: <advertise host>:<internal port>].
+    #[arg(long)]
+    internal_advertise: Option<String>,
+    /// Metrics and health listener [default: 0.0.0.0:9094].
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// Controller quorum voters, ID@HOST:PORT,... [default: this broker alone].
+    #[arg(long)]
+    voters: Option<String>,
+    /// Rack name for rack-aware replica placement.
+    #[arg(long)]
+    rack: Option<String>,
+    /// A broker setting by its Kafka name, KEY=VALUE (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Log output: text or json [env: STROM_LOG_FORMAT].
+    #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+impl Cli {
+    fn layer(&self) -> anyhow::Result<ConfigLayer> {
+        let mut settings = std::collections::BTreeMap::new();
+        for item in &self.set {
+            let (k, v) = split_setting(item, "--set")?;
+            settings.insert(k, v);
+        }
+        Ok(ConfigLayer {
+            node_id: self.node_id.clone(),
+            data_dir: self.data_dir.clone(),
+            listen: self.listen.clone(),
+            advertise: self.advertise.clone(),
+            internal_listen: self.internal_listen.clone(),
+            internal_advertise: self.internal_advertise.clone(),
+            http_listen: self.http_listen.clone(),
+            voters: self.voters.clone(),
+            rack: self.rack.clone(),
+            settings,
+        })
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<BrokerConfig> {
+    let file = match &cli.config {
+        Some(path) => ConfigLayer::from_file(path)?,
+        None => ConfigLayer::default(),
+    };
+    let env = ConfigLayer::from_env(std::env::vars())?;
+    let origin = match &cli.config {
+        Some(p) => format!("flags, STROM_* environment or {}", p.display()),
+        None => "flags or STROM_* environment".to_string(),
+    };
+    Ok(BrokerConfig::resolve(cli.layer()?.over(env.over(file)), &origin)?)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = load_config(&cli)?;
+    let data_dir = config.data_dir.clone();
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+        .await
+        .context("opening the data dir panicked")?
+        .with_context(|| format!("cannot open data dir {}", data_dir.display()))?;
+    let (kafka, http) = server::bind(&broker).await?;
+    tracing::info!(
+        node_id = broker.config.node_id,
+        listen = %broker.config.listen,
+        advertise = %broker.config.advertise,
+        http = %broker.config.http_listen,
+        data_dir = %broker.config.data_dir.display(),
+        cluster_id = broker.metadata.read().cluster_id(),
+        "strom broker serving"
+    );
+    let token = broker.shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received");
+        token.cancel();
+    });
+    server::serve(broker, kafka, http).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("strom-broker: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("strom-broker: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! Broker configuration: where each setting comes from and what it resolves to.
+//!
+//! Three sources, highest precedence first: command-line flags, `STROM_*`
+//! environment variables, a YAML file given by `--config`; then the built-in
+//! defaults (a complete single-node broker). Kafka-named settings
+//! (`log.segment.bytes`, ...) live in [`settings`]; this module resolves the
+//! process-level ones (node id, addresses, data dir) and hands out the
+//! effective log configuration of a topic.
+//!
+//! Invariant: a [`BrokerConfig`] is fully validated; every error names the
+//! field or setting, the value given and what is allowed.
+
+pub mod settings;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::log::{CleanupPolicy, LogConfig};
+pub use settings::{SettingError, Settings};
+
+/// A configuration value that was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A Kafka-named setting was unknown or invalid.
+    #[error("{source} (from {origin})")]
+    Setting { origin: String, source: SettingError },
+    /// A process-level field had a bad value.
+    #[error("invalid {field} `{value}` (from {origin}): {expected}")]
+    Field { field: &'static str, value: String, origin: String, expected: String },
+    /// The YAML config file could not be read or parsed.
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+/// A host name or address with a port, as given to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// A controller quorum voter: its node id and internal address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    /// Node id of the voter.
+    pub node_id: i32,
+    /// Its internal (gRPC) address.
+    pub address: HostPort,
+}
+
+/// Every process-level field as it may come from one source; `None` is unset.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigLayer {
+    /// `--node-id`
+    pub node_id: Option<String>,
+    /// `--data-dir`
+    pub data_dir: Option<String>,
+    /// `--listen`
+    pub listen: Option<String>,
+    /// `--advertise`
+    pub advertise: Option<String>,
+    /// `--internal-listen`
+    pub internal_listen: Option<String>,
+    /// `--internal-advertise`
+    pub internal_advertise: Option<String>,
+    /// `--http-listen`
+    pub http_listen: Option<String>,
+    /// `--voters`
+    pub voters: Option<String>,
+    /// `--rack`
+    pub rack: Option<String>,
+    /// Kafka-named settings (`--set KEY=VALUE`).
+    #[serde(default, deserialize_with = "settings_map")]
+    pub settings: BTreeMap<String, String>,
+}
+
+fn settings_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw: BTreeMap<String, serde_yaml::Value> = BTreeMap::deserialize(d)?;
+    let mut out = BTreeMap::new();
+    for (k, v) in raw {
+        let text = match v {
+            serde_yaml::Value::String(s) => s,
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::Bool(b) => b.to_string(),
+            serde_yaml::Value::Sequence(items) => items
+                .iter()
+                .map(|i| serde_yaml::to_string(i).map(|s| s.trim().to_string()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(serde::de::Error::custom)?
+                .join(","),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "setting `{k}` has a value of an unsupported kind ({other:?}); use a string, number, boolean or list"
+                )));
+            }
+        };
+        out.insert(k, text);
+    }
+    Ok(out)
+}
+
+impl ConfigLayer {
+    /// Reads a YAML config file.
+    pub fn from_file(path: &Path) -> Result<ConfigLayer, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::File { path: path.to_path_buf(), reason: e.to_string() })?;
+        serde_yaml::from_str(&text).map_err(|e| ConfigError::File { path: path.to_path_buf(), reason: e.to_string() })
+    }
+
+    /// Reads the `STROM_*` environment variables from `vars`.
+    ///
+    /// `STROM_SET` holds whitespace-separated `KEY=VALUE` settings.
+    pub fn from_env<I: IntoIterator<Item = (String, String)>>(vars: I) -> Result<ConfigLayer, ConfigError> {
+        let mut layer = ConfigLayer::default();
+        for (key, value) in vars {
+            let slot = match key.as_str() {
+                "STROM_NODE_ID" => &mut layer.node_id,
+                "STROM_DATA_DIR" => &mut layer.data_dir,
+                "STROM_LISTEN" => &mut layer.listen,
+                "STROM_ADVERTISE" => &mut layer.advertise,
+                "STROM_INTERNAL_LISTEN" => &mut layer.internal_listen,
+                "STROM_INTERNAL_ADVERTISE" => &mut layer.internal_advertise,
+                "STROM_HTTP_LISTEN" => &mut layer.http_listen,
+                "STROM_VOTERS" => &mut layer.voters,
+                "STROM_RACK" => &mut layer.rack,
+                "STROM_SET" => {
+                    for item in value.split_whitespace() {
+                        let (k, v) = split_setting(item, "STROM_SET")?;
+                        layer.settings.insert(k, v);
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        Ok(layer)
+    }
+
+    /// Lays `self` over `lower`: a field set here wins.
+    pub fn over(self, lower: ConfigLayer) -> ConfigLayer {
+        let mut settings = lower.settings;
+        settings.extend(self.settings);
+        ConfigLayer {
+            node_id: self.node_id.or(lower.node_id),
+            data_dir: self.data_dir.or(lower.data_dir),
+            listen: self.listen.or(lower.listen),
+            advertise: self.advertise.or(lower.advertise),
+            internal_listen: self.internal_listen.or(lower.internal_listen),
+            internal_advertise: self.internal_advertise.or(lower.internal_advertise),
+            http_listen: self.http_listen.or(lower.http_listen),
+            voters: self.voters.or(lower.voters),
+            rack: self.rack.or(lower.rack),
+            settings,
+        }
+    }
+}
+
+/// Splits `KEY=VALUE`, naming `origin` when it is malformed.
+pub fn split_setting(item: &str, origin: &str) -> Result<(String, String), ConfigError> {
+    match item.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(ConfigError::Field {
+            field: "setting",
+            value: item.to_string(),
+            origin: origin.to_string(),
+            expected: "expected KEY=VALUE, e.g. log.retention.ms=86400000".to_string(),
+        }),
+    }
+}
+
+/// The broker's complete, validated configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Broker id (on Kubernetes: the pod ordinal).
+    pub node_id: i32,
+    /// Where partition logs and metadata live.
+    pub data_dir: PathBuf,
+    /// Kafka listener address.
+    pub listen: SocketAddr,
+    /// Address given to clients in metadata.
+    pub advertise: HostPort,
+    /// gRPC listener for the quorum, replication and the admin API.
+    pub internal_listen: SocketAddr,
+    /// Address other brokers use to reach this one's gRPC listener.
+    pub internal_advertise: HostPort,
+    /// HTTP listener for `/metrics`, `/healthz`, `/readyz`.
+    pub http_listen: SocketAddr,
+    /// Controller quorum voters; empty means a single-node quorum of this broker.
+    pub voters: Vec<Voter>,
+    /// Rack name for rack-aware placement.
+    pub rack: Option<String>,
+    /// Kafka-named broker settings.
+    pub settings: Settings,
+}
+
+fn field_err(field: &'static str, value: &str, origin: &str, expected: &str) -> ConfigError {
+    ConfigError::Field { field, value: value.to_string(), origin: origin.to_string(), expected: expected.to_string() }
+}
+
+fn parse_socket(field: &'static str, value: &str, origin: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| field_err(field, value, origin, "expected IP:PORT to bind, e.g. 0.0.0.0:9092 or 127.0.0.1:9092"))
+}
+
+fn parse_host_port(field: &'static str, value: &str, origin: &str) -> Result<HostPort, ConfigError> {
+    let bad = || field_err(field, value, origin, "expected HOST:PORT with a port from 1 to 65535, e.g. localhost:9092");
+    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok(HostPort { host: host.to_string(), port })
+}
+
+fn parse_voters(value: &str, origin: &str) -> Result<Vec<Voter>, ConfigError> {
+    let mut voters = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad =
+            || field_err("voters", value, origin, "expected ID@HOST:PORT,... e.g. 0@broker-0:9093,1@broker-1:9093");
+        let (id, addr) = item.split_once('@').ok_or_else(bad)?;
+        let node_id: i32 = id.parse().map_err(|_| bad())?;
+        let address = parse_host_port("voters", addr, origin).map_err(|_| bad())?;
+        if voters.iter().any(|v: &Voter| v.node_id == node_id) {
+            return Err(field_err("voters", value, origin, "each voter id may appear once"));
+        }
+        voters.push(Voter { node_id, address });
+    }
+    Ok(voters)
+}
+
+impl BrokerConfig {
+    /// Resolves a merged layer (flags over env over file) into a validated config.
+    ///
+    /// `origin` names where values came from, for error messages.
+    pub fn resolve(layer: ConfigLayer, origin: &str) -> Result<BrokerConfig, ConfigError> {
+        let node_id = match &layer.node_id {
+            Some(v) => v
+                .trim()
+                .parse::<i32>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| field_err("node-id", v, origin, "expected an integer from 0 to 2147483647"))?,
+            None => 0,
+        };
+        let listen = parse_socket("listen", layer.listen.as_deref().unwrap_or("0.0.0.0:9092"), origin)?;
+        let advertise = match &layer.advertise {
+            Some(v) => parse_host_port("advertise", v, origin)?,
+            None => HostPort { host: "localhost".into(), port: listen.port() },
+        };
+        let internal_listen =
+            parse_socket("internal-listen", layer.internal_listen.as_deref().unwrap_or("0.0.0.0:9093"), origin)?;
+        let internal_advertise = match &layer.internal_advertise {
+            Some(v) => parse_host_port("internal-advertise", v, origin)?,
+            None => HostPort { host: advertise.host.clone(), port: internal_listen.port() },
+        };
+        let http_listen = parse_socket("http-listen", layer.http_listen.as_deref().unwrap_or("0.0.0.0:9094"), origin)?;
+        let voters = match &layer.voters {
+            Some(v) => parse_voters(v, origin)?,
+            None => Vec::new(),
+        };
+        let rack = layer.rack.filter(|r| !r.trim().is_empty());
+        let data_dir = PathBuf::from(layer.data_dir.unwrap_or_else(|| "./data".to_string()));
+        let mut settings = Settings::broker_defaults();
+        for (k, v) in &layer.settings {
+            settings.set(k, v).map_err(|source| ConfigError::Setting { origin: origin.to_string(), source })?;
+        }
+        Ok(BrokerConfig {
+            node_id,
+            data_dir,
+            listen,
+            advertise,
+            internal_listen,
+            internal_advertise,
+            http_listen,
+            voters,
+            rack,
+            settings,
+        })
+    }
+
+    /// The broker's effective value for a topic setting's broker synonym,
+    /// following Kafka's ms > minutes > hours precedence for retention and roll.
+    pub fn broker_value(&self, broker_setting: &str) -> String {
+        let s = &self.settings;
+        match broker_setting {
+            "log.retention.ms" => {
+                if let Some(v) = s.explicit("log.retention.ms") {
+                    v.to_string()
+                } else if let Some(m) = s.explicit("log.retention.minutes") {
+                    minutes_to_ms(m.parse().unwrap_or(0))
+                } else {
+                    let h = s.long("log.retention.hours");
+                    if h < 0 { "-1".into() } else { (h * 3_600_000).to_string() }
+                }
+            }
+            "log.roll.ms" => match s.explicit("log.roll.ms") {
+                Some(v) => v.to_string(),
+                None => (s.long("log.roll.hours") * 3_600_000).to_string(),
+            },
+            other => s.get(other).to_string(),
+        }
+    }
+
+    /// A topic setting's effective value and whether the topic overrides it.
+    pub fn topic_value(&self, overrides: &Settings, name: &str) -> (String, bool) {
+        if let Some(v) = overrides.explicit(name) {
+            return (v.to_string(), true);
+        }
+        match settings::find(settings::TOPIC_SETTINGS, name) {
+            Some(def) => match def.broker_synonym {
+                Some(syn) => (self.broker_value(syn), false),
+                None => (def.default.to_string(), false),
+            },
+            None => (String::new(), false),
+        }
+    }
+
+    /// The log configuration of a topic with the given overrides.
+    pub fn log_config(&self, overrides: &Settings) -> LogConfig {
+        let long = |name: &str| self.topic_value(overrides, name).0.parse::<i64>().unwrap_or_default();
+        let policy = self.topic_value(overrides, "cleanup.policy").0;
+        let cleanup_policy = match (policy.contains("delete"), policy.contains("compact")) {
+            (true, true) => CleanupPolicy::DeleteAndCompact,
+            (false, true) => CleanupPolicy::Compact,
+            _ => CleanupPolicy::Delete,
+        };
+        LogConfig {
+            segment_bytes: long("segment.bytes").max(14) as u64,
+            segment_ms: long("segment.ms"),
+            retention_ms: long("retention.ms"),
+            retention_bytes: long("retention.bytes"),
+            index_interval_bytes: long("index.interval.bytes").clamp(0, u32::MAX as i64) as u32,
+            max_message_bytes: long("max.message.bytes").clamp(0, u32::MAX as i64) as u32,
+            cleanup_policy,
+            flush_messages: long("flush.messages").max(1) as u64,
+            flush_ms: long("flush.ms"),
+            message_timestamp_type_log_append: self.topic_value(overrides, "message.timestamp.type").0
+                == "LogAppendTime",
+        }
+    }
+}
+
+fn minutes_to_ms(minutes: i64) -> String {
+    if minutes < 0 { "-1".into() } else { (minutes * 60_000).to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(pairs: &[(&str, &str)]) -> ConfigLayer {
+        ConfigLayer::from_env(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    }
+
+    #[test]
+    fn no_arguments_give_the_single_node_defaults() {
+        let c = BrokerConfig::resolve(ConfigLayer::default(), "defaults").unwrap();
+        assert_eq!(c.node_id, 0);
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9092");
+        assert_eq!(c.advertise.to_string(), "localhost:9092");
+        assert_eq!(c.internal_advertise.to_string(), "localhost:9093");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(c.voters.is_empty());
+    }
+
+    #[test]
+    fn flags_win_over_env_and_env_over_file() {
+        let file: ConfigLayer =
+            serde_yaml::from_str("node-id: 1\nrack: a\nsettings:\n  num.partitions: 4\n  log.retention.ms: 5\n")
+                .unwrap();
+        let env = layer(&[("STROM_NODE_ID", "2"), ("STROM_SET", "num.partitions=6")]);
+        let flags = ConfigLayer { node_id: Some("3".into()), ..Default::default() };
+        let c = BrokerConfig::resolve(flags.over(env.over(file)), "test").unwrap();
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.rack.as_deref(), Some("a"));
+        assert_eq!(c.settings.long("num.partitions"), 6);
+        assert_eq!(c.settings.long("log.retention.ms"), 5);
+    }
+
+    #[test]
+    fn unknown_file_field_is_refused() {
+        let err = serde_yaml::from_str::<ConfigLayer>("node_idd: 1\n").unwrap_err();
+        assert!(err.to_string().contains("node_idd"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_field_value_and_allowed() {
+        let e = BrokerConfig::resolve(layer(&[("STROM_LISTEN", "localhost")]), "env").unwrap_err();
+        assert!(e.to_string().contains("invalid listen `localhost` (from env)"), "{e}");
+        let e = BrokerConfig::resolve(layer(&[("STROM_NODE_ID", "-4")]), "env").unwrap_err();
+        assert!(e.to_string().contains("node-id `-4`"), "{e}");
+        let e = BrokerConfig::resolve(layer(&[("STROM_VOTERS", "0@a:1,x")]), "env").unwrap_err();
+        assert!(e.to_string().contains("ID@HOST:PORT"), "{e}");
+        let e = BrokerConfig::resolve(layer(&[("STROM_SET", "num.partitions=0")]), "env").unwrap_err();
+        assert!(e.to_string().contains("`num.partitions`"), "{e}");
+        assert!(ConfigLayer::from_env([("STROM_SET".to_string(), "novalue".to_string())]).is_err());
+    }
+
+    #[test]
+    fn retention_follows_kafka_precedence() {
+        let c = BrokerConfig::resolve(layer(&[("STROM_SET", "log.retention.hours=1")]), "t").unwrap();
+        assert_eq!(c.log_config(&Settings::topic_overrides()).retention_ms, 3_600_000);
+        let c = BrokerConfig::resolve(layer(&[("STROM_SET", "log.retention.hours=1 log.retention.minutes=2")]), "t")
+            .unwrap();
+        assert_eq!(c.log_config(&Settings::topic_overrides()).retention_ms, 120_000);
+        let mut topic = Settings::topic_overrides();
+        topic.set("retention.ms", "7").unwrap();
+        assert_eq!(c.log_config(&topic).retention_ms, 7);
+        assert_eq!(c.topic_value(&topic, "retention.ms"), ("7".to_string(), true));
+        assert_eq!(c.topic_value(&topic, "segment.ms"), ("604800000".to_string(), false));
+    }
+
+    #[test]
+    fn voters_parse() {
+        let c = BrokerConfig::resolve(layer(&[("STROM_VOTERS", "0@a:9093, 1@b:9093")]), "t").unwrap();
+        assert_eq!(c.voters.len(), 2);
+        assert_eq!(c.voters[1].address.to_string(), "b:9093");
+    }
+}

@@ -1,0 +1,564 @@
+//! The table of Kafka-named settings Strom understands, and their validation.
+//!
+//! Every setting keeps Apache Kafka's name, type, default and meaning, so a
+//! Kafka user already knows them. Two tables exist: broker settings (set at
+//! start from the config file, `--set` or `STROM_SET`) and topic settings (set
+//! per topic by CreateTopics / IncrementalAlterConfigs). A topic setting may take
+//! its default from a broker setting (`retention.ms` from `log.retention.ms`),
+//! exactly as in Kafka.
+//!
+//! Invariant: a [`Settings`] value only ever holds known names with values that
+//! parsed and passed their range check, so typed getters cannot fail on input.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What kind of value a setting takes, with its allowed range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingKind {
+    /// A 32-bit integer within `[min, max]`.
+    Int { min: i64, max: i64 },
+    /// A 64-bit integer within `[min, max]`.
+    Long { min: i64, max: i64 },
+    /// `true` or `false`.
+    Bool,
+    /// One of a fixed set of words.
+    Enum(&'static [&'static str]),
+    /// A comma-separated, non-empty subset of a fixed set of words.
+    List(&'static [&'static str]),
+}
+
+impl SettingKind {
+    /// Kafka's DescribeConfigs `config_type` code for this kind.
+    pub fn kafka_config_type(&self) -> i8 {
+        match self {
+            SettingKind::Bool => 1,
+            SettingKind::Enum(_) => 2,
+            SettingKind::Int { .. } => 3,
+            SettingKind::Long { .. } => 5,
+            SettingKind::List(_) => 7,
+        }
+    }
+}
+
+/// One known setting: its Kafka name, kind, default and a line of doc.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingDef {
+    /// Kafka's name for the setting.
+    pub name: &'static str,
+    /// Type and range.
+    pub kind: SettingKind,
+    /// Kafka's default, as text. For topic settings with a `broker_synonym`
+    /// the broker setting's value takes precedence.
+    pub default: &'static str,
+    /// For a topic setting, the broker setting that supplies its default.
+    pub broker_synonym: Option<&'static str>,
+    /// One line on what it does.
+    pub doc: &'static str,
+}
+
+const I32: (i64, i64) = (i32::MIN as i64, i32::MAX as i64);
+const fn int(min: i64, max: i64) -> SettingKind {
+    SettingKind::Int { min, max }
+}
+const fn long(min: i64) -> SettingKind {
+    SettingKind::Long { min, max: i64::MAX }
+}
+const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
+const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+
+/// Broker-level settings, as in Kafka's `server.properties`.
+pub const BROKER_SETTINGS: &[SettingDef] = &[
+    SettingDef {
+        name: "log.segment.bytes",
+        kind: int(14, I32.1),
+        default: "1073741824",
+        broker_synonym: None,
+        doc: "Maximum size of a single log segment file.",
+    },
+    SettingDef {
+        name: "log.roll.ms",
+        kind: long(1),
+        default: "604800000",
+        broker_synonym: None,
+        doc: "Time after which a new segment is rolled even if the active one is not full (wins over log.roll.hours).",
+    },
+    SettingDef {
+        name: "log.roll.hours",
+        kind: int(1, I32.1),
+        default: "168",
+        broker_synonym: None,
+        doc: "As log.roll.ms, in hours; used when log.roll.ms is not set.",
+    },
+    SettingDef {
+        name: "log.retention.ms",
+        kind: long(-1),
+        default: "604800000",
+        broker_synonym: None,
+        doc: "How long to keep a segment before deleting it; -1 keeps forever (wins over minutes and hours).",
+    },
+    SettingDef {
+        name: "log.retention.minutes",
+        kind: int(-1, I32.1),
+        default: "10080",
+        broker_synonym: None,
+        doc: "As log.retention.ms, in minutes; used when log.retention.ms is not set.",
+    },
+    SettingDef {
+        name: "log.retention.hours",
+        kind: int(-1, I32.1),
+        default: "168",
+        broker_synonym: None,
+        doc: "As log.retention.ms, in hours; used when neither ms nor minutes is set.",
+    },
+    SettingDef {
+        name: "log.retention.bytes",
+        kind: long(-1),
+        default: "-1",
+        broker_synonym: None,
+        doc: "Maximum size of a partition's log before old segments are deleted; -1 is unlimited.",
+    },
+    SettingDef {
+        name: "log.retention.check.interval.ms",
+        kind: long(1),
+        default: "300000",
+        broker_synonym: None,
+        doc: "How often retention and time-based segment rolls are checked.",
+    },
+    SettingDef {
+        name: "log.index.interval.bytes",
+        kind: int(0, I32.1),
+        default: "4096",
+        broker_synonym: None,
+        doc: "Bytes of log between two entries of the offset and time indexes.",
+    },
+    SettingDef {
+        name: "log.cleanup.policy",
+        kind: SettingKind::List(CLEANUP_POLICIES),
+        default: "delete",
+        broker_synonym: None,
+        doc: "Default cleanup policy of topics: delete, compact or both.",
+    },
+    SettingDef {
+        name: "log.message.timestamp.type",
+        kind: SettingKind::Enum(TIMESTAMP_TYPES),
+        default: "CreateTime",
+        broker_synonym: None,
+        doc: "Whether record timestamps are the producer's (CreateTime) or the broker's (LogAppendTime).",
+    },
+    SettingDef {
+        name: "log.flush.interval.messages",
+        kind: long(1),
+        default: "9223372036854775807",
+        broker_synonym: None,
+        doc: "Records appended to a partition before its log is fsynced.",
+    },
+    SettingDef {
+        name: "log.flush.interval.ms",
+        kind: long(0),
+        default: "9223372036854775807",
+        broker_synonym: None,
+        doc: "Milliseconds a record may stay unflushed before its log is fsynced.",
+    },
+    SettingDef {
+        name: "message.max.bytes",
+        kind: int(0, I32.1),
+        default: "1048588",
+        broker_synonym: None,
+        doc: "Largest record batch the broker accepts (topic default for max.message.bytes).",
+    },
+    SettingDef {
+        name: "num.partitions",
+        kind: int(1, I32.1),
+        default: "1",
+        broker_synonym: None,
+        doc: "Partitions of an automatically created topic, or of one created with -1 partitions.",
+    },
+    SettingDef {
+        name: "default.replication.factor",
+        kind: int(1, i16::MAX as i64),
+        default: "1",
+        broker_synonym: None,
+        doc: "Replication factor of automatically created topics.",
+    },
+    SettingDef {
+        name: "min.insync.replicas",
+        kind: int(1, I32.1),
+        default: "1",
+        broker_synonym: None,
+        doc: "Replicas that must be in sync for an acks=all produce to succeed.",
+    },
+    SettingDef {
+        name: "auto.create.topics.enable",
+        kind: SettingKind::Bool,
+        default: "true",
+        broker_synonym: None,
+        doc: "Create a topic when a client asks for metadata of one that does not exist.",
+    },
+    SettingDef {
+        name: "delete.topic.enable",
+        kind: SettingKind::Bool,
+        default: "true",
+        broker_synonym: None,
+        doc: "Allow DeleteTopics.",
+    },
+    SettingDef {
+        name: "unclean.leader.election.enable",
+        kind: SettingKind::Bool,
+        default: "false",
+        broker_synonym: None,
+        doc: "Allow a replica outside the ISR to become leader (may lose records).",
+    },
+    SettingDef {
+        name: "replica.lag.time.max.ms",
+        kind: long(0),
+        default: "30000",
+        broker_synonym: None,
+        doc: "A follower that has not caught up for this long leaves the ISR.",
+    },
+    SettingDef {
+        name: "socket.request.max.bytes",
+        kind: int(1, I32.1),
+        default: "104857600",
+        broker_synonym: None,
+        doc: "Largest request frame accepted; a larger one closes the connection.",
+    },
+    SettingDef {
+        name: "max.connections",
+        kind: int(0, I32.1),
+        default: "2147483647",
+        broker_synonym: None,
+        doc: "Most client connections open at once; more are refused.",
+    },
+];
+
+/// Topic-level settings, as set by `kafka-configs --entity-type topics`.
+pub const TOPIC_SETTINGS: &[SettingDef] = &[
+    SettingDef {
+        name: "cleanup.policy",
+        kind: SettingKind::List(CLEANUP_POLICIES),
+        default: "delete",
+        broker_synonym: Some("log.cleanup.policy"),
+        doc: "delete: drop old segments by retention; compact: keep the latest record per key.",
+    },
+    SettingDef {
+        name: "retention.ms",
+        kind: long(-1),
+        default: "604800000",
+        broker_synonym: Some("log.retention.ms"),
+        doc: "How long to keep a segment; -1 keeps forever.",
+    },
+    SettingDef {
+        name: "retention.bytes",
+        kind: long(-1),
+        default: "-1",
+        broker_synonym: Some("log.retention.bytes"),
+        doc: "Maximum size of a partition's log; -1 is unlimited.",
+    },
+    SettingDef {
+        name: "segment.bytes",
+        kind: int(14, I32.1),
+        default: "1073741824",
+        broker_synonym: Some("log.segment.bytes"),
+        doc: "Maximum size of a segment file.",
+    },
+    SettingDef {
+        name: "segment.ms",
+        kind: long(1),
+        default: "604800000",
+        broker_synonym: Some("log.roll.ms"),
+        doc: "Time after which the active segment is rolled.",
+    },
+    SettingDef {
+        name: "index.interval.bytes",
+        kind: int(0, I32.1),
+        default: "4096",
+        broker_synonym: Some("log.index.interval.bytes"),
+        doc: "Bytes of log between index entries.",
+    },
+    SettingDef {
+        name: "max.message.bytes",
+        kind: int(0, I32.1),
+        default: "1048588",
+        broker_synonym: Some("message.max.bytes"),
+        doc: "Largest record batch accepted for this topic.",
+    },
+    SettingDef {
+        name: "message.timestamp.type",
+        kind: SettingKind::Enum(TIMESTAMP_TYPES),
+        default: "CreateTime",
+        broker_synonym: Some("log.message.timestamp.type"),
+        doc: "CreateTime or LogAppendTime.",
+    },
+    SettingDef {
+        name: "min.insync.replicas",
+        kind: int(1, I32.1),
+        default: "1",
+        broker_synonym: Some("min.insync.replicas"),
+        doc: "In-sync replicas needed for acks=all.",
+    },
+    SettingDef {
+        name: "flush.messages",
+        kind: long(1),
+        default: "9223372036854775807",
+        broker_synonym: Some("log.flush.interval.messages"),
+        doc: "Records between fsyncs of the log.",
+    },
+    SettingDef {
+        name: "flush.ms",
+        kind: long(0),
+        default: "9223372036854775807",
+        broker_synonym: Some("log.flush.interval.ms"),
+        doc: "Milliseconds between fsyncs of the log.",
+    },
+    SettingDef {
+        name: "unclean.leader.election.enable",
+        kind: SettingKind::Bool,
+        default: "false",
+        broker_synonym: Some("unclean.leader.election.enable"),
+        doc: "Allow a replica outside the ISR to become leader.",
+    },
+    SettingDef {
+        name: "compression.type",
+        kind: SettingKind::Enum(&["producer"]),
+        default: "producer",
+        broker_synonym: None,
+        doc: "Batches are stored as the producer compressed them (recompression is not supported).",
+    },
+];
+
+/// A setting name or value that was refused, saying which and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    /// The name is not a setting Strom knows.
+    #[error("unknown {scope} setting `{name}`{hint}")]
+    Unknown { scope: &'static str, name: String, hint: String },
+    /// The value does not fit the setting's type or range.
+    #[error("invalid value `{value}` for setting `{name}`: expected {expected}")]
+    Invalid { name: String, value: String, expected: String },
+}
+
+fn describe_expected(kind: &SettingKind) -> String {
+    match kind {
+        SettingKind::Int { min, max } | SettingKind::Long { min, max } => {
+            if *max == i64::MAX {
+                format!("an integer >= {min}")
+            } else {
+                format!("an integer from {min} to {max}")
+            }
+        }
+        SettingKind::Bool => "true or false".to_string(),
+        SettingKind::Enum(words) => format!("one of {}", words.join(", ")),
+        SettingKind::List(words) => {
+            format!("a comma-separated list of {}", words.join(", "))
+        }
+    }
+}
+
+/// Checks `value` against `def`, returning its normalised text.
+pub fn validate(def: &SettingDef, value: &str) -> Result<String, SettingError> {
+    let invalid = || SettingError::Invalid {
+        name: def.name.to_string(),
+        value: value.to_string(),
+        expected: describe_expected(&def.kind),
+    };
+    let trimmed = value.trim();
+    match def.kind {
+        SettingKind::Int { min, max } | SettingKind::Long { min, max } => {
+            let n: i64 = trimmed.parse().map_err(|_| invalid())?;
+            if n < min || n > max {
+                return Err(invalid());
+            }
+            Ok(n.to_string())
+        }
+        SettingKind::Bool => match trimmed.to_ascii_lowercase().as_str() {
+            "true" => Ok("true".into()),
+            "false" => Ok("false".into()),
+            _ => Err(invalid()),
+        },
+        SettingKind::Enum(words) => {
+            words.iter().find(|w| w.eq_ignore_ascii_case(trimmed)).map(|w| w.to_string()).ok_or_else(invalid)
+        }
+        SettingKind::List(words) => {
+            let mut items = Vec::new();
+            for item in trimmed.split(',').map(str::trim) {
+                let word = words.iter().find(|w| w.eq_ignore_ascii_case(item)).ok_or_else(invalid)?;
+                if !items.contains(word) {
+                    items.push(*word);
+                }
+            }
+            Ok(items.join(","))
+        }
+    }
+}
+
+/// Finds a definition by name in a table.
+pub fn find(table: &'static [SettingDef], name: &str) -> Option<&'static SettingDef> {
+    table.iter().find(|d| d.name == name)
+}
+
+fn unknown(scope: &'static str, table: &'static [SettingDef], name: &str) -> SettingError {
+    // Suggest a known name sharing the longest dotted prefix, the usual typo.
+    let best = table
+        .iter()
+        .map(|d| {
+            let common = d.name.split('.').zip(name.split('.')).take_while(|(a, b)| a == b).count();
+            (common, d.name)
+        })
+        .max_by_key(|(c, _)| *c)
+        .filter(|(c, _)| *c > 0);
+    let hint = match best {
+        Some((_, n)) => format!(" (did you mean `{n}`? all settings are listed in docs/CONFIGURATION.md)"),
+        None => " (all settings are listed in docs/CONFIGURATION.md)".to_string(),
+    };
+    SettingError::Unknown { scope, name: name.to_string(), hint }
+}
+
+/// A validated set of explicitly given settings over one table's defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    table: &'static [SettingDef],
+    scope: &'static str,
+    explicit: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// Broker settings with nothing set explicitly.
+    pub fn broker_defaults() -> Settings {
+        Settings { table: BROKER_SETTINGS, scope: "broker", explicit: BTreeMap::new() }
+    }
+
+    /// Topic settings with nothing set explicitly (overrides only).
+    pub fn topic_overrides() -> Settings {
+        Settings { table: TOPIC_SETTINGS, scope: "topic", explicit: BTreeMap::new() }
+    }
+
+    /// Sets `name` to `value` after checking both; on error nothing changes.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), SettingError> {
+        let def = find(self.table, name).ok_or_else(|| unknown(self.scope, self.table, name))?;
+        let normalised = validate(def, value)?;
+        self.explicit.insert(def.name.to_string(), normalised);
+        Ok(())
+    }
+
+    /// Removes an explicit value so the default applies again.
+    pub fn unset(&mut self, name: &str) -> Result<(), SettingError> {
+        let def = find(self.table, name).ok_or_else(|| unknown(self.scope, self.table, name))?;
+        self.explicit.remove(def.name);
+        Ok(())
+    }
+
+    /// The explicitly set value of `name`, if any.
+    pub fn explicit(&self, name: &str) -> Option<&str> {
+        self.explicit.get(name).map(String::as_str)
+    }
+
+    /// All explicitly set (name, value) pairs.
+    pub fn explicit_entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.explicit.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The value of `name`: the explicit one or the table default.
+    ///
+    /// `name` must be in the table; asking for another is a programming
+    /// error caught by the tests, answered with an empty string.
+    pub fn get(&self, name: &str) -> &str {
+        if let Some(v) = self.explicit.get(name) {
+            return v;
+        }
+        find(self.table, name).map(|d| d.default).unwrap_or("")
+    }
+
+    /// The value of an integer setting.
+    pub fn long(&self, name: &str) -> i64 {
+        self.get(name).parse().unwrap_or_default()
+    }
+
+    /// The value of a boolean setting.
+    pub fn bool(&self, name: &str) -> bool {
+        self.get(name) == "true"
+    }
+
+    /// The table this value set is checked against.
+    pub fn table(&self) -> &'static [SettingDef] {
+        self.table
+    }
+}
+
+impl fmt::Display for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (k, v) in &self.explicit {
+            writeln!(f, "{k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_passes_its_own_validation() {
+        for def in BROKER_SETTINGS.iter().chain(TOPIC_SETTINGS) {
+            assert_eq!(validate(def, def.default).as_deref(), Ok(def.default), "{}", def.name);
+        }
+    }
+
+    #[test]
+    fn every_setting_is_documented() {
+        let doc = include_str!("../../../docs/CONFIGURATION.md");
+        for def in BROKER_SETTINGS.iter().chain(TOPIC_SETTINGS) {
+            let row = format!("| `{}` |", def.name);
+            assert!(doc.contains(&row), "docs/CONFIGURATION.md lacks a row for {}", def.name);
+        }
+    }
+
+    #[test]
+    fn every_topic_synonym_names_a_broker_setting() {
+        for def in TOPIC_SETTINGS {
+            if let Some(syn) = def.broker_synonym {
+                assert!(find(BROKER_SETTINGS, syn).is_some(), "{} -> {syn}", def.name);
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_setting_is_refused_with_a_suggestion() {
+        let mut s = Settings::broker_defaults();
+        let err = s.set("log.segment.byte", "100").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`log.segment.byte`"), "{msg}");
+        assert!(msg.contains("did you mean `log.segment.bytes`"), "{msg}");
+    }
+
+    #[test]
+    fn out_of_range_value_names_setting_value_and_range() {
+        let mut s = Settings::broker_defaults();
+        let msg = s.set("log.segment.bytes", "10").unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "invalid value `10` for setting `log.segment.bytes`: expected an integer from 14 to 2147483647"
+        );
+        assert_eq!(s.long("log.segment.bytes"), 1073741824, "nothing changed");
+    }
+
+    #[test]
+    fn values_are_normalised() {
+        let mut s = Settings::topic_overrides();
+        s.set("cleanup.policy", "Compact, delete").unwrap();
+        assert_eq!(s.get("cleanup.policy"), "compact,delete");
+        s.set("message.timestamp.type", "logappendtime").unwrap();
+        assert_eq!(s.get("message.timestamp.type"), "LogAppendTime");
+        assert!(s.set("cleanup.policy", "shred").is_err());
+    }
+
+    #[test]
+    fn bool_and_long_getters_read_defaults_and_overrides() {
+        let mut s = Settings::broker_defaults();
+        assert!(s.bool("auto.create.topics.enable"));
+        s.set("auto.create.topics.enable", "FALSE").unwrap();
+        assert!(!s.bool("auto.create.topics.enable"));
+        assert_eq!(s.long("log.retention.bytes"), -1);
+    }
+}

@@ -1,0 +1,130 @@
+//! The running broker: listeners, background housekeeping and shutdown.
+//!
+//! [`run`] binds the Kafka and HTTP listeners, serves until the broker's
+//! shutdown token is cancelled, then stops accepting, lets open connections
+//! finish their queued responses, and flushes every log before returning.
+//! Connections beyond `max.connections` are closed at accept.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::broker::{Broker, now_ms};
+use crate::protocol::connection::serve_connection;
+
+/// The addresses a started broker listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddresses {
+    /// Kafka listener.
+    pub kafka: SocketAddr,
+    /// HTTP listener.
+    pub http: SocketAddr,
+}
+
+/// Binds the listeners; the broker then serves with [`serve`].
+pub async fn bind(broker: &Broker) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let kafka = TcpListener::bind(broker.config.listen)
+        .await
+        .with_context(|| format!("cannot listen for Kafka clients on {} (--listen)", broker.config.listen))?;
+    let http = TcpListener::bind(broker.config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {} (--http-listen)", broker.config.http_listen))?;
+    Ok((kafka, http))
+}
+
+/// Serves on bound listeners until `broker.shutdown` is cancelled, then
+/// drains connections and flushes the logs.
+pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http: TcpListener) -> anyhow::Result<()> {
+    let http_task = tokio::spawn(serve_http(broker.clone(), http));
+    let housekeeping = tokio::spawn(housekeeping(broker.clone()));
+    let max_connections = broker.config.settings.long("max.connections").max(0) as usize;
+    let slots = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = kafka.accept() => a,
+            _ = broker.shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max_connections, "refusing connection: max.connections reached");
+            drop(stream);
+            continue;
+        };
+        let b = broker.clone();
+        connections.spawn(async move {
+            b.metrics.connections().inc();
+            serve_connection(stream, peer, b.clone()).await;
+            b.metrics.connections().dec();
+            drop(permit);
+        });
+    }
+    tracing::info!(open = connections.len(), "shutting down: draining connections");
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+        tracing::warn!("connections did not close within 10s; closing them");
+        connections.abort_all();
+    }
+    housekeeping.abort();
+    http_task.abort();
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || b.replicas.logs().flush_all())
+        .await
+        .context("flush task panicked")?
+        .context("flushing logs at shutdown")?;
+    tracing::info!("all logs flushed; broker stopped");
+    Ok(())
+}
+
+/// Retention and time-based segment rolls, every `log.retention.check.interval.ms`.
+async fn housekeeping(broker: Arc<Broker>) {
+    let every = Duration::from_millis(broker.config.settings.long("log.retention.check.interval.ms").max(1) as u64);
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = broker.shutdown.cancelled() => return,
+        }
+        let b = broker.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            b.replicas.logs().roll_due_all(now);
+            b.replicas.logs().enforce_retention_all(now)
+        })
+        .await;
+        match result {
+            Ok(deleted) if deleted > 0 => tracing::info!(segments = deleted, "retention deleted segments"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        }
+    }
+}
+
+async fn serve_http(broker: Arc<Broker>, listener: TcpListener) {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/metrics", get(|State(b): State<Arc<Broker>>| async move { b.metrics.render() }))
+        .with_state(broker.clone());
+    let shutdown = broker.shutdown.clone();
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
