@@ -1,0 +1,127 @@
+//! Request decoding and response encoding with the `kafka-protocol` crate.
+//!
+//! Decoding checks, in order: the frame holds a header, the API key is known
+//! and served, the version is in the served range, then the header and body
+//! parse. Each failure is a [`DecodeError`] carrying the correlation id (it
+//! sits at a fixed place in every header) so the caller can answer or close.
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use super::versions::supported_range;
+
+/// A request's identity, from its header.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// Which API.
+    pub api_key: ApiKey,
+    /// Which version of it.
+    pub api_version: i16,
+    /// Echoed in the response.
+    pub correlation_id: i32,
+    /// The client's self-chosen id, for logs.
+    pub client_id: Option<String>,
+}
+
+/// Why a request frame could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Shorter than the fixed part of a request header.
+    #[error("request frame of {0} bytes is shorter than a request header (8 bytes)")]
+    TooShort(usize),
+    /// The API key is not one Strom serves.
+    #[error("unknown or unsupported API key {api_key} (correlation id {correlation_id})")]
+    UnknownApiKey { api_key: i16, correlation_id: i32 },
+    /// The version is outside the served range.
+    #[error("{api:?} version {version} is not supported (served: {min}..={max})")]
+    UnsupportedVersion { api: ApiKey, version: i16, min: i16, max: i16, correlation_id: i32 },
+    /// The header or body does not parse at the given version.
+    #[error("malformed {api:?} v{version} request (correlation id {correlation_id}): {reason}")]
+    Malformed { api: ApiKey, version: i16, correlation_id: i32, reason: String },
+}
+
+/// Decodes a request frame into its context and typed body.
+pub fn decode_request(frame: Bytes) -> Result<(RequestContext, RequestKind), DecodeError> {
+    if frame.len() < 8 {
+        return Err(DecodeError::TooShort(frame.len()));
+    }
+    let mut fixed = &frame[..8];
+    let raw_key = fixed.get_i16();
+    let version = fixed.get_i16();
+    let correlation_id = fixed.get_i32();
+    let api = ApiKey::try_from(raw_key)
+        .ok()
+        .filter(|api| supported_range(*api).is_some())
+        .ok_or(DecodeError::UnknownApiKey { api_key: raw_key, correlation_id })?;
+    let (min, max) = supported_range(api).unwrap_or((0, -1));
+    if version < min || version > max {
+        return Err(DecodeError::UnsupportedVersion { api, version, min, max, correlation_id });
+    }
+    let malformed = |reason: String| DecodeError::Malformed { api, version, correlation_id, reason };
+    let mut buf = frame;
+    let header = RequestHeader::decode(&mut buf, api.request_header_version(version))
+        .map_err(|e| malformed(format!("header: {e}")))?;
+    let body = RequestKind::decode(api, &mut buf, version).map_err(|e| malformed(format!("body: {e}")))?;
+    let client_id = header.client_id.as_ref().map(|c| c.to_string());
+    Ok((RequestContext { api_key: api, api_version: version, correlation_id, client_id }, body))
+}
+
+/// Encodes a response with its header and size prefix, ready to write.
+pub fn encode_response(correlation_id: i32, api: ApiKey, version: i16, body: &ResponseKind) -> anyhow::Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.extend_from_slice(&[0, 0, 0, 0]);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    header.encode(&mut buf, api.response_header_version(version))?;
+    body.encode(&mut buf, version)?;
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+    use kafka_protocol::protocol::StrBytes;
+
+    fn frame(api: ApiKey, version: i16, body: &impl Encodable) -> Bytes {
+        let mut buf = BytesMut::new();
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(42)
+            .with_client_id(Some(StrBytes::from_static_str("test")));
+        header.encode(&mut buf, api.request_header_version(version)).unwrap();
+        body.encode(&mut buf, version).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn decodes_a_valid_request() {
+        let (ctx, body) = decode_request(frame(ApiKey::Metadata, 12, &MetadataRequest::default())).unwrap();
+        assert_eq!(ctx.correlation_id, 42);
+        assert_eq!(ctx.client_id.as_deref(), Some("test"));
+        assert!(matches!(body, RequestKind::Metadata(_)));
+    }
+
+    #[test]
+    fn refuses_unknown_keys_versions_and_garbage() {
+        assert!(matches!(decode_request(Bytes::from_static(&[0, 1, 2])), Err(DecodeError::TooShort(3))));
+        let unknown = Bytes::from_static(&[0x7f, 0, 0, 0, 0, 0, 0, 9]);
+        assert!(matches!(
+            decode_request(unknown),
+            Err(DecodeError::UnknownApiKey { api_key: 0x7f00, correlation_id: 9 })
+        ));
+        let too_new = frame(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default());
+        let mut raw = BytesMut::from(&too_new[..]);
+        raw[3] = 99;
+        assert!(matches!(
+            decode_request(raw.freeze()),
+            Err(DecodeError::UnsupportedVersion { version: 99, correlation_id: 42, .. })
+        ));
+        let mut truncated = BytesMut::from(&frame(ApiKey::Metadata, 12, &MetadataRequest::default())[..]);
+        truncated.truncate(12);
+        assert!(matches!(decode_request(truncated.freeze()), Err(DecodeError::Malformed { .. })));
+    }
+}

@@ -1,0 +1,70 @@
+//! The one place where Strom's error types become Kafka error codes.
+//!
+//! Each mapping picks the code a Kafka client expects for that failure, so
+//! clients retry what is retriable and report the rest, with our message.
+
+use kafka_protocol::error::ResponseError;
+
+use crate::broker::AdminError;
+use crate::log::LogError;
+use crate::metadata::MetadataError;
+
+/// A Kafka error code with a human message.
+#[derive(Debug, Clone)]
+pub struct KafkaError {
+    /// The Kafka error.
+    pub error: ResponseError,
+    /// Why, for the client's logs (sent where the API has a message field).
+    pub message: String,
+}
+
+impl KafkaError {
+    /// A Kafka error with a message.
+    pub fn new(error: ResponseError, message: impl Into<String>) -> KafkaError {
+        KafkaError { error, message: message.into() }
+    }
+
+    /// The numeric code.
+    pub fn code(&self) -> i16 {
+        self.error.code()
+    }
+}
+
+impl From<&LogError> for KafkaError {
+    fn from(e: &LogError) -> KafkaError {
+        let error = match e {
+            LogError::CrcMismatch { .. } | LogError::CorruptBatch { .. } => ResponseError::CorruptMessage,
+            LogError::UnsupportedMagic { .. } => ResponseError::UnsupportedForMessageFormat,
+            LogError::RecordBatchTooLarge { .. } => ResponseError::MessageTooLarge,
+            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            _ => ResponseError::KafkaStorageError,
+        };
+        KafkaError::new(error, e.to_string())
+    }
+}
+
+impl From<&MetadataError> for KafkaError {
+    fn from(e: &MetadataError) -> KafkaError {
+        let error = match e {
+            MetadataError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+            MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+            MetadataError::InvalidTopicName { .. } => ResponseError::InvalidTopicException,
+            MetadataError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+            MetadataError::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
+            MetadataError::InvalidReplicaAssignment { .. } => ResponseError::InvalidReplicaAssignment,
+            MetadataError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+            MetadataError::Io { .. } | MetadataError::Corrupt { .. } => ResponseError::KafkaStorageError,
+        };
+        KafkaError::new(error, e.to_string())
+    }
+}
+
+impl From<&AdminError> for KafkaError {
+    fn from(e: &AdminError) -> KafkaError {
+        match e {
+            AdminError::Metadata(m) => m.into(),
+            AdminError::Log(l) => l.into(),
+            AdminError::DeletionDisabled => KafkaError::new(ResponseError::TopicDeletionDisabled, e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Fetch: whole record batches from the requested offsets, below the high
+//! watermark, with long polling (`max_wait_ms` / `min_bytes`).
+//!
+//! A fetch at an offset inside a batch returns the whole batch (clients skip
+//! the earlier records). The first partition with data always gets at least
+//! one whole batch, even above the byte limits (KIP-74), so a consumer never
+//! stalls on a large batch. Incremental fetch sessions (KIP-227) are not kept:
+//! every response has session id 0, which tells clients to send full requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::select_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::FetchTopic;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::blocking;
+use crate::broker::Broker;
+use crate::log::TopicPartition;
+use crate::protocol::errors::KafkaError;
+
+pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
+    if version >= 7 && request.session_id != 0 {
+        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let deadline = Instant::now() + max_wait;
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = if version >= 3 { request.max_bytes.max(0) as usize } else { usize::MAX };
+    let topics = Arc::new(request.topics);
+    loop {
+        let (b, t) = (broker.clone(), topics.clone());
+        let pass = blocking(move || read_pass(&b, &t, max_bytes)).await;
+        let done = pass.bytes >= min_bytes.max(1) && pass.bytes > 0
+            || pass.has_error
+            || min_bytes == 0
+            || Instant::now() >= deadline
+            || broker.shutdown.is_cancelled();
+        if done || pass.watchers.is_empty() {
+            if !done {
+                // Nothing to wait on (all partitions unknown): wait out max_wait like Kafka.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = broker.shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            broker.metrics.record_fetch(pass.bytes as u64);
+            return FetchResponse::default().with_responses(pass.responses);
+        }
+        let mut watchers = pass.watchers;
+        let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = broker.shutdown.cancelled() => {}
+        }
+    }
+}
+
+struct ReadPass {
+    responses: Vec<FetchableTopicResponse>,
+    bytes: usize,
+    has_error: bool,
+    watchers: Vec<watch::Receiver<i64>>,
+}
+
+fn read_pass(broker: &Broker, topics: &[FetchTopic], max_bytes: usize) -> ReadPass {
+    let mut pass = ReadPass { responses: Vec::new(), bytes: 0, has_error: false, watchers: Vec::new() };
+    for topic in topics {
+        let name = topic.topic.to_string();
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let base = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_aborted_transactions(Some(Vec::new()))
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_records(Some(bytes::Bytes::new()));
+            let tp = TopicPartition { topic: name.clone(), partition: p.partition };
+            let Some(partition) = broker.partition(&tp) else {
+                pass.has_error = true;
+                partitions.push(base.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                continue;
+            };
+            let epoch = partition.leader_epoch();
+            if p.current_leader_epoch >= 0 && p.current_leader_epoch != epoch {
+                pass.has_error = true;
+                let error = if p.current_leader_epoch > epoch {
+                    ResponseError::UnknownLeaderEpoch
+                } else {
+                    ResponseError::FencedLeaderEpoch
+                };
+                partitions.push(base.with_error_code(error.code()));
+                continue;
+            }
+            // Subscribe before reading so an append in between still wakes us.
+            let mut watcher = partition.watch_high_watermark();
+            watcher.mark_unchanged();
+            let remaining = max_bytes.saturating_sub(pass.bytes);
+            let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
+            if limit == 0 && pass.bytes > 0 {
+                let log = partition.log().read();
+                partitions.push(
+                    base.with_high_watermark(partition.high_watermark())
+                        .with_last_stable_offset(partition.high_watermark())
+                        .with_log_start_offset(log.log_start_offset()),
+                );
+                continue;
+            }
+            match partition.read_committed(p.fetch_offset, limit.max(1)) {
+                Ok((read, hw)) => {
+                    pass.bytes += read.records.len();
+                    pass.watchers.push(watcher);
+                    partitions.push(
+                        base.with_high_watermark(hw)
+                            .with_last_stable_offset(hw)
+                            .with_log_start_offset(read.log_start_offset)
+                            .with_records(Some(read.records)),
+                    );
+                }
+                Err(e) => {
+                    pass.has_error = true;
+                    let k = KafkaError::from(&e);
+                    tracing::debug!(partition = %tp, error = %e, "fetch refused");
+                    let log = partition.log().read();
+                    partitions.push(
+                        base.with_error_code(k.code())
+                            .with_high_watermark(partition.high_watermark())
+                            .with_last_stable_offset(partition.high_watermark())
+                            .with_log_start_offset(log.log_start_offset()),
+                    );
+                }
+            }
+        }
+        pass.responses
+            .push(FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions));
+    }
+    pass
+}
