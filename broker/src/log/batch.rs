@@ -306,6 +306,21 @@ impl Cursor<'_> {
     }
 }
 
+/// The last offset of the last whole batch in `bytes` (stored batches, as a
+/// read returns them); `None` when `bytes` holds no whole batch.
+pub fn last_offset_in(bytes: &[u8]) -> Option<i64> {
+    let mut position = 0;
+    let mut last = None;
+    while let Ok(header) = BatchHeader::parse(&bytes[position..]) {
+        if header.batch_length < 0 || position + header.size() > bytes.len() {
+            break;
+        }
+        last = Some(header.last_offset());
+        position += header.size();
+    }
+    last
+}
+
 /// Sets the base offset of the batch starting at `batch[0]` (not CRC-covered).
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[..8].copy_from_slice(&base_offset.to_be_bytes());
@@ -316,14 +331,15 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[OFFSET_LEADER_EPOCH..OFFSET_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
-/// Stamps log-append time: sets the timestamp-type bit and `maxTimestamp`,
-/// then recomputes the CRC. `batch` must be exactly one whole batch.
-pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
-    let attributes = read_i16(batch, OFFSET_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE_LOG_APPEND;
-    batch[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
-    batch[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]);
-    batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+/// Stamps log-append time on a batch split into its `head` (the first
+/// [`HEADER_SIZE`] bytes) and `body` (the records): sets the timestamp-type
+/// bit and `maxTimestamp`, then recomputes the CRC over both.
+pub fn set_log_append_time(head: &mut [u8], body: &[u8], now_ms: i64) {
+    let attributes = read_i16(head, OFFSET_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE_LOG_APPEND;
+    head[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    head[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[OFFSET_ATTRIBUTES..HEADER_SIZE]), body);
+    head[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 fn read_i16(b: &[u8], at: usize) -> i16 {
@@ -419,7 +435,8 @@ pub(crate) mod tests {
         let mut bytes = encode_batch(2, 10, 1000, Compression::None);
         set_base_offset(&mut bytes, 42);
         set_partition_leader_epoch(&mut bytes, 7);
-        set_log_append_time(&mut bytes, 99_999);
+        let (head, body) = bytes.split_at_mut(HEADER_SIZE);
+        set_log_append_time(head, body, 99_999);
         let header = check_batch(&bytes, 1 << 20).unwrap();
         assert_eq!((header.base_offset, header.partition_leader_epoch, header.max_timestamp), (42, 7, 99_999));
         assert_ne!(header.attributes & ATTR_TIMESTAMP_TYPE_LOG_APPEND, 0);

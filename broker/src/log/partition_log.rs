@@ -14,7 +14,7 @@ use super::batch::{self, BatchHeader};
 use super::config::LogConfig;
 use super::epoch::LeaderEpochCache;
 use super::error::LogError;
-use super::segment::{Recovery, Segment};
+use super::segment::{BatchParts, Recovery, Segment};
 use super::{AppendInfo, ReadResult, TimestampOffset, TopicPartition};
 
 /// A partition's log on disk.
@@ -76,31 +76,32 @@ impl PartitionLog {
     /// them. Nothing is written unless every batch is valid.
     pub fn append_as_leader(&mut self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, LogError> {
         let refs = batch::validate_batches(batches, self.config.max_message_bytes)?;
-        let mut bytes = batches.to_vec();
         let base_offset = self.log_end_offset();
         let log_append = self.config.message_timestamp_type_log_append;
         let mut next = base_offset;
-        let mut headers = Vec::with_capacity(refs.len());
         let mut max_timestamp = -1;
+        // Only the 61-byte headers are patched (in copies); the records are
+        // written straight from the request buffer.
+        let mut parts = Vec::with_capacity(refs.len());
         for r in &refs {
-            let mut header = r.header;
-            let slice = &mut bytes[r.position..r.position + header.size()];
-            batch::set_base_offset(slice, next);
-            batch::set_partition_leader_epoch(slice, leader_epoch);
+            let whole = &batches[r.position..r.position + r.header.size()];
+            let (head_bytes, body) = whole.split_at(batch::HEADER_SIZE);
+            let mut head = [0u8; batch::HEADER_SIZE];
+            head.copy_from_slice(head_bytes);
+            batch::set_base_offset(&mut head, next);
+            batch::set_partition_leader_epoch(&mut head, leader_epoch);
             if log_append {
-                batch::set_log_append_time(slice, now_ms);
-                header = BatchHeader::parse(slice)?;
+                batch::set_log_append_time(&mut head, body, now_ms);
             }
-            header.base_offset = next;
-            header.partition_leader_epoch = leader_epoch;
+            let header = BatchHeader::parse(&head)?;
             max_timestamp = max_timestamp.max(header.max_timestamp);
             next = header.next_offset();
-            headers.push((r.position, header));
+            parts.push(BatchParts { head, body, header });
         }
         let record_count = next - base_offset;
-        self.maybe_roll(bytes.len() as u64, next - 1, now_ms)?;
+        self.maybe_roll(batches.len() as u64, next - 1, now_ms)?;
         let interval = self.config.index_interval_bytes;
-        self.active_mut().append(&bytes, &headers, interval, now_ms)?;
+        self.active_mut().append(&parts, interval, now_ms)?;
         self.epochs.assign(leader_epoch, base_offset)?;
         self.unflushed_records += record_count as u64;
         if self.unflushed_records >= self.config.flush_messages {
@@ -113,7 +114,7 @@ impl PartitionLog {
             record_count,
             max_timestamp,
             log_append_time: log_append.then_some(now_ms),
-            bytes: bytes.len(),
+            bytes: batches.len(),
         })
     }
 

@@ -8,6 +8,7 @@
 //! writes, under its write lock; reads use positional I/O and only `&self`.
 
 use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,18 @@ use super::time_index::TimeIndex;
 /// File name stem of a segment: its base offset in 20 digits, as Kafka names them.
 pub fn file_stem(base_offset: i64) -> String {
     format!("{base_offset:020}")
+}
+
+/// One batch to append: its patched header and its records, borrowed from
+/// the producer's request.
+#[derive(Debug)]
+pub struct BatchParts<'a> {
+    /// The first [`HEADER_SIZE`] bytes, with base offset and epoch patched.
+    pub head: [u8; HEADER_SIZE],
+    /// The rest of the batch, as sent.
+    pub body: &'a [u8],
+    /// `head` parsed.
+    pub header: BatchHeader,
 }
 
 /// Where a scan for an offset landed.
@@ -63,11 +76,12 @@ impl Segment {
         let (log_path, index_path, time_path) = paths(dir, base_offset);
         let log = OpenOptions::new()
             .create(true)
-            .truncate(true)
             .read(true)
-            .write(true)
+            .append(true)
             .open(&log_path)
             .map_err(LogError::io(&log_path))?;
+        // Append mode cannot be combined with truncate-on-open.
+        log.set_len(0).map_err(LogError::io(&log_path))?;
         Ok(Segment {
             base_offset,
             log_path,
@@ -93,7 +107,7 @@ impl Segment {
         index_interval_bytes: u32,
     ) -> Result<(Segment, Recovery), LogError> {
         let (log_path, index_path, time_path) = paths(dir, base_offset);
-        let log = OpenOptions::new().read(true).write(true).open(&log_path).map_err(LogError::io(&log_path))?;
+        let log = OpenOptions::new().read(true).append(true).open(&log_path).map_err(LogError::io(&log_path))?;
         let size = log.metadata().map_err(LogError::io(&log_path))?.len();
         let loaded = if full_recovery {
             None
@@ -208,24 +222,25 @@ impl Segment {
         (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32
     }
 
-    /// Appends batches already validated and patched with their offsets.
-    /// `batches` lists (position within `bytes`, header) of each.
-    pub fn append(
-        &mut self,
-        bytes: &[u8],
-        batches: &[(usize, BatchHeader)],
-        interval: u32,
-        now_ms: i64,
-    ) -> Result<(), LogError> {
-        self.log.write_all_at(bytes, self.size).map_err(LogError::io(&self.log_path))?;
-        let start = self.size;
-        for (position, header) in batches {
-            self.track_appended(start + *position as u64, header, interval)?;
+    /// Appends batches already validated, with their patched headers, in
+    /// one vectored write.
+    pub fn append(&mut self, batches: &[BatchParts<'_>], interval: u32, now_ms: i64) -> Result<(), LogError> {
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batches.len() * 2);
+        for b in batches {
+            slices.push(IoSlice::new(&b.head));
+            slices.push(IoSlice::new(b.body));
         }
+        let total: usize = batches.iter().map(|b| b.head.len() + b.body.len()).sum();
+        write_all_vectored(&self.log, &mut slices).map_err(LogError::io(&self.log_path))?;
         if self.size == 0 {
             self.rolling_base_ms = Some(now_ms);
         }
-        self.size += bytes.len() as u64;
+        let mut position = self.size;
+        for b in batches {
+            self.track_appended(position, &b.header, interval)?;
+            position += b.header.size() as u64;
+        }
+        self.size += total as u64;
         Ok(())
     }
 
@@ -416,6 +431,18 @@ impl Segment {
     pub fn time_index(&self) -> &TimeIndex {
         &self.time_index
     }
+}
+
+/// Writes all of `slices` at the end of an append-mode file.
+fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        let n = file.write_vectored(slices)?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "log file accepted no bytes"));
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
 }
 
 /// Reads the batch header at `position` of a `.log` file.
