@@ -1,0 +1,312 @@
+//! A raw Kafka protocol client over a blocking `TcpStream`, encoding and
+//! decoding with the `kafka-protocol` crate.
+//!
+//! Used where a client library cannot help: sending malformed, oversized or
+//! unknown requests, and checking exact error codes of single requests. Reads
+//! have a generous timeout so a broker that never answers fails the test
+//! instead of hanging it.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest,
+    MetadataRequest, MetadataResponse, ProduceRequest, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+/// How long to wait for a response (or for the broker to close) before failing.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Versions used for the typed requests below (all inside the served ranges).
+pub const API_VERSIONS_VERSION: i16 = 3;
+pub const METADATA_VERSION: i16 = 12;
+pub const CREATE_TOPICS_VERSION: i16 = 5;
+pub const PRODUCE_VERSION: i16 = 9;
+pub const FETCH_VERSION: i16 = 11;
+pub const LIST_OFFSETS_VERSION: i16 = 5;
+
+/// ListOffsets timestamp meaning "the latest offset" (the high watermark).
+pub const LATEST_TIMESTAMP: i64 = -1;
+
+/// One connection speaking the Kafka protocol.
+pub struct WireClient {
+    stream: TcpStream,
+    next_correlation_id: i32,
+}
+
+impl WireClient {
+    /// Connects to the broker's Kafka listener.
+    pub fn connect(addr: SocketAddr) -> WireClient {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to the broker at {addr}: {e}"));
+        stream.set_read_timeout(Some(READ_TIMEOUT)).expect("set a read timeout");
+        stream.set_nodelay(true).expect("set TCP_NODELAY");
+        WireClient { stream, next_correlation_id: 1 }
+    }
+
+    /// Sends a typed request at `version` and decodes its response.
+    pub fn send<R: Request>(&mut self, request: &R, version: i16) -> R::Response {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let body = encode_request(request, version, correlation_id);
+        self.write_frame(&body);
+        let mut response = self.read_frame().unwrap_or_else(|| {
+            panic!("broker closed the connection instead of answering API key {} v{version}", R::KEY)
+        });
+        let header = ResponseHeader::decode(&mut response, R::Response::header_version(version))
+            .unwrap_or_else(|e| panic!("decode the response header of API key {} v{version}: {e}", R::KEY));
+        assert_eq!(header.correlation_id, correlation_id, "response correlation id of API key {}", R::KEY);
+        R::Response::decode(&mut response, version)
+            .unwrap_or_else(|e| panic!("decode the response body of API key {} v{version}: {e}", R::KEY))
+    }
+
+    /// Writes a 4-byte big-endian size prefix and then `body`.
+    pub fn write_frame(&mut self, body: &[u8]) {
+        let mut frame = Vec::with_capacity(4 + body.len());
+        frame.extend_from_slice(&(body.len() as i32).to_be_bytes());
+        frame.extend_from_slice(body);
+        self.write_raw(&frame);
+    }
+
+    /// Writes bytes as they are, with no framing.
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to the broker");
+        self.stream.flush().expect("flush to the broker");
+    }
+
+    /// Closes our sending side (the broker sees end of stream), keeping the
+    /// receiving side open to observe what the broker does.
+    pub fn shutdown_write(&mut self) {
+        self.stream.shutdown(Shutdown::Write).expect("half-close the connection");
+    }
+
+    /// Reads one response frame; `None` when the broker closed the connection.
+    pub fn read_frame(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        match self.stream.read_exact(&mut size) {
+            Ok(()) => {}
+            Err(e) if is_closed(&e) => return None,
+            Err(e) => panic!("read a response size from the broker: {e}"),
+        }
+        let size = i32::from_be_bytes(size);
+        assert!(size >= 0, "broker sent a negative response size {size}");
+        let mut body = vec![0u8; size as usize];
+        self.stream.read_exact(&mut body).unwrap_or_else(|e| panic!("read a {size}-byte response body: {e}"));
+        Some(Bytes::from(body))
+    }
+
+    /// Asserts that the broker closes this connection without sending any
+    /// further byte (end of stream or reset), rather than answering or
+    /// leaving it open.
+    pub fn assert_closed_by_broker(&mut self, after: &str) {
+        let mut buf = [0u8; 64];
+        match self.stream.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!("after {after}, the broker sent {n} bytes ({:?}) instead of closing", &buf[..n]),
+            Err(e) if is_closed(&e) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("after {after}, the broker kept the connection open for {READ_TIMEOUT:?}")
+            }
+            Err(e) => panic!("after {after}, reading from the broker failed unexpectedly: {e}"),
+        }
+    }
+}
+
+fn is_closed(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted)
+}
+
+/// A request frame body (header + body, without the size prefix).
+pub fn encode_request<R: Request>(request: &R, version: i16, correlation_id: i32) -> BytesMut {
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("strom-integration-test")))
+        .encode(&mut buf, R::header_version(version))
+        .unwrap_or_else(|e| panic!("encode a request header for API key {}: {e}", R::KEY));
+    request.encode(&mut buf, version).unwrap_or_else(|e| panic!("encode API key {} v{version}: {e}", R::KEY));
+    buf
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// Asserts, on a fresh connection, that the broker still answers ApiVersions
+/// (with Produce and Fetch served) and Metadata (naming itself as broker 0).
+pub fn assert_broker_still_serves(addr: SocketAddr, after: &str) {
+    let mut client = WireClient::connect(addr);
+    let versions: ApiVersionsResponse = client.send(&ApiVersionsRequest::default(), API_VERSIONS_VERSION);
+    assert_eq!(versions.error_code, 0, "ApiVersions error after {after}");
+    for api in [ApiKey::Produce, ApiKey::Fetch, ApiKey::Metadata] {
+        assert!(
+            versions.api_keys.iter().any(|k| k.api_key == api as i16),
+            "ApiVersions after {after} does not list {api:?}"
+        );
+    }
+    let metadata: MetadataResponse = client.send(&MetadataRequest::default().with_topics(None), METADATA_VERSION);
+    assert_eq!(metadata.brokers.len(), 1, "Metadata after {after}: brokers {:?}", metadata.brokers);
+    assert_eq!(metadata.brokers[0].node_id, BrokerId(0), "Metadata after {after}: broker id");
+    assert_eq!(metadata.brokers[0].port, i32::from(addr.port()), "Metadata after {after}: advertised port");
+}
+
+/// CreateTopics for one topic with `partitions` partitions, replication
+/// factor 1 and the given config overrides; returns the topic's result.
+pub fn create_topic(
+    client: &mut WireClient,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> CreatableTopicResult {
+    let topic = CreatableTopic::default()
+        .with_name(topic_name(name))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        );
+    let request = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000);
+    let mut response = client.send(&request, CREATE_TOPICS_VERSION);
+    assert_eq!(response.topics.len(), 1, "CreateTopics answered for {} topics", response.topics.len());
+    response.topics.remove(0)
+}
+
+/// Creates a topic and asserts that it worked.
+pub fn create_topic_ok(client: &mut WireClient, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let result = create_topic(client, name, partitions, configs);
+    assert_eq!(result.error_code, 0, "CreateTopics {name}: {:?}", result.error_message);
+}
+
+/// Produces raw record-batch bytes to one partition with acks=all; returns
+/// the partition's response.
+pub fn produce(client: &mut WireClient, topic: &str, partition: i32, records: Bytes) -> PartitionProduceResponse {
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
+        TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(vec![
+            PartitionProduceData::default().with_index(partition).with_records(Some(records)),
+        ]),
+    ]);
+    let mut response = client.send(&request, PRODUCE_VERSION);
+    assert_eq!(response.responses.len(), 1, "Produce answered for {} topics", response.responses.len());
+    let mut topic_response = response.responses.remove(0);
+    assert_eq!(topic_response.partition_responses.len(), 1, "Produce answered for several partitions");
+    topic_response.partition_responses.remove(0)
+}
+
+/// The latest offset (high watermark) of a partition, by ListOffsets.
+pub fn latest_offset(client: &mut WireClient, topic: &str, partition: i32) -> i64 {
+    let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+        ListOffsetsTopic::default().with_name(topic_name(topic)).with_partitions(vec![
+            ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(LATEST_TIMESTAMP),
+        ]),
+    ]);
+    let response = client.send(&request, LIST_OFFSETS_VERSION);
+    let p = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .unwrap_or_else(|| panic!("ListOffsets for {topic}-{partition} answered no partition"));
+    assert_eq!(p.error_code, 0, "ListOffsets latest for {topic}-{partition}");
+    p.offset
+}
+
+/// One Fetch of a partition from `offset`, not waiting for data.
+pub fn fetch(client: &mut WireClient, topic: &str, partition: i32, offset: i64) -> PartitionData {
+    let request = FetchRequest::default().with_max_wait_ms(0).with_min_bytes(0).with_topics(vec![
+        FetchTopic::default().with_topic(topic_name(topic)).with_partitions(vec![
+            FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1024 * 1024),
+        ]),
+    ]);
+    let response = client.send(&request, FETCH_VERSION);
+    assert_eq!(response.error_code, 0, "Fetch top-level error for {topic}-{partition}");
+    response
+        .responses
+        .into_iter()
+        .next()
+        .and_then(|t| t.partitions.into_iter().next())
+        .unwrap_or_else(|| panic!("Fetch for {topic}-{partition} answered no partition"))
+}
+
+/// Exactly one uncompressed RecordBatch v2 holding `values` as records
+/// (keys `key-<i>`), with CreateTime timestamps from `timestamp`.
+pub fn record_batch(values: &[Vec<u8>], timestamp: i64) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch only while offset - sequence
+            // stays constant; the batch's base sequence is still -1 (no producer id).
+            sequence: i as i32 - 1,
+            timestamp: timestamp + i as i64,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from(value.clone())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .expect("encode a record batch");
+    let batch_length = i32::from_be_bytes(
+        buf[batch_layout::BATCH_LENGTH..batch_layout::BATCH_LENGTH + 4].try_into().expect("4 bytes"),
+    );
+    assert_eq!(batch_length as usize + 12, buf.len(), "the records were encoded as exactly one batch");
+    buf.freeze()
+}
+
+/// Byte offsets inside a RecordBatch v2 header (Kafka's DefaultRecordBatch).
+pub mod batch_layout {
+    /// baseOffset: int64.
+    pub const BASE_OFFSET: usize = 0;
+    /// batchLength: int32, bytes after this field.
+    pub const BATCH_LENGTH: usize = 8;
+    /// magic: int8 (2).
+    pub const MAGIC: usize = 16;
+    /// crc: uint32, CRC-32C of everything from attributes to the end.
+    pub const CRC: usize = 17;
+    /// attributes: int16, the first byte the CRC covers.
+    pub const ATTRIBUTES: usize = 21;
+    /// Size of the fixed header, up to and including the record count.
+    pub const HEADER_SIZE: usize = 61;
+}
+
+/// A copy of a [`record_batch`] with one byte of its last record's value
+/// flipped: the batch still parses record by record, and only its CRC-32C
+/// tells it was damaged.
+pub fn with_corrupted_payload(batch: &Bytes) -> Bytes {
+    assert!(batch.len() > batch_layout::HEADER_SIZE + 2, "batch of {} bytes has no records to corrupt", batch.len());
+    let mut corrupt = batch.to_vec();
+    // The last record ends with its value and then a header count of 0 (one byte).
+    let headers_count = corrupt.len() - 1;
+    assert_eq!(corrupt[headers_count], 0, "the last record of the batch has no headers");
+    corrupt[headers_count - 1] ^= 0x55;
+    Bytes::from(corrupt)
+}
