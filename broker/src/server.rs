@@ -92,27 +92,37 @@ pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http: TcpListener) -
     Ok(())
 }
 
-/// Retention and time-based segment rolls, every `log.retention.check.interval.ms`.
+/// Retention and `flush.ms` fsyncs every `log.retention.check.interval.ms`;
+/// compaction of compacted topics every `log.cleaner.backoff.ms`.
 async fn housekeeping(broker: Arc<Broker>) {
-    let every = Duration::from_millis(broker.config.settings.long("log.retention.check.interval.ms").max(1) as u64);
-    let mut ticker = tokio::time::interval(every);
-    ticker.tick().await;
+    let millis = |name: &str| Duration::from_millis(broker.config.settings.long(name).max(1) as u64);
+    let mut retention = tokio::time::interval(millis("log.retention.check.interval.ms"));
+    let mut cleaner = tokio::time::interval(millis("log.cleaner.backoff.ms"));
+    retention.tick().await;
+    cleaner.tick().await;
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
+        let compact = tokio::select! {
+            _ = retention.tick() => false,
+            _ = cleaner.tick() => true,
             _ = broker.shutdown.cancelled() => return,
-        }
+        };
         let b = broker.clone();
         let result = tokio::task::spawn_blocking(move || {
             let now = now_ms();
-            b.replicas.logs().roll_due_all(now);
-            b.replicas.logs().enforce_retention_all(now)
+            let logs = b.replicas.logs();
+            if compact {
+                logs.compact_all(now);
+                0
+            } else {
+                logs.flush_due_all(now);
+                logs.enforce_retention_all(now)
+            }
         })
         .await;
         match result {
             Ok(deleted) if deleted > 0 => tracing::info!(segments = deleted, "retention deleted segments"),
             Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "retention task failed"),
+            Err(e) => tracing::error!(error = %e, "log housekeeping task failed"),
         }
     }
 }

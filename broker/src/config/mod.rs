@@ -344,6 +344,7 @@ impl BrokerConfig {
             segment_ms: long("segment.ms"),
             retention_ms: long("retention.ms"),
             retention_bytes: long("retention.bytes"),
+            delete_retention_ms: long("delete.retention.ms"),
             index_interval_bytes: long("index.interval.bytes").clamp(0, u32::MAX as i64) as u32,
             max_message_bytes: long("max.message.bytes").clamp(0, u32::MAX as i64) as u32,
             cleanup_policy,

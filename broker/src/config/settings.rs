@@ -119,6 +119,20 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         doc: "Maximum size of a partition's log before old segments are deleted; -1 is unlimited.",
     },
     SettingDef {
+        name: "log.cleaner.delete.retention.ms",
+        kind: long(0),
+        default: "86400000",
+        broker_synonym: None,
+        doc: "How long a tombstone (null value) stays in a compacted log after its segment is cleaned.",
+    },
+    SettingDef {
+        name: "log.cleaner.backoff.ms",
+        kind: long(1),
+        default: "15000",
+        broker_synonym: None,
+        doc: "How often compacted logs are checked for segments to clean.",
+    },
+    SettingDef {
         name: "log.retention.check.interval.ms",
         kind: long(1),
         default: "300000",
@@ -254,6 +268,13 @@ pub const TOPIC_SETTINGS: &[SettingDef] = &[
         default: "-1",
         broker_synonym: Some("log.retention.bytes"),
         doc: "Maximum size of a partition's log; -1 is unlimited.",
+    },
+    SettingDef {
+        name: "delete.retention.ms",
+        kind: long(0),
+        default: "86400000",
+        broker_synonym: Some("log.cleaner.delete.retention.ms"),
+        doc: "How long tombstones are kept in a compacted log after cleaning.",
     },
     SettingDef {
         name: "segment.bytes",

@@ -34,6 +34,8 @@ pub struct LogConfig {
     pub retention_ms: i64,
     /// `retention.bytes`: delete oldest segments while the log is larger; -1 is unlimited.
     pub retention_bytes: i64,
+    /// `delete.retention.ms`: how long compaction keeps tombstones.
+    pub delete_retention_ms: i64,
     /// `index.interval.bytes`: log bytes between two offset-index entries.
     pub index_interval_bytes: u32,
     /// `max.message.bytes`: largest record batch accepted.
@@ -56,6 +58,7 @@ impl Default for LogConfig {
             segment_ms: 7 * 24 * 60 * 60 * 1000,
             retention_ms: 7 * 24 * 60 * 60 * 1000,
             retention_bytes: -1,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
             index_interval_bytes: 4096,
             max_message_bytes: 1024 * 1024 + 12,
             cleanup_policy: CleanupPolicy::Delete,

@@ -46,6 +46,26 @@ pub enum LogError {
         /// The limit.
         max: u32,
     },
+    /// An idempotent producer's batch does not follow its previous one.
+    #[error("producer {producer_id}: expected sequence {expected}, got {got}")]
+    OutOfOrderSequence {
+        /// The producer id.
+        producer_id: i64,
+        /// The sequence the next batch must start at.
+        expected: i32,
+        /// The batch's base sequence.
+        got: i32,
+    },
+    /// An idempotent producer writes with an epoch older than the current one (fenced).
+    #[error("producer {producer_id}: epoch {epoch} is older than the current epoch {current}")]
+    InvalidProducerEpoch {
+        /// The producer id.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The epoch the partition has seen.
+        current: i16,
+    },
     /// The requested offset is not in the log.
     #[error("offset {offset} is out of range: the log holds [{log_start_offset}, {log_end_offset})")]
     OffsetOutOfRange {

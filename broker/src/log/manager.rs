@@ -116,12 +116,25 @@ impl LogManager {
         deleted
     }
 
-    /// Rolls segments past `segment.ms` and flushes logs past `flush.ms`.
-    pub fn roll_due_all(&self, now_ms: i64) {
+    /// Compacts every log whose cleanup policy compacts; returns records removed.
+    pub fn compact_all(&self, now_ms: i64) -> u64 {
+        let mut removed = 0;
         for log in self.snapshot() {
             let mut log = log.write();
-            if let Err(e) = log.roll_if_due(now_ms) {
-                tracing::error!(partition = %log.topic_partition(), "segment roll failed: {e}");
+            match log.compact(now_ms) {
+                Ok(stats) => removed += stats.records_removed,
+                Err(e) => tracing::error!(partition = %log.topic_partition(), "compaction failed: {e}"),
+            }
+        }
+        removed
+    }
+
+    /// Fsyncs logs whose `flush.ms` has passed.
+    pub fn flush_due_all(&self, now_ms: i64) {
+        for log in self.snapshot() {
+            let mut log = log.write();
+            if let Err(e) = log.flush_if_due(now_ms) {
+                tracing::error!(partition = %log.topic_partition(), "flush failed: {e}");
             }
         }
     }

@@ -1,9 +1,11 @@
 //! The storage engine: partition logs made of Kafka-format segments.
 //!
 //! - [`batch`]: RecordBatch v2 bytes — header parsing, validation, patching.
+//! - [`cleaner`]: log compaction, the latest record per key.
 //! - [`segment`]: one `.log` with its `.index` and `.timeindex`.
 //! - [`index`], [`time_index`]: the sparse indexes, in Kafka's file formats.
 //! - [`epoch`]: the leader epoch cache (`leader-epoch-checkpoint`).
+//! - [`producer_state`]: idempotent producers' sequences, for deduplication.
 //! - [`partition_log`]: a partition's segments — append, read, roll,
 //!   retention, recovery.
 //! - [`manager`]: all partition logs of the broker under its data dir.
@@ -14,12 +16,14 @@
 //! served; the indexes are caches of the `.log` and are rebuilt when damaged.
 
 pub mod batch;
+pub mod cleaner;
 pub mod config;
 pub mod epoch;
 pub mod error;
 pub mod index;
 pub mod manager;
 pub mod partition_log;
+pub mod producer_state;
 pub mod segment;
 pub mod time_index;
 

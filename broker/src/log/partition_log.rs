@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::batch::{self, BatchHeader};
+use super::cleaner::{self, CleanStats, KeyOffsets};
 use super::config::LogConfig;
 use super::epoch::LeaderEpochCache;
 use super::error::LogError;
+use super::producer_state::{ProducerStates, SequenceCheck};
 use super::segment::{BatchParts, Recovery, Segment};
 use super::{AppendInfo, ReadResult, TimestampOffset, TopicPartition};
 
@@ -25,6 +27,8 @@ pub struct PartitionLog {
     config: LogConfig,
     segments: BTreeMap<i64, Segment>,
     epochs: LeaderEpochCache,
+    producers: ProducerStates,
+    cleaned_up_to: i64,
     unflushed_records: u64,
     last_flush_ms: i64,
 }
@@ -39,6 +43,11 @@ impl PartitionLog {
         for entry in std::fs::read_dir(dir).map_err(LogError::io(dir))? {
             let entry = entry.map_err(LogError::io(dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".cleaned") || name.ends_with(".tmp") {
+                // An interrupted compaction or checkpoint write: the original stands.
+                std::fs::remove_file(entry.path()).map_err(LogError::io(entry.path()))?;
+                continue;
+            }
             if let Some(stem) = name.strip_suffix(".log") {
                 match stem.parse::<i64>() {
                     Ok(base) if stem.len() == 20 && base >= 0 => bases.push(base),
@@ -62,13 +71,35 @@ impl PartitionLog {
             segments.insert(0, Segment::create(dir, 0)?);
         }
         let epochs = LeaderEpochCache::load(dir)?;
-        let mut log =
-            PartitionLog { tp, dir: dir.to_owned(), config, segments, epochs, unflushed_records: 0, last_flush_ms: 0 };
+        let mut log = PartitionLog {
+            tp,
+            dir: dir.to_owned(),
+            config,
+            segments,
+            epochs,
+            producers: ProducerStates::default(),
+            cleaned_up_to: 0,
+            unflushed_records: 0,
+            last_flush_ms: 0,
+        };
         // The checkpoint may be ahead of a truncated tail or behind retention.
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         log.epochs.truncate_from_end(end)?;
         log.epochs.truncate_from_start(start)?;
+        log.rebuild_producer_state()?;
         Ok(log)
+    }
+
+    /// Loads the latest producer snapshot and replays the batch headers
+    /// written after it.
+    fn rebuild_producer_state(&mut self) -> Result<(), LogError> {
+        let (mut producers, from) = ProducerStates::load_snapshot(&self.dir, self.log_end_offset())?;
+        let from = from.unwrap_or(0).max(self.log_start_offset());
+        for segment in self.segments.values().filter(|s| s.next_offset() > from) {
+            segment.for_each_header_from(from, |h| producers.update(h))?;
+        }
+        self.producers = producers;
+        Ok(())
     }
 
     /// Validates producer batches, assigns them offsets from the log end,
@@ -76,6 +107,9 @@ impl PartitionLog {
     /// them. Nothing is written unless every batch is valid.
     pub fn append_as_leader(&mut self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, LogError> {
         let refs = batch::validate_batches(batches, self.config.max_message_bytes)?;
+        if let Some(duplicate) = self.check_sequences(&refs)? {
+            return Ok(duplicate);
+        }
         let base_offset = self.log_end_offset();
         let log_append = self.config.message_timestamp_type_log_append;
         let mut next = base_offset;
@@ -99,10 +133,13 @@ impl PartitionLog {
             parts.push(BatchParts { head, body, header });
         }
         let record_count = next - base_offset;
-        self.maybe_roll(batches.len() as u64, next - 1, now_ms)?;
+        self.maybe_roll(batches.len() as u64, next - 1, max_timestamp)?;
         let interval = self.config.index_interval_bytes;
-        self.active_mut().append(&parts, interval, now_ms)?;
+        self.active_mut().append(&parts, interval)?;
         self.epochs.assign(leader_epoch, base_offset)?;
+        for part in &parts {
+            self.producers.update(&part.header);
+        }
         self.unflushed_records += record_count as u64;
         if self.unflushed_records >= self.config.flush_messages {
             self.flush()?;
@@ -118,16 +155,56 @@ impl PartitionLog {
         })
     }
 
+    /// Checks idempotent producers' sequences for batches about to be
+    /// appended. A lone batch that retries one already in the log gives the
+    /// original append's result, to be answered without writing again.
+    fn check_sequences(&self, refs: &[batch::BatchRef]) -> Result<Option<AppendInfo>, LogError> {
+        if refs.iter().all(|r| !r.header.has_producer_id()) {
+            return Ok(None);
+        }
+        if let [only] = refs {
+            return match self.producers.check(&only.header)? {
+                SequenceCheck::Append => Ok(None),
+                SequenceCheck::Duplicate(original) => {
+                    tracing::debug!(partition = %self.tp, producer_id = only.header.producer_id, "duplicate batch");
+                    Ok(Some(AppendInfo {
+                        base_offset: original.first_offset,
+                        last_offset: original.last_offset,
+                        record_count: original.last_offset - original.first_offset + 1,
+                        max_timestamp: original.max_timestamp,
+                        log_append_time: None,
+                        bytes: 0,
+                    }))
+                }
+            };
+        }
+        // Several batches: check each against the state the earlier ones leave.
+        let mut staged = self.producers.clone();
+        let mut next = self.log_end_offset();
+        for r in refs {
+            if let SequenceCheck::Duplicate(_) = staged.check(&r.header)? {
+                return Err(LogError::corrupt("a retried idempotent batch must be sent alone, not with other batches"));
+            }
+            let mut header = r.header;
+            header.base_offset = next;
+            next = header.next_offset();
+            staged.update(&header);
+        }
+        Ok(None)
+    }
+
     /// Rolls a new active segment if the append would overflow the current
-    /// one's size, relative offsets, or age.
-    fn maybe_roll(&mut self, append_bytes: u64, last_offset: i64, now_ms: i64) -> Result<(), LogError> {
+    /// one's size or relative offsets, or if the incoming batches' timestamp
+    /// is `segment.ms` past the segment's first batch (Kafka's rule, which
+    /// gives the same answer before and after a restart).
+    fn maybe_roll(&mut self, append_bytes: u64, last_offset: i64, incoming_max_timestamp: i64) -> Result<(), LogError> {
         let active = self.active();
         if active.is_empty() {
             return Ok(());
         }
         let too_big = active.size() + append_bytes > self.config.segment_bytes;
         let offsets_overflow = last_offset - active.base_offset() > i64::from(i32::MAX);
-        let too_old = active.rolling_base_ms().is_some_and(|t| now_ms - t > self.config.segment_ms);
+        let too_old = active.rolling_base_ms().is_some_and(|t| incoming_max_timestamp - t > self.config.segment_ms);
         if too_big || offsets_overflow || too_old {
             self.roll()?;
         }
@@ -141,19 +218,16 @@ impl PartitionLog {
             return Ok(());
         }
         self.active_mut().seal()?;
+        self.producers.write_snapshot(&self.dir, next)?;
         let segment = Segment::create(&self.dir, next)?;
         self.segments.insert(next, segment);
         tracing::debug!(partition = %self.tp, base_offset = next, "rolled a new segment");
         Ok(())
     }
 
-    /// Rolls the active segment if `segment.ms` has passed, and fsyncs if
-    /// `flush.ms` has; for the housekeeping loop.
-    pub fn roll_if_due(&mut self, now_ms: i64) -> Result<(), LogError> {
-        let active = self.active();
-        if !active.is_empty() && active.rolling_base_ms().is_some_and(|t| now_ms - t > self.config.segment_ms) {
-            self.roll()?;
-        }
+    /// Fsyncs the log if `flush.ms` has passed since the last fsync, for the
+    /// housekeeping loop.
+    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<(), LogError> {
         if self.unflushed_records > 0 && now_ms - self.last_flush_ms >= self.config.flush_ms {
             self.flush()?;
             self.last_flush_ms = now_ms;
@@ -267,6 +341,44 @@ impl PartitionLog {
         Ok(doomed.len())
     }
 
+    /// Compacts the segments below the active one when the cleanup policy
+    /// compacts and a segment has rolled since the last run: keeps the latest
+    /// record per key (keys seen anywhere in the log, active segment
+    /// included), drops tombstones older than `delete.retention.ms`.
+    pub fn compact(&mut self, now_ms: i64) -> Result<CleanStats, LogError> {
+        let mut total = CleanStats::default();
+        let active_base = self.active().base_offset();
+        if !self.config.cleanup_policy.compacts() || active_base <= self.cleaned_up_to {
+            return Ok(total);
+        }
+        let mut latest = KeyOffsets::new();
+        for segment in self.segments.values() {
+            cleaner::collect_key_offsets(&segment.read_all()?, &mut latest)?;
+        }
+        let bases: Vec<i64> = self.segments.range(..active_base).map(|(b, _)| *b).collect();
+        let first = bases.first().copied();
+        for base in bases {
+            let Some(segment) = self.segments.get(&base) else { continue };
+            let drop_tombstones =
+                segment.max_timestamp().is_some_and(|(ts, _)| now_ms - ts > self.config.delete_retention_ms);
+            let (cleaned, stats) = cleaner::clean_segment(&segment.read_all()?, &latest, drop_tombstones)?;
+            total.records_read += stats.records_read;
+            total.records_removed += stats.records_removed;
+            let (Some(cleaned), Some(segment)) = (cleaned, self.segments.remove(&base)) else { continue };
+            let segment = segment.replace_contents(&cleaned, self.config.index_interval_bytes)?;
+            if segment.is_empty() && Some(base) != first {
+                segment.delete()?;
+            } else {
+                self.segments.insert(base, segment);
+            }
+        }
+        self.cleaned_up_to = active_base;
+        if total.records_removed > 0 {
+            tracing::info!(partition = %self.tp, removed = total.records_removed, "compacted log");
+        }
+        Ok(total)
+    }
+
     /// Removes every record at or after `offset` (a follower diverging from
     /// its new leader); deletes segments wholly above it.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
@@ -281,6 +393,7 @@ impl PartitionLog {
             }
         }
         self.active_mut().truncate_to(offset)?;
+        self.producers.truncate_to(offset);
         self.epochs.truncate_from_end(offset)
     }
 
@@ -289,6 +402,8 @@ impl PartitionLog {
         for segment in self.segments.values_mut() {
             segment.flush(true)?;
         }
+        let end = self.log_end_offset();
+        self.producers.write_snapshot(&self.dir, end)?;
         self.unflushed_records = 0;
         Ok(())
     }
@@ -336,6 +451,11 @@ impl PartitionLog {
     /// The leader epoch cache.
     pub fn epochs(&self) -> &LeaderEpochCache {
         &self.epochs
+    }
+
+    /// Idempotent producers' state.
+    pub fn producer_states(&self) -> &ProducerStates {
+        &self.producers
     }
 
     /// Which partition this is.

@@ -36,6 +36,9 @@ pub struct BatchParts<'a> {
     pub header: BatchHeader,
 }
 
+/// Extension of a cleaned segment before it is swapped in.
+pub const CLEANED_EXTENSION: &str = "log.cleaned";
+
 /// Where a scan for an offset landed.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPosition {
@@ -74,12 +77,8 @@ impl Segment {
     /// Creates an empty segment at `base_offset` in `dir`.
     pub fn create(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
         let (log_path, index_path, time_path) = paths(dir, base_offset);
-        let log = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(LogError::io(&log_path))?;
+        let log =
+            OpenOptions::new().create(true).read(true).append(true).open(&log_path).map_err(LogError::io(&log_path))?;
         // Append mode cannot be combined with truncate-on-open.
         log.set_len(0).map_err(LogError::io(&log_path))?;
         Ok(Segment {
@@ -224,7 +223,7 @@ impl Segment {
 
     /// Appends batches already validated, with their patched headers, in
     /// one vectored write.
-    pub fn append(&mut self, batches: &[BatchParts<'_>], interval: u32, now_ms: i64) -> Result<(), LogError> {
+    pub fn append(&mut self, batches: &[BatchParts<'_>], interval: u32) -> Result<(), LogError> {
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batches.len() * 2);
         for b in batches {
             slices.push(IoSlice::new(&b.head));
@@ -232,9 +231,6 @@ impl Segment {
         }
         let total: usize = batches.iter().map(|b| b.head.len() + b.body.len()).sum();
         write_all_vectored(&self.log, &mut slices).map_err(LogError::io(&self.log_path))?;
-        if self.size == 0 {
-            self.rolling_base_ms = Some(now_ms);
-        }
         let mut position = self.size;
         for b in batches {
             self.track_appended(position, &b.header, interval)?;
@@ -260,6 +256,18 @@ impl Segment {
             position += header.size() as u64;
         }
         Ok(None)
+    }
+
+    /// Calls `f` with the header of every batch from the one holding `offset` on.
+    pub fn for_each_header_from(&self, offset: i64, mut f: impl FnMut(&BatchHeader)) -> Result<(), LogError> {
+        let Some(first) = self.find_batch(offset)? else { return Ok(()) };
+        let mut position = first.position;
+        while position < self.size {
+            let header = self.header_at(position)?;
+            f(&header);
+            position += header.size() as u64;
+        }
+        Ok(())
     }
 
     /// Reads whole batches starting with the one holding `offset`: as many as
@@ -295,6 +303,41 @@ impl Segment {
         }
         buf.truncate(end);
         Ok((end > 0).then(|| buf.freeze()))
+    }
+
+    /// The whole `.log` file.
+    pub fn read_all(&self) -> Result<Vec<u8>, LogError> {
+        let mut bytes = vec![0u8; self.size as usize];
+        self.log.read_exact_at(&mut bytes, 0).map_err(LogError::io(&self.log_path))?;
+        Ok(bytes)
+    }
+
+    /// Replaces the segment's batches with `bytes` (a cleaned copy): written
+    /// to `<stem>.log.cleaned` and synced, the indexes removed, then renamed
+    /// over the `.log` and reopened with rebuilt indexes. A crash leaves
+    /// either the old segment (a stray `.cleaned` file is removed on open) or
+    /// the new one with indexes to rebuild.
+    pub fn replace_contents(self, bytes: &[u8], index_interval_bytes: u32) -> Result<Segment, LogError> {
+        let dir = self.log_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let (log_path, index_path, time_path) = paths(&dir, self.base_offset);
+        let cleaned = log_path.with_extension(CLEANED_EXTENSION);
+        {
+            let mut f = File::create(&cleaned).map_err(LogError::io(&cleaned))?;
+            f.write_all(bytes).map_err(LogError::io(&cleaned))?;
+            f.sync_all().map_err(LogError::io(&cleaned))?;
+        }
+        let base_offset = self.base_offset;
+        drop(self);
+        for path in [&index_path, &time_path] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LogError::Io { path: path.clone(), source: e }),
+            }
+        }
+        std::fs::rename(&cleaned, &log_path).map_err(LogError::io(&log_path))?;
+        let (segment, _) = Segment::open(&dir, base_offset, true, index_interval_bytes)?;
+        Ok(segment)
     }
 
     /// Truncates the segment so its last record is below `offset`.
@@ -411,8 +454,8 @@ impl Segment {
         (self.offset_of_max_timestamp >= 0).then_some((self.max_timestamp, self.offset_of_max_timestamp))
     }
 
-    /// Time the segment is rolled by: its first batch's timestamp (or when it
-    /// was first appended to).
+    /// Time the segment's age is measured from, as Kafka does: the max
+    /// timestamp of its first batch (so the same after a restart).
     pub fn rolling_base_ms(&self) -> Option<i64> {
         self.rolling_base_ms
     }

@@ -217,6 +217,49 @@ fn log_append_time_stamps_the_broker_clock() {
     assert_eq!(header.max_timestamp, 777);
 }
 
+/// An idempotent producer's batch: producer 9, `epoch`, from `sequence`.
+fn idempotent_batch(count: usize, epoch: i16, sequence: i32) -> Vec<u8> {
+    let mut bytes = encode_batch(count, 10, 1, Compression::None);
+    bytes[43..51].copy_from_slice(&9i64.to_be_bytes());
+    bytes[51..53].copy_from_slice(&epoch.to_be_bytes());
+    bytes[53..57].copy_from_slice(&sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}
+
+#[test]
+fn retried_idempotent_batches_are_not_written_twice_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), tp(), LogConfig::default()).unwrap();
+    log.append_as_leader(&encode_batch(2, 1, 1, Compression::None), 0, 0).unwrap();
+    let first = log.append_as_leader(&idempotent_batch(3, 0, 0), 0, 0).unwrap();
+    assert_eq!((first.base_offset, first.last_offset), (2, 4));
+    let retry = log.append_as_leader(&idempotent_batch(3, 0, 0), 0, 0).unwrap();
+    assert_eq!((retry.base_offset, retry.last_offset), (2, 4), "original offsets");
+    assert_eq!(log.log_end_offset(), 5, "nothing written for the retry");
+    assert!(matches!(
+        log.append_as_leader(&idempotent_batch(1, 0, 7), 0, 0),
+        Err(LogError::OutOfOrderSequence { expected: 3, .. })
+    ));
+    log.append_as_leader(&idempotent_batch(2, 0, 3), 0, 0).unwrap();
+    drop(log);
+    // Unclean restart (no flush, no snapshot): state comes back from the log.
+    let mut log = PartitionLog::open(dir.path(), tp(), LogConfig::default()).unwrap();
+    let retry = log.append_as_leader(&idempotent_batch(2, 0, 3), 0, 0).unwrap();
+    assert_eq!((retry.base_offset, log.log_end_offset()), (5, 7));
+    log.flush().unwrap();
+    drop(log);
+    // Clean restart: from the snapshot.
+    let mut log = PartitionLog::open(dir.path(), tp(), LogConfig::default()).unwrap();
+    assert!(dir.path().join("00000000000000000007.snapshot").exists());
+    assert!(matches!(
+        log.append_as_leader(&idempotent_batch(1, -1, 0), 0, 0),
+        Err(LogError::InvalidProducerEpoch { .. })
+    ));
+    assert_eq!(log.append_as_leader(&idempotent_batch(1, 0, 5), 0, 0).unwrap().base_offset, 7);
+}
+
 fn last_log_file(dir: &Path) -> std::path::PathBuf {
     let mut logs: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -321,4 +364,50 @@ proptest! {
         }
         prop_assert_eq!(read_all(&log, log.log_start_offset(), 4096), model);
     }
+}
+
+#[test]
+fn compaction_keeps_the_latest_value_per_key_across_segments_and_restarts() {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { cleanup_policy: CleanupPolicy::Compact, segment_bytes: 300, ..LogConfig::default() };
+    let mut log = PartitionLog::open(dir.path(), tp(), config.clone()).unwrap();
+    let one = |key: &str, value: Option<&str>| {
+        let r = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 1000,
+            key: Some(Bytes::from(key.to_owned())),
+            value: value.map(|v| Bytes::from(v.to_owned())),
+            headers: Default::default(),
+        };
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(&mut buf, [&r], &RecordEncodeOptions { version: 2, compression: Compression::None })
+            .unwrap();
+        buf.to_vec()
+    };
+    for round in 0..10 {
+        for key in ["a", "b", "c"] {
+            log.append_as_leader(&one(key, Some(&format!("{key}{round}"))), 0, 0).unwrap();
+        }
+    }
+    log.append_as_leader(&one("c", None), 0, 0).unwrap(); // tombstone for c
+    log.roll().unwrap();
+    let before = log.size_bytes();
+    let stats = log.compact(2000).unwrap();
+    assert_eq!(stats.records_removed, 28, "30 values + 1 tombstone: a9, b9 and c's tombstone stay");
+    assert!(log.size_bytes() < before);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), tp(), config).unwrap();
+    let left: Vec<(i64, String)> =
+        read_all(&log, log.log_start_offset(), 1 << 20).into_iter().map(|(o, _, k)| (o, k)).collect();
+    assert_eq!(left, vec![(27, "a".to_owned()), (28, "b".to_owned()), (30, "c".to_owned())]);
+    assert_eq!(log.log_end_offset(), 31, "offsets are kept, the end does not move");
 }

@@ -37,6 +37,8 @@ impl From<&LogError> for KafkaError {
             LogError::UnsupportedMagic { .. } => ResponseError::UnsupportedForMessageFormat,
             LogError::RecordBatchTooLarge { .. } => ResponseError::MessageTooLarge,
             LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+            LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             _ => ResponseError::KafkaStorageError,
         };
         KafkaError::new(error, e.to_string())
