@@ -12,7 +12,7 @@ use std::io::{IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::batch::{BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
 use super::error::LogError;
@@ -290,9 +290,8 @@ impl Segment {
             return Ok(None);
         }
         // Read up to max_bytes in one go, then keep only whole batches.
-        let want = (max_bytes as u64).max(first_size).min(self.size - start);
-        let mut buf = BytesMut::zeroed(want as usize);
-        self.log.read_exact_at(&mut buf, start).map_err(LogError::io(&self.log_path))?;
+        let want = (max_bytes as u64).max(first_size).min(self.size - start) as usize;
+        let mut buf = self.read_exact_uninit(start, want)?;
         let mut end = 0usize;
         while end + HEADER_SIZE <= buf.len() {
             let header = BatchHeader::parse(&buf[end..])?;
@@ -302,7 +301,26 @@ impl Segment {
             end += header.size();
         }
         buf.truncate(end);
-        Ok((end > 0).then(|| buf.freeze()))
+        Ok((end > 0).then(|| Bytes::from(buf)))
+    }
+
+    /// Reads `len` bytes at `position` into a fresh buffer without zeroing
+    /// it first (a fetch's buffer is written once, by the read).
+    fn read_exact_uninit(&self, position: u64, len: usize) -> Result<Vec<u8>, LogError> {
+        let mut buf: Vec<u8> = Vec::with_capacity(len);
+        while buf.len() < len {
+            let at = position + buf.len() as u64;
+            let n = rustix::io::pread(&self.log, rustix::buffer::spare_capacity(&mut buf), at)
+                .map_err(|e| LogError::Io { path: self.log_path.clone(), source: e.into() })?;
+            if n == 0 {
+                let eof = std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("segment ends before byte {}", position + len as u64),
+                );
+                return Err(LogError::Io { path: self.log_path.clone(), source: eof });
+            }
+        }
+        Ok(buf)
     }
 
     /// The whole `.log` file.
