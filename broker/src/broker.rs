@@ -16,6 +16,7 @@ use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BrokerConfig;
+use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::{LogError, LogManager, TopicPartition};
 use crate::metadata::{ConfigOp, MetadataError, MetadataStore, TopicMetadata};
 use crate::metrics::Metrics;
@@ -63,6 +64,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Cancelled when the broker shuts down.
     pub shutdown: CancellationToken,
+    /// The consumer group coordinator.
+    pub groups: Arc<GroupCoordinator>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -81,9 +84,12 @@ impl Broker {
             replicas: ReplicaManager::new(logs),
             metadata: RwLock::new(metadata),
             shutdown: CancellationToken::new(),
+            groups: GroupCoordinator::new(GroupConfig::from_settings(&config.settings)),
             config,
         });
         broker.reconcile_logs()?;
+        // Creates __consumer_offsets if needed and loads committed offsets and groups.
+        crate::group::start(&broker.groups, &broker)?;
         Ok(broker)
     }
 

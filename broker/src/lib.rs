@@ -6,6 +6,7 @@
 //! - [`log`] — the storage engine: segment files, indexes, recovery, retention.
 //! - [`metadata`] — topics, partitions, ids and config overrides (the metadata image).
 //! - [`replica`] — hosted partitions with their leader epoch and high watermark.
+//! - [`group`] — the consumer group coordinator and committed offsets.
 //! - [`broker`] — shared state and the operations that keep metadata and logs in step.
 //! - [`protocol`] — the Kafka wire protocol: framing, codec, connections, API handlers.
 //! - [`metrics`] — Prometheus metrics.
@@ -13,6 +14,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod group;
 pub mod log;
 pub mod metadata;
 pub mod metrics;

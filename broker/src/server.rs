@@ -45,6 +45,7 @@ pub async fn bind(broker: &Broker) -> anyhow::Result<(TcpListener, TcpListener)>
 pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http: TcpListener) -> anyhow::Result<()> {
     let http_task = tokio::spawn(serve_http(broker.clone(), http));
     let housekeeping = tokio::spawn(housekeeping(broker.clone()));
+    let groups = tokio::spawn(broker.groups.clone().run(broker.shutdown.clone()));
     let max_connections = broker.config.settings.long("max.connections").max(0) as usize;
     let slots = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
     let mut connections = JoinSet::new();
@@ -82,6 +83,8 @@ pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http: TcpListener) -
         connections.abort_all();
     }
     housekeeping.abort();
+    // On shutdown the coordinator answers waiting joins and syncs with NOT_COORDINATOR.
+    let _ = groups.await;
     http_task.abort();
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.replicas.logs().flush_all())

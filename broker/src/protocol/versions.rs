@@ -20,6 +20,22 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    // v0-5: idempotent producers and KIP-360 epoch bumps; v6 adds 2PC (KIP-939).
+    (ApiKey::InitProducerId, 0, 5),
+    // The classic group protocol (crate::group). OffsetCommit/OffsetFetch stop
+    // at v9 (v10 names topics by id); ConsumerGroupHeartbeat (KIP-848) is not
+    // served, so clients keep to group.protocol=classic.
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The advertised version range of `api`, if it is served at all.
@@ -53,5 +69,17 @@ mod tests {
         // The ApiVersions request itself must be understood at every version clients try first.
         assert_eq!(supported_range(ApiKey::ApiVersions), Some((0, 4)));
         let _ = kafka_protocol::messages::ApiVersionsRequest::VERSIONS;
+    }
+
+    #[test]
+    fn kip_848_group_heartbeat_is_not_advertised() {
+        // Absent, the Java 4.x client refuses group.protocol=consumer with
+        // UnsupportedVersionException and works with group.protocol=classic.
+        assert_eq!(advertised_range(ApiKey::ConsumerGroupHeartbeat), None);
+        assert_eq!(advertised_range(ApiKey::ConsumerGroupDescribe), None);
+        // The classic protocol at the versions current clients use.
+        assert_eq!(advertised_range(ApiKey::JoinGroup), Some((0, 9)));
+        assert_eq!(advertised_range(ApiKey::OffsetCommit), Some((2, 9)));
+        assert_eq!(advertised_range(ApiKey::OffsetFetch), Some((1, 9)));
     }
 }

@@ -4,10 +4,13 @@
 mod api_versions;
 mod cluster;
 mod configs;
+mod coordinator;
 mod fetch;
+mod group;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod producer_id;
 mod topics;
 
 use std::sync::Arc;
@@ -38,7 +41,19 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Request
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, r, v).await)
         }
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(producer_id::handle(broker, r, v).await),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(cluster::describe(broker, r, v)),
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(group::find_coordinator(broker, r, v)),
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(group::join_group(broker, ctx, r, v).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(group::sync_group(broker, r, v).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(group::heartbeat(broker, r, v)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(group::leave_group(broker, r, v)),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(group::offset_commit(broker, r, v).await),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(group::offset_fetch(broker, r, v)),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(group::describe_groups(broker, r, v)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(group::list_groups(broker, r, v)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(group::delete_groups(broker, r, v).await),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(group::offset_delete(broker, r, v).await),
         other => {
             // The codec only lets served APIs through; this is a bug, not input.
             tracing::error!(api = ?ctx.api_key, "no handler for a served API: {other:?}");

@@ -1,0 +1,937 @@
+//! The group coordinator: the async shell around the group state machine.
+//!
+//! It owns every group of the `__consumer_offsets` partitions this broker
+//! leads, each in a [`GroupSlot`] (a group and its offsets under one mutex),
+//! and three kinds of tasks:
+//!
+//! - one *writer* per partition, appending queued records in queue order and
+//!   then running each record's completion (applying it in memory, waking the
+//!   request that waits on it). Records are queued while the group's lock is
+//!   held, so for every group the log order, the in-memory order and the
+//!   order of events agree;
+//! - one *timer* per group, sleeping until the group's next deadline
+//!   (session, rebalance, sync, initial delay) or until the group changes;
+//! - [`GroupCoordinator::run`]: starts the timers of loaded groups, expires
+//!   offsets every `offsets.retention.check.interval.ms`, and at shutdown
+//!   answers waiting JoinGroup/SyncGroup requests with NOT_COORDINATOR.
+//!
+//! Until [`GroupCoordinator::attach`] gives it storage and a partition is
+//! loaded, requests for that partition's groups get COORDINATOR_NOT_AVAILABLE.
+//!
+//! Locking: a group's slot lock is never taken while the group map lock is
+//! held (the map lock may be taken under a slot lock); no lock is held across
+//! an `.await`; log appends run on blocking threads.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::codec::{CodecError, GroupMetadataValue, OffsetCommitValue, RecordKey};
+use super::member::{JoinResult, SyncResult};
+use super::offsets::{GroupOffsets, OffsetAndMetadata, TopicPartitionKey};
+use super::state::{
+    Group, GroupDescription, GroupState, JoinOutcome, JoinRequest, LeavingMember, PendingWrite, SyncOutcome,
+    SyncRequest,
+};
+use super::store::{LogRecord, OffsetsLog, StoreError};
+use super::{Clock, GroupConfig, GroupError, Time, partition_for};
+use crate::log::LogError;
+
+/// One partition's offset commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionCommit {
+    /// Partition index.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+    /// Leader epoch of the last consumed record, -1 when unknown.
+    pub leader_epoch: i32,
+    /// Client metadata.
+    pub metadata: Option<String>,
+}
+
+/// An OffsetCommit, as the coordinator needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    /// Member id; "" for simple consumers.
+    pub member_id: String,
+    /// Static membership id.
+    pub group_instance_id: Option<String>,
+    /// Generation id; -1 for simple consumers.
+    pub generation_id: i32,
+    /// OffsetCommit v2-v4 `retention_time_ms`, when not -1.
+    pub retention_time_ms: Option<i64>,
+    /// Partitions to commit, by topic.
+    pub topics: Vec<(String, Vec<PartitionCommit>)>,
+}
+
+/// The outcome for one partition: (topic, partition, result).
+pub type PartitionResult = (String, i32, Result<(), GroupError>);
+
+/// Committed offsets of one topic: partition and offset (`None`: none committed).
+pub type FetchedTopic = (String, Vec<(i32, Option<OffsetAndMetadata>)>);
+
+/// One group as ListGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// Group id.
+    pub group_id: String,
+    /// Protocol type, "" for none.
+    pub protocol_type: String,
+    /// State.
+    pub state: GroupState,
+}
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Records to append, and what to do once the append returns.
+struct Job {
+    records: Vec<LogRecord>,
+    done: Completion,
+}
+
+/// A group and its committed offsets.
+#[derive(Debug)]
+struct GroupEntry {
+    group: Group,
+    offsets: GroupOffsets,
+}
+
+/// A group's home: its state under one lock, and its timer's wake-up.
+#[derive(Debug)]
+pub struct GroupSlot {
+    group_id: String,
+    partition: usize,
+    entry: Mutex<GroupEntry>,
+    wake: Notify,
+    timer_running: AtomicBool,
+}
+
+impl GroupSlot {
+    fn new(group: Group, offsets: GroupOffsets, partition: usize) -> Arc<GroupSlot> {
+        Arc::new(GroupSlot {
+            group_id: group.group_id().to_string(),
+            partition,
+            entry: Mutex::new(GroupEntry { group, offsets }),
+            wake: Notify::new(),
+            timer_running: AtomicBool::new(false),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    loaded: AtomicBool,
+    writer: OnceLock<mpsc::UnboundedSender<Job>>,
+}
+
+#[derive(Debug)]
+struct Attached {
+    store: Arc<dyn OffsetsLog>,
+    partitions: Vec<PartitionState>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("records", &self.records.len()).finish()
+    }
+}
+
+/// The group coordinator of this broker.
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    config: GroupConfig,
+    clock: Clock,
+    attached: OnceLock<Attached>,
+    groups: RwLock<HashMap<String, Arc<GroupSlot>>>,
+    shutdown: CancellationToken,
+    me: Weak<GroupCoordinator>,
+}
+
+/// The error a failed `__consumer_offsets` append gives the client.
+fn store_error(e: &StoreError) -> GroupError {
+    match e {
+        StoreError::Log(LogError::RecordBatchTooLarge { .. }) => GroupError::InvalidCommitOffsetSize,
+        other => GroupError::Storage(other.to_string()),
+    }
+}
+
+fn group_key(group_id: &str) -> Bytes {
+    RecordKey::GroupMetadata { group: group_id.to_string() }.encode()
+}
+
+fn offset_key(group_id: &str, topic: &str, partition: i32) -> Bytes {
+    RecordKey::OffsetCommit { group: group_id.to_string(), topic: topic.to_string(), partition }.encode()
+}
+
+impl GroupCoordinator {
+    /// A coordinator with no storage yet; see [`GroupCoordinator::attach`].
+    pub fn new(config: GroupConfig) -> Arc<GroupCoordinator> {
+        Arc::new_cyclic(|me| GroupCoordinator {
+            config,
+            clock: Clock::new(),
+            attached: OnceLock::new(),
+            groups: RwLock::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            me: me.clone(),
+        })
+    }
+
+    /// The coordinator's settings.
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// Gives the coordinator its storage and the partition count of
+    /// `__consumer_offsets`. Only the first call has an effect.
+    pub fn attach(&self, store: Arc<dyn OffsetsLog>, partitions: usize) {
+        let partitions = (0..partitions.max(1))
+            .map(|_| PartitionState { loaded: AtomicBool::new(false), writer: OnceLock::new() })
+            .collect();
+        if self.attached.set(Attached { store, partitions }).is_err() {
+            tracing::warn!("group coordinator already has its storage; ignoring a second attach");
+        }
+    }
+
+    /// The partition count of `__consumer_offsets`, once attached.
+    pub fn partition_count(&self) -> Option<usize> {
+        self.attached.get().map(|a| a.partitions.len())
+    }
+
+    /// The `__consumer_offsets` partition of `group_id`, once attached.
+    pub fn partition_of(&self, group_id: &str) -> Option<usize> {
+        self.partition_count().map(|n| partition_for(group_id, n))
+    }
+
+    /// Loads every partition; one that fails is logged and stays unavailable. Blocking.
+    pub fn load_all(&self) {
+        let Some(n) = self.partition_count() else {
+            return;
+        };
+        let mut groups = 0;
+        for p in 0..n {
+            match self.load_partition(p) {
+                Ok(loaded) => groups += loaded,
+                Err(e) => {
+                    tracing::error!(partition = p, error = %e, "cannot load __consumer_offsets partition; its groups stay unavailable")
+                }
+            }
+        }
+        tracing::info!(partitions = n, groups, "group coordinator loaded __consumer_offsets");
+    }
+
+    /// Reads partition `p` from the log, rebuilds its groups and offsets, and
+    /// serves them. Returns the number of groups. Blocking.
+    pub fn load_partition(&self, p: usize) -> Result<usize, StoreError> {
+        let attached = self.attached.get().ok_or(StoreError::NotHosted(p as i32))?;
+        let t = self.clock.time();
+        let mut loaded: HashMap<String, (Option<Group>, GroupOffsets)> = HashMap::new();
+        let config = self.config;
+        attached.store.read(p as i32, &mut |record| {
+            let key = match RecordKey::decode(&record.key) {
+                Ok(k) => k,
+                // Records of group types we do not run (KIP-848, share groups, ...).
+                Err(CodecError::UnknownKeyType(_)) => return,
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "skipping an unreadable __consumer_offsets key");
+                    return;
+                }
+            };
+            let entry = loaded.entry(key.group().to_string()).or_default();
+            match (key, record.value) {
+                (RecordKey::OffsetCommit { topic, partition, .. }, None) => {
+                    entry.1.remove(&topic, partition);
+                }
+                (RecordKey::OffsetCommit { topic, partition, .. }, Some(v)) => match OffsetCommitValue::decode(&v) {
+                    Ok(v) => entry.1.set(&topic, partition, OffsetAndMetadata::from_value(v)),
+                    Err(e) => tracing::warn!(partition = p, %topic, error = %e, "skipping an unreadable offset commit"),
+                },
+                (RecordKey::GroupMetadata { .. }, None) => entry.0 = None,
+                (RecordKey::GroupMetadata { group }, Some(v)) => match GroupMetadataValue::decode(&v) {
+                    Ok(v) => entry.0 = Some(Group::from_record(group, v, config, t)),
+                    Err(e) => tracing::warn!(partition = p, %group, error = %e, "skipping unreadable group metadata"),
+                },
+            }
+        })?;
+        let mut count = 0;
+        {
+            let mut groups = self.groups.write();
+            for (id, (group, offsets)) in loaded {
+                if group.is_none() && offsets.is_empty() {
+                    continue; // deleted
+                }
+                let group = group.unwrap_or_else(|| Group::new(id.clone(), config, t));
+                groups.insert(id, GroupSlot::new(group, offsets, p));
+                count += 1;
+            }
+        }
+        if let Some(state) = attached.partitions.get(p) {
+            state.loaded.store(true, Ordering::Release);
+        }
+        Ok(count)
+    }
+
+    /// Background work until `shutdown`: starts the timers of loaded groups,
+    /// expires offsets periodically; at shutdown answers waiting requests.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        for slot in self.slots() {
+            self.ensure_timer(&slot);
+        }
+        let every = Duration::from_millis(self.config.offsets_retention_check_interval_ms);
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let expired = self.expire_offsets();
+                    if expired > 0 {
+                        tracing::info!(offsets = expired, "expired committed offsets");
+                    }
+                }
+                _ = shutdown.cancelled() => break,
+                _ = self.shutdown.cancelled() => break,
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Stops the timers and writers and answers every waiting JoinGroup and
+    /// SyncGroup with NOT_COORDINATOR (clients find the coordinator again).
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+        for slot in self.slots() {
+            slot.entry.lock().group.fail_waiting(GroupError::NotCoordinator);
+        }
+    }
+
+    fn slots(&self) -> Vec<Arc<GroupSlot>> {
+        self.groups.read().values().cloned().collect()
+    }
+
+    /// Checks the group id and that its partition is loaded; returns the partition.
+    fn check(&self, group_id: &str) -> Result<usize, GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        self.check_loaded(group_id)
+    }
+
+    fn check_loaded(&self, group_id: &str) -> Result<usize, GroupError> {
+        let attached = self.attached.get().ok_or(GroupError::CoordinatorNotAvailable)?;
+        let p = partition_for(group_id, attached.partitions.len());
+        match attached.partitions.get(p) {
+            Some(state) if state.loaded.load(Ordering::Acquire) && !self.shutdown.is_cancelled() => Ok(p),
+            _ => Err(GroupError::CoordinatorNotAvailable),
+        }
+    }
+
+    fn get(&self, group_id: &str) -> Option<Arc<GroupSlot>> {
+        self.groups.read().get(group_id).cloned()
+    }
+
+    fn get_or_create(&self, group_id: &str, partition: usize) -> Arc<GroupSlot> {
+        if let Some(slot) = self.get(group_id) {
+            return slot;
+        }
+        let t = self.clock.time();
+        self.groups
+            .write()
+            .entry(group_id.to_string())
+            .or_insert_with(|| GroupSlot::new(Group::new(group_id, self.config, t), GroupOffsets::default(), partition))
+            .clone()
+    }
+
+    fn remove_slot(&self, slot: &Arc<GroupSlot>) {
+        let mut groups = self.groups.write();
+        if groups.get(&slot.group_id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            groups.remove(&slot.group_id);
+        }
+    }
+
+    /// Runs `f` on the group under its lock, queues the records it produced,
+    /// and wakes the group's timer.
+    fn with_group<R>(&self, slot: &Arc<GroupSlot>, f: impl FnOnce(&mut GroupEntry, Time) -> R) -> R {
+        self.ensure_timer(slot);
+        let t = self.clock.time();
+        let mut failed = Vec::new();
+        let r = {
+            let mut entry = slot.entry.lock();
+            let r = f(&mut entry, t);
+            self.queue_group_writes(slot, &mut entry, &mut failed);
+            r
+        };
+        slot.wake.notify_one();
+        run_failed(failed);
+        r
+    }
+
+    /// Queues the group metadata records the state machine produced, with
+    /// their completions. Called with the slot locked.
+    fn queue_group_writes(&self, slot: &Arc<GroupSlot>, entry: &mut GroupEntry, failed: &mut Vec<Job>) {
+        for write in entry.group.take_writes() {
+            let record = LogRecord { key: group_key(&slot.group_id), value: Some(write.value().encode()) };
+            let (me, s) = (self.me.clone(), slot.clone());
+            let done: Completion = match write {
+                PendingWrite::Metadata(_) => Box::new(move |result| {
+                    if let Err(e) = result {
+                        tracing::warn!(group = %s.group_id, error = %e, "could not write group metadata");
+                    }
+                }),
+                PendingWrite::Assignment { generation, assignment, .. } => Box::new(move |result| {
+                    if let Some(c) = me.upgrade() {
+                        let result = result.map_err(|e| store_error(&e));
+                        c.with_group(&s, |e, t| e.group.on_assignment_stored(generation, assignment, result, t));
+                    }
+                }),
+                PendingWrite::StaticMember { replacement, .. } => Box::new(move |result| {
+                    if let Some(c) = me.upgrade() {
+                        let result = result.map_err(|e| store_error(&e));
+                        c.with_group(&s, |e, t| e.group.on_static_member_stored(replacement, result, t));
+                    }
+                }),
+            };
+            if let Err(job) = self.enqueue(slot.partition, vec![record], done) {
+                failed.push(job);
+            }
+        }
+    }
+
+    /// Hands records to the partition's writer; gives the job back when there is none.
+    fn enqueue(&self, partition: usize, records: Vec<LogRecord>, done: Completion) -> Result<(), Job> {
+        let job = Job { records, done };
+        let Some(tx) = self.writer(partition) else {
+            return Err(job);
+        };
+        tx.send(job).map_err(|e| e.0)
+    }
+
+    fn writer(&self, partition: usize) -> Option<&mpsc::UnboundedSender<Job>> {
+        let attached = self.attached.get()?;
+        let state = attached.partitions.get(partition)?;
+        if let Some(tx) = state.writer.get() {
+            return Some(tx);
+        }
+        let handle = Handle::try_current().ok()?;
+        Some(state.writer.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            handle.spawn(write_loop(rx, attached.store.clone(), partition as i32, self.shutdown.clone()));
+            tx
+        }))
+    }
+
+    fn ensure_timer(&self, slot: &Arc<GroupSlot>) {
+        if self.shutdown.is_cancelled() || slot.timer_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(group_timer(self.me.clone(), slot.clone(), self.shutdown.clone()));
+            }
+            Err(_) => slot.timer_running.store(false, Ordering::Release),
+        }
+    }
+
+    // ----- the APIs -----
+
+    /// JoinGroup: answers at once, or when the join phase ends.
+    pub async fn join_group(&self, group_id: &str, req: JoinRequest) -> JoinResult {
+        let member_id = req.member_id.clone();
+        if group_id.is_empty() {
+            return JoinResult::error(GroupError::InvalidGroupId, member_id);
+        }
+        let (min, max) = (self.config.min_session_timeout_ms, self.config.max_session_timeout_ms);
+        if req.session_timeout_ms < min || req.session_timeout_ms > max {
+            let e = GroupError::InvalidSessionTimeout { requested: req.session_timeout_ms, min, max };
+            return JoinResult::error(e, member_id);
+        }
+        let partition = match self.check_loaded(group_id) {
+            Ok(p) => p,
+            Err(e) => return JoinResult::error(e, member_id),
+        };
+        let slot = if member_id.is_empty() {
+            self.get_or_create(group_id, partition)
+        } else {
+            match self.get(group_id) {
+                Some(slot) => slot,
+                None => return JoinResult::error(GroupError::UnknownMemberId, member_id),
+            }
+        };
+        match self.with_group(&slot, |e, t| e.group.join(req, t)) {
+            JoinOutcome::Done(result) => result,
+            JoinOutcome::Waiting(rx) => {
+                rx.await.unwrap_or_else(|_| JoinResult::error(GroupError::CoordinatorNotAvailable, member_id))
+            }
+        }
+    }
+
+    /// SyncGroup: answers at once, or when the leader's assignment is stored.
+    pub async fn sync_group(&self, group_id: &str, req: SyncRequest) -> SyncResult {
+        if let Err(e) = self.check(group_id) {
+            return SyncResult::error(e);
+        }
+        let Some(slot) = self.get(group_id) else {
+            return SyncResult::error(GroupError::UnknownMemberId);
+        };
+        match self.with_group(&slot, |e, _| e.group.sync(req)) {
+            SyncOutcome::Done(result) => result,
+            SyncOutcome::Waiting(rx) => {
+                rx.await.unwrap_or_else(|_| SyncResult::error(GroupError::CoordinatorNotAvailable))
+            }
+        }
+    }
+
+    /// Heartbeat.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), GroupError> {
+        self.check(group_id)?;
+        let slot = self.get(group_id).ok_or(GroupError::UnknownMemberId)?;
+        self.with_group(&slot, |e, t| e.group.heartbeat(member_id, instance_id, generation_id, t))
+    }
+
+    /// LeaveGroup: one result per leaving member.
+    pub fn leave_group(
+        &self,
+        group_id: &str,
+        members: &[LeavingMember],
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        self.check(group_id)?;
+        let slot = self.get(group_id).ok_or(GroupError::UnknownMemberId)?;
+        self.with_group(&slot, |e, t| e.group.leave(members, t))
+    }
+
+    /// OffsetCommit: a group-level error, or one result per partition once the
+    /// commit is in the log. `api_version` picks the error for an unknown group
+    /// (GROUP_ID_NOT_FOUND from v9, ILLEGAL_GENERATION before, as Kafka).
+    pub async fn commit_offsets(
+        &self,
+        group_id: &str,
+        commit: OffsetCommit,
+        api_version: i16,
+    ) -> Result<Vec<PartitionResult>, GroupError> {
+        let partition = self.check(group_id)?;
+        let slot = match self.get(group_id) {
+            Some(slot) => slot,
+            None if commit.generation_id < 0 => self.get_or_create(group_id, partition),
+            None if api_version >= 9 => return Err(GroupError::GroupIdNotFound),
+            None => return Err(GroupError::IllegalGeneration),
+        };
+        self.ensure_timer(&slot);
+        let t = self.clock.time();
+        let mut failed = Vec::new();
+        let (mut results, waiting) = {
+            let mut entry = slot.entry.lock();
+            entry.group.validate_offset_commit(
+                &commit.member_id,
+                commit.group_instance_id.as_deref(),
+                commit.generation_id,
+            )?;
+            entry.group.on_offset_commit(&commit.member_id, t);
+            let expire = commit.retention_time_ms.map(|r| t.wall_ms.saturating_add(r));
+            let max = self.config.offset_metadata_max_bytes;
+            let mut results = Vec::new();
+            let mut records = Vec::new();
+            let mut committed: Vec<(TopicPartitionKey, OffsetAndMetadata)> = Vec::new();
+            for (topic, partitions) in commit.topics {
+                for p in partitions {
+                    let metadata = p.metadata.unwrap_or_default();
+                    // Kafka measures String.length(): UTF-16 units.
+                    let size = metadata.encode_utf16().count();
+                    if size > max {
+                        results.push((
+                            topic.clone(),
+                            p.partition,
+                            Err(GroupError::OffsetMetadataTooLarge { size, max }),
+                        ));
+                        continue;
+                    }
+                    let offset = OffsetAndMetadata {
+                        offset: p.offset,
+                        leader_epoch: (p.leader_epoch >= 0).then_some(p.leader_epoch),
+                        metadata,
+                        commit_timestamp_ms: t.wall_ms,
+                        expire_timestamp_ms: expire,
+                    };
+                    records.push(LogRecord {
+                        key: offset_key(group_id, &topic, p.partition),
+                        value: Some(offset.to_value().encode()),
+                    });
+                    let key = (topic.clone(), p.partition);
+                    entry.offsets.add_pending(&key);
+                    committed.push((key, offset));
+                    results.push((topic.clone(), p.partition, Ok(())));
+                }
+            }
+            let waiting = if records.is_empty() {
+                None
+            } else {
+                let (tx, rx) = oneshot::channel();
+                let s = slot.clone();
+                let done: Completion = Box::new(move |result| {
+                    {
+                        let mut entry = s.entry.lock();
+                        for (key, offset) in committed {
+                            entry.offsets.remove_pending(&key);
+                            if result.is_ok() {
+                                entry.offsets.set(&key.0, key.1, offset);
+                            }
+                        }
+                    }
+                    let _ = tx.send(result.map_err(|e| store_error(&e)));
+                });
+                if let Err(job) = self.enqueue(slot.partition, records, done) {
+                    failed.push(job);
+                }
+                Some(rx)
+            };
+            (results, waiting)
+        };
+        slot.wake.notify_one();
+        run_failed(failed);
+        if let Some(rx) = waiting {
+            let outcome = rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable));
+            if let Err(e) = outcome {
+                for r in results.iter_mut().filter(|r| r.2.is_ok()) {
+                    r.2 = Err(e.clone());
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// OffsetFetch: the committed offsets of the given partitions (`None`: of
+    /// every partition with one). An unknown group has none.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<FetchedTopic>, GroupError> {
+        self.check(group_id)?;
+        let slot = self.get(group_id);
+        let entry = slot.as_ref().map(|s| s.entry.lock());
+        let offsets = entry.as_ref().filter(|e| !e.group.is_dead()).map(|e| &e.offsets);
+        let fetched = match topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let found =
+                        partitions.into_iter().map(|p| (p, offsets.and_then(|o| o.get(&topic, p)).cloned())).collect();
+                    (topic, found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: Vec<FetchedTopic> = Vec::new();
+                for (topic, p, offset) in offsets.into_iter().flat_map(GroupOffsets::all) {
+                    match by_topic.last_mut() {
+                        Some((t, ps)) if t == topic => ps.push((p, Some(offset.clone()))),
+                        _ => by_topic.push((topic.to_string(), vec![(p, Some(offset.clone()))])),
+                    }
+                }
+                by_topic
+            }
+        };
+        Ok(fetched)
+    }
+
+    /// DescribeGroups for one group; `None` when it does not exist.
+    pub fn describe_group(&self, group_id: &str) -> Result<Option<GroupDescription>, GroupError> {
+        self.check(group_id)?;
+        let Some(slot) = self.get(group_id) else {
+            return Ok(None);
+        };
+        let entry = slot.entry.lock();
+        Ok((!entry.group.is_dead()).then(|| entry.group.describe()))
+    }
+
+    /// ListGroups: every group, once every partition is loaded.
+    pub fn list_groups(&self) -> Result<Vec<GroupListing>, GroupError> {
+        let attached = self.attached.get().ok_or(GroupError::CoordinatorNotAvailable)?;
+        if attached.partitions.iter().any(|p| !p.loaded.load(Ordering::Acquire)) {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        let mut listings: Vec<GroupListing> = self
+            .slots()
+            .iter()
+            .filter_map(|slot| {
+                let entry = slot.entry.lock();
+                (!entry.group.is_dead()).then(|| GroupListing {
+                    group_id: slot.group_id.clone(),
+                    protocol_type: entry.group.protocol_type().unwrap_or_default().to_string(),
+                    state: entry.group.state(),
+                })
+            })
+            .collect();
+        listings.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        Ok(listings)
+    }
+
+    /// DeleteGroups for one group: it must be Empty; its offsets and metadata
+    /// are tombstoned, then it is gone.
+    pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
+        self.check(group_id)?;
+        let slot = self.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        let t = self.clock.time();
+        let mut failed = Vec::new();
+        let rx = {
+            let mut entry = slot.entry.lock();
+            entry.group.validate_delete()?;
+            let mut records: Vec<LogRecord> = entry
+                .offsets
+                .keys_with_pending()
+                .into_iter()
+                .map(|(topic, p)| LogRecord { key: offset_key(group_id, &topic, p), value: None })
+                .collect();
+            records.push(LogRecord { key: group_key(group_id), value: None });
+            let before = entry.group.mark_dead(t);
+            let (tx, rx) = oneshot::channel();
+            let (me, s) = (self.me.clone(), slot.clone());
+            let done: Completion = Box::new(move |result| {
+                if let Some(c) = me.upgrade() {
+                    match &result {
+                        Ok(()) => c.remove_slot(&s),
+                        Err(_) => c.with_group(&s, |e, t| e.group.undo_dead(before, t)),
+                    }
+                }
+                let _ = tx.send(result.map_err(|e| store_error(&e)));
+            });
+            if let Err(job) = self.enqueue(slot.partition, records, done) {
+                failed.push(job);
+            }
+            rx
+        };
+        slot.wake.notify_one();
+        run_failed(failed);
+        let result = rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable));
+        if result.is_ok() {
+            tracing::info!(group = %group_id, "deleted group");
+        }
+        result
+    }
+
+    /// OffsetDelete: tombstones the offsets of topics the group does not subscribe to.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        topics: Vec<(String, Vec<i32>)>,
+    ) -> Result<Vec<PartitionResult>, GroupError> {
+        self.check(group_id)?;
+        let slot = self.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        let mut failed = Vec::new();
+        let (mut results, waiting) = {
+            let entry = slot.entry.lock();
+            entry.group.validate_offset_delete()?;
+            let mut results = Vec::new();
+            let mut records = Vec::new();
+            let mut deleted = Vec::new();
+            for (topic, partitions) in topics {
+                let subscribed = entry.group.is_subscribed_to(&topic);
+                for p in partitions {
+                    if subscribed {
+                        results.push((topic.clone(), p, Err(GroupError::GroupSubscribedToTopic)));
+                        continue;
+                    }
+                    if entry.offsets.contains(&topic, p) {
+                        records.push(LogRecord { key: offset_key(group_id, &topic, p), value: None });
+                        deleted.push((topic.clone(), p));
+                    }
+                    results.push((topic.clone(), p, Ok(())));
+                }
+            }
+            let waiting = if records.is_empty() {
+                None
+            } else {
+                let (tx, rx) = oneshot::channel();
+                let s = slot.clone();
+                let done: Completion = Box::new(move |result| {
+                    if result.is_ok() {
+                        let mut entry = s.entry.lock();
+                        for (topic, p) in deleted {
+                            entry.offsets.remove(&topic, p);
+                        }
+                    }
+                    let _ = tx.send(result.map_err(|e| store_error(&e)));
+                });
+                if let Err(job) = self.enqueue(slot.partition, records, done) {
+                    failed.push(job);
+                }
+                Some(rx)
+            };
+            (results, waiting)
+        };
+        run_failed(failed);
+        if let Some(rx) = waiting
+            && let Err(e) = rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+        {
+            for r in results.iter_mut().filter(|r| r.2.is_ok()) {
+                r.2 = Err(e.clone());
+            }
+        }
+        Ok(results)
+    }
+
+    /// Tombstones expired offsets (`offsets.retention.minutes`), and deletes
+    /// Empty groups left with none. Returns how many offsets it expired.
+    pub fn expire_offsets(&self) -> usize {
+        let t = self.clock.time();
+        let retention = self.config.offsets_retention_ms;
+        let mut expired_total = 0;
+        let mut failed = Vec::new();
+        for slot in self.slots() {
+            if self.check_loaded(&slot.group_id).is_err() {
+                continue;
+            }
+            let mut entry = slot.entry.lock();
+            if entry.group.is_dead() {
+                continue;
+            }
+            let (expired, all_expired) = entry.offsets.expired(&entry.group, t.wall_ms, retention);
+            let delete_group = all_expired && entry.group.state() == GroupState::Empty && entry.group.has_no_members();
+            if expired.is_empty() && !delete_group {
+                continue;
+            }
+            expired_total += expired.len();
+            let mut records: Vec<LogRecord> = expired
+                .iter()
+                .map(|(topic, p)| LogRecord { key: offset_key(&slot.group_id, topic, *p), value: None })
+                .collect();
+            let before = if delete_group {
+                records.push(LogRecord { key: group_key(&slot.group_id), value: None });
+                tracing::info!(group = %slot.group_id, "deleting empty group whose offsets all expired");
+                Some(entry.group.mark_dead(t))
+            } else {
+                None
+            };
+            let (me, s) = (self.me.clone(), slot.clone());
+            let done: Completion = Box::new(move |result| {
+                let Some(c) = me.upgrade() else {
+                    return;
+                };
+                match result {
+                    Ok(()) => {
+                        {
+                            let mut entry = s.entry.lock();
+                            for (topic, p) in &expired {
+                                entry.offsets.remove(topic, *p);
+                            }
+                        }
+                        if before.is_some() {
+                            c.remove_slot(&s);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(group = %s.group_id, error = %e, "could not write expired offsets' tombstones");
+                        if let Some(before) = before {
+                            c.with_group(&s, |e, t| e.group.undo_dead(before, t));
+                        }
+                    }
+                }
+            });
+            if let Err(job) = self.enqueue(slot.partition, records, done) {
+                failed.push(job);
+            }
+            drop(entry);
+            slot.wake.notify_one();
+        }
+        run_failed(failed);
+        expired_total
+    }
+}
+
+/// Fails jobs that could not be queued; called without any slot lock held.
+fn run_failed(failed: Vec<Job>) {
+    for job in failed {
+        tracing::warn!(records = job.records.len(), "no __consumer_offsets writer (shutting down?); failing the write");
+        (job.done)(Err(StoreError::NotHosted(-1)));
+    }
+}
+
+/// Appends queued jobs of one partition in order; after shutdown, drains what
+/// is queued and stops.
+async fn write_loop(
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    store: Arc<dyn OffsetsLog>,
+    partition: i32,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            job = rx.recv() => job,
+            _ = shutdown.cancelled() => {
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some(first) = first else {
+            return;
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < 64 {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let store = store.clone();
+        let appended = tokio::task::spawn_blocking(move || {
+            for job in jobs {
+                let result = store.append(partition, &job.records);
+                (job.done)(result);
+            }
+        })
+        .await;
+        if let Err(e) = appended {
+            tracing::error!(partition, error = %e, "__consumer_offsets append task failed; its requests fail");
+        }
+    }
+}
+
+/// Sleeps until the group's next deadline and fires it; exits when the group
+/// is Dead or at shutdown.
+async fn group_timer(coordinator: Weak<GroupCoordinator>, slot: Arc<GroupSlot>, shutdown: CancellationToken) {
+    loop {
+        loop {
+            let (dead, deadline) = {
+                let entry = slot.entry.lock();
+                (entry.group.is_dead(), entry.group.next_deadline())
+            };
+            if dead {
+                break;
+            }
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {
+                    let Some(c) = coordinator.upgrade() else { return };
+                    c.with_group(&slot, |e, t| e.group.on_timer(t));
+                }
+                _ = slot.wake.notified() => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+        slot.timer_running.store(false, Ordering::Release);
+        // Revived (a failed delete undone) while we were stopping: carry on.
+        let revived = !slot.entry.lock().group.is_dead();
+        if !revived || shutdown.is_cancelled() || slot.timer_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

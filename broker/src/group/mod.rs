@@ -1,0 +1,332 @@
+//! The consumer group coordinator: Kafka's classic group protocol and
+//! committed offsets.
+//!
+//! A group is coordinated by the leader of its `__consumer_offsets` partition
+//! (Java's `String.hashCode` of the group id, made non-negative, modulo the
+//! partition count — as Kafka does). The pieces:
+//!
+//! - [`state`] — the group state machine (Empty, PreparingRebalance,
+//!   CompletingRebalance, Stable, Dead): joins, syncs, heartbeats, leaves,
+//!   session, rebalance and sync timeouts, static membership. Plain data and
+//!   plain functions of (request, time); tested without I/O.
+//! - [`member`] — one member, and the join/sync answers handed to waiting requests.
+//! - [`offsets`] — a group's committed offsets and Kafka's expiry rules.
+//! - [`codec`] — Kafka's `__consumer_offsets` key and value formats
+//!   (OffsetCommitKey/Value, GroupMetadataKey/Value), byte for byte.
+//! - [`store`] — where records go: the [`store::OffsetsLog`] trait, its
+//!   implementation over the broker's partitions, and a record batch codec.
+//! - [`coordinator`] — the async shell: group lookup, timers, the ordered
+//!   writer per `__consumer_offsets` partition, loading, offset expiry.
+//!
+//! KIP-848 (`ConsumerGroupHeartbeat`, the "consumer" group protocol) is not
+//! served: the API is absent from ApiVersions. The Java 4.x client with
+//! `group.protocol=classic` (its default) works; with `group.protocol=consumer`
+//! it fails at its first poll with an UnsupportedVersionException saying the
+//! cluster does not support the new CONSUMER group protocol and to set
+//! `group.protocol=classic`. librdkafka with `group.protocol=consumer` fails the
+//! same way (it needs ConsumerGroupHeartbeat).
+//!
+//! Invariants: committed offsets and group metadata change in memory in the
+//! order their records reach the log (each partition has one ordered writer),
+//! so what a restart loads equals what was served; a JoinGroup or SyncGroup
+//! waits at most the group's rebalance timeout; no lock is held across an
+//! `.await`.
+
+pub mod codec;
+pub mod coordinator;
+pub mod member;
+pub mod offsets;
+pub mod state;
+pub mod store;
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::broker::{AdminError, Broker, NewTopic};
+use crate::config::Settings;
+use crate::config::settings;
+use crate::metadata::MetadataError;
+pub use coordinator::GroupCoordinator;
+
+/// The internal topic holding committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// A group operation that was refused; mapped to a Kafka error code at the protocol edge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    /// The coordinator has not loaded the group's `__consumer_offsets` partition yet.
+    #[error("the group coordinator is not available yet (loading {OFFSETS_TOPIC}); retry")]
+    CoordinatorNotAvailable,
+    /// This broker stopped coordinating the group (shutting down).
+    #[error("this broker is no longer the group's coordinator; find the coordinator again")]
+    NotCoordinator,
+    /// An empty group id.
+    #[error("the group id must not be empty")]
+    InvalidGroupId,
+    /// The session timeout is outside the broker's allowed range.
+    #[error(
+        "session timeout {requested} ms is outside {min}..={max} ms \
+         (group.min.session.timeout.ms / group.max.session.timeout.ms); change session.timeout.ms"
+    )]
+    InvalidSessionTimeout { requested: i32, min: i32, max: i32 },
+    /// The member id is not (or no longer) in the group.
+    #[error("the member id is not in the group (its session may have expired); rejoin")]
+    UnknownMemberId,
+    /// A first JoinGroup (v4+) must be repeated with the member id the coordinator assigned.
+    #[error("the coordinator assigned a member id; rejoin with it")]
+    MemberIdRequired,
+    /// The generation is not the group's current one.
+    #[error("the generation id is not the group's current generation; rejoin")]
+    IllegalGeneration,
+    /// The group is rebalancing.
+    #[error("the group is rebalancing; rejoin")]
+    RebalanceInProgress,
+    /// The protocol type or protocols do not match the group's.
+    #[error("the protocol type or protocols do not match the group's")]
+    InconsistentGroupProtocol,
+    /// Another instance with the same `group.instance.id` replaced this member.
+    #[error("a newer member with the same group.instance.id replaced this one")]
+    FencedInstanceId,
+    /// The group has `group.max.size` members.
+    #[error("the group has reached group.max.size members")]
+    GroupMaxSizeReached,
+    /// The group does not exist.
+    #[error("the group does not exist")]
+    GroupIdNotFound,
+    /// The group has members, so it cannot be deleted.
+    #[error("the group still has members; stop them before deleting the group")]
+    NonEmptyGroup,
+    /// Offset metadata longer than `offset.metadata.max.bytes`.
+    #[error("offset metadata of {size} characters exceeds offset.metadata.max.bytes ({max})")]
+    OffsetMetadataTooLarge { size: usize, max: usize },
+    /// OffsetDelete of a topic the group is subscribed to.
+    #[error("the group is subscribed to the topic; its offsets cannot be deleted")]
+    GroupSubscribedToTopic,
+    /// The commit does not fit into one record batch of `__consumer_offsets`.
+    #[error("the offset commit is too large for one {OFFSETS_TOPIC} batch; commit fewer partitions at once")]
+    InvalidCommitOffsetSize,
+    /// Writing to `__consumer_offsets` failed.
+    #[error("writing to {OFFSETS_TOPIC} failed: {0}")]
+    Storage(String),
+}
+
+/// Coordinator settings, by their Kafka names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits for more members.
+    pub initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size`.
+    pub max_size: usize,
+    /// How long a new member's JoinGroup may wait before the member is dropped (Kafka: 5 minutes, fixed).
+    pub new_member_join_timeout_ms: u64,
+    /// `offsets.topic.num.partitions`, used when `__consumer_offsets` is created.
+    pub offsets_topic_partitions: i32,
+    /// `offsets.topic.replication.factor`, capped to the live brokers when the topic is created.
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.topic.segment.bytes`.
+    pub offsets_topic_segment_bytes: i64,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
+    /// `offsets.retention.minutes`, in milliseconds.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: u64,
+}
+
+impl Default for GroupConfig {
+    fn default() -> GroupConfig {
+        GroupConfig {
+            initial_rebalance_delay_ms: 3000,
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 1_800_000,
+            max_size: i32::MAX as usize,
+            new_member_join_timeout_ms: 300_000,
+            offsets_topic_partitions: 50,
+            offsets_topic_replication_factor: 3,
+            offsets_topic_segment_bytes: 104_857_600,
+            offset_metadata_max_bytes: 4096,
+            offsets_retention_ms: 10080 * 60_000,
+            offsets_retention_check_interval_ms: 600_000,
+        }
+    }
+}
+
+impl GroupConfig {
+    /// Reads the coordinator settings from broker settings; a setting the
+    /// broker's table does not define yet keeps Kafka's default.
+    pub fn from_settings(s: &Settings) -> GroupConfig {
+        let d = GroupConfig::default();
+        let get = |name: &str, default: i64| -> i64 {
+            if settings::find(s.table(), name).is_some() { s.long(name) } else { default }
+        };
+        let clamp_i32 = |v: i64| v.clamp(0, i32::MAX as i64) as i32;
+        GroupConfig {
+            initial_rebalance_delay_ms: get("group.initial.rebalance.delay.ms", d.initial_rebalance_delay_ms as i64)
+                .max(0) as u64,
+            min_session_timeout_ms: clamp_i32(get("group.min.session.timeout.ms", d.min_session_timeout_ms as i64)),
+            max_session_timeout_ms: clamp_i32(get("group.max.session.timeout.ms", d.max_session_timeout_ms as i64)),
+            max_size: get("group.max.size", d.max_size as i64).max(1) as usize,
+            new_member_join_timeout_ms: d.new_member_join_timeout_ms,
+            offsets_topic_partitions: clamp_i32(get("offsets.topic.num.partitions", d.offsets_topic_partitions as i64))
+                .max(1),
+            offsets_topic_replication_factor: get(
+                "offsets.topic.replication.factor",
+                d.offsets_topic_replication_factor as i64,
+            )
+            .clamp(1, i16::MAX as i64) as i16,
+            offsets_topic_segment_bytes: get("offsets.topic.segment.bytes", d.offsets_topic_segment_bytes).max(14),
+            offset_metadata_max_bytes: get("offset.metadata.max.bytes", d.offset_metadata_max_bytes as i64).max(0)
+                as usize,
+            offsets_retention_ms: get("offsets.retention.minutes", d.offsets_retention_ms / 60_000)
+                .max(1)
+                .saturating_mul(60_000),
+            offsets_retention_check_interval_ms: get(
+                "offsets.retention.check.interval.ms",
+                d.offsets_retention_check_interval_ms as i64,
+            )
+            .max(1) as u64,
+        }
+    }
+}
+
+/// Kafka's `partitionFor(groupId)`: `Utils.abs(groupId.hashCode()) % partitions`.
+pub fn partition_for(group_id: &str, partitions: usize) -> usize {
+    let hash = java_string_hash(group_id);
+    // Utils.abs maps Integer.MIN_VALUE to 0 rather than overflowing.
+    let positive = if hash == i32::MIN { 0 } else { hash.abs() };
+    positive as usize % partitions.max(1)
+}
+
+/// Java's `String.hashCode`: `s[0]*31^(n-1) + ... + s[n-1]` over UTF-16 units, wrapping.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(unit as i32))
+}
+
+/// A moment on two clocks: the monotonic one for timeouts and the wall clock
+/// (milliseconds since the epoch) for what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time {
+    /// Monotonic time, for session, rebalance and join timeouts.
+    pub now: Instant,
+    /// Wall-clock milliseconds, for commit timestamps and state timestamps.
+    pub wall_ms: i64,
+}
+
+/// The wall clock derived from tokio's monotonic clock, so paused-time tests
+/// move both together.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: Instant,
+    base_wall_ms: i64,
+}
+
+impl Clock {
+    /// A clock reading the system time once, now.
+    pub fn new() -> Clock {
+        Clock { base: Instant::now(), base_wall_ms: crate::broker::now_ms() }
+    }
+
+    /// The current time.
+    pub fn time(&self) -> Time {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.base).as_millis() as i64;
+        Time { now, wall_ms: self.base_wall_ms.saturating_add(elapsed) }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock::new()
+    }
+}
+
+/// Creates `__consumer_offsets` (compacted, internal) if it does not exist,
+/// returning its partition count — the existing topic's count wins over the
+/// setting, as in Kafka.
+pub fn ensure_offsets_topic(broker: &Broker, config: &GroupConfig) -> Result<usize, AdminError> {
+    if let Some(topic) = broker.metadata.read().topic(OFFSETS_TOPIC) {
+        return Ok(topic.partitions.len());
+    }
+    let live = broker.live_brokers().len().max(1);
+    let replication_factor = (config.offsets_topic_replication_factor as usize).min(live) as i16;
+    let request = NewTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        num_partitions: config.offsets_topic_partitions,
+        replication_factor,
+        assignment: Vec::new(),
+        configs: vec![
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), config.offsets_topic_segment_bytes.to_string()),
+        ],
+    };
+    match broker.create_topic(&request, false) {
+        Ok(topic) => Ok(topic.partitions.len()),
+        Err(AdminError::Metadata(MetadataError::TopicAlreadyExists(_))) => {
+            let metadata = broker.metadata.read();
+            let topic =
+                metadata.topic(OFFSETS_TOPIC).ok_or_else(|| MetadataError::UnknownTopic(OFFSETS_TOPIC.to_string()))?;
+            Ok(topic.partitions.len())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Starts `coordinator` on `broker`: creates `__consumer_offsets` if needed,
+/// attaches the broker's partitions as its store and loads every partition.
+///
+/// Blocking (reads the log): call from `Broker::open` or `spawn_blocking`.
+/// A partition that fails to load is logged and stays unavailable (its
+/// groups get COORDINATOR_NOT_AVAILABLE); only failing to create the topic
+/// is an error.
+pub fn start(coordinator: &Arc<GroupCoordinator>, broker: &Arc<Broker>) -> Result<(), AdminError> {
+    let partitions = ensure_offsets_topic(broker, coordinator.config())?;
+    let store = Arc::new(store::BrokerOffsetsLog::new(Arc::downgrade(broker)));
+    coordinator.attach(store, partitions);
+    coordinator.load_all();
+    Ok(())
+}
+
+/// The group coordinator of `broker`.
+pub fn coordinator(broker: &Arc<Broker>) -> Arc<GroupCoordinator> {
+    broker.groups.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_string_hash_matches_java() {
+        // Values from java.lang.String#hashCode.
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("a"), 97);
+        assert_eq!(java_string_hash("hello"), 99162322);
+        assert_eq!(java_string_hash("my-group"), -1906497762);
+        assert_eq!(java_string_hash("polygenelubricants"), i32::MIN);
+        assert_eq!(java_string_hash("ü"), 252);
+    }
+
+    #[test]
+    fn group_partition_is_kafkas() {
+        // Utils.abs(Integer.MIN_VALUE) is 0, not an overflow.
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        assert_eq!(partition_for("hello", 50), 99162322 % 50);
+        // A negative hash is made positive before the modulo.
+        assert_eq!(partition_for("my-group", 50), 1906497762 % 50);
+        for id in ["a", "b", "group-1", "ü-grüße"] {
+            assert!(partition_for(id, 7) < 7);
+        }
+    }
+
+    #[test]
+    fn settings_absent_from_the_table_keep_kafka_defaults() {
+        let c = GroupConfig::from_settings(&Settings::broker_defaults());
+        assert_eq!(c, GroupConfig::default());
+        assert_eq!(c.offsets_retention_ms, 7 * 24 * 3_600_000);
+    }
+}

@@ -1,0 +1,280 @@
+//! Where the coordinator's records live: the partitions of `__consumer_offsets`.
+//!
+//! [`OffsetsLog`] is the storage the coordinator is given — append a list of
+//! (key, value) records to a partition as one batch, read a partition back
+//! from its start — so the coordinator can be tested without a real log.
+//! [`BrokerOffsetsLog`] implements it on the broker's hosted partitions:
+//! records go in as one RecordBatch (magic 2, uncompressed, no producer id)
+//! through `Partition::append_as_leader`, and come back by reading whole
+//! batches below the high watermark.
+//!
+//! Both operations block on file I/O: call them from a blocking thread.
+
+use std::sync::Weak;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, Record, RecordBatchDecoder,
+    RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use super::OFFSETS_TOPIC;
+use crate::broker::{Broker, now_ms};
+use crate::log::{LogError, TopicPartition};
+
+/// One `__consumer_offsets` record; a `None` value is a tombstone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    /// The encoded key.
+    pub key: Bytes,
+    /// The encoded value, or `None` for a tombstone.
+    pub value: Option<Bytes>,
+}
+
+/// A record batch could not be written to, or read from, `__consumer_offsets`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// This broker does not host the partition (or is shutting down).
+    #[error("{OFFSETS_TOPIC} partition {0} is not hosted on this broker")]
+    NotHosted(i32),
+    /// The log refused or failed the operation.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// A batch could not be encoded or decoded.
+    #[error("{OFFSETS_TOPIC} record batch: {0}")]
+    Batch(String),
+}
+
+/// The coordinator's storage: the partitions of `__consumer_offsets`.
+pub trait OffsetsLog: Send + Sync + std::fmt::Debug + 'static {
+    /// Appends `records` to `partition` as one batch. Blocking.
+    fn append(&self, partition: i32, records: &[LogRecord]) -> Result<(), StoreError>;
+
+    /// Calls `visit` with every record of `partition`, oldest first. Blocking.
+    fn read(&self, partition: i32, visit: &mut dyn FnMut(LogRecord)) -> Result<(), StoreError>;
+}
+
+/// How many bytes one read of a partition asks for while loading.
+const LOAD_READ_BYTES: usize = 4 << 20;
+
+/// [`OffsetsLog`] on the broker's hosted `__consumer_offsets` partitions.
+#[derive(Debug)]
+pub struct BrokerOffsetsLog {
+    broker: Weak<Broker>,
+}
+
+impl BrokerOffsetsLog {
+    /// Storage on `broker`'s partitions (held weakly: the broker owns the coordinator).
+    pub fn new(broker: Weak<Broker>) -> BrokerOffsetsLog {
+        BrokerOffsetsLog { broker }
+    }
+
+    fn partition(&self, partition: i32) -> Result<std::sync::Arc<crate::replica::Partition>, StoreError> {
+        let broker = self.broker.upgrade().ok_or(StoreError::NotHosted(partition))?;
+        let tp = TopicPartition { topic: OFFSETS_TOPIC.to_string(), partition };
+        broker.partition(&tp).ok_or(StoreError::NotHosted(partition))
+    }
+}
+
+impl OffsetsLog for BrokerOffsetsLog {
+    fn append(&self, partition: i32, records: &[LogRecord]) -> Result<(), StoreError> {
+        let now = now_ms();
+        let batch = encode_batch(records, now)?;
+        self.partition(partition)?.append_as_leader(&batch, now)?;
+        Ok(())
+    }
+
+    fn read(&self, partition: i32, visit: &mut dyn FnMut(LogRecord)) -> Result<(), StoreError> {
+        let p = self.partition(partition)?;
+        let mut offset = p.log().read().log_start_offset();
+        while offset < p.high_watermark() {
+            let records = match p.read_committed(offset, LOAD_READ_BYTES) {
+                Ok((read, _)) => read.records,
+                // Retention or compaction moved the start past us: go on from there.
+                Err(LogError::OffsetOutOfRange { log_start_offset, .. }) if log_start_offset > offset => {
+                    offset = log_start_offset;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match decode_batches(&records, visit)? {
+                Some(next) if next > offset => offset = next,
+                // Nothing whole came back: nothing more to read.
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One RecordBatch (magic 2, uncompressed, no producer id) holding `records`
+/// at offset deltas 0.., stamped `timestamp_ms`.
+pub fn encode_batch(records: &[LogRecord], timestamp_ms: i64) -> Result<Bytes, StoreError> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch while offset - sequence
+            // is constant; this also makes the batch's base sequence -1.
+            sequence: i as i32 - 1,
+            timestamp: timestamp_ms,
+            key: Some(r.key.clone()),
+            value: r.value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| StoreError::Batch(e.to_string()))?;
+    Ok(buf.freeze())
+}
+
+/// Size of a v2 batch header, up to and including the record count.
+const BATCH_HEADER_BYTES: usize = 61;
+
+/// Visits the records of every whole batch in `bytes` (skipping control
+/// batches and records without a key) and returns the offset after the last
+/// whole batch, or `None` when there is none.
+pub fn decode_batches(bytes: &Bytes, visit: &mut dyn FnMut(LogRecord)) -> Result<Option<i64>, StoreError> {
+    let mut pos = 0usize;
+    let mut next = None;
+    while bytes.len() - pos >= BATCH_HEADER_BYTES {
+        let header = &bytes[pos..];
+        let base_offset = i64::from_be_bytes(header[0..8].try_into().map_err(|_| bad("base offset"))?);
+        let batch_length = i32::from_be_bytes(header[8..12].try_into().map_err(|_| bad("batch length"))?);
+        if batch_length < (BATCH_HEADER_BYTES - 12) as i32 {
+            return Err(StoreError::Batch(format!("batch at offset {base_offset} has length {batch_length}")));
+        }
+        let total = 12 + batch_length as usize;
+        if bytes.len() - pos < total {
+            break; // a partial batch at the end of a read
+        }
+        let magic = header[16] as i8;
+        let attributes = i16::from_be_bytes(header[21..23].try_into().map_err(|_| bad("attributes"))?);
+        let last_offset_delta = i32::from_be_bytes(header[23..27].try_into().map_err(|_| bad("last offset delta"))?);
+        let is_control = attributes & 0x20 != 0;
+        if magic == 2 && !is_control {
+            let mut batch = bytes.slice(pos..pos + total);
+            let set = RecordBatchDecoder::decode(&mut batch)
+                .map_err(|e| StoreError::Batch(format!("batch at offset {base_offset}: {e}")))?;
+            for record in set.records {
+                if let Some(key) = record.key {
+                    visit(LogRecord { key, value: record.value });
+                }
+            }
+        }
+        next = Some(base_offset.saturating_add(last_offset_delta as i64).saturating_add(1));
+        pos += total;
+    }
+    Ok(next)
+}
+
+fn bad(field: &str) -> StoreError {
+    StoreError::Batch(format!("cannot read the batch {field}"))
+}
+
+/// An in-memory [`OffsetsLog`] for tests, with appends that can be made to fail.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub struct MemoryOffsetsLog {
+    partitions: parking_lot::Mutex<std::collections::HashMap<i32, Vec<Bytes>>>,
+    fail_appends: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(test)]
+impl MemoryOffsetsLog {
+    /// Makes every following append fail (or succeed again).
+    pub fn fail_appends(&self, fail: bool) {
+        self.fail_appends.store(fail, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Every record appended to `partition`, oldest first.
+    pub fn records(&self, partition: i32) -> Vec<LogRecord> {
+        let mut out = Vec::new();
+        if let Some(batches) = self.partitions.lock().get(&partition) {
+            for b in batches {
+                let _ = decode_batches(b, &mut |r| out.push(r));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+impl OffsetsLog for MemoryOffsetsLog {
+    fn append(&self, partition: i32, records: &[LogRecord]) -> Result<(), StoreError> {
+        if self.fail_appends.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::NotHosted(partition));
+        }
+        // Through the real batch codec, so tests exercise it.
+        let batch = encode_batch(records, 0)?;
+        self.partitions.lock().entry(partition).or_default().push(batch);
+        Ok(())
+    }
+
+    fn read(&self, partition: i32, visit: &mut dyn FnMut(LogRecord)) -> Result<(), StoreError> {
+        let batches = self.partitions.lock().get(&partition).cloned().unwrap_or_default();
+        for b in &batches {
+            decode_batches(b, visit)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(key: &str, value: Option<&str>) -> LogRecord {
+        LogRecord {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+        }
+    }
+
+    #[test]
+    fn batches_hold_every_record_and_tombstone_in_order() {
+        let records = vec![rec("a", Some("1")), rec("b", None), rec("c", Some("3"))];
+        let batch = encode_batch(&records, 1234).unwrap();
+        // One batch: magic 2, no producer, base sequence -1, three records.
+        assert_eq!(batch[16], 2);
+        assert_eq!(i64::from_be_bytes(batch[43..51].try_into().unwrap()), -1);
+        assert_eq!(i32::from_be_bytes(batch[53..57].try_into().unwrap()), -1);
+        assert_eq!(i32::from_be_bytes(batch[57..61].try_into().unwrap()), 3);
+        let mut seen = Vec::new();
+        let next = decode_batches(&batch, &mut |r| seen.push(r)).unwrap();
+        assert_eq!(seen, records);
+        assert_eq!(next, Some(3));
+    }
+
+    #[test]
+    fn partial_batches_at_the_end_are_left_for_the_next_read() {
+        let one = encode_batch(&[rec("a", Some("1"))], 0).unwrap();
+        let mut two = BytesMut::from(&one[..]);
+        // A second batch at offset 1.
+        let mut second = BytesMut::from(&encode_batch(&[rec("b", Some("2"))], 0).unwrap()[..]);
+        second[0..8].copy_from_slice(&1i64.to_be_bytes());
+        two.extend_from_slice(&second[..second.len() - 3]);
+        let mut seen = Vec::new();
+        let next = decode_batches(&two.freeze(), &mut |r| seen.push(r)).unwrap();
+        assert_eq!(seen, vec![rec("a", Some("1"))]);
+        assert_eq!(next, Some(1));
+        assert_eq!(decode_batches(&Bytes::new(), &mut |_| {}).unwrap(), None);
+    }
+
+    #[test]
+    fn a_corrupt_batch_is_an_error() {
+        let mut batch = BytesMut::from(&encode_batch(&[rec("a", Some("1"))], 0).unwrap()[..]);
+        let last = batch.len() - 1;
+        batch[last] ^= 0xff;
+        assert!(decode_batches(&batch.freeze(), &mut |_| {}).is_err());
+    }
+}
