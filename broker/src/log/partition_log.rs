@@ -255,13 +255,14 @@ impl PartitionLog {
         let mut records = bytes::Bytes::new();
         if fetch_offset < max_offset_exclusive.min(end) {
             let first = self.segments.range(..=fetch_offset).next_back().map_or(start, |(base, _)| *base);
+            // Segments emptied by compaction, or whose records all lie below
+            // the fetch offset, are skipped; the first segment holding a batch
+            // at or past it answers (possibly nothing, if held back by
+            // max_offset_exclusive).
             for segment in self.segments.range(first..).map(|(_, s)| s) {
-                if let Some(bytes) = segment.read(fetch_offset, max_bytes, max_offset_exclusive, true)? {
-                    records = bytes;
+                if segment.find_batch(fetch_offset)?.is_some() {
+                    records = segment.read(fetch_offset, max_bytes, max_offset_exclusive, true)?.unwrap_or_default();
                     break;
-                }
-                if segment.next_offset() > fetch_offset {
-                    break; // held back by max_offset_exclusive, not a gap
                 }
             }
         }
@@ -359,6 +360,13 @@ impl PartitionLog {
         let first = bases.first().copied();
         for base in bases {
             let Some(segment) = self.segments.get(&base) else { continue };
+            if segment.is_empty() && Some(base) != first {
+                // Emptied by an earlier run: nothing to keep it for.
+                if let Some(segment) = self.segments.remove(&base) {
+                    segment.delete()?;
+                }
+                continue;
+            }
             let drop_tombstones =
                 segment.max_timestamp().is_some_and(|(ts, _)| now_ms - ts > self.config.delete_retention_ms);
             let (cleaned, stats) = cleaner::clean_segment(&segment.read_all()?, &latest, drop_tombstones)?;

@@ -405,9 +405,31 @@ fn compaction_keeps_the_latest_value_per_key_across_segments_and_restarts() {
     assert_eq!(stats.records_removed, 28, "30 values + 1 tombstone: a9, b9 and c's tombstone stay");
     assert!(log.size_bytes() < before);
     drop(log);
-    let log = PartitionLog::open(dir.path(), tp(), config).unwrap();
+    let log = PartitionLog::open(dir.path(), tp(), config.clone()).unwrap();
     let left: Vec<(i64, String)> =
         read_all(&log, log.log_start_offset(), 1 << 20).into_iter().map(|(o, _, k)| (o, k)).collect();
     assert_eq!(left, vec![(27, "a".to_owned()), (28, "b".to_owned()), (30, "c".to_owned())]);
     assert_eq!(log.log_end_offset(), 31, "offsets are kept, the end does not move");
+    drop(log);
+
+    // Every older segment emptied: reads from the log start still find the
+    // active segment's records, before and after a reopen.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), tp(), config.clone()).unwrap();
+    for round in 0..20 {
+        log.append_as_leader(&one("a", Some(&format!("a{round}"))), 0, 0).unwrap();
+    }
+    log.roll().unwrap();
+    log.append_as_leader(&one("a", Some("last")), 0, 0).unwrap();
+    log.compact(2000).unwrap();
+    assert!(log.segments().skip(1).all(|s| !s.is_empty()), "only the first segment may stay empty");
+    for reopen in [false, true] {
+        if reopen {
+            drop(log);
+            log = PartitionLog::open(dir.path(), tp(), config.clone()).unwrap();
+        }
+        let start = log.log_start_offset();
+        let left: Vec<i64> = read_all(&log, start, 1 << 20).into_iter().map(|(o, _, _)| o).collect();
+        assert_eq!(left, vec![20], "reopened: {reopen}");
+    }
 }
