@@ -2,6 +2,7 @@
 //!
 //! The crate is laid out by responsibility:
 //!
+//! - [`alloc_guard`] — the process allocator, safe against absurd capacity requests.
 //! - [`config`] — settings from flags, `STROM_*` env and YAML, with Kafka's names.
 //! - [`log`] — the storage engine: segment files, indexes, recovery, retention.
 //! - [`metadata`] — topics, partitions, ids and config overrides (the metadata image).
@@ -12,6 +13,7 @@
 //! - [`metrics`] — Prometheus metrics.
 //! - [`server`] — listeners, housekeeping and shutdown.
 
+pub mod alloc_guard;
 pub mod broker;
 pub mod config;
 pub mod group;
@@ -21,3 +23,8 @@ pub mod metrics;
 pub mod protocol;
 pub mod replica;
 pub mod server;
+
+/// Every binary linking the broker (the broker itself, tests, fuzz targets)
+/// allocates through the guard.
+#[global_allocator]
+static ALLOCATOR: alloc_guard::GuardedAllocator = alloc_guard::GuardedAllocator;

@@ -130,6 +130,15 @@ fn unknown_api_key_and_unserved_version_close_the_connection() {
     client.write_frame(&garbage_body);
     client.assert_closed_by_broker("a Metadata v12 body that does not parse");
     assert_broker_still_serves(broker.kafka_addr(), "a malformed body");
+
+    // An array length of 2^31-1 in a 5-byte body: a decoder that sized its
+    // Vec from it would abort the process on a machine of this size.
+    let mut client = WireClient::connect(broker.kafka_addr());
+    let mut huge_array = bare_request_header(ApiKey::Metadata as i16, 0, 11);
+    huge_array.extend_from_slice(&[0x7f, 0xff, 0xff, 0xff, 0xb6]);
+    client.write_frame(&huge_array);
+    client.assert_closed_by_broker("a Metadata v0 body claiming 2^31-1 topics");
+    assert_broker_still_serves(broker.kafka_addr(), "an absurd array length");
 }
 
 #[test]
