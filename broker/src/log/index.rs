@@ -35,8 +35,7 @@ pub struct OffsetIndex {
 impl OffsetIndex {
     /// Creates an empty index, replacing any file at `path`.
     pub fn create(path: &Path) -> Result<OffsetIndex, LogError> {
-        let file = OpenOptions::new().create(true).write(true).truncate(true).open(path).map_err(LogError::io(path))?;
-        Ok(OffsetIndex { path: path.to_owned(), entries: Vec::new(), file: BufWriter::new(file) })
+        Ok(OffsetIndex { path: path.to_owned(), entries: Vec::new(), file: create_truncated(path)? })
     }
 
     /// Loads the index at `path` if it is present and sane for a log of
@@ -59,8 +58,7 @@ impl OffsetIndex {
         if !increasing || !within_log {
             return Ok(None);
         }
-        let file = OpenOptions::new().append(true).open(path).map_err(LogError::io(path))?;
-        Ok(Some(OffsetIndex { path: path.to_owned(), entries, file: BufWriter::new(file) }))
+        Ok(Some(OffsetIndex { path: path.to_owned(), entries, file: open_for_append(path)? }))
     }
 
     /// Adds an entry; it must be beyond the last one.
@@ -117,6 +115,18 @@ impl OffsetIndex {
         *self = fresh;
         Ok(())
     }
+}
+
+/// An index file emptied (or created) for writing.
+pub(super) fn create_truncated(path: &Path) -> Result<BufWriter<File>, LogError> {
+    let file = OpenOptions::new().create(true).write(true).truncate(true).open(path).map_err(LogError::io(path))?;
+    Ok(BufWriter::new(file))
+}
+
+/// An existing index file opened to append entries.
+pub(super) fn open_for_append(path: &Path) -> Result<BufWriter<File>, LogError> {
+    let file = OpenOptions::new().append(true).open(path).map_err(LogError::io(path))?;
+    Ok(BufWriter::new(file))
 }
 
 /// Reads a whole file, or `None` if it does not exist.

@@ -81,13 +81,26 @@ impl Segment {
             OpenOptions::new().create(true).read(true).append(true).open(&log_path).map_err(LogError::io(&log_path))?;
         // Append mode cannot be combined with truncate-on-open.
         log.set_len(0).map_err(LogError::io(&log_path))?;
+        Segment::with_fresh_indexes(base_offset, log_path, log, 0, &index_path, &time_path)
+    }
+
+    /// A segment over an open `.log` of `size` bytes with new, empty indexes
+    /// (to be filled by appends or by [`Segment::recover`]).
+    fn with_fresh_indexes(
+        base_offset: i64,
+        log_path: PathBuf,
+        log: File,
+        size: u64,
+        index_path: &Path,
+        time_path: &Path,
+    ) -> Result<Segment, LogError> {
         Ok(Segment {
             base_offset,
             log_path,
             log,
-            size: 0,
-            index: OffsetIndex::create(&index_path)?,
-            time_index: TimeIndex::create(&time_path)?,
+            size,
+            index: OffsetIndex::create(index_path)?,
+            time_index: TimeIndex::create(time_path)?,
             next_offset: base_offset,
             max_timestamp: -1,
             offset_of_max_timestamp: -1,
@@ -129,19 +142,7 @@ impl Segment {
             };
             return Ok((segment, Recovery::default()));
         }
-        let mut segment = Segment {
-            base_offset,
-            log_path,
-            log,
-            size,
-            index: OffsetIndex::create(&index_path)?,
-            time_index: TimeIndex::create(&time_path)?,
-            next_offset: base_offset,
-            max_timestamp: -1,
-            offset_of_max_timestamp: -1,
-            rolling_base_ms: None,
-            bytes_since_index_entry: 0,
-        };
+        let mut segment = Segment::with_fresh_indexes(base_offset, log_path, log, size, &index_path, &time_path)?;
         let recovery = segment.recover(index_interval_bytes)?;
         Ok((segment, recovery))
     }

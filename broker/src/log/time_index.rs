@@ -6,12 +6,12 @@
 //!
 //! Like the offset index it is a cache of the `.log`, rebuilt when damaged.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::error::LogError;
-use super::index::read_if_exists;
+use super::index::{create_truncated, open_for_append, read_if_exists};
 
 const ENTRY_SIZE: usize = 12;
 
@@ -35,8 +35,7 @@ pub struct TimeIndex {
 impl TimeIndex {
     /// Creates an empty index, replacing any file at `path`.
     pub fn create(path: &Path) -> Result<TimeIndex, LogError> {
-        let file = OpenOptions::new().create(true).write(true).truncate(true).open(path).map_err(LogError::io(path))?;
-        Ok(TimeIndex { path: path.to_owned(), entries: Vec::new(), file: BufWriter::new(file) })
+        Ok(TimeIndex { path: path.to_owned(), entries: Vec::new(), file: create_truncated(path)? })
     }
 
     /// Loads the time index at `path` if present and sane; `None` to rebuild.
@@ -63,8 +62,7 @@ impl TimeIndex {
         if !ordered || !within {
             return Ok(None);
         }
-        let file = OpenOptions::new().append(true).open(path).map_err(LogError::io(path))?;
-        Ok(Some(TimeIndex { path: path.to_owned(), entries, file: BufWriter::new(file) }))
+        Ok(Some(TimeIndex { path: path.to_owned(), entries, file: open_for_append(path)? }))
     }
 
     /// Adds an entry if `timestamp` is larger than the last entry's.
