@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project: formatting, lints, unit and
 # integration tests (real Kafka clients against real broker processes), and a
-# bounded fuzzing run. Needs kcat and cargo-fuzz on PATH (.ci/run installs
-# them on a fresh machine).
+# bounded fuzzing run. Needs kcat and cargo-fuzz on PATH and the e2e client
+# toolchains prepared by scripts/e2e-deps.sh (.ci/run does all of that on a
+# fresh machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -22,6 +22,8 @@ pub struct RequestContext {
     pub correlation_id: i32,
     /// The client's self-chosen id, for logs.
     pub client_id: Option<String>,
+    /// The client's address (set by the connection; unset when decoding alone).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// Why a request frame could not be decoded.
@@ -64,7 +66,7 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestContext, RequestKind), Dec
         .map_err(|e| malformed(format!("header: {e}")))?;
     let body = RequestKind::decode(api, &mut buf, version).map_err(|e| malformed(format!("body: {e}")))?;
     let client_id = header.client_id.as_ref().map(|c| c.to_string());
-    Ok((RequestContext { api_key: api, api_version: version, correlation_id, client_id }, body))
+    Ok((RequestContext { api_key: api, api_version: version, correlation_id, client_id, peer: None }, body))
 }
 
 /// Encodes a response with its header and size prefix, ready to write.

@@ -61,7 +61,8 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<B
             }
         };
         let pending = match decode_request(frame) {
-            Ok((ctx, request)) => {
+            Ok((mut ctx, request)) => {
+                ctx.peer = Some(peer);
                 let is_produce = ctx.api_key == ApiKey::Produce;
                 let b = broker.clone();
                 let answer = async move { answer(&b, ctx, request).await };

@@ -10,14 +10,18 @@
 //! test panics while a broker is alive or being dropped, that log is printed
 //! so the failure shows what the broker said.
 //!
-//! Submodules: [`clients`] (rdkafka producers, consumers and admin helpers)
-//! and [`wire`] (a raw Kafka protocol client for requests no client library
-//! would send).
+//! Submodules: [`clients`] (rdkafka producers, consumers and admin helpers),
+//! [`wire`] (a raw Kafka protocol client for requests no client library
+//! would send), [`e2e`] (the Python, Go and Java client programs under
+//! `e2e/`, run as child processes) and [`consumer_groups`] (group checks
+//! written once for all of those clients).
 
 // Every test crate compiles this module but uses only some of its helpers.
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod consumer_groups;
+pub mod e2e;
 pub mod wire;
 
 use std::fs::{File, OpenOptions};

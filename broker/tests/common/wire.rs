@@ -6,24 +6,34 @@
 //! have a generous timeout so a broker that never answers fails the test
 //! instead of hanging it.
 
+use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest,
-    MetadataRequest, MetadataResponse, ProduceRequest, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, FetchRequest,
+    FindCoordinatorRequest, GroupId, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, JoinGroupResponse,
+    ListOffsetsRequest, MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
+    ProducerId, RequestHeader, ResponseHeader, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 /// How long to wait for a response (or for the broker to close) before failing.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -309,4 +319,253 @@ pub fn with_corrupted_payload(batch: &Bytes) -> Bytes {
     assert_eq!(corrupt[headers_count], 0, "the last record of the batch has no headers");
     corrupt[headers_count - 1] ^= 0x55;
     Bytes::from(corrupt)
+}
+
+/// Versions used by the group and producer-id helpers below.
+pub const INIT_PRODUCER_ID_VERSION: i16 = 4;
+pub const JOIN_GROUP_VERSION: i16 = 5;
+pub const SYNC_GROUP_VERSION: i16 = 3;
+pub const HEARTBEAT_VERSION: i16 = 3;
+pub const OFFSET_COMMIT_VERSION: i16 = 8;
+pub const OFFSET_FETCH_VERSION: i16 = 7;
+
+/// InitProducerId for an idempotent (non-transactional) producer; `current`
+/// is the producer's (id, epoch) when it asks again (KIP-360), else `None`.
+/// Returns (error code, producer id, epoch).
+pub fn init_producer_id(client: &mut WireClient, current: Option<(i64, i16)>) -> (i16, i64, i16) {
+    let (id, epoch) = current.unwrap_or((-1, -1));
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(id))
+        .with_producer_epoch(epoch);
+    let response = client.send(&request, INIT_PRODUCER_ID_VERSION);
+    (response.error_code, response.producer_id.0, response.producer_epoch)
+}
+
+/// One uncompressed RecordBatch v2 from an idempotent producer: `values` as
+/// records (keys `key-<i>`) with producer id, epoch and base sequence set.
+pub fn idempotent_batch(values: &[Vec<u8>], producer_id: i64, epoch: i16, base_sequence: i32, timestamp: i64) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: base_sequence + i as i32,
+            timestamp: timestamp + i as i64,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from(value.clone())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .expect("encode an idempotent record batch");
+    let batch_length = i32::from_be_bytes(
+        buf[batch_layout::BATCH_LENGTH..batch_layout::BATCH_LENGTH + 4].try_into().expect("4 bytes"),
+    );
+    assert_eq!(batch_length as usize + 12, buf.len(), "the records were encoded as exactly one batch");
+    buf.freeze()
+}
+
+/// Every record of a partition from `offset` to the end, decoded, as
+/// (offset, producer id, value), following fetches until the high watermark.
+pub fn fetch_all(client: &mut WireClient, topic: &str, partition: i32, offset: i64) -> Vec<(i64, i64, Bytes)> {
+    let end = latest_offset(client, topic, partition);
+    let mut out = Vec::new();
+    let mut next = offset;
+    while next < end {
+        let data = fetch(client, topic, partition, next);
+        assert_eq!(data.error_code, 0, "Fetch {topic}-{partition} at {next}");
+        let mut bytes = data.records.unwrap_or_default();
+        assert!(!bytes.is_empty(), "Fetch {topic}-{partition} at {next} (below the high watermark {end}) was empty");
+        let sets = RecordBatchDecoder::decode_all(&mut bytes).expect("decode fetched batches");
+        for record in sets.iter().flat_map(|s| s.records.iter()) {
+            if record.offset >= next {
+                out.push((record.offset, record.producer_id, record.value.clone().unwrap_or_default()));
+                next = record.offset + 1;
+            }
+        }
+    }
+    out
+}
+
+/// FindCoordinator (v3) for a group; returns (error code, node id, port).
+pub fn find_group_coordinator(client: &mut WireClient, group: &str) -> (i16, i32, i32) {
+    let request = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())).with_key_type(0);
+    let response = client.send(&request, 3);
+    (response.error_code, response.node_id.0, response.port)
+}
+
+/// Waits until the coordinator of `group` is available (it loads `__consumer_offsets` at start).
+pub fn wait_for_group_coordinator(addr: SocketAddr, group: &str) {
+    let mut client = WireClient::connect(addr);
+    super::wait_for("the group coordinator to be available", Duration::from_secs(60), || {
+        let (error, _, _) = find_group_coordinator(&mut client, group);
+        (error == 0).then_some(())
+    });
+}
+
+/// A JoinGroup (v5) of a consumer-type member; blocks until the broker answers
+/// (a rebalance completes or the join is refused).
+pub fn join_group(
+    client: &mut WireClient,
+    group: &str,
+    member_id: &str,
+    protocol_type: &str,
+    protocols: &[&str],
+) -> JoinGroupResponse {
+    let request = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_protocol_type(StrBytes::from_string(protocol_type.to_string()))
+        .with_protocols(
+            protocols
+                .iter()
+                .map(|name| {
+                    JoinGroupRequestProtocol::default()
+                        .with_name(StrBytes::from_string(name.to_string()))
+                        .with_metadata(Bytes::from_static(b"\x00\x01"))
+                })
+                .collect(),
+        );
+    client.send(&request, JOIN_GROUP_VERSION)
+}
+
+/// Joins `group` as its only member: the first JoinGroup gets MEMBER_ID_REQUIRED
+/// and a member id, the second completes the rebalance. Returns (member id, generation).
+pub fn join_group_as_leader(client: &mut WireClient, group: &str) -> (String, i32) {
+    let first = join_group(client, group, "", "consumer", &["range"]);
+    assert_eq!(first.error_code, ResponseError::MemberIdRequired.code(), "first JoinGroup of {group} (v5)");
+    let member_id = first.member_id.to_string();
+    assert!(!member_id.is_empty(), "MEMBER_ID_REQUIRED comes with a member id");
+    let second = join_group(client, group, &member_id, "consumer", &["range"]);
+    assert_eq!(second.error_code, 0, "JoinGroup of {group} with the assigned member id");
+    assert_eq!(second.leader.to_string(), member_id, "the only member leads the group");
+    (member_id, second.generation_id)
+}
+
+/// SyncGroup (v3) as the leader, giving itself `assignment`; returns (error code, its assignment).
+pub fn sync_group(
+    client: &mut WireClient,
+    group: &str,
+    member_id: &str,
+    generation: i32,
+    assignment: &[u8],
+) -> (i16, Bytes) {
+    let request = SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_assignments(vec![
+            SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_string(member_id.to_string()))
+                .with_assignment(Bytes::copy_from_slice(assignment)),
+        ]);
+    let response = client.send(&request, SYNC_GROUP_VERSION);
+    (response.error_code, response.assignment)
+}
+
+/// Heartbeat (v3); returns its error code.
+pub fn heartbeat(client: &mut WireClient, group: &str, member_id: &str, generation: i32) -> i16 {
+    let request = HeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(member_id.to_string()));
+    client.send(&request, HEARTBEAT_VERSION).error_code
+}
+
+/// OffsetCommit (v8) of one partition's offset with `metadata`, as `member`
+/// (member id, generation); returns the partition's error code.
+pub fn offset_commit(
+    client: &mut WireClient,
+    group: &str,
+    member: (&str, i32),
+    topic: &str,
+    partition: i32,
+    (offset, metadata): (i64, &str),
+) -> i16 {
+    let (member_id, generation) = member;
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_topics(vec![OffsetCommitRequestTopic::default().with_name(topic_name(topic)).with_partitions(vec![
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(partition)
+                .with_committed_offset(offset)
+                .with_committed_metadata(Some(StrBytes::from_string(metadata.to_string()))),
+        ])]);
+    let response = client.send(&request, OFFSET_COMMIT_VERSION);
+    let p = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .unwrap_or_else(|| panic!("OffsetCommit for {group} answered no partition"));
+    p.error_code
+}
+
+/// OffsetFetch (v7) of partitions `0..partitions`: (offset, metadata) each,
+/// offset -1 when nothing is committed; `Err` with the first error code.
+pub fn try_offset_fetch(
+    client: &mut WireClient,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<BTreeMap<i32, (i64, String)>, i16> {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_topics(Some(vec![
+            OffsetFetchRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partition_indexes((0..partitions).collect()),
+        ]));
+    let response = client.send(&request, OFFSET_FETCH_VERSION);
+    if response.error_code != 0 {
+        return Err(response.error_code);
+    }
+    let mut out = BTreeMap::new();
+    for t in &response.topics {
+        for p in &t.partitions {
+            if p.error_code != 0 {
+                return Err(p.error_code);
+            }
+            out.insert(
+                p.partition_index,
+                (p.committed_offset, p.metadata.as_ref().map(|m| m.to_string()).unwrap_or_default()),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// [`try_offset_fetch`], retried while the coordinator is loading or not yet
+/// available (as clients do); panics on any other error.
+pub fn offset_fetch(
+    client: &mut WireClient,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, (i64, String)> {
+    let retriable = [
+        ResponseError::CoordinatorLoadInProgress.code(),
+        ResponseError::CoordinatorNotAvailable.code(),
+        ResponseError::NotCoordinator.code(),
+    ];
+    super::wait_for(&format!("OffsetFetch of {group} to be answered"), Duration::from_secs(60), || {
+        match try_offset_fetch(client, group, topic, partitions) {
+            Ok(offsets) => Some(offsets),
+            Err(code) if retriable.contains(&code) => None,
+            Err(code) => panic!("OffsetFetch of {group} {topic}: error code {code}"),
+        }
+    })
 }

@@ -102,8 +102,8 @@ pub async fn join_group(
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.map(|s| s.to_string()),
         client_id: ctx.client_id.clone().unwrap_or_default(),
-        // The connection's peer address is not in the request context yet.
-        client_host: String::new(),
+        // Kafka shows the member's host as "/<ip>".
+        client_host: ctx.peer.map(|p| format!("/{}", p.ip())).unwrap_or_default(),
         protocol_type: request.protocol_type.to_string(),
         protocols: request
             .protocols
