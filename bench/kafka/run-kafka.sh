@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Apache Kafka as a local process, for benchmarks that measure Strom beside it.
+#
+# The broker's jars come from Maven Central: pom.xml beside this script names
+# org.apache.kafka:kafka_2.13 and `mvn dependency:build-classpath` resolves it
+# and its runtime dependencies into $HOME/.cache/strom/kafka-<version>/ (a
+# local Maven repository plus classpath.txt). Nothing is downloaded again once
+# that cache exists, and no jar ever lands in the repository.
+#
+# Usage:
+#   run-kafka.sh classpath
+#       Resolve the jars if needed; print the path of classpath.txt.
+#   run-kafka.sh start DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]
+#       Write DIR/server.properties for a single-node KRaft cluster in
+#       combined mode (broker and controller in one process, node id 1,
+#       listeners on 127.0.0.1), format DIR/data with a fresh cluster id, then
+#       exec the broker (`kafka.Kafka DIR/server.properties`) in the
+#       foreground: its pid is this script's pid. KEY=VALUE pairs are appended
+#       to server.properties and so override the defaults written here. The
+#       broker's log goes to stdout.
+#
+# Environment: KAFKA_VERSION (default 4.1.1), JAVA_HOME (else `java` on PATH),
+# KAFKA_HEAP_OPTS (default -Xmx1G -Xms1G, as kafka-server-start.sh sets).
+# Needs Java 17+ and Maven 3.
+set -euo pipefail
+
+KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE="${HOME}/.cache/strom/kafka-${KAFKA_VERSION}"
+JAVA="${JAVA_HOME:+${JAVA_HOME}/bin/}java"
+
+die() {
+    echo "run-kafka.sh: $*" >&2
+    exit 1
+}
+
+# Resolves the broker's jars into the cache (once) and prints classpath.txt's path.
+classpath_file() {
+    local out="${CACHE}/classpath.txt"
+    if [[ ! -s "${out}" ]]; then
+        command -v mvn >/dev/null || die "mvn not found: Maven 3 is needed to fetch Apache Kafka ${KAFKA_VERSION}"
+        mkdir -p "${CACHE}"
+        local tmp="${out}.tmp.$$"
+        if ! mvn -B -q -f "${HERE}/pom.xml" \
+            -Dkafka.version="${KAFKA_VERSION}" \
+            -Dmaven.repo.local="${CACHE}/m2" \
+            -Dmdep.includeScope=runtime \
+            -Dmdep.outputFile="${tmp}" \
+            dependency:build-classpath >"${CACHE}/mvn.log" 2>&1; then
+            rm -f "${tmp}"
+            die "resolving org.apache.kafka:kafka_2.13:${KAFKA_VERSION} failed; see ${CACHE}/mvn.log"
+        fi
+        mv "${tmp}" "${out}"
+    fi
+    echo "${out}"
+}
+
+# A random Kafka cluster id: 16 random bytes in unpadded URL-safe base64.
+cluster_id() {
+    head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+}
+
+start() {
+    [[ $# -ge 3 ]] || die "usage: run-kafka.sh start DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]"
+    local dir="$1" kafka_port="$2" controller_port="$3"
+    shift 3
+    command -v "${JAVA}" >/dev/null || die "java not found (set JAVA_HOME): Apache Kafka ${KAFKA_VERSION} needs Java 17+"
+    local cp
+    cp="$(tr -d '\n' <"$(classpath_file)")"
+    mkdir -p "${dir}"
+    dir="$(cd "${dir}" && pwd)"
+    local props="${dir}/server.properties"
+    cat >"${props}" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:${controller_port}
+listeners=PLAINTEXT://127.0.0.1:${kafka_port},CONTROLLER://127.0.0.1:${controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:${kafka_port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=${dir}/data
+num.partitions=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+EOF
+    local kv
+    for kv in "$@"; do
+        [[ "${kv}" == *=* ]] || die "not a KEY=VALUE setting: ${kv}"
+        echo "${kv}" >>"${props}"
+    done
+    local log4j="-Dlog4j2.configurationFile=${HERE}/log4j2.properties"
+    # Format the log dir for a fresh cluster (the JVM's own output goes to stdout too).
+    "${JAVA}" ${log4j} -cp "${cp}" kafka.tools.StorageTool format \
+        --config "${props}" --cluster-id "$(cluster_id)" --ignore-formatted
+    # The JVM options of Kafka's bin/kafka-server-start.sh and kafka-run-class.sh.
+    # shellcheck disable=SC2086
+    exec "${JAVA}" ${KAFKA_HEAP_OPTS:--Xmx1G -Xms1G} \
+        -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+        -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true \
+        ${log4j} -cp "${cp}" kafka.Kafka "${props}"
+}
+
+case "${1:-}" in
+classpath) classpath_file ;;
+start)
+    shift
+    start "$@"
+    ;;
+*) die "usage: run-kafka.sh classpath | start DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]" ;;
+esac
