@@ -1,0 +1,103 @@
+//! The generated API encodes, decodes and serves over a real socket.
+
+use prost::Message;
+use strom_proto::admin::admin_client::AdminClient;
+use strom_proto::admin::admin_server::{Admin, AdminServer};
+use strom_proto::admin::{
+    ControlledShutdownRequest, ControlledShutdownResponse, CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest,
+    DeleteTopicResponse, DescribeClusterRequest, DescribeClusterResponse, ElectLeadersRequest, ElectLeadersResponse,
+    IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionRef, ReplicaAssignment,
+};
+use strom_proto::replication::{EpochEndOffset, FetchRecordsResponse};
+use tonic::{Request, Response, Status};
+
+#[test]
+fn fetch_response_round_trips_with_diverging_epoch() {
+    let response = FetchRecordsResponse {
+        error_code: 0,
+        records: vec![1, 2, 3],
+        high_watermark: 42,
+        log_start_offset: 7,
+        diverging_epoch: Some(EpochEndOffset { epoch: 3, end_offset: 40 }),
+        leader_epoch: 4,
+    };
+    let bytes = response.encode_to_vec();
+    assert_eq!(FetchRecordsResponse::decode(bytes.as_slice()).unwrap(), response);
+    let without = FetchRecordsResponse { diverging_epoch: None, ..response };
+    assert_eq!(FetchRecordsResponse::decode(without.encode_to_vec().as_slice()).unwrap().diverging_epoch, None);
+}
+
+/// Answers DescribeCluster with a fixed cluster and refuses the rest.
+struct FixedAdmin;
+
+#[tonic::async_trait]
+impl Admin for FixedAdmin {
+    async fn describe_cluster(
+        &self,
+        _: Request<DescribeClusterRequest>,
+    ) -> Result<Response<DescribeClusterResponse>, Status> {
+        Ok(Response::new(DescribeClusterResponse {
+            cluster_id: "c1".into(),
+            controller_id: 2,
+            offline_partitions: vec![PartitionRef { topic: "t".into(), partition: 0 }],
+            ..Default::default()
+        }))
+    }
+    async fn create_topic(&self, r: Request<CreateTopicRequest>) -> Result<Response<CreateTopicResponse>, Status> {
+        let assignments = r.into_inner().assignments;
+        Ok(Response::new(CreateTopicResponse { assignments, ..Default::default() }))
+    }
+    async fn delete_topic(&self, _: Request<DeleteTopicRequest>) -> Result<Response<DeleteTopicResponse>, Status> {
+        Err(Status::unimplemented("delete"))
+    }
+    async fn elect_leaders(&self, _: Request<ElectLeadersRequest>) -> Result<Response<ElectLeadersResponse>, Status> {
+        Err(Status::unimplemented("elect"))
+    }
+    async fn controlled_shutdown(
+        &self,
+        _: Request<ControlledShutdownRequest>,
+    ) -> Result<Response<ControlledShutdownResponse>, Status> {
+        Err(Status::unimplemented("shutdown"))
+    }
+    async fn is_safe_to_restart(
+        &self,
+        _: Request<IsSafeToRestartRequest>,
+    ) -> Result<Response<IsSafeToRestartResponse>, Status> {
+        Err(Status::unimplemented("safe"))
+    }
+}
+
+#[tokio::test]
+async fn admin_service_answers_over_loopback() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder().add_service(AdminServer::new(FixedAdmin)).serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async {
+                let _ = stop_rx.await;
+            },
+        ),
+    );
+
+    let mut client = AdminClient::connect(format!("http://{addr}")).await.unwrap();
+    let cluster = client.describe_cluster(DescribeClusterRequest {}).await.unwrap().into_inner();
+    assert_eq!(cluster.cluster_id, "c1");
+    assert_eq!(cluster.controller_id, 2);
+    assert_eq!(cluster.offline_partitions[0].topic, "t");
+
+    let assignments = vec![ReplicaAssignment { replicas: vec![1, 2, 3] }];
+    let created = client
+        .create_topic(CreateTopicRequest { name: "t".into(), assignments: assignments.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.assignments, assignments);
+
+    let refused = client.delete_topic(DeleteTopicRequest { name: "t".into() }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+}
