@@ -6,6 +6,7 @@
 //! - [`config`] — settings from flags, `STROM_*` env and YAML, with Kafka's names.
 //! - [`log`] — the storage engine: segment files, indexes, recovery, retention.
 //! - [`metadata`] — topics, partitions, ids and config overrides (the metadata image).
+//! - [`controller`] — the controller quorum: the metadata image replicated by Raft (openraft).
 //! - [`replica`] — hosted partitions with their leader epoch and high watermark.
 //! - [`group`] — the consumer group coordinator and committed offsets.
 //! - [`broker`] — shared state and the operations that keep metadata and logs in step.
@@ -16,6 +17,7 @@
 pub mod alloc_guard;
 pub mod broker;
 pub mod config;
+pub mod controller;
 pub mod group;
 pub mod log;
 pub mod metadata;

@@ -1,0 +1,645 @@
+//! The controller's metadata image and the commands that change it: the
+//! replicated state machine of the controller quorum, as plain data.
+//!
+//! [`ClusterImage::apply`] is a pure, deterministic function of the image,
+//! the command and the command's Raft log index: every controller applies the
+//! same committed commands in the same order and so holds the same image.
+//! It therefore never reads a clock, a random source or the environment;
+//! anything non-deterministic (topic ids, which broker to fence and when)
+//! is decided by the proposer and carried in the command.
+//!
+//! Invariants: a refused command leaves the image untouched; a partition's
+//! leader is -1 or a member of its ISR; the ISR is a non-empty subset of the
+//! replicas; the leader epoch grows at every leader change and the partition
+//! epoch at every change of leader or ISR, so a request carrying an older
+//! epoch is refused; producer-id blocks never overlap.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::placement::{self, Candidate};
+use crate::config::Settings;
+use crate::metadata::topic_name;
+
+/// Leader id of a partition without a leader.
+pub const NO_LEADER: i32 = -1;
+
+/// Producer ids handed to a broker per `AllocateProducerIdBlock`.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+/// A registered broker and its liveness.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    /// Broker id.
+    pub broker_id: i32,
+    /// Random id of the broker process; a new one means the broker restarted.
+    pub incarnation_id: Uuid,
+    /// The log index of the registration; requests carry it to prove they
+    /// come from this incarnation.
+    pub broker_epoch: i64,
+    /// Kafka listener given to clients.
+    pub advertised_endpoint: String,
+    /// Internal gRPC endpoint.
+    pub internal_endpoint: String,
+    /// Rack, for placement.
+    pub rack: Option<String>,
+    /// Fenced brokers lead nothing and are in no ISR.
+    pub fenced: bool,
+}
+
+/// One partition's replicas, leadership and ISR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// Replica broker ids; the first is the preferred leader.
+    pub replicas: Vec<i32>,
+    /// In-sync replicas.
+    pub isr: Vec<i32>,
+    /// Leader broker id, or [`NO_LEADER`].
+    pub leader: i32,
+    /// Incremented at each leader change.
+    pub leader_epoch: i32,
+    /// Incremented at each leader or ISR change (KIP-497's partition epoch).
+    pub partition_epoch: i32,
+}
+
+/// One topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicImage {
+    /// Topic id (KIP-516).
+    pub topic_id: Uuid,
+    /// Partitions by index.
+    pub partitions: Vec<PartitionState>,
+    /// Topic-level config overrides by Kafka name.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The whole cluster metadata image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterImage {
+    /// Registered brokers by id.
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicImage>,
+    /// End (exclusive) of the last producer-id block handed out.
+    pub producer_id_block_end: i64,
+}
+
+/// How a new topic's replicas are placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TopicAssignment {
+    /// Replica lists given by the caller (e.g. the operator), by partition index.
+    Explicit(Vec<Vec<i32>>),
+    /// Computed by the controller over the unfenced brokers.
+    Computed {
+        /// Partition count.
+        partitions: i32,
+        /// Replicas per partition.
+        replication_factor: i32,
+    },
+}
+
+/// A change to the metadata image: the payload of the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A broker (re)starts; it is fenced until its first heartbeat.
+    RegisterBroker {
+        broker_id: i32,
+        incarnation_id: Uuid,
+        advertised_endpoint: String,
+        internal_endpoint: String,
+        rack: Option<String>,
+    },
+    /// A live broker's heartbeat; unfences it.
+    BrokerHeartbeat { broker_id: i32, broker_epoch: i64 },
+    /// The active controller saw the broker's session expire.
+    FenceBroker { broker_id: i32 },
+    /// Creates a topic.
+    CreateTopic { name: String, topic_id: Uuid, assignment: TopicAssignment, configs: BTreeMap<String, String> },
+    /// Deletes a topic.
+    DeleteTopic { name: String },
+    /// A partition leader changes its ISR (Kafka's AlterPartition).
+    AlterIsr {
+        topic: String,
+        partition: i32,
+        leader_id: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<i32>,
+    },
+    /// Elects a leader: the preferred replica if it is in the ISR and
+    /// unfenced, else another unfenced ISR member; outside the ISR only when
+    /// `allow_unclean`.
+    ElectLeader { topic: String, partition: i32, allow_unclean: bool },
+    /// Reserves a block of producer ids for a broker.
+    AllocateProducerIdBlock { broker_id: i32 },
+}
+
+/// What an applied command produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Nothing to report (also the result of Raft's own entries).
+    Done,
+    /// The broker's new epoch.
+    Registered { broker_epoch: i64 },
+    /// The created topic's assignment.
+    TopicCreated { topic_id: Uuid, assignment: Vec<Vec<i32>> },
+    /// The partition after an ISR change.
+    IsrAltered { partition_epoch: i32 },
+    /// The leader after an election ([`NO_LEADER`] when none was eligible).
+    LeaderElected { leader: i32, leader_epoch: i32 },
+    /// Producer ids `first .. first + size`.
+    ProducerIdBlock { first: i64, size: i64 },
+}
+
+/// A refused command. Serializable: it travels back to a forwarding node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CommandError {
+    /// Kafka: BROKER_ID_NOT_REGISTERED.
+    #[error("broker {0} is not registered; it must register before sending this request")]
+    UnknownBroker(i32),
+    /// Kafka: STALE_BROKER_EPOCH.
+    #[error("broker {broker_id} sent epoch {got} but its current epoch is {current}; it must re-register")]
+    StaleBrokerEpoch { broker_id: i32, current: i64, got: i64 },
+    /// Kafka: TOPIC_ALREADY_EXISTS.
+    #[error("topic `{0}` already exists")]
+    TopicAlreadyExists(String),
+    /// Kafka: UNKNOWN_TOPIC_OR_PARTITION.
+    #[error("partition {partition} of topic `{topic}` does not exist")]
+    UnknownTopicOrPartition { topic: String, partition: i32 },
+    /// Kafka: INVALID_TOPIC_EXCEPTION.
+    #[error("invalid topic name `{name}`: {reason}")]
+    InvalidTopic { name: String, reason: String },
+    /// Kafka: INVALID_REPLICATION_FACTOR / INVALID_PARTITIONS.
+    #[error("cannot place topic `{topic}`: {reason}")]
+    InvalidPlacement { topic: String, reason: String },
+    /// Kafka: INVALID_REPLICA_ASSIGNMENT.
+    #[error("invalid replica assignment for topic `{topic}`: {reason}")]
+    InvalidReplicaAssignment { topic: String, reason: String },
+    /// Kafka: INVALID_CONFIG.
+    #[error("invalid config for topic `{topic}`: {reason}")]
+    InvalidConfig { topic: String, reason: String },
+    /// Kafka: NOT_LEADER_OR_FOLLOWER.
+    #[error("broker {broker_id} is not the leader of `{topic}`-{partition} (leader is {leader})")]
+    NotLeader { topic: String, partition: i32, broker_id: i32, leader: i32 },
+    /// Kafka: FENCED_LEADER_EPOCH.
+    #[error("leader epoch {got} of `{topic}`-{partition} is stale; current is {current}")]
+    FencedLeaderEpoch { topic: String, partition: i32, current: i32, got: i32 },
+    /// Kafka: INVALID_UPDATE_VERSION — the request was built on an older partition state.
+    #[error("partition epoch {got} of `{topic}`-{partition} is stale; current is {current}; refetch and retry")]
+    StalePartitionEpoch { topic: String, partition: i32, current: i32, got: i32 },
+    /// Kafka: INVALID_REQUEST.
+    #[error("invalid ISR {isr:?} for `{topic}`-{partition}: {reason}")]
+    InvalidIsr { topic: String, partition: i32, isr: Vec<i32>, reason: String },
+    /// Kafka: ELIGIBLE_LEADERS_NOT_AVAILABLE.
+    #[error("no unfenced ISR member of `{topic}`-{partition} can lead; enable unclean election to risk data loss")]
+    EligibleLeadersNotAvailable { topic: String, partition: i32 },
+}
+
+/// The result an applied log entry hands back to its proposer.
+pub type CommandResult = Result<Outcome, CommandError>;
+
+impl ClusterImage {
+    /// Applies one committed command at Raft log index `index`.
+    pub fn apply(&mut self, index: u64, command: &Command) -> CommandResult {
+        match command {
+            Command::RegisterBroker { broker_id, incarnation_id, advertised_endpoint, internal_endpoint, rack } => {
+                let broker_epoch = index as i64;
+                self.brokers.insert(
+                    *broker_id,
+                    BrokerRegistration {
+                        broker_id: *broker_id,
+                        incarnation_id: *incarnation_id,
+                        broker_epoch,
+                        advertised_endpoint: advertised_endpoint.clone(),
+                        internal_endpoint: internal_endpoint.clone(),
+                        rack: rack.clone(),
+                        fenced: true,
+                    },
+                );
+                Ok(Outcome::Registered { broker_epoch })
+            }
+            Command::BrokerHeartbeat { broker_id, broker_epoch } => {
+                let broker = self.brokers.get_mut(broker_id).ok_or(CommandError::UnknownBroker(*broker_id))?;
+                if broker.broker_epoch != *broker_epoch {
+                    return Err(CommandError::StaleBrokerEpoch {
+                        broker_id: *broker_id,
+                        current: broker.broker_epoch,
+                        got: *broker_epoch,
+                    });
+                }
+                if broker.fenced {
+                    broker.fenced = false;
+                    self.on_unfenced(*broker_id);
+                }
+                Ok(Outcome::Done)
+            }
+            Command::FenceBroker { broker_id } => {
+                let broker = self.brokers.get_mut(broker_id).ok_or(CommandError::UnknownBroker(*broker_id))?;
+                if !broker.fenced {
+                    broker.fenced = true;
+                    self.on_fenced(*broker_id);
+                }
+                Ok(Outcome::Done)
+            }
+            Command::CreateTopic { name, topic_id, assignment, configs } => {
+                self.create_topic(name, *topic_id, assignment, configs)
+            }
+            Command::DeleteTopic { name } => match self.topics.remove(name) {
+                Some(_) => Ok(Outcome::Done),
+                None => Err(CommandError::UnknownTopicOrPartition { topic: name.clone(), partition: -1 }),
+            },
+            Command::AlterIsr { topic, partition, leader_id, leader_epoch, partition_epoch, new_isr } => {
+                self.alter_isr(topic, *partition, *leader_id, *leader_epoch, *partition_epoch, new_isr)
+            }
+            Command::ElectLeader { topic, partition, allow_unclean } => {
+                let live = self.unfenced();
+                let p = self.partition_mut(topic, *partition)?;
+                match elect(p, &live, *allow_unclean) {
+                    Some(leader) => {
+                        if leader != p.leader {
+                            set_leader(p, leader);
+                        }
+                        Ok(Outcome::LeaderElected { leader: p.leader, leader_epoch: p.leader_epoch })
+                    }
+                    None => {
+                        Err(CommandError::EligibleLeadersNotAvailable { topic: topic.clone(), partition: *partition })
+                    }
+                }
+            }
+            Command::AllocateProducerIdBlock { broker_id } => {
+                if !self.brokers.contains_key(broker_id) {
+                    return Err(CommandError::UnknownBroker(*broker_id));
+                }
+                let first = self.producer_id_block_end;
+                self.producer_id_block_end += PRODUCER_ID_BLOCK_SIZE;
+                Ok(Outcome::ProducerIdBlock { first, size: PRODUCER_ID_BLOCK_SIZE })
+            }
+        }
+    }
+
+    /// Partition `index` of `topic`.
+    pub fn partition(&self, topic: &str, index: i32) -> Option<&PartitionState> {
+        self.topics.get(topic)?.partitions.get(usize::try_from(index).ok()?)
+    }
+
+    fn partition_mut(&mut self, topic: &str, index: i32) -> Result<&mut PartitionState, CommandError> {
+        let unknown = || CommandError::UnknownTopicOrPartition { topic: topic.to_string(), partition: index };
+        let i = usize::try_from(index).map_err(|_| unknown())?;
+        self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(i)).ok_or_else(unknown)
+    }
+
+    fn unfenced(&self) -> Vec<i32> {
+        self.brokers.values().filter(|b| !b.fenced).map(|b| b.broker_id).collect()
+    }
+
+    fn all_partitions_mut(&mut self) -> impl Iterator<Item = &mut PartitionState> {
+        self.topics.values_mut().flat_map(|t| t.partitions.iter_mut())
+    }
+
+    /// A fenced broker leaves every ISR it can leave (never emptying one) and
+    /// hands its leaderships to other unfenced ISR members.
+    fn on_fenced(&mut self, broker_id: i32) {
+        let live = self.unfenced();
+        for p in self.all_partitions_mut() {
+            if p.isr.contains(&broker_id) && p.isr.len() > 1 {
+                p.isr.retain(|&r| r != broker_id);
+                p.partition_epoch += 1;
+            }
+            if p.leader == broker_id {
+                let next = elect(p, &live, false).unwrap_or(NO_LEADER);
+                set_leader(p, next);
+            }
+        }
+    }
+
+    /// An unfenced broker takes back leadership of offline partitions whose
+    /// ISR it is in.
+    fn on_unfenced(&mut self, broker_id: i32) {
+        for p in self.all_partitions_mut() {
+            if p.leader == NO_LEADER && p.isr.contains(&broker_id) {
+                set_leader(p, broker_id);
+            }
+        }
+    }
+
+    fn create_topic(
+        &mut self,
+        name: &str,
+        topic_id: Uuid,
+        assignment: &TopicAssignment,
+        configs: &BTreeMap<String, String>,
+    ) -> CommandResult {
+        topic_name::validate(name)
+            .map_err(|e| CommandError::InvalidTopic { name: name.to_string(), reason: e.to_string() })?;
+        if self.topics.contains_key(name) {
+            return Err(CommandError::TopicAlreadyExists(name.to_string()));
+        }
+        let key = topic_name::collision_key(name);
+        if let Some(other) = self.topics.keys().find(|t| topic_name::collision_key(t) == key) {
+            return Err(CommandError::InvalidTopic {
+                name: name.to_string(),
+                reason: format!("it collides with existing topic `{other}` because '.' and '_' are treated alike"),
+            });
+        }
+        let mut settings = Settings::topic_overrides();
+        for (k, v) in configs {
+            settings
+                .set(k, v)
+                .map_err(|e| CommandError::InvalidConfig { topic: name.to_string(), reason: e.to_string() })?;
+        }
+        let replicas = match assignment {
+            TopicAssignment::Explicit(lists) => {
+                self.check_assignment(name, lists)?;
+                lists.clone()
+            }
+            TopicAssignment::Computed { partitions, replication_factor } => {
+                let candidates: Vec<Candidate> = self
+                    .brokers
+                    .values()
+                    .filter(|b| !b.fenced)
+                    .map(|b| Candidate { broker_id: b.broker_id, rack: b.rack.clone() })
+                    .collect();
+                // Existing partitions shift the first leader so that leaders of
+                // successive topics do not pile up on the same broker.
+                let start = self.topics.values().map(|t| t.partitions.len()).sum();
+                placement::assign(&candidates, *partitions, *replication_factor, start)
+                    .map_err(|e| CommandError::InvalidPlacement { topic: name.to_string(), reason: e.to_string() })?
+            }
+        };
+        let live = self.unfenced();
+        let partitions = replicas
+            .iter()
+            .map(|r| {
+                // Every replica starts in the ISR (all logs are empty); the
+                // first unfenced one leads.
+                let leader = r.iter().copied().find(|b| live.contains(b)).unwrap_or(NO_LEADER);
+                PartitionState { replicas: r.clone(), isr: r.clone(), leader, leader_epoch: 0, partition_epoch: 0 }
+            })
+            .collect();
+        self.topics.insert(name.to_string(), TopicImage { topic_id, partitions, configs: configs.clone() });
+        Ok(Outcome::TopicCreated { topic_id, assignment: replicas })
+    }
+
+    fn check_assignment(&self, topic: &str, lists: &[Vec<i32>]) -> Result<(), CommandError> {
+        let invalid = |reason: String| CommandError::InvalidReplicaAssignment { topic: topic.to_string(), reason };
+        let Some(first) = lists.first() else {
+            return Err(invalid("a topic needs at least 1 partition".into()));
+        };
+        for (p, replicas) in lists.iter().enumerate() {
+            if replicas.is_empty() {
+                return Err(invalid(format!("partition {p} has no replicas")));
+            }
+            if replicas.len() != first.len() {
+                return Err(invalid(format!(
+                    "partition {p} has {} replicas but partition 0 has {}; all must be equal",
+                    replicas.len(),
+                    first.len()
+                )));
+            }
+            for (i, r) in replicas.iter().enumerate() {
+                if replicas[..i].contains(r) {
+                    return Err(invalid(format!("partition {p} lists broker {r} twice")));
+                }
+                if !self.brokers.contains_key(r) {
+                    return Err(invalid(format!("partition {p} names broker {r}, which is not registered")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn alter_isr(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader_id: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: &[i32],
+    ) -> CommandResult {
+        let live = self.unfenced();
+        let p = self.partition_mut(topic, partition)?;
+        let topic = topic.to_string();
+        if p.leader != leader_id {
+            return Err(CommandError::NotLeader { topic, partition, broker_id: leader_id, leader: p.leader });
+        }
+        if leader_epoch != p.leader_epoch {
+            return Err(CommandError::FencedLeaderEpoch {
+                topic,
+                partition,
+                current: p.leader_epoch,
+                got: leader_epoch,
+            });
+        }
+        if partition_epoch != p.partition_epoch {
+            return Err(CommandError::StalePartitionEpoch {
+                topic,
+                partition,
+                current: p.partition_epoch,
+                got: partition_epoch,
+            });
+        }
+        let invalid = |reason: &str| CommandError::InvalidIsr {
+            topic: topic.clone(),
+            partition,
+            isr: new_isr.to_vec(),
+            reason: reason.to_string(),
+        };
+        if !new_isr.contains(&leader_id) {
+            return Err(invalid("the ISR must contain the leader"));
+        }
+        if let Some(r) = new_isr.iter().find(|r| !p.replicas.contains(r)) {
+            return Err(invalid(&format!("broker {r} is not a replica")));
+        }
+        if let Some(r) = new_isr.iter().find(|r| !p.isr.contains(r) && !live.contains(r)) {
+            return Err(invalid(&format!("broker {r} is fenced and cannot join the ISR")));
+        }
+        let mut isr = Vec::with_capacity(new_isr.len());
+        for r in new_isr {
+            if !isr.contains(r) {
+                isr.push(*r);
+            }
+        }
+        p.isr = isr;
+        p.partition_epoch += 1;
+        Ok(Outcome::IsrAltered { partition_epoch: p.partition_epoch })
+    }
+}
+
+/// The leader an election picks: the preferred replica if it is an unfenced
+/// ISR member, else the first unfenced ISR member in replica order, else —
+/// only if `allow_unclean` — the first unfenced replica.
+fn elect(p: &PartitionState, live: &[i32], allow_unclean: bool) -> Option<i32> {
+    let clean = p.replicas.iter().copied().find(|r| p.isr.contains(r) && live.contains(r));
+    clean.or_else(|| if allow_unclean { p.replicas.iter().copied().find(|r| live.contains(r)) } else { None })
+}
+
+fn set_leader(p: &mut PartitionState, leader: i32) {
+    if leader != NO_LEADER && !p.isr.contains(&leader) {
+        // Unclean election: the new leader's log is the truth now.
+        p.isr = vec![leader];
+    }
+    p.leader = leader;
+    p.leader_epoch += 1;
+    p.partition_epoch += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(image: &mut ClusterImage, index: u64, id: i32, rack: &str) -> i64 {
+        let cmd = Command::RegisterBroker {
+            broker_id: id,
+            incarnation_id: Uuid::new_v4(),
+            advertised_endpoint: format!("b{id}:9092"),
+            internal_endpoint: format!("b{id}:9093"),
+            rack: Some(rack.into()),
+        };
+        let Ok(Outcome::Registered { broker_epoch }) = image.apply(index, &cmd) else { panic!("register") };
+        image.apply(index + 1, &Command::BrokerHeartbeat { broker_id: id, broker_epoch }).unwrap();
+        broker_epoch
+    }
+
+    fn cluster_of_three() -> ClusterImage {
+        let mut image = ClusterImage::default();
+        for id in 0..3 {
+            register(&mut image, 10 + 2 * id as u64, id, ["a", "b", "c"][id as usize]);
+        }
+        let cmd = Command::CreateTopic {
+            name: "t".into(),
+            topic_id: Uuid::new_v4(),
+            assignment: TopicAssignment::Explicit(vec![vec![0, 1, 2]]),
+            configs: BTreeMap::new(),
+        };
+        image.apply(20, &cmd).unwrap();
+        image
+    }
+
+    #[test]
+    fn computed_topics_spread_leaders_over_unfenced_brokers() {
+        let mut image = cluster_of_three();
+        let cmd = Command::CreateTopic {
+            name: "u".into(),
+            topic_id: Uuid::new_v4(),
+            assignment: TopicAssignment::Computed { partitions: 6, replication_factor: 2 },
+            configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+        };
+        let Ok(Outcome::TopicCreated { assignment, .. }) = image.apply(30, &cmd) else { panic!() };
+        let mut leaders = BTreeMap::new();
+        for (p, r) in assignment.iter().enumerate() {
+            *leaders.entry(r[0]).or_insert(0) += 1;
+            assert_eq!(image.partition("u", p as i32).unwrap().leader, r[0]);
+        }
+        assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);
+        let again = image.apply(31, &cmd);
+        assert_eq!(again, Err(CommandError::TopicAlreadyExists("u".into())));
+    }
+
+    #[test]
+    fn invalid_topics_are_refused_without_change() {
+        let mut image = cluster_of_three();
+        let before = image.clone();
+        let bad = [
+            ("bad name!", TopicAssignment::Explicit(vec![vec![0]]), BTreeMap::new()),
+            ("x", TopicAssignment::Explicit(vec![vec![0, 0]]), BTreeMap::new()),
+            ("x", TopicAssignment::Explicit(vec![vec![7]]), BTreeMap::new()),
+            ("x", TopicAssignment::Computed { partitions: 1, replication_factor: 4 }, BTreeMap::new()),
+            ("x", TopicAssignment::Explicit(vec![vec![0]]), BTreeMap::from([("bogus".into(), "1".into())])),
+        ];
+        for (name, assignment, configs) in bad {
+            let cmd = Command::CreateTopic { name: name.into(), topic_id: Uuid::new_v4(), assignment, configs };
+            assert!(image.apply(40, &cmd).is_err(), "{cmd:?} was accepted");
+        }
+        assert_eq!(image, before);
+    }
+
+    #[test]
+    fn stale_isr_changes_are_refused() {
+        let mut image = cluster_of_three();
+        let shrink = |partition_epoch, leader_epoch| Command::AlterIsr {
+            topic: "t".into(),
+            partition: 0,
+            leader_id: 0,
+            leader_epoch,
+            partition_epoch,
+            new_isr: vec![0, 1],
+        };
+        assert_eq!(image.apply(30, &shrink(0, 0)), Ok(Outcome::IsrAltered { partition_epoch: 1 }));
+        assert!(matches!(image.apply(31, &shrink(0, 0)), Err(CommandError::StalePartitionEpoch { current: 1, .. })));
+        assert!(matches!(image.apply(32, &shrink(1, 5)), Err(CommandError::FencedLeaderEpoch { .. })));
+        let not_leader = Command::AlterIsr {
+            topic: "t".into(),
+            partition: 0,
+            leader_id: 1,
+            leader_epoch: 0,
+            partition_epoch: 1,
+            new_isr: vec![1],
+        };
+        assert!(matches!(image.apply(33, &not_leader), Err(CommandError::NotLeader { .. })));
+        assert_eq!(image.partition("t", 0).unwrap().isr, vec![0, 1]);
+    }
+
+    #[test]
+    fn fencing_the_leader_elects_from_the_isr_only() {
+        let mut image = cluster_of_three();
+        image
+            .apply(
+                30,
+                &Command::AlterIsr {
+                    topic: "t".into(),
+                    partition: 0,
+                    leader_id: 0,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                    new_isr: vec![0, 2],
+                },
+            )
+            .unwrap();
+        image.apply(31, &Command::FenceBroker { broker_id: 0 }).unwrap();
+        let p = image.partition("t", 0).unwrap().clone();
+        assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (2, 1, vec![2]));
+
+        image.apply(32, &Command::FenceBroker { broker_id: 2 }).unwrap();
+        let p = image.partition("t", 0).unwrap().clone();
+        assert_eq!(p.leader, NO_LEADER, "broker 1 is out of the ISR and must not lead");
+        assert_eq!(p.isr, vec![2], "the last ISR member stays, to lead again when it returns");
+
+        let clean = Command::ElectLeader { topic: "t".into(), partition: 0, allow_unclean: false };
+        assert!(matches!(image.apply(33, &clean), Err(CommandError::EligibleLeadersNotAvailable { .. })));
+        let unclean = Command::ElectLeader { topic: "t".into(), partition: 0, allow_unclean: true };
+        assert!(matches!(image.apply(34, &unclean), Ok(Outcome::LeaderElected { leader: 1, .. })));
+        assert_eq!(image.partition("t", 0).unwrap().isr, vec![1]);
+    }
+
+    #[test]
+    fn an_unfenced_isr_member_retakes_an_offline_partition() {
+        let mut image = cluster_of_three();
+        for (i, b) in [1, 2, 0].into_iter().enumerate() {
+            image.apply(30 + i as u64, &Command::FenceBroker { broker_id: b }).unwrap();
+        }
+        assert_eq!(image.partition("t", 0).unwrap().leader, NO_LEADER);
+        let epoch = image.brokers[&0].broker_epoch;
+        assert!(matches!(
+            image.apply(40, &Command::BrokerHeartbeat { broker_id: 0, broker_epoch: epoch - 1 }),
+            Err(CommandError::StaleBrokerEpoch { .. })
+        ));
+        image.apply(41, &Command::BrokerHeartbeat { broker_id: 0, broker_epoch: epoch }).unwrap();
+        assert_eq!(image.partition("t", 0).unwrap().leader, 0);
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap() {
+        let mut image = cluster_of_three();
+        let a = image.apply(30, &Command::AllocateProducerIdBlock { broker_id: 0 });
+        let b = image.apply(31, &Command::AllocateProducerIdBlock { broker_id: 1 });
+        assert_eq!(a, Ok(Outcome::ProducerIdBlock { first: 0, size: PRODUCER_ID_BLOCK_SIZE }));
+        assert_eq!(b, Ok(Outcome::ProducerIdBlock { first: PRODUCER_ID_BLOCK_SIZE, size: PRODUCER_ID_BLOCK_SIZE }));
+        assert_eq!(
+            image.apply(32, &Command::AllocateProducerIdBlock { broker_id: 9 }),
+            Err(CommandError::UnknownBroker(9))
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! openraft's RPCs over the `Raft` gRPC service of `strom-proto`.
+//!
+//! Each message is openraft's own request or `Result<response, RaftError>`
+//! serialized as JSON in a `RaftMessage` envelope (see the strom-proto crate
+//! docs for why). Client side: one lazily connected tonic channel per peer;
+//! a transport failure is reported as `Unreachable`, so openraft backs off.
+//! Server side: [`RaftService`] decodes, hands the request to the local Raft
+//! node and encodes its answer; a payload that does not decode is refused
+//! with `INVALID_ARGUMENT`, never passed on.
+
+use openraft::BasicNode;
+use openraft::error::{
+    ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use strom_proto::raft::RaftMessage;
+use strom_proto::raft::raft_client::RaftClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use super::image::{Command, CommandResult};
+use super::{NodeId, Raft, TypeConfig};
+
+/// Which RPC of the `Raft` service to call.
+#[derive(Debug, Clone, Copy)]
+enum Rpc {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+    Propose,
+}
+
+/// A command forwarded to another node failed there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ProposeError {
+    /// The receiving node is not the active controller either.
+    #[error("node is not the active controller; the leader is {leader:?}")]
+    ForwardToLeader {
+        /// The leader it knows of, if any.
+        leader: Option<NodeId>,
+    },
+    /// Raft could not commit the command (shutting down, quorum lost, ...).
+    #[error("the controller quorum could not commit the command: {0}")]
+    Raft(String),
+}
+
+/// The answer to a forwarded command.
+pub type ProposeReply = Result<CommandResult, ProposeError>;
+
+/// A connection to one peer's `Raft` service.
+#[derive(Debug, Clone)]
+pub struct PeerClient {
+    target: NodeId,
+    node: BasicNode,
+    client: Option<RaftClient<Channel>>,
+}
+
+impl PeerClient {
+    /// A client for `node` (its internal address), connecting on first use.
+    pub fn new(target: NodeId, node: BasicNode) -> PeerClient {
+        PeerClient { target, node, client: None }
+    }
+
+    fn client(&mut self) -> Result<RaftClient<Channel>, NetworkCallError> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.node.addr))
+            .map_err(|e| NetworkCallError::Unreachable(e.to_string()))?;
+        let client = RaftClient::new(endpoint.connect_lazy());
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        rpc: Rpc,
+        request: &Req,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Resp, NetworkCallError> {
+        let payload = serde_json::to_vec(request).map_err(|e| NetworkCallError::Network(e.to_string()))?;
+        let mut req = Request::new(RaftMessage { payload });
+        if let Some(t) = timeout {
+            req.set_timeout(t);
+        }
+        let mut client = self.client()?;
+        let reply = match rpc {
+            Rpc::AppendEntries => client.append_entries(req).await,
+            Rpc::Vote => client.vote(req).await,
+            Rpc::InstallSnapshot => client.install_snapshot(req).await,
+            Rpc::Propose => client.propose(req).await,
+        };
+        let reply = reply.map_err(|status| match status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                // Drop the channel so the next call reconnects from scratch.
+                self.client = None;
+                NetworkCallError::Unreachable(status.to_string())
+            }
+            _ => NetworkCallError::Network(status.to_string()),
+        })?;
+        serde_json::from_slice(&reply.into_inner().payload).map_err(|e| NetworkCallError::Network(e.to_string()))
+    }
+
+    /// Forwards a command to this peer (the active controller).
+    pub async fn propose(&mut self, command: &Command) -> Result<ProposeReply, NetworkCallError> {
+        self.call(Rpc::Propose, command, Some(std::time::Duration::from_secs(10))).await
+    }
+
+    async fn raft_call<Req: Serialize, Resp: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+        &mut self,
+        rpc: Rpc,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+        let reply: Result<Resp, RaftError<NodeId, E>> =
+            self.call(rpc, request, Some(option.hard_ttl())).await.map_err(|e| match e {
+                NetworkCallError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
+                NetworkCallError::Network(_) => RPCError::Network(NetworkError::new(&e)),
+            })?;
+        reply.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+    }
+}
+
+/// A call to a peer failed before it got an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkCallError {
+    /// The peer could not be reached.
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+    /// The call reached the peer but failed (bad payload, refused, ...).
+    #[error("raft rpc failed: {0}")]
+    Network(String),
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.raft_call(Rpc::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.raft_call(Rpc::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.raft_call(Rpc::Vote, &rpc, &option).await
+    }
+}
+
+/// Hands out a [`PeerClient`] per target.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkFactory;
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        PeerClient::new(target, node.clone())
+    }
+}
+
+/// The server side of the `Raft` service: hands requests to the local node.
+#[derive(Clone)]
+pub struct RaftService {
+    raft: Raft,
+}
+
+impl RaftService {
+    /// Serves `raft`.
+    pub fn new(raft: Raft) -> RaftService {
+        RaftService { raft }
+    }
+}
+
+fn decode<T: DeserializeOwned>(request: Request<RaftMessage>) -> Result<T, Status> {
+    serde_json::from_slice(&request.into_inner().payload)
+        .map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
+}
+
+fn encode<T: Serialize>(reply: &T) -> Result<Response<RaftMessage>, Status> {
+    serde_json::to_vec(reply)
+        .map(|payload| Response::new(RaftMessage { payload }))
+        .map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))
+}
+
+#[tonic::async_trait]
+impl strom_proto::raft::raft_server::Raft for RaftService {
+    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let req: AppendEntriesRequest<TypeConfig> = decode(request)?;
+        encode(&self.raft.append_entries(req).await)
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let req: VoteRequest<NodeId> = decode(request)?;
+        encode(&self.raft.vote(req).await)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let req: InstallSnapshotRequest<TypeConfig> = decode(request)?;
+        encode(&self.raft.install_snapshot(req).await)
+    }
+
+    async fn propose(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let command: Command = decode(request)?;
+        encode(&propose_locally(&self.raft, command).await)
+    }
+}
+
+/// Commits `command` through this node, which must be the active controller.
+pub async fn propose_locally(raft: &Raft, command: Command) -> ProposeReply {
+    match raft.client_write(command).await {
+        Ok(written) => Ok(written.data.0),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(ProposeError::ForwardToLeader { leader: f.leader_id })
+        }
+        Err(e) => Err(ProposeError::Raft(e.to_string())),
+    }
+}

@@ -1,0 +1,277 @@
+//! [`Controller`]: one node of the controller quorum — its Raft instance, its
+//! stores under `<data-dir>/controller/`, and its `Raft` gRPC service.
+//!
+//! Bootstrap: a voter whose log and vote are empty initializes the quorum
+//! with the configured voters. Every voter does so on its first start with
+//! the same voter set; openraft accepts that (identical membership at log
+//! index 0 everywhere) and refuses it once a node has a log, which is then
+//! ignored — so starting voters in any order forms one quorum.
+//!
+//! A voter must keep its data dir: one that lost it would bootstrap again
+//! and could vote twice in a term. Replacing a voter's disk needs a
+//! membership change (remove, then add back), which is not implemented yet.
+//!
+//! Proposals go to the active controller: applied locally if this node leads,
+//! forwarded over `Propose` otherwise. A proposal is retried only while no
+//! leader is known or the called node says it is not the leader (the command
+//! was then certainly not appended); any other failure is returned, because
+//! the command may or may not have been committed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InitializeError, RaftError};
+use openraft::{BasicNode, SnapshotPolicy};
+use parking_lot::RwLock;
+use strom_proto::raft::raft_server::RaftServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::image::{ClusterImage, Command, CommandResult};
+use super::log_store::LogStore;
+use super::network::{NetworkFactory, PeerClient, ProposeError, RaftService, propose_locally};
+use super::state_machine::{AppliedState, StateMachine};
+use super::{NodeId, Raft};
+
+/// A controller node failed to start or to get a command committed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The `--voters` value cannot be used.
+    #[error("invalid controller voters `{value}`: {reason}; expected ID@HOST:PORT,... e.g. 0@strom-0:9093")]
+    InvalidVoters { value: String, reason: String },
+    /// This node is not among the voters (learners are not supported yet).
+    #[error("node {node_id} is not among the controller voters {voters:?}; add it to --voters")]
+    NotAVoter { node_id: NodeId, voters: Vec<NodeId> },
+    /// The controller's files cannot be read or written.
+    #[error("controller storage in {dir}: {source}")]
+    Storage { dir: PathBuf, source: std::io::Error },
+    /// openraft refused to start or initialize.
+    #[error("controller quorum failed to start: {0}")]
+    Start(String),
+    /// No active controller is known, or none answered in time.
+    #[error("no active controller after {0:?}; is a majority of voters up and reachable?")]
+    NoController(Duration),
+    /// The active controller could not be reached or failed; the command may or may not be committed.
+    #[error("forwarding to the active controller {leader} failed: {reason}")]
+    Forward { leader: NodeId, reason: String },
+    /// The quorum could not commit the command.
+    #[error("the controller quorum could not commit the command: {0}")]
+    Commit(String),
+}
+
+/// Settings of one controller node.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// This node's id (its broker id).
+    pub node_id: NodeId,
+    /// Voter ids and their internal (gRPC) addresses.
+    pub voters: BTreeMap<NodeId, String>,
+    /// The broker's data dir; the controller keeps its files in `controller/` inside it.
+    pub data_dir: PathBuf,
+    /// Leader heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// A follower without heartbeats for a random time in this range starts an election.
+    pub election_timeout: (Duration, Duration),
+    /// A snapshot is taken after this many entries since the last one, and the log before it purged.
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot, so a briefly lagging follower
+    /// catches up from the log rather than from a whole snapshot.
+    pub log_kept_after_snapshot: u64,
+    /// How long a proposal may wait for a leader and a commit.
+    pub propose_timeout: Duration,
+}
+
+impl ControllerConfig {
+    /// A node of the quorum `voters`, with production timings.
+    pub fn new(node_id: NodeId, voters: BTreeMap<NodeId, String>, data_dir: impl Into<PathBuf>) -> ControllerConfig {
+        ControllerConfig {
+            node_id,
+            voters,
+            data_dir: data_dir.into(),
+            heartbeat_interval: Duration::from_millis(500),
+            election_timeout: (Duration::from_millis(1500), Duration::from_millis(3000)),
+            snapshot_every: 5000,
+            log_kept_after_snapshot: 1000,
+            propose_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The single-node default: a one-voter quorum of this node.
+    pub fn single_node(node_id: NodeId, internal_addr: &str, data_dir: impl Into<PathBuf>) -> ControllerConfig {
+        ControllerConfig::new(node_id, BTreeMap::from([(node_id, internal_addr.to_string())]), data_dir)
+    }
+}
+
+/// Parses `--voters`: `ID@HOST:PORT,...`.
+pub fn parse_voters(value: &str) -> Result<BTreeMap<NodeId, String>, ControllerError> {
+    let invalid = |reason: String| ControllerError::InvalidVoters { value: value.to_string(), reason };
+    let mut voters = BTreeMap::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('@').ok_or_else(|| invalid(format!("`{part}` has no `@`")))?;
+        let id: NodeId = id.parse().map_err(|_| invalid(format!("`{id}` is not a node id")))?;
+        if addr.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+            return Err(invalid(format!("`{addr}` is not HOST:PORT")));
+        }
+        if voters.insert(id, addr.to_string()).is_some() {
+            return Err(invalid(format!("node {id} is listed twice")));
+        }
+    }
+    if voters.is_empty() {
+        return Err(invalid("no voters".into()));
+    }
+    Ok(voters)
+}
+
+/// A running controller node.
+pub struct Controller {
+    node_id: NodeId,
+    raft: Raft,
+    state: Arc<RwLock<AppliedState>>,
+    voters: BTreeMap<NodeId, BasicNode>,
+    propose_timeout: Duration,
+    server: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").field("node_id", &self.node_id).finish_non_exhaustive()
+    }
+}
+
+fn storage_error(dir: &Path) -> impl FnOnce(std::io::Error) -> ControllerError + '_ {
+    move |source| ControllerError::Storage { dir: dir.to_path_buf(), source }
+}
+
+impl Controller {
+    /// Starts the node, serving the `Raft` service on `listener` (the
+    /// internal address the other voters know it by).
+    pub async fn start(config: ControllerConfig, listener: TcpListener) -> Result<Controller, ControllerError> {
+        if !config.voters.contains_key(&config.node_id) {
+            return Err(ControllerError::NotAVoter {
+                node_id: config.node_id,
+                voters: config.voters.keys().copied().collect(),
+            });
+        }
+        let dir = config.data_dir.join("controller");
+        let open_dir = dir.clone();
+        let (log_store, state_machine) = tokio::task::spawn_blocking(move || {
+            Ok::<_, std::io::Error>((LogStore::open(&open_dir)?, StateMachine::open(&open_dir)?))
+        })
+        .await
+        .map_err(|e| ControllerError::Start(e.to_string()))?
+        .map_err(storage_error(&dir))?;
+        let fresh = log_store.is_empty();
+        let state = state_machine.state();
+
+        let ms = |d: Duration| d.as_millis().max(1) as u64;
+        let raft_config = openraft::Config {
+            cluster_name: "strom-controller".into(),
+            heartbeat_interval: ms(config.heartbeat_interval),
+            election_timeout_min: ms(config.election_timeout.0),
+            election_timeout_max: ms(config.election_timeout.1),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            max_in_snapshot_log_to_keep: config.log_kept_after_snapshot,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ControllerError::Start(e.to_string()))?;
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), NetworkFactory, log_store, state_machine)
+            .await
+            .map_err(|e| ControllerError::Start(e.to_string()))?;
+
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let service = RaftServer::new(RaftService::new(raft.clone()));
+        let node_id = config.node_id;
+        let server = tokio::spawn(async move {
+            if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await
+            {
+                tracing::error!(node_id, error = %e, "controller gRPC server stopped");
+            }
+        });
+
+        let voters: BTreeMap<NodeId, BasicNode> =
+            config.voters.iter().map(|(id, addr)| (*id, BasicNode::new(addr.clone()))).collect();
+        if fresh {
+            match raft.initialize(voters.clone()).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => {
+                    server.abort();
+                    let _ = raft.shutdown().await;
+                    return Err(ControllerError::Start(e.to_string()));
+                }
+            }
+        }
+        Ok(Controller { node_id, raft, state, voters, propose_timeout: config.propose_timeout, server })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The active controller as this node knows it.
+    pub fn active_controller(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// A copy of the metadata image as applied on this node.
+    pub fn image(&self) -> ClusterImage {
+        self.state.read().image.clone()
+    }
+
+    /// The log index of the last entry applied on this node.
+    pub fn applied_index(&self) -> Option<u64> {
+        self.state.read().last_applied.map(|l| l.index)
+    }
+
+    /// The openraft handle, for metrics and membership changes.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Gets `command` committed by the quorum and returns what applying it
+    /// produced (`Err` inside when the state machine refused it).
+    pub async fn propose(&self, command: Command) -> Result<CommandResult, ControllerError> {
+        let deadline = tokio::time::Instant::now() + self.propose_timeout;
+        loop {
+            let leader = self.active_controller();
+            let attempt = match leader {
+                Some(id) if id == self.node_id => {
+                    tokio::time::timeout_at(deadline, propose_locally(&self.raft, command.clone())).await.ok()
+                }
+                Some(id) => match self.voters.get(&id) {
+                    Some(node) => {
+                        let mut peer = PeerClient::new(id, node.clone());
+                        match tokio::time::timeout_at(deadline, peer.propose(&command)).await {
+                            Ok(Ok(reply)) => Some(reply),
+                            Ok(Err(e)) => return Err(ControllerError::Forward { leader: id, reason: e.to_string() }),
+                            Err(_) => None,
+                        }
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            match attempt {
+                Some(Ok(result)) => return Ok(result),
+                Some(Err(ProposeError::Raft(reason))) => return Err(ControllerError::Commit(reason)),
+                Some(Err(ProposeError::ForwardToLeader { .. })) | None => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ControllerError::NoController(self.propose_timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops Raft and the gRPC server; the files stay for the next start.
+    pub async fn shutdown(self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(node_id = self.node_id, error = %e, "controller raft shutdown failed");
+        }
+        self.server.abort();
+        let _ = self.server.await;
+    }
+}

@@ -1,0 +1,187 @@
+//! Quorums of real controller nodes in one process, on loopback ports and
+//! temp dirs.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+use super::image::{Command, Outcome, TopicAssignment};
+use super::quorum::parse_voters;
+use super::{ClusterImage, Controller, ControllerConfig, NodeId};
+
+fn fast_config(node_id: NodeId, voters: &BTreeMap<NodeId, String>, dir: &Path) -> ControllerConfig {
+    ControllerConfig {
+        heartbeat_interval: Duration::from_millis(50),
+        election_timeout: (Duration::from_millis(200), Duration::from_millis(400)),
+        snapshot_every: 10,
+        log_kept_after_snapshot: 0,
+        propose_timeout: Duration::from_secs(5),
+        ..ControllerConfig::new(node_id, voters.clone(), dir)
+    }
+}
+
+async fn start(node_id: NodeId, voters: &BTreeMap<NodeId, String>, dir: &Path) -> Controller {
+    let listener = TcpListener::bind(&voters[&node_id]).await.unwrap();
+    Controller::start(fast_config(node_id, voters, dir), listener).await.unwrap()
+}
+
+/// Polls `check` until it returns `Some`, failing the test after 10 s.
+async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap()
+}
+
+fn register(id: i32) -> Command {
+    Command::RegisterBroker {
+        broker_id: id,
+        incarnation_id: Uuid::new_v4(),
+        advertised_endpoint: format!("127.0.0.1:{}", 9092 + id),
+        internal_endpoint: format!("127.0.0.1:{}", 9093 + id),
+        rack: Some(format!("rack-{id}")),
+    }
+}
+
+async fn register_and_unfence(controller: &Controller, id: i32) {
+    let Ok(Ok(Outcome::Registered { broker_epoch })) = controller.propose(register(id)).await else {
+        panic!("broker {id} did not register")
+    };
+    controller.propose(Command::BrokerHeartbeat { broker_id: id, broker_epoch }).await.unwrap().unwrap();
+}
+
+fn create_topic(name: &str, partitions: i32, replication_factor: i32) -> Command {
+    Command::CreateTopic {
+        name: name.into(),
+        topic_id: Uuid::new_v4(),
+        assignment: TopicAssignment::Computed { partitions, replication_factor },
+        configs: BTreeMap::new(),
+    }
+}
+
+#[tokio::test]
+async fn single_node_quorum_commits_and_keeps_its_image_across_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let voters = BTreeMap::from([(0, free_addr().await.to_string())]);
+    let node = start(0, &voters, dir.path()).await;
+    register_and_unfence(&node, 0).await;
+    let created = node.propose(create_topic("orders", 3, 1)).await.unwrap().unwrap();
+    assert!(matches!(created, Outcome::TopicCreated { ref assignment, .. } if assignment.len() == 3));
+    // Enough entries to take a snapshot and purge the log before it.
+    for _ in 0..12 {
+        node.propose(Command::AllocateProducerIdBlock { broker_id: 0 }).await.unwrap().unwrap();
+    }
+    let snapshot = dir.path().join("controller").join("snapshot.json");
+    wait_for("a snapshot", || snapshot.exists().then_some(())).await;
+    let refused = node.propose(create_topic("orders", 1, 1)).await.unwrap();
+    assert!(refused.is_err());
+    let before = node.image();
+    node.shutdown().await;
+
+    let node = start(0, &voters, dir.path()).await;
+    wait_for("the image to be restored", || (node.image() == before).then_some(())).await;
+    let next = node.propose(Command::AllocateProducerIdBlock { broker_id: 0 }).await.unwrap().unwrap();
+    assert_eq!(next, Outcome::ProducerIdBlock { first: 12 * 1000, size: 1000 }, "a block was handed out twice");
+    node.shutdown().await;
+}
+
+/// The leader all running nodes agree on.
+fn agreed_leader(nodes: &[Controller]) -> Option<NodeId> {
+    let first = nodes.first()?.active_controller()?;
+    nodes.iter().all(|n| n.active_controller() == Some(first)).then_some(first)
+}
+
+fn same_image(nodes: &[Controller]) -> Option<ClusterImage> {
+    let first = nodes.first()?.image();
+    nodes.iter().all(|n| n.image() == first).then_some(first)
+}
+
+#[tokio::test]
+async fn three_voters_elect_replicate_fail_over_and_catch_up_a_restarted_node() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut voters = BTreeMap::new();
+    for id in 0..3 {
+        voters.insert(id, free_addr().await.to_string());
+    }
+    let mut nodes = Vec::new();
+    for id in 0..3 {
+        nodes.push(start(id, &voters, dirs[id as usize].path()).await);
+    }
+    let leader = wait_for("a leader", || agreed_leader(&nodes)).await;
+
+    // Propose through a follower: it forwards to the active controller.
+    let follower = nodes.iter().find(|n| n.node_id() != leader).unwrap();
+    for id in 0..3 {
+        register_and_unfence(follower, id).await;
+    }
+    let Outcome::TopicCreated { assignment, .. } = follower.propose(create_topic("t", 3, 3)).await.unwrap().unwrap()
+    else {
+        panic!("topic not created")
+    };
+    let leaders: std::collections::BTreeSet<i32> = assignment.iter().map(|r| r[0]).collect();
+    assert_eq!(leaders.len(), 3, "leaders not spread: {assignment:?}");
+    for _ in 0..10 {
+        follower.propose(Command::AllocateProducerIdBlock { broker_id: 1 }).await.unwrap().unwrap();
+    }
+    let committed = wait_for("all nodes to apply", || same_image(&nodes).filter(|i| i.topics.contains_key("t"))).await;
+
+    // Stop the leader: the other two elect a new one and keep every commit.
+    let position = nodes.iter().position(|n| n.node_id() == leader).unwrap();
+    let old = nodes.remove(position);
+    old.shutdown().await;
+    let new_leader = wait_for("a new leader", || agreed_leader(&nodes).filter(|&l| l != leader)).await;
+    assert_ne!(new_leader, leader);
+    assert_eq!(nodes[0].image(), committed);
+
+    let fenced = leader as i32;
+    nodes[0].propose(Command::FenceBroker { broker_id: fenced }).await.unwrap().unwrap();
+    nodes[1].propose(create_topic("after", 2, 2)).await.unwrap().unwrap();
+    let image =
+        wait_for("the survivors to apply", || same_image(&nodes).filter(|i| i.topics.contains_key("after"))).await;
+    for p in &image.topics["t"].partitions {
+        assert_ne!(p.leader, fenced, "the fenced broker still leads");
+        assert!(!p.isr.contains(&fenced));
+    }
+    assert_eq!(image.producer_id_block_end, committed.producer_id_block_end);
+    // More than a snapshot's worth of entries while the old leader is down:
+    // the log it lacks is purged, so it must catch up from a snapshot.
+    for _ in 0..12 {
+        nodes[1].propose(Command::AllocateProducerIdBlock { broker_id: 2 }).await.unwrap().unwrap();
+    }
+    let image = wait_for("the survivors to apply", || {
+        same_image(&nodes).filter(|i| i.producer_id_block_end == committed.producer_id_block_end + 12 * 1000)
+    })
+    .await;
+
+    // Restart the old leader from its data dir: it catches up.
+    let restarted = start(leader, &voters, dirs[leader as usize].path()).await;
+    let target = image.clone();
+    wait_for("the restarted node to catch up", || (restarted.image() == target).then_some(())).await;
+    nodes.push(restarted);
+    wait_for("one leader for all three", || agreed_leader(&nodes)).await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[test]
+fn voters_parse_and_bad_ones_are_named() {
+    let voters = parse_voters("0@strom-0:9093, 1@strom-1:9093").unwrap();
+    assert_eq!(voters[&1], "strom-1:9093");
+    for bad in ["", "x@h:1", "0@h", "0@h:1,0@g:2", "0h:1"] {
+        let err = parse_voters(bad).unwrap_err().to_string();
+        assert!(err.contains("ID@HOST:PORT"), "{bad}: {err}");
+    }
+}
