@@ -197,6 +197,11 @@ fn produce_with_bad_crc_is_refused_as_corrupt_message_and_writes_nothing() {
     assert_eq!(offsets, vec![0, 1, 2, 3], "records stored");
     assert_eq!(stored[3].1, Bytes::from_static(b"next"), "record at offset 3");
     assert_broker_still_serves(broker.kafka_addr(), "a corrupt batch");
+
+    // Clients may not write to the internal offsets topic.
+    let internal = produce(&mut client, "__consumer_offsets", 0, record_batch(&values(1, 10), BASE_TIMESTAMP));
+    assert_eq!(internal.error_code, ResponseError::InvalidTopicException.code(), "produce to __consumer_offsets");
+    assert_eq!(latest_offset(&mut client, "__consumer_offsets", 0), 0, "nothing written to __consumer_offsets-0");
 }
 
 #[test]

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
 use super::batch::{BatchHeader, HEADER_SIZE};
 use super::error::LogError;
@@ -51,7 +51,7 @@ fn batches(bytes: &[u8]) -> impl Iterator<Item = Result<(BatchHeader, &[u8]), Lo
 
 fn decode(header: &BatchHeader, batch: &[u8]) -> Result<Vec<Record>, LogError> {
     let mut buf = Bytes::copy_from_slice(batch);
-    RecordBatchDecoder::decode(&mut buf)
+    super::decompress::decode_batch(&mut buf)
         .map(|set| set.records)
         .map_err(|e| LogError::corrupt(format!("decoding stored batch at offset {}: {e}", header.base_offset)))
 }
@@ -133,7 +133,7 @@ fn encode_like(header: &BatchHeader, records: &[Record]) -> Result<Vec<u8>, LogE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::records::TimestampType;
+    use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
 
     fn record(offset: i64, key: &str, value: Option<&str>) -> Record {
         Record {

@@ -1,6 +1,7 @@
 //! The storage engine: partition logs made of Kafka-format segments.
 //!
 //! - [`batch`]: RecordBatch v2 bytes — header parsing, validation, patching.
+//! - [`decompress`]: bounded decompression for looking inside stored batches.
 //! - [`cleaner`]: log compaction, the latest record per key.
 //! - [`segment`]: one `.log` with its `.index` and `.timeindex`.
 //! - [`index`], [`time_index`]: the sparse indexes, in Kafka's file formats.
@@ -18,6 +19,7 @@
 pub mod batch;
 pub mod cleaner;
 pub mod config;
+pub mod decompress;
 pub mod epoch;
 pub mod error;
 pub mod index;

@@ -584,9 +584,8 @@ fn first_record_at_or_after(
     timestamp: i64,
     min_offset: i64,
 ) -> Result<Option<(i64, i64)>, LogError> {
-    use kafka_protocol::records::RecordBatchDecoder;
     let mut buf = Bytes::copy_from_slice(bytes);
-    let set = RecordBatchDecoder::decode(&mut buf)
+    let set = super::decompress::decode_batch(&mut buf)
         .map_err(|e| LogError::corrupt(format!("decoding stored batch at offset {}: {e}", header.base_offset)))?;
     let log_append = header.attributes & 0x08 != 0;
     Ok(set.records.iter().find_map(|r| {

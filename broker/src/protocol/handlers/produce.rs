@@ -57,6 +57,13 @@ fn append_all(broker: &Broker, request: ProduceRequest) -> Vec<TopicProduceRespo
                             "transactions are not supported yet",
                         ));
                     }
+                    if name == crate::group::OFFSETS_TOPIC {
+                        // Only the group coordinator writes there, as in Kafka.
+                        return fail(KafkaError::new(
+                            ResponseError::InvalidTopicException,
+                            format!("clients cannot produce to the internal topic {name}"),
+                        ));
+                    }
                     let tp = TopicPartition { topic: name.clone(), partition: p.index };
                     let Some(partition) = broker.partition(&tp) else {
                         return fail(KafkaError::new(
