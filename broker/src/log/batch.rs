@@ -212,9 +212,11 @@ pub fn check_batch(bytes: &[u8], max_message_bytes: u32) -> Result<BatchHeader, 
     Ok(header)
 }
 
-/// Checks uncompressed records: exactly `count` records filling `bytes`, each
-/// with offset delta equal to its index and lengths within its size.
-fn check_records(bytes: &[u8], count: i32) -> Result<(), LogError> {
+/// Checks a batch's records (decompressed): exactly `count` records filling
+/// `bytes`, each with offset delta equal to its index, lengths within its
+/// size, header counts its bytes can hold and UTF-8 header keys — what a
+/// record decoder may rely on before it allocates.
+pub fn check_records(bytes: &[u8], count: i32) -> Result<(), LogError> {
     let mut cursor = Cursor { bytes, position: 0 };
     for index in 0..count {
         let length = cursor.varint()?;
@@ -232,15 +234,20 @@ fn check_records(bytes: &[u8], count: i32) -> Result<(), LogError> {
         record.bytes_field()?; // key
         record.bytes_field()?; // value
         let headers = record.varint()?;
-        if headers < 0 {
-            return Err(LogError::corrupt(format!("record {index} has {headers} headers")));
+        // Each header takes at least two bytes (two length varints).
+        if headers < 0 || headers as usize > record.remaining() / 2 {
+            return Err(LogError::corrupt(format!("record {index} claims {headers} headers")));
         }
         for _ in 0..headers {
             let key_len = record.varint()?;
             if key_len < 0 {
                 return Err(LogError::corrupt(format!("record {index} has a header with a null key")));
             }
+            let key_start = record.position;
             record.skip(key_len as usize)?;
+            if std::str::from_utf8(&record.bytes[key_start..record.position]).is_err() {
+                return Err(LogError::corrupt(format!("record {index} has a header key that is not UTF-8")));
+            }
             record.bytes_field()?;
         }
         if record.position != end {
@@ -428,6 +435,38 @@ pub(crate) mod tests {
         let crc = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..]);
         bytes[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
         assert!(matches!(validate_batches(&bytes, 1 << 20), Err(LogError::CorruptBatch { .. })));
+    }
+
+    /// Re-stamps the CRC after a test edits a batch.
+    fn fix_crc(bytes: &mut [u8]) {
+        let crc = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..]);
+        bytes[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    #[test]
+    fn header_counts_and_keys_a_decoder_would_trust_are_checked() {
+        // One record: len, attrs, ts delta, offset delta, key -1, value -1, then headers.
+        let record = |headers: &[u8]| {
+            let mut body = vec![0u8, 0, 0, 1, 1];
+            body.extend_from_slice(headers);
+            let mut r = vec![(body.len() as u8) << 1];
+            r.extend(body);
+            r
+        };
+        let ok = record(&[2, 2, b'k', 2, b'v']); // one header k=v
+        assert!(check_records(&ok, 1).is_ok());
+        // 2^31-1 headers claimed in a few bytes (zigzag varint).
+        let absurd = record(&[0xfe, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(matches!(check_records(&absurd, 1), Err(LogError::CorruptBatch { .. })));
+        let not_utf8 = record(&[2, 2, 0xff, 2, b'v']);
+        assert!(matches!(check_records(&not_utf8, 1), Err(LogError::CorruptBatch { .. })));
+        let mut batch = encode_batch(1, 4, 0, Compression::None);
+        batch.truncate(HEADER_SIZE);
+        batch.extend_from_slice(&absurd);
+        let len = (batch.len() - LOG_OVERHEAD) as i32;
+        batch[OFFSET_LENGTH..OFFSET_LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+        fix_crc(&mut batch);
+        assert!(matches!(validate_batches(&batch, 1 << 20), Err(LogError::CorruptBatch { .. })), "refused on produce");
     }
 
     #[test]

@@ -63,7 +63,9 @@ pub fn collect_key_offsets(bytes: &[u8], offsets: &mut KeyOffsets) -> Result<(),
         if header.is_control() {
             continue;
         }
-        for record in decode(&header, batch)? {
+        // A batch that does not decode is kept as it is and never cleaned.
+        let Ok(records) = decode(&header, batch) else { continue };
+        for record in records {
             if let Some(key) = record.key {
                 offsets.insert(key, record.offset);
             }
@@ -88,7 +90,14 @@ pub fn clean_segment(
             out.extend_from_slice(batch);
             continue;
         }
-        let records = decode(&header, batch)?;
+        let records = match decode(&header, batch) {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(base_offset = header.base_offset, error = %e, "compaction keeps an undecodable batch as is");
+                out.extend_from_slice(batch);
+                continue;
+            }
+        };
         stats.records_read += records.len() as u64;
         let keep = |r: &Record| match &r.key {
             None => true,
@@ -182,6 +191,22 @@ mod tests {
         }
         let mut buf = Bytes::from(bytes);
         assert_eq!(RecordBatchDecoder::decode_all(&mut buf).unwrap().iter().map(|s| s.records.len()).sum::<usize>(), 2);
+    }
+
+    #[test]
+    fn a_batch_that_does_not_decode_is_kept_as_it_is() {
+        let mut broken = encode(&[record(0, "a", Some("1")), record(1, "a", Some("2"))], Compression::Lz4);
+        let last = broken.len() - 3;
+        broken[last] ^= 0xff; // inside the LZ4 frame
+        let crc = crc32c::crc32c(&broken[21..]);
+        broken[17..21].copy_from_slice(&crc.to_be_bytes());
+        let mut segment = broken.clone();
+        segment.extend(encode(&[record(2, "b", Some("1")), record(3, "b", Some("2"))], Compression::None));
+        let mut latest = KeyOffsets::new();
+        collect_key_offsets(&segment, &mut latest).unwrap();
+        let (cleaned, stats) = clean_segment(&segment, &latest, false).unwrap();
+        assert_eq!(stats.records_removed, 1, "only the decodable batch is cleaned");
+        assert!(cleaned.unwrap().starts_with(&broken), "the broken batch is copied byte for byte");
     }
 
     #[test]

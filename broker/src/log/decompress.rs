@@ -14,16 +14,25 @@ use anyhow::{Context, bail};
 use bytes::{Buf, Bytes};
 use kafka_protocol::records::{Compression, RecordBatchDecoder, RecordSet};
 
+use super::batch::{BatchHeader, check_records};
+
 /// Largest decompressed size of one batch's records.
 pub const MAX_DECOMPRESSED_BATCH_BYTES: usize = 256 << 20;
 
 const XERIAL_MAGIC: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 
-/// Decodes one record batch from `buf`, decompressing within the bound.
+/// Decodes one whole record batch, decompressing within the bound and
+/// checking the records' structure (see [`check_records`]) before the
+/// decoder allocates anything from their counts.
 pub fn decode_batch(buf: &mut Bytes) -> anyhow::Result<RecordSet> {
+    let header = BatchHeader::parse(buf).map_err(anyhow::Error::new)?;
     RecordBatchDecoder::decode_with_custom_compression(
         buf,
-        Some(|records: &mut Bytes, compression| decompress(records, compression, MAX_DECOMPRESSED_BATCH_BYTES)),
+        Some(|records: &mut Bytes, compression| {
+            let plain = decompress(records, compression, MAX_DECOMPRESSED_BATCH_BYTES)?;
+            check_records(&plain, header.records_count).map_err(anyhow::Error::new)?;
+            Ok(plain)
+        }),
     )
 }
 

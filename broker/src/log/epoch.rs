@@ -125,7 +125,7 @@ fn parse(text: &str) -> Option<Vec<EpochEntry>> {
         return None;
     }
     let count: usize = lines.next()?.trim().parse().ok()?;
-    let mut entries = Vec::with_capacity(count);
+    let mut entries = Vec::new();
     for _ in 0..count {
         let mut parts = lines.next()?.split_whitespace();
         let epoch = parts.next()?.parse().ok()?;

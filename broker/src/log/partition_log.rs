@@ -136,10 +136,12 @@ impl PartitionLog {
         self.maybe_roll(batches.len() as u64, next - 1, max_timestamp)?;
         let interval = self.config.index_interval_bytes;
         self.active_mut().append(&parts, interval)?;
-        self.epochs.assign(leader_epoch, base_offset)?;
+        // The batches are in the log: producer state first, so a failure in
+        // what follows cannot let a retry be appended twice.
         for part in &parts {
             self.producers.update(&part.header);
         }
+        self.epochs.assign(leader_epoch, base_offset)?;
         self.unflushed_records += record_count as u64;
         if self.unflushed_records >= self.config.flush_messages {
             self.flush()?;
@@ -204,7 +206,8 @@ impl PartitionLog {
         }
         let too_big = active.size() + append_bytes > self.config.segment_bytes;
         let offsets_overflow = last_offset - active.base_offset() > i64::from(i32::MAX);
-        let too_old = active.rolling_base_ms().is_some_and(|t| incoming_max_timestamp - t > self.config.segment_ms);
+        let too_old =
+            active.rolling_base_ms().is_some_and(|t| incoming_max_timestamp.saturating_sub(t) > self.config.segment_ms);
         if too_big || offsets_overflow || too_old {
             self.roll()?;
         }
@@ -311,8 +314,9 @@ impl PartitionLog {
             return Ok(0);
         }
         let retention_ms = self.config.retention_ms;
-        let expired =
-            |s: &Segment| retention_ms >= 0 && s.max_timestamp().is_some_and(|(ts, _)| now_ms - ts > retention_ms);
+        let expired = |s: &Segment| {
+            retention_ms >= 0 && s.max_timestamp().is_some_and(|(ts, _)| now_ms.saturating_sub(ts) > retention_ms)
+        };
         if expired(self.active()) {
             self.roll()?;
         }
@@ -367,13 +371,24 @@ impl PartitionLog {
                 }
                 continue;
             }
-            let drop_tombstones =
-                segment.max_timestamp().is_some_and(|(ts, _)| now_ms - ts > self.config.delete_retention_ms);
+            let drop_tombstones = segment
+                .max_timestamp()
+                .is_some_and(|(ts, _)| now_ms.saturating_sub(ts) > self.config.delete_retention_ms);
             let (cleaned, stats) = cleaner::clean_segment(&segment.read_all()?, &latest, drop_tombstones)?;
             total.records_read += stats.records_read;
             total.records_removed += stats.records_removed;
             let (Some(cleaned), Some(segment)) = (cleaned, self.segments.remove(&base)) else { continue };
-            let segment = segment.replace_contents(&cleaned, self.config.index_interval_bytes)?;
+            let interval = self.config.index_interval_bytes;
+            let segment = match segment.replace_contents(&cleaned, interval) {
+                Ok(segment) => segment,
+                Err(e) => {
+                    // Whatever step failed, the segment on disk is whole (old or
+                    // new): put it back before reporting.
+                    let (segment, _) = Segment::open(&self.dir, base, true, interval)?;
+                    self.segments.insert(base, segment);
+                    return Err(e);
+                }
+            };
             if segment.is_empty() && Some(base) != first {
                 segment.delete()?;
             } else {

@@ -36,6 +36,10 @@ pub struct BatchParts<'a> {
     pub header: BatchHeader,
 }
 
+/// Most bytes one read takes from a segment (beyond one whole batch), whatever
+/// a fetch asks for: Kafka's default `fetch.max.bytes` is 50 MiB.
+pub const MAX_READ_BYTES: usize = 64 << 20;
+
 /// Extension of a cleaned segment before it is swapped in.
 pub const CLEANED_EXTENSION: &str = "log.cleaned";
 
@@ -188,6 +192,10 @@ impl Segment {
             || position + header.size() as u64 > file_size
             || header.base_offset < self.next_offset
             || header.last_offset_delta < 0
+            // The base offset is outside the CRC: keep it within the range a
+            // segment can address, as Kafka does.
+            || header.base_offset.checked_add(i64::from(header.last_offset_delta)).is_none()
+            || header.base_offset - self.base_offset > i64::from(i32::MAX)
         {
             return None;
         }
@@ -231,13 +239,21 @@ impl Segment {
             slices.push(IoSlice::new(b.body));
         }
         let total: usize = batches.iter().map(|b| b.head.len() + b.body.len()).sum();
-        write_all_vectored(&self.log, &mut slices).map_err(LogError::io(&self.log_path))?;
-        let mut position = self.size;
+        if let Err(e) = write_all_vectored(&self.log, &mut slices) {
+            // Cut what part of the write reached the file, so the next append
+            // does not land behind torn bytes.
+            let _ = self.log.set_len(self.size);
+            return Err(LogError::Io { path: self.log_path.clone(), source: e });
+        }
+        let start = self.size;
+        // The bytes are in the file: account for them before index upkeep,
+        // which can fail without making the batches any less written.
+        self.size += total as u64;
+        let mut position = start;
         for b in batches {
             self.track_appended(position, &b.header, interval)?;
             position += b.header.size() as u64;
         }
-        self.size += total as u64;
         Ok(())
     }
 
@@ -291,7 +307,7 @@ impl Segment {
             return Ok(None);
         }
         // Read up to max_bytes in one go, then keep only whole batches.
-        let want = (max_bytes as u64).max(first_size).min(self.size - start) as usize;
+        let want = (max_bytes.min(MAX_READ_BYTES) as u64).max(first_size).min(self.size - start) as usize;
         let mut buf = self.read_exact_uninit(start, want)?;
         let mut end = 0usize;
         while end + HEADER_SIZE <= buf.len() {
