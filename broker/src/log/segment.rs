@@ -553,11 +553,17 @@ fn load_indexes(
 ) -> Result<Option<CleanIndexes>, LogError> {
     let Some(index) = OffsetIndex::load(index_path, size)? else { return Ok(None) };
     let mut position = index.entries().last().map_or(0, |e| u64::from(e.position));
-    let mut last = None;
+    let mut last: Option<BatchHeader> = None;
+    // The largest timestamp among the batches walked (the time index may not
+    // have an entry for them).
+    let mut walked_max: Option<(i64, i64)> = None;
     while position < size {
         match read_header(log, log_path, position) {
             Ok(h) if h.magic == MAGIC_V2 && h.batch_length >= (HEADER_SIZE - LOG_OVERHEAD) as i32 => {
                 position += h.size() as u64;
+                if walked_max.is_none_or(|(ts, _)| h.max_timestamp > ts) {
+                    walked_max = Some((h.max_timestamp, h.last_offset()));
+                }
                 last = Some(h);
             }
             _ => return Ok(None),
@@ -570,11 +576,11 @@ fn load_indexes(
     let Some(time_index) = TimeIndex::load(time_path, max_relative)? else { return Ok(None) };
     let (mut max_timestamp, mut offset_of_max_timestamp) =
         time_index.last().map_or((-1, -1), |t| (t.timestamp, base_offset + i64::from(t.relative_offset)));
-    if let Some(h) = last
-        && h.max_timestamp > max_timestamp
+    if let Some((ts, offset)) = walked_max
+        && ts > max_timestamp
     {
-        max_timestamp = h.max_timestamp;
-        offset_of_max_timestamp = h.last_offset();
+        max_timestamp = ts;
+        offset_of_max_timestamp = offset;
     }
     let rolling_base_ms = if size > 0 { Some(read_header(log, log_path, 0)?.max_timestamp) } else { None };
     Ok(Some(CleanIndexes {
