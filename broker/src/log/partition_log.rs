@@ -263,8 +263,8 @@ impl PartitionLog {
             // at or past it answers (possibly nothing, if held back by
             // max_offset_exclusive).
             for segment in self.segments.range(first..).map(|(_, s)| s) {
-                if segment.find_batch(fetch_offset)?.is_some() {
-                    records = segment.read(fetch_offset, max_bytes, max_offset_exclusive, true)?.unwrap_or_default();
+                if let Some(first) = segment.find_batch(fetch_offset)? {
+                    records = segment.read_from(first, max_bytes, max_offset_exclusive)?.unwrap_or_default();
                     break;
                 }
             }

@@ -287,25 +287,20 @@ impl Segment {
         Ok(())
     }
 
-    /// Reads whole batches starting with the one holding `offset`: as many as
-    /// fit in `max_bytes` (at least one when `min_one`), none ending at or
-    /// past `max_offset_exclusive`. `None` when no batch qualifies.
-    pub fn read(
+    /// Reads whole batches starting with `first` (found by [`Segment::find_batch`]):
+    /// as many as fit in `max_bytes`, but at least `first`, and none ending at
+    /// or past `max_offset_exclusive`. `None` when `first` itself is held back.
+    pub fn read_from(
         &self,
-        offset: i64,
+        first: BatchPosition,
         max_bytes: usize,
         max_offset_exclusive: i64,
-        min_one: bool,
     ) -> Result<Option<Bytes>, LogError> {
-        let Some(first) = self.find_batch(offset)? else { return Ok(None) };
         if first.header.next_offset() > max_offset_exclusive {
             return Ok(None);
         }
         let start = first.position;
         let first_size = first.header.size() as u64;
-        if first_size as usize > max_bytes && !min_one {
-            return Ok(None);
-        }
         // Read up to max_bytes in one go, then keep only whole batches.
         let want = (max_bytes.min(MAX_READ_BYTES) as u64).max(first_size).min(self.size - start) as usize;
         let mut buf = self.read_exact_uninit(start, want)?;
