@@ -5,11 +5,13 @@
 //! - [`alloc_guard`] — the process allocator, safe against absurd capacity requests.
 //! - [`config`] — settings from flags, `STROM_*` env and YAML, with Kafka's names.
 //! - [`log`] — the storage engine: segment files, indexes, recovery, retention.
-//! - [`metadata`] — topics, partitions, ids and config overrides (the metadata image).
+//! - [`metadata`] — the metadata view the Kafka handlers answer from: brokers, topics, partitions, configs.
 //! - [`controller`] — the controller quorum: the metadata image replicated by Raft (openraft).
 //! - [`replica`] — hosted partitions with their leader epoch and high watermark.
 //! - [`group`] — the consumer group coordinator and committed offsets.
-//! - [`broker`] — shared state and the operations that keep metadata and logs in step.
+//! - [`broker`] — shared state, joining the cluster, and admin operations as controller commands.
+//! - [`publisher`] — makes the broker follow the controller's image (leaders, followers, deletions).
+//! - [`internal`] — the internal gRPC server: Raft, replication and admin services.
 //! - [`protocol`] — the Kafka wire protocol: framing, codec, connections, API handlers.
 //! - [`metrics`] — Prometheus metrics.
 //! - [`server`] — listeners, housekeeping and shutdown.
@@ -19,10 +21,12 @@ pub mod broker;
 pub mod config;
 pub mod controller;
 pub mod group;
+pub mod internal;
 pub mod log;
 pub mod metadata;
 pub mod metrics;
 pub mod protocol;
+pub mod publisher;
 pub mod replica;
 pub mod server;
 

@@ -6,8 +6,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 
-use anyhow::Context;
 use clap::Parser;
 use strom_broker::broker::Broker;
 use strom_broker::config::{BrokerConfig, ConfigLayer, split_setting};
@@ -103,27 +103,33 @@ fn load_config(cli: &Cli) -> anyhow::Result<BrokerConfig> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
-    let data_dir = config.data_dir.clone();
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
-        .await
-        .context("opening the data dir panicked")?
-        .with_context(|| format!("cannot open data dir {}", data_dir.display()))?;
+    let internal = server::bind_internal(&config).await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let started: Arc<OnceLock<Arc<Broker>>> = Arc::new(OnceLock::new());
+    {
+        let (shutdown, started) = (shutdown.clone(), started.clone());
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received");
+            if let Some(broker) = started.get() {
+                broker.controlled_shutdown().await;
+            }
+            shutdown.cancel();
+        });
+    }
+    let broker = Broker::start(config, internal, shutdown).await?;
+    let _ = started.set(broker.clone());
     let (kafka, http) = server::bind(&broker).await?;
     tracing::info!(
         node_id = broker.config.node_id,
         listen = %broker.config.listen,
         advertise = %broker.config.advertise,
+        internal = %broker.config.internal_listen,
         http = %broker.config.http_listen,
         data_dir = %broker.config.data_dir.display(),
         cluster_id = broker.metadata.read().cluster_id(),
         "strom broker serving"
     );
-    let token = broker.shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown signal received");
-        token.cancel();
-    });
     server::serve(broker, kafka, http).await
 }
 

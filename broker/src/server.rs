@@ -29,6 +29,14 @@ pub struct BoundAddresses {
     pub http: SocketAddr,
 }
 
+/// Binds the internal gRPC listener, before the broker starts (the
+/// controller quorum needs it to form).
+pub async fn bind_internal(config: &crate::config::BrokerConfig) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(config.internal_listen)
+        .await
+        .with_context(|| format!("cannot listen for internal gRPC on {} (--internal-listen)", config.internal_listen))
+}
+
 /// Binds the listeners; the broker then serves with [`serve`].
 pub async fn bind(broker: &Broker) -> anyhow::Result<(TcpListener, TcpListener)> {
     let kafka = TcpListener::bind(broker.config.listen)
@@ -91,6 +99,7 @@ pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http: TcpListener) -
         .await
         .context("flush task panicked")?
         .context("flushing logs at shutdown")?;
+    broker.controller.shutdown().await;
     tracing::info!("all logs flushed; broker stopped");
     Ok(())
 }
@@ -133,7 +142,16 @@ async fn housekeeping(broker: Arc<Broker>) {
 async fn serve_http(broker: Arc<Broker>, listener: TcpListener) {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route(
+            "/readyz",
+            get(|State(b): State<Arc<Broker>>| async move {
+                if b.is_ready() {
+                    (axum::http::StatusCode::OK, "ready\n")
+                } else {
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready: not registered or not caught up\n")
+                }
+            }),
+        )
         .route("/metrics", get(|State(b): State<Arc<Broker>>| async move { b.metrics.render() }))
         .with_state(broker.clone());
     let shutdown = broker.shutdown.clone();

@@ -4,9 +4,11 @@ use prost::Message;
 use strom_proto::admin::admin_client::AdminClient;
 use strom_proto::admin::admin_server::{Admin, AdminServer};
 use strom_proto::admin::{
-    ControlledShutdownRequest, ControlledShutdownResponse, CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest,
-    DeleteTopicResponse, DescribeClusterRequest, DescribeClusterResponse, ElectLeadersRequest, ElectLeadersResponse,
-    IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionRef, ReplicaAssignment,
+    AlterTopicConfigsRequest, AlterTopicConfigsResponse, ControlledShutdownRequest, ControlledShutdownResponse,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest,
+    DeleteTopicResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest,
+    DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse, IsSafeToRestartRequest, IsSafeToRestartResponse,
+    PartitionRef, ReplicaAssignment,
 };
 use strom_proto::replication::{EpochEndOffset, FetchRecordsResponse};
 use tonic::{Request, Response, Status};
@@ -20,6 +22,8 @@ fn fetch_response_round_trips_with_diverging_epoch() {
         log_start_offset: 7,
         diverging_epoch: Some(EpochEndOffset { epoch: 3, end_offset: 40 }),
         leader_epoch: 4,
+        error_message: String::new(),
+        log_end_offset: 45,
     };
     let bytes = response.encode_to_vec();
     assert_eq!(FetchRecordsResponse::decode(bytes.as_slice()).unwrap(), response);
@@ -64,6 +68,24 @@ impl Admin for FixedAdmin {
         _: Request<IsSafeToRestartRequest>,
     ) -> Result<Response<IsSafeToRestartResponse>, Status> {
         Err(Status::unimplemented("safe"))
+    }
+    async fn describe_topics(
+        &self,
+        _: Request<DescribeTopicsRequest>,
+    ) -> Result<Response<DescribeTopicsResponse>, Status> {
+        Err(Status::unimplemented("describe topics"))
+    }
+    async fn create_partitions(
+        &self,
+        _: Request<CreatePartitionsRequest>,
+    ) -> Result<Response<CreatePartitionsResponse>, Status> {
+        Err(Status::unimplemented("create partitions"))
+    }
+    async fn alter_topic_configs(
+        &self,
+        _: Request<AlterTopicConfigsRequest>,
+    ) -> Result<Response<AlterTopicConfigsResponse>, Status> {
+        Err(Status::unimplemented("alter configs"))
     }
 }
 

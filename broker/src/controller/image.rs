@@ -47,6 +47,9 @@ pub struct BrokerRegistration {
     pub rack: Option<String>,
     /// Fenced brokers lead nothing and are in no ISR.
     pub fenced: bool,
+    /// The broker asked to stop (SIGTERM): it leads nothing and is in no ISR until it re-registers.
+    #[serde(default)]
+    pub in_controlled_shutdown: bool,
 }
 
 /// One partition's replicas, leadership and ISR.
@@ -78,6 +81,9 @@ pub struct TopicImage {
 /// The whole cluster metadata image.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterImage {
+    /// The cluster id, set once by the first `InitCluster`.
+    #[serde(default)]
+    pub cluster_id: String,
     /// Registered brokers by id.
     pub brokers: BTreeMap<i32, BrokerRegistration>,
     /// Topics by name.
@@ -103,7 +109,11 @@ pub enum TopicAssignment {
 /// A change to the metadata image: the payload of the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// A broker (re)starts; it is fenced until its first heartbeat.
+    /// Names the cluster; only the first one counts (every voter proposes one at its first start).
+    InitCluster { cluster_id: String },
+    /// A broker (re)starts; it is fenced until its first heartbeat. A new
+    /// incarnation of an unfenced broker first loses its leaderships and ISR
+    /// places, since the restarted process must catch up again.
     RegisterBroker {
         broker_id: i32,
         incarnation_id: Uuid,
@@ -115,10 +125,18 @@ pub enum Command {
     BrokerHeartbeat { broker_id: i32, broker_epoch: i64 },
     /// The active controller saw the broker's session expire.
     FenceBroker { broker_id: i32 },
+    /// The broker is stopping (SIGTERM): leaderships move to other ISR
+    /// members and it leaves every ISR it can leave.
+    ControlledShutdown { broker_id: i32, broker_epoch: i64 },
     /// Creates a topic.
     CreateTopic { name: String, topic_id: Uuid, assignment: TopicAssignment, configs: BTreeMap<String, String> },
     /// Deletes a topic.
     DeleteTopic { name: String },
+    /// Grows a topic to `total` partitions; `assignment` gives the new
+    /// partitions' replicas (else computed with the topic's replication factor).
+    CreatePartitions { name: String, total: i32, assignment: Option<Vec<Vec<i32>>> },
+    /// Replaces a topic's config overrides with `configs`.
+    AlterTopicConfigs { name: String, configs: BTreeMap<String, String> },
     /// A partition leader changes its ISR (Kafka's AlterPartition).
     AlterIsr {
         topic: String,
@@ -204,7 +222,19 @@ impl ClusterImage {
     /// Applies one committed command at Raft log index `index`.
     pub fn apply(&mut self, index: u64, command: &Command) -> CommandResult {
         match command {
+            Command::InitCluster { cluster_id } => {
+                if self.cluster_id.is_empty() {
+                    self.cluster_id = cluster_id.clone();
+                }
+                Ok(Outcome::Done)
+            }
             Command::RegisterBroker { broker_id, incarnation_id, advertised_endpoint, internal_endpoint, rack } => {
+                if let Some(old) = self.brokers.get(broker_id)
+                    && !old.fenced
+                    && old.incarnation_id != *incarnation_id
+                {
+                    self.on_fenced(*broker_id);
+                }
                 let broker_epoch = index as i64;
                 self.brokers.insert(
                     *broker_id,
@@ -216,6 +246,7 @@ impl ClusterImage {
                         internal_endpoint: internal_endpoint.clone(),
                         rack: rack.clone(),
                         fenced: true,
+                        in_controlled_shutdown: false,
                     },
                 );
                 Ok(Outcome::Registered { broker_epoch })
@@ -243,8 +274,40 @@ impl ClusterImage {
                 }
                 Ok(Outcome::Done)
             }
+            Command::ControlledShutdown { broker_id, broker_epoch } => {
+                let broker = self.brokers.get_mut(broker_id).ok_or(CommandError::UnknownBroker(*broker_id))?;
+                if broker.broker_epoch != *broker_epoch {
+                    return Err(CommandError::StaleBrokerEpoch {
+                        broker_id: *broker_id,
+                        current: broker.broker_epoch,
+                        got: *broker_epoch,
+                    });
+                }
+                broker.in_controlled_shutdown = true;
+                if !broker.fenced {
+                    broker.fenced = true;
+                    self.on_fenced(*broker_id);
+                }
+                Ok(Outcome::Done)
+            }
             Command::CreateTopic { name, topic_id, assignment, configs } => {
                 self.create_topic(name, *topic_id, assignment, configs)
+            }
+            Command::CreatePartitions { name, total, assignment } => {
+                self.create_partitions(name, *total, assignment.as_deref())
+            }
+            Command::AlterTopicConfigs { name, configs } => {
+                let settings_error = |reason: String| CommandError::InvalidConfig { topic: name.clone(), reason };
+                let mut settings = Settings::topic_overrides();
+                for (k, v) in configs {
+                    settings.set(k, v).map_err(|e| settings_error(e.to_string()))?;
+                }
+                let topic = self
+                    .topics
+                    .get_mut(name)
+                    .ok_or_else(|| CommandError::UnknownTopicOrPartition { topic: name.clone(), partition: -1 })?;
+                topic.configs = configs.clone();
+                Ok(Outcome::Done)
             }
             Command::DeleteTopic { name } => match self.topics.remove(name) {
                 Some(_) => Ok(Outcome::Done),
@@ -369,17 +432,55 @@ impl ClusterImage {
             }
         };
         let live = self.unfenced();
-        let partitions = replicas
-            .iter()
-            .map(|r| {
-                // Every replica starts in the ISR (all logs are empty); the
-                // first unfenced one leads.
-                let leader = r.iter().copied().find(|b| live.contains(b)).unwrap_or(NO_LEADER);
-                PartitionState { replicas: r.clone(), isr: r.clone(), leader, leader_epoch: 0, partition_epoch: 0 }
-            })
-            .collect();
+        let partitions = replicas.iter().map(|r| new_partition(r, &live)).collect();
         self.topics.insert(name.to_string(), TopicImage { topic_id, partitions, configs: configs.clone() });
         Ok(Outcome::TopicCreated { topic_id, assignment: replicas })
+    }
+
+    fn create_partitions(&mut self, name: &str, total: i32, assignment: Option<&[Vec<i32>]>) -> CommandResult {
+        let unknown = || CommandError::UnknownTopicOrPartition { topic: name.to_string(), partition: -1 };
+        let topic = self.topics.get(name).ok_or_else(unknown)?;
+        let current = topic.partitions.len();
+        let rf = topic.partitions.first().map(|p| p.replicas.len()).unwrap_or(1);
+        let invalid = |reason: String| CommandError::InvalidPlacement { topic: name.to_string(), reason };
+        if total <= current as i32 {
+            return Err(invalid(format!(
+                "the topic has {current} partitions; the new count {total} must be larger (partitions are never removed)"
+            )));
+        }
+        let added = total as usize - current;
+        let replicas = match assignment {
+            Some(lists) => {
+                if lists.len() != added {
+                    return Err(CommandError::InvalidReplicaAssignment {
+                        topic: name.to_string(),
+                        reason: format!("{} replica lists given for {added} new partitions", lists.len()),
+                    });
+                }
+                self.check_assignment(name, lists)?;
+                if let Some(l) = lists.iter().find(|l| l.len() != rf) {
+                    return Err(CommandError::InvalidReplicaAssignment {
+                        topic: name.to_string(),
+                        reason: format!("a new partition has {} replicas but the topic has {rf}", l.len()),
+                    });
+                }
+                lists.to_vec()
+            }
+            None => {
+                let candidates: Vec<Candidate> = self
+                    .brokers
+                    .values()
+                    .filter(|b| !b.fenced)
+                    .map(|b| Candidate { broker_id: b.broker_id, rack: b.rack.clone() })
+                    .collect();
+                placement::assign(&candidates, added as i32, rf as i32, current).map_err(|e| invalid(e.to_string()))?
+            }
+        };
+        let live = self.unfenced();
+        let new = replicas.iter().map(|r| new_partition(r, &live));
+        let topic = self.topics.get_mut(name).ok_or_else(unknown)?;
+        topic.partitions.extend(new);
+        Ok(Outcome::Done)
     }
 
     fn check_assignment(&self, topic: &str, lists: &[Vec<i32>]) -> Result<(), CommandError> {
@@ -466,6 +567,13 @@ impl ClusterImage {
         p.partition_epoch += 1;
         Ok(Outcome::IsrAltered { partition_epoch: p.partition_epoch })
     }
+}
+
+/// A new partition: every replica starts in the ISR (all logs are empty);
+/// the first unfenced one leads.
+fn new_partition(replicas: &[i32], live: &[i32]) -> PartitionState {
+    let leader = replicas.iter().copied().find(|b| live.contains(b)).unwrap_or(NO_LEADER);
+    PartitionState { replicas: replicas.to_vec(), isr: replicas.to_vec(), leader, leader_epoch: 0, partition_epoch: 0 }
 }
 
 /// The leader an election picks: the preferred replica if it is an unfenced
@@ -628,6 +736,60 @@ mod tests {
         ));
         image.apply(41, &Command::BrokerHeartbeat { broker_id: 0, broker_epoch: epoch }).unwrap();
         assert_eq!(image.partition("t", 0).unwrap().leader, 0);
+    }
+
+    #[test]
+    fn cluster_id_is_set_once() {
+        let mut image = ClusterImage::default();
+        image.apply(1, &Command::InitCluster { cluster_id: "first".into() }).unwrap();
+        image.apply(2, &Command::InitCluster { cluster_id: "second".into() }).unwrap();
+        assert_eq!(image.cluster_id, "first");
+    }
+
+    #[test]
+    fn controlled_shutdown_moves_leadership_and_checks_the_epoch() {
+        let mut image = cluster_of_three();
+        let epoch = image.brokers[&0].broker_epoch;
+        let stale = Command::ControlledShutdown { broker_id: 0, broker_epoch: epoch + 1 };
+        assert!(matches!(image.apply(30, &stale), Err(CommandError::StaleBrokerEpoch { .. })));
+        image.apply(31, &Command::ControlledShutdown { broker_id: 0, broker_epoch: epoch }).unwrap();
+        let p = image.partition("t", 0).unwrap();
+        assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2]));
+        assert!(image.brokers[&0].in_controlled_shutdown && image.brokers[&0].fenced);
+    }
+
+    #[test]
+    fn a_new_incarnation_of_a_live_broker_leaves_the_isr_first() {
+        let mut image = cluster_of_three();
+        register(&mut image, 40, 0, "a");
+        let p = image.partition("t", 0).unwrap();
+        assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2]), "the restarted broker must catch up before it counts");
+    }
+
+    #[test]
+    fn partitions_grow_and_configs_are_replaced_after_validation() {
+        let mut image = cluster_of_three();
+        let shrink = Command::CreatePartitions { name: "t".into(), total: 1, assignment: None };
+        assert!(matches!(image.apply(30, &shrink), Err(CommandError::InvalidPlacement { .. })));
+        let grow = Command::CreatePartitions { name: "t".into(), total: 4, assignment: None };
+        image.apply(31, &grow).unwrap();
+        let t = &image.topics["t"];
+        assert_eq!(t.partitions.len(), 4);
+        assert!(t.partitions.iter().all(|p| p.replicas.len() == 3 && p.leader == p.replicas[0]));
+        let wrong_rf = Command::CreatePartitions { name: "t".into(), total: 5, assignment: Some(vec![vec![0]]) };
+        assert!(matches!(image.apply(32, &wrong_rf), Err(CommandError::InvalidReplicaAssignment { .. })));
+
+        let bad = Command::AlterTopicConfigs {
+            name: "t".into(),
+            configs: BTreeMap::from([("retention.ms".into(), "soon".into())]),
+        };
+        assert!(matches!(image.apply(33, &bad), Err(CommandError::InvalidConfig { .. })));
+        let good = Command::AlterTopicConfigs {
+            name: "t".into(),
+            configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+        };
+        image.apply(34, &good).unwrap();
+        assert_eq!(image.topics["t"].configs.get("retention.ms").map(String::as_str), Some("1000"));
     }
 
     #[test]

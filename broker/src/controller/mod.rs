@@ -20,8 +20,8 @@
 //! of voters; every node applies the same commands in log order; nothing
 //! here writes to a partition log or serves clients.
 //!
-//! Not wired into the broker yet: the broker still uses
-//! [`crate::metadata::MetadataStore`] as its single-node image.
+//! Every broker runs one node (a one-voter quorum by default); the broker
+//! follows the applied image through [`crate::publisher`].
 
 pub mod image;
 pub mod liveness;
@@ -34,7 +34,7 @@ pub mod state_machine;
 use std::io::Cursor;
 
 pub use image::{ClusterImage, Command, CommandError, CommandResult, Outcome};
-pub use quorum::{Controller, ControllerConfig, ControllerError};
+pub use quorum::{Controller, ControllerConfig, ControllerError, MetadataSnapshot};
 
 /// A controller's node id: the broker id of the voter or learner.
 pub type NodeId = u64;

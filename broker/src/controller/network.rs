@@ -24,7 +24,13 @@ use strom_proto::raft::raft_client::RaftClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
 use super::image::{Command, CommandResult};
+use super::liveness::Sessions;
+use super::state_machine::AppliedState;
 use super::{NodeId, Raft, TypeConfig};
 
 /// Which RPC of the `Raft` service to call.
@@ -50,8 +56,18 @@ pub enum ProposeError {
     Raft(String),
 }
 
+/// A command committed by the quorum: its log index and what applying it produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    /// The Raft log index of the entry (0 when it was answered without one,
+    /// as a live broker's heartbeat is).
+    pub index: u64,
+    /// The state machine's answer.
+    pub result: CommandResult,
+}
+
 /// The answer to a forwarded command.
-pub type ProposeReply = Result<CommandResult, ProposeError>;
+pub type ProposeReply = Result<Committed, ProposeError>;
 
 /// A connection to one peer's `Raft` service.
 #[derive(Debug, Clone)]
@@ -181,12 +197,13 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 #[derive(Clone)]
 pub struct RaftService {
     raft: Raft,
+    active: ActiveController,
 }
 
 impl RaftService {
-    /// Serves `raft`.
-    pub fn new(raft: Raft) -> RaftService {
-        RaftService { raft }
+    /// Serves `raft`; forwarded commands are proposed through `active`.
+    pub fn new(raft: Raft, active: ActiveController) -> RaftService {
+        RaftService { raft, active }
     }
 }
 
@@ -220,14 +237,59 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
 
     async fn propose(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let command: Command = decode(request)?;
-        encode(&propose_locally(&self.raft, command).await)
+        encode(&self.active.propose(&self.raft, command).await)
     }
+}
+
+/// What only the active controller keeps: broker sessions. Shared by the
+/// local proposer and the `Raft` service.
+#[derive(Debug, Clone, Default)]
+pub struct ActiveController {
+    /// Last heartbeat per broker, as seen by this node while it leads.
+    pub sessions: Arc<Mutex<Sessions>>,
+    /// The image applied on this node (to answer heartbeats of live brokers).
+    pub state: Arc<RwLock<AppliedState>>,
+}
+
+impl ActiveController {
+    /// Commits `command` through this node, which must be the active
+    /// controller. A heartbeat of a registered, unfenced broker with its
+    /// current epoch only renews its session: it changes nothing in the image,
+    /// so it is answered without a log entry (as KRaft does).
+    pub async fn propose(&self, raft: &Raft, command: Command) -> ProposeReply {
+        if let Command::BrokerHeartbeat { broker_id, broker_epoch } = command {
+            let leading = raft.metrics().borrow().current_leader == Some(raft_node_id(raft));
+            if !leading {
+                return Err(ProposeError::ForwardToLeader { leader: raft.metrics().borrow().current_leader });
+            }
+            let live = {
+                let state = self.state.read();
+                state.image.brokers.get(&broker_id).map(|b| (b.broker_epoch, b.fenced))
+            };
+            match live {
+                Some((epoch, false)) if epoch == broker_epoch => {
+                    self.sessions.lock().heartbeat(broker_id, std::time::Instant::now());
+                    return Ok(Committed { index: 0, result: Ok(super::image::Outcome::Done) });
+                }
+                Some((epoch, _)) if epoch == broker_epoch => {
+                    // Fenced: the heartbeat unfences it through the log.
+                    self.sessions.lock().heartbeat(broker_id, std::time::Instant::now());
+                }
+                _ => {}
+            }
+        }
+        propose_locally(raft, command).await
+    }
+}
+
+fn raft_node_id(raft: &Raft) -> NodeId {
+    raft.metrics().borrow().id
 }
 
 /// Commits `command` through this node, which must be the active controller.
 pub async fn propose_locally(raft: &Raft, command: Command) -> ProposeReply {
     match raft.client_write(command).await {
-        Ok(written) => Ok(written.data.0),
+        Ok(written) => Ok(Committed { index: written.log_id.index, result: written.data.0 }),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
             Err(ProposeError::ForwardToLeader { leader: f.leader_id })
         }

@@ -31,7 +31,9 @@ use tokio::task::JoinHandle;
 
 use super::image::{ClusterImage, Command, CommandResult};
 use super::log_store::LogStore;
-use super::network::{NetworkFactory, PeerClient, ProposeError, RaftService, propose_locally};
+use super::network::{
+    ActiveController, Committed, NetworkFactory, PeerClient, ProposeError, RaftService, propose_locally,
+};
 use super::state_machine::{AppliedState, StateMachine};
 use super::{NodeId, Raft};
 
@@ -81,6 +83,8 @@ pub struct ControllerConfig {
     pub log_kept_after_snapshot: u64,
     /// How long a proposal may wait for a leader and a commit.
     pub propose_timeout: Duration,
+    /// A broker without heartbeats for this long is fenced (`broker.session.timeout.ms`).
+    pub session_timeout: Duration,
 }
 
 impl ControllerConfig {
@@ -95,6 +99,7 @@ impl ControllerConfig {
             snapshot_every: 5000,
             log_kept_after_snapshot: 1000,
             propose_timeout: Duration::from_secs(10),
+            session_timeout: Duration::from_secs(9),
         }
     }
 
@@ -124,6 +129,15 @@ pub fn parse_voters(value: &str) -> Result<BTreeMap<NodeId, String>, ControllerE
     Ok(voters)
 }
 
+/// The image applied on a node and the log index it is at.
+#[derive(Debug, Clone)]
+pub struct MetadataSnapshot {
+    /// Index of the last entry applied.
+    pub index: u64,
+    /// The image after it.
+    pub image: ClusterImage,
+}
+
 /// A running controller node.
 pub struct Controller {
     node_id: NodeId,
@@ -131,7 +145,9 @@ pub struct Controller {
     state: Arc<RwLock<AppliedState>>,
     voters: BTreeMap<NodeId, BasicNode>,
     propose_timeout: Duration,
-    server: JoinHandle<()>,
+    active: ActiveController,
+    server: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    liveness: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -148,6 +164,23 @@ impl Controller {
     /// Starts the node, serving the `Raft` service on `listener` (the
     /// internal address the other voters know it by).
     pub async fn start(config: ControllerConfig, listener: TcpListener) -> Result<Controller, ControllerError> {
+        let controller = Controller::start_unserved(config).await?;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let service = controller.raft_service();
+        let node_id = controller.node_id;
+        *controller.server.lock() = Some(tokio::spawn(async move {
+            if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await
+            {
+                tracing::error!(node_id, error = %e, "controller gRPC server stopped");
+            }
+        }));
+        Ok(controller)
+    }
+
+    /// Starts the node without serving it: the caller mounts
+    /// [`Controller::raft_service`] on its own gRPC server (the broker's
+    /// internal listener), which must be up for the quorum to form.
+    pub async fn start_unserved(config: ControllerConfig) -> Result<Controller, ControllerError> {
         if !config.voters.contains_key(&config.node_id) {
             return Err(ControllerError::NotAVoter {
                 node_id: config.node_id,
@@ -181,29 +214,58 @@ impl Controller {
             .await
             .map_err(|e| ControllerError::Start(e.to_string()))?;
 
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let service = RaftServer::new(RaftService::new(raft.clone()));
         let node_id = config.node_id;
-        let server = tokio::spawn(async move {
-            if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await
-            {
-                tracing::error!(node_id, error = %e, "controller gRPC server stopped");
-            }
-        });
-
         let voters: BTreeMap<NodeId, BasicNode> =
             config.voters.iter().map(|(id, addr)| (*id, BasicNode::new(addr.clone()))).collect();
         if fresh {
             match raft.initialize(voters.clone()).await {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => {
-                    server.abort();
                     let _ = raft.shutdown().await;
                     return Err(ControllerError::Start(e.to_string()));
                 }
             }
         }
-        Ok(Controller { node_id, raft, state, voters, propose_timeout: config.propose_timeout, server })
+        let active = ActiveController { sessions: Default::default(), state: state.clone() };
+        let liveness = tokio::spawn(fence_silent_brokers(
+            raft.clone(),
+            active.clone(),
+            config.session_timeout,
+            config.heartbeat_interval,
+        ));
+        Ok(Controller {
+            node_id,
+            raft,
+            state,
+            voters,
+            propose_timeout: config.propose_timeout,
+            active,
+            server: Default::default(),
+            liveness,
+        })
+    }
+
+    /// The `Raft` gRPC service of this node, to mount on a server.
+    pub fn raft_service(&self) -> RaftServer<RaftService> {
+        RaftServer::new(RaftService::new(self.raft.clone(), self.active.clone()))
+    }
+
+    /// The voters and their internal addresses.
+    pub fn voters(&self) -> Vec<NodeId> {
+        self.voters.keys().copied().collect()
+    }
+
+    /// Waits until this node has applied the log up to `index`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ControllerError> {
+        if self.applied_index().is_some_and(|i| i >= index) {
+            return Ok(());
+        }
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "metadata catch-up")
+            .await
+            .map(|_| ())
+            .map_err(|_| ControllerError::NoController(timeout))
     }
 
     /// This node's id.
@@ -221,6 +283,12 @@ impl Controller {
         self.state.read().image.clone()
     }
 
+    /// The image as applied on this node, with the index of the last entry applied.
+    pub fn snapshot(&self) -> MetadataSnapshot {
+        let state = self.state.read();
+        MetadataSnapshot { index: state.last_applied.map(|l| l.index).unwrap_or(0), image: state.image.clone() }
+    }
+
     /// The log index of the last entry applied on this node.
     pub fn applied_index(&self) -> Option<u64> {
         self.state.read().last_applied.map(|l| l.index)
@@ -234,12 +302,25 @@ impl Controller {
     /// Gets `command` committed by the quorum and returns what applying it
     /// produced (`Err` inside when the state machine refused it).
     pub async fn propose(&self, command: Command) -> Result<CommandResult, ControllerError> {
+        Ok(self.propose_committed(command).await?.result)
+    }
+
+    /// Like [`Controller::propose`], and also waits until this node has
+    /// applied the entry, so its image shows the change.
+    pub async fn propose_and_apply(&self, command: Command) -> Result<CommandResult, ControllerError> {
+        let committed = self.propose_committed(command).await?;
+        self.wait_applied(committed.index, self.propose_timeout).await?;
+        Ok(committed.result)
+    }
+
+    /// [`Controller::propose`] with the entry's log index.
+    pub async fn propose_committed(&self, command: Command) -> Result<Committed, ControllerError> {
         let deadline = tokio::time::Instant::now() + self.propose_timeout;
         loop {
             let leader = self.active_controller();
             let attempt = match leader {
                 Some(id) if id == self.node_id => {
-                    tokio::time::timeout_at(deadline, propose_locally(&self.raft, command.clone())).await.ok()
+                    tokio::time::timeout_at(deadline, self.active.propose(&self.raft, command.clone())).await.ok()
                 }
                 Some(id) => match self.voters.get(&id) {
                     Some(node) => {
@@ -255,7 +336,7 @@ impl Controller {
                 None => None,
             };
             match attempt {
-                Some(Ok(result)) => return Ok(result),
+                Some(Ok(committed)) => return Ok(committed),
                 Some(Err(ProposeError::Raft(reason))) => return Err(ControllerError::Commit(reason)),
                 Some(Err(ProposeError::ForwardToLeader { .. })) | None => {}
             }
@@ -267,11 +348,57 @@ impl Controller {
     }
 
     /// Stops Raft and the gRPC server; the files stay for the next start.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
+        self.liveness.abort();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(node_id = self.node_id, error = %e, "controller raft shutdown failed");
         }
-        self.server.abort();
-        let _ = self.server.await;
+        let server = self.server.lock().take();
+        if let Some(server) = server {
+            server.abort();
+            let _ = server.await;
+        }
+    }
+}
+
+/// The active controller's session timer: a node that becomes the active
+/// controller starts every unfenced broker's session afresh, then fences the
+/// brokers whose heartbeats stop for `timeout`.
+async fn fence_silent_brokers(raft: Raft, active: ActiveController, timeout: Duration, tick: Duration) {
+    let me = raft.metrics().borrow().id;
+    let mut leading = false;
+    let mut ticker = tokio::time::interval(tick.min(Duration::from_millis(500)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let now_leading = raft.metrics().borrow().current_leader == Some(me);
+        let live: Vec<i32> = {
+            let state = active.state.read();
+            state.image.brokers.values().filter(|b| !b.fenced).map(|b| b.broker_id).collect()
+        };
+        let now = std::time::Instant::now();
+        if now_leading && !leading {
+            let mut sessions = active.sessions.lock();
+            *sessions = Default::default();
+            for id in &live {
+                sessions.heartbeat(*id, now);
+            }
+        }
+        leading = now_leading;
+        if !leading {
+            continue;
+        }
+        let expired = active.sessions.lock().expired(now, timeout);
+        for broker_id in expired {
+            if !live.contains(&broker_id) {
+                active.sessions.lock().remove(broker_id);
+                continue;
+            }
+            tracing::warn!(broker_id, ?timeout, "broker session expired; fencing it");
+            match propose_locally(&raft, Command::FenceBroker { broker_id }).await {
+                Ok(_) => active.sessions.lock().remove(broker_id),
+                Err(e) => tracing::warn!(broker_id, error = %e, "could not fence broker"),
+            }
+        }
     }
 }

@@ -112,6 +112,8 @@ pub struct GroupSlot {
     entry: Mutex<GroupEntry>,
     wake: Notify,
     timer_running: AtomicBool,
+    /// Cancelled when this broker stops coordinating the group's partition.
+    evicted: CancellationToken,
 }
 
 impl GroupSlot {
@@ -122,12 +124,15 @@ impl GroupSlot {
             entry: Mutex::new(GroupEntry { group, offsets }),
             wake: Notify::new(),
             timer_running: AtomicBool::new(false),
+            evicted: CancellationToken::new(),
         })
     }
 }
 
 #[derive(Debug)]
 struct PartitionState {
+    /// This broker leads the partition (so coordinates its groups).
+    led: AtomicBool,
     loaded: AtomicBool,
     writer: OnceLock<mpsc::UnboundedSender<Job>>,
 }
@@ -193,7 +198,11 @@ impl GroupCoordinator {
     /// `__consumer_offsets`. Only the first call has an effect.
     pub fn attach(&self, store: Arc<dyn OffsetsLog>, partitions: usize) {
         let partitions = (0..partitions.max(1))
-            .map(|_| PartitionState { loaded: AtomicBool::new(false), writer: OnceLock::new() })
+            .map(|_| PartitionState {
+                led: AtomicBool::new(false),
+                loaded: AtomicBool::new(false),
+                writer: OnceLock::new(),
+            })
             .collect();
         if self.attached.set(Attached { store, partitions }).is_err() {
             tracing::warn!("group coordinator already has its storage; ignoring a second attach");
@@ -217,6 +226,9 @@ impl GroupCoordinator {
         };
         let mut groups = 0;
         for p in 0..n {
+            if let Some(state) = self.attached.get().and_then(|a| a.partitions.get(p)) {
+                state.led.store(true, Ordering::Release);
+            }
             match self.load_partition(p) {
                 Ok(loaded) => groups += loaded,
                 Err(e) => {
@@ -225,6 +237,52 @@ impl GroupCoordinator {
             }
         }
         tracing::info!(partitions = n, groups, "group coordinator loaded __consumer_offsets");
+    }
+
+    /// Follows leadership of `__consumer_offsets` partition `p`: a new
+    /// leader loads the partition's groups and serves them; a former leader
+    /// drops them, answering waiting requests with NOT_COORDINATOR so
+    /// clients find the new coordinator. Blocking (loading reads the log).
+    pub fn set_leadership(&self, p: usize, leader: bool) {
+        let Some(state) = self.attached.get().and_then(|a| a.partitions.get(p)) else {
+            return;
+        };
+        let was_leader = state.led.swap(leader, Ordering::AcqRel);
+        if leader && !was_leader {
+            match self.load_partition(p) {
+                Ok(groups) => {
+                    tracing::info!(
+                        partition = p,
+                        groups,
+                        "now coordinating the groups of this __consumer_offsets partition"
+                    );
+                    let slots: Vec<_> = self.slots().into_iter().filter(|s| s.partition == p).collect();
+                    for slot in slots {
+                        self.ensure_timer(&slot);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(partition = p, error = %e, "cannot load __consumer_offsets partition; its groups stay unavailable")
+                }
+            }
+        } else if !leader && was_leader {
+            state.loaded.store(false, Ordering::Release);
+            let evicted: Vec<Arc<GroupSlot>> = {
+                let mut groups = self.groups.write();
+                let ids: Vec<String> =
+                    groups.values().filter(|s| s.partition == p).map(|s| s.group_id.clone()).collect();
+                ids.iter().filter_map(|id| groups.remove(id)).collect()
+            };
+            for slot in &evicted {
+                slot.evicted.cancel();
+                slot.entry.lock().group.fail_waiting(GroupError::NotCoordinator);
+            }
+            tracing::info!(
+                partition = p,
+                groups = evicted.len(),
+                "no longer coordinating this __consumer_offsets partition"
+            );
+        }
     }
 
     /// Reads partition `p` from the log, rebuilds its groups and offsets, and
@@ -329,6 +387,7 @@ impl GroupCoordinator {
         let p = partition_for(group_id, attached.partitions.len());
         match attached.partitions.get(p) {
             Some(state) if state.loaded.load(Ordering::Acquire) && !self.shutdown.is_cancelled() => Ok(p),
+            Some(state) if !state.led.load(Ordering::Acquire) => Err(GroupError::NotCoordinator),
             _ => Err(GroupError::CoordinatorNotAvailable),
         }
     }
@@ -658,7 +717,8 @@ impl GroupCoordinator {
     /// ListGroups: every group, once every partition is loaded.
     pub fn list_groups(&self) -> Result<Vec<GroupListing>, GroupError> {
         let attached = self.attached.get().ok_or(GroupError::CoordinatorNotAvailable)?;
-        if attached.partitions.iter().any(|p| !p.loaded.load(Ordering::Acquire)) {
+        // Kafka lists the groups this broker coordinates; wait while one of its partitions loads.
+        if attached.partitions.iter().any(|p| p.led.load(Ordering::Acquire) && !p.loaded.load(Ordering::Acquire)) {
             return Err(GroupError::CoordinatorNotAvailable);
         }
         let mut listings: Vec<GroupListing> = self
@@ -922,6 +982,7 @@ async fn group_timer(coordinator: Weak<GroupCoordinator>, slot: Arc<GroupSlot>, 
                 }
                 _ = slot.wake.notified() => {}
                 _ = shutdown.cancelled() => return,
+                _ = slot.evicted.cancelled() => return,
             }
         }
         slot.timer_running.store(false, Ordering::Release);

@@ -43,10 +43,9 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::broker::{AdminError, Broker, NewTopic};
+use crate::broker::Broker;
 use crate::config::Settings;
 use crate::config::settings;
-use crate::metadata::MetadataError;
 pub use coordinator::GroupCoordinator;
 
 /// The internal topic holding committed offsets and group metadata.
@@ -245,50 +244,15 @@ impl Default for Clock {
     }
 }
 
-/// Creates `__consumer_offsets` (compacted, internal) if it does not exist,
-/// returning its partition count — the existing topic's count wins over the
-/// setting, as in Kafka.
-pub fn ensure_offsets_topic(broker: &Broker, config: &GroupConfig) -> Result<usize, AdminError> {
-    if let Some(topic) = broker.metadata.read().topic(OFFSETS_TOPIC) {
-        return Ok(topic.partitions.len());
+/// Gives `coordinator` its storage on `broker`'s partitions once
+/// `__consumer_offsets` exists, with the topic's partition count; which
+/// partitions it serves then follows their leadership
+/// ([`GroupCoordinator::set_leadership`]).
+pub fn attach(coordinator: &Arc<GroupCoordinator>, broker: &Arc<Broker>, partitions: usize) {
+    if coordinator.partition_count().is_none() {
+        let store = Arc::new(store::BrokerOffsetsLog::new(Arc::downgrade(broker)));
+        coordinator.attach(store, partitions);
     }
-    let live = broker.live_brokers().len().max(1);
-    let replication_factor = (config.offsets_topic_replication_factor as usize).min(live) as i16;
-    let request = NewTopic {
-        name: OFFSETS_TOPIC.to_string(),
-        num_partitions: config.offsets_topic_partitions,
-        replication_factor,
-        assignment: Vec::new(),
-        configs: vec![
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            ("segment.bytes".to_string(), config.offsets_topic_segment_bytes.to_string()),
-        ],
-    };
-    match broker.create_topic(&request, false) {
-        Ok(topic) => Ok(topic.partitions.len()),
-        Err(AdminError::Metadata(MetadataError::TopicAlreadyExists(_))) => {
-            let metadata = broker.metadata.read();
-            let topic =
-                metadata.topic(OFFSETS_TOPIC).ok_or_else(|| MetadataError::UnknownTopic(OFFSETS_TOPIC.to_string()))?;
-            Ok(topic.partitions.len())
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Starts `coordinator` on `broker`: creates `__consumer_offsets` if needed,
-/// attaches the broker's partitions as its store and loads every partition.
-///
-/// Blocking (reads the log): call from `Broker::open` or `spawn_blocking`.
-/// A partition that fails to load is logged and stays unavailable (its
-/// groups get COORDINATOR_NOT_AVAILABLE); only failing to create the topic
-/// is an error.
-pub fn start(coordinator: &Arc<GroupCoordinator>, broker: &Arc<Broker>) -> Result<(), AdminError> {
-    let partitions = ensure_offsets_topic(broker, coordinator.config())?;
-    let store = Arc::new(store::BrokerOffsetsLog::new(Arc::downgrade(broker)));
-    coordinator.attach(store, partitions);
-    coordinator.load_all();
-    Ok(())
 }
 
 /// The group coordinator of `broker`.

@@ -86,10 +86,21 @@ impl OffsetsLog for BrokerOffsetsLog {
 
     fn read(&self, partition: i32, visit: &mut dyn FnMut(LogRecord)) -> Result<(), StoreError> {
         let p = self.partition(partition)?;
+        // Up to the log end, not the high watermark: a new leader's log holds
+        // everything committed, and its high watermark catches up only once
+        // the followers fetch (Kafka loads to the log end too).
         let mut offset = p.log().read().log_start_offset();
-        while offset < p.high_watermark() {
-            let records = match p.read_committed(offset, LOAD_READ_BYTES) {
-                Ok((read, _)) => read.records,
+        loop {
+            let read = {
+                let log = p.log().read();
+                let end = log.log_end_offset();
+                if offset >= end {
+                    break;
+                }
+                log.read_up_to(offset, LOAD_READ_BYTES, end)
+            };
+            let records = match read {
+                Ok(read) => read.records,
                 // Retention or compaction moved the start past us: go on from there.
                 Err(LogError::OffsetOutOfRange { log_start_offset, .. }) if log_start_offset > offset => {
                     offset = log_start_offset;

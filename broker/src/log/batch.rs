@@ -163,8 +163,44 @@ pub fn validate_batches(bytes: &[u8], max_message_bytes: u32) -> Result<Vec<Batc
     Ok(batches)
 }
 
+/// Where batches being validated come from, which decides what they may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A producer: no control batches, records at offset deltas 0..count.
+    Producer,
+    /// A partition leader replicating its stored batches: control batches
+    /// are allowed, and offset deltas may skip (a compacted batch keeps its
+    /// records' original offsets), but must increase and end at
+    /// `lastOffsetDelta`.
+    Replication,
+}
+
+/// Validates a buffer of batches a follower received from its leader, as
+/// the leader stored them: each must be magic 2, sized consistently,
+/// CRC-correct and (uncompressed) hold well-formed records with increasing
+/// offset deltas ending at `lastOffsetDelta`. No size limit applies (the
+/// leader accepted the batch under the topic's limit at the time). Offsets
+/// across batches are the caller's to check.
+pub fn validate_replicated_batches(bytes: &[u8]) -> Result<Vec<BatchRef>, LogError> {
+    if bytes.is_empty() {
+        return Err(LogError::corrupt("no record batch to replicate"));
+    }
+    let mut batches = Vec::new();
+    let mut position = 0;
+    while position < bytes.len() {
+        let header = check_batch_from(&bytes[position..], u32::MAX, Origin::Replication)?;
+        batches.push(BatchRef { position, header });
+        position += header.size();
+    }
+    Ok(batches)
+}
+
 /// Validates the batch at the start of `bytes`; returns its header.
 pub fn check_batch(bytes: &[u8], max_message_bytes: u32) -> Result<BatchHeader, LogError> {
+    check_batch_from(bytes, max_message_bytes, Origin::Producer)
+}
+
+fn check_batch_from(bytes: &[u8], max_message_bytes: u32, origin: Origin) -> Result<BatchHeader, LogError> {
     if bytes.len() > OFFSET_MAGIC {
         let magic = bytes[OFFSET_MAGIC] as i8;
         if magic != MAGIC_V2 {
@@ -194,22 +230,43 @@ pub fn check_batch(bytes: &[u8], max_message_bytes: u32) -> Result<BatchHeader, 
     if header.records_count <= 0 {
         return Err(LogError::corrupt(format!("recordsCount {} must be at least 1", header.records_count)));
     }
-    if header.last_offset_delta != header.records_count - 1 {
+    let dense = origin == Origin::Producer;
+    if dense && header.last_offset_delta != header.records_count - 1
+        || !dense && header.last_offset_delta < header.records_count - 1
+    {
         return Err(LogError::corrupt(format!(
             "lastOffsetDelta {} does not match recordsCount {}",
             header.last_offset_delta, header.records_count
         )));
     }
+    // A producer's base offset is replaced by the leader; a replicated one is final.
+    if !dense && (header.base_offset < 0 || header.base_offset.checked_add(i64::from(header.last_offset_delta)).is_none())
+    {
+        return Err(LogError::corrupt(format!(
+            "baseOffset {} with lastOffsetDelta {} is not a valid offset range",
+            header.base_offset, header.last_offset_delta
+        )));
+    }
     if header.compression() > 4 {
         return Err(LogError::corrupt(format!("unknown compression codec {}", header.compression())));
     }
-    if header.is_control() {
+    if header.is_control() && origin == Origin::Producer {
         return Err(LogError::corrupt("producers may not send control batches"));
     }
     if header.compression() == 0 {
-        check_records(&batch[HEADER_SIZE..], header.records_count)?;
+        let deltas = if dense { OffsetDeltas::Dense } else { OffsetDeltas::Increasing { last: header.last_offset_delta } };
+        check_records_with(&batch[HEADER_SIZE..], header.records_count, deltas)?;
     }
     Ok(header)
+}
+
+/// What the records' offset deltas must be.
+#[derive(Debug, Clone, Copy)]
+enum OffsetDeltas {
+    /// 0, 1, ..., count - 1 (as producers send them).
+    Dense,
+    /// Strictly increasing from 0 or more, the last equal to `last` (a compacted batch).
+    Increasing { last: i32 },
 }
 
 /// Checks a batch's records (decompressed): exactly `count` records filling
@@ -217,7 +274,12 @@ pub fn check_batch(bytes: &[u8], max_message_bytes: u32) -> Result<BatchHeader, 
 /// size, header counts its bytes can hold and UTF-8 header keys — what a
 /// record decoder may rely on before it allocates.
 pub fn check_records(bytes: &[u8], count: i32) -> Result<(), LogError> {
+    check_records_with(bytes, count, OffsetDeltas::Dense)
+}
+
+fn check_records_with(bytes: &[u8], count: i32, deltas: OffsetDeltas) -> Result<(), LogError> {
     let mut cursor = Cursor { bytes, position: 0 };
+    let mut previous_delta = -1;
     for index in 0..count {
         let length = cursor.varint()?;
         if length < 0 || length as usize > cursor.remaining() {
@@ -228,9 +290,16 @@ pub fn check_records(bytes: &[u8], count: i32) -> Result<(), LogError> {
         record.skip(1)?; // attributes
         record.varlong()?; // timestamp delta
         let offset_delta = record.varint()?;
-        if offset_delta != index {
+        let in_order = match deltas {
+            OffsetDeltas::Dense => offset_delta == index,
+            OffsetDeltas::Increasing { last } => {
+                offset_delta > previous_delta && offset_delta <= last && (index + 1 < count || offset_delta == last)
+            }
+        };
+        if !in_order {
             return Err(LogError::corrupt(format!("record {index} has offset delta {offset_delta}")));
         }
+        previous_delta = offset_delta;
         record.bytes_field()?; // key
         record.bytes_field()?; // value
         let headers = record.varint()?;

@@ -76,6 +76,26 @@ pub enum LogError {
         /// Offset the next record will get.
         log_end_offset: i64,
     },
+    /// Replicated batches do not continue the log: a gap or an overlap
+    /// between the follower's log and what its leader sent.
+    #[error(
+        "replicated batch at offset {found} does not continue the log at offset {expected}: \
+         a follower appends only the batches that follow its log end (gap or overlap with the leader's log)"
+    )]
+    UnexpectedAppendOffset {
+        /// The offset the batch had to start at.
+        expected: i64,
+        /// The batch's base offset.
+        found: i64,
+    },
+    /// An append as leader on a replica that does not lead the partition.
+    #[error("this broker does not lead partition {partition} ({reason}); refresh metadata and retry on the leader")]
+    NotLeader {
+        /// `<topic>-<partition>`.
+        partition: String,
+        /// Its current role.
+        reason: String,
+    },
 }
 
 impl LogError {

@@ -157,6 +157,91 @@ impl PartitionLog {
         })
     }
 
+    /// Appends batches exactly as the leader stored them (offsets and
+    /// partition leader epochs already set), as a follower does. Every batch
+    /// is validated first (CRC-32C and structure, as for a producer's, but
+    /// with no size limit and with the sparse offsets compaction leaves), and
+    /// the batches must continue the log: the first starts at the log end
+    /// offset and each next one right after the previous, or — in a
+    /// compacted log, whose leader may have cleaned records away — anywhere
+    /// after it. Nothing is written unless all of that holds.
+    ///
+    /// The leader epoch cache learns each batch's epoch, and the producer
+    /// state each idempotent batch (unchecked: the leader checked it), so
+    /// this replica deduplicates correctly if it becomes leader.
+    pub fn append_as_follower(&mut self, batches: &[u8]) -> Result<AppendInfo, LogError> {
+        let refs = batch::validate_replicated_batches(batches)?;
+        let allow_gaps = self.config.cleanup_policy.compacts();
+        let mut expected = self.log_end_offset();
+        for r in &refs {
+            let found = r.header.base_offset;
+            if found < expected || found > expected && !allow_gaps {
+                return Err(LogError::UnexpectedAppendOffset { expected, found });
+            }
+            expected = r.header.next_offset();
+        }
+        let (Some(first), Some(last)) = (refs.first(), refs.last()) else {
+            return Err(LogError::corrupt("no record batch to replicate"));
+        };
+        let base_offset = first.header.base_offset;
+        let next = last.header.next_offset();
+        let max_timestamp = refs.iter().map(|r| r.header.max_timestamp).max().unwrap_or(-1);
+        let parts: Vec<BatchParts<'_>> = refs
+            .iter()
+            .map(|r| {
+                let whole = &batches[r.position..r.position + r.header.size()];
+                let (head_bytes, body) = whole.split_at(batch::HEADER_SIZE);
+                let mut head = [0u8; batch::HEADER_SIZE];
+                head.copy_from_slice(head_bytes);
+                BatchParts { head, body, header: r.header }
+            })
+            .collect();
+        self.maybe_roll(batches.len() as u64, next - 1, max_timestamp)?;
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(&parts, interval)?;
+        let record_count: i64 = refs.iter().map(|r| i64::from(r.header.records_count)).sum();
+        for part in &parts {
+            self.producers.update(&part.header);
+        }
+        for part in &parts {
+            self.epochs.assign(part.header.partition_leader_epoch, part.header.base_offset)?;
+        }
+        self.unflushed_records += record_count as u64;
+        if self.unflushed_records >= self.config.flush_messages {
+            self.flush()?;
+            self.last_flush_ms = wall_clock_ms();
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            record_count,
+            max_timestamp,
+            log_append_time: None,
+            bytes: batches.len(),
+        })
+    }
+
+    /// Records that leader epoch `epoch` starts at the log end offset (a
+    /// replica becoming leader does this before any append, so followers can
+    /// find where they diverge from it at once).
+    pub fn assign_epoch_start(&mut self, epoch: i32) -> Result<(), LogError> {
+        let end = self.log_end_offset();
+        self.epochs.assign(epoch, end)
+    }
+
+    /// For a follower that last fetched under `epoch`: the largest epoch
+    /// this log knows that is ≤ `epoch`, and the offset where it ends (the
+    /// next epoch's start, or the log end offset for the latest). When every
+    /// known epoch is newer, `epoch` itself and the first known epoch's start
+    /// (Kafka's answer); `None` when the log knows no epoch at all.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        if epoch < 0 {
+            return None;
+        }
+        let end = self.log_end_offset();
+        self.epochs.end_offset_for(epoch, end).or_else(|| self.epochs.entries().first().map(|e| (epoch, e.start_offset)))
+    }
+
     /// Checks idempotent producers' sequences for batches about to be
     /// appended. A lone batch that retries one already in the log gives the
     /// original append's result, to be answered without writing again.
@@ -403,10 +488,20 @@ impl PartitionLog {
     }
 
     /// Removes every record at or after `offset` (a follower diverging from
-    /// its new leader); deletes segments wholly above it.
+    /// its new leader); deletes segments wholly above it. A batch holding
+    /// `offset` goes whole, so the new log end may be below `offset`.
+    ///
+    /// Whatever the log end, leader epoch entries starting at or after it are
+    /// dropped — even when nothing is truncated: a replica that became leader
+    /// and appended nothing before losing leadership has such an entry, and
+    /// it would otherwise name an epoch this log holds no record of (Kafka
+    /// does the same). Producer state is rebuilt from the newest snapshot at
+    /// or below the new end (newer ones are deleted), so producers whose last
+    /// batches were cut are known again by their earlier ones.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
         if offset >= self.log_end_offset() {
-            return Ok(());
+            let end = self.log_end_offset();
+            return self.epochs.truncate_from_end(end);
         }
         let offset = offset.max(self.log_start_offset());
         let above: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
@@ -416,8 +511,34 @@ impl PartitionLog {
             }
         }
         self.active_mut().truncate_to(offset)?;
-        self.producers.truncate_to(offset);
-        self.epochs.truncate_from_end(offset)
+        let end = self.log_end_offset();
+        self.cleaned_up_to = self.cleaned_up_to.min(self.active().base_offset());
+        self.epochs.truncate_from_end(end)?;
+        self.rebuild_producer_state()?;
+        tracing::info!(partition = %self.tp, requested = offset, log_end_offset = end, "truncated log");
+        Ok(())
+    }
+
+    /// Empties the log and restarts it at `offset` (a follower whose log lies
+    /// wholly below its leader's log start offset, which retention moved):
+    /// every segment, epoch entry and producer snapshot goes.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), LogError> {
+        let offset = offset.max(0);
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for base in bases {
+            if let Some(segment) = self.segments.remove(&base) {
+                segment.delete()?;
+            }
+        }
+        self.segments.insert(offset, Segment::create(&self.dir, offset)?);
+        self.cleaned_up_to = offset;
+        self.epochs.truncate_from_end(i64::MIN)?;
+        // Deletes every snapshot (all are above -1) and starts empty.
+        let (producers, _) = ProducerStates::load_snapshot(&self.dir, -1)?;
+        self.producers = producers;
+        self.unflushed_records = 0;
+        tracing::info!(partition = %self.tp, log_start_offset = offset, "emptied log to restart at the leader's start");
+        Ok(())
     }
 
     /// Writes buffered index entries and fsyncs the active segment.
@@ -504,4 +625,9 @@ impl PartitionLog {
             None => unreachable!("a partition log always has a segment"),
         }
     }
+}
+
+/// Milliseconds since the Unix epoch, for flush bookkeeping on follower appends.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

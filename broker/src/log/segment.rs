@@ -375,10 +375,16 @@ impl Segment {
         if offset >= self.next_offset {
             return Ok(());
         }
-        let position = self.find_batch(offset)?.map_or(self.size, |b| b.position);
+        // The batch holding `offset` goes whole: index entries from its base on go too.
+        let (position, cut_at) =
+            self.find_batch(offset)?.map_or((self.size, offset), |b| (b.position, b.header.base_offset.min(offset)));
         self.log.set_len(position).map_err(LogError::io(&self.log_path))?;
         self.size = position;
-        let rel = self.relative(offset);
+        if position == 0 {
+            self.rolling_base_ms = None;
+        }
+        self.bytes_since_index_entry = 0;
+        let rel = self.relative(cut_at);
         self.index.truncate_to(rel)?;
         self.time_index.truncate_to(rel)?;
         // Recompute what the tail tells us.

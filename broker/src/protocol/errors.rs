@@ -6,6 +6,7 @@
 use kafka_protocol::error::ResponseError;
 
 use crate::broker::AdminError;
+use crate::controller::CommandError;
 use crate::log::LogError;
 use crate::metadata::MetadataError;
 
@@ -55,7 +56,6 @@ impl From<&MetadataError> for KafkaError {
             MetadataError::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
             MetadataError::InvalidReplicaAssignment { .. } => ResponseError::InvalidReplicaAssignment,
             MetadataError::InvalidConfig { .. } => ResponseError::InvalidConfig,
-            MetadataError::Io { .. } | MetadataError::Corrupt { .. } => ResponseError::KafkaStorageError,
         };
         KafkaError::new(error, e.to_string())
     }
@@ -66,7 +66,31 @@ impl From<&AdminError> for KafkaError {
         match e {
             AdminError::Metadata(m) => m.into(),
             AdminError::Log(l) => l.into(),
+            AdminError::Refused(c) => c.into(),
+            // Retriable: clients try again, by then a controller may be elected.
+            AdminError::Controller(_) => KafkaError::new(ResponseError::RequestTimedOut, e.to_string()),
             AdminError::DeletionDisabled => KafkaError::new(ResponseError::TopicDeletionDisabled, e.to_string()),
         }
+    }
+}
+
+impl From<&CommandError> for KafkaError {
+    fn from(e: &CommandError) -> KafkaError {
+        let error = match e {
+            CommandError::UnknownBroker(_) => ResponseError::BrokerIdNotRegistered,
+            CommandError::StaleBrokerEpoch { .. } => ResponseError::StaleBrokerEpoch,
+            CommandError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+            CommandError::UnknownTopicOrPartition { .. } => ResponseError::UnknownTopicOrPartition,
+            CommandError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
+            CommandError::InvalidPlacement { .. } => ResponseError::InvalidReplicationFactor,
+            CommandError::InvalidReplicaAssignment { .. } => ResponseError::InvalidReplicaAssignment,
+            CommandError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+            CommandError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+            CommandError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+            CommandError::StalePartitionEpoch { .. } => ResponseError::InvalidUpdateVersion,
+            CommandError::InvalidIsr { .. } => ResponseError::InvalidRequest,
+            CommandError::EligibleLeadersNotAvailable { .. } => ResponseError::EligibleLeadersNotAvailable,
+        };
+        KafkaError::new(error, e.to_string())
     }
 }

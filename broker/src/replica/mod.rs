@@ -1,101 +1,229 @@
-//! Partition replicas hosted by this broker and their high watermarks.
+//! Partition replicas hosted by this broker, and the leader/follower
+//! replication between brokers.
 //!
-//! A [`Partition`] wraps one partition's log with what the log itself does not
-//! know: the leader epoch it is written under and the high watermark — the
-//! offset below which records are committed and may be served to consumers.
-//! On a single node the leader is the whole ISR, so the high watermark follows
-//! the log end offset as soon as an append returns; replication will move it
-//! by the followers' fetch positions instead.
+//! - [`partition`]: one replica — its role, leader epoch, ISR and high
+//!   watermark; appends as leader and as follower.
+//! - [`leader`]: a leader's follower tracking and its decisions (high
+//!   watermark, ISR expand and shrink), as pure functions.
+//! - [`fetcher`]: the follower's fetch loop, one task per followed partition.
+//! - [`service`]: the `Replication` gRPC service, the leader's side of fetch.
+//! - [`error`]: what a replica refuses and why.
+//!
+//! The [`ReplicaManager`] owns the replicas. The controller's image drives it
+//! through [`ReplicaManager::apply_leader_and_isr`]; leaders ask the
+//! controller for ISR changes through an [`IsrChannel`]; the periodic ISR
+//! check runs in [`ReplicaManager::run_background`].
+//!
+//! Ownership: a partition's log has one writer at a time — the produce path
+//! while this broker leads, the partition's fetcher while it follows — and a
+//! change of role holds the log's write lock, so the two never overlap. The
+//! manager owns the fetcher tasks and cancels them on a new leader epoch,
+//! deletion or shutdown.
 //!
 //! Invariants: consumers never see bytes at or above the high watermark; the
-//! high watermark never goes backwards while this broker leads; appends to one
-//! partition are serialised by the log's write lock (one writer).
+//! high watermark never goes backwards while this broker leads; a follower
+//! truncates only where its log diverges from its leader's (by leader epoch,
+//! KIP-101/KIP-279/KIP-320), never by high watermark.
+
+pub mod error;
+pub mod fetcher;
+pub mod leader;
+pub mod partition;
+pub mod service;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
 
-use parking_lot::RwLock;
-use tokio::sync::watch;
+use parking_lot::{Mutex, RwLock};
+use strom_proto::replication::replication_client::ReplicationClient;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
 
-use crate::log::{AppendInfo, LogConfig, LogError, LogManager, ReadResult, SharedLog, TopicPartition};
+pub use error::ReplicaError;
+pub use partition::{IsrProposal, LeaderAppend, Partition, Transition};
 
-/// One partition replica on this broker.
-#[derive(Debug)]
-pub struct Partition {
-    tp: TopicPartition,
-    log: SharedLog,
-    leader_epoch: AtomicI32,
-    high_watermark: watch::Sender<i64>,
+use crate::config::settings::Settings;
+use crate::log::{LogConfig, LogError, LogManager, TopicPartition};
+use fetcher::Fetcher;
+
+/// Kafka error codes used between replicas.
+pub mod error_codes {
+    /// No error.
+    pub const NONE: i32 = 0;
+    /// The offset is outside the log.
+    pub const OFFSET_OUT_OF_RANGE: i32 = 1;
+    /// This broker does not lead (or host) the partition, or the asker is not a follower.
+    pub const NOT_LEADER_OR_FOLLOWER: i32 = 6;
+    /// The log failed on disk.
+    pub const KAFKA_STORAGE_ERROR: i32 = 56;
+    /// The asker's leader epoch is older than this replica's.
+    pub const FENCED_LEADER_EPOCH: i32 = 74;
+    /// The asker's leader epoch is newer than this replica's.
+    pub const UNKNOWN_LEADER_EPOCH: i32 = 76;
 }
 
-impl Partition {
-    fn new(tp: TopicPartition, log: SharedLog, leader_epoch: i32) -> Partition {
-        let leo = log.read().log_end_offset();
-        let (high_watermark, _) = watch::channel(leo);
-        Partition { tp, log, leader_epoch: AtomicI32::new(leader_epoch), high_watermark }
-    }
+/// A partition's leadership and ISR as the controller's image states them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderAndIsr {
+    /// Leader broker id, -1 when the partition is offline.
+    pub leader: i32,
+    /// Leader epoch.
+    pub leader_epoch: i32,
+    /// Partition epoch (changes with leader or ISR).
+    pub partition_epoch: i32,
+    /// Replica broker ids.
+    pub replicas: Vec<i32>,
+    /// In-sync replicas.
+    pub isr: Vec<i32>,
+}
 
-    /// Which partition this is.
-    pub fn topic_partition(&self) -> &TopicPartition {
-        &self.tp
-    }
+/// How a partition leader asks the controller to change its ISR (Kafka's
+/// AlterPartition). Returns the new partition epoch once committed.
+pub trait IsrChannel: Send + Sync + std::fmt::Debug {
+    /// Proposes `new_isr` for `tp`, built on (`leader_epoch`, `partition_epoch`).
+    fn alter_isr(
+        &self,
+        tp: TopicPartition,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<i32>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<i32, String>> + Send>>;
+}
 
-    /// The leader epoch appends are stamped with.
-    pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch.load(Ordering::Acquire)
-    }
+/// Replication settings (Kafka's `replica.*` broker settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// `replica.lag.time.max.ms`: a follower lagging this long leaves the ISR.
+    pub lag_time_max: Duration,
+    /// `replica.fetch.max.bytes`: bytes of records per follower fetch.
+    pub fetch_max_bytes: usize,
+    /// `replica.fetch.wait.max.ms`: longest wait of a caught-up follower's fetch.
+    pub fetch_wait_max: Duration,
+    /// `replica.fetch.backoff.ms`: pause before retrying a failed fetch.
+    pub fetch_backoff: Duration,
+    /// `replica.socket.timeout.ms`: how long a fetch may take beyond its wait.
+    pub socket_timeout: Duration,
+}
 
-    /// Appends producer batches as leader and advances the high watermark.
-    ///
-    /// Blocking file I/O: call from a blocking-capable context.
-    pub fn append_as_leader(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
-        let info = {
-            let mut log = self.log.write();
-            let info = log.append_as_leader(batches, self.leader_epoch(), now_ms)?;
-            // Single-node ISR: the leader alone is in sync, so the append is
-            // committed as soon as it is in the log.
-            self.high_watermark.send_replace(log.log_end_offset());
-            info
-        };
-        Ok(info)
+impl Default for ReplicaConfig {
+    /// Kafka's defaults.
+    fn default() -> ReplicaConfig {
+        ReplicaConfig {
+            lag_time_max: Duration::from_millis(30_000),
+            fetch_max_bytes: 1024 * 1024,
+            fetch_wait_max: Duration::from_millis(500),
+            fetch_backoff: Duration::from_millis(1000),
+            socket_timeout: Duration::from_millis(30_000),
+        }
     }
+}
 
-    /// Reads whole batches from `offset`, never at or above the high watermark.
-    pub fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<(ReadResult, i64), LogError> {
-        let hw = self.high_watermark();
-        let log = self.log.read();
-        let result = log.read_up_to(offset, max_bytes, hw)?;
-        Ok((result, hw))
+impl ReplicaConfig {
+    /// The replication settings of a broker's settings.
+    pub fn from_settings(settings: &Settings) -> ReplicaConfig {
+        let ms = |name: &str| Duration::from_millis(settings.long(name).max(0) as u64);
+        ReplicaConfig {
+            lag_time_max: ms("replica.lag.time.max.ms"),
+            fetch_max_bytes: settings.long("replica.fetch.max.bytes").max(0) as usize,
+            fetch_wait_max: ms("replica.fetch.wait.max.ms"),
+            fetch_backoff: ms("replica.fetch.backoff.ms"),
+            socket_timeout: ms("replica.socket.timeout.ms"),
+        }
     }
+}
 
-    /// Offset below which records are committed.
-    pub fn high_watermark(&self) -> i64 {
-        *self.high_watermark.borrow()
-    }
-
-    /// A receiver woken whenever the high watermark moves (for long-polling fetches).
-    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
-        self.high_watermark.subscribe()
-    }
-
-    /// The underlying log.
-    pub fn log(&self) -> &SharedLog {
-        &self.log
-    }
+/// A running fetcher task.
+#[derive(Debug)]
+struct FetcherHandle {
+    leader_epoch: i32,
+    endpoint: String,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
 }
 
 /// All partition replicas of this broker, by topic-partition.
 #[derive(Debug)]
 pub struct ReplicaManager {
+    node_id: i32,
     logs: Arc<LogManager>,
+    config: RwLock<ReplicaConfig>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    isr_channel: RwLock<Option<Arc<dyn IsrChannel>>>,
+    fetchers: Mutex<HashMap<TopicPartition, FetcherHandle>>,
+    channels: Mutex<HashMap<String, Channel>>,
+    stop: CancellationToken,
 }
 
 impl ReplicaManager {
-    /// Creates a manager over the broker's log manager.
-    pub fn new(logs: Arc<LogManager>) -> ReplicaManager {
-        ReplicaManager { logs, partitions: RwLock::new(HashMap::new()) }
+    /// Creates a manager over the broker's log manager for broker `node_id`,
+    /// with Kafka's default replication settings.
+    pub fn new(node_id: i32, logs: Arc<LogManager>) -> ReplicaManager {
+        ReplicaManager::with_config(node_id, logs, ReplicaConfig::default())
+    }
+
+    /// Creates a manager with the given replication settings.
+    pub fn with_config(node_id: i32, logs: Arc<LogManager>, config: ReplicaConfig) -> ReplicaManager {
+        ReplicaManager {
+            node_id,
+            logs,
+            config: RwLock::new(config),
+            partitions: RwLock::new(HashMap::new()),
+            isr_channel: RwLock::new(None),
+            fetchers: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// This broker's id.
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// Where leaders send ISR changes (set once the controller is up).
+    pub fn set_isr_channel(&self, channel: Arc<dyn IsrChannel>) {
+        *self.isr_channel.write() = Some(channel);
+    }
+
+    /// The replication settings.
+    pub fn replica_config(&self) -> ReplicaConfig {
+        self.config.read().clone()
+    }
+
+    /// Replaces the replication settings (running fetchers keep theirs
+    /// until their next restart).
+    pub fn set_replica_config(&self, config: ReplicaConfig) {
+        *self.config.write() = config;
+    }
+
+    /// Makes this broker host `tp` (opening or creating its log) in the role
+    /// `state` gives it: leader when `state.leader` is this broker, else a
+    /// follower fetching from `leader_endpoint` (the leader's internal
+    /// address, `host:port`; `None` when the partition has no leader).
+    ///
+    /// Idempotent for an unchanged state; a state older than the applied one
+    /// (lower leader epoch, or same epoch and lower partition epoch) is
+    /// ignored. A new leader epoch restarts the follower's fetcher. Must run
+    /// inside a tokio runtime (it spawns the fetcher), and may block briefly
+    /// on file I/O (a new leader records its epoch).
+    pub fn apply_leader_and_isr(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+        state: &LeaderAndIsr,
+        leader_endpoint: Option<String>,
+    ) -> Result<Arc<Partition>, LogError> {
+        let partition = self.host(tp, config)?;
+        let transition = partition.apply_state(state, now_ms())?;
+        if transition != Transition::Stale {
+            self.sync_fetcher(&partition, leader_endpoint);
+        }
+        Ok(partition)
     }
 
     /// The broker's log manager.
@@ -103,25 +231,24 @@ impl ReplicaManager {
         &self.logs
     }
 
-    /// Makes this broker host `tp` (opening or creating its log) as leader at `leader_epoch`.
+    /// Makes this broker host `tp` as the only replica and leader at
+    /// `leader_epoch` (single-node clusters, before the controller drives
+    /// replicas through [`ReplicaManager::apply_leader_and_isr`]).
     pub fn become_leader(
         &self,
         tp: &TopicPartition,
         config: LogConfig,
         leader_epoch: i32,
     ) -> Result<Arc<Partition>, LogError> {
-        if let Some(p) = self.partitions.read().get(tp) {
-            p.leader_epoch.store(leader_epoch, Ordering::Release);
-            p.log.write().set_config(config);
-            return Ok(p.clone());
-        }
-        let log = self.logs.get_or_create(tp, config)?;
-        let mut partitions = self.partitions.write();
-        let partition = partitions
-            .entry(tp.clone())
-            .or_insert_with(|| Arc::new(Partition::new(tp.clone(), log, leader_epoch)))
-            .clone();
-        Ok(partition)
+        let partition_epoch = self.get(tp).map_or(0, |p| p.leader_and_isr().partition_epoch.max(0));
+        let state = LeaderAndIsr {
+            leader: self.node_id,
+            leader_epoch,
+            partition_epoch,
+            replicas: vec![self.node_id],
+            isr: vec![self.node_id],
+        };
+        self.apply_leader_and_isr(tp, config, &state, None)
     }
 
     /// The hosted partition, if any.
@@ -129,9 +256,17 @@ impl ReplicaManager {
         self.partitions.read().get(tp).cloned()
     }
 
-    /// Stops hosting `tp` and deletes its log.
+    /// Every hosted partition.
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
+    /// Stops hosting `tp`: stops its fetcher and deletes its log.
     pub fn delete(&self, tp: &TopicPartition) -> Result<(), LogError> {
-        self.partitions.write().remove(tp);
+        self.stop_fetcher(tp);
+        if let Some(partition) = self.partitions.write().remove(tp) {
+            partition.make_offline();
+        }
         if self.logs.get(tp).is_some() {
             self.logs.remove(tp)?;
         }
@@ -142,4 +277,156 @@ impl ReplicaManager {
     pub fn set_topic_config(&self, topic: &str, config: LogConfig) {
         self.logs.set_topic_config(topic, config);
     }
+
+    /// Periodic replication work until `shutdown` is cancelled: leaders
+    /// check for followers that lagged out of the ISR (every half
+    /// `replica.lag.time.max.ms`, as Kafka). On shutdown every fetcher stops.
+    pub async fn run_background(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let lag = self.config.read().lag_time_max;
+            let period = (lag / 2).clamp(Duration::from_millis(10), Duration::from_secs(5));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.stop.cancelled() => break,
+                _ = tokio::time::sleep(period) => {}
+            }
+            self.check_isr(now_ms());
+        }
+        self.shutdown();
+    }
+
+    /// One ISR check over the partitions this broker leads.
+    pub fn check_isr(&self, now_ms: i64) {
+        let lag_ms = self.config.read().lag_time_max.as_millis() as i64;
+        for partition in self.partitions() {
+            if let Some(proposal) = partition.maybe_shrink_isr(now_ms, lag_ms) {
+                self.send_isr_proposal(partition, proposal);
+            }
+        }
+    }
+
+    /// Stops every fetcher; no new one starts afterwards.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+        for (_, fetcher) in self.fetchers.lock().drain() {
+            fetcher.cancel.cancel();
+        }
+    }
+
+    /// Resolves once [`ReplicaManager::shutdown`] was called.
+    pub(crate) async fn stopped(&self) {
+        self.stop.cancelled().await
+    }
+
+    /// Sends a leader's ISR change to the controller in the background; its
+    /// answer goes back to the partition.
+    pub(crate) fn send_isr_proposal(&self, partition: Arc<Partition>, proposal: IsrProposal) {
+        let channel = self.isr_channel.read().clone();
+        let (Some(channel), Ok(runtime)) = (channel, tokio::runtime::Handle::try_current()) else {
+            partition.complete_isr_proposal(&proposal, Err("no controller channel for ISR changes yet".into()), now_ms());
+            return;
+        };
+        runtime.spawn(async move {
+            let tp = partition.topic_partition().clone();
+            let result =
+                channel.alter_isr(tp, proposal.leader_epoch, proposal.partition_epoch, proposal.isr.clone()).await;
+            partition.complete_isr_proposal(&proposal, result, now_ms());
+        });
+    }
+
+    /// The replica of `tp`, created (with its log) if absent.
+    fn host(&self, tp: &TopicPartition, config: LogConfig) -> Result<Arc<Partition>, LogError> {
+        if let Some(p) = self.get(tp) {
+            p.log().write().set_config(config);
+            return Ok(p);
+        }
+        let log = self.logs.get_or_create(tp, config)?;
+        let mut partitions = self.partitions.write();
+        let partition = partitions
+            .entry(tp.clone())
+            .or_insert_with(|| Arc::new(Partition::new(tp.clone(), self.node_id, log)))
+            .clone();
+        Ok(partition)
+    }
+
+    /// Starts, keeps or stops `partition`'s fetcher to match its role.
+    fn sync_fetcher(&self, partition: &Arc<Partition>, endpoint: Option<String>) {
+        let tp = partition.topic_partition();
+        let current = partition.leader_and_isr();
+        let follows = current.leader >= 0 && current.leader != self.node_id;
+        let Some(endpoint) = endpoint.filter(|_| follows) else {
+            if follows {
+                tracing::warn!(partition = %tp, leader = current.leader, "no address for the leader: not fetching");
+            }
+            self.stop_fetcher(tp);
+            return;
+        };
+        let mut fetchers = self.fetchers.lock();
+        if let Some(running) = fetchers.get(tp)
+            && running.leader_epoch == current.leader_epoch
+            && running.endpoint == endpoint
+            && !running.task.is_finished()
+        {
+            return;
+        }
+        if let Some(old) = fetchers.remove(tp) {
+            old.cancel.cancel();
+        }
+        if self.stop.is_cancelled() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(partition = %tp, "apply_leader_and_isr ran outside a tokio runtime: cannot start the fetcher");
+            return;
+        };
+        let client = match self.client_for(&endpoint) {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!(partition = %tp, endpoint, "cannot fetch from the leader's address: {e}");
+                return;
+            }
+        };
+        let cancel = self.stop.child_token();
+        let fetcher = Fetcher {
+            partition: partition.clone(),
+            node_id: self.node_id,
+            leader: current.leader,
+            leader_epoch: current.leader_epoch,
+            endpoint: endpoint.clone(),
+            client,
+            config: self.replica_config(),
+            cancel: cancel.clone(),
+        };
+        let task = runtime.spawn(fetcher.run());
+        fetchers.insert(tp.clone(), FetcherHandle { leader_epoch: current.leader_epoch, endpoint, cancel, task });
+    }
+
+    fn stop_fetcher(&self, tp: &TopicPartition) {
+        if let Some(old) = self.fetchers.lock().remove(tp) {
+            old.cancel.cancel();
+        }
+    }
+
+    /// A client on the (cached, lazily connected) channel to `endpoint`.
+    fn client_for(&self, endpoint: &str) -> Result<ReplicationClient<Channel>, tonic::transport::Error> {
+        let mut channels = self.channels.lock();
+        let channel = match channels.get(endpoint) {
+            Some(c) => c.clone(),
+            None => {
+                let connect_timeout = self.config.read().socket_timeout;
+                let channel = Endpoint::from_shared(format!("http://{endpoint}"))?
+                    .connect_timeout(connect_timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                channels.insert(endpoint.to_string(), channel.clone());
+                channel
+            }
+        };
+        Ok(ReplicationClient::new(channel).max_decoding_message_size(usize::MAX))
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

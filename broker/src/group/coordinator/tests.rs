@@ -275,9 +275,9 @@ async fn nothing_is_served_before_the_partition_is_loaded() {
     let r = c.join_group("g", join_req("", 1000)).await;
     assert_eq!(r.error, Some(GroupError::CoordinatorNotAvailable));
     c.attach(Arc::new(MemoryOffsetsLog::default()), PARTITIONS);
-    assert_eq!(c.heartbeat("g", "m", None, 1), Err(GroupError::CoordinatorNotAvailable));
-    assert_eq!(c.list_groups(), Err(GroupError::CoordinatorNotAvailable));
-    assert_eq!(c.fetch_offsets("g", None), Err(GroupError::CoordinatorNotAvailable));
+    // Attached but leading no partition: clients are sent to find the coordinator again.
+    assert_eq!(c.heartbeat("g", "m", None, 1), Err(GroupError::NotCoordinator));
+    assert_eq!(c.fetch_offsets("g", None), Err(GroupError::NotCoordinator));
     c.load_all();
     assert_eq!(c.fetch_offsets("g", None), Ok(Vec::new()));
     assert_eq!(c.fetch_offsets("", None), Err(GroupError::InvalidGroupId));
@@ -382,16 +382,18 @@ async fn offsets_and_groups_survive_a_broker_restart() {
         settings: settings.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         ..Default::default()
     };
+    let layer = ConfigLayer {
+        internal_listen: Some("127.0.0.1:0".into()),
+        internal_advertise: Some("127.0.0.1:1".into()),
+        ..layer
+    };
     let config = BrokerConfig::resolve(layer, "test").unwrap();
-    // Broker::open starts the broker's own coordinator: offsets topic created and loaded.
+    // A single-node broker creates and loads its offsets topic before Broker::start returns.
     let open = |config: BrokerConfig| async move {
-        tokio::task::spawn_blocking(move || {
-            let broker = Broker::open(config).unwrap();
-            let c = broker.groups.clone();
-            (broker, c)
-        })
-        .await
-        .unwrap()
+        let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let broker = Broker::start(config, internal, Default::default()).await.unwrap();
+        let c = broker.groups.clone();
+        (broker, c)
     };
     {
         let (broker, c) = open(config.clone()).await;
@@ -404,6 +406,8 @@ async fn offsets_and_groups_survive_a_broker_restart() {
         c.shutdown();
         let b = broker.clone();
         tokio::task::spawn_blocking(move || b.replicas.logs().flush_all()).await.unwrap().unwrap();
+        broker.shutdown.cancel();
+        broker.controller.shutdown().await;
     }
     let (_broker, c) = open(config).await;
     assert_eq!(fetched(&c, "g", "orders", 0), Some(42));

@@ -13,10 +13,10 @@ use crate::broker::Broker;
 const ENDPOINT_BROKERS: i8 = 1;
 
 pub fn describe(broker: &Arc<Broker>, request: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
-    let cluster_id = broker.metadata.read().cluster_id().to_string();
+    let view = broker.metadata.read();
     let response = DescribeClusterResponse::default()
-        .with_cluster_id(str_bytes(cluster_id))
-        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_cluster_id(str_bytes(view.cluster_id().to_string()))
+        .with_controller_id(BrokerId(view.controller_id()))
         .with_cluster_authorized_operations(i32::MIN);
     if version >= 1 && request.endpoint_type != ENDPOINT_BROKERS {
         return response
@@ -24,12 +24,16 @@ pub fn describe(broker: &Arc<Broker>, request: DescribeClusterRequest, version: 
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
             .with_error_message(Some(str_bytes("only broker endpoints (type 1) are served")));
     }
-    let c = &broker.config;
-    response.with_brokers(vec![
-        DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(c.node_id))
-            .with_host(str_bytes(c.advertise.host.clone()))
-            .with_port(c.advertise.port as i32)
-            .with_rack(c.rack.clone().map(str_bytes)),
-    ])
+    let brokers = view
+        .brokers()
+        .iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect();
+    response.with_brokers(brokers)
 }

@@ -246,7 +246,10 @@ pub async fn incremental_alter(
                     .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
                     .collect();
                 let result = to_ops(&current, &configs).and_then(|ops| {
-                    b.alter_topic_configs(&name, &ops, request.validate_only).map_err(|e| KafkaError::from(&e))
+                    // A blocking-pool thread: waiting here for the controller is fine.
+                    tokio::runtime::Handle::current()
+                        .block_on(b.alter_topic_configs(&name, &ops, request.validate_only))
+                        .map_err(|e| KafkaError::from(&e))
                 });
                 match result {
                     Ok(()) => base,

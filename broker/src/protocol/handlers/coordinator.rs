@@ -1,7 +1,9 @@
 //! FindCoordinator: which broker coordinates a group (or a transactional id).
 //!
 //! The coordinator of a group is the leader of its `__consumer_offsets`
-//! partition; on a single node that is always this broker. Transaction
+//! partition (Kafka's hash of the group id); while that topic does not exist
+//! yet or the partition has no leader, the answer is COORDINATOR_NOT_AVAILABLE
+//! and clients retry. Transaction
 //! coordinators are not served yet: COORDINATOR_NOT_AVAILABLE with a message.
 
 use std::sync::Arc;
@@ -13,12 +15,12 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::group::{OFFSETS_TOPIC, partition_for};
 
 const KEY_TYPE_GROUP: i8 = 0;
 
 pub fn find(broker: &Arc<Broker>, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     let lookup = |key: StrBytes| -> Coordinator {
-        let c = &broker.config;
         if request.key_type != KEY_TYPE_GROUP {
             return Coordinator::default()
                 .with_key(key)
@@ -27,11 +29,27 @@ pub fn find(broker: &Arc<Broker>, request: FindCoordinatorRequest, version: i16)
                 .with_error_code(ResponseError::CoordinatorNotAvailable.code())
                 .with_error_message(Some(str_bytes("transaction coordinators are not supported yet")));
         }
-        Coordinator::default()
-            .with_key(key)
-            .with_node_id(BrokerId(c.node_id))
-            .with_host(str_bytes(c.advertise.host.clone()))
-            .with_port(c.advertise.port as i32)
+        let view = broker.metadata.read();
+        let leader = view.topic(OFFSETS_TOPIC).and_then(|t| {
+            let p = partition_for(key.as_str(), t.partitions.len());
+            let leader = t.partitions.get(p)?.leader;
+            view.brokers().iter().find(|b| b.id == leader).cloned()
+        });
+        match leader {
+            Some(b) => Coordinator::default()
+                .with_key(key)
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port),
+            None => Coordinator::default()
+                .with_key(key)
+                .with_node_id(BrokerId(-1))
+                .with_port(-1)
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                .with_error_message(Some(str_bytes(format!(
+                    "the group's {OFFSETS_TOPIC} partition has no leader yet; retry"
+                )))),
+        }
     };
     if version >= 4 {
         let coordinators = request.coordinator_keys.iter().cloned().map(lookup).collect();

@@ -1,6 +1,12 @@
 //! Fetch: whole record batches from the requested offsets, below the high
 //! watermark, with long polling (`max_wait_ms` / `min_bytes`).
 //!
+//! Only the partition's leader serves consumers (NOT_LEADER_OR_FOLLOWER
+//! otherwise, so the client refreshes its metadata); a request that names
+//! its current leader epoch is checked against ours (FENCED_LEADER_EPOCH
+//! when older, UNKNOWN_LEADER_EPOCH when newer). Followers copy logs over
+//! the internal `Replication` service, not here.
+//!
 //! A fetch at an offset inside a batch returns the whole batch (clients skip
 //! the earlier records). The first partition with data always gets at least
 //! one whole batch, even above the byte limits (KIP-74), so a consumer never
@@ -84,9 +90,14 @@ fn read_pass(broker: &Broker, topics: &[FetchTopic], max_bytes: usize) -> ReadPa
                 .with_preferred_read_replica(BrokerId(-1))
                 .with_records(Some(bytes::Bytes::new()));
             let tp = TopicPartition { topic: name.clone(), partition: p.partition };
-            let Some(partition) = broker.partition(&tp) else {
+            let Some(partition) = broker.partition(&tp).filter(|p| p.is_leader()) else {
+                // Unknown, or hosted elsewhere or as follower: only the leader serves.
                 pass.has_error = true;
-                partitions.push(base.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                let error = match broker.partition(&tp) {
+                    Some(_) => ResponseError::NotLeaderOrFollower.code(),
+                    None => super::produce::not_hosted(broker, &tp).code(),
+                };
+                partitions.push(base.with_error_code(error));
                 continue;
             };
             let epoch = partition.leader_epoch();

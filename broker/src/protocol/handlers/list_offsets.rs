@@ -1,4 +1,8 @@
-//! ListOffsets: earliest, latest, max-timestamp and by-timestamp offsets.
+//! ListOffsets: earliest, latest, max-timestamp and by-timestamp offsets,
+//! answered by the partition's leader only (NOT_LEADER_OR_FOLLOWER
+//! elsewhere). "Latest" is the high watermark, and a lookup by timestamp
+//! never returns an offset at or above it: consumers see committed records
+//! only.
 
 use std::sync::Arc;
 
@@ -49,8 +53,11 @@ fn lookup(
 ) -> ListOffsetsPartitionResponse {
     let base = ListOffsetsPartitionResponse::default().with_timestamp(-1).with_offset(-1).with_leader_epoch(-1);
     let Some(partition) = broker.partition(tp) else {
-        return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+        return base.with_error_code(super::produce::not_hosted(broker, tp).code());
     };
+    if !partition.is_leader() {
+        return base.with_error_code(ResponseError::NotLeaderOrFollower.code());
+    }
     let epoch = partition.leader_epoch();
     if current_leader_epoch >= 0 && current_leader_epoch != epoch {
         let error = if current_leader_epoch > epoch {

@@ -10,8 +10,9 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use uuid::Uuid;
 
-use super::{blocking, str_bytes};
+use super::str_bytes;
 use crate::broker::{AdminError, Broker, NewTopic};
+use crate::controller::CommandError;
 use crate::metadata::TopicMetadata;
 use crate::protocol::errors::KafkaError;
 
@@ -42,18 +43,25 @@ pub async fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16
             }
         }
     }
-    let c = &broker.config;
-    let cluster_id = broker.metadata.read().cluster_id().to_string();
+    let (cluster_id, controller_id, brokers) = {
+        let view = broker.metadata.read();
+        let brokers: Vec<MetadataResponseBroker> = view
+            .brokers()
+            .iter()
+            .map(|b| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(str_bytes(b.host.clone()))
+                    .with_port(b.port)
+                    .with_rack(b.rack.clone().map(str_bytes))
+            })
+            .collect();
+        (view.cluster_id().to_string(), view.controller_id(), brokers)
+    };
     MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(c.node_id))
-                .with_host(str_bytes(c.advertise.host.clone()))
-                .with_port(c.advertise.port as i32)
-                .with_rack(c.rack.clone().map(str_bytes)),
-        ])
+        .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(cluster_id)))
-        .with_controller_id(BrokerId(c.node_id))
+        .with_controller_id(BrokerId(controller_id))
         .with_cluster_authorized_operations(i32::MIN)
         .with_topics(topics)
 }
@@ -85,11 +93,10 @@ async fn lookup(
     if !auto_create {
         return error_entry(ResponseError::UnknownTopicOrPartition);
     }
-    let b = broker.clone();
     let req = NewTopic { name: name.clone(), num_partitions: -1, replication_factor: -1, ..Default::default() };
-    match blocking(move || b.create_topic(&req, false)).await {
+    match broker.create_topic(&req, false).await {
         Ok(t) => topic_entry(&t, authorized_ops),
-        Err(AdminError::Metadata(crate::metadata::MetadataError::TopicAlreadyExists(_))) => {
+        Err(AdminError::Refused(CommandError::TopicAlreadyExists(_))) => {
             // Created concurrently by another request: answer with it.
             match broker.metadata.read().topic(&name) {
                 Some(t) => topic_entry(t, authorized_ops),

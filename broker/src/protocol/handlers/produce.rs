@@ -1,11 +1,23 @@
 //! Produce: validates and appends each partition's record batches as leader.
 //!
-//! A partition's batches are appended all or nothing (the log validates every
-//! batch before writing any). acks=0 gets no response; acks=1 and acks=-1
-//! answer once the batches are in the log and (for -1) committed, which on a
-//! single node is the same moment.
+//! Only the partition's leader takes records; a replica that follows (or a
+//! broker that does not host the partition) answers NOT_LEADER_OR_FOLLOWER
+//! so the client refreshes its metadata. A partition's batches are appended
+//! all or nothing (the log validates every batch before writing any).
+//!
+//! acks=0 gets no response; acks=1 answers once the batches are in the
+//! leader's log; acks=-1 first requires an ISR of at least
+//! `min.insync.replicas` (NOT_ENOUGH_REPLICAS, nothing written), then waits
+//! — without holding a thread — until the high watermark covers the
+//! batches, for at most the request's `timeout_ms` (REQUEST_TIMED_OUT). If
+//! leadership moves meanwhile the answer is NOT_LEADER_OR_FOLLOWER; if the
+//! ISR shrank below `min.insync.replicas` by the time the batches are
+//! committed, NOT_ENOUGH_REPLICAS_AFTER_APPEND. A retried idempotent batch
+//! already in the log is answered with its original offsets (after the same
+//! wait for acks=-1).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -15,29 +27,60 @@ use super::{blocking, str_bytes};
 use crate::broker::{Broker, now_ms};
 use crate::log::TopicPartition;
 use crate::protocol::errors::KafkaError;
+use crate::replica::{Partition, ReplicaError};
 
 pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
     let acks = request.acks;
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     let b = broker.clone();
-    let responses = blocking(move || append_all(&b, request)).await;
+    let (mut responses, commits) = blocking(move || append_all(&b, request)).await;
     if acks == 0 {
         return None;
+    }
+    if !commits.is_empty() {
+        let waits = commits.iter().map(|c| c.partition.wait_for_commit(c.required, c.leader_epoch, c.min_insync, timeout));
+        let results = futures::future::join_all(waits).await;
+        for (commit, result) in commits.iter().zip(results) {
+            let Err(e) = result else { continue };
+            tracing::debug!(partition = %commit.partition.topic_partition(), error = %e, "acks=all produce not committed");
+            let k = replica_error(&e);
+            let response: &mut PartitionProduceResponse = &mut responses[commit.topic].partition_responses[commit.index];
+            response.error_code = k.code();
+            response.error_message = Some(str_bytes(k.message));
+            response.base_offset = -1;
+            response.log_append_time_ms = -1;
+        }
     }
     Some(ProduceResponse::default().with_responses(responses))
 }
 
-fn append_all(broker: &Broker, request: ProduceRequest) -> Vec<TopicProduceResponse> {
+/// An acks=all append that must be committed before the answer.
+struct PendingCommit {
+    topic: usize,
+    index: usize,
+    partition: Arc<Partition>,
+    required: i64,
+    leader_epoch: i32,
+    min_insync: usize,
+}
+
+fn append_all(broker: &Broker, request: ProduceRequest) -> (Vec<TopicProduceResponse>, Vec<PendingCommit>) {
     let acks_valid = matches!(request.acks, -1..=1);
+    let acks_all = request.acks == -1;
     let transactional = request.transactional_id.is_some();
-    request
+    let mut commits = Vec::new();
+    let responses = request
         .topic_data
         .into_iter()
-        .map(|topic| {
+        .enumerate()
+        .map(|(topic_index, topic)| {
             let name = topic.name.to_string();
+            let min_insync = acks_all.then(|| min_insync_replicas(broker, &name));
             let partitions = topic
                 .partition_data
                 .into_iter()
-                .map(|p| {
+                .enumerate()
+                .map(|(index, p)| {
                     let base = PartitionProduceResponse::default()
                         .with_index(p.index)
                         .with_base_offset(-1)
@@ -66,10 +109,7 @@ fn append_all(broker: &Broker, request: ProduceRequest) -> Vec<TopicProduceRespo
                     }
                     let tp = TopicPartition { topic: name.clone(), partition: p.index };
                     let Some(partition) = broker.partition(&tp) else {
-                        return fail(KafkaError::new(
-                            ResponseError::UnknownTopicOrPartition,
-                            format!("this broker does not host partition {tp}"),
-                        ));
+                        return fail(not_hosted(broker, &tp));
                     };
                     let records = p.records.unwrap_or_default();
                     if records.is_empty() {
@@ -78,9 +118,20 @@ fn append_all(broker: &Broker, request: ProduceRequest) -> Vec<TopicProduceRespo
                             "produce request carries no record batch",
                         ));
                     }
-                    match partition.append_as_leader(&records, now_ms()) {
-                        Ok(info) => {
+                    match partition.append_records(&records, now_ms(), min_insync) {
+                        Ok(append) => {
+                            let info = &append.info;
                             broker.metrics.record_produce(&name, info.bytes as u64, info.record_count as u64);
+                            if let Some(min_insync) = min_insync {
+                                commits.push(PendingCommit {
+                                    topic: topic_index,
+                                    index,
+                                    partition: partition.clone(),
+                                    required: info.last_offset + 1,
+                                    leader_epoch: append.leader_epoch,
+                                    min_insync,
+                                });
+                            }
                             let log_start = partition.log().read().log_start_offset();
                             base.with_base_offset(info.base_offset)
                                 .with_log_append_time_ms(info.log_append_time.unwrap_or(-1))
@@ -89,12 +140,53 @@ fn append_all(broker: &Broker, request: ProduceRequest) -> Vec<TopicProduceRespo
                         Err(e) => {
                             tracing::warn!(partition = %tp, error = %e, "refused produce");
                             broker.metrics.record_produce_error(&name);
-                            fail(KafkaError::from(&e))
+                            fail(replica_error(&e))
                         }
                     }
                 })
                 .collect();
             TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions)
         })
-        .collect()
+        .collect();
+    (responses, commits)
+}
+
+/// `min.insync.replicas` of `topic`: its override, else the broker's.
+fn min_insync_replicas(broker: &Broker, topic: &str) -> usize {
+    let metadata = broker.metadata.read();
+    let value = match metadata.topic(topic) {
+        Some(t) => broker.config.topic_value(&t.configs, "min.insync.replicas").0,
+        None => broker.config.settings.get("min.insync.replicas").to_string(),
+    };
+    value.parse::<usize>().unwrap_or(1).max(1)
+}
+
+/// The error for a partition this broker does not host: unknown to the
+/// metadata, or hosted elsewhere (then the client's metadata is stale).
+pub(super) fn not_hosted(broker: &Broker, tp: &TopicPartition) -> KafkaError {
+    let known = broker
+        .metadata
+        .read()
+        .topic(&tp.topic)
+        .is_some_and(|t| tp.partition >= 0 && (tp.partition as usize) < t.partitions.len());
+    if known {
+        KafkaError::new(
+            ResponseError::NotLeaderOrFollower,
+            format!("broker {} is not a replica of {tp}; refresh metadata", broker.config.node_id),
+        )
+    } else {
+        KafkaError::new(ResponseError::UnknownTopicOrPartition, format!("partition {tp} does not exist"))
+    }
+}
+
+/// The Kafka error for a replica's refusal.
+pub(super) fn replica_error(e: &ReplicaError) -> KafkaError {
+    let error = match e {
+        ReplicaError::NotLeader { .. } | ReplicaError::StaleFetcher { .. } => ResponseError::NotLeaderOrFollower,
+        ReplicaError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        ReplicaError::NotEnoughReplicasAfterAppend { .. } => ResponseError::NotEnoughReplicasAfterAppend,
+        ReplicaError::CommitTimeout { .. } => ResponseError::RequestTimedOut,
+        ReplicaError::Log(log) => return KafkaError::from(log),
+    };
+    KafkaError::new(error, e.to_string())
 }

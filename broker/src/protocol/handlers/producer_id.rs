@@ -1,7 +1,7 @@
 //! InitProducerId: gives an idempotent producer its id and epoch.
 //!
-//! Ids come from the metadata store's persistent allocator, so an id is never
-//! handed out twice, even across restarts. A producer that asks again with
+//! Ids come from blocks the controller quorum reserves for this broker, so an
+//! id is never handed out twice in the cluster, even across restarts. A producer that asks again with
 //! its current id and epoch (KIP-360, after a sequence error) gets the same
 //! id with the next epoch, which fences its older incarnation. Transactional
 //! ids are refused: transactions are not supported yet, and FindCoordinator
@@ -12,7 +12,6 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-use super::blocking;
 use crate::broker::Broker;
 use crate::protocol::errors::KafkaError;
 
@@ -36,8 +35,7 @@ pub async fn handle(broker: &Arc<Broker>, request: InitProducerIdRequest, _versi
             .with_producer_id(ProducerId(current_id))
             .with_producer_epoch(current_epoch + 1);
     }
-    let b = broker.clone();
-    match blocking(move || b.metadata.write().allocate_producer_id()).await {
+    match broker.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => fail(KafkaError::from(&e)),
     }

@@ -1,0 +1,23 @@
+//! The internal gRPC server on `--internal-listen` (default 0.0.0.0:9093):
+//! the controller quorum's `Raft` service, and the services brokers and the
+//! operator call. It starts before the broker registers, because the quorum
+//! cannot form until voters reach each other here.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::broker::Broker;
+
+/// Serves the internal services on `listener` until the broker shuts down.
+pub fn serve(broker: Arc<Broker>, listener: TcpListener) {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let router = tonic::transport::Server::builder().add_service(broker.controller.raft_service());
+    let shutdown = broker.shutdown.clone();
+    let node_id = broker.config.node_id;
+    tokio::spawn(async move {
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await {
+            tracing::error!(node_id, error = %e, "internal gRPC server stopped");
+        }
+    });
+}

@@ -1,0 +1,180 @@
+//! The metadata publisher: makes this broker follow the controller's image.
+//!
+//! Whenever this node applies new metadata log entries (or learns of a new
+//! active controller), [`run`] publishes the image: it rebuilds the
+//! [`crate::metadata::MetadataView`] the Kafka handlers answer from, and
+//! diffs the image against the last one published to tell the replica
+//! manager which partitions to lead, follow, reconfigure or delete, and the
+//! group coordinator which `__consumer_offsets` partitions it now leads.
+//! It plays the role of Kafka's BrokerMetadataPublisher.
+//!
+//! Invariants: a partition is told its new leadership only after the image
+//! that carries it is committed; logs of partitions the image does not assign
+//! here are deleted only once this broker has caught up with the metadata
+//! log past its own registration (an image replayed from an old snapshot at
+//! start must never delete a live topic's data); `Broker::published` only
+//! moves forward, after the image is fully applied.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::broker::Broker;
+use crate::controller::image::{ClusterImage, Command, NO_LEADER, Outcome, PartitionState};
+use crate::controller::{Controller, MetadataSnapshot};
+use crate::group::OFFSETS_TOPIC;
+use crate::log::TopicPartition;
+use crate::metadata::MetadataView;
+use crate::replica::{IsrChannel, LeaderAndIsr};
+
+/// Publishes every new image until the broker shuts down.
+pub async fn run(broker: Arc<Broker>) {
+    let mut metrics = broker.controller.raft().metrics();
+    let mut published_leader = None;
+    loop {
+        let snapshot = broker.controller.snapshot();
+        let leader = broker.controller.active_controller();
+        let behind = snapshot.index > *broker.published.borrow();
+        if behind || leader != published_leader || broker.last_image.lock().is_none() {
+            let b = broker.clone();
+            let index = snapshot.index;
+            let result = tokio::task::spawn_blocking(move || publish(&b, snapshot, leader)).await;
+            match result {
+                Ok(()) => {
+                    published_leader = leader;
+                    broker.published.send_if_modified(|p| {
+                        let moved = index > *p;
+                        *p = (*p).max(index);
+                        moved
+                    });
+                }
+                Err(e) => tracing::error!(error = %e, "publishing the metadata image panicked"),
+            }
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = broker.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Applies one image to the broker. Blocking (opens and deletes logs, loads groups).
+fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>) {
+    let image = Arc::new(snapshot.image);
+    let controller_id = leader.map(|l| l as i32).unwrap_or(NO_LEADER);
+    *broker.metadata.write() = MetadataView::from_image(&image, controller_id);
+    let previous = broker.last_image.lock().clone();
+    let me = broker.config.node_id;
+    // The image is complete enough to delete by once it includes this incarnation's registration.
+    let caught_up = broker.broker_epoch() >= 0 && snapshot.index >= broker.broker_epoch() as u64;
+
+    let mut assigned = HashSet::new();
+    for (name, topic) in &image.topics {
+        let before = previous.as_ref().and_then(|p| p.topics.get(name));
+        let recreated = before.is_some_and(|b| b.topic_id != topic.topic_id);
+        let configs_changed = before.is_none_or(|b| b.configs != topic.configs);
+        let log_config = broker.config.log_config(&crate::metadata::topic_settings(name, &topic.configs));
+        if configs_changed {
+            broker.replicas.set_topic_config(name, log_config.clone());
+        }
+        for (index, p) in topic.partitions.iter().enumerate() {
+            if !p.replicas.contains(&me) {
+                continue;
+            }
+            let tp = TopicPartition { topic: name.clone(), partition: index as i32 };
+            assigned.insert(tp.clone());
+            if recreated && let Err(e) = broker.replicas.delete(&tp) {
+                tracing::error!(partition = %tp, error = %e, "cannot delete the log of a deleted topic");
+            }
+            let old = if recreated { None } else { before.and_then(|b| b.partitions.get(index)) };
+            let leader_endpoint = endpoint(&image, p.leader);
+            let endpoint_moved = previous.as_ref().is_some_and(|prev| endpoint(prev, p.leader) != leader_endpoint);
+            if old == Some(p) && !endpoint_moved && broker.replicas.get(&tp).is_some() {
+                continue;
+            }
+            let state = LeaderAndIsr {
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                replicas: p.replicas.clone(),
+                isr: p.isr.clone(),
+            };
+            if let Err(e) = broker.replicas.apply_leader_and_isr(&tp, log_config.clone(), &state, leader_endpoint) {
+                tracing::error!(partition = %tp, error = %e, "cannot take up the partition's new role");
+            }
+        }
+        if name == OFFSETS_TOPIC {
+            follow_offsets_leadership(broker, &topic.partitions, me);
+        }
+    }
+    if caught_up {
+        for tp in broker.replicas.logs().partitions() {
+            if !assigned.contains(&tp) {
+                tracing::warn!(partition = %tp, "deleting the log of a partition the metadata does not assign to this broker");
+                if let Err(e) = broker.replicas.delete(&tp) {
+                    tracing::error!(partition = %tp, error = %e, "cannot delete the log");
+                }
+            }
+        }
+    }
+    *broker.last_image.lock() = Some(image);
+}
+
+/// Tells the group coordinator which `__consumer_offsets` partitions this broker leads.
+fn follow_offsets_leadership(broker: &Arc<Broker>, partitions: &[PartitionState], me: i32) {
+    crate::group::attach(&broker.groups, broker, partitions.len());
+    for (index, p) in partitions.iter().enumerate() {
+        broker.groups.set_leadership(index, p.leader == me);
+    }
+}
+
+/// The internal endpoint of broker `id` in `image`.
+fn endpoint(image: &ClusterImage, id: i32) -> Option<String> {
+    image.brokers.get(&id).map(|b| b.internal_endpoint.clone())
+}
+
+/// Partition leaders' ISR changes, proposed to the controller quorum as
+/// `AlterIsr` commands.
+#[derive(Debug)]
+pub struct ControllerIsrChannel {
+    controller: Arc<Controller>,
+    node_id: i32,
+}
+
+impl ControllerIsrChannel {
+    /// ISR changes by `broker` as leader.
+    pub fn new(broker: &Broker) -> ControllerIsrChannel {
+        ControllerIsrChannel { controller: broker.controller.clone(), node_id: broker.config.node_id }
+    }
+}
+
+impl IsrChannel for ControllerIsrChannel {
+    fn alter_isr(
+        &self,
+        tp: TopicPartition,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<i32>,
+    ) -> Pin<Box<dyn Future<Output = Result<i32, String>> + Send>> {
+        let controller = self.controller.clone();
+        let command = Command::AlterIsr {
+            topic: tp.topic,
+            partition: tp.partition,
+            leader_id: self.node_id,
+            leader_epoch,
+            partition_epoch,
+            new_isr,
+        };
+        Box::pin(async move {
+            match controller.propose(command).await {
+                Ok(Ok(Outcome::IsrAltered { partition_epoch })) => Ok(partition_epoch),
+                Ok(Ok(other)) => Err(format!("unexpected answer to an ISR change: {other:?}")),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+}

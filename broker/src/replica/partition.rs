@@ -1,0 +1,834 @@
+//! One partition replica on this broker: its log, its role (leader,
+//! follower, or no leader known), its leader epoch, ISR and high watermark.
+//!
+//! As leader it stamps appends with its leader epoch, tracks each follower's
+//! position from its fetches, moves the high watermark by the ISR (see
+//! [`super::leader`]) and decides ISR changes for the controller. As
+//! follower it appends what its fetcher brings, truncates where its log
+//! diverges from the leader's, and keeps its high watermark at
+//! min(leader's high watermark, own log end offset).
+//!
+//! Locking: the log's `RwLock` is taken before the state `Mutex`, never the
+//! other way round. Role changes hold the log's write lock, so no append as
+//! leader runs across a change of role or epoch, and a stale fetcher cannot
+//! append after its epoch ended. The high watermark, the cached log end
+//! offset and a state version live in watch channels, so waiters (acks=all
+//! produces, long-polling fetches) wake without polling.
+//!
+//! Invariants: consumers are served only below the high watermark; the high
+//! watermark never goes backwards while this broker leads and never exceeds
+//! the log end offset; a leader's epoch is in its epoch cache (from the
+//! moment it leads) before any record is appended under it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::error::ReplicaError;
+use super::fetcher::follower_truncation_offset;
+use super::leader::{self, FollowerState, PendingIsr};
+use super::{LeaderAndIsr, error_codes};
+use crate::log::{AppendInfo, LogError, ReadResult, SharedLog, TopicPartition};
+
+/// How long a leader waits before proposing an ISR change again after the
+/// controller refused or failed one.
+const ISR_RETRY_MS: i64 = 500;
+
+/// One partition replica on this broker.
+#[derive(Debug)]
+pub struct Partition {
+    tp: TopicPartition,
+    node_id: i32,
+    log: SharedLog,
+    leader_epoch: AtomicI32,
+    state: Mutex<PartitionState>,
+    high_watermark: watch::Sender<i64>,
+    log_end_offset: watch::Sender<i64>,
+    state_version: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    role: Role,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+}
+
+#[derive(Debug)]
+enum Role {
+    Leader(LeaderState),
+    Follower { leader: i32 },
+    NoLeader,
+}
+
+#[derive(Debug)]
+struct LeaderState {
+    followers: HashMap<i32, FollowerState>,
+    pending: Option<PendingIsr>,
+    retry_after_ms: i64,
+    epoch_start_offset: i64,
+}
+
+/// What applying a controller state did to a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Nothing changed (the same state again).
+    Unchanged,
+    /// The state is older than the one applied; ignored.
+    Stale,
+    /// This replica now leads at a new leader epoch.
+    BecameLeader,
+    /// Still leader at the same epoch; ISR or replicas changed.
+    LeaderUpdated,
+    /// This replica now follows at a new leader epoch (or a new leader).
+    BecameFollower,
+    /// Still following at the same epoch; ISR or replicas changed.
+    FollowerUpdated,
+    /// No leader: hosted, not fetching.
+    NoLeader,
+}
+
+/// An ISR change a leader sends to the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrProposal {
+    /// The leader epoch it is made under.
+    pub leader_epoch: i32,
+    /// The partition epoch it builds on.
+    pub partition_epoch: i32,
+    /// The proposed ISR.
+    pub isr: Vec<i32>,
+}
+
+/// An append as leader, with the epoch it was made under.
+#[derive(Debug, Clone)]
+pub struct LeaderAppend {
+    /// What the log did.
+    pub info: AppendInfo,
+    /// The leader epoch stamped on the batches.
+    pub leader_epoch: i32,
+}
+
+/// A follower's fetch as the leader receives it.
+#[derive(Debug, Clone)]
+pub struct FollowerFetch {
+    /// The follower's broker id.
+    pub replica_id: i32,
+    /// Its log end offset.
+    pub fetch_offset: i64,
+    /// Epoch of its last record, -1 when its log is empty.
+    pub last_fetched_epoch: i32,
+    /// The leader epoch it believes current, -1 to skip the check.
+    pub current_leader_epoch: i32,
+    /// Bytes of records wanted (at least one batch is sent).
+    pub max_bytes: usize,
+    /// Its high watermark, when it says.
+    pub high_watermark: Option<i64>,
+}
+
+/// The leader's answer to a follower's fetch.
+#[derive(Debug, Clone)]
+pub enum FetchOutcome {
+    /// Refused with a Kafka error code.
+    Refused {
+        /// Kafka error code.
+        code: i32,
+        /// Why.
+        message: String,
+    },
+    /// The follower's log diverges: truncate, then fetch again.
+    Diverging {
+        /// The largest leader epoch ≤ the follower's last fetched one.
+        epoch: i32,
+        /// Where that epoch ends on the leader.
+        end_offset: i64,
+    },
+    /// Records from the fetch offset (possibly none).
+    Records(Bytes),
+    /// The follower is caught up and knows the high watermark: nothing to
+    /// send until the log or high watermark moves.
+    CaughtUp,
+}
+
+/// The leader's whole answer to a follower's fetch: the outcome, an ISR
+/// change it led to, and the partition's offsets at the time.
+#[derive(Debug, Clone)]
+pub struct FetchReply {
+    /// What the follower gets.
+    pub outcome: FetchOutcome,
+    /// An ISR expansion to send to the controller.
+    pub proposal: Option<IsrProposal>,
+    /// The leader's high watermark.
+    pub high_watermark: i64,
+    /// The leader's log start offset.
+    pub log_start_offset: i64,
+    /// The leader's log end offset.
+    pub log_end_offset: i64,
+    /// The leader epoch of this replica.
+    pub leader_epoch: i32,
+}
+
+/// A follower's log position, as its next fetch states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerPosition {
+    /// The log end offset: the next fetch offset.
+    pub fetch_offset: i64,
+    /// The latest epoch in the epoch cache, -1 when none.
+    pub last_fetched_epoch: i32,
+    /// The follower's high watermark.
+    pub high_watermark: i64,
+}
+
+impl Partition {
+    /// A replica over `log` with no role yet: not leader, not fetching.
+    pub(crate) fn new(tp: TopicPartition, node_id: i32, log: SharedLog) -> Partition {
+        let (leo, start) = {
+            let log = log.read();
+            (log.log_end_offset(), log.log_start_offset())
+        };
+        // Without a checkpoint the committed point is unknown: start from the
+        // log start; a leader moves it up as the ISR proves what it holds.
+        let (high_watermark, _) = watch::channel(start);
+        let (log_end_offset, _) = watch::channel(leo);
+        let (state_version, _) = watch::channel(0);
+        let state = PartitionState {
+            role: Role::NoLeader,
+            leader_epoch: -1,
+            partition_epoch: -1,
+            replicas: Vec::new(),
+            isr: Vec::new(),
+        };
+        Partition {
+            tp,
+            node_id,
+            log,
+            leader_epoch: AtomicI32::new(-1),
+            state: Mutex::new(state),
+            high_watermark,
+            log_end_offset,
+            state_version,
+        }
+    }
+
+    /// Which partition this is.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    /// The current leader epoch (the one appends are stamped with when leading).
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether this broker leads the partition.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.state.lock().role, Role::Leader(_))
+    }
+
+    /// The leader's broker id as this replica knows it, -1 when none.
+    pub fn leader_id(&self) -> i32 {
+        match self.state.lock().role {
+            Role::Leader(_) => self.node_id,
+            Role::Follower { leader } => leader,
+            Role::NoLeader => -1,
+        }
+    }
+
+    /// Leadership, epochs, replicas and ISR as this replica holds them (a
+    /// leader's committed ISR changes show here before the controller's
+    /// image reaches it).
+    pub fn leader_and_isr(&self) -> LeaderAndIsr {
+        let s = self.state.lock();
+        LeaderAndIsr {
+            leader: match s.role {
+                Role::Leader(_) => self.node_id,
+                Role::Follower { leader } => leader,
+                Role::NoLeader => -1,
+            },
+            leader_epoch: s.leader_epoch,
+            partition_epoch: s.partition_epoch,
+            replicas: s.replicas.clone(),
+            isr: s.isr.clone(),
+        }
+    }
+
+    /// The in-sync replicas.
+    pub fn isr(&self) -> Vec<i32> {
+        self.state.lock().isr.clone()
+    }
+
+    /// Offset below which records are committed.
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// A receiver woken whenever the high watermark moves (for long-polling fetches).
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// The log end offset as last appended or truncated (no lock taken).
+    pub fn log_end_offset(&self) -> i64 {
+        *self.log_end_offset.borrow()
+    }
+
+    /// The underlying log.
+    pub fn log(&self) -> &SharedLog {
+        &self.log
+    }
+
+    /// Appends producer batches as leader, and advances the high watermark
+    /// if the leader is the whole ISR. Refused when this broker does not lead.
+    ///
+    /// Blocking file I/O: call from a blocking-capable context.
+    pub fn append_as_leader(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        match self.append_records(batches, now_ms, None) {
+            Ok(append) => Ok(append.info),
+            Err(ReplicaError::Log(e)) => Err(e),
+            Err(e) => Err(LogError::NotLeader { partition: self.tp.to_string(), reason: e.to_string() }),
+        }
+    }
+
+    /// Appends producer batches as leader. With `min_insync`, refuses
+    /// (writing nothing) when the ISR is smaller — acks=all's precondition.
+    ///
+    /// Blocking file I/O: call from a blocking-capable context.
+    pub fn append_records(
+        &self,
+        batches: &[u8],
+        now_ms: i64,
+        min_insync: Option<usize>,
+    ) -> Result<LeaderAppend, ReplicaError> {
+        let mut log = self.log.write();
+        let leader_epoch = {
+            let s = self.state.lock();
+            let Role::Leader(l) = &s.role else { return Err(self.not_leader(&s)) };
+            if let Some(min) = min_insync {
+                let isr = leader::minimal_isr(&s.isr, l.pending.as_ref()).len();
+                if isr < min {
+                    return Err(ReplicaError::NotEnoughReplicas { partition: self.tp.clone(), isr, min });
+                }
+            }
+            s.leader_epoch
+        };
+        let info = log.append_as_leader(batches, leader_epoch, now_ms)?;
+        let leo = log.log_end_offset();
+        self.log_end_offset.send_if_modified(|v| std::mem::replace(v, leo) != leo);
+        let mut s = self.state.lock();
+        self.maybe_advance_high_watermark(&mut s, leo);
+        Ok(LeaderAppend { info, leader_epoch })
+    }
+
+    /// Waits until the high watermark reaches `required` (an acks=all
+    /// produce's last offset + 1), for at most `timeout`. Fails when
+    /// leadership moves on from `leader_epoch`, and — once committed — when
+    /// the ISR is smaller than `min_insync` (Kafka's
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    pub async fn wait_for_commit(
+        &self,
+        required: i64,
+        leader_epoch: i32,
+        min_insync: usize,
+        timeout: Duration,
+    ) -> Result<(), ReplicaError> {
+        let deadline = Instant::now() + timeout;
+        let mut hw = self.high_watermark.subscribe();
+        let mut version = self.state_version.subscribe();
+        loop {
+            hw.mark_unchanged();
+            version.mark_unchanged();
+            {
+                let s = self.state.lock();
+                let Role::Leader(l) = &s.role else { return Err(self.not_leader(&s)) };
+                if s.leader_epoch != leader_epoch {
+                    return Err(ReplicaError::NotLeader {
+                        partition: self.tp.clone(),
+                        reason: format!("leader epoch moved from {leader_epoch} to {}", s.leader_epoch),
+                    });
+                }
+                if self.high_watermark() >= required {
+                    let isr = leader::minimal_isr(&s.isr, l.pending.as_ref()).len();
+                    if isr < min_insync {
+                        return Err(ReplicaError::NotEnoughReplicasAfterAppend {
+                            partition: self.tp.clone(),
+                            isr,
+                            min: min_insync,
+                        });
+                    }
+                    return Ok(());
+                }
+            }
+            tokio::select! {
+                _ = hw.changed() => {}
+                _ = version.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(ReplicaError::CommitTimeout {
+                        partition: self.tp.clone(),
+                        timeout_ms: timeout.as_millis() as u64,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Reads whole batches from `offset`, never at or above the high watermark.
+    pub fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<(ReadResult, i64), LogError> {
+        let hw = self.high_watermark();
+        let log = self.log.read();
+        let result = log.read_up_to(offset, max_bytes, hw)?;
+        Ok((result, hw))
+    }
+
+    /// Applies the controller's state for this partition (see
+    /// [`super::ReplicaManager::apply_leader_and_isr`]).
+    ///
+    /// Blocking file I/O (a new leader writes its epoch to the checkpoint).
+    pub(crate) fn apply_state(&self, state: &LeaderAndIsr, now_ms: i64) -> Result<Transition, LogError> {
+        let mut log = self.log.write();
+        let mut guard = self.state.lock();
+        let s = &mut *guard;
+        if state.leader_epoch < s.leader_epoch
+            || state.leader_epoch == s.leader_epoch && state.partition_epoch < s.partition_epoch
+        {
+            tracing::debug!(partition = %self.tp, ?state, current_epoch = s.leader_epoch, "ignoring an older partition state");
+            return Ok(Transition::Stale);
+        }
+        let same_leader = match s.role {
+            Role::Leader(_) => state.leader == self.node_id,
+            Role::Follower { leader } => state.leader == leader,
+            Role::NoLeader => state.leader < 0,
+        };
+        let same_epoch = same_leader && state.leader_epoch == s.leader_epoch;
+        if same_epoch
+            && state.partition_epoch == s.partition_epoch
+            && state.replicas == s.replicas
+            && state.isr == s.isr
+        {
+            return Ok(Transition::Unchanged);
+        }
+        let leo = log.log_end_offset();
+        let transition = if state.leader == self.node_id {
+            if same_epoch {
+                if let Role::Leader(l) = &mut s.role {
+                    l.pending = None;
+                    l.followers.retain(|id, _| state.replicas.contains(id));
+                    for id in state.replicas.iter().filter(|id| **id != self.node_id) {
+                        l.followers.entry(*id).or_insert_with(|| FollowerState::new(false, now_ms));
+                    }
+                }
+                Transition::LeaderUpdated
+            } else {
+                log.assign_epoch_start(state.leader_epoch)?;
+                let followers = state
+                    .replicas
+                    .iter()
+                    .filter(|id| **id != self.node_id)
+                    .map(|id| (*id, FollowerState::new(state.isr.contains(id), now_ms)))
+                    .collect();
+                s.role = Role::Leader(LeaderState {
+                    followers,
+                    pending: None,
+                    retry_after_ms: 0,
+                    epoch_start_offset: leo,
+                });
+                tracing::info!(partition = %self.tp, leader_epoch = state.leader_epoch, isr = ?state.isr, log_end_offset = leo, "became leader");
+                Transition::BecameLeader
+            }
+        } else if state.leader >= 0 {
+            if same_epoch {
+                Transition::FollowerUpdated
+            } else {
+                s.role = Role::Follower { leader: state.leader };
+                tracing::info!(partition = %self.tp, leader = state.leader, leader_epoch = state.leader_epoch, log_end_offset = leo, "became follower");
+                Transition::BecameFollower
+            }
+        } else {
+            if !matches!(s.role, Role::NoLeader) {
+                tracing::info!(partition = %self.tp, leader_epoch = state.leader_epoch, "partition has no leader");
+            }
+            s.role = Role::NoLeader;
+            Transition::NoLeader
+        };
+        s.leader_epoch = state.leader_epoch;
+        s.partition_epoch = state.partition_epoch;
+        s.replicas = state.replicas.clone();
+        s.isr = state.isr.clone();
+        self.leader_epoch.store(state.leader_epoch, Ordering::Release);
+        self.log_end_offset.send_if_modified(|v| std::mem::replace(v, leo) != leo);
+        // Whatever the role, the high watermark never exceeds the log end.
+        self.high_watermark.send_if_modified(|hw| {
+            let capped = (*hw).min(leo);
+            std::mem::replace(hw, capped) != capped
+        });
+        self.maybe_advance_high_watermark(s, leo);
+        self.bump_version();
+        Ok(transition)
+    }
+
+    /// Drops any role (the partition is being deleted): appends as leader
+    /// and a fetcher's appends are refused from now on.
+    pub(crate) fn make_offline(&self) {
+        let _log = self.log.write();
+        let mut s = self.state.lock();
+        s.role = Role::NoLeader;
+        // An epoch no state can match, so a running fetcher's appends fail.
+        s.leader_epoch = i32::MAX;
+        self.leader_epoch.store(i32::MAX, Ordering::Release);
+        self.bump_version();
+    }
+
+    /// Answers a follower's fetch as leader: checks who asks and under which
+    /// epoch, finds a divergence from the follower's last fetched epoch,
+    /// records the follower's position (moving the high watermark and
+    /// perhaps proposing it for the ISR), then reads records from the fetch
+    /// offset up to the log end. With `may_wait`, a caught-up follower that
+    /// knows the high watermark gets [`FetchOutcome::CaughtUp`] instead of an
+    /// empty read.
+    ///
+    /// Blocking file I/O: call from a blocking-capable context.
+    pub(crate) fn serve_follower_fetch(&self, fetch: &FollowerFetch, now_ms: i64, may_wait: bool) -> FetchReply {
+        let log = self.log.read();
+        let leo = log.log_end_offset();
+        let start = log.log_start_offset();
+        let mut guard = self.state.lock();
+        let leader_epoch = guard.leader_epoch;
+        let (outcome, proposal) = self.serve_locked(&log, &mut guard, fetch, now_ms, may_wait);
+        FetchReply {
+            outcome,
+            proposal,
+            high_watermark: self.high_watermark(),
+            log_start_offset: start,
+            log_end_offset: leo,
+            leader_epoch,
+        }
+    }
+
+    fn serve_locked(
+        &self,
+        log: &crate::log::PartitionLog,
+        s: &mut PartitionState,
+        fetch: &FollowerFetch,
+        now_ms: i64,
+        may_wait: bool,
+    ) -> (FetchOutcome, Option<IsrProposal>) {
+        let leo = log.log_end_offset();
+        let start = log.log_start_offset();
+        if let Err(refusal) = self.check_fetch_from_follower(s, fetch) {
+            return (refusal, None);
+        }
+        if fetch.last_fetched_epoch >= 0 {
+            match log.end_offset_for_epoch(fetch.last_fetched_epoch) {
+                Some((epoch, end_offset)) if epoch < fetch.last_fetched_epoch || end_offset < fetch.fetch_offset => {
+                    return (FetchOutcome::Diverging { epoch, end_offset }, None);
+                }
+                Some(_) => {}
+                None => {
+                    let message = format!(
+                        "the leader of {} knows no leader epoch to compare the follower's last fetched epoch {} with",
+                        self.tp, fetch.last_fetched_epoch
+                    );
+                    return (FetchOutcome::Refused { code: error_codes::OFFSET_OUT_OF_RANGE, message }, None);
+                }
+            }
+        }
+        if fetch.fetch_offset < start || fetch.fetch_offset > leo {
+            let message = format!(
+                "fetch offset {} is outside the leader's log [{start}, {leo}) of {}",
+                fetch.fetch_offset, self.tp
+            );
+            return (FetchOutcome::Refused { code: error_codes::OFFSET_OUT_OF_RANGE, message }, None);
+        }
+        let proposal = self.record_follower_fetch(s, fetch, leo, now_ms);
+        let hw = self.high_watermark();
+        let knows_hw = fetch.high_watermark.is_none_or(|f| f >= hw);
+        if may_wait && fetch.fetch_offset == leo && knows_hw {
+            return (FetchOutcome::CaughtUp, proposal);
+        }
+        let outcome = match log.read_up_to(fetch.fetch_offset, fetch.max_bytes, i64::MAX) {
+            Ok(read) => FetchOutcome::Records(read.records),
+            Err(e) => {
+                let code = match e {
+                    LogError::OffsetOutOfRange { .. } => error_codes::OFFSET_OUT_OF_RANGE,
+                    _ => error_codes::KAFKA_STORAGE_ERROR,
+                };
+                tracing::warn!(partition = %self.tp, replica = fetch.replica_id, error = %e, "follower fetch read failed");
+                FetchOutcome::Refused { code, message: e.to_string() }
+            }
+        };
+        (outcome, proposal)
+    }
+
+    /// As leader: the largest epoch ≤ `epoch` and where it ends, for
+    /// OffsetForLeaderEpoch; (-1, -1) when no such epoch is known. Refused
+    /// (Kafka error code, message) when not leading or under another epoch.
+    pub(crate) fn offset_for_leader_epoch(&self, current_leader_epoch: i32, epoch: i32) -> Result<(i32, i64), (i32, String)> {
+        let log = self.log.read();
+        let s = self.state.lock();
+        if !matches!(s.role, Role::Leader(_)) {
+            return Err((error_codes::NOT_LEADER_OR_FOLLOWER, self.not_leader(&s).to_string()));
+        }
+        if current_leader_epoch >= 0 && current_leader_epoch != s.leader_epoch {
+            let code = if current_leader_epoch < s.leader_epoch {
+                error_codes::FENCED_LEADER_EPOCH
+            } else {
+                error_codes::UNKNOWN_LEADER_EPOCH
+            };
+            return Err((code, format!("leader epoch {current_leader_epoch} is not {}'s current {}", self.tp, s.leader_epoch)));
+        }
+        Ok(log.end_offset_for_epoch(epoch).unwrap_or((-1, -1)))
+    }
+
+    /// Receivers that wake a long-polling follower fetch: the log end offset
+    /// and the high watermark. Take them before [`Partition::serve_follower_fetch`].
+    pub(crate) fn watch_for_follower(&self) -> (watch::Receiver<i64>, watch::Receiver<i64>) {
+        (self.log_end_offset.subscribe(), self.high_watermark.subscribe())
+    }
+
+    /// Who may fetch, under which epoch.
+    fn check_fetch_from_follower(&self, s: &PartitionState, fetch: &FollowerFetch) -> Result<(), FetchOutcome> {
+        let refuse = |code, message| Err(FetchOutcome::Refused { code, message });
+        if !matches!(s.role, Role::Leader(_)) {
+            return refuse(error_codes::NOT_LEADER_OR_FOLLOWER, self.not_leader(s).to_string());
+        }
+        if fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch < s.leader_epoch {
+            let message = format!(
+                "follower {} fetches {} at leader epoch {}, older than the current {}",
+                fetch.replica_id, self.tp, fetch.current_leader_epoch, s.leader_epoch
+            );
+            return refuse(error_codes::FENCED_LEADER_EPOCH, message);
+        }
+        if fetch.current_leader_epoch > s.leader_epoch {
+            let message = format!(
+                "follower {} fetches {} at leader epoch {}, newer than this leader's {}",
+                fetch.replica_id, self.tp, fetch.current_leader_epoch, s.leader_epoch
+            );
+            return refuse(error_codes::UNKNOWN_LEADER_EPOCH, message);
+        }
+        if fetch.replica_id == self.node_id || !s.replicas.contains(&fetch.replica_id) {
+            let message = format!(
+                "broker {} is not a follower of {} (replicas {:?}, leader {})",
+                fetch.replica_id, self.tp, s.replicas, self.node_id
+            );
+            return refuse(error_codes::NOT_LEADER_OR_FOLLOWER, message);
+        }
+        Ok(())
+    }
+
+    /// Records a follower's position; returns an ISR expansion to propose.
+    fn record_follower_fetch(
+        &self,
+        s: &mut PartitionState,
+        fetch: &FollowerFetch,
+        leo: i64,
+        now_ms: i64,
+    ) -> Option<IsrProposal> {
+        let Role::Leader(l) = &mut s.role else { return None };
+        let follower = l.followers.entry(fetch.replica_id).or_insert_with(|| FollowerState::new(false, now_ms));
+        follower.record_fetch(fetch.fetch_offset, leo, now_ms);
+        let follower_leo = follower.log_end_offset;
+        self.maybe_advance_high_watermark(s, leo);
+        let hw = self.high_watermark();
+        let (leader_epoch, partition_epoch) = (s.leader_epoch, s.partition_epoch);
+        let Role::Leader(l) = &mut s.role else { return None };
+        if s.isr.contains(&fetch.replica_id)
+            || l.pending.is_some()
+            || now_ms < l.retry_after_ms
+            || !leader::can_join_isr(follower_leo, hw, l.epoch_start_offset)
+        {
+            return None;
+        }
+        let mut isr = s.isr.clone();
+        isr.push(fetch.replica_id);
+        tracing::info!(partition = %self.tp, replica = fetch.replica_id, ?isr, "follower caught up: proposing it for the ISR");
+        l.pending = Some(PendingIsr { isr: isr.clone() });
+        Some(IsrProposal { leader_epoch, partition_epoch, isr })
+    }
+
+    /// As leader, proposes removing followers that lagged for longer than `lag_ms`.
+    pub(crate) fn maybe_shrink_isr(&self, now_ms: i64, lag_ms: i64) -> Option<IsrProposal> {
+        let leo = self.log_end_offset();
+        let mut guard = self.state.lock();
+        let s = &mut *guard;
+        let (leader_epoch, partition_epoch) = (s.leader_epoch, s.partition_epoch);
+        let current = s.isr.clone();
+        let Role::Leader(l) = &mut s.role else { return None };
+        if l.pending.is_some() || now_ms < l.retry_after_ms {
+            return None;
+        }
+        let out = leader::out_of_sync_followers(self.node_id, leo, &current, &l.followers, now_ms, lag_ms);
+        if out.is_empty() {
+            return None;
+        }
+        let isr: Vec<i32> = current.iter().copied().filter(|id| !out.contains(id)).collect();
+        tracing::info!(partition = %self.tp, lagging = ?out, ?isr, lag_ms, "followers lagged: proposing a smaller ISR");
+        l.pending = Some(PendingIsr { isr: isr.clone() });
+        Some(IsrProposal { leader_epoch, partition_epoch, isr })
+    }
+
+    /// Takes the controller's answer to `proposal`: the committed partition
+    /// epoch (applied here at once if nothing newer came), or an error (the
+    /// proposal is dropped and retried after a pause).
+    pub(crate) fn complete_isr_proposal(&self, proposal: &IsrProposal, result: Result<i32, String>, now_ms: i64) {
+        let leo = self.log_end_offset();
+        let mut guard = self.state.lock();
+        let s = &mut *guard;
+        let unchanged = s.leader_epoch == proposal.leader_epoch && s.partition_epoch == proposal.partition_epoch;
+        let Role::Leader(l) = &mut s.role else { return };
+        let ours = l.pending.as_ref().is_some_and(|p| p.isr == proposal.isr);
+        match result {
+            Ok(partition_epoch) if unchanged && ours && partition_epoch > s.partition_epoch => {
+                l.pending = None;
+                s.isr = proposal.isr.clone();
+                s.partition_epoch = partition_epoch;
+                tracing::info!(partition = %self.tp, isr = ?s.isr, partition_epoch, "ISR change committed");
+                self.maybe_advance_high_watermark(s, leo);
+                self.bump_version();
+            }
+            Ok(_) => {
+                if ours && unchanged {
+                    l.pending = None;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(partition = %self.tp, proposed = ?proposal.isr, error = %e, "the controller did not take the ISR change; retrying later");
+                if ours {
+                    l.pending = None;
+                    l.retry_after_ms = now_ms + ISR_RETRY_MS;
+                }
+            }
+        }
+    }
+
+    /// The follower's position for its next fetch.
+    ///
+    /// Takes the log's read lock: call from a blocking-capable context.
+    pub(crate) fn follower_position(&self) -> FollowerPosition {
+        let log = self.log.read();
+        FollowerPosition {
+            fetch_offset: log.log_end_offset(),
+            last_fetched_epoch: log.latest_epoch().unwrap_or(-1),
+            high_watermark: self.high_watermark(),
+        }
+    }
+
+    /// Appends what the leader sent (if anything) as follower at
+    /// `leader_epoch`, then sets the high watermark to min(leader's, own
+    /// log end offset).
+    ///
+    /// Blocking file I/O: call from a blocking-capable context.
+    pub(crate) fn append_as_follower(
+        &self,
+        leader_epoch: i32,
+        records: &[u8],
+        leader_high_watermark: i64,
+    ) -> Result<FollowerPosition, ReplicaError> {
+        let mut log = self.log.write();
+        self.check_follower(leader_epoch)?;
+        if !records.is_empty() {
+            log.append_as_follower(records)?;
+        }
+        Ok(self.follower_updated(&log, Some(leader_high_watermark)))
+    }
+
+    /// Truncates where the follower's log diverges from the leader's, given
+    /// the leader's (epoch, end offset) for the follower's last fetched epoch.
+    ///
+    /// Blocking file I/O: call from a blocking-capable context.
+    pub(crate) fn truncate_on_divergence(
+        &self,
+        leader_epoch: i32,
+        diverging_epoch: i32,
+        diverging_end_offset: i64,
+    ) -> Result<FollowerPosition, ReplicaError> {
+        let mut log = self.log.write();
+        self.check_follower(leader_epoch)?;
+        let own = log.end_offset_for_epoch(diverging_epoch);
+        let target = follower_truncation_offset(diverging_end_offset, own, log.log_end_offset());
+        tracing::info!(
+            partition = %self.tp,
+            diverging_epoch,
+            diverging_end_offset,
+            own_end = ?own,
+            truncate_to = target,
+            "log diverges from the leader's: truncating"
+        );
+        log.truncate_to(target)?;
+        Ok(self.follower_updated(&log, None))
+    }
+
+    /// Handles a fetch the leader found out of its log's range: below its
+    /// start, the follower's log restarts there; beyond its end, the
+    /// follower truncates to it.
+    ///
+    /// Blocking file I/O: call from a blocking-capable context.
+    pub(crate) fn reset_out_of_range(
+        &self,
+        leader_epoch: i32,
+        leader_log_start: i64,
+        leader_log_end: i64,
+    ) -> Result<FollowerPosition, ReplicaError> {
+        let mut log = self.log.write();
+        self.check_follower(leader_epoch)?;
+        let leo = log.log_end_offset();
+        if leo < leader_log_start {
+            tracing::warn!(partition = %self.tp, log_end_offset = leo, leader_log_start, "follower is below the leader's log start: restarting its log there");
+            log.truncate_fully_and_start_at(leader_log_start)?;
+        } else if leo > leader_log_end {
+            tracing::warn!(partition = %self.tp, log_end_offset = leo, leader_log_end, "follower is ahead of the leader's log end: truncating to it");
+            log.truncate_to(leader_log_end)?;
+        }
+        Ok(self.follower_updated(&log, None))
+    }
+
+    fn follower_updated(&self, log: &crate::log::PartitionLog, leader_hw: Option<i64>) -> FollowerPosition {
+        let leo = log.log_end_offset();
+        self.log_end_offset.send_if_modified(|v| std::mem::replace(v, leo) != leo);
+        self.high_watermark.send_if_modified(|hw| {
+            let new = leader_hw.unwrap_or(*hw).min(leo);
+            std::mem::replace(hw, new) != new
+        });
+        FollowerPosition {
+            fetch_offset: leo,
+            last_fetched_epoch: log.latest_epoch().unwrap_or(-1),
+            high_watermark: self.high_watermark(),
+        }
+    }
+
+    fn check_follower(&self, leader_epoch: i32) -> Result<(), ReplicaError> {
+        let s = self.state.lock();
+        if matches!(s.role, Role::Follower { .. }) && s.leader_epoch == leader_epoch {
+            Ok(())
+        } else {
+            Err(ReplicaError::StaleFetcher { partition: self.tp.clone(), leader_epoch })
+        }
+    }
+
+    fn maybe_advance_high_watermark(&self, s: &mut PartitionState, leader_leo: i64) {
+        let Role::Leader(l) = &s.role else { return };
+        let isr = leader::maximal_isr(&s.isr, l.pending.as_ref());
+        let current = self.high_watermark();
+        let hw = leader::high_watermark(current, self.node_id, leader_leo, &isr, &l.followers).min(leader_leo);
+        if hw > current {
+            self.high_watermark.send_replace(hw);
+        }
+    }
+
+    fn bump_version(&self) {
+        self.state_version.send_modify(|v| *v += 1);
+    }
+
+    fn not_leader(&self, s: &PartitionState) -> ReplicaError {
+        let reason = match s.role {
+            Role::Leader(_) => format!("it leads at epoch {}", s.leader_epoch),
+            Role::Follower { leader } => format!("broker {leader} leads at epoch {}", s.leader_epoch),
+            Role::NoLeader => "the partition has no leader here".to_string(),
+        };
+        ReplicaError::NotLeader { partition: self.tp.clone(), reason }
+    }
+}

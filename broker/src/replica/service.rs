@@ -1,0 +1,187 @@
+//! The `Replication` gRPC service (`strom.replication.v1`): the leader's side
+//! of follower fetch, served on the internal port.
+//!
+//! `FetchRecords` refuses — with a Kafka error code and a message, never
+//! touching any state — a fetch for a partition this broker does not lead
+//! (NOT_LEADER_OR_FOLLOWER), from a broker that is not one of the
+//! partition's followers (NOT_LEADER_OR_FOLLOWER), or under another leader
+//! epoch (FENCED_LEADER_EPOCH when the follower's is older,
+//! UNKNOWN_LEADER_EPOCH when newer). A follower whose last fetched epoch
+//! ends earlier here gets the diverging epoch instead of records. Otherwise
+//! the follower's position is recorded (high watermark, ISR) and it gets
+//! the batches from its fetch offset up to the log end offset — not the high
+//! watermark — at most `max_bytes` but at least one batch. A caught-up
+//! follower's fetch waits up to `replica.fetch.wait.max.ms` for new records
+//! or a newer high watermark rather than answering empty at once.
+//!
+//! File reads run on the blocking pool; no lock is held across an `.await`.
+
+use std::sync::Arc;
+
+use strom_proto::replication::replication_server::{Replication, ReplicationServer};
+use strom_proto::replication::{
+    EpochEndOffset, FetchRecordsRequest, FetchRecordsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::partition::{FetchOutcome, FetchReply, FollowerFetch};
+use super::{ReplicaManager, error_codes, now_ms};
+use crate::log::TopicPartition;
+
+/// The `Replication` service over this broker's replicas.
+#[derive(Debug, Clone)]
+pub struct ReplicationService {
+    manager: Arc<ReplicaManager>,
+}
+
+impl ReplicationService {
+    /// The service for `manager`'s partitions.
+    pub fn new(manager: Arc<ReplicaManager>) -> ReplicationService {
+        ReplicationService { manager }
+    }
+
+    /// The tonic server to add to the internal gRPC server.
+    pub fn into_server(self) -> ReplicationServer<ReplicationService> {
+        ReplicationServer::new(self)
+    }
+
+    /// Answers one follower fetch (see the module docs).
+    pub async fn fetch(&self, request: FetchRecordsRequest) -> FetchRecordsResponse {
+        let tp = TopicPartition::new(request.topic.clone(), request.partition);
+        let Some(partition) = self.manager.get(&tp) else {
+            return refused(
+                error_codes::NOT_LEADER_OR_FOLLOWER,
+                format!("broker {} does not host partition {tp}", self.manager.node_id()),
+            );
+        };
+        let fetch = FollowerFetch {
+            replica_id: request.replica_id,
+            fetch_offset: request.fetch_offset,
+            last_fetched_epoch: request.last_fetched_epoch,
+            current_leader_epoch: request.current_leader_epoch,
+            max_bytes: request.max_bytes.max(0) as usize,
+            high_watermark: request.high_watermark,
+        };
+        // Subscribed before the first look, so a change in between still wakes us.
+        let (mut log_end, mut high_watermark) = partition.watch_for_follower();
+        let (p, f) = (partition.clone(), fetch.clone());
+        let Some(mut reply) = blocking(move || p.serve_follower_fetch(&f, now_ms(), true)).await else {
+            return refused(error_codes::KAFKA_STORAGE_ERROR, format!("reading {tp} failed"));
+        };
+        if let Some(proposal) = reply.proposal.take() {
+            self.manager.send_isr_proposal(partition.clone(), proposal);
+        }
+        if matches!(reply.outcome, FetchOutcome::CaughtUp) {
+            let wait = self.manager.replica_config().fetch_wait_max;
+            tokio::select! {
+                _ = log_end.changed() => {}
+                _ = high_watermark.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.manager.stopped() => {}
+            }
+            let p = partition.clone();
+            let Some(again) = blocking(move || p.serve_follower_fetch(&fetch, now_ms(), false)).await else {
+                return refused(error_codes::KAFKA_STORAGE_ERROR, format!("reading {tp} failed"));
+            };
+            reply = again;
+            if let Some(proposal) = reply.proposal.take() {
+                self.manager.send_isr_proposal(partition.clone(), proposal);
+            }
+        }
+        response(reply)
+    }
+
+    /// Answers OffsetForLeaderEpoch as leader.
+    pub async fn offset_for_epoch(&self, request: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+        let tp = TopicPartition::new(request.topic.clone(), request.partition);
+        let undefined = EpochEndOffset { epoch: -1, end_offset: -1 };
+        let Some(partition) = self.manager.get(&tp) else {
+            return OffsetForLeaderEpochResponse {
+                error_code: error_codes::NOT_LEADER_OR_FOLLOWER,
+                end: Some(undefined),
+                error_message: format!("broker {} does not host partition {tp}", self.manager.node_id()),
+            };
+        };
+        let (current, epoch) = (request.current_leader_epoch, request.leader_epoch);
+        let answer = blocking(move || partition.offset_for_leader_epoch(current, epoch)).await;
+        match answer {
+            Some(Ok((epoch, end_offset))) => OffsetForLeaderEpochResponse {
+                error_code: error_codes::NONE,
+                end: Some(EpochEndOffset { epoch, end_offset }),
+                error_message: String::new(),
+            },
+            Some(Err((error_code, error_message))) => {
+                OffsetForLeaderEpochResponse { error_code, end: Some(undefined), error_message }
+            }
+            None => OffsetForLeaderEpochResponse {
+                error_code: error_codes::KAFKA_STORAGE_ERROR,
+                end: Some(undefined),
+                error_message: format!("looking up epoch {epoch} of {tp} failed"),
+            },
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Replication for ReplicationService {
+    async fn fetch_records(
+        &self,
+        request: Request<FetchRecordsRequest>,
+    ) -> Result<Response<FetchRecordsResponse>, Status> {
+        Ok(Response::new(self.fetch(request.into_inner()).await))
+    }
+
+    async fn offset_for_leader_epoch(
+        &self,
+        request: Request<OffsetForLeaderEpochRequest>,
+    ) -> Result<Response<OffsetForLeaderEpochResponse>, Status> {
+        Ok(Response::new(self.offset_for_epoch(request.into_inner()).await))
+    }
+}
+
+fn refused(error_code: i32, error_message: String) -> FetchRecordsResponse {
+    FetchRecordsResponse {
+        error_code,
+        error_message,
+        high_watermark: -1,
+        log_start_offset: -1,
+        log_end_offset: -1,
+        leader_epoch: -1,
+        ..FetchRecordsResponse::default()
+    }
+}
+
+fn response(reply: FetchReply) -> FetchRecordsResponse {
+    let mut response = FetchRecordsResponse {
+        error_code: error_codes::NONE,
+        high_watermark: reply.high_watermark,
+        log_start_offset: reply.log_start_offset,
+        log_end_offset: reply.log_end_offset,
+        leader_epoch: reply.leader_epoch,
+        ..FetchRecordsResponse::default()
+    };
+    match reply.outcome {
+        FetchOutcome::Refused { code, message } => {
+            response.error_code = code;
+            response.error_message = message;
+        }
+        FetchOutcome::Diverging { epoch, end_offset } => {
+            response.diverging_epoch = Some(EpochEndOffset { epoch, end_offset });
+        }
+        FetchOutcome::Records(records) => response.records = records.to_vec(),
+        FetchOutcome::CaughtUp => {}
+    }
+    response
+}
+
+/// Runs blocking log work on the blocking pool; `None` if it panicked.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!("replication service's log work failed: {e}");
+            None
+        }
+    }
+}
