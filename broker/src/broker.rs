@@ -32,7 +32,7 @@ use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::{LogError, LogManager, TopicPartition};
 use crate::metadata::{ConfigOp, MetadataError, MetadataView, TopicMetadata};
 use crate::metrics::Metrics;
-use crate::replica::{Partition, ReplicaManager};
+use crate::replica::{Partition, ReplicaConfig, ReplicaManager};
 
 /// An admin operation that was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +143,11 @@ impl Broker {
             .context("cannot start this node's controller")?;
         let broker = Arc::new(Broker {
             metrics: Metrics::new(),
-            replicas: Arc::new(ReplicaManager::new(config.node_id, Arc::new(logs))),
+            replicas: Arc::new(ReplicaManager::with_config(
+                config.node_id,
+                Arc::new(logs),
+                ReplicaConfig::from_settings(&config.settings),
+            )),
             metadata: RwLock::new(MetadataView::default()),
             shutdown,
             groups: GroupCoordinator::new(GroupConfig::from_settings(&config.settings)),
@@ -158,6 +162,7 @@ impl Broker {
         broker.replicas.set_isr_channel(Arc::new(crate::publisher::ControllerIsrChannel::new(&broker)));
         crate::internal::serve(broker.clone(), internal);
         tokio::spawn(crate::publisher::run(broker.clone()));
+        tokio::spawn(broker.replicas.clone().run_background(broker.shutdown.clone()));
         broker.join_cluster().await?;
         Ok(broker)
     }
@@ -166,7 +171,11 @@ impl Broker {
     /// waits until this broker has published the image up to its registration.
     async fn join_cluster(self: &Arc<Broker>) -> anyhow::Result<()> {
         let c = &self.config;
-        let cluster_id = Command::InitCluster { cluster_id: crate::metadata::new_cluster_id() };
+        // A single-node data dir of an older Strom keeps its cluster id and topics.
+        let single_voter = self.controller.voters().len() == 1;
+        let legacy = if single_voter { crate::metadata::legacy::read(&c.data_dir)? } else { None };
+        let cluster_id = legacy.as_ref().map(|l| l.cluster_id.clone()).unwrap_or_else(crate::metadata::new_cluster_id);
+        let cluster_id = Command::InitCluster { cluster_id };
         // Only the first proposal counts; a later one is applied as a no-op.
         let _ = self.retry_until_quorum("name the cluster", || self.controller.propose(cluster_id.clone())).await?;
         let register = Command::RegisterBroker {
@@ -187,6 +196,10 @@ impl Broker {
         let unfenced = self.heartbeat().await.unwrap_or(0);
         tokio::spawn(heartbeat_loop(self.clone()));
         self.wait_published(committed.index.max(unfenced)).await?;
+        if let Some(legacy) = legacy {
+            self.import_legacy(legacy).await?;
+        }
+        // Only now may the publisher delete logs the image does not assign here.
         self.ready.store(true, Ordering::Release);
         tracing::info!(node_id = c.node_id, broker_epoch = epoch, "registered with the controller quorum");
         // On a quorum of one, the broker is the whole cluster: make
@@ -194,6 +207,36 @@ impl Broker {
         if self.controller.voters().len() == 1 {
             self.ensure_offsets_topic().await;
         }
+        Ok(())
+    }
+
+    /// Creates the topics of an old single-node metadata file (same ids,
+    /// replicas and configs) unless the image has them, moves the
+    /// producer-id allocator past the old file's, then renames the file.
+    async fn import_legacy(&self, legacy: crate::metadata::legacy::LegacyImage) -> anyhow::Result<()> {
+        for (name, topic) in &legacy.topics {
+            if self.controller.image().topics.contains_key(name) {
+                continue;
+            }
+            let assignment = topic.partitions.iter().map(|p| p.replicas.clone()).collect();
+            let command = Command::CreateTopic {
+                name: name.clone(),
+                topic_id: topic.id,
+                assignment: TopicAssignment::Explicit(assignment),
+                configs: topic.configs.clone(),
+            };
+            self.propose_published(command)
+                .await
+                .with_context(|| format!("cannot import topic `{name}` from the old metadata file"))?;
+            tracing::info!(topic = %name, "imported topic from the old single-node metadata file");
+        }
+        while self.controller.image().producer_id_block_end < legacy.producer_id_block_end {
+            let command = Command::AllocateProducerIdBlock { broker_id: self.config.node_id };
+            self.controller.propose(command).await?.map_err(AdminError::from)?;
+        }
+        crate::metadata::legacy::mark_imported(&self.config.data_dir).with_context(|| {
+            format!("cannot rename the imported metadata file in {}", self.config.data_dir.display())
+        })?;
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! The internal gRPC server on `--internal-listen` (default 0.0.0.0:9093):
-//! the controller quorum's `Raft` service, and the services brokers and the
-//! operator call. It starts before the broker registers, because the quorum
+//! the controller quorum's `Raft` service, the `Replication` service
+//! followers fetch from, and the `Admin` service for the operator and tools. It starts before the broker registers, because the quorum
 //! cannot form until voters reach each other here.
 
 use std::sync::Arc;
@@ -12,7 +12,11 @@ use crate::broker::Broker;
 /// Serves the internal services on `listener` until the broker shuts down.
 pub fn serve(broker: Arc<Broker>, listener: TcpListener) {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let router = tonic::transport::Server::builder().add_service(broker.controller.raft_service());
+    let replication = strom_proto::replication::replication_server::ReplicationServer::new(
+        crate::replica::service::ReplicationService::new(broker.replicas.clone()),
+    );
+    let router =
+        tonic::transport::Server::builder().add_service(broker.controller.raft_service()).add_service(replication);
     let shutdown = broker.shutdown.clone();
     let node_id = broker.config.node_id;
     tokio::spawn(async move {

@@ -79,7 +79,10 @@ impl Cli {
 
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // openraft logs every failed RPC to an unreachable voter at ERROR,
+        // several times a second while a broker is down; the controller's own
+        // fencing and election messages say what matters. RUST_LOG overrides.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,openraft::replication=off"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();

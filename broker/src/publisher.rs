@@ -10,8 +10,9 @@
 //!
 //! Invariants: a partition is told its new leadership only after the image
 //! that carries it is committed; logs of partitions the image does not assign
-//! here are deleted only once this broker has caught up with the metadata
-//! log past its own registration (an image replayed from an old snapshot at
+//! here are deleted only once this broker has joined the cluster — caught
+//! up with the metadata log past its own registration and done importing an
+//! old single-node metadata file (an image replayed from an old snapshot at
 //! start must never delete a live topic's data); `Broker::published` only
 //! moves forward, after the image is fully applied.
 
@@ -68,8 +69,9 @@ fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>
     *broker.metadata.write() = MetadataView::from_image(&image, controller_id);
     let previous = broker.last_image.lock().clone();
     let me = broker.config.node_id;
-    // The image is complete enough to delete by once it includes this incarnation's registration.
-    let caught_up = broker.broker_epoch() >= 0 && snapshot.index >= broker.broker_epoch() as u64;
+    // The image is complete enough to delete by once this broker has joined
+    // (registered, caught up past its registration, old metadata imported).
+    let caught_up = broker.is_ready();
 
     let mut assigned = HashSet::new();
     for (name, topic) in &image.topics {

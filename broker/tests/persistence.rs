@@ -311,3 +311,51 @@ fn random_bytes_at_segment_tail_are_truncated_on_restart() {
             .collect()
     });
 }
+
+/// A data dir of a Strom version before the controller quorum keeps its
+/// metadata in `strom-metadata.json`: the upgraded broker imports its cluster
+/// id and topics (ids, partitions, configs) and serves the old records.
+#[test]
+fn a_single_node_data_dir_from_before_the_quorum_keeps_its_topics() {
+    const RECORDS: usize = 300;
+    let mut broker = BrokerProcess::start();
+    let topic = "legacy-orders";
+    create_topic(&broker.bootstrap(), topic, 2, &[("retention.ms", "86400000")]);
+    let records = numbered_records(0, RECORDS, BASE_TIMESTAMP);
+    let delivered: Vec<(usize, Delivered)> =
+        produce_all(&producer(&broker.bootstrap(), &[("acks", "all")]), topic, &records)
+            .into_iter()
+            .enumerate()
+            .collect();
+    let mut client = WireClient::connect(broker.kafka_addr());
+    let metadata: kafka_protocol::messages::MetadataResponse =
+        client.send(&kafka_protocol::messages::MetadataRequest::default().with_topics(None), 12);
+    let topic_id = metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+        .map(|t| t.topic_id)
+        .expect("the topic is listed");
+    drop(client);
+    broker.stop_gracefully();
+
+    // Turn the data dir into an old one: no controller files, the old metadata file instead.
+    let data_dir = broker.data_dir();
+    std::fs::remove_dir_all(data_dir.join("controller")).expect("remove the controller dir");
+    let legacy = format!(
+        r#"{{"version":1,"cluster_id":"legacy-cluster-id-0001","producer_id_block_end":3000,"topics":{{"{topic}":{{"id":"{topic_id}","configs":{{"retention.ms":"86400000"}},"partitions":[{{"replicas":[0],"leader":0,"leader_epoch":0,"isr":[0]}},{{"replicas":[0],"leader":0,"leader_epoch":0,"isr":[0]}}]}}}}}}"#
+    );
+    std::fs::write(data_dir.join("strom-metadata.json"), legacy).expect("write the old metadata file");
+    broker.restart();
+
+    let consumed = consume_to_end(&broker.bootstrap(), topic, 2);
+    assert_all_delivered_records_read_back("after the upgrade", &records, &delivered, &consumed);
+    let mut client = WireClient::connect(broker.kafka_addr());
+    let metadata: kafka_protocol::messages::MetadataResponse =
+        client.send(&kafka_protocol::messages::MetadataRequest::default().with_topics(None), 12);
+    assert_eq!(metadata.cluster_id.as_ref().map(|c| c.as_str()), Some("legacy-cluster-id-0001"));
+    let imported = metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic));
+    assert_eq!(imported.map(|t| t.topic_id), Some(topic_id), "the topic keeps its id");
+    assert!(data_dir.join("strom-metadata.json.imported").exists(), "the old file is kept, renamed");
+    assert!(!data_dir.join("strom-metadata.json").exists());
+}

@@ -103,7 +103,20 @@ impl LogStore {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
-            let Some(entry) = read_json::<Entry<TypeConfig>>(&path)? else { continue };
+            // Entries are written whole (temp file, fsync, rename), so a damaged
+            // one was damaged outside Strom. Dropping it could lose a committed
+            // entry this node acknowledged, so the node refuses to start.
+            let entry = read_json::<Entry<TypeConfig>>(&path).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "controller log entry {} is damaged ({e}); this voter cannot safely start with it — \
+                         restore the controller directory from a backup",
+                        path.display()
+                    ),
+                )
+            })?;
+            let Some(entry) = entry else { continue };
             if last_purged.is_some_and(|p| entry.log_id.index <= p.index) {
                 let _ = std::fs::remove_file(&path);
                 continue;

@@ -218,20 +218,45 @@ fn encode<T: Serialize>(reply: &T) -> Result<Response<RaftMessage>, Status> {
         .map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))
 }
 
+impl RaftService {
+    /// Refuses a Raft RPC from a node that is not a member of this node's
+    /// quorum (a stray process, another cluster's node): it is never handed
+    /// to Raft. A node that has no membership yet (a learner waiting to be
+    /// added) accepts the leader that adds it.
+    fn check_sender(&self, vote: &openraft::Vote<NodeId>) -> Result<(), Status> {
+        let Some(sender) = vote.leader_id().voted_for() else {
+            return Ok(());
+        };
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        if membership.voter_ids().next().is_none() || membership.get_node(&sender).is_some() {
+            return Ok(());
+        }
+        tracing::warn!(sender, "refused a Raft RPC from a node outside the controller quorum");
+        Err(Status::permission_denied(format!(
+            "node {sender} is not a member of this controller quorum (members: {:?})",
+            membership.nodes().map(|(id, _)| *id).collect::<Vec<_>>()
+        )))
+    }
+}
+
 #[tonic::async_trait]
 impl strom_proto::raft::raft_server::Raft for RaftService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let req: AppendEntriesRequest<TypeConfig> = decode(request)?;
+        self.check_sender(&req.vote)?;
         encode(&self.raft.append_entries(req).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let req: VoteRequest<NodeId> = decode(request)?;
+        self.check_sender(&req.vote)?;
         encode(&self.raft.vote(req).await)
     }
 
     async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let req: InstallSnapshotRequest<TypeConfig> = decode(request)?;
+        self.check_sender(&req.vote)?;
         encode(&self.raft.install_snapshot(req).await)
     }
 
@@ -278,7 +303,32 @@ impl ActiveController {
                 _ => {}
             }
         }
+        if let Command::RegisterBroker { broker_id, internal_endpoint, .. } = &command {
+            add_learner_if_new(raft, *broker_id, internal_endpoint).await?;
+        }
         propose_locally(raft, command).await
+    }
+}
+
+/// Makes a registering broker that is not a member of the quorum a learner,
+/// so it receives the metadata log. Only the active controller does this.
+async fn add_learner_if_new(raft: &Raft, broker_id: i32, internal_endpoint: &str) -> Result<(), ProposeError> {
+    let Ok(id) = NodeId::try_from(broker_id) else {
+        return Ok(()); // a negative id is refused by the state machine
+    };
+    let known = raft.metrics().borrow().membership_config.membership().get_node(&id).is_some();
+    if known {
+        return Ok(());
+    }
+    match raft.add_learner(id, BasicNode::new(internal_endpoint), false).await {
+        Ok(_) => {
+            tracing::info!(broker_id, internal_endpoint, "added broker as a learner of the metadata log");
+            Ok(())
+        }
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(ProposeError::ForwardToLeader { leader: f.leader_id })
+        }
+        Err(e) => Err(ProposeError::Raft(format!("cannot add broker {broker_id} as a learner: {e}"))),
     }
 }
 

@@ -43,9 +43,6 @@ pub enum ControllerError {
     /// The `--voters` value cannot be used.
     #[error("invalid controller voters `{value}`: {reason}; expected ID@HOST:PORT,... e.g. 0@strom-0:9093")]
     InvalidVoters { value: String, reason: String },
-    /// This node is not among the voters (learners are not supported yet).
-    #[error("node {node_id} is not among the controller voters {voters:?}; add it to --voters")]
-    NotAVoter { node_id: NodeId, voters: Vec<NodeId> },
     /// The controller's files cannot be read or written.
     #[error("controller storage in {dir}: {source}")]
     Storage { dir: PathBuf, source: std::io::Error },
@@ -181,12 +178,6 @@ impl Controller {
     /// [`Controller::raft_service`] on its own gRPC server (the broker's
     /// internal listener), which must be up for the quorum to form.
     pub async fn start_unserved(config: ControllerConfig) -> Result<Controller, ControllerError> {
-        if !config.voters.contains_key(&config.node_id) {
-            return Err(ControllerError::NotAVoter {
-                node_id: config.node_id,
-                voters: config.voters.keys().copied().collect(),
-            });
-        }
         let dir = config.data_dir.join("controller");
         let open_dir = dir.clone();
         let (log_store, state_machine) = tokio::task::spawn_blocking(move || {
@@ -217,7 +208,9 @@ impl Controller {
         let node_id = config.node_id;
         let voters: BTreeMap<NodeId, BasicNode> =
             config.voters.iter().map(|(id, addr)| (*id, BasicNode::new(addr.clone()))).collect();
-        if fresh {
+        // A voter bootstraps the quorum; any other node waits to be added as a
+        // learner by the active controller when it registers.
+        if fresh && voters.contains_key(&node_id) {
             match raft.initialize(voters.clone()).await {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => {
@@ -316,8 +309,19 @@ impl Controller {
     /// [`Controller::propose`] with the entry's log index.
     pub async fn propose_committed(&self, command: Command) -> Result<Committed, ControllerError> {
         let deadline = tokio::time::Instant::now() + self.propose_timeout;
+        // A learner that was never added knows no leader: it asks the voters
+        // in turn, following the leader they name.
+        let mut hint: Option<NodeId> = None;
+        let mut next_voter = 0usize;
         loop {
-            let leader = self.active_controller();
+            let leader = self.active_controller().or(hint).or_else(|| {
+                if self.voters.contains_key(&self.node_id) {
+                    return None;
+                }
+                let voter = self.voters.keys().nth(next_voter % self.voters.len().max(1)).copied();
+                next_voter += 1;
+                voter
+            });
             let attempt = match leader {
                 Some(id) if id == self.node_id => {
                     tokio::time::timeout_at(deadline, self.active.propose(&self.raft, command.clone())).await.ok()
@@ -338,7 +342,8 @@ impl Controller {
             match attempt {
                 Some(Ok(committed)) => return Ok(committed),
                 Some(Err(ProposeError::Raft(reason))) => return Err(ControllerError::Commit(reason)),
-                Some(Err(ProposeError::ForwardToLeader { .. })) | None => {}
+                Some(Err(ProposeError::ForwardToLeader { leader })) => hint = leader,
+                None => hint = None,
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ControllerError::NoController(self.propose_timeout));

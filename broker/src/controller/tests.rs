@@ -185,3 +185,85 @@ fn voters_parse_and_bad_ones_are_named() {
         assert!(err.contains("ID@HOST:PORT"), "{bad}: {err}");
     }
 }
+
+#[tokio::test]
+async fn a_broker_that_is_not_a_voter_registers_and_follows_the_log_as_a_learner() {
+    let (voter_dir, learner_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let voters = BTreeMap::from([(0, free_addr().await.to_string())]);
+    let voter = start(0, &voters, voter_dir.path()).await;
+    register_and_unfence(&voter, 0).await;
+
+    let learner_addr = free_addr().await;
+    let listener = TcpListener::bind(learner_addr).await.unwrap();
+    let learner = Controller::start(fast_config(5, &voters, learner_dir.path()), listener).await.unwrap();
+    // The learner knows no leader yet: its registration goes through the voters.
+    let registration = Command::RegisterBroker {
+        broker_id: 5,
+        incarnation_id: Uuid::new_v4(),
+        advertised_endpoint: "127.0.0.1:9097".into(),
+        internal_endpoint: learner_addr.to_string(),
+        rack: None,
+    };
+    let committed = learner.propose_committed(registration).await.unwrap();
+    assert!(matches!(committed.result, Ok(Outcome::Registered { .. })), "{committed:?}");
+    voter.propose(create_topic("after-learner", 2, 1)).await.unwrap().unwrap();
+
+    // The learner receives the metadata log, including what came after it joined.
+    wait_for("the learner to apply the topic", || learner.image().topics.contains_key("after-learner").then_some(()))
+        .await;
+    assert_eq!(learner.image(), voter.image());
+    let membership = voter.raft().metrics().borrow().membership_config.membership().clone();
+    assert!(membership.get_node(&5).is_some() && !membership.voter_ids().any(|v| v == 5), "{membership:?}");
+    assert_eq!(learner.active_controller(), Some(0));
+    learner.shutdown().await;
+    voter.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_damaged_metadata_log_entry_stops_the_node_and_is_never_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let voters = BTreeMap::from([(0, free_addr().await.to_string())]);
+    let node = start(0, &voters, dir.path()).await;
+    register_and_unfence(&node, 0).await;
+    node.propose(create_topic("kept", 1, 1)).await.unwrap().unwrap();
+    node.shutdown().await;
+
+    let log_dir = dir.path().join("controller").join("log");
+    let mut files: Vec<_> = std::fs::read_dir(&log_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let last = files.last().unwrap().clone();
+    let bytes = std::fs::read(&last).unwrap();
+    std::fs::write(&last, &bytes[..bytes.len() / 2]).unwrap();
+
+    let listener = TcpListener::bind(&voters[&0]).await.unwrap();
+    let err = Controller::start(fast_config(0, &voters, dir.path()), listener).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains(&last.display().to_string()) && message.contains("damaged"), "{message}");
+}
+
+#[tokio::test]
+async fn raft_rpcs_from_a_node_outside_the_quorum_are_refused() {
+    use openraft::raft::VoteRequest;
+    use strom_proto::raft::RaftMessage;
+    use strom_proto::raft::raft_client::RaftClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let voters = BTreeMap::from([(0, free_addr().await.to_string())]);
+    let node = start(0, &voters, dir.path()).await;
+    register_and_unfence(&node, 0).await;
+    let before = node.raft().metrics().borrow().current_term;
+
+    let mut client = RaftClient::connect(format!("http://{}", voters[&0])).await.unwrap();
+    // A stranger (node 7) asks for votes in a much later term.
+    let request = VoteRequest::<NodeId>::new(openraft::Vote::new(before + 100, 7), None);
+    let payload = serde_json::to_vec(&request).unwrap();
+    let status = client.vote(RaftMessage { payload }).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("node 7"), "{status:?}");
+    // Garbage is refused too, and neither changed the node's term or leadership.
+    let status = client.vote(RaftMessage { payload: b"{not a vote".to_vec() }).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(node.raft().metrics().borrow().current_term, before);
+    assert_eq!(node.active_controller(), Some(0));
+    node.shutdown().await;
+}

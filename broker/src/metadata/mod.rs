@@ -14,6 +14,7 @@
 //! only grow; the validations here are the ones the controller applies, so a
 //! `validate_only` request answers what the real one would.
 
+pub mod legacy;
 pub mod topic_name;
 
 use std::collections::BTreeMap;
