@@ -164,6 +164,9 @@ pub struct GroupCoordinator {
 fn store_error(e: &StoreError) -> GroupError {
     match e {
         StoreError::Log(LogError::RecordBatchTooLarge { .. }) => GroupError::InvalidCommitOffsetSize,
+        // As Kafka does: retriable, the client finds the coordinator again and retries.
+        StoreError::NotReplicated { .. } => GroupError::CoordinatorNotAvailable,
+        StoreError::NotHosted(_) => GroupError::NotCoordinator,
         other => GroupError::Storage(other.to_string()),
     }
 }
@@ -943,16 +946,36 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        let store = store.clone();
+        let appender = store.clone();
         let appended = tokio::task::spawn_blocking(move || {
-            for job in jobs {
-                let result = store.append(partition, &job.records);
-                (job.done)(result);
-            }
+            jobs.into_iter()
+                .map(|job| {
+                    let result = appender.append(partition, &job.records);
+                    (job, result)
+                })
+                .collect::<Vec<_>>()
         })
         .await;
-        if let Err(e) = appended {
-            tracing::error!(partition, error = %e, "__consumer_offsets append task failed; its requests fail");
+        let appended = match appended {
+            Ok(appended) => appended,
+            Err(e) => {
+                tracing::error!(partition, error = %e, "__consumer_offsets append task failed; its requests fail");
+                continue;
+            }
+        };
+        // Like any acks=all write: the commit counts once the ISR has it, so
+        // a new coordinator after a failover loads it.
+        let replicated =
+            if appended.iter().any(|(_, r)| r.is_ok()) { store.replicated(partition).await } else { Ok(()) };
+        for (job, result) in appended {
+            let result = match (&result, &replicated) {
+                (Ok(()), Err(StoreError::NotReplicated { reason, .. })) => {
+                    Err(StoreError::NotReplicated { partition, reason: reason.clone() })
+                }
+                (Ok(()), Err(e)) => Err(StoreError::NotReplicated { partition, reason: e.to_string() }),
+                _ => result,
+            };
+            (job.done)(result);
         }
     }
 }

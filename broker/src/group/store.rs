@@ -43,6 +43,9 @@ pub enum StoreError {
     /// A batch could not be encoded or decoded.
     #[error("{OFFSETS_TOPIC} record batch: {0}")]
     Batch(String),
+    /// The in-sync replicas did not confirm the write in time, or this broker stopped leading.
+    #[error("{OFFSETS_TOPIC} partition {partition} was not replicated: {reason}")]
+    NotReplicated { partition: i32, reason: String },
 }
 
 /// The coordinator's storage: the partitions of `__consumer_offsets`.
@@ -52,7 +55,20 @@ pub trait OffsetsLog: Send + Sync + std::fmt::Debug + 'static {
 
     /// Calls `visit` with every record of `partition`, oldest first. Blocking.
     fn read(&self, partition: i32, visit: &mut dyn FnMut(LogRecord)) -> Result<(), StoreError>;
+
+    /// Waits until everything appended to `partition` so far is replicated
+    /// to the in-sync replicas (the high watermark covers it).
+    fn replicated(&self, partition: i32) -> ReplicatedFuture {
+        let _ = partition;
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
+
+/// What [`OffsetsLog::replicated`] returns.
+pub type ReplicatedFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>;
+
+/// How long a write to `__consumer_offsets` waits for the ISR (Kafka's `offsets.commit.timeout.ms` default).
+const REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How many bytes one read of a partition asks for while loading.
 const LOAD_READ_BYTES: usize = 4 << 20;
@@ -82,6 +98,22 @@ impl OffsetsLog for BrokerOffsetsLog {
         let batch = encode_batch(records, now)?;
         self.partition(partition)?.append_as_leader(&batch, now)?;
         Ok(())
+    }
+
+    fn replicated(&self, partition: i32) -> ReplicatedFuture {
+        let p = self.partition(partition);
+        Box::pin(async move {
+            let p = p?;
+            let target = p.log_end_offset();
+            let mut hw = p.watch_high_watermark();
+            let failed = |reason: &str| StoreError::NotReplicated { partition, reason: reason.to_string() };
+            match tokio::time::timeout(REPLICATION_TIMEOUT, hw.wait_for(|&hw| hw >= target || !p.is_leader())).await {
+                Ok(Ok(_)) if p.is_leader() => Ok(()),
+                Ok(Ok(_)) => Err(failed("this broker is no longer its leader")),
+                Ok(Err(_)) => Err(failed("the partition was closed")),
+                Err(_) => Err(failed("the in-sync replicas did not confirm it in time")),
+            }
+        })
     }
 
     fn read(&self, partition: i32, visit: &mut dyn FnMut(LogRecord)) -> Result<(), StoreError> {
@@ -223,7 +255,7 @@ impl MemoryOffsetsLog {
 impl OffsetsLog for MemoryOffsetsLog {
     fn append(&self, partition: i32, records: &[LogRecord]) -> Result<(), StoreError> {
         if self.fail_appends.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(StoreError::NotHosted(partition));
+            return Err(StoreError::Batch(format!("the test fails appends to partition {partition}")));
         }
         // Through the real batch codec, so tests exercise it.
         let batch = encode_batch(records, 0)?;
