@@ -95,7 +95,11 @@ pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http: TcpListener) -
     let _ = groups.await;
     http_task.abort();
     let b = broker.clone();
-    tokio::task::spawn_blocking(move || b.replicas.logs().flush_all())
+    tokio::task::spawn_blocking(move || {
+        b.replicas.shutdown();
+        b.replicas.checkpoint_high_watermarks();
+        b.replicas.logs().flush_all()
+    })
         .await
         .context("flush task panicked")?
         .context("flushing logs at shutdown")?;

@@ -240,7 +240,8 @@ fn check_batch_from(bytes: &[u8], max_message_bytes: u32, origin: Origin) -> Res
         )));
     }
     // A producer's base offset is replaced by the leader; a replicated one is final.
-    if !dense && (header.base_offset < 0 || header.base_offset.checked_add(i64::from(header.last_offset_delta)).is_none())
+    if !dense
+        && (header.base_offset < 0 || header.base_offset.checked_add(i64::from(header.last_offset_delta)).is_none())
     {
         return Err(LogError::corrupt(format!(
             "baseOffset {} with lastOffsetDelta {} is not a valid offset range",
@@ -254,7 +255,8 @@ fn check_batch_from(bytes: &[u8], max_message_bytes: u32, origin: Origin) -> Res
         return Err(LogError::corrupt("producers may not send control batches"));
     }
     if header.compression() == 0 {
-        let deltas = if dense { OffsetDeltas::Dense } else { OffsetDeltas::Increasing { last: header.last_offset_delta } };
+        let deltas =
+            if dense { OffsetDeltas::Dense } else { OffsetDeltas::Increasing { last: header.last_offset_delta } };
         check_records_with(&batch[HEADER_SIZE..], header.records_count, deltas)?;
     }
     Ok(header)

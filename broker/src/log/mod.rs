@@ -102,4 +102,6 @@ pub struct TimestampOffset {
 }
 
 #[cfg(test)]
-mod tests;
+mod follower_tests;
+#[cfg(test)]
+pub(crate) mod tests;

@@ -19,6 +19,10 @@ use super::producer_state::{ProducerStates, SequenceCheck};
 use super::segment::{BatchParts, Recovery, Segment};
 use super::{AppendInfo, ReadResult, TimestampOffset, TopicPartition};
 
+/// File name of the high watermark checkpoint in a partition directory:
+/// a version line (`0`) and the high watermark.
+pub const HIGH_WATERMARK_FILE: &str = "high-watermark-checkpoint";
+
 /// A partition's log on disk.
 #[derive(Debug)]
 pub struct PartitionLog {
@@ -239,7 +243,9 @@ impl PartitionLog {
             return None;
         }
         let end = self.log_end_offset();
-        self.epochs.end_offset_for(epoch, end).or_else(|| self.epochs.entries().first().map(|e| (epoch, e.start_offset)))
+        self.epochs
+            .end_offset_for(epoch, end)
+            .or_else(|| self.epochs.entries().first().map(|e| (epoch, e.start_offset)))
     }
 
     /// Checks idempotent producers' sequences for batches about to be
@@ -539,6 +545,34 @@ impl PartitionLog {
         self.unflushed_records = 0;
         tracing::info!(partition = %self.tp, log_start_offset = offset, "emptied log to restart at the leader's start");
         Ok(())
+    }
+
+    /// The high watermark last checkpointed in this partition's directory
+    /// (Kafka's `replication-offset-checkpoint`, one file per partition
+    /// here), kept within the log's bounds; `None` when there is none or it
+    /// is unreadable.
+    pub fn high_watermark_checkpoint(&self) -> Option<i64> {
+        let path = self.dir.join(HIGH_WATERMARK_FILE);
+        let text = std::fs::read_to_string(&path).ok()?;
+        let mut lines = text.lines();
+        if lines.next()?.trim() != "0" {
+            tracing::warn!(path = %path.display(), "ignoring a high watermark checkpoint of an unknown version");
+            return None;
+        }
+        let hw: i64 = lines.next()?.trim().parse().ok()?;
+        Some(hw.clamp(self.log_start_offset(), self.log_end_offset()))
+    }
+
+    /// Checkpoints `high_watermark` (written to a temporary file, synced and
+    /// renamed into place, so a crash leaves the old or the new value).
+    pub fn write_high_watermark_checkpoint(&self, high_watermark: i64) -> Result<(), LogError> {
+        use std::io::Write;
+        let path = self.dir.join(HIGH_WATERMARK_FILE);
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp).map_err(LogError::io(&tmp))?;
+        f.write_all(format!("0\n{high_watermark}\n").as_bytes()).map_err(LogError::io(&tmp))?;
+        f.sync_all().map_err(LogError::io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(LogError::io(&path))
     }
 
     /// Writes buffered index entries and fsyncs the active segment.

@@ -218,7 +218,7 @@ fn log_append_time_stamps_the_broker_clock() {
 }
 
 /// An idempotent producer's batch: producer 9, `epoch`, from `sequence`.
-fn idempotent_batch(count: usize, epoch: i16, sequence: i32) -> Vec<u8> {
+pub(crate) fn idempotent_batch(count: usize, epoch: i16, sequence: i32) -> Vec<u8> {
     let mut bytes = encode_batch(count, 10, 1, Compression::None);
     bytes[43..51].copy_from_slice(&9i64.to_be_bytes());
     bytes[51..53].copy_from_slice(&epoch.to_be_bytes());

@@ -40,6 +40,7 @@ impl From<&LogError> for KafkaError {
             LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
             LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
             LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            LogError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
             _ => ResponseError::KafkaStorageError,
         };
         KafkaError::new(error, e.to_string())

@@ -96,8 +96,9 @@ impl Fetcher {
                 Next::Retry(p, reason) => {
                     position = p;
                     failures = failures.saturating_add(1);
-                    let backoff = if failures == 1 { self.config.fetch_backoff / 10 } else { self.config.fetch_backoff }
-                        .max(MIN_BACKOFF);
+                    let backoff =
+                        if failures == 1 { self.config.fetch_backoff / 10 } else { self.config.fetch_backoff }
+                            .max(MIN_BACKOFF);
                     if failures == 1 {
                         tracing::warn!(partition = %tp, leader = self.leader, endpoint = %self.endpoint, "fetch failed, retrying: {reason}");
                     } else {
@@ -165,10 +166,7 @@ impl Fetcher {
                 }
             }
             code => {
-                return Next::Retry(
-                    position,
-                    format!("leader refused with error {code} ({})", response.error_message),
-                );
+                return Next::Retry(position, format!("leader refused with error {code} ({})", response.error_message));
             }
         };
         match result {

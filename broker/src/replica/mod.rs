@@ -51,6 +51,9 @@ use crate::config::settings::Settings;
 use crate::log::{LogConfig, LogError, LogManager, TopicPartition};
 use fetcher::Fetcher;
 
+/// How often high watermarks are checkpointed.
+const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Kafka error codes used between replicas.
 pub mod error_codes {
     /// No error.
@@ -281,18 +284,43 @@ impl ReplicaManager {
     /// Periodic replication work until `shutdown` is cancelled: leaders
     /// check for followers that lagged out of the ISR (every half
     /// `replica.lag.time.max.ms`, as Kafka). On shutdown every fetcher stops.
+    ///
+    /// High watermarks are checkpointed every five seconds (Kafka's
+    /// `replica.high.watermark.checkpoint.interval.ms` default) and once more
+    /// on shutdown.
     pub async fn run_background(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut last_checkpoint = tokio::time::Instant::now();
         loop {
             let lag = self.config.read().lag_time_max;
-            let period = (lag / 2).clamp(Duration::from_millis(10), Duration::from_secs(5));
+            let period = (lag / 2).clamp(Duration::from_millis(10), HIGH_WATERMARK_CHECKPOINT_INTERVAL);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.stop.cancelled() => break,
                 _ = tokio::time::sleep(period) => {}
             }
             self.check_isr(now_ms());
+            if last_checkpoint.elapsed() >= HIGH_WATERMARK_CHECKPOINT_INTERVAL {
+                last_checkpoint = tokio::time::Instant::now();
+                let manager = self.clone();
+                let _ = tokio::task::spawn_blocking(move || manager.checkpoint_high_watermarks()).await;
+            }
         }
         self.shutdown();
+        let manager = self.clone();
+        let _ = tokio::task::spawn_blocking(move || manager.checkpoint_high_watermarks()).await;
+    }
+
+    /// Checkpoints every hosted partition's high watermark that moved (for
+    /// shutdown, next to flushing the logs). A failure is logged and the
+    /// other partitions go on.
+    ///
+    /// Blocking file I/O: call from a blocking-capable context.
+    pub fn checkpoint_high_watermarks(&self) {
+        for partition in self.partitions() {
+            if let Err(e) = partition.checkpoint_high_watermark() {
+                tracing::warn!(partition = %partition.topic_partition(), "high watermark checkpoint failed: {e}");
+            }
+        }
     }
 
     /// One ISR check over the partitions this broker leads.
@@ -323,7 +351,11 @@ impl ReplicaManager {
     pub(crate) fn send_isr_proposal(&self, partition: Arc<Partition>, proposal: IsrProposal) {
         let channel = self.isr_channel.read().clone();
         let (Some(channel), Ok(runtime)) = (channel, tokio::runtime::Handle::try_current()) else {
-            partition.complete_isr_proposal(&proposal, Err("no controller channel for ISR changes yet".into()), now_ms());
+            partition.complete_isr_proposal(
+                &proposal,
+                Err("no controller channel for ISR changes yet".into()),
+                now_ms(),
+            );
             return;
         };
         runtime.spawn(async move {

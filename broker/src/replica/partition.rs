@@ -21,7 +21,7 @@
 //! moment it leads) before any record is appended under it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -48,6 +48,7 @@ pub struct Partition {
     leader_epoch: AtomicI32,
     state: Mutex<PartitionState>,
     high_watermark: watch::Sender<i64>,
+    checkpointed_high_watermark: AtomicI64,
     log_end_offset: watch::Sender<i64>,
     state_version: watch::Sender<u64>,
 }
@@ -188,13 +189,13 @@ pub struct FollowerPosition {
 impl Partition {
     /// A replica over `log` with no role yet: not leader, not fetching.
     pub(crate) fn new(tp: TopicPartition, node_id: i32, log: SharedLog) -> Partition {
-        let (leo, start) = {
+        let (leo, hw) = {
             let log = log.read();
-            (log.log_end_offset(), log.log_start_offset())
+            // Without a checkpoint the committed point is unknown: start from
+            // the log start; a leader moves it up as the ISR proves what it holds.
+            (log.log_end_offset(), log.high_watermark_checkpoint().unwrap_or_else(|| log.log_start_offset()))
         };
-        // Without a checkpoint the committed point is unknown: start from the
-        // log start; a leader moves it up as the ISR proves what it holds.
-        let (high_watermark, _) = watch::channel(start);
+        let (high_watermark, _) = watch::channel(hw);
         let (log_end_offset, _) = watch::channel(leo);
         let (state_version, _) = watch::channel(0);
         let state = PartitionState {
@@ -211,6 +212,7 @@ impl Partition {
             leader_epoch: AtomicI32::new(-1),
             state: Mutex::new(state),
             high_watermark,
+            checkpointed_high_watermark: AtomicI64::new(hw),
             log_end_offset,
             state_version,
         }
@@ -276,6 +278,21 @@ impl Partition {
     /// The log end offset as last appended or truncated (no lock taken).
     pub fn log_end_offset(&self) -> i64 {
         *self.log_end_offset.borrow()
+    }
+
+    /// Writes the high watermark to the partition's checkpoint file if it
+    /// moved since the last one, so a restarted broker does not start from
+    /// the log start.
+    ///
+    /// Blocking file I/O: call from a blocking-capable context.
+    pub fn checkpoint_high_watermark(&self) -> Result<(), LogError> {
+        let hw = self.high_watermark();
+        if self.checkpointed_high_watermark.load(Ordering::Acquire) == hw {
+            return Ok(());
+        }
+        self.log.read().write_high_watermark_checkpoint(hw)?;
+        self.checkpointed_high_watermark.store(hw, Ordering::Release);
+        Ok(())
     }
 
     /// The underlying log.
@@ -431,12 +448,8 @@ impl Partition {
                     .filter(|id| **id != self.node_id)
                     .map(|id| (*id, FollowerState::new(state.isr.contains(id), now_ms)))
                     .collect();
-                s.role = Role::Leader(LeaderState {
-                    followers,
-                    pending: None,
-                    retry_after_ms: 0,
-                    epoch_start_offset: leo,
-                });
+                s.role =
+                    Role::Leader(LeaderState { followers, pending: None, retry_after_ms: 0, epoch_start_offset: leo });
                 tracing::info!(partition = %self.tp, leader_epoch = state.leader_epoch, isr = ?state.isr, log_end_offset = leo, "became leader");
                 Transition::BecameLeader
             }
@@ -567,7 +580,11 @@ impl Partition {
     /// As leader: the largest epoch ≤ `epoch` and where it ends, for
     /// OffsetForLeaderEpoch; (-1, -1) when no such epoch is known. Refused
     /// (Kafka error code, message) when not leading or under another epoch.
-    pub(crate) fn offset_for_leader_epoch(&self, current_leader_epoch: i32, epoch: i32) -> Result<(i32, i64), (i32, String)> {
+    pub(crate) fn offset_for_leader_epoch(
+        &self,
+        current_leader_epoch: i32,
+        epoch: i32,
+    ) -> Result<(i32, i64), (i32, String)> {
         let log = self.log.read();
         let s = self.state.lock();
         if !matches!(s.role, Role::Leader(_)) {
@@ -579,7 +596,10 @@ impl Partition {
             } else {
                 error_codes::UNKNOWN_LEADER_EPOCH
             };
-            return Err((code, format!("leader epoch {current_leader_epoch} is not {}'s current {}", self.tp, s.leader_epoch)));
+            return Err((
+                code,
+                format!("leader epoch {current_leader_epoch} is not {}'s current {}", self.tp, s.leader_epoch),
+            ));
         }
         Ok(log.end_offset_for_epoch(epoch).unwrap_or((-1, -1)))
     }

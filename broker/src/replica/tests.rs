@@ -1,1 +1,537 @@
-//! Replication tests.
+//! Replication between in-process brokers: each [`ReplicaManager`] has its
+//! own data dir and serves the `Replication` service on a real tonic server
+//! on 127.0.0.1; a test controller applies ISR changes and publishes every
+//! partition state to all reachable brokers, as the controller quorum does.
+//! Waits poll a condition with a deadline.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use kafka_protocol::records::Compression;
+use parking_lot::Mutex;
+use strom_proto::replication::FetchRecordsRequest;
+use strom_proto::replication::replication_client::ReplicationClient;
+use tokio_util::sync::CancellationToken;
+
+use super::service::ReplicationService;
+use super::*;
+use crate::log::batch::tests::encode_batch;
+use crate::log::{LogConfig, LogManager, TopicPartition};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn tp() -> TopicPartition {
+    TopicPartition::new("orders", 0)
+}
+
+fn fast_config(lag_ms: u64) -> ReplicaConfig {
+    ReplicaConfig {
+        lag_time_max: Duration::from_millis(lag_ms),
+        fetch_max_bytes: 4096,
+        fetch_wait_max: Duration::from_millis(200),
+        fetch_backoff: Duration::from_millis(50),
+        socket_timeout: Duration::from_secs(5),
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds; panics naming `what` after the deadline.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One broker: its replica manager, served on a loopback port.
+struct Node {
+    manager: Arc<ReplicaManager>,
+    addr: String,
+    stop: CancellationToken,
+}
+
+impl Node {
+    async fn start(id: i32, dir: &std::path::Path, config: ReplicaConfig, controller: &Arc<Controller>) -> Node {
+        let logs = Arc::new(LogManager::open(dir, LogConfig::default()).unwrap());
+        let manager = Arc::new(ReplicaManager::with_config(id, logs, config));
+        manager.set_isr_channel(Arc::new(TestIsrChannel(controller.clone())));
+        let stop = CancellationToken::new();
+        tokio::spawn(manager.clone().run_background(stop.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = tonic::transport::Server::builder()
+            .add_service(ReplicationService::new(manager.clone()).into_server())
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
+                let stop = stop.clone();
+                async move { stop.cancelled().await }
+            });
+        tokio::spawn(server);
+        Node { manager, addr, stop }
+    }
+
+    /// Stops everything this broker runs, as a crash would (no flush).
+    fn crash(&self) {
+        self.stop.cancel();
+        self.manager.shutdown();
+    }
+
+    fn partition(&self) -> Arc<Partition> {
+        self.manager.get(&tp()).expect("partition hosted")
+    }
+}
+
+/// The test's controller: the partition state, the brokers and which of them it reaches.
+#[derive(Debug, Default)]
+struct Controller {
+    state: Mutex<HashMap<TopicPartition, LeaderAndIsr>>,
+    brokers: Mutex<HashMap<i32, Registered>>,
+    isr_changes: AtomicUsize,
+}
+
+/// A broker as the controller knows it.
+#[derive(Debug, Clone)]
+struct Registered {
+    manager: Arc<ReplicaManager>,
+    addr: String,
+    reachable: bool,
+}
+
+impl Controller {
+    fn register(&self, id: i32, node: &Node) {
+        self.brokers
+            .lock()
+            .insert(id, Registered { manager: node.manager.clone(), addr: node.addr.clone(), reachable: true });
+    }
+
+    fn set_reachable(&self, id: i32, reachable: bool) {
+        if let Some(b) = self.brokers.lock().get_mut(&id) {
+            b.reachable = reachable;
+        }
+    }
+
+    /// Sets the state and applies it on every reachable broker hosting a replica.
+    fn publish(&self, state: LeaderAndIsr) {
+        self.state.lock().insert(tp(), state.clone());
+        let brokers: Vec<_> = self.brokers.lock().iter().map(|(id, b)| (*id, b.clone())).collect();
+        let endpoint = brokers.iter().find(|(id, _)| *id == state.leader).map(|(_, b)| b.addr.clone());
+        for (id, b) in brokers {
+            if b.reachable && state.replicas.contains(&id) {
+                b.manager.apply_leader_and_isr(&tp(), LogConfig::default(), &state, endpoint.clone()).unwrap();
+            }
+        }
+    }
+
+    /// Elects `leader` with `isr`, bumping both epochs.
+    fn elect(&self, leader: i32, isr: Vec<i32>) {
+        let mut state = self.current();
+        state.leader = leader;
+        state.leader_epoch += 1;
+        state.partition_epoch += 1;
+        state.isr = isr;
+        self.publish(state);
+    }
+
+    fn current(&self) -> LeaderAndIsr {
+        self.state.lock().get(&tp()).cloned().expect("partition created")
+    }
+}
+
+#[derive(Debug)]
+struct TestIsrChannel(Arc<Controller>);
+
+impl IsrChannel for TestIsrChannel {
+    fn alter_isr(
+        &self,
+        tp: TopicPartition,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<i32>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<i32, String>> + Send>> {
+        let controller = self.0.clone();
+        Box::pin(async move {
+            let mut state = controller.state.lock().get(&tp).cloned().ok_or("unknown partition")?;
+            if state.leader_epoch != leader_epoch || state.partition_epoch != partition_epoch {
+                return Err(format!("stale: state is at {}/{}", state.leader_epoch, state.partition_epoch));
+            }
+            state.isr = new_isr;
+            state.partition_epoch += 1;
+            controller.isr_changes.fetch_add(1, Ordering::SeqCst);
+            let epoch = state.partition_epoch;
+            controller.publish(state);
+            Ok(epoch)
+        })
+    }
+}
+
+struct Cluster {
+    dirs: Vec<tempfile::TempDir>,
+    nodes: Vec<Node>,
+    controller: Arc<Controller>,
+    config: ReplicaConfig,
+}
+
+impl Cluster {
+    /// `n` brokers; partition `orders-0` on all of them, led by 0 at epoch 1 with the full ISR.
+    async fn start(n: i32, config: ReplicaConfig) -> Cluster {
+        let controller = Arc::new(Controller::default());
+        let mut cluster = Cluster { dirs: Vec::new(), nodes: Vec::new(), controller, config };
+        for id in 0..n {
+            let dir = tempfile::tempdir().unwrap();
+            let node = Node::start(id, dir.path(), cluster.config.clone(), &cluster.controller).await;
+            cluster.controller.register(id, &node);
+            cluster.dirs.push(dir);
+            cluster.nodes.push(node);
+        }
+        let all: Vec<i32> = (0..n).collect();
+        cluster.controller.publish(LeaderAndIsr {
+            leader: 0,
+            leader_epoch: 1,
+            partition_epoch: 0,
+            replicas: all.clone(),
+            isr: all,
+        });
+        cluster
+    }
+
+    fn node(&self, id: i32) -> &Node {
+        &self.nodes[id as usize]
+    }
+
+    /// Crashes broker `id` and starts it again on the same data dir (the
+    /// controller does not reach it until `set_reachable`).
+    async fn restart(&mut self, id: i32) {
+        self.node(id).crash();
+        self.controller.set_reachable(id, false);
+        let node = Node::start(id, self.dirs[id as usize].path(), self.config.clone(), &self.controller).await;
+        self.controller.register(id, &node);
+        self.controller.set_reachable(id, false);
+        self.nodes[id as usize] = node;
+    }
+}
+
+/// Appends `batch` on `node`'s replica as leader (acks=1).
+async fn produce(node: &Node, batch: Vec<u8>) -> Result<LeaderAppend, ReplicaError> {
+    let p = node.partition();
+    tokio::task::spawn_blocking(move || p.append_records(&batch, now_ms(), None)).await.unwrap()
+}
+
+/// Every byte of a replica's log.
+fn log_bytes(node: &Node) -> Vec<u8> {
+    let p = node.partition();
+    let log = p.log().read();
+    log.segments().flat_map(|s| s.read_all().unwrap()).collect()
+}
+
+fn leo(node: &Node) -> i64 {
+    node.partition().log().read().log_end_offset()
+}
+
+fn batch(i: usize) -> Vec<u8> {
+    encode_batch(1 + i % 4, 100 + 37 * (i % 5), 1000 + i as i64, Compression::None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn followers_copy_the_leader_byte_for_byte_and_the_hw_waits_for_the_isr() {
+    let mut cluster = Cluster::start(3, fast_config(1500)).await;
+    for i in 0..30 {
+        produce(cluster.node(0), batch(i)).await.unwrap();
+    }
+    let end = leo(cluster.node(0));
+    eventually("both followers have the leader's log and the HW covers it", || {
+        leo(cluster.node(1)) == end
+            && leo(cluster.node(2)) == end
+            && cluster.node(0).partition().high_watermark() == end
+    })
+    .await;
+    let leader_bytes = log_bytes(cluster.node(0));
+    assert_eq!(log_bytes(cluster.node(1)), leader_bytes, "follower 1 byte for byte");
+    assert_eq!(log_bytes(cluster.node(2)), leader_bytes, "follower 2 byte for byte");
+    let leader_epochs = cluster.node(0).partition().log().read().epochs().entries().to_vec();
+    assert_eq!(cluster.node(1).partition().log().read().epochs().entries(), leader_epochs.as_slice());
+    eventually("followers learn the high watermark", || {
+        cluster.node(1).partition().high_watermark() == end && cluster.node(2).partition().high_watermark() == end
+    })
+    .await;
+
+    // Broker 2 stops: what follower 1 has is not committed while 2, in the ISR, lacks it.
+    cluster.node(2).crash();
+    cluster.controller.set_reachable(2, false);
+    for i in 30..40 {
+        produce(cluster.node(0), batch(i)).await.unwrap();
+    }
+    let end2 = leo(cluster.node(0));
+    eventually("follower 1 has the new records", || leo(cluster.node(1)) == end2).await;
+    let leader = cluster.node(0).partition();
+    if leader.isr().contains(&2) {
+        assert_eq!(leader.high_watermark(), end, "the HW waits for every ISR member");
+    }
+    // After replica.lag.time.max.ms the leader drops 2 from the ISR; then the HW moves.
+    eventually("broker 2 leaves the ISR", || cluster.controller.current().isr == vec![0, 1]).await;
+    eventually("the HW covers what the smaller ISR has", || leader.high_watermark() == end2).await;
+    assert_eq!(leader.isr(), vec![0, 1]);
+
+    // Broker 2 comes back, catches up and is proposed for the ISR again.
+    cluster.restart(2).await;
+    cluster.controller.set_reachable(2, true);
+    let state = cluster.controller.current();
+    cluster.controller.publish(state);
+    eventually("broker 2 rejoins the ISR", || cluster.controller.current().isr.contains(&2)).await;
+    assert!(leo(cluster.node(2)) >= end2, "it joined only after reaching the HW");
+    eventually("broker 2 is identical again", || log_bytes(cluster.node(2)) == log_bytes(cluster.node(0))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acks_all_waits_for_replication_and_fails_as_kafka_does() {
+    let cluster = Cluster::start(2, fast_config(60_000)).await;
+    let leader = cluster.node(0).partition();
+
+    // Committed only once the follower has the records.
+    let append = produce(cluster.node(0), batch(1)).await.unwrap();
+    let required = append.info.last_offset + 1;
+    leader.wait_for_commit(required, append.leader_epoch, 2, Duration::from_secs(10)).await.unwrap();
+    assert!(leo(cluster.node(1)) >= required, "the follower had the records when acks=all answered");
+
+    // The follower stops (the controller does not notice): the wait times out.
+    cluster.node(1).crash();
+    let append = produce(cluster.node(0), batch(2)).await.unwrap();
+    let required = append.info.last_offset + 1;
+    let timed_out = leader.wait_for_commit(required, append.leader_epoch, 1, Duration::from_millis(200)).await;
+    assert!(matches!(timed_out, Err(ReplicaError::CommitTimeout { .. })), "{timed_out:?}");
+
+    // The ISR shrinks below min.insync.replicas=2 while another write waits:
+    // committed, but with too few replicas.
+    let append = produce(cluster.node(0), batch(3)).await.unwrap();
+    let waiting = {
+        let leader = leader.clone();
+        let (required, epoch) = (append.info.last_offset + 1, append.leader_epoch);
+        tokio::spawn(async move { leader.wait_for_commit(required, epoch, 2, Duration::from_secs(10)).await })
+    };
+    let mut state = cluster.controller.current();
+    state.isr = vec![0];
+    state.partition_epoch += 1;
+    cluster.controller.publish(state);
+    let after = waiting.await.unwrap();
+    assert!(matches!(after, Err(ReplicaError::NotEnoughReplicasAfterAppend { isr: 1, min: 2, .. })), "{after:?}");
+
+    // With the ISR below min.insync.replicas an acks=all append writes nothing.
+    let before = leo(cluster.node(0));
+    let p = leader.clone();
+    let refused = tokio::task::spawn_blocking(move || p.append_records(&batch(4), now_ms(), Some(2))).await.unwrap();
+    assert!(matches!(refused, Err(ReplicaError::NotEnoughReplicas { isr: 1, min: 2, .. })), "{refused:?}");
+    assert_eq!(leo(cluster.node(0)), before);
+
+    // Leadership moves while a write waits: the producer must go to the new leader.
+    let append = produce(cluster.node(0), encode_batch(1, 10, 5, Compression::None)).await.unwrap();
+    let mut state = cluster.controller.current();
+    state.isr = vec![0, 1];
+    state.partition_epoch += 1;
+    cluster.controller.state.lock().insert(tp(), state);
+    let waiting = {
+        let leader = leader.clone();
+        let (required, epoch) = (append.info.last_offset + 1, append.leader_epoch);
+        tokio::spawn(async move { leader.wait_for_commit(required + 100, epoch, 1, Duration::from_secs(10)).await })
+    };
+    cluster.controller.set_reachable(1, false);
+    cluster.controller.elect(1, vec![1]);
+    let moved = waiting.await.unwrap();
+    assert!(matches!(moved, Err(ReplicaError::NotLeader { .. })), "{moved:?}");
+    assert!(matches!(produce(cluster.node(0), batch(6)).await, Err(ReplicaError::NotLeader { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_old_leaders_unreplicated_tail_is_truncated_and_producer_state_carries_over() {
+    let mut cluster = Cluster::start(2, fast_config(60_000)).await;
+    let idempotent = crate::log::tests::idempotent_batch(3, 0, 0);
+    for i in 0..5 {
+        produce(cluster.node(0), batch(i)).await.unwrap();
+    }
+    let first = produce(cluster.node(0), idempotent.clone()).await.unwrap();
+    let replicated = leo(cluster.node(0));
+    eventually("broker 1 has everything so far", || leo(cluster.node(1)) == replicated).await;
+
+    // Broker 1 is cut off; broker 0 takes more writes it will never replicate.
+    cluster.restart(1).await;
+    for i in 10..14 {
+        produce(cluster.node(0), batch(i)).await.unwrap();
+    }
+    let old_leader_end = leo(cluster.node(0));
+    assert!(old_leader_end > replicated);
+
+    // Broker 0 is cut off in turn; broker 1 (in the ISR) is elected and takes writes of epoch 2.
+    cluster.controller.set_reachable(0, false);
+    cluster.controller.set_reachable(1, true);
+    cluster.controller.elect(1, vec![1]);
+    let new_leader = cluster.node(1).partition();
+    assert!(new_leader.is_leader());
+    // The producer's retry of a batch the old leader wrote is recognised by the new one.
+    let retry = produce(cluster.node(1), idempotent.clone()).await.unwrap();
+    assert_eq!((retry.info.base_offset, retry.info.last_offset), (first.info.base_offset, first.info.last_offset));
+    assert_eq!(leo(cluster.node(1)), replicated, "the duplicate was not written again");
+    for i in 20..23 {
+        produce(cluster.node(1), batch(i)).await.unwrap();
+    }
+    let new_end = leo(cluster.node(1));
+    assert_ne!(new_end, old_leader_end, "the test needs logs of different lengths");
+
+    // Broker 0 returns as follower: it cuts its tail where epoch 1 ended on broker 1.
+    cluster.controller.set_reachable(0, true);
+    let state = cluster.controller.current();
+    cluster.controller.publish(state);
+    eventually("broker 0's log equals broker 1's", || {
+        leo(cluster.node(0)) == new_end && log_bytes(cluster.node(0)) == log_bytes(cluster.node(1))
+    })
+    .await;
+    let epochs = |n: &Node| n.partition().log().read().epochs().entries().to_vec();
+    assert_eq!(epochs(cluster.node(0)), epochs(cluster.node(1)));
+    assert_eq!(
+        cluster.node(0).partition().log().read().producer_states(),
+        new_leader.log().read().producer_states(),
+        "producer state follows the truncation"
+    );
+    eventually("broker 0 rejoins the ISR", || cluster.controller.current().isr.contains(&0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fetches_from_strangers_or_other_epochs_are_refused_and_change_nothing() {
+    let cluster = Cluster::start(2, fast_config(60_000)).await;
+    // Broker 1 is a replica but not fetching and not in the ISR.
+    cluster.node(1).crash();
+    cluster.controller.set_reachable(1, false);
+    let mut state = cluster.controller.current();
+    state.isr = vec![0];
+    state.partition_epoch += 1;
+    cluster.controller.publish(state);
+    for i in 0..3 {
+        produce(cluster.node(0), batch(i)).await.unwrap();
+    }
+    let leader = cluster.node(0).partition();
+    let end = leo(cluster.node(0));
+    let epoch = leader.leader_epoch();
+    assert_eq!(leader.high_watermark(), end);
+    let changes_before = cluster.controller.isr_changes.load(Ordering::SeqCst);
+
+    let mut client = ReplicationClient::connect(format!("http://{}", cluster.node(0).addr)).await.unwrap();
+    let request = |replica_id, current_leader_epoch, fetch_offset| FetchRecordsRequest {
+        topic: "orders".into(),
+        partition: 0,
+        fetch_offset,
+        last_fetched_epoch: -1,
+        replica_id,
+        max_bytes: 1 << 20,
+        current_leader_epoch,
+        high_watermark: Some(end),
+    };
+    let refusals = [
+        (request(7, epoch, end), error_codes::NOT_LEADER_OR_FOLLOWER, "a broker that is no replica"),
+        (request(0, epoch, end), error_codes::NOT_LEADER_OR_FOLLOWER, "the leader itself"),
+        (request(1, epoch - 1, end), error_codes::FENCED_LEADER_EPOCH, "an older epoch"),
+        (request(1, epoch + 1, end), error_codes::UNKNOWN_LEADER_EPOCH, "a newer epoch"),
+        (
+            FetchRecordsRequest { partition: 9, ..request(1, epoch, end) },
+            error_codes::NOT_LEADER_OR_FOLLOWER,
+            "no such partition",
+        ),
+    ];
+    for (req, code, what) in refusals {
+        let r = client.fetch_records(req).await.unwrap().into_inner();
+        assert_eq!(r.error_code, code, "{what}: {}", r.error_message);
+        assert!(!r.error_message.is_empty(), "{what} says why");
+        assert!(r.records.is_empty() && r.diverging_epoch.is_none(), "{what} gets no data");
+    }
+    // Had any refused fetch counted, broker 1 at the log end would have been proposed for the ISR.
+    assert_eq!(cluster.controller.isr_changes.load(Ordering::SeqCst), changes_before);
+    assert_eq!(leader.isr(), vec![0]);
+
+    // A follower whose last epoch ends earlier on the leader is told where.
+    let mut diverging = request(1, epoch, end + 5);
+    diverging.last_fetched_epoch = 0;
+    let r = client.fetch_records(diverging).await.unwrap().into_inner();
+    assert_eq!(r.error_code, 0, "{}", r.error_message);
+    let d = r.diverging_epoch.expect("diverging epoch");
+    assert_eq!((d.epoch, d.end_offset), (0, 0), "epoch 0 is older than any here: it ends at the first epoch's start");
+    assert!(r.records.is_empty());
+
+    // OffsetForLeaderEpoch answers with the largest epoch at or below the one asked for.
+    let asked = strom_proto::replication::OffsetForLeaderEpochRequest {
+        topic: "orders".into(),
+        partition: 0,
+        leader_epoch: epoch + 5,
+        current_leader_epoch: epoch,
+        replica_id: 1,
+    };
+    let r = client.offset_for_leader_epoch(asked.clone()).await.unwrap().into_inner();
+    let e = r.end.expect("an end offset");
+    assert_eq!((r.error_code, e.epoch, e.end_offset), (0, epoch, end));
+    let fenced = strom_proto::replication::OffsetForLeaderEpochRequest { current_leader_epoch: epoch - 1, ..asked };
+    let r = client.offset_for_leader_epoch(fenced).await.unwrap().into_inner();
+    assert_eq!(r.error_code, error_codes::FENCED_LEADER_EPOCH, "{}", r.error_message);
+
+    // A caught-up follower's fetch waits for records rather than answering empty at once...
+    let started = std::time::Instant::now();
+    let mut caught_up = request(1, epoch, end);
+    caught_up.last_fetched_epoch = epoch;
+    let r = client.fetch_records(caught_up.clone()).await.unwrap().into_inner();
+    assert_eq!((r.error_code, r.records.len()), (0, 0));
+    assert!(started.elapsed() >= Duration::from_millis(150), "waited about replica.fetch.wait.max.ms");
+    // ...and a real follower's fetch counts: broker 1 at the log end joins the ISR.
+    assert_eq!(cluster.controller.current().isr, vec![0, 1]);
+    // New records end the wait.
+    let waiting = tokio::spawn({
+        let mut client = client.clone();
+        async move { client.fetch_records(caught_up).await.unwrap().into_inner() }
+    });
+    produce(cluster.node(0), batch(9)).await.unwrap();
+    let r = waiting.await.unwrap();
+    assert_eq!(r.error_code, 0);
+    assert!(!r.records.is_empty(), "the new batch is sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_or_demoted_partition_stops_its_fetcher() {
+    let cluster = Cluster::start(2, fast_config(60_000)).await;
+    produce(cluster.node(0), batch(0)).await.unwrap();
+    eventually("follower caught up", || leo(cluster.node(1)) == leo(cluster.node(0))).await;
+    assert_eq!(cluster.node(1).manager.fetchers.lock().len(), 1);
+    // Same state again: idempotent, the fetcher keeps running.
+    let state = cluster.controller.current();
+    cluster.controller.publish(state.clone());
+    assert!(cluster.node(1).manager.fetchers.lock().get(&tp()).is_some_and(|f| !f.task.is_finished()));
+    // An older state is ignored.
+    let mut old = state.clone();
+    old.leader_epoch -= 1;
+    cluster.node(1).manager.apply_leader_and_isr(&tp(), LogConfig::default(), &old, None).unwrap();
+    assert_eq!(cluster.node(1).partition().leader_epoch(), state.leader_epoch);
+    // Deletion stops the fetcher and removes the log.
+    cluster.node(1).manager.delete(&tp()).unwrap();
+    assert!(cluster.node(1).manager.fetchers.lock().is_empty());
+    assert!(cluster.node(1).manager.get(&tp()).is_none());
+    assert!(cluster.node(1).manager.logs().get(&tp()).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_starts_from_its_checkpointed_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpointed, end) = {
+        let logs = Arc::new(LogManager::open(dir.path(), LogConfig::default()).unwrap());
+        let manager = ReplicaManager::new(0, logs);
+        let p = manager.become_leader(&tp(), LogConfig::default(), 1).unwrap();
+        for i in 0..3 {
+            p.append_records(&batch(i), now_ms(), None).unwrap();
+        }
+        assert_eq!(p.high_watermark(), p.log_end_offset(), "a lone leader commits at once");
+        manager.checkpoint_high_watermarks();
+        let checkpointed = p.high_watermark();
+        p.append_records(&batch(3), now_ms(), None).unwrap();
+        (checkpointed, p.log_end_offset())
+    };
+    // Back with a follower in the ISR that has not fetched yet: the HW cannot
+    // move, and starts where it was checkpointed rather than at 0.
+    let logs = Arc::new(LogManager::open(dir.path(), LogConfig::default()).unwrap());
+    let manager = ReplicaManager::new(0, logs);
+    let state = LeaderAndIsr { leader: 0, leader_epoch: 2, partition_epoch: 1, replicas: vec![0, 1], isr: vec![0, 1] };
+    let p = manager.apply_leader_and_isr(&tp(), LogConfig::default(), &state, None).unwrap();
+    assert!(checkpointed > 0 && checkpointed < end);
+    assert_eq!(p.high_watermark(), checkpointed);
+}

@@ -38,13 +38,15 @@ pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16
         return None;
     }
     if !commits.is_empty() {
-        let waits = commits.iter().map(|c| c.partition.wait_for_commit(c.required, c.leader_epoch, c.min_insync, timeout));
+        let waits =
+            commits.iter().map(|c| c.partition.wait_for_commit(c.required, c.leader_epoch, c.min_insync, timeout));
         let results = futures::future::join_all(waits).await;
         for (commit, result) in commits.iter().zip(results) {
             let Err(e) = result else { continue };
             tracing::debug!(partition = %commit.partition.topic_partition(), error = %e, "acks=all produce not committed");
             let k = replica_error(&e);
-            let response: &mut PartitionProduceResponse = &mut responses[commit.topic].partition_responses[commit.index];
+            let response: &mut PartitionProduceResponse =
+                &mut responses[commit.topic].partition_responses[commit.index];
             response.error_code = k.code();
             response.error_message = Some(str_bytes(k.message));
             response.base_offset = -1;
