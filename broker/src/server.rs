@@ -100,9 +100,9 @@ pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http: TcpListener) -
         b.replicas.checkpoint_high_watermarks();
         b.replicas.logs().flush_all()
     })
-        .await
-        .context("flush task panicked")?
-        .context("flushing logs at shutdown")?;
+    .await
+    .context("flush task panicked")?
+    .context("flushing logs at shutdown")?;
     broker.controller.shutdown().await;
     tracing::info!("all logs flushed; broker stopped");
     Ok(())
