@@ -73,7 +73,7 @@ type common struct {
 }
 
 func (c *common) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.bootstrap, "bootstrap", "", "bootstrap servers")
+	fs.StringVar(&c.bootstrap, "bootstrap", "", "bootstrap servers, comma-separated")
 	fs.StringVar(&c.topic, "topic", "", "topic")
 }
 
@@ -112,7 +112,7 @@ func produce(argv []string) {
 		*keys = *count
 	}
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(c.bootstrap),
+		kgo.SeedBrokers(strings.Split(c.bootstrap, ",")...),
 		kgo.DefaultProduceTopic(c.topic),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.RecordDeliveryTimeout(60*time.Second),
@@ -181,7 +181,7 @@ func consume(argv []string) {
 	}
 
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(c.bootstrap),
+		kgo.SeedBrokers(strings.Split(c.bootstrap, ",")...),
 		kgo.ConsumerGroup(*group),
 		kgo.ConsumeTopics(c.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -315,7 +315,7 @@ func committed(argv []string) {
 	partitions := fs.Int("partitions", 0, "partitions of the topic")
 	fs.Parse(argv)
 	c.check()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(c.bootstrap, ",")...))
 	if err != nil {
 		fatal("create client: %v", err)
 	}
