@@ -10,14 +10,27 @@
 # Usage:
 #   run-kafka.sh classpath
 #       Resolve the jars if needed; print the path of classpath.txt.
-#   run-kafka.sh start DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]
-#       Write DIR/server.properties for a single-node KRaft cluster in
-#       combined mode (broker and controller in one process, node id 1,
-#       listeners on 127.0.0.1), format DIR/data with a fresh cluster id, then
-#       exec the broker (`kafka.Kafka DIR/server.properties`) in the
+#   run-kafka.sh start [OPTIONS] DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]
+#       Write DIR/server.properties for a KRaft node in combined mode (broker
+#       and controller in one process, listeners on 127.0.0.1), format DIR/data
+#       (skipped if already formatted, so a restarted node keeps its data),
+#       then exec the broker (`kafka.Kafka DIR/server.properties`) in the
 #       foreground: its pid is this script's pid. KEY=VALUE pairs are appended
 #       to server.properties and so override the defaults written here. The
 #       broker's log goes to stdout.
+#       Without options: a single-node cluster, node id 1, a fresh cluster id.
+#       Options, for one node of a multi-node cluster (every node a voter):
+#         --node-id N             this node's id (default 1)
+#         --voters ID@HOST:PORT,...
+#                                 controller.quorum.voters, the same on every
+#                                 node, listing this node's CONTROLLER_PORT;
+#                                 internal topics then get replication factor
+#                                 min(3, voters) and min.insync.replicas
+#                                 min(2, voters)
+#         --cluster-id ID         the cluster id to format with, the same on
+#                                 every node (needed with --voters)
+#   run-kafka.sh cluster-id
+#       Print a fresh random cluster id for --cluster-id.
 #
 # Environment: KAFKA_VERSION (default 4.1.1), JAVA_HOME (else `java` on PATH),
 # KAFKA_HEAP_OPTS (default -Xmx1G -Xms1G, as kafka-server-start.sh sets).
@@ -61,9 +74,33 @@ cluster_id() {
 }
 
 start() {
-    [[ $# -ge 3 ]] || die "usage: run-kafka.sh start DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]"
+    local node_id=1 voters="" cid=""
+    while [[ "${1:-}" == --* ]]; do
+        [[ $# -ge 2 ]] || die "$1 needs a value"
+        case "$1" in
+        --node-id) node_id="$2" ;;
+        --voters) voters="$2" ;;
+        --cluster-id) cid="$2" ;;
+        *) die "unknown option $1 (options: --node-id N, --voters ID@HOST:PORT,..., --cluster-id ID)" ;;
+        esac
+        shift 2
+    done
+    [[ $# -ge 3 ]] || die "usage: run-kafka.sh start [--node-id N] [--voters ID@HOST:PORT,...] [--cluster-id ID] DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]"
     local dir="$1" kafka_port="$2" controller_port="$3"
     shift 3
+    [[ "${node_id}" =~ ^[0-9]+$ ]] || die "--node-id must be a number, got ${node_id}"
+    if [[ -z "${voters}" ]]; then
+        voters="${node_id}@127.0.0.1:${controller_port}"
+        cid="${cid:-$(cluster_id)}"
+    else
+        [[ -n "${cid}" ]] || die "--voters needs --cluster-id: every node of a cluster is formatted with the same id (run-kafka.sh cluster-id prints one)"
+        [[ ",${voters}," == *",${node_id}@"*":${controller_port},"* ]] ||
+            die "--voters ${voters} does not list node ${node_id} on CONTROLLER_PORT ${controller_port}"
+    fi
+    local n_voters rf min_isr
+    n_voters="$(tr ',' '\n' <<<"${voters}" | grep -c .)"
+    rf=$((n_voters < 3 ? n_voters : 3))
+    min_isr=$((n_voters < 2 ? n_voters : 2))
     command -v "${JAVA}" >/dev/null || die "java not found (set JAVA_HOME): Apache Kafka ${KAFKA_VERSION} needs Java 17+"
     local cp
     cp="$(tr -d '\n' <"$(classpath_file)")"
@@ -72,8 +109,8 @@ start() {
     local props="${dir}/server.properties"
     cat >"${props}" <<EOF
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:${controller_port}
+node.id=${node_id}
+controller.quorum.voters=${voters}
 listeners=PLAINTEXT://127.0.0.1:${kafka_port},CONTROLLER://127.0.0.1:${controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:${kafka_port}
 controller.listener.names=CONTROLLER
@@ -81,11 +118,11 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=${dir}/data
 num.partitions=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+offsets.topic.replication.factor=${rf}
+transaction.state.log.replication.factor=${rf}
+transaction.state.log.min.isr=${min_isr}
+share.coordinator.state.topic.replication.factor=${rf}
+share.coordinator.state.topic.min.isr=${min_isr}
 EOF
     local kv
     for kv in "$@"; do
@@ -95,7 +132,7 @@ EOF
     local log4j="-Dlog4j2.configurationFile=${HERE}/log4j2.properties"
     # Format the log dir for a fresh cluster (the JVM's own output goes to stdout too).
     "${JAVA}" ${log4j} -cp "${cp}" kafka.tools.StorageTool format \
-        --config "${props}" --cluster-id "$(cluster_id)" --ignore-formatted
+        --config "${props}" --cluster-id "${cid}" --ignore-formatted
     # The JVM options of Kafka's bin/kafka-server-start.sh and kafka-run-class.sh.
     # shellcheck disable=SC2086
     exec "${JAVA}" ${KAFKA_HEAP_OPTS:--Xmx1G -Xms1G} \
@@ -106,9 +143,10 @@ EOF
 
 case "${1:-}" in
 classpath) classpath_file ;;
+cluster-id) cluster_id && echo ;;
 start)
     shift
     start "$@"
     ;;
-*) die "usage: run-kafka.sh classpath | start DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]" ;;
+*) die "usage: run-kafka.sh classpath | cluster-id | start [--node-id N] [--voters ID@HOST:PORT,...] [--cluster-id ID] DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]" ;;
 esac

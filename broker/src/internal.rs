@@ -15,8 +15,12 @@ pub fn serve(broker: Arc<Broker>, listener: TcpListener) {
     let replication = strom_proto::replication::replication_server::ReplicationServer::new(
         crate::replica::service::ReplicationService::new(broker.replicas.clone()),
     );
-    let router =
-        tonic::transport::Server::builder().add_service(broker.controller.raft_service()).add_service(replication);
+    let admin = crate::admin_service::AdminService::new(broker.controller.clone(), broker.config.settings.clone())
+        .into_server();
+    let router = tonic::transport::Server::builder()
+        .add_service(broker.controller.raft_service())
+        .add_service(replication)
+        .add_service(admin);
     let shutdown = broker.shutdown.clone();
     let node_id = broker.config.node_id;
     tokio::spawn(async move {

@@ -2,6 +2,7 @@
 //!
 //! The crate is laid out by responsibility:
 //!
+//! - [`admin_service`] — the `Admin` gRPC service for the operator and tools.
 //! - [`alloc_guard`] — the process allocator, safe against absurd capacity requests.
 //! - [`config`] — settings from flags, `STROM_*` env and YAML, with Kafka's names.
 //! - [`log`] — the storage engine: segment files, indexes, recovery, retention.
@@ -16,6 +17,7 @@
 //! - [`metrics`] — Prometheus metrics.
 //! - [`server`] — listeners, housekeeping and shutdown.
 
+pub mod admin_service;
 pub mod alloc_guard;
 pub mod broker;
 pub mod config;

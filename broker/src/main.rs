@@ -83,7 +83,11 @@ fn init_tracing(format: &str) {
         // several times a second while a broker is down; the controller's own
         // fencing and election messages say what matters. RUST_LOG overrides.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,openraft::replication=off"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if format == "json" {
         builder.json().init();
     } else {

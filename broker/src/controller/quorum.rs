@@ -91,8 +91,11 @@ impl ControllerConfig {
             node_id,
             voters,
             data_dir: data_dir.into(),
-            heartbeat_interval: Duration::from_millis(500),
-            election_timeout: (Duration::from_millis(1500), Duration::from_millis(3000)),
+            // openraft waits out a leader lease (about the longest election
+            // timeout) before its own election timeout starts, so these are
+            // kept short for a controller failover near KRaft's ~2 s.
+            heartbeat_interval: Duration::from_millis(200),
+            election_timeout: (Duration::from_millis(800), Duration::from_millis(1400)),
             snapshot_every: 5000,
             log_kept_after_snapshot: 1000,
             propose_timeout: Duration::from_secs(10),

@@ -20,6 +20,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod cluster;
 pub mod consumer_groups;
 pub mod e2e;
 pub mod wire;

@@ -1,0 +1,860 @@
+//! The `Admin` gRPC service (`strom.admin.v1`) over the controller quorum:
+//! what the operator and tools use to describe the cluster, create, grow,
+//! configure and delete topics, elect preferred leaders, move leadership off
+//! a broker before it stops, and ask whether a broker may restart now.
+//!
+//! Reads answer from this node's applied copy of the metadata image (which
+//! may trail the active controller by a few entries); changes are proposed
+//! as controller [`Command`]s, which [`Controller::propose`] forwards to the
+//! active controller. The decisions — defaults, which partitions to elect,
+//! whether a restart is safe, which Kafka error code a refusal gets — are
+//! plain functions over a [`ClusterImage`], tested without a quorum.
+//!
+//! Errors: a refused operation is a Kafka error code with a message in the
+//! response; a gRPC status other than OK means no controller could answer
+//! (`UNAVAILABLE`: no active controller, forwarding failed — the change may or
+//! may not have been committed, so the caller re-reads and retries).
+//!
+//! Not offered: replica reassignment (moving a partition's replicas to other
+//! brokers) needs a catch-up phase with adding replicas before removing
+//! others, which the controller does not implement yet; the service has no
+//! RPC for it. This module never writes to a partition log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use strom_proto::admin::admin_server::{Admin, AdminServer};
+use strom_proto::admin::{
+    AlterTopicConfigsRequest, AlterTopicConfigsResponse, BrokerInfo, ControlledShutdownRequest,
+    ControlledShutdownResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicRequest,
+    CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeClusterRequest, DescribeClusterResponse,
+    DescribeTopicsRequest, DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse, ElectionResult,
+    ElectionType, IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionDescription, PartitionRef,
+    ReplicaAssignment, TopicDescription,
+};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::controller::image::{NO_LEADER, PartitionState, TopicAssignment};
+use crate::controller::{ClusterImage, Command, CommandError, CommandResult, Controller, ControllerError, Outcome};
+use crate::protocol::errors::KafkaError;
+
+/// How long ControlledShutdown waits for this node's image to show the
+/// committed shutdown before listing the broker's remaining leaderships.
+const APPLY_WAIT: Duration = Duration::from_secs(5);
+/// Reasons listed in an IsSafeToRestart answer before "and N more".
+const MAX_REASONS: usize = 5;
+
+/// The `Admin` service of one broker.
+pub struct AdminService {
+    controller: Arc<Controller>,
+    settings: Settings,
+}
+
+impl AdminService {
+    /// A service answering from `controller`'s image, with `settings` (the
+    /// broker settings) for defaults such as `num.partitions` and
+    /// `min.insync.replicas`.
+    pub fn new(controller: Arc<Controller>, settings: Settings) -> AdminService {
+        AdminService { controller, settings }
+    }
+
+    /// The tonic server wrapping this service, ready for `add_service`.
+    pub fn into_server(self) -> AdminServer<AdminService> {
+        AdminServer::new(self)
+    }
+
+    async fn propose(&self, command: Command) -> Result<CommandResult, Status> {
+        self.controller.propose(command).await.map_err(|e| controller_status(&e))
+    }
+
+    /// Checks `command` against a scratch copy of the image without proposing it.
+    fn validate(&self, command: &Command) -> CommandResult {
+        let mut scratch = self.controller.image();
+        scratch.apply(u64::MAX, command)
+    }
+
+    fn voter_ids(&self) -> Vec<i32> {
+        let metrics = self.controller.raft().metrics().borrow().clone();
+        metrics.membership_config.voter_ids().map(|id| id as i32).collect()
+    }
+}
+
+impl std::fmt::Debug for AdminService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminService").field("node_id", &self.controller.node_id()).finish_non_exhaustive()
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn describe_cluster(
+        &self,
+        _: Request<DescribeClusterRequest>,
+    ) -> Result<Response<DescribeClusterResponse>, Status> {
+        let controller = self.controller.active_controller().map(|id| id as i32);
+        Ok(Response::new(describe_cluster(&self.controller.image(), controller)))
+    }
+
+    async fn describe_topics(
+        &self,
+        request: Request<DescribeTopicsRequest>,
+    ) -> Result<Response<DescribeTopicsResponse>, Status> {
+        Ok(Response::new(describe_topics(&self.controller.image(), &request.into_inner().names)))
+    }
+
+    async fn create_topic(
+        &self,
+        request: Request<CreateTopicRequest>,
+    ) -> Result<Response<CreateTopicResponse>, Status> {
+        let request = request.into_inner();
+        let command = match create_topic_command(&request, &self.settings, Uuid::new_v4()) {
+            Ok(c) => c,
+            Err(e) => return Ok(Response::new(create_topic_response(Err(e)))),
+        };
+        let result = if request.validate_only { self.validate(&command) } else { self.propose(command).await? };
+        Ok(Response::new(create_topic_response(result.map_err(|e| refusal(&e, Context::Topic)))))
+    }
+
+    async fn delete_topic(
+        &self,
+        request: Request<DeleteTopicRequest>,
+    ) -> Result<Response<DeleteTopicResponse>, Status> {
+        let name = request.into_inner().name;
+        if !self.settings.bool("delete.topic.enable") {
+            let e = KafkaError::new(
+                ResponseError::TopicDeletionDisabled,
+                format!("cannot delete topic `{name}`: delete.topic.enable is false on this broker"),
+            );
+            return Ok(Response::new(DeleteTopicResponse { error_code: e.code().into(), error_message: e.message }));
+        }
+        let (error_code, error_message) = outcome_fields(self.propose(Command::DeleteTopic { name }).await?);
+        Ok(Response::new(DeleteTopicResponse { error_code, error_message }))
+    }
+
+    async fn create_partitions(
+        &self,
+        request: Request<CreatePartitionsRequest>,
+    ) -> Result<Response<CreatePartitionsResponse>, Status> {
+        let request = request.into_inner();
+        let assignment = (!request.assignments.is_empty())
+            .then(|| request.assignments.iter().map(|a| a.replicas.clone()).collect::<Vec<_>>());
+        let command = Command::CreatePartitions { name: request.name, total: request.total, assignment };
+        let result = if request.validate_only { self.validate(&command) } else { self.propose(command).await? };
+        let (error_code, error_message) = match result {
+            Ok(_) => (0, String::new()),
+            Err(e) => {
+                let e = refusal(&e, Context::Partitions);
+                (e.code().into(), e.message)
+            }
+        };
+        Ok(Response::new(CreatePartitionsResponse { error_code, error_message }))
+    }
+
+    async fn alter_topic_configs(
+        &self,
+        request: Request<AlterTopicConfigsRequest>,
+    ) -> Result<Response<AlterTopicConfigsResponse>, Status> {
+        let request = request.into_inner();
+        let command = Command::AlterTopicConfigs { name: request.name, configs: request.configs.into_iter().collect() };
+        let result = if request.validate_only { self.validate(&command) } else { self.propose(command).await? };
+        let (error_code, error_message) = outcome_fields(result);
+        Ok(Response::new(AlterTopicConfigsResponse { error_code, error_message }))
+    }
+
+    async fn elect_leaders(
+        &self,
+        request: Request<ElectLeadersRequest>,
+    ) -> Result<Response<ElectLeadersResponse>, Status> {
+        let request = request.into_inner();
+        let election = ElectionType::try_from(request.election_type)
+            .map_err(|_| Status::invalid_argument(format!("unknown election type {}", request.election_type)))?;
+        let every_partition = request.partitions.is_empty();
+        let plan = plan_elections(&self.controller.image(), election, &request.partitions);
+        let mut results = Vec::with_capacity(plan.len());
+        for (partition, step) in plan {
+            let result = match step {
+                Ok(command) => match self.propose(command).await? {
+                    Ok(Outcome::LeaderElected { leader, .. }) => election_result(partition, leader, None),
+                    Ok(other) => election_result(
+                        partition,
+                        NO_LEADER,
+                        Some(KafkaError::new(ResponseError::UnknownServerError, format!("unexpected {other:?}"))),
+                    ),
+                    Err(e) => election_result(partition, NO_LEADER, Some(refusal(&e, Context::Topic))),
+                },
+                // Asked for every partition, Kafka leaves out those that need nothing.
+                Err(refused) if every_partition && refused.error == ResponseError::ElectionNotNeeded => continue,
+                Err(refused) => {
+                    let leader = self
+                        .controller
+                        .image()
+                        .partition(&partition.topic, partition.partition)
+                        .map_or(NO_LEADER, |p| p.leader);
+                    election_result(partition, leader, Some(refused))
+                }
+            };
+            results.push(result);
+        }
+        Ok(Response::new(ElectLeadersResponse { results }))
+    }
+
+    async fn controlled_shutdown(
+        &self,
+        request: Request<ControlledShutdownRequest>,
+    ) -> Result<Response<ControlledShutdownResponse>, Status> {
+        let request = request.into_inner();
+        let broker_id = request.broker_id;
+        let broker_epoch = if request.broker_epoch < 0 {
+            match self.controller.image().brokers.get(&broker_id) {
+                Some(b) => b.broker_epoch,
+                None => {
+                    let e = refusal(&CommandError::UnknownBroker(broker_id), Context::Topic);
+                    return Ok(Response::new(ControlledShutdownResponse {
+                        error_code: e.code().into(),
+                        error_message: e.message,
+                        remaining_leaderships: Vec::new(),
+                    }));
+                }
+            }
+        } else {
+            request.broker_epoch
+        };
+        let (error_code, error_message) =
+            outcome_fields(self.propose(Command::ControlledShutdown { broker_id, broker_epoch }).await?);
+        let mut remaining_leaderships = Vec::new();
+        if error_code == 0 {
+            let deadline = tokio::time::Instant::now() + APPLY_WAIT;
+            let image = loop {
+                let image = self.controller.image();
+                let applied = image.brokers.get(&broker_id).is_none_or(|b| b.in_controlled_shutdown);
+                if applied || tokio::time::Instant::now() >= deadline {
+                    break image;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            remaining_leaderships = leaderships(&image, broker_id);
+        }
+        Ok(Response::new(ControlledShutdownResponse { error_code, error_message, remaining_leaderships }))
+    }
+
+    async fn is_safe_to_restart(
+        &self,
+        request: Request<IsSafeToRestartRequest>,
+    ) -> Result<Response<IsSafeToRestartResponse>, Status> {
+        let broker_id = request.into_inner().broker_id;
+        Ok(Response::new(safe_to_restart(&self.controller.image(), broker_id, &self.settings, &self.voter_ids())))
+    }
+}
+
+/// The gRPC status for a proposal that reached no controller able to answer.
+fn controller_status(e: &ControllerError) -> Status {
+    match e {
+        ControllerError::NoController(_) | ControllerError::Forward { .. } | ControllerError::Commit(_) => {
+            Status::unavailable(e.to_string())
+        }
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+/// Which request a refusal answers; a few errors get a request-specific code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    /// Creating, deleting, configuring a topic or electing leaders.
+    Topic,
+    /// Adding partitions to a topic.
+    Partitions,
+}
+
+/// The Kafka error code of a refused controller command.
+pub fn kafka_error(e: &CommandError, context: Context) -> ResponseError {
+    match e {
+        CommandError::UnknownBroker(_) => ResponseError::BrokerIdNotRegistered,
+        CommandError::StaleBrokerEpoch { .. } => ResponseError::StaleBrokerEpoch,
+        CommandError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        CommandError::UnknownTopicOrPartition { .. } => ResponseError::UnknownTopicOrPartition,
+        CommandError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
+        CommandError::InvalidPlacement { .. } => match context {
+            Context::Topic => ResponseError::InvalidReplicationFactor,
+            Context::Partitions => ResponseError::InvalidPartitions,
+        },
+        CommandError::InvalidReplicaAssignment { .. } => ResponseError::InvalidReplicaAssignment,
+        CommandError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+        CommandError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+        CommandError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+        CommandError::StalePartitionEpoch { .. } => ResponseError::InvalidUpdateVersion,
+        CommandError::InvalidIsr { .. } => ResponseError::InvalidRequest,
+        CommandError::EligibleLeadersNotAvailable { .. } => ResponseError::EligibleLeadersNotAvailable,
+    }
+}
+
+/// A refused command as a Kafka error with the command's message.
+pub fn refusal(e: &CommandError, context: Context) -> KafkaError {
+    KafkaError::new(kafka_error(e, context), e.to_string())
+}
+
+/// `(error_code, error_message)` of a command result: `(0, "")` on success.
+fn outcome_fields(result: CommandResult) -> (i32, String) {
+    match result {
+        Ok(_) => (0, String::new()),
+        Err(e) => {
+            let e = refusal(&e, Context::Topic);
+            (e.code().into(), e.message)
+        }
+    }
+}
+
+fn election_result(partition: PartitionRef, leader: i32, error: Option<KafkaError>) -> ElectionResult {
+    let (error_code, error_message) = error.map_or((0, String::new()), |e| (e.code().into(), e.message));
+    ElectionResult { partition: Some(partition), leader, error_code, error_message }
+}
+
+fn partition_ref(topic: &str, partition: usize) -> PartitionRef {
+    PartitionRef { topic: topic.to_string(), partition: partition as i32 }
+}
+
+fn all_partitions(image: &ClusterImage) -> impl Iterator<Item = (&str, usize, &PartitionState)> {
+    image.topics.iter().flat_map(|(name, t)| t.partitions.iter().enumerate().map(move |(i, p)| (name.as_str(), i, p)))
+}
+
+/// Partitions `broker_id` leads.
+pub fn leaderships(image: &ClusterImage, broker_id: i32) -> Vec<PartitionRef> {
+    all_partitions(image).filter(|(_, _, p)| p.leader == broker_id).map(|(t, i, _)| partition_ref(t, i)).collect()
+}
+
+/// DescribeCluster from an image and the active controller (if known).
+pub fn describe_cluster(image: &ClusterImage, controller: Option<i32>) -> DescribeClusterResponse {
+    let brokers = image
+        .brokers
+        .values()
+        .map(|b| BrokerInfo {
+            broker_id: b.broker_id,
+            advertised_endpoint: b.advertised_endpoint.clone(),
+            internal_endpoint: b.internal_endpoint.clone(),
+            rack: b.rack.clone(),
+            fenced: b.fenced,
+            in_controlled_shutdown: b.in_controlled_shutdown,
+            broker_epoch: b.broker_epoch,
+        })
+        .collect();
+    let under_replicated_partitions = all_partitions(image)
+        .filter(|(_, _, p)| p.isr.len() < p.replicas.len())
+        .map(|(t, i, _)| partition_ref(t, i))
+        .collect();
+    let offline_partitions =
+        all_partitions(image).filter(|(_, _, p)| p.leader == NO_LEADER).map(|(t, i, _)| partition_ref(t, i)).collect();
+    DescribeClusterResponse {
+        cluster_id: image.cluster_id.clone(),
+        controller_id: controller.unwrap_or(-1),
+        brokers,
+        under_replicated_partitions,
+        offline_partitions,
+    }
+}
+
+/// DescribeTopics: the named topics (every topic when `names` is empty).
+pub fn describe_topics(image: &ClusterImage, names: &[String]) -> DescribeTopicsResponse {
+    let names: Vec<&str> = if names.is_empty() {
+        image.topics.keys().map(String::as_str).collect()
+    } else {
+        names.iter().map(String::as_str).collect()
+    };
+    let topics = names
+        .into_iter()
+        .map(|name| match image.topics.get(name) {
+            Some(t) => TopicDescription {
+                name: name.to_string(),
+                error_code: 0,
+                error_message: String::new(),
+                topic_id: t.topic_id.as_bytes().to_vec(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| PartitionDescription {
+                        partition: i as i32,
+                        replicas: p.replicas.clone(),
+                        isr: p.isr.clone(),
+                        leader: p.leader,
+                        leader_epoch: p.leader_epoch,
+                    })
+                    .collect(),
+                configs: t.configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            },
+            None => TopicDescription {
+                name: name.to_string(),
+                error_code: ResponseError::UnknownTopicOrPartition.code().into(),
+                error_message: format!("topic `{name}` does not exist"),
+                ..Default::default()
+            },
+        })
+        .collect();
+    DescribeTopicsResponse { topics }
+}
+
+/// The CreateTopic command for a request: an explicit assignment when one is
+/// given, else the counts, where 0 or -1 means the broker's `num.partitions`
+/// or `default.replication.factor`.
+pub fn create_topic_command(
+    request: &CreateTopicRequest,
+    settings: &Settings,
+    topic_id: Uuid,
+) -> Result<Command, KafkaError> {
+    let name = &request.name;
+    let configs: BTreeMap<String, String> = request.configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let assignment = if request.assignments.is_empty() {
+        let count = |given: i32, setting: &str, error: ResponseError, what: &str| match given {
+            -1 | 0 => Ok(settings.long(setting) as i32),
+            n if n > 0 => Ok(n),
+            n => Err(KafkaError::new(
+                error,
+                format!("topic `{name}`: {what} {n} is invalid; give a positive count, or -1 for {setting}"),
+            )),
+        };
+        TopicAssignment::Computed {
+            partitions: count(
+                request.num_partitions,
+                "num.partitions",
+                ResponseError::InvalidPartitions,
+                "partition count",
+            )?,
+            replication_factor: count(
+                request.replication_factor,
+                "default.replication.factor",
+                ResponseError::InvalidReplicationFactor,
+                "replication factor",
+            )?,
+        }
+    } else {
+        let given = request.assignments.len() as i32;
+        if !matches!(request.num_partitions, -1 | 0) && request.num_partitions != given {
+            return Err(KafkaError::new(
+                ResponseError::InvalidRequest,
+                format!(
+                    "topic `{name}`: {given} replica assignments given but num_partitions is {}; \
+                     leave num_partitions at -1 with an explicit assignment",
+                    request.num_partitions
+                ),
+            ));
+        }
+        TopicAssignment::Explicit(request.assignments.iter().map(|a| a.replicas.clone()).collect())
+    };
+    Ok(Command::CreateTopic { name: name.clone(), topic_id, assignment, configs })
+}
+
+fn create_topic_response(result: Result<Outcome, KafkaError>) -> CreateTopicResponse {
+    match result {
+        Ok(Outcome::TopicCreated { topic_id, assignment }) => CreateTopicResponse {
+            error_code: 0,
+            error_message: String::new(),
+            topic_id: topic_id.as_bytes().to_vec(),
+            assignments: assignment.into_iter().map(|replicas| ReplicaAssignment { replicas }).collect(),
+        },
+        Ok(other) => CreateTopicResponse {
+            error_code: ResponseError::UnknownServerError.code().into(),
+            error_message: format!("the controller answered CreateTopic with {other:?}"),
+            ..Default::default()
+        },
+        Err(e) => CreateTopicResponse { error_code: e.code().into(), error_message: e.message, ..Default::default() },
+    }
+}
+
+/// For each requested partition (every partition when `partitions` is
+/// empty), the election command to propose or why none is needed or possible.
+///
+/// Preferred: only when the preferred (first) replica is an unfenced ISR
+/// member and not already leader — [`Command::ElectLeader`] then picks it.
+/// Unclean: only for a partition without a leader; it may pick a replica
+/// outside the ISR.
+pub fn plan_elections(
+    image: &ClusterImage,
+    election: ElectionType,
+    partitions: &[PartitionRef],
+) -> Vec<(PartitionRef, Result<Command, KafkaError>)> {
+    let refs: Vec<PartitionRef> = if partitions.is_empty() {
+        all_partitions(image).map(|(t, i, _)| partition_ref(t, i)).collect()
+    } else {
+        partitions.to_vec()
+    };
+    let live: BTreeSet<i32> = image.brokers.values().filter(|b| !b.fenced).map(|b| b.broker_id).collect();
+    refs.into_iter()
+        .map(|r| {
+            let step = plan_election(image.partition(&r.topic, r.partition), &r, election, &live);
+            (r, step)
+        })
+        .collect()
+}
+
+fn plan_election(
+    state: Option<&PartitionState>,
+    r: &PartitionRef,
+    election: ElectionType,
+    live: &BTreeSet<i32>,
+) -> Result<Command, KafkaError> {
+    let name = format!("`{}`-{}", r.topic, r.partition);
+    let Some(p) = state else {
+        return Err(KafkaError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("partition {name} does not exist"),
+        ));
+    };
+    let elect = |allow_unclean| Command::ElectLeader { topic: r.topic.clone(), partition: r.partition, allow_unclean };
+    match election {
+        ElectionType::Preferred => {
+            let Some(&preferred) = p.replicas.first() else {
+                return Err(KafkaError::new(
+                    ResponseError::PreferredLeaderNotAvailable,
+                    format!("{name} has no replicas"),
+                ));
+            };
+            if p.leader == preferred {
+                Err(KafkaError::new(
+                    ResponseError::ElectionNotNeeded,
+                    format!("{name}: the preferred replica {preferred} already leads"),
+                ))
+            } else if !p.isr.contains(&preferred) {
+                Err(KafkaError::new(
+                    ResponseError::PreferredLeaderNotAvailable,
+                    format!("{name}: the preferred replica {preferred} is not in the ISR {:?}", p.isr),
+                ))
+            } else if !live.contains(&preferred) {
+                Err(KafkaError::new(
+                    ResponseError::PreferredLeaderNotAvailable,
+                    format!("{name}: the preferred replica {preferred} is fenced (not heartbeating)"),
+                ))
+            } else {
+                Ok(elect(false))
+            }
+        }
+        ElectionType::Unclean => {
+            if p.leader != NO_LEADER {
+                Err(KafkaError::new(
+                    ResponseError::ElectionNotNeeded,
+                    format!("{name} has a leader ({}); unclean election is only for offline partitions", p.leader),
+                ))
+            } else {
+                Ok(elect(true))
+            }
+        }
+    }
+}
+
+/// The effective `min.insync.replicas` of `topic`: its override, else the broker setting.
+pub fn min_insync_replicas(image: &ClusterImage, topic: &str, settings: &Settings) -> i64 {
+    image
+        .topics
+        .get(topic)
+        .and_then(|t| t.configs.get("min.insync.replicas"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| settings.long("min.insync.replicas"))
+}
+
+/// Whether stopping `broker_id` now keeps every partition writable with
+/// acks=all and the controller quorum alive.
+///
+/// Unsafe when: a partition whose ISR holds the broker would, without it,
+/// fall below its `min.insync.replicas` (this includes a partition with
+/// replication factor 1 on that broker, which has no other replica to fail
+/// over to); the broker leads a partition whose ISR is only itself; or the
+/// broker is a controller voter and the other live voters (unfenced brokers
+/// among `voters`) are not a majority of `voters`.
+pub fn safe_to_restart(
+    image: &ClusterImage,
+    broker_id: i32,
+    settings: &Settings,
+    voters: &[i32],
+) -> IsSafeToRestartResponse {
+    let mut reasons = Vec::new();
+    let mut at_risk_partitions = Vec::new();
+    for (topic, i, p) in all_partitions(image) {
+        if !p.isr.contains(&broker_id) {
+            continue;
+        }
+        let min_isr = min_insync_replicas(image, topic, settings);
+        let remaining = p.isr.len() as i64 - 1;
+        let reason = if p.leader == broker_id && p.isr == [broker_id] {
+            Some(format!(
+                "broker {broker_id} leads `{topic}`-{i} and is its only in-sync replica (replicas {:?}); \
+                 stopping it takes the partition offline",
+                p.replicas
+            ))
+        } else if remaining < min_isr {
+            Some(format!(
+                "`{topic}`-{i} has ISR {:?}; without broker {broker_id} it would have {remaining}, \
+                 below min.insync.replicas={min_isr}",
+                p.isr
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            reasons.push(reason);
+            at_risk_partitions.push(partition_ref(topic, i));
+        }
+    }
+    if voters.contains(&broker_id) {
+        let live_others: Vec<i32> = voters
+            .iter()
+            .copied()
+            .filter(|v| *v != broker_id && image.brokers.get(v).is_some_and(|b| !b.fenced))
+            .collect();
+        let majority = voters.len() / 2 + 1;
+        if live_others.len() < majority {
+            reasons.insert(
+                0,
+                format!(
+                    "broker {broker_id} is a controller voter; of the voters {voters:?} only {live_others:?} would \
+                     stay up, fewer than the majority of {majority} the quorum needs"
+                ),
+            );
+        }
+    }
+    let safe = reasons.is_empty();
+    let reason = if safe {
+        match image.brokers.get(&broker_id) {
+            Some(_) => String::new(),
+            None => format!("broker {broker_id} is not registered; it holds no partition"),
+        }
+    } else if reasons.len() > MAX_REASONS {
+        let more = reasons.len() - MAX_REASONS;
+        format!("{}; and {more} more", reasons[..MAX_REASONS].join("; "))
+    } else {
+        reasons.join("; ")
+    };
+    IsSafeToRestartResponse { safe, reason, at_risk_partitions }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::image::{BrokerRegistration, TopicImage};
+
+    fn broker(id: i32, fenced: bool) -> BrokerRegistration {
+        BrokerRegistration {
+            broker_id: id,
+            incarnation_id: Uuid::nil(),
+            broker_epoch: 100 + id as i64,
+            advertised_endpoint: format!("b{id}:9092"),
+            internal_endpoint: format!("b{id}:9093"),
+            rack: None,
+            fenced,
+            in_controlled_shutdown: false,
+        }
+    }
+
+    fn partition(replicas: &[i32], isr: &[i32], leader: i32) -> PartitionState {
+        PartitionState { replicas: replicas.to_vec(), isr: isr.to_vec(), leader, leader_epoch: 3, partition_epoch: 5 }
+    }
+
+    /// Brokers 0..3, broker 2 fenced; topic `t` (min.insync.replicas=2) with
+    /// a healthy, an under-replicated and an offline partition; topic `u`
+    /// with one partition not led by its preferred replica.
+    fn image() -> ClusterImage {
+        let mut image = ClusterImage { cluster_id: "c1".into(), ..Default::default() };
+        for (id, fenced) in [(0, false), (1, false), (2, true)] {
+            image.brokers.insert(id, broker(id, fenced));
+        }
+        image.topics.insert(
+            "t".into(),
+            TopicImage {
+                topic_id: Uuid::from_u128(7),
+                partitions: vec![
+                    partition(&[0, 1, 2], &[0, 1], 0),
+                    partition(&[1, 2, 0], &[1, 0], 1),
+                    partition(&[2, 0, 1], &[2], NO_LEADER),
+                ],
+                configs: BTreeMap::from([("min.insync.replicas".into(), "2".into())]),
+            },
+        );
+        image.topics.insert(
+            "u".into(),
+            TopicImage {
+                topic_id: Uuid::from_u128(8),
+                partitions: vec![partition(&[0, 1], &[1, 0], 1), partition(&[1, 0], &[1], 1)],
+                configs: BTreeMap::new(),
+            },
+        );
+        image
+    }
+
+    fn refs(list: &[(&str, i32)]) -> Vec<PartitionRef> {
+        list.iter().map(|(t, p)| PartitionRef { topic: t.to_string(), partition: *p }).collect()
+    }
+
+    #[test]
+    fn describe_cluster_lists_under_replicated_and_offline_partitions() {
+        let d = describe_cluster(&image(), Some(1));
+        assert_eq!((d.cluster_id.as_str(), d.controller_id), ("c1", 1));
+        assert_eq!(
+            d.brokers.iter().map(|b| (b.broker_id, b.fenced)).collect::<Vec<_>>(),
+            [(0, false), (1, false), (2, true)]
+        );
+        assert_eq!(d.under_replicated_partitions, refs(&[("t", 0), ("t", 1), ("t", 2), ("u", 1)]));
+        assert_eq!(d.offline_partitions, refs(&[("t", 2)]));
+        assert_eq!(describe_cluster(&image(), None).controller_id, -1);
+    }
+
+    #[test]
+    fn describe_topics_reports_unknown_names() {
+        let d = describe_topics(&image(), &["u".into(), "nope".into()]);
+        assert_eq!(d.topics[0].partitions[1].isr, vec![1]);
+        assert_eq!(d.topics[1].error_code, i32::from(ResponseError::UnknownTopicOrPartition.code()));
+        assert_eq!(describe_topics(&image(), &[]).topics.len(), 2);
+    }
+
+    #[test]
+    fn command_errors_map_to_kafka_codes() {
+        let placement = CommandError::InvalidPlacement { topic: "t".into(), reason: "3 > 2 brokers".into() };
+        assert_eq!(kafka_error(&placement, Context::Topic), ResponseError::InvalidReplicationFactor);
+        assert_eq!(kafka_error(&placement, Context::Partitions), ResponseError::InvalidPartitions);
+        let stale = CommandError::StalePartitionEpoch { topic: "t".into(), partition: 0, current: 2, got: 1 };
+        assert_eq!(kafka_error(&stale, Context::Topic), ResponseError::InvalidUpdateVersion);
+        let e = refusal(&CommandError::TopicAlreadyExists("t".into()), Context::Topic);
+        assert_eq!((e.error, e.message.as_str()), (ResponseError::TopicAlreadyExists, "topic `t` already exists"));
+        let (code, message) = outcome_fields(Err(CommandError::UnknownBroker(9)));
+        assert_eq!(code, i32::from(ResponseError::BrokerIdNotRegistered.code()));
+        assert!(message.contains("broker 9"), "{message}");
+    }
+
+    #[test]
+    fn create_topic_defaults_come_from_the_broker_settings() {
+        let mut settings = Settings::broker_defaults();
+        settings.set("num.partitions", "6").unwrap();
+        settings.set("default.replication.factor", "3").unwrap();
+        let id = Uuid::from_u128(1);
+        let request =
+            CreateTopicRequest { name: "x".into(), num_partitions: -1, replication_factor: 0, ..Default::default() };
+        let Ok(Command::CreateTopic { assignment, .. }) = create_topic_command(&request, &settings, id) else {
+            panic!()
+        };
+        assert_eq!(assignment, TopicAssignment::Computed { partitions: 6, replication_factor: 3 });
+
+        let bad =
+            CreateTopicRequest { name: "x".into(), num_partitions: -2, replication_factor: 1, ..Default::default() };
+        assert_eq!(create_topic_command(&bad, &settings, id).unwrap_err().error, ResponseError::InvalidPartitions);
+
+        let explicit = CreateTopicRequest {
+            name: "x".into(),
+            num_partitions: -1,
+            assignments: vec![ReplicaAssignment { replicas: vec![1, 0] }],
+            configs: [("retention.ms".to_string(), "5".to_string())].into(),
+            ..Default::default()
+        };
+        let Ok(Command::CreateTopic { assignment, configs, .. }) = create_topic_command(&explicit, &settings, id)
+        else {
+            panic!()
+        };
+        assert_eq!(assignment, TopicAssignment::Explicit(vec![vec![1, 0]]));
+        assert_eq!(configs.get("retention.ms").map(String::as_str), Some("5"));
+        let mismatch = CreateTopicRequest { num_partitions: 4, ..explicit };
+        assert_eq!(create_topic_command(&mismatch, &settings, id).unwrap_err().error, ResponseError::InvalidRequest);
+    }
+
+    #[test]
+    fn validate_only_uses_a_scratch_image() {
+        let mut scratch = image();
+        let before = scratch.clone();
+        let command = Command::CreateTopic {
+            name: "t".into(),
+            topic_id: Uuid::nil(),
+            assignment: TopicAssignment::Computed { partitions: 1, replication_factor: 1 },
+            configs: BTreeMap::new(),
+        };
+        let e = scratch.apply(u64::MAX, &command).unwrap_err();
+        assert_eq!(kafka_error(&e, Context::Topic), ResponseError::TopicAlreadyExists);
+        assert_eq!(scratch, before, "a refused command leaves the image untouched");
+    }
+
+    #[test]
+    fn preferred_election_only_when_the_preferred_replica_can_lead() {
+        let image = image();
+        let plan = plan_elections(&image, ElectionType::Preferred, &[]);
+        let codes: Vec<(String, i32, Option<ResponseError>)> =
+            plan.iter().map(|(r, step)| (r.topic.clone(), r.partition, step.as_ref().err().map(|e| e.error))).collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("t".to_string(), 0, Some(ResponseError::ElectionNotNeeded)),
+                ("t".to_string(), 1, Some(ResponseError::ElectionNotNeeded)),
+                ("t".to_string(), 2, Some(ResponseError::PreferredLeaderNotAvailable)), // 2 is fenced
+                ("u".to_string(), 0, None),                                             // 0 in ISR, live, not leading
+                ("u".to_string(), 1, Some(ResponseError::ElectionNotNeeded)),
+            ]
+        );
+        assert_eq!(
+            plan[3].1.as_ref().unwrap(),
+            &Command::ElectLeader { topic: "u".into(), partition: 0, allow_unclean: false }
+        );
+
+        let mut out_of_isr = image.clone();
+        out_of_isr.topics.get_mut("u").unwrap().partitions[0].isr = vec![1];
+        let plan = plan_elections(&out_of_isr, ElectionType::Preferred, &refs(&[("u", 0), ("zz", 0)]));
+        assert_eq!(plan[0].1.as_ref().unwrap_err().error, ResponseError::PreferredLeaderNotAvailable);
+        assert_eq!(plan[1].1.as_ref().unwrap_err().error, ResponseError::UnknownTopicOrPartition);
+    }
+
+    #[test]
+    fn unclean_election_only_for_offline_partitions() {
+        let plan = plan_elections(&image(), ElectionType::Unclean, &refs(&[("t", 0), ("t", 2)]));
+        assert_eq!(plan[0].1.as_ref().unwrap_err().error, ResponseError::ElectionNotNeeded);
+        assert_eq!(
+            plan[1].1.as_ref().unwrap(),
+            &Command::ElectLeader { topic: "t".into(), partition: 2, allow_unclean: true }
+        );
+    }
+
+    #[test]
+    fn restart_is_unsafe_below_min_insync_or_as_sole_isr_leader() {
+        let image = image();
+        let mut settings = Settings::broker_defaults();
+        settings.set("min.insync.replicas", "1").unwrap();
+        // Broker 0: t-0 and t-1 have ISR of 2 with min.insync.replicas=2 (topic override).
+        let r = safe_to_restart(&image, 0, &settings, &[]);
+        assert!(!r.safe);
+        assert_eq!(r.at_risk_partitions, refs(&[("t", 0), ("t", 1)]));
+        assert!(r.reason.contains("below min.insync.replicas=2"), "{}", r.reason);
+        // Broker 1 also leads u-1, whose ISR is only itself.
+        let r = safe_to_restart(&image, 1, &settings, &[]);
+        assert_eq!(r.at_risk_partitions, refs(&[("t", 0), ("t", 1), ("u", 1)]));
+        assert!(r.reason.contains("only in-sync replica"), "{}", r.reason);
+        // Broker 2 is in t-2's ISR only, which is offline already with min ISR 2.
+        assert_eq!(safe_to_restart(&image, 2, &settings, &[]).at_risk_partitions, refs(&[("t", 2)]));
+
+        let mut relaxed = image.clone();
+        relaxed.topics.get_mut("t").unwrap().configs.clear();
+        relaxed.topics.get_mut("u").unwrap().partitions[1] = partition(&[1, 0], &[1, 0], 1);
+        relaxed.topics.get_mut("t").unwrap().partitions[2] = partition(&[2, 0, 1], &[0, 1], 0);
+        let r = safe_to_restart(&relaxed, 1, &settings, &[]);
+        assert!(r.safe, "{}", r.reason);
+        assert_eq!(
+            safe_to_restart(&relaxed, 7, &settings, &[]).reason,
+            "broker 7 is not registered; it holds no partition"
+        );
+    }
+
+    #[test]
+    fn restart_is_unsafe_when_the_quorum_would_lose_its_majority() {
+        let mut image = image();
+        image.topics.clear();
+        let settings = Settings::broker_defaults();
+        // Voters 0, 1, 2 with 2 fenced: stopping 0 or 1 leaves one live voter of three.
+        let r = safe_to_restart(&image, 0, &settings, &[0, 1, 2]);
+        assert!(!r.safe && r.reason.contains("controller voter"), "{}", r.reason);
+        assert!(r.at_risk_partitions.is_empty());
+        // Restarting the fenced voter itself costs nothing.
+        assert!(safe_to_restart(&image, 2, &settings, &[0, 1, 2]).safe);
+        image.brokers.get_mut(&2).unwrap().fenced = false;
+        assert!(safe_to_restart(&image, 0, &settings, &[0, 1, 2]).safe);
+        // A non-voter never threatens the quorum.
+        image.brokers.insert(3, broker(3, false));
+        assert!(safe_to_restart(&image, 3, &settings, &[0]).safe);
+    }
+
+    #[test]
+    fn leaderships_lists_partitions_led() {
+        assert_eq!(leaderships(&image(), 1), refs(&[("t", 1), ("u", 0), ("u", 1)]));
+    }
+}
