@@ -40,7 +40,7 @@ use uuid::Uuid;
 use crate::config::Settings;
 use crate::controller::image::{NO_LEADER, PartitionState, TopicAssignment};
 use crate::controller::{ClusterImage, Command, CommandError, CommandResult, Controller, ControllerError, Outcome};
-use crate::protocol::errors::KafkaError;
+use crate::protocol::errors::{CommandContext as Context, KafkaError, command_error_code};
 
 /// How long ControlledShutdown waits for this node's image to show the
 /// committed shutdown before listing the broker's remaining leaderships.
@@ -260,40 +260,9 @@ fn controller_status(e: &ControllerError) -> Status {
     }
 }
 
-/// Which request a refusal answers; a few errors get a request-specific code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Context {
-    /// Creating, deleting, configuring a topic or electing leaders.
-    Topic,
-    /// Adding partitions to a topic.
-    Partitions,
-}
-
-/// The Kafka error code of a refused controller command.
-pub fn kafka_error(e: &CommandError, context: Context) -> ResponseError {
-    match e {
-        CommandError::UnknownBroker(_) => ResponseError::BrokerIdNotRegistered,
-        CommandError::StaleBrokerEpoch { .. } => ResponseError::StaleBrokerEpoch,
-        CommandError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
-        CommandError::UnknownTopicOrPartition { .. } => ResponseError::UnknownTopicOrPartition,
-        CommandError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
-        CommandError::InvalidPlacement { .. } => match context {
-            Context::Topic => ResponseError::InvalidReplicationFactor,
-            Context::Partitions => ResponseError::InvalidPartitions,
-        },
-        CommandError::InvalidReplicaAssignment { .. } => ResponseError::InvalidReplicaAssignment,
-        CommandError::InvalidConfig { .. } => ResponseError::InvalidConfig,
-        CommandError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
-        CommandError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
-        CommandError::StalePartitionEpoch { .. } => ResponseError::InvalidUpdateVersion,
-        CommandError::InvalidIsr { .. } => ResponseError::InvalidRequest,
-        CommandError::EligibleLeadersNotAvailable { .. } => ResponseError::EligibleLeadersNotAvailable,
-    }
-}
-
 /// A refused command as a Kafka error with the command's message.
 pub fn refusal(e: &CommandError, context: Context) -> KafkaError {
-    KafkaError::new(kafka_error(e, context), e.to_string())
+    KafkaError::new(command_error_code(e, context), e.to_string())
 }
 
 /// `(error_code, error_message)` of a command result: `(0, "")` on success.
@@ -708,10 +677,10 @@ mod tests {
     #[test]
     fn command_errors_map_to_kafka_codes() {
         let placement = CommandError::InvalidPlacement { topic: "t".into(), reason: "3 > 2 brokers".into() };
-        assert_eq!(kafka_error(&placement, Context::Topic), ResponseError::InvalidReplicationFactor);
-        assert_eq!(kafka_error(&placement, Context::Partitions), ResponseError::InvalidPartitions);
+        assert_eq!(command_error_code(&placement, Context::Topic), ResponseError::InvalidReplicationFactor);
+        assert_eq!(command_error_code(&placement, Context::Partitions), ResponseError::InvalidPartitions);
         let stale = CommandError::StalePartitionEpoch { topic: "t".into(), partition: 0, current: 2, got: 1 };
-        assert_eq!(kafka_error(&stale, Context::Topic), ResponseError::InvalidUpdateVersion);
+        assert_eq!(command_error_code(&stale, Context::Topic), ResponseError::InvalidUpdateVersion);
         let e = refusal(&CommandError::TopicAlreadyExists("t".into()), Context::Topic);
         assert_eq!((e.error, e.message.as_str()), (ResponseError::TopicAlreadyExists, "topic `t` already exists"));
         let (code, message) = outcome_fields(Err(CommandError::UnknownBroker(9)));
@@ -764,7 +733,7 @@ mod tests {
             configs: BTreeMap::new(),
         };
         let e = scratch.apply(u64::MAX, &command).unwrap_err();
-        assert_eq!(kafka_error(&e, Context::Topic), ResponseError::TopicAlreadyExists);
+        assert_eq!(command_error_code(&e, Context::Topic), ResponseError::TopicAlreadyExists);
         assert_eq!(scratch, before, "a refused command leaves the image untouched");
     }
 

@@ -75,23 +75,40 @@ impl From<&AdminError> for KafkaError {
     }
 }
 
+/// Which request a refused controller command answers; a few refusals get a
+/// request-specific code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandContext {
+    /// Creating, deleting, configuring a topic or electing leaders.
+    Topic,
+    /// Adding partitions to a topic.
+    Partitions,
+}
+
+/// The Kafka error code of a refused controller command.
+pub fn command_error_code(e: &CommandError, context: CommandContext) -> ResponseError {
+    match e {
+        CommandError::UnknownBroker(_) => ResponseError::BrokerIdNotRegistered,
+        CommandError::StaleBrokerEpoch { .. } => ResponseError::StaleBrokerEpoch,
+        CommandError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        CommandError::UnknownTopicOrPartition { .. } => ResponseError::UnknownTopicOrPartition,
+        CommandError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
+        CommandError::InvalidPlacement { .. } => match context {
+            CommandContext::Topic => ResponseError::InvalidReplicationFactor,
+            CommandContext::Partitions => ResponseError::InvalidPartitions,
+        },
+        CommandError::InvalidReplicaAssignment { .. } => ResponseError::InvalidReplicaAssignment,
+        CommandError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+        CommandError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+        CommandError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+        CommandError::StalePartitionEpoch { .. } => ResponseError::InvalidUpdateVersion,
+        CommandError::InvalidIsr { .. } => ResponseError::InvalidRequest,
+        CommandError::EligibleLeadersNotAvailable { .. } => ResponseError::EligibleLeadersNotAvailable,
+    }
+}
+
 impl From<&CommandError> for KafkaError {
     fn from(e: &CommandError) -> KafkaError {
-        let error = match e {
-            CommandError::UnknownBroker(_) => ResponseError::BrokerIdNotRegistered,
-            CommandError::StaleBrokerEpoch { .. } => ResponseError::StaleBrokerEpoch,
-            CommandError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
-            CommandError::UnknownTopicOrPartition { .. } => ResponseError::UnknownTopicOrPartition,
-            CommandError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
-            CommandError::InvalidPlacement { .. } => ResponseError::InvalidReplicationFactor,
-            CommandError::InvalidReplicaAssignment { .. } => ResponseError::InvalidReplicaAssignment,
-            CommandError::InvalidConfig { .. } => ResponseError::InvalidConfig,
-            CommandError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
-            CommandError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
-            CommandError::StalePartitionEpoch { .. } => ResponseError::InvalidUpdateVersion,
-            CommandError::InvalidIsr { .. } => ResponseError::InvalidRequest,
-            CommandError::EligibleLeadersNotAvailable { .. } => ResponseError::EligibleLeadersNotAvailable,
-        };
-        KafkaError::new(error, e.to_string())
+        KafkaError::new(command_error_code(e, CommandContext::Topic), e.to_string())
     }
 }
