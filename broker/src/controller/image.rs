@@ -252,14 +252,7 @@ impl ClusterImage {
                 Ok(Outcome::Registered { broker_epoch })
             }
             Command::BrokerHeartbeat { broker_id, broker_epoch } => {
-                let broker = self.brokers.get_mut(broker_id).ok_or(CommandError::UnknownBroker(*broker_id))?;
-                if broker.broker_epoch != *broker_epoch {
-                    return Err(CommandError::StaleBrokerEpoch {
-                        broker_id: *broker_id,
-                        current: broker.broker_epoch,
-                        got: *broker_epoch,
-                    });
-                }
+                let broker = self.registered(*broker_id, *broker_epoch)?;
                 if broker.fenced {
                     broker.fenced = false;
                     self.on_unfenced(*broker_id);
@@ -275,14 +268,7 @@ impl ClusterImage {
                 Ok(Outcome::Done)
             }
             Command::ControlledShutdown { broker_id, broker_epoch } => {
-                let broker = self.brokers.get_mut(broker_id).ok_or(CommandError::UnknownBroker(*broker_id))?;
-                if broker.broker_epoch != *broker_epoch {
-                    return Err(CommandError::StaleBrokerEpoch {
-                        broker_id: *broker_id,
-                        current: broker.broker_epoch,
-                        got: *broker_epoch,
-                    });
-                }
+                let broker = self.registered(*broker_id, *broker_epoch)?;
                 broker.in_controlled_shutdown = true;
                 if !broker.fenced {
                     broker.fenced = true;
@@ -340,6 +326,15 @@ impl ClusterImage {
                 Ok(Outcome::ProducerIdBlock { first, size: PRODUCER_ID_BLOCK_SIZE })
             }
         }
+    }
+
+    /// The registration of `broker_id`, if `broker_epoch` is its current epoch.
+    fn registered(&mut self, broker_id: i32, broker_epoch: i64) -> Result<&mut BrokerRegistration, CommandError> {
+        let broker = self.brokers.get_mut(&broker_id).ok_or(CommandError::UnknownBroker(broker_id))?;
+        if broker.broker_epoch != broker_epoch {
+            return Err(CommandError::StaleBrokerEpoch { broker_id, current: broker.broker_epoch, got: broker_epoch });
+        }
+        Ok(broker)
     }
 
     /// Partition `index` of `topic`.
