@@ -391,6 +391,8 @@ impl GroupCoordinator {
         match attached.partitions.get(p) {
             Some(state) if state.loaded.load(Ordering::Acquire) && !self.shutdown.is_cancelled() => Ok(p),
             Some(state) if !state.led.load(Ordering::Acquire) => Err(GroupError::NotCoordinator),
+            // Kafka answers COORDINATOR_LOAD_IN_PROGRESS while the partition loads.
+            Some(_) if !self.shutdown.is_cancelled() => Err(GroupError::CoordinatorLoadInProgress),
             _ => Err(GroupError::CoordinatorNotAvailable),
         }
     }

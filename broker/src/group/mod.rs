@@ -57,6 +57,9 @@ pub enum GroupError {
     /// The coordinator has not loaded the group's `__consumer_offsets` partition yet.
     #[error("the group coordinator is not available yet (loading {OFFSETS_TOPIC}); retry")]
     CoordinatorNotAvailable,
+    /// This broker leads the group's `__consumer_offsets` partition but is still loading it.
+    #[error("the group coordinator is loading the group's {OFFSETS_TOPIC} partition; retry")]
+    CoordinatorLoadInProgress,
     /// This broker stopped coordinating the group (shutting down).
     #[error("this broker is no longer the group's coordinator; find the coordinator again")]
     NotCoordinator,

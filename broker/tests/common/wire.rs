@@ -404,12 +404,13 @@ pub fn find_group_coordinator(client: &mut WireClient, group: &str) -> (i16, i32
     (response.error_code, response.node_id.0, response.port)
 }
 
-/// Waits until the coordinator of `group` is available (it loads `__consumer_offsets` at start).
+/// Waits until the coordinator of `group` is found and has loaded the group's
+/// `__consumer_offsets` partition (an OffsetFetch of the group succeeds).
 pub fn wait_for_group_coordinator(addr: SocketAddr, group: &str) {
     let mut client = WireClient::connect(addr);
     super::wait_for("the group coordinator to be available", Duration::from_secs(60), || {
         let (error, _, _) = find_group_coordinator(&mut client, group);
-        (error == 0).then_some(())
+        (error == 0 && try_offset_fetch(&mut client, group, "coordinator-probe", 0).is_ok()).then_some(())
     });
 }
 

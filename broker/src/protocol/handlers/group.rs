@@ -45,6 +45,7 @@ impl From<&GroupError> for KafkaError {
     fn from(e: &GroupError) -> KafkaError {
         let error = match e {
             GroupError::CoordinatorNotAvailable | GroupError::Storage(_) => ResponseError::CoordinatorNotAvailable,
+            GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
             GroupError::NotCoordinator => ResponseError::NotCoordinator,
             GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
             GroupError::InvalidSessionTimeout { .. } => ResponseError::InvalidSessionTimeout,
