@@ -1,0 +1,671 @@
+//! `KafkaCluster`: the desired shape of one Strom cluster and what the
+//! operator last observed of it.
+//!
+//! The spec is what a person writes; every field has a default, so `{}` is a
+//! valid spec for a three-broker cluster on 10Gi volumes. Rules the
+//! apiserver can check alone are CEL rules on the schema (see the
+//! `#[x_kube(validation)]` attributes); [`KafkaClusterSpec::validate`]
+//! repeats the stateless ones for the operator, which must not trust that the
+//! CRD it runs against is the one generated here.
+//!
+//! Invariant the CEL rules keep: the size of the controller quorum
+//! ([`KafkaClusterSpec::voters`]) never changes after creation, because Strom
+//! cannot yet change controller membership.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::quantity::{QuantityError, parse_storage_size};
+
+/// Broker image used when `spec.image` is not set.
+pub const DEFAULT_BROKER_IMAGE: &str = "ghcr.io/strom/strom-broker:0.1.0";
+
+/// Number of brokers when `spec.replicas` is not set.
+pub const DEFAULT_REPLICAS: i32 = 3;
+
+/// Volume size when `spec.storage` is not set at all.
+pub const DEFAULT_STORAGE_SIZE: &str = "10Gi";
+
+/// Node label brokers are spread over when `spec.rack` is set without a key.
+pub const DEFAULT_RACK_TOPOLOGY_KEY: &str = "topology.kubernetes.io/zone";
+
+/// Lowest port Kubernetes hands out for NodePort services by default.
+pub const NODE_PORT_MIN: i32 = 30000;
+
+/// Highest port Kubernetes hands out for NodePort services by default.
+pub const NODE_PORT_MAX: i32 = 32767;
+
+/// Desired state of a Strom (Kafka-compatible) cluster.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[allow(clippy::duplicated_attributes, reason = "each printcolumn(...) repeats keys such as type_")]
+#[kube(
+    group = "strom.dev",
+    version = "v1alpha1",
+    kind = "KafkaCluster",
+    namespaced,
+    shortname = "kc",
+    category = "strom",
+    status = "KafkaClusterStatus",
+    derive = "PartialEq",
+    doc = "A Strom cluster: a set of Kafka-compatible brokers with a Raft controller quorum, managed by the Strom operator.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
+        description = "Whether every broker is ready and the cluster serves clients"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired number of brokers"
+    ),
+    printcolumn(
+        name = "ReadyBrokers",
+        type_ = "integer",
+        json_path = ".status.readyBrokers",
+        description = "Brokers that are running and registered with the controller"
+    ),
+    printcolumn(
+        name = "Controller",
+        type_ = "integer",
+        json_path = ".status.controllerId",
+        description = "Node id of the active controller (the Raft leader)"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+// Spec-level rules: they see replicas and controllerVoters together. The
+// second keeps voters() fixed across updates, also when controllerVoters is
+// unset and replicas moves across 3; its first clause leaves a change between
+// two explicit values to the field's own rule, so one edit gets one message.
+// Messages use format(), not `+ string(x)`: the apiserver estimates the latter
+// as unbounded and refuses the CRD.
+#[x_kube(
+    validation = Rule::new("!has(self.controllerVoters) || self.controllerVoters <= self.replicas")
+        .message(Message::Expression(
+            "'controllerVoters (%d) cannot exceed replicas (%d): every controller voter runs in a broker pod'\
+             .format([self.controllerVoters, self.replicas])"
+                .into()
+        ))
+        .field_path(".controllerVoters"),
+    validation = Rule::new(
+        "(has(self.controllerVoters) && has(oldSelf.controllerVoters)) \
+         || (has(self.controllerVoters) ? self.controllerVoters : (self.replicas >= 3 ? 3 : 1)) \
+         == (has(oldSelf.controllerVoters) ? oldSelf.controllerVoters : (oldSelf.replicas >= 3 ? 3 : 1))"
+    )
+    .message(Message::Expression(
+        "'this change would move the controller quorum from %d to %d voters, and changing controller membership \
+         is not supported yet; set controllerVoters to %d to keep the current quorum'.format([\
+         has(oldSelf.controllerVoters) ? oldSelf.controllerVoters : (oldSelf.replicas >= 3 ? 3 : 1), \
+         has(self.controllerVoters) ? self.controllerVoters : (self.replicas >= 3 ? 3 : 1), \
+         has(oldSelf.controllerVoters) ? oldSelf.controllerVoters : (oldSelf.replicas >= 3 ? 3 : 1)])"
+            .into()
+    ))
+    .field_path(".controllerVoters")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterSpec {
+    /// Number of brokers (at least 1). Brokers get node ids 0..replicas-1.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+
+    /// Container image of the broker.
+    #[serde(default = "default_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+
+    /// When the kubelet pulls the broker image; Kubernetes' default when unset
+    /// (Always for a `:latest` tag, IfNotPresent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Size of the Raft controller quorum: 1, 3 or 5 voters, at most
+    /// `replicas`; the first voters are brokers 0..controllerVoters-1.
+    /// Default: min(replicas, 3) rounded down to an odd number. The quorum
+    /// size cannot change after creation (controller membership change is not
+    /// supported yet), including through a change of replicas while this is
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("self == 1 || self == 3 || self == 5")
+            .message("controllerVoters must be 1, 3 or 5: a Raft quorum needs an odd number of voters"),
+        validation = Rule::new("self == oldSelf").message(Message::Expression(
+            "'controllerVoters cannot change (from %d to %d): controller membership change is not supported yet'\
+             .format([oldSelf, self])"
+                .into()
+        ))
+    )]
+    pub controller_voters: Option<i32>,
+
+    /// Broker settings by their Kafka names, e.g. `log.retention.ms: "604800000"`.
+    /// Settings the operator derives itself (node id, listeners, quorum
+    /// voters, log directories) are overridden.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+
+    /// Where brokers keep their logs. Default: a 10Gi persistent volume per broker.
+    #[serde(default)]
+    pub storage: Storage,
+
+    /// CPU and memory for each broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// How clients reach the brokers. The in-cluster listener always exists;
+    /// this adds listeners reachable from outside the cluster.
+    #[serde(default)]
+    pub listeners: Listeners,
+
+    /// Rack awareness: when set, each broker's `broker.rack` is the value of
+    /// this node label and replicas of a partition are spread across racks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<Rack>,
+
+    /// Overrides for the broker pods' scheduling and metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PodTemplateOverrides>,
+
+    /// Prometheus metrics endpoint of the brokers.
+    #[serde(default)]
+    pub metrics: Metrics,
+}
+
+fn default_replicas() -> i32 {
+    DEFAULT_REPLICAS
+}
+
+fn default_image() -> String {
+    DEFAULT_BROKER_IMAGE.to_owned()
+}
+
+impl Default for KafkaClusterSpec {
+    fn default() -> Self {
+        Self {
+            replicas: DEFAULT_REPLICAS,
+            image: default_image(),
+            image_pull_policy: None,
+            controller_voters: None,
+            config: BTreeMap::new(),
+            storage: Storage::default(),
+            resources: None,
+            listeners: Listeners::default(),
+            rack: None,
+            template: None,
+            metrics: Metrics::default(),
+        }
+    }
+}
+
+/// Controller quorum size used when `controllerVoters` is unset:
+/// min(replicas, 3) rounded down to an odd number, and at least 1.
+pub fn default_controller_voters(replicas: i32) -> i32 {
+    if replicas >= 3 { 3 } else { 1 }
+}
+
+impl KafkaClusterSpec {
+    /// The effective size of the controller quorum: `controllerVoters`, or
+    /// [`default_controller_voters`] of `replicas`.
+    pub fn voters(&self) -> i32 {
+        self.controller_voters.unwrap_or_else(|| default_controller_voters(self.replicas))
+    }
+
+    /// Checks the rules the CRD's schema and CEL enforce that need no old
+    /// object, so the operator refuses a spec an older or hand-edited CRD let
+    /// through. Transition rules (immutability) are the apiserver's alone.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.replicas < 1 {
+            return Err(SpecError::Replicas { replicas: self.replicas });
+        }
+        if let Some(voters) = self.controller_voters {
+            if ![1, 3, 5].contains(&voters) {
+                return Err(SpecError::ControllerVoters { voters });
+            }
+            if voters > self.replicas {
+                return Err(SpecError::VotersExceedReplicas { voters, replicas: self.replicas });
+            }
+        }
+        self.storage.validate()?;
+        if let Some(external) = &self.listeners.external {
+            external.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a `KafkaClusterSpec` is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// `replicas` below 1.
+    #[error("replicas is {replicas}: a cluster needs at least 1 broker")]
+    Replicas {
+        /// The rejected value.
+        replicas: i32,
+    },
+    /// `controllerVoters` not 1, 3 or 5.
+    #[error("controllerVoters is {voters}: it must be 1, 3 or 5 (a Raft quorum needs an odd number of voters)")]
+    ControllerVoters {
+        /// The rejected value.
+        voters: i32,
+    },
+    /// More voters than brokers.
+    #[error(
+        "controllerVoters ({voters}) cannot exceed replicas ({replicas}): every controller voter runs in a broker pod"
+    )]
+    VotersExceedReplicas {
+        /// Requested voters.
+        voters: i32,
+        /// Requested brokers.
+        replicas: i32,
+    },
+    /// `storage` is not acceptable.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// `listeners.external` is not acceptable.
+    #[error(transparent)]
+    Listener(#[from] ListenerError),
+}
+
+/// Pull policy of the broker image, as in a Pod's `imagePullPolicy`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImagePullPolicy {
+    /// Pull on every pod start.
+    Always,
+    /// Pull only when the node does not have the image.
+    IfNotPresent,
+    /// Never pull; the image must already be on the node.
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// The value as a Pod spec spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// Where brokers keep their log segments.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("(has(self.type) && self.type == 'Ephemeral') || has(self.size)")
+    .message("storage.size is required when storage.type is Persistent, e.g. size: 10Gi")
+    .field_path(".size")
+    .reason(Reason::FieldValueRequired))]
+#[serde(rename_all = "camelCase")]
+pub struct Storage {
+    /// Persistent: one PersistentVolumeClaim per broker, kept across pod
+    /// restarts. Ephemeral: an emptyDir, lost whenever a pod is rescheduled
+    /// (tests and demos only). Cannot change after creation.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "storage.type cannot change after creation: brokers would lose their logs; create a new cluster instead"
+    ))]
+    pub r#type: StorageType,
+
+    /// Volume size per broker as a Kubernetes quantity with unit Ki, Mi, Gi,
+    /// Ti, Pi, Ei (powers of 1024), k, M, G, T, P, E (powers of 1000) or none
+    /// (bytes), e.g. 100Gi. Required when Persistent; when Ephemeral, the
+    /// optional size limit of the emptyDir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(
+        validation = Rule::new("self.matches('^[0-9]+([.][0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$')").message(
+            "storage.size must be a number with one of the units Ki, Mi, Gi, Ti, Pi, Ei (powers of 1024), \
+             k, M, G, T, P, E (powers of 1000) or none (bytes), e.g. 10Gi; no sign, exponent or 'B'"
+        ),
+        // Only numbers need this; anything else already fails the rule above.
+        validation = Rule::new("!self.matches('^[0-9]') || self.matches('[1-9]')")
+            .message("storage.size must be greater than zero")
+    )]
+    pub size: Option<String>,
+
+    /// StorageClass of the claims; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+
+    /// Delete the brokers' PersistentVolumeClaims when the KafkaCluster is
+    /// deleted. Default false: the data outlives the resource.
+    #[serde(default)]
+    pub delete_claim: bool,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            r#type: StorageType::Persistent,
+            size: Some(DEFAULT_STORAGE_SIZE.to_owned()),
+            storage_class_name: None,
+            delete_claim: false,
+        }
+    }
+}
+
+impl Storage {
+    /// Whether brokers get PersistentVolumeClaims.
+    pub fn is_persistent(&self) -> bool {
+        self.r#type == StorageType::Persistent
+    }
+
+    /// The size in bytes, if set; rounded up to a whole byte.
+    pub fn size_bytes(&self) -> Result<Option<u128>, StorageError> {
+        match &self.size {
+            Some(size) => Ok(Some(parse_storage_size(size)?)),
+            None if self.is_persistent() => Err(StorageError::MissingSize),
+            None => Ok(None),
+        }
+    }
+
+    /// Checks that a persistent volume has a size and that any size is a
+    /// quantity with a known unit.
+    pub fn validate(&self) -> Result<(), StorageError> {
+        self.size_bytes().map(|_| ())
+    }
+}
+
+/// Why `spec.storage` is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// Persistent storage without a size.
+    #[error(
+        "storage.size is required when storage.type is Persistent: set e.g. size: 10Gi, \
+         or type: Ephemeral for a cluster whose data may be lost"
+    )]
+    MissingSize,
+    /// The size is not a quantity with a known unit.
+    #[error("storage.size: {0}")]
+    Size(#[from] QuantityError),
+}
+
+/// Kind of volume behind the broker logs.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StorageType {
+    /// A PersistentVolumeClaim per broker.
+    #[default]
+    Persistent,
+    /// An emptyDir per broker pod.
+    Ephemeral,
+}
+
+/// Listeners beyond the in-cluster one.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Listeners {
+    /// A listener reachable from outside the Kubernetes cluster; none when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalListener>,
+}
+
+/// A listener reachable from outside the cluster, one Service per broker
+/// plus a bootstrap Service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.nodePortBase) || self.type == 'NodePort'")
+    .message("nodePortBase applies only to type NodePort")
+    .field_path(".nodePortBase"))]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalListener {
+    /// How the per-broker Services are exposed: NodePort or LoadBalancer.
+    pub r#type: ExternalListenerType,
+
+    /// For NodePort: the node port of broker 0; broker n gets nodePortBase + n.
+    /// Kubernetes picks free ports when unset. Must lie in 30000–32767.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 30000, max = 32767))]
+    pub node_port_base: Option<i32>,
+
+    /// Annotations put on the external Services, e.g. for a cloud load balancer.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl ExternalListener {
+    /// Checks `nodePortBase` as the CRD does.
+    pub fn validate(&self) -> Result<(), ListenerError> {
+        if let Some(base) = self.node_port_base {
+            if self.r#type != ExternalListenerType::NodePort {
+                return Err(ListenerError::NodePortBaseWithoutNodePort);
+            }
+            if !(NODE_PORT_MIN..=NODE_PORT_MAX).contains(&base) {
+                return Err(ListenerError::NodePortBaseOutOfRange { base });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why `spec.listeners.external` is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenerError {
+    /// A node port base on a LoadBalancer listener.
+    #[error("listeners.external.nodePortBase applies only to type NodePort: remove it or change the type")]
+    NodePortBaseWithoutNodePort,
+    /// Outside Kubernetes' default node port range.
+    #[error("listeners.external.nodePortBase is {base}: it must lie in {NODE_PORT_MIN}–{NODE_PORT_MAX}")]
+    NodePortBaseOutOfRange {
+        /// The rejected value.
+        base: i32,
+    },
+}
+
+/// How an external listener is exposed.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExternalListenerType {
+    /// A NodePort Service per broker; clients connect to a node's address.
+    NodePort,
+    /// A LoadBalancer Service per broker.
+    LoadBalancer,
+}
+
+/// Rack awareness settings.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rack {
+    /// Node label whose value is the broker's rack.
+    #[serde(default = "default_rack_topology_key")]
+    #[schemars(length(min = 1))]
+    pub topology_key: String,
+}
+
+fn default_rack_topology_key() -> String {
+    DEFAULT_RACK_TOPOLOGY_KEY.to_owned()
+}
+
+impl Default for Rack {
+    fn default() -> Self {
+        Self { topology_key: default_rack_topology_key() }
+    }
+}
+
+/// Additions to the broker pod template. Labels and annotations are merged
+/// with the operator's own, which win on conflict.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateOverrides {
+    /// Node labels a broker pod's node must have.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Taints the broker pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Node and pod (anti-)affinity of the broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// Extra annotations on the broker pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+
+    /// Extra labels on the broker pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Prometheus metrics of the brokers.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    /// Expose `/metrics` on each broker. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// What the operator last observed of a cluster. Every field has a default
+/// so a partial status parses.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KafkaClusterStatus {
+    /// `metadata.generation` of the spec this status describes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready, Progressing and Degraded, in the Kubernetes condition shape.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// Broker pods that exist.
+    pub brokers: i32,
+
+    /// Brokers that are running and registered with the controller.
+    pub ready_brokers: i32,
+
+    /// Node id of the active controller (the Raft leader), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub controller_id: Option<i32>,
+
+    /// Partitions whose ISR is smaller than their replica set, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub under_replicated_partitions: Option<i32>,
+
+    /// Bootstrap servers for clients inside the cluster, `host:port,...`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn minimal_spec_takes_every_default() {
+        let spec: KafkaClusterSpec = serde_json::from_value(json!({"replicas": 3})).unwrap();
+        assert_eq!(spec, KafkaClusterSpec::default());
+        assert_eq!(spec.image, DEFAULT_BROKER_IMAGE);
+        assert_eq!(spec.storage.r#type, StorageType::Persistent);
+        assert_eq!(spec.storage.size.as_deref(), Some(DEFAULT_STORAGE_SIZE));
+        assert!(!spec.storage.delete_claim);
+        assert!(spec.metrics.enabled);
+        assert_eq!(spec.listeners.external, None);
+        assert_eq!(spec.controller_voters, None);
+        assert_eq!(spec.validate(), Ok(()));
+        let empty: KafkaClusterSpec = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(empty, spec);
+    }
+
+    #[test]
+    fn partial_nested_objects_take_their_field_defaults() {
+        let spec: KafkaClusterSpec = serde_json::from_value(json!({
+            "storage": {"type": "Ephemeral"},
+            "rack": {},
+            "metrics": {},
+            "listeners": {"external": {"type": "NodePort"}},
+        }))
+        .unwrap();
+        assert_eq!(spec.storage.size, None);
+        assert_eq!(spec.rack, Some(Rack::default()));
+        assert_eq!(spec.rack.unwrap().topology_key, DEFAULT_RACK_TOPOLOGY_KEY);
+        assert!(spec.metrics.enabled);
+        assert_eq!(spec.listeners.external.unwrap().node_port_base, None);
+    }
+
+    #[test]
+    fn storage_type_serializes_as_type() {
+        let value = serde_json::to_value(Storage::default()).unwrap();
+        assert_eq!(value, json!({"type": "Persistent", "size": "10Gi", "deleteClaim": false}));
+    }
+
+    #[test]
+    fn voters_default_to_the_largest_odd_count_up_to_three() {
+        let voters = |replicas, controller_voters| {
+            KafkaClusterSpec { replicas, controller_voters, ..KafkaClusterSpec::default() }.voters()
+        };
+        assert_eq!(voters(1, None), 1);
+        assert_eq!(voters(2, None), 1);
+        assert_eq!(voters(3, None), 3);
+        assert_eq!(voters(4, None), 3);
+        assert_eq!(voters(9, None), 3);
+        assert_eq!(voters(9, Some(5)), 5);
+        assert_eq!(voters(3, Some(1)), 1);
+        assert_eq!(voters(0, None), 1);
+    }
+
+    #[test]
+    fn validate_refuses_bad_quorums() {
+        let spec =
+            |replicas, voters| KafkaClusterSpec { replicas, controller_voters: voters, ..KafkaClusterSpec::default() };
+        assert_eq!(spec(0, None).validate(), Err(SpecError::Replicas { replicas: 0 }));
+        assert_eq!(spec(5, Some(2)).validate(), Err(SpecError::ControllerVoters { voters: 2 }));
+        assert_eq!(spec(3, Some(5)).validate(), Err(SpecError::VotersExceedReplicas { voters: 5, replicas: 3 }));
+        assert_eq!(spec(5, Some(5)).validate(), Ok(()));
+    }
+
+    #[test]
+    fn persistent_storage_needs_a_size_and_any_size_needs_a_known_unit() {
+        let persistent = Storage { size: None, ..Storage::default() };
+        assert_eq!(persistent.validate(), Err(StorageError::MissingSize));
+        assert!(persistent.validate().unwrap_err().to_string().contains("storage.size"));
+
+        let ephemeral = Storage { r#type: StorageType::Ephemeral, size: None, ..Storage::default() };
+        assert_eq!(ephemeral.size_bytes(), Ok(None));
+
+        let mistyped = Storage { size: Some("10GB".into()), ..Storage::default() };
+        let message = mistyped.validate().unwrap_err().to_string();
+        assert!(message.starts_with("storage.size: "), "{message}");
+        assert!(message.contains(crate::quantity::ALLOWED_UNITS), "{message}");
+
+        assert_eq!(Storage::default().size_bytes(), Ok(Some(10 << 30)));
+    }
+
+    #[test]
+    fn node_port_base_needs_node_port_type_and_range() {
+        let listener = |r#type, base| ExternalListener { r#type, node_port_base: base, annotations: BTreeMap::new() };
+        assert_eq!(listener(ExternalListenerType::NodePort, Some(31000)).validate(), Ok(()));
+        assert_eq!(
+            listener(ExternalListenerType::NodePort, Some(80)).validate(),
+            Err(ListenerError::NodePortBaseOutOfRange { base: 80 })
+        );
+        assert_eq!(
+            listener(ExternalListenerType::LoadBalancer, Some(31000)).validate(),
+            Err(ListenerError::NodePortBaseWithoutNodePort)
+        );
+        assert_eq!(listener(ExternalListenerType::LoadBalancer, None).validate(), Ok(()));
+    }
+
+    #[test]
+    fn partial_status_parses() {
+        let status: KafkaClusterStatus = serde_json::from_value(json!({"readyBrokers": 2})).unwrap();
+        assert_eq!(status.ready_brokers, 2);
+        assert_eq!(status.brokers, 0);
+        assert!(status.conditions.is_empty());
+    }
+}
