@@ -1,0 +1,208 @@
+//! The operator's client of the brokers' Admin gRPC API (port 9093).
+//!
+//! A cluster is reached through a list of broker internal addresses; a call
+//! goes to the first that answers, the next ones are tried when a broker is
+//! down or cannot reach a controller (a non-OK gRPC status). Failures of the
+//! operation itself come back as a Kafka error code with a message and are
+//! returned as [`AdminError::Refused`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use strom_proto::admin::admin_client::AdminClient;
+use strom_proto::admin::{
+    AlterTopicConfigsRequest, CreatePartitionsRequest, CreateTopicRequest, DeleteTopicRequest, DescribeClusterRequest,
+    DescribeClusterResponse, DescribeTopicsRequest, ReplicaAssignment, TopicDescription,
+};
+use tonic::transport::{Channel, Endpoint};
+
+/// Kafka's UNKNOWN_TOPIC_OR_PARTITION.
+pub const UNKNOWN_TOPIC_OR_PARTITION: i32 = 3;
+/// Kafka's TOPIC_ALREADY_EXISTS.
+pub const TOPIC_ALREADY_EXISTS: i32 = 36;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A failed Admin API call.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No broker of the list answered.
+    #[error("no broker answered the admin API at {endpoints}: {last}")]
+    Unreachable { endpoints: String, last: String },
+    /// The cluster refused the operation.
+    #[error("{operation} refused by the cluster (Kafka error {code}): {message}")]
+    Refused { operation: &'static str, code: i32, message: String },
+    /// An address that is not `host:port`.
+    #[error("invalid broker admin address `{0}`: expected HOST:PORT")]
+    BadAddress(String),
+}
+
+impl AdminError {
+    /// The Kafka error code when the cluster refused the operation.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            AdminError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// A handle on one cluster's Admin API.
+#[derive(Debug, Clone)]
+pub struct ClusterAdmin {
+    endpoints: Vec<String>,
+}
+
+fn refused(operation: &'static str, code: i32, message: String) -> Result<(), AdminError> {
+    if code == 0 { Ok(()) } else { Err(AdminError::Refused { operation, code, message }) }
+}
+
+impl ClusterAdmin {
+    /// A client of the brokers at `addresses` (`host:port` of their internal listeners).
+    pub fn new(addresses: Vec<String>) -> ClusterAdmin {
+        ClusterAdmin { endpoints: addresses }
+    }
+
+    /// The addresses this client tries, in order.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    async fn connect(address: &str) -> Result<AdminClient<Channel>, String> {
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|_| AdminError::BadAddress(address.to_string()).to_string())?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT);
+        endpoint.connect().await.map(AdminClient::new).map_err(|e| format!("{address}: {e}"))
+    }
+
+    /// Runs `call` against each broker in turn until one answers.
+    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, AdminError>
+    where
+        F: FnMut(AdminClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut last = "no broker addresses".to_string();
+        for address in &self.endpoints {
+            let client = match Self::connect(address).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match call(client).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => last = format!("{address}: {} ({:?})", status.message(), status.code()),
+            }
+        }
+        Err(AdminError::Unreachable { endpoints: self.endpoints.join(","), last })
+    }
+
+    /// Brokers, active controller, under-replicated and offline partitions.
+    pub async fn describe_cluster(&self) -> Result<DescribeClusterResponse, AdminError> {
+        self.call(|mut c| async move { c.describe_cluster(DescribeClusterRequest {}).await }).await
+    }
+
+    /// Every topic (`names` empty) or the named ones; unknown names come back with an error code.
+    pub async fn describe_topics(&self, names: &[String]) -> Result<Vec<TopicDescription>, AdminError> {
+        let names = names.to_vec();
+        let response = self
+            .call(|mut c| {
+                let names = names.clone();
+                async move { c.describe_topics(DescribeTopicsRequest { names }).await }
+            })
+            .await?;
+        Ok(response.topics)
+    }
+
+    /// One topic, or `None` when the cluster does not have it.
+    pub async fn describe_topic(&self, name: &str) -> Result<Option<TopicDescription>, AdminError> {
+        let topics = self.describe_topics(&[name.to_string()]).await?;
+        match topics.into_iter().find(|t| t.name == name) {
+            Some(t) if t.error_code == UNKNOWN_TOPIC_OR_PARTITION => Ok(None),
+            Some(t) if t.error_code != 0 => {
+                Err(AdminError::Refused { operation: "DescribeTopics", code: t.error_code, message: t.error_message })
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Creates a topic with an explicit assignment (one replica list per partition).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        assignments: Vec<Vec<i32>>,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), AdminError> {
+        let request = CreateTopicRequest {
+            name: name.to_string(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: assignments.into_iter().map(|replicas| ReplicaAssignment { replicas }).collect(),
+            configs: configs.into_iter().collect(),
+            validate_only: false,
+        };
+        let r = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.create_topic(request).await }
+            })
+            .await?;
+        refused("CreateTopic", r.error_code, r.error_message)
+    }
+
+    /// Grows a topic to `total` partitions; `assignments` places the new ones.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        assignments: Vec<Vec<i32>>,
+    ) -> Result<(), AdminError> {
+        let request = CreatePartitionsRequest {
+            name: name.to_string(),
+            total,
+            assignments: assignments.into_iter().map(|replicas| ReplicaAssignment { replicas }).collect(),
+            validate_only: false,
+        };
+        let r = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.create_partitions(request).await }
+            })
+            .await?;
+        refused("CreatePartitions", r.error_code, r.error_message)
+    }
+
+    /// Replaces a topic's config overrides with `configs`.
+    pub async fn alter_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), AdminError> {
+        let request = AlterTopicConfigsRequest {
+            name: name.to_string(),
+            configs: configs.into_iter().collect(),
+            validate_only: false,
+        };
+        let r = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.alter_topic_configs(request).await }
+            })
+            .await?;
+        refused("AlterTopicConfigs", r.error_code, r.error_message)
+    }
+
+    /// Deletes a topic; a topic that is already gone counts as deleted.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), AdminError> {
+        let request = DeleteTopicRequest { name: name.to_string() };
+        let r = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.delete_topic(request).await }
+            })
+            .await?;
+        if r.error_code == UNKNOWN_TOPIC_OR_PARTITION {
+            return Ok(());
+        }
+        refused("DeleteTopic", r.error_code, r.error_message)
+    }
+}

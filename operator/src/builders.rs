@@ -1,0 +1,427 @@
+//! The Kubernetes objects of one `KafkaCluster`, built as plain values.
+//!
+//! Pure functions from the custom resource to the desired ConfigMap, headless
+//! and bootstrap Services, StatefulSet and PodDisruptionBudget; the cluster
+//! reconciler applies them with server-side apply. Every object carries an
+//! owner reference to the cluster (so deleting it garbage-collects them) and
+//! the cluster's labels.
+//!
+//! Brokers find their identity without the Kubernetes API: the node id is the
+//! pod ordinal (the `apps.kubernetes.io/pod-index` label, through the
+//! downward API) and the advertised addresses are the pod's stable DNS name
+//! under the headless Service. The broker settings live in the ConfigMap; a
+//! hash of its contents on the pod template makes a config change visible as
+//! a template change, which the rolling restart acts on.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec,
+    Probe, Service, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+use strom_crds::{ExternalListenerType, KafkaCluster, StorageType};
+
+/// Port of the Kafka listener in the broker pods.
+pub const KAFKA_PORT: i32 = 9092;
+/// Port of the internal gRPC API (quorum, replication, admin).
+pub const INTERNAL_PORT: i32 = 9093;
+/// Port of `/metrics`, `/healthz`, `/readyz`.
+pub const HTTP_PORT: i32 = 9094;
+/// Pod template annotation holding the hash of the broker configuration.
+pub const CONFIG_HASH_ANNOTATION: &str = "strom.dev/config-hash";
+/// Key of the broker config file in the ConfigMap.
+pub const CONFIG_FILE: &str = "strom.yaml";
+/// Where the ConfigMap is mounted in broker pods.
+const CONFIG_DIR: &str = "/etc/strom";
+/// Where the data volume is mounted in broker pods.
+const DATA_DIR: &str = "/var/lib/strom";
+/// Settings the operator fills in unless the cluster's config sets them.
+const REPLICATION_DEFAULTS: [&str; 2] = ["default.replication.factor", "offsets.topic.replication.factor"];
+
+/// Object names and identity derived from a `KafkaCluster`.
+#[derive(Debug, Clone)]
+pub struct ClusterNames {
+    /// The cluster's name (also the StatefulSet's and the PDB's).
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+}
+
+impl ClusterNames {
+    /// Names for `cluster`; a cluster read from the API always has a namespace.
+    pub fn of(cluster: &KafkaCluster) -> ClusterNames {
+        ClusterNames { name: cluster.name_any(), namespace: cluster.namespace().unwrap_or_else(|| "default".into()) }
+    }
+    /// The ConfigMap with the broker config file.
+    pub fn config_map(&self) -> String {
+        format!("{}-config", self.name)
+    }
+    /// The headless Service giving each broker pod a stable DNS name.
+    pub fn headless_service(&self) -> String {
+        format!("{}-brokers", self.name)
+    }
+    /// The Service clients bootstrap from.
+    pub fn bootstrap_service(&self) -> String {
+        format!("{}-bootstrap", self.name)
+    }
+    /// Pod `ordinal`'s stable DNS name.
+    pub fn pod_host(&self, ordinal: i32) -> String {
+        format!("{}-{ordinal}.{}.{}.svc", self.name, self.headless_service(), self.namespace)
+    }
+    /// `host:port` of the bootstrap Service.
+    pub fn bootstrap_address(&self) -> String {
+        format!("{}.{}.svc:{KAFKA_PORT}", self.bootstrap_service(), self.namespace)
+    }
+    /// Internal (gRPC) addresses of the brokers `0..replicas`.
+    pub fn internal_addresses(&self, replicas: i32) -> Vec<String> {
+        (0..replicas).map(|i| format!("{}:{INTERNAL_PORT}", self.pod_host(i))).collect()
+    }
+}
+
+/// Labels every object of the cluster carries; the selector uses all of them.
+pub fn selector_labels(names: &ClusterNames) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "strom".to_string()),
+        ("app.kubernetes.io/instance".to_string(), names.name.clone()),
+        ("app.kubernetes.io/component".to_string(), "broker".to_string()),
+    ])
+}
+
+fn labels(names: &ClusterNames) -> BTreeMap<String, String> {
+    let mut l = selector_labels(names);
+    l.insert("app.kubernetes.io/managed-by".into(), "strom-operator".into());
+    l
+}
+
+/// The owner reference that ties an object to `cluster` (controller, blocks owner deletion).
+pub fn owner_reference(cluster: &KafkaCluster) -> Option<OwnerReference> {
+    cluster.controller_owner_ref(&())
+}
+
+fn metadata(cluster: &KafkaCluster, names: &ClusterNames, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(names.namespace.clone()),
+        labels: Some(labels(names)),
+        owner_references: owner_reference(cluster).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The broker config file: listeners, the controller quorum and the settings.
+pub fn broker_config_file(cluster: &KafkaCluster) -> String {
+    let names = ClusterNames::of(cluster);
+    let spec = &cluster.spec;
+    let voters: Vec<String> =
+        (0..spec.voters()).map(|i| format!("{i}@{}:{INTERNAL_PORT}", names.pod_host(i))).collect();
+    let mut settings: BTreeMap<String, String> = spec.config.clone();
+    let default_rf = spec.replicas.clamp(1, 3).to_string();
+    for key in REPLICATION_DEFAULTS {
+        settings.entry(key.to_string()).or_insert_with(|| default_rf.clone());
+    }
+    let mut file =
+        String::from("# Generated by strom-operator from the KafkaCluster; edit the KafkaCluster instead.\n");
+    file.push_str(&format!("data-dir: {DATA_DIR}/data\n"));
+    file.push_str(&format!("listen: 0.0.0.0:{KAFKA_PORT}\n"));
+    file.push_str(&format!("internal-listen: 0.0.0.0:{INTERNAL_PORT}\n"));
+    file.push_str(&format!("http-listen: 0.0.0.0:{HTTP_PORT}\n"));
+    file.push_str(&format!("voters: {}\n", voters.join(",")));
+    file.push_str("settings:\n");
+    for (k, v) in &settings {
+        // JSON strings are valid YAML scalars, quoted and escaped.
+        let key = serde_json::Value::String(k.clone());
+        let value = serde_json::Value::String(v.clone());
+        file.push_str(&format!("  {key}: {value}\n"));
+    }
+    file
+}
+
+/// The ConfigMap holding [`broker_config_file`].
+pub fn config_map(cluster: &KafkaCluster) -> ConfigMap {
+    let names = ClusterNames::of(cluster);
+    ConfigMap {
+        metadata: metadata(cluster, &names, names.config_map()),
+        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), broker_config_file(cluster))])),
+        ..ConfigMap::default()
+    }
+}
+
+/// A stable hash of a ConfigMap's data (sha256, hex), put on the pod template.
+pub fn config_hash(config_map: &ConfigMap) -> String {
+    let mut hasher = Sha256::new();
+    for (k, v) in config_map.data.iter().flatten() {
+        hasher.update((k.len() as u64).to_be_bytes());
+        hasher.update(k.as_bytes());
+        hasher.update((v.len() as u64).to_be_bytes());
+        hasher.update(v.as_bytes());
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_string()),
+        port,
+        target_port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    }
+}
+
+/// The headless Service: stable pod DNS for the quorum and replication.
+/// Not-ready pods are published so brokers can find each other while starting.
+pub fn headless_service(cluster: &KafkaCluster) -> Service {
+    let names = ClusterNames::of(cluster);
+    Service {
+        metadata: metadata(cluster, &names, names.headless_service()),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector_labels(&names)),
+            ports: Some(vec![port("kafka", KAFKA_PORT), port("internal", INTERNAL_PORT), port("http", HTTP_PORT)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The bootstrap Service for clients: ClusterIP, or NodePort / LoadBalancer
+/// when the cluster declares an external listener.
+pub fn bootstrap_service(cluster: &KafkaCluster) -> Service {
+    let names = ClusterNames::of(cluster);
+    let mut meta = metadata(cluster, &names, names.bootstrap_service());
+    let mut kafka = port("kafka", KAFKA_PORT);
+    let service_type = match &cluster.spec.listeners.external {
+        None => "ClusterIP",
+        Some(external) => {
+            if !external.annotations.is_empty() {
+                meta.annotations = Some(external.annotations.clone());
+            }
+            match external.r#type {
+                ExternalListenerType::NodePort => {
+                    kafka.node_port = external.node_port_base;
+                    "NodePort"
+                }
+                ExternalListenerType::LoadBalancer => "LoadBalancer",
+            }
+        }
+    };
+    Service {
+        metadata: meta,
+        spec: Some(ServiceSpec {
+            type_: Some(service_type.into()),
+            selector: Some(selector_labels(&names)),
+            ports: Some(vec![kafka]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn env(name: &str, value: String) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value), ..EnvVar::default() }
+}
+
+fn env_from_field(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: field_path.into(), ..ObjectFieldSelector::default() }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(HTTP_PORT),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }
+}
+
+/// The brokers' StatefulSet: pod ordinal = node id, `OnDelete` updates (the
+/// operator decides restart order), parallel pod management (the quorum
+/// needs its voters up together), the config hash on the pod template.
+pub fn stateful_set(cluster: &KafkaCluster, config_hash: &str) -> StatefulSet {
+    let names = ClusterNames::of(cluster);
+    let spec = &cluster.spec;
+    let host = format!("$(POD_NAME).{}.{}.svc", names.headless_service(), names.namespace);
+    let container = Container {
+        name: "broker".into(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: spec.image_pull_policy.as_ref().map(|p| p.as_str().to_string()),
+        args: Some(vec!["--config".into(), format!("{CONFIG_DIR}/{CONFIG_FILE}")]),
+        env: Some(vec![
+            env_from_field("POD_NAME", "metadata.name"),
+            env_from_field("STROM_NODE_ID", "metadata.labels['apps.kubernetes.io/pod-index']"),
+            env("STROM_ADVERTISE", format!("{host}:{KAFKA_PORT}")),
+            env("STROM_INTERNAL_ADVERTISE", format!("{host}:{INTERNAL_PORT}")),
+        ]),
+        ports: Some(vec![
+            container_port("kafka", KAFKA_PORT),
+            container_port("internal", INTERNAL_PORT),
+            container_port("http", HTTP_PORT),
+        ]),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        liveness_probe: Some(Probe { initial_delay_seconds: Some(30), ..http_probe("/healthz", 10, 6) }),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "config".into(),
+                mount_path: CONFIG_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount { name: "data".into(), mount_path: DATA_DIR.into(), ..VolumeMount::default() },
+        ]),
+        ..Container::default()
+    };
+
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource { name: names.config_map(), ..ConfigMapVolumeSource::default() }),
+        ..Volume::default()
+    }];
+    let mut claims = None;
+    match spec.storage.r#type {
+        StorageType::Ephemeral => volumes.push(Volume {
+            name: "data".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: spec.storage.size.clone().map(Quantity),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        }),
+        StorageType::Persistent => {
+            claims = Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("data".into()),
+                    labels: Some(selector_labels(&names)),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: spec.storage.storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: spec
+                            .storage
+                            .size
+                            .clone()
+                            .map(|size| BTreeMap::from([("storage".to_string(), Quantity(size))])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]);
+        }
+    }
+
+    let overrides = spec.template.clone().unwrap_or_default();
+    let mut pod_labels = overrides.labels.clone();
+    pod_labels.extend(labels(&names));
+    let mut annotations = overrides.annotations.clone();
+    annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash.to_string());
+    if spec.metrics.enabled {
+        annotations.insert("prometheus.io/scrape".into(), "true".into());
+        annotations.insert("prometheus.io/port".into(), HTTP_PORT.to_string());
+        annotations.insert("prometheus.io/path".into(), "/metrics".into());
+    }
+    let spread = spec.rack.as_ref().map(|rack| {
+        vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: rack.topology_key.clone(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&names)),
+                ..LabelSelector::default()
+            }),
+            ..TopologySpreadConstraint::default()
+        }]
+    });
+
+    StatefulSet {
+        metadata: metadata(cluster, &names, names.name.clone()),
+        spec: StatefulSetSpec {
+            replicas: Some(spec.replicas),
+            service_name: Some(names.headless_service()),
+            pod_management_policy: Some("Parallel".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy { type_: Some("OnDelete".into()), rolling_update: None }),
+            selector: LabelSelector { match_labels: Some(selector_labels(&names)), ..LabelSelector::default() },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    // Long enough for a controlled shutdown to move leadership away.
+                    termination_grace_period_seconds: Some(120),
+                    node_selector: (!overrides.node_selector.is_empty()).then(|| overrides.node_selector.clone()),
+                    tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
+                    affinity: overrides.affinity.clone(),
+                    topology_spread_constraints: spread,
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: claims,
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some(if spec.storage.delete_claim { "Delete" } else { "Retain" }.into()),
+                when_scaled: Some("Retain".into()),
+            }),
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    }
+}
+
+/// The PodDisruptionBudget: at most one broker down at a time by voluntary disruption.
+pub fn pod_disruption_budget(cluster: &KafkaCluster) -> PodDisruptionBudget {
+    let names = ClusterNames::of(cluster);
+    PodDisruptionBudget {
+        metadata: metadata(cluster, &names, names.name.clone()),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector { match_labels: Some(selector_labels(&names)), ..LabelSelector::default() }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+/// The object's reference for events and logs: `namespace/name`.
+pub fn object_key<K: Resource>(object: &K) -> String {
+    format!("{}/{}", object.meta().namespace.as_deref().unwrap_or(""), object.meta().name.as_deref().unwrap_or(""))
+}
+
+#[cfg(test)]
+mod tests;

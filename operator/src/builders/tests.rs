@@ -1,0 +1,178 @@
+//! Field-by-field checks of the built objects.
+
+use super::*;
+
+fn cluster(spec: serde_json::Value) -> KafkaCluster {
+    let mut c: KafkaCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "strom.dev/v1alpha1",
+        "kind": "KafkaCluster",
+        "metadata": { "name": "events", "namespace": "team", "uid": "1234-5678", "generation": 1 },
+        "spec": spec,
+    }))
+    .expect("a valid KafkaCluster");
+    c.metadata.uid = Some("1234-5678".into());
+    c
+}
+
+fn default_cluster() -> KafkaCluster {
+    cluster(serde_json::json!({ "replicas": 3, "storage": { "size": "20Gi", "storageClassName": "fast" } }))
+}
+
+#[test]
+fn every_object_is_owned_by_the_cluster() {
+    let c = default_cluster();
+    let owner = owner_reference(&c).expect("owner reference");
+    assert_eq!(owner.kind, "KafkaCluster");
+    assert_eq!(owner.api_version, "strom.dev/v1alpha1");
+    assert_eq!(owner.name, "events");
+    assert_eq!(owner.uid, "1234-5678");
+    assert_eq!(owner.controller, Some(true));
+    let cm = config_map(&c);
+    let metas = [
+        &cm.metadata,
+        &headless_service(&c).metadata,
+        &bootstrap_service(&c).metadata,
+        &stateful_set(&c, &config_hash(&cm)).metadata,
+        &pod_disruption_budget(&c).metadata,
+    ];
+    for meta in metas {
+        assert_eq!(meta.namespace.as_deref(), Some("team"));
+        assert_eq!(meta.owner_references.as_ref(), Some(&vec![owner.clone()]), "{:?}", meta.name);
+        assert_eq!(meta.labels.as_ref().unwrap()["app.kubernetes.io/instance"], "events");
+    }
+}
+
+#[test]
+fn config_file_names_the_voters_listeners_and_settings() {
+    let c = cluster(serde_json::json!({
+        "replicas": 5,
+        "controllerVoters": 3,
+        "config": { "log.retention.ms": "3600000", "default.replication.factor": "2" },
+    }));
+    let file = broker_config_file(&c);
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&file).expect("the config file is YAML");
+    assert_eq!(parsed["listen"].as_str(), Some("0.0.0.0:9092"));
+    assert_eq!(parsed["internal-listen"].as_str(), Some("0.0.0.0:9093"));
+    assert_eq!(parsed["data-dir"].as_str(), Some("/var/lib/strom/data"));
+    assert_eq!(
+        parsed["voters"].as_str(),
+        Some(
+            "0@events-0.events-brokers.team.svc:9093,1@events-1.events-brokers.team.svc:9093,\
+             2@events-2.events-brokers.team.svc:9093"
+        )
+    );
+    assert_eq!(parsed["settings"]["log.retention.ms"].as_str(), Some("3600000"));
+    assert_eq!(parsed["settings"]["default.replication.factor"].as_str(), Some("2"), "the user's value wins");
+    assert_eq!(parsed["settings"]["offsets.topic.replication.factor"].as_str(), Some("3"));
+}
+
+#[test]
+fn config_hash_follows_the_config_and_only_the_config() {
+    let a = config_map(&default_cluster());
+    assert_eq!(config_hash(&a), config_hash(&config_map(&default_cluster())), "stable");
+    assert_eq!(config_hash(&a).len(), 64);
+    let changed = cluster(serde_json::json!({ "replicas": 3, "config": { "log.retention.ms": "1" } }));
+    assert_ne!(config_hash(&a), config_hash(&config_map(&changed)));
+    let other_image = cluster(
+        serde_json::json!({ "replicas": 3, "image": "strom:dev", "storage": { "size": "20Gi", "storageClassName": "fast" } }),
+    );
+    assert_eq!(config_hash(&a), config_hash(&config_map(&other_image)), "the image is not broker config");
+}
+
+#[test]
+fn stateful_set_runs_brokers_by_ordinal_with_ondelete_updates() {
+    let c = default_cluster();
+    let sts = stateful_set(&c, "abc123");
+    let spec = &sts.spec;
+    assert_eq!(sts.metadata.name.as_deref(), Some("events"));
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.service_name.as_deref(), Some("events-brokers"));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    assert_eq!(spec.update_strategy.as_ref().unwrap().type_.as_deref(), Some("OnDelete"));
+    assert_eq!(spec.selector.match_labels.as_ref(), Some(&selector_labels(&ClusterNames::of(&c))));
+    let template_meta = spec.template.metadata.as_ref().unwrap();
+    assert_eq!(template_meta.annotations.as_ref().unwrap()[CONFIG_HASH_ANNOTATION], "abc123");
+    for (k, v) in selector_labels(&ClusterNames::of(&c)) {
+        assert_eq!(template_meta.labels.as_ref().unwrap().get(&k), Some(&v), "pods match the selector");
+    }
+    let pod = spec.template.spec.as_ref().unwrap();
+    let broker = &pod.containers[0];
+    assert_eq!(broker.image.as_deref(), Some(strom_crds::DEFAULT_BROKER_IMAGE));
+    assert_eq!(broker.args.as_ref().unwrap(), &vec!["--config".to_string(), "/etc/strom/strom.yaml".to_string()]);
+    let env: BTreeMap<_, _> = broker.env.as_ref().unwrap().iter().map(|e| (e.name.as_str(), e)).collect();
+    assert_eq!(
+        env["STROM_NODE_ID"].value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path,
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
+    assert_eq!(env["STROM_ADVERTISE"].value.as_deref(), Some("$(POD_NAME).events-brokers.team.svc:9092"));
+    assert_eq!(env["STROM_INTERNAL_ADVERTISE"].value.as_deref(), Some("$(POD_NAME).events-brokers.team.svc:9093"));
+    let readiness = broker.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+    assert_eq!((readiness.path.as_deref(), &readiness.port), (Some("/readyz"), &IntOrString::Int(9094)));
+    let claim = &spec.volume_claim_templates.as_ref().unwrap()[0];
+    assert_eq!(claim.metadata.name.as_deref(), Some("data"));
+    let claim_spec = claim.spec.as_ref().unwrap();
+    assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+    assert_eq!(claim_spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"], Quantity("20Gi".into()));
+    let retention = spec.persistent_volume_claim_retention_policy.as_ref().unwrap();
+    assert_eq!(retention.when_deleted.as_deref(), Some("Retain"), "data outlives the resource by default");
+    let volumes = pod.volumes.as_ref().unwrap();
+    assert_eq!(volumes[0].config_map.as_ref().unwrap().name, "events-config");
+}
+
+#[test]
+fn ephemeral_storage_uses_an_empty_dir_and_no_claims() {
+    let c = cluster(serde_json::json!({ "replicas": 1, "storage": { "type": "Ephemeral" } }));
+    let sts = stateful_set(&c, "h");
+    let spec = sts.spec;
+    assert!(spec.volume_claim_templates.is_none());
+    let volumes = spec.template.spec.unwrap().volumes.unwrap();
+    assert!(volumes.iter().any(|v| v.name == "data" && v.empty_dir.is_some()));
+}
+
+#[test]
+fn template_overrides_and_racks_reach_the_pods() {
+    let c = cluster(serde_json::json!({
+        "replicas": 3,
+        "rack": { "topologyKey": "topology.kubernetes.io/zone" },
+        "template": {
+            "nodeSelector": { "disk": "ssd" },
+            "tolerations": [{ "key": "dedicated", "operator": "Equal", "value": "kafka", "effect": "NoSchedule" }],
+            "labels": { "team": "payments", "app.kubernetes.io/instance": "spoofed" },
+            "annotations": { "owner": "payments" },
+        },
+    }));
+    let template = stateful_set(&c, "h").spec.template;
+    let meta = template.metadata.unwrap();
+    let labels = meta.labels.unwrap();
+    assert_eq!(labels["team"], "payments");
+    assert_eq!(labels["app.kubernetes.io/instance"], "events", "selector labels cannot be overridden");
+    assert_eq!(meta.annotations.unwrap()["owner"], "payments");
+    let pod = template.spec.unwrap();
+    assert_eq!(pod.node_selector.unwrap()["disk"], "ssd");
+    assert_eq!(pod.tolerations.unwrap()[0].key.as_deref(), Some("dedicated"));
+    let spread = &pod.topology_spread_constraints.unwrap()[0];
+    assert_eq!(spread.topology_key, "topology.kubernetes.io/zone");
+}
+
+#[test]
+fn services_and_budget() {
+    let c = default_cluster();
+    let headless = headless_service(&c).spec.unwrap();
+    assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(headless.publish_not_ready_addresses, Some(true));
+    let ports: Vec<i32> = headless.ports.unwrap().iter().map(|p| p.port).collect();
+    assert_eq!(ports, vec![9092, 9093, 9094]);
+    let bootstrap = bootstrap_service(&c);
+    assert_eq!(bootstrap.metadata.name.as_deref(), Some("events-bootstrap"));
+    assert_eq!(bootstrap.spec.unwrap().type_.as_deref(), Some("ClusterIP"));
+    let external = cluster(serde_json::json!({
+        "replicas": 3,
+        "listeners": { "external": { "type": "NodePort", "nodePortBase": 31000 } },
+    }));
+    let spec = bootstrap_service(&external).spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+    assert_eq!(spec.ports.unwrap()[0].node_port, Some(31000));
+    let pdb = pod_disruption_budget(&c).spec.unwrap();
+    assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
+    assert_eq!(ClusterNames::of(&c).bootstrap_address(), "events-bootstrap.team.svc:9092");
+}

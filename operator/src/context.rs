@@ -1,0 +1,107 @@
+//! What every reconciliation shares: the Kubernetes client, the event
+//! recorder, metrics, and where each cluster's Admin API is reached.
+//!
+//! In a Kubernetes cluster the operator reaches brokers at their pod DNS
+//! names under the headless Service. For tests and out-of-cluster
+//! development an override maps `namespace/name` of a KafkaCluster to broker
+//! addresses the operator can reach (e.g. brokers running as local processes).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::admin::ClusterAdmin;
+use crate::builders::ClusterNames;
+use crate::telemetry::Metrics;
+
+/// Shared state of the controllers.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: kube::Client,
+    /// Publishes Kubernetes Events about the resources.
+    pub recorder: Recorder,
+    /// Reconciliation metrics.
+    pub metrics: Metrics,
+    /// `namespace/name` → broker internal addresses, replacing pod DNS names.
+    pub admin_overrides: BTreeMap<String, Vec<String>>,
+}
+
+/// A malformed `--admin-override` value.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid --admin-override `{value}`: {reason}; expected NAMESPACE/NAME=HOST:PORT[,HOST:PORT...]")]
+pub struct OverrideError {
+    value: String,
+    reason: &'static str,
+}
+
+/// Parses `NAMESPACE/NAME=HOST:PORT[,HOST:PORT...]`.
+pub fn parse_admin_override(value: &str) -> Result<(String, Vec<String>), OverrideError> {
+    let err = |reason| OverrideError { value: value.to_string(), reason };
+    let (cluster, addresses) = value.split_once('=').ok_or_else(|| err("no `=`"))?;
+    let (namespace, name) = cluster.split_once('/').ok_or_else(|| err("the cluster is not NAMESPACE/NAME"))?;
+    if namespace.is_empty() || name.is_empty() {
+        return Err(err("empty namespace or name"));
+    }
+    let addresses: Vec<String> = addresses.split(',').map(|a| a.trim().to_string()).collect();
+    for a in &addresses {
+        match a.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => return Err(err("an address is not HOST:PORT")),
+        }
+    }
+    Ok((cluster.to_string(), addresses))
+}
+
+impl Context {
+    /// A context with `client`, reporting events as `strom-operator` / `instance`.
+    pub fn new(
+        client: kube::Client,
+        instance: String,
+        metrics: Metrics,
+        admin_overrides: BTreeMap<String, Vec<String>>,
+    ) -> Context {
+        let reporter = Reporter { controller: crate::FIELD_MANAGER.into(), instance: Some(instance) };
+        Context { recorder: Recorder::new(client.clone(), reporter), client, metrics, admin_overrides }
+    }
+
+    /// The Admin API client of a cluster with `replicas` brokers.
+    pub fn admin_for(&self, names: &ClusterNames, replicas: i32) -> ClusterAdmin {
+        let key = format!("{}/{}", names.namespace, names.name);
+        match self.admin_overrides.get(&key) {
+            Some(addresses) => ClusterAdmin::new(addresses.clone()),
+            None => ClusterAdmin::new(names.internal_addresses(replicas)),
+        }
+    }
+
+    /// Publishes an Event about `object`; failing to publish is logged, never fatal.
+    pub async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, action: &str, note: String) {
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, object).await {
+            tracing::warn!(reason, error = %e, "cannot publish event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_override_parses_and_names_its_mistakes() {
+        assert_eq!(
+            parse_admin_override("team/events=127.0.0.1:19093,127.0.0.1:19193").unwrap(),
+            ("team/events".to_string(), vec!["127.0.0.1:19093".to_string(), "127.0.0.1:19193".to_string()])
+        );
+        for bad in ["events=127.0.0.1:1", "team/events", "team/events=localhost", "/x=h:1", "a/b=h:99999"] {
+            let e = parse_admin_override(bad).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("NAMESPACE/NAME=HOST:PORT"), "{e}");
+        }
+    }
+}

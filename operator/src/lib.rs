@@ -1,0 +1,25 @@
+//! The Strom operator: keeps Strom clusters and their topics as their
+//! `KafkaCluster` and `KafkaTopic` resources declare.
+//!
+//! - [`builders`] — the Kubernetes objects of a cluster as plain values (pure).
+//! - [`assignment`] — replica placement and preferred leaders for new partitions (pure).
+//! - [`admin`] — client of the brokers' Admin gRPC API.
+//! - [`context`] — what every reconcile shares: client, events, metrics, admin addresses.
+//! - [`cluster`] — the `KafkaCluster` reconciler.
+//! - [`topic`] — the `KafkaTopic` reconciler (finalizer; the brokers' topics).
+//! - [`leader_election`] — a Lease so only one operator replica acts.
+//! - [`telemetry`] — Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
+//! - [`run`] — wiring: watch scope, controllers, leader election, shutdown.
+
+pub mod admin;
+pub mod assignment;
+pub mod builders;
+pub mod cluster;
+pub mod context;
+pub mod leader_election;
+pub mod run;
+pub mod telemetry;
+pub mod topic;
+
+/// Field manager used for server-side apply and status patches.
+pub const FIELD_MANAGER: &str = "strom-operator";

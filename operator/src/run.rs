@@ -1,0 +1,166 @@
+//! Wiring of the operator process: the HTTP endpoints, leader election, and
+//! the two controllers over the watch scope (every namespace, or a list).
+//!
+//! Order: serve `/healthz` first; wait for the Lease (a standby is ready but
+//! idle); then run the controllers until shutdown or until leadership is
+//! lost. Losing leadership ends the run with an error so the process exits
+//! and nothing acts without the Lease.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use strom_crds::{KafkaCluster, KafkaTopic};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::leader_election::{LeaseConfig, LeaseLock};
+use crate::telemetry::{self, Metrics};
+use crate::{cluster, topic};
+
+/// Everything the operator needs to run.
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    /// Namespaces to watch; empty means every namespace.
+    pub namespaces: Vec<String>,
+    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    pub http_listen: SocketAddr,
+    /// The leader Lease; `None` runs without election (a single replica).
+    pub lease: Option<LeaseConfig>,
+    /// This replica's identity in events and the Lease.
+    pub identity: String,
+    /// `namespace/name` of a cluster → broker admin addresses (tests, development).
+    pub admin_overrides: BTreeMap<String, Vec<String>>,
+}
+
+/// Runs the operator until `shutdown` fires; `Err` when leadership is lost
+/// or the HTTP endpoints cannot be served.
+pub async fn run(client: kube::Client, config: OperatorConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = Metrics::new()?;
+    let http = tokio::spawn(telemetry::serve(config.http_listen, metrics.clone(), shutdown.clone()));
+    metrics.set_ready();
+
+    let lock = config.lease.clone().map(|lease| LeaseLock::new(client.clone(), lease));
+    if let Some(lock) = &lock
+        && lock.acquire(&shutdown).await.is_none()
+    {
+        return Ok(());
+    }
+    metrics.leader.set(1);
+
+    let ctx = Arc::new(Context::new(client.clone(), config.identity.clone(), metrics.clone(), config.admin_overrides));
+    let controllers_stop = shutdown.child_token();
+    let mut controllers = Vec::new();
+    let scopes: Vec<Option<String>> =
+        if config.namespaces.is_empty() { vec![None] } else { config.namespaces.iter().cloned().map(Some).collect() };
+    for scope in scopes {
+        controllers.push(cluster_controller(&client, scope.as_deref(), ctx.clone(), controllers_stop.clone()));
+        controllers.push(topic_controller(&client, scope.as_deref(), ctx.clone(), controllers_stop.clone()));
+    }
+    let all = futures::future::join_all(controllers);
+
+    let outcome = match &lock {
+        Some(lock) => {
+            let hold_stop = shutdown.child_token();
+            let (lost, ()) = tokio::join!(
+                async {
+                    let r = lock.hold(&hold_stop).await;
+                    controllers_stop.cancel();
+                    r
+                },
+                async {
+                    all.await;
+                    hold_stop.cancel();
+                }
+            );
+            lost.map_err(|reason| anyhow::anyhow!("lost leadership: {reason}"))
+        }
+        None => {
+            all.await;
+            Ok(())
+        }
+    };
+    metrics.leader.set(0);
+    shutdown.cancel();
+    match http.await {
+        Ok(Err(e)) => return Err(anyhow::anyhow!("HTTP endpoints on {}: {e}", config.http_listen)),
+        Err(e) => return Err(anyhow::anyhow!("HTTP endpoints task failed: {e}")),
+        Ok(Ok(())) => {}
+    }
+    outcome
+}
+
+fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn cluster_controller(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    ctx: Arc<Context>,
+    stop: CancellationToken,
+) -> BoxFuture<'static, ()> {
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=strom-operator");
+    Box::pin(
+        Controller::new(api::<KafkaCluster>(client, namespace), watcher::Config::default())
+            .owns(api::<StatefulSet>(client, namespace), owned.clone())
+            .owns(api::<ConfigMap>(client, namespace), owned.clone())
+            .owns(api::<Service>(client, namespace), owned.clone())
+            .owns(api::<PodDisruptionBudget>(client, namespace), owned)
+            .graceful_shutdown_on(async move { stop.cancelled().await })
+            .run(cluster::reconcile, cluster::error_policy, ctx)
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "KafkaCluster controller");
+                }
+            }),
+    )
+}
+
+fn topic_controller(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    ctx: Arc<Context>,
+    stop: CancellationToken,
+) -> BoxFuture<'static, ()> {
+    let controller = Controller::new(api::<KafkaTopic>(client, namespace), watcher::Config::default());
+    let topics = controller.store();
+    Box::pin(
+        controller
+            // A cluster appearing, or its brokers changing, re-runs the topics that name it.
+            .watches(api::<KafkaCluster>(client, namespace), watcher::Config::default(), move |cluster| {
+                let namespace = cluster.namespace();
+                let name = cluster.name_any();
+                topics
+                    .state()
+                    .into_iter()
+                    .filter(|t| t.namespace() == namespace && t.spec.cluster_ref == name)
+                    .map(|t| ObjectRef::from_obj(t.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .graceful_shutdown_on(async move { stop.cancelled().await })
+            .run(topic::reconcile, topic::error_policy, ctx)
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "KafkaTopic controller");
+                }
+            }),
+    )
+}

@@ -1,0 +1,468 @@
+//! The `KafkaTopic` reconciler: the topic in the brokers follows the resource.
+//!
+//! Apply: find the cluster named by `clusterRef`; create the topic with an
+//! assignment from [`crate::assignment`] (balanced against every topic the
+//! cluster already has), grow its partitions, replace its config overrides
+//! with `spec.config`; then write the status with each partition's leader,
+//! replicas and ISR. A topic that already exists when its KafkaTopic appears
+//! (created by a client) is adopted: configured and grown, but never deleted
+//! by the operator. Topics without a KafkaTopic are never touched.
+//!
+//! Delete (the `strom.dev/topic` finalizer): with `deletionPolicy: Delete`
+//! the topic is deleted when the operator created it; with `Retain`, or when
+//! it was adopted, it is left in the cluster. When the cluster is gone
+//! there is nothing to delete and the finalizer is removed.
+//!
+//! Before the topic is created, the status records `createdByOperator:
+//! true`, so an operator restarted between the two steps still knows the
+//! topic is its own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Resource, ResourceExt};
+use strom_crds::conditions::{DEGRADED, READY, set_condition};
+use strom_crds::{DeletionPolicy, KafkaCluster, KafkaTopic, KafkaTopicStatus, PartitionStatus};
+use strom_proto::admin::TopicDescription;
+
+use crate::admin::{AdminError, ClusterAdmin, TOPIC_ALREADY_EXISTS};
+use crate::assignment::{self, Load, Placeable};
+use crate::builders::ClusterNames;
+use crate::context::Context;
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "kafkatopic";
+/// The finalizer that deletes the topic before its KafkaTopic goes away.
+pub const FINALIZER: &str = "strom.dev/topic";
+
+/// A failed topic reconciliation.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    /// A Kubernetes API call failed.
+    #[error("{action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The cluster's Admin API failed or refused.
+    #[error("topic {topic}: {source}")]
+    Admin {
+        topic: String,
+        #[source]
+        source: AdminError,
+    },
+    /// Adding or removing the finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> TopicError {
+    let action = action.into();
+    move |source| TopicError::Kube { action, source }
+}
+
+fn admin_err(topic: &str) -> impl FnOnce(AdminError) -> TopicError + '_ {
+    move |source| TopicError::Admin { topic: topic.to_string(), source }
+}
+
+/// Reconciles one `KafkaTopic` (apply or, when deleted, cleanup).
+pub async fn reconcile(topic: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action, TopicError> {
+    let started = Instant::now();
+    let namespace = topic.namespace().unwrap_or_else(|| "default".into());
+    let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &namespace);
+    let reference = topic.object_ref(&());
+    let result = finalizer(&api, FINALIZER, topic, |event| async {
+        match event {
+            FinalizerEvent::Apply(t) => apply(&t, &ctx).await,
+            FinalizerEvent::Cleanup(t) => cleanup(&t, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => TopicError::Finalizer(other.to_string()),
+    });
+    ctx.metrics.observe(CONTROLLER, result.is_ok(), started.elapsed());
+    if let Err(e) = &result {
+        ctx.event(&reference, true, "ReconcileFailed", "Reconcile", e.to_string()).await;
+    }
+    result
+}
+
+/// Requeues a failed reconciliation with backoff (never a crash loop).
+pub fn error_policy(topic: Arc<KafkaTopic>, error: &TopicError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(topic = %topic.name_any(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(10))
+}
+
+/// The cluster a topic belongs to, if it exists and is not being deleted.
+async fn cluster_of(topic: &KafkaTopic, ctx: &Context) -> Result<Option<KafkaCluster>, TopicError> {
+    let namespace = topic.namespace().unwrap_or_default();
+    let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    let cluster = api
+        .get_opt(&topic.spec.cluster_ref)
+        .await
+        .map_err(kube_err(format!("read KafkaCluster {namespace}/{}", topic.spec.cluster_ref)))?;
+    Ok(cluster.filter(|c| c.meta().deletion_timestamp.is_none()))
+}
+
+/// The KafkaTopic that owns `topic_name` in `cluster` when several name it: the oldest.
+async fn conflicting_owner(topic: &KafkaTopic, ctx: &Context) -> Result<Option<String>, TopicError> {
+    let namespace = topic.namespace().unwrap_or_default();
+    let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &namespace);
+    let all = api.list(&ListParams::default()).await.map_err(kube_err(format!("list KafkaTopics in {namespace}")))?;
+    let name = topic.topic_name();
+    let age = |t: &KafkaTopic| (t.creation_timestamp().map(|c| c.0), t.name_any());
+    let owner = all
+        .items
+        .iter()
+        .filter(|t| t.spec.cluster_ref == topic.spec.cluster_ref && t.topic_name() == name)
+        .filter(|t| t.meta().deletion_timestamp.is_none())
+        .min_by_key(|t| age(t));
+    Ok(owner.map(|t| t.name_any()).filter(|owner| *owner != topic.name_any()))
+}
+
+/// The status for what the Admin API describes (pure).
+pub fn partition_status(description: &TopicDescription) -> Vec<PartitionStatus> {
+    let mut partitions: Vec<PartitionStatus> = description
+        .partitions
+        .iter()
+        .map(|p| PartitionStatus {
+            partition: p.partition,
+            leader: p.leader,
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+        })
+        .collect();
+    partitions.sort_by_key(|p| p.partition);
+    partitions
+}
+
+/// What differs between the spec and the topic in the cluster (pure).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TopicDrift {
+    /// Partitions to add.
+    pub add_partitions: usize,
+    /// The topic has more partitions than the spec (Kafka cannot remove them).
+    pub extra_partitions: usize,
+    /// The topic's replication factor, when it differs from the spec's.
+    pub replication_factor: Option<usize>,
+    /// The config overrides differ.
+    pub config: bool,
+}
+
+/// Compares `spec` (partitions, replication factor, config) with the cluster's topic.
+pub fn drift(
+    partitions: i32,
+    replication_factor: i32,
+    config: &BTreeMap<String, String>,
+    topic: &TopicDescription,
+) -> TopicDrift {
+    let have = topic.partitions.len();
+    let want = partitions.max(0) as usize;
+    let actual_rf = topic.partitions.iter().map(|p| p.replicas.len()).max().unwrap_or(0);
+    let current: BTreeMap<String, String> = topic.configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    TopicDrift {
+        add_partitions: want.saturating_sub(have),
+        extra_partitions: have.saturating_sub(want),
+        replication_factor: (actual_rf != replication_factor.max(0) as usize).then_some(actual_rf),
+        config: current != *config,
+    }
+}
+
+async fn write_status(topic: &KafkaTopic, ctx: &Context, status: &KafkaTopicStatus) -> Result<(), TopicError> {
+    if topic.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let namespace = topic.namespace().unwrap_or_default();
+    let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(&topic.name_any(), &PatchParams::apply(crate::FIELD_MANAGER), &Patch::Merge(&patch))
+        .await
+        .map_err(kube_err(format!("write status of KafkaTopic {namespace}/{}", topic.name_any())))?;
+    Ok(())
+}
+
+/// Sets Ready and Degraded on `status`.
+fn set_health(
+    status: &mut KafkaTopicStatus,
+    generation: Option<i64>,
+    ready: (bool, &str, String),
+    degraded: (bool, &str, String),
+) {
+    let now = Time(Timestamp::now());
+    set_condition(&mut status.conditions, READY, ready.0, ready.1, &ready.2, generation, now.clone());
+    set_condition(&mut status.conditions, DEGRADED, degraded.0, degraded.1, &degraded.2, generation, now);
+    status.observed_generation = generation;
+}
+
+/// Ends a pass that cannot proceed: Ready false with `reason`, an event, a requeue.
+async fn not_ready(
+    topic: &KafkaTopic,
+    ctx: &Context,
+    mut status: KafkaTopicStatus,
+    reason: &str,
+    message: String,
+    retry: Duration,
+) -> Result<Action, TopicError> {
+    let generation = topic.metadata.generation;
+    set_health(&mut status, generation, (false, reason, message.clone()), (true, reason, message.clone()));
+    write_status(topic, ctx, &status).await?;
+    ctx.event(&topic.object_ref(&()), true, reason, "Reconcile", message).await;
+    Ok(Action::requeue(retry))
+}
+
+async fn apply(topic: &KafkaTopic, ctx: &Context) -> Result<Action, TopicError> {
+    let name = topic.topic_name();
+    let generation = topic.metadata.generation;
+    let mut status = topic.status.clone().unwrap_or_default();
+    status.topic_name = Some(name.clone());
+    if let Err(e) = topic.validated_topic_name() {
+        return not_ready(topic, ctx, status, "InvalidSpec", e.to_string(), Duration::from_secs(300)).await;
+    }
+    let Some(cluster) = cluster_of(topic, ctx).await? else {
+        let message = format!("KafkaCluster {} does not exist in this namespace", topic.spec.cluster_ref);
+        return not_ready(topic, ctx, status, "ClusterNotFound", message, Duration::from_secs(30)).await;
+    };
+    if let Some(owner) = conflicting_owner(topic, ctx).await? {
+        let message = format!("topic {name} is already managed by KafkaTopic {owner}; this one is ignored");
+        return not_ready(topic, ctx, status, "Conflict", message, Duration::from_secs(60)).await;
+    }
+    let names = ClusterNames::of(&cluster);
+    let admin = ctx.admin_for(&names, cluster.spec.replicas);
+    let reference = topic.object_ref(&());
+
+    let existing = admin.describe_topic(&name).await.map_err(admin_err(&name))?;
+    let description = match existing {
+        None => {
+            let assignments = match place_new_partitions(
+                &admin,
+                &name,
+                topic.spec.partitions as usize,
+                topic.spec.replication_factor,
+            )
+            .await?
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    return not_ready(topic, ctx, status, "NotEnoughBrokers", e.to_string(), Duration::from_secs(30))
+                        .await;
+                }
+            };
+            // Recorded before the create, so a restart in between still knows the topic is ours.
+            if status.created_by_operator != Some(true) {
+                status.created_by_operator = Some(true);
+                write_status(topic, ctx, &status).await?;
+            }
+            match admin.create_topic(&name, assignments, topic.spec.config.clone()).await {
+                Ok(()) => {}
+                Err(e) if e.code() == Some(TOPIC_ALREADY_EXISTS) => return Ok(Action::requeue(Duration::from_secs(1))),
+                Err(e) if e.code().is_some() => {
+                    return not_ready(topic, ctx, status, "CreateRefused", e.to_string(), Duration::from_secs(60))
+                        .await;
+                }
+                Err(e) => return Err(admin_err(&name)(e)),
+            }
+            let note = format!("created topic {name} with {} partitions", topic.spec.partitions);
+            ctx.event(&reference, false, "TopicCreated", "Create", note).await;
+            admin.describe_topic(&name).await.map_err(admin_err(&name))?
+        }
+        Some(description) => {
+            if status.created_by_operator.is_none() {
+                status.created_by_operator = Some(false);
+                let note = format!("topic {name} already existed; adopted (it will not be deleted with this resource)");
+                ctx.event(&reference, false, "TopicAdopted", "Adopt", note).await;
+            }
+            let drift = drift(topic.spec.partitions, topic.spec.replication_factor, &topic.spec.config, &description);
+            let mut changed = false;
+            if drift.add_partitions > 0 {
+                let rf = description.partitions.iter().map(|p| p.replicas.len()).max().unwrap_or(1) as i32;
+                let assignments = match place_new_partitions(&admin, &name, drift.add_partitions, rf).await? {
+                    Ok(a) => a,
+                    Err(e) => {
+                        return not_ready(
+                            topic,
+                            ctx,
+                            status,
+                            "NotEnoughBrokers",
+                            e.to_string(),
+                            Duration::from_secs(30),
+                        )
+                        .await;
+                    }
+                };
+                if let Err(e) = admin.create_partitions(&name, topic.spec.partitions, assignments).await {
+                    if e.code().is_none() {
+                        return Err(admin_err(&name)(e));
+                    }
+                    return not_ready(topic, ctx, status, "GrowRefused", e.to_string(), Duration::from_secs(60)).await;
+                }
+                let note = format!("grew topic {name} to {} partitions", topic.spec.partitions);
+                ctx.event(&reference, false, "PartitionsAdded", "Grow", note).await;
+                changed = true;
+            }
+            if drift.config {
+                if let Err(e) = admin.alter_topic_configs(&name, topic.spec.config.clone()).await {
+                    if e.code().is_none() {
+                        return Err(admin_err(&name)(e));
+                    }
+                    return not_ready(topic, ctx, status, "ConfigRefused", e.to_string(), Duration::from_secs(60))
+                        .await;
+                }
+                ctx.event(&reference, false, "ConfigUpdated", "Configure", format!("set the config of topic {name}"))
+                    .await;
+                changed = true;
+            }
+            if changed { admin.describe_topic(&name).await.map_err(admin_err(&name))? } else { Some(description) }
+        }
+    };
+    let Some(description) = description else {
+        let message = format!("topic {name} is not visible in the cluster yet");
+        return not_ready(topic, ctx, status, "TopicMissing", message, Duration::from_secs(5)).await;
+    };
+
+    status.topic_id = (!description.topic_id.is_empty()).then(|| hex(&description.topic_id));
+    status.partitions = partition_status(&description);
+    let drift = drift(topic.spec.partitions, topic.spec.replication_factor, &topic.spec.config, &description);
+    let leaderless = status.partitions.iter().filter(|p| p.leader < 0).count();
+    let under_replicated = status.partitions.iter().filter(|p| p.isr.len() < p.replicas.len()).count();
+    let degraded = if let Some(rf) = drift.replication_factor {
+        (
+            true,
+            "ReplicationFactorMismatch",
+            format!(
+                "the topic has replication factor {rf}, the spec {}; changing it needs replica reassignment, not supported yet",
+                topic.spec.replication_factor
+            ),
+        )
+    } else if drift.extra_partitions > 0 {
+        (
+            true,
+            "ExtraPartitions",
+            format!(
+                "the topic has {} partitions, more than the spec's {}; Kafka cannot remove partitions",
+                description.partitions.len(),
+                topic.spec.partitions
+            ),
+        )
+    } else if leaderless > 0 {
+        (true, "OfflinePartitions", format!("{leaderless} partition(s) have no leader"))
+    } else if under_replicated > 0 {
+        (true, "UnderReplicated", format!("{under_replicated} partition(s) are under-replicated"))
+    } else {
+        (false, "Healthy", "every partition has a leader and a full ISR".to_string())
+    };
+    let ready = if leaderless > 0 || drift.add_partitions > 0 {
+        (false, "Reconciling", "waiting for every partition to have a leader".to_string())
+    } else {
+        (true, "TopicReady", format!("{} partitions, every one with a leader", status.partitions.len()))
+    };
+    let requeue = if ready.0 && !degraded.0 { Duration::from_secs(60) } else { Duration::from_secs(5) };
+    set_health(&mut status, generation, ready, degraded);
+    write_status(topic, ctx, &status).await?;
+    Ok(Action::requeue(requeue))
+}
+
+/// Places `count` new partitions of `topic`, balanced first within the topic
+/// (its existing partitions), then against the whole cluster. The outer error
+/// is the Admin API; the inner one means too few live brokers.
+async fn place_new_partitions(
+    admin: &ClusterAdmin,
+    topic: &str,
+    count: usize,
+    replication_factor: i32,
+) -> Result<Result<Vec<Vec<i32>>, assignment::AssignmentError>, TopicError> {
+    let cluster = admin.describe_cluster().await.map_err(admin_err(topic))?;
+    let brokers: Vec<Placeable> = cluster
+        .brokers
+        .iter()
+        .filter(|b| !b.fenced && !b.in_controlled_shutdown)
+        .map(|b| Placeable { id: b.broker_id, rack: b.rack.clone() })
+        .collect();
+    let topics = admin.describe_topics(&[]).await.map_err(admin_err(topic))?;
+    let replicas_of = |t: &TopicDescription| t.partitions.iter().map(|p| p.replicas.clone()).collect::<Vec<_>>();
+    let own: Vec<Vec<i32>> = topics.iter().filter(|t| t.name == topic).flat_map(replicas_of).collect();
+    let all: Vec<Vec<i32>> = topics.iter().flat_map(replicas_of).collect();
+    let mut topic_load = Load::of(own.iter().map(Vec::as_slice));
+    let mut cluster_load = Load::of(all.iter().map(Vec::as_slice));
+    Ok(assignment::assign(&brokers, count, replication_factor, &mut topic_load, &mut cluster_load))
+}
+
+async fn cleanup(topic: &KafkaTopic, ctx: &Context) -> Result<Action, TopicError> {
+    let name = topic.topic_name();
+    let reference = topic.object_ref(&());
+    let created = topic.status.as_ref().and_then(|s| s.created_by_operator) == Some(true);
+    if topic.spec.deletion_policy == DeletionPolicy::Retain || !created {
+        let why = if created { "deletionPolicy is Retain" } else { "the operator did not create it" };
+        ctx.event(&reference, false, "TopicRetained", "Delete", format!("kept topic {name} in the cluster: {why}"))
+            .await;
+        return Ok(Action::await_change());
+    }
+    let Some(cluster) = cluster_of(topic, ctx).await? else {
+        tracing::info!(topic = %name, "the cluster is gone; nothing to delete");
+        return Ok(Action::await_change());
+    };
+    if conflicting_owner(topic, ctx).await?.is_some() {
+        return Ok(Action::await_change());
+    }
+    let admin = ctx.admin_for(&ClusterNames::of(&cluster), cluster.spec.replicas);
+    admin.delete_topic(&name).await.map_err(admin_err(&name))?;
+    ctx.event(&reference, false, "TopicDeleted", "Delete", format!("deleted topic {name}")).await;
+    Ok(Action::await_change())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_proto::admin::PartitionDescription;
+
+    fn described(partitions: &[(&[i32], &[i32], i32)], configs: &[(&str, &str)]) -> TopicDescription {
+        TopicDescription {
+            name: "orders".into(),
+            partitions: partitions
+                .iter()
+                .enumerate()
+                .map(|(i, (replicas, isr, leader))| PartitionDescription {
+                    partition: i as i32,
+                    replicas: replicas.to_vec(),
+                    isr: isr.to_vec(),
+                    leader: *leader,
+                    leader_epoch: 0,
+                })
+                .collect(),
+            configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..TopicDescription::default()
+        }
+    }
+
+    #[test]
+    fn drift_finds_missing_partitions_config_and_replication_changes() {
+        let t = described(&[(&[0, 1], &[0, 1], 0), (&[1, 2], &[1, 2], 1)], &[("retention.ms", "1000")]);
+        let config = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
+        assert_eq!(drift(2, 2, &config, &t), TopicDrift::default());
+        assert_eq!(drift(5, 2, &config, &t).add_partitions, 3);
+        assert_eq!(drift(1, 2, &config, &t).extra_partitions, 1);
+        assert_eq!(drift(2, 3, &config, &t).replication_factor, Some(2));
+        assert!(drift(2, 2, &BTreeMap::new(), &t).config, "removing an override is a change");
+    }
+
+    #[test]
+    fn partition_status_is_sorted_and_complete() {
+        let mut t = described(&[(&[0, 1], &[0], 0), (&[1, 2], &[1, 2], 1)], &[]);
+        t.partitions.reverse();
+        let s = partition_status(&t);
+        assert_eq!(s.iter().map(|p| p.partition).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!((s[0].leader, s[0].replicas.clone(), s[0].isr.clone()), (0, vec![0, 1], vec![0]));
+    }
+}
