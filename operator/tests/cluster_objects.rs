@@ -1,0 +1,185 @@
+//! A KafkaCluster applied to a real API server gives the StatefulSet,
+//! Services, ConfigMap and PodDisruptionBudget, owned by the cluster; status
+//! and conditions follow; deleting the cluster garbage-collects everything
+//! (kube-controller-manager's garbage collector runs in the test plane).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ControlPlane, OperatorProcess, client, create_namespace, eventually, install_crds};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use strom_crds::KafkaCluster;
+use strom_operator::builders::{CONFIG_FILE, CONFIG_HASH_ANNOTATION, config_hash};
+
+const NS: &str = "team";
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn get<K>(api: &Api<K>, name: &str) -> Option<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name).await.ok().flatten()
+}
+
+async fn event_reasons(client: &kube::Client, object: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    let list = events.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+    list.into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
+    let plane = ControlPlane::start();
+    let client = client(&plane).await;
+    install_crds(&client).await;
+    create_namespace(&client, NS).await;
+    let _operator = OperatorProcess::start(&plane, &["--lease-duration-seconds", "4"]);
+
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
+    let cluster: KafkaCluster = serde_json::from_value(json!({
+        "apiVersion": "strom.dev/v1alpha1", "kind": "KafkaCluster",
+        "metadata": { "name": "events" },
+        "spec": {
+            "replicas": 3,
+            "image": "strom:test",
+            "config": { "log.retention.ms": "3600000" },
+            "storage": { "size": "20Gi", "storageClassName": "fast" },
+        },
+    }))
+    .expect("a KafkaCluster");
+    let cluster = clusters.create(&PostParams::default(), &cluster).await.expect("create the KafkaCluster");
+    let uid = cluster.uid().expect("a uid");
+
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), NS);
+    let sts = eventually("the StatefulSet", WAIT, || get(&statefulsets, "events")).await;
+    let cm = eventually("the ConfigMap", WAIT, || get(&config_maps, "events-config")).await;
+    let headless = eventually("the headless Service", WAIT, || get(&services, "events-brokers")).await;
+    let bootstrap = eventually("the bootstrap Service", WAIT, || get(&services, "events-bootstrap")).await;
+    let pdb = eventually("the PodDisruptionBudget", WAIT, || get(&budgets, "events")).await;
+
+    for (kind, meta) in [
+        ("StatefulSet", &sts.metadata),
+        ("ConfigMap", &cm.metadata),
+        ("headless Service", &headless.metadata),
+        ("bootstrap Service", &bootstrap.metadata),
+        ("PodDisruptionBudget", &pdb.metadata),
+    ] {
+        let owners = meta.owner_references.clone().unwrap_or_default();
+        assert_eq!(owners.len(), 1, "{kind} has one owner");
+        assert_eq!((owners[0].kind.as_str(), owners[0].name.as_str()), ("KafkaCluster", "events"), "{kind}");
+        assert_eq!(owners[0].uid, uid, "{kind} is owned by this cluster");
+        assert_eq!(owners[0].controller, Some(true), "{kind}");
+        let managers: Vec<String> = meta.managed_fields.iter().flatten().filter_map(|m| m.manager.clone()).collect();
+        assert!(managers.contains(&"strom-operator".to_string()), "{kind} applied by strom-operator: {managers:?}");
+    }
+
+    // The ConfigMap: the broker config file with the quorum and the settings.
+    let file = cm.data.as_ref().and_then(|d| d.get(CONFIG_FILE)).expect("the broker config file");
+    let parsed: serde_yaml::Value = serde_yaml::from_str(file).expect("YAML");
+    assert_eq!(
+        parsed["voters"].as_str(),
+        Some(
+            "0@events-0.events-brokers.team.svc:9093,1@events-1.events-brokers.team.svc:9093,2@events-2.events-brokers.team.svc:9093"
+        )
+    );
+    assert_eq!(parsed["settings"]["log.retention.ms"].as_str(), Some("3600000"));
+
+    // The StatefulSet.
+    let spec = &sts.spec;
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.service_name.as_deref(), Some("events-brokers"));
+    assert_eq!(spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref()), Some("OnDelete"));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    let template_annotations = spec.template.metadata.as_ref().and_then(|m| m.annotations.clone()).unwrap_or_default();
+    assert_eq!(template_annotations.get(CONFIG_HASH_ANNOTATION), Some(&config_hash(&cm)), "hash of the live ConfigMap");
+    let pod = spec.template.spec.as_ref().expect("a pod spec");
+    assert_eq!(pod.containers[0].image.as_deref(), Some("strom:test"));
+    let claim = &spec.volume_claim_templates.as_ref().expect("claims")[0];
+    let claim_spec = claim.spec.as_ref().expect("claim spec");
+    assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+    let requests = claim_spec.resources.as_ref().and_then(|r| r.requests.clone()).unwrap_or_default();
+    assert_eq!(requests.get("storage").map(|q| q.0.as_str()), Some("20Gi"));
+
+    // Services and the budget.
+    let headless_spec = headless.spec.expect("headless spec");
+    assert_eq!(headless_spec.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(headless_spec.publish_not_ready_addresses, Some(true));
+    let bootstrap_spec = bootstrap.spec.expect("bootstrap spec");
+    assert_eq!(bootstrap_spec.type_.as_deref(), Some("ClusterIP"));
+    assert_eq!(bootstrap_spec.ports.expect("ports")[0].port, 9092);
+    assert_eq!(pdb.spec.expect("pdb spec").max_unavailable, Some(IntOrString::Int(1)));
+
+    // Status: no kubelet runs pods here, so the brokers are not ready.
+    let status = eventually("the cluster's status", WAIT, || async {
+        let c = get(&clusters, "events").await?;
+        let s = c.status?;
+        (s.observed_generation == c.metadata.generation).then_some(s)
+    })
+    .await;
+    assert_eq!((status.brokers, status.ready_brokers), (3, 0));
+    assert_eq!(status.bootstrap.as_deref(), Some("events-bootstrap.team.svc:9092"));
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("a Ready condition");
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "BrokersNotReady"));
+    assert_eq!(ready.message, "0/3 brokers ready");
+    let progressing = status.conditions.iter().find(|c| c.type_ == "Progressing").expect("a Progressing condition");
+    assert_eq!(progressing.status, "True");
+    assert!(status.conditions.iter().any(|c| c.type_ == "Degraded"), "a Degraded condition");
+    eventually("a Created event", WAIT, || async {
+        event_reasons(&client, "events").await.contains(&"Created".to_string()).then_some(())
+    })
+    .await;
+
+    // A config change: new ConfigMap, new hash on the pod template, observedGeneration follows.
+    let patch = json!({ "spec": { "config": { "log.retention.ms": "7200000" } } });
+    let changed = clusters.patch("events", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch config");
+    let generation = changed.metadata.generation;
+    assert_eq!(generation, Some(2));
+    let (sts, cm) = eventually("the new config to reach the StatefulSet", WAIT, || async {
+        let cm = get(&config_maps, "events-config").await?;
+        let sts = get(&statefulsets, "events").await?;
+        let hash = sts.spec.template.metadata.as_ref()?.annotations.as_ref()?.get(CONFIG_HASH_ANNOTATION)?.clone();
+        (cm.data.as_ref()?.get(CONFIG_FILE)?.contains("7200000") && hash == config_hash(&cm)).then_some((sts, cm))
+    })
+    .await;
+    assert_ne!(
+        sts.spec.template.metadata.and_then(|m| m.annotations).and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned()),
+        template_annotations.get(CONFIG_HASH_ANNOTATION).cloned(),
+        "the hash changed with the config"
+    );
+    assert!(cm.data.expect("data")[CONFIG_FILE].contains("7200000"));
+    eventually("observedGeneration 2", WAIT, || async {
+        let s = get(&clusters, "events").await?.status?;
+        (s.observed_generation == generation).then_some(())
+    })
+    .await;
+    eventually("a ConfigChanged event", WAIT, || async {
+        event_reasons(&client, "events").await.contains(&"ConfigChanged".to_string()).then_some(())
+    })
+    .await;
+
+    // Deleting the cluster garbage-collects what it owns.
+    clusters.delete("events", &DeleteParams::background()).await.expect("delete the KafkaCluster");
+    eventually("the cluster's objects to be garbage-collected", WAIT, || async {
+        let gone = get(&statefulsets, "events").await.is_none()
+            && get(&config_maps, "events-config").await.is_none()
+            && get(&services, "events-brokers").await.is_none()
+            && get(&services, "events-bootstrap").await.is_none()
+            && get(&budgets, "events").await.is_none();
+        gone.then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,135 @@
+//! The generated CRDs install into a real kube-apiserver, and the API server
+//! itself refuses invalid resources with the schema's or CEL rule's message.
+
+mod common;
+
+use common::{ControlPlane, client, create_namespace, install_crds};
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use strom_crds::{KafkaCluster, KafkaTopic};
+
+fn topic(name: &str, spec: serde_json::Value) -> KafkaTopic {
+    serde_json::from_value(json!({
+        "apiVersion": "strom.dev/v1alpha1", "kind": "KafkaTopic",
+        "metadata": { "name": name }, "spec": spec,
+    }))
+    .expect("a KafkaTopic the Rust types accept")
+}
+
+fn cluster(name: &str, spec: serde_json::Value) -> KafkaCluster {
+    serde_json::from_value(json!({
+        "apiVersion": "strom.dev/v1alpha1", "kind": "KafkaCluster",
+        "metadata": { "name": name }, "spec": spec,
+    }))
+    .expect("a KafkaCluster the Rust types accept")
+}
+
+/// The API server's refusal of `result`: (HTTP code, message).
+fn refusal<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) -> (u16, String) {
+    match result {
+        Err(kube::Error::Api(status)) => (status.code, status.message),
+        other => panic!("{what}: expected the API server to refuse it, got {other:?}"),
+    }
+}
+
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str, expected: &[&str]) {
+    let (code, message) = refusal(result, what);
+    assert_eq!(code, 422, "{what}: {message}");
+    for fragment in expected {
+        assert!(message.contains(fragment), "{what}: message {message:?} lacks {fragment:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_resources_are_refused_by_the_api_server_with_a_clear_message() {
+    let plane = ControlPlane::start();
+    let client = client(&plane).await;
+    install_crds(&client).await;
+    create_namespace(&client, "validation").await;
+    let topics: Api<KafkaTopic> = Api::namespaced(client.clone(), "validation");
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), "validation");
+    let pp = PostParams::default();
+
+    // Valid resources are accepted, with their defaults filled in.
+    let created = clusters.create(&pp, &cluster("events", json!({ "replicas": 3 }))).await.expect("a valid cluster");
+    assert_eq!(created.spec.storage.size.as_deref(), Some(strom_crds::cluster::DEFAULT_STORAGE_SIZE));
+    let ok = topics
+        .create(&pp, &topic("orders", json!({ "clusterRef": "events", "partitions": 3, "replicationFactor": 3 })))
+        .await
+        .expect("a valid topic");
+    assert_eq!(ok.spec.deletion_policy, strom_crds::DeletionPolicy::Delete);
+
+    assert_refused(
+        topics
+            .create(
+                &pp,
+                &topic("bad-name", json!({ "clusterRef": "events", "topicName": "orders/eu", "partitions": 1, "replicationFactor": 1 })),
+            )
+            .await,
+        "a topic name with '/'",
+        &["spec.topicName", "topicName may only contain ASCII letters, digits, '.', '_' and '-'"],
+    );
+    assert_refused(
+        topics
+            .create(
+                &pp,
+                &topic(
+                    "dots",
+                    json!({ "clusterRef": "events", "topicName": "..", "partitions": 1, "replicationFactor": 1 }),
+                ),
+            )
+            .await,
+        "topic name '..'",
+        &["topicName cannot be '.' or '..'"],
+    );
+    assert_refused(
+        topics
+            .create(&pp, &topic("zero", json!({ "clusterRef": "events", "partitions": 0, "replicationFactor": 1 })))
+            .await,
+        "partitions 0",
+        &["spec.partitions", "greater than or equal to 1"],
+    );
+
+    // Decreasing partitions is a transition rule: checked on update.
+    let mut shrunk = topics.get("orders").await.expect("read the topic back");
+    shrunk.spec.partitions = 2;
+    assert_refused(
+        topics.replace("orders", &pp, &shrunk).await,
+        "partitions decreased",
+        &["partitions cannot be decreased from 3 to 2; Kafka cannot remove partitions"],
+    );
+    let mut resized = topics.get("orders").await.expect("read the topic back");
+    resized.spec.replication_factor = 2;
+    assert_refused(
+        topics.replace("orders", &pp, &resized).await,
+        "replication factor changed",
+        &["replicationFactor cannot change"],
+    );
+    let mut grown = topics.get("orders").await.expect("read the topic back");
+    grown.spec.partitions = 6;
+    let grown = topics.replace("orders", &pp, &grown).await.expect("growing partitions is allowed");
+    assert_eq!(grown.spec.partitions, 6);
+
+    assert_refused(
+        clusters.create(&pp, &cluster("negative", json!({ "replicas": -1 }))).await,
+        "replicas -1",
+        &["spec.replicas", "greater than or equal to 1"],
+    );
+    assert_refused(
+        clusters.create(&pp, &cluster("units", json!({ "replicas": 1, "storage": { "size": "10GB" } }))).await,
+        "storage size 10GB",
+        &["storage.size must be a number with one of the units Ki, Mi, Gi"],
+    );
+    assert_refused(
+        clusters.create(&pp, &cluster("voters", json!({ "replicas": 3, "controllerVoters": 2 }))).await,
+        "two voters",
+        &["controllerVoters must be 1, 3 or 5"],
+    );
+    let mut moved = clusters.get("events").await.expect("read the cluster back");
+    moved.spec.storage.r#type = strom_crds::StorageType::Ephemeral;
+    assert_refused(
+        clusters.replace("events", &pp, &moved).await,
+        "storage type changed",
+        &["storage.type cannot change"],
+    );
+}
