@@ -10,7 +10,8 @@
 //! Invariant: a [`BrokerConfig`] is fully validated; every error names the
 //! field or setting, the value given and what is allowed.
 
-pub mod settings;
+/// The Kafka-named settings table (crate `strom-settings`, shared with the operator).
+pub use strom_settings as settings;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

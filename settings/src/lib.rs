@@ -640,7 +640,7 @@ mod tests {
 
     #[test]
     fn every_setting_is_documented() {
-        let doc = include_str!("../../../docs/CONFIGURATION.md");
+        let doc = include_str!("../../docs/CONFIGURATION.md");
         for def in BROKER_SETTINGS.iter().chain(TOPIC_SETTINGS) {
             let row = format!("| `{}` |", def.name);
             assert!(doc.contains(&row), "docs/CONFIGURATION.md lacks a row for {}", def.name);
