@@ -53,6 +53,13 @@ pub const NODE_PORT_MAX: i32 = 32767;
     status = "KafkaClusterStatus",
     derive = "PartialEq",
     doc = "A Strom cluster: a set of Kafka-compatible brokers with a Raft controller quorum, managed by the Strom operator.",
+    // The name prefixes Services (DNS-1035 labels: a letter first, at most 63
+    // characters) and pod names with their revision-hash label (the
+    // StatefulSet name at most 52); "-bootstrap" is the longest suffix.
+    validation = Rule::new("self.metadata.name.size() <= 47 && self.metadata.name.matches('^[a-z]')").message(
+        "metadata.name must start with a letter and have at most 47 characters: it names the cluster's \
+         Services and pods"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -110,9 +117,15 @@ pub const NODE_PORT_MAX: i32 = 32767;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaClusterSpec {
-    /// Number of brokers (at least 1). Brokers get node ids 0..replicas-1.
+    /// Number of brokers (1–100). Brokers get node ids 0..replicas-1. Cannot
+    /// decrease yet: draining brokers before removal is not implemented.
     #[serde(default = "default_replicas")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 100))]
+    #[x_kube(validation = Rule::new("self >= oldSelf").message(Message::Expression(
+        "'replicas cannot decrease (from %d to %d) yet: removing brokers needs their partitions moved first, \
+         which is not implemented'.format([oldSelf, self])"
+            .into()
+    )))]
     pub replicas: i32,
 
     /// Container image of the broker.
@@ -144,8 +157,9 @@ pub struct KafkaClusterSpec {
     pub controller_voters: Option<i32>,
 
     /// Broker settings by their Kafka names, e.g. `log.retention.ms: "604800000"`.
-    /// Settings the operator derives itself (node id, listeners, quorum
-    /// voters, log directories) are overridden.
+    /// Node id, listeners, quorum voters and the data directory are set by
+    /// the operator, not here; an unknown setting is reported in the status
+    /// (Degraded, InvalidSpec) and not rolled out.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
 
@@ -157,13 +171,16 @@ pub struct KafkaClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
-    /// How clients reach the brokers. The in-cluster listener always exists;
-    /// this adds listeners reachable from outside the cluster.
+    /// How clients reach the brokers. The in-cluster listener always exists.
+    /// `external` exposes the bootstrap Service outside the cluster; brokers
+    /// still advertise their in-cluster names (per-broker external addresses
+    /// are not implemented yet).
     #[serde(default)]
     pub listeners: Listeners,
 
-    /// Rack awareness: when set, each broker's `broker.rack` is the value of
-    /// this node label and replicas of a partition are spread across racks.
+    /// Rack awareness: broker pods are spread across the values of this node
+    /// label. Brokers do not learn their rack yet (they cannot read node
+    /// labels), so replica placement does not use it yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<Rack>,
 
@@ -323,12 +340,19 @@ pub struct Storage {
         ),
         // Only numbers need this; anything else already fails the rule above.
         validation = Rule::new("!self.matches('^[0-9]') || self.matches('[1-9]')")
-            .message("storage.size must be greater than zero")
+            .message("storage.size must be greater than zero"),
+        validation = Rule::new("self == oldSelf").message(
+            "storage.size cannot change yet: a StatefulSet's volume claims are fixed (volume expansion is not implemented)"
+        )
     )]
     pub size: Option<String>,
 
     /// StorageClass of the claims; the cluster's default class when unset.
+    /// Cannot change after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message("storage.storageClassName cannot change: a StatefulSet's volume claims are fixed"))]
     pub storage_class_name: Option<String>,
 
     /// Delete the brokers' PersistentVolumeClaims when the KafkaCluster is
@@ -403,19 +427,19 @@ pub struct Listeners {
     pub external: Option<ExternalListener>,
 }
 
-/// A listener reachable from outside the cluster, one Service per broker
-/// plus a bootstrap Service.
+/// A listener reachable from outside the cluster: the bootstrap Service's type.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("!has(self.nodePortBase) || self.type == 'NodePort'")
     .message("nodePortBase applies only to type NodePort")
     .field_path(".nodePortBase"))]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalListener {
-    /// How the per-broker Services are exposed: NodePort or LoadBalancer.
+    /// How the bootstrap Service is exposed: NodePort or LoadBalancer.
     pub r#type: ExternalListenerType,
 
-    /// For NodePort: the node port of broker 0; broker n gets nodePortBase + n.
-    /// Kubernetes picks free ports when unset. Must lie in 30000–32767.
+    /// For NodePort: the bootstrap Service's node port (reserved for broker 0;
+    /// broker n will get nodePortBase + n with per-broker Services).
+    /// Kubernetes picks a free port when unset. Must lie in 30000–32767.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 30000, max = 32767))]
     pub node_port_base: Option<i32>,
@@ -457,9 +481,9 @@ pub enum ListenerError {
 /// How an external listener is exposed.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExternalListenerType {
-    /// A NodePort Service per broker; clients connect to a node's address.
+    /// A NodePort Service; clients connect to a node's address.
     NodePort,
-    /// A LoadBalancer Service per broker.
+    /// A LoadBalancer Service.
     LoadBalancer,
 }
 
@@ -549,11 +573,11 @@ pub struct KafkaClusterStatus {
     pub ready_brokers: i32,
 
     /// Node id of the active controller (the Raft leader), when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Written as null when unknown, so a merge patch clears a stale value.
     pub controller_id: Option<i32>,
 
-    /// Partitions whose ISR is smaller than their replica set, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Partitions whose ISR is smaller than their replica set, when known
+    /// (null when unknown).
     pub under_replicated_partitions: Option<i32>,
 
     /// Bootstrap servers for clients inside the cluster, `host:port,...`.

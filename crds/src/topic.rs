@@ -103,8 +103,8 @@ pub struct KafkaTopicSpec {
     )]
     pub topic_name: Option<String>,
 
-    /// Number of partitions (at least 1). Can grow, never shrink.
-    #[schemars(range(min = 1))]
+    /// Number of partitions (1–10000). Can grow, never shrink.
+    #[schemars(range(min = 1, max = 10000))]
     #[x_kube(validation = Rule::new("self >= oldSelf").message(Message::Expression(
         "'partitions cannot be decreased from %d to %d; Kafka cannot remove partitions'.format([oldSelf, self])"
             .into()
@@ -239,7 +239,7 @@ pub struct KafkaTopicStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub topic_name: Option<String>,
 
-    /// Kafka's topic id (a UUID in Kafka's base64 form), once the topic exists.
+    /// Kafka's topic id (the UUID's 16 bytes in hex), once the topic exists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub topic_id: Option<String>,
 

@@ -301,6 +301,18 @@ fn storage_type_cannot_change() {
     let new = cluster(json!({"storage": {"type": "Ephemeral"}}));
     assert_refused(&schema, &new, Some(&old), "storage.type cannot change");
     let grown = cluster(json!({"storage": {"type": "Persistent", "size": "20Gi"}}));
+    assert_refused(&schema, &grown, Some(&old), "storage.size cannot change yet");
+    let same = cluster(json!({"storage": {"type": "Persistent", "size": "10Gi"}}));
+    assert_eq!(violations(&schema, &same, Some(&old)), Vec::<String>::new());
+}
+
+#[test]
+fn replicas_cannot_decrease() {
+    let schema = schema_for_cel::<KafkaCluster>();
+    let old = cluster(json!({"replicas": 5, "controllerVoters": 3}));
+    let shrunk = cluster(json!({"replicas": 4, "controllerVoters": 3}));
+    assert_refused(&schema, &shrunk, Some(&old), "replicas cannot decrease (from 5 to 4) yet");
+    let grown = cluster(json!({"replicas": 6, "controllerVoters": 3}));
     assert_eq!(violations(&schema, &grown, Some(&old)), Vec::<String>::new());
 }
 
