@@ -30,9 +30,11 @@ HELM_VERSION=v3.22.0  # helm.sh/helm/v3, newest served
 KWOK_VERSION=v0.8.0   # sigs.k8s.io/kwok, newest served
 
 # The controllers that run by default: enough for namespaces to be deleted, owner
-# references to be honoured, and service accounts (with their tokens and the
-# kube-root-ca.crt ConfigMap) to appear. None of them needs a scheduler or nodes.
-DEFAULT_KCM_CONTROLLERS=garbagecollector,namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher
+# references to be honoured, service accounts (with their tokens and the
+# kube-root-ca.crt ConfigMap) to appear, and StatefulSets to create their Pods
+# and claims and report status. None of them needs a scheduler or nodes (the
+# Pods stay Pending).
+DEFAULT_KCM_CONTROLLERS=garbagecollector,namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,statefulset
 
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 CACHE="${STROM_CACHE:-$HOME/.cache/strom}"

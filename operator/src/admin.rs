@@ -20,6 +20,8 @@ use tonic::transport::{Channel, Endpoint};
 pub const UNKNOWN_TOPIC_OR_PARTITION: i32 = 3;
 /// Kafka's TOPIC_ALREADY_EXISTS.
 pub const TOPIC_ALREADY_EXISTS: i32 = 36;
+/// Kafka's TOPIC_DELETION_DISABLED.
+pub const TOPIC_DELETION_DISABLED: i32 = 73;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);

@@ -91,7 +91,7 @@ pub fn assign(
     if distinct.len() < rf {
         return Err(AssignmentError::NotEnoughBrokers { replication_factor, brokers: distinct.len() });
     }
-    let mut out = Vec::with_capacity(count);
+    let mut out = Vec::new();
     for _ in 0..count {
         let leader = distinct
             .values()

@@ -49,6 +49,44 @@ const DATA_DIR: &str = "/var/lib/strom";
 /// Settings the operator fills in unless the cluster's config sets them.
 const REPLICATION_DEFAULTS: [&str; 2] = ["default.replication.factor", "offsets.topic.replication.factor"];
 
+/// Settings the operator derives from the cluster and the pod; not allowed in `spec.config`.
+const OPERATOR_OWNED_SETTINGS: [(&str, &str); 9] = [
+    ("node.id", "the pod ordinal"),
+    ("broker.id", "the pod ordinal"),
+    ("process.roles", "the controller quorum layout"),
+    ("controller.quorum.voters", "spec.controllerVoters"),
+    ("listeners", "the operator's fixed ports"),
+    ("advertised.listeners", "the pod's DNS name"),
+    ("log.dirs", "spec.storage"),
+    ("log.dir", "spec.storage"),
+    ("broker.rack", "spec.rack"),
+];
+
+/// A `spec.config` entry the brokers would refuse at start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerConfigError {
+    /// A setting the operator derives itself.
+    #[error("spec.config.{key}: set by the operator from {source_field}; remove it from spec.config")]
+    OperatorOwned { key: String, source_field: &'static str },
+    /// An unknown setting or a bad value, in the brokers' own words.
+    #[error("spec.config: {0}")]
+    Setting(#[from] strom_settings::SettingError),
+}
+
+/// Checks `spec.config` as the brokers will at start (same table, same
+/// messages), so a typo is reported in the cluster's status instead of
+/// crash-looping every broker.
+pub fn check_broker_config(config: &BTreeMap<String, String>) -> Result<(), BrokerConfigError> {
+    let mut settings = strom_settings::Settings::broker_defaults();
+    for (key, value) in config {
+        if let Some((_, source_field)) = OPERATOR_OWNED_SETTINGS.iter().find(|(owned, _)| owned == key) {
+            return Err(BrokerConfigError::OperatorOwned { key: key.clone(), source_field });
+        }
+        settings.set(key, value)?;
+    }
+    Ok(())
+}
+
 /// Object names and identity derived from a `KafkaCluster`.
 #[derive(Debug, Clone)]
 pub struct ClusterNames {

@@ -89,12 +89,25 @@ pub struct Observed {
 /// One condition as (status, reason, message).
 pub type ConditionValue = (bool, &'static str, String);
 
+/// Why the operator could not roll the spec out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocked {
+    /// The API server accepted the spec, but it cannot be realised.
+    InvalidSpec(String),
+    /// Applying the cluster's objects failed.
+    ApplyFailed(String),
+}
+
 /// The Ready, Progressing and Degraded conditions for what was observed (pure).
 pub fn conditions(
     replicas: i32,
     observed: &Observed,
-    invalid_spec: Option<&str>,
+    blocked: Option<&Blocked>,
 ) -> (ConditionValue, ConditionValue, ConditionValue) {
+    let invalid_spec = match blocked {
+        Some(Blocked::InvalidSpec(reason)) => Some(reason.as_str()),
+        _ => None,
+    };
     let all_ready = observed.ready_brokers >= replicas;
     let progressing = if observed.outdated_brokers > 0 {
         (true, "RestartPending", format!("{} broker(s) run an older pod template", observed.outdated_brokers))
@@ -105,6 +118,8 @@ pub fn conditions(
     };
     let degraded = if let Some(reason) = invalid_spec {
         (true, "InvalidSpec", reason.to_string())
+    } else if let Some(Blocked::ApplyFailed(e)) = blocked {
+        (true, "ApplyFailed", e.clone())
     } else if let Some(n) = observed.offline.filter(|n| *n > 0) {
         (true, "OfflinePartitions", format!("{n} partition(s) have no leader"))
     } else if let Some(n) = observed.under_replicated.filter(|n| *n > 0) {
@@ -142,13 +157,18 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
 async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action, ClusterError> {
     let names = ClusterNames::of(cluster);
     let spec = &cluster.spec;
-    let invalid = spec.validate().err().map(|e| e.to_string());
-    if let Some(reason) = &invalid {
-        tracing::warn!(cluster = %builders::object_key(cluster), %reason, "spec cannot be realised; objects left as they are");
-        ctx.event(&cluster.object_ref(&()), true, "InvalidSpec", "Validate", reason.clone()).await;
-    } else {
-        apply_objects(cluster, &names, ctx).await?;
-    }
+    let mut apply_error = None;
+    let blocked = match validate(cluster) {
+        Err(reason) => Some(Blocked::InvalidSpec(reason)),
+        Ok(()) => match apply_objects(cluster, &names, ctx).await {
+            Ok(()) => None,
+            Err(e) => {
+                let blocked = Blocked::ApplyFailed(e.to_string());
+                apply_error = Some(e);
+                Some(blocked)
+            }
+        },
+    };
 
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let sts = sts_api.get_opt(&names.name).await.map_err(|source| ClusterError::Kube {
@@ -158,7 +178,9 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
         source,
     })?;
     let mut observed = Observed::default();
+    let mut existing_brokers = 0;
     if let Some(status) = sts.as_ref().and_then(|s| s.status.as_ref()) {
+        existing_brokers = status.replicas;
         observed.ready_brokers = status.ready_replicas.unwrap_or(0);
         if status.current_revision.is_some() && status.current_revision != status.update_revision {
             observed.outdated_brokers = status.replicas - status.updated_replicas.unwrap_or(0);
@@ -173,21 +195,28 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
         Err(e) => observed.admin_error = Some(e.to_string()),
     }
 
-    let (ready, progressing, degraded) = conditions(spec.replicas, &observed, invalid.as_deref());
+    let (ready, progressing, degraded) = conditions(spec.replicas, &observed, blocked.as_ref());
     let generation = cluster.metadata.generation;
     let now = Time(Timestamp::now());
     let mut status: KafkaClusterStatus = cluster.status.clone().unwrap_or_default();
+    let mut degraded_changed = false;
     for (kind, (value, reason, message)) in [(READY, &ready), (PROGRESSING, &progressing), (DEGRADED, &degraded)] {
-        set_condition(&mut status.conditions, kind, *value, reason, message, generation, now.clone());
+        let changed = set_condition(&mut status.conditions, kind, *value, reason, message, generation, now.clone());
+        degraded_changed |= changed && kind == DEGRADED;
+    }
+    if let (Some(Blocked::InvalidSpec(reason)), true) = (&blocked, degraded_changed) {
+        tracing::warn!(cluster = %builders::object_key(cluster), %reason, "spec cannot be realised; objects left as they are");
+        ctx.event(&cluster.object_ref(&()), true, "InvalidSpec", "Validate", reason.clone()).await;
     }
     status.observed_generation = generation;
-    status.brokers = spec.replicas;
+    status.brokers = existing_brokers;
     status.ready_brokers = observed.ready_brokers;
     status.controller_id = observed.controller_id;
     status.under_replicated_partitions = observed.under_replicated;
     status.bootstrap = Some(names.bootstrap_address());
     if cluster.status.as_ref() != Some(&status) {
         let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &names.namespace);
+        // Every status field is sent, unknown ones as null, so a merge patch clears stale values.
         let patch = serde_json::json!({ "status": status });
         api.patch_status(&names.name, &PatchParams::apply(crate::FIELD_MANAGER), &Patch::Merge(&patch)).await.map_err(
             |source| ClusterError::Kube {
@@ -198,7 +227,16 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
             },
         )?;
     }
+    if let Some(e) = apply_error {
+        return Err(e);
+    }
     Ok(Action::requeue(if ready.0 { Duration::from_secs(60) } else { Duration::from_secs(10) }))
+}
+
+/// What the API server cannot check: the spec's own rules and the broker settings.
+fn validate(cluster: &KafkaCluster) -> Result<(), String> {
+    cluster.spec.validate().map_err(|e| e.to_string())?;
+    builders::check_broker_config(&cluster.spec.config).map_err(|e| e.to_string())
 }
 
 async fn apply_objects(cluster: &KafkaCluster, names: &ClusterNames, ctx: &Context) -> Result<(), ClusterError> {
@@ -206,12 +244,14 @@ async fn apply_objects(cluster: &KafkaCluster, names: &ClusterNames, ctx: &Conte
     let config_map = builders::config_map(cluster);
     let hash = builders::config_hash(&config_map);
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
-    let previous_hash = sts_api
-        .get_opt(&names.name)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|s| s.spec.template.metadata?.annotations?.get(builders::CONFIG_HASH_ANNOTATION).cloned());
+    let existing = sts_api.get_opt(&names.name).await.map_err(|source| ClusterError::Kube {
+        action: "read",
+        kind: "StatefulSet".into(),
+        name: names.name.clone(),
+        source,
+    })?;
+    let previous_hash = existing
+        .map(|s| s.spec.template.metadata.and_then(|m| m.annotations?.get(builders::CONFIG_HASH_ANNOTATION).cloned()));
 
     apply::<ConfigMap>(&ctx.client, ns, &config_map).await?;
     apply::<Service>(&ctx.client, ns, &builders::headless_service(cluster)).await?;
@@ -220,7 +260,7 @@ async fn apply_objects(cluster: &KafkaCluster, names: &ClusterNames, ctx: &Conte
     apply::<PodDisruptionBudget>(&ctx.client, ns, &builders::pod_disruption_budget(cluster)).await?;
 
     let reference = cluster.object_ref(&());
-    match previous_hash {
+    match previous_hash.map(Option::unwrap_or_default) {
         None => {
             let note = format!("created StatefulSet {} with {} brokers", names.name, cluster.spec.replicas);
             ctx.event(&reference, false, "Created", "Apply", note).await;
@@ -276,11 +316,18 @@ mod tests {
         let (ready, _, degraded) = conditions(3, &observed, None);
         assert!(ready.0, "under-replicated partitions still serve");
         assert_eq!((degraded.0, degraded.1), (true, "UnderReplicated"));
-        let (ready, _, degraded) = conditions(3, &observed, Some("storage.size is required"));
+        let invalid = Blocked::InvalidSpec("storage.size is required".into());
+        let (ready, _, degraded) = conditions(3, &observed, Some(&invalid));
         assert_eq!((ready.0, ready.1, degraded.1), (false, "InvalidSpec", "InvalidSpec"));
         assert_eq!(degraded.2, "storage.size is required");
         let observed = Observed { ready_brokers: 3, outdated_brokers: 2, ..Observed::default() };
         let (_, progressing, _) = conditions(3, &observed, None);
         assert_eq!((progressing.0, progressing.1), (true, "RestartPending"));
+        let failed = Blocked::ApplyFailed("apply StatefulSet events: forbidden".into());
+        let (_, _, degraded) = conditions(3, &observed, Some(&failed));
+        assert_eq!(
+            (degraded.0, degraded.1, degraded.2.as_str()),
+            (true, "ApplyFailed", "apply StatefulSet events: forbidden")
+        );
     }
 }

@@ -47,7 +47,10 @@ pub struct OperatorConfig {
 /// or the HTTP endpoints cannot be served.
 pub async fn run(client: kube::Client, config: OperatorConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = Metrics::new()?;
-    let http = tokio::spawn(telemetry::serve(config.http_listen, metrics.clone(), shutdown.clone()));
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve /metrics, /healthz, /readyz on {}: {e}", config.http_listen))?;
+    let http = tokio::spawn(telemetry::serve(listener, metrics.clone(), shutdown.clone()));
     metrics.set_ready();
 
     let lock = config.lease.clone().map(|lease| LeaseLock::new(client.clone(), lease));
@@ -71,19 +74,22 @@ pub async fn run(client: kube::Client, config: OperatorConfig, shutdown: Cancell
 
     let outcome = match &lock {
         Some(lock) => {
-            let hold_stop = shutdown.child_token();
-            let (lost, ()) = tokio::join!(
-                async {
-                    let r = lock.hold(&hold_stop).await;
-                    controllers_stop.cancel();
-                    r
-                },
-                async {
-                    all.await;
-                    hold_stop.cancel();
+            let hold_stop = CancellationToken::new();
+            let mut controllers_done = std::pin::pin!(all);
+            tokio::select! {
+                lost = lock.hold(&hold_stop) => {
+                    // Lost (or never confirmed) leadership: stop acting now. Dropping the
+                    // controllers' futures cancels every reconcile in flight; the process exits.
+                    let reason = lost.err().unwrap_or_else(|| "lease holding stopped".to_string());
+                    Err(anyhow::anyhow!("lost leadership: {reason}"))
                 }
-            );
-            lost.map_err(|reason| anyhow::anyhow!("lost leadership: {reason}"))
+                _ = &mut controllers_done => {
+                    // Shutdown: every reconcile has finished; only now may a standby take over.
+                    hold_stop.cancel();
+                    lock.release().await;
+                    Ok(())
+                }
+            }
         }
         None => {
             all.await;

@@ -3,7 +3,6 @@
 //! (the operator has started: it leads and runs its controllers, or stands
 //! by for the Lease).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -79,14 +78,19 @@ async fn readyz(State(m): State<Metrics>) -> (StatusCode, &'static str) {
     }
 }
 
-/// Serves the HTTP endpoints on `addr` until `shutdown` fires.
-pub async fn serve(addr: SocketAddr, metrics_state: Metrics, shutdown: CancellationToken) -> std::io::Result<()> {
+/// Serves the HTTP endpoints on `listener` until `shutdown` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics_state: Metrics,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(metrics_state);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    }
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }

@@ -31,7 +31,7 @@ use strom_crds::conditions::{DEGRADED, READY, set_condition};
 use strom_crds::{DeletionPolicy, KafkaCluster, KafkaTopic, KafkaTopicStatus, PartitionStatus};
 use strom_proto::admin::TopicDescription;
 
-use crate::admin::{AdminError, ClusterAdmin, TOPIC_ALREADY_EXISTS};
+use crate::admin::{AdminError, ClusterAdmin, TOPIC_ALREADY_EXISTS, TOPIC_DELETION_DISABLED};
 use crate::assignment::{self, Load, Placeable};
 use crate::builders::ClusterNames;
 use crate::context::Context;
@@ -190,20 +190,22 @@ async fn write_status(topic: &KafkaTopic, ctx: &Context, status: &KafkaTopicStat
     Ok(())
 }
 
-/// Sets Ready and Degraded on `status`.
+/// Sets Ready and Degraded on `status`; returns whether Ready changed.
 fn set_health(
     status: &mut KafkaTopicStatus,
     generation: Option<i64>,
     ready: (bool, &str, String),
     degraded: (bool, &str, String),
-) {
+) -> bool {
     let now = Time(Timestamp::now());
-    set_condition(&mut status.conditions, READY, ready.0, ready.1, &ready.2, generation, now.clone());
+    let changed = set_condition(&mut status.conditions, READY, ready.0, ready.1, &ready.2, generation, now.clone());
     set_condition(&mut status.conditions, DEGRADED, degraded.0, degraded.1, &degraded.2, generation, now);
     status.observed_generation = generation;
+    changed
 }
 
-/// Ends a pass that cannot proceed: Ready false with `reason`, an event, a requeue.
+/// Ends a pass that cannot proceed: Ready false with `reason`, an event when
+/// that is news (not on every retry), a requeue.
 async fn not_ready(
     topic: &KafkaTopic,
     ctx: &Context,
@@ -213,9 +215,12 @@ async fn not_ready(
     retry: Duration,
 ) -> Result<Action, TopicError> {
     let generation = topic.metadata.generation;
-    set_health(&mut status, generation, (false, reason, message.clone()), (true, reason, message.clone()));
+    let changed =
+        set_health(&mut status, generation, (false, reason, message.clone()), (true, reason, message.clone()));
     write_status(topic, ctx, &status).await?;
-    ctx.event(&topic.object_ref(&()), true, reason, "Reconcile", message).await;
+    if changed {
+        ctx.event(&topic.object_ref(&()), true, reason, "Reconcile", message).await;
+    }
     Ok(Action::requeue(retry))
 }
 
@@ -413,8 +418,15 @@ async fn cleanup(topic: &KafkaTopic, ctx: &Context) -> Result<Action, TopicError
         return Ok(Action::await_change());
     }
     let admin = ctx.admin_for(&ClusterNames::of(&cluster), cluster.spec.replicas);
-    admin.delete_topic(&name).await.map_err(admin_err(&name))?;
-    ctx.event(&reference, false, "TopicDeleted", "Delete", format!("deleted topic {name}")).await;
+    match admin.delete_topic(&name).await {
+        Ok(()) => ctx.event(&reference, false, "TopicDeleted", "Delete", format!("deleted topic {name}")).await,
+        Err(e) if e.code() == Some(TOPIC_DELETION_DISABLED) => {
+            // The cluster forbids deletion (delete.topic.enable=false): keep the topic, let the resource go.
+            let note = format!("kept topic {name}: the cluster has topic deletion disabled ({e})");
+            ctx.event(&reference, true, "TopicRetained", "Delete", note).await;
+        }
+        Err(e) => return Err(admin_err(&name)(e)),
+    }
     Ok(Action::await_change())
 }
 

@@ -123,11 +123,11 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
     assert_eq!(bootstrap_spec.ports.expect("ports")[0].port, 9092);
     assert_eq!(pdb.spec.expect("pdb spec").max_unavailable, Some(IntOrString::Int(1)));
 
-    // Status: no kubelet runs pods here, so the brokers are not ready.
-    let status = eventually("the cluster's status", WAIT, || async {
+    // Status: the StatefulSet controller creates the pods, but no kubelet runs them here.
+    let status = eventually("the cluster's status with 3 broker pods", WAIT, || async {
         let c = get(&clusters, "events").await?;
         let s = c.status?;
-        (s.observed_generation == c.metadata.generation).then_some(s)
+        (s.observed_generation == c.metadata.generation && s.brokers == 3).then_some(s)
     })
     .await;
     assert_eq!((status.brokers, status.ready_brokers), (3, 0));

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{ControlPlane, client, create_namespace, install_crds};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde_json::json;
 use strom_crds::{KafkaCluster, KafkaTopic};
 
@@ -50,9 +50,20 @@ async fn invalid_resources_are_refused_by_the_api_server_with_a_clear_message() 
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), "validation");
     let pp = PostParams::default();
 
-    // Valid resources are accepted, with their defaults filled in.
-    let created = clusters.create(&pp, &cluster("events", json!({ "replicas": 3 }))).await.expect("a valid cluster");
-    assert_eq!(created.spec.storage.size.as_deref(), Some(strom_crds::cluster::DEFAULT_STORAGE_SIZE));
+    // Valid resources are accepted, with the schema's defaults filled in by the API server
+    // (sent as raw JSON, so no client-side default is involved).
+    let raw: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "validation", &ApiResource::erase::<KafkaCluster>(&()));
+    let minimal: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "strom.dev/v1alpha1", "kind": "KafkaCluster",
+        "metadata": { "name": "minimal" }, "spec": {},
+    }))
+    .expect("a raw object");
+    let stored = raw.create(&pp, &minimal).await.expect("a cluster with an empty spec");
+    assert_eq!(stored.data["spec"]["replicas"], json!(strom_crds::cluster::DEFAULT_REPLICAS));
+    assert_eq!(stored.data["spec"]["storage"]["size"], json!(strom_crds::cluster::DEFAULT_STORAGE_SIZE));
+    assert_eq!(stored.data["spec"]["image"], json!(strom_crds::DEFAULT_BROKER_IMAGE));
+    clusters.create(&pp, &cluster("events", json!({ "replicas": 3 }))).await.expect("a valid cluster");
     let ok = topics
         .create(&pp, &topic("orders", json!({ "clusterRef": "events", "partitions": 3, "replicationFactor": 3 })))
         .await

@@ -176,3 +176,20 @@ fn services_and_budget() {
     assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
     assert_eq!(ClusterNames::of(&c).bootstrap_address(), "events-bootstrap.team.svc:9092");
 }
+
+#[test]
+fn broker_config_is_checked_as_brokers_would() {
+    let ok = BTreeMap::from([("log.retention.ms".to_string(), "3600000".to_string())]);
+    assert!(check_broker_config(&ok).is_ok());
+    let typo = BTreeMap::from([("log.retention.msec".to_string(), "1".to_string())]);
+    let e = check_broker_config(&typo).unwrap_err().to_string();
+    assert!(e.starts_with("spec.config: ") && e.contains("log.retention.msec"), "{e}");
+    let bad_value = BTreeMap::from([("log.retention.ms".to_string(), "soon".to_string())]);
+    let e = check_broker_config(&bad_value).unwrap_err().to_string();
+    assert!(e.contains("log.retention.ms") && e.contains("soon"), "{e}");
+    let owned = BTreeMap::from([("node.id".to_string(), "7".to_string())]);
+    assert_eq!(
+        check_broker_config(&owned).unwrap_err().to_string(),
+        "spec.config.node.id: set by the operator from the pod ordinal; remove it from spec.config"
+    );
+}

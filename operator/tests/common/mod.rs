@@ -72,9 +72,19 @@ pub async fn create_namespace(client: &kube::Client, name: &str) {
     api.create(&PostParams::default(), &ns).await.unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback, below the kernel's ephemeral range (32768+) so
+/// that no outgoing connection takes it between now and the server's bind.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919)
+        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    for _ in 0..1000 {
+        let port = 20000 + (seed.wrapping_add(NEXT.fetch_add(7, Ordering::Relaxed)) % 12000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000..32000")
 }
 
 fn unique_dir(what: &str) -> PathBuf {
@@ -248,7 +258,7 @@ impl LocalBrokers {
     pub fn start(n: usize) -> LocalBrokers {
         let binary = broker_binary();
         let dir = unique_dir("brokers");
-        let mut brokers: Vec<LocalBroker> = (0..n)
+        let brokers: Vec<LocalBroker> = (0..n)
             .map(|i| {
                 let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
                 LocalBroker {
@@ -262,7 +272,9 @@ impl LocalBrokers {
             })
             .collect();
         let voters: Vec<String> = brokers.iter().map(|b| format!("{}@{}", b.id, b.internal)).collect();
-        for b in &mut brokers {
+        // Owned by the cluster before any spawn, so a failure kills those already started.
+        let mut cluster = LocalBrokers { brokers, dir: dir.clone() };
+        for b in &mut cluster.brokers {
             let log = std::fs::File::create(&b.log).expect("create broker log");
             let child = Command::new(&binary)
                 .arg("--node-id")
@@ -288,12 +300,13 @@ impl LocalBrokers {
                 .expect("start strom-broker");
             b.child = Some(child);
         }
-        let cluster = LocalBrokers { brokers, dir };
         let deadline = Instant::now() + Duration::from_secs(90);
-        for b in &cluster.brokers {
-            while http_get(b.http, "/readyz").is_none() {
-                if Instant::now() > deadline {
-                    panic!("broker {} not ready after 90 s:\n{}", b.id, cluster.log_tails());
+        for i in 0..cluster.brokers.len() {
+            while http_get(cluster.brokers[i].http, "/readyz").is_none() {
+                let exited = cluster.brokers[i].child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+                if exited || Instant::now() > deadline {
+                    let why = if exited { "exited" } else { "not ready after 90 s" };
+                    panic!("broker {i} {why}:\n{}", cluster.log_tails());
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
