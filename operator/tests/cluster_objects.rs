@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ControlPlane, OperatorProcess, client, create_namespace, eventually, install_crds};
+use common::{OperatorProcess, eventually, plane_with_namespace};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::events::v1::Event;
@@ -40,10 +40,7 @@ async fn event_reasons(client: &kube::Client, object: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
-    let plane = ControlPlane::start();
-    let client = client(&plane).await;
-    install_crds(&client).await;
-    create_namespace(&client, NS).await;
+    let (plane, client) = plane_with_namespace(NS).await;
     let _operator = OperatorProcess::start(&plane, &["--lease-duration-seconds", "4"]);
 
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);

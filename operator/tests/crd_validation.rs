@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ControlPlane, client, create_namespace, install_crds};
+use common::plane_with_namespace;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde_json::json;
 use strom_crds::{KafkaCluster, KafkaTopic};
@@ -42,10 +42,7 @@ fn assert_refused<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_resources_are_refused_by_the_api_server_with_a_clear_message() {
-    let plane = ControlPlane::start();
-    let client = client(&plane).await;
-    install_crds(&client).await;
-    create_namespace(&client, "validation").await;
+    let (_plane, client) = plane_with_namespace("validation").await;
     let topics: Api<KafkaTopic> = Api::namespaced(client.clone(), "validation");
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), "validation");
     let pp = PostParams::default();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ControlPlane, LocalBrokers, OperatorProcess, client, create_namespace, eventually, install_crds};
+use common::{ControlPlane, LocalBrokers, OperatorProcess, client, eventually, plane_with_namespace};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -86,10 +86,7 @@ async fn racing_candidates_get_one_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_operator_replicas_never_both_act() {
-    let plane = ControlPlane::start();
-    let client = client(&plane).await;
-    install_crds(&client).await;
-    create_namespace(&client, "ha").await;
+    let (plane, client) = plane_with_namespace("ha").await;
     let lease = ["--lease-duration-seconds", "4"];
     let mut a = OperatorProcess::start(&plane, &[&lease[..], &["--identity", "operator-a"]].concat());
     let mut b = OperatorProcess::start(&plane, &[&lease[..], &["--identity", "operator-b"]].concat());
@@ -153,10 +150,7 @@ async fn two_operator_replicas_never_both_act() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_killed_mid_reconcile_converges_after_restart() {
     let brokers = LocalBrokers::start(3);
-    let plane = ControlPlane::start();
-    let client = client(&plane).await;
-    install_crds(&client).await;
-    create_namespace(&client, "restart").await;
+    let (plane, client) = plane_with_namespace("restart").await;
     let override_arg = format!("restart/events={}", brokers.admin_addresses());
     let mut operator = OperatorProcess::start(
         &plane,

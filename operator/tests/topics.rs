@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{ControlPlane, LocalBrokers, OperatorProcess, client, create_namespace, eventually, install_crds};
+use common::{LocalBrokers, OperatorProcess, eventually, plane_with_namespace};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
@@ -80,10 +80,7 @@ async fn wait_gone(topics: &Api<KafkaTopic>, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_topics_create_grow_reconfigure_and_delete_topics_in_a_live_cluster() {
     let brokers = LocalBrokers::start(3);
-    let plane = ControlPlane::start();
-    let client = client(&plane).await;
-    install_crds(&client).await;
-    create_namespace(&client, NS).await;
+    let (plane, client) = plane_with_namespace(NS).await;
     let override_arg = format!("{NS}/events={}", brokers.admin_addresses());
     let _operator = OperatorProcess::start(
         &plane,
@@ -210,10 +207,7 @@ async fn kafka_topics_create_grow_reconfigure_and_delete_topics_in_a_live_cluste
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_whose_replication_factor_exceeds_the_brokers_says_so_in_its_status() {
     let brokers = LocalBrokers::start(1);
-    let plane = ControlPlane::start();
-    let client = client(&plane).await;
-    install_crds(&client).await;
-    create_namespace(&client, NS).await;
+    let (plane, client) = plane_with_namespace(NS).await;
     let override_arg = format!("{NS}/solo={}", brokers.admin_addresses());
     let _operator = OperatorProcess::start(&plane, &["--no-leader-election", "--admin-override", &override_arg]);
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);

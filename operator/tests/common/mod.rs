@@ -72,6 +72,15 @@ pub async fn create_namespace(client: &kube::Client, name: &str) {
     api.create(&PostParams::default(), &ns).await.unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
 }
 
+/// A started control plane with the CRDs installed and namespace `namespace` created.
+pub async fn plane_with_namespace(namespace: &str) -> (ControlPlane, kube::Client) {
+    let plane = ControlPlane::start();
+    let client = client(&plane).await;
+    install_crds(&client).await;
+    create_namespace(&client, namespace).await;
+    (plane, client)
+}
+
 /// A free TCP port on loopback, below the kernel's ephemeral range (32768+) so
 /// that no outgoing connection takes it between now and the server's bind.
 pub fn free_port() -> u16 {
