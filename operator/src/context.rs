@@ -7,9 +7,12 @@
 //! addresses the operator can reach (e.g. brokers running as local processes).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use strom_crds::KafkaTopic;
 
 use crate::admin::ClusterAdmin;
 use crate::builders::ClusterNames;
@@ -25,6 +28,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// `namespace/name` → broker internal addresses, replacing pod DNS names.
     pub admin_overrides: BTreeMap<String, Vec<String>>,
+    /// The topic controllers' caches of KafkaTopics (one per watched scope).
+    topic_stores: Mutex<Vec<Store<KafkaTopic>>>,
 }
 
 /// A malformed `--admin-override` value.
@@ -62,7 +67,32 @@ impl Context {
         admin_overrides: BTreeMap<String, Vec<String>>,
     ) -> Context {
         let reporter = Reporter { controller: crate::FIELD_MANAGER.into(), instance: Some(instance) };
-        Context { recorder: Recorder::new(client.clone(), reporter), client, metrics, admin_overrides }
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            admin_overrides,
+            topic_stores: Mutex::default(),
+        }
+    }
+
+    /// Registers a topic controller's cache of KafkaTopics.
+    pub fn add_topic_store(&self, store: Store<KafkaTopic>) {
+        self.topic_stores.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(store);
+    }
+
+    /// Every cached KafkaTopic in `namespace`, once the caches hold a first complete list.
+    pub async fn cached_topics(&self, namespace: &str) -> Vec<Arc<KafkaTopic>> {
+        let stores: Vec<Store<KafkaTopic>> =
+            self.topic_stores.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let mut topics = Vec::new();
+        for store in stores {
+            // Only fails when the controller (the writer) is gone, i.e. during shutdown.
+            if store.wait_until_ready().await.is_ok() {
+                topics.extend(store.state().into_iter().filter(|t| t.metadata.namespace.as_deref() == Some(namespace)));
+            }
+        }
+        topics
     }
 
     /// The Admin API client of a cluster with `replicas` brokers.

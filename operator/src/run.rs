@@ -148,6 +148,7 @@ fn topic_controller(
 ) -> BoxFuture<'static, ()> {
     let controller = Controller::new(api::<KafkaTopic>(client, namespace), watcher::Config::default());
     let topics = controller.store();
+    ctx.add_topic_store(topics.clone());
     Box::pin(
         controller
             // A cluster appearing, or its brokers changing, re-runs the topics that name it.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
@@ -113,16 +113,16 @@ async fn cluster_of(topic: &KafkaTopic, ctx: &Context) -> Result<Option<KafkaClu
     Ok(cluster.filter(|c| c.meta().deletion_timestamp.is_none()))
 }
 
-/// The KafkaTopic that owns `topic_name` in `cluster` when several name it: the oldest.
+/// The KafkaTopic that owns `topic_name` in `cluster` when several name it:
+/// the oldest. Read from the controller's cache, not by listing every pass.
 async fn conflicting_owner(topic: &KafkaTopic, ctx: &Context) -> Result<Option<String>, TopicError> {
     let namespace = topic.namespace().unwrap_or_default();
-    let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &namespace);
-    let all = api.list(&ListParams::default()).await.map_err(kube_err(format!("list KafkaTopics in {namespace}")))?;
+    let all = ctx.cached_topics(&namespace).await;
     let name = topic.topic_name();
     let age = |t: &KafkaTopic| (t.creation_timestamp().map(|c| c.0), t.name_any());
     let owner = all
-        .items
         .iter()
+        .map(Arc::as_ref)
         .filter(|t| t.spec.cluster_ref == topic.spec.cluster_ref && t.topic_name() == name)
         .filter(|t| t.meta().deletion_timestamp.is_none())
         .min_by_key(|t| age(t));

@@ -189,6 +189,27 @@ async fn kafka_topics_create_grow_reconfigure_and_delete_topics_in_a_live_cluste
         .expect("create KafkaTopic audit");
     ready_status(&topics, "audit", 1).await;
 
+    // A second KafkaTopic for the same topic is refused in its status, and deleting it leaves the topic.
+    topics
+        .create(
+            &pp,
+            &kafka_topic(
+                "orders-again",
+                json!({ "clusterRef": "events", "topicName": "orders", "partitions": 9, "replicationFactor": 3 }),
+            ),
+        )
+        .await
+        .expect("create KafkaTopic orders-again");
+    let conflict = eventually("a Conflict condition on orders-again", WAIT, || async {
+        let status = topics.get_opt("orders-again").await.ok().flatten()?.status?;
+        status.conditions.into_iter().find(|c| c.type_ == "Ready" && c.reason == "Conflict")
+    })
+    .await;
+    assert!(conflict.message.contains("already managed by KafkaTopic orders"), "{}", conflict.message);
+    topics.delete("orders-again", &DeleteParams::default()).await.expect("delete orders-again");
+    wait_gone(&topics, "orders-again").await;
+    assert_eq!(client_view(&brokers, "orders").map(|v| v.len()), Some(8), "orders keeps its 8 partitions");
+
     for name in ["orders", "legacy", "audit"] {
         topics.delete(name, &DeleteParams::default()).await.unwrap_or_else(|e| panic!("delete KafkaTopic {name}: {e}"));
     }
