@@ -31,7 +31,7 @@ use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -354,7 +354,6 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("open broker log {}: {e}", broker.log_path.display()));
         writeln!(log, "===== starting strom-broker {} at {:?} =====", broker.id, broker.placement)
             .expect("write the log");
-        let stdout = log.try_clone().expect("clone the broker log handle");
         let exe = env!("CARGO_BIN_EXE_strom-broker");
         let mut command = match &broker.placement.netns {
             Some(ns) => {
@@ -375,20 +374,7 @@ impl Cluster {
             .args(["--internal-listen", &internal, "--internal-advertise", &internal])
             .args(["--http-listen", &broker.http_addr().to_string()])
             .args(["--voters", &voters]);
-        for setting in &self.settings {
-            command.arg("--set").arg(setting);
-        }
-        for (key, _) in std::env::vars() {
-            if key.starts_with("STROM_") {
-                command.env_remove(key);
-            }
-        }
-        command
-            .env("RUST_LOG", std::env::var("STROM_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(log));
+        super::finish_broker_command(&mut command, &self.settings, log);
         broker.child = Some(command.spawn().unwrap_or_else(|e| panic!("spawn strom-broker {}: {e}", broker.id)));
         broker.paused = false;
     }

@@ -54,6 +54,27 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut condition: impl FnMut() ->
     }
 }
 
+/// Adds `--set` for each of `settings` to a strom-broker command, keeps the
+/// runner's `STROM_*` variables out (settings come only from the flags), and
+/// sends stdout and stderr to `log`.
+pub fn finish_broker_command(command: &mut Command, settings: &[String], log: File) {
+    for setting in settings {
+        command.arg("--set").arg(setting);
+    }
+    for (key, _) in std::env::vars() {
+        if key.starts_with("STROM_") {
+            command.env_remove(key);
+        }
+    }
+    let stdout = log.try_clone().expect("clone the broker log handle");
+    command
+        .env("RUST_LOG", std::env::var("STROM_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(log));
+}
+
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
@@ -207,7 +228,6 @@ impl BrokerProcess {
             .unwrap_or_else(|e| panic!("open broker log {}: {e}", path.display()));
         writeln!(log, "===== starting strom-broker (kafka port {}) =====", self.kafka_port)
             .expect("write to the broker log");
-        let stdout = log.try_clone().expect("clone the broker log handle");
         let mut command = Command::new(env!("CARGO_BIN_EXE_strom-broker"));
         command
             .arg("--node-id")
@@ -222,21 +242,7 @@ impl BrokerProcess {
             .arg(format!("127.0.0.1:{}", self.http_port))
             .arg("--internal-listen")
             .arg(format!("127.0.0.1:{}", self.internal_port));
-        for setting in &self.settings {
-            command.arg("--set").arg(setting);
-        }
-        // Settings must come only from the flags above, not from the environment.
-        for (key, _) in std::env::vars() {
-            if key.starts_with("STROM_") {
-                command.env_remove(key);
-            }
-        }
-        command
-            .env("RUST_LOG", std::env::var("STROM_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(log));
+        finish_broker_command(&mut command, &self.settings, log);
         let child = command.spawn().expect("spawn the strom-broker binary");
         self.child = Some(child);
     }
