@@ -583,6 +583,28 @@ pub struct KafkaClusterStatus {
     /// Bootstrap servers for clients inside the cluster, `host:port,...`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<String>,
+
+    /// The rolling restart in progress; null when every broker runs the
+    /// current pod template.
+    pub rolling_restart: Option<RollingRestartStatus>,
+}
+
+/// Progress of a rolling restart, one broker at a time.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RollingRestartStatus {
+    /// Brokers still running an older pod template.
+    pub brokers_left: i32,
+
+    /// The broker restarted last (its pod deleted by the operator), until the
+    /// next one is restarted.
+    pub current_broker: Option<i32>,
+
+    /// When `currentBroker`'s pod was deleted (RFC 3339).
+    pub restarted_at: Option<String>,
+
+    /// What the roll waits for before the next broker, or what it does now.
+    pub message: String,
 }
 
 #[cfg(test)]

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use strom_proto::admin::admin_client::AdminClient;
 use strom_proto::admin::{
-    AlterTopicConfigsRequest, CreatePartitionsRequest, CreateTopicRequest, DeleteTopicRequest, DescribeClusterRequest,
-    DescribeClusterResponse, DescribeTopicsRequest, ReplicaAssignment, TopicDescription,
+    AlterTopicConfigsRequest, ControlledShutdownRequest, CreatePartitionsRequest, CreateTopicRequest,
+    DeleteTopicRequest, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest, ElectLeadersRequest,
+    ElectionType, IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionRef, ReplicaAssignment, TopicDescription,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -206,5 +207,34 @@ impl ClusterAdmin {
             return Ok(());
         }
         refused("DeleteTopic", r.error_code, r.error_message)
+    }
+
+    /// Whether stopping `broker_id` now keeps every partition at or above min.insync.replicas.
+    pub async fn is_safe_to_restart(&self, broker_id: i32) -> Result<IsSafeToRestartResponse, AdminError> {
+        self.call(|mut c| async move { c.is_safe_to_restart(IsSafeToRestartRequest { broker_id }).await }).await
+    }
+
+    /// Moves leadership off `broker_id` (its current registration); returns the
+    /// partitions it still leads — empty once it can stop without a leader
+    /// disappearing.
+    pub async fn controlled_shutdown(&self, broker_id: i32) -> Result<Vec<PartitionRef>, AdminError> {
+        let request = ControlledShutdownRequest { broker_id, broker_epoch: -1 };
+        let r = self.call(|mut c| async move { c.controlled_shutdown(request).await }).await?;
+        refused("ControlledShutdown", r.error_code, r.error_message)?;
+        Ok(r.remaining_leaderships)
+    }
+
+    /// Preferred-leader election for `partitions`; returns how many partitions
+    /// changed leader (the others already had it, or their preferred replica
+    /// is outside the ISR and cannot lead yet).
+    pub async fn elect_preferred_leaders(&self, partitions: Vec<PartitionRef>) -> Result<usize, AdminError> {
+        let request = ElectLeadersRequest { election_type: ElectionType::Preferred as i32, partitions };
+        let r = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.elect_leaders(request).await }
+            })
+            .await?;
+        Ok(r.results.iter().filter(|result| result.error_code == 0).count())
     }
 }

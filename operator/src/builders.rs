@@ -387,6 +387,11 @@ pub fn stateful_set(cluster: &KafkaCluster, config_hash: &str) -> StatefulSet {
     pod_labels.extend(labels(&names));
     let mut annotations = overrides.annotations.clone();
     annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash.to_string());
+    // A new value of the cluster's restart annotation changes the template, so
+    // every broker is rolled once (as `kubectl rollout restart` does).
+    if let Some(value) = cluster.metadata.annotations.as_ref().and_then(|a| a.get(crate::rolling::RESTART_ANNOTATION)) {
+        annotations.insert(crate::rolling::RESTART_ANNOTATION.into(), value.clone());
+    }
     if spec.metrics.enabled {
         annotations.insert("prometheus.io/scrape".into(), "true".into());
         annotations.insert("prometheus.io/port".into(), HTTP_PORT.to_string());

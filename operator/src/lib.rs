@@ -6,6 +6,8 @@
 //! - [`admin`] — client of the brokers' Admin gRPC API.
 //! - [`context`] — what every reconcile shares: client, events, metrics, admin addresses.
 //! - [`cluster`] — the `KafkaCluster` reconciler.
+//! - [`rolling`] — rolling restarts: which broker next, and when (pure).
+//! - [`leaders`] — preferred-leader election when leadership is skewed (pure).
 //! - [`topic`] — the `KafkaTopic` reconciler (finalizer; the brokers' topics).
 //! - [`leader_election`] — a Lease so only one operator replica acts.
 //! - [`telemetry`] — Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
@@ -17,6 +19,8 @@ pub mod builders;
 pub mod cluster;
 pub mod context;
 pub mod leader_election;
+pub mod leaders;
+pub mod rolling;
 pub mod run;
 pub mod telemetry;
 pub mod topic;

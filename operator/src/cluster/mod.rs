@@ -32,6 +32,8 @@ use strom_crds::{KafkaCluster, KafkaClusterStatus};
 use crate::builders::{self, ClusterNames};
 use crate::context::Context;
 
+mod restart;
+
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "kafkacluster";
 
@@ -84,6 +86,10 @@ pub struct Observed {
     pub offline: Option<i32>,
     /// Why the Admin API did not answer.
     pub admin_error: Option<String>,
+    /// What the rolling restart does or waits for, while brokers are outdated.
+    pub roll_message: Option<String>,
+    /// A restarted broker that did not come back in time.
+    pub restart_timeout: Option<String>,
 }
 
 /// One condition as (status, reason, message).
@@ -110,7 +116,11 @@ pub fn conditions(
     };
     let all_ready = observed.ready_brokers >= replicas;
     let progressing = if observed.outdated_brokers > 0 {
-        (true, "RestartPending", format!("{} broker(s) run an older pod template", observed.outdated_brokers))
+        let message = match &observed.roll_message {
+            Some(m) => format!("{} broker(s) to restart: {m}", observed.outdated_brokers),
+            None => format!("{} broker(s) run an older pod template", observed.outdated_brokers),
+        };
+        (true, "RollingRestart", message)
     } else if !all_ready {
         (true, "BrokersStarting", format!("{}/{replicas} brokers ready", observed.ready_brokers))
     } else {
@@ -120,6 +130,8 @@ pub fn conditions(
         (true, "InvalidSpec", reason.to_string())
     } else if let Some(Blocked::ApplyFailed(e)) = blocked {
         (true, "ApplyFailed", e.clone())
+    } else if let Some(e) = &observed.restart_timeout {
+        (true, "BrokerRestartTimeout", e.clone())
     } else if let Some(n) = observed.offline.filter(|n| *n > 0) {
         (true, "OfflinePartitions", format!("{n} partition(s) have no leader"))
     } else if let Some(n) = observed.under_replicated.filter(|n| *n > 0) {
@@ -186,13 +198,34 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
             observed.outdated_brokers = status.replicas - status.updated_replicas.unwrap_or(0);
         }
     }
-    match ctx.admin_for(&names, spec.replicas).describe_cluster().await {
+    let admin = ctx.admin_for(&names, spec.replicas);
+    match admin.describe_cluster().await {
         Ok(described) => {
             observed.controller_id = (described.controller_id >= 0).then_some(described.controller_id);
             observed.under_replicated = Some(described.under_replicated_partitions.len() as i32);
             observed.offline = Some(described.offline_partitions.len() as i32);
         }
         Err(e) => observed.admin_error = Some(e.to_string()),
+    }
+    let previous_roll = cluster.status.as_ref().and_then(|s| s.rolling_restart.clone());
+    let mut rolling_restart = None;
+    let mut rolled_now = false;
+    if blocked.is_none() {
+        let update_revision = sts.as_ref().and_then(|s| s.status.as_ref()?.update_revision.clone());
+        let roll = restart::Roll { cluster, names: &names, ctx, admin: &admin, previous: previous_roll.as_ref() };
+        let outcome = roll.step(update_revision.as_deref(), &observed).await?;
+        observed.outdated_brokers = outcome.outdated;
+        observed.roll_message = outcome.status.as_ref().map(|s| s.message.clone());
+        observed.restart_timeout = outcome.timed_out;
+        rolled_now = outcome.restarted;
+        rolling_restart = outcome.status;
+        if rolling_restart.is_none() && previous_roll.is_some() {
+            let note = "every broker runs the current pod template".to_string();
+            ctx.event(&cluster.object_ref(&()), false, "RollingRestartDone", "Restart", note).await;
+        }
+        if rolling_restart.is_none() && observed.ready_brokers >= spec.replicas {
+            restart::balance_leaders(cluster, ctx, &admin, &observed).await;
+        }
     }
 
     let (ready, progressing, degraded) = conditions(spec.replicas, &observed, blocked.as_ref());
@@ -214,6 +247,7 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
     status.controller_id = observed.controller_id;
     status.under_replicated_partitions = observed.under_replicated;
     status.bootstrap = Some(names.bootstrap_address());
+    status.rolling_restart = rolling_restart;
     if cluster.status.as_ref() != Some(&status) {
         let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &names.namespace);
         // Every status field is sent, unknown ones as null, so a merge patch clears stale values.
@@ -230,7 +264,14 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
     if let Some(e) = apply_error {
         return Err(e);
     }
-    Ok(Action::requeue(if ready.0 { Duration::from_secs(60) } else { Duration::from_secs(10) }))
+    let requeue = if rolled_now || observed.outdated_brokers > 0 {
+        Duration::from_secs(2)
+    } else if ready.0 {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(10)
+    };
+    Ok(Action::requeue(requeue))
 }
 
 /// What the API server cannot check: the spec's own rules and the broker settings.
@@ -322,7 +363,7 @@ mod tests {
         assert_eq!(degraded.2, "storage.size is required");
         let observed = Observed { ready_brokers: 3, outdated_brokers: 2, ..Observed::default() };
         let (_, progressing, _) = conditions(3, &observed, None);
-        assert_eq!((progressing.0, progressing.1), (true, "RestartPending"));
+        assert_eq!((progressing.0, progressing.1), (true, "RollingRestart"));
         let failed = Blocked::ApplyFailed("apply StatefulSet events: forbidden".into());
         let (_, _, degraded) = conditions(3, &observed, Some(&failed));
         assert_eq!(

@@ -1,0 +1,269 @@
+//! Carrying out a rolling restart and leader balancing for one reconcile pass.
+//!
+//! [`Roll::step`] lists the cluster's broker pods, asks
+//! [`crate::rolling::next_step`] what to do, and when it is a restart: asks
+//! the Admin API whether the broker may stop (`IsSafeToRestart`), moves its
+//! leaderships away (`ControlledShutdown`, repeated on later passes until it
+//! leads nothing), then deletes its pod — with a UID precondition, so a pod
+//! recreated meanwhile is never deleted by mistake. The StatefulSet controller
+//! recreates the pod from the current template. Progress goes to
+//! `status.rollingRestart` and an Event per restarted broker.
+//!
+//! [`balance_leaders`] runs when no roll is in progress and every broker is
+//! ready: a preferred-leader election when [`crate::leaders::plan`] finds
+//! leadership skewed.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::Resource;
+use kube::api::{Api, DeleteParams, ListParams, Preconditions};
+use strom_crds::{KafkaCluster, RollingRestartStatus};
+
+use super::{ClusterError, Observed};
+use crate::admin::ClusterAdmin;
+use crate::builders::{self, ClusterNames};
+use crate::context::Context;
+use crate::leaders;
+use crate::rolling::{self, BROKER_RESTART_TIMEOUT, BrokerPod, ClusterHealth, REVISION_LABEL, RollStep};
+
+/// Label with the pod's ordinal, set by the StatefulSet controller.
+const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+
+/// What one pass of the roll did and found.
+#[derive(Debug, Default)]
+pub struct RollOutcome {
+    /// Brokers on an older pod template.
+    pub outdated: i32,
+    /// `status.rollingRestart`; `None` when no broker is outdated.
+    pub status: Option<RollingRestartStatus>,
+    /// A pod was deleted in this pass.
+    pub restarted: bool,
+    /// The last restarted broker has not come back within the timeout.
+    pub timed_out: Option<String>,
+}
+
+/// One cluster's roll, for one pass.
+pub struct Roll<'a> {
+    pub cluster: &'a KafkaCluster,
+    pub names: &'a ClusterNames,
+    pub ctx: &'a Context,
+    pub admin: &'a ClusterAdmin,
+    /// `status.rollingRestart` as the last pass wrote it.
+    pub previous: Option<&'a RollingRestartStatus>,
+}
+
+impl Roll<'_> {
+    /// Decides and, when the cluster is ready for it, restarts the next broker.
+    pub async fn step(&self, update_revision: Option<&str>, observed: &Observed) -> Result<RollOutcome, ClusterError> {
+        let (pods, uids) = self.broker_pods().await?;
+        let health = ClusterHealth {
+            controller_id: observed.controller_id,
+            under_replicated: observed.under_replicated,
+            offline: observed.offline,
+        };
+        let replicas = self.cluster.spec.replicas;
+        let mut current_broker = self.previous.and_then(|p| p.current_broker);
+        let mut restarted_at = self.previous.and_then(|p| p.restarted_at.clone());
+        let mut outcome = RollOutcome::default();
+        let (outdated, message) = match rolling::next_step(replicas, &pods, update_revision, health) {
+            RollStep::Idle => return Ok(outcome),
+            RollStep::Wait { outdated, broker, reason } => {
+                outcome.timed_out = timed_out(broker, current_broker, restarted_at.as_deref());
+                (outdated, format!("waiting: {reason}"))
+            }
+            RollStep::Restart { outdated, broker, pod } => match self.prepare(broker).await {
+                Ok(None) => {
+                    let uid = uids.get(&pod).cloned();
+                    self.delete_pod(&pod, uid).await?;
+                    outcome.restarted = true;
+                    current_broker = Some(broker);
+                    restarted_at = Some(Timestamp::now().to_string());
+                    let note = format!(
+                        "restarting broker {broker} (pod {pod}) on the current pod template; {} left after it",
+                        outdated - 1
+                    );
+                    tracing::info!(cluster = %builders::object_key(self.cluster), broker, %pod, outdated, "restarting broker");
+                    self.ctx
+                        .event(&self.cluster.object_ref(&()), false, "RestartingBroker", "Restart", note.clone())
+                        .await;
+                    (outdated, note)
+                }
+                Ok(Some(wait)) => (outdated, format!("waiting: {wait}")),
+                Err(e) => (outdated, format!("waiting: the admin API failed: {e}")),
+            },
+        };
+        outcome.outdated = outdated;
+        outcome.status = Some(RollingRestartStatus { brokers_left: outdated, current_broker, restarted_at, message });
+        Ok(outcome)
+    }
+
+    /// The checks before a broker stops; `Some(reason)` to wait and ask again.
+    async fn prepare(&self, broker: i32) -> Result<Option<String>, crate::admin::AdminError> {
+        if self.cluster.spec.replicas == 1 {
+            // A single broker cannot hand anything over: its restart is an outage.
+            return Ok(None);
+        }
+        let safety = self.admin.is_safe_to_restart(broker).await?;
+        if !safety.safe {
+            return Ok(Some(format!("broker {broker} may not stop now: {}", safety.reason)));
+        }
+        let remaining = self.admin.controlled_shutdown(broker).await?;
+        if remaining.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(format!("moving {} leadership(s) off broker {broker} before it stops", remaining.len())))
+    }
+
+    async fn broker_pods(&self) -> Result<(Vec<BrokerPod>, BTreeMap<String, String>), ClusterError> {
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.names.namespace);
+        let selector =
+            builders::selector_labels(self.names).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+        let list = api.list(&ListParams::default().labels(&selector)).await.map_err(|source| ClusterError::Kube {
+            action: "list",
+            kind: "Pod".into(),
+            name: selector.clone(),
+            source,
+        })?;
+        let mut pods = Vec::new();
+        let mut uids = BTreeMap::new();
+        for pod in list.items {
+            let Some(view) = broker_pod(&pod, &self.names.name) else { continue };
+            if let Some(uid) = pod.metadata.uid.clone() {
+                uids.insert(view.name.clone(), uid);
+            }
+            pods.push(view);
+        }
+        Ok((pods, uids))
+    }
+
+    async fn delete_pod(&self, name: &str, uid: Option<String>) -> Result<(), ClusterError> {
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.names.namespace);
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid, resource_version: None }),
+            ..DeleteParams::default()
+        };
+        match api.delete(name, &params).await {
+            Ok(_) => Ok(()),
+            // Already gone, or recreated meanwhile: the next pass sees what runs.
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(source) => Err(ClusterError::Kube { action: "delete", kind: "Pod".into(), name: name.into(), source }),
+        }
+    }
+}
+
+/// The planner's view of a pod of StatefulSet `sts`; `None` for a pod that is not one of its ordinals.
+fn broker_pod(pod: &Pod, sts: &str) -> Option<BrokerPod> {
+    let name = pod.metadata.name.clone()?;
+    let labels = pod.metadata.labels.as_ref();
+    let ordinal = labels
+        .and_then(|l| l.get(POD_INDEX_LABEL))
+        .and_then(|i| i.parse().ok())
+        .or_else(|| name.strip_prefix(sts)?.strip_prefix('-')?.parse().ok())?;
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    Some(BrokerPod {
+        ordinal,
+        name,
+        revision: labels.and_then(|l| l.get(REVISION_LABEL)).cloned(),
+        ready,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+    })
+}
+
+/// The Degraded message when the roll waits on the broker it restarted last
+/// for longer than [`BROKER_RESTART_TIMEOUT`].
+fn timed_out(waiting_on: Option<i32>, current: Option<i32>, restarted_at: Option<&str>) -> Option<String> {
+    let broker = waiting_on.filter(|b| Some(*b) == current)?;
+    let since: Timestamp = restarted_at?.parse().ok()?;
+    let elapsed = Timestamp::now().duration_since(since).unsigned_abs();
+    (elapsed > BROKER_RESTART_TIMEOUT).then(|| {
+        format!(
+            "broker {broker} was restarted {}s ago and is not back (timeout {}s); the rolling restart is paused",
+            elapsed.as_secs(),
+            BROKER_RESTART_TIMEOUT.as_secs()
+        )
+    })
+}
+
+/// Elects preferred leaders when leadership is skewed (best effort: a failure
+/// is logged and retried on the next pass).
+pub async fn balance_leaders(cluster: &KafkaCluster, ctx: &Context, admin: &ClusterAdmin, observed: &Observed) {
+    if observed.under_replicated != Some(0) || observed.offline != Some(0) {
+        return;
+    }
+    let key = builders::object_key(cluster);
+    let topics = match admin.describe_topics(&[]).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!(cluster = %key, error = %e, "cannot read topics for leader balancing");
+            return;
+        }
+    };
+    let balance = leaders::plan(&topics, leaders::DEFAULT_IMBALANCE_PERCENT);
+    if balance.to_elect.is_empty() {
+        return;
+    }
+    let skew: Vec<String> = balance
+        .imbalanced
+        .iter()
+        .map(|(b, (preferred, elsewhere))| format!("broker {b}: {elsewhere}/{preferred}"))
+        .collect();
+    match admin.elect_preferred_leaders(balance.to_elect.clone()).await {
+        Ok(moved) => {
+            let note = format!(
+                "leadership was skewed (preferred partitions led elsewhere: {}); {moved} of {} preferred-leader \
+                 elections done",
+                skew.join(", "),
+                balance.to_elect.len()
+            );
+            tracing::info!(cluster = %key, moved, "preferred leaders elected");
+            ctx.event(&cluster.object_ref(&()), false, "LeadersRebalanced", "ElectLeaders", note).await;
+        }
+        Err(e) => tracing::warn!(cluster = %key, error = %e, "preferred-leader election failed; retrying later"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use kube::api::ObjectMeta;
+
+    #[test]
+    fn pods_map_to_brokers_by_index_label_or_name() {
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("strom-2".into()),
+                labels: Some(BTreeMap::from([(REVISION_LABEL.to_string(), "strom-abc".to_string())])),
+                ..ObjectMeta::default()
+            },
+            status: Some(PodStatus {
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..PodCondition::default()
+                }]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        };
+        let view = broker_pod(&pod, "strom").expect("a broker pod");
+        assert_eq!((view.ordinal, view.ready, view.revision.as_deref()), (2, true, Some("strom-abc")));
+        assert!(broker_pod(&pod, "other").is_none());
+    }
+
+    #[test]
+    fn only_the_restarted_broker_times_out() {
+        let long_ago = "2020-01-01T00:00:00Z";
+        let message = timed_out(Some(1), Some(1), Some(long_ago)).expect("timed out");
+        assert!(message.starts_with("broker 1 was restarted"), "{message}");
+        assert_eq!(timed_out(Some(2), Some(1), Some(long_ago)), None);
+        assert_eq!(timed_out(Some(1), Some(1), Some(&Timestamp::now().to_string())), None);
+        assert_eq!(timed_out(None, Some(1), Some(long_ago)), None);
+    }
+}

@@ -1,0 +1,109 @@
+//! Leader balancing: preferred-leader election when leadership is skewed.
+//!
+//! Each partition's first replica is its preferred leader, and the operator's
+//! assignment spreads preferred leaders evenly. Failovers and restarts move
+//! leadership to other replicas and nothing moves it back, so one broker can
+//! end up leading most partitions. As Kafka's auto leader rebalance
+//! (`leader.imbalance.per.broker.percentage`, 10 by default), a broker is
+//! imbalanced when more than that percentage of the partitions it should lead
+//! are led by another broker; then the partitions whose preferred replica is
+//! in the ISR get a preferred-leader election.
+
+use std::collections::BTreeMap;
+
+use strom_proto::admin::{PartitionRef, TopicDescription};
+
+/// Kafka's default `leader.imbalance.per.broker.percentage`.
+pub const DEFAULT_IMBALANCE_PERCENT: u32 = 10;
+
+/// What [`plan`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaderBalance {
+    /// Brokers over the threshold, with (partitions preferred, of which led elsewhere).
+    pub imbalanced: BTreeMap<i32, (u32, u32)>,
+    /// Partitions to elect: preferred leader not leading, but in the ISR.
+    pub to_elect: Vec<PartitionRef>,
+}
+
+/// Finds imbalanced brokers and the partitions an election would fix (pure).
+/// `to_elect` is empty when no broker is over `threshold_percent`.
+pub fn plan(topics: &[TopicDescription], threshold_percent: u32) -> LeaderBalance {
+    let mut per_broker: BTreeMap<i32, (u32, u32)> = BTreeMap::new();
+    let mut candidates = Vec::new();
+    for topic in topics.iter().filter(|t| t.error_code == 0) {
+        for p in &topic.partitions {
+            let Some(&preferred) = p.replicas.first() else { continue };
+            let entry = per_broker.entry(preferred).or_default();
+            entry.0 += 1;
+            if p.leader != preferred {
+                entry.1 += 1;
+                if p.isr.contains(&preferred) {
+                    candidates.push(PartitionRef { topic: topic.name.clone(), partition: p.partition });
+                }
+            }
+        }
+    }
+    let imbalanced: BTreeMap<i32, (u32, u32)> = per_broker
+        .into_iter()
+        .filter(|(_, (preferred, elsewhere))| {
+            u64::from(*elsewhere) * 100 > u64::from(threshold_percent) * u64::from(*preferred)
+        })
+        .collect();
+    let to_elect = if imbalanced.is_empty() { Vec::new() } else { candidates };
+    LeaderBalance { imbalanced, to_elect }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_proto::admin::PartitionDescription;
+
+    fn topic(partitions: &[(&[i32], &[i32], i32)]) -> TopicDescription {
+        TopicDescription {
+            name: "t".into(),
+            partitions: partitions
+                .iter()
+                .enumerate()
+                .map(|(i, (replicas, isr, leader))| PartitionDescription {
+                    partition: i as i32,
+                    replicas: replicas.to_vec(),
+                    isr: isr.to_vec(),
+                    leader: *leader,
+                    leader_epoch: 0,
+                })
+                .collect(),
+            ..TopicDescription::default()
+        }
+    }
+
+    #[test]
+    fn balanced_leadership_needs_no_election() {
+        let t = topic(&[(&[0, 1, 2], &[0, 1, 2], 0), (&[1, 2, 0], &[0, 1, 2], 1), (&[2, 0, 1], &[0, 1, 2], 2)]);
+        assert_eq!(plan(&[t], DEFAULT_IMBALANCE_PERCENT), LeaderBalance::default());
+    }
+
+    #[test]
+    fn skew_after_a_failover_elects_preferred_leaders_in_the_isr() {
+        // Broker 0 came back: partitions 0 and 3 prefer it but 1 and 2 lead them.
+        let t = topic(&[
+            (&[0, 1, 2], &[0, 1, 2], 1),
+            (&[1, 2, 0], &[0, 1, 2], 1),
+            (&[2, 0, 1], &[0, 1, 2], 2),
+            (&[0, 2, 1], &[2, 1], 2),
+        ]);
+        let balance = plan(&[t], DEFAULT_IMBALANCE_PERCENT);
+        assert_eq!(balance.imbalanced, BTreeMap::from([(0, (2, 2))]));
+        // Partition 3's preferred replica is not in the ISR yet: electing it would fail.
+        assert_eq!(balance.to_elect, vec![PartitionRef { topic: "t".into(), partition: 0 }]);
+    }
+
+    #[test]
+    fn a_skew_under_the_threshold_is_left_alone() {
+        // Broker 0 prefers 20 partitions and leads 19 of them: 5 %, under 10 %.
+        let mut partitions: Vec<(&[i32], &[i32], i32)> = vec![(&[0, 1], &[0, 1], 0); 19];
+        partitions.push((&[0, 1], &[0, 1], 1));
+        let balance = plan(&[topic(&partitions)], DEFAULT_IMBALANCE_PERCENT);
+        assert!(balance.to_elect.is_empty(), "{balance:?}");
+        assert!(plan(&[topic(&partitions)], 4).imbalanced.contains_key(&0));
+    }
+}

@@ -1,0 +1,191 @@
+//! Rolling restarts: which broker to restart next, and when.
+//!
+//! The StatefulSet uses the `OnDelete` update strategy, so a change of the pod
+//! template (image, broker config through the config hash, resources, or the
+//! `strom.dev/restart` annotation copied onto the template) only gives the
+//! StatefulSet a new update revision; pods keep running on the old one until
+//! the operator deletes them. Each pass derives the roll from what runs — the
+//! pods' `controller-revision-hash` labels against the StatefulSet's update
+//! revision — so an operator restarted in the middle of a roll resumes it.
+//!
+//! [`next_step`] is the decision, a pure function: one broker at a time, only
+//! when every broker is ready and the cluster reports no under-replicated or
+//! offline partition (a broker restarted before is back in every ISR), the
+//! active controller last. The reconciler then asks the Admin API whether the
+//! broker may stop, moves its leaderships away (controlled shutdown) and
+//! deletes its pod.
+
+use std::time::Duration;
+
+/// Annotation on a KafkaCluster asking for a rolling restart: any new value
+/// (a timestamp, a counter) restarts every broker once.
+pub const RESTART_ANNOTATION: &str = "strom.dev/restart";
+
+/// Label the StatefulSet controller puts on each pod: the revision it was made from.
+pub const REVISION_LABEL: &str = "controller-revision-hash";
+
+/// How long a restarted broker may take to be ready and back in its ISRs
+/// before the cluster is reported Degraded (the roll stays paused).
+pub const BROKER_RESTART_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// One broker pod as the planner needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerPod {
+    /// Pod ordinal, which is the broker's node id.
+    pub ordinal: i32,
+    /// Pod name.
+    pub name: String,
+    /// The StatefulSet revision the pod was created from.
+    pub revision: Option<String>,
+    /// The pod's Ready condition.
+    pub ready: bool,
+    /// The pod is being deleted.
+    pub terminating: bool,
+}
+
+/// What the Admin API reported of the cluster; `None` when it did not answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterHealth {
+    /// The active controller's node id.
+    pub controller_id: Option<i32>,
+    /// Under-replicated partitions.
+    pub under_replicated: Option<i32>,
+    /// Partitions without a leader.
+    pub offline: Option<i32>,
+}
+
+/// The planner's answer for one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollStep {
+    /// Every broker runs the current pod template.
+    Idle,
+    /// Brokers are outdated but the cluster is not ready for the next restart.
+    Wait {
+        /// Brokers still on an older template.
+        outdated: i32,
+        /// The broker the wait is about, when it is one broker.
+        broker: Option<i32>,
+        /// Why, for status and logs.
+        reason: String,
+    },
+    /// Restart this broker now (after the Admin API's checks).
+    Restart {
+        /// Brokers still on an older template, this one included.
+        outdated: i32,
+        /// The broker's node id.
+        broker: i32,
+        /// Its pod.
+        pod: String,
+    },
+}
+
+/// Decides the next step of a roll (pure; see the module docs for the rules).
+pub fn next_step(replicas: i32, pods: &[BrokerPod], update_revision: Option<&str>, health: ClusterHealth) -> RollStep {
+    let Some(update_revision) = update_revision else {
+        return RollStep::Idle;
+    };
+    let mut outdated: Vec<&BrokerPod> =
+        pods.iter().filter(|p| p.ordinal < replicas && p.revision.as_deref() != Some(update_revision)).collect();
+    if outdated.is_empty() {
+        return RollStep::Idle;
+    }
+    let count = outdated.len() as i32;
+    let wait = |broker: Option<i32>, reason: String| RollStep::Wait { outdated: count, broker, reason };
+
+    if let Some(p) = pods.iter().find(|p| p.terminating) {
+        return wait(Some(p.ordinal), format!("broker {} (pod {}) is stopping", p.ordinal, p.name));
+    }
+    if let Some(missing) = (0..replicas).find(|o| !pods.iter().any(|p| p.ordinal == *o)) {
+        return wait(Some(missing), format!("broker {missing} has no pod yet"));
+    }
+    if let Some(p) = pods.iter().filter(|p| p.ordinal < replicas).find(|p| !p.ready) {
+        return wait(Some(p.ordinal), format!("broker {} (pod {}) is not ready", p.ordinal, p.name));
+    }
+    match (health.under_replicated, health.offline) {
+        (Some(urp), Some(offline)) if urp > 0 || offline > 0 => {
+            return wait(None, format!("{urp} under-replicated and {offline} offline partition(s)"));
+        }
+        (Some(_), Some(_)) => {}
+        _ => return wait(None, "the admin API does not answer; cannot check replication".to_string()),
+    }
+    // Followers first, in ordinal order; the active controller last, so the
+    // quorum elects a new leader once rather than after every restart.
+    outdated.sort_by_key(|p| (Some(p.ordinal) == health.controller_id, p.ordinal));
+    let next = outdated[0];
+    RollStep::Restart { outdated: count, broker: next.ordinal, pod: next.name.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(ordinal: i32, revision: &str) -> BrokerPod {
+        BrokerPod {
+            ordinal,
+            name: format!("strom-{ordinal}"),
+            revision: Some(revision.to_string()),
+            ready: true,
+            terminating: false,
+        }
+    }
+
+    const HEALTHY: ClusterHealth =
+        ClusterHealth { controller_id: Some(0), under_replicated: Some(0), offline: Some(0) };
+
+    #[test]
+    fn nothing_to_do_when_every_pod_is_current() {
+        let pods = [pod(0, "new"), pod(1, "new"), pod(2, "new")];
+        assert_eq!(next_step(3, &pods, Some("new"), HEALTHY), RollStep::Idle);
+        assert_eq!(next_step(3, &pods, None, HEALTHY), RollStep::Idle);
+    }
+
+    #[test]
+    fn followers_first_and_the_controller_last() {
+        let mut pods = vec![pod(0, "old"), pod(1, "old"), pod(2, "old")];
+        let health = ClusterHealth { controller_id: Some(1), ..HEALTHY };
+        let mut order = Vec::new();
+        while let RollStep::Restart { broker, outdated, .. } = next_step(3, &pods, Some("new"), health) {
+            assert_eq!(outdated, 3 - order.len() as i32);
+            order.push(broker);
+            pods[broker as usize].revision = Some("new".into());
+        }
+        assert_eq!(order, vec![0, 2, 1]);
+    }
+
+    #[test]
+    fn one_broker_at_a_time() {
+        let mut pods = vec![pod(0, "new"), pod(1, "old"), pod(2, "old")];
+        pods[0].ready = false;
+        let step = next_step(3, &pods, Some("new"), HEALTHY);
+        assert_eq!(
+            step,
+            RollStep::Wait { outdated: 2, broker: Some(0), reason: "broker 0 (pod strom-0) is not ready".into() }
+        );
+        pods[0].ready = true;
+        pods[0].terminating = true;
+        assert!(matches!(next_step(3, &pods, Some("new"), HEALTHY), RollStep::Wait { broker: Some(0), .. }));
+        let without_pod = [pod(1, "old"), pod(2, "old")];
+        assert!(matches!(next_step(3, &without_pod, Some("new"), HEALTHY), RollStep::Wait { broker: Some(0), .. }));
+    }
+
+    #[test]
+    fn paused_while_partitions_are_under_replicated_or_unknown() {
+        let pods = [pod(0, "new"), pod(1, "old"), pod(2, "old")];
+        let health = ClusterHealth { under_replicated: Some(4), ..HEALTHY };
+        let RollStep::Wait { reason, broker: None, .. } = next_step(3, &pods, Some("new"), health) else {
+            panic!("an under-replicated cluster must pause the roll");
+        };
+        assert_eq!(reason, "4 under-replicated and 0 offline partition(s)");
+        let unknown = ClusterHealth { controller_id: None, under_replicated: None, offline: None };
+        assert!(matches!(next_step(3, &pods, Some("new"), unknown), RollStep::Wait { broker: None, .. }));
+        let offline = ClusterHealth { offline: Some(1), ..HEALTHY };
+        assert!(matches!(next_step(3, &pods, Some("new"), offline), RollStep::Wait { .. }));
+    }
+
+    #[test]
+    fn a_pod_without_a_revision_is_outdated() {
+        let mut pods = vec![pod(0, "new"), pod(1, "new")];
+        pods[1].revision = None;
+        assert!(matches!(next_step(2, &pods, Some("new"), HEALTHY), RollStep::Restart { broker: 1, outdated: 1, .. }));
+    }
+}
