@@ -69,6 +69,20 @@ impl FollowerState {
 pub struct PendingIsr {
     /// The proposed ISR.
     pub isr: Vec<i32>,
+    /// When it was proposed (ms since the epoch).
+    pub proposed_at_ms: i64,
+}
+
+/// A proposal unanswered for this long is taken as lost and may be made again
+/// (the controller answers or times out within 10 s; a lost answer must not
+/// freeze the ISR).
+pub const PENDING_ISR_EXPIRY_MS: i64 = 30_000;
+
+impl PendingIsr {
+    /// Whether the proposal still awaits its answer at `now_ms`.
+    pub fn awaiting(&self, now_ms: i64) -> bool {
+        now_ms - self.proposed_at_ms < PENDING_ISR_EXPIRY_MS
+    }
 }
 
 /// The ISR counted for the high watermark: the current one plus any
@@ -152,10 +166,10 @@ mod tests {
 
     #[test]
     fn pending_changes_widen_the_hw_isr_and_narrow_the_min_insync_isr() {
-        let adding = PendingIsr { isr: vec![1, 2, 3] };
+        let adding = PendingIsr { isr: vec![1, 2, 3], proposed_at_ms: 0 };
         assert_eq!(maximal_isr(&[1, 2], Some(&adding)), vec![1, 2, 3]);
         assert_eq!(minimal_isr(&[1, 2], Some(&adding)), vec![1, 2]);
-        let removing = PendingIsr { isr: vec![1] };
+        let removing = PendingIsr { isr: vec![1], proposed_at_ms: 0 };
         assert_eq!(maximal_isr(&[1, 2], Some(&removing)), vec![1, 2]);
         assert_eq!(minimal_isr(&[1, 2], Some(&removing)), vec![1]);
     }

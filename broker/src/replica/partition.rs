@@ -657,7 +657,7 @@ impl Partition {
         let (leader_epoch, partition_epoch) = (s.leader_epoch, s.partition_epoch);
         let Role::Leader(l) = &mut s.role else { return None };
         if s.isr.contains(&fetch.replica_id)
-            || l.pending.is_some()
+            || l.pending.as_ref().is_some_and(|p| p.awaiting(now_ms))
             || now_ms < l.retry_after_ms
             || !leader::can_join_isr(follower_leo, hw, l.epoch_start_offset)
         {
@@ -666,7 +666,7 @@ impl Partition {
         let mut isr = s.isr.clone();
         isr.push(fetch.replica_id);
         tracing::info!(partition = %self.tp, replica = fetch.replica_id, ?isr, "follower caught up: proposing it for the ISR");
-        l.pending = Some(PendingIsr { isr: isr.clone() });
+        l.pending = Some(PendingIsr { isr: isr.clone(), proposed_at_ms: now_ms });
         Some(IsrProposal { leader_epoch, partition_epoch, isr })
     }
 
@@ -678,7 +678,7 @@ impl Partition {
         let (leader_epoch, partition_epoch) = (s.leader_epoch, s.partition_epoch);
         let current = s.isr.clone();
         let Role::Leader(l) = &mut s.role else { return None };
-        if l.pending.is_some() || now_ms < l.retry_after_ms {
+        if l.pending.as_ref().is_some_and(|p| p.awaiting(now_ms)) || now_ms < l.retry_after_ms {
             return None;
         }
         let out = leader::out_of_sync_followers(self.node_id, leo, &current, &l.followers, now_ms, lag_ms);
@@ -687,7 +687,7 @@ impl Partition {
         }
         let isr: Vec<i32> = current.iter().copied().filter(|id| !out.contains(id)).collect();
         tracing::info!(partition = %self.tp, lagging = ?out, ?isr, lag_ms, "followers lagged: proposing a smaller ISR");
-        l.pending = Some(PendingIsr { isr: isr.clone() });
+        l.pending = Some(PendingIsr { isr: isr.clone(), proposed_at_ms: now_ms });
         Some(IsrProposal { leader_epoch, partition_epoch, isr })
     }
 

@@ -25,7 +25,7 @@ use strom_proto::replication::{
 };
 use tonic::{Request, Response, Status};
 
-use super::partition::{FetchOutcome, FetchReply, FollowerFetch};
+use super::partition::{FetchOutcome, FetchReply, FollowerFetch, Partition};
 use super::{ReplicaManager, error_codes, now_ms};
 use crate::log::TopicPartition;
 
@@ -65,13 +65,9 @@ impl ReplicationService {
         };
         // Subscribed before the first look, so a change in between still wakes us.
         let (mut log_end, mut high_watermark) = partition.watch_for_follower();
-        let (p, f) = (partition.clone(), fetch.clone());
-        let Some(mut reply) = blocking(move || p.serve_follower_fetch(&f, now_ms(), true)).await else {
+        let Some(mut reply) = self.serve(&partition, fetch.clone(), true).await else {
             return refused(error_codes::KAFKA_STORAGE_ERROR, format!("reading {tp} failed"));
         };
-        if let Some(proposal) = reply.proposal.take() {
-            self.manager.send_isr_proposal(partition.clone(), proposal);
-        }
         if matches!(reply.outcome, FetchOutcome::CaughtUp) {
             let wait = self.manager.replica_config().fetch_wait_max;
             tokio::select! {
@@ -80,16 +76,30 @@ impl ReplicationService {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.manager.stopped() => {}
             }
-            let p = partition.clone();
-            let Some(again) = blocking(move || p.serve_follower_fetch(&fetch, now_ms(), false)).await else {
+            let Some(again) = self.serve(&partition, fetch, false).await else {
                 return refused(error_codes::KAFKA_STORAGE_ERROR, format!("reading {tp} failed"));
             };
             reply = again;
-            if let Some(proposal) = reply.proposal.take() {
-                self.manager.send_isr_proposal(partition.clone(), proposal);
-            }
         }
         response(reply)
+    }
+
+    /// Serves one follower fetch on a blocking thread and sends the ISR change
+    /// it gives rise to from that same thread. The proposal must not depend on
+    /// this handler: when the follower disconnects (a broker shutting down),
+    /// tonic drops the handler's future while the blocking work still runs,
+    /// and a proposal left for the handler would be lost with the partition's
+    /// pending ISR change set, so the ISR would never change again.
+    async fn serve(&self, partition: &Arc<Partition>, fetch: FollowerFetch, may_wait: bool) -> Option<FetchReply> {
+        let (partition, manager) = (partition.clone(), self.manager.clone());
+        blocking(move || {
+            let mut reply = partition.serve_follower_fetch(&fetch, now_ms(), may_wait);
+            if let Some(proposal) = reply.proposal.take() {
+                manager.send_isr_proposal(partition, proposal);
+            }
+            reply
+        })
+        .await
     }
 
     /// Answers OffsetForLeaderEpoch as leader.

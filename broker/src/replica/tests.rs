@@ -535,3 +535,35 @@ async fn a_restarted_leader_starts_from_its_checkpointed_high_watermark() {
     assert!(checkpointed > 0 && checkpointed < end);
     assert_eq!(p.high_watermark(), checkpointed);
 }
+
+#[tokio::test]
+async fn an_unanswered_isr_proposal_expires_so_the_isr_can_still_grow() {
+    let cluster = Cluster::start(2, fast_config(60_000)).await;
+    cluster.node(1).crash();
+    cluster.controller.set_reachable(1, false);
+    let mut state = cluster.controller.current();
+    state.isr = vec![0];
+    state.partition_epoch += 1;
+    cluster.controller.publish(state);
+    produce(cluster.node(0), batch(0)).await.unwrap();
+    let leader = cluster.node(0).partition();
+    let caught_up = partition::FollowerFetch {
+        replica_id: 1,
+        fetch_offset: leo(cluster.node(0)),
+        last_fetched_epoch: -1,
+        current_leader_epoch: leader.leader_epoch(),
+        max_bytes: 1 << 20,
+        high_watermark: None,
+    };
+    let now = now_ms();
+    // The first caught-up fetch proposes broker 1; the proposal is lost (as when
+    // the fetching broker disconnects before its handler could send it).
+    let lost = leader.serve_follower_fetch(&caught_up, now, false).proposal;
+    assert_eq!(lost.map(|p| p.isr), Some(vec![0, 1]));
+    assert!(
+        leader.serve_follower_fetch(&caught_up, now + 1_000, false).proposal.is_none(),
+        "while a proposal awaits its answer, no second one is made"
+    );
+    let again = leader.serve_follower_fetch(&caught_up, now + leader::PENDING_ISR_EXPIRY_MS + 1, false).proposal;
+    assert_eq!(again.map(|p| p.isr), Some(vec![0, 1]), "an expired proposal is made again");
+}
