@@ -34,7 +34,7 @@ KWOK_VERSION=v0.8.0   # sigs.k8s.io/kwok, newest served
 # kube-root-ca.crt ConfigMap) to appear, and StatefulSets to create their Pods
 # and claims and report status. None of them needs a scheduler or nodes (the
 # Pods stay Pending).
-DEFAULT_KCM_CONTROLLERS=garbagecollector,namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,statefulset
+DEFAULT_KCM_CONTROLLERS=garbagecollector,namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,statefulset,persistentvolume-binder
 
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 CACHE="${STROM_CACHE:-$HOME/.cache/strom}"

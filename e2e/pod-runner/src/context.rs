@@ -1,0 +1,70 @@
+//! What every part of the runner shares: the client, the options and the
+//! layout of the runner's directory.
+//!
+//! Directory layout (`--dir DIR`):
+//!
+//! ```text
+//! DIR/pods/<uid>/strom.yaml     the pod's config file, as in its ConfigMap
+//! DIR/pods/<uid>/volumes/data   an emptyDir data volume (removed with the pod)
+//! DIR/pvc/<namespace>/<claim>   a claim's data (kept: survives pod recreation)
+//! DIR/logs/<pod>.log            the broker's output, appended across restarts
+//! DIR/pids/<pod>                the running broker's pid
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kube::Client;
+
+use crate::address::Subnet;
+
+/// Shared, read-only state of the runner.
+#[derive(Clone)]
+pub struct Context {
+    /// Client for the control plane.
+    pub client: Client,
+    /// The namespace whose pods are run.
+    pub namespace: String,
+    /// Label selector of the pods to run.
+    pub selector: String,
+    /// Loopback subnet of the pods' addresses.
+    pub subnet: Subnet,
+    /// The Node this runner plays.
+    pub node_name: String,
+    /// That Node's labels (the rack comes from them).
+    pub node_labels: BTreeMap<String, String>,
+    /// The runner's directory.
+    pub dir: PathBuf,
+    /// The `strom-broker` binary.
+    pub broker_bin: PathBuf,
+}
+
+impl Context {
+    /// `DIR/pods/<uid>`.
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.dir.join("pods").join(uid)
+    }
+    /// `DIR/pvc/<namespace>/<claim>`.
+    pub fn claim_dir(&self, namespace: &str, claim: &str) -> PathBuf {
+        self.dir.join("pvc").join(namespace).join(claim)
+    }
+    /// `DIR/logs/<pod>.log`.
+    pub fn log_file(&self, pod: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{pod}.log"))
+    }
+    /// `DIR/pids/<pod>`.
+    pub fn pid_file(&self, pod: &str) -> PathBuf {
+        self.dir.join("pids").join(pod)
+    }
+    /// Creates the top-level directories.
+    pub fn create_dirs(&self) -> std::io::Result<()> {
+        for sub in ["pods", "pvc", "logs", "pids"] {
+            std::fs::create_dir_all(self.dir.join(sub))?;
+        }
+        Ok(())
+    }
+    /// The runner's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}

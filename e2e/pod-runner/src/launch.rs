@@ -1,0 +1,385 @@
+//! What it takes to run one broker pod as a process, worked out from the Pod.
+//!
+//! [`PodPlan::of`] reads the pod spec the operator builds (container
+//! `broker`, its `--config` argument, the ConfigMap volume mounted above that
+//! file, the `data` volume: a claim or an emptyDir) into plain data, and
+//! [`broker_args`] turns a plan plus the config file's text into the
+//! `strom-broker` command line: flags override the file, so the listeners,
+//! advertised addresses, node id, data directory and voters all point at the
+//! pod's loopback address instead of names that do not resolve here.
+//!
+//! Pure functions over plain data; nothing here touches the API or the disk.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::address::{Subnet, ordinal_of, rewrite_voters};
+
+/// The StatefulSet label holding the pod's ordinal.
+pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+/// Name of the broker container (the first container is used otherwise).
+const BROKER_CONTAINER: &str = "broker";
+/// Name of the broker's data volume.
+const DATA_VOLUME: &str = "data";
+/// Ports the brokers listen on, as in the operator's pod template.
+pub const KAFKA_PORT: u16 = 9092;
+/// Internal (gRPC) port.
+pub const INTERNAL_PORT: u16 = 9093;
+/// `/metrics`, `/healthz`, `/readyz` port.
+pub const HTTP_PORT: u16 = 9094;
+/// The kubelet's default when a pod sets no grace period.
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+/// A pod this runner cannot run, and why.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    /// Neither the pod-index label nor the name gives an ordinal.
+    #[error("pod {0}: no ordinal (neither an '{POD_INDEX_LABEL}' label nor a '<set>-<n>' name)")]
+    NoOrdinal(String),
+    /// The ordinal is past the subnet's addresses.
+    #[error("pod {pod}: ordinal {ordinal} is past the highest one with an address ({})", Subnet::MAX_ORDINAL)]
+    NoAddress { pod: String, ordinal: u32 },
+    /// The pod has no containers.
+    #[error("pod {0}: no containers")]
+    NoContainer(String),
+    /// No `--config FILE` argument, or no ConfigMap volume mounted above FILE.
+    #[error("pod {pod}: {what}; expected '--config FILE' with FILE in a mounted ConfigMap volume")]
+    NoConfig { pod: String, what: String },
+}
+
+/// Where the broker's data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataVolume {
+    /// A PersistentVolumeClaim of this name: kept across pod recreations.
+    Claim(String),
+    /// An emptyDir (or no data volume at all): removed with the pod.
+    Ephemeral,
+}
+
+/// The facts about a pod that running it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodPlan {
+    /// Pod name.
+    pub name: String,
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod uid.
+    pub uid: String,
+    /// The StatefulSet ordinal, also the broker's node id.
+    pub ordinal: u32,
+    /// The pod's loopback address.
+    pub ip: Ipv4Addr,
+    /// The broker container's name.
+    pub container: String,
+    /// The broker container's image (reported back in the status only).
+    pub image: String,
+    /// ConfigMap holding the config file.
+    pub config_map: String,
+    /// Key of the config file in that ConfigMap.
+    pub config_key: String,
+    /// Where the data volume is mounted in the container, if it is.
+    pub data_mount: Option<String>,
+    /// The data volume.
+    pub data: DataVolume,
+    /// Node label keys the pod is spread over (rack awareness).
+    pub spread_keys: Vec<String>,
+    /// Seconds between SIGTERM and SIGKILL.
+    pub grace_seconds: i64,
+}
+
+impl PodPlan {
+    /// Works out the plan for `pod` in `subnet`.
+    pub fn of(pod: &Pod, subnet: Subnet) -> Result<PodPlan, PlanError> {
+        let meta = &pod.metadata;
+        let name = meta.name.clone().unwrap_or_default();
+        let ordinal = meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(POD_INDEX_LABEL))
+            .and_then(|v| v.parse::<u32>().ok())
+            .or_else(|| ordinal_of(&name))
+            .ok_or_else(|| PlanError::NoOrdinal(name.clone()))?;
+        let ip = subnet.pod_ip(ordinal).ok_or_else(|| PlanError::NoAddress { pod: name.clone(), ordinal })?;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let container = spec
+            .containers
+            .iter()
+            .find(|c| c.name == BROKER_CONTAINER)
+            .or_else(|| spec.containers.first())
+            .ok_or_else(|| PlanError::NoContainer(name.clone()))?;
+        let no_config = |what: &str| PlanError::NoConfig { pod: name.clone(), what: what.to_string() };
+
+        let config_path = arg_value(container.args.as_deref().unwrap_or_default(), "--config")
+            .ok_or_else(|| no_config("no --config argument"))?;
+        let mounts = container.volume_mounts.clone().unwrap_or_default();
+        let volumes = spec.volumes.clone().unwrap_or_default();
+        let (config_map, config_key) = mounts
+            .iter()
+            .filter_map(|m| {
+                let key = Path::new(&config_path).strip_prefix(&m.mount_path).ok()?.to_str()?.to_string();
+                let volume = volumes.iter().find(|v| v.name == m.name)?;
+                let source = volume.config_map.as_ref()?;
+                Some((source.name.clone(), key))
+            })
+            .next()
+            .ok_or_else(|| no_config(&format!("no ConfigMap volume mounted above {config_path}")))?;
+
+        let data_mount = mounts.iter().find(|m| m.name == DATA_VOLUME).map(|m| m.mount_path.clone());
+        let data = match volumes.iter().find(|v| v.name == DATA_VOLUME) {
+            Some(v) if v.persistent_volume_claim.is_some() => {
+                DataVolume::Claim(v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()).unwrap_or_default())
+            }
+            _ => DataVolume::Ephemeral,
+        };
+        let spread_keys = spec.topology_spread_constraints.iter().flatten().map(|c| c.topology_key.clone()).collect();
+        let grace_seconds = spec.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS).max(0);
+        Ok(PodPlan {
+            namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
+            uid: meta.uid.clone().unwrap_or_default(),
+            ordinal,
+            ip,
+            container: container.name.clone(),
+            image: container.image.clone().unwrap_or_default(),
+            config_map,
+            config_key,
+            data_mount,
+            data,
+            spread_keys,
+            grace_seconds,
+            name,
+        })
+    }
+
+    /// The rack of this pod on a node with `node_labels`: the value of the
+    /// first spread key the node carries.
+    pub fn rack(&self, node_labels: &std::collections::BTreeMap<String, String>) -> Option<String> {
+        self.spread_keys.iter().find_map(|k| node_labels.get(k)).cloned()
+    }
+}
+
+/// The value after `flag` in `args` (`--flag VALUE` or `--flag=VALUE`).
+fn arg_value(args: &[String], flag: &str) -> Option<String> {
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == flag {
+            return it.next().cloned();
+        }
+        if let Some(v) = arg.strip_prefix(flag).and_then(|rest| rest.strip_prefix('=')) {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+/// The value of a top-level `key: value` line of a YAML config file, without
+/// quotes. The broker's file is flat apart from `settings:`, so a line scan is
+/// enough for the two keys the runner needs (`data-dir`, `voters`).
+pub fn top_level_value(config: &str, key: &str) -> Option<String> {
+    config.lines().find_map(|line| {
+        let rest = line.strip_prefix(key)?.strip_prefix(':')?;
+        let value = rest.split(" #").next().unwrap_or_default().trim();
+        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        (!value.is_empty()).then(|| value.to_string())
+    })
+}
+
+/// The broker's data directory on this machine: the config's `data-dir`
+/// moved from under the container mount point to under `volume_dir`.
+pub fn host_data_dir(config: &str, data_mount: Option<&str>, volume_dir: &Path) -> PathBuf {
+    let in_container = top_level_value(config, "data-dir");
+    match (in_container, data_mount) {
+        (Some(dir), Some(mount)) => match Path::new(&dir).strip_prefix(mount) {
+            Ok(rest) if !rest.as_os_str().is_empty() => volume_dir.join(rest),
+            _ => volume_dir.to_path_buf(),
+        },
+        _ => volume_dir.to_path_buf(),
+    }
+}
+
+/// What [`broker_args`] needs besides the plan.
+#[derive(Debug, Clone)]
+pub struct LaunchInput<'a> {
+    /// The config file's text (as in the ConfigMap).
+    pub config: &'a str,
+    /// Where the config file was written.
+    pub config_file: &'a Path,
+    /// The data directory on this machine.
+    pub data_dir: &'a Path,
+    /// The subnet the voters' pod names resolve into.
+    pub subnet: Subnet,
+    /// The broker's rack, if rack awareness applies.
+    pub rack: Option<String>,
+}
+
+/// The `strom-broker` arguments for `plan`.
+pub fn broker_args(plan: &PodPlan, input: &LaunchInput<'_>) -> Vec<String> {
+    let ip = plan.ip;
+    let mut args = vec![
+        "--config".to_string(),
+        input.config_file.display().to_string(),
+        "--node-id".into(),
+        plan.ordinal.to_string(),
+        "--data-dir".into(),
+        input.data_dir.display().to_string(),
+        "--listen".into(),
+        format!("{ip}:{KAFKA_PORT}"),
+        "--advertise".into(),
+        format!("{ip}:{KAFKA_PORT}"),
+        "--internal-listen".into(),
+        format!("{ip}:{INTERNAL_PORT}"),
+        "--internal-advertise".into(),
+        format!("{ip}:{INTERNAL_PORT}"),
+        "--http-listen".into(),
+        format!("{ip}:{HTTP_PORT}"),
+    ];
+    if let Some(voters) = top_level_value(input.config, "voters") {
+        args.push("--voters".into());
+        args.push(rewrite_voters(input.subnet, &voters));
+    }
+    if let Some(rack) = &input.rack {
+        args.push("--rack".into());
+        args.push(rack.clone());
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const CONFIG: &str = "# Generated by strom-operator\n\
+        data-dir: /var/lib/strom/data\n\
+        listen: 0.0.0.0:9092\n\
+        internal-listen: 0.0.0.0:9093\n\
+        http-listen: 0.0.0.0:9094\n\
+        voters: 0@demo-0.demo-brokers.ns.svc:9093,1@demo-1.demo-brokers.ns.svc:9093\n\
+        settings:\n  \"num.partitions\": \"3\"\n";
+
+    fn pod(storage: &str) -> Pod {
+        let data_volume = if storage == "claim" {
+            serde_json::json!({"name": "data", "persistentVolumeClaim": {"claimName": "data-demo-1"}})
+        } else {
+            serde_json::json!({"name": "data", "emptyDir": {}})
+        };
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "demo-1", "namespace": "ns", "uid": "u-1",
+                "labels": {"apps.kubernetes.io/pod-index": "1"}
+            },
+            "spec": {
+                "containers": [{
+                    "name": "broker", "image": "strom:dev",
+                    "args": ["--config", "/etc/strom/strom.yaml"],
+                    "volumeMounts": [
+                        {"name": "config", "mountPath": "/etc/strom", "readOnly": true},
+                        {"name": "data", "mountPath": "/var/lib/strom"}
+                    ]
+                }],
+                "volumes": [{"name": "config", "configMap": {"name": "demo-config"}}, data_volume],
+                "terminationGracePeriodSeconds": 120,
+                "topologySpreadConstraints": [{
+                    "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "ScheduleAnyway"
+                }]
+            }
+        }))
+        .unwrap()
+    }
+
+    fn subnet() -> Subnet {
+        "127.7".parse().unwrap()
+    }
+
+    #[test]
+    fn plan_reads_ordinal_config_map_and_claim_from_the_operator_pod() {
+        let plan = PodPlan::of(&pod("claim"), subnet()).unwrap();
+        assert_eq!(plan.ordinal, 1);
+        assert_eq!(plan.ip, Ipv4Addr::new(127, 7, 0, 11));
+        assert_eq!((plan.config_map.as_str(), plan.config_key.as_str()), ("demo-config", "strom.yaml"));
+        assert_eq!(plan.data, DataVolume::Claim("data-demo-1".into()));
+        assert_eq!(plan.data_mount.as_deref(), Some("/var/lib/strom"));
+        assert_eq!(plan.grace_seconds, 120);
+        assert_eq!(plan.image, "strom:dev");
+        let zone = BTreeMap::from([("topology.kubernetes.io/zone".to_string(), "a".to_string())]);
+        assert_eq!(plan.rack(&zone), Some("a".into()));
+        assert_eq!(plan.rack(&BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn plan_treats_empty_dir_as_ephemeral_and_falls_back_to_the_name_ordinal() {
+        let mut p = pod("emptyDir");
+        p.metadata.labels = None;
+        let plan = PodPlan::of(&p, subnet()).unwrap();
+        assert_eq!(plan.data, DataVolume::Ephemeral);
+        assert_eq!(plan.ordinal, 1);
+    }
+
+    #[test]
+    fn plan_rejects_pods_without_ordinal_or_config() {
+        let mut p = pod("claim");
+        p.metadata.labels = None;
+        p.metadata.name = Some("loner".into());
+        assert_eq!(PodPlan::of(&p, subnet()), Err(PlanError::NoOrdinal("loner".into())));
+
+        let mut p = pod("claim");
+        if let Some(spec) = p.spec.as_mut() {
+            spec.containers[0].args = Some(vec!["--config=/elsewhere/strom.yaml".into()]);
+        }
+        assert!(matches!(PodPlan::of(&p, subnet()), Err(PlanError::NoConfig { .. })));
+    }
+
+    #[test]
+    fn top_level_values_are_read_without_quotes_or_comments() {
+        assert_eq!(top_level_value(CONFIG, "data-dir").as_deref(), Some("/var/lib/strom/data"));
+        assert_eq!(top_level_value("voters: \"0@a:1\" # x\n", "voters").as_deref(), Some("0@a:1"));
+        assert_eq!(top_level_value("settings:\n  voters: x\n", "voters"), None);
+        assert_eq!(top_level_value("voters-extra: x\n", "voters"), None);
+    }
+
+    #[test]
+    fn data_dir_moves_from_the_container_mount_to_the_volume_dir() {
+        let vol = Path::new("/runner/pvc/ns/data-demo-1");
+        assert_eq!(host_data_dir(CONFIG, Some("/var/lib/strom"), vol), vol.join("data"));
+        assert_eq!(host_data_dir(CONFIG, None, vol), vol);
+        assert_eq!(host_data_dir("data-dir: /elsewhere\n", Some("/var/lib/strom"), vol), vol);
+    }
+
+    #[test]
+    fn broker_args_bind_the_pod_ip_and_rewrite_voters() {
+        let plan = PodPlan::of(&pod("claim"), subnet()).unwrap();
+        let input = LaunchInput {
+            config: CONFIG,
+            config_file: Path::new("/runner/pods/u-1/strom.yaml"),
+            data_dir: Path::new("/runner/pvc/ns/data-demo-1/data"),
+            subnet: subnet(),
+            rack: Some("a".into()),
+        };
+        let args = broker_args(&plan, &input);
+        let expected = [
+            "--config",
+            "/runner/pods/u-1/strom.yaml",
+            "--node-id",
+            "1",
+            "--data-dir",
+            "/runner/pvc/ns/data-demo-1/data",
+            "--listen",
+            "127.7.0.11:9092",
+            "--advertise",
+            "127.7.0.11:9092",
+            "--internal-listen",
+            "127.7.0.11:9093",
+            "--internal-advertise",
+            "127.7.0.11:9093",
+            "--http-listen",
+            "127.7.0.11:9094",
+            "--voters",
+            "0@127.7.0.10:9093,1@127.7.0.11:9093",
+            "--rack",
+            "a",
+        ];
+        assert_eq!(args, expected);
+    }
+}

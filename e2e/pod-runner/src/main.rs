@@ -1,0 +1,139 @@
+//! `strom-pod-runner`: run the broker pods of one Strom cluster as local
+//! processes, in place of a kubelet (see README.md).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use k8s_openapi::api::core::v1::Node;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use tokio_util::sync::CancellationToken;
+
+use strom_pod_runner::address::Subnet;
+use strom_pod_runner::context::Context;
+use strom_pod_runner::runner::Runner;
+use strom_pod_runner::{node, owner, process};
+
+/// A stand-in kubelet: runs the matching pods as strom-broker processes on 127.X.Y.Z addresses.
+#[derive(Debug, Parser)]
+#[command(name = "strom-pod-runner", version, about)]
+struct Cli {
+    /// Kubeconfig of the control plane.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Namespace of the pods to run.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Label selector of the pods to run (e.g. app.kubernetes.io/instance=demo).
+    #[arg(long)]
+    selector: String,
+    /// Loopback /16 for pod addresses, 127.X: pod <set>-<n> gets 127.X.<n/200>.<n%200+10>.
+    #[arg(long)]
+    subnet: Subnet,
+    /// Name of the Node this runner registers and binds pods to.
+    #[arg(long)]
+    node_name: String,
+    /// Working directory: pods/, pvc/, logs/, pids/.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The strom-broker binary.
+    #[arg(long)]
+    broker_bin: PathBuf,
+    /// Zone label (topology.kubernetes.io/zone) of the node; also the brokers' rack
+    /// when the pods spread over that key.
+    #[arg(long)]
+    zone: Option<String>,
+    /// Exit (killing the brokers) when this process is gone.
+    #[arg(long, env = "STROM_POD_RUNNER_OWNER")]
+    owner: Option<u32>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let cli = Cli::parse();
+
+    let shutdown = CancellationToken::new();
+    if let Some(pid) = cli.owner {
+        let started = owner::start_time(pid).with_context(|| format!("owner process {pid} is not running"))?;
+        tokio::spawn(owner::watch_owner(pid, started, shutdown.clone()));
+    }
+    anyhow::ensure!(cli.broker_bin.is_file(), "--broker-bin {}: no such file", cli.broker_bin.display());
+    let broker_bin = std::fs::canonicalize(&cli.broker_bin).context("resolving --broker-bin")?;
+    std::fs::create_dir_all(&cli.dir).with_context(|| format!("creating {}", cli.dir.display()))?;
+    let dir = std::fs::canonicalize(&cli.dir).context("resolving --dir")?;
+
+    let kubeconfig = Kubeconfig::read_from(&cli.kubeconfig)
+        .with_context(|| format!("reading kubeconfig {}", cli.kubeconfig.display()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .context("loading the kubeconfig")?;
+    let client = Client::try_from(config).context("building the Kubernetes client")?;
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        namespace: cli.namespace.clone(),
+        selector: cli.selector.clone(),
+        subnet: cli.subnet,
+        node_name: cli.node_name.clone(),
+        node_labels: node::node_labels(&cli.node_name, cli.zone.as_deref()),
+        dir: dir.clone(),
+        broker_bin,
+    });
+    ctx.create_dirs().with_context(|| format!("creating the layout under {}", dir.display()))?;
+    let leftovers = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || process::kill_leftovers(&dir.join("pids"), &dir)).await?
+    };
+    if leftovers > 0 {
+        tracing::warn!(leftovers, "killed brokers of an earlier runner");
+    }
+
+    let nodes: Api<Node> = Api::all(client);
+    node::register(&nodes, &cli.node_name, cli.zone.as_deref())
+        .await
+        .with_context(|| format!("registering node {}", cli.node_name))?;
+    tracing::info!(
+        node = %cli.node_name, namespace = %cli.namespace, selector = %cli.selector,
+        subnet = %cli.subnet, dir = %dir.display(), "pod runner started"
+    );
+    let heartbeat = tokio::spawn(node::keep_alive(nodes, cli.node_name.clone(), shutdown.clone()));
+
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let signal = wait_for_signal().await;
+            tracing::info!(signal, "signal received; stopping");
+            shutdown.cancel();
+        });
+    }
+    Runner::new(ctx).run(shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = heartbeat.await;
+    tracing::info!("pod runner stopped");
+    Ok(())
+}
+
+/// SIGTERM or SIGINT, whichever comes first.
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}

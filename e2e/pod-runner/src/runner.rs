@@ -1,0 +1,212 @@
+//! The runner's loop: which pods to run, bind, stop and clean up.
+//!
+//! Every 300 ms the runner lists the pods of its namespace that match its
+//! selector and compares them with its workers (one [`PodWorker`] task per
+//! pod uid, owned by this loop alone):
+//!
+//! - a pod without `spec.nodeName` for more than a second is bound to the
+//!   runner's node through the `pods/binding` subresource (the control plane
+//!   here runs no kube-scheduler; with one running, it binds first and the
+//!   runner just finds its pods on its node);
+//! - a pod on the runner's node without a worker gets one;
+//! - a pod with a deletionTimestamp is told to stop within its grace period
+//!   (its worker deletes the object afterwards); one without a worker (the
+//!   runner restarted meanwhile) is deleted at once;
+//! - a worker whose pod disappeared from the list is told `Gone`.
+//!
+//! On shutdown every worker is told to stop (its broker is killed) and the
+//! loop waits for them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::launch::PodPlan;
+use crate::pod::{PodWorker, Stop};
+
+/// How often pods are listed.
+const POLL: Duration = Duration::from_millis(300);
+/// How long a pod may stay unscheduled before the runner binds it itself.
+const BIND_AFTER: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the workers.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
+
+struct Worker {
+    name: String,
+    stop: watch::Sender<Option<Stop>>,
+    task: JoinHandle<()>,
+}
+
+/// The runner's loop (see the module docs).
+pub struct Runner {
+    ctx: Arc<Context>,
+    pods: Api<Pod>,
+    workers: HashMap<String, Worker>,
+    /// uids whose worker has ended (their pods are on their way out).
+    finished: HashSet<String>,
+    /// uids first seen unscheduled, and when.
+    unscheduled: HashMap<String, Instant>,
+    /// uids the runner could not plan (reported once).
+    rejected: HashSet<String>,
+}
+
+impl Runner {
+    /// A runner for `ctx`.
+    pub fn new(ctx: Arc<Context>) -> Runner {
+        let pods = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+        Runner {
+            ctx,
+            pods,
+            workers: HashMap::new(),
+            finished: HashSet::new(),
+            unscheduled: HashMap::new(),
+            rejected: HashSet::new(),
+        }
+    }
+
+    /// Runs until `shutdown`, then stops every broker.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(POLL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => self.sync().await,
+            }
+        }
+        tracing::info!(workers = self.workers.len(), "stopping all brokers");
+        for worker in self.workers.values() {
+            let _ = worker.stop.send(Some(Stop::Shutdown));
+        }
+        let tasks = self.workers.drain().map(|(_, w)| w.task);
+        if tokio::time::timeout(SHUTDOWN_WAIT, futures::future::join_all(tasks)).await.is_err() {
+            tracing::warn!("workers did not stop in time");
+        }
+    }
+
+    /// One pass over the pods.
+    async fn sync(&mut self) {
+        let params = ListParams::default().labels(&self.ctx.selector);
+        let pods = match self.pods.list(&params).await {
+            Ok(list) => list.items,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing pods failed");
+                return;
+            }
+        };
+        let mut seen = HashSet::new();
+        for pod in &pods {
+            let (Some(uid), Some(name)) = (pod.metadata.uid.clone(), pod.metadata.name.clone()) else { continue };
+            seen.insert(uid.clone());
+            let deleting = pod.metadata.deletion_timestamp.is_some();
+            match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+                None if !deleting => self.schedule(&uid, &name).await,
+                None => {}
+                Some(node) if node != self.ctx.node_name => {}
+                Some(_) if deleting => self.delete(pod, &uid, &name).await,
+                Some(_) => self.start(pod, &uid),
+            }
+        }
+        for (uid, worker) in &self.workers {
+            if !seen.contains(uid) {
+                worker.stop.send_if_modified(|s| {
+                    let first = s.is_none();
+                    if first {
+                        tracing::info!(pod = %worker.name, "pod object is gone: stopping its broker");
+                        *s = Some(Stop::Gone);
+                    }
+                    first
+                });
+            }
+        }
+        let ended: Vec<String> =
+            self.workers.iter().filter(|(_, w)| w.task.is_finished()).map(|(uid, _)| uid.clone()).collect();
+        for uid in ended {
+            self.workers.remove(&uid);
+            self.finished.insert(uid);
+        }
+        self.finished.retain(|uid| seen.contains(uid));
+        self.unscheduled.retain(|uid, _| seen.contains(uid));
+        self.rejected.retain(|uid| seen.contains(uid));
+    }
+
+    /// Binds an unscheduled pod to this node once it waited [`BIND_AFTER`].
+    async fn schedule(&mut self, uid: &str, name: &str) {
+        let first_seen = *self.unscheduled.entry(uid.to_string()).or_insert_with(Instant::now);
+        if first_seen.elapsed() < BIND_AFTER {
+            return;
+        }
+        let binding = json!({
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": self.ctx.namespace, "uid": uid},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.ctx.node_name},
+        });
+        match self
+            .pods
+            .create_subresource::<_, serde_json::Value>("binding", name, &PostParams::default(), &binding)
+            .await
+        {
+            Ok(_) => tracing::info!(pod = name, node = %self.ctx.node_name, "bound pod to this node"),
+            Err(e) => tracing::warn!(pod = name, error = %e, "binding failed"),
+        }
+    }
+
+    /// Starts a worker for a pod on this node that has none.
+    fn start(&mut self, pod: &Pod, uid: &str) {
+        if self.workers.contains_key(uid) || self.finished.contains(uid) || self.rejected.contains(uid) {
+            return;
+        }
+        let plan = match PodPlan::of(pod, self.ctx.subnet) {
+            Ok(plan) => plan,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot run pod");
+                self.rejected.insert(uid.to_string());
+                return;
+            }
+        };
+        let (stop, stop_rx) = watch::channel(None);
+        let name = plan.name.clone();
+        let task = tokio::spawn(PodWorker::new(self.ctx.clone(), plan).run(stop_rx));
+        self.workers.insert(uid.to_string(), Worker { name, stop, task });
+    }
+
+    /// A pod on this node is being deleted: its worker stops it, or, without
+    /// a worker, the object is deleted at once.
+    async fn delete(&mut self, pod: &Pod, uid: &str, name: &str) {
+        let grace_seconds = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(30);
+        if let Some(worker) = self.workers.get(uid) {
+            worker.stop.send_if_modified(|s| {
+                let first = s.is_none();
+                if first {
+                    *s = Some(Stop::Delete { grace_seconds });
+                }
+                first
+            });
+            return;
+        }
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }),
+            ..DeleteParams::default()
+        };
+        match self.pods.delete(name, &params).await {
+            Ok(_) => tracing::info!(pod = name, "deleted a terminating pod with no broker"),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => tracing::warn!(pod = name, error = %e, "could not delete the pod"),
+        }
+    }
+}
