@@ -28,6 +28,9 @@ use crate::context::Context;
 use crate::leaders;
 use crate::rolling::{self, BROKER_RESTART_TIMEOUT, BrokerPod, ClusterHealth, REVISION_LABEL, RollStep};
 
+/// Broker pods, their UIDs by pod name, and their creation times by pod name.
+type BrokerPods = (Vec<BrokerPod>, BTreeMap<String, String>, BTreeMap<String, Timestamp>);
+
 /// Label with the pod's ordinal, set by the StatefulSet controller.
 const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
@@ -57,15 +60,22 @@ pub struct Roll<'a> {
 impl Roll<'_> {
     /// Decides and, when the cluster is ready for it, restarts the next broker.
     pub async fn step(&self, update_revision: Option<&str>, observed: &Observed) -> Result<RollOutcome, ClusterError> {
-        let (pods, uids) = self.broker_pods().await?;
+        let (pods, uids, created) = self.broker_pods().await?;
         let health = ClusterHealth {
             controller_id: observed.controller_id,
             under_replicated: observed.under_replicated,
             offline: observed.offline,
         };
         let replicas = self.cluster.spec.replicas;
-        let mut current_broker = self.previous.and_then(|p| p.current_broker);
-        let mut restarted_at = self.previous.and_then(|p| p.restarted_at.clone());
+        // The broker restarted last in this roll: the newest pod on the update
+        // revision (read from the pods, not from a status that may be stale).
+        let (mut current_broker, mut restarted_at) = pods
+            .iter()
+            .filter(|p| p.revision.is_some() && p.revision.as_deref() == update_revision)
+            .filter(|_| pods.iter().any(|p| p.revision.as_deref() != update_revision))
+            .filter_map(|p| Some((created.get(&p.name)?, p.ordinal)))
+            .max()
+            .map_or((None, None), |(at, ordinal)| (Some(ordinal), Some(at.to_string())));
         let mut outcome = RollOutcome::default();
         let (outdated, message) = match rolling::next_step(replicas, &pods, update_revision, health) {
             RollStep::Idle => return Ok(outcome),
@@ -94,6 +104,9 @@ impl Roll<'_> {
                 Err(e) => (outdated, format!("waiting: the admin API failed: {e}")),
             },
         };
+        if self.previous.map(|p| p.message.as_str()) != Some(message.as_str()) && !outcome.restarted {
+            tracing::info!(cluster = %builders::object_key(self.cluster), outdated, %message, "rolling restart");
+        }
         outcome.outdated = outdated;
         outcome.status = Some(RollingRestartStatus { brokers_left: outdated, current_broker, restarted_at, message });
         Ok(outcome)
@@ -116,7 +129,8 @@ impl Roll<'_> {
         Ok(Some(format!("moving {} leadership(s) off broker {broker} before it stops", remaining.len())))
     }
 
-    async fn broker_pods(&self) -> Result<(Vec<BrokerPod>, BTreeMap<String, String>), ClusterError> {
+    /// The broker pods, their UIDs and creation times by name.
+    async fn broker_pods(&self) -> Result<BrokerPods, ClusterError> {
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.names.namespace);
         let selector =
             builders::selector_labels(self.names).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
@@ -128,14 +142,18 @@ impl Roll<'_> {
         })?;
         let mut pods = Vec::new();
         let mut uids = BTreeMap::new();
+        let mut created = BTreeMap::new();
         for pod in list.items {
             let Some(view) = broker_pod(&pod, &self.names.name) else { continue };
             if let Some(uid) = pod.metadata.uid.clone() {
                 uids.insert(view.name.clone(), uid);
             }
+            if let Some(time) = pod.metadata.creation_timestamp.clone() {
+                created.insert(view.name.clone(), time.0);
+            }
             pods.push(view);
         }
-        Ok((pods, uids))
+        Ok((pods, uids, created))
     }
 
     async fn delete_pod(&self, name: &str, uid: Option<String>) -> Result<(), ClusterError> {

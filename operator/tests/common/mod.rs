@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod control_plane;
+pub mod kafka_load;
+pub mod pod_runner;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -96,7 +98,7 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port in 20000..32000")
 }
 
-fn unique_dir(what: &str) -> PathBuf {
+pub fn unique_dir(what: &str) -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
@@ -109,7 +111,7 @@ fn unique_dir(what: &str) -> PathBuf {
     dir
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
