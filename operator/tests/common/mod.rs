@@ -228,17 +228,23 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
 
 /// The `strom-broker` binary of this workspace, built if missing.
 pub fn broker_binary() -> PathBuf {
+    workspace_binary("strom-broker")
+}
+
+/// Binary `name` of the workspace package of the same name (next to the
+/// test executables), built if missing.
+pub fn workspace_binary(name: &str) -> PathBuf {
     // Test executables live in target/<profile>/deps/.
     let exe = std::env::current_exe().expect("the test executable's path");
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let binary = profile_dir.join("strom-broker");
+    let binary = profile_dir.join(name);
     if !binary.exists() {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "strom-broker", "--bin", "strom-broker"])
+            .args(["build", "-p", name, "--bin", name])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()
-            .expect("run cargo build -p strom-broker");
-        assert!(status.success(), "cargo build -p strom-broker failed");
+            .unwrap_or_else(|e| panic!("run cargo build -p {name}: {e}"));
+        assert!(status.success(), "cargo build -p {name} failed");
     }
     binary
 }

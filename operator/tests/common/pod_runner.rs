@@ -36,16 +36,7 @@ fn free_subnet() -> u8 {
 
 /// The `strom-pod-runner` binary of this workspace, built if missing.
 pub fn pod_runner_binary() -> PathBuf {
-    let binary = broker_binary().with_file_name("strom-pod-runner");
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "strom-pod-runner", "--bin", "strom-pod-runner"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .status()
-            .expect("run cargo build -p strom-pod-runner");
-        assert!(status.success(), "cargo build -p strom-pod-runner failed");
-    }
-    binary
+    super::workspace_binary("strom-pod-runner")
 }
 
 impl PodRunner {
