@@ -600,7 +600,7 @@ pub struct RollingRestartStatus {
     /// next one is restarted.
     pub current_broker: Option<i32>,
 
-    /// When `currentBroker`'s pod was deleted (RFC 3339).
+    /// When `currentBroker` was restarted: its new pod's creation time (RFC 3339).
     pub restarted_at: Option<String>,
 
     /// What the roll waits for before the next broker, or what it does now.

@@ -21,12 +21,13 @@ pub const DEFAULT_IMBALANCE_PERCENT: u32 = 10;
 pub struct LeaderBalance {
     /// Brokers over the threshold, with (partitions preferred, of which led elsewhere).
     pub imbalanced: BTreeMap<i32, (u32, u32)>,
-    /// Partitions to elect: preferred leader not leading, but in the ISR.
+    /// Partitions to elect: an imbalanced broker is their preferred leader,
+    /// does not lead them, but is in their ISR.
     pub to_elect: Vec<PartitionRef>,
 }
 
 /// Finds imbalanced brokers and the partitions an election would fix (pure).
-/// `to_elect` is empty when no broker is over `threshold_percent`.
+/// Only the partitions of brokers over `threshold_percent` are elected.
 pub fn plan(topics: &[TopicDescription], threshold_percent: u32) -> LeaderBalance {
     let mut per_broker: BTreeMap<i32, (u32, u32)> = BTreeMap::new();
     let mut candidates = Vec::new();
@@ -38,7 +39,7 @@ pub fn plan(topics: &[TopicDescription], threshold_percent: u32) -> LeaderBalanc
             if p.leader != preferred {
                 entry.1 += 1;
                 if p.isr.contains(&preferred) {
-                    candidates.push(PartitionRef { topic: topic.name.clone(), partition: p.partition });
+                    candidates.push((preferred, PartitionRef { topic: topic.name.clone(), partition: p.partition }));
                 }
             }
         }
@@ -49,7 +50,8 @@ pub fn plan(topics: &[TopicDescription], threshold_percent: u32) -> LeaderBalanc
             u64::from(*elsewhere) * 100 > u64::from(threshold_percent) * u64::from(*preferred)
         })
         .collect();
-    let to_elect = if imbalanced.is_empty() { Vec::new() } else { candidates };
+    let to_elect =
+        candidates.into_iter().filter(|(broker, _)| imbalanced.contains_key(broker)).map(|(_, p)| p).collect();
     LeaderBalance { imbalanced, to_elect }
 }
 
@@ -94,6 +96,7 @@ mod tests {
         let balance = plan(&[t], DEFAULT_IMBALANCE_PERCENT);
         assert_eq!(balance.imbalanced, BTreeMap::from([(0, (2, 2))]));
         // Partition 3's preferred replica is not in the ISR yet: electing it would fail.
+        // Partition 2 (preferred 2, led by 2) and broker 1's partitions need nothing.
         assert_eq!(balance.to_elect, vec![PartitionRef { topic: "t".into(), partition: 0 }]);
     }
 

@@ -79,6 +79,34 @@ pub enum RollStep {
     },
 }
 
+/// Why the cluster is not ready for a broker to stop — a broker pod missing,
+/// stopping or not ready, replication not healthy or unknown, no active
+/// controller known — with the broker concerned; `None` when it is (pure).
+/// A roll also uses it to decide when it is over: the last restarted broker
+/// is back and in every ISR.
+pub fn not_settled(replicas: i32, pods: &[BrokerPod], health: ClusterHealth) -> Option<(Option<i32>, String)> {
+    if let Some(p) = pods.iter().find(|p| p.terminating) {
+        return Some((Some(p.ordinal), format!("broker {} (pod {}) is stopping", p.ordinal, p.name)));
+    }
+    if let Some(missing) = (0..replicas).find(|o| !pods.iter().any(|p| p.ordinal == *o)) {
+        return Some((Some(missing), format!("broker {missing} has no pod yet")));
+    }
+    if let Some(p) = pods.iter().filter(|p| p.ordinal < replicas).find(|p| !p.ready) {
+        return Some((Some(p.ordinal), format!("broker {} (pod {}) is not ready", p.ordinal, p.name)));
+    }
+    match (health.under_replicated, health.offline) {
+        (Some(urp), Some(offline)) if urp > 0 || offline > 0 => {
+            return Some((None, format!("{urp} under-replicated and {offline} offline partition(s)")));
+        }
+        (Some(_), Some(_)) => {}
+        _ => return Some((None, "the admin API does not answer; cannot check replication".to_string())),
+    }
+    if health.controller_id.is_none() {
+        return Some((None, "no active controller is known".to_string()));
+    }
+    None
+}
+
 /// Decides the next step of a roll (pure; see the module docs for the rules).
 pub fn next_step(replicas: i32, pods: &[BrokerPod], update_revision: Option<&str>, health: ClusterHealth) -> RollStep {
     let Some(update_revision) = update_revision else {
@@ -90,23 +118,8 @@ pub fn next_step(replicas: i32, pods: &[BrokerPod], update_revision: Option<&str
         return RollStep::Idle;
     }
     let count = outdated.len() as i32;
-    let wait = |broker: Option<i32>, reason: String| RollStep::Wait { outdated: count, broker, reason };
-
-    if let Some(p) = pods.iter().find(|p| p.terminating) {
-        return wait(Some(p.ordinal), format!("broker {} (pod {}) is stopping", p.ordinal, p.name));
-    }
-    if let Some(missing) = (0..replicas).find(|o| !pods.iter().any(|p| p.ordinal == *o)) {
-        return wait(Some(missing), format!("broker {missing} has no pod yet"));
-    }
-    if let Some(p) = pods.iter().filter(|p| p.ordinal < replicas).find(|p| !p.ready) {
-        return wait(Some(p.ordinal), format!("broker {} (pod {}) is not ready", p.ordinal, p.name));
-    }
-    match (health.under_replicated, health.offline) {
-        (Some(urp), Some(offline)) if urp > 0 || offline > 0 => {
-            return wait(None, format!("{urp} under-replicated and {offline} offline partition(s)"));
-        }
-        (Some(_), Some(_)) => {}
-        _ => return wait(None, "the admin API does not answer; cannot check replication".to_string()),
+    if let Some((broker, reason)) = not_settled(replicas, pods, health) {
+        return RollStep::Wait { outdated: count, broker, reason };
     }
     // Followers first, in ordinal order; the active controller last, so the
     // quorum elects a new leader once rather than after every restart.
@@ -178,6 +191,11 @@ mod tests {
         assert_eq!(reason, "4 under-replicated and 0 offline partition(s)");
         let unknown = ClusterHealth { controller_id: None, under_replicated: None, offline: None };
         assert!(matches!(next_step(3, &pods, Some("new"), unknown), RollStep::Wait { broker: None, .. }));
+        let no_controller = ClusterHealth { controller_id: None, ..HEALTHY };
+        let RollStep::Wait { reason, .. } = next_step(3, &pods, Some("new"), no_controller) else {
+            panic!("without a known controller, the controller-last rule cannot hold");
+        };
+        assert_eq!(reason, "no active controller is known");
         let offline = ClusterHealth { offline: Some(1), ..HEALTHY };
         assert!(matches!(next_step(3, &pods, Some("new"), offline), RollStep::Wait { .. }));
     }

@@ -90,6 +90,8 @@ pub struct Observed {
     pub roll_message: Option<String>,
     /// A restarted broker that did not come back in time.
     pub restart_timeout: Option<String>,
+    /// The next broker of a roll may not stop although the cluster is healthy.
+    pub restart_blocked: Option<String>,
 }
 
 /// One condition as (status, reason, message).
@@ -132,6 +134,8 @@ pub fn conditions(
         (true, "ApplyFailed", e.clone())
     } else if let Some(e) = &observed.restart_timeout {
         (true, "BrokerRestartTimeout", e.clone())
+    } else if let Some(e) = &observed.restart_blocked {
+        (true, "RestartBlocked", e.clone())
     } else if let Some(n) = observed.offline.filter(|n| *n > 0) {
         (true, "OfflinePartitions", format!("{n} partition(s) have no leader"))
     } else if let Some(n) = observed.under_replicated.filter(|n| *n > 0) {
@@ -212,18 +216,22 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
     let mut rolled_now = false;
     if blocked.is_none() {
         let update_revision = sts.as_ref().and_then(|s| s.status.as_ref()?.update_revision.clone());
+        let template_seen = sts
+            .as_ref()
+            .is_some_and(|s| s.status.as_ref().and_then(|st| st.observed_generation) >= s.metadata.generation);
         let roll = restart::Roll { cluster, names: &names, ctx, admin: &admin, previous: previous_roll.as_ref() };
-        let outcome = roll.step(update_revision.as_deref(), &observed).await?;
+        let outcome = roll.step(update_revision.as_deref(), template_seen, &observed).await?;
         observed.outdated_brokers = outcome.outdated;
         observed.roll_message = outcome.status.as_ref().map(|s| s.message.clone());
         observed.restart_timeout = outcome.timed_out;
+        observed.restart_blocked = outcome.blocked;
         rolled_now = outcome.restarted;
         rolling_restart = outcome.status;
         if rolling_restart.is_none() && previous_roll.is_some() {
             let note = "every broker runs the current pod template".to_string();
             ctx.event(&cluster.object_ref(&()), false, "RollingRestartDone", "Restart", note).await;
         }
-        if rolling_restart.is_none() && observed.ready_brokers >= spec.replicas {
+        if rolling_restart.is_none() && template_seen && observed.ready_brokers >= spec.replicas {
             restart::balance_leaders(cluster, ctx, &admin, &observed).await;
         }
     }
@@ -264,7 +272,8 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
     if let Some(e) = apply_error {
         return Err(e);
     }
-    let requeue = if rolled_now || observed.outdated_brokers > 0 {
+    let rolling = blocked.is_none() && (rolled_now || status.rolling_restart.is_some());
+    let requeue = if rolling && observed.restart_blocked.is_none() {
         Duration::from_secs(2)
     } else if ready.0 {
         Duration::from_secs(60)

@@ -45,6 +45,20 @@ pub struct RollOutcome {
     pub restarted: bool,
     /// The last restarted broker has not come back within the timeout.
     pub timed_out: Option<String>,
+    /// The next broker may never stop safely (the Admin API refused while
+    /// every broker is ready and in sync): the roll is stuck until the
+    /// topics or the cluster change.
+    pub blocked: Option<String>,
+}
+
+/// What the checks before a restart decided.
+enum Prepared {
+    /// Stop the broker now.
+    Go,
+    /// Ask again on a later pass (leaderships still moving, the API failed).
+    Wait(String),
+    /// Refused although the cluster is healthy: waiting will not help.
+    Refused(String),
 }
 
 /// One cluster's roll, for one pass.
@@ -59,7 +73,21 @@ pub struct Roll<'a> {
 
 impl Roll<'_> {
     /// Decides and, when the cluster is ready for it, restarts the next broker.
-    pub async fn step(&self, update_revision: Option<&str>, observed: &Observed) -> Result<RollOutcome, ClusterError> {
+    /// `template_seen`: the StatefulSet controller has observed the current
+    /// template (until then its update revision is the old one).
+    pub async fn step(
+        &self,
+        update_revision: Option<&str>,
+        template_seen: bool,
+        observed: &Observed,
+    ) -> Result<RollOutcome, ClusterError> {
+        if !template_seen {
+            let status = self.previous.cloned().unwrap_or_else(|| RollingRestartStatus {
+                message: "waiting: the StatefulSet controller has not seen the new pod template yet".into(),
+                ..RollingRestartStatus::default()
+            });
+            return Ok(RollOutcome { outdated: status.brokers_left, status: Some(status), ..RollOutcome::default() });
+        }
         let (pods, uids, created) = self.broker_pods().await?;
         let health = ClusterHealth {
             controller_id: observed.controller_id,
@@ -72,21 +100,41 @@ impl Roll<'_> {
         let (mut current_broker, mut restarted_at) = pods
             .iter()
             .filter(|p| p.revision.is_some() && p.revision.as_deref() == update_revision)
-            .filter(|_| pods.iter().any(|p| p.revision.as_deref() != update_revision))
             .filter_map(|p| Some((created.get(&p.name)?, p.ordinal)))
             .max()
             .map_or((None, None), |(at, ordinal)| (Some(ordinal), Some(at.to_string())));
         let mut outcome = RollOutcome::default();
         let (outdated, message) = match rolling::next_step(replicas, &pods, update_revision, health) {
-            RollStep::Idle => return Ok(outcome),
+            RollStep::Idle => {
+                // Every pod is on the current template; the roll is over once
+                // the broker restarted last is back and in every ISR.
+                let Some((broker, reason)) = self.previous.and_then(|_| rolling::not_settled(replicas, &pods, health))
+                else {
+                    return Ok(outcome);
+                };
+                outcome.timed_out = timed_out(broker, current_broker, restarted_at.as_deref());
+                (0, format!("waiting for the last restarted broker to settle: {reason}"))
+            }
             RollStep::Wait { outdated, broker, reason } => {
                 outcome.timed_out = timed_out(broker, current_broker, restarted_at.as_deref());
                 (outdated, format!("waiting: {reason}"))
             }
             RollStep::Restart { outdated, broker, pod } => match self.prepare(broker).await {
-                Ok(None) => {
+                Prepared::Go => {
                     let uid = uids.get(&pod).cloned();
-                    self.delete_pod(&pod, uid).await?;
+                    if !self.delete_pod(&pod, uid).await? {
+                        let note = format!("waiting: pod {pod} was replaced meanwhile; looking again");
+                        return Ok(RollOutcome {
+                            outdated,
+                            status: Some(RollingRestartStatus {
+                                brokers_left: outdated,
+                                current_broker,
+                                restarted_at,
+                                message: note,
+                            }),
+                            ..outcome
+                        });
+                    }
                     outcome.restarted = true;
                     current_broker = Some(broker);
                     restarted_at = Some(Timestamp::now().to_string());
@@ -100,8 +148,11 @@ impl Roll<'_> {
                         .await;
                     (outdated, note)
                 }
-                Ok(Some(wait)) => (outdated, format!("waiting: {wait}")),
-                Err(e) => (outdated, format!("waiting: the admin API failed: {e}")),
+                Prepared::Wait(wait) => (outdated, format!("waiting: {wait}")),
+                Prepared::Refused(reason) => {
+                    outcome.blocked = Some(reason.clone());
+                    (outdated, format!("blocked: {reason}"))
+                }
             },
         };
         if self.previous.map(|p| p.message.as_str()) != Some(message.as_str()) && !outcome.restarted {
@@ -112,21 +163,33 @@ impl Roll<'_> {
         Ok(outcome)
     }
 
-    /// The checks before a broker stops; `Some(reason)` to wait and ask again.
-    async fn prepare(&self, broker: i32) -> Result<Option<String>, crate::admin::AdminError> {
-        if self.cluster.spec.replicas == 1 {
+    /// The checks before a broker stops (called only when every broker is
+    /// ready and no partition is under-replicated).
+    async fn prepare(&self, broker: i32) -> Prepared {
+        let spec = &self.cluster.spec;
+        if spec.replicas == 1 {
             // A single broker cannot hand anything over: its restart is an outage.
-            return Ok(None);
+            return Prepared::Go;
         }
-        let safety = self.admin.is_safe_to_restart(broker).await?;
-        if !safety.safe {
-            return Ok(Some(format!("broker {broker} may not stop now: {}", safety.reason)));
+        // The only controller voter is never "safe" to stop (no majority stays
+        // up); a one-voter quorum accepts that outage by design, so its
+        // restart is not gated on the check. Leadership still moves away first.
+        if !(spec.voters() == 1 && broker == 0) {
+            match self.admin.is_safe_to_restart(broker).await {
+                Ok(safety) if !safety.safe => {
+                    return Prepared::Refused(format!("broker {broker} may not stop: {}", safety.reason));
+                }
+                Ok(_) => {}
+                Err(e) => return Prepared::Wait(format!("the admin API failed: {e}")),
+            }
         }
-        let remaining = self.admin.controlled_shutdown(broker).await?;
-        if remaining.is_empty() {
-            return Ok(None);
+        match self.admin.controlled_shutdown(broker).await {
+            Ok(remaining) if remaining.is_empty() => Prepared::Go,
+            Ok(remaining) => {
+                Prepared::Wait(format!("moving {} leadership(s) off broker {broker} before it stops", remaining.len()))
+            }
+            Err(e) => Prepared::Wait(format!("the admin API failed: {e}")),
         }
-        Ok(Some(format!("moving {} leadership(s) off broker {broker} before it stops", remaining.len())))
     }
 
     /// The broker pods, their UIDs and creation times by name.
@@ -156,16 +219,18 @@ impl Roll<'_> {
         Ok((pods, uids, created))
     }
 
-    async fn delete_pod(&self, name: &str, uid: Option<String>) -> Result<(), ClusterError> {
+    /// Deletes the pod if it is still the one with `uid`; `false` when it was
+    /// gone or replaced meanwhile.
+    async fn delete_pod(&self, name: &str, uid: Option<String>) -> Result<bool, ClusterError> {
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.names.namespace);
         let params = DeleteParams {
             preconditions: Some(Preconditions { uid, resource_version: None }),
             ..DeleteParams::default()
         };
         match api.delete(name, &params).await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             // Already gone, or recreated meanwhile: the next pass sees what runs.
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(false),
             Err(source) => Err(ClusterError::Kube { action: "delete", kind: "Pod".into(), name: name.into(), source }),
         }
     }
@@ -198,7 +263,8 @@ fn broker_pod(pod: &Pod, sts: &str) -> Option<BrokerPod> {
 fn timed_out(waiting_on: Option<i32>, current: Option<i32>, restarted_at: Option<&str>) -> Option<String> {
     let broker = waiting_on.filter(|b| Some(*b) == current)?;
     let since: Timestamp = restarted_at?.parse().ok()?;
-    let elapsed = Timestamp::now().duration_since(since).unsigned_abs();
+    // A clock behind the API server's (negative elapsed time) counts as no time.
+    let elapsed = Timestamp::now().duration_since(since).try_into().unwrap_or(std::time::Duration::ZERO);
     (elapsed > BROKER_RESTART_TIMEOUT).then(|| {
         format!(
             "broker {broker} was restarted {}s ago and is not back (timeout {}s); the rolling restart is paused",
@@ -232,6 +298,7 @@ pub async fn balance_leaders(cluster: &KafkaCluster, ctx: &Context, admin: &Clus
         .map(|(b, (preferred, elsewhere))| format!("broker {b}: {elsewhere}/{preferred}"))
         .collect();
     match admin.elect_preferred_leaders(balance.to_elect.clone()).await {
+        Ok(0) => tracing::debug!(cluster = %key, "no preferred leader could be elected yet"),
         Ok(moved) => {
             let note = format!(
                 "leadership was skewed (preferred partitions led elsewhere: {}); {moved} of {} preferred-leader \
