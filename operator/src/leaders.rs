@@ -58,24 +58,9 @@ pub fn plan(topics: &[TopicDescription], threshold_percent: u32) -> LeaderBalanc
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strom_proto::admin::PartitionDescription;
 
     fn topic(partitions: &[(&[i32], &[i32], i32)]) -> TopicDescription {
-        TopicDescription {
-            name: "t".into(),
-            partitions: partitions
-                .iter()
-                .enumerate()
-                .map(|(i, (replicas, isr, leader))| PartitionDescription {
-                    partition: i as i32,
-                    replicas: replicas.to_vec(),
-                    isr: isr.to_vec(),
-                    leader: *leader,
-                    leader_epoch: 0,
-                })
-                .collect(),
-            ..TopicDescription::default()
-        }
+        crate::topic::tests::described(partitions, &[])
     }
 
     #[test]
@@ -97,7 +82,7 @@ mod tests {
         assert_eq!(balance.imbalanced, BTreeMap::from([(0, (2, 2))]));
         // Partition 3's preferred replica is not in the ISR yet: electing it would fail.
         // Partition 2 (preferred 2, led by 2) and broker 1's partitions need nothing.
-        assert_eq!(balance.to_elect, vec![PartitionRef { topic: "t".into(), partition: 0 }]);
+        assert_eq!(balance.to_elect, vec![PartitionRef { topic: "orders".into(), partition: 0 }]);
     }
 
     #[test]

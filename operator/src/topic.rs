@@ -435,11 +435,12 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use strom_proto::admin::PartitionDescription;
 
-    fn described(partitions: &[(&[i32], &[i32], i32)], configs: &[(&str, &str)]) -> TopicDescription {
+    /// A described topic `orders` with (replicas, isr, leader) per partition.
+    pub(crate) fn described(partitions: &[(&[i32], &[i32], i32)], configs: &[(&str, &str)]) -> TopicDescription {
         TopicDescription {
             name: "orders".into(),
             partitions: partitions

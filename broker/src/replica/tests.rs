@@ -212,6 +212,19 @@ impl Cluster {
 }
 
 /// Appends `batch` on `node`'s replica as leader (acks=1).
+/// Two brokers, broker 0 leading; broker 1 is a replica but crashed,
+/// unreachable and out of the ISR.
+async fn leader_alone_in_the_isr() -> Cluster {
+    let cluster = Cluster::start(2, fast_config(60_000)).await;
+    cluster.node(1).crash();
+    cluster.controller.set_reachable(1, false);
+    let mut state = cluster.controller.current();
+    state.isr = vec![0];
+    state.partition_epoch += 1;
+    cluster.controller.publish(state);
+    cluster
+}
+
 async fn produce(node: &Node, batch: Vec<u8>) -> Result<LeaderAppend, ReplicaError> {
     let p = node.partition();
     tokio::task::spawn_blocking(move || p.append_records(&batch, now_ms(), None)).await.unwrap()
@@ -395,14 +408,7 @@ async fn an_old_leaders_unreplicated_tail_is_truncated_and_producer_state_carrie
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fetches_from_strangers_or_other_epochs_are_refused_and_change_nothing() {
-    let cluster = Cluster::start(2, fast_config(60_000)).await;
-    // Broker 1 is a replica but not fetching and not in the ISR.
-    cluster.node(1).crash();
-    cluster.controller.set_reachable(1, false);
-    let mut state = cluster.controller.current();
-    state.isr = vec![0];
-    state.partition_epoch += 1;
-    cluster.controller.publish(state);
+    let cluster = leader_alone_in_the_isr().await;
     for i in 0..3 {
         produce(cluster.node(0), batch(i)).await.unwrap();
     }
@@ -538,13 +544,7 @@ async fn a_restarted_leader_starts_from_its_checkpointed_high_watermark() {
 
 #[tokio::test]
 async fn an_unanswered_isr_proposal_expires_so_the_isr_can_still_grow() {
-    let cluster = Cluster::start(2, fast_config(60_000)).await;
-    cluster.node(1).crash();
-    cluster.controller.set_reachable(1, false);
-    let mut state = cluster.controller.current();
-    state.isr = vec![0];
-    state.partition_epoch += 1;
-    cluster.controller.publish(state);
+    let cluster = leader_alone_in_the_isr().await;
     produce(cluster.node(0), batch(0)).await.unwrap();
     let leader = cluster.node(0).partition();
     let caught_up = partition::FollowerFetch {
