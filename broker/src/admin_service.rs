@@ -27,11 +27,12 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use strom_proto::admin::admin_server::{Admin, AdminServer};
 use strom_proto::admin::{
-    AlterTopicConfigsRequest, AlterTopicConfigsResponse, BrokerInfo, ControlledShutdownRequest,
-    ControlledShutdownResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicRequest,
-    CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeTopicsRequest, DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse, ElectionResult,
-    ElectionType, IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionDescription, PartitionRef,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, AlterTopicConfigsRequest,
+    AlterTopicConfigsResponse, BrokerInfo, ControlledShutdownRequest, ControlledShutdownResponse,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest,
+    DeleteTopicResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest,
+    DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse, ElectionResult, ElectionType,
+    IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionDescription, PartitionRef, ReassignmentResult,
     ReplicaAssignment, TopicDescription,
 };
 use tonic::{Request, Response, Status};
@@ -165,6 +166,33 @@ impl Admin for AdminService {
         Ok(Response::new(AlterTopicConfigsResponse { error_code, error_message }))
     }
 
+    async fn alter_partition_reassignments(
+        &self,
+        request: Request<AlterPartitionReassignmentsRequest>,
+    ) -> Result<Response<AlterPartitionReassignmentsResponse>, Status> {
+        let request = request.into_inner();
+        let mut results = Vec::with_capacity(request.reassignments.len());
+        for r in request.reassignments {
+            let partition = PartitionRef { topic: r.topic.clone(), partition: r.partition };
+            let command = Command::ReassignPartition {
+                topic: r.topic,
+                partition: r.partition,
+                target: r.replicas,
+                throttle_bytes_per_sec: request.throttle_bytes_per_sec,
+            };
+            let result = if request.validate_only { self.validate(&command) } else { self.propose(command).await? };
+            let (error_code, error_message) = match result {
+                Ok(_) => (0, String::new()),
+                Err(e) => {
+                    let e = refusal(&e, Context::Partitions);
+                    (e.code().into(), e.message)
+                }
+            };
+            results.push(ReassignmentResult { partition: Some(partition), error_code, error_message });
+        }
+        Ok(Response::new(AlterPartitionReassignmentsResponse { results }))
+    }
+
     async fn elect_leaders(
         &self,
         request: Request<ElectLeadersRequest>,
@@ -294,6 +322,13 @@ pub fn leaderships(image: &ClusterImage, broker_id: i32) -> Vec<PartitionRef> {
     all_partitions(image).filter(|(_, _, p)| p.leader == broker_id).map(|(t, i, _)| partition_ref(t, i)).collect()
 }
 
+/// Whether `p` has fewer in-sync replicas than it should: as Kafka, the
+/// replicas a reassignment is adding do not count until they are in sync.
+pub fn is_under_replicated(p: &PartitionState) -> bool {
+    let adding = p.reassignment.as_ref().map_or(0, |r| r.adding.len());
+    p.isr.len() < p.replicas.len().saturating_sub(adding)
+}
+
 /// DescribeCluster from an image and the active controller (if known).
 pub fn describe_cluster(image: &ClusterImage, controller: Option<i32>) -> DescribeClusterResponse {
     let brokers = image
@@ -309,8 +344,10 @@ pub fn describe_cluster(image: &ClusterImage, controller: Option<i32>) -> Descri
             broker_epoch: b.broker_epoch,
         })
         .collect();
-    let under_replicated_partitions = all_partitions(image)
-        .filter(|(_, _, p)| p.isr.len() < p.replicas.len())
+    let under_replicated_partitions =
+        all_partitions(image).filter(|(_, _, p)| is_under_replicated(p)).map(|(t, i, _)| partition_ref(t, i)).collect();
+    let reassigning_partitions = all_partitions(image)
+        .filter(|(_, _, p)| p.reassignment.is_some())
         .map(|(t, i, _)| partition_ref(t, i))
         .collect();
     let offline_partitions =
@@ -321,6 +358,7 @@ pub fn describe_cluster(image: &ClusterImage, controller: Option<i32>) -> Descri
         brokers,
         under_replicated_partitions,
         offline_partitions,
+        reassigning_partitions,
     }
 }
 
@@ -349,6 +387,8 @@ pub fn describe_topics(image: &ClusterImage, names: &[String]) -> DescribeTopics
                         isr: p.isr.clone(),
                         leader: p.leader,
                         leader_epoch: p.leader_epoch,
+                        adding_replicas: p.reassignment.as_ref().map(|r| r.adding.clone()).unwrap_or_default(),
+                        removing_replicas: p.reassignment.as_ref().map(|r| r.removing.clone()).unwrap_or_default(),
                     })
                     .collect(),
                 configs: t.configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -615,7 +655,14 @@ mod tests {
     }
 
     fn partition(replicas: &[i32], isr: &[i32], leader: i32) -> PartitionState {
-        PartitionState { replicas: replicas.to_vec(), isr: isr.to_vec(), leader, leader_epoch: 3, partition_epoch: 5 }
+        PartitionState {
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            leader,
+            leader_epoch: 3,
+            partition_epoch: 5,
+            reassignment: None,
+        }
     }
 
     /// Brokers 0..3, broker 2 fenced; topic `t` (min.insync.replicas=2) with

@@ -88,6 +88,9 @@ fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>
             }
             let tp = TopicPartition { topic: name.clone(), partition: index as i32 };
             assigned.insert(tp.clone());
+            // Throttled only while catching up: once in the ISR its fetches hold back the high watermark.
+            let adding_here = p.reassignment.as_ref().filter(|r| r.adding.contains(&me) && !p.isr.contains(&me));
+            broker.replicas.reassignment_throttle().set(&tp, adding_here.map(|r| r.throttle_bytes_per_sec));
             if recreated && let Err(e) = broker.replicas.delete(&tp) {
                 tracing::error!(partition = %tp, error = %e, "cannot delete the log of a deleted topic");
             }

@@ -451,7 +451,7 @@ pub(crate) mod tests {
                     replicas: replicas.to_vec(),
                     isr: isr.to_vec(),
                     leader: *leader,
-                    leader_epoch: 0,
+                    ..PartitionDescription::default()
                 })
                 .collect(),
             configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),

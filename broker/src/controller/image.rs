@@ -65,6 +65,35 @@ pub struct PartitionState {
     pub leader_epoch: i32,
     /// Incremented at each leader or ISR change (KIP-497's partition epoch).
     pub partition_epoch: i32,
+    /// The replica reassignment under way, if any (KIP-455).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reassignment: Option<Reassignment>,
+}
+
+/// A partition moving to a new replica set (KIP-455). While it runs, the
+/// partition's `replicas` are the target replicas followed by the ones that
+/// will leave; the adding replicas copy the log as followers, and once every
+/// one of them is in the ISR the controller drops the leaving replicas (and
+/// moves leadership to a target replica if the leader leaves).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    /// Replicas joining the partition.
+    pub adding: Vec<i32>,
+    /// Replicas leaving the partition once the adding ones are in sync.
+    pub removing: Vec<i32>,
+    /// Bytes per second an adding replica may fetch while it catches up (0: unthrottled).
+    pub throttle_bytes_per_sec: u64,
+}
+
+impl PartitionState {
+    /// The replicas the partition ends with: the current ones, or a
+    /// reassignment's target.
+    pub fn target_replicas(&self) -> Vec<i32> {
+        match &self.reassignment {
+            Some(r) => self.replicas.iter().copied().filter(|b| !r.removing.contains(b)).collect(),
+            None => self.replicas.clone(),
+        }
+    }
 }
 
 /// One topic.
@@ -137,6 +166,10 @@ pub enum Command {
     CreatePartitions { name: String, total: i32, assignment: Option<Vec<Vec<i32>>> },
     /// Replaces a topic's config overrides with `configs`.
     AlterTopicConfigs { name: String, configs: BTreeMap<String, String> },
+    /// Moves a partition onto `target` replicas (Kafka's
+    /// AlterPartitionReassignments); see [`Reassignment`]. Repeating the
+    /// running reassignment's target only updates its throttle.
+    ReassignPartition { topic: String, partition: i32, target: Vec<i32>, throttle_bytes_per_sec: u64 },
     /// A partition leader changes its ISR (Kafka's AlterPartition).
     AlterIsr {
         topic: String,
@@ -210,6 +243,9 @@ pub enum CommandError {
     /// Kafka: INVALID_REQUEST.
     #[error("invalid ISR {isr:?} for `{topic}`-{partition}: {reason}")]
     InvalidIsr { topic: String, partition: i32, isr: Vec<i32>, reason: String },
+    /// Kafka: REASSIGNMENT_IN_PROGRESS.
+    #[error("`{topic}`-{partition} is already being moved to replicas {target:?}; wait for it to finish")]
+    ReassignmentInProgress { topic: String, partition: i32, target: Vec<i32> },
     /// Kafka: ELIGIBLE_LEADERS_NOT_AVAILABLE.
     #[error("no unfenced ISR member of `{topic}`-{partition} can lead; enable unclean election to risk data loss")]
     EligibleLeadersNotAvailable { topic: String, partition: i32 },
@@ -299,6 +335,9 @@ impl ClusterImage {
                 Some(_) => Ok(Outcome::Done),
                 None => Err(CommandError::UnknownTopicOrPartition { topic: name.clone(), partition: -1 }),
             },
+            Command::ReassignPartition { topic, partition, target, throttle_bytes_per_sec } => {
+                self.reassign(topic, *partition, target, *throttle_bytes_per_sec)
+            }
             Command::AlterIsr { topic, partition, leader_id, leader_epoch, partition_epoch, new_isr } => {
                 self.alter_isr(topic, *partition, *leader_id, *leader_epoch, *partition_epoch, new_isr)
             }
@@ -375,10 +414,12 @@ impl ClusterImage {
     /// An unfenced broker takes back leadership of offline partitions whose
     /// ISR it is in.
     fn on_unfenced(&mut self, broker_id: i32) {
+        let live = self.unfenced();
         for p in self.all_partitions_mut() {
             if p.leader == NO_LEADER && p.isr.contains(&broker_id) {
                 set_leader(p, broker_id);
             }
+            complete_reassignment(p, &live);
         }
     }
 
@@ -436,7 +477,7 @@ impl ClusterImage {
         let unknown = || CommandError::UnknownTopicOrPartition { topic: name.to_string(), partition: -1 };
         let topic = self.topics.get(name).ok_or_else(unknown)?;
         let current = topic.partitions.len();
-        let rf = topic.partitions.first().map(|p| p.replicas.len()).unwrap_or(1);
+        let rf = topic.partitions.first().map(|p| p.target_replicas().len()).unwrap_or(1);
         let invalid = |reason: String| CommandError::InvalidPlacement { topic: name.to_string(), reason };
         if total <= current as i32 {
             return Err(invalid(format!(
@@ -560,15 +601,98 @@ impl ClusterImage {
         }
         p.isr = isr;
         p.partition_epoch += 1;
+        complete_reassignment(p, &live);
         Ok(Outcome::IsrAltered { partition_epoch: p.partition_epoch })
     }
+
+    fn reassign(&mut self, topic: &str, partition: i32, target: &[i32], throttle_bytes_per_sec: u64) -> CommandResult {
+        let invalid = |reason: String| CommandError::InvalidReplicaAssignment { topic: topic.to_string(), reason };
+        if target.is_empty() {
+            return Err(invalid(format!("partition {partition} cannot be moved to an empty replica list")));
+        }
+        for (i, r) in target.iter().enumerate() {
+            if target[..i].contains(r) {
+                return Err(invalid(format!("partition {partition}'s new replicas list broker {r} twice")));
+            }
+            if !self.brokers.contains_key(r) {
+                return Err(invalid(format!(
+                    "partition {partition}'s new replicas name broker {r}, which is not registered"
+                )));
+            }
+        }
+        let live = self.unfenced();
+        let p = self.partition_mut(topic, partition)?;
+        if p.reassignment.is_some() {
+            let running = p.target_replicas();
+            if running != target {
+                return Err(CommandError::ReassignmentInProgress {
+                    topic: topic.to_string(),
+                    partition,
+                    target: running,
+                });
+            }
+            if let Some(r) = &mut p.reassignment {
+                r.throttle_bytes_per_sec = throttle_bytes_per_sec;
+            }
+            return Ok(Outcome::Done);
+        }
+        if p.replicas == target {
+            return Ok(Outcome::Done);
+        }
+        let adding: Vec<i32> = target.iter().copied().filter(|b| !p.replicas.contains(b)).collect();
+        let removing: Vec<i32> = p.replicas.iter().copied().filter(|b| !target.contains(b)).collect();
+        p.replicas = target.iter().chain(&removing).copied().collect();
+        p.reassignment = Some(Reassignment { adding, removing, throttle_bytes_per_sec });
+        p.partition_epoch += 1;
+        complete_reassignment(p, &live);
+        Ok(Outcome::Done)
+    }
+}
+
+/// Ends `p`'s reassignment once every adding replica is in the ISR and a
+/// target replica can lead: the leaving replicas drop out of the replicas
+/// and the ISR, and leadership moves to the first live in-sync target
+/// replica if the leader is leaving. Otherwise leaves `p` as it is.
+fn complete_reassignment(p: &mut PartitionState, live: &[i32]) {
+    let Some(r) = &p.reassignment else { return };
+    if !r.adding.iter().all(|b| p.isr.contains(b)) {
+        return;
+    }
+    let target = p.target_replicas();
+    let isr: Vec<i32> = p.isr.iter().copied().filter(|b| target.contains(b)).collect();
+    let leader = if target.contains(&p.leader) {
+        p.leader
+    } else {
+        match target.iter().copied().find(|b| isr.contains(b) && live.contains(b)) {
+            Some(b) => b,
+            None => return,
+        }
+    };
+    if isr.is_empty() {
+        return;
+    }
+    p.replicas = target;
+    p.isr = isr;
+    p.reassignment = None;
+    if leader != p.leader {
+        p.leader = leader;
+        p.leader_epoch += 1;
+    }
+    p.partition_epoch += 1;
 }
 
 /// A new partition: every replica starts in the ISR (all logs are empty);
 /// the first unfenced one leads.
 fn new_partition(replicas: &[i32], live: &[i32]) -> PartitionState {
     let leader = replicas.iter().copied().find(|b| live.contains(b)).unwrap_or(NO_LEADER);
-    PartitionState { replicas: replicas.to_vec(), isr: replicas.to_vec(), leader, leader_epoch: 0, partition_epoch: 0 }
+    PartitionState {
+        replicas: replicas.to_vec(),
+        isr: replicas.to_vec(),
+        leader,
+        leader_epoch: 0,
+        partition_epoch: 0,
+        reassignment: None,
+    }
 }
 
 /// The leader an election picks: the preferred replica if it is an unfenced
@@ -798,5 +922,107 @@ mod tests {
             image.apply(32, &Command::AllocateProducerIdBlock { broker_id: 9 }),
             Err(CommandError::UnknownBroker(9))
         );
+    }
+
+    fn reassign(target: &[i32]) -> Command {
+        Command::ReassignPartition {
+            topic: "t".into(),
+            partition: 0,
+            target: target.to_vec(),
+            throttle_bytes_per_sec: 1 << 20,
+        }
+    }
+
+    fn alter_isr_by_leader(image: &ClusterImage, new_isr: &[i32]) -> Command {
+        let p = image.partition("t", 0).unwrap();
+        Command::AlterIsr {
+            topic: "t".into(),
+            partition: 0,
+            leader_id: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr: new_isr.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_reassignment_completes_once_the_adding_replicas_are_in_sync() {
+        let mut image = cluster_of_three();
+        register(&mut image, 30, 3, "a");
+        // Move [0, 1, 2] to [3, 1, 2]: broker 3 joins, broker 0 (the leader) leaves.
+        image.apply(40, &reassign(&[3, 1, 2])).unwrap();
+        let p = image.partition("t", 0).unwrap().clone();
+        assert_eq!(p.replicas, vec![3, 1, 2, 0], "target first, then the leaving replicas");
+        assert_eq!(p.isr, vec![0, 1, 2]);
+        assert_eq!(p.leader, 0, "the leader keeps leading while the new replica catches up");
+        let r = p.reassignment.clone().unwrap();
+        assert_eq!((r.adding, r.removing), (vec![3], vec![0]));
+        assert_eq!(p.target_replicas(), vec![3, 1, 2]);
+
+        // Another target while one runs is refused; the same target only updates the throttle.
+        assert!(matches!(image.apply(41, &reassign(&[1, 2, 3])), Err(CommandError::ReassignmentInProgress { .. })));
+        image.apply(42, &reassign(&[3, 1, 2])).unwrap();
+
+        image.apply(43, &alter_isr_by_leader(&image, &[0, 1, 2, 3])).unwrap();
+        let done = image.partition("t", 0).unwrap();
+        assert_eq!(done.replicas, vec![3, 1, 2]);
+        assert_eq!(done.isr, vec![1, 2, 3]);
+        assert_eq!(done.leader, 3, "leadership moves to the first in-sync target replica");
+        assert_eq!(done.leader_epoch, p.leader_epoch + 1);
+        assert!(done.reassignment.is_none());
+    }
+
+    #[test]
+    fn shrinking_the_replication_factor_completes_at_once_and_growing_waits() {
+        let mut image = cluster_of_three();
+        image.apply(30, &reassign(&[1, 2])).unwrap();
+        let p = image.partition("t", 0).unwrap().clone();
+        assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![1, 2], vec![1, 2], 1));
+        assert!(p.reassignment.is_none());
+
+        image.apply(31, &reassign(&[1, 2, 0])).unwrap();
+        let p = image.partition("t", 0).unwrap().clone();
+        assert_eq!(p.reassignment.as_ref().map(|r| r.adding.clone()), Some(vec![0]));
+        assert_eq!(p.isr, vec![1, 2], "the new replica joins the ISR only through its leader");
+        image.apply(32, &alter_isr_by_leader(&image, &[1, 2, 0])).unwrap();
+        let p = image.partition("t", 0).unwrap();
+        assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![1, 2, 0], vec![1, 2, 0], 1));
+        assert!(p.reassignment.is_none());
+    }
+
+    #[test]
+    fn invalid_reassignments_are_refused_without_change() {
+        let mut image = cluster_of_three();
+        let before = image.clone();
+        for bad in [reassign(&[]), reassign(&[0, 0]), reassign(&[0, 9])] {
+            assert!(
+                matches!(image.apply(30, &bad), Err(CommandError::InvalidReplicaAssignment { .. })),
+                "{bad:?} was accepted"
+            );
+        }
+        let unknown =
+            Command::ReassignPartition { topic: "t".into(), partition: 5, target: vec![0], throttle_bytes_per_sec: 0 };
+        assert!(matches!(image.apply(31, &unknown), Err(CommandError::UnknownTopicOrPartition { .. })));
+        image.apply(32, &reassign(&[0, 1, 2])).unwrap();
+        assert_eq!(image, before, "moving a partition to the replicas it has changes nothing");
+    }
+
+    #[test]
+    fn a_reassignment_whose_target_is_out_of_sync_waits_for_it() {
+        let mut image = cluster_of_three();
+        image.apply(30, &Command::FenceBroker { broker_id: 1 }).unwrap();
+        image.apply(31, &reassign(&[1])).unwrap();
+        let p = image.partition("t", 0).unwrap().clone();
+        assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![1, 0, 2], vec![0, 2], 0));
+        assert!(p.reassignment.is_some(), "no in-sync target replica can lead yet");
+
+        let epoch = image.brokers[&1].broker_epoch;
+        image.apply(32, &Command::BrokerHeartbeat { broker_id: 1, broker_epoch: epoch }).unwrap();
+        assert!(image.partition("t", 0).unwrap().reassignment.is_some(), "unfenced is not in sync");
+
+        image.apply(33, &alter_isr_by_leader(&image, &[0, 2, 1])).unwrap();
+        let p = image.partition("t", 0).unwrap();
+        assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![1], vec![1], 1));
+        assert!(p.reassignment.is_none());
     }
 }

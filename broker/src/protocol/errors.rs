@@ -104,6 +104,7 @@ pub fn command_error_code(e: &CommandError, context: CommandContext) -> Response
         CommandError::StalePartitionEpoch { .. } => ResponseError::InvalidUpdateVersion,
         CommandError::InvalidIsr { .. } => ResponseError::InvalidRequest,
         CommandError::EligibleLeadersNotAvailable { .. } => ResponseError::EligibleLeadersNotAvailable,
+        CommandError::ReassignmentInProgress { .. } => ResponseError::ReassignmentInProgress,
     }
 }
 

@@ -25,7 +25,7 @@ use tonic::transport::Channel;
 
 use super::error::ReplicaError;
 use super::partition::{FollowerPosition, Partition};
-use super::{ReplicaConfig, error_codes};
+use super::{ReassignmentThrottle, ReplicaConfig, error_codes};
 
 /// Where a follower truncates when the leader reports that its log
 /// diverges: the leader's end offset for the epoch it found
@@ -61,6 +61,8 @@ pub(crate) struct Fetcher {
     pub client: ReplicationClient<Channel>,
     /// Fetch sizes, waits and backoffs.
     pub config: ReplicaConfig,
+    /// Paces the fetches of a replica a reassignment is adding.
+    pub throttle: Arc<ReassignmentThrottle>,
     /// Cancelled when the fetcher must stop.
     pub cancel: CancellationToken,
 }
@@ -138,7 +140,15 @@ impl Fetcher {
             Ok(r) => r.into_inner(),
             Err(status) => return Next::Retry(position, format!("FetchRecords RPC to {}: {status}", self.endpoint)),
         };
-        self.take(position, response).await
+        let fetched = response.records.len();
+        let next = self.take(position, response).await;
+        if fetched > 0 {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return Next::Stop,
+                _ = self.throttle.pace(tp, fetched) => {}
+            }
+        }
+        next
     }
 
     /// Applies a leader's answer to the log.

@@ -30,6 +30,7 @@ pub mod fetcher;
 pub mod leader;
 pub mod partition;
 pub mod service;
+pub mod throttle;
 
 #[cfg(test)]
 mod tests;
@@ -46,6 +47,7 @@ use tonic::transport::{Channel, Endpoint};
 
 pub use error::ReplicaError;
 pub use partition::{IsrProposal, LeaderAppend, Partition, Transition};
+pub use throttle::ReassignmentThrottle;
 
 use crate::config::settings::Settings;
 use crate::log::{LogConfig, LogError, LogManager, TopicPartition};
@@ -159,6 +161,7 @@ pub struct ReplicaManager {
     isr_channel: RwLock<Option<Arc<dyn IsrChannel>>>,
     fetchers: Mutex<HashMap<TopicPartition, FetcherHandle>>,
     channels: Mutex<HashMap<String, Channel>>,
+    throttle: Arc<ReassignmentThrottle>,
     stop: CancellationToken,
 }
 
@@ -179,6 +182,7 @@ impl ReplicaManager {
             isr_channel: RwLock::new(None),
             fetchers: Mutex::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
+            throttle: Arc::new(ReassignmentThrottle::default()),
             stop: CancellationToken::new(),
         }
     }
@@ -229,6 +233,11 @@ impl ReplicaManager {
         Ok(partition)
     }
 
+    /// The throttle on fetches for replicas a reassignment adds here.
+    pub fn reassignment_throttle(&self) -> &ReassignmentThrottle {
+        &self.throttle
+    }
+
     /// The broker's log manager.
     pub fn logs(&self) -> &Arc<LogManager> {
         &self.logs
@@ -267,6 +276,7 @@ impl ReplicaManager {
     /// Stops hosting `tp`: stops its fetcher and deletes its log.
     pub fn delete(&self, tp: &TopicPartition) -> Result<(), LogError> {
         self.stop_fetcher(tp);
+        self.throttle.set(tp, None);
         if let Some(partition) = self.partitions.write().remove(tp) {
             partition.make_offline();
         }
@@ -427,6 +437,7 @@ impl ReplicaManager {
             endpoint: endpoint.clone(),
             client,
             config: self.replica_config(),
+            throttle: self.throttle.clone(),
             cancel: cancel.clone(),
         };
         let task = runtime.spawn(fetcher.run());
