@@ -117,15 +117,14 @@ pub const NODE_PORT_MAX: i32 = 32767;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaClusterSpec {
-    /// Number of brokers (1–100). Brokers get node ids 0..replicas-1. Cannot
-    /// decrease yet: draining brokers before removal is not implemented.
+    /// Number of brokers (1–100). Brokers get node ids 0..replicas-1.
+    /// Scaling up adds brokers and (with `rebalance.enabled`) moves replicas
+    /// onto them; scaling down first moves every replica off the brokers
+    /// that go, then removes their pods — and is refused (Degraded,
+    /// `ScaleDownBlocked`) while a topic's replication factor exceeds the new
+    /// count. The volume claims of removed brokers are kept.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 100))]
-    #[x_kube(validation = Rule::new("self >= oldSelf").message(Message::Expression(
-        "'replicas cannot decrease (from %d to %d) yet: removing brokers needs their partitions moved first, \
-         which is not implemented'.format([oldSelf, self])"
-            .into()
-    )))]
     pub replicas: i32,
 
     /// Container image of the broker.
@@ -191,6 +190,10 @@ pub struct KafkaClusterSpec {
     /// Prometheus metrics endpoint of the brokers.
     #[serde(default)]
     pub metrics: Metrics,
+
+    /// Moving replicas between brokers after a scale-up.
+    #[serde(default)]
+    pub rebalance: Rebalance,
 }
 
 fn default_replicas() -> i32 {
@@ -215,6 +218,7 @@ impl Default for KafkaClusterSpec {
             rack: None,
             template: None,
             metrics: Metrics::default(),
+            rebalance: Rebalance::default(),
         }
     }
 }
@@ -531,6 +535,36 @@ pub struct PodTemplateOverrides {
     /// Extra labels on the broker pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+}
+
+/// How the operator moves replicas between brokers.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rebalance {
+    /// Spread replicas and preferred leaders evenly over the brokers when they
+    /// are not (after a scale-up). Default true. Draining brokers before a
+    /// scale-down and replication-factor changes happen either way.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Bytes per second each broker may copy for the replicas it receives,
+    /// so that moving partitions does not starve clients; 0 means
+    /// unthrottled. Default 20 MiB/s.
+    #[serde(default = "default_rebalance_throttle")]
+    #[schemars(range(min = 0))]
+    pub throttle_bytes_per_second: i64,
+}
+
+/// Default of `rebalance.throttleBytesPerSecond`.
+pub const DEFAULT_REBALANCE_THROTTLE: i64 = 20 << 20;
+
+fn default_rebalance_throttle() -> i64 {
+    DEFAULT_REBALANCE_THROTTLE
+}
+
+impl Default for Rebalance {
+    fn default() -> Self {
+        Rebalance { enabled: true, throttle_bytes_per_second: DEFAULT_REBALANCE_THROTTLE }
+    }
 }
 
 /// Prometheus metrics of the brokers.

@@ -17,8 +17,8 @@ use kube::CustomResourceExt;
 
 pub use cluster::{
     DEFAULT_BROKER_IMAGE, ExternalListener, ExternalListenerType, ImagePullPolicy, KafkaCluster, KafkaClusterSpec,
-    KafkaClusterStatus, ListenerError, Listeners, Metrics, PodTemplateOverrides, Rack, RollingRestartStatus, SpecError,
-    Storage, StorageError, StorageType,
+    KafkaClusterStatus, ListenerError, Listeners, Metrics, PodTemplateOverrides, Rack, Rebalance, RollingRestartStatus,
+    SpecError, Storage, StorageError, StorageType,
 };
 pub use topic::{
     DeletionPolicy, KafkaTopic, KafkaTopicSpec, KafkaTopicStatus, PartitionStatus, TopicNameError, validate_topic_name,

@@ -2,8 +2,7 @@
 //! what the operator last observed of it.
 //!
 //! Invariants the CEL rules keep, because Kafka cannot undo them: a topic
-//! never changes cluster or name, never loses partitions, and (until replica
-//! reassignment exists) never changes replication factor. The topic's name
+//! never changes cluster or name and never loses partitions. The topic's name
 //! is `spec.topicName` or, when unset, `metadata.name`; [`validate_topic_name`]
 //! checks the fallback too, since a Kubernetes name may be longer than Kafka
 //! allows.
@@ -112,13 +111,10 @@ pub struct KafkaTopicSpec {
     pub partitions: i32,
 
     /// Number of replicas of each partition (1–32767, at most the number of
-    /// brokers). Cannot change after creation yet.
+    /// brokers). A change moves replicas (throttled by the cluster's
+    /// `rebalance.throttleBytesPerSecond`): new replicas copy the log and join
+    /// the ISR before any replica leaves.
     #[schemars(range(min = 1, max = 32767))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message(Message::Expression(
-        "'replicationFactor cannot change (from %d to %d): replica reassignment is not supported yet'\
-         .format([oldSelf, self])"
-            .into()
-    )))]
     pub replication_factor: i32,
 
     /// Topic settings by their Kafka names, e.g. `retention.ms: "86400000"`,

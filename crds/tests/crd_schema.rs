@@ -175,7 +175,7 @@ fn optional_fields_are_nullable() {
 #[test]
 fn schemas_carry_the_cel_rules() {
     let topic = schema_of::<KafkaTopic>();
-    for path in ["spec.partitions", "spec.topicName", "spec.clusterRef", "spec.replicationFactor", ""] {
+    for path in ["spec.partitions", "spec.topicName", "spec.clusterRef", ""] {
         assert!(!rules_at(&topic, path).is_empty(), "KafkaTopic {path:?} has no x-kubernetes-validations");
     }
     assert!(rules_at(&topic, "spec.partitions").contains(&"self >= oldSelf".to_owned()));
@@ -307,11 +307,13 @@ fn storage_type_cannot_change() {
 }
 
 #[test]
-fn replicas_cannot_decrease() {
+fn replicas_may_grow_and_shrink_with_a_fixed_quorum() {
     let schema = schema_for_cel::<KafkaCluster>();
     let old = cluster(json!({"replicas": 5, "controllerVoters": 3}));
     let shrunk = cluster(json!({"replicas": 4, "controllerVoters": 3}));
-    assert_refused(&schema, &shrunk, Some(&old), "replicas cannot decrease (from 5 to 4) yet");
+    assert_eq!(violations(&schema, &shrunk, Some(&old)), Vec::<String>::new());
+    let below_voters = cluster(json!({"replicas": 2, "controllerVoters": 3}));
+    assert_refused(&schema, &below_voters, Some(&old), "controllerVoters (3) cannot exceed replicas (2)");
     let grown = cluster(json!({"replicas": 6, "controllerVoters": 3}));
     assert_eq!(violations(&schema, &grown, Some(&old)), Vec::<String>::new());
 }
@@ -417,16 +419,12 @@ fn partitions_can_grow_but_not_shrink() {
 }
 
 #[test]
-fn replication_factor_cluster_and_name_cannot_change() {
+fn cluster_and_name_cannot_change_but_the_replication_factor_can() {
     let schema = schema_for_cel::<KafkaTopic>();
     let old = topic("orders", json!({"topicName": "orders"}));
     let changed = |spec: Value| topic("orders", spec);
-    assert_refused(
-        &schema,
-        &changed(json!({"topicName": "orders", "replicationFactor": 2})),
-        Some(&old),
-        "replicationFactor cannot change (from 3 to 2): replica reassignment is not supported yet",
-    );
+    let resized = changed(json!({"topicName": "orders", "replicationFactor": 2}));
+    assert_eq!(violations(&schema, &resized, Some(&old)), Vec::<String>::new());
     assert_refused(
         &schema,
         &changed(json!({"topicName": "orders", "clusterRef": "other"})),

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use strom_proto::admin::admin_client::AdminClient;
 use strom_proto::admin::{
-    AlterTopicConfigsRequest, ControlledShutdownRequest, CreatePartitionsRequest, CreateTopicRequest,
-    DeleteTopicRequest, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest, ElectLeadersRequest,
-    ElectionType, IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionRef, ReplicaAssignment, TopicDescription,
+    AlterPartitionReassignmentsRequest, AlterTopicConfigsRequest, ControlledShutdownRequest, CreatePartitionsRequest,
+    CreateTopicRequest, DeleteTopicRequest, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest,
+    ElectLeadersRequest, ElectionType, IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionReassignment,
+    PartitionRef, ReplicaAssignment, TopicDescription,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -21,6 +22,8 @@ use tonic::transport::{Channel, Endpoint};
 pub const UNKNOWN_TOPIC_OR_PARTITION: i32 = 3;
 /// Kafka's TOPIC_ALREADY_EXISTS.
 pub const TOPIC_ALREADY_EXISTS: i32 = 36;
+/// Kafka's REASSIGNMENT_IN_PROGRESS.
+pub const REASSIGNMENT_IN_PROGRESS: i32 = 60;
 /// Kafka's TOPIC_DELETION_DISABLED.
 pub const TOPIC_DELETION_DISABLED: i32 = 73;
 
@@ -236,5 +239,38 @@ impl ClusterAdmin {
             })
             .await?;
         Ok(r.results.iter().filter(|result| result.error_code == 0).count())
+    }
+
+    /// Starts moving each `(topic, partition)` onto its replica list, copying
+    /// at most `throttle_bytes_per_sec` per receiving broker (0: unthrottled).
+    /// A partition already moving to the same list counts as started; the
+    /// first refusal of any other kind is returned (the others still start).
+    pub async fn reassign(
+        &self,
+        moves: &[(String, i32, Vec<i32>)],
+        throttle_bytes_per_sec: u64,
+    ) -> Result<(), AdminError> {
+        let request = AlterPartitionReassignmentsRequest {
+            reassignments: moves
+                .iter()
+                .map(|(topic, partition, replicas)| PartitionReassignment {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    replicas: replicas.clone(),
+                })
+                .collect(),
+            throttle_bytes_per_sec,
+            validate_only: false,
+        };
+        let r = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.alter_partition_reassignments(request).await }
+            })
+            .await?;
+        match r.results.into_iter().find(|result| result.error_code != 0) {
+            Some(result) => refused("AlterPartitionReassignments", result.error_code, result.error_message),
+            None => Ok(()),
+        }
     }
 }

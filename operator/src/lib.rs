@@ -8,6 +8,7 @@
 //! - [`cluster`] — the `KafkaCluster` reconciler.
 //! - [`rolling`] — rolling restarts: which broker next, and when (pure).
 //! - [`leaders`] — preferred-leader election when leadership is skewed (pure).
+//! - [`rebalance`] — replica moves for scaling, draining and replication-factor changes (pure).
 //! - [`topic`] — the `KafkaTopic` reconciler (finalizer; the brokers' topics).
 //! - [`leader_election`] — a Lease so only one operator replica acts.
 //! - [`telemetry`] — Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
@@ -20,6 +21,7 @@ pub mod cluster;
 pub mod context;
 pub mod leader_election;
 pub mod leaders;
+pub mod rebalance;
 pub mod rolling;
 pub mod run;
 pub mod telemetry;

@@ -29,12 +29,13 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use strom_crds::conditions::{DEGRADED, READY, set_condition};
 use strom_crds::{DeletionPolicy, KafkaCluster, KafkaTopic, KafkaTopicStatus, PartitionStatus};
-use strom_proto::admin::TopicDescription;
+use strom_proto::admin::{PartitionDescription, TopicDescription};
 
-use crate::admin::{AdminError, ClusterAdmin, TOPIC_ALREADY_EXISTS, TOPIC_DELETION_DISABLED};
+use crate::admin::{AdminError, ClusterAdmin, REASSIGNMENT_IN_PROGRESS, TOPIC_ALREADY_EXISTS, TOPIC_DELETION_DISABLED};
 use crate::assignment::{self, Load, Placeable};
 use crate::builders::ClusterNames;
 use crate::context::Context;
+use crate::rebalance;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "kafkatopic";
@@ -167,12 +168,15 @@ pub fn drift(
 ) -> TopicDrift {
     let have = topic.partitions.len();
     let want = partitions.max(0) as usize;
-    let actual_rf = topic.partitions.iter().map(|p| p.replicas.len()).max().unwrap_or(0);
+    // A running reassignment counts by its target: the replicas that stay or join.
+    let target_rf = |p: &PartitionDescription| p.replicas.len() - p.removing_replicas.len();
+    let want_rf = replication_factor.max(0) as usize;
+    let actual_rf = topic.partitions.iter().map(target_rf).find(|rf| *rf != want_rf).unwrap_or(want_rf);
     let current: BTreeMap<String, String> = topic.configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     TopicDrift {
         add_partitions: want.saturating_sub(have),
         extra_partitions: have.saturating_sub(want),
-        replication_factor: (actual_rf != replication_factor.max(0) as usize).then_some(actual_rf),
+        replication_factor: (actual_rf != want_rf).then_some(actual_rf),
         config: current != *config,
     }
 }
@@ -325,6 +329,30 @@ async fn apply(topic: &KafkaTopic, ctx: &Context) -> Result<Action, TopicError> 
                     .await;
                 changed = true;
             }
+            let moving =
+                description.partitions.iter().any(|p| !p.adding_replicas.is_empty() || !p.removing_replicas.is_empty());
+            if drift.replication_factor.is_some() && !moving {
+                let want = topic.spec.replication_factor.max(0) as usize;
+                match change_replication_factor(&admin, &description, want, &cluster).await.map_err(admin_err(&name))? {
+                    Ok(moved) => {
+                        let note =
+                            format!("changing the replication factor of {name} to {want}: moving {moved} partition(s)");
+                        ctx.event(&reference, false, "ReplicationFactorChanging", "Reassign", note).await;
+                        changed = true;
+                    }
+                    Err(e) => {
+                        return not_ready(
+                            topic,
+                            ctx,
+                            status,
+                            "NotEnoughBrokers",
+                            e.to_string(),
+                            Duration::from_secs(30),
+                        )
+                        .await;
+                    }
+                }
+            }
             if changed { admin.describe_topic(&name).await.map_err(admin_err(&name))? } else { Some(description) }
         }
     };
@@ -337,13 +365,15 @@ async fn apply(topic: &KafkaTopic, ctx: &Context) -> Result<Action, TopicError> 
     status.partitions = partition_status(&description);
     let drift = drift(topic.spec.partitions, topic.spec.replication_factor, &topic.spec.config, &description);
     let leaderless = status.partitions.iter().filter(|p| p.leader < 0).count();
-    let under_replicated = status.partitions.iter().filter(|p| p.isr.len() < p.replicas.len()).count();
+    // Replicas a reassignment adds are not in the ISR yet: they do not count as missing (as in Kafka).
+    let under_replicated =
+        description.partitions.iter().filter(|p| p.isr.len() < p.replicas.len() - p.adding_replicas.len()).count();
     let degraded = if let Some(rf) = drift.replication_factor {
         (
-            true,
-            "ReplicationFactorMismatch",
+            false,
+            "ChangingReplicationFactor",
             format!(
-                "the topic has replication factor {rf}, the spec {}; changing it needs replica reassignment, not supported yet",
+                "moving replicas from replication factor {rf} to {}; new replicas copy the log before old ones leave",
                 topic.spec.replication_factor
             ),
         )
@@ -373,6 +403,36 @@ async fn apply(topic: &KafkaTopic, ctx: &Context) -> Result<Action, TopicError> 
     set_health(&mut status, generation, ready, degraded);
     write_status(topic, ctx, &status).await?;
     Ok(Action::requeue(requeue))
+}
+
+/// Starts moving `topic`'s partitions to `replication_factor` replicas on
+/// the live brokers, throttled as the cluster's `rebalance` says. Returns
+/// how many partitions move; the inner error means too few live brokers.
+async fn change_replication_factor(
+    admin: &ClusterAdmin,
+    topic: &TopicDescription,
+    replication_factor: usize,
+    cluster: &KafkaCluster,
+) -> Result<Result<usize, rebalance::PlanError>, AdminError> {
+    let described = admin.describe_cluster().await?;
+    let brokers: Vec<i32> =
+        described.brokers.iter().filter(|b| !b.fenced && !b.in_controlled_shutdown).map(|b| b.broker_id).collect();
+    let placements: Vec<rebalance::Placement> = rebalance::placements(std::slice::from_ref(topic))
+        .into_iter()
+        .map(|p| rebalance::Placement { replication_factor, ..p })
+        .collect();
+    let moves = match rebalance::plan(&placements, &brokers, false) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
+    let requests: Vec<(String, i32, Vec<i32>)> =
+        moves.iter().map(|m| (m.topic.clone(), m.partition, m.to.clone())).collect();
+    let throttle = u64::try_from(cluster.spec.rebalance.throttle_bytes_per_second).unwrap_or(0);
+    match admin.reassign(&requests, throttle).await {
+        Ok(()) => Ok(Ok(moves.len())),
+        Err(e) if e.code() == Some(REASSIGNMENT_IN_PROGRESS) => Ok(Ok(moves.len())),
+        Err(e) => Err(e),
+    }
 }
 
 /// Places `count` new partitions of `topic`, balanced first within the topic

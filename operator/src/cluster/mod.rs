@@ -33,6 +33,7 @@ use crate::builders::{self, ClusterNames};
 use crate::context::Context;
 
 mod restart;
+mod scale;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "kafkacluster";
@@ -92,6 +93,10 @@ pub struct Observed {
     pub restart_timeout: Option<String>,
     /// The next broker of a roll may not stop although the cluster is healthy.
     pub restart_blocked: Option<String>,
+    /// Replica moves running or starting (scale-up, drain, rebalance).
+    pub scale_message: Option<String>,
+    /// Why a scale-down cannot proceed.
+    pub scale_blocked: Option<String>,
 }
 
 /// One condition as (status, reason, message).
@@ -125,6 +130,8 @@ pub fn conditions(
         (true, "RollingRestart", message)
     } else if !all_ready {
         (true, "BrokersStarting", format!("{}/{replicas} brokers ready", observed.ready_brokers))
+    } else if let Some(m) = &observed.scale_message {
+        (true, "Rebalancing", m.clone())
     } else {
         (false, "Stable", format!("all {replicas} brokers run the current template"))
     };
@@ -136,6 +143,8 @@ pub fn conditions(
         (true, "BrokerRestartTimeout", e.clone())
     } else if let Some(e) = &observed.restart_blocked {
         (true, "RestartBlocked", e.clone())
+    } else if let Some(e) = &observed.scale_blocked {
+        (true, "ScaleDownBlocked", e.clone())
     } else if let Some(n) = observed.offline.filter(|n| *n > 0) {
         (true, "OfflinePartitions", format!("{n} partition(s) have no leader"))
     } else if let Some(n) = observed.under_replicated.filter(|n| *n > 0) {
@@ -173,35 +182,17 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
 async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action, ClusterError> {
     let names = ClusterNames::of(cluster);
     let spec = &cluster.spec;
-    let mut apply_error = None;
-    let blocked = match validate(cluster) {
-        Err(reason) => Some(Blocked::InvalidSpec(reason)),
-        Ok(()) => match apply_objects(cluster, &names, ctx).await {
-            Ok(()) => None,
-            Err(e) => {
-                let blocked = Blocked::ApplyFailed(e.to_string());
-                apply_error = Some(e);
-                Some(blocked)
-            }
-        },
-    };
-
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let sts = sts_api.get_opt(&names.name).await.map_err(|source| ClusterError::Kube {
-        action: "read",
-        kind: "StatefulSet".into(),
-        name: names.name.clone(),
-        source,
-    })?;
+    let read_sts = || async {
+        sts_api.get_opt(&names.name).await.map_err(|source| ClusterError::Kube {
+            action: "read",
+            kind: "StatefulSet".into(),
+            name: names.name.clone(),
+            source,
+        })
+    };
+    let before = read_sts().await?;
     let mut observed = Observed::default();
-    let mut existing_brokers = 0;
-    if let Some(status) = sts.as_ref().and_then(|s| s.status.as_ref()) {
-        existing_brokers = status.replicas;
-        observed.ready_brokers = status.ready_replicas.unwrap_or(0);
-        if status.current_revision.is_some() && status.current_revision != status.update_revision {
-            observed.outdated_brokers = status.replicas - status.updated_replicas.unwrap_or(0);
-        }
-    }
     let admin = ctx.admin_for(&names, spec.replicas);
     match admin.describe_cluster().await {
         Ok(described) => {
@@ -210,6 +201,44 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
             observed.offline = Some(described.offline_partitions.len() as i32);
         }
         Err(e) => observed.admin_error = Some(e.to_string()),
+    }
+
+    let mut apply_error = None;
+    let mut scale = None;
+    let blocked = match validate(cluster) {
+        Err(reason) => Some(Blocked::InvalidSpec(reason)),
+        Ok(()) => {
+            let current = before.as_ref().and_then(|s| s.spec.replicas);
+            let settled = before.as_ref().is_some_and(sts_settled)
+                && observed.under_replicated == Some(0)
+                && observed.offline == Some(0)
+                && cluster.status.as_ref().is_none_or(|s| s.rolling_restart.is_none());
+            let outcome = scale::step(cluster, ctx, &admin, current, settled).await;
+            let replicas = outcome.statefulset_replicas;
+            scale = Some(outcome);
+            match apply_objects(cluster, &names, ctx, before.as_ref(), replicas).await {
+                Ok(()) => None,
+                Err(e) => {
+                    let blocked = Blocked::ApplyFailed(e.to_string());
+                    apply_error = Some(e);
+                    Some(blocked)
+                }
+            }
+        }
+    };
+    if let Some(outcome) = &scale {
+        observed.scale_message = outcome.message.clone();
+        observed.scale_blocked = outcome.blocked.clone();
+    }
+
+    let sts = read_sts().await?;
+    let mut existing_brokers = 0;
+    if let Some(status) = sts.as_ref().and_then(|s| s.status.as_ref()) {
+        existing_brokers = status.replicas;
+        observed.ready_brokers = status.ready_replicas.unwrap_or(0);
+        if status.current_revision.is_some() && status.current_revision != status.update_revision {
+            observed.outdated_brokers = status.replicas - status.updated_replicas.unwrap_or(0);
+        }
     }
     let previous_roll = cluster.status.as_ref().and_then(|s| s.rolling_restart.clone());
     let mut rolling_restart = None;
@@ -283,30 +312,45 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
     Ok(Action::requeue(requeue))
 }
 
+/// Whether the StatefulSet has seen its spec and every pod is ready and current.
+fn sts_settled(sts: &StatefulSet) -> bool {
+    let Some(status) = sts.status.as_ref() else { return false };
+    let replicas = sts.spec.replicas.unwrap_or(1);
+    status.observed_generation >= sts.metadata.generation
+        && status.replicas == replicas
+        && status.ready_replicas.unwrap_or(0) >= replicas
+        && status.current_revision == status.update_revision
+}
+
 /// What the API server cannot check: the spec's own rules and the broker settings.
 fn validate(cluster: &KafkaCluster) -> Result<(), String> {
     cluster.spec.validate().map_err(|e| e.to_string())?;
     builders::check_broker_config(&cluster.spec.config).map_err(|e| e.to_string())
 }
 
-async fn apply_objects(cluster: &KafkaCluster, names: &ClusterNames, ctx: &Context) -> Result<(), ClusterError> {
+/// Applies the cluster's objects, the StatefulSet with `replicas` pods
+/// (more than the spec's while brokers that go are drained).
+async fn apply_objects(
+    cluster: &KafkaCluster,
+    names: &ClusterNames,
+    ctx: &Context,
+    existing: Option<&StatefulSet>,
+    replicas: i32,
+) -> Result<(), ClusterError> {
     let ns = &names.namespace;
     let config_map = builders::config_map(cluster);
     let hash = builders::config_hash(&config_map);
-    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
-    let existing = sts_api.get_opt(&names.name).await.map_err(|source| ClusterError::Kube {
-        action: "read",
-        kind: "StatefulSet".into(),
-        name: names.name.clone(),
-        source,
-    })?;
-    let previous_hash = existing
-        .map(|s| s.spec.template.metadata.and_then(|m| m.annotations?.get(builders::CONFIG_HASH_ANNOTATION).cloned()));
+    let previous_hash = existing.map(|s| {
+        let annotations = s.spec.template.metadata.as_ref().and_then(|m| m.annotations.as_ref());
+        annotations.and_then(|a| a.get(builders::CONFIG_HASH_ANNOTATION)).cloned()
+    });
+    let mut stateful_set = builders::stateful_set(cluster, &hash);
+    stateful_set.spec.replicas = Some(replicas);
 
     apply::<ConfigMap>(&ctx.client, ns, &config_map).await?;
     apply::<Service>(&ctx.client, ns, &builders::headless_service(cluster)).await?;
     apply::<Service>(&ctx.client, ns, &builders::bootstrap_service(cluster)).await?;
-    apply::<StatefulSet>(&ctx.client, ns, &builders::stateful_set(cluster, &hash)).await?;
+    apply::<StatefulSet>(&ctx.client, ns, &stateful_set).await?;
     apply::<PodDisruptionBudget>(&ctx.client, ns, &builders::pod_disruption_budget(cluster)).await?;
 
     let reference = cluster.object_ref(&());
