@@ -399,7 +399,8 @@ async fn apply(topic: &KafkaTopic, ctx: &Context) -> Result<Action, TopicError> 
     } else {
         (true, "TopicReady", format!("{} partitions, every one with a leader", status.partitions.len()))
     };
-    let requeue = if ready.0 && !degraded.0 { Duration::from_secs(60) } else { Duration::from_secs(5) };
+    let settled = ready.0 && !degraded.0 && drift.replication_factor.is_none();
+    let requeue = if settled { Duration::from_secs(60) } else { Duration::from_secs(5) };
     set_health(&mut status, generation, ready, degraded);
     write_status(topic, ctx, &status).await?;
     Ok(Action::requeue(requeue))

@@ -302,11 +302,13 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
         return Err(e);
     }
     let rolling = blocked.is_none() && (rolled_now || status.rolling_restart.is_some());
-    let requeue = if rolling && observed.restart_blocked.is_none() {
+    let moving = blocked.is_none() && observed.scale_message.is_some();
+    let requeue = if (rolling && observed.restart_blocked.is_none()) || moving {
         Duration::from_secs(2)
-    } else if ready.0 {
+    } else if ready.0 && observed.scale_blocked.is_none() {
         Duration::from_secs(60)
     } else {
+        // Not ready, or a scale-down waits for a topic to change: look again soon.
         Duration::from_secs(10)
     };
     Ok(Action::requeue(requeue))
