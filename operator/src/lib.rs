@@ -12,6 +12,7 @@
 //! - [`topic`] — the `KafkaTopic` reconciler (finalizer; the brokers' topics).
 //! - [`leader_election`] — a Lease so only one operator replica acts.
 //! - [`telemetry`] — Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
+//! - [`crd_install`] — applies the operator's own CRDs at start (Helm never upgrades them).
 //! - [`run`] — wiring: watch scope, controllers, leader election, shutdown.
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod assignment;
 pub mod builders;
 pub mod cluster;
 pub mod context;
+pub mod crd_install;
 pub mod leader_election;
 pub mod leaders;
 pub mod rebalance;

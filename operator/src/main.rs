@@ -54,6 +54,11 @@ struct Args {
     #[arg(long = "admin-override", value_name = "NAMESPACE/NAME=ADDRESSES")]
     admin_overrides: Vec<String>,
 
+    /// Do not apply the KafkaCluster and KafkaTopic CRDs at start (by default the
+    /// operator installs and upgrades them with server-side apply).
+    #[arg(long, env = "STROM_OPERATOR_NO_INSTALL_CRDS")]
+    no_install_crds: bool,
+
     /// Log output: text or json.
     #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -121,6 +126,7 @@ async fn main_async(args: Args) -> anyhow::Result<()> {
         lease,
         identity,
         admin_overrides,
+        install_crds: !args.no_install_crds,
     };
     run(client, config, shutdown).await
 }

@@ -2,7 +2,8 @@
 //! the two controllers over the watch scope (every namespace, or a list).
 //!
 //! Order: serve `/healthz` first; wait for the Lease (a standby is ready but
-//! idle); then run the controllers until shutdown or until leadership is
+//! idle); as the leader, apply the CRDs ([`crate::crd_install`], unless turned
+//! off), then run the controllers until shutdown or until leadership is
 //! lost. Losing leadership ends the run with an error so the process exits
 //! and nothing acts without the Lease.
 
@@ -41,6 +42,9 @@ pub struct OperatorConfig {
     pub identity: String,
     /// `namespace/name` of a cluster → broker admin addresses (tests, development).
     pub admin_overrides: BTreeMap<String, Vec<String>>,
+    /// Apply the CRDs at start (server-side apply), so an upgrade of the
+    /// operator upgrades them too.
+    pub install_crds: bool,
 }
 
 /// Runs the operator until `shutdown` fires; `Err` when leadership is lost
@@ -70,7 +74,16 @@ pub async fn run(client: kube::Client, config: OperatorConfig, shutdown: Cancell
         controllers.push(cluster_controller(&client, scope.as_deref(), ctx.clone(), controllers_stop.clone()));
         controllers.push(topic_controller(&client, scope.as_deref(), ctx.clone(), controllers_stop.clone()));
     }
-    let all = futures::future::join_all(controllers);
+    // The CRDs are applied under the Lease (only the leader writes them, and the
+    // Lease is renewed meanwhile), before the controllers start watching.
+    let install_crds = config.install_crds.then(|| client.clone());
+    let all = async move {
+        if let Some(client) = install_crds {
+            crate::crd_install::install_crds(&client).await?;
+        }
+        futures::future::join_all(controllers).await;
+        anyhow::Ok(())
+    };
 
     let outcome = match &lock {
         Some(lock) => {
@@ -83,18 +96,16 @@ pub async fn run(client: kube::Client, config: OperatorConfig, shutdown: Cancell
                     let reason = lost.err().unwrap_or_else(|| "lease holding stopped".to_string());
                     Err(anyhow::anyhow!("lost leadership: {reason}"))
                 }
-                _ = &mut controllers_done => {
-                    // Shutdown: every reconcile has finished; only now may a standby take over.
+                done = &mut controllers_done => {
+                    // Shutdown (or the CRDs could not be installed): every reconcile has
+                    // finished; only now may a standby take over.
                     hold_stop.cancel();
                     lock.release().await;
-                    Ok(())
+                    done
                 }
             }
         }
-        None => {
-            all.await;
-            Ok(())
-        }
+        None => all.await,
     };
     metrics.leader.set(0);
     shutdown.cancel();
@@ -132,11 +143,7 @@ fn cluster_controller(
             .owns(api::<PodDisruptionBudget>(client, namespace), owned)
             .graceful_shutdown_on(async move { stop.cancelled().await })
             .run(cluster::reconcile, cluster::error_policy, ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "KafkaCluster controller");
-                }
-            }),
+            .for_each(|result| async move { log_controller_error("KafkaCluster", result) }),
     )
 }
 
@@ -164,10 +171,24 @@ fn topic_controller(
             })
             .graceful_shutdown_on(async move { stop.cancelled().await })
             .run(topic::reconcile, topic::error_policy, ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "KafkaTopic controller");
-                }
-            }),
+            .for_each(|result| async move { log_controller_error("KafkaTopic", result) }),
     )
+}
+
+/// Logs what a controller's stream reports. A watch that fails (most often a
+/// missing `list`/`watch` permission: the API server's message names the verb,
+/// resource and service account) is a warning, as it stops the operator from
+/// seeing changes; failed reconciles are logged by the error policies.
+fn log_controller_error<T, R: std::error::Error, Q: std::error::Error>(
+    controller: &str,
+    result: Result<T, kube::runtime::controller::Error<R, Q>>,
+) {
+    use kube::runtime::controller::Error;
+    match result {
+        Ok(_) => {}
+        Err(Error::QueueError(e)) => {
+            tracing::warn!(controller, error = %e, "cannot watch resources; retrying (are the CRDs installed? does the operator's RBAC allow list and watch?)")
+        }
+        Err(e) => tracing::debug!(controller, error = %e, "controller"),
+    }
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod control_plane;
+pub mod helm;
 pub mod kafka_load;
 pub mod pod_runner;
 
@@ -130,11 +131,17 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// Starts `strom-operator` with `args` (plus `--http-listen` on a free port).
     pub fn start(plane: &ControlPlane, args: &[&str]) -> OperatorProcess {
+        OperatorProcess::start_with_kubeconfig(plane.kubeconfig_path(), args)
+    }
+
+    /// Starts `strom-operator` with `args`, authenticated by `kubeconfig`
+    /// (e.g. a ServiceAccount token, to run under that account's RBAC).
+    pub fn start_with_kubeconfig(kubeconfig: PathBuf, args: &[&str]) -> OperatorProcess {
         let dir = unique_dir("operator");
         let mut op = OperatorProcess {
             child: None,
             args: args.iter().map(|s| s.to_string()).collect(),
-            kubeconfig: plane.kubeconfig_path(),
+            kubeconfig,
             log: dir.join("operator.log"),
             http_port: free_port(),
         };
@@ -195,6 +202,11 @@ impl OperatorProcess {
     /// The end of the operator's log.
     pub fn log_tail(&self) -> String {
         tail(&self.log, 60)
+    }
+
+    /// The operator's whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The body of `GET path` on the operator's HTTP port.
