@@ -27,13 +27,13 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use strom_proto::admin::admin_server::{Admin, AdminServer};
 use strom_proto::admin::{
-    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, AlterTopicConfigsRequest,
-    AlterTopicConfigsResponse, BrokerInfo, ControlledShutdownRequest, ControlledShutdownResponse,
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest,
-    DeleteTopicResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest,
-    DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse, ElectionResult, ElectionType,
-    IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionDescription, PartitionRef, ReassignmentResult,
-    ReplicaAssignment, TopicDescription,
+    AlterBrokerConfigsRequest, AlterBrokerConfigsResponse, AlterPartitionReassignmentsRequest,
+    AlterPartitionReassignmentsResponse, AlterTopicConfigsRequest, AlterTopicConfigsResponse, BrokerInfo,
+    ControlledShutdownRequest, ControlledShutdownResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeClusterRequest,
+    DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
+    ElectionResult, ElectionType, IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionDescription, PartitionRef,
+    ReassignmentResult, ReplicaAssignment, TopicDescription,
 };
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -164,6 +164,17 @@ impl Admin for AdminService {
         let result = if request.validate_only { self.validate(&command) } else { self.propose(command).await? };
         let (error_code, error_message) = outcome_fields(result);
         Ok(Response::new(AlterTopicConfigsResponse { error_code, error_message }))
+    }
+
+    async fn alter_broker_configs(
+        &self,
+        request: Request<AlterBrokerConfigsRequest>,
+    ) -> Result<Response<AlterBrokerConfigsResponse>, Status> {
+        let request = request.into_inner();
+        let command = Command::AlterBrokerConfigs { configs: request.configs.into_iter().collect() };
+        let result = if request.validate_only { self.validate(&command) } else { self.propose(command).await? };
+        let (error_code, error_message) = outcome_fields(result);
+        Ok(Response::new(AlterBrokerConfigsResponse { error_code, error_message }))
     }
 
     async fn alter_partition_reassignments(
@@ -359,6 +370,7 @@ pub fn describe_cluster(image: &ClusterImage, controller: Option<i32>) -> Descri
         under_replicated_partitions,
         offline_partitions,
         reassigning_partitions,
+        broker_configs: image.broker_configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     }
 }
 
@@ -557,6 +569,7 @@ pub fn min_insync_replicas(image: &ClusterImage, topic: &str, settings: &Setting
         .topics
         .get(topic)
         .and_then(|t| t.configs.get("min.insync.replicas"))
+        .or_else(|| image.broker_configs.get("min.insync.replicas"))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| settings.long("min.insync.replicas"))
 }

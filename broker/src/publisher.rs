@@ -73,11 +73,16 @@ fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>
     // (registered, caught up past its registration, old metadata imported).
     let caught_up = broker.is_ready();
 
+    // Dynamic broker settings first: topics' log configs read them.
+    let dynamic_changed = broker.config.dynamic.replace(&image.broker_configs);
+    if dynamic_changed {
+        tracing::info!(settings = ?image.broker_configs, "applying new dynamic broker settings");
+    }
     let mut assigned = HashSet::new();
     for (name, topic) in &image.topics {
         let before = previous.as_ref().and_then(|p| p.topics.get(name));
         let recreated = before.is_some_and(|b| b.topic_id != topic.topic_id);
-        let configs_changed = before.is_none_or(|b| b.configs != topic.configs);
+        let configs_changed = dynamic_changed || before.is_none_or(|b| b.configs != topic.configs);
         let log_config = broker.config.log_config(&crate::metadata::topic_settings(name, &topic.configs));
         if configs_changed {
             broker.replicas.set_topic_config(name, log_config.clone());

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use strom_proto::admin::admin_client::AdminClient;
 use strom_proto::admin::{
-    AlterPartitionReassignmentsRequest, AlterTopicConfigsRequest, ControlledShutdownRequest, CreatePartitionsRequest,
-    CreateTopicRequest, DeleteTopicRequest, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest,
-    ElectLeadersRequest, ElectionType, IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionReassignment,
-    PartitionRef, ReplicaAssignment, TopicDescription,
+    AlterBrokerConfigsRequest, AlterPartitionReassignmentsRequest, AlterTopicConfigsRequest, ControlledShutdownRequest,
+    CreatePartitionsRequest, CreateTopicRequest, DeleteTopicRequest, DescribeClusterRequest, DescribeClusterResponse,
+    DescribeTopicsRequest, ElectLeadersRequest, ElectionType, IsSafeToRestartRequest, IsSafeToRestartResponse,
+    PartitionReassignment, PartitionRef, ReplicaAssignment, TopicDescription,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -272,5 +272,21 @@ impl ClusterAdmin {
             Some(result) => refused("AlterPartitionReassignments", result.error_code, result.error_message),
             None => Ok(()),
         }
+    }
+
+    /// Replaces the cluster-wide dynamic broker settings, applied by every
+    /// broker without a restart.
+    pub async fn alter_broker_configs(&self, configs: &BTreeMap<String, String>) -> Result<(), AdminError> {
+        let request = AlterBrokerConfigsRequest {
+            configs: configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            validate_only: false,
+        };
+        let r = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.alter_broker_configs(request).await }
+            })
+            .await?;
+        refused("AlterBrokerConfigs", r.error_code, r.error_message)
     }
 }

@@ -19,10 +19,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec,
-    Probe, Service, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service, ServicePort,
+    ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -36,6 +36,8 @@ use strom_crds::{ExternalListenerType, KafkaCluster, StorageType};
 pub const KAFKA_PORT: i32 = 9092;
 /// Port of the internal gRPC API (quorum, replication, admin).
 pub const INTERNAL_PORT: i32 = 9093;
+/// User and group the broker runs as: the image's non-root user (distroless `nonroot`).
+pub const BROKER_UID: i64 = 65532;
 /// Port of `/metrics`, `/healthz`, `/readyz`.
 pub const HTTP_PORT: i32 = 9094;
 /// Pod template annotation holding the hash of the broker configuration.
@@ -163,7 +165,14 @@ pub fn broker_config_file(cluster: &KafkaCluster) -> String {
     let spec = &cluster.spec;
     let voters: Vec<String> =
         (0..spec.voters()).map(|i| format!("{i}@{}:{INTERNAL_PORT}", names.pod_host(i))).collect();
-    let mut settings: BTreeMap<String, String> = spec.config.clone();
+    // Dynamic settings reach running brokers through the Admin API, not this
+    // file: changing one must not change the config hash and roll the pods.
+    let mut settings: BTreeMap<String, String> = spec
+        .config
+        .iter()
+        .filter(|(k, _)| !strom_settings::is_dynamic_broker_setting(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let default_rf = spec.replicas.clamp(1, 3).to_string();
     for key in REPLICATION_DEFAULTS {
         settings.entry(key.to_string()).or_insert_with(|| default_rf.clone());
@@ -183,6 +192,14 @@ pub fn broker_config_file(cluster: &KafkaCluster) -> String {
         file.push_str(&format!("  {key}: {value}\n"));
     }
     file
+}
+
+/// The settings of `spec.config` that running brokers take without a
+/// restart (applied through the Admin API; see
+/// [`strom_settings::is_dynamic_broker_setting`]).
+pub fn dynamic_broker_settings(cluster: &KafkaCluster) -> BTreeMap<String, String> {
+    let dynamic = cluster.spec.config.iter().filter(|(k, _)| strom_settings::is_dynamic_broker_setting(k));
+    dynamic.map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// The ConfigMap holding [`broker_config_file`].
@@ -327,6 +344,11 @@ pub fn stateful_set(cluster: &KafkaCluster, config_hash: &str) -> StatefulSet {
             container_port("internal", INTERNAL_PORT),
             container_port("http", HTTP_PORT),
         ]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+            ..SecurityContext::default()
+        }),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
         liveness_probe: Some(Probe { initial_delay_seconds: Some(30), ..http_probe("/healthz", 10, 6) }),
         resources: spec.resources.clone(),
@@ -427,6 +449,18 @@ pub fn stateful_set(cluster: &KafkaCluster, config_hash: &str) -> StatefulSet {
                 spec: Some(PodSpec {
                     containers: vec![container],
                     volumes: Some(volumes),
+                    // Pod Security "restricted": the image's non-root user owns the data volume.
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(BROKER_UID),
+                        run_as_group: Some(BROKER_UID),
+                        fs_group: Some(BROKER_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
                     // Long enough for a controlled shutdown to move leadership away.
                     termination_grace_period_seconds: Some(120),
                     node_selector: (!overrides.node_selector.is_empty()).then(|| overrides.node_selector.clone()),

@@ -50,7 +50,7 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
         "spec": {
             "replicas": 3,
             "image": "strom:test",
-            "config": { "log.retention.ms": "3600000" },
+            "config": { "replica.fetch.max.bytes": "1048576" },
             "storage": { "size": "20Gi", "storageClassName": "fast" },
         },
     }))
@@ -93,7 +93,7 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
             "0@events-0.events-brokers.team.svc:9093,1@events-1.events-brokers.team.svc:9093,2@events-2.events-brokers.team.svc:9093"
         )
     );
-    assert_eq!(parsed["settings"]["log.retention.ms"].as_str(), Some("3600000"));
+    assert_eq!(parsed["settings"]["replica.fetch.max.bytes"].as_str(), Some("1048576"));
 
     // The StatefulSet.
     let spec = &sts.spec;
@@ -141,7 +141,7 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
     .await;
 
     // A config change: new ConfigMap, new hash on the pod template, observedGeneration follows.
-    let patch = json!({ "spec": { "config": { "log.retention.ms": "7200000" } } });
+    let patch = json!({ "spec": { "config": { "replica.fetch.max.bytes": "2097152" } } });
     let changed = clusters.patch("events", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch config");
     let generation = changed.metadata.generation;
     assert_eq!(generation, Some(2));
@@ -149,7 +149,7 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
         let cm = get(&config_maps, "events-config").await?;
         let sts = get(&statefulsets, "events").await?;
         let hash = sts.spec.template.metadata.as_ref()?.annotations.as_ref()?.get(CONFIG_HASH_ANNOTATION)?.clone();
-        (cm.data.as_ref()?.get(CONFIG_FILE)?.contains("7200000") && hash == config_hash(&cm)).then_some((sts, cm))
+        (cm.data.as_ref()?.get(CONFIG_FILE)?.contains("2097152") && hash == config_hash(&cm)).then_some((sts, cm))
     })
     .await;
     assert_ne!(
@@ -157,7 +157,7 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
         template_annotations.get(CONFIG_HASH_ANNOTATION).cloned(),
         "the hash changed with the config"
     );
-    assert!(cm.data.expect("data")[CONFIG_FILE].contains("7200000"));
+    assert!(cm.data.expect("data")[CONFIG_FILE].contains("2097152"));
     eventually("observedGeneration 2", WAIT, || async {
         let s = get(&clusters, "events").await?.status?;
         (s.observed_generation == generation).then_some(())

@@ -4,7 +4,9 @@
 //! the pod), the operator as a process, and an idempotent acks=all librdkafka
 //! producer writing unique values throughout.
 //!
-//! In turn: a broker setting changes (the config hash rolls every broker), a
+//! In turn: a dynamic broker setting changes (every broker applies it through
+//! the metadata, no pod restarts), a static broker setting changes (the
+//! config hash rolls every broker), a
 //! `strom.dev/restart` annotation asks for a restart and the operator itself
 //! is killed in the middle of that roll (the new process resumes from the
 //! pods' revisions), and a broker process crashes. Each roll must restart
@@ -245,7 +247,7 @@ async fn rolling_restarts_under_load_lose_nothing_and_restart_one_broker_at_a_ti
         "metadata": { "name": CLUSTER },
         "spec": {
             "replicas": BROKERS,
-            "config": { "log.retention.ms": "3600000" },
+            "config": { "replica.fetch.max.bytes": "1048576", "log.retention.ms": "3600000" },
             "storage": { "size": "1Gi" },
         },
     }))
@@ -281,10 +283,29 @@ async fn rolling_restarts_under_load_lose_nothing_and_restart_one_broker_at_a_ti
     let steady_stall = analyse(&steady.finish().await).longest_stall;
     eprintln!("steady state: longest time without an acknowledgement {steady_stall:?}");
 
-    // 1. A broker setting changes: the config hash on the pod template rolls every broker.
+    // 0. A dynamic broker setting changes: every broker applies it, no pod restarts.
+    let before = pod_uids(&client).await;
+    let patch = json!({ "spec": { "config": { "log.retention.ms": "7200000" } } });
+    clusters.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("change a dynamic setting");
+    for address in runner.admin_addresses(BROKERS).split(',') {
+        let one = ClusterAdmin::new(vec![address.to_string()]);
+        eventually(&format!("broker at {address} to apply log.retention.ms=7200000"), WAIT, || async {
+            let described = one.describe_cluster().await.ok()?;
+            (described.broker_configs.get("log.retention.ms").map(String::as_str) == Some("7200000")).then_some(())
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(pod_uids(&client).await, before, "a dynamic setting change restarted a broker");
+    let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(client.clone(), NS);
+    let sts = sts.get(CLUSTER).await.expect("the StatefulSet");
+    let status = sts.status.expect("StatefulSet status");
+    assert_eq!(status.current_revision, status.update_revision, "the pod template changed for a dynamic setting");
+
+    // 1. A static broker setting changes: the config hash on the pod template rolls every broker.
     let before = pod_uids(&client).await;
     let watcher = Watcher::start(&client, load.clone());
-    let patch = json!({ "spec": { "config": { "log.retention.ms": "7200000" } } });
+    let patch = json!({ "spec": { "config": { "replica.fetch.max.bytes": "2097152" } } });
     clusters.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("change a broker setting");
     wait_rolled(&client, &admin, &before, "config change").await;
     check_roll("config change", &analyse(&watcher.finish().await));

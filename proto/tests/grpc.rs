@@ -4,12 +4,12 @@ use prost::Message;
 use strom_proto::admin::admin_client::AdminClient;
 use strom_proto::admin::admin_server::{Admin, AdminServer};
 use strom_proto::admin::{
-    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, AlterTopicConfigsRequest,
-    AlterTopicConfigsResponse, ControlledShutdownRequest, ControlledShutdownResponse, CreatePartitionsRequest,
-    CreatePartitionsResponse, CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse,
-    DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse,
-    ElectLeadersRequest, ElectLeadersResponse, IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionRef,
-    ReplicaAssignment,
+    AlterBrokerConfigsRequest, AlterBrokerConfigsResponse, AlterPartitionReassignmentsRequest,
+    AlterPartitionReassignmentsResponse, AlterTopicConfigsRequest, AlterTopicConfigsResponse,
+    ControlledShutdownRequest, ControlledShutdownResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeClusterRequest,
+    DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
+    IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionRef, ReplicaAssignment,
 };
 use strom_proto::replication::{EpochEndOffset, FetchRecordsResponse};
 use tonic::{Request, Response, Status};
@@ -87,6 +87,12 @@ impl Admin for FixedAdmin {
         _: Request<AlterTopicConfigsRequest>,
     ) -> Result<Response<AlterTopicConfigsResponse>, Status> {
         Err(Status::unimplemented("alter configs"))
+    }
+    async fn alter_broker_configs(
+        &self,
+        _: Request<AlterBrokerConfigsRequest>,
+    ) -> Result<Response<AlterBrokerConfigsResponse>, Status> {
+        Err(Status::unimplemented("broker configs"))
     }
     async fn alter_partition_reassignments(
         &self,

@@ -525,6 +525,14 @@ pub fn validate(def: &SettingDef, value: &str) -> Result<String, SettingError> {
     }
 }
 
+/// Whether a broker setting can change on running brokers (Kafka's
+/// cluster-wide dynamic broker configs): the broker defaults of topic
+/// settings, such as `log.retention.ms` or `min.insync.replicas`. Every
+/// other broker setting is read at start.
+pub fn is_dynamic_broker_setting(name: &str) -> bool {
+    TOPIC_SETTINGS.iter().any(|d| d.broker_synonym == Some(name))
+}
+
 /// Finds a definition by name in a table.
 pub fn find(table: &'static [SettingDef], name: &str) -> Option<&'static SettingDef> {
     table.iter().find(|d| d.name == name)

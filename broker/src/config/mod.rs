@@ -16,6 +16,9 @@ pub use strom_settings as settings;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use serde::Deserialize;
 
@@ -205,6 +208,30 @@ pub struct BrokerConfig {
     pub rack: Option<String>,
     /// Kafka-named broker settings.
     pub settings: Settings,
+    /// Cluster-wide dynamic broker settings from the metadata, which win
+    /// over [`BrokerConfig::settings`] (see [`settings::is_dynamic_broker_setting`]).
+    pub dynamic: DynamicSettings,
+}
+
+/// The dynamic broker settings this broker applies, shared by its clones.
+#[derive(Debug, Clone, Default)]
+pub struct DynamicSettings(Arc<RwLock<BTreeMap<String, String>>>);
+
+impl DynamicSettings {
+    /// The dynamic value of `name`, if one is set.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0.read().get(name).cloned()
+    }
+
+    /// Replaces every dynamic value; returns whether anything changed.
+    pub fn replace(&self, values: &BTreeMap<String, String>) -> bool {
+        let mut current = self.0.write();
+        if *current == *values {
+            return false;
+        }
+        *current = values.clone();
+        true
+    }
 }
 
 fn field_err(field: &'static str, value: &str, origin: &str, expected: &str) -> ConfigError {
@@ -291,12 +318,16 @@ impl BrokerConfig {
             voters,
             rack,
             settings,
+            dynamic: DynamicSettings::default(),
         })
     }
 
     /// The broker's effective value for a topic setting's broker synonym,
     /// following Kafka's ms > minutes > hours precedence for retention and roll.
     pub fn broker_value(&self, broker_setting: &str) -> String {
+        if let Some(v) = self.dynamic.get(broker_setting) {
+            return v;
+        }
         let s = &self.settings;
         match broker_setting {
             "log.retention.ms" => {
@@ -425,6 +456,20 @@ mod tests {
         assert_eq!(c.log_config(&topic).retention_ms, 7);
         assert_eq!(c.topic_value(&topic, "retention.ms"), ("7".to_string(), true));
         assert_eq!(c.topic_value(&topic, "segment.ms"), ("604800000".to_string(), false));
+    }
+
+    #[test]
+    fn dynamic_settings_win_over_static_ones_and_topic_overrides_over_both() {
+        let c = BrokerConfig::resolve(layer(&[("STROM_SET", "log.retention.hours=1")]), "t").unwrap();
+        let clone = c.clone();
+        assert!(c.dynamic.replace(&BTreeMap::from([("log.retention.ms".to_string(), "60000".to_string())])));
+        assert!(!c.dynamic.replace(&BTreeMap::from([("log.retention.ms".to_string(), "60000".to_string())])));
+        assert_eq!(clone.log_config(&Settings::topic_overrides()).retention_ms, 60_000, "clones share the values");
+        let mut topic = Settings::topic_overrides();
+        topic.set("retention.ms", "7").unwrap();
+        assert_eq!(c.log_config(&topic).retention_ms, 7);
+        c.dynamic.replace(&BTreeMap::new());
+        assert_eq!(c.log_config(&Settings::topic_overrides()).retention_ms, 3_600_000);
     }
 
     #[test]

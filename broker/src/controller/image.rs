@@ -119,6 +119,10 @@ pub struct ClusterImage {
     pub topics: BTreeMap<String, TopicImage>,
     /// End (exclusive) of the last producer-id block handed out.
     pub producer_id_block_end: i64,
+    /// Cluster-wide dynamic broker settings (`log.retention.ms`, ...), applied
+    /// by every broker without a restart.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub broker_configs: BTreeMap<String, String>,
 }
 
 /// How a new topic's replicas are placed.
@@ -166,6 +170,8 @@ pub enum Command {
     CreatePartitions { name: String, total: i32, assignment: Option<Vec<Vec<i32>>> },
     /// Replaces a topic's config overrides with `configs`.
     AlterTopicConfigs { name: String, configs: BTreeMap<String, String> },
+    /// Replaces the cluster-wide dynamic broker settings with `configs`.
+    AlterBrokerConfigs { configs: BTreeMap<String, String> },
     /// Moves a partition onto `target` replicas (Kafka's
     /// AlterPartitionReassignments); see [`Reassignment`]. Repeating the
     /// running reassignment's target only updates its throttle.
@@ -243,6 +249,9 @@ pub enum CommandError {
     /// Kafka: INVALID_REQUEST.
     #[error("invalid ISR {isr:?} for `{topic}`-{partition}: {reason}")]
     InvalidIsr { topic: String, partition: i32, isr: Vec<i32>, reason: String },
+    /// Kafka: INVALID_CONFIG, for a broker setting.
+    #[error("invalid dynamic broker setting: {reason}")]
+    InvalidBrokerConfig { reason: String },
     /// Kafka: REASSIGNMENT_IN_PROGRESS.
     #[error("`{topic}`-{partition} is already being moved to replicas {target:?}; wait for it to finish")]
     ReassignmentInProgress { topic: String, partition: i32, target: Vec<i32> },
@@ -329,6 +338,22 @@ impl ClusterImage {
                     .get_mut(name)
                     .ok_or_else(|| CommandError::UnknownTopicOrPartition { topic: name.clone(), partition: -1 })?;
                 topic.configs = configs.clone();
+                Ok(Outcome::Done)
+            }
+            Command::AlterBrokerConfigs { configs } => {
+                let mut settings = Settings::broker_defaults();
+                for (k, v) in configs {
+                    if !crate::config::settings::is_dynamic_broker_setting(k) {
+                        return Err(CommandError::InvalidBrokerConfig {
+                            reason: format!(
+                                "`{k}` is read at start and cannot change on running brokers (dynamic ones are the \
+                                 broker defaults of topic settings, such as log.retention.ms)"
+                            ),
+                        });
+                    }
+                    settings.set(k, v).map_err(|e| CommandError::InvalidBrokerConfig { reason: e.to_string() })?;
+                }
+                self.broker_configs = configs.clone();
                 Ok(Outcome::Done)
             }
             Command::DeleteTopic { name } => match self.topics.remove(name) {
@@ -1024,5 +1049,23 @@ mod tests {
         let p = image.partition("t", 0).unwrap();
         assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![1], vec![1], 1));
         assert!(p.reassignment.is_none());
+    }
+
+    #[test]
+    fn dynamic_broker_settings_are_validated_and_replaced_whole() {
+        let mut image = cluster_of_three();
+        let set = |pairs: &[(&str, &str)]| Command::AlterBrokerConfigs {
+            configs: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        image.apply(30, &set(&[("log.retention.ms", "60000"), ("min.insync.replicas", "2")])).unwrap();
+        assert_eq!(image.broker_configs.len(), 2);
+        let before = image.clone();
+        let e = image.apply(31, &set(&[("num.partitions", "3")])).unwrap_err();
+        assert!(e.to_string().contains("`num.partitions` is read at start"), "{e}");
+        let e = image.apply(32, &set(&[("log.retention.ms", "soon")])).unwrap_err();
+        assert!(e.to_string().contains("log.retention.ms"), "{e}");
+        assert_eq!(image, before, "a refused change changes nothing");
+        image.apply(33, &set(&[("log.retention.ms", "120000")])).unwrap();
+        assert_eq!(image.broker_configs, BTreeMap::from([("log.retention.ms".into(), "120000".into())]));
     }
 }

@@ -105,6 +105,7 @@ pub fn command_error_code(e: &CommandError, context: CommandContext) -> Response
         CommandError::InvalidIsr { .. } => ResponseError::InvalidRequest,
         CommandError::EligibleLeadersNotAvailable { .. } => ResponseError::EligibleLeadersNotAvailable,
         CommandError::ReassignmentInProgress { .. } => ResponseError::ReassignmentInProgress,
+        CommandError::InvalidBrokerConfig { .. } => ResponseError::InvalidConfig,
     }
 }
 

@@ -61,7 +61,8 @@ fn config_file_names_the_voters_listeners_and_settings() {
              2@events-2.events-brokers.team.svc:9093"
         )
     );
-    assert_eq!(parsed["settings"]["log.retention.ms"].as_str(), Some("3600000"));
+    assert!(parsed["settings"]["log.retention.ms"].is_null(), "dynamic settings go through the Admin API");
+    assert_eq!(dynamic_broker_settings(&c), BTreeMap::from([("log.retention.ms".into(), "3600000".into())]));
     assert_eq!(parsed["settings"]["default.replication.factor"].as_str(), Some("2"), "the user's value wins");
     assert_eq!(parsed["settings"]["offsets.topic.replication.factor"].as_str(), Some("3"));
 }
@@ -71,8 +72,10 @@ fn config_hash_follows_the_config_and_only_the_config() {
     let a = config_map(&default_cluster());
     assert_eq!(config_hash(&a), config_hash(&config_map(&default_cluster())), "stable");
     assert_eq!(config_hash(&a).len(), 64);
-    let changed = cluster(serde_json::json!({ "replicas": 3, "config": { "log.retention.ms": "1" } }));
-    assert_ne!(config_hash(&a), config_hash(&config_map(&changed)));
+    let changed = cluster(serde_json::json!({ "replicas": 3, "config": { "replica.fetch.max.bytes": "2097152" } }));
+    assert_ne!(config_hash(&a), config_hash(&config_map(&changed)), "a static setting rolls the brokers");
+    let dynamic = cluster(serde_json::json!({ "replicas": 3, "config": { "log.retention.ms": "1" } }));
+    assert_eq!(config_hash(&a), config_hash(&config_map(&dynamic)), "a dynamic setting does not");
     let other_image = cluster(
         serde_json::json!({ "replicas": 3, "image": "strom:dev", "storage": { "size": "20Gi", "storageClassName": "fast" } }),
     );
@@ -192,4 +195,17 @@ fn broker_config_is_checked_as_brokers_would() {
         check_broker_config(&owned).unwrap_err().to_string(),
         "spec.config.node.id: set by the operator from the pod ordinal; remove it from spec.config"
     );
+}
+
+#[test]
+fn broker_pods_meet_the_restricted_pod_security_standard() {
+    let sts = stateful_set(&default_cluster(), "abc123");
+    let pod = sts.spec.template.spec.expect("a pod spec");
+    let security = pod.security_context.expect("a pod security context");
+    assert_eq!(security.run_as_non_root, Some(true));
+    assert_eq!((security.run_as_user, security.fs_group), (Some(BROKER_UID), Some(BROKER_UID)));
+    assert_eq!(security.seccomp_profile.map(|p| p.type_).as_deref(), Some("RuntimeDefault"));
+    let container = pod.containers[0].security_context.clone().expect("a container security context");
+    assert_eq!(container.allow_privilege_escalation, Some(false));
+    assert_eq!(container.capabilities.and_then(|c| c.drop), Some(vec!["ALL".to_string()]));
 }

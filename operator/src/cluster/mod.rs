@@ -13,6 +13,7 @@
 //! Errors go back to the controller, which retries with backoff; nothing
 //! here panics on what a user can write.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -194,8 +195,10 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
     let before = read_sts().await?;
     let mut observed = Observed::default();
     let admin = ctx.admin_for(&names, spec.replicas);
+    let mut dynamic_in_force = None;
     match admin.describe_cluster().await {
         Ok(described) => {
+            dynamic_in_force = Some(described.broker_configs.into_iter().collect::<BTreeMap<String, String>>());
             observed.controller_id = (described.controller_id >= 0).then_some(described.controller_id);
             observed.under_replicated = Some(described.under_replicated_partitions.len() as i32);
             observed.offline = Some(described.offline_partitions.len() as i32);
@@ -226,6 +229,9 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
             }
         }
     };
+    if let (None, Some(in_force)) = (&blocked, &dynamic_in_force) {
+        apply_dynamic_settings(cluster, ctx, &admin, in_force).await;
+    }
     if let Some(outcome) = &scale {
         observed.scale_message = outcome.message.clone();
         observed.scale_blocked = outcome.blocked.clone();
@@ -312,6 +318,38 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
         Duration::from_secs(10)
     };
     Ok(Action::requeue(requeue))
+}
+
+/// Sets the brokers' dynamic settings to the spec's when they differ (no
+/// restart: every broker applies them from the metadata).
+async fn apply_dynamic_settings(
+    cluster: &KafkaCluster,
+    ctx: &Context,
+    admin: &crate::admin::ClusterAdmin,
+    in_force: &BTreeMap<String, String>,
+) {
+    let wanted = builders::dynamic_broker_settings(cluster);
+    if wanted == *in_force {
+        return;
+    }
+    let reference = cluster.object_ref(&());
+    match admin.alter_broker_configs(&wanted).await {
+        Ok(()) => {
+            let changed: std::collections::BTreeSet<&str> = wanted
+                .iter()
+                .chain(in_force)
+                .filter(|(k, v)| wanted.get(*k) != in_force.get(*k) || wanted.get(*k) != Some(*v))
+                .map(|(k, _)| k.as_str())
+                .collect();
+            let changed: Vec<&str> = changed.into_iter().collect();
+            let note = format!("applied dynamic broker settings without a restart: {}", changed.join(", "));
+            ctx.event(&reference, false, "BrokerSettingsApplied", "Configure", note).await;
+        }
+        Err(e) => {
+            tracing::warn!(cluster = %builders::object_key(cluster), error = %e, "dynamic broker settings refused");
+            ctx.event(&reference, true, "BrokerSettingsRefused", "Configure", e.to_string()).await;
+        }
+    }
 }
 
 /// Whether the StatefulSet has seen its spec and every pod is ready and current.

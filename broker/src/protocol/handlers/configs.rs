@@ -26,6 +26,7 @@ use crate::protocol::errors::KafkaError;
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
@@ -50,9 +51,13 @@ pub fn topic_config_entries(broker: &Broker, overrides: &Settings, keys: Option<
             if overridden {
                 synonyms.push((def.name.to_string(), value.clone(), SOURCE_TOPIC));
             }
+            let dynamic = def.broker_synonym.and_then(|s| Some((s, broker.config.dynamic.get(s)?)));
+            if let Some((syn, v)) = &dynamic {
+                synonyms.push((syn.to_string(), v.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER));
+            }
             let broker_explicit = def.broker_synonym.filter(|s| broker.config.settings.explicit(s).is_some());
             if let Some(syn) = broker_explicit {
-                synonyms.push((syn.to_string(), broker.config.broker_value(syn), SOURCE_STATIC_BROKER));
+                synonyms.push((syn.to_string(), broker.config.settings.get(syn).to_string(), SOURCE_STATIC_BROKER));
             }
             synonyms.push((
                 def.broker_synonym.unwrap_or(def.name).to_string(),
@@ -61,6 +66,8 @@ pub fn topic_config_entries(broker: &Broker, overrides: &Settings, keys: Option<
             ));
             let source = if overridden {
                 SOURCE_TOPIC
+            } else if dynamic.is_some() {
+                SOURCE_DYNAMIC_DEFAULT_BROKER
             } else if broker_explicit.is_some() {
                 SOURCE_STATIC_BROKER
             } else {
