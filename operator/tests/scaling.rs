@@ -14,6 +14,8 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::kafka_load::history;
@@ -66,6 +68,39 @@ async fn wait_for_replication_factor(admin: &ClusterAdmin, topic: &str, rf: usiz
         done.then_some(())
     })
     .await;
+}
+
+/// The longest time without a new acknowledgement while a step runs.
+struct StallMeter {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Duration>,
+}
+
+impl StallMeter {
+    fn start(load: Arc<ProduceLoad>) -> StallMeter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let (mut last_at, mut last_acked, mut longest) = (Instant::now(), load.acked(), Duration::ZERO);
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let now = Instant::now();
+                    longest = longest.max(now - last_at);
+                    if load.acked() > last_acked {
+                        (last_at, last_acked) = (now, load.acked());
+                    }
+                }
+                longest
+            }
+        });
+        StallMeter { stop, task }
+    }
+
+    async fn finish(self) -> Duration {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the stall meter")
+    }
 }
 
 async fn create_topic(topics: &Api<KafkaTopic>, name: &str, partitions: i32, rf: i32) {
@@ -122,19 +157,24 @@ async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
     create_topic(&topics, TOPIC, PARTITIONS, 2).await;
     let bootstrap = runner.bootstrap(3);
     let admin = ClusterAdmin::new(runner.admin_addresses(5).split(',').map(String::from).collect());
-    let load = ProduceLoad::start(producer_config(&bootstrap), TOPIC, PARTITIONS, Duration::from_millis(2));
+    let load = Arc::new(ProduceLoad::start(producer_config(&bootstrap), TOPIC, PARTITIONS, Duration::from_millis(2)));
     load.wait_for_progress(PARTITIONS, 200, WAIT);
     let mut durations = Vec::new();
+    let steady = StallMeter::start(load.clone());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    durations.push(("steady state (5 s)", Duration::from_secs(5), steady.finish().await));
 
     // 1. Replication factor 2 → 3 under load.
     let started = Instant::now();
+    let meter = StallMeter::start(load.clone());
     set_replication_factor(&topics, TOPIC, 3).await;
     wait_for_replication_factor(&admin, TOPIC, 3).await;
-    durations.push(("replication factor 2 → 3", started.elapsed()));
+    durations.push(("replication factor 2 → 3", started.elapsed(), meter.finish().await));
     load.wait_for_progress(PARTITIONS, 100, WAIT);
 
     // 2. Scale up to 5: the new brokers get replicas until every broker holds within one of the others.
     let started = Instant::now();
+    let meter = StallMeter::start(load.clone());
     scale(&clusters, 5).await;
     let balanced = eventually("replicas to spread onto brokers 3 and 4", WAIT, || async {
         let (load, moving) = replica_load(&admin).await?;
@@ -143,7 +183,7 @@ async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
     })
     .await;
     eprintln!("after scaling up: replicas per broker {balanced:?}");
-    durations.push(("scale-up 3 → 5 with rebalancing", started.elapsed()));
+    durations.push(("scale-up 3 → 5 with rebalancing", started.elapsed(), meter.finish().await));
     load.wait_for_progress(PARTITIONS, 100, WAIT);
 
     // 3. A scale-down below a topic's replication factor is refused, and nothing is removed.
@@ -168,6 +208,7 @@ async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
 
     // 4. Once that topic needs only 3 replicas, brokers 3 and 4 are drained and their pods removed.
     let started = Instant::now();
+    let meter = StallMeter::start(load.clone());
     set_replication_factor(&topics, WIDE, 3).await;
     eventually("the StatefulSet to shrink to 3 after draining", WAIT, || async {
         let sts = statefulsets.get(CLUSTER).await.ok()?;
@@ -179,7 +220,7 @@ async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
     assert!(!moving, "moves still running after the scale-down");
     assert!(load_after.keys().all(|b| *b < 3), "replicas left on removed brokers: {load_after:?}");
     wait_for_replication_factor(&admin, WIDE, 3).await;
-    durations.push(("scale-down 5 → 3 with draining", started.elapsed()));
+    durations.push(("scale-down 5 → 3 with draining", started.elapsed(), meter.finish().await));
     eventually("the cluster to be Ready and not Degraded", WAIT, || async {
         let cluster = clusters.get(CLUSTER).await.ok()?;
         let status = cluster.status.as_ref();
@@ -190,6 +231,7 @@ async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
     .await;
     load.wait_for_progress(PARTITIONS, 100, WAIT);
 
+    let load = Arc::try_unwrap(load).unwrap_or_else(|_| panic!("the stall meters released the load"));
     let log = load.finish();
     assert!(log.failed.is_empty(), "the producer saw failed sends: {:?}", &log.failed[..log.failed.len().min(5)]);
     let reads = common::kafka_load::read_all(&bootstrap, TOPIC, PARTITIONS);
@@ -197,8 +239,8 @@ async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
         Ok(summary) => eprintln!("history: {summary:?}"),
         Err(violations) => panic!("history check failed:\n  {}", violations.join("\n  ")),
     }
-    for (step, took) in durations {
-        eprintln!("{step}: done after {took:.1?}");
+    for (step, took, stall) in durations {
+        eprintln!("{step}: done after {took:.1?}, longest time without an acknowledgement {stall:.2?}");
     }
     drop(operator);
     drop(runner);
