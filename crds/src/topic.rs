@@ -247,6 +247,11 @@ pub struct KafkaTopicStatus {
     /// Leader and replicas of each partition, as last read from the cluster.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<PartitionStatus>,
+
+    /// The last change made behind the operator's back (through a Kafka
+    /// client or tool) that it set back to the spec: when, and what differed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drift_correction: Option<String>,
 }
 
 /// Leader and replicas of one partition.

@@ -28,6 +28,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// `namespace/name` → broker internal addresses, replacing pod DNS names.
     pub admin_overrides: BTreeMap<String, Vec<String>>,
+    /// How often a settled resource is compared with the cluster again (drift).
+    pub resync: std::time::Duration,
     /// The topic controllers' caches of KafkaTopics (one per watched scope).
     topic_stores: Mutex<Vec<Store<KafkaTopic>>>,
 }
@@ -65,6 +67,7 @@ impl Context {
         instance: String,
         metrics: Metrics,
         admin_overrides: BTreeMap<String, Vec<String>>,
+        resync: std::time::Duration,
     ) -> Context {
         let reporter = Reporter { controller: crate::FIELD_MANAGER.into(), instance: Some(instance) };
         Context {
@@ -72,6 +75,7 @@ impl Context {
             client,
             metrics,
             admin_overrides,
+            resync,
             topic_stores: Mutex::default(),
         }
     }

@@ -59,6 +59,12 @@ struct Args {
     #[arg(long, env = "STROM_OPERATOR_NO_INSTALL_CRDS")]
     no_install_crds: bool,
 
+    /// Seconds between two comparisons of a settled KafkaTopic with its topic in
+    /// the cluster; a change made behind the operator's back is set back then.
+    #[arg(long, env = "STROM_OPERATOR_RESYNC_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    resync_seconds: u64,
+
     /// Log output: text or json.
     #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -127,6 +133,7 @@ async fn main_async(args: Args) -> anyhow::Result<()> {
         identity,
         admin_overrides,
         install_crds: !args.no_install_crds,
+        resync: std::time::Duration::from_secs(args.resync_seconds),
     };
     run(client, config, shutdown).await
 }

@@ -32,6 +32,8 @@ use crate::{cluster, topic};
 /// Everything the operator needs to run.
 #[derive(Debug, Clone)]
 pub struct OperatorConfig {
+    /// How often a settled KafkaTopic is compared with its topic (drift correction).
+    pub resync: std::time::Duration,
     /// Namespaces to watch; empty means every namespace.
     pub namespaces: Vec<String>,
     /// Address of `/metrics`, `/healthz`, `/readyz`.
@@ -65,7 +67,13 @@ pub async fn run(client: kube::Client, config: OperatorConfig, shutdown: Cancell
     }
     metrics.leader.set(1);
 
-    let ctx = Arc::new(Context::new(client.clone(), config.identity.clone(), metrics.clone(), config.admin_overrides));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        config.identity.clone(),
+        metrics.clone(),
+        config.admin_overrides,
+        config.resync,
+    ));
     let controllers_stop = shutdown.child_token();
     let mut controllers = Vec::new();
     let scopes: Vec<Option<String>> =

@@ -159,6 +159,28 @@ pub struct TopicDrift {
     pub config: bool,
 }
 
+/// What differs, in words, when the topic's config changed behind the
+/// operator's back; `None` when it matches the spec. (A replication factor
+/// that differs is moved back too, but not reported: it also differs while
+/// the operator's own change of it is under way.)
+pub fn drift_report(drift: &TopicDrift, spec: &BTreeMap<String, String>, topic: &TopicDescription) -> Option<String> {
+    let mut parts = Vec::new();
+    if drift.config {
+        let current: BTreeMap<&str, &str> = topic.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let keys: std::collections::BTreeSet<&str> =
+            current.keys().copied().chain(spec.keys().map(String::as_str)).collect();
+        for key in keys {
+            match (current.get(key), spec.get(key)) {
+                (Some(now), Some(want)) if now != want => parts.push(format!("{key} was {now} (spec {want})")),
+                (Some(now), None) => parts.push(format!("{key} was {now} (not in the spec)")),
+                (None, Some(want)) => parts.push(format!("{key} was unset (spec {want})")),
+                _ => {}
+            }
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 /// Compares `spec` (partitions, replication factor, config) with the cluster's topic.
 pub fn drift(
     partitions: i32,
@@ -290,6 +312,13 @@ async fn apply(topic: &KafkaTopic, ctx: &Context) -> Result<Action, TopicError> 
                 ctx.event(&reference, false, "TopicAdopted", "Adopt", note).await;
             }
             let drift = drift(topic.spec.partitions, topic.spec.replication_factor, &topic.spec.config, &description);
+            // The spec was already in force: any difference now was made behind the operator's back.
+            let spec_in_force = status.observed_generation == generation && status.topic_id.is_some();
+            if spec_in_force && let Some(what) = drift_report(&drift, &topic.spec.config, &description) {
+                let message = format!("set back to the spec: {what}");
+                status.last_drift_correction = Some(format!("{}: {what}", Timestamp::now()));
+                ctx.event(&reference, true, "DriftCorrected", "Reconcile", message).await;
+            }
             let mut changed = false;
             if drift.add_partitions > 0 {
                 let rf = description.partitions.iter().map(|p| p.replicas.len()).max().unwrap_or(1) as i32;
@@ -400,7 +429,7 @@ async fn apply(topic: &KafkaTopic, ctx: &Context) -> Result<Action, TopicError> 
         (true, "TopicReady", format!("{} partitions, every one with a leader", status.partitions.len()))
     };
     let settled = ready.0 && !degraded.0 && drift.replication_factor.is_none();
-    let requeue = if settled { Duration::from_secs(60) } else { Duration::from_secs(5) };
+    let requeue = if settled { ctx.resync } else { Duration::from_secs(5) };
     set_health(&mut status, generation, ready, degraded);
     write_status(topic, ctx, &status).await?;
     Ok(Action::requeue(requeue))
@@ -538,5 +567,16 @@ pub(crate) mod tests {
         let s = partition_status(&t);
         assert_eq!(s.iter().map(|p| p.partition).collect::<Vec<_>>(), vec![0, 1]);
         assert_eq!((s[0].leader, s[0].replicas.clone(), s[0].isr.clone()), (0, vec![0, 1], vec![0]));
+    }
+
+    #[test]
+    fn drift_reports_name_each_changed_setting() {
+        let spec = BTreeMap::from([("retention.ms".to_string(), "7200000".to_string())]);
+        let t = described(&[(&[0, 1], &[0, 1], 0)], &[("retention.ms", "1000"), ("cleanup.policy", "compact")]);
+        let d = drift(1, 2, &spec, &t);
+        let report = drift_report(&d, &spec, &t).expect("a drift");
+        assert_eq!(report, "cleanup.policy was compact (not in the spec), retention.ms was 1000 (spec 7200000)");
+        let same = described(&[(&[0, 1], &[0, 1], 0)], &[("retention.ms", "7200000")]);
+        assert_eq!(drift_report(&drift(1, 2, &spec, &same), &spec, &same), None);
     }
 }

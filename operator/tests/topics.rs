@@ -84,7 +84,7 @@ async fn kafka_topics_create_grow_reconfigure_and_delete_topics_in_a_live_cluste
     let override_arg = format!("{NS}/events={}", brokers.admin_addresses());
     let _operator = OperatorProcess::start(
         &plane,
-        &["--namespaces", NS, "--no-leader-election", "--admin-override", &override_arg],
+        &["--namespaces", NS, "--no-leader-election", "--admin-override", &override_arg, "--resync-seconds", "2"],
     );
 
     // A topic a client created before any KafkaTopic names it.
@@ -151,6 +151,22 @@ async fn kafka_topics_create_grow_reconfigure_and_delete_topics_in_a_live_cluste
         (retention == "7200000" && max == "2000000").then_some(())
     })
     .await;
+    // Drift: a client changes the topic's config behind the operator's back; it is set back and reported.
+    let tool =
+        strom_operator::admin::ClusterAdmin::new(brokers.admin_addresses().split(',').map(String::from).collect());
+    let drifted = BTreeMap::from([
+        ("retention.ms".to_string(), "1000".to_string()),
+        ("max.message.bytes".to_string(), "2000000".to_string()),
+    ]);
+    tool.alter_topic_configs("orders", drifted).await.expect("change the topic's config behind the operator");
+    let corrected = eventually("the drifted config to be set back and reported", WAIT, || async {
+        let retention = topic_config(&brokers, "orders", "retention.ms").await?;
+        let report = topics.get("orders").await.ok()?.status?.last_drift_correction?;
+        (retention == "7200000").then_some(report)
+    })
+    .await;
+    assert!(corrected.contains("retention.ms was 1000 (spec 7200000)"), "{corrected}");
+
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers.bootstrap())
         .set("acks", "all")
