@@ -142,7 +142,7 @@ impl Broker {
             .await
             .context("cannot start this node's controller")?;
         let broker = Arc::new(Broker {
-            metrics: Metrics::new(),
+            metrics: Metrics::new(config.settings.bool("metrics.enabled")),
             replicas: Arc::new(ReplicaManager::with_config(
                 config.node_id,
                 Arc::new(logs),

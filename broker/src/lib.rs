@@ -14,7 +14,8 @@
 //! - [`publisher`] — makes the broker follow the controller's image (leaders, followers, deletions).
 //! - [`internal`] — the internal gRPC server: Raft, replication and admin services.
 //! - [`protocol`] — the Kafka wire protocol: framing, codec, connections, API handlers.
-//! - [`metrics`] — Prometheus metrics.
+//! - [`metrics`] — Prometheus metrics: recorded counters and state gauges computed at scrape time.
+//! - [`readiness`] — `/readyz`: joined the cluster, and followed replicas back in their ISR after a start.
 //! - [`server`] — listeners, housekeeping and shutdown.
 
 pub mod admin_service;
@@ -29,6 +30,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod protocol;
 pub mod publisher;
+pub mod readiness;
 pub mod replica;
 pub mod server;
 

@@ -152,12 +152,20 @@ fn endpoint(image: &ClusterImage, id: i32) -> Option<String> {
 pub struct ControllerIsrChannel {
     controller: Arc<Controller>,
     node_id: i32,
+    /// For the ISR before a change (the published image) and the ISR change counters.
+    broker: std::sync::Weak<Broker>,
+    isr_changes: crate::metrics::IsrChangeCounters,
 }
 
 impl ControllerIsrChannel {
     /// ISR changes by `broker` as leader.
-    pub fn new(broker: &Broker) -> ControllerIsrChannel {
-        ControllerIsrChannel { controller: broker.controller.clone(), node_id: broker.config.node_id }
+    pub fn new(broker: &Arc<Broker>) -> ControllerIsrChannel {
+        ControllerIsrChannel {
+            controller: broker.controller.clone(),
+            node_id: broker.config.node_id,
+            broker: Arc::downgrade(broker),
+            isr_changes: broker.metrics.isr_changes(),
+        }
     }
 }
 
@@ -170,6 +178,15 @@ impl IsrChannel for ControllerIsrChannel {
         new_isr: Vec<i32>,
     ) -> Pin<Box<dyn Future<Output = Result<i32, String>> + Send>> {
         let controller = self.controller.clone();
+        let isr_changes = self.isr_changes.clone();
+        // The ISR this change builds on, if the published image is at its partition epoch.
+        let published = self.broker.upgrade().and_then(|b| b.last_image.lock().clone());
+        let old_len = published.as_ref().and_then(|image| {
+            let topic = image.topics.get(&tp.topic)?;
+            let p = topic.partitions.get(usize::try_from(tp.partition).ok()?)?;
+            (p.partition_epoch == partition_epoch).then_some(p.isr.len())
+        });
+        let new_len = new_isr.len();
         let command = Command::AlterIsr {
             topic: tp.topic,
             partition: tp.partition,
@@ -180,7 +197,10 @@ impl IsrChannel for ControllerIsrChannel {
         };
         Box::pin(async move {
             match controller.propose(command).await {
-                Ok(Ok(Outcome::IsrAltered { partition_epoch })) => Ok(partition_epoch),
+                Ok(Ok(Outcome::IsrAltered { partition_epoch })) => {
+                    isr_changes.record(old_len.unwrap_or(new_len), new_len);
+                    Ok(partition_epoch)
+                }
                 Ok(Ok(other)) => Err(format!("unexpected answer to an ISR change: {other:?}")),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(e.to_string()),

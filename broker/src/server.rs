@@ -3,7 +3,9 @@
 //! [`run`] binds the Kafka and HTTP listeners, serves until the broker's
 //! shutdown token is cancelled, then stops accepting, lets open connections
 //! finish their queued responses, and flushes every log before returning.
-//! Connections beyond `max.connections` are closed at accept.
+//! Connections beyond `max.connections` are closed at accept. The HTTP
+//! listener serves `/healthz` (the process answers), `/readyz` (see
+//! [`crate::readiness`]) and `/metrics` (see [`crate::metrics`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -19,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::broker::{Broker, now_ms};
 use crate::protocol::connection::serve_connection;
+use crate::readiness::Readiness;
 
 /// The addresses a started broker listens on.
 #[derive(Debug, Clone, Copy)]
@@ -143,21 +147,41 @@ async fn housekeeping(broker: Arc<Broker>) {
     }
 }
 
+/// What the HTTP handlers share: the broker and its readiness latch.
+#[derive(Clone)]
+struct HttpState {
+    broker: Arc<Broker>,
+    readiness: Arc<Readiness>,
+}
+
+/// `/readyz`: 200 once ready (see [`crate::readiness`]), else 503 with the reason.
+async fn readyz(State(s): State<HttpState>) -> (StatusCode, String) {
+    match s.readiness.check(&s.broker) {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+    }
+}
+
+/// `/metrics`: recorded and state metrics in the Prometheus text format,
+/// rendered off the reactor (it takes partition log locks).
+async fn metrics(State(s): State<HttpState>) -> (StatusCode, String) {
+    let broker = s.broker.clone();
+    match tokio::task::spawn_blocking(move || crate::metrics::render(&broker)).await {
+        Ok(text) => (StatusCode::OK, text),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering metrics failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "rendering metrics failed\n".to_string())
+        }
+    }
+}
+
 async fn serve_http(broker: Arc<Broker>, listener: TcpListener) {
+    let state = HttpState { broker: broker.clone(), readiness: Arc::new(Readiness::default()) };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(|State(b): State<Arc<Broker>>| async move {
-                if b.is_ready() {
-                    (axum::http::StatusCode::OK, "ready\n")
-                } else {
-                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready: not registered or not caught up\n")
-                }
-            }),
-        )
-        .route("/metrics", get(|State(b): State<Arc<Broker>>| async move { b.metrics.render() }))
-        .with_state(broker.clone());
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state);
     let shutdown = broker.shutdown.clone();
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await {
         tracing::error!(error = %e, "HTTP server failed");

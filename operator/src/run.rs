@@ -143,8 +143,11 @@ fn cluster_controller(
     stop: CancellationToken,
 ) -> BoxFuture<'static, ()> {
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=strom-operator");
+    let controller = Controller::new(api::<KafkaCluster>(client, namespace), watcher::Config::default());
+    let clusters = controller.store();
+    ctx.metrics.count_objects("KafkaCluster", move || clusters.state().len());
     Box::pin(
-        Controller::new(api::<KafkaCluster>(client, namespace), watcher::Config::default())
+        controller
             .owns(api::<StatefulSet>(client, namespace), owned.clone())
             .owns(api::<ConfigMap>(client, namespace), owned.clone())
             .owns(api::<Service>(client, namespace), owned.clone())
@@ -164,6 +167,8 @@ fn topic_controller(
     let controller = Controller::new(api::<KafkaTopic>(client, namespace), watcher::Config::default());
     let topics = controller.store();
     ctx.add_topic_store(topics.clone());
+    let counted = topics.clone();
+    ctx.metrics.count_objects("KafkaTopic", move || counted.state().len());
     Box::pin(
         controller
             // A cluster appearing, or its brokers changing, re-runs the topics that name it.

@@ -356,6 +356,13 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         broker_synonym: None,
         doc: "Most client connections open at once; more are refused.",
     },
+    SettingDef {
+        name: "metrics.enabled",
+        kind: SettingKind::Bool,
+        default: "true",
+        broker_synonym: None,
+        doc: "Record request, byte and record metrics (state gauges on /metrics are computed at scrape time either way).",
+    },
 ];
 
 /// Topic-level settings, as set by `kafka-configs --entity-type topics`.

@@ -23,7 +23,7 @@
 //! an `.await`; log appends run on blocking threads.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -77,6 +77,17 @@ pub type PartitionResult = (String, i32, Result<(), GroupError>);
 
 /// Committed offsets of one topic: partition and offset (`None`: none committed).
 pub type FetchedTopic = (String, Vec<(i32, Option<OffsetAndMetadata>)>);
+
+/// One coordinated group as the metrics see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMetricsView {
+    /// Group id.
+    pub group_id: String,
+    /// State.
+    pub state: GroupState,
+    /// Committed offsets: (topic, partition, offset).
+    pub offsets: Vec<(String, i32, i64)>,
+}
 
 /// One group as ListGroups shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +169,8 @@ pub struct GroupCoordinator {
     groups: RwLock<HashMap<String, Arc<GroupSlot>>>,
     shutdown: CancellationToken,
     me: Weak<GroupCoordinator>,
+    /// Generation bumps of the groups coordinated here (`strom_group_rebalances_total`).
+    rebalances: AtomicU64,
 }
 
 /// The error a failed `__consumer_offsets` append gives the client.
@@ -189,6 +202,7 @@ impl GroupCoordinator {
             groups: RwLock::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             me: me.clone(),
+            rebalances: AtomicU64::new(0),
         })
     }
 
@@ -428,7 +442,11 @@ impl GroupCoordinator {
         let mut failed = Vec::new();
         let r = {
             let mut entry = slot.entry.lock();
+            let generation = entry.group.generation_id();
             let r = f(&mut entry, t);
+            if entry.group.generation_id() != generation {
+                self.rebalances.fetch_add(1, Ordering::Relaxed);
+            }
             self.queue_group_writes(slot, &mut entry, &mut failed);
             r
         };
@@ -707,6 +725,27 @@ impl GroupCoordinator {
             }
         };
         Ok(fetched)
+    }
+
+    /// Every live group coordinated here with its state and committed
+    /// offsets, for the metrics. Takes each group's lock briefly.
+    pub fn metrics_view(&self) -> Vec<GroupMetricsView> {
+        self.slots()
+            .iter()
+            .filter_map(|slot| {
+                let entry = slot.entry.lock();
+                (!entry.group.is_dead()).then(|| GroupMetricsView {
+                    group_id: slot.group_id.clone(),
+                    state: entry.group.state(),
+                    offsets: entry.offsets.all().map(|(t, p, o)| (t.to_string(), p, o.offset)).collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// Rebalances completed (generation bumps) by the groups coordinated here since start.
+    pub fn rebalances_total(&self) -> u64 {
+        self.rebalances.load(Ordering::Relaxed)
     }
 
     /// DescribeGroups for one group; `None` when it does not exist.

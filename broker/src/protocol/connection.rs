@@ -97,7 +97,7 @@ async fn answer(
     let started = Instant::now();
     tracing::debug!(api = ?ctx.api_key, version = ctx.api_version, correlation_id = ctx.correlation_id, client_id = ?ctx.client_id, "request");
     let response = handle(broker, &ctx, request).await;
-    broker.metrics.record_request(ctx.api_key, started.elapsed());
+    broker.metrics.record_request(ctx.api_key, ctx.api_version, started.elapsed(), response.as_ref());
     let body = response?;
     encode_or_log(ctx.correlation_id, ctx.api_key, ctx.api_version, &body)
 }

@@ -323,6 +323,14 @@ impl Cluster {
         eprintln!("[cluster] broker {id} restarted");
     }
 
+    /// Starts a stopped or killed broker again on its address and data dir,
+    /// without waiting for it to become ready (to watch it get there).
+    pub fn start_again(&mut self, id: i32) {
+        assert!(self.brokers[id as usize].child.is_none(), "start_again needs broker {id} down; stop or kill it first");
+        self.spawn(id as usize);
+        eprintln!("[cluster] broker {id} started again (not waiting for ready)");
+    }
+
     /// Panics with `message` and the tail of every broker's log; the temp dir is kept.
     pub fn fail(&self, message: &str) -> ! {
         panic!("{message}\n{}", self.log_tails());

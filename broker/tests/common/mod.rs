@@ -13,8 +13,9 @@
 //! Submodules: [`clients`] (rdkafka producers, consumers and admin helpers),
 //! [`wire`] (a raw Kafka protocol client for requests no client library
 //! would send), [`e2e`] (the Python, Go and Java client programs under
-//! `e2e/`, run as child processes) and [`consumer_groups`] (group checks
-//! written once for all of those clients).
+//! `e2e/`, run as child processes), [`consumer_groups`] (group checks
+//! written once for all of those clients) and [`metrics`] (scraping and
+//! strictly parsing `/metrics`, `/readyz`).
 
 // Every test crate compiles this module but uses only some of its helpers.
 #![allow(dead_code)]
@@ -23,6 +24,7 @@ pub mod clients;
 pub mod cluster;
 pub mod consumer_groups;
 pub mod e2e;
+pub mod metrics;
 pub mod wire;
 
 use std::fs::{File, OpenOptions};
@@ -132,6 +134,11 @@ impl BrokerProcess {
     /// The Kafka listener address.
     pub fn kafka_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.kafka_port))
+    }
+
+    /// The HTTP listener address (`/metrics`, `/healthz`, `/readyz`).
+    pub fn http_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.http_port))
     }
 
     /// The Kafka listener port.

@@ -271,6 +271,7 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
         }
     }
 
+    ctx.metrics.set_restart_brokers_left(cluster, observed.outdated_brokers);
     let (ready, progressing, degraded) = conditions(spec.replicas, &observed, blocked.as_ref());
     let generation = cluster.metadata.generation;
     let now = Time(Timestamp::now());

@@ -416,3 +416,23 @@ async fn offsets_and_groups_survive_a_broker_restart() {
     assert_eq!((d.state, d.members.len()), (GroupState::Stable, 1));
     c.shutdown();
 }
+
+#[tokio::test]
+async fn rebalances_are_counted_and_groups_are_listed_for_the_metrics() {
+    let store = Arc::new(MemoryOffsetsLog::default());
+    let c = started(&store, fast());
+    assert_eq!(c.rebalances_total(), 0);
+    let (ids, _) = form_group(&c, "g", 2, 10_000).await;
+    assert_eq!(c.rebalances_total(), 1, "forming the group completed one rebalance");
+    c.commit_offsets("simple", simple_commit("orders", &[(0, 10)]), 9).await.unwrap();
+    let mut view = c.metrics_view();
+    view.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    assert_eq!(view.len(), 2, "{view:?}");
+    assert_eq!((view[0].group_id.as_str(), view[0].state, view[0].offsets.len()), ("g", GroupState::Stable, 0));
+    assert_eq!((view[1].group_id.as_str(), view[1].state), ("simple", GroupState::Empty));
+    assert_eq!(view[1].offsets, vec![("orders".to_string(), 0, 10)]);
+    let leaving = vec![LeavingMember { member_id: ids[1].clone(), group_instance_id: None, reason: None }];
+    assert_eq!(c.leave_group("g", &leaving), Ok(vec![Ok(())]));
+    within("rejoin", c.join_group("g", join_req(&ids[0], 10_000))).await;
+    assert_eq!(c.rebalances_total(), 2, "the leave caused a second rebalance");
+}

@@ -55,11 +55,12 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
                 }
                 continue;
             }
-            broker.metrics.record_fetch(pass.bytes as u64);
+            broker.metrics.record_fetch(&pass.responses);
             return FetchResponse::default().with_responses(pass.responses);
         }
         let mut watchers = pass.watchers;
         let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+        let _waiting = broker.metrics.enter_purgatory(crate::metrics::Purgatory::Fetch);
         tokio::select! {
             _ = changed => {}
             _ = tokio::time::sleep_until(deadline) => {}

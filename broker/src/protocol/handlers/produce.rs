@@ -38,6 +38,7 @@ pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16
         return None;
     }
     if !commits.is_empty() {
+        let _waiting = broker.metrics.enter_purgatory(crate::metrics::Purgatory::Produce);
         let waits =
             commits.iter().map(|c| c.partition.wait_for_commit(c.required, c.leader_epoch, c.min_insync, timeout));
         let results = futures::future::join_all(waits).await;
