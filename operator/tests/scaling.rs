@@ -189,11 +189,23 @@ async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
     // 3. A scale-down below a topic's replication factor is refused, and nothing is removed.
     create_topic(&topics, WIDE, 1, 4).await;
     scale(&clusters, 3).await;
-    let (_, reason, message) = eventually("the scale-down to be refused", WAIT, || async {
-        let cluster = clusters.get(CLUSTER).await.ok()?;
-        condition(cluster.status.as_ref(), "Degraded").filter(|(s, r, _)| s == "True" && r == "ScaleDownBlocked")
-    })
-    .await;
+    let deadline = Instant::now() + WAIT;
+    let (reason, message) = loop {
+        let status = clusters.get(CLUSTER).await.ok().and_then(|c| c.status);
+        let degraded = condition(status.as_ref(), "Degraded");
+        if let Some((s, r, m)) = &degraded
+            && s == "True"
+            && r == "ScaleDownBlocked"
+        {
+            break (r.clone(), m.clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scale-down was not refused within {WAIT:?}; last status: {status:#?}\n{}",
+            operator.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert!(message.contains("topic wide needs 4 replicas"), "{reason}: {message}");
     let sts = statefulsets.get(CLUSTER).await.expect("the StatefulSet");
     assert_eq!(sts.spec.replicas, Some(5), "no broker may go while the scale-down is refused");

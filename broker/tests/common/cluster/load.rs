@@ -47,11 +47,14 @@ pub struct LoadLog {
     pub last_ack: BTreeMap<i32, Instant>,
     /// Acknowledgements per partition.
     pub acks_per_partition: BTreeMap<i32, usize>,
+    /// Per acknowledged send: when it was acknowledged, and how long after it was handed to the client.
+    pub latencies: Vec<(Instant, Duration)>,
 }
 
 struct Recorder {
     log: Arc<Mutex<LoadLog>>,
-    partitions: Arc<Mutex<BTreeMap<u64, i32>>>,
+    /// Sends in flight: partition and when each was handed to the client.
+    partitions: Arc<Mutex<BTreeMap<u64, (i32, Instant)>>>,
 }
 
 impl ClientContext for Recorder {}
@@ -61,15 +64,20 @@ impl ProducerContext for Recorder {
 
     fn delivery(&self, result: &DeliveryResult<'_>, seq: Box<u64>) {
         let seq = *seq;
+        let sent = self.partitions.lock().get(&seq).copied();
+        let now = Instant::now();
         let mut log = self.log.lock();
         match result {
             Ok(m) => {
                 log.acked.push(Ack { seq, partition: m.partition(), offset: m.offset() });
-                log.last_ack.insert(m.partition(), Instant::now());
+                log.last_ack.insert(m.partition(), now);
+                if let Some((_, at)) = sent {
+                    log.latencies.push((now, now - at));
+                }
                 *log.acks_per_partition.entry(m.partition()).or_default() += 1;
             }
             Err((e, m)) => {
-                let partition = self.partitions.lock().get(&seq).copied().unwrap_or(m.partition());
+                let partition = sent.map_or(m.partition(), |(p, _)| p);
                 log.failed.push(Failure { seq, partition, error: e.to_string() });
             }
         }
@@ -128,7 +136,7 @@ impl ProduceLoad {
                         }
                         let partition = (seq % partitions as u64) as i32;
                         let value = format!("{topic}-{tag}-{seq:010}").into_bytes();
-                        in_flight.lock().insert(seq, partition);
+                        in_flight.lock().insert(seq, (partition, Instant::now()));
                         log.lock().sent.push(Sent { seq, partition, value: value.clone() });
                         let mut record = BaseRecord::<(), [u8], Box<u64>>::with_opaque_to(&topic, Box::new(seq))
                             .partition(partition)
