@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use common::kafka_load::history;
 use common::kafka_load::load::{ProduceLoad, producer_config};
 use common::pod_runner::PodRunner;
-use common::{OperatorProcess, eventually, plane_with_namespace};
+use common::{OperatorProcess, create_ready_cluster, create_ready_topic, plane_with_namespace};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 use strom_crds::{KafkaCluster, KafkaTopic};
 
@@ -93,32 +93,11 @@ async fn run() {
         &["--namespaces", NS, "--no-leader-election", "--admin-override", &admin_override],
     );
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
-    let cluster: KafkaCluster = serde_json::from_value(json!({
-        "apiVersion": "strom.dev/v1alpha1", "kind": "KafkaCluster",
-        "metadata": { "name": CLUSTER },
-        "spec": { "replicas": BROKERS, "storage": { "size": "1Gi" } },
-    }))
-    .expect("a KafkaCluster");
-    clusters.create(&PostParams::default(), &cluster).await.expect("create the KafkaCluster");
-    eventually("the cluster to be Ready", WAIT, || async {
-        let status = clusters.get(CLUSTER).await.ok()?.status?;
-        status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
-    })
-    .await;
+    create_ready_cluster(&clusters, CLUSTER, json!({ "replicas": BROKERS, "storage": { "size": "1Gi" } }), WAIT).await;
     let topics: Api<KafkaTopic> = Api::namespaced(client.clone(), NS);
-    let topic: KafkaTopic = serde_json::from_value(json!({
-        "apiVersion": "strom.dev/v1alpha1", "kind": "KafkaTopic",
-        "metadata": { "name": TOPIC },
-        "spec": { "clusterRef": CLUSTER, "partitions": PARTITIONS, "replicationFactor": 3,
-                  "config": { "min.insync.replicas": "2" } },
-    }))
-    .expect("a KafkaTopic");
-    topics.create(&PostParams::default(), &topic).await.expect("create the KafkaTopic");
-    eventually("the topic to be Ready", WAIT, || async {
-        let status = topics.get(TOPIC).await.ok()?.status?;
-        status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
-    })
-    .await;
+    let spec = json!({ "clusterRef": CLUSTER, "partitions": PARTITIONS, "replicationFactor": 3,
+                       "config": { "min.insync.replicas": "2" } });
+    create_ready_topic(&topics, TOPIC, spec, WAIT).await;
 
     let bootstrap = runner.bootstrap(BROKERS);
     let load = ProduceLoad::start(producer_config(&bootstrap), TOPIC, PARTITIONS, Duration::from_millis(2));

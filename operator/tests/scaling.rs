@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use common::kafka_load::history;
 use common::kafka_load::load::{ProduceLoad, producer_config};
 use common::pod_runner::PodRunner;
-use common::{OperatorProcess, eventually, plane_with_namespace};
+use common::{OperatorProcess, create_ready_cluster, create_ready_topic, eventually, plane_with_namespace};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use strom_crds::{KafkaCluster, KafkaTopic};
 use strom_operator::admin::ClusterAdmin;
@@ -104,18 +104,8 @@ impl StallMeter {
 }
 
 async fn create_topic(topics: &Api<KafkaTopic>, name: &str, partitions: i32, rf: i32) {
-    let topic: KafkaTopic = serde_json::from_value(json!({
-        "apiVersion": "strom.dev/v1alpha1", "kind": "KafkaTopic",
-        "metadata": { "name": name },
-        "spec": { "clusterRef": CLUSTER, "partitions": partitions, "replicationFactor": rf },
-    }))
-    .expect("a KafkaTopic");
-    topics.create(&PostParams::default(), &topic).await.expect("create the KafkaTopic");
-    eventually(&format!("topic {name} to be Ready"), WAIT, || async {
-        let status = topics.get(name).await.ok()?.status?;
-        status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
-    })
-    .await;
+    let spec = json!({ "clusterRef": CLUSTER, "partitions": partitions, "replicationFactor": rf });
+    create_ready_topic(topics, name, spec, WAIT).await;
 }
 
 async fn set_replication_factor(topics: &Api<KafkaTopic>, name: &str, rf: i32) {
@@ -140,18 +130,9 @@ async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
 
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
-    let cluster: KafkaCluster = serde_json::from_value(json!({
-        "apiVersion": "strom.dev/v1alpha1", "kind": "KafkaCluster",
-        "metadata": { "name": CLUSTER },
-        "spec": { "replicas": 3, "storage": { "size": "1Gi" }, "rebalance": { "throttleBytesPerSecond": 8388608 } },
-    }))
-    .expect("a KafkaCluster");
-    clusters.create(&PostParams::default(), &cluster).await.expect("create the KafkaCluster");
-    eventually("the cluster to be Ready", WAIT, || async {
-        let status = clusters.get(CLUSTER).await.ok()?.status?;
-        status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
-    })
-    .await;
+    let spec =
+        json!({ "replicas": 3, "storage": { "size": "1Gi" }, "rebalance": { "throttleBytesPerSecond": 8388608 } });
+    create_ready_cluster(&clusters, CLUSTER, spec, WAIT).await;
 
     let topics: Api<KafkaTopic> = Api::namespaced(client.clone(), NS);
     create_topic(&topics, TOPIC, PARTITIONS, 2).await;

@@ -84,6 +84,44 @@ pub async fn plane_with_namespace(namespace: &str) -> (ControlPlane, kube::Clien
     (plane, client)
 }
 
+/// Creates the KafkaCluster `name` with `spec` and waits until it is Ready.
+pub async fn create_ready_cluster(
+    api: &Api<strom_crds::KafkaCluster>,
+    name: &str,
+    spec: serde_json::Value,
+    timeout: Duration,
+) {
+    let cluster: strom_crds::KafkaCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "strom.dev/v1alpha1", "kind": "KafkaCluster", "metadata": { "name": name }, "spec": spec,
+    }))
+    .expect("a KafkaCluster");
+    api.create(&PostParams::default(), &cluster).await.expect("create the KafkaCluster");
+    eventually(&format!("KafkaCluster {name} to be Ready"), timeout, || async {
+        let status = api.get(name).await.ok()?.status?;
+        status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
+    })
+    .await;
+}
+
+/// Creates the KafkaTopic `name` with `spec` and waits until it is Ready.
+pub async fn create_ready_topic(
+    api: &Api<strom_crds::KafkaTopic>,
+    name: &str,
+    spec: serde_json::Value,
+    timeout: Duration,
+) {
+    let topic: strom_crds::KafkaTopic = serde_json::from_value(serde_json::json!({
+        "apiVersion": "strom.dev/v1alpha1", "kind": "KafkaTopic", "metadata": { "name": name }, "spec": spec,
+    }))
+    .expect("a KafkaTopic");
+    api.create(&PostParams::default(), &topic).await.expect("create the KafkaTopic");
+    eventually(&format!("KafkaTopic {name} to be Ready"), timeout, || async {
+        let status = api.get(name).await.ok()?.status?;
+        status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
+    })
+    .await;
+}
+
 /// A free TCP port on loopback, below the kernel's ephemeral range (32768+) so
 /// that no outgoing connection takes it between now and the server's bind.
 pub fn free_port() -> u16 {
