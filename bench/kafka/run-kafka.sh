@@ -31,6 +31,10 @@
 #                                 every node (needed with --voters)
 #   run-kafka.sh cluster-id
 #       Print a fresh random cluster id for --cluster-id.
+#   run-kafka.sh tools-classpath
+#       Resolve Kafka's command-line tools (org.apache.kafka:kafka-tools, with
+#       ProducerPerformance and ConsumerPerformance; tools-pom.xml) if needed;
+#       print the path of their tools-classpath.txt in the same cache.
 #
 # Environment: KAFKA_VERSION (default 4.1.1), JAVA_HOME (else `java` on PATH),
 # KAFKA_HEAP_OPTS (default -Xmx1G -Xms1G, as kafka-server-start.sh sets).
@@ -47,25 +51,31 @@ die() {
     exit 1
 }
 
-# Resolves the broker's jars into the cache (once) and prints classpath.txt's path.
-classpath_file() {
-    local out="${CACHE}/classpath.txt"
+# Resolves the jars of POM (beside this script) into the cache (once) and
+# prints the path of OUT, the classpath file in the cache.
+resolve() {
+    local pom="$1" out="${CACHE}/$2" artifact="$3"
     if [[ ! -s "${out}" ]]; then
-        command -v mvn >/dev/null || die "mvn not found: Maven 3 is needed to fetch Apache Kafka ${KAFKA_VERSION}"
+        command -v mvn >/dev/null || die "mvn not found: Maven 3 is needed to fetch ${artifact} ${KAFKA_VERSION}"
         mkdir -p "${CACHE}"
         local tmp="${out}.tmp.$$"
-        if ! mvn -B -q -f "${HERE}/pom.xml" \
+        if ! mvn -B -q -f "${HERE}/${pom}" \
             -Dkafka.version="${KAFKA_VERSION}" \
             -Dmaven.repo.local="${CACHE}/m2" \
             -Dmdep.includeScope=runtime \
             -Dmdep.outputFile="${tmp}" \
-            dependency:build-classpath >"${CACHE}/mvn.log" 2>&1; then
+            dependency:build-classpath >"${CACHE}/mvn-${2%.txt}.log" 2>&1; then
             rm -f "${tmp}"
-            die "resolving org.apache.kafka:kafka_2.13:${KAFKA_VERSION} failed; see ${CACHE}/mvn.log"
+            die "resolving ${artifact}:${KAFKA_VERSION} failed; see ${CACHE}/mvn-${2%.txt}.log"
         fi
         mv "${tmp}" "${out}"
     fi
     echo "${out}"
+}
+
+# The broker's jars: prints classpath.txt's path.
+classpath_file() {
+    resolve pom.xml classpath.txt org.apache.kafka:kafka_2.13
 }
 
 # A random Kafka cluster id: 16 random bytes in unpadded URL-safe base64.
@@ -130,23 +140,28 @@ EOF
         echo "${kv}" >>"${props}"
     done
     local log4j="-Dlog4j2.configurationFile=${HERE}/log4j2.properties"
-    # Format the log dir for a fresh cluster (the JVM's own output goes to stdout too).
-    "${JAVA}" ${log4j} -cp "${cp}" kafka.tools.StorageTool format \
-        --config "${props}" --cluster-id "${cid}" --ignore-formatted
+    # Format the log dir for a fresh cluster (the JVM's own output goes to
+    # stdout too). A formatted one is left alone without starting a JVM for
+    # it, so a restart's time is the broker's own.
+    if [[ ! -s "${dir}/data/meta.properties" ]]; then
+        "${JAVA}" "${log4j}" -cp "${cp}" kafka.tools.StorageTool format \
+            --config "${props}" --cluster-id "${cid}" --ignore-formatted
+    fi
     # The JVM options of Kafka's bin/kafka-server-start.sh and kafka-run-class.sh.
     # shellcheck disable=SC2086
     exec "${JAVA}" ${KAFKA_HEAP_OPTS:--Xmx1G -Xms1G} \
         -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
         -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true \
-        ${log4j} -cp "${cp}" kafka.Kafka "${props}"
+        "${log4j}" -cp "${cp}" kafka.Kafka "${props}"
 }
 
 case "${1:-}" in
 classpath) classpath_file ;;
+tools-classpath) resolve tools-pom.xml tools-classpath.txt org.apache.kafka:kafka-tools ;;
 cluster-id) cluster_id && echo ;;
 start)
     shift
     start "$@"
     ;;
-*) die "usage: run-kafka.sh classpath | cluster-id | start [--node-id N] [--voters ID@HOST:PORT,...] [--cluster-id ID] DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]" ;;
+*) die "usage: run-kafka.sh classpath | tools-classpath | cluster-id | start [--node-id N] [--voters ID@HOST:PORT,...] [--cluster-id ID] DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]" ;;
 esac

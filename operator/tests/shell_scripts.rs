@@ -1,6 +1,7 @@
 //! The repository's shell scripts pass shellcheck: the kind walk-through
 //! (`e2e/kind/kind.sh`, which cannot run without Docker, so this is its
-//! check), CI's entry point, the control-plane script and `scripts/*.sh`.
+//! check), CI's entry point, the control-plane script, the benchmark
+//! scripts and `scripts/*.sh`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,8 +15,16 @@ fn root() -> PathBuf {
 }
 
 fn scripts() -> Vec<String> {
-    let mut all =
-        vec!["e2e/kind/kind.sh".to_string(), ".ci/run".to_string(), "e2e/control-plane/control-plane.sh".to_string()];
+    let mut all: Vec<String> = [
+        "e2e/kind/kind.sh",
+        ".ci/run",
+        "e2e/control-plane/control-plane.sh",
+        "bench/run.sh",
+        "bench/kafka/run-kafka.sh",
+        "bench/failover/run.sh",
+    ]
+    .map(String::from)
+    .to_vec();
     let mut more: Vec<String> = std::fs::read_dir(root().join("scripts"))
         .expect("read scripts/")
         .filter_map(|e| e.ok())

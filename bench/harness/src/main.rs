@@ -1,0 +1,187 @@
+//! `strom-bench`: Strom and Apache Kafka side by side on one machine, with
+//! the same load generators, in the same run (issue 9's scenarios 1–7).
+//!
+//! Normally started by `bench/run.sh`, which builds the release broker and
+//! this binary and resolves Kafka's jars first. Writes `report.md` (and
+//! `report.json`) into the run directory and prints the report; exits
+//! non-zero if a scenario failed or a correctness check found a mismatch.
+
+mod client;
+mod java_tools;
+mod process;
+mod report;
+mod scenarios;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use crate::java_tools::JavaTools;
+use crate::process::{COMMON_SETTINGS, KAFKA_ONLY_SETTINGS, Programs};
+use crate::scenarios::{Bench, Plan};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Strom vs Apache Kafka, side by side: throughput, latency, memory, recovery")]
+struct Args {
+    /// The release strom-broker binary.
+    #[arg(long)]
+    strom_broker: PathBuf,
+    /// bench/kafka/run-kafka.sh.
+    #[arg(long)]
+    run_kafka: PathBuf,
+    /// The file `run-kafka.sh tools-classpath` printed.
+    #[arg(long)]
+    tools_classpath: PathBuf,
+    /// Run directory: data directories, logs, the report. Must not exist yet.
+    #[arg(long)]
+    out: PathBuf,
+    /// Scenarios to run, e.g. 1,4,6 (default: all seven).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,7")]
+    scenarios: Vec<u8>,
+    /// Rounds per scenario (each round runs both systems, alternating which goes first).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Multiply every workload size by this (1 = the documented run; e.g.
+    /// 0.05 for a quick check of the harness).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Profile Strom with `perf record` during one extra scenario-1 run.
+    #[arg(long)]
+    profile: bool,
+    /// Kafka version (for the report; run-kafka.sh reads KAFKA_VERSION).
+    #[arg(long, env = "KAFKA_VERSION", default_value = "4.1.1")]
+    kafka_version: String,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if let Some(bad) = args.scenarios.iter().find(|s| !(1..=7).contains(*s)) {
+        bail!("--scenarios: {bad} is not a scenario; allowed are 1 to 7");
+    }
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    if !(args.scale > 0.0 && args.scale <= 10.0) {
+        bail!("--scale {} is out of range; allowed is (0, 10]", args.scale);
+    }
+    for (flag, path) in [("--strom-broker", &args.strom_broker), ("--run-kafka", &args.run_kafka)] {
+        if !path.is_file() {
+            bail!("{flag} {}: no such file", path.display());
+        }
+    }
+    if args.out.exists() {
+        bail!("--out {}: already exists; give a fresh run directory", args.out.display());
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let out = args.out.canonicalize()?;
+    let programs =
+        Programs { strom_broker: args.strom_broker.canonicalize()?, run_kafka: args.run_kafka.canonicalize()? };
+    let tools = JavaTools::load(&args.tools_classpath, &out)?;
+    let plan = Plan::full(args.rounds).scaled(args.scale);
+    let mut bench = Bench::new(programs, tools, plan.clone(), out.clone(), args.profile);
+
+    let began = Instant::now();
+    let has = |n: u8| args.scenarios.contains(&n);
+    let mut failures = Vec::new();
+    let mut step = |name: &str, result: Result<()>| {
+        eprintln!("strom-bench: {name} done after {:.0} s", began.elapsed().as_secs_f64());
+        if let Err(e) = result {
+            eprintln!("strom-bench: {name} FAILED: {e:#}");
+            failures.push(format!("{name}: {e:#}"));
+        }
+    };
+    if has(1) || has(4) {
+        let r = bench.single_broker_throughput(has(1), has(4));
+        step("scenarios 1 and 4", r);
+    }
+    if has(2) || has(3) {
+        let r = bench.cluster_scenarios(has(2), has(3));
+        step("scenarios 2 and 3", r);
+    }
+    if has(5) {
+        let r = bench.scenario5();
+        step("scenario 5", r);
+    }
+    if has(6) {
+        let r = bench.scenario6();
+        step("scenario 6", r);
+    }
+    if has(7) {
+        let r = bench.scenario7();
+        step("scenario 7", r);
+    }
+
+    let mut md = header(&args, &plan, began.elapsed().as_secs_f64());
+    md.push_str(&bench.report.markdown());
+    if !failures.is_empty() {
+        md.push_str("\n### Failures\n\n");
+        for f in &failures {
+            md.push_str(&format!("- {}\n", f.replace('\n', " ")));
+        }
+    }
+    std::fs::write(out.join("report.md"), &md)?;
+    std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&bench.report)?)?;
+    println!("{md}");
+    eprintln!("strom-bench: report written to {}", out.join("report.md").display());
+    if !failures.is_empty() {
+        bail!("{} scenario group(s) failed", failures.len());
+    }
+    if !bench.report.checks_passed() {
+        bail!("a correctness check failed: records consumed differ from records acknowledged");
+    }
+    Ok(())
+}
+
+/// The run's header: when, on what, with which versions and settings.
+fn header(args: &Args, plan: &Plan, seconds: f64) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:")).map(|v| v.trim().to_owned()))
+        .unwrap_or_default();
+    let kernel = command_output("uname", &["-r"]);
+    let java = command_output("java", &["-version"]);
+    let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
+    let date = command_output("date", &["-u", "+%F %T UTC"]);
+    let rev = std::env::var("STROM_BENCH_REV").unwrap_or_else(|_| "unknown".into());
+    let settings =
+        |list: &[(&str, &str)]| list.iter().map(|(k, v)| format!("`{k}={v}`")).collect::<Vec<_>>().join(", ");
+    format!(
+        "## Strom vs Apache Kafka {kafka}, side by side\n\n\
+         - run: {date}, {seconds:.0} s, {rounds} rounds per scenario (alternating which system goes first), scale {scale}\n\
+         - machine: {cores} cores ({cpu}), {mem} RAM, Linux {kernel}; brokers, clients and tools all on this machine, loopback network, data on the same disk\n\
+         - Strom: `strom-broker` release build of {rev}\n\
+         - Apache Kafka {kafka}: KRaft, broker and controller in one JVM per node, {java}, stock JVM options of kafka-server-start.sh (`-Xmx1G -Xms1G`, G1)\n\
+         - clients: Apache Kafka {kafka}'s ProducerPerformance/ConsumerPerformance (Java, `-Xmx512M`), librdkafka {librdkafka} (this harness)\n\
+         - durability: neither broker fsyncs on produce (`log.flush.interval.messages` and `log.flush.interval.ms` at their default, Long.MAX, on both); acknowledged data is durable by replication (scenarios 2–3) or, on one node, by the page cache\n\
+         - settings on both: {common}; on Kafka only: {kafka_only} (frees deleted topics' disk between runs as Strom does)\n\
+         - workload sizes: {plan:?}\n\n",
+        kafka = args.kafka_version,
+        rounds = args.rounds,
+        scale = args.scale,
+        common = settings(COMMON_SETTINGS),
+        kafka_only = settings(KAFKA_ONLY_SETTINGS),
+    )
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| {
+            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
+            String::from_utf8_lossy(&text).lines().next().unwrap_or_default().trim().to_owned()
+        })
+        .unwrap_or_else(|_| format!("{program} unavailable"))
+}

@@ -1,0 +1,418 @@
+//! Broker processes under test: a Strom or Apache Kafka cluster of one or
+//! three nodes on loopback, each node with its own data directory under the
+//! run's scratch directory, started, measured (resident memory and CPU time
+//! from `/proc`), killed with SIGKILL or stopped with SIGTERM, and restarted
+//! on the same data.
+//!
+//! Every node of both systems is a broker and a controller voter (Strom's
+//! embedded quorum; Kafka's KRaft combined mode), so a cluster of N nodes is N
+//! processes on either side.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+/// Which broker a cluster runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum System {
+    Strom,
+    Kafka,
+}
+
+impl System {
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Strom => "Strom",
+            System::Kafka => "Kafka",
+        }
+    }
+
+    /// Both systems in the order round `round` runs them: alternating, so
+    /// neither always runs on a warmer (or more fragmented) machine.
+    pub fn order(round: usize) -> [System; 2] {
+        if round % 2 == 0 { [System::Strom, System::Kafka] } else { [System::Kafka, System::Strom] }
+    }
+}
+
+/// Where the programs under test are.
+#[derive(Clone, Debug)]
+pub struct Programs {
+    /// The release `strom-broker` binary.
+    pub strom_broker: PathBuf,
+    /// `bench/kafka/run-kafka.sh`.
+    pub run_kafka: PathBuf,
+}
+
+/// Broker settings both systems get, by their (shared) Kafka names.
+pub const COMMON_SETTINGS: &[(&str, &str)] = &[
+    // Consumer groups form at once on both (Kafka's default delays 3 s).
+    ("group.initial.rebalance.delay.ms", "0"),
+];
+
+/// Settings only Kafka gets, and why.
+pub const KAFKA_ONLY_SETTINGS: &[(&str, &str)] = &[
+    // Deleted topics' files go after 1 s instead of 60 s, so the disk holds
+    // one run's data at a time, as on Strom (which deletes at once).
+    ("log.segment.delete.delay.ms", "1000"),
+];
+
+struct Node {
+    id: usize,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+    bootstrap: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn spawn(&mut self) -> Result<()> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        let err = log.try_clone().context("duplicating the log handle")?;
+        let mut command = Command::new(&self.command[0]);
+        command.args(&self.command[1..]).stdin(Stdio::null()).stdout(log).stderr(err);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("STROM_") {
+                command.env_remove(key);
+            }
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let child = command.spawn().with_context(|| format!("starting {}", self.command.join(" ")))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn check_alive(&mut self) -> Result<()> {
+        match self.child.as_mut().map(Child::try_wait) {
+            None => bail!("node {} is not running", self.id),
+            Some(Ok(None)) => Ok(()),
+            Some(Ok(Some(status))) => {
+                bail!("node {} exited ({status})\n{}", self.id, log_tail(&self.log, 30))
+            }
+            Some(Err(e)) => bail!("node {}: waiting for it failed: {e}", self.id),
+        }
+    }
+
+    fn signal(&mut self, signal: &str) -> Result<()> {
+        if let Some(pid) = self.pid() {
+            let status = Command::new("kill").args([signal, &pid.to_string()]).status().context("running kill")?;
+            if !status.success() {
+                bail!("kill {signal} {pid} failed");
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> Result<bool> {
+        let deadline = Instant::now() + within;
+        while let Some(child) = self.child.as_mut() {
+            if child.try_wait()?.is_some() {
+                self.child = None;
+                return Ok(true);
+            }
+            if Instant::now() > deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(true)
+    }
+}
+
+/// A running cluster of one system.
+pub struct Cluster {
+    pub system: System,
+    nodes: Vec<Node>,
+    pub dir: PathBuf,
+}
+
+/// `VmRSS` and `VmHWM` of a process, and its CPU time so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessStats {
+    pub rss_kib: u64,
+    pub hwm_kib: u64,
+    pub cpu: Duration,
+}
+
+impl Cluster {
+    /// Starts `nodes` nodes of `system` in a fresh directory `dir` with
+    /// `settings` (Kafka names) on top of [`COMMON_SETTINGS`]; returns once
+    /// every node answers Metadata listing all of them.
+    pub fn start(
+        system: System,
+        programs: &Programs,
+        dir: &Path,
+        nodes: usize,
+        settings: &[(&str, &str)],
+    ) -> Result<Cluster> {
+        let cluster = Cluster::prepare(system, programs, dir, nodes, settings)?;
+        cluster.launch()
+    }
+
+    /// Like [`Cluster::start`] but without starting the processes.
+    pub fn prepare(
+        system: System,
+        programs: &Programs,
+        dir: &Path,
+        nodes: usize,
+        settings: &[(&str, &str)],
+    ) -> Result<Cluster> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut all: Vec<(String, String)> =
+            COMMON_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        all.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let ports: Vec<[u16; 3]> =
+            (0..nodes).map(|_| Ok([free_port()?, free_port()?, free_port()?])).collect::<Result<_>>()?;
+        let voters =
+            ports.iter().enumerate().map(|(i, p)| format!("{i}@127.0.0.1:{}", p[1])).collect::<Vec<_>>().join(",");
+        let cluster_id = match system {
+            System::Kafka => {
+                let out = Command::new("bash").arg(&programs.run_kafka).arg("cluster-id").output()?;
+                String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            }
+            System::Strom => String::new(),
+        };
+        let mut list = Vec::new();
+        for (i, [port, quorum, http]) in ports.into_iter().enumerate() {
+            let node_dir = dir.join(format!("node-{i}"));
+            let (command, env) = match system {
+                System::Strom => {
+                    let mut c = vec![
+                        programs.strom_broker.display().to_string(),
+                        "--node-id".into(),
+                        i.to_string(),
+                        "--data-dir".into(),
+                        node_dir.display().to_string(),
+                        "--listen".into(),
+                        format!("127.0.0.1:{port}"),
+                        "--advertise".into(),
+                        format!("127.0.0.1:{port}"),
+                        "--internal-listen".into(),
+                        format!("127.0.0.1:{quorum}"),
+                        "--internal-advertise".into(),
+                        format!("127.0.0.1:{quorum}"),
+                        "--http-listen".into(),
+                        format!("127.0.0.1:{http}"),
+                    ];
+                    if nodes > 1 {
+                        c.extend(["--voters".into(), voters.clone()]);
+                    }
+                    for (k, v) in &all {
+                        c.extend(["--set".into(), format!("{k}={v}")]);
+                    }
+                    (c, vec![("RUST_LOG".to_owned(), "info".to_owned())])
+                }
+                System::Kafka => {
+                    let mut c = vec!["bash".to_owned(), programs.run_kafka.display().to_string(), "start".into()];
+                    if nodes > 1 {
+                        c.extend([
+                            "--node-id".into(),
+                            i.to_string(),
+                            "--voters".into(),
+                            voters.clone(),
+                            "--cluster-id".into(),
+                            cluster_id.clone(),
+                        ]);
+                    }
+                    c.extend([node_dir.display().to_string(), port.to_string(), quorum.to_string()]);
+                    c.extend(all.iter().map(|(k, v)| format!("{k}={v}")));
+                    c.extend(KAFKA_ONLY_SETTINGS.iter().map(|(k, v)| format!("{k}={v}")));
+                    (c, Vec::new())
+                }
+            };
+            list.push(Node {
+                id: i,
+                command,
+                env,
+                bootstrap: format!("127.0.0.1:{port}"),
+                log: dir.join(format!("node-{i}.log")),
+                child: None,
+            });
+        }
+        Ok(Cluster { system, nodes: list, dir: dir.to_owned() })
+    }
+
+    /// Starts every node (again) and waits until the cluster answers.
+    pub fn launch(mut self) -> Result<Cluster> {
+        self.spawn_all()?;
+        self.wait_ready(Duration::from_secs(180))?;
+        Ok(self)
+    }
+
+    /// Starts every node that is not running, without waiting.
+    pub fn spawn_all(&mut self) -> Result<()> {
+        for node in &mut self.nodes {
+            if node.child.is_none() {
+                node.spawn()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `bootstrap.servers` list.
+    pub fn bootstrap(&self) -> String {
+        self.nodes.iter().map(|n| n.bootstrap.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Waits until every node is up and Metadata lists all of them.
+    pub fn wait_ready(&mut self, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        let want = self.nodes.len();
+        for i in 0..self.nodes.len() {
+            let addr: SocketAddr = self.nodes[i].bootstrap.parse().context("node address")?;
+            loop {
+                self.nodes[i].check_alive()?;
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+                    let client: BaseConsumer =
+                        ClientConfig::new().set("bootstrap.servers", &self.nodes[i].bootstrap).create()?;
+                    if client.fetch_metadata(None, Duration::from_secs(3)).is_ok_and(|m| m.brokers().len() == want) {
+                        break;
+                    }
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "{} node {i} not ready after {within:?}\n{}",
+                        self.system.name(),
+                        log_tail(&self.nodes[i].log, 30)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails if any node has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        self.nodes.iter_mut().try_for_each(Node::check_alive)
+    }
+
+    /// Memory and CPU of every node, summed.
+    pub fn stats(&self) -> Result<ProcessStats> {
+        let mut total = ProcessStats::default();
+        for node in &self.nodes {
+            let pid = node.pid().with_context(|| format!("node {} is not running", node.id))?;
+            let s = process_stats(pid)?;
+            total.rss_kib += s.rss_kib;
+            total.hwm_kib += s.hwm_kib;
+            total.cpu += s.cpu;
+        }
+        Ok(total)
+    }
+
+    /// The pid of node `i` (the broker process itself: run-kafka.sh execs the JVM).
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes.get(i).and_then(Node::pid)
+    }
+
+    /// SIGKILL to every node; returns once they are gone.
+    pub fn kill9(&mut self) -> Result<()> {
+        for node in &mut self.nodes {
+            node.signal("-KILL")?;
+            if !node.wait_exit(Duration::from_secs(30))? {
+                bail!("node {} survived SIGKILL for 30 s", node.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGTERM to every node (a controlled shutdown); SIGKILL after `grace`.
+    pub fn stop(&mut self, grace: Duration) -> Result<()> {
+        for node in &mut self.nodes {
+            node.signal("-TERM")?;
+        }
+        for node in &mut self.nodes {
+            if !node.wait_exit(grace)? {
+                node.signal("-KILL")?;
+                node.wait_exit(Duration::from_secs(30))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// A port on 127.0.0.1 free right now.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).context("finding a free loopback port")?.port())
+}
+
+/// Memory and CPU time of process `pid`, from `/proc`.
+pub fn process_stats(pid: u32) -> Result<ProcessStats> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{name} in /proc/{pid}/status"))
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces, hence the last ')'):
+    // state is field 3, utime 14 and stime 15.
+    let rest: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| -> Result<u64> {
+        rest.get(i - 3).and_then(|v| v.parse().ok()).with_context(|| format!("field {i} of /proc/{pid}/stat"))
+    };
+    let cpu_ticks = ticks(14)? + ticks(15)?;
+    Ok(ProcessStats {
+        rss_kib: field("VmRSS:")?,
+        hwm_kib: field("VmHWM:")?,
+        cpu: Duration::from_secs_f64(cpu_ticks as f64 / clock_ticks_per_second()),
+    })
+}
+
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// Bytes free on the file system holding `dir` (from `df`).
+pub fn free_bytes(dir: &Path) -> Result<u64> {
+    let out = Command::new("df").args(["--output=avail", "-B1"]).arg(dir).output().context("running df")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("df gave no free space for {}", dir.display()))
+}
+
+/// The last `lines` lines of a log file, for error messages.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    format!("--- last lines of {} ---\n{}", path.display(), all[all.len().saturating_sub(lines)..].join("\n"))
+}

@@ -1,0 +1,743 @@
+//! The seven scenarios of the side-by-side benchmark. Each starts its
+//! clusters of both systems, runs `rounds` rounds alternating which system
+//! goes first, records every run's value in the report, and ends each
+//! producing run by reading the topic back: the records consumed must equal
+//! the records acknowledged.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::client::{self, ProduceSpec};
+use crate::java_tools::JavaTools;
+use crate::process::{Cluster, Programs, System};
+use crate::report::{Better, Check, Metric, Report, Target, quantile_ms};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Sizes of the workloads; [`Plan::full`] is what the documented command runs.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub rounds: usize,
+    pub record_bytes: usize,
+    /// Partitions of the throughput topics.
+    pub partitions: i32,
+    pub s1_records: u64,
+    pub s2_records: u64,
+    pub s3_seconds: f64,
+    pub s4_backlog_bytes: u64,
+    pub s5_partitions: i32,
+    pub s5_records: u64,
+    pub s6_idle: Duration,
+    pub s6_load_records: u64,
+    pub s7_log_bytes: u64,
+}
+
+impl Plan {
+    pub fn full(rounds: usize) -> Plan {
+        Plan {
+            rounds,
+            record_bytes: 1024,
+            partitions: 8,
+            s1_records: 1_000_000,
+            s2_records: 500_000,
+            s3_seconds: 10.0,
+            s4_backlog_bytes: 2 << 30,
+            s5_partitions: 1000,
+            s5_records: 300_000,
+            s6_idle: Duration::from_secs(10),
+            s6_load_records: 200_000,
+            s7_log_bytes: 10 << 30,
+        }
+    }
+
+    /// Every workload multiplied by `factor` (partition counts kept), for a
+    /// quick run while working on the harness.
+    pub fn scaled(mut self, factor: f64) -> Plan {
+        let scale = |v: u64| ((v as f64 * factor) as u64).max(1000);
+        self.s1_records = scale(self.s1_records);
+        self.s2_records = scale(self.s2_records);
+        self.s3_seconds = (self.s3_seconds * factor).max(2.0);
+        self.s4_backlog_bytes = scale(self.s4_backlog_bytes);
+        self.s5_records = scale(self.s5_records);
+        self.s6_idle = self.s6_idle.mul_f64(factor).max(Duration::from_secs(1));
+        self.s6_load_records = scale(self.s6_load_records);
+        self.s7_log_bytes = scale(self.s7_log_bytes);
+        self
+    }
+}
+
+/// Which load generator a run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Generator {
+    /// Kafka's ProducerPerformance / ConsumerPerformance (Java client).
+    Java,
+    /// The harness's own librdkafka client.
+    Librdkafka,
+}
+
+impl Generator {
+    const ALL: [Generator; 2] = [Generator::Java, Generator::Librdkafka];
+
+    fn producer_name(self) -> &'static str {
+        match self {
+            Generator::Java => "ProducerPerformance",
+            Generator::Librdkafka => "librdkafka",
+        }
+    }
+
+    fn consumer_name(self) -> &'static str {
+        match self {
+            Generator::Java => "ConsumerPerformance",
+            Generator::Librdkafka => "librdkafka",
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Generator::Java => "java",
+            Generator::Librdkafka => "rdk",
+        }
+    }
+}
+
+/// What the scenarios share.
+pub struct Bench {
+    pub programs: Programs,
+    pub tools: JavaTools,
+    pub plan: Plan,
+    pub run_dir: PathBuf,
+    pub report: Report,
+    /// Origin of the due-time stamps in records (end-to-end latency).
+    pub epoch: Instant,
+    /// Kafka's median maximum in scenario 2, records/s, per generator
+    /// (scenario 3 runs at half of it).
+    s2_kafka_max: Option<[f64; 2]>,
+    /// Whether to profile Strom with `perf` during scenario 1.
+    pub profile: bool,
+}
+
+/// One producing run's results.
+struct Produced {
+    acked: u64,
+    mib_per_sec: f64,
+    records_per_sec: f64,
+    broker_cpu: Duration,
+}
+
+impl Bench {
+    pub fn new(programs: Programs, tools: JavaTools, plan: Plan, run_dir: PathBuf, profile: bool) -> Bench {
+        Bench {
+            programs,
+            tools,
+            plan,
+            run_dir,
+            report: Report::default(),
+            epoch: Instant::now(),
+            s2_kafka_max: None,
+            profile,
+        }
+    }
+
+    fn start_both(&self, scenario: u8, nodes: usize, settings: &[(&str, &str)]) -> Result<[Cluster; 2]> {
+        let start = |system: System| {
+            let dir = self.run_dir.join(format!("s{scenario}-{}", system.name().to_lowercase()));
+            Cluster::start(system, &self.programs, &dir, nodes, settings)
+                .with_context(|| format!("starting {} for scenario {scenario}", system.name()))
+        };
+        Ok([start(System::Strom)?, start(System::Kafka)?])
+    }
+
+    /// Produces `records` records with `generator` into `topic`, then reads
+    /// the topic back and records the check.
+    fn produce_run(
+        &mut self,
+        scenario: u8,
+        cluster: &mut Cluster,
+        generator: Generator,
+        topic: &str,
+        records: u64,
+        acks: &'static str,
+    ) -> Result<Produced> {
+        let bootstrap = cluster.bootstrap();
+        let cpu_before = cluster.stats()?.cpu;
+        let (acked, elapsed_rate) = match generator {
+            Generator::Java => {
+                let s = self.tools.produce(&bootstrap, topic, records, self.plan.record_bytes, acks, None)?;
+                (s.records, s.records_per_sec)
+            }
+            Generator::Librdkafka => {
+                let spec = ProduceSpec {
+                    topic: topic.into(),
+                    records,
+                    record_bytes: self.plan.record_bytes,
+                    acks,
+                    rate: None,
+                };
+                let o = client::produce(&bootstrap, &spec, self.epoch)?;
+                if o.failed > 0 {
+                    bail!(
+                        "{} of {records} records failed on {}: {}",
+                        o.failed,
+                        cluster.system.name(),
+                        o.first_error.unwrap_or_default()
+                    );
+                }
+                (o.acked, o.acked as f64 / o.elapsed.as_secs_f64())
+            }
+        };
+        let broker_cpu = cluster.stats()?.cpu.saturating_sub(cpu_before);
+        cluster.check_alive()?;
+        let consumed = client::consume_all(&bootstrap, topic)?;
+        self.report.checks.push(Check {
+            scenario,
+            system: cluster.system,
+            what: format!("{} → {topic}", generator.producer_name()),
+            acknowledged: acked,
+            consumed: consumed.records,
+        });
+        Ok(Produced {
+            acked,
+            mib_per_sec: elapsed_rate * self.plan.record_bytes as f64 / MIB,
+            records_per_sec: elapsed_rate,
+            broker_cpu,
+        })
+    }
+
+    fn cpu_ms_per_mib(&self, p: &Produced) -> f64 {
+        p.broker_cpu.as_secs_f64() * 1000.0 / (p.acked as f64 * self.plan.record_bytes as f64 / MIB)
+    }
+
+    /// Scenarios 1 and 4 share the single-broker clusters.
+    pub fn single_broker_throughput(&mut self, run_s1: bool, run_s4: bool) -> Result<()> {
+        let mut clusters = self.start_both(1, 1, &[])?;
+        if run_s1 {
+            self.scenario1(&mut clusters)?;
+        }
+        if run_s4 {
+            self.scenario4(&mut clusters)?;
+        }
+        for c in &mut clusters {
+            c.stop(Duration::from_secs(60))?;
+        }
+        remove_dirs(&clusters);
+        Ok(())
+    }
+
+    fn scenario1(&mut self, clusters: &mut [Cluster; 2]) -> Result<()> {
+        let plan = self.plan.clone();
+        self.report.note(
+            1,
+            format!(
+                "{} records of {} B per run into a fresh topic of {} partitions; both generators with their client defaults and acks=1",
+                plan.s1_records, plan.record_bytes, plan.partitions
+            ),
+        );
+        let mut tput = Generator::ALL.map(|g| {
+            Metric::new(1, format!("throughput, {}", g.producer_name()), "MiB/s", Better::Higher)
+                .with_target(Target::AtLeast(1.0))
+        });
+        let mut cpu = Generator::ALL
+            .map(|g| Metric::new(1, format!("broker CPU per MiB, {}", g.producer_name()), "ms/MiB", Better::Lower));
+        for round in 0..plan.rounds {
+            for system in System::order(round) {
+                let cluster = pick(clusters, system);
+                for (i, g) in Generator::ALL.into_iter().enumerate() {
+                    let topic = format!("s1-{}-{round}", g.slug());
+                    client::create_topic(&cluster.bootstrap(), &topic, plan.partitions, 1, &[])?;
+                    let p = self.produce_run(1, cluster, g, &topic, plan.s1_records, "1")?;
+                    tput[i].push(system, p.mib_per_sec);
+                    cpu[i].push(system, self.cpu_ms_per_mib(&p));
+                    client::delete_topic(&cluster.bootstrap(), &topic)?;
+                }
+            }
+        }
+        if self.profile {
+            self.profile_strom(pick(clusters, System::Strom))?;
+        }
+        tput.into_iter().chain(cpu).for_each(|m| self.report.metric(m));
+        Ok(())
+    }
+
+    /// One more scenario-1 run on Strom under `perf record`; the hottest
+    /// symbols go to the run directory and the report.
+    fn profile_strom(&mut self, cluster: &mut Cluster) -> Result<()> {
+        let pid = cluster.pid(0).context("Strom is not running")?;
+        let data = self.run_dir.join("perf-s1-strom.data");
+        let mut perf = std::process::Command::new("perf")
+            .args(["record", "-e", "cpu-clock", "-g", "-F", "499", "-p", &pid.to_string(), "-o"])
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting perf record")?;
+        std::thread::sleep(Duration::from_millis(500));
+        let topic = "s1-profile";
+        client::create_topic(&cluster.bootstrap(), topic, self.plan.partitions, 1, &[])?;
+        let p = self.produce_run(1, cluster, Generator::Librdkafka, topic, self.plan.s1_records, "1")?;
+        let _ = std::process::Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
+        perf.wait().context("waiting for perf")?;
+        client::delete_topic(&cluster.bootstrap(), topic)?;
+        let out = std::process::Command::new("perf")
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "--sort",
+                "symbol",
+                "-g",
+                "none",
+                "--percent-limit",
+                "1",
+                "-i",
+            ])
+            .arg(&data)
+            .output()
+            .context("running perf report")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let top: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains('%'))
+            .take(25)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        std::fs::write(self.run_dir.join("profile-s1-strom.txt"), text.as_bytes())?;
+        let _ = std::fs::remove_file(&data);
+        self.report.note(
+            1,
+            format!(
+                "profile (perf, cpu-clock, one extra librdkafka run on Strom at {:.0} MiB/s): hottest symbols by self time: {}",
+                p.mib_per_sec,
+                if top.is_empty() { "none (perf report gave nothing)".to_owned() } else { top.join("; ") }
+            ),
+        );
+        Ok(())
+    }
+
+    fn scenario4(&mut self, clusters: &mut [Cluster; 2]) -> Result<()> {
+        let plan = self.plan.clone();
+        let records = plan.s4_backlog_bytes / plan.record_bytes as u64;
+        let topic = "s4-backlog";
+        self.report.note(
+            4,
+            format!(
+                "backlog: {records} records of {} B ({:.2} GiB) in {} partitions, written once per system with librdkafka (acks=1); then every round reads it all from the start (from the page cache: the machine's RAM holds both backlogs). ConsumerPerformance's rate is over its fetch time (group join excluded), in a fresh group each run; librdkafka's assigns the partitions without a group",
+                plan.record_bytes,
+                plan.s4_backlog_bytes as f64 / (1u64 << 30) as f64,
+                plan.partitions
+            ),
+        );
+        let mut acked = [0u64; 2];
+        for system in System::order(0) {
+            let cluster = pick(clusters, system);
+            client::create_topic(&cluster.bootstrap(), topic, plan.partitions, 1, &[])?;
+            let spec =
+                ProduceSpec { topic: topic.into(), records, record_bytes: plan.record_bytes, acks: "1", rate: None };
+            let o = client::produce(&cluster.bootstrap(), &spec, self.epoch)?;
+            if o.failed > 0 {
+                bail!("filling the backlog on {}: {} records failed", system.name(), o.failed);
+            }
+            acked[system as usize] = o.acked;
+        }
+        let mut tput = Generator::ALL.map(|g| {
+            Metric::new(4, format!("consumer throughput, {}", g.consumer_name()), "MiB/s", Better::Higher)
+                .with_target(Target::AtLeast(1.0))
+        });
+        for round in 0..plan.rounds {
+            for system in System::order(round) {
+                let cluster = pick(clusters, system);
+                let bootstrap = cluster.bootstrap();
+                let java = self.tools.consume(&bootstrap, topic, acked[system as usize], &format!("s4-{round}"))?;
+                tput[0].push(system, java.fetch_records_per_sec * plan.record_bytes as f64 / MIB);
+                self.report.checks.push(Check {
+                    scenario: 4,
+                    system,
+                    what: format!("ConsumerPerformance round {round}"),
+                    acknowledged: acked[system as usize],
+                    consumed: java.records,
+                });
+                let rdk = client::consume_all(&bootstrap, topic)?;
+                tput[1].push(system, rdk.records as f64 * plan.record_bytes as f64 / MIB / rdk.elapsed.as_secs_f64());
+                self.report.checks.push(Check {
+                    scenario: 4,
+                    system,
+                    what: format!("librdkafka round {round}"),
+                    acknowledged: acked[system as usize],
+                    consumed: rdk.records,
+                });
+                cluster.check_alive()?;
+            }
+        }
+        tput.into_iter().for_each(|m| self.report.metric(m));
+        Ok(())
+    }
+
+    /// Scenarios 2 and 3 share the three-broker clusters.
+    pub fn cluster_scenarios(&mut self, run_s2: bool, run_s3: bool) -> Result<()> {
+        let settings = [("default.replication.factor", "3"), ("min.insync.replicas", "2")];
+        let mut clusters = self.start_both(2, 3, &settings)?;
+        if run_s2 || self.s2_kafka_max.is_none() {
+            self.scenario2(&mut clusters)?;
+        }
+        if run_s3 {
+            self.scenario3(&mut clusters)?;
+        }
+        for c in &mut clusters {
+            c.stop(Duration::from_secs(60))?;
+        }
+        remove_dirs(&clusters);
+        Ok(())
+    }
+
+    fn scenario2(&mut self, clusters: &mut [Cluster; 2]) -> Result<()> {
+        let plan = self.plan.clone();
+        self.report.note(
+            2,
+            format!(
+                "3 nodes per system, every node a broker and a controller voter; {} records of {} B per run into a fresh topic of {} partitions, replication factor 3, min.insync.replicas=2, acks=all; broker CPU summed over the 3 nodes",
+                plan.s2_records, plan.record_bytes, plan.partitions
+            ),
+        );
+        let mut tput = Generator::ALL.map(|g| {
+            Metric::new(2, format!("throughput, {}", g.producer_name()), "MiB/s", Better::Higher)
+                .with_target(Target::AtLeast(1.0))
+        });
+        let mut cpu = Generator::ALL
+            .map(|g| Metric::new(2, format!("brokers' CPU per MiB, {}", g.producer_name()), "ms/MiB", Better::Lower));
+        let mut kafka_rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..plan.rounds {
+            for system in System::order(round) {
+                let cluster = pick(clusters, system);
+                for (i, g) in Generator::ALL.into_iter().enumerate() {
+                    let topic = format!("s2-{}-{round}", g.slug());
+                    client::create_topic(
+                        &cluster.bootstrap(),
+                        &topic,
+                        plan.partitions,
+                        3,
+                        &[("min.insync.replicas", "2")],
+                    )?;
+                    let p = self.produce_run(2, cluster, g, &topic, plan.s2_records, "all")?;
+                    tput[i].push(system, p.mib_per_sec);
+                    cpu[i].push(system, self.cpu_ms_per_mib(&p));
+                    if system == System::Kafka {
+                        kafka_rates[i].push(p.records_per_sec);
+                    }
+                    client::delete_topic(&cluster.bootstrap(), &topic)?;
+                }
+            }
+        }
+        let max = |v: &Vec<f64>| crate::report::median(v).unwrap_or(1000.0);
+        self.s2_kafka_max = Some([max(&kafka_rates[0]), max(&kafka_rates[1])]);
+        tput.into_iter().chain(cpu).for_each(|m| self.report.metric(m));
+        Ok(())
+    }
+
+    fn scenario3(&mut self, clusters: &mut [Cluster; 2]) -> Result<()> {
+        let plan = self.plan.clone();
+        let max = self.s2_kafka_max.context("scenario 3 needs scenario 2's Kafka maximum")?;
+        let rates = max.map(|m| m / 2.0);
+        self.report.note(
+            3,
+            format!(
+                "the scenario-2 clusters; each generator sends at half of *its own* median maximum on Kafka in scenario 2: ProducerPerformance {:.0} records/s, librdkafka {:.0} records/s, for {} s per run, acks=all, into a fresh topic like scenario 2's",
+                rates[0], rates[1], plan.s3_seconds
+            ),
+        );
+        self.report.note(
+            3,
+            "produce latency: ProducerPerformance's own percentiles (send() to callback); librdkafka's from each record's *due* time to its delivery report (no coordinated omission). End to end: due time to arrival at a consumer reading the topic throughout (librdkafka, fetch.wait.max.ms=100, on the same machine)",
+        );
+        let names = ["p50", "p99", "p99.9"];
+        let quantiles = [0.5, 0.99, 0.999];
+        let mut java: Vec<Metric> = names
+            .iter()
+            .map(|n| {
+                let m = Metric::new(3, format!("produce latency {n}, ProducerPerformance"), "ms", Better::Lower);
+                if *n == "p99" { m.with_target(Target::AtMost(0.5)) } else { m }
+            })
+            .collect();
+        let mut rdk: Vec<Metric> = names
+            .iter()
+            .map(|n| {
+                let m = Metric::new(3, format!("produce latency {n}, librdkafka"), "ms", Better::Lower);
+                if *n == "p99" { m.with_target(Target::AtMost(0.5)) } else { m }
+            })
+            .collect();
+        let mut e2e: Vec<Metric> = names
+            .iter()
+            .map(|n| Metric::new(3, format!("end-to-end latency {n}, librdkafka"), "ms", Better::Lower))
+            .collect();
+        for round in 0..plan.rounds {
+            for system in System::order(round) {
+                let cluster = pick(clusters, system);
+                let bootstrap = cluster.bootstrap();
+                // ProducerPerformance at a fixed rate.
+                let topic = format!("s3-java-{round}");
+                client::create_topic(&bootstrap, &topic, plan.partitions, 3, &[("min.insync.replicas", "2")])?;
+                let records = (rates[0] * plan.s3_seconds) as u64;
+                let s = self.tools.produce(&bootstrap, &topic, records, plan.record_bytes, "all", Some(rates[0]))?;
+                for (m, v) in java.iter_mut().zip([s.p50_ms, s.p99_ms, s.p999_ms]) {
+                    m.push(system, v);
+                }
+                let consumed = client::consume_all(&bootstrap, &topic)?;
+                self.report.checks.push(Check {
+                    scenario: 3,
+                    system,
+                    what: format!("ProducerPerformance → {topic}"),
+                    acknowledged: s.records,
+                    consumed: consumed.records,
+                });
+                client::delete_topic(&bootstrap, &topic)?;
+
+                // librdkafka at a fixed rate, with the end-to-end probe.
+                let topic = format!("s3-rdk-{round}");
+                client::create_topic(&bootstrap, &topic, plan.partitions, 3, &[("min.insync.replicas", "2")])?;
+                let probe = client::LatencyProbe::start(&bootstrap, &topic, plan.partitions, self.epoch)?;
+                let records = (rates[1] * plan.s3_seconds) as u64;
+                let spec = ProduceSpec {
+                    topic: topic.clone(),
+                    records,
+                    record_bytes: plan.record_bytes,
+                    acks: "all",
+                    rate: Some(rates[1]),
+                };
+                let mut o = client::produce(&bootstrap, &spec, self.epoch)?;
+                if o.failed > 0 {
+                    bail!("{} records failed on {}", o.failed, system.name());
+                }
+                let mut arrivals = probe.finish(o.acked)?;
+                for (i, q) in quantiles.iter().enumerate() {
+                    rdk[i].push(system, quantile_ms(&mut o.latencies_us, *q).unwrap_or(f64::NAN));
+                    e2e[i].push(system, quantile_ms(&mut arrivals, *q).unwrap_or(f64::NAN));
+                }
+                let consumed = client::consume_all(&bootstrap, &topic)?;
+                self.report.checks.push(Check {
+                    scenario: 3,
+                    system,
+                    what: format!("librdkafka → {topic} (probe saw {})", arrivals.len()),
+                    acknowledged: o.acked,
+                    consumed: consumed.records,
+                });
+                client::delete_topic(&bootstrap, &topic)?;
+                cluster.check_alive()?;
+            }
+        }
+        java.into_iter().chain(rdk).chain(e2e).for_each(|m| self.report.metric(m));
+        Ok(())
+    }
+
+    pub fn scenario5(&mut self) -> Result<()> {
+        let plan = self.plan.clone();
+        let mut clusters = self.start_both(5, 1, &[])?;
+        let topic = "s5-many";
+        self.report.note(
+            5,
+            format!(
+                "one topic of {} partitions (RF 1) per system, created after start; resident memory 5 s after creation, then {} records of {} B per run (client defaults, acks=1: ProducerPerformance's sticky partitioner, librdkafka's random one), all into that topic",
+                plan.s5_partitions, plan.s5_records, plan.record_bytes
+            ),
+        );
+        let mut created_rss = Metric::new(5, "resident memory with the partitions created", "MiB", Better::Lower);
+        let mut loaded_rss = Metric::new(5, "resident memory after the load", "MiB", Better::Lower);
+        let mut tput = Generator::ALL
+            .map(|g| Metric::new(5, format!("produce throughput, {}", g.producer_name()), "MiB/s", Better::Higher));
+        let mut total = [0u64; 2];
+        for system in System::order(0) {
+            let cluster = pick(&mut clusters, system);
+            client::create_topic(&cluster.bootstrap(), topic, plan.s5_partitions, 1, &[])?;
+            std::thread::sleep(Duration::from_secs(5));
+            created_rss.push(system, cluster.stats()?.rss_kib as f64 / 1024.0);
+        }
+        for round in 0..plan.rounds {
+            for system in System::order(round) {
+                let cluster = pick(&mut clusters, system);
+                let bootstrap = cluster.bootstrap();
+                for (i, g) in Generator::ALL.into_iter().enumerate() {
+                    let (acked, rate) = match g {
+                        Generator::Java => {
+                            let s =
+                                self.tools.produce(&bootstrap, topic, plan.s5_records, plan.record_bytes, "1", None)?;
+                            (s.records, s.records_per_sec)
+                        }
+                        Generator::Librdkafka => {
+                            let spec = ProduceSpec {
+                                topic: topic.into(),
+                                records: plan.s5_records,
+                                record_bytes: plan.record_bytes,
+                                acks: "1",
+                                rate: None,
+                            };
+                            let o = client::produce(&bootstrap, &spec, self.epoch)?;
+                            if o.failed > 0 {
+                                bail!("{} records failed on {}", o.failed, system.name());
+                            }
+                            (o.acked, o.acked as f64 / o.elapsed.as_secs_f64())
+                        }
+                    };
+                    total[system as usize] += acked;
+                    tput[i].push(system, rate * plan.record_bytes as f64 / MIB);
+                }
+                cluster.check_alive()?;
+            }
+        }
+        for system in System::order(0) {
+            let cluster = pick(&mut clusters, system);
+            loaded_rss.push(system, cluster.stats()?.rss_kib as f64 / 1024.0);
+            let consumed = client::consume_all(&cluster.bootstrap(), topic)?;
+            self.report.checks.push(Check {
+                scenario: 5,
+                system,
+                what: format!("all runs → {topic}"),
+                acknowledged: total[system as usize],
+                consumed: consumed.records,
+            });
+        }
+        for c in &mut clusters {
+            c.stop(Duration::from_secs(60))?;
+        }
+        remove_dirs(&clusters);
+        tput.into_iter().chain([created_rss, loaded_rss]).for_each(|m| self.report.metric(m));
+        Ok(())
+    }
+
+    pub fn scenario6(&mut self) -> Result<()> {
+        let plan = self.plan.clone();
+        self.report.note(
+            6,
+            format!(
+                "each round, per system: a fresh node is started once to initialise its data directory (Kafka: `kafka-storage format`) and create a 1-partition topic, then stopped with SIGTERM; the timed start runs from spawning the process to the first acknowledged produce (acks=1) to that topic. Idle: resident memory {} s after that produce. Loaded: after {} records of {} B with librdkafka at full speed (acks=1). Kafka runs with its stock heap (-Xmx1G -Xms1G, as kafka-server-start.sh sets)",
+                plan.s6_idle.as_secs(),
+                plan.s6_load_records,
+                plan.record_bytes
+            ),
+        );
+        let mut startup = Metric::new(6, "start-up to first acknowledged produce", "s", Better::Lower);
+        let mut idle = Metric::new(6, "resident memory, idle", "MiB", Better::Lower).with_target(Target::AtMost(0.2));
+        let mut loaded =
+            Metric::new(6, "resident memory, loaded", "MiB", Better::Lower).with_target(Target::AtMost(0.2));
+        let mut peak = Metric::new(6, "peak resident memory (VmHWM)", "MiB", Better::Lower);
+        for round in 0..plan.rounds {
+            for system in System::order(round) {
+                let dir = self.run_dir.join(format!("s6-{}-{round}", system.name().to_lowercase()));
+                let mut cluster = Cluster::start(system, &self.programs, &dir, 1, &[])?;
+                client::create_topic(&cluster.bootstrap(), "s6-first", 1, 1, &[])?;
+                cluster.stop(Duration::from_secs(60))?;
+                let began = Instant::now();
+                cluster.spawn_all()?;
+                client::probe_produce(&cluster.bootstrap(), "s6-first", 1, Duration::from_secs(180))
+                    .with_context(|| format!("{} after its start (round {round})", system.name()))?;
+                startup.push(system, began.elapsed().as_secs_f64());
+                cluster.check_alive()?;
+                std::thread::sleep(plan.s6_idle);
+                idle.push(system, cluster.stats()?.rss_kib as f64 / 1024.0);
+                let topic = "s6-load";
+                client::create_topic(&cluster.bootstrap(), topic, plan.partitions, 1, &[])?;
+                let spec = ProduceSpec {
+                    topic: topic.into(),
+                    records: plan.s6_load_records,
+                    record_bytes: plan.record_bytes,
+                    acks: "1",
+                    rate: None,
+                };
+                let o = client::produce(&cluster.bootstrap(), &spec, self.epoch)?;
+                let stats = cluster.stats()?;
+                loaded.push(system, stats.rss_kib as f64 / 1024.0);
+                peak.push(system, stats.hwm_kib as f64 / 1024.0);
+                let consumed = client::consume_all(&cluster.bootstrap(), topic)?;
+                self.report.checks.push(Check {
+                    scenario: 6,
+                    system,
+                    what: format!("round {round} load"),
+                    acknowledged: o.acked,
+                    consumed: consumed.records,
+                });
+                cluster.stop(Duration::from_secs(60))?;
+                drop(cluster);
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+        [startup, idle, loaded, peak].into_iter().for_each(|m| self.report.metric(m));
+        Ok(())
+    }
+
+    pub fn scenario7(&mut self) -> Result<()> {
+        let plan = self.plan.clone();
+        let records = plan.s7_log_bytes / plan.record_bytes as u64;
+        let topic = "s7-big";
+        self.report.note(
+            7,
+            format!(
+                "per system in turn (the disk holds one such log at a time): one node, a topic of {} partitions filled with {records} records of {} B ({:.1} GiB) by librdkafka (acks=1), then {} times: kill -9, restart on the same data, time from spawn until every partition takes a produce (acks=1) and the last acknowledged record of every partition can be fetched. No fsync on either side (both brokers' defaults), so the log is in the page cache when the process dies",
+                plan.partitions,
+                plan.record_bytes,
+                plan.s7_log_bytes as f64 / (1u64 << 30) as f64,
+                plan.rounds
+            ),
+        );
+        let mut serving =
+            Metric::new(7, "restart after kill -9 until serving", "s", Better::Lower).with_target(Target::AtMost(0.5));
+        let mut produce_only = Metric::new(7, "… of which until every partition takes a produce", "s", Better::Lower);
+        let free = crate::process::free_bytes(&self.run_dir)?;
+        if free < plan.s7_log_bytes + plan.s7_log_bytes / 4 {
+            bail!(
+                "scenario 7 needs {:.1} GiB free under {} for its log (and a quarter more for indexes and slack); {:.1} GiB are free",
+                plan.s7_log_bytes as f64 / (1u64 << 30) as f64 * 1.25,
+                self.run_dir.display(),
+                free as f64 / (1u64 << 30) as f64
+            );
+        }
+        for system in System::order(0) {
+            let dir = self.run_dir.join(format!("s7-{}", system.name().to_lowercase()));
+            let mut cluster = Cluster::start(system, &self.programs, &dir, 1, &[])?;
+            let bootstrap = cluster.bootstrap();
+            client::create_topic(&bootstrap, topic, plan.partitions, 1, &[])?;
+            let spec =
+                ProduceSpec { topic: topic.into(), records, record_bytes: plan.record_bytes, acks: "1", rate: None };
+            let o = client::produce(&bootstrap, &spec, self.epoch)?;
+            if o.failed > 0 {
+                bail!("filling the log on {}: {} records failed", system.name(), o.failed);
+            }
+            let mut acked = o.acked;
+            for round in 0..plan.rounds {
+                let last: Vec<i64> = client::end_offsets(&bootstrap, topic)?.iter().map(|e| e - 1).collect();
+                cluster.kill9()?;
+                let began = Instant::now();
+                cluster.spawn_all()?;
+                client::probe_produce(&bootstrap, topic, plan.partitions, Duration::from_secs(600))
+                    .with_context(|| format!("{} after kill -9 (round {round})", system.name()))?;
+                let took_produce = began.elapsed();
+                cluster.check_alive()?;
+                client::probe_fetch(&bootstrap, topic, &last, Duration::from_secs(600))?;
+                let took_fetch = began.elapsed();
+                acked += plan.partitions as u64;
+                serving.push(system, took_fetch.as_secs_f64());
+                produce_only.push(system, took_produce.as_secs_f64());
+            }
+            let consumed = client::consume_all(&bootstrap, topic)?;
+            self.report.checks.push(Check {
+                scenario: 7,
+                system,
+                what: format!("{topic} after {} restarts (fill + probes)", plan.rounds),
+                acknowledged: acked,
+                consumed: consumed.records,
+            });
+            cluster.stop(Duration::from_secs(120))?;
+            drop(cluster);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        [serving, produce_only].into_iter().for_each(|m| self.report.metric(m));
+        Ok(())
+    }
+}
+
+fn pick(clusters: &mut [Cluster; 2], system: System) -> &mut Cluster {
+    &mut clusters[system as usize]
+}
+
+fn remove_dirs(clusters: &[Cluster; 2]) {
+    for c in clusters {
+        let _ = std::fs::remove_dir_all(&c.dir);
+    }
+}

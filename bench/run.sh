@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Strom vs Apache Kafka, side by side (issue 9): one command.
+#
+#   bash bench/run.sh [strom-bench options]
+#
+# Builds the release strom-broker and the harness (bench/harness), resolves
+# Apache Kafka's broker and command-line tools from Maven Central into
+# $HOME/.cache/strom/kafka-<version>/ (once), then runs the seven scenarios
+# against both brokers in turn and writes report.md into a fresh run
+# directory under target/bench-runs/ (printed at the end). About 25 minutes
+# on 2 cores. Options go to strom-bench, e.g. `--scenarios 1,4 --rounds 5`,
+# `--scale 0.05` for a quick check of the harness, `--profile` to add a perf
+# profile of Strom in scenario 1 (`strom-bench --help` lists them).
+#
+# Needs: Rust, Java 17+, Maven 3; perf only for --profile; about 15 GiB free
+# disk for scenario 7 at full scale.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
+command -v java >/dev/null || { echo "bench/run.sh: java not found: Apache Kafka needs Java 17+" >&2; exit 1; }
+
+echo "bench/run.sh: building release strom-broker and strom-bench" >&2
+cargo build --release --quiet -p strom-broker -p strom-bench
+
+echo "bench/run.sh: resolving Apache Kafka ${KAFKA_VERSION} (cached after the first run)" >&2
+bash bench/kafka/run-kafka.sh classpath >/dev/null
+tools="$(bash bench/kafka/run-kafka.sh tools-classpath)"
+
+out="target/bench-runs/$(date -u +%Y%m%d-%H%M%S)"
+mkdir -p target/bench-runs
+STROM_BENCH_REV="$(git describe --always --dirty 2>/dev/null || echo unknown)" \
+    exec target/release/strom-bench \
+    --strom-broker target/release/strom-broker \
+    --run-kafka bench/kafka/run-kafka.sh \
+    --tools-classpath "${tools}" \
+    --out "${out}" \
+    "$@"
