@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::kafka_load::history;
 use common::kafka_load::load::{ProduceLoad, producer_config};
 use common::pod_runner::PodRunner;
 use common::{OperatorProcess, create_ready_cluster, create_ready_topic, plane_with_namespace};
@@ -141,14 +140,7 @@ async fn run() {
     }
     let roll_to = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let log = load.finish();
-    assert!(log.failed.is_empty(), "failed sends: {:?}", &log.failed[..log.failed.len().min(3)]);
-    let reads = common::kafka_load::read_all(&bootstrap, TOPIC, PARTITIONS);
-    let summary = match history::check(&log.sent, &log.acked, &reads) {
-        Ok(s) => s,
-        Err(v) => panic!("history check failed:\n  {}", v.join("\n  ")),
-    };
-
+    let (log, summary) = common::kafka_load::finish_and_check(load, &bootstrap, TOPIC, PARTITIONS);
     let (s50, s99, smax, sn) = percentiles(&log.latencies, steady_from, roll_from);
     let (r50, r99, rmax, rn) = percentiles(&log.latencies, roll_from, roll_to);
     let restarts: Duration = before.keys().filter_map(|o| Some(*back.get(o)? - *gone.get(o)?)).sum();

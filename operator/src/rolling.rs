@@ -107,6 +107,16 @@ pub fn not_settled(replicas: i32, pods: &[BrokerPod], health: ClusterHealth) -> 
     None
 }
 
+/// The broker a roll restarted last, given `newest_updated`, the ordinal of
+/// the newest pod on the update revision: while a broker's pod is being
+/// deleted or not yet recreated, that broker (the newest updated pod is then
+/// the one restarted before it), else `newest_updated`.
+pub fn restarting_broker(replicas: i32, pods: &[BrokerPod], newest_updated: Option<i32>) -> Option<i32> {
+    let going = pods.iter().filter(|p| p.ordinal < replicas && p.terminating).map(|p| p.ordinal).min();
+    let gone = (0..replicas).find(|o| !pods.iter().any(|p| p.ordinal == *o));
+    going.or(gone).or(newest_updated)
+}
+
 /// Decides the next step of a roll (pure; see the module docs for the rules).
 pub fn next_step(replicas: i32, pods: &[BrokerPod], update_revision: Option<&str>, health: ClusterHealth) -> RollStep {
     let Some(update_revision) = update_revision else {
@@ -198,6 +208,21 @@ mod tests {
         assert_eq!(reason, "no active controller is known");
         let offline = ClusterHealth { offline: Some(1), ..HEALTHY };
         assert!(matches!(next_step(3, &pods, Some("new"), offline), RollStep::Wait { .. }));
+    }
+
+    #[test]
+    fn the_broker_whose_pod_is_going_or_gone_is_the_one_restarting() {
+        // Broker 0 restarted first; now broker 1's pod is being deleted, then gone.
+        let mut pods = vec![pod(0, "new"), pod(1, "old"), pod(2, "old")];
+        assert_eq!(restarting_broker(3, &pods, Some(0)), Some(0));
+        pods[1].terminating = true;
+        assert_eq!(restarting_broker(3, &pods, Some(0)), Some(1));
+        pods.remove(1);
+        assert_eq!(restarting_broker(3, &pods, Some(0)), Some(1));
+        // Back on the new revision: the newest updated pod again.
+        pods.insert(1, pod(1, "new"));
+        assert_eq!(restarting_broker(3, &pods, Some(1)), Some(1));
+        assert_eq!(restarting_broker(3, &[], None), Some(0));
     }
 
     #[test]

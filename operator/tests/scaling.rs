@@ -13,12 +13,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::kafka_load::history;
+use common::kafka_load::StallMeter;
 use common::kafka_load::load::{ProduceLoad, producer_config};
 use common::pod_runner::PodRunner;
 use common::{OperatorProcess, create_ready_cluster, create_ready_topic, eventually, plane_with_namespace};
@@ -40,20 +38,6 @@ fn condition(status: Option<&strom_crds::KafkaClusterStatus>, kind: &str) -> Opt
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
-/// Replicas per broker over every topic, and whether any partition is moving.
-async fn replica_load(admin: &ClusterAdmin) -> Option<(BTreeMap<i32, usize>, bool)> {
-    let topics = admin.describe_topics(&[]).await.ok()?;
-    let mut load = BTreeMap::new();
-    let mut moving = false;
-    for p in topics.iter().flat_map(|t| &t.partitions) {
-        moving |= !p.adding_replicas.is_empty() || !p.removing_replicas.is_empty();
-        for r in &p.replicas {
-            *load.entry(*r).or_insert(0) += 1;
-        }
-    }
-    Some((load, moving))
-}
-
 /// Waits until every partition of `topic` has `rf` replicas and none is moving.
 async fn wait_for_replication_factor(admin: &ClusterAdmin, topic: &str, rf: usize) {
     eventually(&format!("{topic} to have {rf} replicas per partition"), WAIT, || async {
@@ -68,39 +52,6 @@ async fn wait_for_replication_factor(admin: &ClusterAdmin, topic: &str, rf: usiz
         done.then_some(())
     })
     .await;
-}
-
-/// The longest time without a new acknowledgement while a step runs.
-struct StallMeter {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Duration>,
-}
-
-impl StallMeter {
-    fn start(load: Arc<ProduceLoad>) -> StallMeter {
-        let stop = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn({
-            let stop = stop.clone();
-            async move {
-                let (mut last_at, mut last_acked, mut longest) = (Instant::now(), load.acked(), Duration::ZERO);
-                while !stop.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    let now = Instant::now();
-                    longest = longest.max(now - last_at);
-                    if load.acked() > last_acked {
-                        (last_at, last_acked) = (now, load.acked());
-                    }
-                }
-                longest
-            }
-        });
-        StallMeter { stop, task }
-    }
-
-    async fn finish(self) -> Duration {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.expect("the stall meter")
-    }
 }
 
 async fn create_topic(topics: &Api<KafkaTopic>, name: &str, partitions: i32, rf: i32) {
@@ -158,7 +109,7 @@ async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
     let meter = StallMeter::start(load.clone());
     scale(&clusters, 5).await;
     let balanced = eventually("replicas to spread onto brokers 3 and 4", WAIT, || async {
-        let (load, moving) = replica_load(&admin).await?;
+        let (load, moving) = common::replicas_per_broker(&admin).await?;
         let (most, least) = (load.values().max()?, load.values().min()?);
         (!moving && load.len() == 5 && most - least <= 1).then_some(load)
     })
@@ -209,7 +160,7 @@ async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
         (sts.spec.replicas == Some(3) && ready == 3).then_some(())
     })
     .await;
-    let (load_after, moving) = replica_load(&admin).await.expect("describe the topics");
+    let (load_after, moving) = common::replicas_per_broker(&admin).await.expect("describe the topics");
     assert!(!moving, "moves still running after the scale-down");
     assert!(load_after.keys().all(|b| *b < 3), "replicas left on removed brokers: {load_after:?}");
     wait_for_replication_factor(&admin, WIDE, 3).await;
@@ -225,13 +176,7 @@ async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
     load.wait_for_progress(PARTITIONS, 100, WAIT);
 
     let load = Arc::try_unwrap(load).unwrap_or_else(|_| panic!("the stall meters released the load"));
-    let log = load.finish();
-    assert!(log.failed.is_empty(), "the producer saw failed sends: {:?}", &log.failed[..log.failed.len().min(5)]);
-    let reads = common::kafka_load::read_all(&bootstrap, TOPIC, PARTITIONS);
-    match history::check(&log.sent, &log.acked, &reads) {
-        Ok(summary) => eprintln!("history: {summary:?}"),
-        Err(violations) => panic!("history check failed:\n  {}", violations.join("\n  ")),
-    }
+    common::kafka_load::finish_and_check(load, &bootstrap, TOPIC, PARTITIONS);
     for (step, took, stall) in durations {
         eprintln!("{step}: done after {took:.1?}, longest time without an acknowledgement {stall:.2?}");
     }

@@ -209,3 +209,54 @@ fn broker_pods_meet_the_restricted_pod_security_standard() {
     assert_eq!(container.allow_privilege_escalation, Some(false));
     assert_eq!(container.capabilities.and_then(|c| c.drop), Some(vec!["ALL".to_string()]));
 }
+
+/// The pod template of a fixed spec, as JSON, and the sha256 of that JSON.
+fn template_and_hash(c: &KafkaCluster) -> (serde_json::Value, String) {
+    let template = serde_json::to_value(&stateful_set(c, &config_hash(&config_map(c))).spec.template)
+        .expect("the pod template serializes");
+    let digest = Sha256::digest(template.to_string().as_bytes());
+    (template, digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn fixed_spec_cluster() -> KafkaCluster {
+    cluster(serde_json::json!({
+        "replicas": 3,
+        "image": "registry.example/strom-broker:9.9.9",
+        "config": { "replica.fetch.max.bytes": "2097152", "log.retention.ms": "3600000" },
+        "storage": { "size": "20Gi", "storageClassName": "fast" },
+    }))
+}
+
+/// Upgrading the operator must restart no broker: the pod template (whose
+/// changes the operator rolls out) is a function of the spec alone — not of
+/// the operator's version or build, nor of the cluster's bookkeeping
+/// (generation, resourceVersion, status, its own labels and annotations
+/// other than `strom.dev/restart`), nor of the replica count.
+#[test]
+fn pod_template_depends_on_the_spec_alone() {
+    let (template, hash) = template_and_hash(&fixed_spec_cluster());
+    let text = template.to_string();
+    assert!(
+        !text.contains(env!("CARGO_PKG_VERSION")),
+        "the pod template names the operator's version {}: {text}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(!text.contains("app.kubernetes.io/version"), "a version label on the pod template: {text}");
+
+    let mut other = fixed_spec_cluster();
+    other.metadata.generation = Some(42);
+    other.metadata.resource_version = Some("987654".into());
+    other.metadata.labels = Some(BTreeMap::from([("team".to_string(), "payments".to_string())]));
+    other.metadata.annotations = Some(BTreeMap::from([("note".to_string(), "x".to_string())]));
+    other.status = Some(strom_crds::KafkaClusterStatus { ready_brokers: 2, ..Default::default() });
+    other.spec.replicas = 5;
+    assert_eq!(template_and_hash(&other), (template, hash.clone()), "the template follows more than the spec");
+
+    // The value itself: a change here restarts every broker of every cluster
+    // when an operator with it is deployed. If that is intended, say so in
+    // the release notes and put the new value here.
+    assert_eq!(
+        hash, "d6657a3ea15495336450d90df35a7b4a36c4eb7350d19d8a62b446a916648c92",
+        "the pod template of a fixed spec changed"
+    );
+}

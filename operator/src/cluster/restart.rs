@@ -95,14 +95,22 @@ impl Roll<'_> {
             offline: observed.offline,
         };
         let replicas = self.cluster.spec.replicas;
-        // The broker restarted last in this roll: the newest pod on the update
-        // revision (read from the pods, not from a status that may be stale).
-        let (mut current_broker, mut restarted_at) = pods
+        // The broker restarted last in this roll: the one whose pod is going or
+        // gone, else the newest pod on the update revision (read from the
+        // pods, not from a status that may be stale).
+        let (newest_updated, newest_at) = pods
             .iter()
             .filter(|p| p.revision.is_some() && p.revision.as_deref() == update_revision)
             .filter_map(|p| Some((created.get(&p.name)?, p.ordinal)))
             .max()
             .map_or((None, None), |(at, ordinal)| (Some(ordinal), Some(at.to_string())));
+        let mut current_broker = rolling::restarting_broker(replicas, &pods, newest_updated);
+        let mut restarted_at = if current_broker == newest_updated {
+            newest_at
+        } else {
+            // Its restart began when the pass that deleted its pod said so.
+            self.previous.filter(|p| p.current_broker == current_broker).and_then(|p| p.restarted_at.clone())
+        };
         let mut outcome = RollOutcome::default();
         let (outdated, message) = match rolling::next_step(replicas, &pods, update_revision, health) {
             RollStep::Idle => {

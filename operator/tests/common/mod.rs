@@ -8,6 +8,7 @@ pub mod control_plane;
 pub mod helm;
 pub mod kafka_load;
 pub mod pod_runner;
+pub mod roll;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -120,6 +121,23 @@ pub async fn create_ready_topic(
         status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
     })
     .await;
+}
+
+/// Replicas per broker over every topic, and whether any partition is moving
+/// (has replicas being added or removed).
+pub async fn replicas_per_broker(
+    admin: &strom_operator::admin::ClusterAdmin,
+) -> Option<(std::collections::BTreeMap<i32, usize>, bool)> {
+    let topics = admin.describe_topics(&[]).await.ok()?;
+    let mut load = std::collections::BTreeMap::new();
+    let mut moving = false;
+    for p in topics.iter().flat_map(|t| &t.partitions) {
+        moving |= !p.adding_replicas.is_empty() || !p.removing_replicas.is_empty();
+        for r in &p.replicas {
+            *load.entry(*r).or_insert(0) += 1;
+        }
+    }
+    Some((load, moving))
 }
 
 /// A free TCP port on loopback, below the kernel's ephemeral range (32768+) so
