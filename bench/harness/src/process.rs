@@ -10,6 +10,7 @@
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -87,6 +88,17 @@ impl Node {
             }
         }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        // If the harness dies (Ctrl-C, a crash), its brokers die with it
+        // instead of running on: SIGKILL when the parent goes. The setting
+        // survives run-kafka.sh's exec of the JVM.
+        // SAFETY: the closure runs between fork and exec and only makes the
+        // prctl system call, which is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                    .map_err(std::io::Error::from)
+            });
+        }
         let child = command.spawn().with_context(|| format!("starting {}", self.command.join(" ")))?;
         self.child = Some(child);
         Ok(())
