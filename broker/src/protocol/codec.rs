@@ -71,7 +71,13 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestContext, RequestKind), Dec
 
 /// Encodes a response with its header and size prefix, ready to write.
 pub fn encode_response(correlation_id: i32, api: ApiKey, version: i16, body: &ResponseKind) -> anyhow::Result<Bytes> {
-    let mut buf = BytesMut::with_capacity(256);
+    // A fetch answer carries megabytes of records: sized up front, its buffer
+    // is written once instead of being copied at every doubling.
+    let capacity = match body {
+        ResponseKind::Fetch(fetch) => 64 + fetch.compute_size(version)?,
+        _ => 256,
+    };
+    let mut buf = BytesMut::with_capacity(capacity);
     buf.extend_from_slice(&[0, 0, 0, 0]);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     header.encode(&mut buf, api.response_header_version(version))?;
