@@ -41,11 +41,11 @@ impl Plan {
             record_bytes: 1024,
             partitions: 8,
             s1_records: 1_000_000,
-            s2_records: 500_000,
+            s2_records: 250_000,
             s3_seconds: 10.0,
             s4_backlog_bytes: 2 << 30,
             s5_partitions: 1000,
-            s5_records: 300_000,
+            s5_records: 200_000,
             s6_idle: Duration::from_secs(10),
             s6_load_records: 200_000,
             s7_log_bytes: 10 << 30,
@@ -263,8 +263,33 @@ impl Bench {
     /// One more scenario-1 run on Strom under `perf record`; the hottest
     /// symbols go to the run directory and the report.
     fn profile_strom(&mut self, cluster: &mut Cluster) -> Result<()> {
+        let topic = "s1-profile";
+        client::create_topic(&cluster.bootstrap(), topic, self.plan.partitions, 1, &[])?;
+        let (p, top) = self.under_perf(cluster, 1, |bench, cluster| {
+            bench.produce_run(1, cluster, Generator::Librdkafka, topic, bench.plan.s1_records, "1")
+        })?;
+        client::delete_topic(&cluster.bootstrap(), topic)?;
+        self.report.note(
+            1,
+            format!(
+                "profile (perf, cpu-clock, one extra librdkafka run on Strom at {:.0} MiB/s): hottest symbols by self time: {top}",
+                p.mib_per_sec
+            ),
+        );
+        Ok(())
+    }
+
+    /// Runs `work` while `perf record` samples Strom's process; returns what
+    /// `work` returned and the hottest symbols (the whole report goes to
+    /// `profile-s<scenario>-strom.txt` in the run directory).
+    fn under_perf<T>(
+        &mut self,
+        cluster: &mut Cluster,
+        scenario: u8,
+        work: impl FnOnce(&mut Bench, &mut Cluster) -> Result<T>,
+    ) -> Result<(T, String)> {
         let pid = cluster.pid(0).context("Strom is not running")?;
-        let data = self.run_dir.join("perf-s1-strom.data");
+        let data = self.run_dir.join(format!("perf-s{scenario}-strom.data"));
         let mut perf = std::process::Command::new("perf")
             .args(["record", "-e", "cpu-clock", "-g", "-F", "499", "-p", &pid.to_string(), "-o"])
             .arg(&data)
@@ -273,12 +298,10 @@ impl Bench {
             .spawn()
             .context("starting perf record")?;
         std::thread::sleep(Duration::from_millis(500));
-        let topic = "s1-profile";
-        client::create_topic(&cluster.bootstrap(), topic, self.plan.partitions, 1, &[])?;
-        let p = self.produce_run(1, cluster, Generator::Librdkafka, topic, self.plan.s1_records, "1")?;
+        let result = work(self, cluster);
         let _ = std::process::Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
         perf.wait().context("waiting for perf")?;
-        client::delete_topic(&cluster.bootstrap(), topic)?;
+        let result = result?;
         let out = std::process::Command::new("perf")
             .args([
                 "report",
@@ -299,20 +322,13 @@ impl Bench {
         let top: Vec<String> = text
             .lines()
             .filter(|l| !l.starts_with('#') && l.contains('%'))
-            .take(25)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .take(12)
+            .map(|l| l.split_whitespace().filter(|w| *w != "-").collect::<Vec<_>>().join(" "))
             .collect();
-        std::fs::write(self.run_dir.join("profile-s1-strom.txt"), text.as_bytes())?;
+        std::fs::write(self.run_dir.join(format!("profile-s{scenario}-strom.txt")), text.as_bytes())?;
         let _ = std::fs::remove_file(&data);
-        self.report.note(
-            1,
-            format!(
-                "profile (perf, cpu-clock, one extra librdkafka run on Strom at {:.0} MiB/s): hottest symbols by self time: {}",
-                p.mib_per_sec,
-                if top.is_empty() { "none (perf report gave nothing)".to_owned() } else { top.join("; ") }
-            ),
-        );
-        Ok(())
+        let top = if top.is_empty() { "none (perf report gave nothing)".to_owned() } else { top.join("; ") };
+        Ok((result, top))
     }
 
     fn scenario4(&mut self, clusters: &mut [Cluster; 2]) -> Result<()> {
@@ -368,6 +384,18 @@ impl Bench {
                 });
                 cluster.check_alive()?;
             }
+        }
+        if self.profile {
+            let cluster = pick(clusters, System::Strom);
+            let (read, top) =
+                self.under_perf(cluster, 4, |_, cluster| client::consume_all(&cluster.bootstrap(), topic))?;
+            self.report.note(
+                4,
+                format!(
+                    "profile (perf, cpu-clock, one extra librdkafka read on Strom at {:.0} MiB/s): hottest symbols by self time: {top}",
+                    read.records as f64 * plan.record_bytes as f64 / MIB / read.elapsed.as_secs_f64()
+                ),
+            );
         }
         tput.into_iter().for_each(|m| self.report.metric(m));
         Ok(())
