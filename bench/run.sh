@@ -7,7 +7,7 @@
 # Apache Kafka's broker and command-line tools from Maven Central into
 # $HOME/.cache/strom/kafka-<version>/ (once), then runs the seven scenarios
 # against both brokers in turn and writes report.md into a fresh run
-# directory under target/bench-runs/ (printed at the end). About 25 minutes
+# directory under target/bench-runs/ (printed at the end). About 20 minutes
 # on 2 cores. Options go to strom-bench, e.g. `--scenarios 1,4 --rounds 5`,
 # `--scale 0.05` for a quick check of the harness, `--profile` to add a perf
 # profile of Strom in scenario 1 (`strom-bench --help` lists them).
