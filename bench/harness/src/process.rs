@@ -171,18 +171,6 @@ impl Cluster {
         nodes: usize,
         settings: &[(&str, &str)],
     ) -> Result<Cluster> {
-        let cluster = Cluster::prepare(system, programs, dir, nodes, settings)?;
-        cluster.launch()
-    }
-
-    /// Like [`Cluster::start`] but without starting the processes.
-    pub fn prepare(
-        system: System,
-        programs: &Programs,
-        dir: &Path,
-        nodes: usize,
-        settings: &[(&str, &str)],
-    ) -> Result<Cluster> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut all: Vec<(String, String)> =
             COMMON_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -255,14 +243,10 @@ impl Cluster {
                 child: None,
             });
         }
-        Ok(Cluster { system, nodes: list, dir: dir.to_owned() })
-    }
-
-    /// Starts every node (again) and waits until the cluster answers.
-    pub fn launch(mut self) -> Result<Cluster> {
-        self.spawn_all()?;
-        self.wait_ready(Duration::from_secs(180))?;
-        Ok(self)
+        let mut cluster = Cluster { system, nodes: list, dir: dir.to_owned() };
+        cluster.spawn_all()?;
+        cluster.wait_ready(Duration::from_secs(180))?;
+        Ok(cluster)
     }
 
     /// Starts every node that is not running, without waiting.

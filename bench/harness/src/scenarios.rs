@@ -234,30 +234,54 @@ impl Bench {
                 plan.s1_records, plan.record_bytes, plan.partitions
             ),
         );
+        self.max_throughput(1, clusters, plan.s1_records, 1, "1", "broker CPU per MiB")?;
+        if self.profile {
+            self.profile_strom(pick(clusters, System::Strom))?;
+        }
+        Ok(())
+    }
+
+    /// The rounds of a maximum-throughput scenario (1 and 2): each run
+    /// produces `records` into a fresh topic of `replication` with every
+    /// generator, then reads it back. Records the throughput and the
+    /// brokers' CPU per MiB; returns Kafka's median records/s per generator.
+    fn max_throughput(
+        &mut self,
+        scenario: u8,
+        clusters: &mut [Cluster; 2],
+        records: u64,
+        replication: i32,
+        acks: &'static str,
+        cpu_name: &str,
+    ) -> Result<[f64; 2]> {
+        let plan = self.plan.clone();
+        let topic_configs: &[(&str, &str)] = if replication > 1 { &[("min.insync.replicas", "2")] } else { &[] };
         let mut tput = Generator::ALL.map(|g| {
-            Metric::new(1, format!("throughput, {}", g.producer_name()), "MiB/s", Better::Higher)
+            Metric::new(scenario, format!("throughput, {}", g.producer_name()), "MiB/s", Better::Higher)
                 .with_target(Target::AtLeast(1.0))
         });
         let mut cpu = Generator::ALL
-            .map(|g| Metric::new(1, format!("broker CPU per MiB, {}", g.producer_name()), "ms/MiB", Better::Lower));
+            .map(|g| Metric::new(scenario, format!("{cpu_name}, {}", g.producer_name()), "ms/MiB", Better::Lower));
+        let mut kafka_rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for round in 0..plan.rounds {
             for system in System::order(round) {
                 let cluster = pick(clusters, system);
                 for (i, g) in Generator::ALL.into_iter().enumerate() {
-                    let topic = format!("s1-{}-{round}", g.slug());
-                    client::create_topic(&cluster.bootstrap(), &topic, plan.partitions, 1, &[])?;
-                    let p = self.produce_run(1, cluster, g, &topic, plan.s1_records, "1")?;
+                    let topic = format!("s{scenario}-{}-{round}", g.slug());
+                    client::create_topic(&cluster.bootstrap(), &topic, plan.partitions, replication, topic_configs)?;
+                    let p = self.produce_run(scenario, cluster, g, &topic, records, acks)?;
                     tput[i].push(system, p.mib_per_sec);
                     cpu[i].push(system, self.cpu_ms_per_mib(&p));
+                    if system == System::Kafka {
+                        kafka_rates[i].push(p.records_per_sec);
+                    }
                     client::delete_topic(&cluster.bootstrap(), &topic)?;
                 }
             }
         }
-        if self.profile {
-            self.profile_strom(pick(clusters, System::Strom))?;
-        }
         tput.into_iter().chain(cpu).for_each(|m| self.report.metric(m));
-        Ok(())
+        let median = |v: &Vec<f64>| crate::report::median(v).unwrap_or(1000.0);
+        Ok([median(&kafka_rates[0]), median(&kafka_rates[1])])
     }
 
     /// One more scenario-1 run on Strom under `perf record`; the hottest
@@ -427,38 +451,8 @@ impl Bench {
                 plan.s2_records, plan.record_bytes, plan.partitions
             ),
         );
-        let mut tput = Generator::ALL.map(|g| {
-            Metric::new(2, format!("throughput, {}", g.producer_name()), "MiB/s", Better::Higher)
-                .with_target(Target::AtLeast(1.0))
-        });
-        let mut cpu = Generator::ALL
-            .map(|g| Metric::new(2, format!("brokers' CPU per MiB, {}", g.producer_name()), "ms/MiB", Better::Lower));
-        let mut kafka_rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        for round in 0..plan.rounds {
-            for system in System::order(round) {
-                let cluster = pick(clusters, system);
-                for (i, g) in Generator::ALL.into_iter().enumerate() {
-                    let topic = format!("s2-{}-{round}", g.slug());
-                    client::create_topic(
-                        &cluster.bootstrap(),
-                        &topic,
-                        plan.partitions,
-                        3,
-                        &[("min.insync.replicas", "2")],
-                    )?;
-                    let p = self.produce_run(2, cluster, g, &topic, plan.s2_records, "all")?;
-                    tput[i].push(system, p.mib_per_sec);
-                    cpu[i].push(system, self.cpu_ms_per_mib(&p));
-                    if system == System::Kafka {
-                        kafka_rates[i].push(p.records_per_sec);
-                    }
-                    client::delete_topic(&cluster.bootstrap(), &topic)?;
-                }
-            }
-        }
-        let max = |v: &Vec<f64>| crate::report::median(v).unwrap_or(1000.0);
-        self.s2_kafka_max = Some([max(&kafka_rates[0]), max(&kafka_rates[1])]);
-        tput.into_iter().chain(cpu).for_each(|m| self.report.metric(m));
+        let kafka_max = self.max_throughput(2, clusters, plan.s2_records, 3, "all", "brokers' CPU per MiB")?;
+        self.s2_kafka_max = Some(kafka_max);
         Ok(())
     }
 
