@@ -11,11 +11,16 @@ use crate::broker::Broker;
 
 /// Serves the internal services on `listener` until the broker shuts down.
 pub fn serve(broker: Arc<Broker>, listener: TcpListener) {
-    // TCP_NODELAY on every accepted connection: tonic ignores its own
-    // `tcp_nodelay` setting for an incoming stream it is handed, and with
-    // Nagle's algorithm on, a follower's small fetch answer could wait for a
-    // delayed ACK (~40 ms), which an acks=all produce waits for in turn.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // TCP_NODELAY on every accepted connection (tonic's own `tcp_nodelay`
+    // applies only to listeners it binds itself): with Nagle's algorithm on,
+    // a follower's small fetch answer could wait for a delayed ACK (~40 ms),
+    // which an acks=all produce waits for in turn.
+    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |accepted| {
+        if let Ok(stream) = &accepted {
+            let _ = stream.set_nodelay(true);
+        }
+        accepted
+    });
     let replication = strom_proto::replication::replication_server::ReplicationServer::new(
         crate::replica::service::ReplicationService::new(broker.replicas.clone()),
     );
