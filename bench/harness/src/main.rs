@@ -98,7 +98,7 @@ fn main() -> Result<()> {
         step("scenarios 1 and 4", r);
     }
     if has(2) || has(3) {
-        let r = bench.cluster_scenarios(has(2), has(3));
+        let r = bench.cluster_scenarios(has(3));
         step("scenarios 2 and 3", r);
     }
     if has(5) {
