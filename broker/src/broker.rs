@@ -266,10 +266,17 @@ impl Broker {
 
     /// One heartbeat to the active controller; the log index it was
     /// committed at when it unfenced this broker (0 for a plain renewal).
+    ///
+    /// It gives up after a third of `broker.session.timeout.ms`: when the
+    /// active controller freezes (SIGSTOP, a hung VM), the quorum elects
+    /// another, which starts every session afresh; the next heartbeat must
+    /// reach it before that session expires.
     async fn heartbeat(&self) -> Option<u64> {
         let broker_epoch = self.broker_epoch.load(Ordering::Acquire);
         let command = Command::BrokerHeartbeat { broker_id: self.config.node_id, broker_epoch };
-        match self.controller.propose_committed(command).await {
+        let session = self.config.settings.long("broker.session.timeout.ms").max(3) as u64;
+        let timeout = Duration::from_millis(session / 3);
+        match self.controller.propose_committed_within(command, timeout).await {
             Ok(c) => match c.result {
                 Ok(_) => Some(c.index),
                 Err(e) => {

@@ -311,7 +311,19 @@ impl Controller {
 
     /// [`Controller::propose`] with the entry's log index.
     pub async fn propose_committed(&self, command: Command) -> Result<Committed, ControllerError> {
-        let deadline = tokio::time::Instant::now() + self.propose_timeout;
+        self.propose_committed_within(command, self.propose_timeout).await
+    }
+
+    /// [`Controller::propose_committed`], giving up after `timeout`. A broker
+    /// heartbeat uses a timeout well inside its session: a heartbeat stuck on
+    /// a controller that froze must end in time for the next one to reach
+    /// the controller elected in its place, or that one fences the broker.
+    pub async fn propose_committed_within(
+        &self,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<Committed, ControllerError> {
+        let deadline = tokio::time::Instant::now() + timeout;
         // A learner that was never added knows no leader: it asks the voters
         // in turn, following the leader they name.
         let mut hint: Option<NodeId> = None;
@@ -349,7 +361,7 @@ impl Controller {
                 None => hint = None,
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ControllerError::NoController(self.propose_timeout));
+                return Err(ControllerError::NoController(timeout));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -372,11 +384,19 @@ impl Controller {
 /// The active controller's session timer: a node that becomes the active
 /// controller starts every unfenced broker's session afresh, then fences the
 /// brokers whose heartbeats stop for `timeout`.
+///
+/// A timer that stalled (this process frozen by SIGSTOP or a hung VM) also
+/// starts the sessions afresh: heartbeats sent meanwhile were never read, so
+/// their absence says nothing about the brokers. (A controller frozen long
+/// enough to be replaced learns so from the quorum and stops leading.)
 async fn fence_silent_brokers(raft: Raft, active: ActiveController, timeout: Duration, tick: Duration) {
     let me = raft.metrics().borrow().id;
     let mut leading = false;
-    let mut ticker = tokio::time::interval(tick.min(Duration::from_millis(500)));
+    let tick = tick.min(Duration::from_millis(500));
+    let stall = (tick * 4).max(Duration::from_secs(1));
+    let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_tick = std::time::Instant::now();
     loop {
         ticker.tick().await;
         let now_leading = raft.metrics().borrow().current_leader == Some(me);
@@ -385,7 +405,13 @@ async fn fence_silent_brokers(raft: Raft, active: ActiveController, timeout: Dur
             state.image.brokers.values().filter(|b| !b.fenced).map(|b| b.broker_id).collect()
         };
         let now = std::time::Instant::now();
-        if now_leading && !leading {
+        let gap = now.saturating_duration_since(last_tick);
+        last_tick = now;
+        let stalled = gap > stall;
+        if now_leading && stalled {
+            tracing::warn!(?gap, "the controller's session timer stalled; starting every broker session afresh");
+        }
+        if now_leading && (!leading || stalled) {
             let mut sessions = active.sessions.lock();
             *sessions = Default::default();
             for id in &live {
