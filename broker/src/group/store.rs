@@ -21,6 +21,7 @@ use kafka_protocol::records::{
 use super::OFFSETS_TOPIC;
 use crate::broker::{Broker, now_ms};
 use crate::log::{LogError, TopicPartition};
+use crate::replica::ReplicaError;
 
 /// One `__consumer_offsets` record; a `None` value is a tombstone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,13 +106,18 @@ impl OffsetsLog for BrokerOffsetsLog {
         Box::pin(async move {
             let p = p?;
             let target = p.log_end_offset();
-            let mut hw = p.watch_high_watermark();
-            let failed = |reason: &str| StoreError::NotReplicated { partition, reason: reason.to_string() };
-            match tokio::time::timeout(REPLICATION_TIMEOUT, hw.wait_for(|&hw| hw >= target || !p.is_leader())).await {
-                Ok(Ok(_)) if p.is_leader() => Ok(()),
-                Ok(Ok(_)) => Err(failed("this broker is no longer its leader")),
-                Ok(Err(_)) => Err(failed("the partition was closed")),
-                Err(_) => Err(failed("the in-sync replicas did not confirm it in time")),
+            // The same wait as an acks=all produce. (Never look at the
+            // partition's state from inside a watch's `wait_for`: the
+            // predicate runs under the watch's lock, and the leader advances
+            // the high watermark under the state lock — a lock-order
+            // inversion that once froze a broker.)
+            match p.wait_for_commit(target, p.leader_epoch(), 1, REPLICATION_TIMEOUT).await {
+                Ok(()) => Ok(()),
+                Err(ReplicaError::CommitTimeout { .. }) => Err(StoreError::NotReplicated {
+                    partition,
+                    reason: "the in-sync replicas did not confirm it in time".to_string(),
+                }),
+                Err(e) => Err(StoreError::NotReplicated { partition, reason: e.to_string() }),
             }
         })
     }
