@@ -178,8 +178,12 @@ pub struct KafkaClusterSpec {
     pub listeners: Listeners,
 
     /// Rack awareness: broker pods are spread across the values of this node
-    /// label. Brokers do not learn their rack yet (they cannot read node
-    /// labels), so replica placement does not use it yet.
+    /// label, and each broker takes its node's value as its rack (reported in
+    /// metadata, used by rack-aware replica placement). The value reaches the
+    /// pod through the API server's PodTopologyLabels admission, which copies
+    /// the node's `topology.kubernetes.io/zone` and `region` labels onto each
+    /// pod it binds (beta, on by default since Kubernetes 1.35); another key
+    /// needs that admission configured to copy it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<Rack>,
 

@@ -30,7 +30,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
-use strom_crds::{ExternalListenerType, KafkaCluster, StorageType};
+use strom_crds::{ExternalListenerType, KafkaCluster, KafkaClusterSpec, StorageType};
 
 /// Port of the Kafka listener in the broker pods.
 pub const KAFKA_PORT: i32 = 9092;
@@ -321,6 +321,24 @@ fn container_port(name: &str, port: i32) -> ContainerPort {
     }
 }
 
+/// The broker container's environment. With rack awareness on, the rack is
+/// the pod's own label under the topology key: the API server's
+/// PodTopologyLabels admission (beta, on by default since Kubernetes 1.35)
+/// copies the node's `topology.kubernetes.io/zone` and `region` labels onto
+/// each pod as it is bound, and the downward API hands it to the broker.
+fn broker_env(spec: &KafkaClusterSpec, host: &str) -> Vec<EnvVar> {
+    let mut vars = vec![
+        env_from_field("POD_NAME", "metadata.name"),
+        env_from_field("STROM_NODE_ID", "metadata.labels['apps.kubernetes.io/pod-index']"),
+        env("STROM_ADVERTISE", format!("{host}:{KAFKA_PORT}")),
+        env("STROM_INTERNAL_ADVERTISE", format!("{host}:{INTERNAL_PORT}")),
+    ];
+    if let Some(rack) = &spec.rack {
+        vars.push(env_from_field("STROM_RACK", &format!("metadata.labels['{}']", rack.topology_key)));
+    }
+    vars
+}
+
 /// The brokers' StatefulSet: pod ordinal = node id, `OnDelete` updates (the
 /// operator decides restart order), parallel pod management (the quorum
 /// needs its voters up together), the config hash on the pod template.
@@ -333,12 +351,7 @@ pub fn stateful_set(cluster: &KafkaCluster, config_hash: &str) -> StatefulSet {
         image: Some(spec.image.clone()),
         image_pull_policy: spec.image_pull_policy.as_ref().map(|p| p.as_str().to_string()),
         args: Some(vec!["--config".into(), format!("{CONFIG_DIR}/{CONFIG_FILE}")]),
-        env: Some(vec![
-            env_from_field("POD_NAME", "metadata.name"),
-            env_from_field("STROM_NODE_ID", "metadata.labels['apps.kubernetes.io/pod-index']"),
-            env("STROM_ADVERTISE", format!("{host}:{KAFKA_PORT}")),
-            env("STROM_INTERNAL_ADVERTISE", format!("{host}:{INTERNAL_PORT}")),
-        ]),
+        env: Some(broker_env(spec, &host)),
         ports: Some(vec![
             container_port("kafka", KAFKA_PORT),
             container_port("internal", INTERNAL_PORT),

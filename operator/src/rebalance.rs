@@ -11,7 +11,8 @@
 //! out of a partition with too many replicas, or off the most loaded
 //! broker while the spread of replicas per broker exceeds one.
 //!
-//! Racks are not considered: brokers do not learn their rack yet.
+//! Racks are not considered yet: moves balance replica counts alone (new
+//! topics are placed rack-aware by `assignment`).
 
 use std::collections::BTreeMap;
 

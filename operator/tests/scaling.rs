@@ -13,6 +13,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ const NS: &str = "scale";
 const CLUSTER: &str = "strom";
 const TOPIC: &str = "orders";
 const WIDE: &str = "wide";
+/// The zone label of the pod runner's node, which becomes every broker's rack.
+const ZONE: &str = "zone-a";
 const PARTITIONS: i32 = 6;
 const WAIT: Duration = Duration::from_secs(240);
 
@@ -72,7 +75,7 @@ async fn scale(clusters: &Api<KafkaCluster>, replicas: i32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
     let (plane, client) = plane_with_namespace(NS).await;
-    let runner = PodRunner::start(&plane, NS, CLUSTER);
+    let runner = PodRunner::start_in_zone(&plane, NS, CLUSTER, Some(ZONE));
     let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(5));
     let operator = OperatorProcess::start(
         &plane,
@@ -81,8 +84,12 @@ async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
 
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
-    let spec =
-        json!({ "replicas": 3, "storage": { "size": "1Gi" }, "rebalance": { "throttleBytesPerSecond": 8388608 } });
+    let spec = json!({
+        "replicas": 3,
+        "storage": { "size": "1Gi" },
+        "rebalance": { "throttleBytesPerSecond": 8388608 },
+        "rack": {},
+    });
     create_ready_cluster(&clusters, CLUSTER, spec, WAIT).await;
 
     let topics: Api<KafkaTopic> = Api::namespaced(client.clone(), NS);
@@ -115,6 +122,14 @@ async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
     })
     .await;
     eprintln!("after scaling up: replicas per broker {balanced:?}");
+    // Every broker, the new ones too, took its node's zone as its rack: the
+    // API server copied the label onto the pod at binding, the downward API
+    // handed it to the broker.
+    let described = admin.describe_cluster().await.expect("describe the cluster");
+    let racks: BTreeMap<i32, Option<String>> =
+        described.brokers.iter().filter(|b| !b.fenced).map(|b| (b.broker_id, b.rack.clone())).collect();
+    assert_eq!(racks.len(), 5, "{racks:?}");
+    assert!(racks.values().all(|r| r.as_deref() == Some(ZONE)), "every broker's rack is {ZONE}: {racks:?}");
     durations.push(("scale-up 3 → 5 with rebalancing", started.elapsed(), meter.finish().await));
     load.wait_for_progress(PARTITIONS, 100, WAIT);
 

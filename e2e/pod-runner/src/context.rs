@@ -11,7 +11,6 @@
 //! DIR/pids/<pod>                the running broker's pid
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kube::Client;
@@ -31,8 +30,6 @@ pub struct Context {
     pub subnet: Subnet,
     /// The Node this runner plays.
     pub node_name: String,
-    /// That Node's labels (the rack comes from them).
-    pub node_labels: BTreeMap<String, String>,
     /// The runner's directory.
     pub dir: PathBuf,
     /// The `strom-broker` binary.

@@ -41,8 +41,9 @@ struct Cli {
     /// The strom-broker binary.
     #[arg(long)]
     broker_bin: PathBuf,
-    /// Zone label (topology.kubernetes.io/zone) of the node; also the brokers' rack
-    /// when the pods spread over that key.
+    /// Zone label (topology.kubernetes.io/zone) of the node. The API server's
+    /// PodTopologyLabels admission copies it onto the pods bound here, and a
+    /// broker whose `STROM_RACK` comes from that label takes it as its rack.
     #[arg(long)]
     zone: Option<String>,
     /// Exit (killing the brokers) when this process is gone.
@@ -85,7 +86,6 @@ async fn main() -> anyhow::Result<()> {
         selector: cli.selector.clone(),
         subnet: cli.subnet,
         node_name: cli.node_name.clone(),
-        node_labels: node::node_labels(&cli.node_name, cli.zone.as_deref()),
         dir: dir.clone(),
         broker_bin,
     });

@@ -220,13 +220,7 @@ impl PodWorker {
         tokio::fs::write(&config_file, &config)
             .await
             .map_err(|e| io(&format!("writing {}", config_file.display()), e))?;
-        let input = LaunchInput {
-            config: &config,
-            config_file: &config_file,
-            data_dir: &data_dir,
-            subnet: ctx.subnet,
-            rack: plan.rack(&ctx.node_labels),
-        };
+        let input = LaunchInput { config: &config, config_file: &config_file, data_dir: &data_dir, subnet: ctx.subnet };
         let args = broker_args(plan, &input);
         tracing::info!(pod = %plan.name, args = %args.join(" "), "starting broker");
         BrokerProcess::spawn(&ctx.broker_bin, &args, &ctx.log_file(&plan.name), &ctx.pid_file(&plan.name))

@@ -155,6 +155,12 @@ fn template_overrides_and_racks_reach_the_pods() {
     assert_eq!(pod.tolerations.unwrap()[0].key.as_deref(), Some("dedicated"));
     let spread = &pod.topology_spread_constraints.unwrap()[0];
     assert_eq!(spread.topology_key, "topology.kubernetes.io/zone");
+    // The broker learns its rack from the label the binding copies from the node.
+    let rack = pod.containers[0].env.as_ref().unwrap().iter().find(|e| e.name == "STROM_RACK").cloned();
+    let path = rack.and_then(|e| e.value_from).and_then(|v| v.field_ref).map(|f| f.field_path);
+    assert_eq!(path.as_deref(), Some("metadata.labels['topology.kubernetes.io/zone']"));
+    let no_rack = stateful_set(&default_cluster(), "h").spec.template.spec.unwrap();
+    assert!(no_rack.containers[0].env.as_ref().unwrap().iter().all(|e| e.name != "STROM_RACK"));
 }
 
 #[test]

@@ -42,6 +42,11 @@ pub fn pod_runner_binary() -> PathBuf {
 impl PodRunner {
     /// Runs the pods of KafkaCluster `cluster` in `namespace`.
     pub fn start(plane: &ControlPlane, namespace: &str, cluster: &str) -> PodRunner {
+        PodRunner::start_in_zone(plane, namespace, cluster, None)
+    }
+
+    /// [`PodRunner::start`] on a node labelled `topology.kubernetes.io/zone=ZONE`.
+    pub fn start_in_zone(plane: &ControlPlane, namespace: &str, cluster: &str, zone: Option<&str>) -> PodRunner {
         let dir = unique_dir("pod-runner");
         let subnet = free_subnet();
         let log = std::fs::File::create(dir.join("runner.log")).expect("create the pod runner's log");
@@ -56,6 +61,7 @@ impl PodRunner {
             .arg(&dir)
             .arg("--broker-bin")
             .arg(broker_binary())
+            .args(zone.map(|z| ["--zone", z]).into_iter().flatten())
             .env("STROM_POD_RUNNER_OWNER", std::process::id().to_string())
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log.try_clone().expect("clone the log handle")))
