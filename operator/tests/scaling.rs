@@ -75,7 +75,7 @@ async fn scale(clusters: &Api<KafkaCluster>, replicas: i32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
     let (plane, client) = plane_with_namespace(NS).await;
-    let runner = PodRunner::start_in_zone(&plane, NS, CLUSTER, Some(ZONE));
+    let runner = PodRunner::start_in_zones(&plane, NS, CLUSTER, &[ZONE]);
     let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(5));
     let operator = OperatorProcess::start(
         &plane,

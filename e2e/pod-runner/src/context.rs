@@ -28,8 +28,8 @@ pub struct Context {
     pub selector: String,
     /// Loopback subnet of the pods' addresses.
     pub subnet: Subnet,
-    /// The Node this runner plays.
-    pub node_name: String,
+    /// The Nodes this runner plays (one per zone, or one without zones).
+    pub nodes: Vec<String>,
     /// The runner's directory.
     pub dir: PathBuf,
     /// The `strom-broker` binary.

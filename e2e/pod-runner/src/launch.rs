@@ -83,6 +83,8 @@ pub struct PodPlan {
     pub data_mount: Option<String>,
     /// The data volume.
     pub data: DataVolume,
+    /// The node the pod is bound to (`spec.nodeName`).
+    pub node: String,
     /// The broker's rack: the container's `STROM_RACK`, resolved as the
     /// kubelet does (a literal value, or the downward API's
     /// `metadata.labels['KEY']` of the pod as bound to its node).
@@ -149,6 +151,7 @@ impl PodPlan {
             data_mount,
             data,
             rack,
+            node: spec.node_name.clone().unwrap_or_default(),
             grace_seconds,
             name,
         })

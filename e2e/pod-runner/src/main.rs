@@ -44,8 +44,10 @@ struct Cli {
     /// Zone label (topology.kubernetes.io/zone) of the node. The API server's
     /// PodTopologyLabels admission copies it onto the pods bound here, and a
     /// broker whose `STROM_RACK` comes from that label takes it as its rack.
+    /// Given more than once, the runner plays one node per zone
+    /// (`NODE_NAME-ZONE`) and spreads the pods over them by ordinal.
     #[arg(long)]
-    zone: Option<String>,
+    zone: Vec<String>,
     /// Exit (killing the brokers) when this process is gone.
     #[arg(long, env = "STROM_POD_RUNNER_OWNER")]
     owner: Option<u32>,
@@ -85,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         namespace: cli.namespace.clone(),
         selector: cli.selector.clone(),
         subnet: cli.subnet,
-        node_name: cli.node_name.clone(),
+        nodes: node::nodes_for(&cli.node_name, &cli.zone).into_iter().map(|(name, _)| name).collect(),
         dir: dir.clone(),
         broker_bin,
     });
@@ -99,14 +101,15 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let nodes: Api<Node> = Api::all(client);
-    node::register(&nodes, &cli.node_name, cli.zone.as_deref())
-        .await
-        .with_context(|| format!("registering node {}", cli.node_name))?;
+    let mut heartbeats = Vec::new();
+    for (name, zone) in node::nodes_for(&cli.node_name, &cli.zone) {
+        node::register(&nodes, &name, zone.as_deref()).await.with_context(|| format!("registering node {name}"))?;
+        heartbeats.push(tokio::spawn(node::keep_alive(nodes.clone(), name, shutdown.clone())));
+    }
     tracing::info!(
-        node = %cli.node_name, namespace = %cli.namespace, selector = %cli.selector,
+        nodes = ?ctx.nodes, namespace = %cli.namespace, selector = %cli.selector,
         subnet = %cli.subnet, dir = %dir.display(), "pod runner started"
     );
-    let heartbeat = tokio::spawn(node::keep_alive(nodes, cli.node_name.clone(), shutdown.clone()));
 
     {
         let shutdown = shutdown.clone();
@@ -118,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
     }
     Runner::new(ctx).run(shutdown.clone()).await;
     shutdown.cancel();
-    let _ = heartbeat.await;
+    futures::future::join_all(heartbeats).await;
     tracing::info!("pod runner stopped");
     Ok(())
 }

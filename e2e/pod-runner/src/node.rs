@@ -1,4 +1,5 @@
-//! The runner's Node object: registered at start, heartbeat every 10 s.
+//! The runner's Node objects (one, or one per zone): registered at start,
+//! heartbeat every 10 s.
 //!
 //! The Node carries `kubernetes.io/hostname` (and
 //! `topology.kubernetes.io/zone` when a zone is given), capacity for far more
@@ -75,6 +76,16 @@ pub fn node_status(name: &str, ready: bool, now: Timestamp) -> Value {
     })
 }
 
+/// The nodes a runner named `name` plays, with their zones: `name` alone
+/// (in `zones[0]` if one is given), or `name-ZONE` for each of two or more.
+pub fn nodes_for(name: &str, zones: &[String]) -> Vec<(String, Option<String>)> {
+    match zones {
+        [] => vec![(name.to_string(), None)],
+        [zone] => vec![(name.to_string(), Some(zone.clone()))],
+        _ => zones.iter().map(|z| (format!("{name}-{z}"), Some(z.clone()))).collect(),
+    }
+}
+
 /// Creates (or relabels) node `name` and marks it Ready.
 pub async fn register(nodes: &Api<Node>, name: &str, zone: Option<&str>) -> kube::Result<()> {
     let labels = node_labels(name, zone);
@@ -120,6 +131,15 @@ pub async fn keep_alive(nodes: Api<Node>, name: String, shutdown: CancellationTo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_node_per_zone_from_two_zones_on() {
+        let zones = |z: &[&str]| z.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(nodes_for("n", &[]), vec![("n".to_string(), None)]);
+        assert_eq!(nodes_for("n", &zones(&["a"])), vec![("n".to_string(), Some("a".to_string()))]);
+        let names: Vec<String> = nodes_for("n", &zones(&["a", "b"])).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["n-a", "n-b"]);
+    }
 
     #[test]
     fn node_labels_carry_hostname_and_zone_when_given() {

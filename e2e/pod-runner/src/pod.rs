@@ -193,7 +193,7 @@ impl PodWorker {
                 let dir = ctx.claim_dir(&plan.namespace, claim);
                 let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &plan.namespace);
                 let volumes: Api<PersistentVolume> = Api::all(ctx.client.clone());
-                if let Err(e) = ensure_volume(&claims, &volumes, claim, &dir, &ctx.node_name).await {
+                if let Err(e) = ensure_volume(&claims, &volumes, claim, &dir, &plan.node).await {
                     // The directory is what the broker uses; the claim's binding is bookkeeping.
                     tracing::warn!(pod = %plan.name, claim, error = %e, "no PersistentVolume for the claim; using its directory anyway");
                 }

@@ -4,11 +4,13 @@
 //! selector and compares them with its workers (one [`PodWorker`] task per
 //! pod uid, owned by this loop alone):
 //!
-//! - a pod without `spec.nodeName` for more than a second is bound to the
-//!   runner's node through the `pods/binding` subresource (the control plane
-//!   here runs no kube-scheduler; with one running, it binds first and the
-//!   runner just finds its pods on its node);
-//! - a pod on the runner's node without a worker gets one;
+//! - a pod without `spec.nodeName` for more than a second is bound to one of
+//!   the runner's nodes through the `pods/binding` subresource, the node by
+//!   pod ordinal modulo the number of nodes (zones): the spread a
+//!   zone-spreading scheduler gives a StatefulSet (the control plane here
+//!   runs no kube-scheduler; with one running, it binds first and the runner
+//!   just finds its pods on its nodes);
+//! - a pod on one of the runner's nodes without a worker gets one;
 //! - a pod with a deletionTimestamp is told to stop within its grace period
 //!   (its worker deletes the object afterwards); one without a worker (the
 //!   runner restarted meanwhile) is deleted at once;
@@ -29,8 +31,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::address::ordinal_of;
 use crate::context::Context;
-use crate::launch::PodPlan;
+use crate::launch::{POD_INDEX_LABEL, PodPlan};
 use crate::pod::{PodWorker, Stop};
 
 /// How often pods are listed.
@@ -109,9 +112,9 @@ impl Runner {
             seen.insert(uid.clone());
             let deleting = pod.metadata.deletion_timestamp.is_some();
             match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
-                None if !deleting => self.schedule(&uid, &name).await,
+                None if !deleting => self.schedule(pod, &uid, &name).await,
                 None => {}
-                Some(node) if node != self.ctx.node_name => {}
+                Some(node) if !self.ctx.nodes.iter().any(|n| n == node) => {}
                 Some(_) if deleting => self.delete(pod, &uid, &name).await,
                 Some(_) => self.start(pod, &uid),
             }
@@ -139,24 +142,34 @@ impl Runner {
         self.rejected.retain(|uid| seen.contains(uid));
     }
 
-    /// Binds an unscheduled pod to this node once it waited [`BIND_AFTER`].
-    async fn schedule(&mut self, uid: &str, name: &str) {
+    /// Binds an unscheduled pod to one of the runner's nodes once it waited
+    /// [`BIND_AFTER`]: by ordinal modulo the number of nodes.
+    async fn schedule(&mut self, pod: &Pod, uid: &str, name: &str) {
         let first_seen = *self.unscheduled.entry(uid.to_string()).or_insert_with(Instant::now);
         if first_seen.elapsed() < BIND_AFTER {
             return;
         }
+        let ordinal = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(POD_INDEX_LABEL))
+            .and_then(|v| v.parse::<u32>().ok())
+            .or_else(|| ordinal_of(name))
+            .unwrap_or(0) as usize;
+        let node = &self.ctx.nodes[ordinal % self.ctx.nodes.len().max(1)];
         let binding = json!({
             "apiVersion": "v1",
             "kind": "Binding",
             "metadata": {"name": name, "namespace": self.ctx.namespace, "uid": uid},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": self.ctx.node_name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         });
         match self
             .pods
             .create_subresource::<_, serde_json::Value>("binding", name, &PostParams::default(), &binding)
             .await
         {
-            Ok(_) => tracing::info!(pod = name, node = %self.ctx.node_name, "bound pod to this node"),
+            Ok(_) => tracing::info!(pod = name, node = %node, "bound pod to a node of this runner"),
             Err(e) => tracing::warn!(pod = name, error = %e, "binding failed"),
         }
     }

@@ -42,11 +42,13 @@ pub fn pod_runner_binary() -> PathBuf {
 impl PodRunner {
     /// Runs the pods of KafkaCluster `cluster` in `namespace`.
     pub fn start(plane: &ControlPlane, namespace: &str, cluster: &str) -> PodRunner {
-        PodRunner::start_in_zone(plane, namespace, cluster, None)
+        PodRunner::start_in_zones(plane, namespace, cluster, &[])
     }
 
-    /// [`PodRunner::start`] on a node labelled `topology.kubernetes.io/zone=ZONE`.
-    pub fn start_in_zone(plane: &ControlPlane, namespace: &str, cluster: &str, zone: Option<&str>) -> PodRunner {
+    /// [`PodRunner::start`] on nodes labelled `topology.kubernetes.io/zone`:
+    /// one node in `zones[0]`, or one node per zone (pods spread by ordinal,
+    /// pod `n` in `zones[n % zones.len()]`).
+    pub fn start_in_zones(plane: &ControlPlane, namespace: &str, cluster: &str, zones: &[&str]) -> PodRunner {
         let dir = unique_dir("pod-runner");
         let subnet = free_subnet();
         let log = std::fs::File::create(dir.join("runner.log")).expect("create the pod runner's log");
@@ -61,7 +63,7 @@ impl PodRunner {
             .arg(&dir)
             .arg("--broker-bin")
             .arg(broker_binary())
-            .args(zone.map(|z| ["--zone", z]).into_iter().flatten())
+            .args(zones.iter().flat_map(|z| ["--zone", z]))
             .env("STROM_POD_RUNNER_OWNER", std::process::id().to_string())
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log.try_clone().expect("clone the log handle")))
