@@ -503,6 +503,13 @@ pub struct Rack {
     #[serde(default = "default_rack_topology_key")]
     #[schemars(length(min = 1))]
     pub topology_key: String,
+    /// Rolling restarts take a whole rack at a time (its brokers together)
+    /// when every partition keeps at least `min.insync.replicas` in-sync
+    /// replicas in other racks and a majority of the controller voters stays
+    /// up; otherwise, and for the active controller's rack until it is the
+    /// last, one broker at a time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batched_restarts: bool,
 }
 
 fn default_rack_topology_key() -> String {
@@ -511,7 +518,7 @@ fn default_rack_topology_key() -> String {
 
 impl Default for Rack {
     fn default() -> Self {
-        Self { topology_key: default_rack_topology_key() }
+        Self { topology_key: default_rack_topology_key(), batched_restarts: false }
     }
 }
 

@@ -23,6 +23,7 @@ pub mod context;
 pub mod crd_install;
 pub mod leader_election;
 pub mod leaders;
+pub mod rack_batch;
 pub mod rebalance;
 pub mod rolling;
 pub mod run;

@@ -9,6 +9,11 @@
 //! recreates the pod from the current template. Progress goes to
 //! `status.rollingRestart` and an Event per restarted broker.
 //!
+//! With `spec.rack.batchedRestarts`, a restart step first asks
+//! [`crate::rack_batch::next_batch`] whether a whole rack may go: then every
+//! outdated broker of that rack hands its leaderships over and their pods are
+//! deleted together (the batch check stands in for `IsSafeToRestart`).
+//!
 //! [`balance_leaders`] runs when no roll is in progress and every broker is
 //! ready: a preferred-leader election when [`crate::leaders::plan`] finds
 //! leadership skewed.
@@ -26,6 +31,7 @@ use crate::admin::ClusterAdmin;
 use crate::builders::{self, ClusterNames};
 use crate::context::Context;
 use crate::leaders;
+use crate::rack_batch::{self, BatchInput, PartitionIsr, RackBatch};
 use crate::rolling::{self, BROKER_RESTART_TIMEOUT, BrokerPod, ClusterHealth, REVISION_LABEL, RollStep};
 
 /// Broker pods, their UIDs by pod name, and their creation times by pod name.
@@ -127,41 +133,78 @@ impl Roll<'_> {
                 outcome.timed_out = timed_out(broker, current_broker, restarted_at.as_deref());
                 (outdated, format!("waiting: {reason}"))
             }
-            RollStep::Restart { outdated, broker, pod } => match self.prepare(broker).await {
-                Prepared::Go => {
-                    let uid = uids.get(&pod).cloned();
-                    if !self.delete_pod(&pod, uid).await? {
-                        let note = format!("waiting: pod {pod} was replaced meanwhile; looking again");
-                        return Ok(RollOutcome {
-                            outdated,
-                            status: Some(RollingRestartStatus {
-                                brokers_left: outdated,
-                                current_broker,
-                                restarted_at,
-                                message: note,
-                            }),
-                            ..outcome
-                        });
+            RollStep::Restart { outdated, broker, pod } => {
+                let batch = self.rack_batch(&pods, update_revision).await;
+                let targets: Vec<(i32, String)> = match &batch {
+                    Some(b) => pods
+                        .iter()
+                        .filter(|p| b.brokers.contains(&p.ordinal))
+                        .map(|p| (p.ordinal, p.name.clone()))
+                        .collect(),
+                    None => vec![(broker, pod.clone())],
+                };
+                let prepared = match &batch {
+                    Some(b) => self.prepare_rack(b).await,
+                    None => self.prepare(broker).await,
+                };
+                match prepared {
+                    Prepared::Go => {
+                        let mut deleted = Vec::new();
+                        for (ordinal, name) in &targets {
+                            if self.delete_pod(name, uids.get(name).cloned()).await? {
+                                deleted.push((*ordinal, name.clone()));
+                            }
+                        }
+                        if deleted.is_empty() {
+                            let note = format!("waiting: pod {pod} was replaced meanwhile; looking again");
+                            return Ok(RollOutcome {
+                                outdated,
+                                status: Some(RollingRestartStatus {
+                                    brokers_left: outdated,
+                                    current_broker,
+                                    restarted_at,
+                                    message: note,
+                                }),
+                                ..outcome
+                            });
+                        }
+                        outcome.restarted = true;
+                        current_broker = deleted.first().map(|(ordinal, _)| *ordinal);
+                        restarted_at = Some(Timestamp::now().to_string());
+                        let left = outdated - deleted.len() as i32;
+                        let mut notes = Vec::new();
+                        for (ordinal, name) in &deleted {
+                            let note = match &batch {
+                                Some(b) => format!(
+                                    "restarting broker {ordinal} (pod {name}) with the rest of rack {} (brokers {:?}) on \
+                                 the current pod template; {left} left after them",
+                                    b.rack, b.brokers
+                                ),
+                                None => format!(
+                                    "restarting broker {ordinal} (pod {name}) on the current pod template; {left} left after it"
+                                ),
+                            };
+                            tracing::info!(cluster = %builders::object_key(self.cluster), broker = ordinal, pod = %name, outdated, "restarting broker");
+                            self.ctx
+                                .event(
+                                    &self.cluster.object_ref(&()),
+                                    false,
+                                    "RestartingBroker",
+                                    "Restart",
+                                    note.clone(),
+                                )
+                                .await;
+                            notes.push(note);
+                        }
+                        (outdated, notes.swap_remove(0))
                     }
-                    outcome.restarted = true;
-                    current_broker = Some(broker);
-                    restarted_at = Some(Timestamp::now().to_string());
-                    let note = format!(
-                        "restarting broker {broker} (pod {pod}) on the current pod template; {} left after it",
-                        outdated - 1
-                    );
-                    tracing::info!(cluster = %builders::object_key(self.cluster), broker, %pod, outdated, "restarting broker");
-                    self.ctx
-                        .event(&self.cluster.object_ref(&()), false, "RestartingBroker", "Restart", note.clone())
-                        .await;
-                    (outdated, note)
+                    Prepared::Wait(wait) => (outdated, format!("waiting: {wait}")),
+                    Prepared::Refused(reason) => {
+                        outcome.blocked = Some(reason.clone());
+                        (outdated, format!("blocked: {reason}"))
+                    }
                 }
-                Prepared::Wait(wait) => (outdated, format!("waiting: {wait}")),
-                Prepared::Refused(reason) => {
-                    outcome.blocked = Some(reason.clone());
-                    (outdated, format!("blocked: {reason}"))
-                }
-            },
+            }
         };
         if self.previous.map(|p| p.message.as_str()) != Some(message.as_str()) && !outcome.restarted {
             tracing::info!(cluster = %builders::object_key(self.cluster), outdated, %message, "rolling restart");
@@ -197,6 +240,86 @@ impl Roll<'_> {
                 Prepared::Wait(format!("moving {} leadership(s) off broker {broker} before it stops", remaining.len()))
             }
             Err(e) => Prepared::Wait(format!("the admin API failed: {e}")),
+        }
+    }
+
+    /// The rack to restart as a whole this step, when `spec.rack.batchedRestarts`
+    /// is on and [`rack_batch::next_batch`] finds one; `None` means one broker.
+    async fn rack_batch(&self, pods: &[BrokerPod], update_revision: Option<&str>) -> Option<RackBatch> {
+        let spec = &self.cluster.spec;
+        if !spec.rack.as_ref().is_some_and(|r| r.batched_restarts) {
+            return None;
+        }
+        let key = builders::object_key(self.cluster);
+        let outdated: Vec<i32> = pods
+            .iter()
+            .filter(|p| p.ordinal < spec.replicas && p.revision.as_deref() != update_revision)
+            .map(|p| p.ordinal)
+            .collect();
+        let (cluster, topics) = match (self.admin.describe_cluster().await, self.admin.describe_topics(&[]).await) {
+            (Ok(c), Ok(t)) => (c, t),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(cluster = %key, error = %e, "cannot read racks and ISRs; restarting one broker");
+                return None;
+            }
+        };
+        let racks: BTreeMap<i32, String> =
+            cluster.brokers.iter().filter_map(|b| Some((b.broker_id, b.rack.clone()?))).collect();
+        // A topic's own setting, else the cluster's, else Kafka's default of 1.
+        let min_insync = |topic_setting: Option<&String>| {
+            topic_setting
+                .or_else(|| spec.config.get("min.insync.replicas"))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(1)
+        };
+        let partitions: Vec<PartitionIsr> = topics
+            .iter()
+            .flat_map(|t| {
+                let min_insync = min_insync(t.configs.get("min.insync.replicas"));
+                t.partitions.iter().map(move |p| PartitionIsr {
+                    name: format!("{}-{}", t.name, p.partition),
+                    isr: p.isr.clone(),
+                    min_insync,
+                })
+            })
+            .collect();
+        let voters: Vec<i32> = (0..spec.voters()).collect();
+        let input = BatchInput {
+            outdated: &outdated,
+            racks: &racks,
+            partitions: &partitions,
+            voters: &voters,
+            controller: Some(cluster.controller_id),
+        };
+        match rack_batch::next_batch(&input) {
+            Ok(batch) => Some(batch),
+            Err(reasons) => {
+                if !reasons.is_empty() {
+                    tracing::info!(cluster = %key, reasons = %reasons.join("; "), "restarting one broker at a time");
+                }
+                None
+            }
+        }
+    }
+
+    /// The checks before a rack's brokers stop together: each hands its
+    /// leaderships over (to brokers outside the rack, which
+    /// [`rack_batch::next_batch`] made sure keep enough in-sync replicas).
+    async fn prepare_rack(&self, batch: &RackBatch) -> Prepared {
+        let mut moving = 0;
+        for broker in &batch.brokers {
+            match self.admin.controlled_shutdown(*broker).await {
+                Ok(remaining) => moving += remaining.len(),
+                Err(e) => return Prepared::Wait(format!("the admin API failed: {e}")),
+            }
+        }
+        if moving == 0 {
+            Prepared::Go
+        } else {
+            Prepared::Wait(format!(
+                "moving {moving} leadership(s) off rack {} (brokers {:?}) before it stops",
+                batch.rack, batch.brokers
+            ))
         }
     }
 
