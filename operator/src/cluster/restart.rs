@@ -149,13 +149,8 @@ impl Roll<'_> {
                 };
                 match prepared {
                     Prepared::Go => {
-                        let mut deleted = Vec::new();
-                        for (ordinal, name) in &targets {
-                            if self.delete_pod(name, uids.get(name).cloned()).await? {
-                                deleted.push((*ordinal, name.clone()));
-                            }
-                        }
-                        if deleted.is_empty() {
+                        let deleted = self.delete_pods(&targets, &uids, batch.as_ref(), outdated).await?;
+                        let Some((first, note)) = deleted else {
                             let note = format!("waiting: pod {pod} was replaced meanwhile; looking again");
                             return Ok(RollOutcome {
                                 outdated,
@@ -167,36 +162,11 @@ impl Roll<'_> {
                                 }),
                                 ..outcome
                             });
-                        }
+                        };
                         outcome.restarted = true;
-                        current_broker = deleted.first().map(|(ordinal, _)| *ordinal);
+                        current_broker = Some(first);
                         restarted_at = Some(Timestamp::now().to_string());
-                        let left = outdated - deleted.len() as i32;
-                        let mut notes = Vec::new();
-                        for (ordinal, name) in &deleted {
-                            let note = match &batch {
-                                Some(b) => format!(
-                                    "restarting broker {ordinal} (pod {name}) with the rest of rack {} (brokers {:?}) on \
-                                 the current pod template; {left} left after them",
-                                    b.rack, b.brokers
-                                ),
-                                None => format!(
-                                    "restarting broker {ordinal} (pod {name}) on the current pod template; {left} left after it"
-                                ),
-                            };
-                            tracing::info!(cluster = %builders::object_key(self.cluster), broker = ordinal, pod = %name, outdated, "restarting broker");
-                            self.ctx
-                                .event(
-                                    &self.cluster.object_ref(&()),
-                                    false,
-                                    "RestartingBroker",
-                                    "Restart",
-                                    note.clone(),
-                                )
-                                .await;
-                            notes.push(note);
-                        }
-                        (outdated, notes.swap_remove(0))
+                        (outdated, note)
                     }
                     Prepared::Wait(wait) => (outdated, format!("waiting: {wait}")),
                     Prepared::Refused(reason) => {
@@ -241,6 +211,43 @@ impl Roll<'_> {
             }
             Err(e) => Prepared::Wait(format!("the admin API failed: {e}")),
         }
+    }
+
+    /// Deletes the pods of `targets` (one broker, or a rack's `batch`), each
+    /// with its UID precondition, with an Event and a log line per broker.
+    /// The first broker deleted and the status message; `None` when every
+    /// pod was gone or replaced meanwhile.
+    async fn delete_pods(
+        &self,
+        targets: &[(i32, String)],
+        uids: &BTreeMap<String, String>,
+        batch: Option<&RackBatch>,
+        outdated: i32,
+    ) -> Result<Option<(i32, String)>, ClusterError> {
+        let mut deleted = Vec::new();
+        for (ordinal, name) in targets {
+            if self.delete_pod(name, uids.get(name).cloned()).await? {
+                deleted.push((*ordinal, name));
+            }
+        }
+        let left = outdated - deleted.len() as i32;
+        let mut first = None;
+        for (ordinal, name) in deleted {
+            let note = match batch {
+                Some(b) => format!(
+                    "restarting broker {ordinal} (pod {name}) with the rest of rack {} (brokers {:?}) on the current \
+                     pod template; {left} left after them",
+                    b.rack, b.brokers
+                ),
+                None => format!(
+                    "restarting broker {ordinal} (pod {name}) on the current pod template; {left} left after it"
+                ),
+            };
+            tracing::info!(cluster = %builders::object_key(self.cluster), broker = ordinal, pod = %name, outdated, "restarting broker");
+            self.ctx.event(&self.cluster.object_ref(&()), false, "RestartingBroker", "Restart", note.clone()).await;
+            first.get_or_insert((ordinal, note));
+        }
+        Ok(first)
     }
 
     /// The rack to restart as a whole this step, when `spec.rack.batchedRestarts`
@@ -289,7 +296,7 @@ impl Roll<'_> {
             racks: &racks,
             partitions: &partitions,
             voters: &voters,
-            controller: Some(cluster.controller_id),
+            controller: (cluster.controller_id >= 0).then_some(cluster.controller_id),
         };
         match rack_batch::next_batch(&input) {
             Ok(batch) => Some(batch),
