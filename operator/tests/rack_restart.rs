@@ -118,7 +118,16 @@ async fn rack_batched_restarts_keep_min_isr_and_lose_nothing() {
 
     let bootstrap = runner.bootstrap(BROKERS);
     let pods = BrokerPods::new(&client, NS, CLUSTER);
-    let load = Arc::new(ProduceLoad::start(producer_config(&bootstrap), TOPIC, PARTITIONS, Duration::from_millis(2)));
+    // One request in flight per connection: with several, a leader move can
+    // make librdkafka answer OUT_OF_ORDER_SEQUENCE on a later request by
+    // bumping its producer epoch and re-sending a record the old leader had
+    // already appended, under the new epoch — a duplicate no broker can
+    // detect (librdkafka issue 4953, seen here once in ten runs with two
+    // brokers moving leaderships at once). The broker's own idempotence is
+    // what this test checks.
+    let mut config = producer_config(&bootstrap);
+    config.set("max.in.flight.requests.per.connection", "1");
+    let load = Arc::new(ProduceLoad::start(config, TOPIC, PARTITIONS, Duration::from_millis(2)));
     load.wait_for_progress(PARTITIONS, 200, WAIT);
 
     let before = pods.uids().await;

@@ -283,9 +283,17 @@ impl ActiveController {
     /// so it is answered without a log entry (as KRaft does).
     pub async fn propose(&self, raft: &Raft, command: Command) -> ProposeReply {
         if let Command::BrokerHeartbeat { broker_id, broker_epoch } = command {
-            let leading = raft.metrics().borrow().current_leader == Some(raft_node_id(raft));
-            if !leading {
-                return Err(ProposeError::ForwardToLeader { leader: raft.metrics().borrow().current_leader });
+            // One borrow of the metrics: a second borrow taken while the
+            // first is held can deadlock this thread, and Raft's core with
+            // it, when a metrics update comes between them (the watch's
+            // RwLock queues new readers behind a waiting writer).
+            let metrics = raft.metrics();
+            let (leader, me) = {
+                let m = metrics.borrow();
+                (m.current_leader, m.id)
+            };
+            if leader != Some(me) {
+                return Err(ProposeError::ForwardToLeader { leader });
             }
             let live = {
                 let state = self.state.read();
@@ -330,10 +338,6 @@ async fn add_learner_if_new(raft: &Raft, broker_id: i32, internal_endpoint: &str
         }
         Err(e) => Err(ProposeError::Raft(format!("cannot add broker {broker_id} as a learner: {e}"))),
     }
-}
-
-fn raft_node_id(raft: &Raft) -> NodeId {
-    raft.metrics().borrow().id
 }
 
 /// Commits `command` through this node, which must be the active controller.
