@@ -93,18 +93,22 @@ pub struct PodPlan {
     pub grace_seconds: i64,
 }
 
+/// A StatefulSet pod's ordinal: its `apps.kubernetes.io/pod-index` label,
+/// else the `<set>-<n>` suffix of its name.
+pub fn pod_ordinal(pod: &Pod) -> Option<u32> {
+    let labels = pod.metadata.labels.as_ref();
+    labels
+        .and_then(|l| l.get(POD_INDEX_LABEL))
+        .and_then(|v| v.parse::<u32>().ok())
+        .or_else(|| ordinal_of(pod.metadata.name.as_deref()?))
+}
+
 impl PodPlan {
     /// Works out the plan for `pod` in `subnet`.
     pub fn of(pod: &Pod, subnet: Subnet) -> Result<PodPlan, PlanError> {
         let meta = &pod.metadata;
         let name = meta.name.clone().unwrap_or_default();
-        let ordinal = meta
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(POD_INDEX_LABEL))
-            .and_then(|v| v.parse::<u32>().ok())
-            .or_else(|| ordinal_of(&name))
-            .ok_or_else(|| PlanError::NoOrdinal(name.clone()))?;
+        let ordinal = pod_ordinal(pod).ok_or_else(|| PlanError::NoOrdinal(name.clone()))?;
         let ip = subnet.pod_ip(ordinal).ok_or_else(|| PlanError::NoAddress { pod: name.clone(), ordinal })?;
         let spec = pod.spec.clone().unwrap_or_default();
         let container = spec

@@ -31,9 +31,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::address::ordinal_of;
 use crate::context::Context;
-use crate::launch::{POD_INDEX_LABEL, PodPlan};
+use crate::launch::{PodPlan, pod_ordinal};
 use crate::pod::{PodWorker, Stop};
 
 /// How often pods are listed.
@@ -149,14 +148,7 @@ impl Runner {
         if first_seen.elapsed() < BIND_AFTER {
             return;
         }
-        let ordinal = pod
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(POD_INDEX_LABEL))
-            .and_then(|v| v.parse::<u32>().ok())
-            .or_else(|| ordinal_of(name))
-            .unwrap_or(0) as usize;
+        let ordinal = pod_ordinal(pod).unwrap_or(0) as usize;
         let node = &self.ctx.nodes[ordinal % self.ctx.nodes.len().max(1)];
         let binding = json!({
             "apiVersion": "v1",
