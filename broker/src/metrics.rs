@@ -39,6 +39,7 @@ use prometheus::{
 };
 
 use crate::broker::Broker;
+use crate::log::FileRecords;
 use crate::protocol::versions::SUPPORTED_APIS;
 
 pub use state::collect_state;
@@ -347,18 +348,27 @@ impl Metrics {
         }
     }
 
-    /// Counts the bytes and records of a Fetch response's batches, by topic.
-    /// Walks batch headers only (one step per batch, none per record).
-    pub fn record_fetch(&self, responses: &[FetchableTopicResponse]) {
+    /// Counts the bytes and records of a Fetch response's batches, by topic:
+    /// those in `files` (one entry per partition, in order) as located, the
+    /// others by walking their batch headers.
+    pub fn record_fetch(&self, responses: &[FetchableTopicResponse], files: &[Option<FileRecords>]) {
         if !self.enabled {
             return;
         }
+        let mut files = files.iter();
         for topic in responses {
             let (mut bytes, mut records) = (0u64, 0u64);
             for p in &topic.partitions {
-                if let Some(data) = &p.records {
-                    bytes += data.len() as u64;
-                    records += count_records(data);
+                match (files.next().and_then(Option::as_ref), &p.records) {
+                    (Some(file), _) => {
+                        bytes += file.len() as u64;
+                        records += file.record_count();
+                    }
+                    (None, Some(data)) => {
+                        bytes += data.len() as u64;
+                        records += count_records(data);
+                    }
+                    (None, None) => {}
                 }
             }
             if bytes > 0 {

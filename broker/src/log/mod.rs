@@ -3,6 +3,7 @@
 //! - [`batch`]: RecordBatch v2 bytes — header parsing, validation, patching.
 //! - [`decompress`]: bounded decompression for looking inside stored batches.
 //! - [`cleaner`]: log compaction, the latest record per key.
+//! - [`file_records`]: batches located in a segment file, for zero-copy sends.
 //! - [`segment`]: one `.log` with its `.index` and `.timeindex`.
 //! - [`index`], [`time_index`]: the sparse indexes, in Kafka's file formats.
 //! - [`epoch`]: the leader epoch cache (`leader-epoch-checkpoint`).
@@ -22,6 +23,7 @@ pub mod config;
 pub mod decompress;
 pub mod epoch;
 pub mod error;
+pub mod file_records;
 pub mod index;
 pub mod manager;
 pub mod partition_log;
@@ -33,6 +35,7 @@ use std::sync::Arc;
 
 pub use config::{CleanupPolicy, LogConfig};
 pub use error::LogError;
+pub use file_records::FileRecords;
 pub use manager::LogManager;
 pub use partition_log::PartitionLog;
 
@@ -84,6 +87,18 @@ pub struct AppendInfo {
 pub struct ReadResult {
     /// Whole record batches, as stored.
     pub records: bytes::Bytes,
+    /// First offset in the log.
+    pub log_start_offset: i64,
+    /// Offset after the last record in the log.
+    pub log_end_offset: i64,
+}
+
+/// Batches located in a log (see [`file_records`]), with the log's bounds
+/// at the time.
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    /// Whole record batches; `None` when there is nothing to read.
+    pub records: Option<file_records::FileRecords>,
     /// First offset in the log.
     pub log_start_offset: i64,
     /// Offset after the last record in the log.

@@ -17,7 +17,7 @@ use super::epoch::LeaderEpochCache;
 use super::error::LogError;
 use super::producer_state::{ProducerStates, SequenceCheck};
 use super::segment::{BatchParts, Recovery, Segment};
-use super::{AppendInfo, ReadResult, TimestampOffset, TopicPartition};
+use super::{AppendInfo, FileSlice, ReadResult, TimestampOffset, TopicPartition};
 
 /// File name of the high watermark checkpoint in a partition directory:
 /// a version line (`0`) and the high watermark.
@@ -338,6 +338,22 @@ impl PartitionLog {
         max_bytes: usize,
         max_offset_exclusive: i64,
     ) -> Result<ReadResult, LogError> {
+        let slice = self.slice_up_to(fetch_offset, max_bytes, max_offset_exclusive)?;
+        let records = match &slice.records {
+            Some(file) => file.read_to_bytes()?,
+            None => bytes::Bytes::new(),
+        };
+        Ok(ReadResult { records, log_start_offset: slice.log_start_offset, log_end_offset: slice.log_end_offset })
+    }
+
+    /// Locates the batches [`PartitionLog::read_up_to`] would read, without
+    /// reading them: a fetch sends them from the file to the socket.
+    pub fn slice_up_to(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+    ) -> Result<FileSlice, LogError> {
         let (start, end) = (self.log_start_offset(), self.log_end_offset());
         if fetch_offset < start || fetch_offset > end {
             return Err(LogError::OffsetOutOfRange {
@@ -346,7 +362,7 @@ impl PartitionLog {
                 log_end_offset: end,
             });
         }
-        let mut records = bytes::Bytes::new();
+        let mut records = None;
         if fetch_offset < max_offset_exclusive.min(end) {
             let first = self.segments.range(..=fetch_offset).next_back().map_or(start, |(base, _)| *base);
             // Segments emptied by compaction, or whose records all lie below
@@ -355,12 +371,12 @@ impl PartitionLog {
             // max_offset_exclusive).
             for segment in self.segments.range(first..).map(|(_, s)| s) {
                 if let Some(first) = segment.find_batch(fetch_offset)? {
-                    records = segment.read_from(first, max_bytes, max_offset_exclusive)?.unwrap_or_default();
+                    records = segment.slice_from(first, max_bytes, max_offset_exclusive)?;
                     break;
                 }
             }
         }
-        Ok(ReadResult { records, log_start_offset: start, log_end_offset: end })
+        Ok(FileSlice { records, log_start_offset: start, log_end_offset: end })
     }
 
     /// The first record with timestamp at or after `timestamp`.

@@ -11,11 +11,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-
-use bytes::Bytes;
+use std::sync::Arc;
 
 use super::batch::{BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
 use super::error::LogError;
+use super::file_records::FileRecords;
 use super::index::OffsetIndex;
 use super::time_index::TimeIndex;
 
@@ -66,7 +66,9 @@ pub struct Recovery {
 pub struct Segment {
     base_offset: i64,
     log_path: PathBuf,
-    log: File,
+    /// Shared with the [`FileRecords`] of fetches in flight, which keep
+    /// reading the file after the segment is deleted or replaced.
+    log: Arc<File>,
     size: u64,
     index: OffsetIndex,
     time_index: TimeIndex,
@@ -101,7 +103,7 @@ impl Segment {
         Ok(Segment {
             base_offset,
             log_path,
-            log,
+            log: Arc::new(log),
             size,
             index: OffsetIndex::create(index_path)?,
             time_index: TimeIndex::create(time_path)?,
@@ -134,7 +136,7 @@ impl Segment {
             let segment = Segment {
                 base_offset,
                 log_path,
-                log,
+                log: Arc::new(log),
                 size,
                 index: clean.index,
                 time_index: clean.time_index,
@@ -287,52 +289,36 @@ impl Segment {
         Ok(())
     }
 
-    /// Reads whole batches starting with `first` (found by [`Segment::find_batch`]):
-    /// as many as fit in `max_bytes`, but at least `first`, and none ending at
-    /// or past `max_offset_exclusive`. `None` when `first` itself is held back.
-    pub fn read_from(
+    /// Locates whole batches starting with `first` (found by
+    /// [`Segment::find_batch`]): as many as fit in `max_bytes`, but at least
+    /// `first`, and none ending at or past `max_offset_exclusive`. `None`
+    /// when `first` itself is held back. Only batch headers are read.
+    pub fn slice_from(
         &self,
         first: BatchPosition,
         max_bytes: usize,
         max_offset_exclusive: i64,
-    ) -> Result<Option<Bytes>, LogError> {
+    ) -> Result<Option<FileRecords>, LogError> {
         if first.header.next_offset() > max_offset_exclusive {
             return Ok(None);
         }
         let start = first.position;
-        let first_size = first.header.size() as u64;
-        // Read up to max_bytes in one go, then keep only whole batches.
-        let want = (max_bytes.min(MAX_READ_BYTES) as u64).max(first_size).min(self.size - start) as usize;
-        let mut buf = self.read_exact_uninit(start, want)?;
-        let mut end = 0usize;
-        while end + HEADER_SIZE <= buf.len() {
-            let header = BatchHeader::parse(&buf[end..])?;
-            if end + header.size() > buf.len() || header.next_offset() > max_offset_exclusive {
+        let budget = (max_bytes.min(MAX_READ_BYTES) as u64).max(first.header.size() as u64).min(self.size - start);
+        let (mut end, mut records) = (start, 0u64);
+        let mut header = first.header;
+        loop {
+            if end - start + header.size() as u64 > budget || header.next_offset() > max_offset_exclusive {
                 break;
             }
-            end += header.size();
-        }
-        buf.truncate(end);
-        Ok((end > 0).then(|| Bytes::from(buf)))
-    }
-
-    /// Reads `len` bytes at `position` into a fresh buffer without zeroing
-    /// it first (a fetch's buffer is written once, by the read).
-    fn read_exact_uninit(&self, position: u64, len: usize) -> Result<Vec<u8>, LogError> {
-        let mut buf: Vec<u8> = Vec::with_capacity(len);
-        while buf.len() < len {
-            let at = position + buf.len() as u64;
-            let n = rustix::io::pread(&self.log, rustix::buffer::spare_capacity(&mut buf), at)
-                .map_err(|e| LogError::Io { path: self.log_path.clone(), source: e.into() })?;
-            if n == 0 {
-                let eof = std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("segment ends before byte {}", position + len as u64),
-                );
-                return Err(LogError::Io { path: self.log_path.clone(), source: eof });
+            end += header.size() as u64;
+            records += header.records_count.max(0) as u64;
+            if end - start + HEADER_SIZE as u64 > budget {
+                break;
             }
+            header = self.header_at(end)?;
         }
-        Ok(buf)
+        let len = (end - start) as usize;
+        Ok((len > 0).then(|| FileRecords::new(self.log.clone(), self.log_path.clone(), start, len, records)))
     }
 
     /// The whole `.log` file.
@@ -607,7 +593,7 @@ fn first_record_at_or_after(
     timestamp: i64,
     min_offset: i64,
 ) -> Result<Option<(i64, i64)>, LogError> {
-    let mut buf = Bytes::copy_from_slice(bytes);
+    let mut buf = bytes::Bytes::copy_from_slice(bytes);
     let set = super::decompress::decode_batch(&mut buf)
         .map_err(|e| LogError::corrupt(format!("decoding stored batch at offset {}: {e}", header.base_offset)))?;
     let log_append = header.attributes & 0x08 != 0;

@@ -84,6 +84,11 @@ fn reads_respect_max_bytes_the_high_watermark_and_bounds() {
     assert!(matches!(log.read_up_to(9, 100, i64::MAX), Err(LogError::OffsetOutOfRange { log_end_offset: 8, .. })));
     let mid = log.read_up_to(3, 1 << 20, i64::MAX).unwrap();
     assert_eq!(decode_all(&mid.records)[0].0, 2, "a read from inside a batch starts at that batch");
+    // The located range is what a read returns, with its record count.
+    let slice = log.slice_up_to(3, 1 << 20, 6).unwrap().records.expect("two batches below offset 6");
+    assert_eq!((slice.position(), slice.record_count()), (one.records.len() as u64, 4));
+    assert_eq!(slice.read_to_bytes().unwrap(), log.read_up_to(3, 1 << 20, 6).unwrap().records);
+    assert!(log.slice_up_to(8, 1 << 20, i64::MAX).unwrap().records.is_none());
 }
 
 #[test]

@@ -9,6 +9,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use super::fetch_encoding;
+use super::handlers::Response;
+use super::outgoing::Outgoing;
 use super::versions::supported_range;
 
 /// A request's identity, from its header.
@@ -69,10 +72,23 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestContext, RequestKind), Dec
     Ok((RequestContext { api_key: api, api_version: version, correlation_id, client_id, peer: None }, body))
 }
 
-/// Encodes a response with its header and size prefix, ready to write.
-pub fn encode_response(correlation_id: i32, api: ApiKey, version: i16, body: &ResponseKind) -> anyhow::Result<Bytes> {
-    // A fetch answer carries megabytes of records: sized up front, its buffer
-    // is written once instead of being copied at every doubling.
+/// Encodes a response with its header and size prefix, ready to write. A
+/// fetch's batches located in segment files stay there (see
+/// [`fetch_encoding`]).
+pub fn encode_response(
+    correlation_id: i32,
+    api: ApiKey,
+    version: i16,
+    response: &Response,
+) -> anyhow::Result<Outgoing> {
+    if let ResponseKind::Fetch(fetch) = &response.body
+        && response.file_records.iter().any(Option::is_some)
+    {
+        return Ok(fetch_encoding::encode(correlation_id, version, fetch, &response.file_records)?);
+    }
+    let body = &response.body;
+    // A fetch answer with records in memory is sized up front, so its
+    // buffer is written once instead of being copied at every doubling.
     let capacity = match body {
         ResponseKind::Fetch(fetch) => 64 + fetch.compute_size(version)?,
         _ => 256,
@@ -84,7 +100,7 @@ pub fn encode_response(correlation_id: i32, api: ApiKey, version: i16, body: &Re
     body.encode(&mut buf, version)?;
     let size = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(buf.freeze())
+    Ok(Outgoing::from(buf.freeze()))
 }
 
 #[cfg(test)]

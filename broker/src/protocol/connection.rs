@@ -15,7 +15,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use tokio::io::AsyncWriteExt;
@@ -26,17 +25,18 @@ use tokio::task::JoinHandle;
 
 use super::codec::{DecodeError, RequestContext, decode_request, encode_response};
 use super::frame::read_frame;
-use super::handlers::{api_versions_response, handle};
+use super::handlers::{Response, api_versions_response, handle};
+use super::outgoing::Outgoing;
 use crate::broker::Broker;
 
 /// Requests read ahead of the oldest unanswered one on a connection.
 const PIPELINE_DEPTH: usize = 32;
 
-/// A response on its way: ready bytes, or a task producing them.
-/// `None` bytes mean the request gets no response (acks=0).
+/// A response on its way: a ready frame, or a task producing one.
+/// `None` means the request gets no response (acks=0).
 enum Pending {
-    Ready(Option<Bytes>),
-    Task(JoinHandle<Option<Bytes>>),
+    Ready(Option<Outgoing>),
+    Task(JoinHandle<Option<Outgoing>>),
 }
 
 /// Serves one client connection until it closes or the broker shuts down.
@@ -73,7 +73,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<B
                 // the client retries at the highest version we serve.
                 tracing::debug!(%peer, version, "ApiVersions at an unserved version; answering at v0");
                 let body = ResponseKind::ApiVersions(api_versions_response(ResponseError::UnsupportedVersion.code()));
-                Pending::Ready(encode_or_log(correlation_id, ApiKey::ApiVersions, 0, &body))
+                Pending::Ready(encode_or_log(correlation_id, ApiKey::ApiVersions, 0, &body.into()))
             }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection: request not understood");
@@ -93,18 +93,18 @@ async fn answer(
     broker: &Arc<Broker>,
     ctx: RequestContext,
     request: kafka_protocol::messages::RequestKind,
-) -> Option<Bytes> {
+) -> Option<Outgoing> {
     let started = Instant::now();
     tracing::debug!(api = ?ctx.api_key, version = ctx.api_version, correlation_id = ctx.correlation_id, client_id = ?ctx.client_id, "request");
     let response = handle(broker, &ctx, request).await;
-    broker.metrics.record_request(ctx.api_key, ctx.api_version, started.elapsed(), response.as_ref());
-    let body = response?;
-    encode_or_log(ctx.correlation_id, ctx.api_key, ctx.api_version, &body)
+    broker.metrics.record_request(ctx.api_key, ctx.api_version, started.elapsed(), response.as_ref().map(|r| &r.body));
+    let response = response?;
+    encode_or_log(ctx.correlation_id, ctx.api_key, ctx.api_version, &response)
 }
 
-fn encode_or_log(correlation_id: i32, api: ApiKey, version: i16, body: &ResponseKind) -> Option<Bytes> {
-    match encode_response(correlation_id, api, version, body) {
-        Ok(bytes) => Some(bytes),
+fn encode_or_log(correlation_id: i32, api: ApiKey, version: i16, response: &Response) -> Option<Outgoing> {
+    match encode_response(correlation_id, api, version, response) {
+        Ok(frame) => Some(frame),
         Err(e) => {
             tracing::error!(?api, version, error = %e, "could not encode response; the client will time out");
             None
@@ -114,20 +114,23 @@ fn encode_or_log(correlation_id: i32, api: ApiKey, version: i16, body: &Response
 
 async fn write_responses(mut writer: OwnedWriteHalf, mut responses: mpsc::Receiver<Pending>, peer: SocketAddr) {
     while let Some(pending) = responses.recv().await {
-        let bytes = match pending {
-            Pending::Ready(bytes) => bytes,
+        let frame = match pending {
+            Pending::Ready(frame) => frame,
             Pending::Task(task) => match task.await {
-                Ok(bytes) => bytes,
+                Ok(frame) => frame,
                 Err(e) => {
                     tracing::error!(%peer, error = %e, "request task failed; closing connection");
                     break;
                 }
             },
         };
-        if let Some(bytes) = bytes
-            && let Err(e) = writer.write_all(&bytes).await
+        if let Some(frame) = frame
+            && let Err(e) = frame.write_to(writer.as_ref()).await
         {
-            tracing::debug!(%peer, error = %e, "client went away");
+            match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => tracing::warn!(%peer, error = %e, "closing connection"),
+                _ => tracing::debug!(%peer, error = %e, "client went away"),
+            }
             break;
         }
     }

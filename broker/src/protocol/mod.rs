@@ -5,7 +5,10 @@
 //! `kafka-protocol` crate and encodes responses, [`connection`] runs one
 //! client connection (requests pipelined, responses in request order), and
 //! [`handlers`] answer each API against the broker's state without knowing
-//! anything of framing. [`versions`] is the one table of what Strom serves.
+//! anything of framing. [`outgoing`] writes response frames, sending fetched
+//! record batches from their segment files with `sendfile(2)`, and
+//! [`fetch_encoding`] encodes fetch responses around them. [`versions`] is
+//! the one table of what Strom serves.
 //!
 //! Must never: let a malformed or oversized request take the broker down or
 //! write anything to a log; answer out of request order on a connection.
@@ -13,6 +16,8 @@
 pub mod codec;
 pub mod connection;
 pub mod errors;
+pub mod fetch_encoding;
 pub mod frame;
 pub mod handlers;
+pub mod outgoing;
 pub mod versions;

@@ -33,7 +33,7 @@ use super::error::ReplicaError;
 use super::fetcher::follower_truncation_offset;
 use super::leader::{self, FollowerState, PendingIsr};
 use super::{LeaderAndIsr, error_codes};
-use crate::log::{AppendInfo, LogError, ReadResult, SharedLog, TopicPartition};
+use crate::log::{AppendInfo, FileSlice, LogError, SharedLog, TopicPartition};
 
 /// How long a leader waits before proposing an ISR change again after the
 /// controller refused or failed one.
@@ -394,12 +394,12 @@ impl Partition {
         }
     }
 
-    /// Reads whole batches from `offset`, never at or above the high watermark.
-    pub fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<(ReadResult, i64), LogError> {
+    /// Locates whole batches from `offset`, never at or above the high watermark.
+    pub fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<(FileSlice, i64), LogError> {
         let hw = self.high_watermark();
         let log = self.log.read();
-        let result = log.read_up_to(offset, max_bytes, hw)?;
-        Ok((result, hw))
+        let slice = log.slice_up_to(offset, max_bytes, hw)?;
+        Ok((slice, hw))
     }
 
     /// Applies the controller's state for this partition (see

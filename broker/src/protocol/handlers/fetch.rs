@@ -10,7 +10,9 @@
 //! A fetch at an offset inside a batch returns the whole batch (clients skip
 //! the earlier records). The first partition with data always gets at least
 //! one whole batch, even above the byte limits (KIP-74), so a consumer never
-//! stalls on a large batch. Incremental fetch sessions (KIP-227) are not kept:
+//! stalls on a large batch. The batches are located, not read: the response
+//! carries them as [`FileRecords`] that the connection sends straight from
+//! the segment files (see `protocol::outgoing`). Incremental fetch sessions (KIP-227) are not kept:
 //! every response has session id 0, which tells clients to send full requests.
 
 use std::sync::Arc;
@@ -26,12 +28,18 @@ use tokio::time::Instant;
 
 use super::blocking;
 use crate::broker::Broker;
-use crate::log::TopicPartition;
+use crate::log::{FileRecords, TopicPartition};
 use crate::protocol::errors::KafkaError;
 
-pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
+/// The response, and per partition in its order the batches to send from
+/// their segment file (see [`super::Response::file_records`]).
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: FetchRequest,
+    version: i16,
+) -> (FetchResponse, Vec<Option<FileRecords>>) {
     if version >= 7 && request.session_id != 0 {
-        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        return (FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code()), Vec::new());
     }
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let deadline = Instant::now() + max_wait;
@@ -55,8 +63,8 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
                 }
                 continue;
             }
-            broker.metrics.record_fetch(&pass.responses);
-            return FetchResponse::default().with_responses(pass.responses);
+            broker.metrics.record_fetch(&pass.responses, &pass.files);
+            return (FetchResponse::default().with_responses(pass.responses), pass.files);
         }
         let mut watchers = pass.watchers;
         let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
@@ -71,13 +79,16 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
 
 struct ReadPass {
     responses: Vec<FetchableTopicResponse>,
+    /// Per partition of `responses`, in order: its batches in their file.
+    files: Vec<Option<FileRecords>>,
     bytes: usize,
     has_error: bool,
     watchers: Vec<watch::Receiver<i64>>,
 }
 
 fn read_pass(broker: &Broker, topics: &[FetchTopic], max_bytes: usize) -> ReadPass {
-    let mut pass = ReadPass { responses: Vec::new(), bytes: 0, has_error: false, watchers: Vec::new() };
+    let mut pass =
+        ReadPass { responses: Vec::new(), files: Vec::new(), bytes: 0, has_error: false, watchers: Vec::new() };
     for topic in topics {
         let name = topic.topic.to_string();
         let mut partitions = Vec::with_capacity(topic.partitions.len());
@@ -98,7 +109,7 @@ fn read_pass(broker: &Broker, topics: &[FetchTopic], max_bytes: usize) -> ReadPa
                     Some(_) => ResponseError::NotLeaderOrFollower.code(),
                     None => super::produce::not_hosted(broker, &tp).code(),
                 };
-                partitions.push(base.with_error_code(error));
+                partitions.push((base.with_error_code(error), None));
                 continue;
             };
             let epoch = partition.leader_epoch();
@@ -109,7 +120,7 @@ fn read_pass(broker: &Broker, topics: &[FetchTopic], max_bytes: usize) -> ReadPa
                 } else {
                     ResponseError::FencedLeaderEpoch
                 };
-                partitions.push(base.with_error_code(error.code()));
+                partitions.push((base.with_error_code(error.code()), None));
                 continue;
             }
             // Subscribe before reading so an append in between still wakes us.
@@ -119,38 +130,42 @@ fn read_pass(broker: &Broker, topics: &[FetchTopic], max_bytes: usize) -> ReadPa
             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
             if limit == 0 && pass.bytes > 0 {
                 let log = partition.log().read();
-                partitions.push(
+                partitions.push((
                     base.with_high_watermark(partition.high_watermark())
                         .with_last_stable_offset(partition.high_watermark())
                         .with_log_start_offset(log.log_start_offset()),
-                );
+                    None,
+                ));
                 continue;
             }
             match partition.read_committed(p.fetch_offset, limit.max(1)) {
-                Ok((read, hw)) => {
-                    pass.bytes += read.records.len();
+                Ok((slice, hw)) => {
+                    pass.bytes += slice.records.as_ref().map_or(0, FileRecords::len);
                     pass.watchers.push(watcher);
-                    partitions.push(
+                    partitions.push((
                         base.with_high_watermark(hw)
                             .with_last_stable_offset(hw)
-                            .with_log_start_offset(read.log_start_offset)
-                            .with_records(Some(read.records)),
-                    );
+                            .with_log_start_offset(slice.log_start_offset),
+                        slice.records,
+                    ));
                 }
                 Err(e) => {
                     pass.has_error = true;
                     let k = KafkaError::from(&e);
                     tracing::debug!(partition = %tp, error = %e, "fetch refused");
                     let log = partition.log().read();
-                    partitions.push(
+                    partitions.push((
                         base.with_error_code(k.code())
                             .with_high_watermark(partition.high_watermark())
                             .with_last_stable_offset(partition.high_watermark())
                             .with_log_start_offset(log.log_start_offset()),
-                    );
+                        None,
+                    ));
                 }
             }
         }
+        let (partitions, files): (Vec<_>, Vec<_>) = partitions.into_iter().unzip();
+        pass.files.extend(files);
         pass.responses
             .push(FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions));
     }

@@ -20,17 +20,38 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::codec::RequestContext;
 use crate::broker::Broker;
+use crate::log::FileRecords;
 
 pub use api_versions::api_versions_response;
 
+/// A handler's answer.
+#[derive(Debug)]
+pub struct Response {
+    /// The typed body.
+    pub body: ResponseKind,
+    /// For a fetch: per partition, in the body's order, the batches to send
+    /// from their segment file in place of that partition's `records` field.
+    /// Empty for every other API.
+    pub file_records: Vec<Option<FileRecords>>,
+}
+
+impl From<ResponseKind> for Response {
+    fn from(body: ResponseKind) -> Self {
+        Response { body, file_records: Vec::new() }
+    }
+}
+
 /// Answers one request; `None` when the API sends no response (acks=0 produce).
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: RequestKind) -> Option<ResponseKind> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: RequestKind) -> Option<Response> {
     let v = ctx.api_version;
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_response(0)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, v).await),
-        RequestKind::Produce(r) => return produce::handle(broker, r, v).await.map(ResponseKind::Produce),
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, v).await),
+        RequestKind::Produce(r) => return produce::handle(broker, r, v).await.map(|r| ResponseKind::Produce(r).into()),
+        RequestKind::Fetch(r) => {
+            let (body, file_records) = fetch::handle(broker, r, v).await;
+            return Some(Response { body: ResponseKind::Fetch(body), file_records });
+        }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(broker, r, v).await),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topics::create_topics(broker, r, v).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(topics::delete_topics(broker, r, v).await),
@@ -60,7 +81,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Request
             return None;
         }
     };
-    Some(response)
+    Some(response.into())
 }
 
 /// Owned string to the crate's string type.
