@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane for tests (in the spirit of controller-runtime's
 # envtest): etcd + kube-apiserver + kube-controller-manager, built from Go modules
-# with the machine's Go, and run as plain processes on 127.0.0.1.
+# with the machine's Go, and run as plain processes on 127.0.0.1. With
+# STROM_CONTROL_PLANE_NODES=kwok it also runs kube-scheduler and kwok, which
+# keeps simulated Nodes alive (what a kind cluster has, minus the containers).
 #
 #   control-plane.sh build [all | NAME...]  build what is missing into the cache
 #                                           (default: kube-apiserver kube-controller-manager etcd;
@@ -18,6 +20,9 @@
 #                                   (set by operator/tests/common/control_plane.rs)
 #   STROM_CONTROL_PLANE_TIMEOUT     seconds `start` waits for readiness (default 120)
 #   STROM_KCM_CONTROLLERS           kube-controller-manager --controllers (default below)
+#   STROM_CONTROL_PLANE_NODES=kwok  also run kube-scheduler (binds pods to nodes) and kwok
+#                                   (keeps the Nodes annotated kwok.x-k8s.io/node=fake
+#                                   Ready; pods are left to their kubelet stand-in)
 #   STROM_KEEP_CONTROL_PLANE=1      `stop` keeps DIR (logs, etcd data) for a post-mortem
 #
 # See README.md beside this file.
@@ -35,6 +40,11 @@ KWOK_VERSION=v0.8.0   # sigs.k8s.io/kwok, newest served
 # and claims and report status. None of them needs a scheduler or nodes (the
 # Pods stay Pending).
 DEFAULT_KCM_CONTROLLERS=garbagecollector,namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,statefulset,persistentvolume-binder
+# With nodes (kwok), node-lifecycle-controller too: it lifts the not-ready taint
+# that the API server puts on every new Node once the Node reports Ready, as in
+# any cluster; without it kube-scheduler places no pod. (Its taint-based
+# eviction is a separate controller, not run here.)
+KWOK_KCM_CONTROLLERS=node-lifecycle-controller
 
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 CACHE="${STROM_CACHE:-$HOME/.cache/strom}"
@@ -366,16 +376,30 @@ wait_for() { # DIR NAME WHAT COMMAND...
     done
 }
 
+# kube-controller-manager's --controllers: STROM_KCM_CONTROLLERS, or the defaults
+# (plus node-lifecycle-controller with kwok).
+kcm_controllers() {
+    if [ -n "${STROM_KCM_CONTROLLERS:-}" ]; then
+        echo "$STROM_KCM_CONTROLLERS"
+    elif [ "${STROM_CONTROL_PLANE_NODES:-}" = kwok ]; then
+        echo "$DEFAULT_KCM_CONTROLLERS,$KWOK_KCM_CONTROLLERS"
+    else
+        echo "$DEFAULT_KCM_CONTROLLERS"
+    fi
+}
+
 # One attempt to bring the plane up; returns non-zero (components left running
 # for `stop` to collect) on failure.
 start_once() {
-    local dir="$1" etcd_port peer_port api_port kcm_port pki="$1/pki"
+    local dir="$1" etcd_port peer_port api_port kcm_port scheduler_port kwok_port pki="$1/pki"
     # (set -e does not apply in a function called from `if`: hence the `|| return 1`s.)
     TAKEN_PORTS=" "
     free_port || return 1; etcd_port=$FREE_PORT
     free_port || return 1; peer_port=$FREE_PORT
     free_port || return 1; api_port=$FREE_PORT
     free_port || return 1; kcm_port=$FREE_PORT
+    free_port || return 1; scheduler_port=$FREE_PORT
+    free_port || return 1; kwok_port=$FREE_PORT
     rm -rf "$dir/etcd"
     echo "ETCD=http://127.0.0.1:$etcd_port" >"$dir/endpoints"
     echo "APISERVER=https://127.0.0.1:$api_port" >>"$dir/endpoints"
@@ -417,7 +441,7 @@ start_once() {
         --authentication-skip-lookup \
         --bind-address=127.0.0.1 --secure-port="$kcm_port" \
         --leader-elect=false \
-        --controllers="${STROM_KCM_CONTROLLERS:-$DEFAULT_KCM_CONTROLLERS}" \
+        --controllers="$(kcm_controllers)" \
         --service-account-private-key-file="$pki/sa.key" \
         --root-ca-file="$pki/ca.crt" \
         --use-service-account-credentials=false \
@@ -426,20 +450,77 @@ start_once() {
     wait_for "$dir" kube-controller-manager "kube-controller-manager /healthz" \
         curl -sfk --max-time 2 "https://127.0.0.1:$kcm_port/healthz" || return 1
 
+    if [ "${STROM_CONTROL_PLANE_NODES:-}" = kwok ]; then
+        start_nodes "$dir" "$scheduler_port" "$kwok_port" || return 1
+    fi
+
     # The default namespace (made by the apiserver) and its default service account
     # (made by the controller manager's serviceaccount controller, when it runs).
     wait_for "$dir" kube-apiserver "namespace default" \
         curl_api "$dir" "$api_port" /api/v1/namespaces/default -f || return 1
-    if [[ ",${STROM_KCM_CONTROLLERS:-$DEFAULT_KCM_CONTROLLERS}," =~ ,(serviceaccount|\*), ]]; then
+    if [[ ",$(kcm_controllers)," =~ ,(serviceaccount|\*), ]]; then
         wait_for "$dir" kube-controller-manager "service account default/default" \
             curl_api "$dir" "$api_port" /api/v1/namespaces/default/serviceaccounts/default -f || return 1
     fi
     say "ready: KUBECONFIG=$dir/kubeconfig (https://127.0.0.1:$api_port)"
 }
 
+# kube-scheduler and kwok: what schedules pods and keeps nodes alive in a real cluster.
+start_nodes() { # DIR SCHEDULER_PORT KWOK_PORT
+    local dir="$1" scheduler_port="$2" kwok_port="$3"
+    # kube-scheduler: the default profile (topology spreading, volume binding, ...).
+    spawn "$dir" kube-scheduler "$K8S_BIN/kube-scheduler" \
+        --kubeconfig="$dir/kubeconfig" \
+        --authentication-kubeconfig="$dir/kubeconfig" \
+        --authorization-kubeconfig="$dir/kubeconfig" \
+        --authentication-skip-lookup \
+        --bind-address=127.0.0.1 --secure-port="$scheduler_port" \
+        --leader-elect=false \
+        --profiling=false
+    echo "KUBE_SCHEDULER=https://127.0.0.1:$scheduler_port" >>"$dir/endpoints"
+    wait_for "$dir" kube-scheduler "kube-scheduler /healthz" \
+        curl -sfk --max-time 2 "https://127.0.0.1:$scheduler_port/healthz" || return 1
+
+    # kwok: the Nodes annotated kwok.x-k8s.io/node=fake get their status and
+    # heartbeats from kwok's own node stages (read from its module source). No
+    # pod stage: the pods' status is their kubelet stand-in's (strom-pod-runner).
+    kwok_stages >"$dir/kwok-stages.yaml" || return 1
+    spawn "$dir" kwok "$KWOK_BIN/kwok" \
+        --kubeconfig="$dir/kubeconfig" \
+        --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+        --config="$dir/kwok-stages.yaml" \
+        --server-address="127.0.0.1:$kwok_port"
+    echo "KWOK=http://127.0.0.1:$kwok_port" >>"$dir/endpoints"
+    wait_for "$dir" kwok "kwok /healthz" curl -sf --max-time 2 "http://127.0.0.1:$kwok_port/healthz" || return 1
+}
+
+# kwok's node stages (initialise a Node as Ready, renew its heartbeat), as kwok
+# publishes them in its module; downloaded into the Go module cache if missing.
+kwok_stages() {
+    local src
+    go_env
+    src="$GOMODCACHE/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage/node"
+    if [ ! -d "$src" ]; then
+        src="$(cd "${TMPDIR:-/tmp}" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+            sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')/kustomize/stage/node" || return 1
+    fi
+    if [ ! -f "$src/fast/node-initialize.yaml" ] || [ ! -f "$src/heartbeat/node-heartbeat.yaml" ]; then
+        say "kwok's node stages are not in $src"
+        return 1
+    fi
+    cat "$src/fast/node-initialize.yaml"
+    echo "---"
+    cat "$src/heartbeat/node-heartbeat.yaml"
+}
+
 cmd_start() {
-    local dir="${1:?usage: control-plane.sh start DIR}" attempt name
-    for name in etcd kube-apiserver kube-controller-manager; do
+    local dir="${1:?usage: control-plane.sh start DIR}" attempt name components=(etcd kube-apiserver kube-controller-manager)
+    if [ "${STROM_CONTROL_PLANE_NODES:-}" = kwok ]; then
+        components+=(kube-scheduler kwok)
+    elif [ -n "${STROM_CONTROL_PLANE_NODES:-}" ]; then
+        die "STROM_CONTROL_PLANE_NODES=${STROM_CONTROL_PLANE_NODES}: the only value is kwok (or leave it unset)"
+    fi
+    for name in "${components[@]}"; do
         [ -x "$(bin_path "$name")" ] || die "$name is not built; run: $SCRIPT build"
     done
     command -v curl >/dev/null || die "curl is needed"
@@ -472,7 +553,7 @@ cmd_start() {
         if ((attempt < 3)) && grep -qs "address already in use" "$dir"/*.log; then
             say "a port was taken (attempt $attempt); retrying with other ports"
             stop_components "$dir"
-            for name in etcd kube-apiserver kube-controller-manager; do
+            for name in "${components[@]}"; do
                 if [ -f "$dir/$name.log" ]; then mv -f "$dir/$name.log" "$dir/$name.log.$attempt"; fi
             done
             continue
