@@ -34,6 +34,8 @@ pub struct Context {
     pub dir: PathBuf,
     /// The `strom-broker` binary.
     pub broker_bin: PathBuf,
+    /// Whether a kube-scheduler binds the pods (else the runner does).
+    pub external_scheduler: bool,
 }
 
 impl Context {

@@ -48,6 +48,18 @@ struct Cli {
     /// (`NODE_NAME-ZONE`) and spreads the pods over them by ordinal.
     #[arg(long)]
     zone: Vec<String>,
+    /// A kube-scheduler binds the pods (it must be running): the runner only
+    /// provisions the volumes of pending pods' claims, as a storage
+    /// provisioner would, so that the scheduler's volume binding can go on.
+    /// Without it the runner binds pods itself.
+    #[arg(long)]
+    external_scheduler: bool,
+    /// kwok keeps the nodes (it must be running, managing nodes annotated
+    /// `kwok.x-k8s.io/node=fake`): the runner creates them with that
+    /// annotation and leaves their status and heartbeats to kwok. Without it
+    /// the runner reports the nodes' status itself.
+    #[arg(long)]
+    kwok: bool,
     /// Exit (killing the brokers) when this process is gone.
     #[arg(long, env = "STROM_POD_RUNNER_OWNER")]
     owner: Option<u32>,
@@ -90,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         nodes: node::nodes_for(&cli.node_name, &cli.zone).into_iter().map(|(name, _)| name).collect(),
         dir: dir.clone(),
         broker_bin,
+        external_scheduler: cli.external_scheduler,
     });
     ctx.create_dirs().with_context(|| format!("creating the layout under {}", dir.display()))?;
     let leftovers = {
@@ -103,12 +116,19 @@ async fn main() -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client);
     let mut heartbeats = Vec::new();
     for (name, zone) in node::nodes_for(&cli.node_name, &cli.zone) {
+        if cli.kwok {
+            node::register_for_kwok(&nodes, &name, zone.as_deref())
+                .await
+                .with_context(|| format!("registering node {name} for kwok"))?;
+            continue;
+        }
         node::register(&nodes, &name, zone.as_deref()).await.with_context(|| format!("registering node {name}"))?;
         heartbeats.push(tokio::spawn(node::keep_alive(nodes.clone(), name, shutdown.clone())));
     }
     tracing::info!(
         nodes = ?ctx.nodes, namespace = %cli.namespace, selector = %cli.selector,
-        subnet = %cli.subnet, dir = %dir.display(), "pod runner started"
+        subnet = %cli.subnet, dir = %dir.display(), external_scheduler = cli.external_scheduler,
+        kwok = cli.kwok, "pod runner started"
     );
 
     {

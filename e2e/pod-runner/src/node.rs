@@ -1,5 +1,5 @@
 //! The runner's Node objects (one, or one per zone): registered at start,
-//! heartbeat every 10 s.
+//! heartbeat every 10 s, or, with kwok running, created for kwok to keep.
 //!
 //! The Node carries `kubernetes.io/hostname` (and
 //! `topology.kubernetes.io/zone` when a zone is given), capacity for far more
@@ -102,6 +102,27 @@ pub async fn register(nodes: &Api<Node>, name: &str, zone: Option<&str>) -> kube
         Err(e) => return Err(e),
     }
     heartbeat(nodes, name, true).await
+}
+
+/// Annotation that hands a Node to kwok (the control plane's kwok manages
+/// the nodes that carry it).
+pub const KWOK_ANNOTATION: &str = "kwok.x-k8s.io/node";
+
+/// Creates (or relabels) node `name` for kwok: labels as [`register`]'s and
+/// the [`KWOK_ANNOTATION`]; kwok initialises its status (Ready, capacity,
+/// addresses) and renews its heartbeat.
+pub async fn register_for_kwok(nodes: &Api<Node>, name: &str, zone: Option<&str>) -> kube::Result<()> {
+    let metadata = json!({"name": name, "labels": node_labels(name, zone), "annotations": {KWOK_ANNOTATION: "fake"}});
+    let node: Node = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Node", "metadata": metadata}))
+        .map_err(kube::Error::SerdeError)?;
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            nodes.patch(name, &PatchParams::default(), &Patch::Merge(json!({"metadata": metadata}))).await?;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes the node's status with Ready `ready`.

@@ -4,12 +4,12 @@
 //! selector and compares them with its workers (one [`PodWorker`] task per
 //! pod uid, owned by this loop alone):
 //!
-//! - a pod without `spec.nodeName` for more than a second is bound to one of
-//!   the runner's nodes through the `pods/binding` subresource, the node by
-//!   pod ordinal modulo the number of nodes (zones): the spread a
-//!   zone-spreading scheduler gives a StatefulSet (the control plane here
-//!   runs no kube-scheduler; with one running, it binds first and the runner
-//!   just finds its pods on its nodes);
+//! - a pod without `spec.nodeName`: with `--external-scheduler`, the volumes
+//!   of its claims are provisioned (kube-scheduler's volume binding waits for
+//!   them) and kube-scheduler binds it; otherwise, after a second, the runner
+//!   binds it to one of its nodes through the `pods/binding` subresource, the
+//!   node by pod ordinal modulo the number of nodes (zones): the spread a
+//!   zone-spreading scheduler gives a StatefulSet;
 //! - a pod on one of the runner's nodes without a worker gets one;
 //! - a pod with a deletionTimestamp is told to stop within its grace period
 //!   (its worker deletes the object afterwards); one without a worker (the
@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use serde_json::json;
@@ -59,6 +59,8 @@ pub struct Runner {
     unscheduled: HashMap<String, Instant>,
     /// uids the runner could not plan (reported once).
     rejected: HashSet<String>,
+    /// uids of unscheduled pods whose claims have their volumes.
+    provisioned: HashSet<String>,
 }
 
 impl Runner {
@@ -72,6 +74,7 @@ impl Runner {
             finished: HashSet::new(),
             unscheduled: HashMap::new(),
             rejected: HashSet::new(),
+            provisioned: HashSet::new(),
         }
     }
 
@@ -139,11 +142,16 @@ impl Runner {
         self.finished.retain(|uid| seen.contains(uid));
         self.unscheduled.retain(|uid, _| seen.contains(uid));
         self.rejected.retain(|uid| seen.contains(uid));
+        self.provisioned.retain(|uid| seen.contains(uid));
     }
 
     /// Binds an unscheduled pod to one of the runner's nodes once it waited
     /// [`BIND_AFTER`]: by ordinal modulo the number of nodes.
     async fn schedule(&mut self, pod: &Pod, uid: &str, name: &str) {
+        if self.ctx.external_scheduler {
+            self.provision(pod, uid, name).await;
+            return;
+        }
         let first_seen = *self.unscheduled.entry(uid.to_string()).or_insert_with(Instant::now);
         if first_seen.elapsed() < BIND_AFTER {
             return;
@@ -164,6 +172,32 @@ impl Runner {
             Ok(_) => tracing::info!(pod = name, node = %node, "bound pod to a node of this runner"),
             Err(e) => tracing::warn!(pod = name, error = %e, "binding failed"),
         }
+    }
+
+    /// Gives every claim of an unscheduled pod a volume (a storage
+    /// provisioner's part), so that kube-scheduler, which does not place a pod
+    /// whose claims are unbound, can bind it.
+    async fn provision(&mut self, pod: &Pod, uid: &str, name: &str) {
+        if self.provisioned.contains(uid) {
+            return;
+        }
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.ctx.client.clone(), &self.ctx.namespace);
+        let volumes: Api<PersistentVolume> = Api::all(self.ctx.client.clone());
+        let node = self.ctx.nodes.first().map_or("", String::as_str);
+        let names = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()));
+        for claim in names {
+            let dir = self.ctx.claim_dir(&self.ctx.namespace, &claim);
+            if let Err(e) = crate::volume::ensure_volume(&claims, &volumes, &claim, &dir, node).await {
+                // Retried on the next pass (the claim may not exist yet).
+                tracing::info!(pod = name, claim, error = %e, "no volume for the claim yet");
+                return;
+            }
+        }
+        self.provisioned.insert(uid.to_string());
     }
 
     /// Starts a worker for a pod on this node that has none.
