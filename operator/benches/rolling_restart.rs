@@ -1,6 +1,7 @@
 //! Benchmark: a rolling restart of a 3-broker cluster under produce load,
 //! driven by the operator on the local end-to-end environment (real control
-//! plane, the pod runner running release `strom-broker` processes).
+//! plane with kube-scheduler and kwok nodes, the pod runner running release
+//! `strom-broker` processes).
 //!
 //! One run measures, side by side: produce latency (p50, p99, max; idempotent
 //! acks=all librdkafka producer, one record every 2 ms over 6 partitions with
@@ -11,7 +12,8 @@
 //! back exactly once at the end.
 //!
 //! Run: `cargo bench -p strom-operator --bench rolling_restart` (needs the
-//! control plane built by `e2e/control-plane/control-plane.sh build`).
+//! control plane built by `e2e/control-plane/control-plane.sh build
+//! kube-apiserver kube-controller-manager etcd kube-scheduler kwok`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use common::kafka_load::load::{ProduceLoad, producer_config};
 use common::pod_runner::PodRunner;
-use common::{OperatorProcess, create_ready_cluster, create_ready_topic, plane_with_namespace};
+use common::{OperatorProcess, create_ready_cluster, create_ready_topic, plane_with_nodes};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
@@ -84,7 +86,7 @@ fn ms(d: Duration) -> String {
 }
 
 async fn run() {
-    let (plane, client) = plane_with_namespace(NS).await;
+    let (plane, client) = plane_with_nodes(NS).await;
     let runner = PodRunner::start(&plane, NS, CLUSTER);
     let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(BROKERS));
     let operator = OperatorProcess::start(

@@ -33,7 +33,7 @@ use common::kafka_load::{StallMeter, check_consumed_so_far};
 use common::pod_runner::PodRunner;
 use common::roll::{BrokerPods, analyse, check_roll};
 use common::{
-    OperatorProcess, create_ready_cluster, create_ready_topic, eventually, plane_with_namespace, replicas_per_broker,
+    OperatorProcess, create_ready_cluster, create_ready_topic, eventually, plane_with_nodes, replicas_per_broker,
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -166,7 +166,7 @@ fn broker_pids(runner: &PodRunner, brokers: i32) -> BTreeMap<String, Option<u32>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_load_history_through_rolls_upgrade_scaling_and_crashes_loses_nothing() {
-    let (plane, client) = plane_with_namespace(NS).await;
+    let (plane, client) = plane_with_nodes(NS).await;
     let runner = PodRunner::start(&plane, NS, CLUSTER);
     let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(SCALED));
     let operator_args = ["--namespaces", NS, "--no-leader-election", "--admin-override", &admin_override];

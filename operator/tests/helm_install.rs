@@ -57,7 +57,7 @@ fn install_chart(plane: &ControlPlane) -> (Vec<String>, std::path::PathBuf) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_install_and_the_quick_start_example_give_a_ready_cluster_and_a_working_topic() {
     const CLUSTER: &str = QUICK_START_CLUSTER;
-    let plane = ControlPlane::start();
+    let plane = ControlPlane::start_with_nodes();
     let client = common::client(&plane).await;
     let (mut args, kubeconfig) = install_chart(&plane);
     let runner = PodRunner::start(&plane, NS, CLUSTER);

@@ -1,7 +1,8 @@
 //! Rack-batched rolling restarts end to end, under load: six brokers on three
-//! nodes in zones a, b and c (the pod runner plays the three nodes; the API
-//! server copies each node's zone label onto the pods it binds, and the
-//! brokers take it as their rack), `spec.rack.batchedRestarts` on, topics
+//! nodes in zones a, b and c (kwok keeps the three nodes, kube-scheduler
+//! places the pods by the operator's zone spread constraint, the API server
+//! copies each node's zone label onto the pods it binds, and the brokers take
+//! it as their rack), `spec.rack.batchedRestarts` on, topics
 //! with one replica per rack and `min.insync.replicas=2`, and an idempotent
 //! acks=all producer writing throughout.
 //!
@@ -22,8 +23,9 @@ use std::time::Duration;
 use common::kafka_load::load::{ProduceLoad, producer_config};
 use common::pod_runner::PodRunner;
 use common::roll::{BrokerPods, analyse};
-use common::{OperatorProcess, create_ready_cluster, create_ready_topic, plane_with_namespace};
-use kube::api::{Api, Patch, PatchParams};
+use common::{OperatorProcess, create_ready_cluster, create_ready_topic, plane_with_nodes};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 use strom_crds::{KafkaCluster, KafkaTopic};
 use strom_operator::admin::ClusterAdmin;
@@ -38,9 +40,21 @@ const MIN_INSYNC: usize = 2;
 const WAIT: Duration = Duration::from_secs(240);
 const ROLL_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The zone the pod runner binds pod `ordinal` to.
-fn zone_of(ordinal: i32) -> &'static str {
-    ZONES[ordinal as usize % ZONES.len()]
+/// Zone label the API server copies from a pod's node onto the pod.
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// Each broker pod's zone (by ordinal), as the scheduler placed it.
+async fn pod_zones(client: &kube::Client) -> BTreeMap<i32, String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let list = pods.list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={CLUSTER}"))).await;
+    let mut zones = BTreeMap::new();
+    for pod in list.expect("list the broker pods").items {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let ordinal: i32 = name.rsplit('-').next().and_then(|n| n.parse().ok()).expect("a StatefulSet pod name");
+        let zone = pod.metadata.labels.as_ref().and_then(|l| l.get(ZONE_LABEL)).cloned();
+        zones.insert(ordinal, zone.unwrap_or_else(|| panic!("pod {name} has no {ZONE_LABEL} label")));
+    }
+    zones
 }
 
 /// Samples every partition's ISR until stopped; the smallest ISR seen per partition.
@@ -81,7 +95,7 @@ impl IsrSampler {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rack_batched_restarts_keep_min_isr_and_lose_nothing() {
-    let (plane, client) = plane_with_namespace(NS).await;
+    let (plane, client) = plane_with_nodes(NS).await;
     let runner = PodRunner::start_in_zones(&plane, NS, CLUSTER, &ZONES);
     let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(BROKERS));
     let operator = OperatorProcess::start(
@@ -102,8 +116,15 @@ async fn rack_batched_restarts_keep_min_isr_and_lose_nothing() {
     create_ready_topic(&topics, TOPIC, spec, WAIT).await;
 
     let admin = ClusterAdmin::new(runner.admin_addresses(BROKERS).split(',').map(String::from).collect());
-    // Each broker registered with its node's zone as its rack, and the topic
-    // has one replica per rack.
+    // The scheduler spread the brokers evenly over the zones; each broker
+    // registered with its node's zone as its rack, and the topic has one
+    // replica per rack.
+    let pod_zones = pod_zones(&client).await;
+    let zone_of = |broker: i32| pod_zones.get(&broker).map_or("none", String::as_str);
+    for zone in ZONES {
+        let brokers: Vec<i32> = pod_zones.iter().filter(|(_, z)| *z == zone).map(|(b, _)| *b).collect();
+        assert_eq!(brokers.len(), BROKERS as usize / ZONES.len(), "brokers in zone {zone}: {pod_zones:?}");
+    }
     let described = admin.describe_cluster().await.expect("describe the cluster");
     let racks: BTreeMap<i32, Option<String>> =
         described.brokers.iter().map(|b| (b.broker_id, b.rack.clone())).collect();

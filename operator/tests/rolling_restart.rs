@@ -22,7 +22,7 @@ use std::time::Duration;
 use common::kafka_load::load::{ProduceLoad, producer_config};
 use common::pod_runner::PodRunner;
 use common::roll::{BrokerPods, analyse, check_roll};
-use common::{OperatorProcess, create_ready_cluster, create_ready_topic, eventually, plane_with_namespace};
+use common::{OperatorProcess, create_ready_cluster, create_ready_topic, eventually, plane_with_nodes};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use strom_crds::{KafkaCluster, KafkaTopic};
@@ -39,7 +39,7 @@ const ROLL_TIMEOUT: Duration = Duration::from_secs(420);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restarts_under_load_lose_nothing_and_restart_one_broker_at_a_time() {
-    let (plane, client) = plane_with_namespace(NS).await;
+    let (plane, client) = plane_with_nodes(NS).await;
     let runner = PodRunner::start(&plane, NS, CLUSTER);
     let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(BROKERS));
     let mut operator = OperatorProcess::start(

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::kafka_load::StallMeter;
 use common::kafka_load::load::{ProduceLoad, producer_config};
 use common::pod_runner::PodRunner;
-use common::{OperatorProcess, create_ready_cluster, create_ready_topic, eventually, plane_with_namespace};
+use common::{OperatorProcess, create_ready_cluster, create_ready_topic, eventually, plane_with_nodes};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -74,7 +74,7 @@ async fn scale(clusters: &Api<KafkaCluster>, replicas: i32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
-    let (plane, client) = plane_with_namespace(NS).await;
+    let (plane, client) = plane_with_nodes(NS).await;
     let runner = PodRunner::start_in_zones(&plane, NS, CLUSTER, &[ZONE]);
     let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(5));
     let operator = OperatorProcess::start(

@@ -1,6 +1,7 @@
 //! A real Kubernetes control plane for the operator's integration tests: etcd,
 //! kube-apiserver and kube-controller-manager as plain local processes, in the
-//! spirit of controller-runtime's envtest.
+//! spirit of controller-runtime's envtest; [`ControlPlane::start_with_nodes`]
+//! adds kube-scheduler and kwok, for tests that run pods.
 //!
 //! The work is done by `e2e/control-plane/control-plane.sh` (see its README):
 //! `build` compiles the binaries from Go modules once into `~/.cache/strom`
@@ -35,6 +36,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct ControlPlane {
     /// The plane's directory: `kubeconfig`, `pids`, `endpoints`, `*.log`, `pki/`, `etcd/`.
     dir: PathBuf,
+    /// Whether kube-scheduler and kwok run too.
+    nodes: bool,
 }
 
 impl ControlPlane {
@@ -44,6 +47,22 @@ impl ControlPlane {
     ///
     /// Panics with the script's output, which ends with the components' log tails, on failure.
     pub fn start() -> ControlPlane {
+        ControlPlane::start_with(false)
+    }
+
+    /// [`ControlPlane::start`] plus kube-scheduler, which binds pods to nodes,
+    /// and kwok, which keeps the Nodes annotated `kwok.x-k8s.io/node=fake`
+    /// Ready (the pod runner creates them; `STROM_CONTROL_PLANE_NODES=kwok`).
+    pub fn start_with_nodes() -> ControlPlane {
+        ControlPlane::start_with(true)
+    }
+
+    /// Whether kube-scheduler and kwok run in this plane.
+    pub fn has_nodes(&self) -> bool {
+        self.nodes
+    }
+
+    fn start_with(nodes: bool) -> ControlPlane {
         if let Err(e) = build_once() {
             panic!("{e}");
         }
@@ -52,12 +71,13 @@ impl ControlPlane {
             .arg(script())
             .arg("start")
             .arg(&dir)
+            .env("STROM_CONTROL_PLANE_NODES", if nodes { "kwok" } else { "" })
             // The script's watchdog stops the plane when this process is gone.
             .env("STROM_CONTROL_PLANE_OWNER", std::process::id().to_string())
             .stdin(Stdio::null())
             .output()
             .expect("running bash control-plane.sh start");
-        let plane = ControlPlane { dir };
+        let plane = ControlPlane { dir, nodes };
         if !out.status.success() {
             // The script's stderr ends with each component's log tail, taken before it
             // stopped them; dropping `plane` removes the dir (STROM_KEEP_CONTROL_PLANE=1 keeps it).
@@ -132,7 +152,7 @@ fn build_once() -> Result<(), String> {
         .get_or_init(|| {
             let mut child = Command::new("bash")
                 .arg("-c")
-                .arg(r#"exec bash "$0" build 2>&1"#)
+                .arg(r#"exec bash "$0" build kube-apiserver kube-controller-manager etcd kube-scheduler kwok 2>&1"#)
                 .arg(script())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())

@@ -78,7 +78,16 @@ pub async fn create_namespace(client: &kube::Client, name: &str) {
 
 /// A started control plane with the CRDs installed and namespace `namespace` created.
 pub async fn plane_with_namespace(namespace: &str) -> (ControlPlane, kube::Client) {
-    let plane = ControlPlane::start();
+    prepare_plane(ControlPlane::start(), namespace).await
+}
+
+/// [`plane_with_namespace`] with kube-scheduler and kwok running too: the
+/// whole local environment, for tests that run broker pods.
+pub async fn plane_with_nodes(namespace: &str) -> (ControlPlane, kube::Client) {
+    prepare_plane(ControlPlane::start_with_nodes(), namespace).await
+}
+
+async fn prepare_plane(plane: ControlPlane, namespace: &str) -> (ControlPlane, kube::Client) {
     let client = client(&plane).await;
     install_crds(&client).await;
     create_namespace(&client, namespace).await;

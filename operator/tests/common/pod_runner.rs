@@ -64,6 +64,8 @@ impl PodRunner {
             .arg("--broker-bin")
             .arg(broker_binary())
             .args(zones.iter().flat_map(|z| ["--zone", z]))
+            // With kube-scheduler and kwok in the plane, they bind the pods and keep the nodes.
+            .args(if plane.has_nodes() { &["--external-scheduler", "--kwok"][..] } else { &[] })
             .env("STROM_POD_RUNNER_OWNER", std::process::id().to_string())
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log.try_clone().expect("clone the log handle")))
