@@ -1,8 +1,8 @@
-//! One load history through every disruption the operator handles, end to
-//! end: the real control plane with the StatefulSet controller, the pod
-//! runner running each broker pod as a local `strom-broker` process, the
-//! operator as a process, a 3-broker KafkaCluster and a KafkaTopic with 6
-//! partitions, replication factor 3 and `min.insync.replicas=2`. An
+//! One load history through every disruption the operator handles, end to end:
+//! the real control plane with the StatefulSet controller, kube-scheduler and
+//! kwok nodes, the pod runner running each broker pod as a local `strom-broker`
+//! process, the operator as a process, a 3-broker KafkaCluster and a KafkaTopic
+//! with 6 partitions, replication factor 3 and `min.insync.replicas=2`. An
 //! idempotent acks=all librdkafka producer and a group consumer (subscribed,
 //! committing its offsets) run from the first step to the last.
 //!

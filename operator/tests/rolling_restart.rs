@@ -1,8 +1,8 @@
 //! Rolling restarts end to end, under load: the real control plane with the
-//! StatefulSet controller, the pod runner running each broker pod as a local
-//! `strom-broker` process (its data on a per-claim directory that survives
-//! the pod), the operator as a process, and an idempotent acks=all librdkafka
-//! producer writing unique values throughout.
+//! StatefulSet controller, kube-scheduler and kwok nodes, the pod runner
+//! running each broker pod as a local `strom-broker` process (its data on a
+//! per-claim directory that survives the pod), the operator as a process, and
+//! an idempotent acks=all librdkafka producer writing unique values throughout.
 //!
 //! In turn: a dynamic broker setting changes (every broker applies it through
 //! the metadata, no pod restarts), a static broker setting changes (the

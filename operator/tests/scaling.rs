@@ -1,7 +1,7 @@
-//! Scaling end to end, under load: the real control plane with the
-//! StatefulSet controller, the pod runner running each broker pod as a local
-//! `strom-broker` process, the operator as a process, and an idempotent
-//! acks=all librdkafka producer writing unique values throughout.
+//! Scaling end to end, under load: the real control plane with the StatefulSet
+//! controller, kube-scheduler and kwok nodes, the pod runner running each
+//! broker pod as a local `strom-broker` process, the operator as a process, and
+//! an idempotent acks=all librdkafka producer writing unique values throughout.
 //!
 //! In turn: a KafkaTopic's replication factor goes from 2 to 3 (replicas
 //! move, throttled); the cluster scales from 3 to 5 brokers and replicas
