@@ -24,8 +24,7 @@ use common::kafka_load::load::{ProduceLoad, producer_config};
 use common::pod_runner::PodRunner;
 use common::roll::{BrokerPods, analyse};
 use common::{OperatorProcess, create_ready_cluster, create_ready_topic, plane_with_nodes};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use strom_crds::{KafkaCluster, KafkaTopic};
 use strom_operator::admin::ClusterAdmin;
@@ -42,20 +41,6 @@ const ROLL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Zone label the API server copies from a pod's node onto the pod.
 const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
-
-/// Each broker pod's zone (by ordinal), as the scheduler placed it.
-async fn pod_zones(client: &kube::Client) -> BTreeMap<i32, String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    let list = pods.list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={CLUSTER}"))).await;
-    let mut zones = BTreeMap::new();
-    for pod in list.expect("list the broker pods").items {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let ordinal: i32 = name.rsplit('-').next().and_then(|n| n.parse().ok()).expect("a StatefulSet pod name");
-        let zone = pod.metadata.labels.as_ref().and_then(|l| l.get(ZONE_LABEL)).cloned();
-        zones.insert(ordinal, zone.unwrap_or_else(|| panic!("pod {name} has no {ZONE_LABEL} label")));
-    }
-    zones
-}
 
 /// Samples every partition's ISR until stopped; the smallest ISR seen per partition.
 struct IsrSampler {
@@ -119,7 +104,8 @@ async fn rack_batched_restarts_keep_min_isr_and_lose_nothing() {
     // The scheduler spread the brokers evenly over the zones; each broker
     // registered with its node's zone as its rack, and the topic has one
     // replica per rack.
-    let pod_zones = pod_zones(&client).await;
+    let pods = BrokerPods::new(&client, NS, CLUSTER);
+    let pod_zones = pods.label(ZONE_LABEL).await;
     let zone_of = |broker: i32| pod_zones.get(&broker).map_or("none", String::as_str);
     for zone in ZONES {
         let brokers: Vec<i32> = pod_zones.iter().filter(|(_, z)| *z == zone).map(|(b, _)| *b).collect();
@@ -138,7 +124,6 @@ async fn rack_batched_restarts_keep_min_isr_and_lose_nothing() {
     }
 
     let bootstrap = runner.bootstrap(BROKERS);
-    let pods = BrokerPods::new(&client, NS, CLUSTER);
     // One request in flight per connection: with several, a leader move can
     // make librdkafka answer OUT_OF_ORDER_SEQUENCE on a later request by
     // bumping its producer epoch and re-sending a record the old leader had

@@ -80,6 +80,12 @@ impl BrokerPods {
         pods.iter().filter_map(|p| Some((self.ordinal(p)?, p.metadata.uid.clone()?))).collect()
     }
 
+    /// Label `key` of each pod by ordinal (pods without it are left out).
+    pub async fn label(&self, key: &str) -> BTreeMap<i32, String> {
+        let pods = self.list().await.expect("list the broker pods");
+        pods.iter().filter_map(|p| Some((self.ordinal(p)?, p.metadata.labels.as_ref()?.get(key)?.clone()))).collect()
+    }
+
     /// Container restart counts by ordinal (a broker process restarted in place).
     pub async fn restart_counts(&self) -> BTreeMap<i32, i32> {
         let pods = self.list().await.expect("list the broker pods");
