@@ -110,6 +110,9 @@ pub enum ConfigOp {
     Delete(String),
 }
 
+/// The controller id of a view without a live broker.
+pub const NO_CONTROLLER: i32 = -1;
+
 /// The metadata a broker serves, built from the controller's image.
 #[derive(Debug, Default)]
 pub struct MetadataView {
@@ -120,9 +123,20 @@ pub struct MetadataView {
 }
 
 impl MetadataView {
-    /// The view of `image`, with `controller_id` the active controller (-1 if none known).
-    pub fn from_image(image: &ClusterImage, controller_id: i32) -> MetadataView {
-        let brokers = image
+    /// The view of `image`, with `active_controller` the active controller
+    /// (-1 if none known).
+    ///
+    /// The controller id the view shows clients (Metadata, DescribeCluster)
+    /// is always one of its live brokers or -1: the active controller when it
+    /// is live, else the lowest live broker id, which takes admin requests
+    /// like any broker (every broker forwards them to the active controller;
+    /// KRaft likewise names a random live broker). A controller that is not
+    /// among the listed brokers, as when it has registered but not yet
+    /// heartbeated, leaves librdkafka's admin client waiting for a broker it
+    /// cannot find and never asking for metadata again, until its request
+    /// times out.
+    pub fn from_image(image: &ClusterImage, active_controller: i32) -> MetadataView {
+        let brokers: Vec<BrokerEndpoint> = image
             .brokers
             .values()
             .filter(|b| !b.fenced)
@@ -154,6 +168,11 @@ impl MetadataView {
                 (name.clone(), TopicMetadata { name: name.clone(), id: t.topic_id, partitions, configs })
             })
             .collect();
+        let controller_id = if brokers.iter().any(|b| b.id == active_controller) {
+            active_controller
+        } else {
+            brokers.iter().map(|b| b.id).min().unwrap_or(NO_CONTROLLER)
+        };
         MetadataView { cluster_id: image.cluster_id.clone(), controller_id, brokers, topics }
     }
 
@@ -335,6 +354,29 @@ mod tests {
         assert_eq!(t.configs.explicit("retention.ms"), Some("1000"));
         assert_eq!(view.topic_by_id(t.id).map(|t| t.name.as_str()), Some("orders"));
         assert!(view.is_online("orders", 1) && !view.is_online("orders", 2));
+    }
+
+    #[test]
+    fn the_controller_clients_see_is_always_a_live_broker() {
+        let mut image = image_with(&[]);
+        let register = |image: &mut ClusterImage, id: i32| {
+            let reg = Command::RegisterBroker {
+                broker_id: id,
+                incarnation_id: Uuid::new_v4(),
+                advertised_endpoint: format!("host-{id}:9092"),
+                internal_endpoint: format!("host-{id}:9093"),
+                rack: None,
+            };
+            image.apply(10 + id as u64, &reg).unwrap();
+        };
+        // Broker 2 registered (fenced until its first heartbeat) and is the active controller.
+        register(&mut image, 2);
+        assert_eq!(MetadataView::from_image(&image, 2).controller_id(), 0, "a fenced controller is not named");
+        assert_eq!(MetadataView::from_image(&image, 0).controller_id(), 0);
+        assert_eq!(MetadataView::from_image(&image, -1).controller_id(), 0, "no controller known: a live broker");
+        let mut lonely = image_with(&[]);
+        lonely.brokers.values_mut().for_each(|b| b.fenced = true);
+        assert_eq!(MetadataView::from_image(&lonely, 0).controller_id(), NO_CONTROLLER, "no live broker at all");
     }
 
     #[test]
