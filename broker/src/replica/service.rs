@@ -14,7 +14,8 @@
 //! follower's fetch waits up to `replica.fetch.wait.max.ms` for new records
 //! or a newer high watermark rather than answering empty at once.
 //!
-//! File reads run on the blocking pool; no lock is held across an `.await`.
+//! File reads run on the blocking pool, except the bookkeeping of a fetch at
+//! the log end (nothing to read); no lock is held across an `.await`.
 
 use std::sync::Arc;
 
@@ -65,7 +66,17 @@ impl ReplicationService {
         };
         // Subscribed before the first look, so a change in between still wakes us.
         let (mut log_end, mut high_watermark) = partition.watch_for_follower();
-        let Some(mut reply) = self.serve(&partition, fetch.clone(), true).await else {
+        // A follower at the log end (every fetch of a caught-up follower under
+        // acks=all) reads nothing before it waits: its position, which moves
+        // the high watermark and so completes acks=all produces, is recorded
+        // here rather than after a round trip through the blocking pool.
+        let at_log_end = *log_end.borrow() == fetch.fetch_offset;
+        let first = if at_log_end {
+            Some(self.serve_now(&partition, &fetch, true))
+        } else {
+            self.serve(&partition, fetch.clone(), true).await
+        };
+        let Some(mut reply) = first else {
             return refused(error_codes::KAFKA_STORAGE_ERROR, format!("reading {tp} failed"));
         };
         if matches!(reply.outcome, FetchOutcome::CaughtUp) {
@@ -92,14 +103,16 @@ impl ReplicationService {
     /// pending ISR change set, so the ISR would never change again.
     async fn serve(&self, partition: &Arc<Partition>, fetch: FollowerFetch, may_wait: bool) -> Option<FetchReply> {
         let (partition, manager) = (partition.clone(), self.manager.clone());
-        blocking(move || {
-            let mut reply = partition.serve_follower_fetch(&fetch, now_ms(), may_wait);
-            if let Some(proposal) = reply.proposal.take() {
-                manager.send_isr_proposal(partition, proposal);
-            }
-            reply
-        })
-        .await
+        blocking(move || serve_and_propose(&manager, &partition, &fetch, may_wait)).await
+    }
+
+    /// [`ReplicationService::serve`] on the calling thread, for a fetch at the
+    /// log end: it takes the partition's locks for a few bookkeeping steps
+    /// and reads a file only if an append landed since the caller looked at
+    /// the log end (then a read of what was just written, from the page
+    /// cache). The ISR change, if any, is sent before returning, as there.
+    fn serve_now(&self, partition: &Arc<Partition>, fetch: &FollowerFetch, may_wait: bool) -> FetchReply {
+        serve_and_propose(&self.manager, partition, fetch, may_wait)
     }
 
     /// Answers OffsetForLeaderEpoch as leader.
@@ -183,6 +196,20 @@ fn response(reply: FetchReply) -> FetchRecordsResponse {
         FetchOutcome::CaughtUp => {}
     }
     response
+}
+
+/// Serves one follower fetch and sends the ISR change it gives rise to.
+fn serve_and_propose(
+    manager: &Arc<ReplicaManager>,
+    partition: &Arc<Partition>,
+    fetch: &FollowerFetch,
+    may_wait: bool,
+) -> FetchReply {
+    let mut reply = partition.serve_follower_fetch(fetch, now_ms(), may_wait);
+    if let Some(proposal) = reply.proposal.take() {
+        manager.send_isr_proposal(partition.clone(), proposal);
+    }
+    reply
 }
 
 /// Runs blocking log work on the blocking pool; `None` if it panicked.
