@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
+export KAFKA_VERSION="${KAFKA_VERSION:-4.3.1}"
 command -v java >/dev/null || { echo "bench/run.sh: java not found: Apache Kafka needs Java 17+" >&2; exit 1; }
 
 echo "bench/run.sh: building release strom-broker and strom-bench" >&2

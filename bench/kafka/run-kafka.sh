@@ -36,12 +36,12 @@
 #       ProducerPerformance and ConsumerPerformance; tools-pom.xml) if needed;
 #       print the path of their tools-classpath.txt in the same cache.
 #
-# Environment: KAFKA_VERSION (default 4.1.1), JAVA_HOME (else `java` on PATH),
+# Environment: KAFKA_VERSION (default 4.3.1), JAVA_HOME (else `java` on PATH),
 # KAFKA_HEAP_OPTS (default -Xmx1G -Xms1G, as kafka-server-start.sh sets).
 # Needs Java 17+ and Maven 3.
 set -euo pipefail
 
-KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
+KAFKA_VERSION="${KAFKA_VERSION:-4.3.1}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${HOME}/.cache/strom/kafka-${KAFKA_VERSION}"
 JAVA="${JAVA_HOME:+${JAVA_HOME}/bin/}java"

@@ -53,7 +53,7 @@
 //!
 //! Environment: `STROM_BENCH_RECORDS` (500000), `STROM_BENCH_ROUNDS` (9),
 //! `STROM_BENCH_KAFKA` (1; 0 skips Apache Kafka: the table then gives
-//! Strom's own ratios only), `KAFKA_VERSION` (4.1.1), `STROM_BENCH_DEBUG`
+//! Strom's own ratios only), `KAFKA_VERSION` (4.3.1), `STROM_BENCH_DEBUG`
 //! (extra librdkafka debug contexts for the members, printed to stderr).
 
 use std::collections::BTreeSet;
@@ -783,7 +783,7 @@ fn main() {
     let records = env_usize("STROM_BENCH_RECORDS", 500_000);
     let rounds = env_usize("STROM_BENCH_ROUNDS", 9).max(1);
     let want_kafka = std::env::var("STROM_BENCH_KAFKA").map_or(true, |v| v != "0");
-    let kafka_version = std::env::var("KAFKA_VERSION").unwrap_or_else(|_| "4.1.1".into());
+    let kafka_version = std::env::var("KAFKA_VERSION").unwrap_or_else(|_| "4.3.1".into());
     let root = scratch_root();
 
     let strom = Broker::start_strom(&root);

@@ -18,7 +18,39 @@ pub struct JavaTools {
     runs: Cell<u32>,
 }
 
-/// ProducerPerformance's summary line.
+/// One ProducerPerformance run: `records` records of `record_bytes` to
+/// `topic`, at `rate` records/s (`None`: as fast as it can). The first
+/// `warmup_records` (0: none) are left out of the steady-state summary
+/// (`--warmup-records`, Kafka 4.2 and later): the fresh JVM's class loading,
+/// JIT and first metadata round trips land in them.
+#[derive(Debug, Clone, Copy)]
+pub struct JavaProduce<'a> {
+    pub bootstrap: &'a str,
+    pub topic: &'a str,
+    pub records: u64,
+    pub record_bytes: usize,
+    pub acks: &'a str,
+    pub rate: Option<f64>,
+    pub warmup_records: u64,
+}
+
+/// What a ProducerPerformance run printed: the summary of the whole run and,
+/// with `--warmup-records`, the summary of the records after the warm-up.
+#[derive(Debug, Default, Clone)]
+pub struct ProducerRun {
+    pub all: ProducerSummary,
+    /// Present when the run had warm-up records.
+    pub steady: Option<ProducerSummary>,
+}
+
+impl ProducerRun {
+    /// The steady-state summary when there is one, else the whole run's.
+    pub fn measured(&self) -> &ProducerSummary {
+        self.steady.as_ref().unwrap_or(&self.all)
+    }
+}
+
+/// One of ProducerPerformance's summary lines.
 #[derive(Debug, Default, Clone)]
 pub struct ProducerSummary {
     /// Records acknowledged ("records sent" counts successful callbacks only).
@@ -69,18 +101,10 @@ impl JavaTools {
         Ok((stdout, stderr))
     }
 
-    /// Runs ProducerPerformance: `records` records of `record_bytes` to
-    /// `topic`, at `rate` records/s (`None`: as fast as it can).
-    pub fn produce(
-        &self,
-        bootstrap: &str,
-        topic: &str,
-        records: u64,
-        record_bytes: usize,
-        acks: &str,
-        rate: Option<f64>,
-    ) -> Result<ProducerSummary> {
-        let args: Vec<String> = vec![
+    /// Runs ProducerPerformance as `spec` says.
+    pub fn produce(&self, spec: &JavaProduce) -> Result<ProducerRun> {
+        let JavaProduce { bootstrap, topic, records, record_bytes, acks, rate, warmup_records } = *spec;
+        let mut args: Vec<String> = vec![
             "--topic".into(),
             topic.into(),
             "--num-records".into(),
@@ -93,19 +117,29 @@ impl JavaTools {
             format!("bootstrap.servers={bootstrap}"),
             format!("acks={acks}"),
         ];
+        if warmup_records > 0 {
+            args.extend(["--warmup-records".into(), warmup_records.to_string()]);
+        }
         let (stdout, stderr) = self.run("org.apache.kafka.tools.ProducerPerformance", &args)?;
-        let summary = parse_producer_summary(&stdout)
+        let run = parse_producer_run(&stdout)
             .with_context(|| format!("no summary line from ProducerPerformance:\n{stdout}\n{stderr}"))?;
         // Only acknowledged sends count as "records sent"; a failed one is
         // printed (retried errors show as WARN lines and are not failures).
-        if summary.records != records {
+        if run.all.records != records {
             bail!(
                 "ProducerPerformance: {} of {records} records acknowledged; the failures are in its output in {}",
-                summary.records,
+                run.all.records,
                 self.log_dir.display()
             );
         }
-        Ok(summary)
+        if warmup_records > 0 && run.steady.is_none() {
+            bail!(
+                "ProducerPerformance printed no steady-state summary despite --warmup-records {warmup_records} \
+                 (it needs Kafka 4.2 or later); its output is in {}",
+                self.log_dir.display()
+            );
+        }
+        Ok(run)
     }
 
     /// Runs ConsumerPerformance: reads `records` records of `topic` in a fresh group.
@@ -128,11 +162,20 @@ impl JavaTools {
     }
 }
 
-/// Parses ProducerPerformance's final line, e.g. `1000 records sent, 500.0
-/// records/sec (0.49 MB/sec), 3.10 ms avg latency, 9.00 ms max latency, 3 ms
-/// 50th, 8 ms 95th, 9 ms 99th, 9 ms 99.9th.`
-pub fn parse_producer_summary(stdout: &str) -> Option<ProducerSummary> {
-    let line = stdout.lines().rev().find(|l| l.contains("records sent") && l.contains("99.9th"))?;
+/// Parses ProducerPerformance's summary lines: the whole run's (required)
+/// and the steady state's (`N steady state records sent, ...`, printed after
+/// it when the run had warm-up records).
+pub fn parse_producer_run(stdout: &str) -> Option<ProducerRun> {
+    let summaries = || stdout.lines().filter(|l| l.contains("records sent") && l.contains("99.9th"));
+    let all = summaries().rfind(|l| !l.contains("steady state")).and_then(parse_producer_summary)?;
+    let steady = summaries().rfind(|l| l.contains("steady state records sent")).and_then(parse_producer_summary);
+    Some(ProducerRun { all, steady })
+}
+
+/// Parses one summary line, e.g. `1000 records sent, 500.0 records/sec (0.49
+/// MB/sec), 3.10 ms avg latency, 9.00 ms max latency, 3 ms 50th, 8 ms 95th, 9
+/// ms 99th, 9 ms 99.9th.`
+fn parse_producer_summary(line: &str) -> Option<ProducerSummary> {
     let parts: Vec<&str> = line.split(", ").collect();
     let first_number = |s: &str| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok());
     let records = first_number(parts.first()?)? as u64;
@@ -176,11 +219,31 @@ mod tests {
 49123 records sent, 9824.6 records/sec (9.59 MB/sec), 2.5 ms avg latency, 40.0 ms max latency.
 100000 records sent, 9990.009990 records/sec (9.76 MB/sec), 2.31 ms avg latency, 41.00 ms max latency, 2 ms 50th, 4 ms 95th, 12 ms 99th, 38 ms 99.9th.
 ";
-        let s = parse_producer_summary(out).expect("a summary");
+        let run = parse_producer_run(out).expect("a summary");
+        let s = &run.all;
         assert_eq!(s.records, 100_000);
         assert!((s.records_per_sec - 9990.00999).abs() < 1e-3);
         assert_eq!((s.p50_ms, s.p99_ms, s.p999_ms), (2.0, 12.0, 38.0));
-        assert!(parse_producer_summary("49123 records sent, 9824.6 records/sec (9.59 MB/sec).").is_none());
+        assert!(run.steady.is_none());
+        assert!(parse_producer_run("49123 records sent, 9824.6 records/sec (9.59 MB/sec).").is_none());
+    }
+
+    #[test]
+    fn steady_state_summary_is_kept_apart_from_the_whole_run() {
+        let out = "\
+Warmup first 20000 records. Steady state results will print after the complete test summary.
+49123 records sent, 9824.6 records/sec (9.59 MB/sec), 2.5 ms avg latency, 300.0 ms max latency.
+In steady state.
+100000 records sent, 9990.009990 records/sec (9.76 MB/sec), 5.31 ms avg latency, 300.00 ms max latency, 2 ms 50th, 4 ms 95th, 250 ms 99th, 290 ms 99.9th.
+80000 steady state records sent, 9999.000000 records/sec (9.76 MB/sec), 1.90 ms avg latency, 15.00 ms max latency, 2 ms 50th, 3 ms 95th, 6 ms 99th, 14 ms 99.9th.
+";
+        let run = parse_producer_run(out).expect("a summary");
+        assert_eq!(run.all.records, 100_000);
+        assert_eq!(run.all.p99_ms, 250.0);
+        let steady = run.steady.as_ref().expect("a steady-state summary");
+        assert_eq!(steady.records, 80_000);
+        assert_eq!((steady.p50_ms, steady.p99_ms, steady.p999_ms), (2.0, 6.0, 14.0));
+        assert_eq!(run.measured().p99_ms, 6.0);
     }
 
     #[test]

@@ -52,7 +52,7 @@ struct Args {
     #[arg(long)]
     profile: bool,
     /// Kafka version (for the report; run-kafka.sh reads KAFKA_VERSION).
-    #[arg(long, env = "KAFKA_VERSION", default_value = "4.1.1")]
+    #[arg(long, env = "KAFKA_VERSION", default_value = "4.3.1")]
     kafka_version: String,
 }
 
