@@ -14,8 +14,10 @@
 //! follower's fetch waits up to `replica.fetch.wait.max.ms` for new records
 //! or a newer high watermark rather than answering empty at once.
 //!
-//! File reads run on the blocking pool, except the bookkeeping of a fetch at
-//! the log end (nothing to read); no lock is held across an `.await`.
+//! A fetch from the log end — a caught-up follower's — is served on the
+//! async thread: its bookkeeping, and after the wait the read of what was
+//! just appended (in the page cache). A fetch from further back reads on the
+//! blocking pool. No lock is held across an `.await`.
 
 use std::sync::Arc;
 
@@ -69,7 +71,8 @@ impl ReplicationService {
         // A follower at the log end (every fetch of a caught-up follower under
         // acks=all) reads nothing before it waits: its position, which moves
         // the high watermark and so completes acks=all produces, is recorded
-        // here rather than after a round trip through the blocking pool.
+        // here rather than after a round trip through the blocking pool. A
+        // follower further behind may need older data, read on that pool.
         let at_log_end = *log_end.borrow() == fetch.fetch_offset;
         let first = if at_log_end {
             Some(self.serve_now(&partition, &fetch, true))
@@ -87,10 +90,9 @@ impl ReplicationService {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.manager.stopped() => {}
             }
-            let Some(again) = self.serve(&partition, fetch, false).await else {
-                return refused(error_codes::KAFKA_STORAGE_ERROR, format!("reading {tp} failed"));
-            };
-            reply = again;
+            // What the follower gets now was appended during the wait: a
+            // read from the page cache, done here too.
+            reply = self.serve_now(&partition, &fetch, false);
         }
         response(reply)
     }
@@ -106,11 +108,11 @@ impl ReplicationService {
         blocking(move || serve_and_propose(&manager, &partition, &fetch, may_wait)).await
     }
 
-    /// [`ReplicationService::serve`] on the calling thread, for a fetch at the
-    /// log end: it takes the partition's locks for a few bookkeeping steps
-    /// and reads a file only if an append landed since the caller looked at
-    /// the log end (then a read of what was just written, from the page
-    /// cache). The ISR change, if any, is sent before returning, as there.
+    /// [`ReplicationService::serve`] on the calling thread, for a fetch at
+    /// what was the log end a moment ago: it takes the partition's locks for
+    /// a few bookkeeping steps and reads at most what was appended since,
+    /// which the page cache still holds. The ISR change, if any, is sent
+    /// before returning, as there.
     fn serve_now(&self, partition: &Arc<Partition>, fetch: &FollowerFetch, may_wait: bool) -> FetchReply {
         serve_and_propose(&self.manager, partition, fetch, may_wait)
     }
