@@ -506,12 +506,35 @@ impl Partition {
     ///
     /// Blocking file I/O: call from a blocking-capable context.
     pub(crate) fn serve_follower_fetch(&self, fetch: &FollowerFetch, now_ms: i64, may_wait: bool) -> FetchReply {
-        let log = self.log.read();
+        self.serve_follower_fetch_with(&self.log.read(), fetch, now_ms, may_wait)
+    }
+
+    /// [`Partition::serve_follower_fetch`] if the log is not being written
+    /// right now; `None` (nothing done) if an append or truncation holds it.
+    /// For async callers: an append can sit in the kernel for a long time
+    /// (dirty-page throttling), and a runtime thread must never wait on it.
+    pub(crate) fn try_serve_follower_fetch(
+        &self,
+        fetch: &FollowerFetch,
+        now_ms: i64,
+        may_wait: bool,
+    ) -> Option<FetchReply> {
+        let log = self.log.try_read()?;
+        Some(self.serve_follower_fetch_with(&log, fetch, now_ms, may_wait))
+    }
+
+    fn serve_follower_fetch_with(
+        &self,
+        log: &crate::log::PartitionLog,
+        fetch: &FollowerFetch,
+        now_ms: i64,
+        may_wait: bool,
+    ) -> FetchReply {
         let leo = log.log_end_offset();
         let start = log.log_start_offset();
         let mut guard = self.state.lock();
         let leader_epoch = guard.leader_epoch;
-        let (outcome, proposal) = self.serve_locked(&log, &mut guard, fetch, now_ms, may_wait);
+        let (outcome, proposal) = self.serve_locked(log, &mut guard, fetch, now_ms, may_wait);
         FetchReply {
             outcome,
             proposal,

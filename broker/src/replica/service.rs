@@ -15,9 +15,11 @@
 //! or a newer high watermark rather than answering empty at once.
 //!
 //! A fetch from the log end — a caught-up follower's — is served on the
-//! async thread: its bookkeeping, and after the wait the read of what was
-//! just appended (in the page cache). A fetch from further back reads on the
-//! blocking pool. No lock is held across an `.await`.
+//! async thread when the log is free: its bookkeeping, and after the wait
+//! the read of what was just appended (in the page cache). A fetch from
+//! further back, or one that finds an append holding the log, goes through
+//! the blocking pool: a runtime thread never waits on a write. No lock is
+//! held across an `.await`.
 
 use std::sync::Arc;
 
@@ -74,10 +76,10 @@ impl ReplicationService {
         // here rather than after a round trip through the blocking pool. A
         // follower further behind may need older data, read on that pool.
         let at_log_end = *log_end.borrow() == fetch.fetch_offset;
-        let first = if at_log_end {
-            Some(self.serve_now(&partition, &fetch, true))
-        } else {
-            self.serve(&partition, fetch.clone(), true).await
+        let served_now = if at_log_end { self.try_serve_now(&partition, &fetch, true) } else { None };
+        let first = match served_now {
+            Some(reply) => Some(reply),
+            None => self.serve(&partition, fetch.clone(), true).await,
         };
         let Some(mut reply) = first else {
             return refused(error_codes::KAFKA_STORAGE_ERROR, format!("reading {tp} failed"));
@@ -91,8 +93,16 @@ impl ReplicationService {
                 _ = self.manager.stopped() => {}
             }
             // What the follower gets now was appended during the wait: a
-            // read from the page cache, done here too.
-            reply = self.serve_now(&partition, &fetch, false);
+            // read from the page cache, done here too unless an append holds
+            // the log.
+            let again = match self.try_serve_now(&partition, &fetch, false) {
+                Some(reply) => Some(reply),
+                None => self.serve(&partition, fetch, false).await,
+            };
+            let Some(again) = again else {
+                return refused(error_codes::KAFKA_STORAGE_ERROR, format!("reading {tp} failed"));
+            };
+            reply = again;
         }
         response(reply)
     }
@@ -105,16 +115,29 @@ impl ReplicationService {
     /// pending ISR change set, so the ISR would never change again.
     async fn serve(&self, partition: &Arc<Partition>, fetch: FollowerFetch, may_wait: bool) -> Option<FetchReply> {
         let (partition, manager) = (partition.clone(), self.manager.clone());
-        blocking(move || serve_and_propose(&manager, &partition, &fetch, may_wait)).await
+        blocking(move || {
+            let mut reply = partition.serve_follower_fetch(&fetch, now_ms(), may_wait);
+            if let Some(proposal) = reply.proposal.take() {
+                manager.send_isr_proposal(partition, proposal);
+            }
+            reply
+        })
+        .await
     }
 
     /// [`ReplicationService::serve`] on the calling thread, for a fetch at
-    /// what was the log end a moment ago: it takes the partition's locks for
-    /// a few bookkeeping steps and reads at most what was appended since,
-    /// which the page cache still holds. The ISR change, if any, is sent
-    /// before returning, as there.
-    fn serve_now(&self, partition: &Arc<Partition>, fetch: &FollowerFetch, may_wait: bool) -> FetchReply {
-        serve_and_propose(&self.manager, partition, fetch, may_wait)
+    /// what was the log end a moment ago: a few bookkeeping steps under the
+    /// partition's locks and a read of at most what was appended since,
+    /// which the page cache still holds. `None` (nothing done) when an
+    /// append holds the log: the caller goes through the blocking pool
+    /// rather than stall a runtime thread behind a write. The ISR change, if
+    /// any, is sent before returning, as there.
+    fn try_serve_now(&self, partition: &Arc<Partition>, fetch: &FollowerFetch, may_wait: bool) -> Option<FetchReply> {
+        let mut reply = partition.try_serve_follower_fetch(fetch, now_ms(), may_wait)?;
+        if let Some(proposal) = reply.proposal.take() {
+            self.manager.send_isr_proposal(partition.clone(), proposal);
+        }
+        Some(reply)
     }
 
     /// Answers OffsetForLeaderEpoch as leader.
@@ -198,20 +221,6 @@ fn response(reply: FetchReply) -> FetchRecordsResponse {
         FetchOutcome::CaughtUp => {}
     }
     response
-}
-
-/// Serves one follower fetch and sends the ISR change it gives rise to.
-fn serve_and_propose(
-    manager: &Arc<ReplicaManager>,
-    partition: &Arc<Partition>,
-    fetch: &FollowerFetch,
-    may_wait: bool,
-) -> FetchReply {
-    let mut reply = partition.serve_follower_fetch(fetch, now_ms(), may_wait);
-    if let Some(proposal) = reply.proposal.take() {
-        manager.send_isr_proposal(partition.clone(), proposal);
-    }
-    reply
 }
 
 /// Runs blocking log work on the blocking pool; `None` if it panicked.
