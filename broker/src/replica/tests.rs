@@ -570,3 +570,29 @@ async fn an_unanswered_isr_proposal_expires_so_the_isr_can_still_grow() {
     let again = leader.serve_follower_fetch(&caught_up, now + leader::PENDING_ISR_EXPIRY_MS + 1, false).proposal;
     assert_eq!(again.map(|p| p.isr), Some(vec![0, 1]), "an expired proposal is made again");
 }
+
+#[tokio::test]
+async fn a_fetch_served_inline_steps_aside_while_an_append_holds_the_log() {
+    let cluster = leader_alone_in_the_isr().await;
+    produce(cluster.node(0), batch(0)).await.unwrap();
+    let leader = cluster.node(0).partition();
+    let at_end = partition::FollowerFetch {
+        replica_id: 1,
+        fetch_offset: leo(cluster.node(0)),
+        last_fetched_epoch: -1,
+        current_leader_epoch: leader.leader_epoch(),
+        max_bytes: 1 << 20,
+        high_watermark: None,
+    };
+    {
+        // As an append does for its write: the log held exclusively.
+        let _writing = leader.log().write();
+        assert!(
+            leader.try_serve_follower_fetch(&at_end, now_ms(), true).is_none(),
+            "an async caller must not wait behind a write"
+        );
+    }
+    let reply = leader.try_serve_follower_fetch(&at_end, now_ms(), true).expect("the log is free again");
+    assert_eq!(reply.log_end_offset, at_end.fetch_offset);
+    assert_eq!(reply.proposal.map(|p| p.isr), Some(vec![0, 1]), "the follower's position was recorded");
+}
