@@ -545,19 +545,25 @@ async fn a_restarted_leader_starts_from_its_checkpointed_high_watermark() {
     assert_eq!(p.high_watermark(), checkpointed);
 }
 
-#[tokio::test]
-async fn an_unanswered_isr_proposal_expires_so_the_isr_can_still_grow() {
+/// A leader alone in its ISR holding one batch, and broker 1's fetch from its log end.
+async fn leader_with_one_record_and_a_fetch_at_its_end() -> (Cluster, partition::FollowerFetch) {
     let cluster = leader_alone_in_the_isr().await;
     produce(cluster.node(0), batch(0)).await.unwrap();
-    let leader = cluster.node(0).partition();
-    let caught_up = partition::FollowerFetch {
+    let fetch = partition::FollowerFetch {
         replica_id: 1,
         fetch_offset: leo(cluster.node(0)),
         last_fetched_epoch: -1,
-        current_leader_epoch: leader.leader_epoch(),
+        current_leader_epoch: cluster.node(0).partition().leader_epoch(),
         max_bytes: 1 << 20,
         high_watermark: None,
     };
+    (cluster, fetch)
+}
+
+#[tokio::test]
+async fn an_unanswered_isr_proposal_expires_so_the_isr_can_still_grow() {
+    let (cluster, caught_up) = leader_with_one_record_and_a_fetch_at_its_end().await;
+    let leader = cluster.node(0).partition();
     let now = now_ms();
     // The first caught-up fetch proposes broker 1; the proposal is lost (as when
     // the fetching broker disconnects before its handler could send it).
@@ -573,17 +579,8 @@ async fn an_unanswered_isr_proposal_expires_so_the_isr_can_still_grow() {
 
 #[tokio::test]
 async fn a_fetch_served_inline_steps_aside_while_an_append_holds_the_log() {
-    let cluster = leader_alone_in_the_isr().await;
-    produce(cluster.node(0), batch(0)).await.unwrap();
+    let (cluster, at_end) = leader_with_one_record_and_a_fetch_at_its_end().await;
     let leader = cluster.node(0).partition();
-    let at_end = partition::FollowerFetch {
-        replica_id: 1,
-        fetch_offset: leo(cluster.node(0)),
-        last_fetched_epoch: -1,
-        current_leader_epoch: leader.leader_epoch(),
-        max_bytes: 1 << 20,
-        high_watermark: None,
-    };
     {
         // As an append does for its write: the log held exclusively.
         let _writing = leader.log().write();
