@@ -78,6 +78,7 @@ fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>
     if dynamic_changed {
         tracing::info!(settings = ?image.broker_configs, "applying new dynamic broker settings");
     }
+    let follower_throttled_rate = broker.config.settings.long("follower.replication.throttled.rate");
     let mut assigned = HashSet::new();
     for (name, topic) in &image.topics {
         let before = previous.as_ref().and_then(|p| p.topics.get(name));
@@ -93,9 +94,9 @@ fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>
             }
             let tp = TopicPartition { topic: name.clone(), partition: index as i32 };
             assigned.insert(tp.clone());
-            // Throttled only while catching up: once in the ISR its fetches hold back the high watermark.
-            let adding_here = p.reassignment.as_ref().filter(|r| r.adding.contains(&me) && !p.isr.contains(&me));
-            broker.replicas.reassignment_throttle().set(&tp, adding_here.map(|r| r.throttle_bytes_per_sec));
+            let throttled_replicas = topic.configs.get(THROTTLED_REPLICAS).map(String::as_str);
+            let rate = catch_up_rate(p, index as i32, me, throttled_replicas, follower_throttled_rate);
+            broker.replicas.replication_throttle().set(&tp, rate);
             if recreated && let Err(e) = broker.replicas.delete(&tp) {
                 tracing::error!(partition = %tp, error = %e, "cannot delete the log of a deleted topic");
             }
@@ -131,6 +132,33 @@ fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>
         }
     }
     *broker.last_image.lock() = Some(image);
+}
+
+/// The topic setting naming replicas whose catch-up is throttled.
+const THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
+
+/// The rate (bytes/s) `me`'s replica of partition `index` copies the log
+/// at, if throttled. Only a follower outside the ISR is throttled: in the
+/// ISR, its fetches hold back the high watermark. A replica a reassignment
+/// adds goes at the reassignment's rate; another one at the broker's
+/// `follower.replication.throttled.rate` when the topic's
+/// `follower.replication.throttled.replicas` names it (`i64::MAX`, the
+/// default rate, does not throttle).
+fn catch_up_rate(
+    p: &PartitionState,
+    index: i32,
+    me: i32,
+    throttled_replicas: Option<&str>,
+    follower_throttled_rate: i64,
+) -> Option<u64> {
+    if p.leader == me || p.isr.contains(&me) {
+        return None;
+    }
+    if let Some(r) = p.reassignment.as_ref().filter(|r| r.adding.contains(&me)) {
+        return Some(r.throttle_bytes_per_sec);
+    }
+    let listed = throttled_replicas.is_some_and(|list| crate::config::settings::replica_list_contains(list, index, me));
+    (listed && follower_throttled_rate < i64::MAX).then_some(follower_throttled_rate.max(0) as u64)
 }
 
 /// Tells the group coordinator which `__consumer_offsets` partitions this broker leads.
@@ -206,5 +234,39 @@ impl IsrChannel for ControllerIsrChannel {
                 Err(e) => Err(e.to_string()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::image::Reassignment;
+
+    fn partition(isr: &[i32], reassignment: Option<Reassignment>) -> PartitionState {
+        PartitionState {
+            replicas: vec![0, 1, 2],
+            isr: isr.to_vec(),
+            leader: 0,
+            leader_epoch: 1,
+            partition_epoch: 1,
+            reassignment,
+        }
+    }
+
+    #[test]
+    fn only_listed_or_added_replicas_outside_the_isr_are_throttled() {
+        let out_of_isr = partition(&[0, 1], None);
+        assert_eq!(catch_up_rate(&out_of_isr, 3, 2, Some("*"), 1000), Some(1000));
+        assert_eq!(catch_up_rate(&out_of_isr, 3, 2, Some("3:2"), 1000), Some(1000));
+        assert_eq!(catch_up_rate(&out_of_isr, 3, 2, Some("3:1,4:2"), 1000), None, "another replica is listed");
+        assert_eq!(catch_up_rate(&out_of_isr, 3, 2, None, 1000), None, "no list, no throttle");
+        assert_eq!(catch_up_rate(&out_of_isr, 3, 2, Some("*"), i64::MAX), None, "the default rate does not throttle");
+        assert_eq!(catch_up_rate(&partition(&[0, 1, 2], None), 3, 2, Some("*"), 1000), None, "in the ISR");
+        assert_eq!(catch_up_rate(&out_of_isr, 3, 0, Some("*"), 1000), None, "the leader is never throttled");
+
+        let adding = Reassignment { adding: vec![2], removing: vec![1], throttle_bytes_per_sec: 500 };
+        let moving = partition(&[0, 1], Some(adding));
+        assert_eq!(catch_up_rate(&moving, 3, 2, Some("*"), 1000), Some(500), "a reassignment's own rate wins");
+        assert_eq!(catch_up_rate(&moving, 3, 2, None, i64::MAX), Some(500));
     }
 }

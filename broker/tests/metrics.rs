@@ -166,22 +166,26 @@ fn counters_move_by_exactly_the_workload_and_lag_is_exact() {
 }
 
 /// Broker 2 follows partition 0 of a topic led by broker 0. Stopped, it
-/// leaves the ISR and broker 0's under-replicated count rises; 48 MiB are
-/// produced without it; started again (followers fetching at most 64 KiB at
-/// a time), its `/readyz` answers 503 "catching up" until it is back in the
-/// ISR with the whole log, then 200; the under-replicated count returns to
-/// 0 on every broker and broker 0 counted an ISR expansion.
+/// leaves the ISR and broker 0's under-replicated count rises; 24 MiB are
+/// produced without it; started again, it catches up held to 8 MiB/s by
+/// Kafka's follower throttle (the topic lists every replica in
+/// `follower.replication.throttled.replicas`), so catching up takes at
+/// least two seconds, however fast the machine. Meanwhile its `/readyz`
+/// answers 503 "catching up"; back in the ISR with the whole log, 200. The
+/// under-replicated count returns to 0 on every broker and broker 0 counted
+/// an ISR expansion.
 #[test]
 fn a_restarted_follower_is_not_ready_until_back_in_the_isr_and_under_replication_clears() {
-    const RECORDS: usize = 3_000;
+    const RECORDS: usize = 1_536;
     const VALUE_BYTES: usize = 16 * 1024;
+    const THROTTLE_BYTES_PER_SEC: usize = 8 << 20;
     let topic = "replicated";
     let mut settings = cluster::FAST_FAILOVER.to_vec();
-    // Small follower fetches, so catching up takes hundreds of round trips:
-    // long enough to observe.
-    settings.extend(["offsets.topic.num.partitions=3", "replica.fetch.max.bytes=65536"]);
+    let rate = format!("follower.replication.throttled.rate={THROTTLE_BYTES_PER_SEC}");
+    settings.extend(["offsets.topic.num.partitions=3", rate.as_str()]);
     let mut cluster = Cluster::start(3, "metrics", &settings);
-    cluster::create_topic(&cluster.bootstrap(), topic, 1, 3, Some(&[&[0, 1, 2]]), &[]);
+    let throttled = [("follower.replication.throttled.replicas", "*")];
+    cluster::create_topic(&cluster.bootstrap(), topic, 1, 3, Some(&[&[0, 1, 2]]), &throttled);
     let urp = |cluster: &Cluster, id: i32| {
         Scrape::fetch(cluster.broker(id).http_addr()).value("strom_under_replicated_partitions", &[])
     };
@@ -237,6 +241,9 @@ fn a_restarted_follower_is_not_ready_until_back_in_the_isr_and_under_replication
         catching_up_body.is_some(),
         "broker 2 never answered /readyz 503 \"catching up\" before 200 (answers: {seen:?})"
     );
+    // The throttle banks at most a second of its rate, so the rest of the backlog takes its time.
+    let least = Duration::from_secs_f64((RECORDS * VALUE_BYTES) as f64 / THROTTLE_BYTES_PER_SEC as f64 - 1.0);
+    assert!(ready_at >= least, "broker 2 caught up in {ready_at:?}, faster than its throttle allows ({least:?})");
 
     // Ready means caught up: in the ISR, with the whole log.
     let own_view = cluster::wait_until("broker 2 to answer Metadata", Duration::from_secs(10), || {

@@ -26,6 +26,9 @@ pub enum SettingKind {
     Enum(&'static [&'static str]),
     /// A comma-separated, non-empty subset of a fixed set of words.
     List(&'static [&'static str]),
+    /// Kafka's throttled-replica list: empty (none), `*` (every replica),
+    /// or comma-separated `partition:broker` pairs.
+    ReplicaList,
 }
 
 impl SettingKind {
@@ -36,7 +39,7 @@ impl SettingKind {
             SettingKind::Enum(_) => 2,
             SettingKind::Int { .. } => 3,
             SettingKind::Long { .. } => 5,
-            SettingKind::List(_) => 7,
+            SettingKind::List(_) | SettingKind::ReplicaList => 7,
         }
     }
 }
@@ -322,6 +325,14 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         doc: "Pause before a follower retries a fetch that failed.",
     },
     SettingDef {
+        name: "follower.replication.throttled.rate",
+        kind: long(1),
+        default: "9223372036854775807",
+        broker_synonym: None,
+        doc: "Bytes per second this broker copies, together, for the out-of-sync replicas a topic's \
+              follower.replication.throttled.replicas names (the default does not throttle).",
+    },
+    SettingDef {
         name: "replica.socket.timeout.ms",
         kind: int(1, I32.1),
         default: "30000",
@@ -459,6 +470,14 @@ pub const TOPIC_SETTINGS: &[SettingDef] = &[
         doc: "Allow a replica outside the ISR to become leader.",
     },
     SettingDef {
+        name: "follower.replication.throttled.replicas",
+        kind: SettingKind::ReplicaList,
+        default: "",
+        broker_synonym: None,
+        doc: "Replicas (partition:broker pairs, or *) whose catch-up outside the ISR is held to the \
+              broker's follower.replication.throttled.rate.",
+    },
+    SettingDef {
         name: "compression.type",
         kind: SettingKind::Enum(&["producer"]),
         default: "producer",
@@ -491,6 +510,9 @@ fn describe_expected(kind: &SettingKind) -> String {
         SettingKind::Enum(words) => format!("one of {}", words.join(", ")),
         SettingKind::List(words) => {
             format!("a comma-separated list of {}", words.join(", "))
+        }
+        SettingKind::ReplicaList => {
+            "empty, `*` (every replica) or comma-separated partition:broker pairs of non-negative integers".to_string()
         }
     }
 }
@@ -529,7 +551,35 @@ pub fn validate(def: &SettingDef, value: &str) -> Result<String, SettingError> {
             }
             Ok(items.join(","))
         }
+        SettingKind::ReplicaList => {
+            if trimmed == "*" {
+                return Ok("*".to_string());
+            }
+            let mut pairs: Vec<(i32, i32)> = Vec::new();
+            for item in trimmed.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let pair = parse_replica(item).ok_or_else(invalid)?;
+                if !pairs.contains(&pair) {
+                    pairs.push(pair);
+                }
+            }
+            Ok(pairs.iter().map(|(p, b)| format!("{p}:{b}")).collect::<Vec<_>>().join(","))
+        }
     }
+}
+
+/// One `partition:broker` pair of a replica list.
+fn parse_replica(item: &str) -> Option<(i32, i32)> {
+    let (partition, broker) = item.split_once(':')?;
+    let partition: i32 = partition.trim().parse().ok().filter(|p| *p >= 0)?;
+    let broker: i32 = broker.trim().parse().ok().filter(|b| *b >= 0)?;
+    Some((partition, broker))
+}
+
+/// Whether a validated replica list (see [`SettingKind::ReplicaList`])
+/// names `broker`'s replica of `partition`.
+pub fn replica_list_contains(list: &str, partition: i32, broker: i32) -> bool {
+    let list = list.trim();
+    list == "*" || list.split(',').filter_map(|item| parse_replica(item.trim())).any(|r| r == (partition, broker))
 }
 
 /// Whether a broker setting can change on running brokers (Kafka's
@@ -699,6 +749,25 @@ mod tests {
         s.set("message.timestamp.type", "logappendtime").unwrap();
         assert_eq!(s.get("message.timestamp.type"), "LogAppendTime");
         assert!(s.set("cleanup.policy", "shred").is_err());
+    }
+
+    #[test]
+    fn replica_lists_are_normalised_and_matched() {
+        let mut s = Settings::topic_overrides();
+        let name = "follower.replication.throttled.replicas";
+        s.set(name, " 0:1, 2:0 ,0:1").unwrap();
+        assert_eq!(s.get(name), "0:1,2:0", "trimmed, duplicates dropped");
+        assert!(replica_list_contains(s.get(name), 0, 1));
+        assert!(replica_list_contains(s.get(name), 2, 0));
+        assert!(!replica_list_contains(s.get(name), 1, 0), "partition 1 on broker 0 is not listed");
+        s.set(name, " * ").unwrap();
+        assert!(replica_list_contains(s.get(name), 7, 3), "* names every replica");
+        s.set(name, "").unwrap();
+        assert!(!replica_list_contains(s.get(name), 0, 0));
+        for bad in ["0", "a:1", "0:-1", "0:1,*", "1:2:3"] {
+            let err = s.set(name, bad).expect_err(bad).to_string();
+            assert!(err.contains(name) && err.contains("partition:broker"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tonic::transport::Channel;
 
 use super::error::ReplicaError;
 use super::partition::{FollowerPosition, Partition};
-use super::{ReassignmentThrottle, ReplicaConfig, error_codes};
+use super::{ReplicationThrottle, ReplicaConfig, error_codes};
 
 /// Where a follower truncates when the leader reports that its log
 /// diverges: the leader's end offset for the epoch it found
@@ -62,7 +62,7 @@ pub(crate) struct Fetcher {
     /// Fetch sizes, waits and backoffs.
     pub config: ReplicaConfig,
     /// Paces the fetches of a replica a reassignment is adding.
-    pub throttle: Arc<ReassignmentThrottle>,
+    pub throttle: Arc<ReplicationThrottle>,
     /// Cancelled when the fetcher must stop.
     pub cancel: CancellationToken,
 }

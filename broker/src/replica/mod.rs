@@ -47,7 +47,7 @@ use tonic::transport::{Channel, Endpoint};
 
 pub use error::ReplicaError;
 pub use partition::{IsrProposal, LeaderAppend, Partition, Transition};
-pub use throttle::ReassignmentThrottle;
+pub use throttle::ReplicationThrottle;
 
 use crate::config::settings::Settings;
 use crate::log::{LogConfig, LogError, LogManager, TopicPartition};
@@ -161,7 +161,7 @@ pub struct ReplicaManager {
     isr_channel: RwLock<Option<Arc<dyn IsrChannel>>>,
     fetchers: Mutex<HashMap<TopicPartition, FetcherHandle>>,
     channels: Mutex<HashMap<String, Channel>>,
-    throttle: Arc<ReassignmentThrottle>,
+    throttle: Arc<ReplicationThrottle>,
     stop: CancellationToken,
 }
 
@@ -182,7 +182,7 @@ impl ReplicaManager {
             isr_channel: RwLock::new(None),
             fetchers: Mutex::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
-            throttle: Arc::new(ReassignmentThrottle::default()),
+            throttle: Arc::new(ReplicationThrottle::default()),
             stop: CancellationToken::new(),
         }
     }
@@ -233,8 +233,8 @@ impl ReplicaManager {
         Ok(partition)
     }
 
-    /// The throttle on fetches for replicas a reassignment adds here.
-    pub fn reassignment_throttle(&self) -> &ReassignmentThrottle {
+    /// The throttle on fetches of replicas catching up outside the ISR (see [`throttle`]).
+    pub fn replication_throttle(&self) -> &ReplicationThrottle {
         &self.throttle
     }
 

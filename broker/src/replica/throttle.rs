@@ -1,15 +1,20 @@
-//! The reassignment throttle: caps the bytes per second this broker copies
-//! for replicas a reassignment is adding here (Kafka's
-//! `follower.replication.throttled.rate` with the throttled-replica lists
-//! that `kafka-reassign-partitions --throttle` sets), so moving partitions
-//! onto a new broker does not starve the leaders' clients of disk and
-//! network.
+//! The replication throttle: caps the bytes per second this broker copies
+//! for replicas catching up outside the ISR that are throttled, so moving
+//! partitions onto a new broker, or a restarted broker catching up, does not
+//! starve the leaders' clients of disk and network. Two things throttle a
+//! replica, as in Kafka:
+//!
+//! - a reassignment adding it here, at the reassignment's rate (what
+//!   `kafka-reassign-partitions --throttle` asks for);
+//! - its topic's `follower.replication.throttled.replicas` naming it, at
+//!   this broker's `follower.replication.throttled.rate`.
 //!
 //! One token bucket per broker, shared by the fetchers of every throttled
-//! partition; other partitions' fetchers (ordinary followers, a restarted
-//! broker catching up) are never slowed. The rate is the smallest one among
-//! the reassignments adding a replica here; a fetch is paced after it is
-//! written, by sleeping as long as the bucket is in debt.
+//! partition; other partitions' fetchers are never slowed. The rate is the
+//! smallest one among the throttled partitions; a fetch is paced after it
+//! is written, by sleeping as long as the bucket is in debt. The publisher
+//! decides which partitions are throttled (only while out of the ISR: a
+//! follower in the ISR holds back the high watermark).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,10 +24,10 @@ use tokio::time::Instant;
 
 use crate::log::TopicPartition;
 
-/// The broker's throttle for reassignment traffic.
+/// The broker's throttle for catch-up replication traffic.
 #[derive(Debug, Default)]
-pub struct ReassignmentThrottle {
-    /// Throttled partitions and their reassignment's rate (bytes/s; 0: unthrottled).
+pub struct ReplicationThrottle {
+    /// Throttled partitions and their rates (bytes/s; 0: unthrottled).
     rates: Mutex<HashMap<TopicPartition, u64>>,
     bucket: Mutex<Bucket>,
 }
@@ -40,7 +45,7 @@ impl Default for Bucket {
     }
 }
 
-impl ReassignmentThrottle {
+impl ReplicationThrottle {
     /// Throttles `tp`'s fetches at `rate` bytes/s (`None` or 0: not throttled).
     pub fn set(&self, tp: &TopicPartition, rate: Option<u64>) {
         let mut rates = self.rates.lock();
@@ -115,7 +120,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn only_throttled_partitions_wait_and_the_slowest_rate_applies() {
-        let throttle = ReassignmentThrottle::default();
+        let throttle = ReplicationThrottle::default();
         let moving = TopicPartition { topic: "t".into(), partition: 0 };
         let other = TopicPartition { topic: "t".into(), partition: 1 };
         throttle.set(&moving, Some(4000));

@@ -183,7 +183,7 @@ fn to_ops(current: &Settings, configs: &[(String, i8, Option<String>)]) -> Resul
             0 => ops.push(ConfigOp::Set(name.clone(), value)),
             1 => ops.push(ConfigOp::Delete(name.clone())),
             2 | 3 => {
-                if !matches!(def.kind, SettingKind::List(_)) {
+                if !matches!(def.kind, SettingKind::List(_) | SettingKind::ReplicaList) {
                     return Err(invalid(format!("APPEND/SUBTRACT need a list setting and `{name}` is not one")));
                 }
                 let mut items: Vec<String> =
