@@ -322,7 +322,7 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         kind: int(0, I32.1),
         default: "1000",
         broker_synonym: None,
-        doc: "Pause before a follower retries a fetch that failed.",
+        doc: "Longest pause before a follower retries a failed fetch (retries start at a hundredth of it and double).",
     },
     SettingDef {
         name: "follower.replication.throttled.rate",

@@ -6,9 +6,13 @@
 //! high watermark) → append the batches exactly as the leader stored them
 //! (file I/O on the blocking pool) and take min(leader's high watermark, own
 //! log end) as high watermark; on a diverging epoch, truncate and fetch
-//! again at once; on any error, back off (`replica.fetch.backoff.ms`, a
-//! tenth of it on the first retry) and keep trying — only a new state from
-//! the controller, deletion or shutdown stops it (its cancellation token).
+//! again at once; on any error, back off and keep trying — only a new
+//! state from the controller, deletion or shutdown stops it (its
+//! cancellation token). The backoff starts at a hundredth of
+//! `replica.fetch.backoff.ms` and doubles up to it: the usual refusal is a
+//! leader that has not yet published the metadata this follower acts on,
+//! milliseconds behind, and every acks=all produce of the partition waits
+//! for this follower meanwhile.
 //!
 //! Invariants: the fetcher never appends or truncates for a leader epoch its
 //! partition has left (the partition checks under its log lock, and the task
@@ -25,7 +29,7 @@ use tonic::transport::Channel;
 
 use super::error::ReplicaError;
 use super::partition::{FollowerPosition, Partition};
-use super::{ReplicationThrottle, ReplicaConfig, error_codes};
+use super::{ReplicaConfig, ReplicationThrottle, error_codes};
 
 /// Where a follower truncates when the leader reports that its log
 /// diverges: the leader's end offset for the epoch it found
@@ -98,9 +102,7 @@ impl Fetcher {
                 Next::Retry(p, reason) => {
                     position = p;
                     failures = failures.saturating_add(1);
-                    let backoff =
-                        if failures == 1 { self.config.fetch_backoff / 10 } else { self.config.fetch_backoff }
-                            .max(MIN_BACKOFF);
+                    let backoff = retry_backoff(failures, self.config.fetch_backoff);
                     if failures == 1 {
                         tracing::warn!(partition = %tp, leader = self.leader, endpoint = %self.endpoint, "fetch failed, retrying: {reason}");
                     } else {
@@ -203,9 +205,28 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// The smallest pause between two fetch attempts (when the backoff setting is 0).
 const MIN_BACKOFF: Duration = Duration::from_millis(1);
 
+/// The pause after the `failures`-th failed fetch in a row (from 1): a
+/// hundredth of `ceiling` (`replica.fetch.backoff.ms`), doubling with each
+/// failure up to `ceiling`, and never below [`MIN_BACKOFF`].
+fn retry_backoff(failures: u32, ceiling: Duration) -> Duration {
+    let first = ceiling / 100;
+    let doublings = failures.saturating_sub(1).min(16);
+    (first * (1u32 << doublings)).min(ceiling).max(MIN_BACKOFF)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backoff_starts_small_and_doubles_up_to_the_setting() {
+        let ceiling = Duration::from_millis(1000);
+        let pauses: Vec<u128> = (1..=9).map(|f| retry_backoff(f, ceiling).as_millis()).collect();
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        assert_eq!(retry_backoff(u32::MAX, ceiling), ceiling, "a long outage stays at the setting");
+        assert_eq!(retry_backoff(1, Duration::ZERO), MIN_BACKOFF, "a zero setting still pauses");
+        assert_eq!(retry_backoff(1, Duration::from_millis(50)), MIN_BACKOFF);
+    }
 
     #[test]
     fn truncation_keeps_what_both_logs_share_for_the_epoch() {
