@@ -3,9 +3,11 @@
 //!
 //! Normally started by `bench/run.sh`, which builds the release broker and
 //! this binary and resolves Kafka's jars first. Writes `report.md` (and
-//! `report.json`) into the run directory and prints the report; exits
-//! non-zero if a scenario failed or a correctness check found a mismatch.
+//! `report.json`) into the run directory, keeps every broker's log under its
+//! `logs/`, and prints the report; exits non-zero if a scenario failed or a
+//! correctness check found a mismatch.
 
+mod broker_logs;
 mod client;
 mod java_tools;
 mod process;

@@ -1,8 +1,8 @@
 //! Broker processes under test: a Strom or Apache Kafka cluster of one or
 //! three nodes on loopback, each node with its own data directory under the
-//! run's scratch directory, started, measured (resident memory and CPU time
-//! from `/proc`), killed with SIGKILL or stopped with SIGTERM, and restarted
-//! on the same data.
+//! run's scratch directory and its log beside it (`node-<i>.log`), started,
+//! measured (resident memory and CPU time from `/proc`), killed with SIGKILL
+//! or stopped with SIGTERM, and restarted on the same data.
 //!
 //! Every node of both systems is a broker and a controller voter (Strom's
 //! embedded quorum; Kafka's KRaft combined mode), so a cluster of N nodes is N
@@ -308,6 +308,12 @@ impl Cluster {
             total.cpu += s.cpu;
         }
         Ok(total)
+    }
+
+    /// Every node's log file, `<dir>/node-<i>.log`: the broker's stdout and
+    /// stderr (for Kafka, its log4j2 log, after `kafka-storage format`'s output).
+    pub fn log_files(&self) -> impl Iterator<Item = &Path> {
+        self.nodes.iter().map(|n| n.log.as_path())
     }
 
     /// The pid of node `i` (the broker process itself: run-kafka.sh execs the JVM).

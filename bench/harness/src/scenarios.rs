@@ -2,13 +2,16 @@
 //! clusters of both systems, runs `rounds` rounds alternating which system
 //! goes first, records every run's value in the report, and ends each
 //! producing run by reading the topic back: the records consumed must equal
-//! the records acknowledged.
+//! the records acknowledged. Once a scenario is done with a cluster, it keeps
+//! the cluster's node logs in the run directory ([`crate::broker_logs`]) and
+//! deletes the cluster's directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::broker_logs;
 use crate::client::{self, ProduceSpec};
 use crate::java_tools::{JavaProduce, JavaTools};
 use crate::process::{Cluster, Programs, System};
@@ -232,7 +235,7 @@ impl Bench {
         if run_s4 {
             self.scenario4(&mut clusters)?;
         }
-        stop_both(&mut clusters)?;
+        stop_both(&self.run_dir, &mut clusters)?;
         Ok(())
     }
 
@@ -445,7 +448,7 @@ impl Bench {
         if run_s3 {
             self.scenario3(&mut clusters)?;
         }
-        stop_both(&mut clusters)?;
+        stop_both(&self.run_dir, &mut clusters)?;
         Ok(())
     }
 
@@ -640,7 +643,7 @@ impl Bench {
                 consumed: consumed.records,
             });
         }
-        stop_both(&mut clusters)?;
+        stop_both(&self.run_dir, &mut clusters)?;
         tput.into_iter().chain([created_rss, loaded_rss]).for_each(|m| self.report.metric(m));
         Ok(())
     }
@@ -697,6 +700,7 @@ impl Bench {
                     consumed: consumed.records,
                 });
                 cluster.stop(Duration::from_secs(60))?;
+                broker_logs::keep(&self.run_dir, &cluster);
                 drop(cluster);
                 let _ = std::fs::remove_dir_all(&dir);
             }
@@ -767,6 +771,7 @@ impl Bench {
                 consumed: consumed.records,
             });
             cluster.stop(Duration::from_secs(120))?;
+            broker_logs::keep(&self.run_dir, &cluster);
             drop(cluster);
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -779,12 +784,14 @@ fn pick(clusters: &mut [Cluster; 2], system: System) -> &mut Cluster {
     &mut clusters[system as usize]
 }
 
-/// Stops both clusters (SIGTERM, then SIGKILL after 60 s) and removes their data.
-fn stop_both(clusters: &mut [Cluster; 2]) -> Result<()> {
+/// Stops both clusters (SIGTERM, then SIGKILL after 60 s), keeps their node
+/// logs under `run_dir`'s `logs/` and removes their directories.
+fn stop_both(run_dir: &Path, clusters: &mut [Cluster; 2]) -> Result<()> {
     for c in clusters.iter_mut() {
         c.stop(Duration::from_secs(60))?;
     }
     for c in clusters.iter() {
+        broker_logs::keep(run_dir, c);
         let _ = std::fs::remove_dir_all(&c.dir);
     }
     Ok(())
