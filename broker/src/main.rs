@@ -111,8 +111,11 @@ fn load_config(cli: &Cli) -> anyhow::Result<BrokerConfig> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
     let internal = server::bind_internal(&config).await?;
+    let http = server::bind_http(&config).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let started: Arc<OnceLock<Arc<Broker>>> = Arc::new(OnceLock::new());
+    // Live from the start: /healthz answers while the logs open and the quorum forms.
+    let http_task = server::serve_http(started.clone(), http, shutdown.clone());
     {
         let (shutdown, started) = (shutdown.clone(), started.clone());
         tokio::spawn(async move {
@@ -126,7 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let broker = Broker::start(config, internal, shutdown).await?;
     let _ = started.set(broker.clone());
-    let (kafka, http) = server::bind(&broker).await?;
+    let kafka = server::bind_kafka(&broker).await?;
     tracing::info!(
         node_id = broker.config.node_id,
         listen = %broker.config.listen,
@@ -137,7 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cluster_id = broker.metadata.read().cluster_id(),
         "strom broker serving"
     );
-    server::serve(broker, kafka, http).await
+    server::serve(broker, kafka, http_task).await
 }
 
 async fn wait_for_signal() {

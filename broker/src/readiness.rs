@@ -33,6 +33,10 @@ use crate::controller::image::NO_LEADER;
 /// Why a broker is not ready.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotReady {
+    /// The process is opening its logs or joining the cluster (waiting for
+    /// its controller quorum, registering).
+    #[error("starting: opening the logs and joining the cluster (waiting for a controller quorum and registering)")]
+    Starting,
     /// Not registered, fenced, behind on the metadata log, or shutting down.
     #[error("not registered with the controller or not caught up with the metadata log")]
     NotJoined,

@@ -1,14 +1,19 @@
 //! The running broker: listeners, background housekeeping and shutdown.
 //!
-//! [`run`] binds the Kafka and HTTP listeners, serves until the broker's
-//! shutdown token is cancelled, then stops accepting, lets open connections
-//! finish their queued responses, and flushes every log before returning.
-//! Connections beyond `max.connections` are closed at accept. The HTTP
-//! listener serves `/healthz` (the process answers), `/readyz` (see
-//! [`crate::readiness`]) and `/metrics` (see [`crate::metrics`]).
+//! The HTTP listener is bound and served first, before the broker opens
+//! its logs and joins the cluster ([`bind_http`], [`serve_http`]): `/healthz`
+//! (the process answers) works from the start, so a broker recovering a
+//! large log or waiting for its controller quorum is not taken for dead;
+//! `/readyz` says it is starting (see [`crate::readiness`]), and `/metrics`
+//! (see [`crate::metrics`]) answers 503 until the broker is up.
+//!
+//! [`serve`] then serves the Kafka listener until the broker's shutdown
+//! token is cancelled, stops accepting, lets open connections finish their
+//! queued responses, and flushes every log before returning. Connections
+//! beyond `max.connections` are closed at accept.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,11 +23,12 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, now_ms};
 use crate::protocol::connection::serve_connection;
-use crate::readiness::Readiness;
+use crate::readiness::{NotReady, Readiness};
 
 /// The addresses a started broker listens on.
 #[derive(Debug, Clone, Copy)]
@@ -41,21 +47,24 @@ pub async fn bind_internal(config: &crate::config::BrokerConfig) -> anyhow::Resu
         .with_context(|| format!("cannot listen for internal gRPC on {} (--internal-listen)", config.internal_listen))
 }
 
-/// Binds the listeners; the broker then serves with [`serve`].
-pub async fn bind(broker: &Broker) -> anyhow::Result<(TcpListener, TcpListener)> {
-    let kafka = TcpListener::bind(broker.config.listen)
+/// Binds the HTTP listener, before the broker starts (see the module doc).
+pub async fn bind_http(config: &crate::config::BrokerConfig) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(config.http_listen)
         .await
-        .with_context(|| format!("cannot listen for Kafka clients on {} (--listen)", broker.config.listen))?;
-    let http = TcpListener::bind(broker.config.http_listen)
-        .await
-        .with_context(|| format!("cannot listen for HTTP on {} (--http-listen)", broker.config.http_listen))?;
-    Ok((kafka, http))
+        .with_context(|| format!("cannot listen for HTTP on {} (--http-listen)", config.http_listen))
 }
 
-/// Serves on bound listeners until `broker.shutdown` is cancelled, then
-/// drains connections and flushes the logs.
-pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http: TcpListener) -> anyhow::Result<()> {
-    let http_task = tokio::spawn(serve_http(broker.clone(), http));
+/// Binds the Kafka listener of a started broker; it then serves with [`serve`].
+pub async fn bind_kafka(broker: &Broker) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(broker.config.listen)
+        .await
+        .with_context(|| format!("cannot listen for Kafka clients on {} (--listen)", broker.config.listen))
+}
+
+/// Serves Kafka clients on `kafka` until `broker.shutdown` is cancelled,
+/// then drains connections, stops the HTTP server (`http_task`, from
+/// [`serve_http`]) and flushes the logs.
+pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http_task: JoinHandle<()>) -> anyhow::Result<()> {
     let housekeeping = tokio::spawn(housekeeping(broker.clone()));
     let groups = tokio::spawn(broker.groups.clone().run(broker.shutdown.clone()));
     let max_connections = broker.config.settings.long("max.connections").max(0) as usize;
@@ -147,25 +156,32 @@ async fn housekeeping(broker: Arc<Broker>) {
     }
 }
 
-/// What the HTTP handlers share: the broker and its readiness latch.
+/// What the HTTP handlers share: the broker once started, and its readiness latch.
 #[derive(Clone)]
 struct HttpState {
-    broker: Arc<Broker>,
+    started: Arc<OnceLock<Arc<Broker>>>,
     readiness: Arc<Readiness>,
 }
 
 /// `/readyz`: 200 once ready (see [`crate::readiness`]), else 503 with the reason.
 async fn readyz(State(s): State<HttpState>) -> (StatusCode, String) {
-    match s.readiness.check(&s.broker) {
+    let checked = match s.started.get() {
+        Some(broker) => s.readiness.check(broker),
+        None => Err(NotReady::Starting),
+    };
+    match checked {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
     }
 }
 
 /// `/metrics`: recorded and state metrics in the Prometheus text format,
-/// rendered off the reactor (it takes partition log locks).
+/// rendered off the reactor (it takes partition log locks); 503 while the
+/// broker is starting.
 async fn metrics(State(s): State<HttpState>) -> (StatusCode, String) {
-    let broker = s.broker.clone();
+    let Some(broker) = s.started.get().cloned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", NotReady::Starting));
+    };
     match tokio::task::spawn_blocking(move || crate::metrics::render(&broker)).await {
         Ok(text) => (StatusCode::OK, text),
         Err(e) => {
@@ -175,15 +191,24 @@ async fn metrics(State(s): State<HttpState>) -> (StatusCode, String) {
     }
 }
 
-async fn serve_http(broker: Arc<Broker>, listener: TcpListener) {
-    let state = HttpState { broker: broker.clone(), readiness: Arc::new(Readiness::default()) };
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until
+/// `shutdown` is cancelled; `started` holds the broker once
+/// [`Broker::start`] has returned it.
+pub fn serve_http(
+    started: Arc<OnceLock<Arc<Broker>>>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let state = HttpState { started, readiness: Arc::new(Readiness::default()) };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state);
-    let shutdown = broker.shutdown.clone();
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await {
-        tracing::error!(error = %e, "HTTP server failed");
-    }
+    tokio::spawn(async move {
+        let stopped = async move { shutdown.cancelled().await };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    })
 }

@@ -267,3 +267,40 @@ fn a_restarted_follower_is_not_ready_until_back_in_the_isr_and_under_replication
         "broker 0 counted broker 2's return to the ISR: {expands_before} -> {expands_after:?}"
     );
 }
+
+/// A broker that cannot form its controller quorum keeps waiting for it,
+/// and meanwhile its HTTP port is served: `/healthz` answers 200 (a liveness
+/// probe must not restart it for waiting), `/readyz` and `/metrics` 503
+/// saying it is starting. Once a second voter is back, the quorum forms and
+/// the broker becomes ready.
+#[test]
+fn a_broker_waiting_for_its_quorum_is_live_and_says_it_is_starting() {
+    let mut cluster = Cluster::start(3, "quorum-wait", &["offsets.topic.num.partitions=3"]);
+    cluster.stop(2);
+    cluster.stop(1);
+    // Alone, broker 0 could not even leave cleanly: its quorum is gone.
+    cluster.kill(0);
+    cluster.start_again(0);
+    let http = cluster.broker(0).http_addr();
+    let started = Instant::now();
+    let live = cluster::wait_until("broker 0 to answer /healthz", Duration::from_secs(30), || {
+        http_get(http, "/healthz").filter(|(status, _)| *status == 200)
+    });
+    assert_eq!(live.1.trim(), "ok");
+    // Well past a quorum election; the broker is still waiting, and says so.
+    while started.elapsed() < Duration::from_secs(5) {
+        let (status, body) = http_get(http, "/readyz").expect("/readyz answers while the broker starts");
+        assert_eq!(status, 503, "ready without a quorum: {body}");
+        assert!(body.contains("starting"), "the reason names the start-up: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, body) = http_get(http, "/metrics").expect("/metrics answers while the broker starts");
+    assert_eq!(status, 503, "metrics before the broker is up: {body}");
+    assert_eq!(http_get(http, "/healthz").map(|(s, _)| s), Some(200), "still live");
+
+    cluster.start_again(1);
+    cluster::wait_until("broker 0 ready once a second voter is back", Duration::from_secs(60), || {
+        http_get(http, "/readyz").filter(|(status, _)| *status == 200)
+    });
+    assert_eq!(http_get(http, "/metrics").map(|(s, _)| s), Some(200));
+}
