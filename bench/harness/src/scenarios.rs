@@ -1,6 +1,7 @@
 //! The seven scenarios of the side-by-side benchmark. Each starts its
 //! clusters of both systems, runs `rounds` rounds alternating which system
-//! goes first, records every run's value in the report, and ends each
+//! goes first (the maximum-throughput scenarios after unmeasured warm-up
+//! rounds), records every run's value in the report, and ends each
 //! producing run by reading the topic back: the records consumed must equal
 //! the records acknowledged. Once a scenario is done with a cluster, it keeps
 //! the cluster's node logs in the run directory ([`crate::broker_logs`]) and
@@ -29,6 +30,9 @@ const S3_JAVA_WARMUP_SECONDS: f64 = 3.0;
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub rounds: usize,
+    /// Unmeasured rounds each system takes before scenarios 1 and 2's
+    /// measured ones (see [`Bench::warm_up`]).
+    pub warmup_rounds: usize,
     pub record_bytes: usize,
     /// Partitions of the throughput topics.
     pub partitions: i32,
@@ -47,6 +51,7 @@ impl Plan {
     pub fn full(rounds: usize) -> Plan {
         Plan {
             rounds,
+            warmup_rounds: 1,
             record_bytes: 1024,
             partitions: 8,
             s1_records: 1_000_000,
@@ -277,6 +282,7 @@ impl Bench {
         let mut cpu = Generator::ALL
             .map(|g| Metric::new(scenario, format!("{cpu_name}, {}", g.producer_name()), "ms/MiB", Better::Lower));
         let mut kafka_rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        self.warm_up(scenario, clusters, records, replication, acks)?;
         for round in 0..plan.rounds {
             for system in System::order(round) {
                 let cluster = pick(clusters, system);
@@ -296,6 +302,47 @@ impl Bench {
         tput.into_iter().chain(cpu).for_each(|m| self.report.metric(m));
         let median = |v: &Vec<f64>| crate::report::median(v).unwrap_or(1000.0);
         Ok([median(&kafka_rates[0]), median(&kafka_rates[1])])
+    }
+
+    /// Unmeasured rounds before a maximum-throughput scenario's measured
+    /// ones: each system produces `records` with every generator into a
+    /// topic like the measured runs', read back and checked like them, and
+    /// nothing is recorded. Kafka's brokers are JVMs that compile their hot
+    /// paths as they run: without this, Kafka's throughput rose round over
+    /// round (scenario 2, ProducerPerformance: 24, 44, 64 MiB/s), and the
+    /// median measured its warm-up rather than its steady state.
+    fn warm_up(
+        &mut self,
+        scenario: u8,
+        clusters: &mut [Cluster; 2],
+        records: u64,
+        replication: i32,
+        acks: &'static str,
+    ) -> Result<()> {
+        let plan = self.plan.clone();
+        if plan.warmup_rounds == 0 {
+            return Ok(());
+        }
+        self.report.note(
+            scenario,
+            format!(
+                "before the measured rounds, each system takes {} unmeasured warm-up round(s) of the same runs (both generators, {records} records each, read back and checked), so that Kafka's JVM has compiled its hot paths; without it Kafka's throughput rose round over round",
+                plan.warmup_rounds
+            ),
+        );
+        let topic_configs: &[(&str, &str)] = if replication > 1 { &[("min.insync.replicas", "2")] } else { &[] };
+        for round in 0..plan.warmup_rounds {
+            for system in System::order(round) {
+                let cluster = pick(clusters, system);
+                for g in Generator::ALL {
+                    let topic = format!("s{scenario}-{}-warmup-{round}", g.slug());
+                    client::create_topic(&cluster.bootstrap(), &topic, plan.partitions, replication, topic_configs)?;
+                    self.produce_run(scenario, cluster, g, &topic, records, acks)?;
+                    client::delete_topic(&cluster.bootstrap(), &topic)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One more scenario-1 run on Strom under `perf record`; the hottest
