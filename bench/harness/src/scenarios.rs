@@ -82,6 +82,16 @@ impl Plan {
     }
 }
 
+/// What every run of a maximum-throughput scenario (1 and 2) produces:
+/// `records` into a topic of `replication` replicas, with `acks`.
+#[derive(Clone, Copy, Debug)]
+struct ThroughputRuns {
+    scenario: u8,
+    records: u64,
+    replication: i32,
+    acks: &'static str,
+}
+
 /// Which load generator a run uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Generator {
@@ -253,28 +263,25 @@ impl Bench {
                 plan.s1_records, plan.record_bytes, plan.partitions
             ),
         );
-        self.max_throughput(1, clusters, plan.s1_records, 1, "1", "broker CPU per MiB")?;
+        let runs = ThroughputRuns { scenario: 1, records: plan.s1_records, replication: 1, acks: "1" };
+        self.max_throughput(runs, clusters, "broker CPU per MiB")?;
         if self.profile {
             self.profile_strom(pick(clusters, System::Strom))?;
         }
         Ok(())
     }
 
-    /// The rounds of a maximum-throughput scenario (1 and 2): each run
-    /// produces `records` into a fresh topic of `replication` with every
-    /// generator, then reads it back. Records the throughput and the
-    /// brokers' CPU per MiB; returns Kafka's median records/s per generator.
+    /// The rounds of a maximum-throughput scenario (1 and 2), after its
+    /// warm-up: each run produces into a fresh topic with every generator,
+    /// then reads it back. Records the throughput and the brokers' CPU per
+    /// MiB; returns Kafka's median records/s per generator.
     fn max_throughput(
         &mut self,
-        scenario: u8,
+        runs: ThroughputRuns,
         clusters: &mut [Cluster; 2],
-        records: u64,
-        replication: i32,
-        acks: &'static str,
         cpu_name: &str,
     ) -> Result<[f64; 2]> {
-        let plan = self.plan.clone();
-        let topic_configs: &[(&str, &str)] = if replication > 1 { &[("min.insync.replicas", "2")] } else { &[] };
+        let scenario = runs.scenario;
         let mut tput = Generator::ALL.map(|g| {
             Metric::new(scenario, format!("throughput, {}", g.producer_name()), "MiB/s", Better::Higher)
                 .with_target(Target::AtLeast(1.0))
@@ -282,20 +289,13 @@ impl Bench {
         let mut cpu = Generator::ALL
             .map(|g| Metric::new(scenario, format!("{cpu_name}, {}", g.producer_name()), "ms/MiB", Better::Lower));
         let mut kafka_rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        self.warm_up(scenario, clusters, records, replication, acks)?;
-        for round in 0..plan.rounds {
-            for system in System::order(round) {
-                let cluster = pick(clusters, system);
-                for (i, g) in Generator::ALL.into_iter().enumerate() {
-                    let topic = format!("s{scenario}-{}-{round}", g.slug());
-                    client::create_topic(&cluster.bootstrap(), &topic, plan.partitions, replication, topic_configs)?;
-                    let p = self.produce_run(scenario, cluster, g, &topic, records, acks)?;
-                    tput[i].push(system, p.mib_per_sec);
-                    cpu[i].push(system, self.cpu_ms_per_mib(&p));
-                    if system == System::Kafka {
-                        kafka_rates[i].push(p.records_per_sec);
-                    }
-                    client::delete_topic(&cluster.bootstrap(), &topic)?;
+        self.warm_up(runs, clusters)?;
+        for round in 0..self.plan.rounds {
+            for (system, i, p) in self.produce_round(runs, clusters, round, &round.to_string())? {
+                tput[i].push(system, p.mib_per_sec);
+                cpu[i].push(system, self.cpu_ms_per_mib(&p));
+                if system == System::Kafka {
+                    kafka_rates[i].push(p.records_per_sec);
                 }
             }
         }
@@ -305,44 +305,54 @@ impl Bench {
     }
 
     /// Unmeasured rounds before a maximum-throughput scenario's measured
-    /// ones: each system produces `records` with every generator into a
-    /// topic like the measured runs', read back and checked like them, and
-    /// nothing is recorded. Kafka's brokers are JVMs that compile their hot
-    /// paths as they run: without this, Kafka's throughput rose round over
-    /// round (scenario 2, ProducerPerformance: 24, 44, 64 MiB/s), and the
-    /// median measured its warm-up rather than its steady state.
-    fn warm_up(
-        &mut self,
-        scenario: u8,
-        clusters: &mut [Cluster; 2],
-        records: u64,
-        replication: i32,
-        acks: &'static str,
-    ) -> Result<()> {
-        let plan = self.plan.clone();
-        if plan.warmup_rounds == 0 {
+    /// ones: the same runs, read back and checked like them, and nothing
+    /// recorded. Kafka's brokers are JVMs that compile their hot paths as
+    /// they run: without this, Kafka's throughput rose round over round
+    /// (scenario 2, ProducerPerformance: 24, 44, 64 MiB/s), and the median
+    /// measured its warm-up rather than its steady state.
+    fn warm_up(&mut self, runs: ThroughputRuns, clusters: &mut [Cluster; 2]) -> Result<()> {
+        let warmup_rounds = self.plan.warmup_rounds;
+        if warmup_rounds == 0 {
             return Ok(());
         }
         self.report.note(
-            scenario,
+            runs.scenario,
             format!(
-                "before the measured rounds, each system takes {} unmeasured warm-up round(s) of the same runs (both generators, {records} records each, read back and checked), so that Kafka's JVM has compiled its hot paths; without it Kafka's throughput rose round over round",
-                plan.warmup_rounds
+                "before the measured rounds, each system takes {warmup_rounds} unmeasured warm-up round(s) of the same runs (both generators, {} records each, read back and checked), so that Kafka's JVM has compiled its hot paths; without it Kafka's throughput rose round over round",
+                runs.records
             ),
         );
-        let topic_configs: &[(&str, &str)] = if replication > 1 { &[("min.insync.replicas", "2")] } else { &[] };
-        for round in 0..plan.warmup_rounds {
-            for system in System::order(round) {
-                let cluster = pick(clusters, system);
-                for g in Generator::ALL {
-                    let topic = format!("s{scenario}-{}-warmup-{round}", g.slug());
-                    client::create_topic(&cluster.bootstrap(), &topic, plan.partitions, replication, topic_configs)?;
-                    self.produce_run(scenario, cluster, g, &topic, records, acks)?;
-                    client::delete_topic(&cluster.bootstrap(), &topic)?;
-                }
-            }
+        for round in 0..warmup_rounds {
+            self.produce_round(runs, clusters, round, &format!("warmup-{round}"))?;
         }
         Ok(())
+    }
+
+    /// One round of maximum-throughput runs: each system, in `round`'s
+    /// order, produces with every generator into a fresh topic
+    /// (`s<scenario>-<generator>-<label>`, deleted once read back).
+    /// Returns each run's system, generator index and result.
+    fn produce_round(
+        &mut self,
+        runs: ThroughputRuns,
+        clusters: &mut [Cluster; 2],
+        round: usize,
+        label: &str,
+    ) -> Result<Vec<(System, usize, Produced)>> {
+        let ThroughputRuns { scenario, records, replication, acks } = runs;
+        let partitions = self.plan.partitions;
+        let topic_configs: &[(&str, &str)] = if replication > 1 { &[("min.insync.replicas", "2")] } else { &[] };
+        let mut results = Vec::new();
+        for system in System::order(round) {
+            let cluster = pick(clusters, system);
+            for (i, g) in Generator::ALL.into_iter().enumerate() {
+                let topic = format!("s{scenario}-{}-{label}", g.slug());
+                client::create_topic(&cluster.bootstrap(), &topic, partitions, replication, topic_configs)?;
+                results.push((system, i, self.produce_run(scenario, cluster, g, &topic, records, acks)?));
+                client::delete_topic(&cluster.bootstrap(), &topic)?;
+            }
+        }
+        Ok(results)
     }
 
     /// One more scenario-1 run on Strom under `perf record`; the hottest
@@ -508,7 +518,8 @@ impl Bench {
                 plan.s2_records, plan.record_bytes, plan.partitions
             ),
         );
-        let kafka_max = self.max_throughput(2, clusters, plan.s2_records, 3, "all", "brokers' CPU per MiB")?;
+        let runs = ThroughputRuns { scenario: 2, records: plan.s2_records, replication: 3, acks: "all" };
+        let kafka_max = self.max_throughput(runs, clusters, "brokers' CPU per MiB")?;
         self.s2_kafka_max = Some(kafka_max);
         Ok(())
     }
