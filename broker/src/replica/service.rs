@@ -76,12 +76,7 @@ impl ReplicationService {
         // here rather than after a round trip through the blocking pool. A
         // follower further behind may need older data, read on that pool.
         let at_log_end = *log_end.borrow() == fetch.fetch_offset;
-        let served_now = if at_log_end { self.try_serve_now(&partition, &fetch, true) } else { None };
-        let first = match served_now {
-            Some(reply) => Some(reply),
-            None => self.serve(&partition, fetch.clone(), true).await,
-        };
-        let Some(mut reply) = first else {
+        let Some(mut reply) = self.serve_here_or_on_pool(&partition, &fetch, true, at_log_end).await else {
             return refused(error_codes::KAFKA_STORAGE_ERROR, format!("reading {tp} failed"));
         };
         if matches!(reply.outcome, FetchOutcome::CaughtUp) {
@@ -95,11 +90,7 @@ impl ReplicationService {
             // What the follower gets now was appended during the wait: a
             // read from the page cache, done here too unless an append holds
             // the log.
-            let again = match self.try_serve_now(&partition, &fetch, false) {
-                Some(reply) => Some(reply),
-                None => self.serve(&partition, fetch, false).await,
-            };
-            let Some(again) = again else {
+            let Some(again) = self.serve_here_or_on_pool(&partition, &fetch, false, true).await else {
                 return refused(error_codes::KAFKA_STORAGE_ERROR, format!("reading {tp} failed"));
             };
             reply = again;
@@ -116,13 +107,26 @@ impl ReplicationService {
     async fn serve(&self, partition: &Arc<Partition>, fetch: FollowerFetch, may_wait: bool) -> Option<FetchReply> {
         let (partition, manager) = (partition.clone(), self.manager.clone());
         blocking(move || {
-            let mut reply = partition.serve_follower_fetch(&fetch, now_ms(), may_wait);
-            if let Some(proposal) = reply.proposal.take() {
-                manager.send_isr_proposal(partition, proposal);
-            }
-            reply
+            let reply = partition.serve_follower_fetch(&fetch, now_ms(), may_wait);
+            send_proposal(&manager, &partition, reply)
         })
         .await
+    }
+
+    /// Serves a fetch on this thread when `here` and the log is free
+    /// ([`ReplicationService::try_serve_now`]), else on the blocking pool
+    /// ([`ReplicationService::serve`]).
+    async fn serve_here_or_on_pool(
+        &self,
+        partition: &Arc<Partition>,
+        fetch: &FollowerFetch,
+        may_wait: bool,
+        here: bool,
+    ) -> Option<FetchReply> {
+        if here && let Some(reply) = self.try_serve_now(partition, fetch, may_wait) {
+            return Some(reply);
+        }
+        self.serve(partition, fetch.clone(), may_wait).await
     }
 
     /// [`ReplicationService::serve`] on the calling thread, for a fetch at
@@ -133,11 +137,8 @@ impl ReplicationService {
     /// rather than stall a runtime thread behind a write. The ISR change, if
     /// any, is sent before returning, as there.
     fn try_serve_now(&self, partition: &Arc<Partition>, fetch: &FollowerFetch, may_wait: bool) -> Option<FetchReply> {
-        let mut reply = partition.try_serve_follower_fetch(fetch, now_ms(), may_wait)?;
-        if let Some(proposal) = reply.proposal.take() {
-            self.manager.send_isr_proposal(partition.clone(), proposal);
-        }
-        Some(reply)
+        let reply = partition.try_serve_follower_fetch(fetch, now_ms(), may_wait)?;
+        Some(send_proposal(&self.manager, partition, reply))
     }
 
     /// Answers OffsetForLeaderEpoch as leader.
@@ -221,6 +222,14 @@ fn response(reply: FetchReply) -> FetchRecordsResponse {
         FetchOutcome::CaughtUp => {}
     }
     response
+}
+
+/// Sends the ISR change a served fetch gave rise to, if any, and returns the reply.
+fn send_proposal(manager: &ReplicaManager, partition: &Arc<Partition>, mut reply: FetchReply) -> FetchReply {
+    if let Some(proposal) = reply.proposal.take() {
+        manager.send_isr_proposal(partition.clone(), proposal);
+    }
+    reply
 }
 
 /// Runs blocking log work on the blocking pool; `None` if it panicked.
