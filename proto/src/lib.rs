@@ -16,7 +16,9 @@
 //!   the library.
 //! - [`replication`] — `Replication`: `FetchRecords` (fetch offset, last
 //!   fetched epoch, replica id, max bytes → record batches, high watermark,
-//!   log start offset, diverging epoch) and `OffsetForLeaderEpoch`, typed,
+//!   log start offset, diverging epoch), `FetchPartitions` (the same for
+//!   every partition a follower copies from one leader, in one long poll)
+//!   and `OffsetForLeaderEpoch`, typed,
 //!   because the broker implements both sides and the records are Kafka's
 //!   RecordBatch v2 bytes as stored.
 //! - [`admin`] — `Admin`: describe cluster, create/delete topic with an

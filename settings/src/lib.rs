@@ -308,7 +308,15 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         kind: int(0, I32.1),
         default: "1048576",
         broker_synonym: None,
-        doc: "Bytes of records a follower asks its leader for per fetch (at least one batch is always sent).",
+        doc: "Bytes of records a follower asks its leader for per partition and fetch (at least one batch is always sent).",
+    },
+    SettingDef {
+        name: "replica.fetch.response.max.bytes",
+        kind: int(0, I32.1),
+        default: "10485760",
+        broker_synonym: None,
+        doc: "Bytes of records a follower asks one leader for across all the partitions it copies from it, \
+              per fetch (at least one batch is always sent).",
     },
     SettingDef {
         name: "replica.fetch.wait.max.ms",

@@ -1,29 +1,49 @@
-//! The follower's fetcher: one tokio task per followed partition that
-//! copies the leader's log over the internal gRPC port (Kafka's replica
-//! fetcher, with KIP-320's truncation by the last fetched epoch).
+//! The follower's fetcher: one fetch session per leader this broker copies
+//! from — a tokio task that fetches every partition it follows from that
+//! leader in one `FetchPartitions` long poll over the internal gRPC port
+//! (Kafka's replica fetcher thread with its fetch session, and KIP-320's
+//! truncation by the last fetched epoch).
 //!
-//! Loop: FetchRecords(fetch offset = own log end, last fetched epoch, own
-//! high watermark) → append the batches exactly as the leader stored them
-//! (file I/O on the blocking pool) and take min(leader's high watermark, own
-//! log end) as high watermark; on a diverging epoch, truncate and fetch
-//! again at once; on any error, back off and keep trying — only a new
-//! state from the controller, deletion or shutdown stops it (its
-//! cancellation token). The backoff starts at a hundredth of
-//! `replica.fetch.backoff.ms` and doubles up to it: the usual refusal is a
-//! leader that has not yet published the metadata this follower acts on,
-//! milliseconds behind, and every acks=all produce of the partition waits
-//! for this follower meanwhile.
+//! A partition joins its leader's session when this broker starts following
+//! it at a leader epoch ([`FetchSession::join`]), and leaves when its
+//! cancellation token is cancelled: by the manager (a new state, deletion,
+//! shutdown) or by the session itself when the partition moved on from that
+//! epoch. A join aborts the call in flight, and so does a member left out
+//! of it (backing off, throttled) once it may fetch again: none waits
+//! other partitions' long poll out.
+//!
+//! A round: the members not backing off or throttled ask for records from
+//! their own log end, with their last fetched epoch and high watermark, in
+//! one request (the leader answers when any of them has something, else
+//! after `replica.fetch.wait.max.ms`). All the answers are applied in one
+//! trip to the blocking pool: the batches appended exactly as the leader
+//! stored them, the high watermark taken as min(leader's, own log end); a
+//! diverging epoch truncates; an out-of-range offset resets the log. An
+//! answer with nothing new costs no trip at all. A member whose answer
+//! fails backs off alone, a failed call backs off all that were in it: from
+//! a hundredth of `replica.fetch.backoff.ms`, doubling up to it — the usual
+//! refusal is a leader that has not yet published the metadata this
+//! follower acts on, milliseconds behind, and every acks=all produce of the
+//! partition waits for this follower meanwhile. A throttled member (see
+//! [`ReplicationThrottle`]) sits out rounds until the bytes it took are paid
+//! for; the others go on. Members are asked for in a rotating order, so
+//! under `replica.fetch.response.max.bytes` none is always last.
 //!
 //! Invariants: the fetcher never appends or truncates for a leader epoch its
-//! partition has left (the partition checks under its log lock, and the task
-//! ends); it never writes a batch that fails validation; it holds no lock
-//! across an `.await`.
+//! partition has left (the partition checks under its log lock, and the
+//! member leaves); it never writes a batch that fails validation; it holds
+//! no lock across an `.await`. When the session ends (shutdown, or a panic)
+//! every member's token is cancelled, so the manager starts them afresh.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::{Mutex, RwLock};
 use strom_proto::replication::replication_client::ReplicationClient;
-use strom_proto::replication::{FetchRecordsRequest, FetchRecordsResponse};
+use strom_proto::replication::{FetchPartitionsRequest, FetchRecordsRequest, FetchRecordsResponse};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -48,150 +68,398 @@ pub fn follower_truncation_offset(diverging_end_offset: i64, own_epoch_end: Opti
     target.min(own_leo).max(0)
 }
 
-/// Everything one fetcher task needs.
+/// A partition to copy from the session's leader at one leader epoch.
 #[derive(Debug)]
-pub(crate) struct Fetcher {
+pub(crate) struct Follow {
     /// The followed partition.
     pub partition: Arc<Partition>,
-    /// This broker's id (the fetch's replica id).
-    pub node_id: i32,
     /// The leader's broker id (for logs).
     pub leader: i32,
-    /// The leader epoch this fetcher follows.
+    /// The leader epoch this partition is followed at.
     pub leader_epoch: i32,
+    /// Cancelled when the partition must stop fetching at this epoch; the
+    /// session cancels it too when it drops the partition.
+    pub cancel: CancellationToken,
+}
+
+/// What the session's task and its starter share: partitions waiting to
+/// join, and the signal that some are.
+#[derive(Debug, Default)]
+struct Inbox {
+    joining: Mutex<Vec<Follow>>,
+    joined: Notify,
+}
+
+/// The manager's handle on the fetch session with one leader's address.
+#[derive(Debug)]
+pub(crate) struct FetchSession {
+    inbox: Arc<Inbox>,
+    task: JoinHandle<()>,
+}
+
+/// Everything a session's task needs to talk to its leader.
+#[derive(Debug)]
+pub(crate) struct SessionSetup {
+    /// This broker's id (the fetch's replica id).
+    pub node_id: i32,
     /// The leader's internal address (for logs).
     pub endpoint: String,
     /// A client on the leader's channel.
     pub client: ReplicationClient<Channel>,
-    /// Fetch sizes, waits and backoffs.
-    pub config: ReplicaConfig,
-    /// Paces the fetches of a replica a reassignment is adding.
+    /// Fetch sizes, waits and backoffs, read at every round.
+    pub config: Arc<RwLock<ReplicaConfig>>,
+    /// Paces the fetches of throttled replicas.
     pub throttle: Arc<ReplicationThrottle>,
-    /// Cancelled when the fetcher must stop.
-    pub cancel: CancellationToken,
+    /// Cancelled when the broker stops replicating.
+    pub stop: CancellationToken,
 }
 
-/// What one round of the loop leads to.
+impl FetchSession {
+    /// Starts the session's task on `runtime`.
+    pub(crate) fn start(runtime: &tokio::runtime::Handle, setup: SessionSetup) -> FetchSession {
+        let inbox = Arc::new(Inbox::default());
+        let session = Session { setup, inbox: inbox.clone(), members: Members(Vec::new()), rotation: 0 };
+        FetchSession { inbox, task: runtime.spawn(session.run()) }
+    }
+
+    /// Adds `follow` to the session (replacing the partition's previous
+    /// membership, if any).
+    pub(crate) fn join(&self, follow: Follow) {
+        self.inbox.joining.lock().push(follow);
+        self.inbox.joined.notify_one();
+    }
+
+    /// Whether the session's task still runs (it ends only on shutdown or a panic).
+    pub(crate) fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+}
+
+/// One partition in a session.
+#[derive(Debug)]
+struct Member {
+    follow: Follow,
+    /// Its next fetch position; `None` until read from its log.
+    position: Option<FollowerPosition>,
+    /// Failed fetches in a row.
+    failures: u32,
+    /// Backing off or throttled until then.
+    not_before: Option<Instant>,
+}
+
+/// The session's members; dropping them (the task ending) cancels their tokens.
+#[derive(Debug)]
+struct Members(Vec<Member>);
+
+impl Drop for Members {
+    fn drop(&mut self) {
+        for m in &self.0 {
+            m.follow.cancel.cancel();
+        }
+    }
+}
+
+/// The session's task.
+#[derive(Debug)]
+struct Session {
+    setup: SessionSetup,
+    inbox: Arc<Inbox>,
+    members: Members,
+    /// Where the next request starts in the member list.
+    rotation: usize,
+}
+
+/// What one member's answer leads to.
 enum Next {
     /// Fetch again at once from this position.
     Fetch(FollowerPosition),
     /// Pause, then fetch again from this position.
     Retry(FollowerPosition, String),
-    /// The partition moved on from this fetcher's epoch.
+    /// The partition moved on from this member's epoch.
     Stop,
 }
 
-impl Fetcher {
-    /// Runs until cancelled or until the partition leaves this epoch.
-    pub(crate) async fn run(mut self) {
-        let tp = self.partition.topic_partition().clone();
-        tracing::info!(partition = %tp, leader = self.leader, leader_epoch = self.leader_epoch, endpoint = %self.endpoint, "fetcher started");
-        let p = self.partition.clone();
-        let Some(mut position) = blocking(move || p.follower_position()).await else { return };
-        let mut failures: u32 = 0;
-        loop {
-            if self.cancel.is_cancelled() {
-                break;
-            }
-            let next = self.round(position).await;
-            match next {
-                Next::Fetch(p) => {
-                    position = p;
-                    failures = 0;
+impl Session {
+    /// Runs until the broker stops replicating.
+    async fn run(mut self) {
+        tracing::debug!(endpoint = %self.setup.endpoint, "fetch session started");
+        while !self.setup.stop.is_cancelled() {
+            self.admit();
+            self.load_positions().await;
+            let ready = self.ready(Instant::now());
+            if ready.is_empty() {
+                let wake = self.members.0.iter().filter_map(|m| m.not_before).min();
+                tokio::select! {
+                    _ = self.setup.stop.cancelled() => break,
+                    _ = self.inbox.joined.notified() => {}
+                    _ = sleep_until_or_forever(wake) => {}
                 }
-                Next::Retry(p, reason) => {
-                    position = p;
-                    failures = failures.saturating_add(1);
-                    let backoff = retry_backoff(failures, self.config.fetch_backoff);
-                    if failures == 1 {
-                        tracing::warn!(partition = %tp, leader = self.leader, endpoint = %self.endpoint, "fetch failed, retrying: {reason}");
-                    } else {
-                        tracing::debug!(partition = %tp, leader = self.leader, failures, "fetch failed again: {reason}");
-                    }
-                    tokio::select! {
-                        _ = self.cancel.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                }
-                Next::Stop => break,
+                continue;
             }
+            let config = self.setup.config.read().clone();
+            let mut request = tonic::Request::new(self.request(&ready, &config));
+            request.set_timeout(config.fetch_wait_max + config.socket_timeout);
+            let mut client = self.setup.client.clone();
+            // The first member left out (backing off, throttled) to become ready again.
+            let next_ready = (self.members.0.iter().filter_map(|m| m.not_before)).filter(|t| *t > Instant::now()).min();
+            let answer = tokio::select! {
+                _ = self.setup.stop.cancelled() => break,
+                // A new member, or one left out that may fetch again: ask
+                // again with it rather than wait this poll out.
+                _ = self.inbox.joined.notified() => continue,
+                _ = sleep_until_or_forever(next_ready) => continue,
+                r = client.fetch_partitions(request) => r,
+            };
+            match answer {
+                Ok(r) if r.get_ref().partitions.len() == ready.len() => {
+                    self.apply(&ready, r.into_inner().partitions, &config).await;
+                }
+                Ok(r) => {
+                    let reason = format!(
+                        "FetchPartitions to {} answered {} partitions for {} asked",
+                        self.setup.endpoint,
+                        r.get_ref().partitions.len(),
+                        ready.len()
+                    );
+                    self.fail_all(&ready, &reason, &config);
+                }
+                Err(status) => {
+                    let reason = format!("FetchPartitions RPC to {}: {status}", self.setup.endpoint);
+                    self.fail_all(&ready, &reason, &config);
+                }
+            }
+            self.members.0.retain(|m| {
+                let stays = !m.follow.cancel.is_cancelled();
+                if !stays {
+                    left(m);
+                }
+                stays
+            });
         }
-        tracing::info!(partition = %tp, leader_epoch = self.leader_epoch, "fetcher stopped");
+        tracing::debug!(endpoint = %self.setup.endpoint, "fetch session stopped");
     }
 
-    /// One fetch and what is done with its answer.
-    async fn round(&mut self, position: FollowerPosition) -> Next {
-        let tp = self.partition.topic_partition();
-        let request = FetchRecordsRequest {
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            fetch_offset: position.fetch_offset,
-            last_fetched_epoch: position.last_fetched_epoch,
-            replica_id: self.node_id,
-            max_bytes: self.config.fetch_max_bytes.min(i32::MAX as usize) as i32,
-            current_leader_epoch: self.leader_epoch,
-            high_watermark: Some(position.high_watermark),
-        };
-        let mut request = tonic::Request::new(request);
-        request.set_timeout(self.config.fetch_wait_max + self.config.socket_timeout);
-        let response = tokio::select! {
-            _ = self.cancel.cancelled() => return Next::Stop,
-            r = self.client.fetch_records(request) => r,
-        };
-        let response = match response {
-            Ok(r) => r.into_inner(),
-            Err(status) => return Next::Retry(position, format!("FetchRecords RPC to {}: {status}", self.endpoint)),
-        };
-        let fetched = response.records.len();
-        let next = self.take(position, response).await;
-        if fetched > 0 {
-            tokio::select! {
-                _ = self.cancel.cancelled() => return Next::Stop,
-                _ = self.throttle.pace(tp, fetched) => {}
+    /// Takes in the partitions waiting to join and drops the members whose
+    /// token was cancelled.
+    fn admit(&mut self) {
+        let joining = std::mem::take(&mut *self.inbox.joining.lock());
+        for follow in joining {
+            let tp = follow.partition.topic_partition().clone();
+            tracing::info!(partition = %tp, leader = follow.leader, leader_epoch = follow.leader_epoch, endpoint = %self.setup.endpoint, "fetcher started");
+            let member = Member { follow, position: None, failures: 0, not_before: None };
+            match self.members.0.iter_mut().find(|m| *m.follow.partition.topic_partition() == tp) {
+                Some(old) => {
+                    let old = std::mem::replace(old, member);
+                    old.follow.cancel.cancel();
+                }
+                None => self.members.0.push(member),
             }
         }
-        next
+        self.members.0.retain(|m| {
+            let stays = !m.follow.cancel.is_cancelled();
+            if !stays {
+                left(m);
+            }
+            stays
+        });
     }
 
-    /// Applies a leader's answer to the log.
-    async fn take(&self, position: FollowerPosition, response: FetchRecordsResponse) -> Next {
-        let p = self.partition.clone();
-        let epoch = self.leader_epoch;
-        let result = match response.error_code {
-            error_codes::NONE => match response.diverging_epoch {
-                Some(d) => blocking(move || p.truncate_on_divergence(epoch, d.epoch, d.end_offset)).await,
-                None => {
-                    let records = response.records;
-                    let hw = response.high_watermark;
-                    blocking(move || p.append_as_follower(epoch, &records, hw)).await
-                }
-            },
-            error_codes::OFFSET_OUT_OF_RANGE => {
-                let (start, end) = (response.log_start_offset, response.log_end_offset);
-                let moved = blocking(move || p.reset_out_of_range(epoch, start, end)).await;
-                match moved {
-                    Some(Ok(new)) if new.fetch_offset != position.fetch_offset => Some(Ok(new)),
-                    Some(Ok(new)) => {
-                        return Next::Retry(new, format!("offset out of range: {}", response.error_message));
-                    }
-                    other => other,
+    /// Reads the fetch position of the members that have none yet, in one
+    /// trip to the blocking pool.
+    async fn load_positions(&mut self) {
+        let missing: Vec<(usize, Arc<Partition>)> = (self.members.0.iter().enumerate())
+            .filter(|(_, m)| m.position.is_none())
+            .map(|(i, m)| (i, m.follow.partition.clone()))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let loaded =
+            blocking(move || missing.into_iter().map(|(i, p)| (i, p.follower_position())).collect::<Vec<_>>()).await;
+        for (i, position) in loaded.into_iter().flatten() {
+            self.members.0[i].position = Some(position);
+        }
+    }
+
+    /// The members to fetch for now, in this round's rotated order.
+    fn ready(&mut self, now: Instant) -> Vec<usize> {
+        let n = self.members.0.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        self.rotation = (self.rotation + 1) % n;
+        (0..n)
+            .map(|k| (self.rotation + k) % n)
+            .filter(|&i| {
+                let m = &self.members.0[i];
+                m.position.is_some() && m.not_before.is_none_or(|t| t <= now)
+            })
+            .collect()
+    }
+
+    /// One request for the `ready` members.
+    fn request(&self, ready: &[usize], config: &ReplicaConfig) -> FetchPartitionsRequest {
+        let partitions = ready
+            .iter()
+            .filter_map(|&i| {
+                let m = &self.members.0[i];
+                let position = m.position?;
+                let tp = m.follow.partition.topic_partition();
+                Some(FetchRecordsRequest {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    fetch_offset: position.fetch_offset,
+                    last_fetched_epoch: position.last_fetched_epoch,
+                    replica_id: self.setup.node_id,
+                    max_bytes: clamp_to_i32(config.fetch_max_bytes),
+                    current_leader_epoch: m.follow.leader_epoch,
+                    high_watermark: Some(position.high_watermark),
+                })
+            })
+            .collect();
+        FetchPartitionsRequest {
+            replica_id: self.setup.node_id,
+            partitions,
+            max_bytes: clamp_to_i32(config.fetch_response_max_bytes),
+        }
+    }
+
+    /// Applies the leader's answers (in `ready`'s order) to the logs.
+    async fn apply(&mut self, ready: &[usize], answers: Vec<FetchRecordsResponse>, config: &ReplicaConfig) {
+        let mut work = Vec::new();
+        for (&i, answer) in ready.iter().zip(answers) {
+            let m = &mut self.members.0[i];
+            let Some(position) = m.position else { continue };
+            if m.follow.cancel.is_cancelled() {
+                continue;
+            }
+            if brings_nothing_new(&answer, &position) {
+                m.failures = 0;
+                continue;
+            }
+            work.push((i, m.follow.partition.clone(), m.follow.leader_epoch, position, answer));
+        }
+        if work.is_empty() {
+            return;
+        }
+        let taken: Vec<usize> = work.iter().map(|(i, ..)| *i).collect();
+        let outcomes = blocking(move || {
+            work.into_iter()
+                .map(|(i, partition, epoch, position, answer)| {
+                    let bytes = answer.records.len();
+                    (i, bytes, take(&partition, epoch, position, answer))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        match outcomes {
+            Some(outcomes) => {
+                for (i, bytes, next) in outcomes {
+                    self.settle(i, bytes, next, config);
                 }
             }
-            code => {
-                return Next::Retry(position, format!("leader refused with error {code} ({})", response.error_message));
+            // The log work panicked (logged): those members stop; the next
+            // state from the controller starts them again.
+            None => {
+                for i in taken {
+                    self.members.0[i].follow.cancel.cancel();
+                }
             }
-        };
-        match result {
-            None => Next::Stop,
-            Some(Ok(new)) => Next::Fetch(new),
-            Some(Err(ReplicaError::StaleFetcher { .. })) => Next::Stop,
-            Some(Err(e)) => Next::Retry(position, e.to_string()),
+        }
+    }
+
+    /// Records what member `i`'s answer led to.
+    fn settle(&mut self, i: usize, bytes: usize, next: Next, config: &ReplicaConfig) {
+        let m = &mut self.members.0[i];
+        let tp = m.follow.partition.topic_partition();
+        match next {
+            Next::Fetch(position) => {
+                m.position = Some(position);
+                m.failures = 0;
+                let wait = if bytes > 0 { self.setup.throttle.charge(tp, bytes) } else { Duration::ZERO };
+                m.not_before = (!wait.is_zero()).then(|| Instant::now() + wait);
+            }
+            Next::Retry(position, reason) => {
+                m.position = Some(position);
+                m.failures = m.failures.saturating_add(1);
+                m.not_before = Some(Instant::now() + retry_backoff(m.failures, config.fetch_backoff));
+                if m.failures == 1 {
+                    tracing::warn!(partition = %tp, leader = m.follow.leader, endpoint = %self.setup.endpoint, "fetch failed, retrying: {reason}");
+                } else {
+                    tracing::debug!(partition = %tp, leader = m.follow.leader, failures = m.failures, "fetch failed again: {reason}");
+                }
+            }
+            Next::Stop => m.follow.cancel.cancel(),
+        }
+    }
+
+    /// Backs off every member of a call that failed as a whole.
+    fn fail_all(&mut self, ready: &[usize], reason: &str, config: &ReplicaConfig) {
+        for &i in ready {
+            let position = self.members.0[i].position;
+            if let Some(position) = position {
+                self.settle(i, 0, Next::Retry(position, reason.to_string()), config);
+            }
         }
     }
 }
 
+/// Whether applying `answer` would change nothing: no records, no
+/// divergence, no error, and the high watermark the follower already has
+/// (or none: the leader did not serve the partition this time).
+fn brings_nothing_new(answer: &FetchRecordsResponse, position: &FollowerPosition) -> bool {
+    answer.error_code == error_codes::NONE
+        && answer.diverging_epoch.is_none()
+        && answer.records.is_empty()
+        && (answer.high_watermark < 0 || answer.high_watermark == position.high_watermark)
+}
+
+/// Applies a leader's answer to `partition`'s log.
+///
+/// Blocking file I/O: call from a blocking-capable context.
+fn take(partition: &Partition, epoch: i32, position: FollowerPosition, answer: FetchRecordsResponse) -> Next {
+    let result = match answer.error_code {
+        error_codes::NONE => match answer.diverging_epoch {
+            Some(d) => partition.truncate_on_divergence(epoch, d.epoch, d.end_offset),
+            None => partition.append_as_follower(epoch, &answer.records, answer.high_watermark),
+        },
+        error_codes::OFFSET_OUT_OF_RANGE => {
+            match partition.reset_out_of_range(epoch, answer.log_start_offset, answer.log_end_offset) {
+                Ok(new) if new.fetch_offset == position.fetch_offset => {
+                    return Next::Retry(new, format!("offset out of range: {}", answer.error_message));
+                }
+                other => other,
+            }
+        }
+        code => {
+            return Next::Retry(position, format!("leader refused with error {code} ({})", answer.error_message));
+        }
+    };
+    match result {
+        Ok(new) => Next::Fetch(new),
+        Err(ReplicaError::StaleFetcher { .. }) => Next::Stop,
+        Err(e) => Next::Retry(position, e.to_string()),
+    }
+}
+
+fn left(m: &Member) {
+    let tp = m.follow.partition.topic_partition();
+    tracing::info!(partition = %tp, leader_epoch = m.follow.leader_epoch, "fetcher stopped");
+}
+
+async fn sleep_until_or_forever(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn clamp_to_i32(n: usize) -> i32 {
+    n.min(i32::MAX as usize) as i32
+}
+
 /// Runs blocking log work on the blocking pool; `None` if it panicked (the
-/// panic is logged and the fetcher stops; the next state restarts it).
+/// panic is logged).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     match tokio::task::spawn_blocking(f).await {
         Ok(v) => Some(v),

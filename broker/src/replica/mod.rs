@@ -5,7 +5,7 @@
 //!   watermark; appends as leader and as follower.
 //! - [`leader`]: a leader's follower tracking and its decisions (high
 //!   watermark, ISR expand and shrink), as pure functions.
-//! - [`fetcher`]: the follower's fetch loop, one task per followed partition.
+//! - [`fetcher`]: the follower's fetch sessions, one task per leader followed.
 //! - [`service`]: the `Replication` gRPC service, the leader's side of fetch.
 //! - [`error`]: what a replica refuses and why.
 //!
@@ -41,7 +41,6 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use strom_proto::replication::replication_client::ReplicationClient;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
@@ -51,7 +50,7 @@ pub use throttle::ReplicationThrottle;
 
 use crate::config::settings::Settings;
 use crate::log::{LogConfig, LogError, LogManager, TopicPartition};
-use fetcher::Fetcher;
+use fetcher::{FetchSession, Follow, SessionSetup};
 
 /// How often high watermarks are checkpointed.
 const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
@@ -105,8 +104,11 @@ pub trait IsrChannel: Send + Sync + std::fmt::Debug {
 pub struct ReplicaConfig {
     /// `replica.lag.time.max.ms`: a follower lagging this long leaves the ISR.
     pub lag_time_max: Duration,
-    /// `replica.fetch.max.bytes`: bytes of records per follower fetch.
+    /// `replica.fetch.max.bytes`: bytes of records per partition and follower fetch.
     pub fetch_max_bytes: usize,
+    /// `replica.fetch.response.max.bytes`: bytes of records per follower
+    /// fetch, across the partitions it asks for.
+    pub fetch_response_max_bytes: usize,
     /// `replica.fetch.wait.max.ms`: longest wait of a caught-up follower's fetch.
     pub fetch_wait_max: Duration,
     /// `replica.fetch.backoff.ms`: pause before retrying a failed fetch.
@@ -121,6 +123,7 @@ impl Default for ReplicaConfig {
         ReplicaConfig {
             lag_time_max: Duration::from_millis(30_000),
             fetch_max_bytes: 1024 * 1024,
+            fetch_response_max_bytes: 10 * 1024 * 1024,
             fetch_wait_max: Duration::from_millis(500),
             fetch_backoff: Duration::from_millis(1000),
             socket_timeout: Duration::from_millis(30_000),
@@ -135,6 +138,7 @@ impl ReplicaConfig {
         ReplicaConfig {
             lag_time_max: ms("replica.lag.time.max.ms"),
             fetch_max_bytes: settings.long("replica.fetch.max.bytes").max(0) as usize,
+            fetch_response_max_bytes: settings.long("replica.fetch.response.max.bytes").max(0) as usize,
             fetch_wait_max: ms("replica.fetch.wait.max.ms"),
             fetch_backoff: ms("replica.fetch.backoff.ms"),
             socket_timeout: ms("replica.socket.timeout.ms"),
@@ -142,13 +146,13 @@ impl ReplicaConfig {
     }
 }
 
-/// A running fetcher task.
+/// A partition this broker fetches: at which epoch, from where; its token
+/// is cancelled once it no longer fetches (stopped here or by its session).
 #[derive(Debug)]
 struct FetcherHandle {
     leader_epoch: i32,
     endpoint: String,
     cancel: CancellationToken,
-    task: JoinHandle<()>,
 }
 
 /// All partition replicas of this broker, by topic-partition.
@@ -156,10 +160,12 @@ struct FetcherHandle {
 pub struct ReplicaManager {
     node_id: i32,
     logs: Arc<LogManager>,
-    config: RwLock<ReplicaConfig>,
+    config: Arc<RwLock<ReplicaConfig>>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     isr_channel: RwLock<Option<Arc<dyn IsrChannel>>>,
     fetchers: Mutex<HashMap<TopicPartition, FetcherHandle>>,
+    /// Fetch sessions by leader address.
+    sessions: Mutex<HashMap<String, FetchSession>>,
     channels: Mutex<HashMap<String, Channel>>,
     throttle: Arc<ReplicationThrottle>,
     stop: CancellationToken,
@@ -177,10 +183,11 @@ impl ReplicaManager {
         ReplicaManager {
             node_id,
             logs,
-            config: RwLock::new(config),
+            config: Arc::new(RwLock::new(config)),
             partitions: RwLock::new(HashMap::new()),
             isr_channel: RwLock::new(None),
             fetchers: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
             throttle: Arc::new(ReplicationThrottle::default()),
             stop: CancellationToken::new(),
@@ -202,8 +209,8 @@ impl ReplicaManager {
         self.config.read().clone()
     }
 
-    /// Replaces the replication settings (running fetchers keep theirs
-    /// until their next restart).
+    /// Replaces the replication settings (fetch sessions take them up at
+    /// their next round).
     pub fn set_replica_config(&self, config: ReplicaConfig) {
         *self.config.write() = config;
     }
@@ -407,7 +414,7 @@ impl ReplicaManager {
         if let Some(running) = fetchers.get(tp)
             && running.leader_epoch == current.leader_epoch
             && running.endpoint == endpoint
-            && !running.task.is_finished()
+            && !running.cancel.is_cancelled()
         {
             return;
         }
@@ -421,27 +428,37 @@ impl ReplicaManager {
             tracing::error!(partition = %tp, "apply_leader_and_isr ran outside a tokio runtime: cannot start the fetcher");
             return;
         };
-        let client = match self.client_for(&endpoint) {
-            Ok(client) => client,
-            Err(e) => {
-                tracing::error!(partition = %tp, endpoint, "cannot fetch from the leader's address: {e}");
-                return;
+        let mut sessions = self.sessions.lock();
+        let session = match sessions.get(&endpoint) {
+            Some(session) if session.is_running() => session,
+            _ => {
+                let client = match self.client_for(&endpoint) {
+                    Ok(client) => client,
+                    Err(e) => {
+                        tracing::error!(partition = %tp, endpoint, "cannot fetch from the leader's address: {e}");
+                        return;
+                    }
+                };
+                let setup = SessionSetup {
+                    node_id: self.node_id,
+                    endpoint: endpoint.clone(),
+                    client,
+                    config: self.config.clone(),
+                    throttle: self.throttle.clone(),
+                    stop: self.stop.child_token(),
+                };
+                sessions.insert(endpoint.clone(), FetchSession::start(&runtime, setup));
+                &sessions[&endpoint]
             }
         };
         let cancel = self.stop.child_token();
-        let fetcher = Fetcher {
+        session.join(Follow {
             partition: partition.clone(),
-            node_id: self.node_id,
             leader: current.leader,
             leader_epoch: current.leader_epoch,
-            endpoint: endpoint.clone(),
-            client,
-            config: self.replica_config(),
-            throttle: self.throttle.clone(),
             cancel: cancel.clone(),
-        };
-        let task = runtime.spawn(fetcher.run());
-        fetchers.insert(tp.clone(), FetcherHandle { leader_epoch: current.leader_epoch, endpoint, cancel, task });
+        });
+        fetchers.insert(tp.clone(), FetcherHandle { leader_epoch: current.leader_epoch, endpoint, cancel });
     }
 
     fn stop_fetcher(&self, tp: &TopicPartition) {

@@ -1,6 +1,16 @@
 //! The `Replication` gRPC service (`strom.replication.v1`): the leader's side
 //! of follower fetch, served on the internal port.
 //!
+//! `FetchPartitions` is what followers use: one fetch for all the partitions
+//! a follower copies from this broker, each answered as `FetchRecords`
+//! answers one (below). It answers at once when any partition has records,
+//! a newer high watermark, a divergence or a refusal for the follower, and
+//! otherwise waits up to `replica.fetch.wait.max.ms` for any of them to
+//! change. The records of the whole answer stay within the request's
+//! `max_bytes` (at least one batch is sent): a partition beyond that limit
+//! is not served this time — nothing recorded, no records, and high
+//! watermark -1 — and the follower asks again.
+//!
 //! `FetchRecords` refuses — with a Kafka error code and a message, never
 //! touching any state — a fetch for a partition this broker does not lead
 //! (NOT_LEADER_OR_FOLLOWER), from a broker that is not one of the
@@ -23,11 +33,14 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use strom_proto::replication::replication_server::{Replication, ReplicationServer};
 use strom_proto::replication::{
-    EpochEndOffset, FetchRecordsRequest, FetchRecordsResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse,
+    EpochEndOffset, FetchPartitionsRequest, FetchPartitionsResponse, FetchRecordsRequest, FetchRecordsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use super::partition::{FetchOutcome, FetchReply, FollowerFetch, Partition};
@@ -53,23 +66,12 @@ impl ReplicationService {
 
     /// Answers one follower fetch (see the module docs).
     pub async fn fetch(&self, request: FetchRecordsRequest) -> FetchRecordsResponse {
-        let tp = TopicPartition::new(request.topic.clone(), request.partition);
-        let Some(partition) = self.manager.get(&tp) else {
-            return refused(
-                error_codes::NOT_LEADER_OR_FOLLOWER,
-                format!("broker {} does not host partition {tp}", self.manager.node_id()),
-            );
+        let replica_id = request.replica_id;
+        let (partition, fetch, mut log_end, mut high_watermark) = match self.resolve(request, replica_id) {
+            Target::Refused(refusal) => return refusal,
+            Target::Hosted { partition, fetch, log_end, high_watermark } => (partition, fetch, log_end, high_watermark),
         };
-        let fetch = FollowerFetch {
-            replica_id: request.replica_id,
-            fetch_offset: request.fetch_offset,
-            last_fetched_epoch: request.last_fetched_epoch,
-            current_leader_epoch: request.current_leader_epoch,
-            max_bytes: request.max_bytes.max(0) as usize,
-            high_watermark: request.high_watermark,
-        };
-        // Subscribed before the first look, so a change in between still wakes us.
-        let (mut log_end, mut high_watermark) = partition.watch_for_follower();
+        let tp = partition.topic_partition();
         // A follower at the log end (every fetch of a caught-up follower under
         // acks=all) reads nothing before it waits: its position, which moves
         // the high watermark and so completes acks=all produces, is recorded
@@ -96,6 +98,114 @@ impl ReplicationService {
             reply = again;
         }
         response(reply)
+    }
+
+    /// Answers one fetch for several partitions (see the module docs).
+    pub async fn fetch_partitions(&self, request: FetchPartitionsRequest) -> FetchPartitionsResponse {
+        let replica_id = request.replica_id;
+        let max_bytes = request.max_bytes.max(0) as usize;
+        let mut targets: Vec<Target> = request.partitions.into_iter().map(|r| self.resolve(r, replica_id)).collect();
+        let mut answers = self.serve_all(&targets, true, max_bytes).await;
+        if !answers.is_empty() && answers.iter().all(|a| a.caught_up) {
+            let wait = self.manager.replica_config().fetch_wait_max;
+            {
+                let mut changes: FuturesUnordered<_> = targets
+                    .iter_mut()
+                    .filter_map(|t| match t {
+                        Target::Hosted { log_end, high_watermark, .. } => Some([log_end, high_watermark]),
+                        Target::Refused(_) => None,
+                    })
+                    .flatten()
+                    .map(|receiver| receiver.changed())
+                    .collect();
+                tokio::select! {
+                    _ = changes.next() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.manager.stopped() => {}
+                }
+            }
+            answers = self.serve_all(&targets, false, max_bytes).await;
+        }
+        FetchPartitionsResponse { partitions: answers.into_iter().map(|a| a.response).collect() }
+    }
+
+    /// The partition a fetch is for and the fetch as the partition takes it,
+    /// with receivers subscribed before its first look (so a change in
+    /// between still wakes a waiting fetch), or the refusal when this broker
+    /// does not host it.
+    fn resolve(&self, request: FetchRecordsRequest, replica_id: i32) -> Target {
+        let tp = TopicPartition::new(request.topic, request.partition);
+        let Some(partition) = self.manager.get(&tp) else {
+            return Target::Refused(refused(
+                error_codes::NOT_LEADER_OR_FOLLOWER,
+                format!("broker {} does not host partition {tp}", self.manager.node_id()),
+            ));
+        };
+        let fetch = FollowerFetch {
+            replica_id,
+            fetch_offset: request.fetch_offset,
+            last_fetched_epoch: request.last_fetched_epoch,
+            current_leader_epoch: request.current_leader_epoch,
+            max_bytes: request.max_bytes.max(0) as usize,
+            high_watermark: request.high_watermark,
+        };
+        let (log_end, high_watermark) = partition.watch_for_follower();
+        Target::Hosted { partition, fetch, log_end, high_watermark }
+    }
+
+    /// Serves every target once, within `max_bytes` of records in all:
+    /// those at their log end on this thread when their log is free, the
+    /// others in one trip to the blocking pool.
+    async fn serve_all(&self, targets: &[Target], may_wait: bool, max_bytes: usize) -> Vec<Answer> {
+        let mut answers: Vec<Option<Answer>> = vec![None; targets.len()];
+        let mut budget = ByteBudget::new(max_bytes);
+        let mut on_pool = Vec::new();
+        for (i, target) in targets.iter().enumerate() {
+            let Target::Hosted { partition, fetch, log_end, .. } = target else {
+                if let Target::Refused(refusal) = target {
+                    answers[i] = Some(Answer { response: refusal.clone(), caught_up: false });
+                }
+                continue;
+            };
+            if budget.spent() {
+                answers[i] = Some(Answer::not_served());
+                continue;
+            }
+            let fetch = budget.limit(fetch);
+            let at_log_end = *log_end.borrow() == fetch.fetch_offset;
+            match at_log_end.then(|| self.try_serve_now(partition, &fetch, may_wait)).flatten() {
+                Some(reply) => answers[i] = Some(budget.take(reply)),
+                None => on_pool.push((i, partition.clone(), fetch)),
+            }
+        }
+        if !on_pool.is_empty() {
+            let indices: Vec<usize> = on_pool.iter().map(|(i, ..)| *i).collect();
+            let manager = self.manager.clone();
+            let served = blocking(move || {
+                let mut served = Vec::with_capacity(on_pool.len());
+                for (i, partition, fetch) in on_pool {
+                    if budget.spent() {
+                        served.push((i, Answer::not_served()));
+                        continue;
+                    }
+                    let fetch = budget.limit(&fetch);
+                    let reply = partition.serve_follower_fetch(&fetch, now_ms(), may_wait);
+                    served.push((i, budget.take(send_proposal(&manager, &partition, reply))));
+                }
+                served
+            })
+            .await;
+            match served {
+                Some(served) => served.into_iter().for_each(|(i, answer)| answers[i] = Some(answer)),
+                None => {
+                    for i in indices {
+                        let refusal = refused(error_codes::KAFKA_STORAGE_ERROR, "reading the partition failed".into());
+                        answers[i] = Some(Answer { response: refusal, caught_up: false });
+                    }
+                }
+            }
+        }
+        answers.into_iter().map(|a| a.unwrap_or_else(Answer::not_served)).collect()
     }
 
     /// Serves one follower fetch on a blocking thread and sends the ISR change
@@ -181,11 +291,83 @@ impl Replication for ReplicationService {
         Ok(Response::new(self.fetch(request.into_inner()).await))
     }
 
+    async fn fetch_partitions(
+        &self,
+        request: Request<FetchPartitionsRequest>,
+    ) -> Result<Response<FetchPartitionsResponse>, Status> {
+        Ok(Response::new(self.fetch_partitions(request.into_inner()).await))
+    }
+
     async fn offset_for_leader_epoch(
         &self,
         request: Request<OffsetForLeaderEpochRequest>,
     ) -> Result<Response<OffsetForLeaderEpochResponse>, Status> {
         Ok(Response::new(self.offset_for_epoch(request.into_inner()).await))
+    }
+}
+
+/// A partition of a fetch: hosted here (with its change receivers), or refused.
+enum Target {
+    Refused(FetchRecordsResponse),
+    Hosted {
+        partition: Arc<Partition>,
+        fetch: FollowerFetch,
+        log_end: watch::Receiver<i64>,
+        high_watermark: watch::Receiver<i64>,
+    },
+}
+
+/// One partition's answer, and whether it only says "caught up".
+#[derive(Debug, Clone)]
+struct Answer {
+    response: FetchRecordsResponse,
+    caught_up: bool,
+}
+
+impl Answer {
+    /// For a partition beyond the answer's byte limit: nothing, high watermark -1.
+    fn not_served() -> Answer {
+        let response = FetchRecordsResponse {
+            high_watermark: -1,
+            log_start_offset: -1,
+            log_end_offset: -1,
+            leader_epoch: -1,
+            ..FetchRecordsResponse::default()
+        };
+        Answer { response, caught_up: false }
+    }
+}
+
+/// Bytes of records an answer may still carry. The first records are sent
+/// whatever the limit (a read returns at least one batch), as in Kafka.
+#[derive(Debug, Clone, Copy)]
+struct ByteBudget {
+    left: usize,
+    sent_any: bool,
+}
+
+impl ByteBudget {
+    fn new(max_bytes: usize) -> ByteBudget {
+        ByteBudget { left: max_bytes, sent_any: false }
+    }
+
+    fn spent(&self) -> bool {
+        self.sent_any && self.left == 0
+    }
+
+    /// `fetch` asking for no more than what is left.
+    fn limit(&self, fetch: &FollowerFetch) -> FollowerFetch {
+        FollowerFetch { max_bytes: fetch.max_bytes.min(self.left), ..fetch.clone() }
+    }
+
+    /// Takes a served reply's records out of the budget.
+    fn take(&mut self, reply: FetchReply) -> Answer {
+        let caught_up = matches!(reply.outcome, FetchOutcome::CaughtUp);
+        let response = response(reply);
+        let sent = response.records.len();
+        self.left = self.left.saturating_sub(sent);
+        self.sent_any |= sent > 0;
+        Answer { response, caught_up }
     }
 }
 

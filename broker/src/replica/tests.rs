@@ -30,6 +30,7 @@ fn fast_config(lag_ms: u64) -> ReplicaConfig {
     ReplicaConfig {
         lag_time_max: Duration::from_millis(lag_ms),
         fetch_max_bytes: 4096,
+        fetch_response_max_bytes: 8192,
         fetch_wait_max: Duration::from_millis(200),
         fetch_backoff: Duration::from_millis(50),
         socket_timeout: Duration::from_secs(5),
@@ -506,7 +507,7 @@ async fn a_deleted_or_demoted_partition_stops_its_fetcher() {
     // Same state again: idempotent, the fetcher keeps running.
     let state = cluster.controller.current();
     cluster.controller.publish(state.clone());
-    assert!(cluster.node(1).manager.fetchers.lock().get(&tp()).is_some_and(|f| !f.task.is_finished()));
+    assert!(cluster.node(1).manager.fetchers.lock().get(&tp()).is_some_and(|f| !f.cancel.is_cancelled()));
     // An older state is ignored.
     let mut old = state.clone();
     old.leader_epoch -= 1;
@@ -592,4 +593,125 @@ async fn a_fetch_served_inline_steps_aside_while_an_append_holds_the_log() {
     let reply = leader.try_serve_follower_fetch(&at_end, now_ms(), true).expect("the log is free again");
     assert_eq!(reply.log_end_offset, at_end.fetch_offset);
     assert_eq!(reply.proposal.map(|p| p.isr), Some(vec![0, 1]), "the follower's position was recorded");
+}
+
+/// Appends `batch` to `tp` on `node` as leader (acks=1).
+async fn produce_to(node: &Node, tp: &TopicPartition, batch: Vec<u8>) {
+    let p = node.manager.get(tp).expect("partition hosted");
+    tokio::task::spawn_blocking(move || p.append_records(&batch, now_ms(), None)).await.unwrap().unwrap();
+}
+
+/// Every byte of `tp`'s log on `node`.
+fn log_bytes_of(node: &Node, tp: &TopicPartition) -> Vec<u8> {
+    let p = node.manager.get(tp).expect("partition hosted");
+    let log = p.log().read();
+    log.segments().flat_map(|s| s.read_all().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_fetch_session_copies_every_partition_a_leader_leads_within_the_answer_limit() {
+    let cluster = Cluster::start(2, fast_config(60_000)).await;
+    // Two more partitions led by broker 0 and followed by broker 1 (the
+    // test controller only drives orders-0, so these keep this state).
+    let others = [TopicPartition::new("orders", 1), TopicPartition::new("payments", 0)];
+    let state = LeaderAndIsr { leader: 0, leader_epoch: 1, partition_epoch: 0, replicas: vec![0, 1], isr: vec![0, 1] };
+    for tp in &others {
+        for id in [0, 1] {
+            let endpoint = Some(cluster.node(0).addr.clone());
+            cluster.node(id).manager.apply_leader_and_isr(tp, LogConfig::default(), &state, endpoint).unwrap();
+        }
+    }
+    let all: Vec<TopicPartition> = std::iter::once(tp()).chain(others).collect();
+    // About 15 KiB per partition: with 4 KiB per partition and 8 KiB per
+    // answer, copying takes many rounds, each serving only some partitions.
+    for i in 0..24 {
+        for tp in &all {
+            produce_to(cluster.node(0), tp, batch(i)).await;
+        }
+    }
+    eventually("broker 1 holds every partition's log byte for byte", || {
+        all.iter().all(|tp| log_bytes_of(cluster.node(1), tp) == log_bytes_of(cluster.node(0), tp))
+    })
+    .await;
+    assert!(log_bytes_of(cluster.node(0), &all[2]).len() > 8192, "more than one answer's worth per partition");
+    let follower = &cluster.node(1).manager;
+    assert_eq!(follower.sessions.lock().len(), 1, "one session with broker 0 for all three partitions");
+    let fetching = follower.fetchers.lock().values().filter(|f| !f.cancel.is_cancelled()).count();
+    assert_eq!(fetching, 3);
+    // The high watermark follows too (the ISR is both brokers).
+    for tp in &all {
+        let end = follower.get(tp).unwrap().log().read().log_end_offset();
+        eventually("the follower's high watermark reaches the log end", || {
+            follower.get(tp).unwrap().high_watermark() == end
+        })
+        .await;
+    }
+
+    // Deleting one partition on the follower takes it out of the session;
+    // the others keep copying.
+    follower.delete(&all[1]).unwrap();
+    produce_to(cluster.node(0), &all[2], batch(99)).await;
+    eventually("the remaining partitions still copy", || {
+        log_bytes_of(cluster.node(1), &all[2]) == log_bytes_of(cluster.node(0), &all[2])
+    })
+    .await;
+    assert_eq!(follower.fetchers.lock().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_multi_partition_fetch_answers_each_partition_in_order_within_its_byte_limit() {
+    let cluster = leader_alone_in_the_isr().await;
+    for i in 0..3 {
+        produce(cluster.node(0), batch(i)).await.unwrap();
+    }
+    let end = leo(cluster.node(0));
+    let epoch = cluster.node(0).partition().leader_epoch();
+    let first_batch_len = batch(0).len();
+    let fetch = |partition, fetch_offset, last_fetched_epoch| FetchRecordsRequest {
+        topic: "orders".into(),
+        partition,
+        fetch_offset,
+        last_fetched_epoch,
+        replica_id: 1,
+        max_bytes: 1 << 20,
+        current_leader_epoch: epoch,
+        high_watermark: Some(end),
+    };
+    let mut client = ReplicationClient::connect(format!("http://{}", cluster.node(0).addr)).await.unwrap();
+
+    // One byte for the whole answer: the first partition still gets its first
+    // batch, an unknown partition is refused, and the repeat of the first
+    // one is not served this time (no records, high watermark -1).
+    let request = strom_proto::replication::FetchPartitionsRequest {
+        replica_id: 1,
+        partitions: vec![fetch(0, 0, -1), fetch(9, 0, -1), fetch(0, 0, -1)],
+        max_bytes: 1,
+    };
+    let answers = client.fetch_partitions(request).await.unwrap().into_inner().partitions;
+    assert_eq!(answers.len(), 3, "one answer per partition asked for");
+    assert_eq!(answers[0].error_code, 0, "{}", answers[0].error_message);
+    assert_eq!(answers[0].records.len(), first_batch_len, "exactly the first batch");
+    assert_eq!(answers[0].high_watermark, end);
+    assert_eq!(answers[1].error_code, error_codes::NOT_LEADER_OR_FOLLOWER);
+    assert!(answers[1].error_message.contains("does not host"), "{}", answers[1].error_message);
+    assert_eq!((answers[2].error_code, answers[2].records.len(), answers[2].high_watermark), (0, 0, -1));
+
+    // All partitions caught up: the fetch waits, and new records in any of them end the wait.
+    let caught_up = strom_proto::replication::FetchPartitionsRequest {
+        replica_id: 1,
+        partitions: vec![fetch(0, end, epoch)],
+        max_bytes: 1 << 20,
+    };
+    let started = std::time::Instant::now();
+    let answers = client.fetch_partitions(caught_up.clone()).await.unwrap().into_inner().partitions;
+    assert_eq!((answers[0].error_code, answers[0].records.len()), (0, 0));
+    assert!(started.elapsed() >= Duration::from_millis(150), "waited about replica.fetch.wait.max.ms");
+    let waiting = tokio::spawn({
+        let mut client = client.clone();
+        async move { client.fetch_partitions(caught_up).await.unwrap().into_inner().partitions }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    produce(cluster.node(0), batch(7)).await.unwrap();
+    let answers = waiting.await.unwrap();
+    assert_eq!(answers[0].records.len(), batch(7).len(), "the new batch is sent");
 }

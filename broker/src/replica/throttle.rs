@@ -12,9 +12,10 @@
 //! One token bucket per broker, shared by the fetchers of every throttled
 //! partition; other partitions' fetchers are never slowed. The rate is the
 //! smallest one among the throttled partitions; a fetch is paced after it
-//! is written, by sleeping as long as the bucket is in debt. The publisher
-//! decides which partitions are throttled (only while out of the ISR: a
-//! follower in the ISR holds back the high watermark).
+//! is written: the fetch session leaves the partition out of its requests
+//! as long as the bucket is in debt. The publisher decides which partitions
+//! are throttled (only while out of the ISR: a follower in the ISR holds
+//! back the high watermark).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -60,28 +61,24 @@ impl ReplicationThrottle {
         self.rates.lock().get(tp).copied()
     }
 
-    /// Waits as long as fetching `bytes` for `tp` requires (not at all for
-    /// an unthrottled partition).
-    pub async fn pace(&self, tp: &TopicPartition, bytes: usize) {
+    /// Charges `bytes` fetched for `tp` to the bucket and returns how long
+    /// `tp`'s fetcher must pause before fetching again (zero for an
+    /// unthrottled partition, which is never charged).
+    pub fn charge(&self, tp: &TopicPartition, bytes: usize) -> Duration {
         let rate = {
             let rates = self.rates.lock();
             if !rates.contains_key(tp) {
-                return;
+                return Duration::ZERO;
             }
             rates.values().copied().min().unwrap_or(0)
         };
-        let wait = {
-            let mut bucket = self.bucket.lock();
-            let now = Instant::now();
-            let elapsed = bucket.at.map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
-            let (available, wait) = charge(bucket.available, elapsed, rate, bytes);
-            bucket.available = available;
-            bucket.at = Some(now);
-            wait
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
+        let mut bucket = self.bucket.lock();
+        let now = Instant::now();
+        let elapsed = bucket.at.map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        let (available, wait) = charge(bucket.available, elapsed, rate, bytes);
+        bucket.available = available;
+        bucket.at = Some(now);
+        wait
     }
 }
 
@@ -126,16 +123,18 @@ mod tests {
         throttle.set(&moving, Some(4000));
         throttle.set(&TopicPartition { topic: "u".into(), partition: 0 }, Some(1000));
 
-        let start = Instant::now();
-        throttle.pace(&other, 1 << 20).await;
-        assert_eq!(start.elapsed(), Duration::ZERO, "an unthrottled partition never waits");
-        throttle.pace(&moving, 3000).await;
-        assert_eq!(start.elapsed(), Duration::from_secs(3), "3000 bytes at the smallest rate, 1000 B/s");
+        assert_eq!(throttle.charge(&other, 1 << 20), Duration::ZERO, "an unthrottled partition never waits");
+        let wait = throttle.charge(&moving, 3000);
+        assert_eq!(wait, Duration::from_secs(3), "3000 bytes at the smallest rate, 1000 B/s");
+        tokio::time::advance(wait).await;
+        assert_eq!(
+            throttle.charge(&moving, 500),
+            Duration::from_millis(500),
+            "the debt was paid; new bytes wait again"
+        );
 
         throttle.set(&moving, None);
         assert_eq!(throttle.rate_of(&moving), None);
-        let before = Instant::now();
-        throttle.pace(&moving, 1 << 20).await;
-        assert_eq!(before.elapsed(), Duration::ZERO);
+        assert_eq!(throttle.charge(&moving, 1 << 20), Duration::ZERO);
     }
 }
