@@ -24,12 +24,14 @@
 //! follower's fetch waits up to `replica.fetch.wait.max.ms` for new records
 //! or a newer high watermark rather than answering empty at once.
 //!
-//! A fetch from the log end — a caught-up follower's — is served on the
-//! async thread when the log is free: its bookkeeping, and after the wait
-//! the read of what was just appended (in the page cache). A fetch from
-//! further back, or one that finds an append holding the log, goes through
-//! the blocking pool: a runtime thread never waits on a write. No lock is
-//! held across an `.await`.
+//! A fetch from at or above the high watermark — an in-sync follower's,
+//! every round under acks=all — is served on the async thread when the log
+//! is free: its bookkeeping, and the read of records not yet committed,
+//! appended moments ago and so in the page cache (at most `max_bytes`). A
+//! fetch from further back, which may read cold data, or one that finds an
+//! append holding the log, goes through the blocking pool: a runtime thread
+//! never waits on a write or a disk read. No lock is held across an
+//! `.await`.
 
 use std::sync::Arc;
 
@@ -72,13 +74,11 @@ impl ReplicationService {
             Target::Hosted { partition, fetch, log_end, high_watermark } => (partition, fetch, log_end, high_watermark),
         };
         let tp = partition.topic_partition();
-        // A follower at the log end (every fetch of a caught-up follower under
-        // acks=all) reads nothing before it waits: its position, which moves
-        // the high watermark and so completes acks=all produces, is recorded
-        // here rather than after a round trip through the blocking pool. A
-        // follower further behind may need older data, read on that pool.
-        let at_log_end = *log_end.borrow() == fetch.fetch_offset;
-        let Some(mut reply) = self.serve_here_or_on_pool(&partition, &fetch, true, at_log_end).await else {
+        // An in-sync follower's position, which moves the high watermark and
+        // so completes acks=all produces, is recorded here rather than after a
+        // round trip through the blocking pool (see the module docs).
+        let recent = reads_only_recent_records(&partition, &fetch);
+        let Some(mut reply) = self.serve_here_or_on_pool(&partition, &fetch, true, recent).await else {
             return refused(error_codes::KAFKA_STORAGE_ERROR, format!("reading {tp} failed"));
         };
         if matches!(reply.outcome, FetchOutcome::CaughtUp) {
@@ -154,14 +154,14 @@ impl ReplicationService {
     }
 
     /// Serves every target once, within `max_bytes` of records in all:
-    /// those at their log end on this thread when their log is free, the
-    /// others in one trip to the blocking pool.
+    /// those reading only recent records on this thread when their log is
+    /// free, the others in one trip to the blocking pool.
     async fn serve_all(&self, targets: &[Target], may_wait: bool, max_bytes: usize) -> Vec<Answer> {
         let mut answers: Vec<Option<Answer>> = vec![None; targets.len()];
         let mut budget = ByteBudget::new(max_bytes);
         let mut on_pool = Vec::new();
         for (i, target) in targets.iter().enumerate() {
-            let Target::Hosted { partition, fetch, log_end, .. } = target else {
+            let Target::Hosted { partition, fetch, .. } = target else {
                 if let Target::Refused(refusal) = target {
                     answers[i] = Some(Answer { response: refusal.clone(), caught_up: false });
                 }
@@ -172,8 +172,8 @@ impl ReplicationService {
                 continue;
             }
             let fetch = budget.limit(fetch);
-            let at_log_end = *log_end.borrow() == fetch.fetch_offset;
-            match at_log_end.then(|| self.try_serve_now(partition, &fetch, may_wait)).flatten() {
+            let recent = reads_only_recent_records(partition, &fetch);
+            match recent.then(|| self.try_serve_now(partition, &fetch, may_wait)).flatten() {
                 Some(reply) => answers[i] = Some(budget.take(reply)),
                 None => on_pool.push((i, partition.clone(), fetch)),
             }
@@ -304,6 +304,12 @@ impl Replication for ReplicationService {
     ) -> Result<Response<OffsetForLeaderEpochResponse>, Status> {
         Ok(Response::new(self.offset_for_epoch(request.into_inner()).await))
     }
+}
+
+/// Whether `fetch` reads only records above the high watermark: appended
+/// moments ago, not yet committed, so still in the page cache.
+fn reads_only_recent_records(partition: &Partition, fetch: &FollowerFetch) -> bool {
+    fetch.fetch_offset >= partition.high_watermark()
 }
 
 /// A partition of a fetch: hosted here (with its change receivers), or refused.
