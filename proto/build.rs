@@ -6,6 +6,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={proto}");
     }
     let fds = protox::compile(protos, ["proto"])?;
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    // Record batches as `bytes::Bytes`: the leader hands over what it read
+    // without a copy, and the follower's decode slices the received buffer.
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .bytes(".strom.replication.v1.FetchRecordsResponse.records")
+        .compile_fds(fds)?;
     Ok(())
 }

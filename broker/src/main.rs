@@ -53,6 +53,12 @@ struct Cli {
     /// Log output: text or json [env: STROM_LOG_FORMAT].
     #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Threads that run the broker's async work: connections, replication,
+    /// the controller [env: STROM_WORKER_THREADS] [default: the CPUs this
+    /// process may use, its cgroup quota included]. File writes and cold
+    /// reads run on a separate pool.
+    #[arg(long, env = "STROM_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
 }
 
 impl Cli {
@@ -161,7 +167,11 @@ async fn wait_for_signal() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("strom-broker: cannot start the async runtime: {e}");

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 fn fetch_response_round_trips_with_diverging_epoch() {
     let response = FetchRecordsResponse {
         error_code: 0,
-        records: vec![1, 2, 3],
+        records: vec![1, 2, 3].into(),
         high_watermark: 42,
         log_start_offset: 7,
         diverging_epoch: Some(EpochEndOffset { epoch: 3, end_offset: 40 }),

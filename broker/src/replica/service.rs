@@ -406,7 +406,7 @@ fn response(reply: FetchReply) -> FetchRecordsResponse {
         FetchOutcome::Diverging { epoch, end_offset } => {
             response.diverging_epoch = Some(EpochEndOffset { epoch, end_offset });
         }
-        FetchOutcome::Records(records) => response.records = records.to_vec(),
+        FetchOutcome::Records(records) => response.records = records,
         FetchOutcome::CaughtUp => {}
     }
     response
