@@ -371,7 +371,8 @@ impl Session {
     /// Records what member `i`'s answer led to.
     fn settle(&mut self, i: usize, bytes: usize, next: Next, config: &ReplicaConfig) {
         let m = &mut self.members.0[i];
-        let tp = m.follow.partition.topic_partition();
+        let partition = m.follow.partition.clone();
+        let tp = partition.topic_partition();
         match next {
             Next::Fetch(position) => {
                 m.position = Some(position);
@@ -381,8 +382,7 @@ impl Session {
             }
             Next::Retry(position, reason) => {
                 m.position = Some(position);
-                m.failures = m.failures.saturating_add(1);
-                m.not_before = Some(Instant::now() + retry_backoff(m.failures, config.fetch_backoff));
+                back_off(m, config);
                 if m.failures == 1 {
                     tracing::warn!(partition = %tp, leader = m.follow.leader, endpoint = %self.setup.endpoint, "fetch failed, retrying: {reason}");
                 } else {
@@ -393,15 +393,27 @@ impl Session {
         }
     }
 
-    /// Backs off every member of a call that failed as a whole.
+    /// Backs off every member of a call that failed as a whole, and says so
+    /// once for the call (the first failure in a row at warn level).
     fn fail_all(&mut self, ready: &[usize], reason: &str, config: &ReplicaConfig) {
+        let mut first_failure = false;
         for &i in ready {
-            let position = self.members.0[i].position;
-            if let Some(position) = position {
-                self.settle(i, 0, Next::Retry(position, reason.to_string()), config);
-            }
+            let m = &mut self.members.0[i];
+            back_off(m, config);
+            first_failure |= m.failures == 1;
+        }
+        if first_failure {
+            tracing::warn!(endpoint = %self.setup.endpoint, partitions = ready.len(), "fetch failed, retrying: {reason}");
+        } else {
+            tracing::debug!(endpoint = %self.setup.endpoint, partitions = ready.len(), "fetch failed again: {reason}");
         }
     }
+}
+
+/// Counts a failed fetch of `m` and pauses it for the backoff that follows.
+fn back_off(m: &mut Member, config: &ReplicaConfig) {
+    m.failures = m.failures.saturating_add(1);
+    m.not_before = Some(Instant::now() + retry_backoff(m.failures, config.fetch_backoff));
 }
 
 /// Whether applying `answer` would change nothing: no records, no

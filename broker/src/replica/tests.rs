@@ -219,6 +219,16 @@ async fn leader_alone_in_the_isr() -> Cluster {
     let cluster = Cluster::start(2, fast_config(60_000)).await;
     cluster.node(1).crash();
     cluster.controller.set_reachable(1, false);
+    // A crash here leaves broker 1's connection to the leader open: a fetch
+    // it sent just before could still be served after the ISR change below
+    // and bring it back into the ISR. Once its sessions have ended, their
+    // calls are cancelled; a long poll the leader already holds ends within
+    // replica.fetch.wait.max.ms.
+    eventually("broker 1's fetch sessions end", || {
+        cluster.node(1).manager.sessions.lock().values().all(|s| !s.is_running())
+    })
+    .await;
+    tokio::time::sleep(cluster.config.fetch_wait_max + Duration::from_millis(100)).await;
     let mut state = cluster.controller.current();
     state.isr = vec![0];
     state.partition_epoch += 1;
@@ -419,7 +429,13 @@ async fn fetches_from_strangers_or_other_epochs_are_refused_and_change_nothing()
     let leader = cluster.node(0).partition();
     let end = leo(cluster.node(0));
     let epoch = leader.leader_epoch();
-    assert_eq!(leader.high_watermark(), end);
+    assert_eq!(
+        leader.high_watermark(),
+        end,
+        "state {:?}, controller's {:?}",
+        leader.leader_and_isr(),
+        cluster.controller.current()
+    );
     let changes_before = cluster.controller.isr_changes.load(Ordering::SeqCst);
 
     let mut client = ReplicationClient::connect(format!("http://{}", cluster.node(0).addr)).await.unwrap();
