@@ -228,13 +228,7 @@ impl Session {
                     self.fail_all(&ready, &reason, &config);
                 }
             }
-            self.members.0.retain(|m| {
-                let stays = !m.follow.cancel.is_cancelled();
-                if !stays {
-                    left(m);
-                }
-                stays
-            });
+            self.drop_cancelled();
         }
         tracing::debug!(endpoint = %self.setup.endpoint, "fetch session stopped");
     }
@@ -255,10 +249,16 @@ impl Session {
                 None => self.members.0.push(member),
             }
         }
+        self.drop_cancelled();
+    }
+
+    /// Drops the members whose token was cancelled.
+    fn drop_cancelled(&mut self) {
         self.members.0.retain(|m| {
             let stays = !m.follow.cancel.is_cancelled();
             if !stays {
-                left(m);
+                let tp = m.follow.partition.topic_partition();
+                tracing::info!(partition = %tp, leader_epoch = m.follow.leader_epoch, "fetcher stopped");
             }
             stays
         });
@@ -274,11 +274,16 @@ impl Session {
         if missing.is_empty() {
             return;
         }
+        let indices: Vec<usize> = missing.iter().map(|(i, _)| *i).collect();
         let loaded =
             blocking(move || missing.into_iter().map(|(i, p)| (i, p.follower_position())).collect::<Vec<_>>()).await;
-        for (i, position) in loaded.into_iter().flatten() {
-            self.members.0[i].position = Some(position);
+        match loaded {
+            Some(loaded) => loaded.into_iter().for_each(|(i, position)| self.members.0[i].position = Some(position)),
+            // Reading the logs panicked (logged): those members stop, as in
+            // `apply`; the next state from the controller starts them again.
+            None => indices.into_iter().for_each(|i| self.members.0[i].follow.cancel.cancel()),
         }
+        self.drop_cancelled();
     }
 
     /// The members to fetch for now, in this round's rotated order.
@@ -452,11 +457,6 @@ fn take(partition: &Partition, epoch: i32, position: FollowerPosition, answer: F
         Err(ReplicaError::StaleFetcher { .. }) => Next::Stop,
         Err(e) => Next::Retry(position, e.to_string()),
     }
-}
-
-fn left(m: &Member) {
-    let tp = m.follow.partition.topic_partition();
-    tracing::info!(partition = %tp, leader_epoch = m.follow.leader_epoch, "fetcher stopped");
 }
 
 async fn sleep_until_or_forever(at: Option<Instant>) {
