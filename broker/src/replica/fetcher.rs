@@ -186,13 +186,15 @@ impl Session {
         while !self.setup.stop.is_cancelled() {
             self.admit();
             self.load_positions().await;
-            let ready = self.ready(Instant::now());
+            let now = Instant::now();
+            let ready = self.ready(now);
+            // The first member left out (backing off, throttled) to become ready again.
+            let next_ready = self.members.0.iter().filter_map(|m| m.not_before).filter(|t| *t > now).min();
             if ready.is_empty() {
-                let wake = self.members.0.iter().filter_map(|m| m.not_before).min();
                 tokio::select! {
                     _ = self.setup.stop.cancelled() => break,
                     _ = self.inbox.joined.notified() => {}
-                    _ = sleep_until_or_forever(wake) => {}
+                    _ = sleep_until_or_forever(next_ready) => {}
                 }
                 continue;
             }
@@ -200,8 +202,6 @@ impl Session {
             let mut request = tonic::Request::new(self.request(&ready, &config));
             request.set_timeout(config.fetch_wait_max + config.socket_timeout);
             let mut client = self.setup.client.clone();
-            // The first member left out (backing off, throttled) to become ready again.
-            let next_ready = (self.members.0.iter().filter_map(|m| m.not_before)).filter(|t| *t > Instant::now()).min();
             let answer = tokio::select! {
                 _ = self.setup.stop.cancelled() => break,
                 // A new member, or one left out that may fetch again: ask
@@ -228,7 +228,6 @@ impl Session {
                     self.fail_all(&ready, &reason, &config);
                 }
             }
-            self.drop_cancelled();
         }
         tracing::debug!(endpoint = %self.setup.endpoint, "fetch session stopped");
     }
@@ -252,7 +251,8 @@ impl Session {
         self.drop_cancelled();
     }
 
-    /// Drops the members whose token was cancelled.
+    /// Drops the members whose token was cancelled (by the manager, or by
+    /// this session once their partition moved on).
     fn drop_cancelled(&mut self) {
         self.members.0.retain(|m| {
             let stays = !m.follow.cancel.is_cancelled();
@@ -283,7 +283,6 @@ impl Session {
             // `apply`; the next state from the controller starts them again.
             None => indices.into_iter().for_each(|i| self.members.0[i].follow.cancel.cancel()),
         }
-        self.drop_cancelled();
     }
 
     /// The members to fetch for now, in this round's rotated order.

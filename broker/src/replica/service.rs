@@ -66,38 +66,13 @@ impl ReplicationService {
         ReplicationServer::new(self)
     }
 
-    /// Answers one follower fetch (see the module docs).
+    /// Answers one follower fetch (see the module docs): a
+    /// [`ReplicationService::fetch_partitions`] of that one partition.
     pub async fn fetch(&self, request: FetchRecordsRequest) -> FetchRecordsResponse {
-        let replica_id = request.replica_id;
-        let (partition, fetch, mut log_end, mut high_watermark) = match self.resolve(request, replica_id) {
-            Target::Refused(refusal) => return refusal,
-            Target::Hosted { partition, fetch, log_end, high_watermark } => (partition, fetch, log_end, high_watermark),
-        };
-        let tp = partition.topic_partition();
-        // An in-sync follower's position, which moves the high watermark and
-        // so completes acks=all produces, is recorded here rather than after a
-        // round trip through the blocking pool (see the module docs).
-        let recent = reads_only_recent_records(&partition, &fetch);
-        let Some(mut reply) = self.serve_here_or_on_pool(&partition, &fetch, true, recent).await else {
-            return refused(error_codes::KAFKA_STORAGE_ERROR, format!("reading {tp} failed"));
-        };
-        if matches!(reply.outcome, FetchOutcome::CaughtUp) {
-            let wait = self.manager.replica_config().fetch_wait_max;
-            tokio::select! {
-                _ = log_end.changed() => {}
-                _ = high_watermark.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.manager.stopped() => {}
-            }
-            // What the follower gets now was appended during the wait: a
-            // read from the page cache, done here too unless an append holds
-            // the log.
-            let Some(again) = self.serve_here_or_on_pool(&partition, &fetch, false, true).await else {
-                return refused(error_codes::KAFKA_STORAGE_ERROR, format!("reading {tp} failed"));
-            };
-            reply = again;
-        }
-        response(reply)
+        let (replica_id, max_bytes) = (request.replica_id, request.max_bytes);
+        let request = FetchPartitionsRequest { replica_id, partitions: vec![request], max_bytes };
+        let answer = self.fetch_partitions(request).await.partitions.pop();
+        answer.unwrap_or_else(|| refused(error_codes::KAFKA_STORAGE_ERROR, "the fetch got no answer".into()))
     }
 
     /// Answers one fetch for several partitions (see the module docs).
@@ -156,16 +131,24 @@ impl ReplicationService {
     /// Serves every target once, within `max_bytes` of records in all:
     /// those reading only recent records on this thread when their log is
     /// free, the others in one trip to the blocking pool.
+    ///
+    /// On the pool, each ISR change is sent from the pool's thread. It must
+    /// not depend on this handler: when the follower disconnects (a broker
+    /// shutting down), tonic drops the handler's future while the blocking
+    /// work still runs, and a proposal left for the handler would be lost
+    /// with the partition's pending ISR change set, so the ISR would never
+    /// change again.
     async fn serve_all(&self, targets: &[Target], may_wait: bool, max_bytes: usize) -> Vec<Answer> {
         let mut answers: Vec<Option<Answer>> = vec![None; targets.len()];
         let mut budget = ByteBudget::new(max_bytes);
         let mut on_pool = Vec::new();
         for (i, target) in targets.iter().enumerate() {
-            let Target::Hosted { partition, fetch, .. } = target else {
-                if let Target::Refused(refusal) = target {
+            let (partition, fetch) = match target {
+                Target::Refused(refusal) => {
                     answers[i] = Some(Answer { response: refusal.clone(), caught_up: false });
+                    continue;
                 }
-                continue;
+                Target::Hosted { partition, fetch, .. } => (partition, fetch),
             };
             if budget.spent() {
                 answers[i] = Some(Answer::not_served());
@@ -179,7 +162,7 @@ impl ReplicationService {
             }
         }
         if !on_pool.is_empty() {
-            let indices: Vec<usize> = on_pool.iter().map(|(i, ..)| *i).collect();
+            let asked: Vec<(usize, Arc<Partition>)> = on_pool.iter().map(|(i, p, _)| (*i, p.clone())).collect();
             let manager = self.manager.clone();
             let served = blocking(move || {
                 let mut served = Vec::with_capacity(on_pool.len());
@@ -198,8 +181,9 @@ impl ReplicationService {
             match served {
                 Some(served) => served.into_iter().for_each(|(i, answer)| answers[i] = Some(answer)),
                 None => {
-                    for i in indices {
-                        let refusal = refused(error_codes::KAFKA_STORAGE_ERROR, "reading the partition failed".into());
+                    for (i, partition) in asked {
+                        let message = format!("reading {} failed", partition.topic_partition());
+                        let refusal = refused(error_codes::KAFKA_STORAGE_ERROR, message);
                         answers[i] = Some(Answer { response: refusal, caught_up: false });
                     }
                 }
@@ -208,44 +192,12 @@ impl ReplicationService {
         answers.into_iter().map(|a| a.unwrap_or_else(Answer::not_served)).collect()
     }
 
-    /// Serves one follower fetch on a blocking thread and sends the ISR change
-    /// it gives rise to from that same thread. The proposal must not depend on
-    /// this handler: when the follower disconnects (a broker shutting down),
-    /// tonic drops the handler's future while the blocking work still runs,
-    /// and a proposal left for the handler would be lost with the partition's
-    /// pending ISR change set, so the ISR would never change again.
-    async fn serve(&self, partition: &Arc<Partition>, fetch: FollowerFetch, may_wait: bool) -> Option<FetchReply> {
-        let (partition, manager) = (partition.clone(), self.manager.clone());
-        blocking(move || {
-            let reply = partition.serve_follower_fetch(&fetch, now_ms(), may_wait);
-            send_proposal(&manager, &partition, reply)
-        })
-        .await
-    }
-
-    /// Serves a fetch on this thread when `here` and the log is free
-    /// ([`ReplicationService::try_serve_now`]), else on the blocking pool
-    /// ([`ReplicationService::serve`]).
-    async fn serve_here_or_on_pool(
-        &self,
-        partition: &Arc<Partition>,
-        fetch: &FollowerFetch,
-        may_wait: bool,
-        here: bool,
-    ) -> Option<FetchReply> {
-        if here && let Some(reply) = self.try_serve_now(partition, fetch, may_wait) {
-            return Some(reply);
-        }
-        self.serve(partition, fetch.clone(), may_wait).await
-    }
-
-    /// [`ReplicationService::serve`] on the calling thread, for a fetch at
-    /// what was the log end a moment ago: a few bookkeeping steps under the
-    /// partition's locks and a read of at most what was appended since,
-    /// which the page cache still holds. `None` (nothing done) when an
-    /// append holds the log: the caller goes through the blocking pool
+    /// Serves a fetch on the calling thread, for one that reads only recent
+    /// records: a few bookkeeping steps under the partition's locks and a
+    /// read of what the page cache still holds. `None` (nothing done) when
+    /// an append holds the log: the caller goes through the blocking pool
     /// rather than stall a runtime thread behind a write. The ISR change, if
-    /// any, is sent before returning, as there.
+    /// any, is sent before returning, as on the pool.
     fn try_serve_now(&self, partition: &Arc<Partition>, fetch: &FollowerFetch, may_wait: bool) -> Option<FetchReply> {
         let reply = partition.try_serve_follower_fetch(fetch, now_ms(), may_wait)?;
         Some(send_proposal(&self.manager, partition, reply))
