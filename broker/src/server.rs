@@ -22,12 +22,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, now_ms};
 use crate::protocol::connection::serve_connection;
+use crate::protocol::limits::{ConnectionCounts, RefusalLog, RequestMemory};
 use crate::readiness::{NotReady, Readiness};
 
 /// The addresses a started broker listens on.
@@ -67,8 +67,9 @@ pub async fn bind_kafka(broker: &Broker) -> anyhow::Result<TcpListener> {
 pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http_task: JoinHandle<()>) -> anyhow::Result<()> {
     let housekeeping = tokio::spawn(housekeeping(broker.clone()));
     let groups = tokio::spawn(broker.groups.clone().run(broker.shutdown.clone()));
-    let max_connections = broker.config.settings.long("max.connections").max(0) as usize;
-    let slots = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
+    let counts = ConnectionCounts::from_settings(&broker.config.settings);
+    let memory = RequestMemory::from_settings(&broker.config.settings);
+    let mut refused_connections = RefusalLog::default();
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -84,17 +85,20 @@ pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http_task: JoinHandl
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max_connections, "refusing connection: max.connections reached");
-            drop(stream);
-            continue;
+        let slot = match counts.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                refused_connections.note(peer, refused);
+                drop(stream);
+                continue;
+            }
         };
-        let b = broker.clone();
+        let (b, memory) = (broker.clone(), memory.clone());
         connections.spawn(async move {
             b.metrics.connections().inc();
-            serve_connection(stream, peer, b.clone()).await;
+            serve_connection(stream, peer, b.clone(), memory).await;
             b.metrics.connections().dec();
-            drop(permit);
+            drop(slot);
         });
     }
     tracing::info!(open = connections.len(), "shutting down: draining connections");

@@ -371,9 +371,37 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
     SettingDef {
         name: "max.connections",
         kind: int(0, I32.1),
-        default: "2147483647",
+        default: "10000",
         broker_synonym: None,
         doc: "Most client connections open at once; more are refused.",
+    },
+    SettingDef {
+        name: "max.connections.per.ip",
+        kind: int(0, I32.1),
+        default: "2000",
+        broker_synonym: None,
+        doc: "Most client connections open at once from one IP address; more from it are refused.",
+    },
+    SettingDef {
+        name: "connections.max.idle.ms",
+        kind: long(1),
+        default: "600000",
+        broker_synonym: None,
+        doc: "A client connection with no request in flight that sends nothing for this long is closed.",
+    },
+    SettingDef {
+        name: "request.frame.timeout.ms",
+        kind: long(1),
+        default: "30000",
+        broker_synonym: None,
+        doc: "A request frame whose first byte arrived must arrive whole within this time (waiting for queued.max.request.bytes included), or the connection is closed (Strom's; Kafka has no such limit).",
+    },
+    SettingDef {
+        name: "queued.max.request.bytes",
+        kind: long(1),
+        default: "536870912",
+        broker_synonym: None,
+        doc: "Bytes of requests read and not yet handled, across all client connections; a connection waits for room (within request.frame.timeout.ms) before reading a frame's body. A frame larger than this takes the whole pool.",
     },
     SettingDef {
         name: "metrics.enabled",

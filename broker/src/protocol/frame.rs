@@ -1,10 +1,19 @@
 //! Length-prefixed framing: a 4-byte big-endian size, then that many bytes.
 //!
-//! Invariant: never allocates more than `max_frame_bytes` for one frame; a
-//! larger or negative size is an error before any body byte is read.
+//! Invariants: never allocates more than `max_frame_bytes` for one frame; a
+//! larger or negative size is an error before any body byte is read; a
+//! frame's bytes are taken from the request memory pool before its body is
+//! read; a frame begun must arrive whole (its pool bytes taken included)
+//! within the frame timeout of its first byte, and a
+//! connection quiet for the idle timeout between frames ends.
+
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::timeout_at;
+
+use super::limits::{ConnectionLimits, PoolPermit, RequestMemory};
 
 /// Why a frame could not be read; every case closes the connection.
 #[derive(Debug, thiserror::Error)]
@@ -18,24 +27,78 @@ pub enum FrameError {
     /// The peer closed the connection in the middle of a frame.
     #[error("connection closed after {read} of {expected} bytes of a frame")]
     Truncated { read: usize, expected: usize },
+    /// A frame begun did not arrive whole in time.
+    #[error(
+        "request frame incomplete after request.frame.timeout.ms ({timeout:?}): {read} of {expected} bytes arrived"
+    )]
+    Timeout { timeout: Duration, read: usize, expected: usize },
+    /// Nothing was sent or answered on the connection for `connections.max.idle.ms`.
+    #[error("connection idle for connections.max.idle.ms ({0:?})")]
+    Idle(Duration),
     /// A socket error.
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Reads one frame; `Ok(None)` when the peer closed cleanly between frames.
+impl FrameError {
+    /// The `strom_bad_requests_total` stage this error is counted under.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            FrameError::Timeout { .. } => "frame_timeout",
+            FrameError::Idle(_) => "idle",
+            _ => "frame",
+        }
+    }
+}
+
+/// Reads one frame with no time limits and a pool of its own; `Ok(None)`
+/// when the peer closed cleanly between frames.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max_frame_bytes: usize,
 ) -> Result<Option<BytesMut>, FrameError> {
+    let forever = Duration::from_secs(365 * 24 * 3600);
+    let limits = ConnectionLimits { max_frame_bytes, idle: forever, frame_timeout: forever };
+    let pool = RequestMemory::new(max_frame_bytes);
+    Ok(read_frame_within(reader, &limits, &pool, || None).await?.map(|(frame, _)| frame))
+}
+
+/// Reads one frame under `limits`, with its bytes taken from `memory` (the
+/// returned permit gives them back when dropped). `quiet_since` says whether
+/// the connection may be idle now (`None` while a request is in flight) and
+/// since when. `Ok(None)` when the peer closed cleanly between frames.
+pub async fn read_frame_within<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limits: &ConnectionLimits,
+    memory: &RequestMemory,
+    quiet_since: impl Fn() -> Option<Instant>,
+) -> Result<Option<(BytesMut, PoolPermit)>, FrameError> {
     let mut size_buf = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        let n = reader.read(&mut size_buf[got..]).await?;
-        if n == 0 {
-            if got == 0 {
-                return Ok(None);
+    // Between frames: wait for the first byte while the connection is busy
+    // or has been quiet for less than the idle timeout.
+    let mut got = loop {
+        let quiet = quiet_since();
+        let idle_at = quiet.unwrap_or_else(Instant::now) + limits.idle;
+        match timeout_at(idle_at.into(), reader.read(&mut size_buf)).await {
+            Ok(n) => break n?,
+            Err(_) => {
+                if let Some(since) = quiet_since()
+                    && since.elapsed() >= limits.idle
+                {
+                    return Err(FrameError::Idle(limits.idle));
+                }
             }
+        }
+    };
+    if got == 0 {
+        return Ok(None);
+    }
+    let size_deadline = Instant::now() + limits.frame_timeout;
+    let late = |read, expected| FrameError::Timeout { timeout: limits.frame_timeout, read, expected };
+    while got < 4 {
+        let n =
+            timeout_at(size_deadline.into(), reader.read(&mut size_buf[got..])).await.map_err(|_| late(got, 4))??;
+        if n == 0 {
             return Err(FrameError::Truncated { read: got, expected: 4 });
         }
         got += n;
@@ -44,21 +107,27 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if size < 0 {
         return Err(FrameError::NegativeSize(size));
     }
-    if size as usize > max_frame_bytes {
-        return Err(FrameError::TooLarge { size, max: max_frame_bytes });
+    if size as usize > limits.max_frame_bytes {
+        return Err(FrameError::TooLarge { size, max: limits.max_frame_bytes });
     }
     let expected = size as usize;
+    // The deadline covers the wait for room in the pool too: frames that
+    // hold the pool without finishing are closed in time for those behind.
+    let deadline = size_deadline;
+    let permit = timeout_at(deadline.into(), memory.take(expected)).await.map_err(|_| late(4, 4 + expected))?;
     // Read into uninitialised capacity: zeroing a produce request's bytes
     // only to overwrite them cost ~5 % of the broker's CPU at full speed.
     let mut body = BytesMut::with_capacity(expected);
     while body.len() < expected {
         let left = (expected - body.len()) as u64;
-        let n = (&mut *reader).take(left).read_buf(&mut body).await?;
+        let mut rest = (&mut *reader).take(left);
+        let read = timeout_at(deadline.into(), rest.read_buf(&mut body)).await;
+        let n = read.map_err(|_| late(4 + body.len(), 4 + expected))??;
         if n == 0 {
             return Err(FrameError::Truncated { read: body.len(), expected });
         }
     }
-    Ok(Some(body))
+    Ok(Some((body, permit)))
 }
 
 #[cfg(test)]

@@ -3,12 +3,13 @@
 //! Clients speak length-prefixed frames over TCP. [`frame`] cuts the byte
 //! stream into frames, [`codec`] decodes request headers and bodies with the
 //! `kafka-protocol` crate and encodes responses, [`connection`] runs one
-//! client connection (requests pipelined, responses in request order), and
+//! client connection (requests handled one at a time, in order), and
 //! [`handlers`] answer each API against the broker's state without knowing
 //! anything of framing. [`outgoing`] writes response frames, sending fetched
 //! record batches from their segment files with `sendfile(2)`, and
-//! [`fetch_encoding`] encodes fetch responses around them. [`versions`] is
-//! the one table of what Strom serves.
+//! [`fetch_encoding`] encodes fetch responses around them. [`limits`] bounds
+//! what a client can make the listener hold (connections, idle time, frame
+//! time, request memory). [`versions`] is the one table of what Strom serves.
 //!
 //! Must never: let a malformed or oversized request take the broker down or
 //! write anything to a log; answer out of request order on a connection.
@@ -19,5 +20,6 @@ pub mod errors;
 pub mod fetch_encoding;
 pub mod frame;
 pub mod handlers;
+pub mod limits;
 pub mod outgoing;
 pub mod versions;

@@ -80,6 +80,33 @@ impl WireClient {
             .unwrap_or_else(|e| panic!("decode the response body of API key {} v{version}: {e}", R::KEY))
     }
 
+    /// Sends `requests` back to back in one write, before reading any
+    /// response, then reads and decodes their responses, asserting they come
+    /// back in request order.
+    pub fn send_pipelined<R: Request>(&mut self, requests: &[R], version: i16) -> Vec<R::Response> {
+        let mut bytes = Vec::new();
+        let first = self.next_correlation_id;
+        for request in requests {
+            let body = encode_request(request, version, self.next_correlation_id);
+            self.next_correlation_id += 1;
+            bytes.extend_from_slice(&(body.len() as i32).to_be_bytes());
+            bytes.extend_from_slice(&body);
+        }
+        self.write_raw(&bytes);
+        (0..requests.len() as i32)
+            .map(|i| {
+                let mut response = self.read_frame().unwrap_or_else(|| {
+                    panic!("broker closed the connection before answering pipelined request {i} (API key {})", R::KEY)
+                });
+                let header = ResponseHeader::decode(&mut response, R::Response::header_version(version))
+                    .unwrap_or_else(|e| panic!("decode the response header of API key {} v{version}: {e}", R::KEY));
+                assert_eq!(header.correlation_id, first + i, "pipelined response {i} answers out of order");
+                R::Response::decode(&mut response, version)
+                    .unwrap_or_else(|e| panic!("decode the response body of API key {} v{version}: {e}", R::KEY))
+            })
+            .collect()
+    }
+
     /// Writes a 4-byte big-endian size prefix and then `body`.
     pub fn write_frame(&mut self, body: &[u8]) {
         let mut frame = Vec::with_capacity(4 + body.len());
@@ -485,6 +512,27 @@ pub fn heartbeat(client: &mut WireClient, group: &str, member_id: &str, generati
     client.send(&request, HEARTBEAT_VERSION).error_code
 }
 
+/// An OffsetCommit of one partition's offset with `metadata`, as `member`
+/// (member id, generation; `("", -1)` commits for a group with no members).
+pub fn offset_commit_request(
+    group: &str,
+    (member_id, generation): (&str, i32),
+    topic: &str,
+    partition: i32,
+    (offset, metadata): (i64, &str),
+) -> OffsetCommitRequest {
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_topics(vec![OffsetCommitRequestTopic::default().with_name(topic_name(topic)).with_partitions(vec![
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(partition)
+                .with_committed_offset(offset)
+                .with_committed_metadata(Some(StrBytes::from_string(metadata.to_string()))),
+        ])])
+}
+
 /// OffsetCommit (v8) of one partition's offset with `metadata`, as `member`
 /// (member id, generation); returns the partition's error code.
 pub fn offset_commit(
@@ -495,17 +543,7 @@ pub fn offset_commit(
     partition: i32,
     (offset, metadata): (i64, &str),
 ) -> i16 {
-    let (member_id, generation) = member;
-    let request = OffsetCommitRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
-        .with_generation_id_or_member_epoch(generation)
-        .with_member_id(StrBytes::from_string(member_id.to_string()))
-        .with_topics(vec![OffsetCommitRequestTopic::default().with_name(topic_name(topic)).with_partitions(vec![
-            OffsetCommitRequestPartition::default()
-                .with_partition_index(partition)
-                .with_committed_offset(offset)
-                .with_committed_metadata(Some(StrBytes::from_string(metadata.to_string()))),
-        ])]);
+    let request = offset_commit_request(group, member, topic, partition, (offset, metadata));
     let response = client.send(&request, OFFSET_COMMIT_VERSION);
     let p = response
         .topics
