@@ -98,9 +98,12 @@ async fn single_node_quorum_commits_and_keeps_its_image_across_restart() {
 }
 
 /// The leader all running nodes agree on.
+/// The leader all `nodes` name, once none of them is still bootstrapping or
+/// rejoining (a voter that starts after the others formed the quorum joins
+/// through membership changes).
 fn agreed_leader(nodes: &[Controller]) -> Option<NodeId> {
     let first = nodes.first()?.active_controller()?;
-    nodes.iter().all(|n| n.active_controller() == Some(first)).then_some(first)
+    nodes.iter().all(|n| n.active_controller() == Some(first) && !n.rejoining()).then_some(first)
 }
 
 fn same_image(nodes: &[Controller]) -> Option<ClusterImage> {
@@ -290,12 +293,12 @@ async fn a_voter_that_lost_its_log_rejoins_as_a_voter_and_never_helps_elect_a_no
     let running = |nodes: &Vec<Option<Controller>>| -> Vec<NodeId> {
         nodes.iter().flatten().map(|n| n.node_id()).collect::<Vec<_>>()
     };
-    let leader = wait_for("a leader", || {
+    let leader_of = |nodes: &[Option<Controller>]| {
         let live: Vec<&Controller> = nodes.iter().flatten().collect();
         let first = live[0].active_controller()?;
-        live.iter().all(|n| n.active_controller() == Some(first)).then_some(first)
-    })
-    .await;
+        live.iter().all(|n| n.active_controller() == Some(first) && !n.rejoining()).then_some(first)
+    };
+    let leader = wait_for("a leader", || leader_of(&nodes)).await;
     for id in 0..3 {
         register_and_unfence(node(&nodes, leader), id).await;
     }
@@ -316,7 +319,8 @@ async fn a_voter_that_lost_its_log_rejoins_as_a_voter_and_never_helps_elect_a_no
 
     // 2. An entry committed on {A, B} while C is down; B loses its log and A
     //    goes down. C (without the entry) and the empty B must not elect C.
-    let (a, b) = (leader, follower);
+    let a = wait_for("a leader", || leader_of(&nodes)).await;
+    let b = (0..3).find(|id| *id != a).unwrap();
     let c = (0..3).find(|id| *id != a && *id != b).unwrap();
     nodes[c as usize].take().unwrap().shutdown().await;
     node(&nodes, a).propose(create_topic("only-on-a-and-b", 1, 1)).await.unwrap().unwrap();
