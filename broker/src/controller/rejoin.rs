@@ -25,6 +25,9 @@
 //! rule safe: an entry committed on {A, B} with B wiped, A down and C behind
 //! must not let B and C start afresh. A voter that answers before it has a
 //! log says so, so voters deciding at the same time never wait on each other.
+//! A voter of a new cluster whose first question comes after the others
+//! have already elected a leader cannot be told from one that lost its disk;
+//! it rejoins too, which is safe, only slower.
 //!
 //! # Rejoin
 //!
