@@ -36,7 +36,9 @@
 //!
 //! 1. [`Stage::Closed`]: no Raft RPC at all (the peers see it unreachable). It
 //!    asks the active controller to remove it from the voters (kept as a
-//!    learner); the removal is committed by the other voters alone.
+//!    learner); the removal is committed by the other voters alone. The
+//!    controller removes only a member that, asked at the address the quorum
+//!    knows it by, says it is in this stage, so a stray call removes nobody.
 //! 2. [`Stage::Learner`]: it takes the log from the leader but grants no vote.
 //!    It asks the active controller to make it a voter again; the controller
 //!    waits until its replication has caught up with the leader's log, then
@@ -225,8 +227,6 @@ pub fn decide(
 pub struct RejoinRequest {
     /// The rejoining node.
     pub node_id: NodeId,
-    /// Its internal address.
-    pub addr: String,
     /// Its new directory id (for the logs).
     pub directory_id: uuid::Uuid,
     /// Its stage: `Closed` asks to be removed from the voters, `Learner` to be made a voter again.
@@ -268,11 +268,23 @@ pub async fn handle_rejoin(raft: &Raft, request: RejoinRequest) -> RejoinReply {
         return Err(ProposeError::Raft(format!("node {node} cannot rejoin through itself")));
     }
     let membership = m.membership_config.membership();
+    // Only a member, at the address the quorum knows it by: a stray caller
+    // cannot add a node, and the removal below is confirmed by the node itself.
+    let Some(member) = membership.get_node(&node).cloned() else {
+        return Err(ProposeError::Raft(format!("node {node} is not a member of this controller quorum")));
+    };
     let is_voter = membership.voter_ids().any(|v| v == node);
     let settled = m.membership_config.log_id().is_none_or(|l| m.last_applied.is_some_and(|a| a.index >= l.index));
     match request.stage {
         Stage::Closed | Stage::Open => {
             if is_voter {
+                let stage = PeerClient::new(node, member.clone()).status().await.map(|s| s.stage);
+                if !matches!(stage, Ok(Stage::Closed)) {
+                    return Err(ProposeError::Raft(format!(
+                        "node {node} at {} does not say it is rejoining ({stage:?}); not removing it",
+                        member.addr
+                    )));
+                }
                 tracing::warn!(
                     node, directory_id = %request.directory_id,
                     "controller voter came back without its log; removing it from the voters until it has caught up"
@@ -292,11 +304,6 @@ pub async fn handle_rejoin(raft: &Raft, request: RejoinRequest) -> RejoinReply {
                 }
                 let index = m.membership_config.log_id().map(|l| l.index).unwrap_or(0);
                 return Ok(RejoinStep::Voter { index });
-            }
-            if membership.get_node(&node).is_none() {
-                raft.add_learner(node, BasicNode::new(request.addr.clone()), false)
-                    .await
-                    .map_err(|e| write_error(node, "add as a learner", e))?;
             }
             let target = m.last_log_index.unwrap_or(0);
             let caught_up = raft
@@ -420,7 +427,6 @@ impl Bootstrapper {
     /// Asks the active controller to remove this node, then to add it back;
     /// returns the index of the membership that made it a voter again.
     async fn rejoin(&self, meta: &DirMeta) -> u64 {
-        let addr = self.voters.get(&self.me).map(|n| n.addr.clone()).unwrap_or_default();
         let mut hint: Option<NodeId> = None;
         let mut failures = 0u64;
         loop {
@@ -433,8 +439,7 @@ impl Bootstrapper {
                 tokio::time::sleep(RETRY).await;
                 continue;
             };
-            let request =
-                RejoinRequest { node_id: self.me, addr: addr.clone(), directory_id: meta.directory_id, stage };
+            let request = RejoinRequest { node_id: self.me, directory_id: meta.directory_id, stage };
             let mut peer = PeerClient::new(node.0, node.1);
             match peer.rejoin(&request).await {
                 Ok(Ok(RejoinStep::Removed)) if stage == Stage::Closed => {

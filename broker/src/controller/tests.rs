@@ -10,7 +10,9 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use super::image::{Command, Outcome, TopicAssignment};
+use super::network::{PeerClient, ProposeError};
 use super::quorum::parse_voters;
+use super::rejoin::{RejoinRequest, Stage};
 use super::{ClusterImage, Controller, ControllerConfig, NodeId};
 
 fn fast_config(node_id: NodeId, voters: &BTreeMap<NodeId, String>, dir: &Path) -> ControllerConfig {
@@ -316,6 +318,17 @@ async fn a_voter_that_lost_its_log_rejoins_as_a_voter_and_never_helps_elect_a_no
     assert!(image.topics.contains_key("t"));
     wait_for("the wiped follower to have the image", || (node(&nodes, follower).image() == image).then_some(())).await;
     assert_eq!(running(&nodes).len(), 3);
+
+    // A stray Rejoin call removes nobody: the node must say it is rejoining, and be a member.
+    let leader = wait_for("a leader", || leader_of(&nodes)).await;
+    let other = (0..3).find(|id| *id != leader).unwrap();
+    let mut client = PeerClient::new(leader, openraft::BasicNode::new(voters[&leader].clone()));
+    for (node_id, why) in [(other, "does not say it is rejoining"), (7, "not a member")] {
+        let request = RejoinRequest { node_id, directory_id: Uuid::new_v4(), stage: Stage::Closed };
+        let reply = client.rejoin(&request).await.unwrap();
+        assert!(matches!(&reply, Err(ProposeError::Raft(e)) if e.contains(why)), "{reply:?}");
+    }
+    assert!(node(&nodes, other).is_voter(), "a stray Rejoin removed a voter");
 
     // 2. An entry committed on {A, B} while C is down; B loses its log and A
     //    goes down. C (without the entry) and the empty B must not elect C.
