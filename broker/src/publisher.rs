@@ -15,6 +15,15 @@
 //! old single-node metadata file (an image replayed from an old snapshot at
 //! start must never delete a live topic's data); `Broker::published` only
 //! moves forward, after the image is fully applied.
+//!
+//! This broker takes up a partition's leadership only from an image that
+//! holds its own registration (this process's broker epoch). An image
+//! replayed before that may still name an earlier incarnation of this broker
+//! as the leader; taking that up with a log that lost data (a replaced disk)
+//! would make the followers, still following that epoch, truncate to it. Once
+//! registered, the controller has moved every leadership of the earlier
+//! incarnation away, and the first image with the registration applies every
+//! partition afresh.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -34,6 +43,7 @@ use crate::replica::{IsrChannel, LeaderAndIsr};
 pub async fn run(broker: Arc<Broker>) {
     let mut metrics = broker.controller.raft().metrics();
     let mut published_leader = None;
+    let mut registered = false;
     loop {
         let snapshot = broker.controller.snapshot();
         let leader = broker.controller.active_controller();
@@ -41,9 +51,11 @@ pub async fn run(broker: Arc<Broker>) {
         if behind || leader != published_leader || broker.last_image.lock().is_none() {
             let b = broker.clone();
             let index = snapshot.index;
-            let result = tokio::task::spawn_blocking(move || publish(&b, snapshot, leader)).await;
+            let was_registered = registered;
+            let result = tokio::task::spawn_blocking(move || publish(&b, snapshot, leader, was_registered)).await;
             match result {
-                Ok(()) => {
+                Ok(now_registered) => {
+                    registered = now_registered;
                     published_leader = leader;
                     broker.published.send_if_modified(|p| {
                         let moved = index > *p;
@@ -62,8 +74,10 @@ pub async fn run(broker: Arc<Broker>) {
     }
 }
 
-/// Applies one image to the broker. Blocking (opens and deletes logs, loads groups).
-fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>) {
+/// Applies one image to the broker; returns whether the image holds this
+/// process's registration (`was_registered`: whether the last one did).
+/// Blocking (opens and deletes logs, loads groups).
+fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>, was_registered: bool) -> bool {
     let image = Arc::new(snapshot.image);
     let controller_id = leader.map(|l| l as i32).unwrap_or(NO_LEADER);
     *broker.metadata.write() = MetadataView::from_image(&image, controller_id);
@@ -72,6 +86,10 @@ fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>
     // The image is complete enough to delete by once this broker has joined
     // (registered, caught up past its registration, old metadata imported).
     let caught_up = broker.is_ready();
+    let epoch = broker.broker_epoch();
+    let registered = epoch >= 0 && image.brokers.get(&me).is_some_and(|b| b.broker_epoch == epoch);
+    // Partitions whose leadership was held back are applied with the first image holding the registration.
+    let apply_all = registered && !was_registered;
 
     // Dynamic broker settings first: topics' log configs read them.
     let dynamic_changed = broker.config.dynamic.replace(&image.broker_configs);
@@ -103,7 +121,11 @@ fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>
             let old = if recreated { None } else { before.and_then(|b| b.partitions.get(index)) };
             let leader_endpoint = endpoint(&image, p.leader);
             let endpoint_moved = previous.as_ref().is_some_and(|prev| endpoint(prev, p.leader) != leader_endpoint);
-            if old == Some(p) && !endpoint_moved && broker.replicas.get(&tp).is_some() {
+            if old == Some(p) && !endpoint_moved && !apply_all && broker.replicas.get(&tp).is_some() {
+                continue;
+            }
+            if p.leader == me && !registered {
+                tracing::debug!(partition = %tp, "not leading before this broker's registration is in the image");
                 continue;
             }
             let state = LeaderAndIsr {
@@ -118,7 +140,7 @@ fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>
             }
         }
         if name == OFFSETS_TOPIC {
-            follow_offsets_leadership(broker, &topic.partitions, me);
+            follow_offsets_leadership(broker, &topic.partitions, me, registered);
         }
     }
     if caught_up {
@@ -132,6 +154,7 @@ fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>
         }
     }
     *broker.last_image.lock() = Some(image);
+    registered
 }
 
 /// The topic setting naming replicas whose catch-up is throttled.
@@ -161,11 +184,11 @@ fn catch_up_rate(
     (listed && follower_throttled_rate < i64::MAX).then_some(follower_throttled_rate.max(0) as u64)
 }
 
-/// Tells the group coordinator which `__consumer_offsets` partitions this broker leads.
-fn follow_offsets_leadership(broker: &Arc<Broker>, partitions: &[PartitionState], me: i32) {
+/// Tells the group coordinator which `__consumer_offsets` partitions this broker leads (none before its registration is in the image).
+fn follow_offsets_leadership(broker: &Arc<Broker>, partitions: &[PartitionState], me: i32, registered: bool) {
     crate::group::attach(&broker.groups, broker, partitions.len());
     for (index, p) in partitions.iter().enumerate() {
-        broker.groups.set_leadership(index, p.leader == me);
+        broker.groups.set_leadership(index, registered && p.leader == me);
     }
 }
 

@@ -19,6 +19,11 @@
 //! gone all become ready. A live leader that this broker cannot reach holds
 //! it back until the leader is fenced or reachable again.
 //!
+//! Independently of both, a broker whose controller node is unhealthy is not
+//! ready: a voter rejoining the quorum after losing its log (it becomes ready
+//! once it is a voter again), or a controller whose Raft stopped on a fatal
+//! error.
+//!
 //! The second condition latches: once met, later ISR shrinks (a slow disk, a
 //! network blip) show in `strom_under_replicated_partitions` on the leader,
 //! not as this broker flapping out of its Service. Shutdown makes the broker
@@ -51,6 +56,9 @@ pub enum NotReady {
         /// One of them, `topic-partition`.
         first: String,
     },
+    /// This broker's controller node is rejoining the quorum or stopped.
+    #[error("controller quorum unhealthy here: {0}")]
+    Controller(String),
 }
 
 /// Partitions `me` replicates as a follower of a live leader without being
@@ -83,6 +91,9 @@ pub struct Readiness {
 impl Readiness {
     /// `Ok` when `broker` is ready (see the module doc).
     pub fn check(&self, broker: &Broker) -> Result<(), NotReady> {
+        if let Some(reason) = broker.controller.unhealthy() {
+            return Err(NotReady::Controller(reason));
+        }
         if !broker.is_ready() {
             return Err(NotReady::NotJoined);
         }

@@ -15,6 +15,8 @@
 //!   `strom-proto`, client and server side.
 //! - [`quorum`] — [`Controller`]: starts a node, bootstraps the voters, and
 //!   proposes commands (forwarding to the active controller).
+//! - [`rejoin`] — a voter's directory identity, the bootstrap decision of an
+//!   empty voter, and the safe return of a voter that lost its log.
 //!
 //! Invariants: a command changes the image only once committed by a majority
 //! of voters; every node applies the same commands in log order; nothing
@@ -29,6 +31,7 @@ pub mod log_store;
 pub mod network;
 pub mod placement;
 pub mod quorum;
+pub mod rejoin;
 pub mod state_machine;
 
 use std::io::Cursor;

@@ -30,6 +30,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::image::{Command, CommandResult};
 use super::liveness::Sessions;
+use super::rejoin::{Gate, PeerStatus, RejoinReply, RejoinRequest, Stage, handle_rejoin};
 use super::state_machine::AppliedState;
 use super::{NodeId, Raft, TypeConfig};
 
@@ -40,6 +41,8 @@ enum Rpc {
     Vote,
     InstallSnapshot,
     Propose,
+    Status,
+    Rejoin,
 }
 
 /// A command forwarded to another node failed there.
@@ -111,6 +114,8 @@ impl PeerClient {
             Rpc::Vote => client.vote(req).await,
             Rpc::InstallSnapshot => client.install_snapshot(req).await,
             Rpc::Propose => client.propose(req).await,
+            Rpc::Status => client.status(req).await,
+            Rpc::Rejoin => client.rejoin(req).await,
         };
         let reply = reply.map_err(|status| match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
@@ -140,6 +145,20 @@ impl PeerClient {
                 NetworkCallError::Network(_) => RPCError::Network(NetworkError::new(&e)),
             })?;
         reply.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+    }
+}
+
+/// The calls a voter makes while it bootstraps or rejoins (see [`super::rejoin`]).
+impl PeerClient {
+    /// Asks this peer for its log length, leader and stage.
+    pub async fn status(&mut self) -> Result<PeerStatus, NetworkCallError> {
+        self.call(Rpc::Status, &(), Some(std::time::Duration::from_secs(1))).await
+    }
+
+    /// Asks this peer (the active controller) for the next step of a rejoin;
+    /// making a node a voter again waits for it to catch up.
+    pub async fn rejoin(&mut self, request: &RejoinRequest) -> Result<RejoinReply, NetworkCallError> {
+        self.call(Rpc::Rejoin, request, Some(std::time::Duration::from_secs(60))).await
     }
 }
 
@@ -198,12 +217,34 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct RaftService {
     raft: Raft,
     active: ActiveController,
+    gate: Gate,
 }
 
 impl RaftService {
     /// Serves `raft`; forwarded commands are proposed through `active`.
     pub fn new(raft: Raft, active: ActiveController) -> RaftService {
-        RaftService { raft, active }
+        RaftService { raft, active, gate: Gate::new(Stage::Open) }
+    }
+
+    /// Takes part in Raft only as far as `gate` allows (a voter that
+    /// bootstraps or rejoins after losing its log, see [`super::rejoin`]).
+    pub fn with_gate(mut self, gate: Gate) -> RaftService {
+        self.gate = gate;
+        self
+    }
+
+    /// Refuses a Raft RPC the gate does not let through, as `UNAVAILABLE`
+    /// (the sender sees this node as unreachable and backs off).
+    fn check_gate(&self, vote_request: bool) -> Result<(), Status> {
+        let open = if vote_request { self.gate.takes_votes() } else { self.gate.takes_replication() };
+        if open {
+            return Ok(());
+        }
+        Err(Status::unavailable(format!(
+            "this controller node is {:?}: it lost its log (or is deciding how to start) and takes no part in \
+             Raft until it has rejoined the quorum",
+            self.gate.stage()
+        )))
     }
 }
 
@@ -244,18 +285,21 @@ impl RaftService {
 impl strom_proto::raft::raft_server::Raft for RaftService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let req: AppendEntriesRequest<TypeConfig> = decode(request)?;
+        self.check_gate(false)?;
         self.check_sender(&req.vote)?;
         encode(&self.raft.append_entries(req).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let req: VoteRequest<NodeId> = decode(request)?;
+        self.check_gate(true)?;
         self.check_sender(&req.vote)?;
         encode(&self.raft.vote(req).await)
     }
 
     async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let req: InstallSnapshotRequest<TypeConfig> = decode(request)?;
+        self.check_gate(false)?;
         self.check_sender(&req.vote)?;
         encode(&self.raft.install_snapshot(req).await)
     }
@@ -263,6 +307,20 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
     async fn propose(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let command: Command = decode(request)?;
         encode(&self.active.propose(&self.raft, command).await)
+    }
+
+    async fn status(&self, _request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let status = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            PeerStatus { last_log_index: m.last_log_index, leader: m.current_leader, stage: self.gate.stage() }
+        };
+        encode(&status)
+    }
+
+    async fn rejoin(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let request: RejoinRequest = decode(request)?;
+        encode(&handle_rejoin(&self.raft, request).await)
     }
 }
 

@@ -1,15 +1,22 @@
 //! [`Controller`]: one node of the controller quorum — its Raft instance, its
 //! stores under `<data-dir>/controller/`, and its `Raft` gRPC service.
 //!
-//! Bootstrap: a voter whose log and vote are empty initializes the quorum
-//! with the configured voters. Every voter does so on its first start with
-//! the same voter set; openraft accepts that (identical membership at log
-//! index 0 everywhere) and refuses it once a node has a log, which is then
-//! ignored — so starting voters in any order forms one quorum.
+//! Bootstrap: a voter whose log and vote are empty first finds out whether a
+//! quorum already exists (see [`super::rejoin`]): it asks every other voter,
+//! and initializes the quorum with the configured voters only once all of
+//! them answered and none has a log beyond the bootstrap entry. Every voter
+//! of a new cluster does so with the same voter set; openraft accepts that
+//! (identical membership at log index 0 everywhere) and refuses it once a
+//! node has a log, which is then ignored — so starting every voter, in any
+//! order, forms one quorum. A one-voter quorum initializes at once.
 //!
-//! A voter must keep its data dir: one that lost it would bootstrap again
-//! and could vote twice in a term. Replacing a voter's disk needs a
-//! membership change (remove, then add back), which is not implemented yet.
+//! A voter that lost its data dir (a replaced disk, an `Ephemeral` pod
+//! restarted) finds a peer with a log and rejoins instead of bootstrapping
+//! again: it takes no part in Raft until the active controller has removed
+//! it from the voters, catches up as a learner, and is made a voter again
+//! by a second membership change; only then does it vote. Until then it is
+//! not ready (`/readyz`). Why that is safe, and why the leader is built with
+//! openraft's `loosen-follower-log-revert`, is in [`super::rejoin`].
 //!
 //! Proposals go to the active controller: applied locally if this node leads,
 //! forwarded over `Propose` otherwise. A proposal is retried only while no
@@ -34,6 +41,7 @@ use super::log_store::LogStore;
 use super::network::{
     ActiveController, Committed, NetworkFactory, PeerClient, ProposeError, RaftService, propose_locally,
 };
+use super::rejoin::{Bootstrapper, DirMeta, Gate, Stage};
 use super::state_machine::{AppliedState, StateMachine};
 use super::{NodeId, Raft};
 
@@ -58,6 +66,12 @@ pub enum ControllerError {
     /// The quorum could not commit the command.
     #[error("the controller quorum could not commit the command: {0}")]
     Commit(String),
+    /// The controller dir belongs to another node.
+    #[error(
+        "controller dir {dir} belongs to node {found}, not to this node {expected}; \
+         point --data-dir at this node's own dir, or at an empty one to rejoin as node {expected}"
+    )]
+    ForeignDir { dir: PathBuf, found: NodeId, expected: NodeId },
 }
 
 /// Settings of one controller node.
@@ -148,6 +162,8 @@ pub struct Controller {
     active: ActiveController,
     server: parking_lot::Mutex<Option<JoinHandle<()>>>,
     liveness: JoinHandle<()>,
+    gate: Gate,
+    bootstrap: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -183,13 +199,29 @@ impl Controller {
     pub async fn start_unserved(config: ControllerConfig) -> Result<Controller, ControllerError> {
         let dir = config.data_dir.join("controller");
         let open_dir = dir.clone();
-        let (log_store, state_machine) = tokio::task::spawn_blocking(move || {
-            Ok::<_, std::io::Error>((LogStore::open(&open_dir)?, StateMachine::open(&open_dir)?))
+        let (log_store, state_machine, meta) = tokio::task::spawn_blocking(move || {
+            let log_store = LogStore::open(&open_dir)?;
+            let state_machine = StateMachine::open(&open_dir)?;
+            Ok::<_, std::io::Error>((log_store, state_machine, DirMeta::read(&open_dir)?))
         })
         .await
         .map_err(|e| ControllerError::Start(e.to_string()))?
         .map_err(storage_error(&dir))?;
         let fresh = log_store.is_empty();
+        if let Some(meta) = &meta
+            && meta.node_id != config.node_id
+        {
+            return Err(ControllerError::ForeignDir { dir, found: meta.node_id, expected: config.node_id });
+        }
+        if !fresh && meta.is_none() {
+            // A dir of an older Strom, or a crash right after the first write: name it now.
+            let meta = DirMeta { node_id: config.node_id, directory_id: uuid::Uuid::new_v4() };
+            let meta_dir = dir.clone();
+            tokio::task::spawn_blocking(move || meta.write(&meta_dir))
+                .await
+                .map_err(|e| ControllerError::Start(e.to_string()))?
+                .map_err(storage_error(&dir))?;
+        }
         let state = state_machine.state();
 
         let ms = |d: Duration| d.as_millis().max(1) as u64;
@@ -211,9 +243,13 @@ impl Controller {
         let node_id = config.node_id;
         let voters: BTreeMap<NodeId, BasicNode> =
             config.voters.iter().map(|(id, addr)| (*id, BasicNode::new(addr.clone()))).collect();
-        // A voter bootstraps the quorum; any other node waits to be added as a
-        // learner by the active controller when it registers.
-        if fresh && voters.contains_key(&node_id) {
+        // A voter bootstraps the quorum (a single voter at once; one of several
+        // once it knows no quorum exists, or it rejoins one); any other node
+        // waits to be added as a learner by the active controller when it
+        // registers.
+        let gate = Gate::new(Stage::Open);
+        let mut bootstrap = None;
+        if fresh && voters.len() == 1 && voters.contains_key(&node_id) {
             match raft.initialize(voters.clone()).await {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => {
@@ -221,6 +257,11 @@ impl Controller {
                     return Err(ControllerError::Start(e.to_string()));
                 }
             }
+        } else if fresh && voters.contains_key(&node_id) {
+            gate.set(Stage::Closed);
+            let bootstrapper =
+                Bootstrapper { raft: raft.clone(), me: node_id, voters: voters.clone(), gate: gate.clone(), dir, meta };
+            bootstrap = Some(tokio::spawn(bootstrapper.run()));
         }
         let active = ActiveController { sessions: Default::default(), state: state.clone() };
         let liveness = tokio::spawn(fence_silent_brokers(
@@ -238,12 +279,42 @@ impl Controller {
             active,
             server: Default::default(),
             liveness,
+            gate,
+            bootstrap,
         })
     }
 
     /// The `Raft` gRPC service of this node, to mount on a server.
     pub fn raft_service(&self) -> RaftServer<RaftService> {
-        RaftServer::new(RaftService::new(self.raft.clone(), self.active.clone()))
+        RaftServer::new(RaftService::new(self.raft.clone(), self.active.clone()).with_gate(self.gate.clone()))
+    }
+
+    /// Whether this node is a voter still deciding how to start, or rejoining
+    /// after losing its log (it takes no full part in the quorum yet).
+    pub fn rejoining(&self) -> bool {
+        self.gate.stage() != Stage::Open
+    }
+
+    /// Whether this node is a full voter: a voter in the membership its log
+    /// holds, not rejoining.
+    pub fn is_voter(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        !self.rejoining() && m.membership_config.membership().voter_ids().any(|v| v == self.node_id)
+    }
+
+    /// Why this node's view of the quorum is unhealthy, `None` when it is
+    /// healthy: a voter rejoining, or Raft stopped by a fatal error.
+    pub fn unhealthy(&self) -> Option<String> {
+        if self.rejoining() {
+            return Some(format!("controller node {} is rejoining the quorum ({:?})", self.node_id, self.gate.stage()));
+        }
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        match &m.running_state {
+            Ok(()) => None,
+            Err(fatal) => Some(format!("controller node {} stopped: {fatal}", self.node_id)),
+        }
     }
 
     /// The voters and their internal addresses.
@@ -370,6 +441,9 @@ impl Controller {
     /// Stops Raft and the gRPC server; the files stay for the next start.
     pub async fn shutdown(&self) {
         self.liveness.abort();
+        if let Some(bootstrap) = &self.bootstrap {
+            bootstrap.abort();
+        }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(node_id = self.node_id, error = %e, "controller raft shutdown failed");
         }

@@ -10,7 +10,9 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use super::image::{Command, Outcome, TopicAssignment};
+use super::network::{PeerClient, ProposeError};
 use super::quorum::parse_voters;
+use super::rejoin::{RejoinRequest, Stage};
 use super::{ClusterImage, Controller, ControllerConfig, NodeId};
 
 fn fast_config(node_id: NodeId, voters: &BTreeMap<NodeId, String>, dir: &Path) -> ControllerConfig {
@@ -98,9 +100,12 @@ async fn single_node_quorum_commits_and_keeps_its_image_across_restart() {
 }
 
 /// The leader all running nodes agree on.
+/// The leader all `nodes` name, once none of them is still bootstrapping or
+/// rejoining (a voter that starts after the others formed the quorum joins
+/// through membership changes).
 fn agreed_leader(nodes: &[Controller]) -> Option<NodeId> {
     let first = nodes.first()?.active_controller()?;
-    nodes.iter().all(|n| n.active_controller() == Some(first)).then_some(first)
+    nodes.iter().all(|n| n.active_controller() == Some(first) && !n.rejoining()).then_some(first)
 }
 
 fn same_image(nodes: &[Controller]) -> Option<ClusterImage> {
@@ -266,4 +271,95 @@ async fn raft_rpcs_from_a_node_outside_the_quorum_are_refused() {
     assert_eq!(node.raft().metrics().borrow().current_term, before);
     assert_eq!(node.active_controller(), Some(0));
     node.shutdown().await;
+}
+
+fn node(nodes: &[Option<Controller>], id: NodeId) -> &Controller {
+    nodes[id as usize].as_ref().unwrap()
+}
+
+fn wipe(dir: &Path) {
+    std::fs::remove_dir_all(dir.join("controller")).unwrap();
+}
+
+#[tokio::test]
+async fn a_voter_that_lost_its_log_rejoins_as_a_voter_and_never_helps_elect_a_node_missing_commits() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut voters = BTreeMap::new();
+    for id in 0..3 {
+        voters.insert(id, free_addr().await.to_string());
+    }
+    let mut nodes = Vec::new();
+    for id in 0..3 {
+        nodes.push(Some(start(id, &voters, dirs[id as usize].path()).await));
+    }
+    let running = |nodes: &Vec<Option<Controller>>| -> Vec<NodeId> {
+        nodes.iter().flatten().map(|n| n.node_id()).collect::<Vec<_>>()
+    };
+    let leader_of = |nodes: &[Option<Controller>]| {
+        let live: Vec<&Controller> = nodes.iter().flatten().collect();
+        let first = live[0].active_controller()?;
+        live.iter().all(|n| n.active_controller() == Some(first) && !n.rejoining()).then_some(first)
+    };
+    let leader = wait_for("a leader", || leader_of(&nodes)).await;
+    for id in 0..3 {
+        register_and_unfence(node(&nodes, leader), id).await;
+    }
+    node(&nodes, leader).propose(create_topic("t", 3, 3)).await.unwrap().unwrap();
+
+    // 1. A follower loses its log: it rejoins, first removed, then a voter again.
+    let follower = (0..3).find(|id| *id != leader).unwrap();
+    nodes[follower as usize].take().unwrap().shutdown().await;
+    wipe(dirs[follower as usize].path());
+    nodes[follower as usize] = Some(start(follower, &voters, dirs[follower as usize].path()).await);
+    wait_for("the wiped follower to be a voter again", || node(&nodes, follower).is_voter().then_some(())).await;
+    let members = node(&nodes, follower).raft().metrics().borrow().membership_config.membership().clone();
+    assert_eq!(members.voter_ids().collect::<Vec<_>>(), vec![0, 1, 2]);
+    let image = node(&nodes, leader).image();
+    assert!(image.topics.contains_key("t"));
+    wait_for("the wiped follower to have the image", || (node(&nodes, follower).image() == image).then_some(())).await;
+    assert_eq!(running(&nodes).len(), 3);
+
+    // A stray Rejoin call removes nobody: the node must say it is rejoining, and be a member.
+    let leader = wait_for("a leader", || leader_of(&nodes)).await;
+    let other = (0..3).find(|id| *id != leader).unwrap();
+    let mut client = PeerClient::new(leader, openraft::BasicNode::new(voters[&leader].clone()));
+    for (node_id, why) in [(other, "does not say it is rejoining"), (7, "not a member")] {
+        let request = RejoinRequest { node_id, directory_id: Uuid::new_v4(), stage: Stage::Closed };
+        let reply = client.rejoin(&request).await.unwrap();
+        assert!(matches!(&reply, Err(ProposeError::Raft(e)) if e.contains(why)), "{reply:?}");
+    }
+    assert!(node(&nodes, other).is_voter(), "a stray Rejoin removed a voter");
+
+    // 2. An entry committed on {A, B} while C is down; B loses its log and A
+    //    goes down. C (without the entry) and the empty B must not elect C.
+    let a = wait_for("a leader", || leader_of(&nodes)).await;
+    let b = (0..3).find(|id| *id != a).unwrap();
+    let c = (0..3).find(|id| *id != a && *id != b).unwrap();
+    nodes[c as usize].take().unwrap().shutdown().await;
+    node(&nodes, a).propose(create_topic("only-on-a-and-b", 1, 1)).await.unwrap().unwrap();
+    nodes[b as usize].take().unwrap().shutdown().await;
+    wipe(dirs[b as usize].path());
+    nodes[a as usize].take().unwrap().shutdown().await;
+    nodes[c as usize] = Some(start(c, &voters, dirs[c as usize].path()).await);
+    nodes[b as usize] = Some(start(b, &voters, dirs[b as usize].path()).await);
+    let term = node(&nodes, c).raft().metrics().borrow().current_term;
+    wait_for("C to campaign several times", || {
+        (node(&nodes, c).raft().metrics().borrow().current_term >= term + 3).then_some(())
+    })
+    .await;
+    assert_eq!(node(&nodes, c).active_controller(), None, "C was elected without the entry A holds");
+    assert!(node(&nodes, b).rejoining(), "the wiped voter took part before A came back");
+
+    // A comes back: the quorum forms again with the entry, and B rejoins.
+    nodes[a as usize] = Some(start(a, &voters, dirs[a as usize].path()).await);
+    wait_for("B to be a voter again", || node(&nodes, b).is_voter().then_some(())).await;
+    let image = wait_for("all three to apply the same image", || {
+        let images: Vec<ClusterImage> = nodes.iter().flatten().map(|n| n.image()).collect();
+        images.iter().all(|i| *i == images[0]).then(|| images[0].clone())
+    })
+    .await;
+    assert!(image.topics.contains_key("only-on-a-and-b"), "a committed entry was lost");
+    for n in nodes.into_iter().flatten() {
+        n.shutdown().await;
+    }
 }

@@ -87,6 +87,10 @@ pub fn collect_state(broker: &Broker) -> Vec<MetricFamily> {
     );
     let controller_active = f.gauge("strom_controller_active", "1 while this broker is the active controller.");
     let controller_term = f.gauge("strom_controller_term", "Raft term of the controller quorum as this node knows it.");
+    let controller_voter = f.gauge(
+        "strom_controller_voter",
+        "1 while this node is a full voter of the controller quorum (0 while it rejoins after losing its log).",
+    );
     let fenced =
         f.gauge("strom_controller_fenced_brokers", "Registered brokers that are fenced, in this broker's image.");
     let registered = f.gauge("strom_controller_registered_brokers", "Brokers registered in this broker's image.");
@@ -145,6 +149,7 @@ pub fn collect_state(broker: &Broker) -> Vec<MetricFamily> {
     controller_active.set(active as i64);
     let term = broker.controller.raft().metrics().borrow().current_term;
     controller_term.set(i64::try_from(term).unwrap_or(i64::MAX));
+    controller_voter.set(broker.controller.is_voter() as i64);
     if let Some(image) = broker.last_image.lock().clone() {
         registered.set(image.brokers.len() as i64);
         fenced.set(image.brokers.values().filter(|b| b.fenced).count() as i64);

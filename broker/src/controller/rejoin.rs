@@ -1,0 +1,513 @@
+//! A voter's identity and its safe return after losing its controller log
+//! (KIP-853's idea, kept small).
+//!
+//! # Identity
+//!
+//! A voter's controller dir holds `meta.json` (its node id and a random
+//! directory id), written once its log is non-empty. A dir with `meta.json`
+//! but no log lost its log; a dir of another node id is refused.
+//!
+//! # Bootstrap of an empty voter
+//!
+//! An empty voter cannot tell by itself whether the cluster is brand-new or
+//! whether it lost its disk, so it asks every other voter over the `Status`
+//! RPC (see [`decide`]):
+//!
+//! - some voter has a log beyond the bootstrap entry (index 0): a quorum
+//!   exists — **rejoin**;
+//! - every other voter answered and none has one: nothing was ever
+//!   committed — **initialize** (identical bootstrap memberships everywhere,
+//!   as before);
+//! - otherwise **wait** and ask again.
+//!
+//! A brand-new cluster therefore forms once every voter has started once (in
+//! any order). Waiting for all of them, not a majority, is what makes the
+//! rule safe: an entry committed on {A, B} with B wiped, A down and C behind
+//! must not let B and C start afresh. A voter that answers before it has a
+//! log says so, so voters deciding at the same time never wait on each other.
+//! A voter of a new cluster whose first question comes after the others
+//! have already elected a leader cannot be told from one that lost its disk;
+//! it rejoins too, which is safe, only slower.
+//!
+//! # Rejoin
+//!
+//! While it bootstraps and rejoins, the node's [`Gate`] decides which Raft
+//! RPCs it takes part in:
+//!
+//! 1. [`Stage::Closed`]: no Raft RPC at all (the peers see it unreachable). It
+//!    asks the active controller to remove it from the voters (kept as a
+//!    learner); the removal is committed by the other voters alone. The
+//!    controller removes only a member that, asked at the address the quorum
+//!    knows it by, says it is in this stage, so a stray call removes nobody.
+//! 2. [`Stage::Learner`]: it takes the log from the leader but grants no vote.
+//!    It asks the active controller to make it a voter again; the controller
+//!    waits until its replication has caught up with the leader's log, then
+//!    commits the membership change.
+//! 3. [`Stage::Open`] once its own log holds the membership that made it a
+//!    voter again.
+//!
+//! Why this is safe: a node that lost its log also lost its votes and what it
+//! acknowledged. In stage 1 it neither votes nor acknowledges, so every
+//! election and commit in the meantime needs a majority of the voters that
+//! kept their logs — which intersects every earlier commit quorum minus the
+//! lost node, so nothing committed is lost (an entry only the lost node and a
+//! voter that is down held makes the cluster wait for that voter, not lose
+//! the entry). Its acknowledgements count again only in stage 2, after the
+//! committed removal: a stale leader of an older term cannot get a majority
+//! any more, because the voters that committed the removal have seen a newer
+//! term. It votes again only after it is a voter again with a log at least
+//! that long, in a term newer than the re-adding leader's, and every term the
+//! lost node had voted in is at most the removal's term.
+//!
+//! The leader keeps its replication progress for the node across the removal
+//! (it stays a learner), so it sees that node's log "revert" when stage 2
+//! begins; openraft's `loosen-follower-log-revert` feature lets the leader
+//! restart the search from the beginning instead of asserting. That is safe
+//! here: it only changes the leader's bookkeeping to the truth, and the
+//! reverted node counts in no quorum until it is a voter again. Without the
+//! feature a debug build panics the leader on a peer's message and a release
+//! build keeps a matching index the node no longer has.
+//!
+//! Limits: with two voters the other voter alone is not a majority, so a lost
+//! voter cannot be removed (the quorum waits); run one, three or five voters.
+//! Two voters that lose their disks at once while the others are down wait
+//! for those.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
+use serde::{Deserialize, Serialize};
+
+use super::log_store::{read_json, write_atomically};
+use super::network::{PeerClient, ProposeError};
+use super::{NodeId, Raft};
+
+/// How long the active controller waits for a rejoining node to catch up before it gives up (the node asks again).
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause between two rounds of asking the peers.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// `meta.json`: whose controller dir this is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirMeta {
+    /// The node this dir belongs to.
+    pub node_id: NodeId,
+    /// Random id of this dir, new each time a voter starts from an empty one.
+    pub directory_id: uuid::Uuid,
+}
+
+impl DirMeta {
+    fn path(dir: &Path) -> PathBuf {
+        dir.join("meta.json")
+    }
+
+    /// Reads `<dir>/meta.json`, `None` when there is none.
+    pub fn read(dir: &Path) -> std::io::Result<Option<DirMeta>> {
+        read_json(&DirMeta::path(dir))
+    }
+
+    /// Writes `<dir>/meta.json` atomically.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        write_atomically(&DirMeta::path(dir), self)
+    }
+}
+
+/// Which Raft RPCs this node takes part in (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    /// None: deciding how to start, or waiting to be removed from the voters.
+    Closed,
+    /// Replication only: catching up as a learner, granting no vote.
+    Learner,
+    /// All: a full member.
+    Open,
+}
+
+/// The node's [`Stage`], shared by its `Raft` service and its bootstrap task.
+#[derive(Debug, Clone)]
+pub struct Gate(Arc<AtomicU8>);
+
+impl Gate {
+    /// A gate at `stage`.
+    pub fn new(stage: Stage) -> Gate {
+        let gate = Gate(Arc::default());
+        gate.set(stage);
+        gate
+    }
+
+    /// The current stage.
+    pub fn stage(&self) -> Stage {
+        match self.0.load(Ordering::Acquire) {
+            0 => Stage::Closed,
+            1 => Stage::Learner,
+            _ => Stage::Open,
+        }
+    }
+
+    /// Moves to `stage`.
+    pub fn set(&self, stage: Stage) {
+        let v = match stage {
+            Stage::Closed => 0,
+            Stage::Learner => 1,
+            Stage::Open => 2,
+        };
+        self.0.store(v, Ordering::Release);
+    }
+
+    /// Whether AppendEntries and InstallSnapshot are taken.
+    pub fn takes_replication(&self) -> bool {
+        self.stage() != Stage::Closed
+    }
+
+    /// Whether vote requests are answered.
+    pub fn takes_votes(&self) -> bool {
+        self.stage() == Stage::Open
+    }
+}
+
+/// A peer's answer to `Status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// The index of the last entry in its log, `None` when empty.
+    pub last_log_index: Option<u64>,
+    /// The active controller it knows of.
+    pub leader: Option<NodeId>,
+    /// Its own gate.
+    pub stage: Stage,
+}
+
+impl PeerStatus {
+    /// Whether it holds anything beyond the bootstrap membership (index 0):
+    /// a quorum has formed and may have committed entries.
+    pub fn has_data(&self) -> bool {
+        self.last_log_index.is_some_and(|i| i > 0)
+    }
+}
+
+/// What an empty voter does (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Initialize the quorum with the configured voters.
+    Initialize,
+    /// A quorum exists, or this dir was a voter's: rejoin through membership changes.
+    Rejoin,
+    /// Ask again: these voters did not answer and none that did has data.
+    Wait {
+        /// Voters that did not answer.
+        missing: Vec<NodeId>,
+    },
+}
+
+/// Decides how an empty voter `me` of `voters` starts, from the answers of
+/// the other voters and whether its dir says it was a voter before.
+pub fn decide(
+    me: NodeId,
+    voters: &BTreeSet<NodeId>,
+    dir_was_voter: bool,
+    answers: &BTreeMap<NodeId, PeerStatus>,
+) -> Bootstrap {
+    let others: Vec<NodeId> = voters.iter().copied().filter(|v| *v != me).collect();
+    if others.is_empty() {
+        return Bootstrap::Initialize;
+    }
+    if dir_was_voter || others.iter().any(|v| answers.get(v).is_some_and(PeerStatus::has_data)) {
+        return Bootstrap::Rejoin;
+    }
+    let missing: Vec<NodeId> = others.into_iter().filter(|v| !answers.contains_key(v)).collect();
+    if missing.is_empty() { Bootstrap::Initialize } else { Bootstrap::Wait { missing } }
+}
+
+/// A rejoining node's request to the active controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejoinRequest {
+    /// The rejoining node.
+    pub node_id: NodeId,
+    /// Its new directory id (for the logs).
+    pub directory_id: uuid::Uuid,
+    /// Its stage: `Closed` asks to be removed from the voters, `Learner` to be made a voter again.
+    pub stage: Stage,
+}
+
+/// What the active controller did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejoinStep {
+    /// The node is no voter in the committed membership (a learner or absent).
+    Removed,
+    /// The node is a voter again, by the membership at this log index.
+    Voter {
+        /// Log index of that membership.
+        index: u64,
+    },
+}
+
+/// The answer to a `Rejoin` call.
+pub type RejoinReply = Result<RejoinStep, ProposeError>;
+
+fn write_error(node: NodeId, what: &str, e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ProposeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            ProposeError::ForwardToLeader { leader: f.leader_id }
+        }
+        e => ProposeError::Raft(format!("cannot {what} node {node}: {e}")),
+    }
+}
+
+/// The active controller's side of `Rejoin`.
+pub async fn handle_rejoin(raft: &Raft, request: RejoinRequest) -> RejoinReply {
+    let node = request.node_id;
+    let m = raft.metrics().borrow().clone();
+    if m.current_leader != Some(m.id) {
+        return Err(ProposeError::ForwardToLeader { leader: m.current_leader });
+    }
+    if node == m.id {
+        return Err(ProposeError::Raft(format!("node {node} cannot rejoin through itself")));
+    }
+    let membership = m.membership_config.membership();
+    // Only a member, at the address the quorum knows it by: a stray caller
+    // cannot add a node, and the removal below is confirmed by the node itself.
+    let Some(member) = membership.get_node(&node).cloned() else {
+        return Err(ProposeError::Raft(format!("node {node} is not a member of this controller quorum")));
+    };
+    let is_voter = membership.voter_ids().any(|v| v == node);
+    let settled = m.membership_config.log_id().is_none_or(|l| m.last_applied.is_some_and(|a| a.index >= l.index));
+    match request.stage {
+        Stage::Closed | Stage::Open => {
+            if is_voter {
+                let stage = PeerClient::new(node, member.clone()).status().await.map(|s| s.stage);
+                if !matches!(stage, Ok(Stage::Closed)) {
+                    return Err(ProposeError::Raft(format!(
+                        "node {node} at {} does not say it is rejoining ({stage:?}); not removing it",
+                        member.addr
+                    )));
+                }
+                tracing::warn!(
+                    node, directory_id = %request.directory_id,
+                    "controller voter came back without its log; removing it from the voters until it has caught up"
+                );
+                raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), true)
+                    .await
+                    .map_err(|e| write_error(node, "remove from the voters", e))?;
+            } else if !settled {
+                return Err(ProposeError::Raft("a membership change is in progress; ask again".into()));
+            }
+            Ok(RejoinStep::Removed)
+        }
+        Stage::Learner => {
+            if is_voter {
+                if !settled {
+                    return Err(ProposeError::Raft("a membership change is in progress; ask again".into()));
+                }
+                let index = m.membership_config.log_id().map(|l| l.index).unwrap_or(0);
+                return Ok(RejoinStep::Voter { index });
+            }
+            let target = m.last_log_index.unwrap_or(0);
+            let caught_up = raft
+                .wait(Some(CATCH_UP_TIMEOUT))
+                .metrics(
+                    |m| {
+                        m.replication
+                            .as_ref()
+                            .and_then(|r| r.get(&node).copied().flatten())
+                            .is_some_and(|l| l.index >= target)
+                    },
+                    "rejoining voter catching up",
+                )
+                .await;
+            if caught_up.is_err() {
+                return Err(ProposeError::Raft(format!(
+                    "node {node} did not catch up to index {target} within {CATCH_UP_TIMEOUT:?}; ask again"
+                )));
+            }
+            let written = raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node])), true)
+                .await
+                .map_err(|e| write_error(node, "make a voter again", e))?;
+            tracing::info!(node, index = written.log_id.index, "controller voter caught up and is a voter again");
+            Ok(RejoinStep::Voter { index: written.log_id.index })
+        }
+    }
+}
+
+/// What the bootstrap task of an empty voter needs.
+pub(crate) struct Bootstrapper {
+    pub raft: Raft,
+    pub me: NodeId,
+    pub voters: BTreeMap<NodeId, BasicNode>,
+    pub gate: Gate,
+    pub dir: PathBuf,
+    /// `meta.json` as found at start (`Some` with an empty log: this dir lost its log).
+    pub meta: Option<DirMeta>,
+}
+
+impl Bootstrapper {
+    async fn ask_peers(&self) -> BTreeMap<NodeId, PeerStatus> {
+        let calls = self.voters.iter().filter(|(id, _)| **id != self.me).map(|(id, node)| async move {
+            let mut peer = PeerClient::new(*id, node.clone());
+            (*id, peer.status().await)
+        });
+        let mut answers = BTreeMap::new();
+        for (id, answer) in futures::future::join_all(calls).await {
+            match answer {
+                Ok(status) => {
+                    answers.insert(id, status);
+                }
+                Err(e) => tracing::debug!(peer = id, error = %e, "controller voter did not answer Status"),
+            }
+        }
+        answers
+    }
+
+    fn write_meta(&self, meta: &DirMeta) {
+        if let Err(e) = meta.write(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the controller dir's meta.json");
+        }
+    }
+
+    /// Decides how to start, then initializes or rejoins; opens the gate when done.
+    pub async fn run(self) {
+        let voter_ids: BTreeSet<NodeId> = self.voters.keys().copied().collect();
+        let meta = DirMeta { node_id: self.me, directory_id: uuid::Uuid::new_v4() };
+        let mut rounds = 0u64;
+        let decision = loop {
+            let answers = self.ask_peers().await;
+            match decide(self.me, &voter_ids, self.meta.is_some(), &answers) {
+                Bootstrap::Wait { missing } => {
+                    if rounds % 25 == 0 {
+                        tracing::info!(
+                            ?missing,
+                            "empty controller voter waiting for every voter to answer before forming a new quorum"
+                        );
+                    }
+                }
+                decision => break decision,
+            }
+            rounds += 1;
+            tokio::time::sleep(RETRY).await;
+        };
+        if decision == Bootstrap::Initialize {
+            match self.raft.initialize(self.voters.clone()).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                    self.write_meta(&meta);
+                    self.gate.set(Stage::Open);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot initialize the controller quorum"),
+            }
+            return;
+        }
+        tracing::warn!(
+            node = self.me, directory_id = %meta.directory_id,
+            "this controller voter has an empty log but a quorum exists (its disk was replaced or wiped); \
+             rejoining: removed from the voters, caught up as a learner, then a voter again"
+        );
+        let index = self.rejoin(&meta).await;
+        let me = self.me;
+        let joined = self
+            .raft
+            .wait(None)
+            .metrics(
+                |m| {
+                    m.membership_config.log_id().is_some_and(|l| l.index >= index)
+                        && m.membership_config.membership().voter_ids().any(|v| v == me)
+                },
+                "own log holds the membership that re-adds this voter",
+            )
+            .await;
+        if joined.is_ok() {
+            self.write_meta(&meta);
+            self.gate.set(Stage::Open);
+            tracing::info!(node = self.me, "controller voter rejoined the quorum");
+        }
+    }
+
+    /// Asks the active controller to remove this node, then to add it back;
+    /// returns the index of the membership that made it a voter again.
+    async fn rejoin(&self, meta: &DirMeta) -> u64 {
+        let mut hint: Option<NodeId> = None;
+        let mut failures = 0u64;
+        loop {
+            let stage = self.gate.stage();
+            let leader = match hint.take() {
+                Some(l) => Some(l),
+                None => self.ask_peers().await.values().find_map(|s| s.leader).filter(|l| *l != self.me),
+            };
+            let Some(node) = leader.and_then(|l| self.voters.get(&l).map(|n| (l, n.clone()))) else {
+                tokio::time::sleep(RETRY).await;
+                continue;
+            };
+            let request = RejoinRequest { node_id: self.me, directory_id: meta.directory_id, stage };
+            let mut peer = PeerClient::new(node.0, node.1);
+            match peer.rejoin(&request).await {
+                Ok(Ok(RejoinStep::Removed)) if stage == Stage::Closed => {
+                    tracing::info!(leader = node.0, "removed from the controller voters; catching up as a learner");
+                    self.gate.set(Stage::Learner);
+                    continue;
+                }
+                Ok(Ok(RejoinStep::Voter { index })) if stage == Stage::Learner => return index,
+                Ok(Ok(step)) => tracing::debug!(?step, ?stage, "unexpected rejoin step; asking again"),
+                Ok(Err(ProposeError::ForwardToLeader { leader })) => hint = leader,
+                Ok(Err(e)) => failed(&mut failures, node.0, &e),
+                Err(e) => failed(&mut failures, node.0, &e),
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+}
+
+/// Logs every tenth failed rejoin call.
+fn failed(failures: &mut u64, leader: NodeId, error: &dyn std::fmt::Display) {
+    *failures += 1;
+    if *failures % 10 == 1 {
+        tracing::warn!(leader, %error, "rejoining the controller quorum failed; retrying");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(last: Option<u64>) -> PeerStatus {
+        PeerStatus { last_log_index: last, leader: None, stage: Stage::Open }
+    }
+
+    #[test]
+    fn an_empty_voter_initializes_only_when_every_voter_answered_empty() {
+        let voters = BTreeSet::from([0, 1, 2]);
+        let all_empty = BTreeMap::from([(1, status(None)), (2, status(Some(0)))]);
+        assert_eq!(decide(0, &voters, false, &all_empty), Bootstrap::Initialize);
+        let one_missing = BTreeMap::from([(1, status(None))]);
+        assert_eq!(decide(0, &voters, false, &one_missing), Bootstrap::Wait { missing: vec![2] });
+        assert_eq!(decide(0, &voters, false, &BTreeMap::new()), Bootstrap::Wait { missing: vec![1, 2] });
+    }
+
+    #[test]
+    fn an_empty_voter_rejoins_when_any_voter_has_data_or_its_dir_was_a_voters() {
+        let voters = BTreeSet::from([0, 1, 2]);
+        // The case that lost data before: C (no entry) answers, A (with the entry) is down.
+        let one_with_data = BTreeMap::from([(1, status(Some(7)))]);
+        assert_eq!(decide(0, &voters, false, &one_with_data), Bootstrap::Rejoin);
+        let behind_only = BTreeMap::from([(2, status(Some(0)))]);
+        assert_eq!(decide(0, &voters, false, &behind_only), Bootstrap::Wait { missing: vec![1] });
+        let all_empty = BTreeMap::from([(1, status(None)), (2, status(None))]);
+        assert_eq!(decide(0, &voters, true, &all_empty), Bootstrap::Rejoin);
+    }
+
+    #[test]
+    fn a_single_voter_always_initializes() {
+        assert_eq!(decide(3, &BTreeSet::from([3]), true, &BTreeMap::new()), Bootstrap::Initialize);
+    }
+
+    #[test]
+    fn the_gate_takes_replication_before_votes() {
+        let gate = Gate::new(Stage::Closed);
+        assert!(!gate.takes_replication() && !gate.takes_votes());
+        gate.set(Stage::Learner);
+        assert!(gate.takes_replication() && !gate.takes_votes());
+        gate.set(Stage::Open);
+        assert!(gate.takes_replication() && gate.takes_votes());
+    }
+}
