@@ -664,6 +664,7 @@ mod tests {
             rack: None,
             fenced,
             in_controlled_shutdown: false,
+            max_partitions: None,
         }
     }
 

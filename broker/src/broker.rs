@@ -184,6 +184,7 @@ impl Broker {
             advertised_endpoint: c.advertise.to_string(),
             internal_endpoint: c.internal_advertise.to_string(),
             rack: c.rack.clone(),
+            max_partitions: Some(crate::open_files::max_broker_partitions(&c.settings)),
         };
         let committed =
             self.retry_until_quorum("register", || self.controller.propose_committed(register.clone())).await?;

@@ -14,6 +14,7 @@
 //! - [`publisher`] — makes the broker follow the controller's image (leaders, followers, deletions).
 //! - [`internal`] — the internal gRPC server: Raft, replication and admin services.
 //! - [`protocol`] — the Kafka wire protocol: framing, codec, connections, API handlers.
+//! - [`open_files`] — the open-file budget and the partitions it lets this broker host.
 //! - [`metrics`] — Prometheus metrics: recorded counters and state gauges computed at scrape time.
 //! - [`readiness`] — `/readyz`: joined the cluster, and followed replicas back in their ISR after a start.
 //! - [`server`] — listeners, housekeeping and shutdown.
@@ -28,6 +29,7 @@ pub mod internal;
 pub mod log;
 pub mod metadata;
 pub mod metrics;
+pub mod open_files;
 pub mod protocol;
 pub mod publisher;
 pub mod readiness;

@@ -383,6 +383,13 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         doc: "Most client connections open at once from one IP address; more from it are refused.",
     },
     SettingDef {
+        name: "max.broker.partitions",
+        kind: int(-1, I32.1),
+        default: "-1",
+        broker_synonym: None,
+        doc: "Most partition replicas this broker hosts; CreateTopics, CreatePartitions, auto-creation and reassignments past it are refused with POLICY_VIOLATION. -1: derived from the open-file limit (raised to the hard limit at start): (limit - 1024 - max.connections) / 3.",
+    },
+    SettingDef {
         name: "connections.max.idle.ms",
         kind: long(1),
         default: "600000",

@@ -50,6 +50,9 @@ pub struct BrokerRegistration {
     /// The broker asked to stop (SIGTERM): it leads nothing and is in no ISR until it re-registers.
     #[serde(default)]
     pub in_controlled_shutdown: bool,
+    /// Most partition replicas the broker said it can host (`max.broker.partitions`); `None`: no limit.
+    #[serde(default)]
+    pub max_partitions: Option<u32>,
 }
 
 /// One partition's replicas, leadership and ISR.
@@ -153,6 +156,9 @@ pub enum Command {
         advertised_endpoint: String,
         internal_endpoint: String,
         rack: Option<String>,
+        /// Most partition replicas this broker can host (`max.broker.partitions`).
+        #[serde(default)]
+        max_partitions: Option<u32>,
     },
     /// A live broker's heartbeat; unfences it.
     BrokerHeartbeat { broker_id: i32, broker_epoch: i64 },
@@ -258,6 +264,12 @@ pub enum CommandError {
     /// Kafka: ELIGIBLE_LEADERS_NOT_AVAILABLE.
     #[error("no unfenced ISR member of `{topic}`-{partition} can lead; enable unclean election to risk data loss")]
     EligibleLeadersNotAvailable { topic: String, partition: i32 },
+    /// Kafka: POLICY_VIOLATION — a broker would host more replicas than it can.
+    #[error(
+        "`{topic}` would place {would_host} partition replicas on broker {broker_id}, which can host at most {limit} \
+         (max.broker.partitions, derived from its open-file limit unless set); use fewer partitions or more brokers"
+    )]
+    PartitionLimit { topic: String, broker_id: i32, would_host: u64, limit: u32 },
 }
 
 /// The result an applied log entry hands back to its proposer.
@@ -273,7 +285,14 @@ impl ClusterImage {
                 }
                 Ok(Outcome::Done)
             }
-            Command::RegisterBroker { broker_id, incarnation_id, advertised_endpoint, internal_endpoint, rack } => {
+            Command::RegisterBroker {
+                broker_id,
+                incarnation_id,
+                advertised_endpoint,
+                internal_endpoint,
+                rack,
+                max_partitions,
+            } => {
                 if let Some(old) = self.brokers.get(broker_id)
                     && !old.fenced
                     && old.incarnation_id != *incarnation_id
@@ -292,6 +311,7 @@ impl ClusterImage {
                         rack: rack.clone(),
                         fenced: true,
                         in_controlled_shutdown: false,
+                        max_partitions: *max_partitions,
                     },
                 );
                 Ok(Outcome::Registered { broker_epoch })
@@ -492,6 +512,7 @@ impl ClusterImage {
                     .map_err(|e| CommandError::InvalidPlacement { topic: name.to_string(), reason: e.to_string() })?
             }
         };
+        self.check_partition_limits(name, &replicas)?;
         let live = self.unfenced();
         let partitions = replicas.iter().map(|r| new_partition(r, &live)).collect();
         self.topics.insert(name.to_string(), TopicImage { topic_id, partitions, configs: configs.clone() });
@@ -537,11 +558,42 @@ impl ClusterImage {
                 placement::assign(&candidates, added as i32, rf as i32, current).map_err(|e| invalid(e.to_string()))?
             }
         };
+        self.check_partition_limits(name, &replicas)?;
         let live = self.unfenced();
         let new = replicas.iter().map(|r| new_partition(r, &live));
         let topic = self.topics.get_mut(name).ok_or_else(unknown)?;
         topic.partitions.extend(new);
         Ok(Outcome::Done)
+    }
+
+    /// Refuses `added` replica lists that would take a broker past the
+    /// partition replicas it registered it can host.
+    fn check_partition_limits(&self, topic: &str, added: &[Vec<i32>]) -> Result<(), CommandError> {
+        let mut adding: BTreeMap<i32, u64> = BTreeMap::new();
+        for broker_id in added.iter().flatten() {
+            *adding.entry(*broker_id).or_default() += 1;
+        }
+        for (broker_id, extra) in adding {
+            let Some(limit) = self.brokers.get(&broker_id).and_then(|b| b.max_partitions) else {
+                continue;
+            };
+            let hosted = self.hosted_replicas(broker_id);
+            if hosted + extra > u64::from(limit) {
+                return Err(CommandError::PartitionLimit {
+                    topic: topic.to_string(),
+                    broker_id,
+                    would_host: hosted + extra,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Partition replicas placed on `broker_id`, those joining by reassignment included.
+    pub fn hosted_replicas(&self, broker_id: i32) -> u64 {
+        let partitions = self.topics.values().flat_map(|t| &t.partitions);
+        partitions.filter(|p| p.replicas.contains(&broker_id)).count() as u64
     }
 
     fn check_assignment(&self, topic: &str, lists: &[Vec<i32>]) -> Result<(), CommandError> {
@@ -645,6 +697,12 @@ impl ClusterImage {
                 )));
             }
         }
+        let joining: Vec<i32> = {
+            let unknown = || CommandError::UnknownTopicOrPartition { topic: topic.to_string(), partition };
+            let current = &self.partition(topic, partition).ok_or_else(unknown)?.replicas;
+            target.iter().copied().filter(|b| !current.contains(b)).collect()
+        };
+        self.check_partition_limits(topic, &[joining])?;
         let live = self.unfenced();
         let p = self.partition_mut(topic, partition)?;
         if p.reassignment.is_some() {
@@ -749,6 +807,7 @@ mod tests {
             advertised_endpoint: format!("b{id}:9092"),
             internal_endpoint: format!("b{id}:9093"),
             rack: Some(rack.into()),
+            max_partitions: None,
         };
         let Ok(Outcome::Registered { broker_epoch }) = image.apply(index, &cmd) else { panic!("register") };
         image.apply(index + 1, &Command::BrokerHeartbeat { broker_id: id, broker_epoch }).unwrap();
@@ -1049,6 +1108,41 @@ mod tests {
         let p = image.partition("t", 0).unwrap();
         assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![1], vec![1], 1));
         assert!(p.reassignment.is_none());
+    }
+
+    #[test]
+    fn placements_past_a_brokers_partition_limit_are_refused_and_change_nothing() {
+        let mut image = ClusterImage::default();
+        for (i, id) in [0, 1].into_iter().enumerate() {
+            let cmd = Command::RegisterBroker {
+                broker_id: id,
+                incarnation_id: Uuid::new_v4(),
+                advertised_endpoint: format!("b{id}:9092"),
+                internal_endpoint: format!("b{id}:9093"),
+                rack: None,
+                max_partitions: Some(4),
+            };
+            let Ok(Outcome::Registered { broker_epoch }) = image.apply(10 + 2 * i as u64, &cmd) else { panic!() };
+            image.apply(11 + 2 * i as u64, &Command::BrokerHeartbeat { broker_id: id, broker_epoch }).unwrap();
+        }
+        let create = |name: &str, partitions: i32| Command::CreateTopic {
+            name: name.into(),
+            topic_id: Uuid::new_v4(),
+            assignment: TopicAssignment::Computed { partitions, replication_factor: 2 },
+            configs: BTreeMap::new(),
+        };
+        image.apply(20, &create("fits", 3)).unwrap();
+        assert_eq!((image.hosted_replicas(0), image.hosted_replicas(1)), (3, 3));
+        let before = image.clone();
+        let refused = image.apply(21, &create("too-many", 100_000)).unwrap_err();
+        assert!(matches!(refused, CommandError::PartitionLimit { limit: 4, .. }), "{refused}");
+        assert!(refused.to_string().contains("max.broker.partitions"), "{refused}");
+        let grow = Command::CreatePartitions { name: "fits".into(), total: 5, assignment: None };
+        assert!(matches!(image.apply(22, &grow), Err(CommandError::PartitionLimit { would_host: 5, .. })));
+        assert_eq!(image, before, "a refused placement changes nothing");
+        let grow = Command::CreatePartitions { name: "fits".into(), total: 4, assignment: None };
+        image.apply(23, &grow).unwrap();
+        assert_eq!((image.hosted_replicas(0), image.hosted_replicas(1)), (4, 4));
     }
 
     #[test]

@@ -325,6 +325,7 @@ mod tests {
             advertised_endpoint: "host-0:9092".into(),
             internal_endpoint: "host-0:9093".into(),
             rack: None,
+            max_partitions: None,
         };
         let crate::controller::Outcome::Registered { broker_epoch } = apply(&mut image, reg) else { panic!() };
         apply(&mut image, Command::BrokerHeartbeat { broker_id: 0, broker_epoch });
@@ -366,6 +367,7 @@ mod tests {
                 advertised_endpoint: format!("host-{id}:9092"),
                 internal_endpoint: format!("host-{id}:9093"),
                 rack: None,
+                max_partitions: None,
             };
             image.apply(10 + id as u64, &reg).unwrap();
         };

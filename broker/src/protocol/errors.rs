@@ -106,6 +106,7 @@ pub fn command_error_code(e: &CommandError, context: CommandContext) -> Response
         CommandError::EligibleLeadersNotAvailable { .. } => ResponseError::EligibleLeadersNotAvailable,
         CommandError::ReassignmentInProgress { .. } => ResponseError::ReassignmentInProgress,
         CommandError::InvalidBrokerConfig { .. } => ResponseError::InvalidConfig,
+        CommandError::PartitionLimit { .. } => ResponseError::PolicyViolation,
     }
 }
 
