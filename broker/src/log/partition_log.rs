@@ -338,7 +338,7 @@ impl PartitionLog {
         max_bytes: usize,
         max_offset_exclusive: i64,
     ) -> Result<ReadResult, LogError> {
-        let slice = self.slice_up_to(fetch_offset, max_bytes, max_offset_exclusive)?;
+        let slice = self.slice_up_to(fetch_offset, max_bytes, max_offset_exclusive, true)?;
         let records = match &slice.records {
             Some(file) => file.read_to_bytes()?,
             None => bytes::Bytes::new(),
@@ -347,12 +347,15 @@ impl PartitionLog {
     }
 
     /// Locates the batches [`PartitionLog::read_up_to`] would read, without
-    /// reading them: a fetch sends them from the file to the socket.
+    /// reading them: a fetch sends them from the file to the socket. Without
+    /// `min_one_batch`, `max_bytes` is strict: a first batch larger than it
+    /// gives nothing (a fetch's later partitions, as in Kafka).
     pub fn slice_up_to(
         &self,
         fetch_offset: i64,
         max_bytes: usize,
         max_offset_exclusive: i64,
+        min_one_batch: bool,
     ) -> Result<FileSlice, LogError> {
         let (start, end) = (self.log_start_offset(), self.log_end_offset());
         if fetch_offset < start || fetch_offset > end {
@@ -371,7 +374,7 @@ impl PartitionLog {
             // max_offset_exclusive).
             for segment in self.segments.range(first..).map(|(_, s)| s) {
                 if let Some(first) = segment.find_batch(fetch_offset)? {
-                    records = segment.slice_from(first, max_bytes, max_offset_exclusive)?;
+                    records = segment.slice_from(first, max_bytes, max_offset_exclusive, min_one_batch)?;
                     break;
                 }
             }

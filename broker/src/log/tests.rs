@@ -85,10 +85,10 @@ fn reads_respect_max_bytes_the_high_watermark_and_bounds() {
     let mid = log.read_up_to(3, 1 << 20, i64::MAX).unwrap();
     assert_eq!(decode_all(&mid.records)[0].0, 2, "a read from inside a batch starts at that batch");
     // The located range is what a read returns, with its record count.
-    let slice = log.slice_up_to(3, 1 << 20, 6).unwrap().records.expect("two batches below offset 6");
+    let slice = log.slice_up_to(3, 1 << 20, 6, true).unwrap().records.expect("two batches below offset 6");
     assert_eq!((slice.position(), slice.record_count()), (one.records.len() as u64, 4));
     assert_eq!(slice.read_to_bytes().unwrap(), log.read_up_to(3, 1 << 20, 6).unwrap().records);
-    assert!(log.slice_up_to(8, 1 << 20, i64::MAX).unwrap().records.is_none());
+    assert!(log.slice_up_to(8, 1 << 20, i64::MAX, true).unwrap().records.is_none());
 }
 
 #[test]

@@ -1,0 +1,93 @@
+//! Kafka wire behaviours checked against Apache Kafka's semantics with raw
+//! requests (issue 23's conformance bugs), on a real broker process.
+//!
+//! Proves that a Fetch's `max_bytes` bounds the response except for the
+//! first batch of the first partition with data (KIP-74).
+
+mod common;
+
+use bytes::Bytes;
+use common::BrokerProcess;
+use common::wire::{WireClient, create_topic_ok, latest_offset, produce, record_batch};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+const BASE_TIMESTAMP: i64 = 1_700_000_000_000;
+const MIB: usize = 1 << 20;
+
+fn name(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+#[test]
+fn fetch_max_bytes_bounds_the_response_after_the_first_partition_with_data() {
+    const PARTITIONS: i32 = 8;
+    let broker = BrokerProcess::start();
+    let mut client = WireClient::connect(broker.kafka_addr());
+    let topic = "fetch-max-bytes";
+    create_topic_ok(&mut client, topic, PARTITIONS, &[]);
+    // Each partition: two batches of ~900 KiB (ten 90 KiB records each).
+    let values: Vec<Vec<u8>> = (0..10).map(|i| vec![b'a' + i as u8; 90 * 1024]).collect();
+    for p in 0..PARTITIONS {
+        for _ in 0..2 {
+            let response = produce(&mut client, topic, p, record_batch(&values, BASE_TIMESTAMP));
+            assert_eq!(response.error_code, 0, "produce to {topic}-{p}: {:?}", response.error_message);
+        }
+    }
+    let batch_size = record_batch(&values, BASE_TIMESTAMP).len();
+    assert!(batch_size > 900 * 1024 && batch_size < MIB, "a batch is {batch_size} bytes");
+
+    let fetch_all_partitions = |client: &mut WireClient, max_bytes: i32, partition_max_bytes: i32, offsets: &[i64]| {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_topics(vec![
+                FetchTopic::default().with_topic(TopicName(name(topic))).with_partitions(
+                    (0..PARTITIONS)
+                        .map(|p| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_fetch_offset(offsets[p as usize])
+                                .with_partition_max_bytes(partition_max_bytes)
+                        })
+                        .collect(),
+                ),
+            ]);
+        let response = client.send(&request, 11);
+        assert_eq!(response.error_code, 0, "Fetch top-level error");
+        let partitions = &response.responses[0].partitions;
+        assert_eq!(partitions.len(), PARTITIONS as usize);
+        partitions
+            .iter()
+            .map(|p| {
+                assert_eq!(p.error_code, 0, "Fetch of partition {}", p.partition_index);
+                p.records.as_ref().map_or(0, Bytes::len)
+            })
+            .collect::<Vec<usize>>()
+    };
+
+    // 1 MiB over eight partitions of 900 KiB batches: one batch, from the first partition.
+    let sizes = fetch_all_partitions(&mut client, MIB as i32, MIB as i32, &[0; 8]);
+    assert!(sizes.iter().sum::<usize>() <= MIB, "a 1 MiB fetch answered {sizes:?} bytes of records");
+    assert_eq!(sizes[0], batch_size, "the first partition gets its first batch: {sizes:?}");
+    assert!(sizes[1..].iter().all(|s| *s == 0), "no later partition's batch fits what is left: {sizes:?}");
+
+    // A budget for two batches gives the first two partitions one each.
+    let sizes = fetch_all_partitions(&mut client, (2 * batch_size + 100) as i32, MIB as i32, &[0; 8]);
+    assert_eq!(sizes, [vec![batch_size; 2], vec![0; 6]].concat());
+
+    // The first partition with data may exceed both limits, by one batch only;
+    // partition_max_bytes holds for the partitions after it.
+    let sizes = fetch_all_partitions(&mut client, 10 * MIB as i32, 1000, &[0; 8]);
+    assert_eq!(sizes, [vec![batch_size], vec![0; 7]].concat(), "only the first batch exceeds partition_max_bytes");
+
+    // A partition with nothing to give does not count as the first: the next
+    // partition with data gets its batch even above the limit.
+    let mut offsets = [0; 8];
+    offsets[0] = latest_offset(&mut client, topic, 0);
+    let sizes = fetch_all_partitions(&mut client, 1000, 1000, &offsets);
+    assert_eq!(sizes, [vec![0, batch_size], vec![0; 6]].concat());
+}
