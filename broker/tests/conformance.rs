@@ -2,22 +2,53 @@
 //! requests (issue 23's conformance bugs), on a real broker process.
 //!
 //! Proves that a Fetch's `max_bytes` bounds the response except for the
-//! first batch of the first partition with data (KIP-74).
+//! first batch of the first partition with data (KIP-74), and that
+//! ListOffsets MAX_TIMESTAMP answers the first record holding the largest
+//! timestamp, not its batch's last offset.
 
 mod common;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use common::BrokerProcess;
 use common::wire::{WireClient, create_topic_ok, latest_offset, produce, record_batch};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
 const BASE_TIMESTAMP: i64 = 1_700_000_000_000;
 const MIB: usize = 1 << 20;
 
 fn name(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
+}
+
+/// One batch of `records` (key, timestamp) with 8-byte values, encoded with `compression`.
+fn batch_of(records: &[(Option<&str>, i64)], compression: Compression) -> Bytes {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, timestamp))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp: *timestamp,
+            key: key.map(|k| Bytes::from(k.to_string())),
+            value: Some(Bytes::from(format!("value-{i:02}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })
+        .expect("encode a record batch");
+    buf.freeze()
 }
 
 #[test]
@@ -90,4 +121,34 @@ fn fetch_max_bytes_bounds_the_response_after_the_first_partition_with_data() {
     offsets[0] = latest_offset(&mut client, topic, 0);
     let sizes = fetch_all_partitions(&mut client, 1000, 1000, &offsets);
     assert_eq!(sizes, [vec![0, batch_size], vec![0; 6]].concat());
+}
+
+#[test]
+fn list_offsets_max_timestamp_names_the_first_record_holding_it() {
+    let broker = BrokerProcess::start();
+    let mut client = WireClient::connect(broker.kafka_addr());
+    let topic = "max-timestamp";
+    create_topic_ok(&mut client, topic, 1, &[]);
+    let t = BASE_TIMESTAMP;
+    let first = batch_of(&[(Some("a"), t), (Some("b"), t + 100)], Compression::None);
+    // Offsets 2..=6: the largest timestamp first at offset 3, again at 5, not last.
+    let second = batch_of(
+        &[(Some("c"), t + 300), (Some("d"), t + 900), (Some("e"), t + 200), (Some("f"), t + 900), (Some("g"), t + 50)],
+        Compression::Gzip,
+    );
+    let third = batch_of(&[(Some("h"), t + 800)], Compression::None);
+    for batch in [first, second, third] {
+        let response = produce(&mut client, topic, 0, batch);
+        assert_eq!(response.error_code, 0, "produce: {:?}", response.error_message);
+    }
+    let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+        ListOffsetsTopic::default()
+            .with_name(TopicName(name(topic)))
+            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-3)]),
+    ]);
+    // MAX_TIMESTAMP needs ListOffsets v7 (KIP-734).
+    let response = client.send(&request, 7);
+    let p = &response.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "ListOffsets MAX_TIMESTAMP");
+    assert_eq!((p.offset, p.timestamp), (3, t + 900), "the record with the largest timestamp, first of two");
 }

@@ -399,21 +399,26 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// The record with the largest timestamp (the earliest if tied).
+    /// The record with the largest timestamp (the earliest if tied), as
+    /// Kafka answers ListOffsets MAX_TIMESTAMP: the segments only know the
+    /// batch holding it, so that batch is decoded to find the record (in a
+    /// batch stamped with log-append time, its first record).
     pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>, LogError> {
-        let mut best: Option<(i64, i64)> = None;
+        let mut best: Option<(i64, &Segment)> = None;
         for segment in self.segments.values() {
-            if let Some((ts, offset)) = segment.max_timestamp()
+            if let Some((ts, _)) = segment.max_timestamp()
                 && best.is_none_or(|(b, _)| ts > b)
             {
-                best = Some((ts, offset));
+                best = Some((ts, segment));
             }
         }
-        Ok(best.map(|(timestamp, offset)| TimestampOffset {
-            timestamp,
-            offset,
-            leader_epoch: self.epochs.epoch_for_offset(offset),
-        }))
+        let Some((timestamp, segment)) = best else { return Ok(None) };
+        let offset = match segment.find_by_timestamp(timestamp, segment.base_offset())? {
+            Some((_, offset)) => offset,
+            // The segment's own bookkeeping, should the batch no longer say so.
+            None => segment.max_timestamp().map_or(segment.base_offset(), |(_, offset)| offset),
+        };
+        Ok(Some(TimestampOffset { timestamp, offset, leader_epoch: self.epochs.epoch_for_offset(offset) }))
     }
 
     /// Deletes whole segments past `retention.ms` / `retention.bytes` (when

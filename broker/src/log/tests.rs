@@ -438,3 +438,56 @@ fn compaction_keeps_the_latest_value_per_key_across_segments_and_restarts() {
         assert_eq!(left, vec![20], "reopened: {reopen}");
     }
 }
+
+/// One batch of records with the given CreateTime timestamps (keys `k{i}`).
+fn batch_with_timestamps(timestamps: &[i64], compression: Compression) -> Vec<u8> {
+    let records: Vec<kafka_protocol::records::Record> = timestamps
+        .iter()
+        .enumerate()
+        .map(|(i, ts)| kafka_protocol::records::Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: kafka_protocol::records::TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: *ts,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from_static(b"v")),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = kafka_protocol::records::RecordEncodeOptions { version: 2, compression };
+    kafka_protocol::records::RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf.to_vec()
+}
+
+#[test]
+fn max_timestamp_is_the_first_record_holding_it_not_its_batch_end() {
+    for compression in [Compression::None, Compression::Zstd] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), tp(), small_config()).unwrap();
+        log.append_as_leader(&batch_with_timestamps(&[100, 200], compression), 0, 0).unwrap();
+        // Offsets 2..=6: the largest timestamp (900) first at offset 4, again at 5.
+        log.append_as_leader(&batch_with_timestamps(&[300, 150, 900, 900, 400], compression), 0, 0).unwrap();
+        log.append_as_leader(&batch_with_timestamps(&[800], compression), 0, 0).unwrap();
+        let max = log.max_timestamp_offset().unwrap().unwrap();
+        assert_eq!((max.timestamp, max.offset), (900, 4), "{compression:?}");
+        // Still after a restart (the segment's bookkeeping is rebuilt).
+        drop(log);
+        let log = PartitionLog::open(dir.path(), tp(), small_config()).unwrap();
+        let max = log.max_timestamp_offset().unwrap().unwrap();
+        assert_eq!((max.timestamp, max.offset), (900, 4), "{compression:?} after a restart");
+    }
+    // Log-append time stamps every record of a batch alike: its first record.
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { message_timestamp_type_log_append: true, ..LogConfig::default() };
+    let mut log = PartitionLog::open(dir.path(), tp(), config).unwrap();
+    log.append_as_leader(&batch_with_timestamps(&[5, 9, 7], Compression::None), 0, 777).unwrap();
+    let max = log.max_timestamp_offset().unwrap().unwrap();
+    assert_eq!((max.timestamp, max.offset), (777, 0));
+}
