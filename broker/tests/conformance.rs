@@ -4,16 +4,20 @@
 //! Proves that a Fetch's `max_bytes` bounds the response except for the
 //! first batch of the first partition with data (KIP-74), and that
 //! ListOffsets MAX_TIMESTAMP answers the first record holding the largest
-//! timestamp, not its batch's last offset.
+//! timestamp, not its batch's last offset; and that a compacted topic
+//! refuses keyless records with INVALID_RECORD, per-record `record_errors`
+//! and an `error_message`, writing nothing.
 
 mod common;
 
 use bytes::{Bytes, BytesMut};
 use common::BrokerProcess;
 use common::wire::{WireClient, create_topic_ok, latest_offset, produce, record_batch};
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, TopicName};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
@@ -151,4 +155,57 @@ fn list_offsets_max_timestamp_names_the_first_record_holding_it() {
     let p = &response.topics[0].partitions[0];
     assert_eq!(p.error_code, 0, "ListOffsets MAX_TIMESTAMP");
     assert_eq!((p.offset, p.timestamp), (3, t + 900), "the record with the largest timestamp, first of two");
+}
+
+#[test]
+fn keyless_records_to_a_compacted_topic_are_refused_per_record() {
+    let broker = BrokerProcess::start();
+    let mut client = WireClient::connect(broker.kafka_addr());
+    let topic = "compacted-keys";
+    create_topic_ok(&mut client, topic, 1, &[("cleanup.policy", "compact")]);
+    let keyed = batch_of(&[(Some("a"), BASE_TIMESTAMP)], Compression::None);
+    assert_eq!(produce(&mut client, topic, 0, keyed).error_code, 0, "keyed records are taken");
+    let end = latest_offset(&mut client, topic, 0);
+
+    for compression in [Compression::None, Compression::Lz4] {
+        let mixed = batch_of(
+            &[(Some("k"), BASE_TIMESTAMP), (None, BASE_TIMESTAMP), (Some("k"), BASE_TIMESTAMP), (None, BASE_TIMESTAMP)],
+            compression,
+        );
+        let response = produce(&mut client, topic, 0, mixed);
+        assert_eq!(response.error_code, ResponseError::InvalidRecord.code(), "{compression:?}");
+        assert_eq!(response.base_offset, -1);
+        let errors: Vec<(i32, String)> = response
+            .record_errors
+            .iter()
+            .map(|e| (e.batch_index, e.batch_index_error_message.as_deref().unwrap_or_default().to_string()))
+            .collect();
+        assert_eq!(errors.iter().map(|e| e.0).collect::<Vec<_>>(), vec![1, 3], "{compression:?}: {errors:?}");
+        for (_, message) in &errors {
+            assert!(message.contains("Compacted topic cannot accept message without key"), "{message}");
+        }
+        let message = response.error_message.as_deref().unwrap_or_default();
+        assert!(message.contains("2 record errors"), "{compression:?}: error_message {message:?}");
+        assert_eq!(latest_offset(&mut client, topic, 0), end, "{compression:?}: nothing was appended");
+    }
+
+    // Versions before record_errors get the error code alone.
+    let keyless = batch_of(&[(None, BASE_TIMESTAMP)], Compression::None);
+    assert_eq!(produce_v3(&mut client, topic, keyless), ResponseError::InvalidRecord.code(), "Produce v3");
+    assert_eq!(latest_offset(&mut client, topic, 0), end, "Produce v3: nothing was appended");
+
+    // A topic that deletes takes the same records.
+    create_topic_ok(&mut client, "deleting-keys", 1, &[]);
+    let keyless = batch_of(&[(None, BASE_TIMESTAMP)], Compression::None);
+    assert_eq!(produce(&mut client, "deleting-keys", 0, keyless).error_code, 0);
+}
+
+/// A Produce of `batch` to partition 0 at v3 (before record_errors); its error code.
+fn produce_v3(client: &mut WireClient, topic: &str, batch: Bytes) -> i16 {
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(name(topic)))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))]),
+    ]);
+    client.send(&request, 3).responses[0].partition_responses[0].error_code
 }

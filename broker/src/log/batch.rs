@@ -332,6 +332,30 @@ fn check_records_with(bytes: &[u8], count: i32, deltas: OffsetDeltas) -> Result<
     Ok(())
 }
 
+/// The indexes of the records without a key among `count` records in
+/// `bytes` (a batch's records, decompressed, already checked by
+/// [`check_records`]).
+pub fn keyless_records(bytes: &[u8], count: i32) -> Result<Vec<i32>, LogError> {
+    let mut cursor = Cursor { bytes, position: 0 };
+    let mut keyless = Vec::new();
+    for index in 0..count {
+        let length = cursor.varint()?;
+        if length < 0 || length as usize > cursor.remaining() {
+            return Err(LogError::corrupt(format!("record {index} length {length} overruns the batch")));
+        }
+        let end = cursor.position + length as usize;
+        let mut record = Cursor { bytes: &bytes[..end], position: cursor.position };
+        record.skip(1)?; // attributes
+        record.varlong()?; // timestamp delta
+        record.varint()?; // offset delta
+        if record.varint()? < 0 {
+            keyless.push(index);
+        }
+        cursor.position = end;
+    }
+    Ok(keyless)
+}
+
 /// Reads varints of a record.
 struct Cursor<'a> {
     bytes: &'a [u8],

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::batch::{self, BatchHeader};
 use super::cleaner::{self, CleanStats, KeyOffsets};
 use super::config::LogConfig;
+use super::convert;
 use super::epoch::LeaderEpochCache;
 use super::error::LogError;
 use super::producer_state::{ProducerStates, SequenceCheck};
@@ -106,13 +107,17 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Validates producer batches, assigns them offsets from the log end,
-    /// stamps `leader_epoch` (and log-append time if configured), and appends
-    /// them. Nothing is written unless every batch is valid.
+    /// Validates producer batches, refuses keyless records in a compacted
+    /// log (see [`convert`]), assigns them offsets from the log end, stamps
+    /// `leader_epoch` (and log-append time if configured), and appends them.
+    /// Nothing is written unless every batch is valid.
     pub fn append_as_leader(&mut self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, LogError> {
         let refs = batch::validate_batches(batches, self.config.max_message_bytes)?;
         if let Some(duplicate) = self.check_sequences(&refs)? {
             return Ok(duplicate);
+        }
+        if self.config.cleanup_policy.compacts() {
+            convert::check_keys(batches, &refs, &self.tp)?;
         }
         let base_offset = self.log_end_offset();
         let log_append = self.config.message_timestamp_type_log_append;
