@@ -2,24 +2,38 @@
 //! requests (issue 23's conformance bugs), on a real broker process.
 //!
 //! Proves that a Fetch's `max_bytes` bounds the response except for the
-//! first batch of the first partition with data (KIP-74), and that
-//! ListOffsets MAX_TIMESTAMP answers the first record holding the largest
-//! timestamp, not its batch's last offset; and that a compacted topic
-//! refuses keyless records with INVALID_RECORD, per-record `record_errors`
-//! and an `error_message`, writing nothing.
+//! first batch of the first partition with data (KIP-74); that ListOffsets
+//! MAX_TIMESTAMP answers the first record holding the largest timestamp,
+//! not its batch's last offset; that a compacted topic refuses keyless
+//! records with INVALID_RECORD, per-record `record_errors` and an
+//! `error_message`, writing nothing; that every topic setting Kafka accepts
+//! is accepted, stored and described back; and that a topic with a
+//! `compression.type` codec stores batches recompressed to it, with offsets,
+//! timestamps and the idempotent producer's fields (and so its
+//! deduplication) unchanged.
 
 mod common;
 
 use bytes::{Bytes, BytesMut};
 use common::BrokerProcess;
-use common::wire::{WireClient, create_topic_ok, latest_offset, produce, record_batch};
+use common::wire::{
+    WireClient, batch_layout, create_topic_ok, fetch, fetch_all, idempotent_batch, init_producer_id, latest_offset,
+    produce, record_batch,
+};
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, DescribeConfigsRequest, FetchRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, ProduceRequest,
+    TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 const BASE_TIMESTAMP: i64 = 1_700_000_000_000;
 const MIB: usize = 1 << 20;
@@ -53,6 +67,20 @@ fn batch_of(records: &[(Option<&str>, i64)], compression: Compression) -> Bytes 
     RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })
         .expect("encode a record batch");
     buf.freeze()
+}
+
+/// The codec id (attributes & 7) of every batch in `bytes`.
+fn codecs(bytes: &[u8]) -> Vec<i16> {
+    let mut out = Vec::new();
+    let mut position = 0;
+    while position + batch_layout::HEADER_SIZE <= bytes.len() {
+        let at = |i: usize| position + i;
+        let length = i32::from_be_bytes(bytes[at(8)..at(12)].try_into().expect("4 bytes")) as usize;
+        let attributes = i16::from_be_bytes(bytes[at(21)..at(23)].try_into().expect("2 bytes"));
+        out.push(attributes & 7);
+        position += 12 + length;
+    }
+    out
 }
 
 #[test]
@@ -198,6 +226,151 @@ fn keyless_records_to_a_compacted_topic_are_refused_per_record() {
     create_topic_ok(&mut client, "deleting-keys", 1, &[]);
     let keyless = batch_of(&[(None, BASE_TIMESTAMP)], Compression::None);
     assert_eq!(produce(&mut client, "deleting-keys", 0, keyless).error_code, 0);
+}
+
+/// Every topic setting of issue 23 with a non-default value Kafka accepts.
+const KAFKA_TOPIC_SETTINGS: &[(&str, &str)] = &[
+    ("compression.type", "zstd"),
+    ("file.delete.delay.ms", "30000"),
+    ("min.cleanable.dirty.ratio", "0.3"),
+    ("min.compaction.lag.ms", "1000"),
+    ("max.compaction.lag.ms", "86400000"),
+    ("segment.index.bytes", "1048576"),
+    ("preallocate", "true"),
+];
+
+/// DescribeConfigs of a topic: its settings as (name, value, config_source).
+fn describe(client: &mut WireClient, topic: &str) -> Vec<(String, String, i8)> {
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(name(topic))
+            .with_configuration_keys(None),
+    ]);
+    let response = client.send(&request, 4);
+    let result = &response.results[0];
+    assert_eq!(result.error_code, 0, "DescribeConfigs {topic}: {:?}", result.error_message);
+    result
+        .configs
+        .iter()
+        .map(|c| (c.name.to_string(), c.value.as_deref().unwrap_or_default().to_string(), c.config_source))
+        .collect()
+}
+
+#[test]
+fn every_topic_setting_kafka_accepts_is_accepted_and_described_back() {
+    let broker = BrokerProcess::start();
+    let mut client = WireClient::connect(broker.kafka_addr());
+    create_topic_ok(&mut client, "copied-configs", 1, KAFKA_TOPIC_SETTINGS);
+    let described = describe(&mut client, "copied-configs");
+    for (setting, value) in KAFKA_TOPIC_SETTINGS {
+        assert!(
+            described.iter().any(|(n, v, source)| n == setting && v == value && *source == 1),
+            "{setting}={value} is described back as a topic override: {described:?}"
+        );
+    }
+
+    // The same settings set later, by IncrementalAlterConfigs, on a topic created without them.
+    create_topic_ok(&mut client, "altered-configs", 1, &[]);
+    let described = describe(&mut client, "altered-configs");
+    for (setting, default) in [
+        ("compression.type", "producer"),
+        ("file.delete.delay.ms", "60000"),
+        ("min.cleanable.dirty.ratio", "0.5"),
+        ("min.compaction.lag.ms", "0"),
+        ("max.compaction.lag.ms", "9223372036854775807"),
+        ("segment.index.bytes", "10485760"),
+        ("preallocate", "false"),
+    ] {
+        assert!(
+            described.iter().any(|(n, v, source)| n == setting && v == default && *source != 1),
+            "{setting} is described with Kafka's default {default}: {described:?}"
+        );
+    }
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default().with_resource_type(2).with_resource_name(name("altered-configs")).with_configs(
+            KAFKA_TOPIC_SETTINGS
+                .iter()
+                .map(|(n, v)| {
+                    AlterableConfig::default().with_name(name(n)).with_config_operation(0).with_value(Some(name(v)))
+                })
+                .collect(),
+        ),
+    ]);
+    let response = client.send(&request, 1);
+    let result = &response.responses[0];
+    assert_eq!(result.error_code, 0, "IncrementalAlterConfigs: {:?}", result.error_message);
+    let described = describe(&mut client, "altered-configs");
+    for (setting, value) in KAFKA_TOPIC_SETTINGS {
+        assert!(
+            described.iter().any(|(n, v, source)| n == setting && v == value && *source == 1),
+            "{setting}={value} is described back after the alter: {described:?}"
+        );
+    }
+    // Each codec Kafka names is a valid compression.type.
+    for codec in ["uncompressed", "gzip", "snappy", "lz4", "zstd", "producer"] {
+        let topic = format!("codec-{codec}");
+        create_topic_ok(&mut client, &topic, 1, &[("compression.type", codec)]);
+    }
+}
+
+#[test]
+fn a_topic_codec_stores_batches_recompressed_to_it() {
+    let broker = BrokerProcess::start();
+    let mut client = WireClient::connect(broker.kafka_addr());
+    for (codec, id) in [("lz4", 3), ("zstd", 4), ("uncompressed", 0)] {
+        let topic = format!("recompressed-{codec}");
+        create_topic_ok(&mut client, &topic, 1, &[("compression.type", codec)]);
+        let mut expected = Vec::new();
+        for (i, sent) in
+            [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4].iter().enumerate()
+        {
+            let timestamps = [BASE_TIMESTAMP + 10 * i as i64, BASE_TIMESTAMP + 10 * i as i64 + 7];
+            let batch = batch_of(&[(Some("x"), timestamps[0]), (Some("y"), timestamps[1])], *sent);
+            let response = produce(&mut client, &topic, 0, batch);
+            assert_eq!(response.error_code, 0, "{codec} topic, {sent:?} batch: {:?}", response.error_message);
+            assert_eq!(response.base_offset, 2 * i as i64, "{codec} topic, {sent:?} batch offset");
+            expected.extend(timestamps);
+        }
+        let data = fetch(&mut client, &topic, 0, 0);
+        let stored = data.records.clone().unwrap_or_default();
+        assert_eq!(codecs(&stored), vec![id; 4], "{codec} topic: the codec of every stored batch");
+        // The records are those sent: offsets, timestamps, values.
+        let mut buf = stored.clone();
+        let sets = RecordBatchDecoder::decode_all(&mut buf).expect("stored batches decode");
+        let records: Vec<&Record> = sets.iter().flat_map(|s| s.records.iter()).collect();
+        assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+        assert_eq!(records.iter().map(|r| r.timestamp).collect::<Vec<_>>(), expected, "{codec} topic timestamps");
+        assert!(records.iter().all(|r| r.value.as_deref().is_some_and(|v| v.starts_with(b"value-"))));
+    }
+
+    // An idempotent producer's batch keeps its producer fields, so a retry is
+    // recognised (same offsets, nothing written twice) and the next sequence follows.
+    let topic = "recompressed-idempotent";
+    create_topic_ok(&mut client, topic, 1, &[("compression.type", "lz4")]);
+    let (error, producer_id, epoch) = init_producer_id(&mut client, None);
+    assert_eq!(error, 0, "InitProducerId");
+    let values = vec![b"one".to_vec(), b"two".to_vec()];
+    let first = idempotent_batch(&values, producer_id, epoch, 0, BASE_TIMESTAMP);
+    let sent = produce(&mut client, topic, 0, first.clone());
+    assert_eq!((sent.error_code, sent.base_offset), (0, 0));
+    let retried = produce(&mut client, topic, 0, first);
+    assert_eq!((retried.error_code, retried.base_offset), (0, 0), "a retry answers the original offsets");
+    let next = produce(&mut client, topic, 0, idempotent_batch(&values, producer_id, epoch, 2, BASE_TIMESTAMP));
+    assert_eq!((next.error_code, next.base_offset), (0, 2), "the next sequence follows");
+    let records = fetch_all(&mut client, topic, 0, 0);
+    assert_eq!(
+        records.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+        (0..4).map(|o| (o, producer_id)).collect::<Vec<_>>()
+    );
+    let stored = fetch(&mut client, topic, 0, 0).records.unwrap_or_default();
+    assert_eq!(codecs(&stored), vec![3, 3]);
+    // Base sequences stayed 0 and 2.
+    let sequences: Vec<i32> = {
+        let mut buf = stored.clone();
+        RecordBatchDecoder::decode_all(&mut buf).unwrap().iter().map(|s| s.records[0].sequence).collect()
+    };
+    assert_eq!(sequences, vec![0, 2]);
 }
 
 /// A Produce of `batch` to partition 0 at v3 (before record_errors); its error code.

@@ -491,3 +491,44 @@ fn max_timestamp_is_the_first_record_holding_it_not_its_batch_end() {
     let max = log.max_timestamp_offset().unwrap().unwrap();
     assert_eq!((max.timestamp, max.offset), (777, 0));
 }
+
+#[test]
+fn min_compaction_lag_keeps_recent_segments_uncleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        segment_bytes: 300,
+        min_compaction_lag_ms: 10_000,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open(dir.path(), tp(), config).unwrap();
+    // Keys k0, k1 over and over, timestamps 1000 + offset (encode_batch's keys restart per batch).
+    for i in 0..20 {
+        log.append_as_leader(&batch_with_timestamps(&[1000 + 2 * i, 1001 + 2 * i], Compression::None), 0, 0).unwrap();
+    }
+    log.roll().unwrap();
+    assert!(log.segment_count() > 3);
+    // Every record is younger than the lag: nothing is cleaned.
+    assert_eq!(log.compact(1040 + 9_000).unwrap().records_removed, 0);
+    // Once the older segments' newest records pass the lag, they are cleaned.
+    let stats = log.compact(1040 + 20_000).unwrap();
+    assert_eq!(stats.records_removed, 38, "only the latest k0 and k1 stay");
+}
+
+#[test]
+fn segment_index_bytes_rolls_before_an_index_would_outgrow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for three offset-index entries (8 bytes each) and two time-index entries (12 bytes).
+    let config = LogConfig { segment_index_bytes: 24, index_interval_bytes: 1, ..LogConfig::default() };
+    let mut log = PartitionLog::open(dir.path(), tp(), config).unwrap();
+    for i in 0..30 {
+        log.append_as_leader(&encode_batch(2, 10, 1000 + i * 10, Compression::None), 0, 0).unwrap();
+    }
+    assert!(log.segment_count() > 5, "{} segments", log.segment_count());
+    for segment in log.segments() {
+        assert!(segment.offset_index().entries().len() * 8 <= 24);
+        // Sealing adds the segment's largest timestamp past the limit, as Kafka does.
+        assert!(segment.time_index().entries().len() * 12 <= 24 + 12);
+    }
+    assert_eq!(read_all(&log, 0, 1 << 20).len(), 60, "every record is still read");
+}
