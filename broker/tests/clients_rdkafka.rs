@@ -4,7 +4,10 @@
 //! compressed stream with headers and explicit timestamps at acks=all, and
 //! read every record back unchanged: per partition in produce order, at the
 //! offsets the delivery reports named, with offsets dense from 0. A second
-//! test does the same for each compression codec the client is built with.
+//! test does the same for each compression codec the client is built with. A
+//! third shows a consumer whose `fetch.max.bytes` is smaller than one
+//! partition's batches still reading every partition to its end (the broker
+//! keeps responses within the limit, as Kafka does).
 
 mod common;
 
@@ -106,5 +109,67 @@ fn every_built_in_compression_codec_round_trips() {
         let consumed = consume_to_end(&broker.bootstrap(), &topic, PARTITIONS);
         let counts = assert_round_trip(codec, &records, &delivered, &consumed);
         assert_eq!(counts.values().sum::<usize>(), RECORDS, "{codec}: records read in all");
+    }
+}
+
+#[test]
+fn a_consumer_with_a_small_fetch_max_bytes_reads_every_partition_to_the_end() {
+    use std::time::{Duration, Instant};
+
+    use common::wire::{WireClient, create_topic_ok, produce, record_batch};
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::{Message, Offset, TopicPartitionList};
+
+    const TOPIC_PARTITIONS: i32 = 4;
+    const BATCHES: usize = 4;
+    const RECORDS_PER_BATCH: usize = 10;
+    let broker = BrokerProcess::start();
+    let topic = "small-fetch-max-bytes";
+    let mut client = WireClient::connect(broker.kafka_addr());
+    create_topic_ok(&mut client, topic, TOPIC_PARTITIONS, &[]);
+    // Batches of ~150 KB: every partition holds more than one fetch.max.bytes.
+    let values: Vec<Vec<u8>> = (0..RECORDS_PER_BATCH).map(|i| vec![b'a' + i as u8; 15_000]).collect();
+    for p in 0..TOPIC_PARTITIONS {
+        for _ in 0..BATCHES {
+            let response = produce(&mut client, topic, p, record_batch(&values, BASE_TIMESTAMP));
+            assert_eq!(response.error_code, 0, "produce to {topic}-{p}");
+        }
+    }
+
+    // librdkafka refuses a response larger than receive.message.max.bytes
+    // ("Invalid response size"), which it keeps at fetch.max.bytes + 512 here.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "strom-small-fetch")
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .set("message.max.bytes", "100000")
+        .set("fetch.max.bytes", "200000")
+        .set("receive.message.max.bytes", "200512")
+        .create()
+        .expect("create an rdkafka BaseConsumer");
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..TOPIC_PARTITIONS {
+        assignment.add_partition_offset(topic, p, Offset::Beginning).expect("add a partition to the assignment");
+    }
+    consumer.assign(&assignment).expect("assign the consumer its partitions");
+
+    let expected = (BATCHES * RECORDS_PER_BATCH) as i64;
+    let mut next = vec![0i64; TOPIC_PARTITIONS as usize];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while next.iter().any(|n| *n < expected) {
+        assert!(Instant::now() < deadline, "the consumer stalled: next offset per partition {next:?} of {expected}");
+        match consumer.poll(Duration::from_millis(100)) {
+            None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => panic!("consumer error with fetch.max.bytes=200000: {e}"),
+            Some(Ok(m)) => {
+                let p = m.partition() as usize;
+                assert_eq!(m.offset(), next[p], "partition {p} read in order");
+                assert_eq!(m.payload().map(<[u8]>::len), Some(15_000));
+                next[p] += 1;
+            }
+        }
     }
 }

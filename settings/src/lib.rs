@@ -14,12 +14,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// What kind of value a setting takes, with its allowed range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SettingKind {
     /// A 32-bit integer within `[min, max]`.
     Int { min: i64, max: i64 },
     /// A 64-bit integer within `[min, max]`.
     Long { min: i64, max: i64 },
+    /// A floating-point number within `[min, max]`.
+    Double { min: f64, max: f64 },
     /// `true` or `false`.
     Bool,
     /// One of a fixed set of words.
@@ -39,6 +41,7 @@ impl SettingKind {
             SettingKind::Enum(_) => 2,
             SettingKind::Int { .. } => 3,
             SettingKind::Long { .. } => 5,
+            SettingKind::Double { .. } => 6,
             SettingKind::List(_) | SettingKind::ReplicaList => 7,
         }
     }
@@ -69,6 +72,8 @@ const fn long(min: i64) -> SettingKind {
 }
 const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+/// Kafka's `compression.type` values: `producer` keeps each batch's codec.
+pub const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 
 /// Broker-level settings, as in Kafka's `server.properties`.
 pub const BROKER_SETTINGS: &[SettingDef] = &[
@@ -522,10 +527,58 @@ pub const TOPIC_SETTINGS: &[SettingDef] = &[
     },
     SettingDef {
         name: "compression.type",
-        kind: SettingKind::Enum(&["producer"]),
+        kind: SettingKind::Enum(COMPRESSION_TYPES),
         default: "producer",
         broker_synonym: None,
-        doc: "Batches are stored as the producer compressed them (recompression is not supported).",
+        doc: "Codec batches are stored with: producer keeps the producer's; uncompressed, gzip, snappy, lz4 \
+              or zstd make the leader recompress batches sent with another codec.",
+    },
+    SettingDef {
+        name: "min.compaction.lag.ms",
+        kind: long(0),
+        default: "0",
+        broker_synonym: None,
+        doc: "A compacted log's segment is cleaned only once its newest record is at least this old.",
+    },
+    SettingDef {
+        name: "max.compaction.lag.ms",
+        kind: long(1),
+        default: "9223372036854775807",
+        broker_synonym: None,
+        doc: "A compacted log's active segment is rolled (so it can be cleaned) once its first batch is this \
+              old, when shorter than segment.ms.",
+    },
+    SettingDef {
+        name: "segment.index.bytes",
+        kind: int(4, I32.1),
+        default: "10485760",
+        broker_synonym: None,
+        doc: "Largest offset index of a segment: the active segment rolls when its offset index (8-byte \
+              entries) or time index (12-byte entries) would grow past it.",
+    },
+    SettingDef {
+        name: "min.cleanable.dirty.ratio",
+        kind: SettingKind::Double { min: 0.0, max: 1.0 },
+        default: "0.5",
+        broker_synonym: None,
+        doc: "Accepted and described for Kafka compatibility; no effect in Strom (a compacted log is cleaned \
+              whenever a segment has rolled since the last run).",
+    },
+    SettingDef {
+        name: "file.delete.delay.ms",
+        kind: long(0),
+        default: "60000",
+        broker_synonym: None,
+        doc: "Accepted and described for Kafka compatibility; no effect in Strom (deleted segments' files are \
+              removed at once).",
+    },
+    SettingDef {
+        name: "preallocate",
+        kind: SettingKind::Bool,
+        default: "false",
+        broker_synonym: None,
+        doc: "Accepted and described for Kafka compatibility; no effect in Strom (segment files grow as \
+              they are written).",
     },
 ];
 
@@ -549,6 +602,7 @@ fn describe_expected(kind: &SettingKind) -> String {
                 format!("an integer from {min} to {max}")
             }
         }
+        SettingKind::Double { min, max } => format!("a number from {min} to {max}"),
         SettingKind::Bool => "true or false".to_string(),
         SettingKind::Enum(words) => format!("one of {}", words.join(", ")),
         SettingKind::List(words) => {
@@ -575,6 +629,13 @@ pub fn validate(def: &SettingDef, value: &str) -> Result<String, SettingError> {
                 return Err(invalid());
             }
             Ok(n.to_string())
+        }
+        SettingKind::Double { min, max } => {
+            let n: f64 = trimmed.parse().map_err(|_| invalid())?;
+            if !n.is_finite() || n < min || n > max {
+                return Err(invalid());
+            }
+            Ok(format_double(n))
         }
         SettingKind::Bool => match trimmed.to_ascii_lowercase().as_str() {
             "true" => Ok("true".into()),
@@ -608,6 +669,11 @@ pub fn validate(def: &SettingDef, value: &str) -> Result<String, SettingError> {
             Ok(pairs.iter().map(|(p, b)| format!("{p}:{b}")).collect::<Vec<_>>().join(","))
         }
     }
+}
+
+/// A double as Kafka's DescribeConfigs shows it (`0.5`, `1.0`).
+fn format_double(n: f64) -> String {
+    if n.fract() == 0.0 { format!("{n:.1}") } else { n.to_string() }
 }
 
 /// One `partition:broker` pair of a replica list.
@@ -811,6 +877,32 @@ mod tests {
             let err = s.set(name, bad).expect_err(bad).to_string();
             assert!(err.contains(name) && err.contains("partition:broker"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn doubles_are_range_checked_and_normalised() {
+        let mut s = Settings::topic_overrides();
+        let name = "min.cleanable.dirty.ratio";
+        assert_eq!(s.get(name), "0.5");
+        s.set(name, " 1 ").unwrap();
+        assert_eq!(s.get(name), "1.0");
+        s.set(name, "0.25").unwrap();
+        assert_eq!(s.get(name), "0.25");
+        for bad in ["1.5", "-0.1", "NaN", "half", "inf"] {
+            let err = s.set(name, bad).expect_err(bad).to_string();
+            assert!(err.contains(name) && err.contains("a number from 0 to 1"), "{bad}: {err}");
+        }
+        assert_eq!(s.get(name), "0.25", "refused values change nothing");
+    }
+
+    #[test]
+    fn every_kafka_compression_type_is_accepted() {
+        let mut s = Settings::topic_overrides();
+        for codec in ["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer", "LZ4"] {
+            s.set("compression.type", codec).expect(codec);
+            assert_eq!(s.get("compression.type"), codec.to_ascii_lowercase());
+        }
+        assert!(s.set("compression.type", "brotli").is_err());
     }
 
     #[test]

@@ -371,9 +371,15 @@ impl BrokerConfig {
             (false, true) => CleanupPolicy::Compact,
             _ => CleanupPolicy::Delete,
         };
+        // Kafka rolls a compacted log's active segment by max.compaction.lag.ms
+        // too, so its records become cleanable in time.
+        let segment_ms = match cleanup_policy.compacts() {
+            true => long("segment.ms").min(long("max.compaction.lag.ms").max(1)),
+            false => long("segment.ms"),
+        };
         LogConfig {
             segment_bytes: long("segment.bytes").max(14) as u64,
-            segment_ms: long("segment.ms"),
+            segment_ms,
             retention_ms: long("retention.ms"),
             retention_bytes: long("retention.bytes"),
             delete_retention_ms: long("delete.retention.ms"),
@@ -384,6 +390,9 @@ impl BrokerConfig {
             flush_ms: long("flush.ms"),
             message_timestamp_type_log_append: self.topic_value(overrides, "message.timestamp.type").0
                 == "LogAppendTime",
+            compression: crate::log::config::compression_for(&self.topic_value(overrides, "compression.type").0),
+            min_compaction_lag_ms: long("min.compaction.lag.ms").max(0),
+            segment_index_bytes: long("segment.index.bytes").clamp(4, u32::MAX as i64) as u32,
         }
     }
 }

@@ -332,6 +332,46 @@ fn check_records_with(bytes: &[u8], count: i32, deltas: OffsetDeltas) -> Result<
     Ok(())
 }
 
+/// The indexes of the records without a key among `count` records in
+/// `bytes` (a batch's records, decompressed, already checked by
+/// [`check_records`]).
+pub fn keyless_records(bytes: &[u8], count: i32) -> Result<Vec<i32>, LogError> {
+    let mut cursor = Cursor { bytes, position: 0 };
+    let mut keyless = Vec::new();
+    for index in 0..count {
+        let length = cursor.varint()?;
+        if length < 0 || length as usize > cursor.remaining() {
+            return Err(LogError::corrupt(format!("record {index} length {length} overruns the batch")));
+        }
+        let end = cursor.position + length as usize;
+        let mut record = Cursor { bytes: &bytes[..end], position: cursor.position };
+        record.skip(1)?; // attributes
+        record.varlong()?; // timestamp delta
+        record.varint()?; // offset delta
+        if record.varint()? < 0 {
+            keyless.push(index);
+        }
+        cursor.position = end;
+    }
+    Ok(keyless)
+}
+
+/// Replaces a whole batch's records with `records` compressed with `codec`
+/// (id as in the attributes): sets the codec bits, `batchLength` and the
+/// CRC; every other header field stays.
+pub fn with_records(batch: &[u8], codec: i16, records: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_SIZE + records.len());
+    out.extend_from_slice(&batch[..HEADER_SIZE]);
+    out.extend_from_slice(records);
+    let attributes = (read_i16(&out, OFFSET_ATTRIBUTES) & !ATTR_COMPRESSION_MASK) | (codec & ATTR_COMPRESSION_MASK);
+    out[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[OFFSET_LENGTH..OFFSET_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
+    out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
 /// Reads varints of a record.
 struct Cursor<'a> {
     bytes: &'a [u8],

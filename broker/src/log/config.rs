@@ -1,5 +1,7 @@
 //! Per-log settings: the topic-level Kafka settings that shape a partition log.
 
+use kafka_protocol::records::Compression;
+
 /// What happens to old data: `cleanup.policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CleanupPolicy {
@@ -20,6 +22,19 @@ impl CleanupPolicy {
     /// Whether the log is compacted.
     pub fn compacts(self) -> bool {
         matches!(self, CleanupPolicy::Compact | CleanupPolicy::DeleteAndCompact)
+    }
+}
+
+/// The codec a `compression.type` value stores batches with; `None` for
+/// `producer` (and anything unknown, which validation never lets through).
+pub fn compression_for(compression_type: &str) -> Option<Compression> {
+    match compression_type {
+        "uncompressed" => Some(Compression::None),
+        "gzip" => Some(Compression::Gzip),
+        "snappy" => Some(Compression::Snappy),
+        "lz4" => Some(Compression::Lz4),
+        "zstd" => Some(Compression::Zstd),
+        _ => None,
     }
 }
 
@@ -48,6 +63,16 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// `message.timestamp.type=LogAppendTime`: stamp batches with the broker's clock.
     pub message_timestamp_type_log_append: bool,
+    /// `compression.type`: the codec batches are stored with (the leader
+    /// recompresses a batch sent with another); `None` is `producer`, which
+    /// stores batches as sent.
+    pub compression: Option<Compression>,
+    /// `min.compaction.lag.ms`: compaction leaves a segment alone until its
+    /// newest record is this old.
+    pub min_compaction_lag_ms: i64,
+    /// `segment.index.bytes`: roll the active segment before its offset or
+    /// time index would grow past this.
+    pub segment_index_bytes: u32,
 }
 
 impl Default for LogConfig {
@@ -65,6 +90,9 @@ impl Default for LogConfig {
             flush_messages: u64::MAX,
             flush_ms: i64::MAX,
             message_timestamp_type_log_append: false,
+            compression: None,
+            min_compaction_lag_ms: 0,
+            segment_index_bytes: 10 * 1024 * 1024,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Bounded decompression of stored record batches.
 //!
-//! Batches are stored as producers compressed them, so the broker only
-//! decompresses when it must look inside one (a timestamp lookup within a
-//! batch, compaction). A batch is at most `max.message.bytes` compressed, but
+//! Batches are stored as producers compressed them (unless the topic's
+//! `compression.type` names a codec), so the broker only decompresses when
+//! it must look inside one (a timestamp lookup within a batch, compaction,
+//! keyless records sent to a compacted topic, recompression). A batch is at most `max.message.bytes` compressed, but
 //! a crafted one can expand a thousandfold; every codec here therefore stops
 //! at [`MAX_DECOMPRESSED_BATCH_BYTES`] and reports the batch as corrupt instead
 //! of exhausting memory. Formats are Kafka's: gzip, LZ4 frames, zstd frames,

@@ -88,6 +88,18 @@ pub enum LogError {
         /// The batch's base offset.
         found: i64,
     },
+    /// Records the topic does not accept (keyless records in a compacted
+    /// topic): Kafka's INVALID_RECORD with one error per record.
+    #[error(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first \
+         three errors at most: [{}]",
+        record_errors.len(),
+        record_errors.iter().take(3).map(|e| format!("RecordError(batchIndex={}, message='{}')", e.batch_index, e.message)).collect::<Vec<_>>().join(", ")
+    )]
+    InvalidRecords {
+        /// Each refused record.
+        record_errors: Vec<RecordError>,
+    },
     /// An append as leader on a replica that does not lead the partition.
     #[error("this broker does not lead partition {partition} ({reason}); refresh metadata and retry on the leader")]
     NotLeader {
@@ -96,6 +108,15 @@ pub enum LogError {
         /// Its current role.
         reason: String,
     },
+}
+
+/// Why one record of a produced batch was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    /// The record's index among the records of the partition's batches.
+    pub batch_index: i32,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 impl LogError {

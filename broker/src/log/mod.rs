@@ -3,6 +3,8 @@
 //! - [`batch`]: RecordBatch v2 bytes — header parsing, validation, patching.
 //! - [`decompress`]: bounded decompression for looking inside stored batches.
 //! - [`cleaner`]: log compaction, the latest record per key.
+//! - [`convert`]: keyless records refused in compacted logs, recompression
+//!   to a topic's `compression.type`.
 //! - [`file_records`]: batches located in a segment file, for zero-copy sends.
 //! - [`segment`]: one `.log` with its `.index` and `.timeindex`.
 //! - [`index`], [`time_index`]: the sparse indexes, in Kafka's file formats.
@@ -20,6 +22,7 @@
 pub mod batch;
 pub mod cleaner;
 pub mod config;
+pub mod convert;
 pub mod decompress;
 pub mod epoch;
 pub mod error;

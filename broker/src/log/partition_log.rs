@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::batch::{self, BatchHeader};
 use super::cleaner::{self, CleanStats, KeyOffsets};
 use super::config::LogConfig;
+use super::convert;
 use super::epoch::LeaderEpochCache;
 use super::error::LogError;
 use super::producer_state::{ProducerStates, SequenceCheck};
@@ -106,14 +107,23 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Validates producer batches, assigns them offsets from the log end,
-    /// stamps `leader_epoch` (and log-append time if configured), and appends
-    /// them. Nothing is written unless every batch is valid.
+    /// Validates producer batches, refuses keyless records in a compacted
+    /// log, recompresses to `compression.type` (see [`convert`]), assigns
+    /// them offsets from the log end, stamps `leader_epoch` (and log-append
+    /// time if configured), and appends them. Nothing is written unless
+    /// every batch is valid.
     pub fn append_as_leader(&mut self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, LogError> {
         let refs = batch::validate_batches(batches, self.config.max_message_bytes)?;
         if let Some(duplicate) = self.check_sequences(&refs)? {
             return Ok(duplicate);
         }
+        let compacts = self.config.cleanup_policy.compacts();
+        let converted = convert::convert(batches, &refs, compacts, self.config.compression, &self.tp)?;
+        let (batches, refs) = match &converted {
+            // Recompressed batches are checked again, their size limit included.
+            Some(stored) => (&stored[..], batch::validate_batches(stored, self.config.max_message_bytes)?),
+            None => (batches, refs),
+        };
         let base_offset = self.log_end_offset();
         let log_append = self.config.message_timestamp_type_log_append;
         let mut next = base_offset;
@@ -287,15 +297,20 @@ impl PartitionLog {
     }
 
     /// Rolls a new active segment if the append would overflow the current
-    /// one's size or relative offsets, or if the incoming batches' timestamp
-    /// is `segment.ms` past the segment's first batch (Kafka's rule, which
-    /// gives the same answer before and after a restart).
+    /// one's size or relative offsets, if its offset or time index is full
+    /// (`segment.index.bytes`, counting one more entry each), or if the
+    /// incoming batches' timestamp is `segment.ms` past the segment's first
+    /// batch (Kafka's rule, which gives the same answer before and after a
+    /// restart).
     fn maybe_roll(&mut self, append_bytes: u64, last_offset: i64, incoming_max_timestamp: i64) -> Result<(), LogError> {
         let active = self.active();
         if active.is_empty() {
             return Ok(());
         }
-        let too_big = active.size() + append_bytes > self.config.segment_bytes;
+        let index_bytes = self.config.segment_index_bytes as usize;
+        let index_full = (active.offset_index().entries().len() + 1) * 8 > index_bytes
+            || (active.time_index().entries().len() + 1) * 12 > index_bytes;
+        let too_big = active.size() + append_bytes > self.config.segment_bytes || index_full;
         let offsets_overflow = last_offset - active.base_offset() > i64::from(i32::MAX);
         let too_old =
             active.rolling_base_ms().is_some_and(|t| incoming_max_timestamp.saturating_sub(t) > self.config.segment_ms);
@@ -338,7 +353,7 @@ impl PartitionLog {
         max_bytes: usize,
         max_offset_exclusive: i64,
     ) -> Result<ReadResult, LogError> {
-        let slice = self.slice_up_to(fetch_offset, max_bytes, max_offset_exclusive)?;
+        let slice = self.slice_up_to(fetch_offset, max_bytes, max_offset_exclusive, true)?;
         let records = match &slice.records {
             Some(file) => file.read_to_bytes()?,
             None => bytes::Bytes::new(),
@@ -347,12 +362,15 @@ impl PartitionLog {
     }
 
     /// Locates the batches [`PartitionLog::read_up_to`] would read, without
-    /// reading them: a fetch sends them from the file to the socket.
+    /// reading them: a fetch sends them from the file to the socket. Without
+    /// `min_one_batch`, `max_bytes` is strict: a first batch larger than it
+    /// gives nothing (a fetch's later partitions, as in Kafka).
     pub fn slice_up_to(
         &self,
         fetch_offset: i64,
         max_bytes: usize,
         max_offset_exclusive: i64,
+        min_one_batch: bool,
     ) -> Result<FileSlice, LogError> {
         let (start, end) = (self.log_start_offset(), self.log_end_offset());
         if fetch_offset < start || fetch_offset > end {
@@ -371,7 +389,7 @@ impl PartitionLog {
             // max_offset_exclusive).
             for segment in self.segments.range(first..).map(|(_, s)| s) {
                 if let Some(first) = segment.find_batch(fetch_offset)? {
-                    records = segment.slice_from(first, max_bytes, max_offset_exclusive)?;
+                    records = segment.slice_from(first, max_bytes, max_offset_exclusive, min_one_batch)?;
                     break;
                 }
             }
@@ -396,21 +414,26 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// The record with the largest timestamp (the earliest if tied).
+    /// The record with the largest timestamp (the earliest if tied), as
+    /// Kafka answers ListOffsets MAX_TIMESTAMP: the segments only know the
+    /// batch holding it, so that batch is decoded to find the record (in a
+    /// batch stamped with log-append time, its first record).
     pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>, LogError> {
-        let mut best: Option<(i64, i64)> = None;
+        let mut best: Option<(i64, &Segment)> = None;
         for segment in self.segments.values() {
-            if let Some((ts, offset)) = segment.max_timestamp()
+            if let Some((ts, _)) = segment.max_timestamp()
                 && best.is_none_or(|(b, _)| ts > b)
             {
-                best = Some((ts, offset));
+                best = Some((ts, segment));
             }
         }
-        Ok(best.map(|(timestamp, offset)| TimestampOffset {
-            timestamp,
-            offset,
-            leader_epoch: self.epochs.epoch_for_offset(offset),
-        }))
+        let Some((timestamp, segment)) = best else { return Ok(None) };
+        let offset = match segment.find_by_timestamp(timestamp, segment.base_offset())? {
+            Some((_, offset)) => offset,
+            // The segment's own bookkeeping, should the batch no longer say so.
+            None => segment.max_timestamp().map_or(segment.base_offset(), |(_, offset)| offset),
+        };
+        Ok(Some(TimestampOffset { timestamp, offset, leader_epoch: self.epochs.epoch_for_offset(offset) }))
     }
 
     /// Deletes whole segments past `retention.ms` / `retention.bytes` (when
@@ -453,21 +476,31 @@ impl PartitionLog {
         Ok(doomed.len())
     }
 
-    /// Compacts the segments below the active one when the cleanup policy
-    /// compacts and a segment has rolled since the last run: keeps the latest
-    /// record per key (keys seen anywhere in the log, active segment
-    /// included), drops tombstones older than `delete.retention.ms`.
+    /// Compacts the segments below the active one — and below the first one
+    /// holding a record younger than `min.compaction.lag.ms` — when the
+    /// cleanup policy compacts and that bound has moved since the last run:
+    /// keeps the latest record per key (keys seen anywhere in the log, active
+    /// segment included), drops tombstones older than `delete.retention.ms`.
     pub fn compact(&mut self, now_ms: i64) -> Result<CleanStats, LogError> {
         let mut total = CleanStats::default();
-        let active_base = self.active().base_offset();
-        if !self.config.cleanup_policy.compacts() || active_base <= self.cleaned_up_to {
+        // Segments from the first one with a record newer than
+        // `min.compaction.lag.ms` on wait, as does the active one (Kafka's
+        // first uncleanable offset).
+        let lag = self.config.min_compaction_lag_ms;
+        let clean_below = self
+            .segments
+            .iter()
+            .find(|(_, s)| lag > 0 && s.max_timestamp().is_some_and(|(ts, _)| now_ms.saturating_sub(ts) < lag))
+            .map_or(self.active().base_offset(), |(base, _)| *base)
+            .min(self.active().base_offset());
+        if !self.config.cleanup_policy.compacts() || clean_below <= self.cleaned_up_to {
             return Ok(total);
         }
         let mut latest = KeyOffsets::new();
         for segment in self.segments.values() {
             cleaner::collect_key_offsets(&segment.read_all()?, &mut latest)?;
         }
-        let bases: Vec<i64> = self.segments.range(..active_base).map(|(b, _)| *b).collect();
+        let bases: Vec<i64> = self.segments.range(..clean_below).map(|(b, _)| *b).collect();
         let first = bases.first().copied();
         for base in bases {
             let Some(segment) = self.segments.get(&base) else { continue };
@@ -502,7 +535,7 @@ impl PartitionLog {
                 self.segments.insert(base, segment);
             }
         }
-        self.cleaned_up_to = active_base;
+        self.cleaned_up_to = clean_below;
         if total.records_removed > 0 {
             tracing::info!(partition = %self.tp, removed = total.records_removed, "compacted log");
         }

@@ -290,20 +290,23 @@ impl Segment {
     }
 
     /// Locates whole batches starting with `first` (found by
-    /// [`Segment::find_batch`]): as many as fit in `max_bytes`, but at least
-    /// `first`, and none ending at or past `max_offset_exclusive`. `None`
-    /// when `first` itself is held back. Only batch headers are read.
+    /// [`Segment::find_batch`]): as many as fit in `max_bytes` — but at least
+    /// `first` when `min_one_batch` — and none ending at or past
+    /// `max_offset_exclusive`. `None` when `first` itself is held back (or
+    /// does not fit). Only batch headers are read.
     pub fn slice_from(
         &self,
         first: BatchPosition,
         max_bytes: usize,
         max_offset_exclusive: i64,
+        min_one_batch: bool,
     ) -> Result<Option<FileRecords>, LogError> {
         if first.header.next_offset() > max_offset_exclusive {
             return Ok(None);
         }
         let start = first.position;
-        let budget = (max_bytes.min(MAX_READ_BYTES) as u64).max(first.header.size() as u64).min(self.size - start);
+        let at_least = if min_one_batch { first.header.size() as u64 } else { 0 };
+        let budget = (max_bytes.min(MAX_READ_BYTES) as u64).max(at_least).min(self.size - start);
         let (mut end, mut records) = (start, 0u64);
         let mut header = first.header;
         loop {

@@ -85,10 +85,10 @@ fn reads_respect_max_bytes_the_high_watermark_and_bounds() {
     let mid = log.read_up_to(3, 1 << 20, i64::MAX).unwrap();
     assert_eq!(decode_all(&mid.records)[0].0, 2, "a read from inside a batch starts at that batch");
     // The located range is what a read returns, with its record count.
-    let slice = log.slice_up_to(3, 1 << 20, 6).unwrap().records.expect("two batches below offset 6");
+    let slice = log.slice_up_to(3, 1 << 20, 6, true).unwrap().records.expect("two batches below offset 6");
     assert_eq!((slice.position(), slice.record_count()), (one.records.len() as u64, 4));
     assert_eq!(slice.read_to_bytes().unwrap(), log.read_up_to(3, 1 << 20, 6).unwrap().records);
-    assert!(log.slice_up_to(8, 1 << 20, i64::MAX).unwrap().records.is_none());
+    assert!(log.slice_up_to(8, 1 << 20, i64::MAX, true).unwrap().records.is_none());
 }
 
 #[test]
@@ -437,4 +437,98 @@ fn compaction_keeps_the_latest_value_per_key_across_segments_and_restarts() {
         let left: Vec<i64> = read_all(&log, start, 1 << 20).into_iter().map(|(o, _, _)| o).collect();
         assert_eq!(left, vec![20], "reopened: {reopen}");
     }
+}
+
+/// One batch of records with the given CreateTime timestamps (keys `k{i}`).
+fn batch_with_timestamps(timestamps: &[i64], compression: Compression) -> Vec<u8> {
+    let records: Vec<kafka_protocol::records::Record> = timestamps
+        .iter()
+        .enumerate()
+        .map(|(i, ts)| kafka_protocol::records::Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: kafka_protocol::records::TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: *ts,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from_static(b"v")),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = kafka_protocol::records::RecordEncodeOptions { version: 2, compression };
+    kafka_protocol::records::RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf.to_vec()
+}
+
+#[test]
+fn max_timestamp_is_the_first_record_holding_it_not_its_batch_end() {
+    for compression in [Compression::None, Compression::Zstd] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), tp(), small_config()).unwrap();
+        log.append_as_leader(&batch_with_timestamps(&[100, 200], compression), 0, 0).unwrap();
+        // Offsets 2..=6: the largest timestamp (900) first at offset 4, again at 5.
+        log.append_as_leader(&batch_with_timestamps(&[300, 150, 900, 900, 400], compression), 0, 0).unwrap();
+        log.append_as_leader(&batch_with_timestamps(&[800], compression), 0, 0).unwrap();
+        let max = log.max_timestamp_offset().unwrap().unwrap();
+        assert_eq!((max.timestamp, max.offset), (900, 4), "{compression:?}");
+        // Still after a restart (the segment's bookkeeping is rebuilt).
+        drop(log);
+        let log = PartitionLog::open(dir.path(), tp(), small_config()).unwrap();
+        let max = log.max_timestamp_offset().unwrap().unwrap();
+        assert_eq!((max.timestamp, max.offset), (900, 4), "{compression:?} after a restart");
+    }
+    // Log-append time stamps every record of a batch alike: its first record.
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { message_timestamp_type_log_append: true, ..LogConfig::default() };
+    let mut log = PartitionLog::open(dir.path(), tp(), config).unwrap();
+    log.append_as_leader(&batch_with_timestamps(&[5, 9, 7], Compression::None), 0, 777).unwrap();
+    let max = log.max_timestamp_offset().unwrap().unwrap();
+    assert_eq!((max.timestamp, max.offset), (777, 0));
+}
+
+#[test]
+fn min_compaction_lag_keeps_recent_segments_uncleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        segment_bytes: 300,
+        min_compaction_lag_ms: 10_000,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open(dir.path(), tp(), config).unwrap();
+    // Keys k0, k1 over and over, timestamps 1000 + offset (encode_batch's keys restart per batch).
+    for i in 0..20 {
+        log.append_as_leader(&batch_with_timestamps(&[1000 + 2 * i, 1001 + 2 * i], Compression::None), 0, 0).unwrap();
+    }
+    log.roll().unwrap();
+    assert!(log.segment_count() > 3);
+    // Every record is younger than the lag: nothing is cleaned.
+    assert_eq!(log.compact(1040 + 9_000).unwrap().records_removed, 0);
+    // Once the older segments' newest records pass the lag, they are cleaned.
+    let stats = log.compact(1040 + 20_000).unwrap();
+    assert_eq!(stats.records_removed, 38, "only the latest k0 and k1 stay");
+}
+
+#[test]
+fn segment_index_bytes_rolls_before_an_index_would_outgrow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for three offset-index entries (8 bytes each) and two time-index entries (12 bytes).
+    let config = LogConfig { segment_index_bytes: 24, index_interval_bytes: 1, ..LogConfig::default() };
+    let mut log = PartitionLog::open(dir.path(), tp(), config).unwrap();
+    for i in 0..30 {
+        log.append_as_leader(&encode_batch(2, 10, 1000 + i * 10, Compression::None), 0, 0).unwrap();
+    }
+    assert!(log.segment_count() > 5, "{} segments", log.segment_count());
+    for segment in log.segments() {
+        assert!(segment.offset_index().entries().len() * 8 <= 24);
+        // Sealing adds the segment's largest timestamp past the limit, as Kafka does.
+        assert!(segment.time_index().entries().len() * 12 <= 24 + 12);
+    }
+    assert_eq!(read_all(&log, 0, 1 << 20).len(), 60, "every record is still read");
 }

@@ -41,6 +41,7 @@ impl From<&LogError> for KafkaError {
             LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
             LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             LogError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+            LogError::InvalidRecords { .. } => ResponseError::InvalidRecord,
             _ => ResponseError::KafkaStorageError,
         };
         KafkaError::new(error, e.to_string())

@@ -394,11 +394,17 @@ impl Partition {
         }
     }
 
-    /// Locates whole batches from `offset`, never at or above the high watermark.
-    pub fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<(FileSlice, i64), LogError> {
+    /// Locates whole batches from `offset`, never at or above the high
+    /// watermark, within `max_bytes` (but at least one when `min_one_batch`).
+    pub fn read_committed(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<(FileSlice, i64), LogError> {
         let hw = self.high_watermark();
         let log = self.log.read();
-        let slice = log.slice_up_to(offset, max_bytes, hw)?;
+        let slice = log.slice_up_to(offset, max_bytes, hw, min_one_batch)?;
         Ok((slice, hw))
     }
 

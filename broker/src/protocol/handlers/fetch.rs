@@ -10,7 +10,9 @@
 //! A fetch at an offset inside a batch returns the whole batch (clients skip
 //! the earlier records). The first partition with data always gets at least
 //! one whole batch, even above the byte limits (KIP-74), so a consumer never
-//! stalls on a large batch. The batches are located, not read: the response
+//! stalls on a large batch; every later partition gets only whole batches
+//! within both its `partition_max_bytes` and what is left of `max_bytes`, so
+//! the response stays within `max_bytes` except for that first batch. The batches are located, not read: the response
 //! carries them as [`FileRecords`] that the connection sends straight from
 //! the segment files (see `protocol::outgoing`). Incremental fetch sessions (KIP-227) are not kept:
 //! every response has session id 0, which tells clients to send full requests.
@@ -128,7 +130,11 @@ fn read_pass(broker: &Broker, topics: &[FetchTopic], max_bytes: usize) -> ReadPa
             watcher.mark_unchanged();
             let remaining = max_bytes.saturating_sub(pass.bytes);
             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
-            if limit == 0 && pass.bytes > 0 {
+            // Kafka's rule (KIP-74): until a partition has given records, the
+            // first batch is sent whatever the limits; after that, only
+            // batches that fit them.
+            let min_one_batch = pass.bytes == 0;
+            if limit == 0 && !min_one_batch {
                 let log = partition.log().read();
                 partitions.push((
                     base.with_high_watermark(partition.high_watermark())
@@ -138,7 +144,7 @@ fn read_pass(broker: &Broker, topics: &[FetchTopic], max_bytes: usize) -> ReadPa
                 ));
                 continue;
             }
-            match partition.read_committed(p.fetch_offset, limit.max(1)) {
+            match partition.read_committed(p.fetch_offset, limit, min_one_batch) {
                 Ok((slice, hw)) => {
                     pass.bytes += slice.records.as_ref().map_or(0, FileRecords::len);
                     pass.watchers.push(watcher);

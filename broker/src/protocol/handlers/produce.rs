@@ -14,18 +14,23 @@
 //! ISR shrank below `min.insync.replicas` by the time the batches are
 //! committed, NOT_ENOUGH_REPLICAS_AFTER_APPEND. A retried idempotent batch
 //! already in the log is answered with its original offsets (after the same
-//! wait for acks=-1).
+//! wait for acks=-1). Keyless records sent to a compacted topic are refused
+//! with INVALID_RECORD, one `record_errors` entry per record (Produce v8+).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{blocking, str_bytes};
 use crate::broker::{Broker, now_ms};
+use crate::log::LogError;
 use crate::log::TopicPartition;
+use crate::log::error::RecordError;
 use crate::protocol::errors::KafkaError;
 use crate::replica::{Partition, ReplicaError};
 
@@ -143,7 +148,13 @@ fn append_all(broker: &Broker, request: ProduceRequest) -> (Vec<TopicProduceResp
                         Err(e) => {
                             tracing::warn!(partition = %tp, error = %e, "refused produce");
                             broker.metrics.record_produce_error(&name);
-                            fail(replica_error(&e))
+                            let refused = fail(replica_error(&e));
+                            match &e {
+                                ReplicaError::Log(LogError::InvalidRecords { record_errors }) => {
+                                    refused.with_record_errors(record_errors.iter().map(batch_index_error).collect())
+                                }
+                                _ => refused,
+                            }
                         }
                     }
                 })
@@ -152,6 +163,13 @@ fn append_all(broker: &Broker, request: ProduceRequest) -> (Vec<TopicProduceResp
         })
         .collect();
     (responses, commits)
+}
+
+/// One refused record as Produce v8+ reports it.
+fn batch_index_error(e: &RecordError) -> BatchIndexAndErrorMessage {
+    BatchIndexAndErrorMessage::default()
+        .with_batch_index(e.batch_index)
+        .with_batch_index_error_message(Some(str_bytes(e.message.clone())))
 }
 
 /// `min.insync.replicas` of `topic`: its override, else the broker's.
