@@ -82,6 +82,8 @@ pub struct ControllerConfig {
     pub propose_timeout: Duration,
     /// A broker without heartbeats for this long is fenced (`broker.session.timeout.ms`).
     pub session_timeout: Duration,
+    /// Mutual TLS to the other nodes (`None`: plain).
+    pub internal_tls: Option<Arc<crate::tls::InternalTls>>,
 }
 
 impl ControllerConfig {
@@ -100,6 +102,7 @@ impl ControllerConfig {
             log_kept_after_snapshot: 1000,
             propose_timeout: Duration::from_secs(10),
             session_timeout: Duration::from_secs(9),
+            internal_tls: None,
         }
     }
 
@@ -148,6 +151,7 @@ pub struct Controller {
     active: ActiveController,
     server: parking_lot::Mutex<Option<JoinHandle<()>>>,
     liveness: JoinHandle<()>,
+    internal_tls: Option<Arc<crate::tls::InternalTls>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -204,7 +208,7 @@ impl Controller {
         }
         .validate()
         .map_err(|e| ControllerError::Start(e.to_string()))?;
-        let raft = Raft::new(config.node_id, Arc::new(raft_config), NetworkFactory, log_store, state_machine)
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), NetworkFactory::new(config.internal_tls.clone()), log_store, state_machine)
             .await
             .map_err(|e| ControllerError::Start(e.to_string()))?;
 
@@ -238,6 +242,7 @@ impl Controller {
             active,
             server: Default::default(),
             liveness,
+            internal_tls: config.internal_tls.clone(),
         })
     }
 
@@ -343,7 +348,7 @@ impl Controller {
                 }
                 Some(id) => match self.voters.get(&id) {
                     Some(node) => {
-                        let mut peer = PeerClient::new(id, node.clone());
+                        let mut peer = PeerClient::new(id, node.clone(), self.internal_tls.clone());
                         match tokio::time::timeout_at(deadline, peer.propose(&command)).await {
                             Ok(Ok(reply)) => Some(reply),
                             Ok(Err(e)) => return Err(ControllerError::Forward { leader: id, reason: e.to_string() }),
