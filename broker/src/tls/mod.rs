@@ -138,11 +138,15 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// What identifies one version of the files: each file's mtime and size.
-type Stamp = [Option<(SystemTime, u64)>; 3];
+/// What identifies one version of the files: each file's mtime, size and
+/// inode (a file replaced by a rename has a new inode).
+type Stamp = [Option<(SystemTime, u64, u64)>; 3];
 
 fn stamp(files: &TlsFiles) -> Stamp {
-    let one = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+    use std::os::unix::fs::MetadataExt;
+    let one = |p: &Path| {
+        std::fs::metadata(p).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), m.ino()))
+    };
     [one(&files.ca), one(&files.cert), one(&files.key)]
 }
 
