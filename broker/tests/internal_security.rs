@@ -272,7 +272,9 @@ fn forged_internal_calls_are_refused() {
     cluster.resume(f1);
     cluster.resume(f2);
 
-    assert_eq!(cluster.wait_for_controller(&[], TIMEOUT), controller, "the active controller stayed");
+    // (Two of three voters were frozen: the controller may have moved
+    // since, for that reason alone.)
+    cluster.wait_for_controller(&[], TIMEOUT);
     cluster.wait_for_full_isr(TOPIC, 1, TIMEOUT);
     // The record that timed out is now replicated and committed, like any other.
     wait_until("the high watermark to pass the unacknowledged record", TIMEOUT, || {
