@@ -53,6 +53,7 @@ fn config_file_names_the_voters_listeners_and_settings() {
     let parsed: serde_yaml::Value = serde_yaml::from_str(&file).expect("the config file is YAML");
     assert_eq!(parsed["listen"].as_str(), Some("0.0.0.0:9092"));
     assert_eq!(parsed["internal-listen"].as_str(), Some("0.0.0.0:9093"));
+    assert_eq!(parsed["internal-insecure"].as_bool(), Some(true), "no operator-managed CA yet");
     assert_eq!(parsed["data-dir"].as_str(), Some("/var/lib/strom/data"));
     assert_eq!(
         parsed["voters"].as_str(),
