@@ -168,7 +168,8 @@ fn forged_internal_calls_are_refused() {
     let (target, signer) = (others[0], others[1]);
     rt.block_on(async {
         // Signed by a voter's certificate, naming the controller (another voter).
-        let mut raft = RaftClient::new(cluster.internal_channel(target, Some(&cluster.tls_as(Identity::Broker(signer)))));
+        let mut raft =
+            RaftClient::new(cluster.internal_channel(target, Some(&cluster.tls_as(Identity::Broker(signer)))));
         assert_denied("AppendEntries naming another voter", raft.append_entries(forged_append(controller)).await);
         assert_denied("Vote naming another voter", raft.vote(forged_vote(controller)).await);
         // From a broker of the CA that is no member, naming itself.
@@ -206,7 +207,10 @@ fn forged_internal_calls_are_refused() {
         for pair in &foreign.pairs {
             let tls = tls_with(&cluster.certs().ca, pair);
             let mut admin = AdminClient::new(cluster.internal_channel(leader, Some(&tls)));
-            assert_refused_at_transport("DeleteTopic with a foreign CA's certificate", admin.delete_topic(delete()).await);
+            assert_refused_at_transport(
+                "DeleteTopic with a foreign CA's certificate",
+                admin.delete_topic(delete()).await,
+            );
         }
         let refused = tls_without_client_certificate(&cluster, leader).await;
         assert!(refused.is_err(), "a TLS client without a certificate was served");

@@ -309,11 +309,12 @@ fn internal_tls_files(layer: &ConfigLayer, origin: &str) -> Result<Option<crate:
         (Some(ca), Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles { ca, cert, key })),
         (None, None, None) => Ok(None),
         (ca, cert, key) => {
-            let missing: Vec<&str> = [("--internal-tls-ca", ca), ("--internal-tls-cert", cert), ("--internal-tls-key", key)]
-                .into_iter()
-                .filter(|(_, v)| v.is_none())
-                .map(|(name, _)| name)
-                .collect();
+            let missing: Vec<&str> =
+                [("--internal-tls-ca", ca), ("--internal-tls-cert", cert), ("--internal-tls-key", key)]
+                    .into_iter()
+                    .filter(|(_, v)| v.is_none())
+                    .map(|(name, _)| name)
+                    .collect();
             Err(field_err(
                 "internal-tls",
                 &format!("missing {}", missing.join(", ")),
@@ -378,7 +379,8 @@ impl BrokerConfig {
         };
         // Without internal TLS the internal plane is unauthenticated: by
         // default it is reachable from this host only.
-        let default_internal = if internal_tls.is_some() || internal_insecure { "0.0.0.0:9093" } else { "127.0.0.1:9093" };
+        let default_internal =
+            if internal_tls.is_some() || internal_insecure { "0.0.0.0:9093" } else { "127.0.0.1:9093" };
         let internal_listen =
             parse_socket("internal-listen", layer.internal_listen.as_deref().unwrap_or(default_internal), origin)?;
         let internal_advertise = match &layer.internal_advertise {
@@ -585,7 +587,10 @@ mod tests {
         assert!(e.to_string().contains("non-loopback internal listener needs internal TLS"), "{e}");
         assert!(e.to_string().contains("--internal-insecure"), "{e}");
         let e = BrokerConfig::resolve(
-            layer(&[("STROM_VOTERS", "0@127.0.0.1:9093,1@127.0.0.1:9193"), ("STROM_INTERNAL_LISTEN", "127.0.0.1:9093")]),
+            layer(&[
+                ("STROM_VOTERS", "0@127.0.0.1:9093,1@127.0.0.1:9193"),
+                ("STROM_INTERNAL_LISTEN", "127.0.0.1:9093"),
+            ]),
             "env",
         )
         .unwrap_err();

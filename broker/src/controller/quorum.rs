@@ -208,9 +208,15 @@ impl Controller {
         }
         .validate()
         .map_err(|e| ControllerError::Start(e.to_string()))?;
-        let raft = Raft::new(config.node_id, Arc::new(raft_config), NetworkFactory::new(config.internal_tls.clone()), log_store, state_machine)
-            .await
-            .map_err(|e| ControllerError::Start(e.to_string()))?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            NetworkFactory::new(config.internal_tls.clone()),
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| ControllerError::Start(e.to_string()))?;
 
         let node_id = config.node_id;
         let voters: BTreeMap<NodeId, BasicNode> =

@@ -179,9 +179,11 @@ fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 
 fn certs_from_pem(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read_file(what, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::File { what, path: path.to_path_buf(), reason: e.to_string() })?;
+    let certs = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|e| TlsError::File {
+        what,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     if certs.is_empty() {
         return Err(TlsError::File { what, path: path.to_path_buf(), reason: "no CERTIFICATE block".into() });
     }
@@ -540,7 +542,16 @@ mod tests {
         assert_eq!(parse_uri("strom://broker/0"), Some(Identity::Broker(0)));
         assert_eq!(parse_uri("strom://broker/2147483647"), Some(Identity::Broker(i32::MAX)));
         assert_eq!(parse_uri("strom://operator"), Some(Identity::Operator));
-        for other in ["strom://broker/", "strom://broker/-1", "strom://broker/+1", "strom://broker/1 ", "strom://broker/9999999999", "strom://operator/x", "spiffe://x", "strom://Broker/1"] {
+        for other in [
+            "strom://broker/",
+            "strom://broker/-1",
+            "strom://broker/+1",
+            "strom://broker/1 ",
+            "strom://broker/9999999999",
+            "strom://operator/x",
+            "spiffe://x",
+            "strom://Broker/1",
+        ] {
             assert_eq!(parse_uri(other), None, "{other}");
         }
     }

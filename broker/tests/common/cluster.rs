@@ -234,8 +234,13 @@ impl Cluster {
                 paused: false,
             })
             .collect();
-        let mut cluster =
-            Cluster { dir: Some(dir), root, brokers, settings: settings.iter().map(|s| s.to_string()).collect(), certs };
+        let mut cluster = Cluster {
+            dir: Some(dir),
+            root,
+            brokers,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
+            certs,
+        };
         for i in 0..cluster.brokers.len() {
             cluster.spawn(i);
         }
