@@ -14,6 +14,11 @@
 # 19093+100*i (internal gRPC: quorum, replication, admin) and 19094+100*i
 # (HTTP: /metrics, /healthz, /readyz).
 #
+# The internal plane runs mutual TLS: on first start, `strom-broker certs`
+# writes a CA and a certificate per broker (and one for the operator, to call
+# the Admin API as `strom://operator`) to DIR/certs/; they are kept across
+# restarts (delete DIR/certs to get new ones).
+#
 # Topics get 3 replicas and min.insync.replicas=2 unless told otherwise.
 # Environment: STROM_BIN — a strom-broker binary to run instead of building
 # one with `cargo build --release -p strom-broker`; STROM_CLUSTER_ARGS — extra
@@ -25,7 +30,7 @@ STOP_TIMEOUT=60
 READY_TIMEOUT=120
 
 usage() {
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -116,10 +121,22 @@ stop_one() {
   rm -f "$dir/broker-$1.pid"
 }
 
+# Writes the internal plane's CA and certificates with binary $1, unless present.
+ensure_certs() {
+  [[ -f "$dir/certs/ca.pem" ]] && return 0
+  local ids="" i
+  for ((i = 0; i < BROKERS; i++)); do
+    ids+="${ids:+,}$i"
+  done
+  "$1" certs --out "$dir/certs" --brokers "$ids" --operator --ip 127.0.0.1 --dns localhost >/dev/null
+  echo "wrote the internal plane's CA and certificates to $dir/certs"
+}
+
 # Starts broker $1 in the background with binary $2; its pid goes to broker-$1.pid.
 start_one() {
   local i="$1" bin="$2"
   mkdir -p "$dir/broker-$i"
+  ensure_certs "$bin"
   echo "===== $(date -u +%FT%TZ) starting broker $i =====" >>"$dir/broker-$i.log"
   # shellcheck disable=SC2086 # STROM_CLUSTER_ARGS is a list of flags
   "$bin" \
@@ -131,6 +148,9 @@ start_one() {
     --internal-advertise "127.0.0.1:$(internal_port "$i")" \
     --http-listen "127.0.0.1:$(http_port "$i")" \
     --voters "$(voters)" \
+    --internal-tls-ca "$dir/certs/ca.pem" \
+    --internal-tls-cert "$dir/certs/broker-$i.pem" \
+    --internal-tls-key "$dir/certs/broker-$i-key.pem" \
     --set default.replication.factor=3 \
     --set min.insync.replicas=2 \
     ${STROM_CLUSTER_ARGS:-} \

@@ -187,6 +187,8 @@ class StromCluster(Cluster):
                 "--internal-advertise", f"127.0.0.1:{q}",
                 "--http-listen", f"127.0.0.1:{h}",
                 "--voters", voters,
+                # Plain internal plane (no certificates in this benchmark).
+                "--internal-insecure",
                 "--set", "default.replication.factor=3",
                 "--set", "min.insync.replicas=2",
             ]

@@ -93,6 +93,8 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     /// This node's member of the controller quorum.
     pub controller: Arc<Controller>,
+    /// The internal plane's mutual TLS (`None`: plain, see `--internal-insecure`).
+    pub internal_tls: Option<Arc<crate::tls::InternalTls>>,
     /// The broker epoch the controller gave this incarnation (-1 before registration).
     broker_epoch: AtomicI64,
     /// Registered, unfenced and caught up with the metadata log.
@@ -110,7 +112,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// The controller settings of a broker configuration.
-fn controller_config(config: &BrokerConfig) -> ControllerConfig {
+fn controller_config(config: &BrokerConfig, tls: Option<Arc<crate::tls::InternalTls>>) -> ControllerConfig {
     let voters = if config.voters.is_empty() {
         [(config.node_id as u64, config.internal_advertise.to_string())].into_iter().collect()
     } else {
@@ -118,7 +120,27 @@ fn controller_config(config: &BrokerConfig) -> ControllerConfig {
     };
     let mut c = ControllerConfig::new(config.node_id as u64, voters, &config.data_dir);
     c.session_timeout = Duration::from_millis(config.settings.long("broker.session.timeout.ms").max(1) as u64);
+    c.internal_tls = tls;
     c
+}
+
+/// Loads the internal TLS files, checking that the certificate is this broker's.
+fn load_internal_tls(config: &BrokerConfig) -> anyhow::Result<Option<Arc<crate::tls::InternalTls>>> {
+    let Some(files) = &config.internal_tls else {
+        return Ok(None);
+    };
+    let tls = crate::tls::InternalTls::load(files.clone())?;
+    let identity = tls.identity();
+    if identity != crate::tls::Identity::Broker(config.node_id) {
+        anyhow::bail!(
+            "the internal TLS certificate {} names {identity}, but this is broker {} (expected URI SAN {}{})",
+            files.cert.display(),
+            config.node_id,
+            crate::tls::BROKER_URI_PREFIX,
+            config.node_id
+        );
+    }
+    Ok(Some(tls))
 }
 
 impl Broker {
@@ -132,13 +154,14 @@ impl Broker {
         internal: tokio::net::TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Broker>> {
+        let internal_tls = load_internal_tls(&config)?;
         let data_dir = config.data_dir.clone();
         let default_log_config = config.log_config(&crate::config::Settings::topic_overrides());
         let logs = tokio::task::spawn_blocking(move || LogManager::open(&data_dir, default_log_config))
             .await
             .context("opening the logs panicked")?
             .with_context(|| format!("cannot open the logs in {}", config.data_dir.display()))?;
-        let controller = Controller::start_unserved(controller_config(&config))
+        let controller = Controller::start_unserved(controller_config(&config, internal_tls.clone()))
             .await
             .context("cannot start this node's controller")?;
         let broker = Arc::new(Broker {
@@ -152,6 +175,7 @@ impl Broker {
             shutdown,
             groups: GroupCoordinator::new(GroupConfig::from_settings(&config.settings)),
             controller: Arc::new(controller),
+            internal_tls: internal_tls.clone(),
             broker_epoch: AtomicI64::new(-1),
             ready: AtomicBool::new(false),
             producer_ids: tokio::sync::Mutex::new(ProducerIdBlock::default()),
@@ -159,6 +183,7 @@ impl Broker {
             last_image: Mutex::new(None),
             config,
         });
+        broker.replicas.set_internal_tls(internal_tls);
         broker.replicas.set_isr_channel(Arc::new(crate::publisher::ControllerIsrChannel::new(&broker)));
         crate::internal::serve(broker.clone(), internal);
         tokio::spawn(crate::publisher::run(broker.clone()));

@@ -18,6 +18,7 @@
 //! - [`metrics`] — Prometheus metrics: recorded counters and state gauges computed at scrape time.
 //! - [`readiness`] — `/readyz`: joined the cluster, and followed replicas back in their ISR after a start.
 //! - [`server`] — listeners, housekeeping and shutdown.
+//! - [`tls`] — mutual TLS and caller identities on the internal plane.
 
 pub mod admin_service;
 pub mod alloc_guard;
@@ -35,6 +36,7 @@ pub mod publisher;
 pub mod readiness;
 pub mod replica;
 pub mod server;
+pub mod tls;
 
 /// Every binary linking the broker (the broker itself, tests, fuzz targets)
 /// allocates through the guard.

@@ -3,6 +3,9 @@
 //! With no arguments this is a complete single-node cluster: node 0, Kafka on
 //! 0.0.0.0:9092 advertised as localhost:9092, data in `./data`. Settings come
 //! from flags, then `STROM_*` environment variables, then `--config FILE`.
+//!
+//! `strom-broker certs --out DIR --brokers 0,1,2` writes a CA and
+//! certificates for the internal plane's mutual TLS (see `strom_broker::tls`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,8 +18,10 @@ use strom_broker::server;
 
 /// A Kafka-compatible streaming broker.
 #[derive(Debug, Parser)]
-#[command(name = "strom-broker", version, about)]
+#[command(name = "strom-broker", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Subcommand>,
     /// YAML config file (fields as the flags below, plus `settings:`).
     #[arg(long, env = "STROM_CONFIG")]
     config: Option<PathBuf>,
@@ -32,7 +37,8 @@ struct Cli {
     /// Address given to clients, HOST:PORT [default: localhost:<listen port>].
     #[arg(long)]
     advertise: Option<String>,
-    /// Internal gRPC listener [default: 0.0.0.0:9093].
+    /// Internal gRPC listener [default: 0.0.0.0:9093 with internal TLS or
+    /// --internal-insecure, else 127.0.0.1:9093].
     #[arg(long)]
     internal_listen: Option<String>,
     /// Internal address other brokers use [default: <advertise host>:<internal port>].
@@ -47,6 +53,20 @@ struct Cli {
     /// Rack name for rack-aware replica placement.
     #[arg(long)]
     rack: Option<String>,
+    /// CA bundle (PEM) that signs the certificates of brokers and the
+    /// operator on the internal plane; enables mutual TLS there.
+    #[arg(long)]
+    internal_tls_ca: Option<String>,
+    /// This broker's certificate (PEM, URI SAN strom://broker/<node-id>).
+    #[arg(long)]
+    internal_tls_cert: Option<String>,
+    /// This broker's private key (PEM).
+    #[arg(long)]
+    internal_tls_key: Option<String>,
+    /// Run the internal plane without TLS beyond loopback or with other
+    /// brokers: anyone reaching it can forge replication, Raft and admin calls.
+    #[arg(long)]
+    internal_insecure: bool,
     /// A broker setting by its Kafka name, KEY=VALUE (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -59,6 +79,46 @@ struct Cli {
     /// reads run on a separate pool.
     #[arg(long, env = "STROM_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
+}
+
+/// Other things the binary does.
+#[derive(Debug, clap::Subcommand)]
+enum Subcommand {
+    /// Write a new CA and, signed by it, a certificate and key per broker
+    /// (URI SAN strom://broker/<id>) and for the operator (strom://operator).
+    Certs {
+        /// Output directory (created if missing; files of the same names are replaced).
+        #[arg(long)]
+        out: PathBuf,
+        /// Broker ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        brokers: Vec<i32>,
+        /// Also write the operator's certificate.
+        #[arg(long)]
+        operator: bool,
+        /// IP SANs on every broker certificate (repeatable or comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
+        ip: Vec<std::net::IpAddr>,
+        /// DNS SANs on every broker certificate (repeatable or comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "localhost")]
+        dns: Vec<String>,
+    },
+}
+
+fn certs(out: &std::path::Path, request: &strom_broker::tls::certs::CertsRequest) -> ExitCode {
+    match strom_broker::tls::certs::write(out, request) {
+        Ok(written) => {
+            println!("CA: {}", written.ca.display());
+            for pair in &written.pairs {
+                println!("{}: {} {}", pair.identity, pair.cert.display(), pair.key.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("strom-broker certs: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 impl Cli {
@@ -78,6 +138,10 @@ impl Cli {
             http_listen: self.http_listen.clone(),
             voters: self.voters.clone(),
             rack: self.rack.clone(),
+            internal_tls_ca: self.internal_tls_ca.clone(),
+            internal_tls_cert: self.internal_tls_cert.clone(),
+            internal_tls_key: self.internal_tls_key.clone(),
+            internal_insecure: self.internal_insecure.then(|| "true".to_string()),
             settings,
         })
     }
@@ -166,6 +230,15 @@ async fn wait_for_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Subcommand::Certs { out, brokers, operator, ip, dns }) = &cli.command {
+        let request = strom_broker::tls::certs::CertsRequest {
+            brokers: brokers.clone(),
+            operator: *operator,
+            ips: ip.clone(),
+            dns: dns.clone(),
+        };
+        return certs(out, &request);
+    }
     init_tracing(&cli.log_format);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = cli.worker_threads {

@@ -31,3 +31,44 @@ fn worker_threads_outside_1_to_1024_are_refused_before_anything_starts() {
         assert!(!dir.path().join("data").exists(), "nothing was created for a refused start");
     }
 }
+
+#[test]
+fn an_unauthenticated_internal_plane_beyond_this_host_is_refused_before_anything_starts() {
+    for (args, flag) in [
+        (&["--internal-listen", "0.0.0.0:0"][..], "internal-listen"),
+        (&["--internal-listen", "127.0.0.1:0", "--voters", "0@127.0.0.1:1,1@127.0.0.1:2"][..], "voters"),
+        (&["--internal-tls-ca", "/nonexistent/ca.pem"][..], "internal-tls"),
+    ] {
+        let (output, dir) = broker_with(args, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "names {flag}: {stderr}");
+        assert!(stderr.contains("--internal-insecure") || flag == "internal-tls", "says how to go on: {stderr}");
+        assert!(!dir.path().join("data").exists(), "nothing was created for a refused start");
+    }
+}
+
+#[test]
+fn certs_writes_a_ca_and_a_certificate_per_identity() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("certs");
+    let output = Command::new(env!("CARGO_BIN_EXE_strom-broker"))
+        .args(["certs", "--out"])
+        .arg(&out)
+        .args(["--brokers", "0,2", "--operator"])
+        .output()
+        .expect("run strom-broker certs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for file in ["ca.pem", "ca-key.pem", "broker-0.pem", "broker-0-key.pem", "broker-2.pem", "operator.pem"] {
+        assert!(out.join(file).is_file(), "{file} written");
+    }
+    let files = |stem: &str| strom_broker::tls::TlsFiles {
+        ca: out.join("ca.pem"),
+        cert: out.join(format!("{stem}.pem")),
+        key: out.join(format!("{stem}-key.pem")),
+    };
+    let tls = strom_broker::tls::InternalTls::load(files("broker-2")).expect("broker 2's files load");
+    assert_eq!(tls.identity(), strom_broker::tls::Identity::Broker(2));
+    let tls = strom_broker::tls::InternalTls::load(files("operator")).expect("the operator's files load");
+    assert_eq!(tls.identity(), strom_broker::tls::Identity::Operator);
+}

@@ -28,9 +28,7 @@ fn code(e: ResponseError) -> i32 {
 fn admin_api_creates_topics_judges_restarts_and_elects_preferred_leaders() {
     let mut cluster = Cluster::start(3, "admin", FAST_FAILOVER);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-    let endpoint = format!("http://{}", cluster.broker(0).internal_addr());
-    let mut admin: AdminClient<Channel> =
-        runtime.block_on(AdminClient::connect(endpoint.clone())).unwrap_or_else(|e| panic!("connect {endpoint}: {e}"));
+    let mut admin: AdminClient<Channel> = AdminClient::new(runtime.block_on(async { cluster.operator_channel(0) }));
     let controller = cluster.wait_for_controller(&[], TIMEOUT);
 
     let described = runtime.block_on(admin.describe_cluster(DescribeClusterRequest {})).expect("DescribeCluster");

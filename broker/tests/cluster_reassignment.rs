@@ -35,10 +35,7 @@ struct Admin {
 impl Admin {
     fn connect(cluster: &Cluster) -> Admin {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-        let endpoint = format!("http://{}", cluster.broker(0).internal_addr());
-        let client = runtime
-            .block_on(AdminClient::connect(endpoint.clone()))
-            .unwrap_or_else(|e| panic!("connect {endpoint}: {e}"));
+        let client = AdminClient::new(runtime.block_on(async { cluster.operator_channel(0) }));
         Admin { runtime, client }
     }
 

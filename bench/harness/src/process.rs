@@ -209,7 +209,10 @@ impl Cluster {
                         format!("127.0.0.1:{http}"),
                     ];
                     if nodes > 1 {
-                        c.extend(["--voters".into(), voters.clone()]);
+                        // Plain internal plane, as the runs before internal
+                        // mTLS measured it (a multi-broker Strom refuses that
+                        // without --internal-insecure).
+                        c.extend(["--voters".into(), voters.clone(), "--internal-insecure".into()]);
                     }
                     for (k, v) in &all {
                         c.extend(["--set".into(), format!("{k}={v}")]);

@@ -85,9 +85,27 @@ pub struct ConfigLayer {
     pub voters: Option<String>,
     /// `--rack`
     pub rack: Option<String>,
+    /// `--internal-tls-ca`
+    pub internal_tls_ca: Option<String>,
+    /// `--internal-tls-cert`
+    pub internal_tls_cert: Option<String>,
+    /// `--internal-tls-key`
+    pub internal_tls_key: Option<String>,
+    /// `--internal-insecure` (`true` or `false`)
+    #[serde(default, deserialize_with = "bool_or_string")]
+    pub internal_insecure: Option<String>,
     /// Kafka-named settings (`--set KEY=VALUE`).
     #[serde(default, deserialize_with = "settings_map")]
     pub settings: BTreeMap<String, String>,
+}
+
+fn bool_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<serde_yaml::Value>::deserialize(d)? {
+        None | Some(serde_yaml::Value::Null) => None,
+        Some(serde_yaml::Value::Bool(b)) => Some(b.to_string()),
+        Some(serde_yaml::Value::String(s)) => Some(s),
+        Some(other) => return Err(serde::de::Error::custom(format!("expected true or false, got {other:?}"))),
+    })
 }
 
 fn settings_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
@@ -139,6 +157,10 @@ impl ConfigLayer {
                 "STROM_HTTP_LISTEN" => &mut layer.http_listen,
                 "STROM_VOTERS" => &mut layer.voters,
                 "STROM_RACK" => &mut layer.rack,
+                "STROM_INTERNAL_TLS_CA" => &mut layer.internal_tls_ca,
+                "STROM_INTERNAL_TLS_CERT" => &mut layer.internal_tls_cert,
+                "STROM_INTERNAL_TLS_KEY" => &mut layer.internal_tls_key,
+                "STROM_INTERNAL_INSECURE" => &mut layer.internal_insecure,
                 "STROM_SET" => {
                     for item in value.split_whitespace() {
                         let (k, v) = split_setting(item, "STROM_SET")?;
@@ -167,6 +189,10 @@ impl ConfigLayer {
             http_listen: self.http_listen.or(lower.http_listen),
             voters: self.voters.or(lower.voters),
             rack: self.rack.or(lower.rack),
+            internal_tls_ca: self.internal_tls_ca.or(lower.internal_tls_ca),
+            internal_tls_cert: self.internal_tls_cert.or(lower.internal_tls_cert),
+            internal_tls_key: self.internal_tls_key.or(lower.internal_tls_key),
+            internal_insecure: self.internal_insecure.or(lower.internal_insecure),
             settings,
         }
     }
@@ -206,6 +232,11 @@ pub struct BrokerConfig {
     pub voters: Vec<Voter>,
     /// Rack name for rack-aware placement.
     pub rack: Option<String>,
+    /// The internal plane's CA, certificate and key; `None`: no internal TLS.
+    pub internal_tls: Option<crate::tls::TlsFiles>,
+    /// `--internal-insecure`: serve the internal plane without TLS beyond
+    /// loopback or for several brokers (logged every minute).
+    pub internal_insecure: bool,
     /// Kafka-named broker settings.
     pub settings: Settings,
     /// Cluster-wide dynamic broker settings from the metadata, which win
@@ -271,6 +302,56 @@ fn parse_voters(value: &str, origin: &str) -> Result<Vec<Voter>, ConfigError> {
     Ok(voters)
 }
 
+/// The internal TLS files: all three or none.
+fn internal_tls_files(layer: &ConfigLayer, origin: &str) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from);
+    match (given(&layer.internal_tls_ca), given(&layer.internal_tls_cert), given(&layer.internal_tls_key)) {
+        (Some(ca), Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles { ca, cert, key })),
+        (None, None, None) => Ok(None),
+        (ca, cert, key) => {
+            let missing: Vec<&str> =
+                [("--internal-tls-ca", ca), ("--internal-tls-cert", cert), ("--internal-tls-key", key)]
+                    .into_iter()
+                    .filter(|(_, v)| v.is_none())
+                    .map(|(name, _)| name)
+                    .collect();
+            Err(field_err(
+                "internal-tls",
+                &format!("missing {}", missing.join(", ")),
+                origin,
+                "give all three of --internal-tls-ca, --internal-tls-cert and --internal-tls-key, or none",
+            ))
+        }
+    }
+}
+
+/// Refuses, without internal TLS and `--internal-insecure`, an internal
+/// listener beyond loopback or a configuration with other brokers: anyone
+/// who reached the port could forge replication, Raft and admin calls.
+fn refuse_unauthenticated_internal_plane(
+    node_id: i32,
+    internal_listen: SocketAddr,
+    voters: &[Voter],
+    origin: &str,
+) -> Result<(), ConfigError> {
+    const HOW: &str = "configure internal TLS (--internal-tls-ca, --internal-tls-cert, --internal-tls-key; \
+        `strom-broker certs` writes a CA and certificates), or give --internal-insecure to run the internal plane \
+        unauthenticated (see docs/SECURITY.md)";
+    if !internal_listen.ip().is_loopback() {
+        return Err(field_err(
+            "internal-listen",
+            &internal_listen.to_string(),
+            origin,
+            &format!("a non-loopback internal listener needs internal TLS: {HOW}"),
+        ));
+    }
+    if voters.len() > 1 || voters.iter().any(|v| v.node_id != node_id) {
+        let list = voters.iter().map(|v| format!("{}@{}", v.node_id, v.address)).collect::<Vec<_>>().join(",");
+        return Err(field_err("voters", &list, origin, &format!("a multi-broker cluster needs internal TLS: {HOW}")));
+    }
+    Ok(())
+}
+
 impl BrokerConfig {
     /// Resolves a merged layer (flags over env over file) into a validated config.
     ///
@@ -290,8 +371,18 @@ impl BrokerConfig {
             Some(v) => parse_host_port("advertise", v, origin)?,
             None => HostPort { host: "localhost".into(), port: listen.port() },
         };
+        let internal_tls = internal_tls_files(&layer, origin)?;
+        let internal_insecure = match layer.internal_insecure.as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true" | "") => true,
+            Some(other) => return Err(field_err("internal-insecure", other, origin, "expected true or false")),
+        };
+        // Without internal TLS the internal plane is unauthenticated: by
+        // default it is reachable from this host only.
+        let default_internal =
+            if internal_tls.is_some() || internal_insecure { "0.0.0.0:9093" } else { "127.0.0.1:9093" };
         let internal_listen =
-            parse_socket("internal-listen", layer.internal_listen.as_deref().unwrap_or("0.0.0.0:9093"), origin)?;
+            parse_socket("internal-listen", layer.internal_listen.as_deref().unwrap_or(default_internal), origin)?;
         let internal_advertise = match &layer.internal_advertise {
             Some(v) => parse_host_port("internal-advertise", v, origin)?,
             None => HostPort { host: advertise.host.clone(), port: internal_listen.port() },
@@ -301,6 +392,9 @@ impl BrokerConfig {
             Some(v) => parse_voters(v, origin)?,
             None => Vec::new(),
         };
+        if internal_tls.is_none() && !internal_insecure {
+            refuse_unauthenticated_internal_plane(node_id, internal_listen, &voters, origin)?;
+        }
         let rack = layer.rack.filter(|r| !r.trim().is_empty());
         let data_dir = PathBuf::from(layer.data_dir.unwrap_or_else(|| "./data".to_string()));
         let mut settings = Settings::broker_defaults();
@@ -317,6 +411,8 @@ impl BrokerConfig {
             http_listen,
             voters,
             rack,
+            internal_tls,
+            internal_insecure,
             settings,
             dynamic: DynamicSettings::default(),
         })
@@ -416,6 +512,8 @@ mod tests {
         assert_eq!(c.listen.to_string(), "0.0.0.0:9092");
         assert_eq!(c.advertise.to_string(), "localhost:9092");
         assert_eq!(c.internal_advertise.to_string(), "localhost:9093");
+        assert_eq!(c.internal_listen.to_string(), "127.0.0.1:9093", "no internal TLS: loopback only");
+        assert!(c.internal_tls.is_none() && !c.internal_insecure);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert!(c.voters.is_empty());
     }
@@ -483,8 +581,63 @@ mod tests {
 
     #[test]
     fn voters_parse() {
-        let c = BrokerConfig::resolve(layer(&[("STROM_VOTERS", "0@a:9093, 1@b:9093")]), "t").unwrap();
+        let c = BrokerConfig::resolve(
+            layer(&[("STROM_VOTERS", "0@a:9093, 1@b:9093"), ("STROM_INTERNAL_INSECURE", "true")]),
+            "t",
+        )
+        .unwrap();
         assert_eq!(c.voters.len(), 2);
         assert_eq!(c.voters[1].address.to_string(), "b:9093");
+    }
+
+    #[test]
+    fn without_internal_tls_the_internal_plane_stays_on_loopback_and_alone() {
+        let e = BrokerConfig::resolve(layer(&[("STROM_INTERNAL_LISTEN", "0.0.0.0:9093")]), "env").unwrap_err();
+        assert!(e.to_string().contains("non-loopback internal listener needs internal TLS"), "{e}");
+        assert!(e.to_string().contains("--internal-insecure"), "{e}");
+        let e = BrokerConfig::resolve(
+            layer(&[
+                ("STROM_VOTERS", "0@127.0.0.1:9093,1@127.0.0.1:9193"),
+                ("STROM_INTERNAL_LISTEN", "127.0.0.1:9093"),
+            ]),
+            "env",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("multi-broker cluster needs internal TLS"), "{e}");
+        // A broker that is not a voter has peers too.
+        let e = BrokerConfig::resolve(layer(&[("STROM_NODE_ID", "3"), ("STROM_VOTERS", "0@127.0.0.1:9093")]), "env")
+            .unwrap_err();
+        assert!(e.to_string().contains("multi-broker"), "{e}");
+        // This broker alone, named as the only voter, is fine.
+        BrokerConfig::resolve(layer(&[("STROM_VOTERS", "0@127.0.0.1:9093")]), "env").unwrap();
+        // --internal-insecure opens both, and the default listener goes wide again.
+        let c = BrokerConfig::resolve(
+            layer(&[("STROM_VOTERS", "0@a:9093,1@b:9093"), ("STROM_INTERNAL_INSECURE", "true")]),
+            "env",
+        )
+        .unwrap();
+        assert_eq!(c.internal_listen.to_string(), "0.0.0.0:9093");
+        let file: ConfigLayer = serde_yaml::from_str("internal-insecure: true\nvoters: 0@a:9093,1@b:9093\n").unwrap();
+        assert!(BrokerConfig::resolve(file, "file").unwrap().internal_insecure);
+        let e = BrokerConfig::resolve(layer(&[("STROM_INTERNAL_INSECURE", "maybe")]), "env").unwrap_err();
+        assert!(e.to_string().contains("internal-insecure `maybe`"), "{e}");
+    }
+
+    #[test]
+    fn internal_tls_takes_all_three_files() {
+        let e = BrokerConfig::resolve(layer(&[("STROM_INTERNAL_TLS_CA", "/ca.pem")]), "env").unwrap_err();
+        assert!(e.to_string().contains("missing --internal-tls-cert, --internal-tls-key"), "{e}");
+        let c = BrokerConfig::resolve(
+            layer(&[
+                ("STROM_INTERNAL_TLS_CA", "/ca.pem"),
+                ("STROM_INTERNAL_TLS_CERT", "/b.pem"),
+                ("STROM_INTERNAL_TLS_KEY", "/b-key.pem"),
+                ("STROM_VOTERS", "0@a:9093,1@b:9093"),
+            ]),
+            "env",
+        )
+        .unwrap();
+        assert_eq!(c.internal_tls.as_ref().map(|t| t.key.clone()), Some(PathBuf::from("/b-key.pem")));
+        assert_eq!(c.internal_listen.to_string(), "0.0.0.0:9093");
     }
 }

@@ -7,6 +7,13 @@
 //! Server side: [`RaftService`] decodes, hands the request to the local Raft
 //! node and encodes its answer; a payload that does not decode is refused
 //! with `INVALID_ARGUMENT`, never passed on.
+//!
+//! With internal TLS, a client presents this broker's certificate and
+//! requires the server's to name the node it calls; the server takes the
+//! caller's identity from its certificate (see [`crate::tls`]): a Raft
+//! message is accepted only from the broker its vote names, and only if that
+//! broker is a member (voter or learner); `Propose` only from a member, or
+//! from a broker registering itself.
 
 use openraft::BasicNode;
 use openraft::error::{
@@ -21,7 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use strom_proto::raft::RaftMessage;
 use strom_proto::raft::raft_client::RaftClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use std::sync::Arc;
@@ -33,6 +40,7 @@ use super::liveness::Sessions;
 use super::rejoin::{Gate, PeerStatus, RejoinReply, RejoinRequest, Stage, handle_rejoin};
 use super::state_machine::AppliedState;
 use super::{NodeId, Raft, TypeConfig};
+use crate::tls::{Caller, Identity, InternalTls};
 
 /// Which RPC of the `Raft` service to call.
 #[derive(Debug, Clone, Copy)]
@@ -77,22 +85,25 @@ pub type ProposeReply = Result<Committed, ProposeError>;
 pub struct PeerClient {
     target: NodeId,
     node: BasicNode,
+    tls: Option<Arc<InternalTls>>,
     client: Option<RaftClient<Channel>>,
 }
 
 impl PeerClient {
-    /// A client for `node` (its internal address), connecting on first use.
-    pub fn new(target: NodeId, node: BasicNode) -> PeerClient {
-        PeerClient { target, node, client: None }
+    /// A client for `node` (its internal address), connecting on first use,
+    /// over mutual TLS when `tls` is given.
+    pub fn new(target: NodeId, node: BasicNode, tls: Option<Arc<InternalTls>>) -> PeerClient {
+        PeerClient { target, node, tls, client: None }
     }
 
     fn client(&mut self) -> Result<RaftClient<Channel>, NetworkCallError> {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.node.addr))
+        let expected = i32::try_from(self.target).ok();
+        let channel = crate::tls::channel(self.tls.as_ref(), &self.node.addr, expected, None)
             .map_err(|e| NetworkCallError::Unreachable(e.to_string()))?;
-        let client = RaftClient::new(endpoint.connect_lazy());
+        let client = RaftClient::new(channel);
         self.client = Some(client.clone());
         Ok(client)
     }
@@ -202,13 +213,22 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
 /// Hands out a [`PeerClient`] per target.
 #[derive(Debug, Clone, Default)]
-pub struct NetworkFactory;
+pub struct NetworkFactory {
+    tls: Option<Arc<InternalTls>>,
+}
+
+impl NetworkFactory {
+    /// Clients over mutual TLS when `tls` is given, else plain.
+    pub fn new(tls: Option<Arc<InternalTls>>) -> NetworkFactory {
+        NetworkFactory { tls }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        PeerClient::new(target, node.clone())
+        PeerClient::new(target, node.clone(), self.tls.clone())
     }
 }
 
@@ -218,16 +238,24 @@ pub struct RaftService {
     raft: Raft,
     active: ActiveController,
     gate: Gate,
+    /// This node's internal TLS, for the calls a rejoin makes to the rejoining node.
+    tls: Option<Arc<InternalTls>>,
 }
 
 impl RaftService {
     /// Serves `raft`; forwarded commands are proposed through `active`.
     pub fn new(raft: Raft, active: ActiveController) -> RaftService {
-        RaftService { raft, active, gate: Gate::new(Stage::Open) }
+        RaftService { raft, active, gate: Gate::new(Stage::Open), tls: None }
     }
 
     /// Takes part in Raft only as far as `gate` allows (a voter that
     /// bootstraps or rejoins after losing its log, see [`super::rejoin`]).
+    pub fn with_tls(mut self, tls: Option<Arc<InternalTls>>) -> RaftService {
+        self.tls = tls;
+        self
+    }
+
+    /// Takes part in Raft only as far as `gate` allows (see [`RaftService::with_gate`]).
     pub fn with_gate(mut self, gate: Gate) -> RaftService {
         self.gate = gate;
         self
@@ -248,6 +276,22 @@ impl RaftService {
     }
 }
 
+/// The authenticated broker behind `caller`: `Ok(None)` on an insecure
+/// listener (nobody is authenticated there), refused for the operator or a
+/// certificate naming nobody.
+fn calling_broker(caller: &Caller) -> Result<Option<NodeId>, Status> {
+    match caller {
+        Caller::Insecure => Ok(None),
+        Caller::Authenticated(Identity::Broker(id)) => NodeId::try_from(*id)
+            .map(Some)
+            .map_err(|_| Status::permission_denied(format!("broker id {id} is not a node id"))),
+        Caller::Authenticated(other) => {
+            Err(Status::permission_denied(format!("{other} may not call the Raft service; only brokers may")))
+        }
+        Caller::Unidentified(reason) => Err(Status::permission_denied(format!("unidentified caller: {reason}"))),
+    }
+}
+
 fn decode<T: DeserializeOwned>(request: Request<RaftMessage>) -> Result<T, Status> {
     serde_json::from_slice(&request.into_inner().payload)
         .map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
@@ -264,8 +308,20 @@ impl RaftService {
     /// quorum (a stray process, another cluster's node): it is never handed
     /// to Raft. A node that has no membership yet (a learner waiting to be
     /// added) accepts the leader that adds it.
-    fn check_sender(&self, vote: &openraft::Vote<NodeId>) -> Result<(), Status> {
-        let Some(sender) = vote.leader_id().voted_for() else {
+    ///
+    /// With internal TLS the sender named in the vote must also be the
+    /// broker whose certificate `caller` presented.
+    fn check_sender(&self, caller: &Caller, vote: &openraft::Vote<NodeId>) -> Result<(), Status> {
+        let named = vote.leader_id().voted_for();
+        if let Some(authenticated) = calling_broker(caller)?
+            && named != Some(authenticated)
+        {
+            tracing::warn!(caller = authenticated, ?named, "refused a Raft RPC naming another sender than its caller");
+            return Err(Status::permission_denied(format!(
+                "the message names sender {named:?}, but the caller's certificate is broker {authenticated}'s"
+            )));
+        }
+        let Some(sender) = named else {
             return Ok(());
         };
         let metrics = self.raft.metrics().borrow().clone();
@@ -279,37 +335,66 @@ impl RaftService {
             membership.nodes().map(|(id, _)| *id).collect::<Vec<_>>()
         )))
     }
+
+    /// Admits a forwarded command: from a member (voter or learner) of the
+    /// quorum, or from a broker registering itself (it becomes a learner
+    /// then). Anyone on an insecure listener.
+    fn check_proposer(&self, caller: &Caller, command: &Command) -> Result<(), Status> {
+        let Some(proposer) = calling_broker(caller)? else {
+            return Ok(());
+        };
+        if let Command::RegisterBroker { broker_id, .. } = command
+            && NodeId::try_from(*broker_id).ok() == Some(proposer)
+        {
+            return Ok(());
+        }
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.membership_config.membership().get_node(&proposer).is_some() {
+            return Ok(());
+        }
+        tracing::warn!(proposer, "refused a proposal from a broker outside the controller quorum");
+        Err(Status::permission_denied(format!(
+            "broker {proposer} is not a member of this controller quorum and may only register itself"
+        )))
+    }
 }
 
 #[tonic::async_trait]
 impl strom_proto::raft::raft_server::Raft for RaftService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let caller = crate::tls::caller(&request);
         let req: AppendEntriesRequest<TypeConfig> = decode(request)?;
         self.check_gate(false)?;
-        self.check_sender(&req.vote)?;
+        self.check_sender(&caller, &req.vote)?;
         encode(&self.raft.append_entries(req).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let caller = crate::tls::caller(&request);
         let req: VoteRequest<NodeId> = decode(request)?;
         self.check_gate(true)?;
-        self.check_sender(&req.vote)?;
+        self.check_sender(&caller, &req.vote)?;
         encode(&self.raft.vote(req).await)
     }
 
     async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let caller = crate::tls::caller(&request);
         let req: InstallSnapshotRequest<TypeConfig> = decode(request)?;
         self.check_gate(false)?;
-        self.check_sender(&req.vote)?;
+        self.check_sender(&caller, &req.vote)?;
         encode(&self.raft.install_snapshot(req).await)
     }
 
     async fn propose(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let caller = crate::tls::caller(&request);
         let command: Command = decode(request)?;
+        self.check_proposer(&caller, &command)?;
         encode(&self.active.propose(&self.raft, command).await)
     }
 
-    async fn status(&self, _request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn status(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        // Only brokers (anyone on an insecure listener) learn the quorum's state.
+        calling_broker(&crate::tls::caller(&request))?;
         let status = {
             let m = self.raft.metrics();
             let m = m.borrow();
@@ -319,8 +404,18 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
     }
 
     async fn rejoin(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let caller = crate::tls::caller(&request);
         let request: RejoinRequest = decode(request)?;
-        encode(&handle_rejoin(&self.raft, request).await)
+        if let Some(authenticated) = calling_broker(&caller)?
+            && authenticated != request.node_id
+        {
+            tracing::warn!(caller = authenticated, node = request.node_id, "refused a Rejoin for another node");
+            return Err(Status::permission_denied(format!(
+                "the caller's certificate is broker {authenticated}'s; it may rejoin only itself, not node {}",
+                request.node_id
+            )));
+        }
+        encode(&handle_rejoin(&self.raft, request, self.tls.clone()).await)
     }
 }
 

@@ -96,6 +96,8 @@ pub struct ControllerConfig {
     pub propose_timeout: Duration,
     /// A broker without heartbeats for this long is fenced (`broker.session.timeout.ms`).
     pub session_timeout: Duration,
+    /// Mutual TLS to the other nodes (`None`: plain).
+    pub internal_tls: Option<Arc<crate::tls::InternalTls>>,
 }
 
 impl ControllerConfig {
@@ -114,6 +116,7 @@ impl ControllerConfig {
             log_kept_after_snapshot: 1000,
             propose_timeout: Duration::from_secs(10),
             session_timeout: Duration::from_secs(9),
+            internal_tls: None,
         }
     }
 
@@ -164,6 +167,7 @@ pub struct Controller {
     liveness: JoinHandle<()>,
     gate: Gate,
     bootstrap: Option<JoinHandle<()>>,
+    internal_tls: Option<Arc<crate::tls::InternalTls>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -236,9 +240,15 @@ impl Controller {
         }
         .validate()
         .map_err(|e| ControllerError::Start(e.to_string()))?;
-        let raft = Raft::new(config.node_id, Arc::new(raft_config), NetworkFactory, log_store, state_machine)
-            .await
-            .map_err(|e| ControllerError::Start(e.to_string()))?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            NetworkFactory::new(config.internal_tls.clone()),
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| ControllerError::Start(e.to_string()))?;
 
         let node_id = config.node_id;
         let voters: BTreeMap<NodeId, BasicNode> =
@@ -259,8 +269,15 @@ impl Controller {
             }
         } else if fresh && voters.contains_key(&node_id) {
             gate.set(Stage::Closed);
-            let bootstrapper =
-                Bootstrapper { raft: raft.clone(), me: node_id, voters: voters.clone(), gate: gate.clone(), dir, meta };
+            let bootstrapper = Bootstrapper {
+                raft: raft.clone(),
+                me: node_id,
+                voters: voters.clone(),
+                gate: gate.clone(),
+                dir,
+                meta,
+                tls: config.internal_tls.clone(),
+            };
             bootstrap = Some(tokio::spawn(bootstrapper.run()));
         }
         let active = ActiveController { sessions: Default::default(), state: state.clone() };
@@ -281,12 +298,17 @@ impl Controller {
             liveness,
             gate,
             bootstrap,
+            internal_tls: config.internal_tls.clone(),
         })
     }
 
     /// The `Raft` gRPC service of this node, to mount on a server.
     pub fn raft_service(&self) -> RaftServer<RaftService> {
-        RaftServer::new(RaftService::new(self.raft.clone(), self.active.clone()).with_gate(self.gate.clone()))
+        RaftServer::new(
+            RaftService::new(self.raft.clone(), self.active.clone())
+                .with_gate(self.gate.clone())
+                .with_tls(self.internal_tls.clone()),
+        )
     }
 
     /// Whether this node is a voter still deciding how to start, or rejoining
@@ -414,7 +436,7 @@ impl Controller {
                 }
                 Some(id) => match self.voters.get(&id) {
                     Some(node) => {
-                        let mut peer = PeerClient::new(id, node.clone());
+                        let mut peer = PeerClient::new(id, node.clone(), self.internal_tls.clone());
                         match tokio::time::timeout_at(deadline, peer.propose(&command)).await {
                             Ok(Ok(reply)) => Some(reply),
                             Ok(Err(e)) => return Err(ControllerError::Forward { leader: id, reason: e.to_string() }),

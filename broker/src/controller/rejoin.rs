@@ -86,6 +86,7 @@ use serde::{Deserialize, Serialize};
 use super::log_store::{read_json, write_atomically};
 use super::network::{PeerClient, ProposeError};
 use super::{NodeId, Raft};
+use crate::tls::InternalTls;
 
 /// How long the active controller waits for a rejoining node to catch up before it gives up (the node asks again).
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -258,7 +259,7 @@ fn write_error(node: NodeId, what: &str, e: RaftError<NodeId, ClientWriteError<N
 }
 
 /// The active controller's side of `Rejoin`.
-pub async fn handle_rejoin(raft: &Raft, request: RejoinRequest) -> RejoinReply {
+pub async fn handle_rejoin(raft: &Raft, request: RejoinRequest, tls: Option<Arc<InternalTls>>) -> RejoinReply {
     let node = request.node_id;
     let m = raft.metrics().borrow().clone();
     if m.current_leader != Some(m.id) {
@@ -278,7 +279,7 @@ pub async fn handle_rejoin(raft: &Raft, request: RejoinRequest) -> RejoinReply {
     match request.stage {
         Stage::Closed | Stage::Open => {
             if is_voter {
-                let stage = PeerClient::new(node, member.clone()).status().await.map(|s| s.stage);
+                let stage = PeerClient::new(node, member.clone(), tls.clone()).status().await.map(|s| s.stage);
                 if !matches!(stage, Ok(Stage::Closed)) {
                     return Err(ProposeError::Raft(format!(
                         "node {node} at {} does not say it is rejoining ({stage:?}); not removing it",
@@ -342,12 +343,14 @@ pub(crate) struct Bootstrapper {
     pub dir: PathBuf,
     /// `meta.json` as found at start (`Some` with an empty log: this dir lost its log).
     pub meta: Option<DirMeta>,
+    /// This node's internal TLS, for its calls to the other voters.
+    pub tls: Option<Arc<InternalTls>>,
 }
 
 impl Bootstrapper {
     async fn ask_peers(&self) -> BTreeMap<NodeId, PeerStatus> {
         let calls = self.voters.iter().filter(|(id, _)| **id != self.me).map(|(id, node)| async move {
-            let mut peer = PeerClient::new(*id, node.clone());
+            let mut peer = PeerClient::new(*id, node.clone(), self.tls.clone());
             (*id, peer.status().await)
         });
         let mut answers = BTreeMap::new();
@@ -440,7 +443,7 @@ impl Bootstrapper {
                 continue;
             };
             let request = RejoinRequest { node_id: self.me, directory_id: meta.directory_id, stage };
-            let mut peer = PeerClient::new(node.0, node.1);
+            let mut peer = PeerClient::new(node.0, node.1, self.tls.clone());
             match peer.rejoin(&request).await {
                 Ok(Ok(RejoinStep::Removed)) if stage == Stage::Closed => {
                     tracing::info!(leader = node.0, "removed from the controller voters; catching up as a learner");

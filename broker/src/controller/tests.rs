@@ -324,7 +324,7 @@ async fn a_voter_that_lost_its_log_rejoins_as_a_voter_and_never_helps_elect_a_no
     // A stray Rejoin call removes nobody: the node must say it is rejoining, and be a member.
     let leader = wait_for("a leader", || leader_of(&nodes)).await;
     let other = (0..3).find(|id| *id != leader).unwrap();
-    let mut client = PeerClient::new(leader, openraft::BasicNode::new(voters[&leader].clone()));
+    let mut client = PeerClient::new(leader, openraft::BasicNode::new(voters[&leader].clone()), None);
     for (node_id, why) in [(other, "does not say it is rejoining"), (7, "not a member")] {
         let request = RejoinRequest { node_id, directory_id: Uuid::new_v4(), stage: Stage::Closed };
         let reply = client.rejoin(&request).await.unwrap();

@@ -42,7 +42,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use strom_proto::replication::replication_client::ReplicationClient;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 pub use error::ReplicaError;
 pub use partition::{IsrProposal, LeaderAppend, Partition, Transition};
@@ -167,6 +167,8 @@ pub struct ReplicaManager {
     /// Fetch sessions by leader address.
     sessions: Mutex<HashMap<String, FetchSession>>,
     channels: Mutex<HashMap<String, Channel>>,
+    /// Mutual TLS for fetches from leaders (`None`: plain).
+    internal_tls: RwLock<Option<Arc<crate::tls::InternalTls>>>,
     throttle: Arc<ReplicationThrottle>,
     stop: CancellationToken,
 }
@@ -189,9 +191,16 @@ impl ReplicaManager {
             fetchers: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
+            internal_tls: RwLock::new(None),
             throttle: Arc::new(ReplicationThrottle::default()),
             stop: CancellationToken::new(),
         }
+    }
+
+    /// Fetches from leaders go over mutual TLS with `tls` (set before the
+    /// first follower starts; channels opened before keep their transport).
+    pub fn set_internal_tls(&self, tls: Option<Arc<crate::tls::InternalTls>>) {
+        *self.internal_tls.write() = tls;
     }
 
     /// This broker's id.
@@ -474,10 +483,10 @@ impl ReplicaManager {
             Some(c) => c.clone(),
             None => {
                 let connect_timeout = self.config.read().socket_timeout;
-                let channel = Endpoint::from_shared(format!("http://{endpoint}"))?
-                    .connect_timeout(connect_timeout)
-                    .tcp_nodelay(true)
-                    .connect_lazy();
+                // Any broker certificate of the cluster CA is accepted as
+                // the leader: the channel is cached by address, not by id.
+                let tls = self.internal_tls.read().clone();
+                let channel = crate::tls::channel(tls.as_ref(), endpoint, None, Some(connect_timeout))?;
                 channels.insert(endpoint.to_string(), channel.clone());
                 channel
             }

@@ -11,6 +11,12 @@
 //! is not served this time — nothing recorded, no records, and high
 //! watermark -1 — and the follower asks again.
 //!
+//! With internal TLS, a fetch (`FetchRecords`, `FetchPartitions`) is served
+//! for replica N only when the caller's certificate names broker N; any
+//! other caller gets PERMISSION_DENIED and nothing is recorded (the high
+//! watermark cannot move on its word). `OffsetForLeaderEpoch` reads only,
+//! and is answered to any broker.
+//!
 //! `FetchRecords` refuses — with a Kafka error code and a message, never
 //! touching any state — a fetch for a partition this broker does not lead
 //! (NOT_LEADER_OR_FOLLOWER), from a broker that is not one of the
@@ -48,6 +54,7 @@ use tonic::{Request, Response, Status};
 use super::partition::{FetchOutcome, FetchReply, FollowerFetch, Partition};
 use super::{ReplicaManager, error_codes, now_ms};
 use crate::log::TopicPartition;
+use crate::tls::{Caller, Identity};
 
 /// The `Replication` service over this broker's replicas.
 #[derive(Debug, Clone)]
@@ -240,6 +247,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<FetchRecordsRequest>,
     ) -> Result<Response<FetchRecordsResponse>, Status> {
+        authorize_fetch(&crate::tls::caller(&request), request.get_ref().replica_id)?;
         Ok(Response::new(self.fetch(request.into_inner()).await))
     }
 
@@ -247,6 +255,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<FetchPartitionsRequest>,
     ) -> Result<Response<FetchPartitionsResponse>, Status> {
+        authorize_fetch(&crate::tls::caller(&request), request.get_ref().replica_id)?;
         Ok(Response::new(self.fetch_partitions(request.into_inner()).await))
     }
 
@@ -254,7 +263,27 @@ impl Replication for ReplicationService {
         &self,
         request: Request<OffsetForLeaderEpochRequest>,
     ) -> Result<Response<OffsetForLeaderEpochResponse>, Status> {
+        match crate::tls::caller(&request) {
+            Caller::Insecure | Caller::Authenticated(Identity::Broker(_)) => {}
+            other => return Err(Status::permission_denied(format!("only brokers may ask for epochs, not {other:?}"))),
+        }
         Ok(Response::new(self.offset_for_epoch(request.into_inner()).await))
+    }
+}
+
+/// Admits a fetch for `replica_id` from `caller`: only broker `replica_id`
+/// itself may fetch as that replica (anyone on an insecure listener).
+fn authorize_fetch(caller: &Caller, replica_id: i32) -> Result<(), Status> {
+    match caller {
+        Caller::Insecure => Ok(()),
+        Caller::Authenticated(Identity::Broker(id)) if *id == replica_id => Ok(()),
+        Caller::Authenticated(identity) => {
+            tracing::warn!(%identity, replica_id, "refused a fetch for another replica than the caller");
+            Err(Status::permission_denied(format!(
+                "{identity} may not fetch as replica {replica_id}: a broker fetches only as itself"
+            )))
+        }
+        Caller::Unidentified(reason) => Err(Status::permission_denied(format!("unidentified caller: {reason}"))),
     }
 }
 

@@ -20,6 +20,12 @@
 //! batches, so tests can compare replicas byte for byte. [`history`] checks a
 //! produce/consume history for lost, duplicated, reordered or invented records.
 //!
+//! The internal plane runs mutual TLS: the harness writes a CA and a
+//! certificate per broker (plus the operator's and a spare broker id's,
+//! [`SPARE_BROKER_ID`], that is no member) to `certs/` in the temp dir, and
+//! [`Cluster::internal_channel`] dials a broker's internal port as one of
+//! those identities.
+//!
 //! A [`NetnsLayout`] runs each broker in its own network namespace instead,
 //! joined by a bridge, so a test can cut the network between brokers.
 
@@ -69,6 +75,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const KAFKA_PORT: u16 = 29092;
 const INTERNAL_PORT: u16 = 29093;
 const HTTP_PORT: u16 = 29094;
+/// A broker id with a certificate of the cluster CA that is never a member.
+pub const SPARE_BROKER_ID: i32 = 99;
 /// Lines of each broker log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
 
@@ -187,6 +195,7 @@ pub struct Cluster {
     root: PathBuf,
     brokers: Vec<ClusterBroker>,
     settings: Vec<String>,
+    certs: strom_broker::tls::certs::Written,
 }
 
 impl Cluster {
@@ -205,6 +214,14 @@ impl Cluster {
             .tempdir()
             .expect("create a temp dir for the cluster");
         let root = dir.path().to_path_buf();
+        let request = strom_broker::tls::certs::CertsRequest {
+            brokers: (0..placements.len() as i32).chain([SPARE_BROKER_ID]).collect(),
+            operator: true,
+            ips: placements.iter().map(|p| IpAddr::V4(p.ip)).collect(),
+            dns: vec!["localhost".into()],
+        };
+        let certs = strom_broker::tls::certs::write(&root.join("certs"), &request)
+            .unwrap_or_else(|e| panic!("write the cluster's certificates: {e}"));
         let brokers = placements
             .into_iter()
             .enumerate()
@@ -217,8 +234,13 @@ impl Cluster {
                 paused: false,
             })
             .collect();
-        let mut cluster =
-            Cluster { dir: Some(dir), root, brokers, settings: settings.iter().map(|s| s.to_string()).collect() };
+        let mut cluster = Cluster {
+            dir: Some(dir),
+            root,
+            brokers,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
+            certs,
+        };
         for i in 0..cluster.brokers.len() {
             cluster.spawn(i);
         }
@@ -232,6 +254,39 @@ impl Cluster {
             cluster.bootstrap()
         );
         cluster
+    }
+
+    /// The certificates the brokers run with (rewrite them in place to rotate).
+    pub fn certs(&self) -> &strom_broker::tls::certs::Written {
+        &self.certs
+    }
+
+    /// TLS material presenting `identity`'s certificate of the cluster CA.
+    pub fn tls_as(&self, identity: strom_broker::tls::Identity) -> std::sync::Arc<strom_broker::tls::InternalTls> {
+        let pair = self
+            .certs
+            .pairs
+            .iter()
+            .find(|p| p.identity == identity)
+            .unwrap_or_else(|| panic!("the cluster has no certificate for {identity}"));
+        strom_broker::tls::InternalTls::load(pair.files(&self.certs.ca))
+            .unwrap_or_else(|e| panic!("load {identity}'s certificate: {e}"))
+    }
+
+    /// A lazily connected channel to broker `id`'s internal port, over
+    /// mutual TLS as `tls` (plain when `None`). Call inside a tokio runtime.
+    pub fn internal_channel(
+        &self,
+        id: i32,
+        tls: Option<&std::sync::Arc<strom_broker::tls::InternalTls>>,
+    ) -> tonic::transport::Channel {
+        strom_broker::tls::channel(tls, &self.broker(id).internal_addr().to_string(), Some(id), None)
+            .unwrap_or_else(|e| panic!("a channel to broker {id}: {e}"))
+    }
+
+    /// [`Cluster::internal_channel`] as the operator.
+    pub fn operator_channel(&self, id: i32) -> tonic::transport::Channel {
+        self.internal_channel(id, Some(&self.tls_as(strom_broker::tls::Identity::Operator)))
     }
 
     /// Number of brokers (running or not).
@@ -382,6 +437,14 @@ impl Cluster {
             .args(["--internal-listen", &internal, "--internal-advertise", &internal])
             .args(["--http-listen", &broker.http_addr().to_string()])
             .args(["--voters", &voters]);
+        let pair = self.certs.broker(broker.id);
+        command
+            .arg("--internal-tls-ca")
+            .arg(&self.certs.ca)
+            .arg("--internal-tls-cert")
+            .arg(&pair.cert)
+            .arg("--internal-tls-key")
+            .arg(&pair.key);
         super::finish_broker_command(&mut command, &self.settings, log);
         broker.child = Some(command.spawn().unwrap_or_else(|e| panic!("spawn strom-broker {}: {e}", broker.id)));
         broker.paused = false;

@@ -121,7 +121,7 @@ async fn statefulset_pods_run_restart_and_come_back_with_the_same_address_and_cl
 
     let cm = json!({
         "metadata": {"name": "demo-config"},
-        "data": {"strom.yaml": "data-dir: /var/lib/strom/data\nvoters: 0@demo-0.demo-brokers.default.svc:9093,1@demo-1.demo-brokers.default.svc:9093\n"}
+        "data": {"strom.yaml": "data-dir: /var/lib/strom/data\ninternal-insecure: true\nvoters: 0@demo-0.demo-brokers.default.svc:9093,1@demo-1.demo-brokers.default.svc:9093\n"}
     });
     cms.create(&PostParams::default(), &serde_json::from_value(cm).unwrap()).await.unwrap();
     let sts = json!({

@@ -387,6 +387,9 @@ impl LocalBrokers {
                 .arg(b.http.to_string())
                 .arg("--voters")
                 .arg(voters.join(","))
+                // No internal TLS in these tests: the operator runs brokers
+                // with --internal-insecure too.
+                .arg("--internal-insecure")
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
                 .stderr(Stdio::from(log))
