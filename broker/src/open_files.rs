@@ -7,12 +7,18 @@
 //! many partition replicas it can host (`max.broker.partitions`, derived
 //! from the limit unless set) and the controller refuses placements past it.
 //!
-//! At start the soft limit is raised to the hard one, as servers commonly do.
+//! At start (`main`) the soft limit is raised to the hard one, as servers
+//! commonly do.
 
 use crate::config::Settings;
 
-/// Files a partition keeps open.
-pub const FILES_PER_PARTITION: u64 = 3;
+/// Files a partition keeps open, plus a share for the connections and
+/// segment reads that come with it.
+pub const FILES_PER_PARTITION: u64 = 4;
+
+/// The derived limit never goes below this: the broker's own internal
+/// topics (`__consumer_offsets`, 50 partitions) must always fit.
+pub const MIN_DERIVED_PARTITIONS: u32 = 100;
 
 /// Files kept aside for everything else: the controller's log, the internal
 /// plane's connections, segments being rolled, cleaned or read.
@@ -35,22 +41,30 @@ pub fn raise_open_file_limit() -> Option<u64> {
     Some(limit.current.unwrap_or(u64::MAX))
 }
 
-/// Partition replicas a broker can host with `open_files` open files when
-/// `max_connections` clients may be connected: at least 1.
-pub fn partition_budget(open_files: u64, max_connections: u64) -> u32 {
-    let left = open_files.saturating_sub(RESERVED_FILES).saturating_sub(max_connections);
-    (left / FILES_PER_PARTITION).clamp(1, u64::from(u32::MAX)) as u32
+/// Partition replicas a broker can host with `open_files` open files: at
+/// least [`MIN_DERIVED_PARTITIONS`].
+pub fn partition_budget(open_files: u64) -> u32 {
+    let left = open_files.saturating_sub(RESERVED_FILES);
+    (left / FILES_PER_PARTITION).clamp(u64::from(MIN_DERIVED_PARTITIONS), u64::from(u32::MAX)) as u32
 }
 
 /// `max.broker.partitions` when set (above 0), otherwise what this process's
-/// open-file limit allows beside `max.connections` clients.
+/// open-file limit allows (read, not raised: `main` raised it at start).
 pub fn max_broker_partitions(settings: &Settings) -> u32 {
     let set = settings.long("max.broker.partitions");
     if set > 0 {
         return u32::try_from(set).unwrap_or(u32::MAX);
     }
-    let open_files = raise_open_file_limit().unwrap_or(1024);
-    partition_budget(open_files, settings.long("max.connections").max(0) as u64)
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let budget = partition_budget(limit.current.unwrap_or(u64::MAX));
+    if budget == MIN_DERIVED_PARTITIONS {
+        tracing::warn!(
+            open_files = ?limit.current,
+            "the open-file limit is low; this broker will host at most {MIN_DERIVED_PARTITIONS} partition replicas \
+             (raise `ulimit -n` or set max.broker.partitions)"
+        );
+    }
+    budget
 }
 
 #[cfg(test)]
@@ -58,10 +72,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_budget_leaves_room_for_connections_and_the_reserve() {
-        assert_eq!(partition_budget(20_000, 10_000), (20_000 - 1024 - 10_000) / 3);
-        assert_eq!(partition_budget(1_048_576, 10_000), ((1_048_576 - 1024 - 10_000) / 3) as u32);
-        assert_eq!(partition_budget(1024, 10_000), 1, "a tiny limit still hosts one partition");
-        assert_eq!(partition_budget(u64::MAX, 0), u32::MAX);
+    fn the_budget_keeps_a_reserve_and_never_drops_below_the_internal_topics() {
+        assert_eq!(partition_budget(20_000), (20_000 - 1024) / 4);
+        assert_eq!(partition_budget(1_048_576), ((1_048_576 - 1024) / 4) as u32);
+        assert_eq!(partition_budget(1024), MIN_DERIVED_PARTITIONS, "a tiny limit still hosts the internal topics");
+        assert_eq!(partition_budget(u64::MAX), u32::MAX);
     }
 }

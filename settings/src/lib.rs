@@ -383,7 +383,7 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
     SettingDef {
         name: "max.connections.per.ip",
         kind: int(0, I32.1),
-        default: "2000",
+        default: "5000",
         broker_synonym: None,
         doc: "Most client connections open at once from one IP address; more from it are refused.",
     },
@@ -392,7 +392,7 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         kind: int(-1, I32.1),
         default: "-1",
         broker_synonym: None,
-        doc: "Most partition replicas this broker hosts; CreateTopics, CreatePartitions, auto-creation and reassignments past it are refused with POLICY_VIOLATION. -1: derived from the open-file limit (raised to the hard limit at start): (limit - 1024 - max.connections) / 3.",
+        doc: "Most partition replicas this broker hosts; CreateTopics, CreatePartitions, auto-creation and reassignments past it are refused with POLICY_VIOLATION. -1 (or 0): derived from the open-file limit (raised to the hard limit at start): (limit - 1024) / 4, at least 100.",
     },
     SettingDef {
         name: "connections.max.idle.ms",

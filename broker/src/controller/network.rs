@@ -348,6 +348,25 @@ impl RaftService {
         {
             return Ok(());
         }
+        // Commands a broker sends about itself: only that broker may send them.
+        let about = match command {
+            Command::BrokerHeartbeat { broker_id, .. } | Command::AllocateProducerIdBlock { broker_id } => {
+                Some(*broker_id)
+            }
+            Command::AlterIsr { leader_id, .. } => Some(*leader_id),
+            Command::RegisterBroker { broker_id, .. } => Some(*broker_id),
+            // Only the active controller fences, by its own session timer.
+            Command::FenceBroker { .. } => Some(-1),
+            _ => None,
+        };
+        if let Some(subject) = about
+            && NodeId::try_from(subject).ok() != Some(proposer)
+        {
+            tracing::warn!(proposer, subject, "refused a proposal about another broker");
+            return Err(Status::permission_denied(format!(
+                "broker {proposer} may not propose this command for broker {subject}; a broker speaks only for itself"
+            )));
+        }
         let metrics = self.raft.metrics().borrow().clone();
         if metrics.membership_config.membership().get_node(&proposer).is_some() {
             return Ok(());

@@ -5,38 +5,43 @@
 //! the order they were sent, and answered in that order. Three tasks share a
 //! connection:
 //!
-//! - the reader (this function's own loop) cuts frames and decodes them,
-//!   reading at most [`READ_AHEAD`] requests ahead of the one being handled,
-//!   each frame's bytes counted in the broker's request memory pool
-//!   ([`super::limits::RequestMemory`]) until its request has been handled;
-//! - the handler takes the decoded requests in order and runs each to its
-//!   end before the next starts — so a later request never observes less
-//!   than an earlier one did, and two OffsetCommits are applied in the order
-//!   sent;
-//! - the writer sends the responses, in the same order, overlapping the
-//!   sending of one response with the handling of the next request.
+//! - the reader (this function's own loop) reads the next frame only once
+//!   the previous request has been handled (Kafka mutes the channel the
+//!   same way), so one connection holds at most one request, whose frame
+//!   bytes are counted in the broker's request memory pool
+//!   ([`super::limits::RequestMemory`]) until it has been handled; while it
+//!   waits it watches for the client closing the connection;
+//! - the handler runs each request to its end before the next is read — so
+//!   a later request never observes less than an earlier one did, and two
+//!   OffsetCommits are applied in the order sent;
+//! - the writer sends the responses in the same order, overlapping the
+//!   sending of one response with the reading and handling of the next.
 //!
 //! Limits (see [`super::limits`]): a connection with no request in flight
-//! and nothing read for `connections.max.idle.ms` is closed; a frame whose
+//! and nothing read for `connections.max.idle.ms` is closed, and so is one
+//! whose client takes no byte of a response for that long; a frame whose
 //! first byte has arrived must arrive whole within `request.frame.timeout.ms`.
-//! When the client goes (end of stream or a read error), the Fetch being
-//! handled — the one request that waits on its own, up to its `max_wait_ms` —
-//! is abandoned at once; other requests, which may be changing state, run to
-//! their end and their answers are dropped.
+//! When the client goes, the Fetch being handled — the one request that
+//! waits on its own, up to its `max_wait_ms` — is abandoned at once; other
+//! requests, which may be changing state, run to their end and their answers
+//! are dropped. A response that cannot be encoded closes the connection
+//! (the client would otherwise pair later responses with the wrong request).
+//! The handler and writer end with the connection's task.
 //!
 //! A framing or decoding error closes this connection (after the responses
 //! already due are written) and is logged; it never affects others.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{DecodeError, RequestContext, decode_request, encode_response};
@@ -45,9 +50,6 @@ use super::handlers::{Response, api_versions_response, handle};
 use super::limits::{Activity, ConnectionLimits, PoolPermit, RequestMemory};
 use super::outgoing::Outgoing;
 use crate::broker::Broker;
-
-/// Requests read and decoded ahead of the one being handled.
-const READ_AHEAD: usize = 8;
 
 /// Responses encoded ahead of the one being written.
 const WRITE_AHEAD: usize = 8;
@@ -67,36 +69,56 @@ enum Incoming {
     Answered(Option<Outgoing>),
 }
 
+/// Aborts a task when dropped: a connection's handler and writer end with it.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Serves one client connection until it closes or the broker shuts down.
 /// `memory` is the listener's request memory pool.
 pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, memory: RequestMemory) {
     let _ = stream.set_nodelay(true);
     let limits = ConnectionLimits::from_settings(&broker.config.settings);
     let (mut reader, writer) = stream.into_split();
-    let (requests, incoming) = mpsc::channel::<Incoming>(READ_AHEAD);
+    let (requests, incoming) = mpsc::channel::<Incoming>(1);
     let (responses, outgoing) = mpsc::channel::<Outgoing>(WRITE_AHEAD);
     let activity = Arc::new(Activity::default());
-    let client_gone = CancellationToken::new();
-    let writer_task = tokio::spawn(write_responses(writer, outgoing, peer));
-    let handler_task =
-        tokio::spawn(handle_in_order(broker.clone(), incoming, responses, activity.clone(), client_gone.clone()));
+    // Cancelled when the connection must end: the client went, a response
+    // could not be encoded, or the writer stopped.
+    let stop = CancellationToken::new();
+    let mut writer_task = AbortOnDrop(tokio::spawn(write_responses(writer, outgoing, peer, limits.idle)));
+    let mut handler_task =
+        AbortOnDrop(tokio::spawn(handle_in_order(broker.clone(), incoming, responses, activity.clone(), stop.clone())));
     loop {
+        // Kafka's rule: the next request is read once the previous one has
+        // been handled, so no request runs before an earlier one has finished
+        // and one connection holds at most one request's bytes.
+        let handled = tokio::select! {
+            h = until_handled(&mut reader, &activity) => h,
+            _ = stop.cancelled() => break,
+            _ = broker.shutdown.cancelled() => break,
+        };
+        if !handled {
+            stop.cancel(); // the client went while a request was being handled
+            break;
+        }
         let frame = tokio::select! {
             f = read_frame_within(&mut reader, &limits, &memory, || activity.quiet_since()) => f,
+            _ = stop.cancelled() => break,
             _ = broker.shutdown.cancelled() => break,
         };
         let (frame, memory) = match frame {
             Ok(Some(frame)) => frame,
-            Ok(None) => {
-                client_gone.cancel();
-                break;
-            }
+            Ok(None) => break,
             Err(FrameError::Idle(idle)) => {
                 tracing::debug!(%peer, ?idle, "closing idle connection (connections.max.idle.ms)");
                 break;
             }
             Err(e) => {
-                client_gone.cancel();
                 tracing::warn!(%peer, error = %e, "closing connection: bad request frame");
                 broker.metrics.record_bad_request(e.stage());
                 break;
@@ -112,7 +134,10 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<B
                 // the client retries at the highest version we serve.
                 tracing::debug!(%peer, version, "ApiVersions at an unserved version; answering at v0");
                 let body = ResponseKind::ApiVersions(api_versions_response(ResponseError::UnsupportedVersion.code()));
-                Incoming::Answered(encode_or_log(correlation_id, ApiKey::ApiVersions, 0, &body.into()))
+                match encode_or_log(correlation_id, ApiKey::ApiVersions, 0, &body.into()) {
+                    Ok(answer) => Incoming::Answered(answer),
+                    Err(EncodeFailed) => break,
+                }
             }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection: request not understood");
@@ -122,12 +147,45 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<B
         };
         activity.request_read();
         if requests.send(incoming).await.is_err() {
-            break; // the handler or writer stopped: the peer is gone
+            break; // the handler stopped
         }
     }
     drop(requests);
-    let _ = handler_task.await;
-    let _ = writer_task.await;
+    // The handler finishes the request it has (a Fetch is abandoned once
+    // `stop` is cancelled), then the writer sends what is due.
+    for (task, name) in [(&mut handler_task.0, "request handler"), (&mut writer_task.0, "response writer")] {
+        if let Err(e) = task.await
+            && e.is_panic()
+        {
+            tracing::error!(%peer, error = %e, "connection {name} panicked");
+        }
+    }
+}
+
+/// Waits until the request being handled (if any) is done. Watches for the
+/// client leaving meanwhile: `false` when it closed the connection (a
+/// request it pipelined behind is then read, and its end seen, later).
+async fn until_handled(reader: &mut OwnedReadHalf, activity: &Activity) -> bool {
+    let mut probe = [0u8; 1];
+    let mut watch_eof = true;
+    loop {
+        let done = activity.handled();
+        if activity.quiet_since().is_some() {
+            return true;
+        }
+        if !watch_eof {
+            done.await;
+            continue;
+        }
+        tokio::select! {
+            _ = done => {}
+            peeked = reader.peek(&mut probe) => match peeked {
+                Ok(0) | Err(_) => return false,
+                // The next request is already here: wait for the handler alone.
+                Ok(_) => watch_eof = false,
+            },
+        }
+    }
 }
 
 /// Handles the connection's requests one at a time, in the order read, and
@@ -137,18 +195,21 @@ async fn handle_in_order(
     mut incoming: mpsc::Receiver<Incoming>,
     responses: mpsc::Sender<Outgoing>,
     activity: Arc<Activity>,
-    client_gone: CancellationToken,
+    stop: CancellationToken,
 ) {
     while let Some(next) = incoming.recv().await {
+        if broker.shutdown.is_cancelled() {
+            break;
+        }
         let response = match next {
-            Incoming::Answered(response) => response,
+            Incoming::Answered(response) => Ok(response),
             Incoming::Request(queued) => {
                 let Queued { ctx, request, _memory } = *queued;
                 if ctx.api_key == ApiKey::Fetch {
                     // A fetch only reads: abandoning it when its client goes loses nothing.
                     tokio::select! {
                         r = answer(&broker, ctx, request) => r,
-                        _ = client_gone.cancelled() => break,
+                        _ = stop.cancelled() => break,
                     }
                 } else {
                     answer(&broker, ctx, request).await
@@ -156,36 +217,71 @@ async fn handle_in_order(
             }
         };
         activity.request_done();
+        let Ok(response) = response else {
+            break; // a response that cannot be sent ends the connection: later ones must not overtake it
+        };
         if let Some(response) = response
             && responses.send(response).await.is_err()
         {
             break; // the writer stopped: the peer is gone
         }
     }
+    stop.cancel();
 }
 
-async fn answer(broker: &Arc<Broker>, ctx: RequestContext, request: RequestKind) -> Option<Outgoing> {
+/// A response could not be encoded; the connection must close (the client
+/// would otherwise match later responses to this request).
+#[derive(Debug)]
+struct EncodeFailed;
+
+/// Handles one request: its response frame, `None` when it gets none (acks=0).
+async fn answer(
+    broker: &Arc<Broker>,
+    ctx: RequestContext,
+    request: RequestKind,
+) -> Result<Option<Outgoing>, EncodeFailed> {
     let started = Instant::now();
     tracing::debug!(api = ?ctx.api_key, version = ctx.api_version, correlation_id = ctx.correlation_id, client_id = ?ctx.client_id, "request");
     let response = handle(broker, &ctx, request).await;
     broker.metrics.record_request(ctx.api_key, ctx.api_version, started.elapsed(), response.as_ref().map(|r| &r.body));
-    let response = response?;
+    let Some(response) = response else {
+        return Ok(None);
+    };
     encode_or_log(ctx.correlation_id, ctx.api_key, ctx.api_version, &response)
 }
 
-fn encode_or_log(correlation_id: i32, api: ApiKey, version: i16, response: &Response) -> Option<Outgoing> {
+fn encode_or_log(
+    correlation_id: i32,
+    api: ApiKey,
+    version: i16,
+    response: &Response,
+) -> Result<Option<Outgoing>, EncodeFailed> {
     match encode_response(correlation_id, api, version, response) {
-        Ok(frame) => Some(frame),
+        Ok(frame) => Ok(Some(frame)),
         Err(e) => {
-            tracing::error!(?api, version, error = %e, "could not encode response; the client will time out");
-            None
+            tracing::error!(?api, version, error = %e, "could not encode response; closing the connection");
+            Err(EncodeFailed)
         }
     }
 }
 
-async fn write_responses(mut writer: OwnedWriteHalf, mut responses: mpsc::Receiver<Outgoing>, peer: SocketAddr) {
+/// Writes the responses in order; a response the client does not take in
+/// `stall` (it stopped reading) ends the connection.
+async fn write_responses(
+    mut writer: OwnedWriteHalf,
+    mut responses: mpsc::Receiver<Outgoing>,
+    peer: SocketAddr,
+    stall: Duration,
+) {
     while let Some(frame) = responses.recv().await {
-        if let Err(e) = frame.write_to(writer.as_ref()).await {
+        let written = match tokio::time::timeout(stall, frame.write_to(writer.as_ref())).await {
+            Ok(written) => written,
+            Err(_) => {
+                tracing::warn!(%peer, ?stall, "closing connection: the client took no response for connections.max.idle.ms");
+                break;
+            }
+        };
+        if let Err(e) = written {
             match e.kind() {
                 std::io::ErrorKind::UnexpectedEof => tracing::warn!(%peer, error = %e, "closing connection"),
                 _ => tracing::debug!(%peer, error = %e, "client went away"),

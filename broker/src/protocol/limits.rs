@@ -51,9 +51,11 @@ impl ConnectionLimits {
 
 /// The pool bounding the bytes of requests read and not yet handled.
 ///
-/// Not first-come first-served: a frame whose bytes are free takes them even
-/// while a larger frame waits, so a small request is never held up behind a
-/// large frame that may never finish (whose deadline closes it instead).
+/// Kafka's memory pool: a frame is admitted while any byte is free and may
+/// take the pool below zero, so a frame never waits for more room than the
+/// pool has, and small frames cannot starve a large one; the bytes held stay
+/// under the pool plus one frame. Waiters are woken one at a time, each
+/// passing the wake on while room is left.
 #[derive(Debug, Clone)]
 pub struct RequestMemory {
     inner: Arc<Pool>,
@@ -61,8 +63,8 @@ pub struct RequestMemory {
 
 #[derive(Debug)]
 struct Pool {
-    capacity: usize,
-    free: Mutex<usize>,
+    capacity: i64,
+    free: Mutex<i64>,
     released: Notify,
 }
 
@@ -70,14 +72,20 @@ struct Pool {
 #[derive(Debug)]
 pub struct PoolPermit {
     pool: Option<Arc<Pool>>,
-    bytes: usize,
+    bytes: i64,
 }
 
 impl Drop for PoolPermit {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.take() {
-            *pool.free.lock() += self.bytes;
-            pool.released.notify_waiters();
+            let free = {
+                let mut free = pool.free.lock();
+                *free += self.bytes;
+                *free
+            };
+            if free > 0 {
+                pool.released.notify_one();
+            }
         }
     }
 }
@@ -85,7 +93,7 @@ impl Drop for PoolPermit {
 impl RequestMemory {
     /// A pool of `capacity` bytes (at least one).
     pub fn new(capacity: usize) -> RequestMemory {
-        let capacity = capacity.max(1);
+        let capacity = i64::try_from(capacity).unwrap_or(i64::MAX).max(1);
         RequestMemory { inner: Arc::new(Pool { capacity, free: Mutex::new(capacity), released: Notify::new() }) }
     }
 
@@ -94,29 +102,30 @@ impl RequestMemory {
         RequestMemory::new(settings.long("queued.max.request.bytes").max(1) as usize)
     }
 
-    /// Takes `bytes` from the pool (all of it when `bytes` exceeds it),
-    /// waiting until that much is free.
+    /// Takes `bytes` from the pool, waiting while none is free.
     pub async fn take(&self, bytes: usize) -> PoolPermit {
-        let wanted = bytes.min(self.inner.capacity);
+        let wanted = i64::try_from(bytes).unwrap_or(i64::MAX).min(self.inner.capacity);
         if wanted == 0 {
             return PoolPermit { pool: None, bytes: 0 };
         }
         loop {
-            // Register for the next release before looking, so none is missed.
-            let released = self.inner.released.notified();
             {
                 let mut free = self.inner.free.lock();
-                if *free >= wanted {
+                if *free > 0 {
                     *free -= wanted;
+                    if *free > 0 {
+                        self.inner.released.notify_one(); // room for the next waiter too
+                    }
                     return PoolPermit { pool: Some(self.inner.clone()), bytes: wanted };
                 }
             }
-            released.await;
+            // A release between the check and here leaves a stored wake.
+            self.inner.released.notified().await;
         }
     }
 
-    /// Bytes currently free in the pool.
-    pub fn available(&self) -> usize {
+    /// Bytes currently free in the pool (negative while a frame took more than was free).
+    pub fn available(&self) -> i64 {
         *self.inner.free.lock()
     }
 }
@@ -127,11 +136,12 @@ impl RequestMemory {
 pub struct Activity {
     in_flight: AtomicUsize,
     last: Mutex<Instant>,
+    done: Notify,
 }
 
 impl Default for Activity {
     fn default() -> Activity {
-        Activity { in_flight: AtomicUsize::new(0), last: Mutex::new(Instant::now()) }
+        Activity { in_flight: AtomicUsize::new(0), last: Mutex::new(Instant::now()), done: Notify::new() }
     }
 }
 
@@ -146,6 +156,13 @@ impl Activity {
     pub fn request_done(&self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         *self.last.lock() = Instant::now();
+        self.done.notify_waiters();
+    }
+
+    /// Completes at the next [`Activity::request_done`] after this call;
+    /// take it before checking, so none is missed.
+    pub fn handled(&self) -> tokio::sync::futures::Notified<'_> {
+        self.done.notified()
     }
 
     /// `None` while a request is in flight; otherwise when the connection
@@ -267,30 +284,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pool_bytes_come_back_when_the_permit_drops_and_oversized_frames_take_the_whole_pool() {
+    async fn the_pool_admits_while_any_byte_is_free_and_gives_bytes_back_on_drop() {
         let pool = RequestMemory::new(100);
-        let big = pool.take(1_000).await;
-        assert_eq!(pool.available(), 0);
+        let first = pool.take(60).await;
+        let second = pool.take(60).await; // 40 were free: admitted, the pool goes below zero
+        assert_eq!(pool.available(), -20);
         let waiting = tokio::spawn({
             let pool = pool.clone();
             async move { pool.take(10).await }
         });
         tokio::task::yield_now().await;
-        assert!(!waiting.is_finished(), "a frame must wait while the pool is full");
-        drop(big);
-        let small = waiting.await.unwrap();
-        assert_eq!(pool.available(), 90);
-        // A frame that fits goes ahead of a larger one waiting.
-        let large = tokio::spawn({
-            let pool = pool.clone();
-            async move { pool.take(95).await }
-        });
-        tokio::task::yield_now().await;
-        assert!(!large.is_finished());
-        let tiny = pool.take(5).await;
-        assert_eq!(pool.available(), 85);
-        drop((tiny, small));
-        drop(large.await.unwrap());
+        assert!(!waiting.is_finished(), "a frame waits while nothing is free");
+        drop(first);
+        let third = waiting.await.unwrap();
+        assert_eq!(pool.available(), 30);
+        // A frame larger than the pool takes the whole pool, no more.
+        drop((second, third));
         assert_eq!(pool.available(), 100);
+        let huge = pool.take(1_000).await;
+        assert_eq!(pool.available(), 0);
+        drop(huge);
+        assert_eq!(pool.available(), 100);
+    }
+
+    #[tokio::test]
+    async fn every_waiter_is_woken_as_room_comes_back() {
+        let pool = RequestMemory::new(10);
+        let all = pool.take(10).await;
+        let waiters: Vec<_> = (0..5)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.take(1).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        drop(all);
+        let permits: Vec<_> = futures::future::join_all(waiters).await.into_iter().map(|p| p.unwrap()).collect();
+        assert_eq!(pool.available(), 5);
+        drop(permits);
+        assert_eq!(pool.available(), 10);
     }
 }
