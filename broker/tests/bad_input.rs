@@ -7,8 +7,10 @@
 //! it); that a batch over `max.message.bytes` is refused with
 //! MESSAGE_TOO_LARGE; that CreateTopics refuses invalid names with
 //! INVALID_TOPIC_EXCEPTION (as does Metadata auto-creation) and creates
-//! nothing on disk; and that after each of these the broker still answers
-//! ApiVersions and Metadata on a new connection.
+//! nothing on disk; that a CreateTopics past the broker's partition limit
+//! (`max.broker.partitions`) is refused with POLICY_VIOLATION naming it; and
+//! that after each of these the broker still answers ApiVersions and
+//! Metadata on a new connection.
 
 mod common;
 
@@ -286,4 +288,17 @@ fn create_topics_with_invalid_name_is_refused_as_invalid_topic() {
         .collect();
     assert!(directories.is_empty(), "partition directories after refused creations: {directories:?}");
     assert_broker_still_serves(broker.kafka_addr(), "invalid topic names");
+}
+
+#[test]
+fn create_topics_past_the_brokers_partition_limit_is_refused_naming_the_limit() {
+    let broker = BrokerProcess::start_with(&["max.broker.partitions=200"]);
+    let mut client = WireClient::connect(broker.kafka_addr());
+    let refused = create_topic(&mut client, "flood", 100_000, &[]);
+    assert_eq!(refused.error_code, ResponseError::PolicyViolation.code(), "{:?}", refused.error_message);
+    let message = refused.error_message.map(|m| m.to_string()).unwrap_or_default();
+    assert!(message.contains("max.broker.partitions") && message.contains("200"), "{message}");
+    // 50 __consumer_offsets partitions may already be hosted; 100 more still fit.
+    create_topic_ok(&mut client, "fits", 100, &[]);
+    assert_broker_still_serves(broker.kafka_addr(), "a refused 100,000-partition CreateTopics");
 }
