@@ -138,12 +138,22 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// Where the material comes from.
+#[derive(Debug)]
+enum Source {
+    /// PEM files, reloaded when they change.
+    Files(TlsFiles),
+    /// PEM text held in memory (the operator's client identity); never reloaded.
+    Pem { ca: String, pair: certs::PemPair },
+}
+
 /// What identifies one version of the files: each file's mtime, size and
 /// inode (a file replaced by a rename has a new inode).
 type Stamp = [Option<(SystemTime, u64, u64)>; 3];
 
-fn stamp(files: &TlsFiles) -> Stamp {
+fn stamp(source: &Source) -> Stamp {
     use std::os::unix::fs::MetadataExt;
+    let Source::Files(files) = source else { return [None; 3] };
     let one = |p: &Path| {
         std::fs::metadata(p).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), m.ino()))
     };
@@ -162,14 +172,14 @@ struct Loaded {
 
 /// The internal plane's TLS material, reloaded when the files change.
 pub struct InternalTls {
-    files: TlsFiles,
+    source: Source,
     provider: Arc<CryptoProvider>,
     loaded: Mutex<Arc<Loaded>>,
 }
 
 impl std::fmt::Debug for InternalTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InternalTls").field("files", &self.files).finish_non_exhaustive()
+        f.debug_struct("InternalTls").field("source", &self.source).finish_non_exhaustive()
     }
 }
 
@@ -177,43 +187,63 @@ fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|e| TlsError::File { what, path: path.to_path_buf(), reason: e.to_string() })
 }
 
-fn certs_from_pem(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read_file(what, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|e| TlsError::File {
-        what,
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+/// The three PEM texts of `source`, each with what to call it in errors.
+fn read_source(source: &Source) -> Result<[(Vec<u8>, Origin); 3], TlsError> {
+    match source {
+        Source::Files(files) => Ok([
+            (read_file(CA_WHAT, &files.ca)?, Origin::File(files.ca.clone())),
+            (read_file(CERT_WHAT, &files.cert)?, Origin::File(files.cert.clone())),
+            (read_file(KEY_WHAT, &files.key)?, Origin::File(files.key.clone())),
+        ]),
+        Source::Pem { ca, pair } => Ok([
+            (ca.clone().into_bytes(), Origin::Memory),
+            (pair.cert.clone().into_bytes(), Origin::Memory),
+            (pair.key.clone().into_bytes(), Origin::Memory),
+        ]),
+    }
+}
+
+const CA_WHAT: &str = "the CA bundle (--internal-tls-ca)";
+const CERT_WHAT: &str = "the certificate (--internal-tls-cert)";
+const KEY_WHAT: &str = "the private key (--internal-tls-key)";
+
+/// Where a PEM text was read from, for errors.
+enum Origin {
+    File(PathBuf),
+    Memory,
+}
+
+impl Origin {
+    fn error(&self, what: &'static str, reason: String) -> TlsError {
+        match self {
+            Origin::File(path) => TlsError::File { what, path: path.clone(), reason },
+            Origin::Memory => TlsError::Config(format!("{what} held in memory: {reason}")),
+        }
+    }
+}
+
+fn certs_in(what: &'static str, pem: &[u8], origin: &Origin) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| origin.error(what, e.to_string()))?;
     if certs.is_empty() {
-        return Err(TlsError::File { what, path: path.to_path_buf(), reason: "no CERTIFICATE block".into() });
+        return Err(origin.error(what, "no CERTIFICATE block".into()));
     }
     Ok(certs)
 }
 
-fn load(files: &TlsFiles, provider: &Arc<CryptoProvider>) -> Result<Loaded, TlsError> {
+fn load(source: &Source, provider: &Arc<CryptoProvider>) -> Result<Loaded, TlsError> {
     // Stamp before reading: a change during the read is seen next time.
-    let stamp = stamp(files);
+    let stamp = stamp(source);
+    let [(ca_pem, ca_origin), (cert_pem, cert_origin), (key_pem, key_origin)] = read_source(source)?;
     let mut roots = RootCertStore::empty();
-    for ca in certs_from_pem("the CA bundle (--internal-tls-ca)", &files.ca)? {
-        roots.add(ca).map_err(|e| TlsError::File {
-            what: "the CA bundle (--internal-tls-ca)",
-            path: files.ca.clone(),
-            reason: e.to_string(),
-        })?;
+    for ca in certs_in(CA_WHAT, &ca_pem, &ca_origin)? {
+        roots.add(ca).map_err(|e| ca_origin.error(CA_WHAT, e.to_string()))?;
     }
     let roots = Arc::new(roots);
-    let chain = certs_from_pem("the certificate (--internal-tls-cert)", &files.cert)?;
-    let identity = identity_of(&chain[0]).map_err(|e| TlsError::File {
-        what: "the certificate (--internal-tls-cert)",
-        path: files.cert.clone(),
-        reason: e.to_string(),
-    })?;
-    let key_pem = read_file("the private key (--internal-tls-key)", &files.key)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::File {
-        what: "the private key (--internal-tls-key)",
-        path: files.key.clone(),
-        reason: e.to_string(),
-    })?;
+    let chain = certs_in(CERT_WHAT, &cert_pem, &cert_origin)?;
+    let identity = identity_of(&chain[0]).map_err(|e| cert_origin.error(CERT_WHAT, e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| key_origin.error(KEY_WHAT, e.to_string()))?;
     let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
         .build()
         .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
@@ -230,9 +260,19 @@ fn load(files: &TlsFiles, provider: &Arc<CryptoProvider>) -> Result<Loaded, TlsE
 impl InternalTls {
     /// Loads `files`; fails with the file and the reason when one is unusable.
     pub fn load(files: TlsFiles) -> Result<Arc<InternalTls>, TlsError> {
+        InternalTls::from_source(Source::Files(files))
+    }
+
+    /// Material held in memory: the CA bundle `ca` and this process's
+    /// certificate and key (never reloaded; build a new one to rotate).
+    pub fn from_pem(ca: &str, pair: &certs::PemPair) -> Result<Arc<InternalTls>, TlsError> {
+        InternalTls::from_source(Source::Pem { ca: ca.to_string(), pair: pair.clone() })
+    }
+
+    fn from_source(source: Source) -> Result<Arc<InternalTls>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let loaded = load(&files, &provider)?;
-        Ok(Arc::new(InternalTls { files, provider, loaded: Mutex::new(Arc::new(loaded)) }))
+        let loaded = load(&source, &provider)?;
+        Ok(Arc::new(InternalTls { source, provider, loaded: Mutex::new(Arc::new(loaded)) }))
     }
 
     /// The identity this process's own certificate names.
@@ -243,9 +283,9 @@ impl InternalTls {
     /// The current files, reloaded first if any changed on disk.
     fn current(&self) -> Arc<Loaded> {
         let mut loaded = self.loaded.lock();
-        let now = stamp(&self.files);
+        let now = stamp(&self.source);
         if now != loaded.stamp {
-            match load(&self.files, &self.provider) {
+            match load(&self.source, &self.provider) {
                 Ok(new) => {
                     tracing::info!(identity = %new.identity, "reloaded the internal TLS certificates");
                     *loaded = Arc::new(new);
@@ -569,7 +609,7 @@ mod tests {
             },
         )
         .unwrap();
-        let der = |path: &Path| certs_from_pem("test", path).unwrap().remove(0);
+        let der = |path: &Path| certs_in("test", &std::fs::read(path).unwrap(), &Origin::Memory).unwrap().remove(0);
         assert_eq!(identity_of(&der(&written.broker(3).cert)).unwrap(), Identity::Broker(3));
         assert_eq!(identity_of(&der(&written.operator().unwrap().cert)).unwrap(), Identity::Operator);
         // The CA names nobody.
