@@ -5,6 +5,11 @@
 //! down or cannot reach a controller (a non-OK gRPC status). Failures of the
 //! operation itself come back as a Kafka error code with a message and are
 //! returned as [`AdminError::Refused`].
+//!
+//! Every call runs over mutual TLS with the operator's identity for that
+//! cluster (`strom://operator`, issued from the cluster CA by
+//! [`crate::internal_ca`]); the server must present a broker certificate of
+//! the same CA.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +21,8 @@ use strom_proto::admin::{
     DescribeTopicsRequest, ElectLeadersRequest, ElectionType, IsSafeToRestartRequest, IsSafeToRestartResponse,
     PartitionReassignment, PartitionRef, ReplicaAssignment, TopicDescription,
 };
-use tonic::transport::{Channel, Endpoint};
+use strom_tls::InternalTls;
+use tonic::transport::Channel;
 
 /// Kafka's UNKNOWN_TOPIC_OR_PARTITION.
 pub const UNKNOWN_TOPIC_OR_PARTITION: i32 = 3;
@@ -42,6 +48,9 @@ pub enum AdminError {
     /// An address that is not `host:port`.
     #[error("invalid broker admin address `{0}`: expected HOST:PORT")]
     BadAddress(String),
+    /// The operator has no client certificate for the cluster's internal plane.
+    #[error("no operator identity for the cluster's internal plane: {0}")]
+    NoIdentity(String),
 }
 
 impl AdminError {
@@ -58,6 +67,7 @@ impl AdminError {
 #[derive(Debug, Clone)]
 pub struct ClusterAdmin {
     endpoints: Vec<String>,
+    tls: std::sync::Arc<InternalTls>,
 }
 
 fn refused(operation: &'static str, code: i32, message: String) -> Result<(), AdminError> {
@@ -65,9 +75,10 @@ fn refused(operation: &'static str, code: i32, message: String) -> Result<(), Ad
 }
 
 impl ClusterAdmin {
-    /// A client of the brokers at `addresses` (`host:port` of their internal listeners).
-    pub fn new(addresses: Vec<String>) -> ClusterAdmin {
-        ClusterAdmin { endpoints: addresses }
+    /// A client of the brokers at `addresses` (`host:port` of their internal
+    /// listeners), calling as the identity in `tls`.
+    pub fn new(addresses: Vec<String>, tls: std::sync::Arc<InternalTls>) -> ClusterAdmin {
+        ClusterAdmin { endpoints: addresses, tls }
     }
 
     /// The addresses this client tries, in order.
@@ -75,12 +86,10 @@ impl ClusterAdmin {
         &self.endpoints
     }
 
-    async fn connect(address: &str) -> Result<AdminClient<Channel>, String> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|_| AdminError::BadAddress(address.to_string()).to_string())?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT);
-        endpoint.connect().await.map(AdminClient::new).map_err(|e| format!("{address}: {e}"))
+    fn connect(&self, address: &str) -> Result<AdminClient<Channel>, String> {
+        let channel = strom_tls::channel(Some(&self.tls), address, None, Some(CONNECT_TIMEOUT))
+            .map_err(|_| AdminError::BadAddress(address.to_string()).to_string())?;
+        Ok(AdminClient::new(channel))
     }
 
     /// Runs `call` against each broker in turn until one answers.
@@ -91,16 +100,17 @@ impl ClusterAdmin {
     {
         let mut last = "no broker addresses".to_string();
         for address in &self.endpoints {
-            let client = match Self::connect(address).await {
+            let client = match self.connect(address) {
                 Ok(c) => c,
                 Err(e) => {
                     last = e;
                     continue;
                 }
             };
-            match call(client).await {
-                Ok(response) => return Ok(response.into_inner()),
-                Err(status) => last = format!("{address}: {} ({:?})", status.message(), status.code()),
+            match tokio::time::timeout(CALL_TIMEOUT, call(client)).await {
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) => last = format!("{address}: {} ({:?})", status.message(), status.code()),
+                Err(_) => last = format!("{address}: no answer within {CALL_TIMEOUT:?}"),
             }
         }
         Err(AdminError::Unreachable { endpoints: self.endpoints.join(","), last })

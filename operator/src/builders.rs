@@ -21,8 +21,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service, ServicePort,
-    ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
+    ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -48,6 +48,12 @@ pub const CONFIG_FILE: &str = "strom.yaml";
 const CONFIG_DIR: &str = "/etc/strom";
 /// Where the data volume is mounted in broker pods.
 const DATA_DIR: &str = "/var/lib/strom";
+/// Where the broker pods see `<cluster>-broker-certs` (see `internal_ca`).
+pub const TLS_DIR: &str = "/etc/strom-tls";
+/// The CA certificate's key in the internal plane's Secrets.
+pub const CA_CERT: &str = "ca.crt";
+/// The volume showing `<cluster>-broker-certs` (mounted at [`TLS_DIR`]).
+const TLS_VOLUME: &str = "internal-tls";
 /// Settings the operator fills in unless the cluster's config sets them.
 const REPLICATION_DEFAULTS: [&str; 2] = ["default.replication.factor", "offsets.topic.replication.factor"];
 
@@ -111,6 +117,14 @@ impl ClusterNames {
     pub fn headless_service(&self) -> String {
         format!("{}-brokers", self.name)
     }
+    /// The Secret holding the internal plane's CA (certificate and key).
+    pub fn cluster_ca_secret(&self) -> String {
+        format!("{}-cluster-ca", self.name)
+    }
+    /// The Secret holding the CA bundle and every broker's certificate and key.
+    pub fn broker_certs_secret(&self) -> String {
+        format!("{}-broker-certs", self.name)
+    }
     /// The Service clients bootstrap from.
     pub fn bootstrap_service(&self) -> String {
         format!("{}-bootstrap", self.name)
@@ -138,7 +152,7 @@ pub fn selector_labels(names: &ClusterNames) -> BTreeMap<String, String> {
     ])
 }
 
-fn labels(names: &ClusterNames) -> BTreeMap<String, String> {
+pub fn labels(names: &ClusterNames) -> BTreeMap<String, String> {
     let mut l = selector_labels(names);
     l.insert("app.kubernetes.io/managed-by".into(), "strom-operator".into());
     l
@@ -182,10 +196,8 @@ pub fn broker_config_file(cluster: &KafkaCluster) -> String {
     file.push_str(&format!("data-dir: {DATA_DIR}/data\n"));
     file.push_str(&format!("listen: 0.0.0.0:{KAFKA_PORT}\n"));
     file.push_str(&format!("internal-listen: 0.0.0.0:{INTERNAL_PORT}\n"));
-    // The operator does not create the internal plane's CA and certificates
-    // yet (a follow-up issue): the brokers run it without TLS, which they
-    // refuse to do for a cluster unless told so explicitly.
-    file.push_str("internal-insecure: true\n");
+    // Internal TLS: per-broker files, so given by the pod's environment
+    // (STROM_INTERNAL_TLS_*, see broker_env), not by this shared file.
     file.push_str(&format!("http-listen: 0.0.0.0:{HTTP_PORT}\n"));
     file.push_str(&format!("voters: {}\n", voters.join(",")));
     file.push_str("settings:\n");
@@ -336,6 +348,11 @@ fn broker_env(spec: &KafkaClusterSpec, host: &str) -> Vec<EnvVar> {
         env_from_field("STROM_NODE_ID", "metadata.labels['apps.kubernetes.io/pod-index']"),
         env("STROM_ADVERTISE", format!("{host}:{KAFKA_PORT}")),
         env("STROM_INTERNAL_ADVERTISE", format!("{host}:{INTERNAL_PORT}")),
+        // The broker's own pair from the mounted `<cluster>-broker-certs`
+        // (see internal_ca); `$(STROM_NODE_ID)` is expanded by the kubelet.
+        env("STROM_INTERNAL_TLS_CA", format!("{TLS_DIR}/{CA_CERT}")),
+        env("STROM_INTERNAL_TLS_CERT", format!("{TLS_DIR}/broker-$(STROM_NODE_ID).crt")),
+        env("STROM_INTERNAL_TLS_KEY", format!("{TLS_DIR}/broker-$(STROM_NODE_ID).key")),
     ];
     if let Some(rack) = &spec.rack {
         vars.push(env_from_field("STROM_RACK", &format!("metadata.labels['{}']", rack.topology_key)));
@@ -376,16 +393,32 @@ pub fn stateful_set(cluster: &KafkaCluster, config_hash: &str) -> StatefulSet {
                 read_only: Some(true),
                 ..VolumeMount::default()
             },
+            VolumeMount {
+                name: TLS_VOLUME.into(),
+                mount_path: TLS_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
             VolumeMount { name: "data".into(), mount_path: DATA_DIR.into(), ..VolumeMount::default() },
         ]),
         ..Container::default()
     };
 
-    let mut volumes = vec![Volume {
-        name: "config".into(),
-        config_map: Some(ConfigMapVolumeSource { name: names.config_map(), ..ConfigMapVolumeSource::default() }),
-        ..Volume::default()
-    }];
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource { name: names.config_map(), ..ConfigMapVolumeSource::default() }),
+            ..Volume::default()
+        },
+        Volume {
+            name: TLS_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(names.broker_certs_secret()),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
     let mut claims = None;
     match spec.storage.r#type {
         StorageType::Ephemeral => volumes.push(Volume {

@@ -14,8 +14,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use strom_crds::KafkaTopic;
 
-use crate::admin::ClusterAdmin;
+use crate::admin::{AdminError, ClusterAdmin};
 use crate::builders::ClusterNames;
+use crate::internal_ca::{IdentityCache, operator_tls};
 use crate::telemetry::Metrics;
 
 /// Shared state of the controllers.
@@ -32,6 +33,8 @@ pub struct Context {
     pub resync: std::time::Duration,
     /// The topic controllers' caches of KafkaTopics (one per watched scope).
     topic_stores: Mutex<Vec<Store<KafkaTopic>>>,
+    /// The operator's client identity per cluster (see `internal_ca`).
+    pub operator_identities: IdentityCache,
 }
 
 /// A malformed `--admin-override` value.
@@ -77,6 +80,7 @@ impl Context {
             admin_overrides,
             resync,
             topic_stores: Mutex::default(),
+            operator_identities: IdentityCache::default(),
         }
     }
 
@@ -99,13 +103,15 @@ impl Context {
         topics
     }
 
-    /// The Admin API client of a cluster with `replicas` brokers.
-    pub fn admin_for(&self, names: &ClusterNames, replicas: i32) -> ClusterAdmin {
+    /// The Admin API client of a cluster with `replicas` brokers, calling
+    /// with the operator's identity of that cluster's CA.
+    pub async fn admin_for(&self, names: &ClusterNames, replicas: i32) -> Result<ClusterAdmin, AdminError> {
+        let tls = operator_tls(self, names).await.map_err(|e| AdminError::NoIdentity(e.to_string()))?;
         let key = format!("{}/{}", names.namespace, names.name);
-        match self.admin_overrides.get(&key) {
-            Some(addresses) => ClusterAdmin::new(addresses.clone()),
-            None => ClusterAdmin::new(names.internal_addresses(replicas)),
-        }
+        Ok(match self.admin_overrides.get(&key) {
+            Some(addresses) => ClusterAdmin::new(addresses.clone(), tls),
+            None => ClusterAdmin::new(names.internal_addresses(replicas), tls),
+        })
     }
 
     /// Publishes an Event about `object`; failing to publish is logged, never fatal.

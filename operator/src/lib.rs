@@ -3,7 +3,8 @@
 //!
 //! - [`builders`] — the Kubernetes objects of a cluster as plain values (pure).
 //! - [`assignment`] — replica placement and preferred leaders for new partitions (pure).
-//! - [`admin`] — client of the brokers' Admin gRPC API.
+//! - [`admin`] — client of the brokers' Admin gRPC API (mutual TLS).
+//! - [`internal_ca`] — each cluster's internal CA, broker certificates, the operator's identity.
 //! - [`context`] — what every reconcile shares: client, events, metrics, admin addresses.
 //! - [`cluster`] — the `KafkaCluster` reconciler.
 //! - [`rolling`] — rolling restarts: which broker next, and when (pure).
@@ -21,6 +22,7 @@ pub mod builders;
 pub mod cluster;
 pub mod context;
 pub mod crd_install;
+pub mod internal_ca;
 pub mod leader_election;
 pub mod leaders;
 pub mod rack_batch;

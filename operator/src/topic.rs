@@ -267,7 +267,7 @@ async fn apply(topic: &KafkaTopic, ctx: &Context) -> Result<Action, TopicError> 
         return not_ready(topic, ctx, status, "Conflict", message, Duration::from_secs(60)).await;
     }
     let names = ClusterNames::of(&cluster);
-    let admin = ctx.admin_for(&names, cluster.spec.replicas);
+    let admin = ctx.admin_for(&names, cluster.spec.replicas).await.map_err(admin_err(&name))?;
     let reference = topic.object_ref(&());
 
     let existing = admin.describe_topic(&name).await.map_err(admin_err(&name))?;
@@ -507,7 +507,7 @@ async fn cleanup(topic: &KafkaTopic, ctx: &Context) -> Result<Action, TopicError
     if conflicting_owner(topic, ctx).await?.is_some() {
         return Ok(Action::await_change());
     }
-    let admin = ctx.admin_for(&ClusterNames::of(&cluster), cluster.spec.replicas);
+    let admin = ctx.admin_for(&ClusterNames::of(&cluster), cluster.spec.replicas).await.map_err(admin_err(&name))?;
     match admin.delete_topic(&name).await {
         Ok(()) => ctx.event(&reference, false, "TopicDeleted", "Delete", format!("deleted topic {name}")).await,
         Err(e) if e.code() == Some(TOPIC_DELETION_DISABLED) => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{OperatorProcess, eventually, plane_with_namespace};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -67,6 +67,10 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
     let headless = eventually("the headless Service", WAIT, || get(&services, "events-brokers")).await;
     let bootstrap = eventually("the bootstrap Service", WAIT, || get(&services, "events-bootstrap")).await;
     let pdb = eventually("the PodDisruptionBudget", WAIT, || get(&budgets, "events")).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let ca_secret = eventually("the cluster CA Secret", WAIT, || get(&secrets, "events-cluster-ca")).await;
+    let certs_secret =
+        eventually("the broker certificates Secret", WAIT, || get(&secrets, "events-broker-certs")).await;
 
     for (kind, meta) in [
         ("StatefulSet", &sts.metadata),
@@ -74,6 +78,8 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
         ("headless Service", &headless.metadata),
         ("bootstrap Service", &bootstrap.metadata),
         ("PodDisruptionBudget", &pdb.metadata),
+        ("cluster CA Secret", &ca_secret.metadata),
+        ("broker certificates Secret", &certs_secret.metadata),
     ] {
         let owners = meta.owner_references.clone().unwrap_or_default();
         assert_eq!(owners.len(), 1, "{kind} has one owner");
@@ -82,6 +88,24 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
         assert_eq!(owners[0].controller, Some(true), "{kind}");
         let managers: Vec<String> = meta.managed_fields.iter().flatten().filter_map(|m| m.manager.clone()).collect();
         assert!(managers.contains(&"strom-operator".to_string()), "{kind} applied by strom-operator: {managers:?}");
+    }
+
+    // The internal plane's CA and, signed by it, one pair per broker naming
+    // that broker; the CA key stays in the operator's Secret.
+    let text = |secret: &Secret, key: &str| {
+        let bytes = secret.data.as_ref().and_then(|d| d.get(key)).unwrap_or_else(|| panic!("key {key}")).0.clone();
+        String::from_utf8(bytes).expect("PEM text")
+    };
+    let ca_cert = text(&ca_secret, "ca.crt");
+    assert!(text(&ca_secret, "ca.key").contains("PRIVATE KEY"));
+    assert_eq!(text(&certs_secret, "ca.crt"), ca_cert, "brokers trust the cluster CA");
+    assert!(!certs_secret.data.as_ref().unwrap().contains_key("ca.key"), "no CA key in the brokers' Secret");
+    for id in 0..3 {
+        let cert = text(&certs_secret, &format!("broker-{id}.crt"));
+        assert!(strom_tls::certs::signed_by(&cert, &ca_cert), "broker {id}'s certificate is signed by the CA");
+        let identity = strom_tls::certs::identity_of_pem(&cert).expect("an identity");
+        assert_eq!(identity, strom_tls::Identity::Broker(id));
+        assert!(text(&certs_secret, &format!("broker-{id}.key")).contains("PRIVATE KEY"));
     }
 
     // The ConfigMap: the broker config file with the quorum and the settings.
@@ -175,7 +199,9 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
             && get(&config_maps, "events-config").await.is_none()
             && get(&services, "events-brokers").await.is_none()
             && get(&services, "events-bootstrap").await.is_none()
-            && get(&budgets, "events").await.is_none();
+            && get(&budgets, "events").await.is_none()
+            && get(&secrets, "events-cluster-ca").await.is_none()
+            && get(&secrets, "events-broker-certs").await.is_none();
         gone.then_some(())
     })
     .await;

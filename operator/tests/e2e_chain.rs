@@ -33,7 +33,8 @@ use common::kafka_load::{StallMeter, check_consumed_so_far};
 use common::pod_runner::PodRunner;
 use common::roll::{BrokerPods, analyse, check_roll};
 use common::{
-    OperatorProcess, create_ready_cluster, create_ready_topic, eventually, plane_with_nodes, replicas_per_broker,
+    OperatorProcess, create_ready_cluster, create_ready_topic, eventually, operator_admin, plane_with_nodes,
+    replicas_per_broker,
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -195,7 +196,7 @@ async fn one_load_history_through_rolls_upgrade_scaling_and_crashes_loses_nothin
         clusters: clusters.clone(),
         statefulsets: Api::namespaced(client.clone(), NS),
         pods: BrokerPods::new(&client, NS, CLUSTER),
-        admin: ClusterAdmin::new(runner.admin_addresses(SCALED).split(',').map(String::from).collect()),
+        admin: operator_admin(&client, NS, CLUSTER, &runner.admin_addresses(SCALED)).await,
         load,
         consumer,
         reports: Vec::new(),

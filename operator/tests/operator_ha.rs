@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ControlPlane, LocalBrokers, OperatorProcess, client, eventually, plane_with_namespace};
+use common::{ControlPlane, LocalBrokers, OperatorProcess, client, eventually, operator_admin, plane_with_namespace};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -13,7 +13,6 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use strom_crds::{KafkaCluster, KafkaTopic};
-use strom_operator::admin::ClusterAdmin;
 use strom_operator::builders::{CONFIG_HASH_ANNOTATION, config_hash};
 use strom_operator::leader_election::{Attempt, LeaseConfig, LeaseLock};
 
@@ -151,6 +150,7 @@ async fn two_operator_replicas_never_both_act() {
 async fn an_operator_killed_mid_reconcile_converges_after_restart() {
     let brokers = LocalBrokers::start(3);
     let (plane, client) = plane_with_namespace("restart").await;
+    brokers.install_ca(&client, "restart", "events").await;
     let override_arg = format!("restart/events={}", brokers.admin_addresses());
     let mut operator = OperatorProcess::start(
         &plane,
@@ -206,7 +206,7 @@ async fn an_operator_killed_mid_reconcile_converges_after_restart() {
     topics.delete("t0", &DeleteParams::default()).await.expect("delete t0");
     eventually("t0 to be deleted", WAIT, || async { matches!(topics.get_opt("t0").await, Ok(None)).then_some(()) })
         .await;
-    let admin = ClusterAdmin::new(brokers.admin_addresses().split(',').map(str::to_string).collect());
+    let admin = operator_admin(&client, "restart", "events", &brokers.admin_addresses()).await;
     eventually("t0 to be deleted from the cluster", WAIT, || async {
         admin.describe_topic("t0").await.ok()?.is_none().then_some(())
     })

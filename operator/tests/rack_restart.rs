@@ -23,7 +23,7 @@ use std::time::Duration;
 use common::kafka_load::load::{ProduceLoad, producer_config};
 use common::pod_runner::PodRunner;
 use common::roll::{BrokerPods, analyse};
-use common::{OperatorProcess, create_ready_cluster, create_ready_topic, plane_with_nodes};
+use common::{OperatorProcess, create_ready_cluster, create_ready_topic, operator_admin, plane_with_nodes};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use strom_crds::{KafkaCluster, KafkaTopic};
@@ -100,7 +100,7 @@ async fn rack_batched_restarts_keep_min_isr_and_lose_nothing() {
     let spec = json!({ "clusterRef": CLUSTER, "partitions": PARTITIONS, "replicationFactor": 3 });
     create_ready_topic(&topics, TOPIC, spec, WAIT).await;
 
-    let admin = ClusterAdmin::new(runner.admin_addresses(BROKERS).split(',').map(String::from).collect());
+    let admin = operator_admin(&client, NS, CLUSTER, &runner.admin_addresses(BROKERS)).await;
     // The scheduler spread the brokers evenly over the zones; each broker
     // registered with its node's zone as its rack, and the topic has one
     // replica per rack.

@@ -22,11 +22,10 @@ use std::time::Duration;
 use common::kafka_load::load::{ProduceLoad, producer_config};
 use common::pod_runner::PodRunner;
 use common::roll::{BrokerPods, analyse, check_roll};
-use common::{OperatorProcess, create_ready_cluster, create_ready_topic, eventually, plane_with_nodes};
+use common::{OperatorProcess, create_ready_cluster, create_ready_topic, eventually, operator_admin, plane_with_nodes};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use strom_crds::{KafkaCluster, KafkaTopic};
-use strom_operator::admin::ClusterAdmin;
 
 const NS: &str = "roll";
 const CLUSTER: &str = "strom";
@@ -60,7 +59,7 @@ async fn rolling_restarts_under_load_lose_nothing_and_restart_one_broker_at_a_ti
     create_ready_topic(&topics, TOPIC, spec, WAIT).await;
 
     let bootstrap = runner.bootstrap(BROKERS);
-    let admin = ClusterAdmin::new(runner.admin_addresses(BROKERS).split(',').map(String::from).collect());
+    let admin = operator_admin(&client, NS, CLUSTER, &runner.admin_addresses(BROKERS)).await;
     let pods = BrokerPods::new(&client, NS, CLUSTER);
     let load = Arc::new(ProduceLoad::start(producer_config(&bootstrap), TOPIC, PARTITIONS, Duration::from_millis(2)));
     load.wait_for_progress(PARTITIONS, 200, WAIT);
@@ -74,7 +73,7 @@ async fn rolling_restarts_under_load_lose_nothing_and_restart_one_broker_at_a_ti
     let patch = json!({ "spec": { "config": { "log.retention.ms": "7200000" } } });
     clusters.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("change a dynamic setting");
     for address in runner.admin_addresses(BROKERS).split(',') {
-        let one = ClusterAdmin::new(vec![address.to_string()]);
+        let one = operator_admin(&client, NS, CLUSTER, address).await;
         eventually(&format!("broker at {address} to apply log.retention.ms=7200000"), WAIT, || async {
             let described = one.describe_cluster().await.ok()?;
             (described.broker_configs.get("log.retention.ms").map(String::as_str) == Some("7200000")).then_some(())

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::kafka_load::StallMeter;
 use common::kafka_load::load::{ProduceLoad, producer_config};
 use common::pod_runner::PodRunner;
-use common::{OperatorProcess, create_ready_cluster, create_ready_topic, eventually, plane_with_nodes};
+use common::{OperatorProcess, create_ready_cluster, create_ready_topic, eventually, operator_admin, plane_with_nodes};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -95,7 +95,7 @@ async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
     let topics: Api<KafkaTopic> = Api::namespaced(client.clone(), NS);
     create_topic(&topics, TOPIC, PARTITIONS, 2).await;
     let bootstrap = runner.bootstrap(3);
-    let admin = ClusterAdmin::new(runner.admin_addresses(5).split(',').map(String::from).collect());
+    let admin = operator_admin(&client, NS, CLUSTER, &runner.admin_addresses(5)).await;
     let load = Arc::new(ProduceLoad::start(producer_config(&bootstrap), TOPIC, PARTITIONS, Duration::from_millis(2)));
     load.wait_for_progress(PARTITIONS, 200, WAIT);
     let mut durations = Vec::new();

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{LocalBrokers, OperatorProcess, eventually, plane_with_namespace};
+use common::{LocalBrokers, OperatorProcess, eventually, operator_admin, plane_with_namespace};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
@@ -81,6 +81,7 @@ async fn wait_gone(topics: &Api<KafkaTopic>, name: &str) {
 async fn kafka_topics_create_grow_reconfigure_and_delete_topics_in_a_live_cluster() {
     let brokers = LocalBrokers::start(3);
     let (plane, client) = plane_with_namespace(NS).await;
+    brokers.install_ca(&client, NS, "events").await;
     let override_arg = format!("{NS}/events={}", brokers.admin_addresses());
     let _operator = OperatorProcess::start(
         &plane,
@@ -152,8 +153,7 @@ async fn kafka_topics_create_grow_reconfigure_and_delete_topics_in_a_live_cluste
     })
     .await;
     // Drift: a client changes the topic's config behind the operator's back; it is set back and reported.
-    let tool =
-        strom_operator::admin::ClusterAdmin::new(brokers.admin_addresses().split(',').map(String::from).collect());
+    let tool = operator_admin(&client, NS, "events", &brokers.admin_addresses()).await;
     let drifted = BTreeMap::from([
         ("retention.ms".to_string(), "1000".to_string()),
         ("max.message.bytes".to_string(), "2000000".to_string()),
@@ -245,6 +245,7 @@ async fn kafka_topics_create_grow_reconfigure_and_delete_topics_in_a_live_cluste
 async fn a_topic_whose_replication_factor_exceeds_the_brokers_says_so_in_its_status() {
     let brokers = LocalBrokers::start(1);
     let (plane, client) = plane_with_namespace(NS).await;
+    brokers.install_ca(&client, NS, "solo").await;
     let override_arg = format!("{NS}/solo={}", brokers.admin_addresses());
     let _operator = OperatorProcess::start(&plane, &["--no-leader-election", "--admin-override", &override_arg]);
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);

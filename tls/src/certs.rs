@@ -129,6 +129,12 @@ pub fn signed_by(cert: &str, ca: &str) -> bool {
     leaf.issuer() == root.subject() && leaf.verify_signature(Some(root.public_key())).is_ok()
 }
 
+/// The identity the first certificate of `pem` names.
+pub fn identity_of_pem(pem: &str) -> Result<Identity, TlsError> {
+    let der = first_der(pem).ok_or_else(|| TlsError::Identity("no PEM certificate".into()))?;
+    crate::identity_of(&der)
+}
+
 fn first_der(pem: &str) -> Option<CertificateDer<'static>> {
     use rustls::pki_types::pem::PemObject;
     CertificateDer::pem_slice_iter(pem.as_bytes()).next()?.ok()
@@ -254,8 +260,7 @@ mod tests {
         let other = Ca::generate("test CA").unwrap();
         assert!(!signed_by(&issued.cert, &other.pem().cert), "same name, other key");
         assert!(!signed_by("not pem", &ca.pem().cert));
-        let der = first_der(&issued.cert).unwrap();
-        assert_eq!(crate::identity_of(&der).unwrap(), Identity::Broker(7));
+        assert_eq!(identity_of_pem(&issued.cert).unwrap(), Identity::Broker(7));
         assert!(!format!("{issued:?}").contains("PRIVATE KEY"), "keys stay out of Debug");
     }
 }

@@ -68,6 +68,8 @@ What the operator does, and nothing more (operator/src):
   PodDisruptionBudget (a patch that creates the object needs `create` too) and
   watches them; reads the StatefulSet;
 - lists a cluster's broker pods and deletes one at a time in a rolling restart;
+- reads, creates and server-side applies each cluster's internal CA Secret
+  and broker certificate Secret (never lists or watches Secrets);
 - publishes Events (events.k8s.io; repeated ones are patched).
 Garbage collection of a cluster's objects is Kubernetes' (owner references):
 the operator never deletes them, nor touches PersistentVolumeClaims.
@@ -99,6 +101,9 @@ the operator never deletes them, nor touches PersistentVolumeClaims.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "delete"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

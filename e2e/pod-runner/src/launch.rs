@@ -2,7 +2,8 @@
 //!
 //! [`PodPlan::of`] reads the pod spec the operator builds (container
 //! `broker`, its `--config` argument, the ConfigMap volume mounted above that
-//! file, the `data` volume: a claim or an emptyDir) into plain data, and
+//! file, the `data` volume: a claim or an emptyDir, Secret volumes and the
+//! internal TLS variables) into plain data, and
 //! [`broker_args`] turns a plan plus the config file's text into the
 //! `strom-broker` command line: flags override the file, so the listeners,
 //! advertised addresses, node id, data directory and voters all point at the
@@ -91,7 +92,32 @@ pub struct PodPlan {
     pub rack: Option<String>,
     /// Seconds between SIGTERM and SIGKILL.
     pub grace_seconds: i64,
+    /// Secret volumes mounted into the broker container.
+    pub secrets: Vec<SecretMount>,
+    /// The container's `STROM_INTERNAL_TLS_{CA,CERT,KEY}` (container paths,
+    /// `$(VAR)` references expanded), when all three are set.
+    pub internal_tls: Option<[String; 3]>,
 }
+
+/// A Secret volume mounted into the broker container: the runner writes the
+/// Secret's keys as files under `DIR/pods/<uid>/volumes/<volume>/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretMount {
+    /// The volume's name.
+    pub volume: String,
+    /// The Secret it shows.
+    pub secret: String,
+    /// Where the container sees it.
+    pub mount_path: String,
+}
+
+/// The container variables that carry the internal plane's TLS files, in
+/// the order of the broker's flags.
+const INTERNAL_TLS_ENV: [(&str, &str); 3] = [
+    ("STROM_INTERNAL_TLS_CA", "--internal-tls-ca"),
+    ("STROM_INTERNAL_TLS_CERT", "--internal-tls-cert"),
+    ("STROM_INTERNAL_TLS_KEY", "--internal-tls-key"),
+];
 
 /// A StatefulSet pod's ordinal: its `apps.kubernetes.io/pod-index` label,
 /// else the `<set>-<n>` suffix of its name.
@@ -142,6 +168,20 @@ impl PodPlan {
             _ => DataVolume::Ephemeral,
         };
         let rack = container_env(container, pod, RACK_ENV).filter(|r| !r.is_empty());
+        let secrets = mounts
+            .iter()
+            .filter_map(|m| {
+                let source = volumes.iter().find(|v| v.name == m.name)?.secret.as_ref()?;
+                Some(SecretMount {
+                    volume: m.name.clone(),
+                    secret: source.secret_name.clone()?,
+                    mount_path: m.mount_path.clone(),
+                })
+            })
+            .collect();
+        let tls: Vec<String> =
+            INTERNAL_TLS_ENV.iter().filter_map(|(name, _)| container_env(container, pod, name)).collect();
+        let internal_tls = <[String; 3]>::try_from(tls).ok();
         let grace_seconds = spec.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS).max(0);
         Ok(PodPlan {
             namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
@@ -157,6 +197,8 @@ impl PodPlan {
             rack,
             node: spec.node_name.clone().unwrap_or_default(),
             grace_seconds,
+            secrets,
+            internal_tls,
             name,
         })
     }
@@ -165,17 +207,52 @@ impl PodPlan {
 /// The container variable that carries the broker's rack.
 const RACK_ENV: &str = "STROM_RACK";
 
-/// The value of the container's environment variable `name`: a literal, or a
-/// downward-API label of the pod (`metadata.labels['KEY']`, empty when the
-/// pod has no such label, as on a kubelet). Other sources give `None`.
+/// The value of the container's environment variable `name`: a literal
+/// (with `$(VAR)` references to variables defined before it expanded, as
+/// the kubelet does), or a downward-API label of the pod
+/// (`metadata.labels['KEY']`, empty when the pod has no such label, as on a
+/// kubelet). Other sources give `None`.
 fn container_env(container: &Container, pod: &Pod, name: &str) -> Option<String> {
-    let var = container.env.as_ref()?.iter().find(|e| e.name == name)?;
+    let vars = container.env.as_ref()?;
+    let index = vars.iter().position(|e| e.name == name)?;
+    let var = &vars[index];
     if let Some(value) = &var.value {
-        return Some(value.clone());
+        // Only variables defined before this one (the kubelet's rule; no cycles).
+        let earlier = &vars[..index];
+        return Some(expand(value, |other| {
+            earlier.iter().any(|e| e.name == other).then(|| container_env(container, pod, other)).flatten()
+        }));
     }
     let path = &var.value_from.as_ref()?.field_ref.as_ref()?.field_path;
     let key = path.strip_prefix("metadata.labels['")?.strip_suffix("']")?;
     Some(pod.metadata.labels.as_ref().and_then(|l| l.get(key)).cloned().unwrap_or_default())
+}
+
+/// `value` with each `$(NAME)` replaced by `lookup(NAME)`; a reference
+/// `lookup` does not know stays as written (the kubelet's rule).
+fn expand(value: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("$(") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find(')') {
+            Some(end) => {
+                let name = &after[..end];
+                match lookup(name) {
+                    Some(v) => out.push_str(&v),
+                    None => out.push_str(&rest[start..start + 2 + end + 1]),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The value after `flag` in `args` (`--flag VALUE` or `--flag=VALUE`).
@@ -228,6 +305,17 @@ pub struct LaunchInput<'a> {
     pub data_dir: &'a Path,
     /// The subnet the voters' pod names resolve into.
     pub subnet: Subnet,
+    /// Where the pod's volumes live on this machine (`DIR/pods/<uid>/volumes`).
+    pub volumes_dir: &'a Path,
+}
+
+/// Where the container path `path` is on this machine, when it lies in one
+/// of the pod's Secret volumes.
+pub fn host_secret_path(plan: &PodPlan, volumes_dir: &Path, path: &str) -> Option<PathBuf> {
+    plan.secrets.iter().find_map(|m| {
+        let rest = Path::new(path).strip_prefix(&m.mount_path).ok()?;
+        Some(volumes_dir.join(&m.volume).join(rest))
+    })
 }
 
 /// The `strom-broker` arguments for `plan`.
@@ -258,6 +346,13 @@ pub fn broker_args(plan: &PodPlan, input: &LaunchInput<'_>) -> Vec<String> {
     if let Some(rack) = &plan.rack {
         args.push("--rack".into());
         args.push(rack.clone());
+    }
+    if let Some(paths) = &plan.internal_tls {
+        for ((_, flag), path) in INTERNAL_TLS_ENV.iter().zip(paths) {
+            let host = host_secret_path(plan, input.volumes_dir, path).unwrap_or_else(|| PathBuf::from(path));
+            args.push((*flag).into());
+            args.push(host.display().to_string());
+        }
     }
     args
 }
@@ -292,13 +387,24 @@ mod tests {
                     "env": [{
                         "name": "STROM_RACK",
                         "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['topology.kubernetes.io/zone']"}}
-                    }],
+                    }, {
+                        "name": "STROM_NODE_ID",
+                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}
+                    },
+                    {"name": "STROM_INTERNAL_TLS_CA", "value": "/etc/strom-tls/ca.crt"},
+                    {"name": "STROM_INTERNAL_TLS_CERT", "value": "/etc/strom-tls/broker-$(STROM_NODE_ID).crt"},
+                    {"name": "STROM_INTERNAL_TLS_KEY", "value": "/etc/strom-tls/broker-$(STROM_NODE_ID).key"}],
                     "volumeMounts": [
                         {"name": "config", "mountPath": "/etc/strom", "readOnly": true},
+                        {"name": "internal-tls", "mountPath": "/etc/strom-tls", "readOnly": true},
                         {"name": "data", "mountPath": "/var/lib/strom"}
                     ]
                 }],
-                "volumes": [{"name": "config", "configMap": {"name": "demo-config"}}, data_volume],
+                "volumes": [
+                    {"name": "config", "configMap": {"name": "demo-config"}},
+                    {"name": "internal-tls", "secret": {"secretName": "demo-broker-certs"}},
+                    data_volume
+                ],
                 "terminationGracePeriodSeconds": 120,
                 "topologySpreadConstraints": [{
                     "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
@@ -389,6 +495,7 @@ mod tests {
             config_file: Path::new("/runner/pods/u-1/strom.yaml"),
             data_dir: Path::new("/runner/pvc/ns/data-demo-1/data"),
             subnet: subnet(),
+            volumes_dir: Path::new("/runner/pods/u-1/volumes"),
         };
         let args = broker_args(&plan, &input);
         let expected = [
@@ -412,7 +519,32 @@ mod tests {
             "0@127.7.0.10:9093,1@127.7.0.11:9093",
             "--rack",
             "a",
+            "--internal-tls-ca",
+            "/runner/pods/u-1/volumes/internal-tls/ca.crt",
+            "--internal-tls-cert",
+            "/runner/pods/u-1/volumes/internal-tls/broker-1.crt",
+            "--internal-tls-key",
+            "/runner/pods/u-1/volumes/internal-tls/broker-1.key",
         ];
         assert_eq!(args, expected);
+    }
+
+    #[test]
+    fn secret_volumes_and_variable_references_are_read_from_the_pod() {
+        let plan = PodPlan::of(&pod("claim"), subnet()).unwrap();
+        assert_eq!(
+            plan.secrets,
+            vec![SecretMount {
+                volume: "internal-tls".into(),
+                secret: "demo-broker-certs".into(),
+                mount_path: "/etc/strom-tls".into()
+            }]
+        );
+        let lookup = |name: &str| (name == "A").then(|| "1".to_string());
+        assert_eq!(expand("x-$(A)-$(B)-$(A", lookup), "x-1-$(B)-$(A");
+        assert_eq!(expand("plain", lookup), "plain");
+        let mut p = pod("claim");
+        p.spec.as_mut().unwrap().containers[0].env.as_mut().unwrap().retain(|e| e.name != "STROM_INTERNAL_TLS_KEY");
+        assert_eq!(PodPlan::of(&p, subnet()).unwrap().internal_tls, None, "all three or none");
     }
 }

@@ -7,6 +7,7 @@
 //! - [`status`]: the pod status a kubelet would report.
 //! - [`node`]: the Node object and its heartbeat.
 //! - [`volume`]: claim directories and the PersistentVolumes that bind them.
+//! - [`secret`]: Secret volumes written as files and kept in step.
 //! - [`process`]: one broker process: spawn, probe, signal, reap.
 //! - [`pod`]: one pod's worker: starts, restarts, reports, stops.
 //! - [`runner`]: the polling loop: bind, start, stop, clean up.
@@ -21,5 +22,6 @@ pub mod owner;
 pub mod pod;
 pub mod process;
 pub mod runner;
+pub mod secret;
 pub mod status;
 pub mod volume;

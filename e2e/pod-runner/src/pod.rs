@@ -3,7 +3,8 @@
 //! The worker owns the pod's [`BrokerProcess`] and its [`ContainerRuntime`]
 //! record, and is the only writer of the pod's status. It prepares the data
 //! directory (a claim's directory, or an emptyDir under the pod's
-//! directory), writes the ConfigMap's config file, starts the broker, probes
+//! directory), writes the ConfigMap's config file and the Secret volumes
+//! (refreshed while the broker runs), starts the broker, probes
 //! `/readyz` every 500 ms and reports the status; a broker that exits by
 //! itself is restarted after a back-off (restartPolicy Always) with its
 //! restartCount raised. It ends on a [`Stop`] from the runner:
@@ -27,6 +28,7 @@ use tokio::sync::watch;
 use crate::context::Context;
 use crate::launch::{DataVolume, HTTP_PORT, LaunchInput, PodPlan, broker_args, host_data_dir};
 use crate::process::{BrokerProcess, exit_code, probe_ready};
+use crate::secret::{self, write_secret_volumes};
 use crate::status::{ContainerRuntime, pod_status};
 use crate::volume::ensure_volume;
 
@@ -155,10 +157,18 @@ impl PodWorker {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let address = std::net::SocketAddr::from((self.plan.ip, HTTP_PORT));
         let mut failures = 0u32;
+        let mut refresh = tokio::time::interval(secret::REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let volumes_dir = self.ctx.pod_dir(&self.plan.uid).join("volumes");
         loop {
             tokio::select! {
                 status = process.wait() => return Ended::Exited(status),
                 s = stop_requested(stop) => return Ended::Stop(s),
+                _ = refresh.tick(), if !self.plan.secrets.is_empty() => {
+                    if let Err(e) = write_secret_volumes(&self.ctx, &self.plan, &volumes_dir).await {
+                        tracing::warn!(pod = %self.plan.name, error = %e, "Secret volumes not refreshed");
+                    }
+                }
                 _ = ticker.tick() => {
                     if probe_ready(address, PROBE_TIMEOUT).await {
                         failures = 0;
@@ -220,7 +230,15 @@ impl PodWorker {
         tokio::fs::write(&config_file, &config)
             .await
             .map_err(|e| io(&format!("writing {}", config_file.display()), e))?;
-        let input = LaunchInput { config: &config, config_file: &config_file, data_dir: &data_dir, subnet: ctx.subnet };
+        let volumes_dir = pod_dir.join("volumes");
+        write_secret_volumes(&ctx, plan, &volumes_dir).await?;
+        let input = LaunchInput {
+            config: &config,
+            config_file: &config_file,
+            data_dir: &data_dir,
+            subnet: ctx.subnet,
+            volumes_dir: &volumes_dir,
+        };
         let args = broker_args(plan, &input);
         tracing::info!(pod = %plan.name, args = %args.join(" "), "starting broker");
         BrokerProcess::spawn(&ctx.broker_bin, &args, &ctx.log_file(&plan.name), &ctx.pid_file(&plan.name))

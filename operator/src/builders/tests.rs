@@ -53,7 +53,7 @@ fn config_file_names_the_voters_listeners_and_settings() {
     let parsed: serde_yaml::Value = serde_yaml::from_str(&file).expect("the config file is YAML");
     assert_eq!(parsed["listen"].as_str(), Some("0.0.0.0:9092"));
     assert_eq!(parsed["internal-listen"].as_str(), Some("0.0.0.0:9093"));
-    assert_eq!(parsed["internal-insecure"].as_bool(), Some(true), "no operator-managed CA yet");
+    assert!(parsed["internal-insecure"].is_null(), "the internal plane runs mutual TLS: {file}");
     assert_eq!(parsed["data-dir"].as_str(), Some("/var/lib/strom/data"));
     assert_eq!(
         parsed["voters"].as_str(),
@@ -121,6 +121,17 @@ fn stateful_set_runs_brokers_by_ordinal_with_ondelete_updates() {
     assert_eq!(retention.when_deleted.as_deref(), Some("Retain"), "data outlives the resource by default");
     let volumes = pod.volumes.as_ref().unwrap();
     assert_eq!(volumes[0].config_map.as_ref().unwrap().name, "events-config");
+    // Each broker finds its own pair in the mounted `<cluster>-broker-certs`.
+    let tls = volumes.iter().find(|v| v.name == "internal-tls").expect("the internal TLS volume");
+    assert_eq!(tls.secret.as_ref().unwrap().secret_name.as_deref(), Some("events-broker-certs"));
+    let mount = broker.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "internal-tls").unwrap();
+    assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/etc/strom-tls", Some(true)));
+    assert_eq!(env["STROM_INTERNAL_TLS_CA"].value.as_deref(), Some("/etc/strom-tls/ca.crt"));
+    assert_eq!(env["STROM_INTERNAL_TLS_CERT"].value.as_deref(), Some("/etc/strom-tls/broker-$(STROM_NODE_ID).crt"));
+    assert_eq!(env["STROM_INTERNAL_TLS_KEY"].value.as_deref(), Some("/etc/strom-tls/broker-$(STROM_NODE_ID).key"));
+    let names: Vec<&str> = broker.env.as_ref().unwrap().iter().map(|e| e.name.as_str()).collect();
+    let position = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(position("STROM_NODE_ID") < position("STROM_INTERNAL_TLS_CERT"), "referenced variables come first");
 }
 
 #[test]
@@ -262,11 +273,11 @@ fn pod_template_depends_on_the_spec_alone() {
     // The value itself: a change here restarts every broker of every cluster
     // when an operator with it is deployed. If that is intended, say so in
     // the release notes and put the new value here.
-    // Changed with `internal-insecure: true` in the config file: brokers of
-    // this version refuse a multi-broker cluster without it, so the restart
-    // it causes is the one that brings them in.
+    // Changed with the operator-managed internal CA: the brokers' TLS
+    // volume and variables, and no `internal-insecure` in the config file
+    // (one restart moves a cluster's internal plane to mutual TLS).
     assert_eq!(
-        hash, "2fb58c755b45d2de7eb260619e98bd1f2ad27fe9f38a9d5b51a78bed043a6fc1",
+        hash, "090a53a8a2b479b1bc3282b2c7cc0e8d95aa6e7625c13e9b3f2236fe785066cd",
         "the pod template of a fixed spec changed"
     );
 }

@@ -30,8 +30,10 @@ use serde::de::DeserializeOwned;
 use strom_crds::conditions::{DEGRADED, PROGRESSING, READY, set_condition};
 use strom_crds::{KafkaCluster, KafkaClusterStatus};
 
+use crate::admin::AdminError;
 use crate::builders::{self, ClusterNames};
 use crate::context::Context;
+use crate::internal_ca::{self, CaError};
 
 mod restart;
 mod scale;
@@ -51,6 +53,12 @@ pub enum ClusterError {
         #[source]
         source: kube::Error,
     },
+    /// The cluster's internal CA or certificates could not be read or made.
+    #[error("internal CA: {0}")]
+    Ca(#[from] CaError),
+    /// The operator cannot call the cluster's Admin API.
+    #[error("admin API: {0}")]
+    Admin(#[from] AdminError),
 }
 
 /// Applies `object` with server-side apply under the operator's field manager.
@@ -193,8 +201,11 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
         })
     };
     let before = read_sts().await?;
+    // Certificates first: a broker pod the StatefulSet starts needs its pair.
+    let running = before.as_ref().and_then(|s| s.spec.replicas).unwrap_or(0);
+    internal_ca::ensure(ctx, cluster, spec.replicas.max(running)).await?;
     let mut observed = Observed::default();
-    let admin = ctx.admin_for(&names, spec.replicas);
+    let admin = ctx.admin_for(&names, spec.replicas).await?;
     let mut dynamic_in_force = None;
     match admin.describe_cluster().await {
         Ok(described) => {

@@ -24,6 +24,21 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub use control_plane::ControlPlane;
 
+/// An Admin API client of `cluster` at `addresses`, with an operator
+/// identity issued from the cluster's CA Secret (as the operator's own).
+pub async fn operator_admin(
+    client: &kube::Client,
+    namespace: &str,
+    cluster: &str,
+    addresses: &str,
+) -> strom_operator::admin::ClusterAdmin {
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), namespace);
+    let name = format!("{cluster}-cluster-ca");
+    let secret = secrets.get(&name).await.expect("the cluster CA Secret");
+    let tls = strom_operator::internal_ca::operator_identity(&name, &secret).expect("an operator identity");
+    strom_operator::admin::ClusterAdmin::new(addresses.split(',').map(String::from).collect(), tls)
+}
+
 /// Polls `condition` every 200 ms until it returns `Some`, for at most `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut condition: F) -> T
 where
@@ -340,11 +355,13 @@ pub struct LocalBroker {
     log: PathBuf,
 }
 
-/// Strom brokers as local processes on loopback, every one a controller voter.
+/// Strom brokers as local processes on loopback, every one a controller
+/// voter, their internal plane on mutual TLS with a CA of their own.
 pub struct LocalBrokers {
     /// The brokers, by node id.
     pub brokers: Vec<LocalBroker>,
     dir: PathBuf,
+    certs: strom_tls::certs::Written,
 }
 
 impl LocalBrokers {
@@ -366,10 +383,19 @@ impl LocalBrokers {
             })
             .collect();
         let voters: Vec<String> = brokers.iter().map(|b| format!("{}@{}", b.id, b.internal)).collect();
+        // The internal plane runs mutual TLS with a CA of the test's own,
+        // handed to the operator as the cluster's CA Secret (install_ca).
+        let request = strom_tls::certs::CertsRequest {
+            brokers: (0..n as i32).collect(),
+            ips: vec![[127, 0, 0, 1].into()],
+            ..Default::default()
+        };
+        let certs = strom_tls::certs::write(&dir.join("certs"), &request).expect("write the brokers' certificates");
         // Owned by the cluster before any spawn, so a failure kills those already started.
-        let mut cluster = LocalBrokers { brokers, dir: dir.clone() };
+        let mut cluster = LocalBrokers { brokers, dir: dir.clone(), certs: certs.clone() };
         for b in &mut cluster.brokers {
             let log = std::fs::File::create(&b.log).expect("create broker log");
+            let pair = certs.broker(b.id);
             let child = Command::new(&binary)
                 .arg("--node-id")
                 .arg(b.id.to_string())
@@ -387,9 +413,12 @@ impl LocalBrokers {
                 .arg(b.http.to_string())
                 .arg("--voters")
                 .arg(voters.join(","))
-                // No internal TLS in these tests: the operator runs brokers
-                // with --internal-insecure too.
-                .arg("--internal-insecure")
+                .arg("--internal-tls-ca")
+                .arg(&certs.ca)
+                .arg("--internal-tls-cert")
+                .arg(&pair.cert)
+                .arg("--internal-tls-key")
+                .arg(&pair.key)
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
                 .stderr(Stdio::from(log))
@@ -419,6 +448,26 @@ impl LocalBrokers {
     /// Internal (admin API) addresses, comma-separated.
     pub fn admin_addresses(&self) -> String {
         self.brokers.iter().map(|b| b.internal.to_string()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Creates `<cluster>-cluster-ca` in `namespace` with these brokers' CA,
+    /// so the operator calls them with an identity they trust (a CA the user
+    /// brings, as the operator documents).
+    pub async fn install_ca(&self, client: &kube::Client, namespace: &str, cluster: &str) {
+        let read = |path: &Path| k8s_openapi::ByteString(std::fs::read(path).expect("read a CA file"));
+        let secret = k8s_openapi::api::core::v1::Secret {
+            metadata: ObjectMeta {
+                name: Some(format!("{cluster}-cluster-ca")),
+                namespace: Some(namespace.into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(
+                [("ca.crt".to_string(), read(&self.certs.ca)), ("ca.key".to_string(), read(&self.certs.ca_key))].into(),
+            ),
+            ..Default::default()
+        };
+        let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), namespace);
+        api.create(&PostParams::default(), &secret).await.expect("create the cluster CA Secret");
     }
 
     /// The end of every broker's log.
