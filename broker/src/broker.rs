@@ -200,9 +200,15 @@ impl Broker {
         let single_voter = self.controller.voters().len() == 1;
         let legacy = if single_voter { crate::metadata::legacy::read(&c.data_dir)? } else { None };
         let cluster_id = legacy.as_ref().map(|l| l.cluster_id.clone()).unwrap_or_else(crate::metadata::new_cluster_id);
-        let cluster_id = Command::InitCluster { cluster_id };
-        // Only the first proposal counts; a later one is applied as a no-op.
-        let _ = self.retry_until_quorum("name the cluster", || self.controller.propose(cluster_id.clone())).await?;
+        // The voters name the cluster; only the first proposal counts, a later
+        // one is applied as a no-op. A broker outside the quorum may propose
+        // nothing but its own registration until it is a learner.
+        let voter =
+            crate::controller::NodeId::try_from(c.node_id).is_ok_and(|id| self.controller.voters().contains(&id));
+        if voter {
+            let cluster_id = Command::InitCluster { cluster_id };
+            let _ = self.retry_until_quorum("name the cluster", || self.controller.propose(cluster_id.clone())).await?;
+        }
         let register = Command::RegisterBroker {
             broker_id: c.node_id,
             incarnation_id: Uuid::new_v4(),
