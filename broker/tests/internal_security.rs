@@ -11,6 +11,9 @@
 //! - Admin (DeleteTopic) without a certificate, or with one the cluster CA
 //!   did not sign, is refused and the topic stays.
 //! - Raft.Propose from a broker that is not a member is refused.
+//! - Throughout, an idempotent acks=all producer writes another topic; after
+//!   the attacks a leader is killed (-9) and every acknowledged record is
+//!   read back once, in order (the history checker).
 //! - Certificates are rotated on disk (a new CA trusted alongside the old,
 //!   new leaf certificates, the old CA removed) while an idempotent producer
 //!   runs: no send fails and no broker restarts.
@@ -37,9 +40,13 @@ use strom_proto::replication::replication_client::ReplicationClient;
 use strom_proto::replication::{FetchPartitionsRequest, FetchRecordsRequest};
 use tonic::transport::Channel;
 
-use common::cluster::{Cluster, FAST_FAILOVER, SPARE_BROKER_ID, create_topic, wait_until};
+use common::cluster::load::{ProduceLoad, producer_config};
+use common::cluster::{Cluster, FAST_FAILOVER, SPARE_BROKER_ID, create_topic, verify_history_and_replicas, wait_until};
 
 const TOPIC: &str = "guarded";
+/// The topic an idempotent acks=all producer writes to through every attack.
+const HISTORY: &str = "history";
+const HISTORY_PARTITIONS: i32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -159,6 +166,12 @@ fn forged_internal_calls_are_refused() {
     create_topic(&bootstrap, TOPIC, 1, 3, None, &[("min.insync.replicas", "2")]);
     let view = cluster.wait_for_full_isr(TOPIC, 1, TIMEOUT).remove(0);
     produce_once(&bootstrap, Duration::from_secs(30)).expect("a first acks=all record with every replica up");
+    // An idempotent acks=all producer writes throughout the attacks; its
+    // history is checked after the leader's kill -9 at the end.
+    create_topic(&bootstrap, HISTORY, HISTORY_PARTITIONS, 3, None, &[("min.insync.replicas", "2")]);
+    cluster.wait_for_full_isr(HISTORY, HISTORY_PARTITIONS, TIMEOUT);
+    let load = ProduceLoad::start(producer_config(&bootstrap), HISTORY, HISTORY_PARTITIONS, Duration::from_millis(5));
+    load.wait_for_progress(HISTORY_PARTITIONS, 20, TIMEOUT);
     let leader = view.leader;
     let followers: Vec<i32> = view.replicas.iter().copied().filter(|r| *r != leader).collect();
     let (f1, f2) = (followers[0], followers[1]);
@@ -284,6 +297,22 @@ fn forged_internal_calls_are_refused() {
     wait_until("the high watermark to pass the unacknowledged record", TIMEOUT, || {
         cluster.high_watermark(TOPIC, 0).filter(|hw| *hw > hw_before)
     });
+
+    // --- History: every record acknowledged through the attacks survives
+    // the kill -9 of a leader, read back once and in order.
+    cluster.wait_for_full_isr(HISTORY, HISTORY_PARTITIONS, TIMEOUT);
+    load.wait_for_progress(HISTORY_PARTITIONS, 20, TIMEOUT);
+    let history_leader = cluster.partition(HISTORY, 0).expect("metadata of the history topic").leader;
+    cluster.kill(history_leader);
+    cluster.wait_for_new_leader(HISTORY, 0, history_leader, TIMEOUT);
+    load.wait_for_progress(HISTORY_PARTITIONS, 20, TIMEOUT);
+    let log = load.finish();
+    cluster.restart(history_leader);
+    let summary = verify_history_and_replicas(&cluster, HISTORY, HISTORY_PARTITIONS, &log);
+    eprintln!(
+        "history through the attacks and the kill -9 of broker {history_leader}: {} sent, {} acknowledged, {} read back",
+        summary.sent, summary.acked, summary.consumed
+    );
 }
 
 /// Rewrites the cluster's certificate files in place: `ca_bundle` as the CA
