@@ -705,20 +705,24 @@ pub fn find(table: &'static [SettingDef], name: &str) -> Option<&'static Setting
 }
 
 fn unknown(scope: &'static str, table: &'static [SettingDef], name: &str) -> SettingError {
-    // Suggest a known name sharing the longest dotted prefix, the usual typo.
-    let best = table
-        .iter()
-        .map(|d| {
-            let common = d.name.split('.').zip(name.split('.')).take_while(|(a, b)| a == b).count();
-            (common, d.name)
-        })
-        .max_by_key(|(c, _)| *c)
-        .filter(|(c, _)| *c > 0);
-    let hint = match best {
-        Some((_, n)) => format!(" (did you mean `{n}`? all settings are listed in docs/CONFIGURATION.md)"),
+    let hint = match suggestion(table, name) {
+        Some(n) => format!(" (did you mean `{n}`? all settings are listed in docs/CONFIGURATION.md)"),
         None => " (all settings are listed in docs/CONFIGURATION.md)".to_string(),
     };
     SettingError::Unknown { scope, name: name.to_string(), hint }
+}
+
+/// The known name closest to `name` by edit distance, when it is close
+/// enough to be a typo of it (at most a quarter of the name's characters,
+/// and at least 2, differ).
+fn suggestion(table: &'static [SettingDef], name: &str) -> Option<&'static str> {
+    let limit = (name.chars().count() / 4).max(2);
+    table
+        .iter()
+        .map(|d| (strsim::levenshtein(d.name, name), d.name))
+        .filter(|(distance, _)| *distance <= limit)
+        .min()
+        .map(|(_, n)| n)
 }
 
 /// A validated set of explicitly given settings over one table's defaults.
@@ -837,6 +841,11 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("`log.segment.byte`"), "{msg}");
         assert!(msg.contains("did you mean `log.segment.bytes`"), "{msg}");
+        // By edit distance, not by a shared dotted prefix.
+        let msg = s.set("log.retention.hourz", "1").unwrap_err().to_string();
+        assert!(msg.contains("did you mean `log.retention.hours`"), "{msg}");
+        let msg = s.set("completely.different", "1").unwrap_err().to_string();
+        assert!(!msg.contains("did you mean"), "no hint for a name like no other: {msg}");
     }
 
     #[test]
