@@ -84,7 +84,19 @@ pub const NODE_PORT_MAX: i32 = 32767;
         json_path = ".status.controllerId",
         description = "Node id of the active controller (the Raft leader)"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Warnings",
+        type_ = "integer",
+        json_path = ".status.warnings",
+        description = "Things that work but need attention; the Warning condition lists them"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // `kubectl scale kafkacluster NAME --replicas N`, and autoscalers.
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.brokers",
+        label_selector_path = ".status.selector"
+    )
 )]
 // Spec-level rules: they see replicas and controllerVoters together. The
 // second keeps voters() fixed across updates, also when controllerVoters is
@@ -632,6 +644,13 @@ pub struct KafkaClusterStatus {
     /// The rolling restart in progress; null when every broker runs the
     /// current pod template.
     pub rolling_restart: Option<RollingRestartStatus>,
+
+    /// How many things work but need attention (listed by the Warning condition).
+    pub warnings: i32,
+
+    /// The label selector of the cluster's broker pods (for the scale subresource).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
 }
 
 /// Progress of a rolling restart, one broker at a time.

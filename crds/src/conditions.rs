@@ -16,6 +16,10 @@ pub const PROGRESSING: &str = "Progressing";
 /// The resource works, but below what its spec asks (e.g. under-replicated).
 pub const DEGRADED: &str = "Degraded";
 
+/// Something works but needs attention (an even quorum, ephemeral storage,
+/// under-replicated partitions); the message lists each.
+pub const WARNING: &str = "Warning";
+
 /// The `status` string Kubernetes uses for a boolean.
 pub fn status_str(status: bool) -> &'static str {
     if status { "True" } else { "False" }

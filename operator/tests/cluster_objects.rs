@@ -192,6 +192,26 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
     })
     .await;
 
+    // Nothing needs attention yet: three voters, persistent storage, and
+    // no replication reported (no kubelet runs the pods here).
+    let warning = |status: &strom_crds::KafkaClusterStatus| {
+        status.conditions.iter().find(|c| c.type_ == "Warning").map(|c| (c.status.clone(), c.message.clone()))
+    };
+    let status = get(&clusters, "events").await.and_then(|c| c.status).expect("a status");
+    assert_eq!(status.warnings, 0, "{:?}", warning(&status));
+    assert_eq!(warning(&status).map(|w| w.0), Some("False".to_string()));
+
+    // The scale subresource (`kubectl scale kafkacluster events --replicas 4`).
+    let scale = clusters.get_scale("events").await.expect("the scale subresource");
+    assert_eq!(scale.spec.as_ref().and_then(|s| s.replicas), Some(3));
+    let scale_status = scale.status.expect("the scale status");
+    assert_eq!(scale_status.replicas, 3, "status.brokers");
+    let selector = scale_status.selector.expect("a label selector for autoscalers");
+    assert!(selector.contains("app.kubernetes.io/instance=events"), "{selector}");
+    let scaled = json!({ "spec": { "replicas": 4 } });
+    clusters.patch_scale("events", &PatchParams::default(), &Patch::Merge(&scaled)).await.expect("scale to 4");
+    assert_eq!(get(&clusters, "events").await.map(|c| c.spec.replicas), Some(4), "spec.replicas follows the scale");
+
     // Deleting the cluster garbage-collects what it owns.
     clusters.delete("events", &DeleteParams::background()).await.expect("delete the KafkaCluster");
     eventually("the cluster's objects to be garbage-collected", WAIT, || async {
@@ -205,4 +225,27 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
         gone.then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_works_but_needs_attention_shows_as_warnings() {
+    let (plane, client) = plane_with_namespace("warned").await;
+    let _operator = OperatorProcess::start(&plane, &["--lease-duration-seconds", "4"]);
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), "warned");
+    let cluster: KafkaCluster = serde_json::from_value(json!({
+        "apiVersion": "strom.dev/v1alpha1", "kind": "KafkaCluster",
+        "metadata": { "name": "fragile" },
+        "spec": { "replicas": 2, "storage": { "type": "Ephemeral" } },
+    }))
+    .expect("a KafkaCluster");
+    clusters.create(&PostParams::default(), &cluster).await.expect("create the KafkaCluster");
+    let (count, message) = eventually("the Warning condition", WAIT, || async {
+        let status = get(&clusters, "fragile").await?.status?;
+        let condition = status.conditions.iter().find(|c| c.type_ == "Warning" && c.status == "True")?;
+        Some((status.warnings, condition.message.clone()))
+    })
+    .await;
+    assert_eq!(count, 2, "{message}");
+    assert!(message.contains("one controller voter"), "{message}");
+    assert!(message.contains("Ephemeral"), "{message}");
 }

@@ -27,7 +27,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use strom_crds::conditions::{DEGRADED, PROGRESSING, READY, set_condition};
+use strom_crds::conditions::{DEGRADED, PROGRESSING, READY, WARNING, set_condition};
 use strom_crds::{KafkaCluster, KafkaClusterStatus};
 
 use crate::admin::AdminError;
@@ -177,6 +177,32 @@ pub fn conditions(
     (ready, progressing, degraded)
 }
 
+/// What works but needs attention (pure): the Warning condition lists it
+/// and `status.warnings` counts it.
+pub fn warnings(spec: &strom_crds::KafkaClusterSpec, observed: &Observed) -> Vec<String> {
+    let mut found = Vec::new();
+    let voters = spec.voters();
+    if voters > 1 && voters % 2 == 0 {
+        found.push(format!(
+            "controllerVoters is {voters}: an even quorum tolerates no more voter failures than {} voters do",
+            voters - 1
+        ));
+    }
+    if voters == 1 && spec.replicas > 1 {
+        found.push("one controller voter: while broker 0 is down no leader can be elected".to_string());
+    }
+    if spec.storage.r#type == strom_crds::StorageType::Ephemeral && spec.replicas > 1 {
+        found.push("storage is Ephemeral: a broker's data is gone with its pod".to_string());
+    }
+    if let Some(n) = observed.under_replicated.filter(|n| *n > 0) {
+        found.push(format!("{n} partition(s) are under-replicated"));
+    }
+    if let Some(blocked) = &observed.restart_blocked {
+        found.push(format!("a restart is blocked: {blocked}"));
+    }
+    found
+}
+
 /// Reconciles one `KafkaCluster`.
 pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action, ClusterError> {
     let started = Instant::now();
@@ -288,7 +314,15 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
     let now = Time(Timestamp::now());
     let mut status: KafkaClusterStatus = cluster.status.clone().unwrap_or_default();
     let mut degraded_changed = false;
-    for (kind, (value, reason, message)) in [(READY, &ready), (PROGRESSING, &progressing), (DEGRADED, &degraded)] {
+    let warned = warnings(spec, &observed);
+    let warning: ConditionValue = if warned.is_empty() {
+        (false, "NoWarnings", "nothing needs attention".to_string())
+    } else {
+        (true, "NeedsAttention", warned.join("; "))
+    };
+    for (kind, (value, reason, message)) in
+        [(READY, &ready), (PROGRESSING, &progressing), (DEGRADED, &degraded), (WARNING, &warning)]
+    {
         let changed = set_condition(&mut status.conditions, kind, *value, reason, message, generation, now.clone());
         degraded_changed |= changed && kind == DEGRADED;
     }
@@ -303,6 +337,9 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
     status.under_replicated_partitions = observed.under_replicated;
     status.bootstrap = Some(names.bootstrap_address());
     status.rolling_restart = rolling_restart;
+    status.warnings = warned.len() as i32;
+    let selector = builders::selector_labels(&names).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>();
+    status.selector = Some(selector.join(","));
     if cluster.status.as_ref() != Some(&status) {
         let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &names.namespace);
         // Every status field is sent, unknown ones as null, so a merge patch clears stale values.
@@ -429,6 +466,26 @@ pub fn error_policy(cluster: Arc<KafkaCluster>, error: &ClusterError, _ctx: Arc<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(value: serde_json::Value) -> strom_crds::KafkaClusterSpec {
+        serde_json::from_value(value).expect("a spec")
+    }
+
+    #[test]
+    fn warnings_name_what_needs_attention_and_nothing_else() {
+        let healthy = Observed { under_replicated: Some(0), ..Observed::default() };
+        assert!(warnings(&spec(serde_json::json!({ "replicas": 3 })), &healthy).is_empty());
+        assert!(warnings(&spec(serde_json::json!({ "replicas": 1 })), &healthy).is_empty(), "one broker, one voter");
+        let even = warnings(&spec(serde_json::json!({ "replicas": 4, "controllerVoters": 4 })), &healthy);
+        assert_eq!(even.len(), 1, "{even:?}");
+        assert!(even[0].contains("controllerVoters is 4"), "{even:?}");
+        let fragile =
+            warnings(&spec(serde_json::json!({ "replicas": 2, "storage": { "type": "Ephemeral" } })), &healthy);
+        assert_eq!(fragile.len(), 2, "{fragile:?}");
+        let lagging = Observed { under_replicated: Some(3), restart_blocked: Some("x".into()), ..Observed::default() };
+        let found = warnings(&spec(serde_json::json!({ "replicas": 3 })), &lagging);
+        assert_eq!(found, vec!["3 partition(s) are under-replicated".to_string(), "a restart is blocked: x".into()]);
+    }
 
     #[test]
     fn a_healthy_cluster_is_ready_and_stable() {
