@@ -2,7 +2,8 @@
 //!
 //! The StatefulSet uses the `OnDelete` update strategy, so a change of the pod
 //! template (image, broker config through the config hash, resources, or the
-//! `strom.dev/restart` annotation copied onto the template) only gives the
+//! `strom.dev/restart` annotation of the KafkaCluster copied onto the
+//! template) only gives the
 //! StatefulSet a new update revision; pods keep running on the old one until
 //! the operator deletes them. Each pass derives the roll from what runs — the
 //! pods' `controller-revision-hash` labels against the StatefulSet's update
@@ -14,11 +15,16 @@
 //! active controller last. The reconciler then asks the Admin API whether the
 //! broker may stop, moves its leaderships away (controlled shutdown) and
 //! deletes its pod.
+//!
+//! The same annotation on one broker pod asks for that broker alone to be
+//! restarted, under the same rules; its replacement, made from the template,
+//! does not carry it.
 
 use std::time::Duration;
 
 /// Annotation on a KafkaCluster asking for a rolling restart: any new value
-/// (a timestamp, a counter) restarts every broker once.
+/// (a timestamp, a counter) restarts every broker once. On a broker pod (any
+/// value): restart that broker alone, safely.
 pub const RESTART_ANNOTATION: &str = "strom.dev/restart";
 
 /// Label the StatefulSet controller puts on each pod: the revision it was made from.
@@ -41,6 +47,8 @@ pub struct BrokerPod {
     pub ready: bool,
     /// The pod is being deleted.
     pub terminating: bool,
+    /// The pod carries [`RESTART_ANNOTATION`]: restart this broker.
+    pub restart_requested: bool,
 }
 
 /// What the Admin API reported of the cluster; `None` when it did not answer.
@@ -119,11 +127,11 @@ pub fn restarting_broker(replicas: i32, pods: &[BrokerPod], newest_updated: Opti
 
 /// Decides the next step of a roll (pure; see the module docs for the rules).
 pub fn next_step(replicas: i32, pods: &[BrokerPod], update_revision: Option<&str>, health: ClusterHealth) -> RollStep {
-    let Some(update_revision) = update_revision else {
-        return RollStep::Idle;
+    let needs_restart = |p: &&BrokerPod| {
+        p.ordinal < replicas
+            && (p.restart_requested || update_revision.is_some_and(|r| p.revision.as_deref() != Some(r)))
     };
-    let mut outdated: Vec<&BrokerPod> =
-        pods.iter().filter(|p| p.ordinal < replicas && p.revision.as_deref() != Some(update_revision)).collect();
+    let mut outdated: Vec<&BrokerPod> = pods.iter().filter(needs_restart).collect();
     if outdated.is_empty() {
         return RollStep::Idle;
     }
@@ -149,6 +157,7 @@ mod tests {
             revision: Some(revision.to_string()),
             ready: true,
             terminating: false,
+            restart_requested: false,
         }
     }
 
@@ -230,5 +239,20 @@ mod tests {
         let mut pods = vec![pod(0, "new"), pod(1, "new")];
         pods[1].revision = None;
         assert!(matches!(next_step(2, &pods, Some("new"), HEALTHY), RollStep::Restart { broker: 1, outdated: 1, .. }));
+    }
+
+    #[test]
+    fn an_annotated_pod_restarts_alone_under_the_same_rules() {
+        let mut pods = vec![pod(0, "new"), pod(1, "new"), pod(2, "new")];
+        pods[2].restart_requested = true;
+        let step = next_step(3, &pods, Some("new"), HEALTHY);
+        assert_eq!(step, RollStep::Restart { outdated: 1, broker: 2, pod: "strom-2".into() });
+        assert!(matches!(next_step(3, &pods, None, HEALTHY), RollStep::Restart { broker: 2, .. }));
+        pods[0].ready = false;
+        assert!(matches!(next_step(3, &pods, Some("new"), HEALTHY), RollStep::Wait { broker: Some(0), .. }));
+        // Its replacement comes without the annotation: nothing left to do.
+        pods[0].ready = true;
+        pods[2].restart_requested = false;
+        assert_eq!(next_step(3, &pods, Some("new"), HEALTHY), RollStep::Idle);
     }
 }

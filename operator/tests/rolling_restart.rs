@@ -111,7 +111,51 @@ async fn rolling_restarts_under_load_lose_nothing_and_restart_one_broker_at_a_ti
     pods.wait_rolled(&admin, &before, BROKERS, ROLL_TIMEOUT, "manual restart").await;
     check_roll("manual restart (operator restarted mid-roll)", &analyse(&watcher.finish().await, BROKERS), BROKERS);
 
-    // 3. A broker crashes: the pod runner restarts the process, like a kubelet.
+    // The roll's events are one per broker, each naming its own.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
+    let notes: std::collections::BTreeSet<String> = events
+        .list(&Default::default())
+        .await
+        .expect("list the events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("RestartingBroker"))
+        .filter_map(|e| e.note)
+        .collect();
+    for broker in 0..BROKERS {
+        let named = format!("restarting broker {broker} (pod {CLUSTER}-{broker})");
+        assert!(notes.iter().any(|n| n.starts_with(&named)), "no event says {named:?}: {notes:?}");
+    }
+
+    // 3. One broker restarted by annotating its pod: that broker alone, safely.
+    let before = pods.uids().await;
+    let watcher = pods.watch(load.clone());
+    let pod_api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), NS);
+    let patch = json!({ "metadata": { "annotations": { "strom.dev/restart": "now" } } });
+    pod_api
+        .patch(&format!("{CLUSTER}-1"), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("annotate pod 1");
+    let after = eventually("broker 1 to be replaced and every broker ready again", ROLL_TIMEOUT, || async {
+        let now = pods.uids().await;
+        let status = clusters.get(CLUSTER).await.ok()?.status?;
+        let settled = status.ready_brokers == BROKERS && status.rolling_restart.is_none();
+        (now.len() == before.len() && now.get(&1) != before.get(&1) && settled).then_some(now)
+    })
+    .await;
+    for broker in [0, 2] {
+        assert_eq!(after.get(&broker), before.get(&broker), "broker {broker} was restarted too");
+    }
+    let replaced = pod_api.get(&format!("{CLUSTER}-1")).await.expect("pod 1");
+    assert!(
+        replaced.metadata.annotations.unwrap_or_default().get("strom.dev/restart").is_none(),
+        "the replacement does not ask for another restart"
+    );
+    let report = analyse(&watcher.finish().await, BROKERS);
+    assert_eq!(report.order, vec![1], "per-pod restart: broker 1 alone restarted: {report:?}");
+    assert!(report.most_down <= 1, "per-pod restart: {report:?}");
+
+    // 4. A broker crashes: the pod runner restarts the process, like a kubelet.
     let victim = format!("{CLUSTER}-1");
     let pid = runner.broker_pid(&victim).expect("the pid of broker 1");
     let acked_before = load.acked();

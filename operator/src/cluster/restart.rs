@@ -32,7 +32,9 @@ use crate::builders::{self, ClusterNames};
 use crate::context::Context;
 use crate::leaders;
 use crate::rack_batch::{self, BatchInput, PartitionIsr, RackBatch};
-use crate::rolling::{self, BROKER_RESTART_TIMEOUT, BrokerPod, ClusterHealth, REVISION_LABEL, RollStep};
+use crate::rolling::{
+    self, BROKER_RESTART_TIMEOUT, BrokerPod, ClusterHealth, RESTART_ANNOTATION, REVISION_LABEL, RollStep,
+};
 
 /// Broker pods, their UIDs by pod name, and their creation times by pod name.
 type BrokerPods = (Vec<BrokerPod>, BTreeMap<String, String>, BTreeMap<String, Timestamp>);
@@ -149,7 +151,9 @@ impl Roll<'_> {
                 };
                 match prepared {
                     Prepared::Go => {
-                        let deleted = self.delete_pods(&targets, &uids, batch.as_ref(), outdated).await?;
+                        let requested =
+                            batch.is_none() && pods.iter().any(|p| p.ordinal == broker && p.restart_requested);
+                        let deleted = self.delete_pods(&targets, &uids, batch.as_ref(), outdated, requested).await?;
                         let Some((first, note)) = deleted else {
                             let note = format!("waiting: pod {pod} was replaced meanwhile; looking again");
                             return Ok(RollOutcome {
@@ -223,6 +227,7 @@ impl Roll<'_> {
         uids: &BTreeMap<String, String>,
         batch: Option<&RackBatch>,
         outdated: i32,
+        requested: bool,
     ) -> Result<Option<(i32, String)>, ClusterError> {
         let mut deleted = Vec::new();
         for (ordinal, name) in targets {
@@ -238,6 +243,10 @@ impl Roll<'_> {
                     "restarting broker {ordinal} (pod {name}) with the rest of rack {} (brokers {:?}) on the current \
                      pod template; {left} left after them",
                     b.rack, b.brokers
+                ),
+                None if requested => format!(
+                    "restarting broker {ordinal} (pod {name}) as its {RESTART_ANNOTATION} annotation asks; \
+                     {left} left after it"
                 ),
                 None => format!(
                     "restarting broker {ordinal} (pod {name}) on the current pod template; {left} left after it"
@@ -393,6 +402,7 @@ fn broker_pod(pod: &Pod, sts: &str) -> Option<BrokerPod> {
         revision: labels.and_then(|l| l.get(REVISION_LABEL)).cloned(),
         ready,
         terminating: pod.metadata.deletion_timestamp.is_some(),
+        restart_requested: pod.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(RESTART_ANNOTATION)),
     })
 }
 
