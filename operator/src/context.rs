@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use strom_crds::KafkaTopic;
 
 use crate::admin::{AdminError, ClusterAdmin};
 use crate::builders::ClusterNames;
+use crate::events::EventPublisher;
 use crate::internal_ca::{IdentityCache, operator_tls};
 use crate::telemetry::Metrics;
 
@@ -24,7 +24,7 @@ pub struct Context {
     /// The Kubernetes client.
     pub client: kube::Client,
     /// Publishes Kubernetes Events about the resources.
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     /// Reconciliation metrics.
     pub metrics: Metrics,
     /// `namespace/name` → broker internal addresses, replacing pod DNS names.
@@ -72,9 +72,8 @@ impl Context {
         admin_overrides: BTreeMap<String, Vec<String>>,
         resync: std::time::Duration,
     ) -> Context {
-        let reporter = Reporter { controller: crate::FIELD_MANAGER.into(), instance: Some(instance) };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: EventPublisher::new(client.clone(), crate::FIELD_MANAGER.into(), instance),
             client,
             metrics,
             admin_overrides,
@@ -116,14 +115,7 @@ impl Context {
 
     /// Publishes an Event about `object`; failing to publish is logged, never fatal.
     pub async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, action: &str, note: String) {
-        let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, object).await {
+        if let Err(e) = self.events.publish(object, warning, reason, action, &note).await {
             tracing::warn!(reason, error = %e, "cannot publish event");
         }
     }

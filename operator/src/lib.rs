@@ -6,6 +6,7 @@
 //! - [`admin`] — client of the brokers' Admin gRPC API (mutual TLS).
 //! - [`internal_ca`] — each cluster's internal CA, broker certificates, the operator's identity.
 //! - [`context`] — what every reconcile shares: client, events, metrics, admin addresses.
+//! - [`events`] — Kubernetes Events, one per distinct message.
 //! - [`cluster`] — the `KafkaCluster` reconciler.
 //! - [`rolling`] — rolling restarts: which broker next, and when (pure).
 //! - [`leaders`] — preferred-leader election when leadership is skewed (pure).
@@ -22,6 +23,7 @@ pub mod builders;
 pub mod cluster;
 pub mod context;
 pub mod crd_install;
+pub mod events;
 pub mod internal_ca;
 pub mod leader_election;
 pub mod leaders;
