@@ -63,6 +63,22 @@ impl AdminError {
     }
 }
 
+/// A gRPC status's message followed by its causes ("transport error" alone
+/// hides whether the name did not resolve or the connection was refused).
+fn with_causes(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// A handle on one cluster's Admin API.
 #[derive(Debug, Clone)]
 pub struct ClusterAdmin {
@@ -109,7 +125,7 @@ impl ClusterAdmin {
             };
             match tokio::time::timeout(CALL_TIMEOUT, call(client)).await {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
-                Ok(Err(status)) => last = format!("{address}: {} ({:?})", status.message(), status.code()),
+                Ok(Err(status)) => last = format!("{address}: {} ({:?})", with_causes(&status), status.code()),
                 Err(_) => last = format!("{address}: no answer within {CALL_TIMEOUT:?}"),
             }
         }
@@ -298,5 +314,33 @@ impl ClusterAdmin {
             })
             .await?;
         refused("AlterBrokerConfigs", r.error_code, r.error_message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Transport(std::io::Error);
+
+    impl std::fmt::Display for Transport {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("transport error")
+        }
+    }
+
+    impl std::error::Error for Transport {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_failed_call_says_what_failed_underneath() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let status = tonic::Status::from_error(Box::new(Transport(refused)));
+        let text = with_causes(&status);
+        assert!(text.contains("transport error") && text.ends_with("connection refused"), "{text}");
     }
 }

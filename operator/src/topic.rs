@@ -267,10 +267,24 @@ async fn apply(topic: &KafkaTopic, ctx: &Context) -> Result<Action, TopicError> 
         return not_ready(topic, ctx, status, "Conflict", message, Duration::from_secs(60)).await;
     }
     let names = ClusterNames::of(&cluster);
-    let admin = ctx.admin_for(&names, cluster.spec.replicas).await.map_err(admin_err(&name))?;
+    // Until the cluster answers, the status says so (Ready=False) instead of
+    // staying empty; the controller's retry is this requeue.
+    let unreachable = |e: AdminError| format!("the cluster's admin API cannot be reached: {e}");
+    let admin = match ctx.admin_for(&names, cluster.spec.replicas).await {
+        Ok(admin) => admin,
+        Err(e) => {
+            return not_ready(topic, ctx, status, "ClusterUnreachable", unreachable(e), Duration::from_secs(10)).await;
+        }
+    };
     let reference = topic.object_ref(&());
 
-    let existing = admin.describe_topic(&name).await.map_err(admin_err(&name))?;
+    let existing = match admin.describe_topic(&name).await {
+        Ok(existing) => existing,
+        Err(e @ (AdminError::Unreachable { .. } | AdminError::NoIdentity(_))) => {
+            return not_ready(topic, ctx, status, "ClusterUnreachable", unreachable(e), Duration::from_secs(10)).await;
+        }
+        Err(e) => return Err(admin_err(&name)(e)),
+    };
     let description = match existing {
         None => {
             let assignments = match place_new_partitions(

@@ -289,4 +289,27 @@ async fn a_topic_whose_replication_factor_exceeds_the_brokers_says_so_in_its_sta
     // Deleting it needs no cluster: the finalizer lets go.
     topics.delete("orphan", &DeleteParams::default()).await.expect("delete orphan");
     wait_gone(&topics, "orphan").await;
+
+    // A cluster whose brokers cannot be reached (no pod runs here): the
+    // topic's status says so rather than staying empty.
+    let ghost: KafkaCluster = serde_json::from_value(json!({
+        "apiVersion": "strom.dev/v1alpha1", "kind": "KafkaCluster",
+        "metadata": { "name": "ghost" }, "spec": { "replicas": 1 },
+    }))
+    .expect("a KafkaCluster");
+    clusters.create(&PostParams::default(), &ghost).await.expect("create the KafkaCluster ghost");
+    topics
+        .create(
+            &PostParams::default(),
+            &kafka_topic("haunted", json!({ "clusterRef": "ghost", "partitions": 1, "replicationFactor": 1 })),
+        )
+        .await
+        .expect("create KafkaTopic haunted");
+    let condition = eventually("a ClusterUnreachable condition", WAIT, || async {
+        let status = topics.get_opt("haunted").await.ok().flatten()?.status?;
+        status.conditions.into_iter().find(|c| c.type_ == "Ready" && c.reason == "ClusterUnreachable")
+    })
+    .await;
+    assert_eq!(condition.status, "False");
+    assert!(condition.message.contains("admin API cannot be reached"), "{}", condition.message);
 }
