@@ -30,9 +30,13 @@ use crate::controller::image::{Command, CommandError, Outcome, TopicAssignment};
 use crate::controller::{Controller, ControllerConfig, ControllerError};
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::{LogError, LogManager, TopicPartition};
+use crate::log_lines::LineLimit;
 use crate::metadata::{ConfigOp, MetadataError, MetadataView, TopicMetadata};
 use crate::metrics::Metrics;
 use crate::replica::{Partition, ReplicaConfig, ReplicaManager};
+
+/// Topic creations and deletions a client can cause, logged a few a second at most.
+static TOPIC_CHANGE_LOG: LineLimit = LineLimit::new(10);
 
 /// An admin operation that was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -417,7 +421,9 @@ impl Broker {
             return view.topic(&req.name).cloned().ok_or_else(|| MetadataError::UnknownTopic(req.name.clone()).into());
         }
         self.propose_published(command).await?;
-        tracing::info!(topic = %req.name, "created topic");
+        if let Some(left_out) = TOPIC_CHANGE_LOG.admit() {
+            tracing::info!(topic = %req.name, left_out_since_last_line = left_out, "created topic");
+        }
         self.metadata
             .read()
             .topic(&req.name)
@@ -433,7 +439,9 @@ impl Broker {
         let topic =
             self.metadata.read().topic(name).cloned().ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
         self.propose_published(Command::DeleteTopic { name: name.to_string() }).await?;
-        tracing::info!(topic = %name, "deleted topic");
+        if let Some(left_out) = TOPIC_CHANGE_LOG.admit() {
+            tracing::info!(topic = %name, left_out_since_last_line = left_out, "deleted topic");
+        }
         Ok(topic)
     }
 

@@ -14,6 +14,7 @@
 //! - [`publisher`] — makes the broker follow the controller's image (leaders, followers, deletions).
 //! - [`internal`] — the internal gRPC server: Raft, replication and admin services.
 //! - [`protocol`] — the Kafka wire protocol: framing, codec, connections, API handlers.
+//! - [`log_lines`] — rate limits for log lines a client can cause.
 //! - [`open_files`] — the open-file budget and the partitions it lets this broker host.
 //! - [`metrics`] — Prometheus metrics: recorded counters and state gauges computed at scrape time.
 //! - [`readiness`] — `/readyz`: joined the cluster, and followed replicas back in their ISR after a start.
@@ -28,6 +29,7 @@ pub mod controller;
 pub mod group;
 pub mod internal;
 pub mod log;
+pub mod log_lines;
 pub mod metadata;
 pub mod metrics;
 pub mod open_files;

@@ -13,8 +13,12 @@ use uuid::Uuid;
 use super::str_bytes;
 use crate::broker::{AdminError, Broker, NewTopic};
 use crate::controller::CommandError;
+use crate::log_lines::LineLimit;
 use crate::metadata::TopicMetadata;
 use crate::protocol::errors::KafkaError;
+
+/// One line per name a client asks for would let it fill the log.
+static AUTO_CREATE_LOG: LineLimit = LineLimit::new(10);
 
 /// Every topic operation allowed (no ACLs yet): READ..ALTER_CONFIGS bits.
 const ALL_TOPIC_OPERATIONS: i32 =
@@ -105,7 +109,9 @@ async fn lookup(
         }
         Err(e) => {
             let k = KafkaError::from(&e);
-            tracing::info!(topic = %name, error = %e, "metadata request did not auto-create topic");
+            if let Some(left_out) = AUTO_CREATE_LOG.admit() {
+                tracing::info!(topic = %name, error = %e, left_out_since_last_line = left_out, "metadata request did not auto-create topic");
+            }
             error_entry(k.error)
         }
     }

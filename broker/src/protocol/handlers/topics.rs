@@ -14,7 +14,11 @@ use kafka_protocol::messages::{
 use super::configs::topic_config_entries;
 use super::str_bytes;
 use crate::broker::{Broker, NewTopic};
+use crate::log_lines::LineLimit;
 use crate::protocol::errors::KafkaError;
+
+/// One line per topic a client names would let it fill the log.
+static REFUSED_LOG: LineLimit = LineLimit::new(10);
 
 pub async fn create_topics(broker: &Arc<Broker>, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let b = broker;
@@ -78,7 +82,9 @@ pub async fn create_topics(broker: &Arc<Broker>, request: CreateTopicsRequest, v
             }
             Err(e) => {
                 let k = KafkaError::from(&e);
-                tracing::info!(topic = %name, error = %e, "refused CreateTopics");
+                if let Some(left_out) = REFUSED_LOG.admit() {
+                    tracing::info!(topic = %name, error = %e, left_out_since_last_line = left_out, "refused CreateTopics");
+                }
                 base.with_error_code(k.code()).with_error_message(Some(str_bytes(k.message)))
             }
         };
