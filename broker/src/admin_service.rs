@@ -4,11 +4,12 @@
 //! a broker before it stops, and ask whether a broker may restart now.
 //!
 //! Reads answer from this node's applied copy of the metadata image (which
-//! may trail the active controller by a few entries); changes are proposed
-//! as controller [`Command`]s, which [`Controller::propose`] forwards to the
-//! active controller. The decisions — defaults, which partitions to elect,
-//! whether a restart is safe, which Kafka error code a refusal gets — are
-//! plain functions over a [`ClusterImage`], tested without a quorum.
+//! may trail the active controller by a few entries); every change goes
+//! through [`crate::admin::apply`], the same door and the same rules as
+//! Kafka's admin APIs, and its refusals get the same Kafka error codes and
+//! texts. The decisions of reads — which partitions to elect, whether a
+//! restart is safe — are plain functions over a [`ClusterImage`], tested
+//! without a quorum.
 //!
 //! Errors: a refused operation is a Kafka error code with a message in the
 //! response; a gRPC status other than OK means no controller could answer
@@ -20,7 +21,7 @@
 //! others, which the controller does not implement yet; the service has no
 //! RPC for it. This module never writes to a partition log.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,11 +37,12 @@ use strom_proto::admin::{
     ReassignmentResult, ReplicaAssignment, TopicDescription,
 };
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
+use crate::admin::{self, AdminError, Applied, Change, NewTopic};
+use crate::broker::Broker;
 use crate::config::Settings;
-use crate::controller::image::{NO_LEADER, PartitionState, TopicAssignment};
-use crate::controller::{ClusterImage, Command, CommandError, CommandResult, Controller, ControllerError, Outcome};
+use crate::controller::image::{NO_LEADER, PartitionState};
+use crate::controller::{ClusterImage, CommandError, ControllerError, Outcome};
 use crate::protocol::errors::{CommandContext as Context, KafkaError, command_error_code};
 
 /// How long ControlledShutdown waits for this node's image to show the
@@ -51,16 +53,17 @@ const MAX_REASONS: usize = 5;
 
 /// The `Admin` service of one broker.
 pub struct AdminService {
-    controller: Arc<Controller>,
-    settings: Settings,
+    broker: Arc<Broker>,
 }
 
+/// A change's result as the service answers it: a refusal is a Kafka error
+/// in the response; a controller that could not answer is a gRPC status.
+type Answer = Result<Result<Applied, KafkaError>, Status>;
+
 impl AdminService {
-    /// A service answering from `controller`'s image, with `settings` (the
-    /// broker settings) for defaults such as `num.partitions` and
-    /// `min.insync.replicas`.
-    pub fn new(controller: Arc<Controller>, settings: Settings) -> AdminService {
-        AdminService { controller, settings }
+    /// A service of `broker`: reads from its controller's image, changes through [`admin::apply`].
+    pub fn new(broker: Arc<Broker>) -> AdminService {
+        AdminService { broker }
     }
 
     /// The tonic server wrapping this service, ready for `add_service`.
@@ -68,25 +71,40 @@ impl AdminService {
         AdminServer::new(self)
     }
 
-    async fn propose(&self, command: Command) -> Result<CommandResult, Status> {
-        self.controller.propose(command).await.map_err(|e| controller_status(&e))
+    fn image(&self) -> ClusterImage {
+        self.broker.controller.image()
     }
 
-    /// Checks `command` against a scratch copy of the image without proposing it.
-    fn validate(&self, command: &Command) -> CommandResult {
-        let mut scratch = self.controller.image();
-        scratch.apply(u64::MAX, command)
+    fn settings(&self) -> &Settings {
+        &self.broker.config.settings
+    }
+
+    /// Applies `change` through the one admin door.
+    async fn apply(&self, change: Change, validate_only: bool) -> Answer {
+        match admin::apply(&self.broker, change, validate_only).await {
+            Ok(applied) => Ok(Ok(applied)),
+            Err(AdminError::Controller(e)) => Err(controller_status(&e)),
+            Err(e) => Ok(Err(KafkaError::from(&e))),
+        }
     }
 
     fn voter_ids(&self) -> Vec<i32> {
-        let metrics = self.controller.raft().metrics().borrow().clone();
+        let metrics = self.broker.controller.raft().metrics().borrow().clone();
         metrics.membership_config.voter_ids().map(|id| id as i32).collect()
     }
 }
 
 impl std::fmt::Debug for AdminService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminService").field("node_id", &self.controller.node_id()).finish_non_exhaustive()
+        f.debug_struct("AdminService").field("node_id", &self.broker.config.node_id).finish_non_exhaustive()
+    }
+}
+
+/// `(error_code, error_message)` of a change: `(0, "")` when applied.
+fn answer_fields(answer: Result<Applied, KafkaError>) -> (i32, String) {
+    match answer {
+        Ok(_) => (0, String::new()),
+        Err(e) => (e.code().into(), e.message),
     }
 }
 
@@ -96,15 +114,15 @@ impl Admin for AdminService {
         &self,
         _: Request<DescribeClusterRequest>,
     ) -> Result<Response<DescribeClusterResponse>, Status> {
-        let controller = self.controller.active_controller().map(|id| id as i32);
-        Ok(Response::new(describe_cluster(&self.controller.image(), controller)))
+        let controller = self.broker.controller.active_controller().map(|id| id as i32);
+        Ok(Response::new(describe_cluster(&self.image(), controller)))
     }
 
     async fn describe_topics(
         &self,
         request: Request<DescribeTopicsRequest>,
     ) -> Result<Response<DescribeTopicsResponse>, Status> {
-        Ok(Response::new(describe_topics(&self.controller.image(), &request.into_inner().names)))
+        Ok(Response::new(describe_topics(&self.image(), &request.into_inner().names)))
     }
 
     async fn create_topic(
@@ -112,12 +130,9 @@ impl Admin for AdminService {
         request: Request<CreateTopicRequest>,
     ) -> Result<Response<CreateTopicResponse>, Status> {
         let request = request.into_inner();
-        let command = match create_topic_command(&request, &self.settings, Uuid::new_v4()) {
-            Ok(c) => c,
-            Err(e) => return Ok(Response::new(create_topic_response(Err(e)))),
-        };
-        let result = if request.validate_only { self.validate(&command) } else { self.propose(command).await? };
-        Ok(Response::new(create_topic_response(result.map_err(|e| refusal(&e, Context::Topic)))))
+        let validate_only = request.validate_only;
+        let answer = self.apply(Change::CreateTopic(new_topic(request)), validate_only).await?;
+        Ok(Response::new(create_topic_response(answer.map(|a| a.outcome))))
     }
 
     async fn delete_topic(
@@ -125,14 +140,7 @@ impl Admin for AdminService {
         request: Request<DeleteTopicRequest>,
     ) -> Result<Response<DeleteTopicResponse>, Status> {
         let name = request.into_inner().name;
-        if !self.settings.bool("delete.topic.enable") {
-            let e = KafkaError::new(
-                ResponseError::TopicDeletionDisabled,
-                format!("cannot delete topic `{name}`: delete.topic.enable is false on this broker"),
-            );
-            return Ok(Response::new(DeleteTopicResponse { error_code: e.code().into(), error_message: e.message }));
-        }
-        let (error_code, error_message) = outcome_fields(self.propose(Command::DeleteTopic { name }).await?);
+        let (error_code, error_message) = answer_fields(self.apply(Change::DeleteTopic { name }, false).await?);
         Ok(Response::new(DeleteTopicResponse { error_code, error_message }))
     }
 
@@ -143,15 +151,8 @@ impl Admin for AdminService {
         let request = request.into_inner();
         let assignment = (!request.assignments.is_empty())
             .then(|| request.assignments.iter().map(|a| a.replicas.clone()).collect::<Vec<_>>());
-        let command = Command::CreatePartitions { name: request.name, total: request.total, assignment };
-        let result = if request.validate_only { self.validate(&command) } else { self.propose(command).await? };
-        let (error_code, error_message) = match result {
-            Ok(_) => (0, String::new()),
-            Err(e) => {
-                let e = refusal(&e, Context::Partitions);
-                (e.code().into(), e.message)
-            }
-        };
+        let change = Change::CreatePartitions { name: request.name, total: request.total, assignment };
+        let (error_code, error_message) = answer_fields(self.apply(change, request.validate_only).await?);
         Ok(Response::new(CreatePartitionsResponse { error_code, error_message }))
     }
 
@@ -160,9 +161,8 @@ impl Admin for AdminService {
         request: Request<AlterTopicConfigsRequest>,
     ) -> Result<Response<AlterTopicConfigsResponse>, Status> {
         let request = request.into_inner();
-        let command = Command::AlterTopicConfigs { name: request.name, configs: request.configs.into_iter().collect() };
-        let result = if request.validate_only { self.validate(&command) } else { self.propose(command).await? };
-        let (error_code, error_message) = outcome_fields(result);
+        let change = Change::ReplaceTopicConfigs { name: request.name, configs: request.configs.into_iter().collect() };
+        let (error_code, error_message) = answer_fields(self.apply(change, request.validate_only).await?);
         Ok(Response::new(AlterTopicConfigsResponse { error_code, error_message }))
     }
 
@@ -171,9 +171,8 @@ impl Admin for AdminService {
         request: Request<AlterBrokerConfigsRequest>,
     ) -> Result<Response<AlterBrokerConfigsResponse>, Status> {
         let request = request.into_inner();
-        let command = Command::AlterBrokerConfigs { configs: request.configs.into_iter().collect() };
-        let result = if request.validate_only { self.validate(&command) } else { self.propose(command).await? };
-        let (error_code, error_message) = outcome_fields(result);
+        let change = Change::AlterBrokerConfigs { configs: request.configs.into_iter().collect() };
+        let (error_code, error_message) = answer_fields(self.apply(change, request.validate_only).await?);
         Ok(Response::new(AlterBrokerConfigsResponse { error_code, error_message }))
     }
 
@@ -185,20 +184,13 @@ impl Admin for AdminService {
         let mut results = Vec::with_capacity(request.reassignments.len());
         for r in request.reassignments {
             let partition = PartitionRef { topic: r.topic.clone(), partition: r.partition };
-            let command = Command::ReassignPartition {
+            let change = Change::ReassignPartition {
                 topic: r.topic,
                 partition: r.partition,
                 target: r.replicas,
                 throttle_bytes_per_sec: request.throttle_bytes_per_sec,
             };
-            let result = if request.validate_only { self.validate(&command) } else { self.propose(command).await? };
-            let (error_code, error_message) = match result {
-                Ok(_) => (0, String::new()),
-                Err(e) => {
-                    let e = refusal(&e, Context::Partitions);
-                    (e.code().into(), e.message)
-                }
-            };
+            let (error_code, error_message) = answer_fields(self.apply(change, request.validate_only).await?);
             results.push(ReassignmentResult { partition: Some(partition), error_code, error_message });
         }
         Ok(Response::new(AlterPartitionReassignmentsResponse { results }))
@@ -212,27 +204,24 @@ impl Admin for AdminService {
         let election = ElectionType::try_from(request.election_type)
             .map_err(|_| Status::invalid_argument(format!("unknown election type {}", request.election_type)))?;
         let every_partition = request.partitions.is_empty();
-        let plan = plan_elections(&self.controller.image(), election, &request.partitions);
+        let plan = plan_elections(&self.image(), election, &request.partitions);
         let mut results = Vec::with_capacity(plan.len());
         for (partition, step) in plan {
             let result = match step {
-                Ok(command) => match self.propose(command).await? {
+                Ok(change) => match self.apply(change, false).await?.map(|a| a.outcome) {
                     Ok(Outcome::LeaderElected { leader, .. }) => election_result(partition, leader, None),
                     Ok(other) => election_result(
                         partition,
                         NO_LEADER,
                         Some(KafkaError::new(ResponseError::UnknownServerError, format!("unexpected {other:?}"))),
                     ),
-                    Err(e) => election_result(partition, NO_LEADER, Some(refusal(&e, Context::Topic))),
+                    Err(e) => election_result(partition, NO_LEADER, Some(e)),
                 },
                 // Asked for every partition, Kafka leaves out those that need nothing.
                 Err(refused) if every_partition && refused.error == ResponseError::ElectionNotNeeded => continue,
                 Err(refused) => {
-                    let leader = self
-                        .controller
-                        .image()
-                        .partition(&partition.topic, partition.partition)
-                        .map_or(NO_LEADER, |p| p.leader);
+                    let leader =
+                        self.image().partition(&partition.topic, partition.partition).map_or(NO_LEADER, |p| p.leader);
                     election_result(partition, leader, Some(refused))
                 }
             };
@@ -248,7 +237,7 @@ impl Admin for AdminService {
         let request = request.into_inner();
         let broker_id = request.broker_id;
         let broker_epoch = if request.broker_epoch < 0 {
-            match self.controller.image().brokers.get(&broker_id) {
+            match self.image().brokers.get(&broker_id) {
                 Some(b) => b.broker_epoch,
                 None => {
                     let e = refusal(&CommandError::UnknownBroker(broker_id), Context::Topic);
@@ -262,13 +251,13 @@ impl Admin for AdminService {
         } else {
             request.broker_epoch
         };
-        let (error_code, error_message) =
-            outcome_fields(self.propose(Command::ControlledShutdown { broker_id, broker_epoch }).await?);
+        let change = Change::ControlledShutdown { broker_id, broker_epoch };
+        let (error_code, error_message) = answer_fields(self.apply(change, false).await?);
         let mut remaining_leaderships = Vec::new();
         if error_code == 0 {
             let deadline = tokio::time::Instant::now() + APPLY_WAIT;
             let image = loop {
-                let image = self.controller.image();
+                let image = self.image();
                 let applied = image.brokers.get(&broker_id).is_none_or(|b| b.in_controlled_shutdown);
                 if applied || tokio::time::Instant::now() >= deadline {
                     break image;
@@ -285,7 +274,7 @@ impl Admin for AdminService {
         request: Request<IsSafeToRestartRequest>,
     ) -> Result<Response<IsSafeToRestartResponse>, Status> {
         let broker_id = request.into_inner().broker_id;
-        Ok(Response::new(safe_to_restart(&self.controller.image(), broker_id, &self.settings, &self.voter_ids())))
+        Ok(Response::new(safe_to_restart(&self.image(), broker_id, self.settings(), &self.voter_ids())))
     }
 }
 
@@ -302,17 +291,6 @@ fn controller_status(e: &ControllerError) -> Status {
 /// A refused command as a Kafka error with the command's message.
 pub fn refusal(e: &CommandError, context: Context) -> KafkaError {
     KafkaError::new(command_error_code(e, context), e.to_string())
-}
-
-/// `(error_code, error_message)` of a command result: `(0, "")` on success.
-fn outcome_fields(result: CommandResult) -> (i32, String) {
-    match result {
-        Ok(_) => (0, String::new()),
-        Err(e) => {
-            let e = refusal(&e, Context::Topic);
-            (e.code().into(), e.message)
-        }
-    }
 }
 
 fn election_result(partition: PartitionRef, leader: i32, error: Option<KafkaError>) -> ElectionResult {
@@ -416,54 +394,20 @@ pub fn describe_topics(image: &ClusterImage, names: &[String]) -> DescribeTopics
     DescribeTopicsResponse { topics }
 }
 
-/// The CreateTopic command for a request: an explicit assignment when one is
-/// given, else the counts, where 0 or -1 means the broker's `num.partitions`
-/// or `default.replication.factor`.
-pub fn create_topic_command(
-    request: &CreateTopicRequest,
-    settings: &Settings,
-    topic_id: Uuid,
-) -> Result<Command, KafkaError> {
-    let name = &request.name;
-    let configs: BTreeMap<String, String> = request.configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let assignment = if request.assignments.is_empty() {
-        let count = |given: i32, setting: &str, error: ResponseError, what: &str| match given {
-            -1 | 0 => Ok(settings.long(setting) as i32),
-            n if n > 0 => Ok(n),
-            n => Err(KafkaError::new(
-                error,
-                format!("topic `{name}`: {what} {n} is invalid; give a positive count, or -1 for {setting}"),
-            )),
-        };
-        TopicAssignment::Computed {
-            partitions: count(
-                request.num_partitions,
-                "num.partitions",
-                ResponseError::InvalidPartitions,
-                "partition count",
-            )?,
-            replication_factor: count(
-                request.replication_factor,
-                "default.replication.factor",
-                ResponseError::InvalidReplicationFactor,
-                "replication factor",
-            )?,
-        }
-    } else {
-        let given = request.assignments.len() as i32;
-        if !matches!(request.num_partitions, -1 | 0) && request.num_partitions != given {
-            return Err(KafkaError::new(
-                ResponseError::InvalidRequest,
-                format!(
-                    "topic `{name}`: {given} replica assignments given but num_partitions is {}; \
-                     leave num_partitions at -1 with an explicit assignment",
-                    request.num_partitions
-                ),
-            ));
-        }
-        TopicAssignment::Explicit(request.assignments.iter().map(|a| a.replicas.clone()).collect())
-    };
-    Ok(Command::CreateTopic { name: name.clone(), topic_id, assignment, configs })
+/// A gRPC CreateTopic request as the admin path's [`NewTopic`]. Proto3
+/// cannot tell an unset count from 0: beside an explicit assignment a 0
+/// count means unset (-1). Without one, counts are taken as given, so 0 is
+/// refused as Kafka refuses it.
+pub fn new_topic(request: CreateTopicRequest) -> NewTopic {
+    let explicit = !request.assignments.is_empty();
+    let unset_if_explicit = |n: i32| if explicit && n == 0 { -1 } else { n };
+    NewTopic {
+        name: request.name,
+        num_partitions: unset_if_explicit(request.num_partitions),
+        replication_factor: i16::try_from(unset_if_explicit(request.replication_factor)).unwrap_or(i16::MAX),
+        assignment: request.assignments.into_iter().map(|a| a.replicas).collect(),
+        configs: request.configs.into_iter().collect(),
+    }
 }
 
 fn create_topic_response(result: Result<Outcome, KafkaError>) -> CreateTopicResponse {
@@ -487,14 +431,14 @@ fn create_topic_response(result: Result<Outcome, KafkaError>) -> CreateTopicResp
 /// empty), the election command to propose or why none is needed or possible.
 ///
 /// Preferred: only when the preferred (first) replica is an unfenced ISR
-/// member and not already leader — [`Command::ElectLeader`] then picks it.
+/// member and not already leader — [`Change::ElectLeader`] then picks it.
 /// Unclean: only for a partition without a leader; it may pick a replica
 /// outside the ISR.
 pub fn plan_elections(
     image: &ClusterImage,
     election: ElectionType,
     partitions: &[PartitionRef],
-) -> Vec<(PartitionRef, Result<Command, KafkaError>)> {
+) -> Vec<(PartitionRef, Result<Change, KafkaError>)> {
     let refs: Vec<PartitionRef> = if partitions.is_empty() {
         all_partitions(image).map(|(t, i, _)| partition_ref(t, i)).collect()
     } else {
@@ -514,7 +458,7 @@ fn plan_election(
     r: &PartitionRef,
     election: ElectionType,
     live: &BTreeSet<i32>,
-) -> Result<Command, KafkaError> {
+) -> Result<Change, KafkaError> {
     let name = format!("`{}`-{}", r.topic, r.partition);
     let Some(p) = state else {
         return Err(KafkaError::new(
@@ -522,7 +466,7 @@ fn plan_election(
             format!("partition {name} does not exist"),
         ));
     };
-    let elect = |allow_unclean| Command::ElectLeader { topic: r.topic.clone(), partition: r.partition, allow_unclean };
+    let elect = |allow_unclean| Change::ElectLeader { topic: r.topic.clone(), partition: r.partition, allow_unclean };
     match election {
         ElectionType::Preferred => {
             let Some(&preferred) = p.replicas.first() else {
@@ -563,15 +507,11 @@ fn plan_election(
     }
 }
 
-/// The effective `min.insync.replicas` of `topic`: its override, else the broker setting.
-pub fn min_insync_replicas(image: &ClusterImage, topic: &str, settings: &Settings) -> i64 {
-    image
-        .topics
-        .get(topic)
-        .and_then(|t| t.configs.get("min.insync.replicas"))
-        .or_else(|| image.broker_configs.get("min.insync.replicas"))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| settings.long("min.insync.replicas"))
+/// The effective `min.insync.replicas` of `topic` in `image` (see [`admin::min_insync_replicas`]).
+fn image_min_insync_replicas(image: &ClusterImage, topic: &str, settings: &Settings) -> i64 {
+    let key = "min.insync.replicas";
+    let topic_override = image.topics.get(topic).and_then(|t| t.configs.get(key)).map(String::as_str);
+    admin::min_insync_replicas(topic_override, image.broker_configs.get(key).map(String::as_str), settings) as i64
 }
 
 /// Whether stopping `broker_id` now keeps every partition writable with
@@ -595,7 +535,7 @@ pub fn safe_to_restart(
         if !p.isr.contains(&broker_id) {
             continue;
         }
-        let min_isr = min_insync_replicas(image, topic, settings);
+        let min_isr = image_min_insync_replicas(image, topic, settings);
         let remaining = p.isr.len() as i64 - 1;
         let reason = if p.leader == broker_id && p.isr == [broker_id] {
             Some(format!(
@@ -652,7 +592,12 @@ pub fn safe_to_restart(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::image::{BrokerRegistration, TopicImage};
+    use std::collections::BTreeMap;
+
+    use uuid::Uuid;
+
+    use crate::controller::Command;
+    use crate::controller::image::{BrokerRegistration, TopicAssignment, TopicImage};
 
     fn broker(id: i32, fenced: bool) -> BrokerRegistration {
         BrokerRegistration {
@@ -744,43 +689,27 @@ mod tests {
         assert_eq!(command_error_code(&stale, Context::Topic), ResponseError::InvalidUpdateVersion);
         let e = refusal(&CommandError::TopicAlreadyExists("t".into()), Context::Topic);
         assert_eq!((e.error, e.message.as_str()), (ResponseError::TopicAlreadyExists, "topic `t` already exists"));
-        let (code, message) = outcome_fields(Err(CommandError::UnknownBroker(9)));
-        assert_eq!(code, i32::from(ResponseError::BrokerIdNotRegistered.code()));
-        assert!(message.contains("broker 9"), "{message}");
+        let e = refusal(&CommandError::UnknownBroker(9), Context::Topic);
+        assert_eq!(e.error, ResponseError::BrokerIdNotRegistered);
+        assert!(e.message.contains("broker 9"), "{}", e.message);
     }
 
     #[test]
-    fn create_topic_defaults_come_from_the_broker_settings() {
-        let mut settings = Settings::broker_defaults();
-        settings.set("num.partitions", "6").unwrap();
-        settings.set("default.replication.factor", "3").unwrap();
-        let id = Uuid::from_u128(1);
-        let request =
-            CreateTopicRequest { name: "x".into(), num_partitions: -1, replication_factor: 0, ..Default::default() };
-        let Ok(Command::CreateTopic { assignment, .. }) = create_topic_command(&request, &settings, id) else {
-            panic!()
-        };
-        assert_eq!(assignment, TopicAssignment::Computed { partitions: 6, replication_factor: 3 });
-
-        let bad =
-            CreateTopicRequest { name: "x".into(), num_partitions: -2, replication_factor: 1, ..Default::default() };
-        assert_eq!(create_topic_command(&bad, &settings, id).unwrap_err().error, ResponseError::InvalidPartitions);
-
+    fn a_grpc_create_topic_becomes_the_admin_paths_new_topic() {
+        let counted =
+            CreateTopicRequest { name: "x".into(), num_partitions: 0, replication_factor: -1, ..Default::default() };
+        let t = new_topic(counted);
+        assert_eq!((t.num_partitions, t.replication_factor), (0, -1), "0 partitions stays 0: the rules refuse it");
         let explicit = CreateTopicRequest {
             name: "x".into(),
-            num_partitions: -1,
             assignments: vec![ReplicaAssignment { replicas: vec![1, 0] }],
             configs: [("retention.ms".to_string(), "5".to_string())].into(),
             ..Default::default()
         };
-        let Ok(Command::CreateTopic { assignment, configs, .. }) = create_topic_command(&explicit, &settings, id)
-        else {
-            panic!()
-        };
-        assert_eq!(assignment, TopicAssignment::Explicit(vec![vec![1, 0]]));
-        assert_eq!(configs.get("retention.ms").map(String::as_str), Some("5"));
-        let mismatch = CreateTopicRequest { num_partitions: 4, ..explicit };
-        assert_eq!(create_topic_command(&mismatch, &settings, id).unwrap_err().error, ResponseError::InvalidRequest);
+        let t = new_topic(explicit);
+        assert_eq!((t.num_partitions, t.replication_factor), (-1, -1), "proto3's unset counts beside an assignment");
+        assert_eq!(t.assignment, vec![vec![1, 0]]);
+        assert_eq!(t.configs, vec![("retention.ms".to_string(), "5".to_string())]);
     }
 
     #[test]
@@ -816,7 +745,7 @@ mod tests {
         );
         assert_eq!(
             plan[3].1.as_ref().unwrap(),
-            &Command::ElectLeader { topic: "u".into(), partition: 0, allow_unclean: false }
+            &Change::ElectLeader { topic: "u".into(), partition: 0, allow_unclean: false }
         );
 
         let mut out_of_isr = image.clone();
@@ -832,7 +761,7 @@ mod tests {
         assert_eq!(plan[0].1.as_ref().unwrap_err().error, ResponseError::ElectionNotNeeded);
         assert_eq!(
             plan[1].1.as_ref().unwrap(),
-            &Command::ElectLeader { topic: "t".into(), partition: 2, allow_unclean: true }
+            &Change::ElectLeader { topic: "t".into(), partition: 2, allow_unclean: true }
         );
     }
 

@@ -25,53 +25,15 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::admin::{AdminError, Change, NewTopic};
 use crate::config::BrokerConfig;
 use crate::controller::image::{Command, CommandError, Outcome, TopicAssignment};
 use crate::controller::{Controller, ControllerConfig, ControllerError};
 use crate::group::{GroupConfig, GroupCoordinator};
-use crate::log::{LogError, LogManager, TopicPartition};
-use crate::log_lines::LineLimit;
-use crate::metadata::{ConfigOp, MetadataError, MetadataView, TopicMetadata};
+use crate::log::{LogManager, TopicPartition};
+use crate::metadata::MetadataView;
 use crate::metrics::Metrics;
 use crate::replica::{Partition, ReplicaConfig, ReplicaManager};
-
-/// Topic creations and deletions a client can cause, logged a few a second at most.
-static TOPIC_CHANGE_LOG: LineLimit = LineLimit::new(10);
-
-/// An admin operation that was refused or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    /// The request was refused before reaching the controller.
-    #[error(transparent)]
-    Metadata(#[from] MetadataError),
-    /// The controller refused the change.
-    #[error(transparent)]
-    Refused(#[from] CommandError),
-    /// The controller quorum could not be reached or could not commit.
-    #[error(transparent)]
-    Controller(#[from] ControllerError),
-    /// A partition log could not be created or deleted.
-    #[error(transparent)]
-    Log(#[from] LogError),
-    /// DeleteTopics while `delete.topic.enable=false`.
-    #[error("topic deletion is disabled on this broker (delete.topic.enable=false)")]
-    DeletionDisabled,
-}
-
-/// What a client asked for when creating a topic.
-#[derive(Debug, Clone, Default)]
-pub struct NewTopic {
-    /// Topic name.
-    pub name: String,
-    /// Partition count; -1 for `num.partitions`.
-    pub num_partitions: i32,
-    /// Replication factor; -1 for `default.replication.factor`.
-    pub replication_factor: i16,
-    /// Explicit replica lists by partition (replaces the two counts).
-    pub assignment: Vec<Vec<i32>>,
-    /// Config overrides.
-    pub configs: Vec<(String, String)>,
-}
 
 /// Producer ids of the block this broker holds: `next .. end`.
 #[derive(Debug, Default)]
@@ -354,8 +316,8 @@ impl Broker {
     /// quorum the broker stops anyway and its session expires.
     pub async fn controlled_shutdown(&self) {
         self.ready.store(false, Ordering::Release);
-        let command = Command::ControlledShutdown { broker_id: self.config.node_id, broker_epoch: self.broker_epoch() };
-        match tokio::time::timeout(Duration::from_secs(10), self.propose_published(command)).await {
+        let change = Change::ControlledShutdown { broker_id: self.config.node_id, broker_epoch: self.broker_epoch() };
+        match tokio::time::timeout(Duration::from_secs(10), crate::admin::apply(self, change, false)).await {
             Ok(Ok(_)) => tracing::info!("controlled shutdown: leaderships moved to other replicas"),
             Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown refused; stopping anyway"),
             Err(_) => tracing::warn!("controlled shutdown timed out; stopping anyway"),
@@ -370,112 +332,6 @@ impl Broker {
     /// Node ids of the live (unfenced) brokers.
     pub fn live_brokers(&self) -> Vec<i32> {
         self.metadata.read().live_broker_ids()
-    }
-
-    /// Creates a topic (or only checks it, when `validate_only`).
-    pub async fn create_topic(&self, req: &NewTopic, validate_only: bool) -> Result<TopicMetadata, AdminError> {
-        let settings = &self.config.settings;
-        let assignment = if !req.assignment.is_empty() {
-            if req.num_partitions != -1 || req.replication_factor != -1 {
-                return Err(MetadataError::InvalidReplicaAssignment {
-                    topic: req.name.clone(),
-                    reason: "give either an assignment or counts of partitions and replicas, not both".into(),
-                }
-                .into());
-            }
-            TopicAssignment::Explicit(req.assignment.clone())
-        } else {
-            let partitions =
-                if req.num_partitions == -1 { settings.long("num.partitions") as i32 } else { req.num_partitions };
-            let replication_factor = if req.replication_factor == -1 {
-                settings.long("default.replication.factor") as i32
-            } else {
-                req.replication_factor as i32
-            };
-            if partitions < 1 {
-                return Err(MetadataError::InvalidPartitions {
-                    topic: req.name.clone(),
-                    requested: partitions,
-                    reason: "a topic needs at least 1 partition".into(),
-                }
-                .into());
-            }
-            let live = self.live_brokers().len();
-            if replication_factor < 1 || replication_factor as usize > live {
-                return Err(MetadataError::InvalidReplicationFactor {
-                    topic: req.name.clone(),
-                    requested: replication_factor,
-                    reason: format!("it must be from 1 to the number of live brokers, {live}"),
-                }
-                .into());
-            }
-            TopicAssignment::Computed { partitions, replication_factor }
-        };
-        let configs = req.configs.iter().cloned().collect();
-        let command = Command::CreateTopic { name: req.name.clone(), topic_id: Uuid::new_v4(), assignment, configs };
-        if validate_only {
-            // Apply to a copy of the image: the controller's own checks, nothing committed.
-            let mut image = self.controller.image();
-            image.apply(u64::MAX, &command)?;
-            let view = MetadataView::from_image(&image, -1);
-            return view.topic(&req.name).cloned().ok_or_else(|| MetadataError::UnknownTopic(req.name.clone()).into());
-        }
-        self.propose_published(command).await?;
-        if let Some(left_out) = TOPIC_CHANGE_LOG.admit() {
-            tracing::info!(topic = %req.name, left_out_since_last_line = left_out, "created topic");
-        }
-        self.metadata
-            .read()
-            .topic(&req.name)
-            .cloned()
-            .ok_or_else(|| MetadataError::UnknownTopic(req.name.clone()).into())
-    }
-
-    /// Deletes a topic; its logs go when the deletion is published.
-    pub async fn delete_topic(&self, name: &str) -> Result<TopicMetadata, AdminError> {
-        if !self.config.settings.bool("delete.topic.enable") {
-            return Err(AdminError::DeletionDisabled);
-        }
-        let topic =
-            self.metadata.read().topic(name).cloned().ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
-        self.propose_published(Command::DeleteTopic { name: name.to_string() }).await?;
-        if let Some(left_out) = TOPIC_CHANGE_LOG.admit() {
-            tracing::info!(topic = %name, left_out_since_last_line = left_out, "deleted topic");
-        }
-        Ok(topic)
-    }
-
-    /// Grows a topic to `total` partitions, with `assignment` for the new ones if given.
-    pub async fn create_partitions(
-        &self,
-        name: &str,
-        total: i32,
-        assignment: Option<Vec<Vec<i32>>>,
-        validate_only: bool,
-    ) -> Result<(), AdminError> {
-        self.metadata.read().validate_new_partitions(name, total)?;
-        let command = Command::CreatePartitions { name: name.to_string(), total, assignment };
-        if validate_only {
-            self.controller.image().apply(u64::MAX, &command)?;
-            return Ok(());
-        }
-        self.propose_published(command).await?;
-        Ok(())
-    }
-
-    /// Alters a topic's config overrides; the logs follow when published.
-    pub async fn alter_topic_configs(
-        &self,
-        name: &str,
-        ops: &[ConfigOp],
-        validate_only: bool,
-    ) -> Result<(), AdminError> {
-        let configs = self.metadata.read().configs_after(name, ops)?;
-        if validate_only {
-            return Ok(());
-        }
-        self.propose_published(Command::AlterTopicConfigs { name: name.to_string(), configs }).await?;
-        Ok(())
     }
 
     /// Hands out a producer id never given before in this cluster: from this
@@ -526,7 +382,7 @@ impl Broker {
                 ("segment.bytes".to_string(), config.offsets_topic_segment_bytes.to_string()),
             ],
         };
-        match self.create_topic(&request, false).await {
+        match crate::admin::create_topic(self, request, false).await {
             Ok(_) | Err(AdminError::Refused(CommandError::TopicAlreadyExists(_))) => {}
             Err(e) => tracing::warn!(error = %e, "cannot create {} yet", crate::group::OFFSETS_TOPIC),
         }

@@ -2,6 +2,7 @@
 //!
 //! The crate is laid out by responsibility:
 //!
+//! - [`admin`] — the one path of cluster changes from every API: pure rules, then the controller.
 //! - [`admin_service`] — the `Admin` gRPC service for the operator and tools.
 //! - [`alloc_guard`] — the process allocator, safe against absurd capacity requests.
 //! - [`config`] — settings from flags, `STROM_*` env and YAML, with Kafka's names.
@@ -21,6 +22,7 @@
 //! - [`server`] — listeners, housekeeping and shutdown.
 //! - [`tls`] — mutual TLS and caller identities on the internal plane.
 
+pub mod admin;
 pub mod admin_service;
 pub mod alloc_guard;
 pub mod broker;

@@ -131,8 +131,9 @@ pub fn collect_state(broker: &Broker) -> Vec<MetricFamily> {
         if isr < state.replicas.len() {
             urp += 1;
         }
-        let min_isr =
-            *min_isr_by_topic.entry(tp.topic.clone()).or_insert_with(|| min_insync_replicas(broker, &tp.topic));
+        let min_isr = *min_isr_by_topic
+            .entry(tp.topic.clone())
+            .or_insert_with(|| crate::admin::topic_min_insync_replicas(broker, &tp.topic));
         if isr == min_isr {
             at_min += 1;
         } else if isr < min_isr {
@@ -186,14 +187,4 @@ pub fn collect_state(broker: &Broker) -> Vec<MetricFamily> {
         broker.metrics.retain_topics(|t| metadata.topic(t).is_some());
     }
     f.registry.gather()
-}
-
-/// `min.insync.replicas` of `topic`: its override, else the broker's.
-fn min_insync_replicas(broker: &Broker, topic: &str) -> usize {
-    let metadata = broker.metadata.read();
-    let value = match metadata.topic(topic) {
-        Some(t) => broker.config.topic_value(&t.configs, "min.insync.replicas").0,
-        None => broker.config.settings.get("min.insync.replicas").to_string(),
-    };
-    value.parse::<usize>().unwrap_or(1).max(1)
 }

@@ -11,7 +11,8 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use uuid::Uuid;
 
 use super::str_bytes;
-use crate::broker::{AdminError, Broker, NewTopic};
+use crate::admin::{AdminError, NewTopic};
+use crate::broker::Broker;
 use crate::controller::CommandError;
 use crate::log_lines::LineLimit;
 use crate::metadata::TopicMetadata;
@@ -98,7 +99,7 @@ async fn lookup(
         return error_entry(ResponseError::UnknownTopicOrPartition);
     }
     let req = NewTopic { name: name.clone(), num_partitions: -1, replication_factor: -1, ..Default::default() };
-    match broker.create_topic(&req, false).await {
+    match crate::admin::create_topic(broker, req, false).await {
         Ok(t) => topic_entry(&t, authorized_ops),
         Err(AdminError::Refused(CommandError::TopicAlreadyExists(_))) => {
             // Created concurrently by another request: answer with it.

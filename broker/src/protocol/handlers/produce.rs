@@ -83,7 +83,7 @@ fn append_all(broker: &Broker, request: ProduceRequest) -> (Vec<TopicProduceResp
         .enumerate()
         .map(|(topic_index, topic)| {
             let name = topic.name.to_string();
-            let min_insync = acks_all.then(|| min_insync_replicas(broker, &name));
+            let min_insync = acks_all.then(|| crate::admin::topic_min_insync_replicas(broker, &name));
             let partitions = topic
                 .partition_data
                 .into_iter()
@@ -170,16 +170,6 @@ fn batch_index_error(e: &RecordError) -> BatchIndexAndErrorMessage {
     BatchIndexAndErrorMessage::default()
         .with_batch_index(e.batch_index)
         .with_batch_index_error_message(Some(str_bytes(e.message.clone())))
-}
-
-/// `min.insync.replicas` of `topic`: its override, else the broker's.
-fn min_insync_replicas(broker: &Broker, topic: &str) -> usize {
-    let metadata = broker.metadata.read();
-    let value = match metadata.topic(topic) {
-        Some(t) => broker.config.topic_value(&t.configs, "min.insync.replicas").0,
-        None => broker.config.settings.get("min.insync.replicas").to_string(),
-    };
-    value.parse::<usize>().unwrap_or(1).max(1)
 }
 
 /// The error for a partition this broker does not host: unknown to the
