@@ -1,4 +1,5 @@
-//! State gauges, computed from the broker's state at scrape time.
+//! What `/metrics` answers: the recorded metrics of [`crate::metrics`] and
+//! state gauges, computed from the broker's state at scrape time.
 //!
 //! Nothing here is touched by the produce or fetch paths: each scrape walks
 //! the hosted partition replicas, the published metadata image, the
@@ -23,6 +24,16 @@ use crate::broker::Broker;
 use crate::controller::image::NO_LEADER;
 use crate::group::state::GroupState;
 use crate::log::TopicPartition;
+
+/// Renders the broker's recorded and state metrics in the Prometheus text
+/// format. Takes partition log locks briefly: call from a blocking-capable
+/// context.
+pub fn render(broker: &Broker) -> String {
+    let mut families = broker.metrics.gather();
+    families.extend(collect_state(broker));
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    crate::metrics::encode(&families)
+}
 
 /// Longest a scrape waits for one partition log's read lock.
 const LOG_LOCK_WAIT: Duration = Duration::from_millis(20);
