@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{AdminError, Change, NewTopic};
 use crate::config::Settings;
 use crate::controller::image::{Command, TopicAssignment};
-use crate::metadata::{MetadataError, MetadataView};
+use crate::metadata::{MetadataError, MetadataView, topic_name};
 
 /// What the rules read: the broker settings and the published metadata.
 #[derive(Debug, Clone, Copy)]
@@ -66,11 +66,14 @@ pub fn command(change: &Change, view: ClusterView<'_>, topic_id: Uuid) -> Result
     })
 }
 
-/// CreateTopic: an explicit assignment, or counts where -1 means the
+/// CreateTopic: a valid name (Kafka's rules); an explicit assignment, or counts where -1 means the
 /// broker's `num.partitions` / `default.replication.factor` (Kafka's rules:
 /// not both; at least one partition; a replication factor from 1 to the
 /// number of live brokers).
 fn create_topic(req: &NewTopic, view: ClusterView<'_>, topic_id: Uuid) -> Result<Command, AdminError> {
+    // Checked here too, so an invalid name (many of them, in one Metadata
+    // request with auto-creation) costs no controller round trip.
+    topic_name::validate(&req.name)?;
     let settings = view.settings;
     let assignment = if !req.assignment.is_empty() {
         if req.num_partitions != -1 || req.replication_factor != -1 {
@@ -168,6 +171,8 @@ mod tests {
         let id = Uuid::from_u128(1);
         let Ok(Command::CreateTopic { assignment, .. }) = command(&topic("x", -1, 2), view, id) else { panic!() };
         assert_eq!(assignment, TopicAssignment::Computed { partitions: 6, replication_factor: 2 });
+        let invalid = command(&topic("no spaces", 1, 1), view, id).unwrap_err();
+        assert!(matches!(invalid, AdminError::Metadata(MetadataError::InvalidTopicName { .. })), "{invalid}");
         let zero = command(&topic("x", 0, 1), view, id).unwrap_err();
         assert_eq!(zero.to_string(), "invalid partition count 0 for topic `x`: a topic needs at least 1 partition");
         let wide = command(&topic("x", 1, 3), view, id).unwrap_err();

@@ -57,6 +57,7 @@ use crate::log_lines::LineLimit;
 /// Lines about refused requests: a client opening connections must not get one each.
 static TOO_MANY_ENTRIES_LOG: LineLimit = LineLimit::new(1);
 static BAD_REQUEST_LOG: LineLimit = LineLimit::new(1);
+static STALLED_LOG: LineLimit = LineLimit::new(1);
 
 /// Responses encoded ahead of the one being written.
 const WRITE_AHEAD: usize = 8;
@@ -127,7 +128,9 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<B
                 break;
             }
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection: bad request frame");
+                if let Some(left_out) = BAD_REQUEST_LOG.admit() {
+                    tracing::warn!(%peer, error = %e, refused_since_last_line = left_out, "closing connection: bad request frame");
+                }
                 broker.metrics.record_bad_request(e.stage());
                 break;
             }
@@ -297,13 +300,19 @@ async fn write_responses(
         let written = match tokio::time::timeout(stall, frame.write_to(writer.as_ref())).await {
             Ok(written) => written,
             Err(_) => {
-                tracing::warn!(%peer, ?stall, "closing connection: the client took no response for connections.max.idle.ms");
+                if let Some(left_out) = STALLED_LOG.admit() {
+                    tracing::warn!(%peer, ?stall, closed_since_last_line = left_out, "closing connection: the client took no response for connections.max.idle.ms");
+                }
                 break;
             }
         };
         if let Err(e) = written {
             match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => tracing::warn!(%peer, error = %e, "closing connection"),
+                std::io::ErrorKind::UnexpectedEof => {
+                    if let Some(left_out) = STALLED_LOG.admit() {
+                        tracing::warn!(%peer, error = %e, closed_since_last_line = left_out, "closing connection");
+                    }
+                }
                 _ => tracing::debug!(%peer, error = %e, "client went away"),
             }
             break;

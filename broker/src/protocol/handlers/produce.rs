@@ -31,8 +31,12 @@ use crate::broker::{Broker, now_ms};
 use crate::log::LogError;
 use crate::log::TopicPartition;
 use crate::log::error::RecordError;
+use crate::log_lines::LineLimit;
 use crate::protocol::errors::KafkaError;
 use crate::replica::{Partition, ReplicaError};
+
+/// A client sending bad batches must not get a line per partition per request.
+static REFUSED_PRODUCE_LOG: LineLimit = LineLimit::new(10);
 
 pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
     let acks = request.acks;
@@ -146,7 +150,9 @@ fn append_all(broker: &Broker, request: ProduceRequest) -> (Vec<TopicProduceResp
                                 .with_log_start_offset(log_start)
                         }
                         Err(e) => {
-                            tracing::warn!(partition = %tp, error = %e, "refused produce");
+                            if let Some(left_out) = REFUSED_PRODUCE_LOG.admit() {
+                                tracing::warn!(partition = %tp, error = %e, left_out_since_last_line = left_out, "refused produce");
+                            }
                             broker.metrics.record_produce_error(&name);
                             let refused = fail(replica_error(&e));
                             match &e {
