@@ -234,7 +234,7 @@ fn produce_round(broker: &Broker, workload: &Workload) -> Round {
 /// broker makes for it, with metrics `enabled` or not.
 fn recording_ns_per_request(enabled: bool) -> f64 {
     const CALLS: u32 = 2_000_000;
-    let metrics = Metrics::new(enabled);
+    let metrics = Metrics::new(enabled, strom_broker::protocol::versions::SUPPORTED_APIS);
     let response = ResponseKind::Produce(ProduceResponse::default().with_responses(vec![
         TopicProduceResponse::default().with_partition_responses(vec![PartitionProduceResponse::default()]),
     ]));

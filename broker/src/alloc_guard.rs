@@ -117,6 +117,6 @@ mod tests {
         // Metadata v0 whose topic array claims 2^31-1 entries (over 100 GiB
         // of Vec) in 5 bytes: without the guard the process aborts here.
         let frame = bytes::Bytes::from_static(&[0, 3, 0, 0, 0, 0, 0, 1, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0xb6]);
-        assert!(crate::protocol::codec::decode_request(frame).is_err());
+        assert!(crate::protocol::codec::decode_request(frame, u64::MAX).is_err());
     }
 }

@@ -39,7 +39,7 @@ pub fn serve(broker: Arc<Broker>, listener: TcpListener) {
         crate::replica::service::ReplicationService::new(broker.replicas.clone()),
     );
     let admin = strom_proto::admin::admin_server::AdminServer::with_interceptor(
-        crate::admin_service::AdminService::new(broker.controller.clone(), broker.config.settings.clone()),
+        crate::admin_service::AdminService::new(broker.clone()),
         authorize_admin,
     );
     let router = tonic::transport::Server::builder()

@@ -192,12 +192,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             wait_for_signal().await;
             tracing::info!("shutdown signal received");
             if let Some(broker) = started.get() {
-                broker.controlled_shutdown().await;
+                strom_broker::membership::controlled_shutdown(broker).await;
             }
             shutdown.cancel();
         });
     }
-    let broker = Broker::start(config, internal, shutdown).await?;
+    let broker = server::start(config, internal, shutdown).await?;
     let _ = started.set(broker.clone());
     let kafka = server::bind_kafka(&broker).await?;
     tracing::info!(

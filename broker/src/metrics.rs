@@ -8,10 +8,11 @@
 //!   code paths where the events happen;
 //! - *state* ones — gauges of what the broker holds (log sizes, offsets,
 //!   partition health, controller, groups, consumer lag) — computed from the
-//!   broker's state at scrape time by [`state`], so the write paths never pay
-//!   for them.
+//!   broker's state at scrape time by [`crate::scrape`], so the write paths
+//!   never pay for them.
 //!
-//! [`render`] encodes both. Every metric is listed in docs/METRICS.md.
+//! [`crate::scrape::render`] encodes both. This module knows nothing of the
+//! broker: it is part of the broker's shared state. Every metric is listed in docs/METRICS.md.
 //!
 //! Cost on the hot paths: the series of each served (API, version) and of
 //! each API's latency histogram are resolved once, at start, so a request
@@ -20,8 +21,6 @@
 //! record. With `metrics.enabled=false` every recording call returns at
 //! once (state gauges are still rendered). Recording never fails and never
 //! blocks on I/O.
-
-mod state;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,11 +37,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::broker::Broker;
 use crate::log::FileRecords;
-use crate::protocol::versions::SUPPORTED_APIS;
-
-pub use state::collect_state;
 
 /// Buckets of the request latency histograms, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -137,12 +132,6 @@ pub struct Metrics {
     isr_changes: IsrChangeCounters,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new(true)
-    }
-}
-
 /// Registers `c` in `registry`. Names and labels are constants of this
 /// module, so registration fails only on a bug (a duplicate name).
 fn register<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -163,9 +152,11 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
 }
 
 impl Metrics {
-    /// Registers every metric in a fresh registry; with `enabled` false,
+    /// Registers every metric in a fresh registry, with the request series
+    /// of every (API, lowest, highest version) in `served` (the served ones,
+    /// `protocol::versions::SUPPORTED_APIS`); with `enabled` false,
     /// recording calls do nothing (`metrics.enabled=false`).
-    pub fn new(enabled: bool) -> Metrics {
+    pub fn new(enabled: bool, served: &[(ApiKey, i16, i16)]) -> Metrics {
         let registry = Registry::new();
         let r = &registry;
         let requests =
@@ -238,7 +229,7 @@ impl Metrics {
             enabled,
         };
         let mut apis: Vec<Option<ApiSeries>> = Vec::new();
-        for &(api, lo, hi) in SUPPORTED_APIS {
+        for &(api, lo, hi) in served {
             let label = format!("{api:?}");
             let index = api as i16 as usize;
             if apis.len() <= index {
@@ -423,16 +414,6 @@ impl Metrics {
     }
 }
 
-/// Renders the broker's recorded and state metrics in the Prometheus text
-/// format. Takes partition log locks briefly: call from a blocking-capable
-/// context.
-pub fn render(broker: &Broker) -> String {
-    let mut families = broker.metrics.gather();
-    families.extend(collect_state(broker));
-    families.sort_by(|a, b| a.name().cmp(b.name()));
-    encode(&families)
-}
-
 /// Encodes metric families in the Prometheus text format.
 pub fn encode(families: &[MetricFamily]) -> String {
     let mut out = Vec::new();
@@ -554,7 +535,7 @@ mod tests {
 
     #[test]
     fn requests_count_by_api_and_version_and_errors_by_code() {
-        let m = Metrics::new(true);
+        let m = Metrics::new(true, crate::protocol::versions::SUPPORTED_APIS);
         let ok = PartitionProduceResponse::default();
         let bad = PartitionProduceResponse::default().with_error_code(ResponseError::NotLeaderOrFollower.code());
         let response = ResponseKind::Produce(
@@ -577,7 +558,7 @@ mod tests {
 
     #[test]
     fn disabled_metrics_record_nothing() {
-        let m = Metrics::new(false);
+        let m = Metrics::new(false, crate::protocol::versions::SUPPORTED_APIS);
         m.record_request(ApiKey::Fetch, 12, Duration::from_millis(1), None);
         m.record_produce("t", 100, 3);
         let guard = m.enter_purgatory(Purgatory::Produce);
@@ -590,7 +571,7 @@ mod tests {
 
     #[test]
     fn purgatory_gauge_follows_its_guards_and_deleted_topics_are_forgotten() {
-        let m = Metrics::new(true);
+        let m = Metrics::new(true, crate::protocol::versions::SUPPORTED_APIS);
         let a = m.enter_purgatory(Purgatory::Fetch);
         let b = m.enter_purgatory(Purgatory::Fetch);
         assert_eq!(m.purgatory_fetch.get(), 2);
@@ -609,7 +590,7 @@ mod tests {
 
     #[test]
     fn isr_changes_count_by_direction() {
-        let m = Metrics::new(true);
+        let m = Metrics::new(true, crate::protocol::versions::SUPPORTED_APIS);
         let c = m.isr_changes();
         c.record(3, 2);
         c.record(2, 3);

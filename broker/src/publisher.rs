@@ -186,7 +186,7 @@ fn catch_up_rate(
 
 /// Tells the group coordinator which `__consumer_offsets` partitions this broker leads (none before its registration is in the image).
 fn follow_offsets_leadership(broker: &Arc<Broker>, partitions: &[PartitionState], me: i32, registered: bool) {
-    crate::group::attach(&broker.groups, broker, partitions.len());
+    crate::group::attach(&broker.groups, &broker.replicas, partitions.len());
     for (index, p) in partitions.iter().enumerate() {
         broker.groups.set_leadership(index, registered && p.leader == me);
     }

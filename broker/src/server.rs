@@ -1,4 +1,11 @@
-//! The running broker: listeners, background housekeeping and shutdown.
+//! Starts the broker's parts and runs them: listeners, background
+//! housekeeping and shutdown.
+//!
+//! [`start`] is the one place a broker's parts are started: it opens the
+//! logs (with recovery), starts this node's controller, builds the shared
+//! [`Broker`] state, starts the internal gRPC server, the publisher and the
+//! replica manager's background work, and joins the cluster
+//! ([`crate::membership::join`]).
 //!
 //! The HTTP listener is bound and served first, before the broker opens
 //! its logs and joins the cluster ([`bind_http`], [`serve_http`]): `/healthz`
@@ -26,8 +33,12 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, now_ms};
+use crate::config::BrokerConfig;
+use crate::controller::{Controller, ControllerConfig};
+use crate::log::LogManager;
 use crate::protocol::connection::serve_connection;
 use crate::protocol::limits::{ConnectionCounts, RefusalLog, RequestMemory};
+use crate::protocol::versions::SUPPORTED_APIS;
 use crate::readiness::{NotReady, Readiness};
 
 /// The addresses a started broker listens on.
@@ -37,6 +48,68 @@ pub struct BoundAddresses {
     pub kafka: SocketAddr,
     /// HTTP listener.
     pub http: SocketAddr,
+}
+
+/// Opens the logs, starts this node's controller, the internal gRPC server
+/// on `internal`, the publisher and the replicas' background work, and joins
+/// the cluster. Returns once this broker is registered and has caught up;
+/// waits for a controller quorum as long as it takes (until `shutdown` is
+/// cancelled).
+pub async fn start(
+    config: BrokerConfig,
+    internal: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Arc<Broker>> {
+    let internal_tls = load_internal_tls(&config)?;
+    let data_dir = config.data_dir.clone();
+    let default_log_config = config.log_config(&crate::config::Settings::topic_overrides());
+    let logs = tokio::task::spawn_blocking(move || LogManager::open(&data_dir, default_log_config))
+        .await
+        .context("opening the logs panicked")?
+        .with_context(|| format!("cannot open the logs in {}", config.data_dir.display()))?;
+    let controller = Controller::start_unserved(controller_config(&config, internal_tls.clone()))
+        .await
+        .context("cannot start this node's controller")?;
+    let metrics = crate::metrics::Metrics::new(config.settings.bool("metrics.enabled"), SUPPORTED_APIS);
+    let broker = Broker::new(config, logs, controller, metrics, internal_tls, shutdown);
+    broker.replicas.set_isr_channel(Arc::new(crate::publisher::ControllerIsrChannel::new(&broker)));
+    crate::internal::serve(broker.clone(), internal);
+    tokio::spawn(crate::publisher::run(broker.clone()));
+    tokio::spawn(broker.replicas.clone().run_background(broker.shutdown.clone()));
+    crate::membership::join(&broker).await?;
+    Ok(broker)
+}
+
+/// The controller settings of a broker configuration.
+fn controller_config(config: &BrokerConfig, tls: Option<Arc<crate::tls::InternalTls>>) -> ControllerConfig {
+    let voters = if config.voters.is_empty() {
+        [(config.node_id as u64, config.internal_advertise.to_string())].into_iter().collect()
+    } else {
+        config.voters.iter().map(|v| (v.node_id as u64, v.address.to_string())).collect()
+    };
+    let mut c = ControllerConfig::new(config.node_id as u64, voters, &config.data_dir);
+    c.session_timeout = Duration::from_millis(config.settings.long("broker.session.timeout.ms").max(1) as u64);
+    c.internal_tls = tls;
+    c
+}
+
+/// Loads the internal TLS files, checking that the certificate is this broker's.
+fn load_internal_tls(config: &BrokerConfig) -> anyhow::Result<Option<Arc<crate::tls::InternalTls>>> {
+    let Some(files) = &config.internal_tls else {
+        return Ok(None);
+    };
+    let tls = crate::tls::InternalTls::load(files.clone())?;
+    let identity = tls.identity();
+    if identity != crate::tls::Identity::Broker(config.node_id) {
+        anyhow::bail!(
+            "the internal TLS certificate {} names {identity}, but this is broker {} (expected URI SAN {}{})",
+            files.cert.display(),
+            config.node_id,
+            crate::tls::BROKER_URI_PREFIX,
+            config.node_id
+        );
+    }
+    Ok(Some(tls))
 }
 
 /// Binds the internal gRPC listener, before the broker starts (the
@@ -186,7 +259,7 @@ async fn metrics(State(s): State<HttpState>) -> (StatusCode, String) {
     let Some(broker) = s.started.get().cloned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", NotReady::Starting));
     };
-    match tokio::task::spawn_blocking(move || crate::metrics::render(&broker)).await {
+    match tokio::task::spawn_blocking(move || crate::scrape::render(&broker)).await {
         Ok(text) => (StatusCode::OK, text),
         Err(e) => {
             tracing::error!(error = %e, "rendering metrics failed");
@@ -197,7 +270,7 @@ async fn metrics(State(s): State<HttpState>) -> (StatusCode, String) {
 
 /// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until
 /// `shutdown` is cancelled; `started` holds the broker once
-/// [`Broker::start`] has returned it.
+/// [`start`] has returned it.
 pub fn serve_http(
     started: Arc<OnceLock<Arc<Broker>>>,
     listener: TcpListener,

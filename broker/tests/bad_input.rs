@@ -8,7 +8,9 @@
 //! MESSAGE_TOO_LARGE; that CreateTopics refuses invalid names with
 //! INVALID_TOPIC_EXCEPTION (as does Metadata auto-creation) and creates
 //! nothing on disk; that a CreateTopics past the broker's partition limit
-//! (`max.broker.partitions`) is refused with POLICY_VIOLATION naming it; and
+//! (`max.broker.partitions`) is refused with POLICY_VIOLATION naming it; that
+//! a Metadata request of thousands of invalid names is answered without a
+//! log line per name; and
 //! that after each of these the broker still answers ApiVersions and
 //! Metadata on a new connection.
 
@@ -301,4 +303,26 @@ fn create_topics_past_the_brokers_partition_limit_is_refused_naming_the_limit() 
     // 50 __consumer_offsets partitions may already be hosted; 100 more still fit.
     create_topic_ok(&mut client, "fits", 100, &[]);
     assert_broker_still_serves(broker.kafka_addr(), "a refused 100,000-partition CreateTopics");
+}
+
+#[test]
+fn a_metadata_request_of_many_invalid_names_is_answered_without_a_log_line_each() {
+    const NAMES: usize = 5_000;
+    let broker = BrokerProcess::start();
+    let mut client = WireClient::connect(broker.kafka_addr());
+    let topics = (0..NAMES)
+        .map(|i| {
+            MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(format!("bad name {i}")))))
+        })
+        .collect();
+    let request = MetadataRequest::default().with_topics(Some(topics)).with_allow_auto_topic_creation(true);
+    let response: MetadataResponse = client.send(&request, common::wire::METADATA_VERSION);
+    assert_eq!(response.topics.len(), NAMES);
+    assert!(
+        response.topics.iter().all(|t| t.error_code == ResponseError::InvalidTopicException.code()),
+        "every invalid name is refused as INVALID_TOPIC_EXCEPTION"
+    );
+    let lines = broker.log().matches("did not auto-create topic").count();
+    assert!(lines > 0 && lines < 100, "{lines} log lines for {NAMES} refused names: rate-limited, not one each");
+    assert_broker_still_serves(broker.kafka_addr(), "a Metadata request of 5,000 invalid names");
 }

@@ -2,7 +2,9 @@
 //! operator uses it: describe the cluster and topics, create a topic
 //! (validate-only first), refuse a bad one with the Kafka error code, grow
 //! and configure it, judge whether a broker may restart, bring preferred
-//! leaders back after a restart, and delete the topic.
+//! leaders back after a restart, and delete the topic; and that the gRPC
+//! path refuses what Kafka's CreateTopics refuses (0 partitions, a
+//! replication factor above the live brokers) with the same code and text.
 
 mod common;
 
@@ -16,7 +18,12 @@ use strom_proto::admin::{
 };
 use tonic::transport::Channel;
 
+use common::BrokerProcess;
 use common::cluster::{Cluster, FAST_FAILOVER, wait_until};
+use common::wire::{CREATE_TOPICS_VERSION, WireClient};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -138,4 +145,56 @@ fn admin_api_creates_topics_judges_restarts_and_elects_preferred_leaders() {
     assert_eq!(deleted.into_inner().error_code, 0);
     let gone = runtime.block_on(admin.delete_topic(DeleteTopicRequest { name: "orders".into() })).unwrap();
     assert_eq!(gone.into_inner().error_code, code(ResponseError::UnknownTopicOrPartition));
+}
+
+/// Kafka's CreateTopics for one topic: (error code, error message).
+fn kafka_create_topic(client: &mut WireClient, name: &str, partitions: i32, replication_factor: i16) -> (i32, String) {
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.to_string())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(replication_factor);
+    let request = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000);
+    let response = client.send(&request, CREATE_TOPICS_VERSION);
+    let result = &response.topics[0];
+    (result.error_code.into(), result.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+}
+
+#[test]
+fn grpc_create_topic_refuses_what_kafka_refuses_with_the_same_text() {
+    let broker = BrokerProcess::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let endpoint = format!("http://{}", broker.internal_addr());
+    let mut admin = runtime
+        .block_on(AdminClient::connect(endpoint))
+        .expect("connect to the single node's internal port (plain, loopback)");
+    let mut kafka = WireClient::connect(broker.kafka_addr());
+    for (name, partitions, replication_factor, error) in [
+        ("no-partitions", 0, 1, ResponseError::InvalidPartitions),
+        ("too-wide", 1, 2, ResponseError::InvalidReplicationFactor),
+    ] {
+        let (kafka_code, kafka_message) = kafka_create_topic(&mut kafka, name, partitions, replication_factor);
+        let grpc = runtime
+            .block_on(admin.create_topic(CreateTopicRequest {
+                name: name.into(),
+                num_partitions: partitions,
+                replication_factor: replication_factor.into(),
+                ..Default::default()
+            }))
+            .expect("CreateTopic")
+            .into_inner();
+        assert_eq!(kafka_code, code(error), "Kafka: {kafka_message}");
+        assert_eq!((grpc.error_code, grpc.error_message.as_str()), (kafka_code, kafka_message.as_str()), "{name}");
+    }
+    assert!(
+        runtime
+            .block_on(
+                admin.describe_topics(DescribeTopicsRequest { names: vec!["no-partitions".into(), "too-wide".into()] })
+            )
+            .expect("DescribeTopics")
+            .into_inner()
+            .topics
+            .iter()
+            .all(|t| t.error_code == code(ResponseError::UnknownTopicOrPartition)),
+        "nothing was created"
+    );
 }

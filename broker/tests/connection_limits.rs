@@ -7,8 +7,10 @@
 //! `connections.max.idle.ms` while a busy one stays; that a frame that does
 //! not arrive whole is closed at `request.frame.timeout.ms`; and that
 //! partially sent frames hold no more broker memory than
-//! `queued.max.request.bytes`, while a normal client keeps producing and
-//! fetching through each attack.
+//! `queued.max.request.bytes`; that a Metadata request of 25 million empty
+//! names is refused at once (`max.request.partitions`) with the broker's
+//! memory bounded, while a normal client keeps producing and fetching through
+//! each attack.
 
 mod common;
 
@@ -225,4 +227,65 @@ fn partially_sent_frames_hold_no_more_memory_than_queued_max_request_bytes() {
     stop.store(true, Ordering::Release);
     let round_trips = steady.join().expect("the normal client saw every request answered");
     assert!(round_trips > 0, "the normal client round-tripped records during the attack");
+}
+
+/// Samples the broker's resident memory every 20 ms until stopped; the peak.
+fn rss_sampler(pid: u32, sampling: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0u64;
+        while sampling.load(Ordering::Acquire) {
+            peak = peak.max(rss_bytes(pid));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    })
+}
+
+#[test]
+fn a_metadata_request_of_25_million_names_is_refused_with_bounded_memory() {
+    const NAMES: i32 = 25_000_000;
+    const MAX_RSS: u64 = 300 << 20;
+    let broker = BrokerProcess::start();
+    let mut setup = WireClient::connect(broker.kafka_addr());
+    create_topic_ok(&mut setup, "steady", 1, &[]);
+    drop(setup);
+    let stop = Arc::new(AtomicBool::new(false));
+    let steady = normal_client(broker.kafka_addr(), "steady", stop.clone(), Duration::from_millis(50));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = rss_sampler(broker.pid(), sampling.clone());
+
+    // Metadata v0: header, then an array of 25 million empty names (two
+    // bytes each): a 50 MB frame, under socket.request.max.bytes.
+    let mut frame = Vec::with_capacity(4 + 14 + 4 + 2 * NAMES as usize);
+    frame.extend_from_slice(&0i32.to_be_bytes()); // size, patched below
+    frame.extend_from_slice(&[0, 3, 0, 0, 0, 0, 0, 7, 0, 4]);
+    frame.extend_from_slice(b"evil");
+    frame.extend_from_slice(&NAMES.to_be_bytes());
+    frame.resize(frame.len() + 2 * NAMES as usize, 0);
+    let size = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&size.to_be_bytes());
+    let mut attacker = TcpStream::connect(broker.kafka_addr()).expect("connect");
+    let _ = attacker.write_all(&frame); // the broker may close before taking the last bytes
+    let sent = Instant::now();
+    assert!(
+        closed_by_broker(&mut attacker, sent + Duration::from_secs(10)),
+        "the broker kept a 25-million-name Metadata request open for 10 s"
+    );
+    sampling.store(false, Ordering::Release);
+    let peak = sampler.join().expect("RSS sampler");
+    assert!(peak < MAX_RSS, "the broker reached {peak} bytes resident on one 50 MB request (bound {MAX_RSS})");
+
+    let scrape = Scrape::fetch(broker.http_addr());
+    assert_eq!(scrape.value_or_zero("strom_bad_requests_total", &[("stage", "entries")]), 1.0);
+    let log = broker.log();
+    assert!(log.contains("max.request.partitions allows 100000"), "the refusal names the setting and the limit");
+    assert!(!log.contains("auto-create"), "no line per name");
+    // The normal client kept working during the attack, and still does after.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Release);
+    let round_trips = steady.join().expect("the normal client saw every request answered");
+    assert!(round_trips > 0, "the normal client round-tripped records during the attack");
+    let mut after = WireClient::connect(broker.kafka_addr());
+    let response = produce(&mut after, "steady", 0, record_batch(&[b"after".to_vec()], 0));
+    assert_eq!(response.error_code, 0, "produce after the attack");
 }

@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 use strom_broker::protocol::codec::decode_request;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = decode_request(bytes::Bytes::copy_from_slice(data));
+    let _ = decode_request(bytes::Bytes::copy_from_slice(data), 100_000);
 });

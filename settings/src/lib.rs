@@ -395,6 +395,13 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         doc: "Most partition replicas this broker hosts; CreateTopics, CreatePartitions, auto-creation and reassignments past it are refused with POLICY_VIOLATION. -1 (or 0): derived from the open-file limit (raised to the hard limit at start): (limit - 1024) / 4, at least 100.",
     },
     SettingDef {
+        name: "max.request.partitions",
+        kind: int(1, I32.1),
+        default: "100000",
+        broker_synonym: None,
+        doc: "Most topics, partitions and other names (config keys, groups) one request may carry, each counting one; a request naming more is refused before it is decoded and its connection closed (Strom's; Kafka has no such limit).",
+    },
+    SettingDef {
         name: "connections.max.idle.ms",
         kind: long(1),
         default: "600000",

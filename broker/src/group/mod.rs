@@ -41,9 +41,10 @@ pub mod store;
 
 use std::sync::Arc;
 
+use crate::replica::ReplicaManager;
+
 use tokio::time::Instant;
 
-use crate::broker::Broker;
 use crate::config::Settings;
 use crate::config::settings;
 pub use coordinator::GroupCoordinator;
@@ -230,7 +231,7 @@ pub struct Clock {
 impl Clock {
     /// A clock reading the system time once, now.
     pub fn new() -> Clock {
-        Clock { base: Instant::now(), base_wall_ms: crate::broker::now_ms() }
+        Clock { base: Instant::now(), base_wall_ms: crate::clock::now_ms() }
     }
 
     /// The current time.
@@ -247,20 +248,15 @@ impl Default for Clock {
     }
 }
 
-/// Gives `coordinator` its storage on `broker`'s partitions once
+/// Gives `coordinator` its storage on the hosted partitions of `replicas` once
 /// `__consumer_offsets` exists, with the topic's partition count; which
 /// partitions it serves then follows their leadership
 /// ([`GroupCoordinator::set_leadership`]).
-pub fn attach(coordinator: &Arc<GroupCoordinator>, broker: &Arc<Broker>, partitions: usize) {
+pub fn attach(coordinator: &Arc<GroupCoordinator>, replicas: &Arc<ReplicaManager>, partitions: usize) {
     if coordinator.partition_count().is_none() {
-        let store = Arc::new(store::BrokerOffsetsLog::new(Arc::downgrade(broker)));
+        let store = Arc::new(store::BrokerOffsetsLog::new(Arc::downgrade(replicas)));
         coordinator.attach(store, partitions);
     }
-}
-
-/// The group coordinator of `broker`.
-pub fn coordinator(broker: &Arc<Broker>) -> Arc<GroupCoordinator> {
-    broker.groups.clone()
 }
 
 #[cfg(test)]

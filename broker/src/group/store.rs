@@ -19,9 +19,10 @@ use kafka_protocol::records::{
 };
 
 use super::OFFSETS_TOPIC;
-use crate::broker::{Broker, now_ms};
+use crate::clock::now_ms;
 use crate::log::{LogError, TopicPartition};
 use crate::replica::ReplicaError;
+use crate::replica::ReplicaManager;
 
 /// One `__consumer_offsets` record; a `None` value is a tombstone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,19 +78,20 @@ const LOAD_READ_BYTES: usize = 4 << 20;
 /// [`OffsetsLog`] on the broker's hosted `__consumer_offsets` partitions.
 #[derive(Debug)]
 pub struct BrokerOffsetsLog {
-    broker: Weak<Broker>,
+    replicas: Weak<ReplicaManager>,
 }
 
 impl BrokerOffsetsLog {
-    /// Storage on `broker`'s partitions (held weakly: the broker owns the coordinator).
-    pub fn new(broker: Weak<Broker>) -> BrokerOffsetsLog {
-        BrokerOffsetsLog { broker }
+    /// Storage on the hosted partitions of `replicas` (held weakly: the
+    /// broker owns both them and the coordinator).
+    pub fn new(replicas: Weak<ReplicaManager>) -> BrokerOffsetsLog {
+        BrokerOffsetsLog { replicas }
     }
 
     fn partition(&self, partition: i32) -> Result<std::sync::Arc<crate::replica::Partition>, StoreError> {
-        let broker = self.broker.upgrade().ok_or(StoreError::NotHosted(partition))?;
+        let replicas = self.replicas.upgrade().ok_or(StoreError::NotHosted(partition))?;
         let tp = TopicPartition { topic: OFFSETS_TOPIC.to_string(), partition };
-        broker.partition(&tp).ok_or(StoreError::NotHosted(partition))
+        replicas.get(&tp).ok_or(StoreError::NotHosted(partition))
     }
 }
 

@@ -12,6 +12,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use super::fetch_encoding;
 use super::handlers::Response;
 use super::outgoing::Outgoing;
+use super::request_entries::{self, EntriesError};
 use super::versions::supported_range;
 
 /// A request's identity, from its header.
@@ -41,13 +42,25 @@ pub enum DecodeError {
     /// The version is outside the served range.
     #[error("{api:?} version {version} is not supported (served: {min}..={max})")]
     UnsupportedVersion { api: ApiKey, version: i16, min: i16, max: i16, correlation_id: i32 },
+    /// The request names more topics, partitions and names than
+    /// `max.request.partitions` allows; it was not decoded.
+    #[error("{api:?} v{version} request refused (correlation id {correlation_id}): {source}")]
+    TooManyEntries {
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        #[source]
+        source: EntriesError,
+    },
     /// The header or body does not parse at the given version.
     #[error("malformed {api:?} v{version} request (correlation id {correlation_id}): {reason}")]
     Malformed { api: ApiKey, version: i16, correlation_id: i32, reason: String },
 }
 
-/// Decodes a request frame into its context and typed body.
-pub fn decode_request(frame: Bytes) -> Result<(RequestContext, RequestKind), DecodeError> {
+/// Decodes a request frame into its context and typed body. A request that
+/// names more than `max_entries` topics, partitions and names (see
+/// [`request_entries`]) is refused before its body is decoded.
+pub fn decode_request(frame: Bytes, max_entries: u64) -> Result<(RequestContext, RequestKind), DecodeError> {
     if frame.len() < 8 {
         return Err(DecodeError::TooShort(frame.len()));
     }
@@ -67,6 +80,13 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestContext, RequestKind), Dec
     let mut buf = frame;
     let header = RequestHeader::decode(&mut buf, api.request_header_version(version))
         .map_err(|e| malformed(format!("header: {e}")))?;
+    match request_entries::check(api, version, &buf, max_entries) {
+        Ok(_) => {}
+        Err(source @ EntriesError::TooMany { .. }) => {
+            return Err(DecodeError::TooManyEntries { api, version, correlation_id, source });
+        }
+        Err(e) => return Err(malformed(format!("body: {e}"))),
+    }
     let body = RequestKind::decode(api, &mut buf, version).map_err(|e| malformed(format!("body: {e}")))?;
     let client_id = header.client_id.as_ref().map(|c| c.to_string());
     Ok((RequestContext { api_key: api, api_version: version, correlation_id, client_id, peer: None }, body))
@@ -109,6 +129,8 @@ mod tests {
     use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
     use kafka_protocol::protocol::StrBytes;
 
+    const LIMIT: u64 = 100_000;
+
     fn frame(api: ApiKey, version: i16, body: &impl Encodable) -> Bytes {
         let mut buf = BytesMut::new();
         let header = RequestHeader::default()
@@ -123,7 +145,7 @@ mod tests {
 
     #[test]
     fn decodes_a_valid_request() {
-        let (ctx, body) = decode_request(frame(ApiKey::Metadata, 12, &MetadataRequest::default())).unwrap();
+        let (ctx, body) = decode_request(frame(ApiKey::Metadata, 12, &MetadataRequest::default()), LIMIT).unwrap();
         assert_eq!(ctx.correlation_id, 42);
         assert_eq!(ctx.client_id.as_deref(), Some("test"));
         assert!(matches!(body, RequestKind::Metadata(_)));
@@ -131,21 +153,38 @@ mod tests {
 
     #[test]
     fn refuses_unknown_keys_versions_and_garbage() {
-        assert!(matches!(decode_request(Bytes::from_static(&[0, 1, 2])), Err(DecodeError::TooShort(3))));
+        assert!(matches!(decode_request(Bytes::from_static(&[0, 1, 2]), LIMIT), Err(DecodeError::TooShort(3))));
         let unknown = Bytes::from_static(&[0x7f, 0, 0, 0, 0, 0, 0, 9]);
         assert!(matches!(
-            decode_request(unknown),
+            decode_request(unknown, LIMIT),
             Err(DecodeError::UnknownApiKey { api_key: 0x7f00, correlation_id: 9 })
         ));
         let too_new = frame(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default());
         let mut raw = BytesMut::from(&too_new[..]);
         raw[3] = 99;
         assert!(matches!(
-            decode_request(raw.freeze()),
+            decode_request(raw.freeze(), LIMIT),
             Err(DecodeError::UnsupportedVersion { version: 99, correlation_id: 42, .. })
         ));
         let mut truncated = BytesMut::from(&frame(ApiKey::Metadata, 12, &MetadataRequest::default())[..]);
         truncated.truncate(12);
-        assert!(matches!(decode_request(truncated.freeze()), Err(DecodeError::Malformed { .. })));
+        assert!(matches!(decode_request(truncated.freeze(), LIMIT), Err(DecodeError::Malformed { .. })));
+    }
+
+    #[test]
+    fn a_request_naming_too_many_topics_is_refused_before_decoding() {
+        use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+        let topics = vec![MetadataRequestTopic::default().with_name(Some(Default::default())); 11];
+        let request = MetadataRequest::default().with_topics(Some(topics));
+        let refused = decode_request(frame(ApiKey::Metadata, 12, &request), 10).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                DecodeError::TooManyEntries { correlation_id: 42, source: EntriesError::TooMany { limit: 10, .. }, .. }
+            ),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("max.request.partitions allows 10"), "{refused}");
+        assert!(decode_request(frame(ApiKey::Metadata, 12, &request), 11).is_ok());
     }
 }

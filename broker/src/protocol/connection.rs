@@ -29,7 +29,9 @@
 //! The handler and writer end with the connection's task.
 //!
 //! A framing or decoding error closes this connection (after the responses
-//! already due are written) and is logged; it never affects others.
+//! already due are written) and is logged, one line a second at most; it
+//! never affects others. So does a request naming more topics and partitions
+//! than `max.request.partitions`, refused before its body is decoded.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +52,12 @@ use super::handlers::{Response, api_versions_response, handle};
 use super::limits::{Activity, ConnectionLimits, PoolPermit, RequestMemory};
 use super::outgoing::Outgoing;
 use crate::broker::Broker;
+use crate::log_lines::LineLimit;
+
+/// Lines about refused requests: a client opening connections must not get one each.
+static TOO_MANY_ENTRIES_LOG: LineLimit = LineLimit::new(1);
+static BAD_REQUEST_LOG: LineLimit = LineLimit::new(1);
+static STALLED_LOG: LineLimit = LineLimit::new(1);
 
 /// Responses encoded ahead of the one being written.
 const WRITE_AHEAD: usize = 8;
@@ -83,6 +91,7 @@ impl Drop for AbortOnDrop {
 pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, memory: RequestMemory) {
     let _ = stream.set_nodelay(true);
     let limits = ConnectionLimits::from_settings(&broker.config.settings);
+    let max_entries = broker.config.settings.long("max.request.partitions").max(1) as u64;
     let (mut reader, writer) = stream.into_split();
     let (requests, incoming) = mpsc::channel::<Incoming>(1);
     let (responses, outgoing) = mpsc::channel::<Outgoing>(WRITE_AHEAD);
@@ -119,12 +128,14 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<B
                 break;
             }
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection: bad request frame");
+                if let Some(left_out) = BAD_REQUEST_LOG.admit() {
+                    tracing::warn!(%peer, error = %e, refused_since_last_line = left_out, "closing connection: bad request frame");
+                }
                 broker.metrics.record_bad_request(e.stage());
                 break;
             }
         };
-        let incoming = match decode_request(frame.freeze()) {
+        let incoming = match decode_request(frame.freeze(), max_entries) {
             Ok((mut ctx, request)) => {
                 ctx.peer = Some(peer);
                 Incoming::Request(Box::new(Queued { ctx, request, _memory: memory }))
@@ -139,8 +150,20 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<B
                     Err(EncodeFailed) => break,
                 }
             }
+            Err(e @ DecodeError::TooManyEntries { .. }) => {
+                // No response shape of these APIs carries a request-wide
+                // error with a message, so the connection closes, as Kafka
+                // does with a request it cannot take.
+                if let Some(left_out) = TOO_MANY_ENTRIES_LOG.admit() {
+                    tracing::warn!(%peer, error = %e, refused_since_last_line = left_out, "closing connection: request too large");
+                }
+                broker.metrics.record_bad_request("entries");
+                break;
+            }
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection: request not understood");
+                if let Some(left_out) = BAD_REQUEST_LOG.admit() {
+                    tracing::warn!(%peer, error = %e, refused_since_last_line = left_out, "closing connection: request not understood");
+                }
                 broker.metrics.record_bad_request("decode");
                 break;
             }
@@ -277,13 +300,19 @@ async fn write_responses(
         let written = match tokio::time::timeout(stall, frame.write_to(writer.as_ref())).await {
             Ok(written) => written,
             Err(_) => {
-                tracing::warn!(%peer, ?stall, "closing connection: the client took no response for connections.max.idle.ms");
+                if let Some(left_out) = STALLED_LOG.admit() {
+                    tracing::warn!(%peer, ?stall, closed_since_last_line = left_out, "closing connection: the client took no response for connections.max.idle.ms");
+                }
                 break;
             }
         };
         if let Err(e) = written {
             match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => tracing::warn!(%peer, error = %e, "closing connection"),
+                std::io::ErrorKind::UnexpectedEof => {
+                    if let Some(left_out) = STALLED_LOG.admit() {
+                        tracing::warn!(%peer, error = %e, closed_since_last_line = left_out, "closing connection");
+                    }
+                }
                 _ => tracing::debug!(%peer, error = %e, "client went away"),
             }
             break;

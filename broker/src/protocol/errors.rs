@@ -5,7 +5,7 @@
 
 use kafka_protocol::error::ResponseError;
 
-use crate::broker::AdminError;
+use crate::admin::AdminError;
 use crate::controller::CommandError;
 use crate::log::LogError;
 use crate::metadata::MetadataError;
@@ -69,6 +69,9 @@ impl From<&AdminError> for KafkaError {
             AdminError::Metadata(m) => m.into(),
             AdminError::Log(l) => l.into(),
             AdminError::Refused(c) => c.into(),
+            AdminError::PartitionsRefused(c) => {
+                KafkaError::new(command_error_code(c, CommandContext::Partitions), c.to_string())
+            }
             // Retriable: clients try again, by then a controller may be elected.
             AdminError::Controller(_) => KafkaError::new(ResponseError::RequestTimedOut, e.to_string()),
             AdminError::DeletionDisabled => KafkaError::new(ResponseError::TopicDeletionDisabled, e.to_string()),

@@ -9,7 +9,8 @@
 //! record batches from their segment files with `sendfile(2)`, and
 //! [`fetch_encoding`] encodes fetch responses around them. [`limits`] bounds
 //! what a client can make the listener hold (connections, idle time, frame
-//! time, request memory). [`versions`] is the one table of what Strom serves.
+//! time, request memory), and [`request_entries`] the topics and partitions one
+//! request may name, counted before it is decoded. [`versions`] is the one table of what Strom serves.
 //!
 //! Must never: let a malformed or oversized request take the broker down or
 //! write anything to a log; answer out of request order on a connection.
@@ -22,4 +23,5 @@ pub mod frame;
 pub mod handlers;
 pub mod limits;
 pub mod outgoing;
+pub mod request_entries;
 pub mod versions;

@@ -126,6 +126,11 @@ impl BrokerProcess {
         unreachable!("the last attempt either returns or fails");
     }
 
+    /// The internal (gRPC) address: loopback, plain (the single-node default).
+    pub fn internal_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.internal_port))
+    }
+
     /// `127.0.0.1:<kafka port>`, for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.kafka_port)

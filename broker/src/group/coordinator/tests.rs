@@ -369,7 +369,6 @@ async fn shutdown_answers_waiting_joins_with_not_coordinator() {
 /// back when the broker and its coordinator are opened again.
 #[tokio::test]
 async fn offsets_and_groups_survive_a_broker_restart() {
-    use crate::broker::Broker;
     use crate::config::{BrokerConfig, ConfigLayer};
 
     let dir = tempfile::tempdir().unwrap();
@@ -388,10 +387,10 @@ async fn offsets_and_groups_survive_a_broker_restart() {
         ..layer
     };
     let config = BrokerConfig::resolve(layer, "test").unwrap();
-    // A single-node broker creates and loads its offsets topic before Broker::start returns.
+    // A single-node broker creates and loads its offsets topic before server::start returns.
     let open = |config: BrokerConfig| async move {
         let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let broker = Broker::start(config, internal, Default::default()).await.unwrap();
+        let broker = crate::server::start(config, internal, Default::default()).await.unwrap();
         let c = broker.groups.clone();
         (broker, c)
     };

@@ -255,7 +255,12 @@ pub async fn incremental_alter(
                 let result = to_ops(&current, &configs).and_then(|ops| {
                     // A blocking-pool thread: waiting here for the controller is fine.
                     tokio::runtime::Handle::current()
-                        .block_on(b.alter_topic_configs(&name, &ops, request.validate_only))
+                        .block_on(crate::admin::apply(
+                            &b,
+                            crate::admin::Change::AlterTopicConfigs { name: name.clone(), ops },
+                            request.validate_only,
+                        ))
+                        .map(|_| ())
                         .map_err(|e| KafkaError::from(&e))
                 });
                 match result {

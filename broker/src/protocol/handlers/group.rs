@@ -34,10 +34,10 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::group::GroupError;
 use crate::group::coordinator::{FetchedTopic, OffsetCommit, PartitionCommit, PartitionResult};
 use crate::group::member::Protocol;
 use crate::group::state::{JoinRequest, LeavingMember, SyncRequest};
-use crate::group::{self, GroupError};
 use crate::protocol::codec::RequestContext;
 use crate::protocol::errors::KafkaError;
 
@@ -88,7 +88,7 @@ pub fn find_coordinator(
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let _ = group::coordinator(broker);
+    let _ = broker.groups.clone();
     super::coordinator::find(broker, request, version)
 }
 
@@ -98,7 +98,7 @@ pub async fn join_group(
     request: JoinGroupRequest,
     version: i16,
 ) -> JoinGroupResponse {
-    let coordinator = group::coordinator(broker);
+    let coordinator = broker.groups.clone();
     let join = JoinRequest {
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.map(|s| s.to_string()),
@@ -146,7 +146,7 @@ pub async fn join_group(
 }
 
 pub async fn sync_group(broker: &Arc<Broker>, request: SyncGroupRequest, _version: i16) -> SyncGroupResponse {
-    let coordinator = group::coordinator(broker);
+    let coordinator = broker.groups.clone();
     let sync = SyncRequest {
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.map(|s| s.to_string()),
@@ -164,14 +164,14 @@ pub async fn sync_group(broker: &Arc<Broker>, request: SyncGroupRequest, _versio
 }
 
 pub fn heartbeat(broker: &Arc<Broker>, request: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
-    let coordinator = group::coordinator(broker);
+    let coordinator = broker.groups.clone();
     let instance = request.group_instance_id.as_ref().map(|s| s.as_str());
     let result = coordinator.heartbeat(&request.group_id, &request.member_id, instance, request.generation_id);
     HeartbeatResponse::default().with_error_code(code(&result))
 }
 
 pub fn leave_group(broker: &Arc<Broker>, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
-    let coordinator = group::coordinator(broker);
+    let coordinator = broker.groups.clone();
     let leaving: Vec<LeavingMember> = if version >= 3 {
         request
             .members
@@ -214,7 +214,7 @@ fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
 }
 
 pub async fn offset_commit(broker: &Arc<Broker>, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
-    let coordinator = group::coordinator(broker);
+    let coordinator = broker.groups.clone();
     // Partitions that do not exist are refused here, the rest go to the coordinator.
     let mut results: HashMap<(String, i32), i16> = HashMap::new();
     let mut topics = Vec::new();
@@ -293,7 +293,7 @@ fn fetch_group(
     group_id: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> Result<Vec<FetchedTopic>, GroupError> {
-    group::coordinator(broker).fetch_offsets(group_id, topics)
+    broker.groups.clone().fetch_offsets(group_id, topics)
 }
 
 /// (offset, leader epoch, metadata) of a fetched partition: -1, -1, "" when none.
@@ -391,7 +391,7 @@ pub fn offset_fetch(broker: &Arc<Broker>, request: OffsetFetchRequest, version: 
 }
 
 pub fn describe_groups(broker: &Arc<Broker>, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
-    let coordinator = group::coordinator(broker);
+    let coordinator = broker.groups.clone();
     // Without an authorizer every operation is allowed: READ, DELETE, DESCRIBE,
     // DESCRIBE_CONFIGS and ALTER_CONFIGS (AclOperation codes 3, 6, 8, 10, 11).
     let authorized = if request.include_authorized_operations && version >= 3 {
@@ -440,7 +440,7 @@ pub fn describe_groups(broker: &Arc<Broker>, request: DescribeGroupsRequest, ver
 }
 
 pub fn list_groups(broker: &Arc<Broker>, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
-    let coordinator = group::coordinator(broker);
+    let coordinator = broker.groups.clone();
     let listings = match coordinator.list_groups() {
         Ok(l) => l,
         Err(e) => return ListGroupsResponse::default().with_error_code(KafkaError::from(&e).code()),
@@ -464,7 +464,7 @@ pub fn list_groups(broker: &Arc<Broker>, request: ListGroupsRequest, version: i1
 }
 
 pub async fn delete_groups(broker: &Arc<Broker>, request: DeleteGroupsRequest, _version: i16) -> DeleteGroupsResponse {
-    let coordinator = group::coordinator(broker);
+    let coordinator = broker.groups.clone();
     let mut results = Vec::with_capacity(request.groups_names.len());
     for group_id in request.groups_names {
         let result = coordinator.delete_group(&group_id).await;
@@ -474,7 +474,7 @@ pub async fn delete_groups(broker: &Arc<Broker>, request: DeleteGroupsRequest, _
 }
 
 pub async fn offset_delete(broker: &Arc<Broker>, request: OffsetDeleteRequest, _version: i16) -> OffsetDeleteResponse {
-    let coordinator = group::coordinator(broker);
+    let coordinator = broker.groups.clone();
     let topics: Vec<(String, Vec<i32>)> = request
         .topics
         .iter()

@@ -11,10 +11,15 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use uuid::Uuid;
 
 use super::str_bytes;
-use crate::broker::{AdminError, Broker, NewTopic};
+use crate::admin::{AdminError, NewTopic};
+use crate::broker::Broker;
 use crate::controller::CommandError;
+use crate::log_lines::LineLimit;
 use crate::metadata::TopicMetadata;
 use crate::protocol::errors::KafkaError;
+
+/// One line per name a client asks for would let it fill the log.
+static AUTO_CREATE_LOG: LineLimit = LineLimit::new(10);
 
 /// Every topic operation allowed (no ACLs yet): READ..ALTER_CONFIGS bits.
 const ALL_TOPIC_OPERATIONS: i32 =
@@ -94,7 +99,7 @@ async fn lookup(
         return error_entry(ResponseError::UnknownTopicOrPartition);
     }
     let req = NewTopic { name: name.clone(), num_partitions: -1, replication_factor: -1, ..Default::default() };
-    match broker.create_topic(&req, false).await {
+    match crate::admin::create_topic(broker, req, false).await {
         Ok(t) => topic_entry(&t, authorized_ops),
         Err(AdminError::Refused(CommandError::TopicAlreadyExists(_))) => {
             // Created concurrently by another request: answer with it.
@@ -105,7 +110,9 @@ async fn lookup(
         }
         Err(e) => {
             let k = KafkaError::from(&e);
-            tracing::info!(topic = %name, error = %e, "metadata request did not auto-create topic");
+            if let Some(left_out) = AUTO_CREATE_LOG.admit() {
+                tracing::info!(topic = %name, error = %e, left_out_since_last_line = left_out, "metadata request did not auto-create topic");
+            }
             error_entry(k.error)
         }
     }

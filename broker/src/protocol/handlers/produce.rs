@@ -31,8 +31,12 @@ use crate::broker::{Broker, now_ms};
 use crate::log::LogError;
 use crate::log::TopicPartition;
 use crate::log::error::RecordError;
+use crate::log_lines::LineLimit;
 use crate::protocol::errors::KafkaError;
 use crate::replica::{Partition, ReplicaError};
+
+/// A client sending bad batches must not get a line per partition per request.
+static REFUSED_PRODUCE_LOG: LineLimit = LineLimit::new(10);
 
 pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
     let acks = request.acks;
@@ -83,7 +87,7 @@ fn append_all(broker: &Broker, request: ProduceRequest) -> (Vec<TopicProduceResp
         .enumerate()
         .map(|(topic_index, topic)| {
             let name = topic.name.to_string();
-            let min_insync = acks_all.then(|| min_insync_replicas(broker, &name));
+            let min_insync = acks_all.then(|| crate::admin::topic_min_insync_replicas(broker, &name));
             let partitions = topic
                 .partition_data
                 .into_iter()
@@ -146,7 +150,9 @@ fn append_all(broker: &Broker, request: ProduceRequest) -> (Vec<TopicProduceResp
                                 .with_log_start_offset(log_start)
                         }
                         Err(e) => {
-                            tracing::warn!(partition = %tp, error = %e, "refused produce");
+                            if let Some(left_out) = REFUSED_PRODUCE_LOG.admit() {
+                                tracing::warn!(partition = %tp, error = %e, left_out_since_last_line = left_out, "refused produce");
+                            }
                             broker.metrics.record_produce_error(&name);
                             let refused = fail(replica_error(&e));
                             match &e {
@@ -170,16 +176,6 @@ fn batch_index_error(e: &RecordError) -> BatchIndexAndErrorMessage {
     BatchIndexAndErrorMessage::default()
         .with_batch_index(e.batch_index)
         .with_batch_index_error_message(Some(str_bytes(e.message.clone())))
-}
-
-/// `min.insync.replicas` of `topic`: its override, else the broker's.
-fn min_insync_replicas(broker: &Broker, topic: &str) -> usize {
-    let metadata = broker.metadata.read();
-    let value = match metadata.topic(topic) {
-        Some(t) => broker.config.topic_value(&t.configs, "min.insync.replicas").0,
-        None => broker.config.settings.get("min.insync.replicas").to_string(),
-    };
-    value.parse::<usize>().unwrap_or(1).max(1)
 }
 
 /// The error for a partition this broker does not host: unknown to the

@@ -37,6 +37,6 @@ pub async fn handle(broker: &Arc<Broker>, request: InitProducerIdRequest, _versi
     }
     match broker.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
-        Err(e) => fail(KafkaError::from(&e)),
+        Err(e) => fail(KafkaError::from(&crate::admin::AdminError::from(e))),
     }
 }

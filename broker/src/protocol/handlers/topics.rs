@@ -13,8 +13,13 @@ use kafka_protocol::messages::{
 
 use super::configs::topic_config_entries;
 use super::str_bytes;
-use crate::broker::{Broker, NewTopic};
+use crate::admin::{self, Change, NewTopic};
+use crate::broker::Broker;
+use crate::log_lines::LineLimit;
 use crate::protocol::errors::KafkaError;
+
+/// One line per topic a client names would let it fill the log.
+static REFUSED_LOG: LineLimit = LineLimit::new(10);
 
 pub async fn create_topics(broker: &Arc<Broker>, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let b = broker;
@@ -56,7 +61,7 @@ pub async fn create_topics(broker: &Arc<Broker>, request: CreateTopicsRequest, v
             assignment: t.assignments.iter().map(|a| a.broker_ids.iter().map(|id| id.0).collect()).collect(),
             configs,
         };
-        let result = match b.create_topic(&req, request.validate_only).await {
+        let result = match admin::create_topic(b, req, request.validate_only).await {
             Ok(topic) => {
                 let configs = (version >= 5).then(|| {
                     topic_config_entries(b, &topic.configs, None)
@@ -78,7 +83,9 @@ pub async fn create_topics(broker: &Arc<Broker>, request: CreateTopicsRequest, v
             }
             Err(e) => {
                 let k = KafkaError::from(&e);
-                tracing::info!(topic = %name, error = %e, "refused CreateTopics");
+                if let Some(left_out) = REFUSED_LOG.admit() {
+                    tracing::info!(topic = %name, error = %e, left_out_since_last_line = left_out, "refused CreateTopics");
+                }
                 base.with_error_code(k.code()).with_error_message(Some(str_bytes(k.message)))
             }
         };
@@ -104,7 +111,7 @@ pub async fn delete_topics(broker: &Arc<Broker>, request: DeleteTopicsRequest, v
             continue;
         };
         let base = DeletableTopicResult::default().with_name(Some(TopicName(str_bytes(name.clone()))));
-        responses.push(match broker.delete_topic(&name).await {
+        responses.push(match admin::delete_topic(broker, &name).await {
             Ok(t) => base.with_topic_id(t.id),
             Err(e) => {
                 let k = KafkaError::from(&e);
@@ -126,8 +133,9 @@ pub async fn create_partitions(
         let name = t.name.to_string();
         let assignment =
             t.assignments.as_ref().map(|a| a.iter().map(|a| a.broker_ids.iter().map(|id| id.0).collect()).collect());
-        results.push(match broker.create_partitions(&name, t.count, assignment, request.validate_only).await {
-            Ok(()) => base,
+        let change = Change::CreatePartitions { name, total: t.count, assignment };
+        results.push(match admin::apply(broker, change, request.validate_only).await {
+            Ok(_) => base,
             Err(e) => {
                 let k = KafkaError::from(&e);
                 base.with_error_code(k.code()).with_error_message(Some(str_bytes(k.message)))

@@ -1,4 +1,5 @@
-//! State gauges, computed from the broker's state at scrape time.
+//! What `/metrics` answers: the recorded metrics of [`crate::metrics`] and
+//! state gauges, computed from the broker's state at scrape time.
 //!
 //! Nothing here is touched by the produce or fetch paths: each scrape walks
 //! the hosted partition replicas, the published metadata image, the
@@ -23,6 +24,16 @@ use crate::broker::Broker;
 use crate::controller::image::NO_LEADER;
 use crate::group::state::GroupState;
 use crate::log::TopicPartition;
+
+/// Renders the broker's recorded and state metrics in the Prometheus text
+/// format. Takes partition log locks briefly: call from a blocking-capable
+/// context.
+pub fn render(broker: &Broker) -> String {
+    let mut families = broker.metrics.gather();
+    families.extend(collect_state(broker));
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    crate::metrics::encode(&families)
+}
 
 /// Longest a scrape waits for one partition log's read lock.
 const LOG_LOCK_WAIT: Duration = Duration::from_millis(20);
@@ -131,8 +142,9 @@ pub fn collect_state(broker: &Broker) -> Vec<MetricFamily> {
         if isr < state.replicas.len() {
             urp += 1;
         }
-        let min_isr =
-            *min_isr_by_topic.entry(tp.topic.clone()).or_insert_with(|| min_insync_replicas(broker, &tp.topic));
+        let min_isr = *min_isr_by_topic
+            .entry(tp.topic.clone())
+            .or_insert_with(|| crate::admin::topic_min_insync_replicas(broker, &tp.topic));
         if isr == min_isr {
             at_min += 1;
         } else if isr < min_isr {
@@ -186,14 +198,4 @@ pub fn collect_state(broker: &Broker) -> Vec<MetricFamily> {
         broker.metrics.retain_topics(|t| metadata.topic(t).is_some());
     }
     f.registry.gather()
-}
-
-/// `min.insync.replicas` of `topic`: its override, else the broker's.
-fn min_insync_replicas(broker: &Broker, topic: &str) -> usize {
-    let metadata = broker.metadata.read();
-    let value = match metadata.topic(topic) {
-        Some(t) => broker.config.topic_value(&t.configs, "min.insync.replicas").0,
-        None => broker.config.settings.get("min.insync.replicas").to_string(),
-    };
-    value.parse::<usize>().unwrap_or(1).max(1)
 }
