@@ -16,15 +16,16 @@
 //! broker may stop, moves its leaderships away (controlled shutdown) and
 //! deletes its pod.
 //!
-//! The same annotation on one broker pod asks for that broker alone to be
-//! restarted, under the same rules; its replacement, made from the template,
-//! does not carry it.
+//! The same annotation on one broker pod, with a value other than the
+//! cluster's (which the template copies onto every pod), asks for that
+//! broker alone to be restarted, under the same rules; its replacement,
+//! made from the template, carries the cluster's value again.
 
 use std::time::Duration;
 
 /// Annotation on a KafkaCluster asking for a rolling restart: any new value
-/// (a timestamp, a counter) restarts every broker once. On a broker pod (any
-/// value): restart that broker alone, safely.
+/// (a timestamp, a counter) restarts every broker once. On a broker pod,
+/// with a value other than the cluster's: restart that broker alone, safely.
 pub const RESTART_ANNOTATION: &str = "strom.dev/restart";
 
 /// Label the StatefulSet controller puts on each pod: the revision it was made from.
@@ -47,7 +48,7 @@ pub struct BrokerPod {
     pub ready: bool,
     /// The pod is being deleted.
     pub terminating: bool,
-    /// The pod carries [`RESTART_ANNOTATION`]: restart this broker.
+    /// The pod carries its own [`RESTART_ANNOTATION`] value: restart this broker.
     pub restart_requested: bool,
 }
 

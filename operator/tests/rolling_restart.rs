@@ -147,9 +147,10 @@ async fn rolling_restarts_under_load_lose_nothing_and_restart_one_broker_at_a_ti
         assert_eq!(after.get(&broker), before.get(&broker), "broker {broker} was restarted too");
     }
     let replaced = pod_api.get(&format!("{CLUSTER}-1")).await.expect("pod 1");
-    assert!(
-        replaced.metadata.annotations.unwrap_or_default().get("strom.dev/restart").is_none(),
-        "the replacement does not ask for another restart"
+    assert_eq!(
+        replaced.metadata.annotations.unwrap_or_default().get("strom.dev/restart").map(String::as_str),
+        Some("2026-11-26T00:00:00Z"),
+        "the replacement carries the cluster's value again, asking for no other restart"
     );
     let report = analyse(&watcher.finish().await, BROKERS);
     assert_eq!(report.order, vec![1], "per-pod restart: broker 1 alone restarted: {report:?}");

@@ -354,7 +354,9 @@ impl Roll<'_> {
         let mut uids = BTreeMap::new();
         let mut created = BTreeMap::new();
         for pod in list.items {
-            let Some(view) = broker_pod(&pod, &self.names.name) else { continue };
+            let cluster_restart =
+                self.cluster.metadata.annotations.as_ref().and_then(|a| a.get(RESTART_ANNOTATION)).map(String::as_str);
+            let Some(view) = broker_pod(&pod, &self.names.name, cluster_restart) else { continue };
             if let Some(uid) = pod.metadata.uid.clone() {
                 uids.insert(view.name.clone(), uid);
             }
@@ -383,8 +385,18 @@ impl Roll<'_> {
     }
 }
 
-/// The planner's view of a pod of StatefulSet `sts`; `None` for a pod that is not one of its ordinals.
-fn broker_pod(pod: &Pod, sts: &str) -> Option<BrokerPod> {
+/// Whether `pod` asks for its broker alone to restart: its
+/// `strom.dev/restart` annotation differs from the cluster's, which the pod
+/// template copies onto every pod (`cluster_restart`).
+fn restart_requested(pod: &Pod, cluster_restart: Option<&str>) -> bool {
+    let own = pod.metadata.annotations.as_ref().and_then(|a| a.get(RESTART_ANNOTATION));
+    own.is_some_and(|value| Some(value.as_str()) != cluster_restart)
+}
+
+/// The planner's view of a pod of StatefulSet `sts`; `None` for a pod that
+/// is not one of its ordinals. `cluster_restart`: the cluster's own
+/// `strom.dev/restart` annotation.
+fn broker_pod(pod: &Pod, sts: &str, cluster_restart: Option<&str>) -> Option<BrokerPod> {
     let name = pod.metadata.name.clone()?;
     let labels = pod.metadata.labels.as_ref();
     let ordinal = labels
@@ -402,7 +414,7 @@ fn broker_pod(pod: &Pod, sts: &str) -> Option<BrokerPod> {
         revision: labels.and_then(|l| l.get(REVISION_LABEL)).cloned(),
         ready,
         terminating: pod.metadata.deletion_timestamp.is_some(),
-        restart_requested: pod.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(RESTART_ANNOTATION)),
+        restart_requested: restart_requested(pod, cluster_restart),
     })
 }
 
@@ -485,9 +497,18 @@ mod tests {
             }),
             ..Pod::default()
         };
-        let view = broker_pod(&pod, "strom").expect("a broker pod");
+        let view = broker_pod(&pod, "strom", None).expect("a broker pod");
         assert_eq!((view.ordinal, view.ready, view.revision.as_deref()), (2, true, Some("strom-abc")));
-        assert!(broker_pod(&pod, "other").is_none());
+        assert!(!view.restart_requested);
+        assert!(broker_pod(&pod, "other", None).is_none());
+
+        // The cluster's annotation, copied onto the pod by its template, asks
+        // nothing of this pod; a value of the pod's own does.
+        let mut annotated = pod.clone();
+        annotated.metadata.annotations = Some(BTreeMap::from([(RESTART_ANNOTATION.to_string(), "t1".to_string())]));
+        assert!(!broker_pod(&annotated, "strom", Some("t1")).unwrap().restart_requested);
+        assert!(broker_pod(&annotated, "strom", Some("t0")).unwrap().restart_requested);
+        assert!(broker_pod(&annotated, "strom", None).unwrap().restart_requested);
     }
 
     #[test]
