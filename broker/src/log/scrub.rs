@@ -1,0 +1,494 @@
+//! Verification of stored batches: the bytes on disk are checked again —
+//! framing (lengths, magic, offsets increasing), the CRC-32C Kafka uses and,
+//! uncompressed, the records — by the rules a follower applies to what its
+//! leader sends ([`batch::check_stored_batch`]).
+//!
+//! Two places use it:
+//!
+//! - **At open** ([`verify_unverified_segments`], called by
+//!   [`PartitionLog::open`](super::PartitionLog::open) before the segments are
+//!   loaded): every sealed segment not verified since it last changed is
+//!   read whole. What has been verified is recorded per partition in
+//!   [`VERIFIED_FILE`] (one line per sealed segment: base offset, size and
+//!   modification time); a segment whose size or time differ — rolled since,
+//!   rewritten by compaction, or modified behind the broker's back — is
+//!   verified again. The active segment is checked end to end by recovery
+//!   anyway ([`super::segment`]). A damaged segment is cut at its first bad
+//!   batch and every later segment deleted, so the log ends just below the
+//!   damage; the replica re-fetches the rest from its leader as a follower
+//!   that lags. Since this runs before the broker registers, a replica never
+//!   joins an ISR (nor leads) with bytes it has not verified: a restarted
+//!   broker is out of every ISR until it caught up again.
+//! - **While serving** ([`verify_read`]): every batch a leader hands out to a
+//!   consumer or follower is verified first; a damaged one is refused as
+//!   [`LogError::StoredBatchCorrupt`] (KAFKA_STORAGE_ERROR on the wire) and
+//!   the replica layer moves leadership away and repairs the log.
+//!
+//! Counters ([`corrupt_batches_total`], [`verified_bytes_total`],
+//! [`repaired_bytes_total`]) are process-wide, for the metrics layer; this
+//! module imports nothing above `log`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::TopicPartition;
+use super::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
+use super::error::LogError;
+
+/// File in a partition directory recording its verified sealed segments.
+pub const VERIFIED_FILE: &str = "verified-segments";
+
+static CORRUPT_BATCHES: AtomicU64 = AtomicU64::new(0);
+static VERIFIED_BYTES: AtomicU64 = AtomicU64::new(0);
+static REPAIRED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Damaged batches found (at open or while serving) since the process started.
+pub fn corrupt_batches_total() -> u64 {
+    CORRUPT_BATCHES.load(Ordering::Relaxed)
+}
+
+/// Bytes of stored batches verified at open since the process started.
+pub fn verified_bytes_total() -> u64 {
+    VERIFIED_BYTES.load(Ordering::Relaxed)
+}
+
+/// Bytes cut from logs because of damage since the process started.
+pub fn repaired_bytes_total() -> u64 {
+    REPAIRED_BYTES.load(Ordering::Relaxed)
+}
+
+/// Counts one damaged batch found by a caller (a serving path).
+pub fn count_corrupt_batch() {
+    CORRUPT_BATCHES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts bytes cut from a log because of damage.
+pub fn count_repaired_bytes(bytes: u64) {
+    REPAIRED_BYTES.fetch_add(bytes, Ordering::Relaxed);
+}
+
+/// The first damaged batch found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Byte position of the batch (in the segment, or in the read).
+    pub position: u64,
+    /// Offset the log must be truncated to: everything below is sound.
+    pub offset: i64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// What a scan of one segment file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentScan {
+    /// Bytes of sound batches from the start of the file.
+    pub valid_bytes: u64,
+    /// Batches verified.
+    pub batches: u64,
+    /// One past the last sound record (the base offset when none).
+    pub next_offset: i64,
+    /// The first damaged batch, if any.
+    pub damage: Option<Damage>,
+}
+
+/// Checks the batch at the start of `bytes` (which must hold it whole),
+/// expected to start at or after `min_offset` and within `base_offset`'s
+/// segment: its header, then [`batch::check_stored_batch`].
+fn check_one(bytes: &[u8], min_offset: i64, base_offset: i64) -> Result<BatchHeader, String> {
+    let header = BatchHeader::parse(bytes).map_err(|e| e.to_string())?;
+    if header.magic != MAGIC_V2 {
+        return Err(format!("magic {} is not 2", header.magic));
+    }
+    if header.base_offset < min_offset {
+        return Err(format!("base offset {} is below the expected {min_offset}", header.base_offset));
+    }
+    if header.base_offset - base_offset > i64::from(i32::MAX) {
+        return Err(format!("base offset {} is outside segment {base_offset}", header.base_offset));
+    }
+    batch::check_stored_batch(bytes).map_err(|e| e.to_string())?;
+    Ok(header)
+}
+
+/// Verifies `file` (`size` bytes), a segment starting at `base_offset`.
+/// Reads every batch once; stops at the first damaged one.
+pub fn scan_segment_file(file: &File, path: &Path, size: u64, base_offset: i64) -> Result<SegmentScan, LogError> {
+    let mut scan = SegmentScan { valid_bytes: 0, batches: 0, next_offset: base_offset, damage: None };
+    let mut head = [0u8; HEADER_SIZE];
+    let mut buf = Vec::new();
+    let mut position = 0u64;
+    while position < size {
+        let damage = |reason: String| Damage { position, offset: scan.next_offset, reason };
+        if size - position < HEADER_SIZE as u64 {
+            scan.damage = Some(damage(format!("{} bytes at the end cannot hold a batch header", size - position)));
+            break;
+        }
+        file.read_exact_at(&mut head, position).map_err(LogError::io(path))?;
+        let length = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+        if length < (HEADER_SIZE - LOG_OVERHEAD) as i32 || position + LOG_OVERHEAD as u64 + length as u64 > size {
+            scan.damage = Some(damage(format!("batch length {length} does not fit the segment")));
+            break;
+        }
+        let whole = LOG_OVERHEAD + length as usize;
+        buf.resize(whole, 0);
+        file.read_exact_at(&mut buf, position).map_err(LogError::io(path))?;
+        VERIFIED_BYTES.fetch_add(whole as u64, Ordering::Relaxed);
+        match check_one(&buf, scan.next_offset, base_offset) {
+            Ok(header) => {
+                position += whole as u64;
+                scan.valid_bytes = position;
+                scan.batches += 1;
+                scan.next_offset = header.next_offset();
+            }
+            Err(reason) => {
+                scan.damage = Some(damage(reason));
+                break;
+            }
+        }
+    }
+    Ok(scan)
+}
+
+/// Verifies whole batches read from `tp`'s log for a fetch at
+/// `fetch_offset`: each must pass [`batch::check_stored_batch`] and start
+/// after the previous one. The damage is reported as
+/// [`LogError::StoredBatchCorrupt`] with the offset to truncate to (the
+/// first batch's base offset, or the fetch offset if lower; later, the end
+/// of the previous sound batch).
+pub fn verify_read(tp: &TopicPartition, bytes: &[u8], fetch_offset: i64) -> Result<(), LogError> {
+    let mut position = 0usize;
+    let mut previous_next: Option<i64> = None;
+    while position < bytes.len() {
+        let rest = &bytes[position..];
+        let truncate_to = previous_next.unwrap_or_else(|| {
+            BatchHeader::parse(rest).map_or(fetch_offset, |h| h.base_offset.clamp(0, fetch_offset.max(0)))
+        });
+        let fail = |reason: String| LogError::StoredBatchCorrupt {
+            partition: tp.to_string(),
+            offset: truncate_to,
+            reason: format!("{reason} (byte {position} of the read)"),
+        };
+        if rest.len() < HEADER_SIZE {
+            return Err(fail(format!("{} bytes cannot hold a batch header", rest.len())));
+        }
+        let header = BatchHeader::parse(rest)?;
+        if header.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 || header.size() > rest.len() {
+            return Err(fail(format!("batch length {} does not fit the read", header.batch_length)));
+        }
+        let min = previous_next.unwrap_or(i64::MIN);
+        check_one(&rest[..header.size()], min, header.base_offset).map_err(fail)?;
+        previous_next = Some(header.next_offset());
+        position += header.size();
+    }
+    Ok(())
+}
+
+/// What [`verify_unverified_segments`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenVerification {
+    /// Segments read whole.
+    pub segments_verified: usize,
+    /// Bytes read.
+    pub bytes_verified: u64,
+    /// The offset the log was cut at, when a damaged batch was found.
+    pub truncated_at: Option<i64>,
+}
+
+/// Size and modification time (ns since the epoch) of a file: what a
+/// verification record must still match.
+fn stamp(path: &Path) -> Result<(u64, i128), LogError> {
+    let meta = std::fs::metadata(path).map_err(LogError::io(path))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(-1, |d| d.as_nanos() as i128);
+    Ok((meta.len(), mtime))
+}
+
+fn log_path(dir: &Path, base: i64) -> PathBuf {
+    dir.join(format!("{}.log", super::segment::file_stem(base)))
+}
+
+/// Removes a segment's files (missing ones are fine).
+fn remove_segment(dir: &Path, base: i64) -> Result<(), LogError> {
+    let stem = super::segment::file_stem(base);
+    for ext in ["log", "index", "timeindex"] {
+        let path = dir.join(format!("{stem}.{ext}"));
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LogError::Io { path, source: e }),
+        }
+    }
+    Ok(())
+}
+
+/// Reads [`VERIFIED_FILE`]: base offset to (size, mtime). Unreadable means
+/// nothing is known verified.
+fn read_verified(dir: &Path) -> HashMap<i64, (u64, i128)> {
+    let Ok(text) = std::fs::read_to_string(dir.join(VERIFIED_FILE)) else { return HashMap::new() };
+    let mut lines = text.lines();
+    if lines.next().map(str::trim) != Some("0") {
+        return HashMap::new();
+    }
+    lines
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let base = f.next()?.parse().ok()?;
+            let size = f.next()?.parse().ok()?;
+            let mtime = f.next()?.parse().ok()?;
+            Some((base, (size, mtime)))
+        })
+        .collect()
+}
+
+/// Writes [`VERIFIED_FILE`] (temporary file, synced, renamed into place).
+fn write_verified(dir: &Path, verified: &[(i64, (u64, i128))]) -> Result<(), LogError> {
+    let path = dir.join(VERIFIED_FILE);
+    let tmp = dir.join(format!("{VERIFIED_FILE}.tmp"));
+    let mut text = String::from("0\n");
+    for (base, (size, mtime)) in verified {
+        text.push_str(&format!("{base} {size} {mtime}\n"));
+    }
+    let mut f = File::create(&tmp).map_err(LogError::io(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(LogError::io(&tmp))?;
+    f.sync_all().map_err(LogError::io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(LogError::io(&path))
+}
+
+/// Verifies the sealed segments of the log in `dir` not verified since they
+/// last changed, and repairs a damaged one (see the module docs). Runs
+/// before the segments are opened.
+pub fn verify_unverified_segments(dir: &Path, tp: &TopicPartition) -> Result<OpenVerification, LogError> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(LogError::io(dir))? {
+        let entry = entry.map_err(LogError::io(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".log")
+            && stem.len() == 20
+            && let Ok(base) = stem.parse::<i64>()
+            && base >= 0
+        {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    let mut done = OpenVerification::default();
+    // The active segment is recovered end to end on open.
+    let Some((_, sealed)) = bases.split_last() else { return Ok(done) };
+    let known = read_verified(dir);
+    let mut verified = Vec::with_capacity(sealed.len());
+    let mut changed = known.len() != sealed.len();
+    for (i, &base) in sealed.iter().enumerate() {
+        let path = log_path(dir, base);
+        let stamped = stamp(&path)?;
+        if known.get(&base) == Some(&stamped) {
+            verified.push((base, stamped));
+            continue;
+        }
+        changed = true;
+        let file = File::open(&path).map_err(LogError::io(&path))?;
+        let scan = scan_segment_file(&file, &path, stamped.0, base)?;
+        done.segments_verified += 1;
+        done.bytes_verified += scan.valid_bytes;
+        let Some(damage) = scan.damage else {
+            verified.push((base, stamped));
+            continue;
+        };
+        drop(file);
+        CORRUPT_BATCHES.fetch_add(1, Ordering::Relaxed);
+        let mut cut = stamped.0 - damage.position;
+        for &later in &bases[i + 1..] {
+            cut += stamp(&log_path(dir, later)).map_or(0, |(size, _)| size);
+            remove_segment(dir, later)?;
+        }
+        if damage.position == 0 && i > 0 {
+            remove_segment(dir, base)?;
+        } else {
+            let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(LogError::io(&path))?;
+            f.set_len(damage.position).map_err(LogError::io(&path))?;
+            f.sync_all().map_err(LogError::io(&path))?;
+            // Now the last segment: its indexes are rebuilt by recovery.
+            let stem = super::segment::file_stem(base);
+            for ext in ["index", "timeindex"] {
+                let _ = std::fs::remove_file(dir.join(format!("{stem}.{ext}")));
+            }
+        }
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        REPAIRED_BYTES.fetch_add(cut, Ordering::Relaxed);
+        tracing::error!(
+            partition = %tp,
+            segment = %path.display(),
+            position = damage.position,
+            offset = damage.offset,
+            removed_bytes = cut,
+            reason = %damage.reason,
+            "damaged record batch on disk: log truncated below it; the rest is fetched again from the leader"
+        );
+        done.truncated_at = Some(damage.offset);
+        break;
+    }
+    if changed {
+        write_verified(dir, &verified)?;
+    }
+    if done.segments_verified > 0 {
+        tracing::info!(
+            partition = %tp,
+            segments = done.segments_verified,
+            bytes = done.bytes_verified,
+            "verified sealed segments not verified since they last changed"
+        );
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::records::Compression;
+
+    use super::super::batch::tests::encode_batch;
+    use super::super::{LogConfig, PartitionLog};
+    use super::*;
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("t", 0)
+    }
+
+    /// A log of 40 batches of 4 records (offsets 0..160) in 2 KiB segments.
+    fn write_log(dir: &Path) -> Vec<(i64, u64)> {
+        let config = LogConfig { segment_bytes: 2048, index_interval_bytes: 256, ..LogConfig::default() };
+        let mut log = PartitionLog::open(dir, tp(), config).unwrap();
+        for i in 0..40 {
+            log.append_as_leader(&encode_batch(4, 40, 1000 + i * 4, Compression::None), 0, 0).unwrap();
+        }
+        assert!(log.segment_count() >= 4, "2 KiB segments must roll");
+        log.flush().unwrap();
+        log.segments().map(|s| (s.base_offset(), s.size())).collect()
+    }
+
+    /// Byte position and base offset of each batch of a segment file.
+    fn batches_of(path: &Path) -> Vec<(u64, i64)> {
+        let bytes = std::fs::read(path).unwrap();
+        let mut out = Vec::new();
+        let mut position = 0;
+        while position < bytes.len() {
+            let h = BatchHeader::parse(&bytes[position..]).unwrap();
+            out.push((position as u64, h.base_offset));
+            position += h.size();
+        }
+        out
+    }
+
+    fn flip(path: &Path, position: u64) {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[position as usize] ^= 0x20;
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_third_batch_is_found_and_the_log_cut_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = write_log(dir.path());
+        let (base, _) = segments[1];
+        let path = log_path(dir.path(), base);
+        let batches = batches_of(&path);
+        let (third_position, third_offset) = batches[2];
+        // Inside the third batch's records, past its header.
+        flip(&path, third_position + HEADER_SIZE as u64 + 5);
+
+        let size = std::fs::metadata(&path).unwrap().len();
+        let scan = scan_segment_file(&File::open(&path).unwrap(), &path, size, base).unwrap();
+        let damage = scan.damage.expect("the flipped byte is found");
+        assert_eq!((damage.position, damage.offset), (third_position, third_offset));
+        assert!(damage.reason.contains("CRC"), "{}", damage.reason);
+        assert_eq!((scan.batches, scan.valid_bytes, scan.next_offset), (2, third_position, third_offset));
+
+        let before = corrupt_batches_total();
+        let done = verify_unverified_segments(dir.path(), &tp()).unwrap();
+        assert_eq!(done.truncated_at, Some(third_offset));
+        assert!(corrupt_batches_total() > before);
+        for (later, _) in &segments[2..] {
+            assert!(!log_path(dir.path(), *later).exists(), "segments above the damage go");
+        }
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), third_position);
+        let config = LogConfig { segment_bytes: 2048, ..LogConfig::default() };
+        let log = PartitionLog::open(dir.path(), tp(), config).unwrap();
+        assert_eq!(log.log_end_offset(), third_offset, "the log ends just below the damage");
+        let read = log.read_up_to(0, usize::MAX, i64::MAX).unwrap();
+        verify_read(&tp(), &read.records, 0).expect("what is left is sound");
+    }
+
+    #[test]
+    fn an_intact_log_passes_and_is_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = write_log(dir.path());
+        let first = verify_unverified_segments(dir.path(), &tp()).unwrap();
+        assert_eq!(first.truncated_at, None);
+        assert_eq!(first.segments_verified, segments.len() - 1, "every sealed segment, not the active one");
+        let sealed: u64 = segments[..segments.len() - 1].iter().map(|(_, size)| size).sum();
+        assert_eq!(first.bytes_verified, sealed);
+        let again = verify_unverified_segments(dir.path(), &tp()).unwrap();
+        assert_eq!(again, OpenVerification::default(), "verified segments are not read again");
+        // A segment changed behind the broker's back is verified again (past
+        // the file system's timestamp granularity).
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let path = log_path(dir.path(), segments[0].0);
+        flip(&path, 100);
+        let after = verify_unverified_segments(dir.path(), &tp()).unwrap();
+        assert_eq!(after.segments_verified, 1);
+        assert_eq!(after.truncated_at, Some(0));
+    }
+
+    #[test]
+    fn damaged_framing_is_found_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = write_log(dir.path());
+        let (base, _) = segments[0];
+        let path = log_path(dir.path(), base);
+        let batches = batches_of(&path);
+        // The second batch's base offset (outside the CRC) goes backwards.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let p = batches[1].0 as usize;
+        bytes[p..p + 8].copy_from_slice(&0i64.to_be_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let scan = scan_segment_file(&File::open(&path).unwrap(), &path, bytes.len() as u64, base).unwrap();
+        let damage = scan.damage.expect("offsets going backwards are damage");
+        assert_eq!((damage.position, damage.offset), (batches[1].0, batches[1].1));
+        // A length running past the end.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let p = batches[2].0 as usize;
+        bytes[p + 8..p + 12].copy_from_slice(&1_000_000i32.to_be_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let scan = scan_segment_file(&File::open(&path).unwrap(), &path, bytes.len() as u64, base).unwrap();
+        assert_eq!(scan.damage.map(|d| d.position), Some(batches[1].0));
+    }
+
+    #[test]
+    fn verify_read_names_the_offset_to_truncate_to() {
+        let mut bytes = Vec::new();
+        for i in 0..4i64 {
+            let mut b = encode_batch(3, 20, 1, Compression::None);
+            b[0..8].copy_from_slice(&(10 + i * 3).to_be_bytes());
+            bytes.extend(b);
+        }
+        verify_read(&tp(), &bytes, 11).expect("sound batches pass");
+        let third = bytes.len() / 4 * 2;
+        bytes[third + HEADER_SIZE + 2] ^= 1;
+        match verify_read(&tp(), &bytes, 11) {
+            Err(LogError::StoredBatchCorrupt { offset, reason, .. }) => {
+                assert_eq!(offset, 16, "{reason}");
+            }
+            other => panic!("expected a storage error, got {other:?}"),
+        }
+        // Damage in the first batch of a read: its base offset, never above the fetch offset.
+        let mut first = bytes.clone();
+        first[HEADER_SIZE + 2] ^= 1;
+        assert!(matches!(verify_read(&tp(), &first, 11), Err(LogError::StoredBatchCorrupt { offset: 10, .. })));
+    }
+}
