@@ -349,11 +349,14 @@ impl ReplicaManager {
         }
     }
 
-    /// One ISR check over the partitions this broker leads.
+    /// One ISR check over the partitions this broker leads: a leader that
+    /// found its log damaged steps aside, others drop lagging followers.
     pub fn check_isr(&self, now_ms: i64) {
         let lag_ms = self.config.read().lag_time_max.as_millis() as i64;
         for partition in self.partitions() {
-            if let Some(proposal) = partition.maybe_shrink_isr(now_ms, lag_ms) {
+            if let Some(proposal) = partition.maybe_resign(now_ms) {
+                self.send_isr_proposal(partition, proposal);
+            } else if let Some(proposal) = partition.maybe_shrink_isr(now_ms, lag_ms) {
                 self.send_isr_proposal(partition, proposal);
             }
         }

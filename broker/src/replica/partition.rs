@@ -33,11 +33,18 @@ use super::error::ReplicaError;
 use super::fetcher::follower_truncation_offset;
 use super::leader::{self, FollowerState, PendingIsr};
 use super::{LeaderAndIsr, error_codes};
-use crate::log::{AppendInfo, FileSlice, LogError, SharedLog, TopicPartition};
+use crate::log::{AppendInfo, FileSlice, LogError, SharedLog, TopicPartition, scrub};
 
 /// How long a leader waits before proposing an ISR change again after the
 /// controller refused or failed one.
 const ISR_RETRY_MS: i64 = 500;
+
+/// How long a leader that stepped aside for a damaged log waits for the
+/// controller's new state before proposing again.
+const RESIGN_WAIT_MS: i64 = 5_000;
+
+/// No damage known (see [`Partition::damaged_from`]).
+const NO_DAMAGE: i64 = i64::MAX;
 
 /// One partition replica on this broker.
 #[derive(Debug)]
@@ -51,6 +58,11 @@ pub struct Partition {
     checkpointed_high_watermark: AtomicI64,
     log_end_offset: watch::Sender<i64>,
     state_version: watch::Sender<u64>,
+    /// The offset of the first damaged batch this replica found while
+    /// serving ([`NO_DAMAGE`] when none): as leader it steps aside, and
+    /// once it no longer leads it truncates its log here and fetches the
+    /// rest again.
+    damaged_from: AtomicI64,
 }
 
 #[derive(Debug)]
@@ -215,6 +227,7 @@ impl Partition {
             checkpointed_high_watermark: AtomicI64::new(hw),
             log_end_offset,
             state_version,
+            damaged_from: AtomicI64::new(NO_DAMAGE),
         }
     }
 
@@ -405,7 +418,39 @@ impl Partition {
         let hw = self.high_watermark();
         let log = self.log.read();
         let slice = log.slice_up_to(offset, max_bytes, hw, min_one_batch)?;
+        // The batches go from the file to the socket: verify them first
+        // (they are in the page cache for the send that follows).
+        if let Some(records) = &slice.records {
+            let bytes = records.read_to_bytes()?;
+            if let Err(e) = scrub::verify_read(&self.tp, &bytes, offset) {
+                self.note_damage(&e);
+                return Err(e);
+            }
+        }
         Ok((slice, hw))
+    }
+
+    /// Records damage found while serving (a
+    /// [`LogError::StoredBatchCorrupt`]): logged and counted the first time
+    /// an offset is found (later hits of the same damage only at debug
+    /// level), and acted on — a leader steps aside at its next ISR check
+    /// ([`Partition::maybe_resign`]), and the log is truncated there once
+    /// it no longer leads.
+    pub(crate) fn note_damage(&self, e: &LogError) {
+        let LogError::StoredBatchCorrupt { offset, .. } = e else { return };
+        let before = self.damaged_from.fetch_min(*offset, Ordering::AcqRel);
+        if *offset < before {
+            scrub::count_corrupt_batch();
+            tracing::error!(partition = %self.tp, offset, error = %e, "damaged batch found while serving: refused with KAFKA_STORAGE_ERROR; leadership moves to another in-sync replica and the log is repaired from it");
+        } else {
+            tracing::debug!(partition = %self.tp, offset, "damaged batch refused again");
+        }
+    }
+
+    /// The offset of the first damaged batch found while serving, if any.
+    pub fn damaged_from(&self) -> Option<i64> {
+        let d = self.damaged_from.load(Ordering::Acquire);
+        (d != NO_DAMAGE).then_some(d)
     }
 
     /// Applies the controller's state for this partition (see
@@ -434,6 +479,16 @@ impl Partition {
             && state.isr == s.isr
         {
             return Ok(Transition::Unchanged);
+        }
+        if state.leader != self.node_id
+            && let Some(damaged) = self.damaged_from()
+        {
+            // No longer the leader: what was damaged goes, to be fetched again.
+            let size = log.size_bytes();
+            log.truncate_to(damaged)?;
+            scrub::count_repaired_bytes(size.saturating_sub(log.size_bytes()));
+            self.damaged_from.store(NO_DAMAGE, Ordering::Release);
+            tracing::warn!(partition = %self.tp, offset = damaged, log_end_offset = log.log_end_offset(), "truncated the damaged log after leaving leadership: fetching the rest again");
         }
         let leo = log.log_end_offset();
         let transition = if state.leader == self.node_id {
@@ -592,8 +647,15 @@ impl Partition {
         if may_wait && fetch.fetch_offset == leo && knows_hw {
             return (FetchOutcome::CaughtUp, proposal);
         }
-        let outcome = match log.read_up_to(fetch.fetch_offset, fetch.max_bytes, i64::MAX) {
+        let read = log
+            .read_up_to(fetch.fetch_offset, fetch.max_bytes, i64::MAX)
+            .and_then(|read| scrub::verify_read(&self.tp, &read.records, fetch.fetch_offset).map(|()| read));
+        let outcome = match read {
             Ok(read) => FetchOutcome::Records(read.records),
+            Err(e @ LogError::StoredBatchCorrupt { .. }) => {
+                self.note_damage(&e);
+                FetchOutcome::Refused { code: error_codes::KAFKA_STORAGE_ERROR, message: e.to_string() }
+            }
             Err(e) => {
                 let code = match e {
                     LogError::OffsetOutOfRange { .. } => error_codes::OFFSET_OUT_OF_RANGE,
@@ -699,6 +761,32 @@ impl Partition {
         Some(IsrProposal { leader_epoch, partition_epoch, isr })
     }
 
+    /// As leader with a damaged log (see [`Partition::note_damage`]):
+    /// proposes the ISR without this broker, which the controller commits
+    /// with a new leader elected from the rest (Kafka's equivalent is an
+    /// offline log dir). `None` when nothing is damaged, a proposal is in
+    /// flight, or no other replica is in sync (then this one keeps leading
+    /// and keeps refusing the damaged batches: no in-sync copy to move to).
+    pub(crate) fn maybe_resign(&self, now_ms: i64) -> Option<IsrProposal> {
+        let damaged = self.damaged_from()?;
+        let mut guard = self.state.lock();
+        let s = &mut *guard;
+        let (leader_epoch, partition_epoch) = (s.leader_epoch, s.partition_epoch);
+        let isr: Vec<i32> = s.isr.iter().copied().filter(|id| *id != self.node_id).collect();
+        let Role::Leader(l) = &mut s.role else { return None };
+        if l.pending.as_ref().is_some_and(|p| p.awaiting(now_ms)) || now_ms < l.retry_after_ms {
+            return None;
+        }
+        if isr.is_empty() {
+            tracing::warn!(partition = %self.tp, offset = damaged, "damaged log, but no other replica is in sync: still leading, refusing the damaged batches");
+            l.retry_after_ms = now_ms + RESIGN_WAIT_MS;
+            return None;
+        }
+        tracing::warn!(partition = %self.tp, offset = damaged, ?isr, "damaged log: proposing to leave the ISR so another in-sync replica leads");
+        l.pending = Some(PendingIsr { isr: isr.clone(), proposed_at_ms: now_ms });
+        Some(IsrProposal { leader_epoch, partition_epoch, isr })
+    }
+
     /// As leader, proposes removing followers that lagged for longer than `lag_ms`.
     pub(crate) fn maybe_shrink_isr(&self, now_ms: i64, lag_ms: i64) -> Option<IsrProposal> {
         let leo = self.log_end_offset();
@@ -730,7 +818,17 @@ impl Partition {
         let unchanged = s.leader_epoch == proposal.leader_epoch && s.partition_epoch == proposal.partition_epoch;
         let Role::Leader(l) = &mut s.role else { return };
         let ours = l.pending.as_ref().is_some_and(|p| p.isr == proposal.isr);
+        let resigning = !proposal.isr.contains(&self.node_id);
         match result {
+            // Stepping aside: the controller elected another leader; its
+            // state reaches this replica through the image.
+            Ok(partition_epoch) if resigning => {
+                tracing::info!(partition = %self.tp, isr = ?proposal.isr, partition_epoch, "left the ISR of a damaged log; awaiting the new leader");
+                if ours {
+                    l.pending = None;
+                    l.retry_after_ms = now_ms + RESIGN_WAIT_MS;
+                }
+            }
             Ok(partition_epoch) if unchanged && ours && partition_epoch > s.partition_epoch => {
                 l.pending = None;
                 s.isr = proposal.isr.clone();
