@@ -152,16 +152,28 @@ pub fn scan_segment_file(file: &File, path: &Path, size: u64, base_offset: i64) 
     Ok(scan)
 }
 
-/// Verifies whole batches read from `tp`'s log for a fetch at
+/// What [`check_read`] found in batches read for a fetch.
+#[derive(Debug)]
+pub struct ReadCheck {
+    /// Bytes of sound batches from the start of the read.
+    pub sound_bytes: usize,
+    /// Records in those batches.
+    pub sound_records: u64,
+    /// The damage that ends them, if any: a [`LogError::StoredBatchCorrupt`].
+    pub damage: Option<LogError>,
+}
+
+/// Checks whole batches read from `tp`'s log for a fetch at
 /// `fetch_offset`: each must pass [`batch::check_stored_batch`] and start
 /// after the previous one. The damage is reported as
 /// [`LogError::StoredBatchCorrupt`] with the offset to truncate to (the
 /// first batch's base offset, or the fetch offset if lower; later, the end
-/// of the previous sound batch).
-pub fn verify_read(tp: &TopicPartition, bytes: &[u8], fetch_offset: i64) -> Result<(), LogError> {
-    let mut position = 0usize;
+/// of the previous sound batch); the sound batches before it may be served.
+pub fn check_read(tp: &TopicPartition, bytes: &[u8], fetch_offset: i64) -> ReadCheck {
+    let mut check = ReadCheck { sound_bytes: 0, sound_records: 0, damage: None };
     let mut previous_next: Option<i64> = None;
-    while position < bytes.len() {
+    while check.sound_bytes < bytes.len() {
+        let position = check.sound_bytes;
         let rest = &bytes[position..];
         let truncate_to = previous_next.unwrap_or_else(|| {
             BatchHeader::parse(rest).map_or(fetch_offset, |h| h.base_offset.clamp(0, fetch_offset.max(0)))
@@ -171,19 +183,32 @@ pub fn verify_read(tp: &TopicPartition, bytes: &[u8], fetch_offset: i64) -> Resu
             offset: truncate_to,
             reason: format!("{reason} (byte {position} of the read)"),
         };
-        if rest.len() < HEADER_SIZE {
-            return Err(fail(format!("{} bytes cannot hold a batch header", rest.len())));
-        }
-        let header = BatchHeader::parse(rest)?;
-        if header.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 || header.size() > rest.len() {
-            return Err(fail(format!("batch length {} does not fit the read", header.batch_length)));
-        }
+        let header = match BatchHeader::parse(rest) {
+            Ok(h) if h.batch_length >= (HEADER_SIZE - LOG_OVERHEAD) as i32 && h.size() <= rest.len() => h,
+            Ok(h) => {
+                check.damage = Some(fail(format!("batch length {} does not fit the read", h.batch_length)));
+                break;
+            }
+            Err(_) => {
+                check.damage = Some(fail(format!("{} bytes cannot hold a batch header", rest.len())));
+                break;
+            }
+        };
         let min = previous_next.unwrap_or(i64::MIN);
-        check_one(&rest[..header.size()], min, header.base_offset).map_err(fail)?;
+        if let Err(reason) = check_one(&rest[..header.size()], min, header.base_offset) {
+            check.damage = Some(fail(reason));
+            break;
+        }
         previous_next = Some(header.next_offset());
-        position += header.size();
+        check.sound_bytes += header.size();
+        check.sound_records += header.records_count.max(0) as u64;
     }
-    Ok(())
+    check
+}
+
+/// [`check_read`] as a result: `Err` with the damage, if any.
+pub fn verify_read(tp: &TopicPartition, bytes: &[u8], fetch_offset: i64) -> Result<(), LogError> {
+    check_read(tp, bytes, fetch_offset).damage.map_or(Ok(()), Err)
 }
 
 /// What [`verify_unverified_segments`] did.
@@ -486,6 +511,8 @@ mod tests {
             }
             other => panic!("expected a storage error, got {other:?}"),
         }
+        let check = check_read(&tp(), &bytes, 11);
+        assert_eq!((check.sound_bytes, check.sound_records), (third, 6), "the two batches before it are sound");
         // Damage in the first batch of a read: its base offset, never above the fetch offset.
         let mut first = bytes.clone();
         first[HEADER_SIZE + 2] ^= 1;

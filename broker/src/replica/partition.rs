@@ -419,12 +419,18 @@ impl Partition {
         let log = self.log.read();
         let slice = log.slice_up_to(offset, max_bytes, hw, min_one_batch)?;
         // The batches go from the file to the socket: verify them first
-        // (they are in the page cache for the send that follows).
+        // (they are in the page cache for the send that follows). Sound
+        // batches before a damaged one are served; the damaged one never.
+        let mut slice = slice;
         if let Some(records) = &slice.records {
             let bytes = records.read_to_bytes()?;
-            if let Err(e) = scrub::verify_read(&self.tp, &bytes, offset) {
+            let check = scrub::check_read(&self.tp, &bytes, offset);
+            if let Some(e) = check.damage {
                 self.note_damage(&e);
-                return Err(e);
+                if check.sound_bytes == 0 {
+                    return Err(e);
+                }
+                slice.records = Some(records.prefix(check.sound_bytes, check.sound_records));
             }
         }
         Ok((slice, hw))
@@ -647,13 +653,20 @@ impl Partition {
         if may_wait && fetch.fetch_offset == leo && knows_hw {
             return (FetchOutcome::CaughtUp, proposal);
         }
-        let read = log
-            .read_up_to(fetch.fetch_offset, fetch.max_bytes, i64::MAX)
-            .and_then(|read| scrub::verify_read(&self.tp, &read.records, fetch.fetch_offset).map(|()| read));
+        let read = log.read_up_to(fetch.fetch_offset, fetch.max_bytes, i64::MAX).and_then(|read| {
+            // Sound batches before a damaged one are sent; the damaged one never.
+            let check = scrub::check_read(&self.tp, &read.records, fetch.fetch_offset);
+            match check.damage {
+                None => Ok(read.records),
+                Some(e) => {
+                    self.note_damage(&e);
+                    if check.sound_bytes == 0 { Err(e) } else { Ok(read.records.slice(..check.sound_bytes)) }
+                }
+            }
+        });
         let outcome = match read {
-            Ok(read) => FetchOutcome::Records(read.records),
+            Ok(records) => FetchOutcome::Records(records),
             Err(e @ LogError::StoredBatchCorrupt { .. }) => {
-                self.note_damage(&e);
                 FetchOutcome::Refused { code: error_codes::KAFKA_STORAGE_ERROR, message: e.to_string() }
             }
             Err(e) => {
