@@ -157,7 +157,7 @@ fn a_follower_repairs_a_damaged_older_segment_from_the_leader_and_serves_every_r
 
 #[test]
 fn a_leader_refuses_a_damaged_batch_with_a_storage_error_and_hands_leadership_to_an_in_sync_replica() {
-    let mut cluster = start_cluster("corrupt-leader");
+    let cluster = start_cluster("corrupt-leader");
     let load = ProduceLoad::start(producer_config(&cluster.bootstrap()), TOPIC, 1, SEND_INTERVAL);
     produce_segments(&cluster, &load, 0);
     cluster.wait_for_full_isr(TOPIC, 1, TIMEOUT);
