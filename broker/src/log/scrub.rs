@@ -19,6 +19,9 @@
 //!   that lags. Since this runs before the broker registers, a replica never
 //!   joins an ISR (nor leads) with bytes it has not verified: a restarted
 //!   broker is out of every ISR until it caught up again.
+//! - **In the background** ([`scan_segment_paced`], driven by the replica
+//!   layer at `log.scrub.bytes.per.second`): sealed segments are verified
+//!   again, pass after pass, for damage that changes no file time.
 //! - **While serving** ([`verify_read`]): every batch a leader hands out to a
 //!   consumer or follower is verified first; a damaged one is refused as
 //!   [`LogError::StoredBatchCorrupt`] (KAFKA_STORAGE_ERROR on the wire) and
@@ -51,7 +54,8 @@ pub fn corrupt_batches_total() -> u64 {
     CORRUPT_BATCHES.load(Ordering::Relaxed)
 }
 
-/// Bytes of stored batches verified at open since the process started.
+/// Bytes of stored batches verified (at open and by the background scrub)
+/// since the process started.
 pub fn verified_bytes_total() -> u64 {
     VERIFIED_BYTES.load(Ordering::Relaxed)
 }
@@ -116,6 +120,19 @@ fn check_one(bytes: &[u8], min_offset: i64, base_offset: i64) -> Result<BatchHea
 /// Verifies `file` (`size` bytes), a segment starting at `base_offset`.
 /// Reads every batch once; stops at the first damaged one.
 pub fn scan_segment_file(file: &File, path: &Path, size: u64, base_offset: i64) -> Result<SegmentScan, LogError> {
+    let scan = scan_segment_paced(file, path, size, base_offset, |_| true)?;
+    Ok(scan.unwrap_or(SegmentScan { valid_bytes: 0, batches: 0, next_offset: base_offset, damage: None }))
+}
+
+/// [`scan_segment_file`], calling `pace` with the bytes of each batch read
+/// (it may sleep, to keep a rate); `None` when `pace` says to stop.
+pub fn scan_segment_paced(
+    file: &File,
+    path: &Path,
+    size: u64,
+    base_offset: i64,
+    mut pace: impl FnMut(u64) -> bool,
+) -> Result<Option<SegmentScan>, LogError> {
     let mut scan = SegmentScan { valid_bytes: 0, batches: 0, next_offset: base_offset, damage: None };
     let mut head = [0u8; HEADER_SIZE];
     let mut buf = Vec::new();
@@ -136,6 +153,9 @@ pub fn scan_segment_file(file: &File, path: &Path, size: u64, base_offset: i64) 
         buf.resize(whole, 0);
         file.read_exact_at(&mut buf, position).map_err(LogError::io(path))?;
         VERIFIED_BYTES.fetch_add(whole as u64, Ordering::Relaxed);
+        if !pace(whole as u64) {
+            return Ok(None);
+        }
         match check_one(&buf, scan.next_offset, base_offset) {
             Ok(header) => {
                 position += whole as u64;
@@ -149,7 +169,7 @@ pub fn scan_segment_file(file: &File, path: &Path, size: u64, base_offset: i64) 
             }
         }
     }
-    Ok(scan)
+    Ok(Some(scan))
 }
 
 /// What [`check_read`] found in batches read for a fetch.

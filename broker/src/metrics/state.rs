@@ -182,7 +182,8 @@ pub fn collect_state(broker: &Broker) -> Vec<MetricFamily> {
     );
     f.counter(
         "strom_log_scrub_bytes_total",
-        "Bytes of stored record batches verified at open (sealed segments not verified since they changed).",
+        "Bytes of stored record batches verified at open (sealed segments not verified since they changed) and by \
+         the background scrub.",
         crate::log::scrub::verified_bytes_total(),
     );
     f.counter(

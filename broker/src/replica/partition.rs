@@ -447,10 +447,52 @@ impl Partition {
         let before = self.damaged_from.fetch_min(*offset, Ordering::AcqRel);
         if *offset < before {
             scrub::count_corrupt_batch();
-            tracing::error!(partition = %self.tp, offset, error = %e, "damaged batch found while serving: refused with KAFKA_STORAGE_ERROR; leadership moves to another in-sync replica and the log is repaired from it");
+            tracing::error!(partition = %self.tp, offset, error = %e, "damaged batch found while serving or scrubbing: never served (KAFKA_STORAGE_ERROR); a leader hands leadership to another in-sync replica, and the log is repaired from the leader");
         } else {
             tracing::debug!(partition = %self.tp, offset, "damaged batch refused again");
         }
+    }
+
+    /// Takes damage the background scrub found in sealed segment
+    /// `segment_base` (scanned at `scanned_size` bytes), unless the segment
+    /// changed since (compacted, deleted, truncated: the next pass verifies
+    /// what is there then). A leader refuses the damaged batches from now
+    /// on and steps aside ([`Partition::maybe_resign`]); any other replica
+    /// truncates its log below the damage at once and fetches the rest
+    /// again (its leader, seeing its fetch offset go back, drops it from the
+    /// ISR until it has caught up). Returns whether it truncated (then its
+    /// fetcher must start again from the new log end).
+    ///
+    /// Blocking file I/O: call from a blocking-capable context.
+    pub(crate) fn scrub_found(
+        &self,
+        segment_base: i64,
+        scanned_size: u64,
+        damage: &scrub::Damage,
+    ) -> Result<bool, LogError> {
+        let mut log = self.log.write();
+        let active = log.segments().last().map(|s| s.base_offset());
+        let unchanged = log.segments().any(|s| s.base_offset() == segment_base && s.size() == scanned_size)
+            && active != Some(segment_base);
+        if !unchanged {
+            return Ok(false);
+        }
+        let e = LogError::StoredBatchCorrupt {
+            partition: self.tp.to_string(),
+            offset: damage.offset,
+            reason: format!("{} (byte {} of segment {segment_base}, background scrub)", damage.reason, damage.position),
+        };
+        self.note_damage(&e);
+        if matches!(self.state.lock().role, Role::Leader(_)) {
+            return Ok(false);
+        }
+        let size = log.size_bytes();
+        log.truncate_to(damage.offset)?;
+        scrub::count_repaired_bytes(size.saturating_sub(log.size_bytes()));
+        self.damaged_from.store(NO_DAMAGE, Ordering::Release);
+        tracing::warn!(partition = %self.tp, offset = damage.offset, log_end_offset = log.log_end_offset(), "truncated the damaged log: fetching the rest again from the leader");
+        self.follower_updated(&log, None);
+        Ok(true)
     }
 
     /// The offset of the first damaged batch found while serving, if any.
@@ -754,12 +796,24 @@ impl Partition {
     ) -> Option<IsrProposal> {
         let Role::Leader(l) = &mut s.role else { return None };
         let follower = l.followers.entry(fetch.replica_id).or_insert_with(|| FollowerState::new(false, now_ms));
-        follower.record_fetch(fetch.fetch_offset, leo, now_ms);
+        let went_back = follower.record_fetch(fetch.fetch_offset, leo, now_ms);
         let follower_leo = follower.log_end_offset;
         self.maybe_advance_high_watermark(s, leo);
         let hw = self.high_watermark();
         let (leader_epoch, partition_epoch) = (s.leader_epoch, s.partition_epoch);
         let Role::Leader(l) = &mut s.role else { return None };
+        if went_back
+            && s.isr.contains(&fetch.replica_id)
+            && !l.pending.as_ref().is_some_and(|p| p.awaiting(now_ms))
+            && now_ms >= l.retry_after_ms
+        {
+            // It no longer holds records it had (its log was repaired): out
+            // of the ISR now, not after replica.lag.time.max.ms.
+            let isr: Vec<i32> = s.isr.iter().copied().filter(|id| *id != fetch.replica_id).collect();
+            tracing::warn!(partition = %self.tp, replica = fetch.replica_id, fetch_offset = fetch.fetch_offset, ?isr, "an in-sync follower's log went back: proposing it out of the ISR");
+            l.pending = Some(PendingIsr { isr: isr.clone(), proposed_at_ms: now_ms });
+            return Some(IsrProposal { leader_epoch, partition_epoch, isr });
+        }
         if s.isr.contains(&fetch.replica_id)
             || l.pending.as_ref().is_some_and(|p| p.awaiting(now_ms))
             || now_ms < l.retry_after_ms

@@ -34,6 +34,7 @@ fn fast_config(lag_ms: u64) -> ReplicaConfig {
         fetch_wait_max: Duration::from_millis(200),
         fetch_backoff: Duration::from_millis(50),
         socket_timeout: Duration::from_secs(5),
+        scrub_bytes_per_sec: 64 * 1024 * 1024,
     }
 }
 
@@ -790,7 +791,11 @@ async fn a_leader_finding_a_damaged_batch_refuses_it_steps_aside_and_repairs_fro
         max_bytes: 1 << 20,
         high_watermark: None,
     };
-    let reply = leader.serve_follower_fetch(&fetch, now_ms(), false);
+    let mut reply = leader.serve_follower_fetch(&fetch, now_ms(), false);
+    // (Its fetch offset went back, so it is proposed out of the ISR, as the service would.)
+    if let Some(proposal) = reply.proposal.take() {
+        cluster.node(0).manager.send_isr_proposal(leader.clone(), proposal);
+    }
     assert!(
         matches!(reply.outcome, partition::FetchOutcome::Refused { code: error_codes::KAFKA_STORAGE_ERROR, .. }),
         "{:?}",
@@ -808,4 +813,42 @@ async fn a_leader_finding_a_damaged_batch_refuses_it_steps_aside_and_repairs_fro
     })
     .await;
     eventually("and rejoins the ISR", || cluster.controller.current().isr.contains(&0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_background_scrub_finds_a_followers_damaged_sealed_segment_and_it_is_repaired_from_the_leader() {
+    use std::os::unix::fs::FileExt;
+    let cluster = Cluster::start(3, fast_config(2000)).await;
+    for i in 0..10 {
+        produce(cluster.node(0), batch(i)).await.unwrap();
+    }
+    let end = leo(cluster.node(0));
+    eventually("follower 1 has everything", || leo(cluster.node(1)) == end).await;
+    // Seal follower 1's segment, so the scrub reads it; more records follow.
+    let follower = cluster.node(1).partition();
+    follower.log().write().roll().unwrap();
+    for i in 10..20 {
+        produce(cluster.node(0), batch(i)).await.unwrap();
+    }
+    let end = leo(cluster.node(0));
+    eventually("follower 1 has everything again", || leo(cluster.node(1)) == end).await;
+    let good = log_bytes(cluster.node(0));
+    let before = crate::log::scrub::corrupt_batches_total();
+    // A byte of its 4th batch rots on disk, size and time kept as they are.
+    {
+        let log = follower.log().read();
+        let segment = log.segments().next().unwrap();
+        let mut position = 0;
+        for _ in 0..3 {
+            position += segment.header_at(position).unwrap().size() as u64;
+        }
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(segment.log_path()).unwrap();
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, position + 65).unwrap();
+        file.write_all_at(&[byte[0] ^ 0x08], position + 65).unwrap();
+    }
+    eventually("the scrub found the damage", || crate::log::scrub::corrupt_batches_total() > before).await;
+    eventually("follower 1 is repaired from the leader", || log_bytes(cluster.node(1)) == good).await;
+    eventually("and in the ISR", || cluster.controller.current().isr.contains(&1)).await;
+    assert!(cluster.controller.isr_changes.load(Ordering::SeqCst) >= 1, "it left the ISR meanwhile");
 }
