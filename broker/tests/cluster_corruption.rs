@@ -9,6 +9,9 @@
 //!   re-fetches the rest from the leader; made leader afterwards, it serves
 //!   every acknowledged record once, in order, and its files match the
 //!   others'.
+//! - A follower whose older segment rots while it runs (no restart) has it
+//!   found by the background scrub, leaves the ISR, repairs from the leader,
+//!   and, made leader afterwards, serves every acknowledged record.
 //! - A leader whose older segment is damaged while it runs answers a fetch
 //!   reaching the damage with KAFKA_STORAGE_ERROR (56), never the bytes;
 //!   leadership moves to an in-sync replica, the old leader repairs its log
@@ -188,6 +191,43 @@ fn a_leader_refuses_a_damaged_batch_with_a_storage_error_and_hands_leadership_to
     let summary = verify_history_and_replicas(&cluster, TOPIC, 1, &log);
     eprintln!(
         "damaged leader stepped aside: {} sent, {} acknowledged, {} read back",
+        summary.sent, summary.acked, summary.consumed
+    );
+}
+
+#[test]
+fn the_background_scrub_finds_a_running_followers_damaged_segment_before_it_can_lead() {
+    let mut cluster = start_cluster("corrupt-scrub");
+    let load = ProduceLoad::start(producer_config(&cluster.bootstrap()), TOPIC, 1, SEND_INTERVAL);
+    produce_segments(&cluster, &load, 1);
+    cluster.wait_for_full_isr(TOPIC, 1, TIMEOUT);
+
+    // A byte of running follower 1's older segment flips; nothing restarts.
+    let dir = cluster.broker(1).partition_dir(TOPIC, 0);
+    damage_an_older_segment(&dir);
+    wait_until("broker 1's scrub finds the damage", TIMEOUT, || (corrupt_batches(&cluster, 1) >= 1.0).then_some(()));
+    assert!(cluster.broker(1).log().contains("background scrub"), "broker 1 says the scrub found it");
+    cluster.wait_for_full_isr(TOPIC, 1, Duration::from_secs(240));
+    load.wait_for_progress(1, 50, TIMEOUT);
+
+    // Made leader, it serves every acknowledged record; all replicas agree.
+    cluster.kill(0);
+    let leader = cluster.wait_for_new_leader(TOPIC, 0, 0, TIMEOUT);
+    assert_eq!(leader, 1, "the repaired replica leads");
+    load.wait_for_progress(1, 50, TIMEOUT);
+    let log = load.finish();
+    let consumed = consume_to_end(&cluster.bootstrap(), TOPIC, 1);
+    let reads: Vec<history::Read> = consumed
+        .values()
+        .flatten()
+        .map(|r| history::Read { partition: r.partition, offset: r.offset, value: r.value.clone().unwrap_or_default() })
+        .collect();
+    history::check(&log.sent, &log.acked, &reads)
+        .unwrap_or_else(|v| cluster.fail(&format!("history from the scrubbed leader:\n  {}", v.join("\n  "))));
+    cluster.restart(0);
+    let summary = verify_history_and_replicas(&cluster, TOPIC, 1, &log);
+    eprintln!(
+        "scrubbed follower led: {} sent, {} acknowledged, {} read back",
         summary.sent, summary.acked, summary.consumed
     );
 }
