@@ -92,6 +92,24 @@ fn damage_an_older_segment(dir: &Path) -> (i64, PathBuf) {
     (batches[middle].base_offset, path)
 }
 
+/// Reads the topic from the leader while broker `down` is down: once the
+/// metadata no longer lists it (a consumer told of a dead broker reports a
+/// transport failure), from the other brokers only.
+fn read_without(cluster: &Cluster, down: i32) -> Vec<history::Read> {
+    wait_until(&format!("broker {down} leaves the metadata"), TIMEOUT, || {
+        let m = cluster.metadata_excluding(&[TOPIC], &[down])?;
+        m.brokers.iter().all(|b| b.node_id.0 != down).then_some(())
+    });
+    let bootstrap: Vec<String> =
+        cluster.brokers().iter().filter(|b| b.id != down).map(|b| b.kafka_addr().to_string()).collect();
+    let consumed = consume_to_end(&bootstrap.join(","), TOPIC, 1);
+    consumed
+        .values()
+        .flatten()
+        .map(|r| history::Read { partition: r.partition, offset: r.offset, value: r.value.clone().unwrap_or_default() })
+        .collect()
+}
+
 fn corrupt_batches(cluster: &Cluster, id: i32) -> f64 {
     Scrape::fetch(cluster.broker(id).http_addr()).value_or_zero("strom_log_corrupt_batches_total", &[])
 }
@@ -139,12 +157,7 @@ fn a_follower_repairs_a_damaged_older_segment_from_the_leader_and_serves_every_r
     let log = load.finish();
 
     // Read from broker 1 as leader: every acknowledged record once, in order.
-    let consumed = consume_to_end(&cluster.bootstrap(), TOPIC, 1);
-    let reads: Vec<history::Read> = consumed
-        .values()
-        .flatten()
-        .map(|r| history::Read { partition: r.partition, offset: r.offset, value: r.value.clone().unwrap_or_default() })
-        .collect();
+    let reads = read_without(&cluster, 0);
     let summary = history::check(&log.sent, &log.acked, &reads)
         .unwrap_or_else(|v| cluster.fail(&format!("history from the repaired leader:\n  {}", v.join("\n  "))));
     assert_eq!(corrupt_batches(&cluster, 1), 1.0, "nothing else was found damaged");
@@ -216,12 +229,7 @@ fn the_background_scrub_finds_a_running_followers_damaged_segment_before_it_can_
     assert_eq!(leader, 1, "the repaired replica leads");
     load.wait_for_progress(1, 50, TIMEOUT);
     let log = load.finish();
-    let consumed = consume_to_end(&cluster.bootstrap(), TOPIC, 1);
-    let reads: Vec<history::Read> = consumed
-        .values()
-        .flatten()
-        .map(|r| history::Read { partition: r.partition, offset: r.offset, value: r.value.clone().unwrap_or_default() })
-        .collect();
+    let reads = read_without(&cluster, 0);
     history::check(&log.sent, &log.acked, &reads)
         .unwrap_or_else(|v| cluster.fail(&format!("history from the scrubbed leader:\n  {}", v.join("\n  "))));
     cluster.restart(0);

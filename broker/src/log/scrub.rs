@@ -3,7 +3,7 @@
 //! uncompressed, the records — by the rules a follower applies to what its
 //! leader sends ([`batch::check_stored_batch`]).
 //!
-//! Two places use it:
+//! Three places use it:
 //!
 //! - **At open** ([`verify_unverified_segments`], called by
 //!   [`PartitionLog::open`](super::PartitionLog::open) before the segments are
@@ -13,12 +13,14 @@
 //!   modification time); a segment whose size or time differ — rolled since,
 //!   rewritten by compaction, or modified behind the broker's back — is
 //!   verified again. The active segment is checked end to end by recovery
-//!   anyway ([`super::segment`]). A damaged segment is cut at its first bad
-//!   batch and every later segment deleted, so the log ends just below the
-//!   damage; the replica re-fetches the rest from its leader as a follower
-//!   that lags. Since this runs before the broker registers, a replica never
-//!   joins an ISR (nor leads) with bytes it has not verified: a restarted
-//!   broker is out of every ISR until it caught up again.
+//!   anyway ([`super::segment`]). The first damaged batch is remembered
+//!   ([`take_damage_found_at_open`]); nothing is deleted here, since on a
+//!   partition with no other copy the sound batches after it are all there
+//!   is. The replica layer never serves the damaged batch, and cuts the log
+//!   below it as soon as the replica follows (its leader then has every
+//!   batch again), before it fetches; a restarted broker is out of every ISR
+//!   until it has caught up, so it never joins an ISR with bytes it has not
+//!   verified.
 //! - **In the background** ([`scan_segment_paced`], driven by the replica
 //!   layer at `log.scrub.bytes.per.second`): sealed segments are verified
 //!   again, pass after pass, for damage that changes no file time.
@@ -31,11 +33,12 @@
 //! [`repaired_bytes_total`]) are process-wide, for the metrics layer; this
 //! module imports nothing above `log`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::TopicPartition;
@@ -48,6 +51,15 @@ pub const VERIFIED_FILE: &str = "verified-segments";
 static CORRUPT_BATCHES: AtomicU64 = AtomicU64::new(0);
 static VERIFIED_BYTES: AtomicU64 = AtomicU64::new(0);
 static REPAIRED_BYTES: AtomicU64 = AtomicU64::new(0);
+/// Damage found at open, by partition, until the replica layer takes it.
+static OPEN_DAMAGE: Mutex<BTreeMap<TopicPartition, i64>> = Mutex::new(BTreeMap::new());
+
+/// The offset of the first damaged batch [`verify_unverified_segments`]
+/// found in `tp`'s log, once (the replica layer takes it when it hosts the
+/// partition, and cuts the log there as soon as the replica does not lead).
+pub fn take_damage_found_at_open(tp: &TopicPartition) -> Option<i64> {
+    OPEN_DAMAGE.lock().unwrap_or_else(|e| e.into_inner()).remove(tp)
+}
 
 /// Damaged batches found (at open or while serving) since the process started.
 pub fn corrupt_batches_total() -> u64 {
@@ -253,8 +265,9 @@ pub struct OpenVerification {
     pub segments_verified: usize,
     /// Bytes read.
     pub bytes_verified: u64,
-    /// The offset the log was cut at, when a damaged batch was found.
-    pub truncated_at: Option<i64>,
+    /// The offset of the first damaged batch found, if any (the log must be
+    /// cut there: see [`take_damage_found_at_open`]).
+    pub damaged_at: Option<i64>,
 }
 
 /// Size and modification time (ns since the epoch) of a file: what a
@@ -271,20 +284,6 @@ fn stamp(path: &Path) -> Result<(u64, i128), LogError> {
 
 fn log_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(format!("{}.log", super::segment::file_stem(base)))
-}
-
-/// Removes a segment's files (missing ones are fine).
-fn remove_segment(dir: &Path, base: i64) -> Result<(), LogError> {
-    let stem = super::segment::file_stem(base);
-    for ext in ["log", "index", "timeindex"] {
-        let path = dir.join(format!("{stem}.{ext}"));
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(LogError::Io { path, source: e }),
-        }
-    }
-    Ok(())
 }
 
 /// Reads [`VERIFIED_FILE`]: base offset to (size, mtime). Unreadable means
@@ -343,7 +342,7 @@ pub fn verify_unverified_segments(dir: &Path, tp: &TopicPartition) -> Result<Ope
     let known = read_verified(dir);
     let mut verified = Vec::with_capacity(sealed.len());
     let mut changed = known.len() != sealed.len();
-    for (i, &base) in sealed.iter().enumerate() {
+    for &base in sealed {
         let path = log_path(dir, base);
         let stamped = stamp(&path)?;
         if known.get(&base) == Some(&stamped) {
@@ -353,45 +352,25 @@ pub fn verify_unverified_segments(dir: &Path, tp: &TopicPartition) -> Result<Ope
         changed = true;
         let file = File::open(&path).map_err(LogError::io(&path))?;
         let scan = scan_segment_file(&file, &path, stamped.0, base)?;
+        drop(file);
         done.segments_verified += 1;
         done.bytes_verified += scan.valid_bytes;
         let Some(damage) = scan.damage else {
             verified.push((base, stamped));
             continue;
         };
-        drop(file);
         CORRUPT_BATCHES.fetch_add(1, Ordering::Relaxed);
-        let mut cut = stamped.0 - damage.position;
-        for &later in &bases[i + 1..] {
-            cut += stamp(&log_path(dir, later)).map_or(0, |(size, _)| size);
-            remove_segment(dir, later)?;
-        }
-        if damage.position == 0 && i > 0 {
-            remove_segment(dir, base)?;
-        } else {
-            let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(LogError::io(&path))?;
-            f.set_len(damage.position).map_err(LogError::io(&path))?;
-            f.sync_all().map_err(LogError::io(&path))?;
-            // Now the last segment: its indexes are rebuilt by recovery.
-            let stem = super::segment::file_stem(base);
-            for ext in ["index", "timeindex"] {
-                let _ = std::fs::remove_file(dir.join(format!("{stem}.{ext}")));
-            }
-        }
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        REPAIRED_BYTES.fetch_add(cut, Ordering::Relaxed);
+        OPEN_DAMAGE.lock().unwrap_or_else(|e| e.into_inner()).insert(tp.clone(), damage.offset);
         tracing::error!(
             partition = %tp,
             segment = %path.display(),
             position = damage.position,
             offset = damage.offset,
-            removed_bytes = cut,
             reason = %damage.reason,
-            "damaged record batch on disk: log truncated below it; the rest is fetched again from the leader"
+            "damaged record batch on disk: it is never served; once this replica follows, its log is cut below it \
+             and the rest fetched again from the leader"
         );
-        done.truncated_at = Some(damage.offset);
+        done.damaged_at = Some(damage.offset);
         break;
     }
     if changed {
@@ -470,18 +449,30 @@ mod tests {
         assert_eq!((scan.batches, scan.valid_bytes, scan.next_offset), (2, third_position, third_offset));
 
         let before = corrupt_batches_total();
-        let done = verify_unverified_segments(dir.path(), &tp()).unwrap();
-        assert_eq!(done.truncated_at, Some(third_offset));
+        let size_before: Vec<u64> =
+            segments.iter().map(|(b, _)| std::fs::metadata(log_path(dir.path(), *b)).unwrap().len()).collect();
+        let damaged_tp = TopicPartition::new("t", 7);
+        let done = verify_unverified_segments(dir.path(), &damaged_tp).unwrap();
+        assert_eq!(done.damaged_at, Some(third_offset));
         assert!(corrupt_batches_total() > before);
-        for (later, _) in &segments[2..] {
-            assert!(!log_path(dir.path(), *later).exists(), "segments above the damage go");
-        }
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), third_position);
+        assert_eq!(take_damage_found_at_open(&damaged_tp), Some(third_offset), "remembered for the replica");
+        assert_eq!(take_damage_found_at_open(&damaged_tp), None, "once");
+        // Nothing is deleted at open (it may be the only copy).
+        let size_after: Vec<u64> =
+            segments.iter().map(|(b, _)| std::fs::metadata(log_path(dir.path(), *b)).unwrap().len()).collect();
+        assert_eq!(size_after, size_before);
+        // Cut where it says, the log ends just below the damage and is sound.
         let config = LogConfig { segment_bytes: 2048, ..LogConfig::default() };
-        let log = PartitionLog::open(dir.path(), tp(), config).unwrap();
+        let mut log = PartitionLog::open(dir.path(), damaged_tp.clone(), config).unwrap();
+        log.truncate_to(third_offset).unwrap();
         assert_eq!(log.log_end_offset(), third_offset, "the log ends just below the damage");
+        assert_eq!(log.segment_count(), 2, "segments above the damage go");
         let read = log.read_up_to(0, usize::MAX, i64::MAX).unwrap();
         verify_read(&tp(), &read.records, 0).expect("what is left is sound");
+        drop(log);
+        let again = verify_unverified_segments(dir.path(), &damaged_tp).unwrap();
+        assert_eq!(again.damaged_at, None, "repaired");
+        let _ = take_damage_found_at_open(&damaged_tp);
     }
 
     #[test]
@@ -489,7 +480,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let segments = write_log(dir.path());
         let first = verify_unverified_segments(dir.path(), &tp()).unwrap();
-        assert_eq!(first.truncated_at, None);
+        assert_eq!(first.damaged_at, None);
         assert_eq!(first.segments_verified, segments.len() - 1, "every sealed segment, not the active one");
         let sealed: u64 = segments[..segments.len() - 1].iter().map(|(_, size)| size).sum();
         assert_eq!(first.bytes_verified, sealed);
@@ -502,7 +493,8 @@ mod tests {
         flip(&path, 100);
         let after = verify_unverified_segments(dir.path(), &tp()).unwrap();
         assert_eq!(after.segments_verified, 1);
-        assert_eq!(after.truncated_at, Some(0));
+        assert_eq!(after.damaged_at, Some(0));
+        let _ = take_damage_found_at_open(&tp());
     }
 
     #[test]

@@ -58,10 +58,10 @@ pub struct Partition {
     checkpointed_high_watermark: AtomicI64,
     log_end_offset: watch::Sender<i64>,
     state_version: watch::Sender<u64>,
-    /// The offset of the first damaged batch this replica found while
-    /// serving ([`NO_DAMAGE`] when none): as leader it steps aside, and
-    /// once it no longer leads it truncates its log here and fetches the
-    /// rest again.
+    /// The offset of the first damaged batch this replica knows of — found
+    /// at open, while serving or by the scrub ([`NO_DAMAGE`] when none): as
+    /// leader it steps aside, and once it no longer leads it truncates its
+    /// log here and fetches the rest again.
     damaged_from: AtomicI64,
 }
 
@@ -217,6 +217,8 @@ impl Partition {
             replicas: Vec::new(),
             isr: Vec::new(),
         };
+        // Damage the log's verification at open found (see crate::log::scrub).
+        let damaged_from = scrub::take_damage_found_at_open(&tp).unwrap_or(NO_DAMAGE);
         Partition {
             tp,
             node_id,
@@ -227,7 +229,7 @@ impl Partition {
             checkpointed_high_watermark: AtomicI64::new(hw),
             log_end_offset,
             state_version,
-            damaged_from: AtomicI64::new(NO_DAMAGE),
+            damaged_from: AtomicI64::new(damaged_from),
         }
     }
 
@@ -495,7 +497,7 @@ impl Partition {
         Ok(true)
     }
 
-    /// The offset of the first damaged batch found while serving, if any.
+    /// The offset of the first damaged batch this replica knows of, if any.
     pub fn damaged_from(&self) -> Option<i64> {
         let d = self.damaged_from.load(Ordering::Acquire);
         (d != NO_DAMAGE).then_some(d)
@@ -528,10 +530,13 @@ impl Partition {
         {
             return Ok(Transition::Unchanged);
         }
-        if state.leader != self.node_id
+        if state.leader >= 0
+            && state.leader != self.node_id
             && let Some(damaged) = self.damaged_from()
         {
-            // No longer the leader: what was damaged goes, to be fetched again.
+            // Following a leader (which has every batch): what was damaged
+            // goes, to be fetched again. Without a leader it stays, since it
+            // may hold the only copy of what follows the damage.
             let size = log.size_bytes();
             log.truncate_to(damaged)?;
             scrub::count_repaired_bytes(size.saturating_sub(log.size_bytes()));
