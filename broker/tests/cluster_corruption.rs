@@ -12,6 +12,8 @@
 //! - A follower whose older segment rots while it runs (no restart) has it
 //!   found by the background scrub, leaves the ISR, repairs from the leader,
 //!   and, made leader afterwards, serves every acknowledged record.
+//! - A single broker (no other copy) with a damaged older segment keeps the
+//!   sound records after it: it serves them, refusing only the damaged batch.
 //! - A leader whose older segment is damaged while it runs answers a fetch
 //!   reaching the damage with KAFKA_STORAGE_ERROR (56), never the bytes;
 //!   leadership moves to an in-sync replica, the old leader repairs its log
@@ -21,9 +23,11 @@ mod common;
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use common::BrokerProcess;
 use std::time::Duration;
 
-use common::clients::consume_to_end;
+use common::clients::{consume_to_end, create_topic as create_solo_topic, numbered_records, produce_all, producer};
 use common::cluster::history;
 use common::cluster::load::{ProduceLoad, producer_config};
 use common::cluster::{
@@ -69,8 +73,8 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 
 /// Flips one byte inside the records of the middle batch of the second
 /// segment (sealed: at least two more follow) in `dir`; returns the batch's
-/// base offset and the segment's path.
-fn damage_an_older_segment(dir: &Path) -> (i64, PathBuf) {
+/// base offset and the offset after it.
+fn damage_an_older_segment(dir: &Path) -> (i64, i64) {
     let logs = segments(dir);
     assert!(logs.len() >= 4, "expected several segments in {}: {logs:?}", dir.display());
     let path = logs[1].clone();
@@ -89,7 +93,7 @@ fn damage_an_older_segment(dir: &Path) -> (i64, PathBuf) {
         path.display(),
         batches[middle].base_offset
     );
-    (batches[middle].base_offset, path)
+    (batches[middle].base_offset, batches[middle].last_offset + 1)
 }
 
 /// Reads the topic from the leader while broker `down` is down: once the
@@ -238,4 +242,30 @@ fn the_background_scrub_finds_a_running_followers_damaged_segment_before_it_can_
         "scrubbed follower led: {} sent, {} acknowledged, {} read back",
         summary.sent, summary.acked, summary.consumed
     );
+}
+
+#[test]
+fn a_single_replica_keeps_the_records_after_a_damaged_batch_and_refuses_only_that_batch() {
+    let mut broker = BrokerProcess::start();
+    let topic = "solo";
+    create_solo_topic(&broker.bootstrap(), topic, 1, &[("segment.bytes", SEGMENT_BYTES)]);
+    let records = numbered_records(0, 2_000, 1_700_000_000_000);
+    produce_all(&producer(&broker.bootstrap(), &[("batch.num.messages", "20")]), topic, &records);
+    broker.stop_gracefully();
+    let (damaged, after) = damage_an_older_segment(&broker.partition_dir(topic, 0));
+    broker.restart();
+    assert!(broker.log().contains("damaged record batch on disk"), "found at start");
+    let found = Scrape::fetch(broker.http_addr()).value_or_zero("strom_log_corrupt_batches_total", &[]);
+    assert!(found >= 1.0, "counted");
+
+    let mut client = WireClient::connect(broker.kafka_addr());
+    let at = fetch(&mut client, topic, 0, damaged);
+    assert_eq!(at.error_code, KAFKA_STORAGE_ERROR, "the damaged batch is refused");
+    assert!(at.records.as_ref().is_none_or(|r| r.is_empty()), "no bytes handed out");
+    for (from, what) in [(0, "before the damage"), (after, "after the damage")] {
+        let answer = fetch(&mut client, topic, 0, from);
+        assert_eq!(answer.error_code, 0, "records {what} are served");
+        assert!(answer.records.as_ref().is_some_and(|r| !r.is_empty()), "records {what} are kept");
+    }
+    assert_eq!(common::wire::latest_offset(&mut client, topic, 0), 2_000, "nothing was cut");
 }

@@ -850,7 +850,8 @@ impl Partition {
             return None;
         }
         if isr.is_empty() {
-            tracing::warn!(partition = %self.tp, offset = damaged, "damaged log, but no other replica is in sync: still leading, refusing the damaged batches");
+            // (Said at debug level: the damage itself was logged when found.)
+            tracing::debug!(partition = %self.tp, offset = damaged, "damaged log, but no other replica is in sync: still leading, refusing the damaged batches");
             l.retry_after_ms = now_ms + RESIGN_WAIT_MS;
             return None;
         }
