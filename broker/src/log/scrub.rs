@@ -216,7 +216,12 @@ pub struct ReadCheck {
 /// [`LogError::StoredBatchCorrupt`] with the offset to truncate to (the
 /// first batch's base offset, or the fetch offset if lower; later, the end
 /// of the previous sound batch); the sound batches before it may be served.
-pub fn check_read(tp: &TopicPartition, bytes: &[u8], fetch_offset: i64) -> ReadCheck {
+///
+/// With `known_damage` (the offset of a batch already found damaged, which
+/// recovery may even have cut away), a read from at or below it also stops
+/// at the first batch reaching it: whatever follows the damage is never
+/// served to a reader that has not got past it, so no record is skipped.
+pub fn check_read(tp: &TopicPartition, bytes: &[u8], fetch_offset: i64, known_damage: Option<i64>) -> ReadCheck {
     let mut check = ReadCheck { sound_bytes: 0, sound_records: 0, damage: None };
     let mut previous_next: Option<i64> = None;
     while check.sound_bytes < bytes.len() {
@@ -241,6 +246,17 @@ pub fn check_read(tp: &TopicPartition, bytes: &[u8], fetch_offset: i64) -> ReadC
                 break;
             }
         };
+        if let Some(known) = known_damage
+            && fetch_offset <= known
+            && header.last_offset() >= known
+        {
+            check.damage = Some(LogError::StoredBatchCorrupt {
+                partition: tp.to_string(),
+                offset: known,
+                reason: format!("the batch at offset {known} was found damaged"),
+            });
+            break;
+        }
         let min = previous_next.unwrap_or(i64::MIN);
         if let Err(reason) = check_one(&rest[..header.size()], min, header.base_offset, false) {
             check.damage = Some(fail(reason));
@@ -255,7 +271,7 @@ pub fn check_read(tp: &TopicPartition, bytes: &[u8], fetch_offset: i64) -> ReadC
 
 /// [`check_read`] as a result: `Err` with the damage, if any.
 pub fn verify_read(tp: &TopicPartition, bytes: &[u8], fetch_offset: i64) -> Result<(), LogError> {
-    check_read(tp, bytes, fetch_offset).damage.map_or(Ok(()), Err)
+    check_read(tp, bytes, fetch_offset, None).damage.map_or(Ok(()), Err)
 }
 
 /// What [`verify_unverified_segments`] did.
@@ -538,8 +554,19 @@ mod tests {
             }
             other => panic!("expected a storage error, got {other:?}"),
         }
-        let check = check_read(&tp(), &bytes, 11);
+        let check = check_read(&tp(), &bytes, 11, None);
         assert_eq!((check.sound_bytes, check.sound_records), (third, 6), "the two batches before it are sound");
+        // Damage known at offset 17 (perhaps cut away by recovery): a read
+        // from below it stops before the batch reaching it; one from past it
+        // is not held back.
+        let mut sound = bytes.clone();
+        sound[third + HEADER_SIZE + 2] ^= 1;
+        let check = check_read(&tp(), &sound, 11, Some(17));
+        assert_eq!(check.sound_bytes, third);
+        assert!(matches!(check.damage, Some(LogError::StoredBatchCorrupt { offset: 17, .. })));
+        let quarter = bytes.len() / 4;
+        let past = check_read(&tp(), &sound[quarter * 3..], 19, Some(17));
+        assert!(past.damage.is_none());
         // Damage in the first batch of a read: its base offset, never above the fetch offset.
         let mut first = bytes.clone();
         first[HEADER_SIZE + 2] ^= 1;

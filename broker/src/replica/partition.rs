@@ -426,7 +426,7 @@ impl Partition {
         let mut slice = slice;
         if let Some(records) = &slice.records {
             let bytes = records.read_to_bytes()?;
-            let check = scrub::check_read(&self.tp, &bytes, offset);
+            let check = scrub::check_read(&self.tp, &bytes, offset, self.damaged_from());
             if let Some(e) = check.damage {
                 self.note_damage(&e);
                 if check.sound_bytes == 0 {
@@ -702,7 +702,7 @@ impl Partition {
         }
         let read = log.read_up_to(fetch.fetch_offset, fetch.max_bytes, i64::MAX).and_then(|read| {
             // Sound batches before a damaged one are sent; the damaged one never.
-            let check = scrub::check_read(&self.tp, &read.records, fetch.fetch_offset);
+            let check = scrub::check_read(&self.tp, &read.records, fetch.fetch_offset, self.damaged_from());
             match check.damage {
                 None => Ok(read.records),
                 Some(e) => {
