@@ -20,10 +20,19 @@
 //! manager owns the fetcher tasks and cancels them on a new leader epoch,
 //! deletion or shutdown.
 //!
-//! Invariants: consumers never see bytes at or above the high watermark; the
-//! high watermark never goes backwards while this broker leads; a follower
-//! truncates only where its log diverges from its leader's (by leader epoch,
-//! KIP-101/KIP-279/KIP-320), never by high watermark.
+//! Damaged logs (see [`crate::log::scrub`]): a leader never serves a batch
+//! that fails verification (KAFKA_STORAGE_ERROR) and steps aside for another
+//! in-sync replica; a replica that knows of damage (found at open, while
+//! serving, or by the background scrub in [`ReplicaManager::run_background`])
+//! cuts its log below it once it follows a leader, and fetches the rest
+//! again; a leader drops a follower whose log went back from the ISR at once.
+//!
+//! Invariants: consumers never see bytes at or above the high watermark, nor
+//! a damaged batch, nor records past a damaged batch they have not got past;
+//! the high watermark never goes backwards while this broker leads; a
+//! follower truncates only where its log diverges from its leader's (by
+//! leader epoch, KIP-101/KIP-279/KIP-320) or below a damaged batch, never by
+//! high watermark.
 
 pub mod error;
 pub mod fetcher;
@@ -317,7 +326,9 @@ impl ReplicaManager {
 
     /// Periodic replication work until `shutdown` is cancelled: leaders
     /// check for followers that lagged out of the ISR (every half
-    /// `replica.lag.time.max.ms`, as Kafka). On shutdown every fetcher stops.
+    /// `replica.lag.time.max.ms`, as Kafka), and step aside if their log is
+    /// damaged; the background scrub runs on a thread of its own meanwhile
+    /// (`log.scrub.bytes.per.second`). On shutdown every fetcher stops.
     ///
     /// High watermarks are checkpointed every five seconds (Kafka's
     /// `replica.high.watermark.checkpoint.interval.ms` default) and once more
