@@ -260,7 +260,12 @@ fn a_single_replica_keeps_the_records_after_a_damaged_batch_and_refuses_only_tha
 
     let mut client = WireClient::connect(broker.kafka_addr());
     let at = fetch(&mut client, topic, 0, damaged);
-    assert_eq!(at.error_code, KAFKA_STORAGE_ERROR, "the damaged batch is refused");
+    assert_eq!(
+        at.error_code,
+        KAFKA_STORAGE_ERROR,
+        "the damaged batch at {damaged} is refused: {at:?}\n{}",
+        broker.log()
+    );
     assert!(at.records.as_ref().is_none_or(|r| r.is_empty()), "no bytes handed out");
     for (from, what) in [(0, "before the damage"), (after, "after the damage")] {
         let answer = fetch(&mut client, topic, 0, from);

@@ -459,7 +459,8 @@ impl Partition {
     /// `segment_base` (scanned at `scanned_size` bytes), unless the segment
     /// changed since (compacted, deleted, truncated: the next pass verifies
     /// what is there then). A leader refuses the damaged batches from now
-    /// on and steps aside ([`Partition::maybe_resign`]); any other replica
+    /// on and steps aside ([`Partition::maybe_resign`]), a replica with no
+    /// leader keeps them until it follows one; a follower
     /// truncates its log below the damage at once and fetches the rest
     /// again (its leader, seeing its fetch offset go back, drops it from the
     /// ISR until it has caught up). Returns whether it truncated (then its
@@ -485,7 +486,10 @@ impl Partition {
             reason: format!("{} (byte {} of segment {segment_base}, background scrub)", damage.reason, damage.position),
         };
         self.note_damage(&e);
-        if matches!(self.state.lock().role, Role::Leader(_)) {
+        // Only a follower cuts its log now: it has a leader to fetch the rest
+        // from. A leader steps aside first; with no leader, the log may hold
+        // the only copy of what follows the damage (cut once it follows).
+        if !matches!(self.state.lock().role, Role::Follower { .. }) {
             return Ok(false);
         }
         let size = log.size_bytes();
