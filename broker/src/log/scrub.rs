@@ -44,6 +44,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::TopicPartition;
 use super::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
 use super::error::LogError;
+use super::file_records::FileRecords;
 
 /// File in a partition directory recording its verified sealed segments.
 pub const VERIFIED_FILE: &str = "verified-segments";
@@ -222,11 +223,66 @@ pub struct ReadCheck {
 /// at the first batch reaching it: whatever follows the damage is never
 /// served to a reader that has not got past it, so no record is skipped.
 pub fn check_read(tp: &TopicPartition, bytes: &[u8], fetch_offset: i64, known_damage: Option<i64>) -> ReadCheck {
+    let mut previous_next = None;
+    check_batches(tp, bytes, fetch_offset, known_damage, &mut previous_next, 0, false)
+}
+
+/// Largest piece of a served range read into memory at once for checking.
+const CHECK_CHUNK: usize = 1 << 20;
+
+/// [`check_read`] over batches located in a segment file (a consumer fetch
+/// about to be sent from the file): read in pieces of at most 1 MiB (or one
+/// batch, if larger), so checking holds little memory whatever the fetch size.
+pub fn check_file_records(
+    tp: &TopicPartition,
+    records: &FileRecords,
+    fetch_offset: i64,
+    known_damage: Option<i64>,
+) -> Result<ReadCheck, LogError> {
+    let mut total = ReadCheck { sound_bytes: 0, sound_records: 0, damage: None };
+    let mut previous_next = None;
+    let mut buf = Vec::new();
+    let read = |buf: &mut Vec<u8>, at: usize, len: usize| {
+        buf.resize(len, 0);
+        records.file().read_exact_at(buf, records.position() + at as u64).map_err(LogError::io(records.path()))
+    };
+    while total.sound_bytes < records.len() {
+        let at = total.sound_bytes;
+        let left = records.len() - at;
+        read(&mut buf, at, left.min(CHECK_CHUNK))?;
+        let mut part = check_batches(tp, &buf, fetch_offset, known_damage, &mut previous_next, at, left > buf.len());
+        if part.sound_bytes == 0 && part.damage.is_none() {
+            // One batch larger than a piece: read it whole.
+            let length = BatchHeader::parse(&buf).map_or(0, |h| h.size());
+            read(&mut buf, at, length.clamp(HEADER_SIZE, left))?;
+            part = check_batches(tp, &buf, fetch_offset, known_damage, &mut previous_next, at, false);
+        }
+        total.sound_bytes += part.sound_bytes;
+        total.sound_records += part.sound_records;
+        if part.damage.is_some() {
+            total.damage = part.damage;
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// Checks the batches of `bytes` (at `base_position` of the whole read),
+/// continuing from `previous_next`; with `partial_tail`, an incomplete last
+/// batch ends the check without being damage (the next piece has it).
+fn check_batches(
+    tp: &TopicPartition,
+    bytes: &[u8],
+    fetch_offset: i64,
+    known_damage: Option<i64>,
+    previous_next: &mut Option<i64>,
+    base_position: usize,
+    partial_tail: bool,
+) -> ReadCheck {
     let mut check = ReadCheck { sound_bytes: 0, sound_records: 0, damage: None };
-    let mut previous_next: Option<i64> = None;
     while check.sound_bytes < bytes.len() {
-        let position = check.sound_bytes;
-        let rest = &bytes[position..];
+        let position = base_position + check.sound_bytes;
+        let rest = &bytes[check.sound_bytes..];
         let truncate_to = previous_next.unwrap_or_else(|| {
             BatchHeader::parse(rest).map_or(fetch_offset, |h| h.base_offset.clamp(0, fetch_offset.max(0)))
         });
@@ -237,6 +293,8 @@ pub fn check_read(tp: &TopicPartition, bytes: &[u8], fetch_offset: i64, known_da
         };
         let header = match BatchHeader::parse(rest) {
             Ok(h) if h.batch_length >= (HEADER_SIZE - LOG_OVERHEAD) as i32 && h.size() <= rest.len() => h,
+            Ok(h) if partial_tail && h.batch_length >= (HEADER_SIZE - LOG_OVERHEAD) as i32 => break,
+            Err(_) if partial_tail => break,
             Ok(h) => {
                 check.damage = Some(fail(format!("batch length {} does not fit the read", h.batch_length)));
                 break;
@@ -262,7 +320,7 @@ pub fn check_read(tp: &TopicPartition, bytes: &[u8], fetch_offset: i64, known_da
             check.damage = Some(fail(reason));
             break;
         }
-        previous_next = Some(header.next_offset());
+        *previous_next = Some(header.next_offset());
         check.sound_bytes += header.size();
         check.sound_records += header.records_count.max(0) as u64;
     }
@@ -538,6 +596,51 @@ mod tests {
     }
 
     #[test]
+    fn a_served_file_range_is_checked_in_pieces_across_batches_larger_than_a_piece() {
+        let mut bytes = Vec::new();
+        let mut next = 0i64;
+        let mut push = |bytes: &mut Vec<u8>, count: usize, size: usize| {
+            let mut b = encode_batch(count, size, 1, Compression::None);
+            b[0..8].copy_from_slice(&next.to_be_bytes());
+            next += count as i64;
+            let at = bytes.len();
+            bytes.extend(b);
+            (at, next - count as i64)
+        };
+        for _ in 0..2000 {
+            push(&mut bytes, 3, 333);
+        }
+        push(&mut bytes, 3, 600_000); // larger than a piece
+        let mut damaged = (0, 0);
+        for i in 0..2000 {
+            let at = push(&mut bytes, 2, 250);
+            if i == 1500 {
+                damaged = at;
+            }
+        }
+        assert!(bytes.len() > 3 * CHECK_CHUNK);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.log");
+        std::fs::write(&path, &bytes).unwrap();
+        let file = std::sync::Arc::new(File::open(&path).unwrap());
+        let records = FileRecords::new(file.clone(), path.clone(), 0, bytes.len(), 0);
+        let sound = check_file_records(&tp(), &records, 0, None).unwrap();
+        assert!(sound.damage.is_none(), "{:?}", sound.damage);
+        assert_eq!((sound.sound_bytes, sound.sound_records), (bytes.len(), next as u64));
+
+        let (position, offset) = damaged;
+        let at = position + HEADER_SIZE + 9;
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[bytes[at] ^ 4], at as u64).unwrap();
+        let check = check_file_records(&tp(), &records, 0, None).unwrap();
+        assert_eq!(check.sound_bytes, position);
+        match check.damage {
+            Some(LogError::StoredBatchCorrupt { offset: found, .. }) => assert_eq!(found, offset),
+            other => panic!("expected the damage, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn verify_read_names_the_offset_to_truncate_to() {
         let mut bytes = Vec::new();
         for i in 0..4i64 {
@@ -564,6 +667,15 @@ mod tests {
         let check = check_read(&tp(), &sound, 11, Some(17));
         assert_eq!(check.sound_bytes, third);
         assert!(matches!(check.damage, Some(LogError::StoredBatchCorrupt { offset: 17, .. })));
+        // The same over a file, in pieces.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("read.log");
+        std::fs::write(&path, &bytes).unwrap();
+        let file = std::sync::Arc::new(File::open(&path).unwrap());
+        let records = FileRecords::new(file, path.clone(), 0, bytes.len(), 12);
+        let check = check_file_records(&tp(), &records, 11, None).unwrap();
+        assert_eq!((check.sound_bytes, check.sound_records), (third, 6));
+        assert!(matches!(check.damage, Some(LogError::StoredBatchCorrupt { offset: 16, .. })));
         let quarter = bytes.len() / 4;
         let past = check_read(&tp(), &sound[quarter * 3..], 19, Some(17));
         assert!(past.damage.is_none());

@@ -425,8 +425,7 @@ impl Partition {
         // batches before a damaged one are served; the damaged one never.
         let mut slice = slice;
         if let Some(records) = &slice.records {
-            let bytes = records.read_to_bytes()?;
-            let check = scrub::check_read(&self.tp, &bytes, offset, self.damaged_from());
+            let check = scrub::check_file_records(&self.tp, records, offset, self.damaged_from())?;
             if let Some(e) = check.damage {
                 self.note_damage(&e);
                 if check.sound_bytes == 0 {
