@@ -309,6 +309,8 @@ impl ReplicaManager {
     /// Stops hosting `tp`: stops its fetcher and deletes its log.
     pub fn delete(&self, tp: &TopicPartition) -> Result<(), LogError> {
         self.stop_fetcher(tp);
+        // Damage its log had at open must not follow a new partition of the same name.
+        let _ = crate::log::scrub::take_damage_found_at_open(tp);
         self.throttle.set(tp, None);
         if let Some(partition) = self.partitions.write().remove(tp) {
             partition.make_offline();
