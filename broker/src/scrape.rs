@@ -187,6 +187,23 @@ pub fn collect_state(broker: &Broker) -> Vec<MetricFamily> {
         }
     }
     f.counter(
+        "strom_log_corrupt_batches_total",
+        "Damaged record batches found in this broker's logs since start: at open (sealed segments verified) or \
+         while serving a fetch (refused with KAFKA_STORAGE_ERROR).",
+        crate::log::scrub::corrupt_batches_total(),
+    );
+    f.counter(
+        "strom_log_scrub_bytes_total",
+        "Bytes of stored record batches verified at open (sealed segments not verified since they changed) and by \
+         the background scrub.",
+        crate::log::scrub::verified_bytes_total(),
+    );
+    f.counter(
+        "strom_log_repaired_bytes_total",
+        "Bytes cut from logs at or after a damaged batch, to be fetched again from the leader.",
+        crate::log::scrub::repaired_bytes_total(),
+    );
+    f.counter(
         "strom_group_rebalances_total",
         "Rebalances completed (generation bumps) by groups this broker coordinated since start.",
         broker.groups.rebalances_total(),

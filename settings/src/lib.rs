@@ -338,6 +338,14 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         doc: "Longest pause before a follower retries a failed fetch (retries start at a hundredth of it and double).",
     },
     SettingDef {
+        name: "log.scrub.bytes.per.second",
+        kind: long(0),
+        default: "10485760",
+        broker_synonym: None,
+        doc: "Bytes per second a broker reads to verify its sealed log segments again in the background \
+              (CRC-32C and batch framing), one pass after another; 0 turns the background scrub off.",
+    },
+    SettingDef {
         name: "follower.replication.throttled.rate",
         kind: long(1),
         default: "9223372036854775807",

@@ -661,8 +661,14 @@ impl ClusterImage {
             isr: new_isr.to_vec(),
             reason: reason.to_string(),
         };
-        if !new_isr.contains(&leader_id) {
-            return Err(invalid("the ISR must contain the leader"));
+        // A leader leaving the ISR (its log is damaged) steps aside: the
+        // rest must be members already, and one of them live to lead.
+        let resigning = !new_isr.contains(&leader_id);
+        if resigning && new_isr.iter().any(|r| !p.isr.contains(r)) {
+            return Err(invalid("a leader leaving the ISR may only keep current members"));
+        }
+        if resigning && !new_isr.iter().any(|r| live.contains(r)) {
+            return Err(invalid("the leader may leave the ISR only for a live member to lead"));
         }
         if let Some(r) = new_isr.iter().find(|r| !p.replicas.contains(r)) {
             return Err(invalid(&format!("broker {r} is not a replica")));
@@ -677,7 +683,13 @@ impl ClusterImage {
             }
         }
         p.isr = isr;
-        p.partition_epoch += 1;
+        if resigning {
+            // Elected among the remaining members only (never unclean).
+            let next = elect(p, &live, false).unwrap_or(NO_LEADER);
+            set_leader(p, next);
+        } else {
+            p.partition_epoch += 1;
+        }
         complete_reassignment(p, &live);
         Ok(Outcome::IsrAltered { partition_epoch: p.partition_epoch })
     }
@@ -927,6 +939,25 @@ mod tests {
         let unclean = Command::ElectLeader { topic: "t".into(), partition: 0, allow_unclean: true };
         assert!(matches!(image.apply(34, &unclean), Ok(Outcome::LeaderElected { leader: 1, .. })));
         assert_eq!(image.partition("t", 0).unwrap().isr, vec![1]);
+    }
+
+    #[test]
+    fn a_leader_with_a_damaged_log_steps_aside_for_an_in_sync_replica() {
+        let mut image = cluster_of_three();
+        image.apply(30, &alter_isr_by_leader(&image, &[0, 2])).unwrap();
+        // Leaving for a replica outside the ISR, or for nobody, is refused.
+        assert!(matches!(image.apply(31, &alter_isr_by_leader(&image, &[1])), Err(CommandError::InvalidIsr { .. })));
+        assert!(matches!(image.apply(31, &alter_isr_by_leader(&image, &[])), Err(CommandError::InvalidIsr { .. })));
+        let before = image.partition("t", 0).unwrap().clone();
+        let Ok(Outcome::IsrAltered { partition_epoch }) = image.apply(32, &alter_isr_by_leader(&image, &[2])) else {
+            panic!("a leader may leave the ISR for a live member")
+        };
+        let p = image.partition("t", 0).unwrap().clone();
+        assert_eq!((p.leader, p.isr.clone()), (2, vec![2]), "the remaining member leads");
+        assert_eq!((p.leader_epoch, p.partition_epoch), (before.leader_epoch + 1, partition_epoch));
+        assert!(partition_epoch > before.partition_epoch);
+        // The last member cannot leave (no one else is in sync).
+        assert!(matches!(image.apply(33, &alter_isr_by_leader(&image, &[])), Err(CommandError::InvalidIsr { .. })));
     }
 
     #[test]

@@ -195,6 +195,13 @@ pub fn validate_replicated_batches(bytes: &[u8]) -> Result<Vec<BatchRef>, LogErr
     Ok(batches)
 }
 
+/// Validates one stored batch at the start of `bytes` by the rules
+/// [`validate_replicated_batches`] applies (framing, CRC-32C, records):
+/// what a log's own batches must pass when they are verified on disk.
+pub fn check_stored_batch(bytes: &[u8]) -> Result<BatchHeader, LogError> {
+    check_batch_from(bytes, u32::MAX, Origin::Replication)
+}
+
 /// Validates the batch at the start of `bytes`; returns its header.
 pub fn check_batch(bytes: &[u8], max_message_bytes: u32) -> Result<BatchHeader, LogError> {
     check_batch_from(bytes, max_message_bytes, Origin::Producer)

@@ -100,6 +100,18 @@ pub enum LogError {
         /// Each refused record.
         record_errors: Vec<RecordError>,
     },
+    /// A batch stored in this broker's own log fails verification (CRC-32C
+    /// or framing): the disk holds damaged bytes, which are never served.
+    /// Kafka's KAFKA_STORAGE_ERROR.
+    #[error("stored record batch of {partition} at offset {offset} is damaged on disk: {reason}")]
+    StoredBatchCorrupt {
+        /// `<topic>-<partition>`.
+        partition: String,
+        /// Offset of the first damaged batch (the log is good below it).
+        offset: i64,
+        /// What verification found.
+        reason: String,
+    },
     /// An append as leader on a replica that does not lead the partition.
     #[error("this broker does not lead partition {partition} ({reason}); refresh metadata and retry on the leader")]
     NotLeader {

@@ -67,6 +67,12 @@ impl FileRecords {
         self.record_count
     }
 
+    /// The first `len` bytes of the range, holding `record_count` records
+    /// in whole batches (a read cut before a damaged batch).
+    pub fn prefix(&self, len: usize, record_count: u64) -> FileRecords {
+        FileRecords { len: len.min(self.len), record_count, ..self.clone() }
+    }
+
     /// Copies the range into memory (for callers that need the bytes
     /// themselves rather than a socket to send them to).
     pub fn read_to_bytes(&self) -> Result<Bytes, LogError> {

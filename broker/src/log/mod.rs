@@ -13,11 +13,15 @@
 //! - [`partition_log`]: a partition's segments — append, read, roll,
 //!   retention, recovery.
 //! - [`manager`]: all partition logs of the broker under its data dir.
+//! - [`scrub`]: verification of stored batches on disk — sealed segments
+//!   not verified since they changed, at open; every batch served — and
+//!   repair by truncation below the first damaged one.
 //!
 //! Durability and consistency rules: a batch is appended whole or not at all
 //! (validation happens before any write); recovery on open CRC-checks the
-//! active segment and truncates a torn tail, so a corrupt byte is never
-//! served; the indexes are caches of the `.log` and are rebuilt when damaged.
+//! active segment and truncates a torn tail, and verifies sealed segments
+//! not verified since they last changed (see [`scrub`]); batches are
+//! verified again as they are served, so a corrupt byte is never served; the indexes are caches of the `.log` and are rebuilt when damaged.
 
 pub mod batch;
 pub mod cleaner;
@@ -31,6 +35,7 @@ pub mod index;
 pub mod manager;
 pub mod partition_log;
 pub mod producer_state;
+pub mod scrub;
 pub mod segment;
 pub mod time_index;
 

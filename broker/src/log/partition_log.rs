@@ -41,9 +41,11 @@ pub struct PartitionLog {
 impl PartitionLog {
     /// Opens (creating if needed) the log in `dir`, recovering its segments:
     /// the active one is CRC-checked end to end and a torn tail truncated;
-    /// older ones are fully checked only when their indexes are unusable.
+    /// older ones not verified since they last changed are verified first,
+    /// and the log cut below a damaged batch (see [`super::scrub`]).
     pub fn open(dir: &Path, tp: TopicPartition, config: LogConfig) -> Result<PartitionLog, LogError> {
         std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
+        super::scrub::verify_unverified_segments(dir, &tp)?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(LogError::io(dir))? {
             let entry = entry.map_err(LogError::io(dir))?;

@@ -454,7 +454,9 @@ fn take(partition: &Partition, epoch: i32, position: FollowerPosition, answer: F
     match result {
         Ok(new) => Next::Fetch(new),
         Err(ReplicaError::StaleFetcher { .. }) => Next::Stop,
-        Err(e) => Next::Retry(position, e.to_string()),
+        // From where the log ends now: it may have been truncated under the
+        // fetch (a damaged batch cut by the background scrub).
+        Err(e) => Next::Retry(partition.follower_position(), e.to_string()),
     }
 }
 

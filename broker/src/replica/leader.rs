@@ -46,9 +46,15 @@ impl FollowerState {
         }
     }
 
-    /// Records a fetch at `fetch_offset` while the leader's log ends at `leader_leo`.
-    pub fn record_fetch(&mut self, fetch_offset: i64, leader_leo: i64, now_ms: i64) {
-        if fetch_offset >= leader_leo {
+    /// Records a fetch at `fetch_offset` while the leader's log ends at
+    /// `leader_leo`. Returns whether the follower's log end went back (it
+    /// lost records it had — a repaired log): it is then no longer caught
+    /// up, whatever its past.
+    pub fn record_fetch(&mut self, fetch_offset: i64, leader_leo: i64, now_ms: i64) -> bool {
+        let went_back = self.log_end_offset >= 0 && fetch_offset < self.log_end_offset;
+        if went_back {
+            self.last_caught_up_ms = 0;
+        } else if fetch_offset >= leader_leo {
             self.last_caught_up_ms = self.last_caught_up_ms.max(now_ms);
         } else if self.last_fetch_leader_log_end_offset >= 0 && fetch_offset >= self.last_fetch_leader_log_end_offset {
             self.last_caught_up_ms = self.last_caught_up_ms.max(self.last_fetch_ms);
@@ -56,6 +62,7 @@ impl FollowerState {
         self.log_end_offset = fetch_offset;
         self.last_fetch_leader_log_end_offset = leader_leo;
         self.last_fetch_ms = now_ms;
+        went_back
     }
 
     /// Whether the follower has lagged the leader for longer than `lag_ms`.
@@ -186,6 +193,16 @@ mod tests {
         assert!(!f.is_out_of_sync(20, 10_000, 1000), "nothing to catch up on");
         assert!(f.is_out_of_sync(25, 1301, 1000));
         assert!(!f.is_out_of_sync(25, 1300, 1000));
+    }
+
+    #[test]
+    fn a_follower_whose_log_went_back_is_no_longer_caught_up() {
+        let mut f = FollowerState::new(true, 0);
+        assert!(!f.record_fetch(20, 20, 100));
+        assert!(!f.record_fetch(20, 25, 200), "the same offset again is no loss");
+        assert!(f.record_fetch(12, 25, 300), "a repaired log fetches from below what it had");
+        assert_eq!(f.last_caught_up_ms, 0);
+        assert!(f.is_out_of_sync(25, 301, 300));
     }
 
     #[test]

@@ -20,10 +20,19 @@
 //! manager owns the fetcher tasks and cancels them on a new leader epoch,
 //! deletion or shutdown.
 //!
-//! Invariants: consumers never see bytes at or above the high watermark; the
-//! high watermark never goes backwards while this broker leads; a follower
-//! truncates only where its log diverges from its leader's (by leader epoch,
-//! KIP-101/KIP-279/KIP-320), never by high watermark.
+//! Damaged logs (see [`crate::log::scrub`]): a leader never serves a batch
+//! that fails verification (KAFKA_STORAGE_ERROR) and steps aside for another
+//! in-sync replica; a replica that knows of damage (found at open, while
+//! serving, or by the background scrub in [`ReplicaManager::run_background`])
+//! cuts its log below it once it follows a leader, and fetches the rest
+//! again; a leader drops a follower whose log went back from the ISR at once.
+//!
+//! Invariants: consumers never see bytes at or above the high watermark, nor
+//! a damaged batch, nor records past a damaged batch they have not got past;
+//! the high watermark never goes backwards while this broker leads; a
+//! follower truncates only where its log diverges from its leader's (by
+//! leader epoch, KIP-101/KIP-279/KIP-320) or below a damaged batch, never by
+//! high watermark.
 
 pub mod error;
 pub mod fetcher;
@@ -54,6 +63,9 @@ use fetcher::{FetchSession, Follow, SessionSetup};
 
 /// How often high watermarks are checkpointed.
 const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Pause between two passes of the background scrub.
+const SCRUB_PASS_PAUSE: Duration = Duration::from_secs(5);
 
 /// Kafka error codes used between replicas.
 pub mod error_codes {
@@ -115,6 +127,9 @@ pub struct ReplicaConfig {
     pub fetch_backoff: Duration,
     /// `replica.socket.timeout.ms`: how long a fetch may take beyond its wait.
     pub socket_timeout: Duration,
+    /// `log.scrub.bytes.per.second`: pace of the background scrub of sealed
+    /// segments (0: off).
+    pub scrub_bytes_per_sec: u64,
 }
 
 impl Default for ReplicaConfig {
@@ -127,6 +142,7 @@ impl Default for ReplicaConfig {
             fetch_wait_max: Duration::from_millis(500),
             fetch_backoff: Duration::from_millis(1000),
             socket_timeout: Duration::from_millis(30_000),
+            scrub_bytes_per_sec: 10 * 1024 * 1024,
         }
     }
 }
@@ -142,6 +158,7 @@ impl ReplicaConfig {
             fetch_wait_max: ms("replica.fetch.wait.max.ms"),
             fetch_backoff: ms("replica.fetch.backoff.ms"),
             socket_timeout: ms("replica.socket.timeout.ms"),
+            scrub_bytes_per_sec: settings.long("log.scrub.bytes.per.second").max(0) as u64,
         }
     }
 }
@@ -292,6 +309,8 @@ impl ReplicaManager {
     /// Stops hosting `tp`: stops its fetcher and deletes its log.
     pub fn delete(&self, tp: &TopicPartition) -> Result<(), LogError> {
         self.stop_fetcher(tp);
+        // Damage its log had at open must not follow a new partition of the same name.
+        let _ = crate::log::scrub::take_damage_found_at_open(tp);
         self.throttle.set(tp, None);
         if let Some(partition) = self.partitions.write().remove(tp) {
             partition.make_offline();
@@ -309,12 +328,22 @@ impl ReplicaManager {
 
     /// Periodic replication work until `shutdown` is cancelled: leaders
     /// check for followers that lagged out of the ISR (every half
-    /// `replica.lag.time.max.ms`, as Kafka). On shutdown every fetcher stops.
+    /// `replica.lag.time.max.ms`, as Kafka), and step aside if their log is
+    /// damaged; the background scrub runs on a thread of its own meanwhile
+    /// (`log.scrub.bytes.per.second`). On shutdown every fetcher stops.
     ///
     /// High watermarks are checkpointed every five seconds (Kafka's
     /// `replica.high.watermark.checkpoint.interval.ms` default) and once more
     /// on shutdown.
     pub async fn run_background(self: Arc<Self>, shutdown: CancellationToken) {
+        // The background scrub, on a blocking thread of its own; it stops
+        // when this task ends or is dropped.
+        let scrub_stop = CancellationToken::new();
+        let _stop_scrub = scrub_stop.clone().drop_guard();
+        let scrub = {
+            let manager = self.clone();
+            tokio::task::spawn_blocking(move || manager.run_scrub(&scrub_stop))
+        };
         let mut last_checkpoint = tokio::time::Instant::now();
         loop {
             let lag = self.config.read().lag_time_max;
@@ -332,8 +361,80 @@ impl ReplicaManager {
             }
         }
         self.shutdown();
+        drop(_stop_scrub);
+        let _ = scrub.await;
         let manager = self.clone();
         let _ = tokio::task::spawn_blocking(move || manager.checkpoint_high_watermarks()).await;
+    }
+
+    /// The background scrub (see [`crate::log::scrub`]): pass after pass,
+    /// reads every sealed segment of every hosted partition at
+    /// `log.scrub.bytes.per.second` and verifies its batches; damage goes to
+    /// the partition ([`Partition::scrub_found`]). Returns once `stop` is
+    /// cancelled.
+    ///
+    /// Blocking: runs on a thread of its own.
+    fn run_scrub(&self, stop: &CancellationToken) {
+        let mut pacer = ScrubPacer { config: self.config.clone(), owed: Duration::ZERO };
+        while !stop.is_cancelled() {
+            if self.config.read().scrub_bytes_per_sec == 0 {
+                // Off: look again later.
+                if !sleep_unless_stopped(Duration::from_secs(1), stop) {
+                    return;
+                }
+                continue;
+            }
+            let mut partitions = self.partitions();
+            partitions.sort_by(|a, b| a.topic_partition().cmp(b.topic_partition()));
+            for partition in partitions {
+                if !self.scrub_partition(&partition, &mut pacer, stop) {
+                    return;
+                }
+            }
+            if !sleep_unless_stopped(SCRUB_PASS_PAUSE, stop) {
+                return;
+            }
+        }
+    }
+
+    /// Scrubs `partition`'s sealed segments; `false` once stopped.
+    fn scrub_partition(&self, partition: &Arc<Partition>, pacer: &mut ScrubPacer, stop: &CancellationToken) -> bool {
+        let sealed: Vec<(i64, std::path::PathBuf, u64)> = {
+            let log = partition.log().read();
+            let count = log.segment_count().saturating_sub(1);
+            log.segments().take(count).map(|s| (s.base_offset(), s.log_path().to_owned(), s.size())).collect()
+        };
+        for (base, path, size) in sealed {
+            // Gone meanwhile (retention, compaction, truncation): nothing to verify.
+            let Ok(file) = std::fs::File::open(&path) else { continue };
+            let scan = crate::log::scrub::scan_segment_paced(&file, &path, size, base, |bytes| pacer.pace(bytes, stop));
+            let damage = match scan {
+                Ok(Some(scan)) => scan.damage,
+                Ok(None) => return false,
+                Err(e) => {
+                    tracing::warn!(partition = %partition.topic_partition(), segment = %path.display(), "scrub could not read a segment: {e}");
+                    None
+                }
+            };
+            let Some(damage) = damage else { continue };
+            match partition.scrub_found(base, size, &damage) {
+                Ok(true) => {
+                    // Its fetcher starts again from the new log end.
+                    let tp = partition.topic_partition();
+                    let endpoint = self.fetchers.lock().remove(tp).map(|old| {
+                        old.cancel.cancel();
+                        old.endpoint
+                    });
+                    self.sync_fetcher(partition, endpoint);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(partition = %partition.topic_partition(), "repairing a damaged log failed: {e}")
+                }
+            }
+            break;
+        }
+        true
     }
 
     /// Checkpoints every hosted partition's high watermark that moved (for
@@ -349,11 +450,14 @@ impl ReplicaManager {
         }
     }
 
-    /// One ISR check over the partitions this broker leads.
+    /// One ISR check over the partitions this broker leads: a leader that
+    /// found its log damaged steps aside, others drop lagging followers.
     pub fn check_isr(&self, now_ms: i64) {
         let lag_ms = self.config.read().lag_time_max.as_millis() as i64;
         for partition in self.partitions() {
-            if let Some(proposal) = partition.maybe_shrink_isr(now_ms, lag_ms) {
+            if let Some(proposal) = partition.maybe_resign(now_ms) {
+                self.send_isr_proposal(partition, proposal);
+            } else if let Some(proposal) = partition.maybe_shrink_isr(now_ms, lag_ms) {
                 self.send_isr_proposal(partition, proposal);
             }
         }
@@ -493,6 +597,47 @@ impl ReplicaManager {
         };
         Ok(ReplicationClient::new(channel).max_decoding_message_size(usize::MAX))
     }
+}
+
+/// Keeps the background scrub at `log.scrub.bytes.per.second`.
+#[derive(Debug)]
+struct ScrubPacer {
+    config: Arc<RwLock<ReplicaConfig>>,
+    /// Time owed for bytes read and not yet slept for.
+    owed: Duration,
+}
+
+impl ScrubPacer {
+    /// Accounts for `bytes` read, sleeping to keep the rate (waiting while
+    /// the rate is 0, the scrub being off); `false` once `stop` is cancelled.
+    fn pace(&mut self, bytes: u64, stop: &CancellationToken) -> bool {
+        let rate = loop {
+            match self.config.read().scrub_bytes_per_sec {
+                0 if !sleep_unless_stopped(Duration::from_secs(1), stop) => return false,
+                0 => {}
+                rate => break rate,
+            }
+        };
+        self.owed += Duration::from_secs_f64(bytes as f64 / rate as f64);
+        if self.owed >= Duration::from_millis(50) {
+            let owed = std::mem::take(&mut self.owed);
+            return sleep_unless_stopped(owed, stop);
+        }
+        !stop.is_cancelled()
+    }
+}
+
+/// Sleeps for `duration` in short steps; `false` once `stop` is cancelled.
+fn sleep_unless_stopped(duration: Duration, stop: &CancellationToken) -> bool {
+    let deadline = std::time::Instant::now() + duration;
+    while !stop.is_cancelled() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+    false
 }
 
 /// Milliseconds since the Unix epoch.

@@ -33,11 +33,18 @@ use super::error::ReplicaError;
 use super::fetcher::follower_truncation_offset;
 use super::leader::{self, FollowerState, PendingIsr};
 use super::{LeaderAndIsr, error_codes};
-use crate::log::{AppendInfo, FileSlice, LogError, SharedLog, TopicPartition};
+use crate::log::{AppendInfo, FileSlice, LogError, SharedLog, TopicPartition, scrub};
 
 /// How long a leader waits before proposing an ISR change again after the
 /// controller refused or failed one.
 const ISR_RETRY_MS: i64 = 500;
+
+/// How long a leader that stepped aside for a damaged log waits for the
+/// controller's new state before proposing again.
+const RESIGN_WAIT_MS: i64 = 5_000;
+
+/// No damage known (see [`Partition::damaged_from`]).
+const NO_DAMAGE: i64 = i64::MAX;
 
 /// One partition replica on this broker.
 #[derive(Debug)]
@@ -51,6 +58,11 @@ pub struct Partition {
     checkpointed_high_watermark: AtomicI64,
     log_end_offset: watch::Sender<i64>,
     state_version: watch::Sender<u64>,
+    /// The offset of the first damaged batch this replica knows of — found
+    /// at open, while serving or by the scrub ([`NO_DAMAGE`] when none): as
+    /// leader it steps aside, and once it no longer leads it truncates its
+    /// log here and fetches the rest again.
+    damaged_from: AtomicI64,
 }
 
 #[derive(Debug)]
@@ -205,6 +217,8 @@ impl Partition {
             replicas: Vec::new(),
             isr: Vec::new(),
         };
+        // Damage the log's verification at open found (see crate::log::scrub).
+        let damaged_from = scrub::take_damage_found_at_open(&tp).unwrap_or(NO_DAMAGE);
         Partition {
             tp,
             node_id,
@@ -215,6 +229,7 @@ impl Partition {
             checkpointed_high_watermark: AtomicI64::new(hw),
             log_end_offset,
             state_version,
+            damaged_from: AtomicI64::new(damaged_from),
         }
     }
 
@@ -405,7 +420,90 @@ impl Partition {
         let hw = self.high_watermark();
         let log = self.log.read();
         let slice = log.slice_up_to(offset, max_bytes, hw, min_one_batch)?;
+        // The batches go from the file to the socket: verify them first
+        // (they are in the page cache for the send that follows). Sound
+        // batches before a damaged one are served; the damaged one never.
+        let mut slice = slice;
+        if let Some(records) = &slice.records {
+            let check = scrub::check_file_records(&self.tp, records, offset, self.damaged_from())?;
+            if let Some(e) = check.damage {
+                self.note_damage(&e);
+                if check.sound_bytes == 0 {
+                    return Err(e);
+                }
+                slice.records = Some(records.prefix(check.sound_bytes, check.sound_records));
+            }
+        }
         Ok((slice, hw))
+    }
+
+    /// Records damage found while serving (a
+    /// [`LogError::StoredBatchCorrupt`]): logged and counted the first time
+    /// an offset is found (later hits of the same damage only at debug
+    /// level), and acted on — a leader steps aside at its next ISR check
+    /// ([`Partition::maybe_resign`]), and the log is truncated there once
+    /// it no longer leads.
+    pub(crate) fn note_damage(&self, e: &LogError) {
+        let LogError::StoredBatchCorrupt { offset, .. } = e else { return };
+        let before = self.damaged_from.fetch_min(*offset, Ordering::AcqRel);
+        if *offset < before {
+            scrub::count_corrupt_batch();
+            tracing::error!(partition = %self.tp, offset, error = %e, "damaged batch found while serving or scrubbing: never served (KAFKA_STORAGE_ERROR); a leader hands leadership to another in-sync replica, and the log is repaired from the leader");
+        } else {
+            tracing::debug!(partition = %self.tp, offset, "damaged batch refused again");
+        }
+    }
+
+    /// Takes damage the background scrub found in sealed segment
+    /// `segment_base` (scanned at `scanned_size` bytes), unless the segment
+    /// changed since (compacted, deleted, truncated: the next pass verifies
+    /// what is there then). A leader refuses the damaged batches from now
+    /// on and steps aside ([`Partition::maybe_resign`]), a replica with no
+    /// leader keeps them until it follows one; a follower
+    /// truncates its log below the damage at once and fetches the rest
+    /// again (its leader, seeing its fetch offset go back, drops it from the
+    /// ISR until it has caught up). Returns whether it truncated (then its
+    /// fetcher must start again from the new log end).
+    ///
+    /// Blocking file I/O: call from a blocking-capable context.
+    pub(crate) fn scrub_found(
+        &self,
+        segment_base: i64,
+        scanned_size: u64,
+        damage: &scrub::Damage,
+    ) -> Result<bool, LogError> {
+        let mut log = self.log.write();
+        let active = log.segments().last().map(|s| s.base_offset());
+        let unchanged = log.segments().any(|s| s.base_offset() == segment_base && s.size() == scanned_size)
+            && active != Some(segment_base);
+        if !unchanged {
+            return Ok(false);
+        }
+        let e = LogError::StoredBatchCorrupt {
+            partition: self.tp.to_string(),
+            offset: damage.offset,
+            reason: format!("{} (byte {} of segment {segment_base}, background scrub)", damage.reason, damage.position),
+        };
+        self.note_damage(&e);
+        // Only a follower cuts its log now: it has a leader to fetch the rest
+        // from. A leader steps aside first; with no leader, the log may hold
+        // the only copy of what follows the damage (cut once it follows).
+        if !matches!(self.state.lock().role, Role::Follower { .. }) {
+            return Ok(false);
+        }
+        let size = log.size_bytes();
+        log.truncate_to(damage.offset)?;
+        scrub::count_repaired_bytes(size.saturating_sub(log.size_bytes()));
+        self.damaged_from.store(NO_DAMAGE, Ordering::Release);
+        tracing::warn!(partition = %self.tp, offset = damage.offset, log_end_offset = log.log_end_offset(), "truncated the damaged log: fetching the rest again from the leader");
+        self.follower_updated(&log, None);
+        Ok(true)
+    }
+
+    /// The offset of the first damaged batch this replica knows of, if any.
+    pub fn damaged_from(&self) -> Option<i64> {
+        let d = self.damaged_from.load(Ordering::Acquire);
+        (d != NO_DAMAGE).then_some(d)
     }
 
     /// Applies the controller's state for this partition (see
@@ -434,6 +532,19 @@ impl Partition {
             && state.isr == s.isr
         {
             return Ok(Transition::Unchanged);
+        }
+        if state.leader >= 0
+            && state.leader != self.node_id
+            && let Some(damaged) = self.damaged_from()
+        {
+            // Following a leader (which has every batch): what was damaged
+            // goes, to be fetched again. Without a leader it stays, since it
+            // may hold the only copy of what follows the damage.
+            let size = log.size_bytes();
+            log.truncate_to(damaged)?;
+            scrub::count_repaired_bytes(size.saturating_sub(log.size_bytes()));
+            self.damaged_from.store(NO_DAMAGE, Ordering::Release);
+            tracing::warn!(partition = %self.tp, offset = damaged, log_end_offset = log.log_end_offset(), "truncated the damaged log after leaving leadership: fetching the rest again");
         }
         let leo = log.log_end_offset();
         let transition = if state.leader == self.node_id {
@@ -592,8 +703,22 @@ impl Partition {
         if may_wait && fetch.fetch_offset == leo && knows_hw {
             return (FetchOutcome::CaughtUp, proposal);
         }
-        let outcome = match log.read_up_to(fetch.fetch_offset, fetch.max_bytes, i64::MAX) {
-            Ok(read) => FetchOutcome::Records(read.records),
+        let read = log.read_up_to(fetch.fetch_offset, fetch.max_bytes, i64::MAX).and_then(|read| {
+            // Sound batches before a damaged one are sent; the damaged one never.
+            let check = scrub::check_read(&self.tp, &read.records, fetch.fetch_offset, self.damaged_from());
+            match check.damage {
+                None => Ok(read.records),
+                Some(e) => {
+                    self.note_damage(&e);
+                    if check.sound_bytes == 0 { Err(e) } else { Ok(read.records.slice(..check.sound_bytes)) }
+                }
+            }
+        });
+        let outcome = match read {
+            Ok(records) => FetchOutcome::Records(records),
+            Err(e @ LogError::StoredBatchCorrupt { .. }) => {
+                FetchOutcome::Refused { code: error_codes::KAFKA_STORAGE_ERROR, message: e.to_string() }
+            }
             Err(e) => {
                 let code = match e {
                     LogError::OffsetOutOfRange { .. } => error_codes::OFFSET_OUT_OF_RANGE,
@@ -679,12 +804,24 @@ impl Partition {
     ) -> Option<IsrProposal> {
         let Role::Leader(l) = &mut s.role else { return None };
         let follower = l.followers.entry(fetch.replica_id).or_insert_with(|| FollowerState::new(false, now_ms));
-        follower.record_fetch(fetch.fetch_offset, leo, now_ms);
+        let went_back = follower.record_fetch(fetch.fetch_offset, leo, now_ms);
         let follower_leo = follower.log_end_offset;
         self.maybe_advance_high_watermark(s, leo);
         let hw = self.high_watermark();
         let (leader_epoch, partition_epoch) = (s.leader_epoch, s.partition_epoch);
         let Role::Leader(l) = &mut s.role else { return None };
+        if went_back
+            && s.isr.contains(&fetch.replica_id)
+            && !l.pending.as_ref().is_some_and(|p| p.awaiting(now_ms))
+            && now_ms >= l.retry_after_ms
+        {
+            // It no longer holds records it had (its log was repaired): out
+            // of the ISR now, not after replica.lag.time.max.ms.
+            let isr: Vec<i32> = s.isr.iter().copied().filter(|id| *id != fetch.replica_id).collect();
+            tracing::warn!(partition = %self.tp, replica = fetch.replica_id, fetch_offset = fetch.fetch_offset, ?isr, "an in-sync follower's log went back: proposing it out of the ISR");
+            l.pending = Some(PendingIsr { isr: isr.clone(), proposed_at_ms: now_ms });
+            return Some(IsrProposal { leader_epoch, partition_epoch, isr });
+        }
         if s.isr.contains(&fetch.replica_id)
             || l.pending.as_ref().is_some_and(|p| p.awaiting(now_ms))
             || now_ms < l.retry_after_ms
@@ -695,6 +832,33 @@ impl Partition {
         let mut isr = s.isr.clone();
         isr.push(fetch.replica_id);
         tracing::info!(partition = %self.tp, replica = fetch.replica_id, ?isr, "follower caught up: proposing it for the ISR");
+        l.pending = Some(PendingIsr { isr: isr.clone(), proposed_at_ms: now_ms });
+        Some(IsrProposal { leader_epoch, partition_epoch, isr })
+    }
+
+    /// As leader with a damaged log (see [`Partition::note_damage`]):
+    /// proposes the ISR without this broker, which the controller commits
+    /// with a new leader elected from the rest (Kafka's equivalent is an
+    /// offline log dir). `None` when nothing is damaged, a proposal is in
+    /// flight, or no other replica is in sync (then this one keeps leading
+    /// and keeps refusing the damaged batches: no in-sync copy to move to).
+    pub(crate) fn maybe_resign(&self, now_ms: i64) -> Option<IsrProposal> {
+        let damaged = self.damaged_from()?;
+        let mut guard = self.state.lock();
+        let s = &mut *guard;
+        let (leader_epoch, partition_epoch) = (s.leader_epoch, s.partition_epoch);
+        let isr: Vec<i32> = s.isr.iter().copied().filter(|id| *id != self.node_id).collect();
+        let Role::Leader(l) = &mut s.role else { return None };
+        if l.pending.as_ref().is_some_and(|p| p.awaiting(now_ms)) || now_ms < l.retry_after_ms {
+            return None;
+        }
+        if isr.is_empty() {
+            // (Said at debug level: the damage itself was logged when found.)
+            tracing::debug!(partition = %self.tp, offset = damaged, "damaged log, but no other replica is in sync: still leading, refusing the damaged batches");
+            l.retry_after_ms = now_ms + RESIGN_WAIT_MS;
+            return None;
+        }
+        tracing::warn!(partition = %self.tp, offset = damaged, ?isr, "damaged log: proposing to leave the ISR so another in-sync replica leads");
         l.pending = Some(PendingIsr { isr: isr.clone(), proposed_at_ms: now_ms });
         Some(IsrProposal { leader_epoch, partition_epoch, isr })
     }
@@ -730,7 +894,17 @@ impl Partition {
         let unchanged = s.leader_epoch == proposal.leader_epoch && s.partition_epoch == proposal.partition_epoch;
         let Role::Leader(l) = &mut s.role else { return };
         let ours = l.pending.as_ref().is_some_and(|p| p.isr == proposal.isr);
+        let resigning = !proposal.isr.contains(&self.node_id);
         match result {
+            // Stepping aside: the controller elected another leader; its
+            // state reaches this replica through the image.
+            Ok(partition_epoch) if resigning => {
+                tracing::info!(partition = %self.tp, isr = ?proposal.isr, partition_epoch, "left the ISR of a damaged log; awaiting the new leader");
+                if ours {
+                    l.pending = None;
+                    l.retry_after_ms = now_ms + RESIGN_WAIT_MS;
+                }
+            }
             Ok(partition_epoch) if unchanged && ours && partition_epoch > s.partition_epoch => {
                 l.pending = None;
                 s.isr = proposal.isr.clone();

@@ -34,6 +34,7 @@ fn fast_config(lag_ms: u64) -> ReplicaConfig {
         fetch_wait_max: Duration::from_millis(200),
         fetch_backoff: Duration::from_millis(50),
         socket_timeout: Duration::from_secs(5),
+        scrub_bytes_per_sec: 64 * 1024 * 1024,
     }
 }
 
@@ -155,6 +156,11 @@ impl IsrChannel for TestIsrChannel {
             let mut state = controller.state.lock().get(&tp).cloned().ok_or("unknown partition")?;
             if state.leader_epoch != leader_epoch || state.partition_epoch != partition_epoch {
                 return Err(format!("stale: state is at {}/{}", state.leader_epoch, state.partition_epoch));
+            }
+            if !new_isr.contains(&state.leader) {
+                // The leader steps aside: the first remaining member leads (as the controller elects).
+                state.leader = *new_isr.first().ok_or("no ISR member left to lead")?;
+                state.leader_epoch += 1;
             }
             state.isr = new_isr;
             state.partition_epoch += 1;
@@ -730,4 +736,119 @@ async fn a_multi_partition_fetch_answers_each_partition_in_order_within_its_byte
     produce(cluster.node(0), batch(7)).await.unwrap();
     let answers = waiting.await.unwrap();
     assert_eq!(answers[0].records.len(), batch(7).len(), "the new batch is sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_finding_a_damaged_batch_refuses_it_steps_aside_and_repairs_from_the_new_leader() {
+    use std::os::unix::fs::FileExt;
+    let cluster = Cluster::start(3, fast_config(2000)).await;
+    for i in 0..20 {
+        produce(cluster.node(0), batch(i)).await.unwrap();
+    }
+    let end = leo(cluster.node(0));
+    eventually("the followers have everything and the HW covers it", || {
+        leo(cluster.node(1)) == end
+            && leo(cluster.node(2)) == end
+            && cluster.node(0).partition().high_watermark() == end
+    })
+    .await;
+    let good = log_bytes(cluster.node(1));
+    // Flip a byte inside the records of the leader's 6th batch, on disk.
+    let leader = cluster.node(0).partition();
+    let (path, position, damaged_offset) = {
+        let log = leader.log().read();
+        let segment = log.segments().next().unwrap();
+        let mut position = 0;
+        for _ in 0..5 {
+            position += segment.header_at(position).unwrap().size() as u64;
+        }
+        (segment.log_path().to_owned(), position, segment.header_at(position).unwrap().base_offset)
+    };
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, position + 70).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x40], position + 70).unwrap();
+
+    // A consumer read through the damage is refused, never served.
+    let before = crate::log::scrub::corrupt_batches_total();
+    match leader.read_committed(damaged_offset, 1 << 20, true) {
+        Err(LogError::StoredBatchCorrupt { offset, .. }) => assert_eq!(offset, damaged_offset),
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+    assert!(crate::log::scrub::corrupt_batches_total() > before, "counted");
+    assert_eq!(leader.damaged_from(), Some(damaged_offset));
+    // The sound batches below the damage are still served, up to it.
+    let (below, _) = leader.read_committed(0, 1 << 20, true).unwrap();
+    let served = below.records.expect("the batches before the damage").read_to_bytes().unwrap();
+    crate::log::scrub::verify_read(&tp(), &served, 0).unwrap();
+    assert_eq!(crate::log::batch::validate_replicated_batches(&served).unwrap().len(), 5);
+    // A follower fetch through it gets KAFKA_STORAGE_ERROR.
+    let fetch = partition::FollowerFetch {
+        replica_id: 2,
+        fetch_offset: damaged_offset,
+        last_fetched_epoch: -1,
+        current_leader_epoch: -1,
+        max_bytes: 1 << 20,
+        high_watermark: None,
+    };
+    let mut reply = leader.serve_follower_fetch(&fetch, now_ms(), false);
+    // (Its fetch offset went back, so it is proposed out of the ISR, as the service would.)
+    if let Some(proposal) = reply.proposal.take() {
+        cluster.node(0).manager.send_isr_proposal(leader.clone(), proposal);
+    }
+    assert!(
+        matches!(reply.outcome, partition::FetchOutcome::Refused { code: error_codes::KAFKA_STORAGE_ERROR, .. }),
+        "{:?}",
+        reply.outcome
+    );
+
+    // The leader steps aside for an in-sync replica, then truncates and fetches the rest again.
+    eventually("another in-sync replica leads", || {
+        let state = cluster.controller.current();
+        state.leader != 0 && !state.isr.contains(&0)
+    })
+    .await;
+    eventually("the old leader repaired its log from the new one", || {
+        leader.damaged_from().is_none() && log_bytes(cluster.node(0)) == good
+    })
+    .await;
+    eventually("and rejoins the ISR", || cluster.controller.current().isr.contains(&0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_background_scrub_finds_a_followers_damaged_sealed_segment_and_it_is_repaired_from_the_leader() {
+    use std::os::unix::fs::FileExt;
+    let cluster = Cluster::start(3, fast_config(2000)).await;
+    for i in 0..10 {
+        produce(cluster.node(0), batch(i)).await.unwrap();
+    }
+    let end = leo(cluster.node(0));
+    eventually("follower 1 has everything", || leo(cluster.node(1)) == end).await;
+    // Seal follower 1's segment, so the scrub reads it; more records follow.
+    let follower = cluster.node(1).partition();
+    follower.log().write().roll().unwrap();
+    for i in 10..20 {
+        produce(cluster.node(0), batch(i)).await.unwrap();
+    }
+    let end = leo(cluster.node(0));
+    eventually("follower 1 has everything again", || leo(cluster.node(1)) == end).await;
+    let good = log_bytes(cluster.node(0));
+    let before = crate::log::scrub::corrupt_batches_total();
+    // A byte of its 4th batch rots on disk, size and time kept as they are.
+    {
+        let log = follower.log().read();
+        let segment = log.segments().next().unwrap();
+        let mut position = 0;
+        for _ in 0..3 {
+            position += segment.header_at(position).unwrap().size() as u64;
+        }
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(segment.log_path()).unwrap();
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, position + 65).unwrap();
+        file.write_all_at(&[byte[0] ^ 0x08], position + 65).unwrap();
+    }
+    eventually("the scrub found the damage", || crate::log::scrub::corrupt_batches_total() > before).await;
+    eventually("follower 1 is repaired from the leader", || log_bytes(cluster.node(1)) == good).await;
+    eventually("and in the ISR", || cluster.controller.current().isr.contains(&1)).await;
+    assert!(cluster.controller.isr_changes.load(Ordering::SeqCst) >= 1, "it left the ISR meanwhile");
 }
