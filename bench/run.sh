@@ -12,6 +12,15 @@
 # `--scale 0.05` for a quick check of the harness, `--profile` to add a perf
 # profile of Strom in scenario 1 (`strom-bench --help` lists them).
 #
+# `--internal-tls` (issue 18) also measures what encrypting the brokers' own
+# traffic costs: scenario 2 then runs on four 3-node clusters in the same
+# rounds, Strom and Kafka each plain and with TLS between brokers (Strom:
+# the internal plane on mutual TLS; Kafka: inter-broker and KRaft controller
+# listeners on SSL with client certificates required; certificates from
+# `strom-broker certs`), and the report adds the ratios Strom mTLS/plain
+# (target >= 0.9 of the throughput), Kafka TLS/plain and Strom mTLS/Kafka
+# TLS. E.g. `bash bench/run.sh --scenarios 2 --internal-tls`.
+#
 # Needs: Rust, Java 17+, Maven 3; perf only for --profile; about 15 GiB free
 # disk for scenario 7 at full scale.
 set -euo pipefail

@@ -29,6 +29,19 @@
 #                                 min(2, voters)
 #         --cluster-id ID         the cluster id to format with, the same on
 #                                 every node (needed with --voters)
+#         --internal-tls DIR      put the brokers' own traffic on mutual TLS:
+#                                 replication and other inter-broker requests
+#                                 go over a listener INTERNAL on --internal-port,
+#                                 and the CONTROLLER listener (KRaft) is SSL
+#                                 too; clients keep PLAINTEXT on KAFKA_PORT.
+#                                 DIR holds PEM files as `strom-broker certs`
+#                                 writes them: ca.pem (trusted), and this
+#                                 node's broker-<node-id>.pem and
+#                                 broker-<node-id>-key.pem (PKCS#8), with an
+#                                 IP SAN 127.0.0.1 (hostname verification
+#                                 stays on). Client certificates are required.
+#         --internal-port PORT    the INTERNAL listener's port (needed with
+#                                 --internal-tls)
 #   run-kafka.sh cluster-id
 #       Print a fresh random cluster id for --cluster-id.
 #   run-kafka.sh tools-classpath
@@ -45,6 +58,7 @@ KAFKA_VERSION="${KAFKA_VERSION:-4.3.1}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${HOME}/.cache/strom/kafka-${KAFKA_VERSION}"
 JAVA="${JAVA_HOME:+${JAVA_HOME}/bin/}java"
+START_OPTIONS="[--node-id N] [--voters ID@HOST:PORT,...] [--cluster-id ID] [--internal-tls DIR --internal-port PORT]"
 
 die() {
     echo "run-kafka.sh: $*" >&2
@@ -84,21 +98,35 @@ cluster_id() {
 }
 
 start() {
-    local node_id=1 voters="" cid=""
+    local node_id=1 voters="" cid="" tls_dir="" internal_port=""
     while [[ "${1:-}" == --* ]]; do
         [[ $# -ge 2 ]] || die "$1 needs a value"
         case "$1" in
         --node-id) node_id="$2" ;;
         --voters) voters="$2" ;;
         --cluster-id) cid="$2" ;;
-        *) die "unknown option $1 (options: --node-id N, --voters ID@HOST:PORT,..., --cluster-id ID)" ;;
+        --internal-tls) tls_dir="$2" ;;
+        --internal-port) internal_port="$2" ;;
+        *) die "unknown option $1 (options: ${START_OPTIONS})" ;;
         esac
         shift 2
     done
-    [[ $# -ge 3 ]] || die "usage: run-kafka.sh start [--node-id N] [--voters ID@HOST:PORT,...] [--cluster-id ID] DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]"
+    [[ $# -ge 3 ]] || die "usage: run-kafka.sh start ${START_OPTIONS} DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]"
     local dir="$1" kafka_port="$2" controller_port="$3"
     shift 3
     [[ "${node_id}" =~ ^[0-9]+$ ]] || die "--node-id must be a number, got ${node_id}"
+    if [[ -n "${tls_dir}" ]]; then
+        [[ "${internal_port}" =~ ^[0-9]+$ ]] ||
+            die "--internal-tls needs --internal-port PORT for the INTERNAL listener, got '${internal_port}'"
+        local f
+        for f in ca.pem "broker-${node_id}.pem" "broker-${node_id}-key.pem"; do
+            [[ -s "${tls_dir}/${f}" ]] ||
+                die "--internal-tls ${tls_dir}: no ${f} (strom-broker certs --out ${tls_dir} --brokers ... --ip 127.0.0.1 writes it)"
+        done
+        tls_dir="$(cd "${tls_dir}" && pwd)"
+    elif [[ -n "${internal_port}" ]]; then
+        die "--internal-port is only for --internal-tls"
+    fi
     if [[ -z "${voters}" ]]; then
         voters="${node_id}@127.0.0.1:${controller_port}"
         cid="${cid:-$(cluster_id)}"
@@ -117,15 +145,27 @@ start() {
     mkdir -p "${dir}"
     dir="$(cd "${dir}" && pwd)"
     local props="${dir}/server.properties"
+    local listeners advertised inter_broker protocols
+    if [[ -n "${tls_dir}" ]]; then
+        listeners="PLAINTEXT://127.0.0.1:${kafka_port},INTERNAL://127.0.0.1:${internal_port},CONTROLLER://127.0.0.1:${controller_port}"
+        advertised="PLAINTEXT://127.0.0.1:${kafka_port},INTERNAL://127.0.0.1:${internal_port}"
+        inter_broker=INTERNAL
+        protocols="CONTROLLER:SSL,INTERNAL:SSL,PLAINTEXT:PLAINTEXT"
+    else
+        listeners="PLAINTEXT://127.0.0.1:${kafka_port},CONTROLLER://127.0.0.1:${controller_port}"
+        advertised="PLAINTEXT://127.0.0.1:${kafka_port}"
+        inter_broker=PLAINTEXT
+        protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    fi
     cat >"${props}" <<EOF
 process.roles=broker,controller
 node.id=${node_id}
 controller.quorum.voters=${voters}
-listeners=PLAINTEXT://127.0.0.1:${kafka_port},CONTROLLER://127.0.0.1:${controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:${kafka_port}
+listeners=${listeners}
+advertised.listeners=${advertised}
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=${inter_broker}
+listener.security.protocol.map=${protocols}
 log.dirs=${dir}/data
 num.partitions=1
 offsets.topic.replication.factor=${rf}
@@ -134,6 +174,22 @@ transaction.state.log.min.isr=${min_isr}
 share.coordinator.state.topic.replication.factor=${rf}
 share.coordinator.state.topic.min.isr=${min_isr}
 EOF
+    if [[ -n "${tls_dir}" ]]; then
+        # A PEM key store file holds the private key, then the certificate
+        # chain (KIP-651); the key is not encrypted, so no ssl.key.password.
+        # The top-level ssl.* settings serve every SSL listener (INTERNAL,
+        # CONTROLLER) and this node's own connections to them.
+        local keystore="${dir}/keystore.pem"
+        cat "${tls_dir}/broker-${node_id}-key.pem" "${tls_dir}/broker-${node_id}.pem" >"${keystore}"
+        chmod 600 "${keystore}"
+        cat >>"${props}" <<EOF
+ssl.keystore.type=PEM
+ssl.keystore.location=${keystore}
+ssl.truststore.type=PEM
+ssl.truststore.location=${tls_dir}/ca.pem
+ssl.client.auth=required
+EOF
+    fi
     local kv
     for kv in "$@"; do
         [[ "${kv}" == *=* ]] || die "not a KEY=VALUE setting: ${kv}"
@@ -163,5 +219,5 @@ start)
     shift
     start "$@"
     ;;
-*) die "usage: run-kafka.sh classpath | tools-classpath | cluster-id | start [--node-id N] [--voters ID@HOST:PORT,...] [--cluster-id ID] DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]" ;;
+*) die "usage: run-kafka.sh classpath | tools-classpath | cluster-id | start ${START_OPTIONS} DIR KAFKA_PORT CONTROLLER_PORT [KEY=VALUE ...]" ;;
 esac

@@ -53,6 +53,12 @@ struct Args {
     /// Profile Strom with `perf record` during one extra scenario-1 run.
     #[arg(long)]
     profile: bool,
+    /// Also run scenario 2 on a Strom cluster with internal mutual TLS and a
+    /// Kafka cluster with inter-broker and controller TLS, beside and in the
+    /// same rounds as the plain ones, and report what TLS costs each system
+    /// (needs scenario 2).
+    #[arg(long)]
+    internal_tls: bool,
     /// Kafka version (for the report; run-kafka.sh reads KAFKA_VERSION).
     #[arg(long, env = "KAFKA_VERSION", default_value = "4.3.1")]
     kafka_version: String,
@@ -62,6 +68,9 @@ fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(bad) = args.scenarios.iter().find(|s| !(1..=7).contains(*s)) {
         bail!("--scenarios: {bad} is not a scenario; allowed are 1 to 7");
+    }
+    if args.internal_tls && !args.scenarios.contains(&2) {
+        bail!("--internal-tls measures scenario 2 with TLS between brokers; add 2 to --scenarios");
     }
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
@@ -83,7 +92,7 @@ fn main() -> Result<()> {
         Programs { strom_broker: args.strom_broker.canonicalize()?, run_kafka: args.run_kafka.canonicalize()? };
     let tools = JavaTools::load(&args.tools_classpath, &out)?;
     let plan = Plan::full(args.rounds).scaled(args.scale);
-    let mut bench = Bench::new(programs, tools, plan.clone(), out.clone(), args.profile);
+    let mut bench = Bench::new(programs, tools, plan.clone(), out.clone(), args.profile, args.internal_tls);
 
     let began = Instant::now();
     let has = |n: u8| args.scenarios.contains(&n);
@@ -159,6 +168,11 @@ fn header(args: &Args, plan: &Plan, seconds: f64) -> String {
     let rev = std::env::var("STROM_BENCH_REV").unwrap_or_else(|_| "unknown".into());
     let settings =
         |list: &[(&str, &str)]| list.iter().map(|(k, v)| format!("`{k}={v}`")).collect::<Vec<_>>().join(", ");
+    let internal = if args.internal_tls {
+        "scenario 2 also on both systems with TLS between brokers (Strom: internal plane on mutual TLS; Kafka: inter-broker and controller listeners on SSL with client auth); all other clusters plain (Strom multi-broker: `--internal-insecure`)"
+    } else {
+        "plain (Strom multi-broker: `--internal-insecure`; Kafka: PLAINTEXT inter-broker and controller listeners)"
+    };
     format!(
         "## Strom vs Apache Kafka {kafka}, side by side\n\n\
          - run: {date}, {seconds:.0} s, {rounds} rounds per scenario (alternating which system goes first), scale {scale}\n\
@@ -168,6 +182,7 @@ fn header(args: &Args, plan: &Plan, seconds: f64) -> String {
          - clients: Apache Kafka {kafka}'s ProducerPerformance/ConsumerPerformance (Java, `-Xmx512M`), librdkafka {librdkafka} (this harness)\n\
          - durability: neither broker fsyncs on produce (`log.flush.interval.messages` and `log.flush.interval.ms` at their default, Long.MAX, on both); acknowledged data is durable by replication (scenarios 2–3) or, on one node, by the page cache\n\
          - settings on both: {common}; on Kafka only: {kafka_only} (frees deleted topics' disk between runs as Strom does)\n\
+         - traffic between brokers: {internal}; clients always plaintext\n\
          - workload sizes: {plan:?}\n\n",
         kafka = args.kafka_version,
         rounds = args.rounds,

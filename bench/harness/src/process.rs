@@ -7,6 +7,12 @@
 //! Every node of both systems is a broker and a controller voter (Strom's
 //! embedded quorum; Kafka's KRaft combined mode), so a cluster of N nodes is N
 //! processes on either side.
+//!
+//! A cluster's [`Security`] says whether the brokers' own traffic (Strom's
+//! internal plane: replication, Raft, Admin; Kafka's inter-broker and
+//! controller listeners) is plain or on mutual TLS. Clients always connect
+//! in plaintext, so a run measures only what encrypting the replication
+//! path costs.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -38,6 +44,45 @@ impl System {
     /// neither always runs on a warmer (or more fragmented) machine.
     pub fn order(round: usize) -> [System; 2] {
         if round % 2 == 0 { [System::Strom, System::Kafka] } else { [System::Kafka, System::Strom] }
+    }
+}
+
+/// How the brokers of a cluster talk to each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Security {
+    /// Plaintext (Strom: `--internal-insecure` with more than one node).
+    Plain,
+    /// Mutual TLS with certificates from `strom-broker certs`. Strom: the
+    /// internal plane with `--internal-tls-ca/-cert/-key`. Kafka: an SSL
+    /// listener INTERNAL for inter-broker traffic and the CONTROLLER listener
+    /// on SSL, client certificates required (`run-kafka.sh --internal-tls`).
+    InternalTls,
+}
+
+impl Security {
+    /// Both settings in the order round `round` runs them (alternating, as
+    /// [`System::order`]).
+    pub fn order(round: usize) -> [Security; 2] {
+        if round % 2 == 0 { [Security::Plain, Security::InternalTls] } else { [Security::InternalTls, Security::Plain] }
+    }
+
+    /// The order in which round `round` runs clusters of both systems with
+    /// both settings: each system's two clusters one after the other (so
+    /// the ratio TLS/plain compares neighbours in time), the systems in
+    /// [`System::order`] and the settings in [`Security::order`]: every
+    /// round runs in the reverse order of the one before.
+    pub fn run_order(round: usize) -> [(System, Security); 4] {
+        let [a, b] = System::order(round);
+        let [x, y] = Security::order(round);
+        [(a, x), (a, y), (b, x), (b, y)]
+    }
+
+    /// Suffix of a cluster's directory: empty for plain, `-tls` for TLS.
+    pub fn dir_suffix(self) -> &'static str {
+        match self {
+            Security::Plain => "",
+            Security::InternalTls => "-tls",
+        }
     }
 }
 
@@ -148,6 +193,7 @@ impl Node {
 /// A running cluster of one system.
 pub struct Cluster {
     pub system: System,
+    pub security: Security,
     nodes: Vec<Node>,
     pub dir: PathBuf,
 }
@@ -162,10 +208,13 @@ pub struct ProcessStats {
 
 impl Cluster {
     /// Starts `nodes` nodes of `system` in a fresh directory `dir` with
-    /// `settings` (Kafka names) on top of [`COMMON_SETTINGS`]; returns once
-    /// every node answers Metadata listing all of them.
+    /// `settings` (Kafka names) on top of [`COMMON_SETTINGS`], the brokers
+    /// talking to each other as `security` says (certificates, if any, go to
+    /// `dir/certs`); returns once every node answers Metadata listing all of
+    /// them.
     pub fn start(
         system: System,
+        security: Security,
         programs: &Programs,
         dir: &Path,
         nodes: usize,
@@ -175,8 +224,10 @@ impl Cluster {
         let mut all: Vec<(String, String)> =
             COMMON_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         all.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let ports: Vec<[u16; 3]> =
-            (0..nodes).map(|_| Ok([free_port()?, free_port()?, free_port()?])).collect::<Result<_>>()?;
+        // Client, internal (Strom) or controller (Kafka), HTTP (Strom) and,
+        // for Kafka with internal TLS, its inter-broker listener.
+        let ports: Vec<[u16; 4]> =
+            (0..nodes).map(|_| Ok([free_port()?, free_port()?, free_port()?, free_port()?])).collect::<Result<_>>()?;
         let voters =
             ports.iter().enumerate().map(|(i, p)| format!("{i}@127.0.0.1:{}", p[1])).collect::<Vec<_>>().join(",");
         let cluster_id = match system {
@@ -186,8 +237,12 @@ impl Cluster {
             }
             System::Strom => String::new(),
         };
+        let certs = dir.join("certs");
+        if security == Security::InternalTls {
+            write_certs(programs, &certs, nodes)?;
+        }
         let mut list = Vec::new();
-        for (i, [port, quorum, http]) in ports.into_iter().enumerate() {
+        for (i, [port, quorum, http, kafka_internal]) in ports.into_iter().enumerate() {
             let node_dir = dir.join(format!("node-{i}"));
             let (command, env) = match system {
                 System::Strom => {
@@ -209,10 +264,21 @@ impl Cluster {
                         format!("127.0.0.1:{http}"),
                     ];
                     if nodes > 1 {
-                        // Plain internal plane, as the runs before internal
-                        // mTLS measured it (a multi-broker Strom refuses that
-                        // without --internal-insecure).
-                        c.extend(["--voters".into(), voters.clone(), "--internal-insecure".into()]);
+                        c.extend(["--voters".into(), voters.clone()]);
+                    }
+                    match security {
+                        Security::InternalTls => c.extend([
+                            "--internal-tls-ca".into(),
+                            certs.join("ca.pem").display().to_string(),
+                            "--internal-tls-cert".into(),
+                            certs.join(format!("broker-{i}.pem")).display().to_string(),
+                            "--internal-tls-key".into(),
+                            certs.join(format!("broker-{i}-key.pem")).display().to_string(),
+                        ]),
+                        // A multi-broker Strom refuses a plain internal
+                        // plane unless told so.
+                        Security::Plain if nodes > 1 => c.push("--internal-insecure".into()),
+                        Security::Plain => {}
                     }
                     for (k, v) in &all {
                         c.extend(["--set".into(), format!("{k}={v}")]);
@@ -231,6 +297,14 @@ impl Cluster {
                             cluster_id.clone(),
                         ]);
                     }
+                    if security == Security::InternalTls {
+                        c.extend([
+                            "--internal-tls".into(),
+                            certs.display().to_string(),
+                            "--internal-port".into(),
+                            kafka_internal.to_string(),
+                        ]);
+                    }
                     c.extend([node_dir.display().to_string(), port.to_string(), quorum.to_string()]);
                     c.extend(all.iter().map(|(k, v)| format!("{k}={v}")));
                     c.extend(KAFKA_ONLY_SETTINGS.iter().map(|(k, v)| format!("{k}={v}")));
@@ -246,10 +320,16 @@ impl Cluster {
                 child: None,
             });
         }
-        let mut cluster = Cluster { system, nodes: list, dir: dir.to_owned() };
+        let mut cluster = Cluster { system, security, nodes: list, dir: dir.to_owned() };
         cluster.spawn_all()?;
         cluster.wait_ready(Duration::from_secs(180))?;
         Ok(cluster)
+    }
+
+    /// The system's name, with " mTLS" (Strom) or " TLS" (Kafka) when the
+    /// brokers talk over TLS: "Strom", "Strom mTLS", "Kafka", "Kafka TLS".
+    pub fn name(&self) -> String {
+        label(self.system, self.security)
     }
 
     /// Starts every node that is not running, without waiting.
@@ -283,11 +363,7 @@ impl Cluster {
                     }
                 }
                 if Instant::now() > deadline {
-                    bail!(
-                        "{} node {i} not ready after {within:?}\n{}",
-                        self.system.name(),
-                        log_tail(&self.nodes[i].log, 30)
-                    );
+                    bail!("{} node {i} not ready after {within:?}\n{}", self.name(), log_tail(&self.nodes[i].log, 30));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -361,6 +437,37 @@ impl Drop for Cluster {
     }
 }
 
+/// How the report and messages name a cluster of `system` with `security`.
+pub fn label(system: System, security: Security) -> String {
+    match (system, security) {
+        (_, Security::Plain) => system.name().to_owned(),
+        (System::Strom, Security::InternalTls) => "Strom mTLS".to_owned(),
+        (System::Kafka, Security::InternalTls) => "Kafka TLS".to_owned(),
+    }
+}
+
+/// Writes a CA and a certificate per node (ids 0..nodes, IP SAN 127.0.0.1)
+/// into `dir` with `strom-broker certs`; Kafka's nodes use the same files.
+fn write_certs(programs: &Programs, dir: &Path, nodes: usize) -> Result<()> {
+    let ids = (0..nodes).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let out = Command::new(&programs.strom_broker)
+        .arg("certs")
+        .arg("--out")
+        .arg(dir)
+        .args(["--brokers", &ids, "--ip", "127.0.0.1"])
+        .output()
+        .context("running strom-broker certs")?;
+    if !out.status.success() {
+        bail!(
+            "strom-broker certs --out {} --brokers {ids} failed ({}): {}",
+            dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// A port on 127.0.0.1 free right now.
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).context("finding a free loopback port")?.port())
@@ -420,4 +527,31 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     format!("--- last lines of {} ---\n{}", path.display(), all[all.len().saturating_sub(lines)..].join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_run_the_four_clusters_in_reverse_order_of_the_round_before() {
+        use Security::{InternalTls, Plain};
+        use System::{Kafka, Strom};
+        assert_eq!(
+            Security::run_order(0),
+            [(Strom, Plain), (Strom, InternalTls), (Kafka, Plain), (Kafka, InternalTls)]
+        );
+        for round in 0..4 {
+            let mut next = Security::run_order(round + 1);
+            next.reverse();
+            assert_eq!(Security::run_order(round), next, "round {round}");
+        }
+    }
+
+    #[test]
+    fn clusters_are_named_by_system_and_security() {
+        assert_eq!(label(System::Strom, Security::Plain), "Strom");
+        assert_eq!(label(System::Strom, Security::InternalTls), "Strom mTLS");
+        assert_eq!(label(System::Kafka, Security::InternalTls), "Kafka TLS");
+    }
 }

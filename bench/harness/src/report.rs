@@ -2,12 +2,17 @@
 //! spread (min–max) of each system's runs, the Strom/Kafka ratio of the
 //! medians and, where the issue sets one, whether the target is met; then
 //! the correctness checks (records consumed = records acknowledged).
+//!
+//! With `--internal-tls`, scenario 2 also has [`TlsMetric`]s: the same
+//! quantity on four clusters (each system with plain and with TLS traffic
+//! between its brokers), reported as the ratios TLS/plain per system and
+//! Strom mTLS/Kafka TLS.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::process::System;
+use crate::process::{Security, System};
 
 /// Whether a bigger number is better for a metric.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -75,6 +80,72 @@ impl Metric {
     }
 }
 
+/// One measured quantity on four clusters: both systems, each with plain
+/// and with TLS traffic between its brokers. The target, if any, bounds
+/// Strom mTLS/Strom plain.
+#[derive(Debug, Serialize)]
+pub struct TlsMetric {
+    pub scenario: u8,
+    pub name: String,
+    pub unit: &'static str,
+    pub better: Better,
+    pub target: Option<Target>,
+    pub strom_plain: Vec<f64>,
+    pub strom_tls: Vec<f64>,
+    pub kafka_plain: Vec<f64>,
+    pub kafka_tls: Vec<f64>,
+}
+
+impl TlsMetric {
+    pub fn new(scenario: u8, name: impl Into<String>, unit: &'static str, better: Better) -> TlsMetric {
+        TlsMetric {
+            scenario,
+            name: name.into(),
+            unit,
+            better,
+            target: None,
+            strom_plain: Vec::new(),
+            strom_tls: Vec::new(),
+            kafka_plain: Vec::new(),
+            kafka_tls: Vec::new(),
+        }
+    }
+
+    pub fn with_target(mut self, target: Target) -> TlsMetric {
+        self.target = Some(target);
+        self
+    }
+
+    pub fn push(&mut self, system: System, security: Security, value: f64) {
+        match (system, security) {
+            (System::Strom, Security::Plain) => self.strom_plain.push(value),
+            (System::Strom, Security::InternalTls) => self.strom_tls.push(value),
+            (System::Kafka, Security::Plain) => self.kafka_plain.push(value),
+            (System::Kafka, Security::InternalTls) => self.kafka_tls.push(value),
+        }
+    }
+
+    /// Strom mTLS's median over Strom plain's.
+    pub fn strom_ratio(&self) -> Option<f64> {
+        ratio_of_medians(&self.strom_tls, &self.strom_plain)
+    }
+
+    /// Kafka TLS's median over Kafka plain's.
+    pub fn kafka_ratio(&self) -> Option<f64> {
+        ratio_of_medians(&self.kafka_tls, &self.kafka_plain)
+    }
+
+    /// Strom mTLS's median over Kafka TLS's.
+    pub fn tls_ratio(&self) -> Option<f64> {
+        ratio_of_medians(&self.strom_tls, &self.kafka_tls)
+    }
+}
+
+fn ratio_of_medians(over: &[f64], under: &[f64]) -> Option<f64> {
+    let (a, b) = (median(over)?, median(under)?);
+    (b != 0.0).then_some(a / b)
+}
+
 /// The median of `values` (the mean of the middle two for an even count).
 pub fn median(values: &[f64]) -> Option<f64> {
     if values.is_empty() {
@@ -118,6 +189,8 @@ impl Check {
 pub struct Report {
     pub metrics: Vec<Metric>,
     pub checks: Vec<Check>,
+    /// Quantities measured with and without TLS between brokers.
+    pub tls_metrics: Vec<TlsMetric>,
     /// Free-form lines per scenario (settings used, rates chosen).
     pub notes: Vec<(u8, String)>,
 }
@@ -139,6 +212,10 @@ pub fn scenario_title(n: u8) -> &'static str {
 impl Report {
     pub fn metric(&mut self, metric: Metric) {
         self.metrics.push(metric);
+    }
+
+    pub fn tls_metric(&mut self, metric: TlsMetric) {
+        self.tls_metrics.push(metric);
     }
 
     pub fn note(&mut self, scenario: u8, text: impl Into<String>) {
@@ -170,18 +247,6 @@ impl Report {
             let _ = writeln!(out, "|---|---|---|---|---|---|");
             for m in self.metrics.iter().filter(|m| m.scenario == s) {
                 let ratio = m.ratio();
-                let target = match (m.target, ratio) {
-                    (Some(t), Some(r)) if t.met(r) => format!("{} met", t.describe()),
-                    (Some(t), Some(r)) => {
-                        let by = match t {
-                            Target::AtLeast(x) => format!("{:.0} % short", (1.0 - r / x) * 100.0),
-                            Target::AtMost(x) => format!("{:.2}× over", r / x),
-                        };
-                        format!("{} **missed** ({by})", t.describe())
-                    }
-                    (Some(t), None) => format!("{} (no data)", t.describe()),
-                    (None, _) => String::new(),
-                };
                 let _ = writeln!(
                     out,
                     "| {} ({}) | {} | {} | {} | {} | {} |",
@@ -189,15 +254,13 @@ impl Report {
                     m.unit,
                     spread(&m.strom),
                     spread(&m.kafka),
-                    ratio.map(|r| format!("**{r:.2}**")).unwrap_or_else(|| "—".into()),
-                    match m.better {
-                        Better::Higher => "higher",
-                        Better::Lower => "lower",
-                    },
-                    target
+                    ratio_cell(ratio),
+                    better(m.better),
+                    target_cell(m.target, ratio)
                 );
             }
             out.push('\n');
+            self.tls_markdown(s, &mut out);
         }
         let _ = writeln!(out, "### Correctness: records consumed = records acknowledged\n");
         let _ = writeln!(out, "| scenario | system | run | acknowledged | consumed | |");
@@ -215,6 +278,72 @@ impl Report {
             );
         }
         out
+    }
+}
+
+impl Report {
+    /// Scenario `s`'s table of [`TlsMetric`]s, if it has any.
+    fn tls_markdown(&self, s: u8, out: &mut String) {
+        let metrics: Vec<&TlsMetric> = self.tls_metrics.iter().filter(|m| m.scenario == s).collect();
+        if metrics.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "#### The cost of TLS between brokers, same run
+"
+        );
+        let _ = writeln!(
+            out,
+            "| metric | Strom plain | Strom mTLS | Strom mTLS/plain | Kafka plain | Kafka TLS | Kafka TLS/plain | Strom mTLS/Kafka TLS | better | target (Strom mTLS/plain) |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+        for m in metrics {
+            let strom = m.strom_ratio();
+            let _ = writeln!(
+                out,
+                "| {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                m.name,
+                m.unit,
+                spread(&m.strom_plain),
+                spread(&m.strom_tls),
+                ratio_cell(strom),
+                spread(&m.kafka_plain),
+                spread(&m.kafka_tls),
+                ratio_cell(m.kafka_ratio()),
+                ratio_cell(m.tls_ratio()),
+                better(m.better),
+                target_cell(m.target, strom)
+            );
+        }
+        out.push('\n');
+    }
+}
+
+fn ratio_cell(ratio: Option<f64>) -> String {
+    ratio.map(|r| format!("**{r:.2}**")).unwrap_or_else(|| "—".into())
+}
+
+fn better(b: Better) -> &'static str {
+    match b {
+        Better::Higher => "higher",
+        Better::Lower => "lower",
+    }
+}
+
+/// Whether `ratio` meets `target`, and by how much it misses.
+fn target_cell(target: Option<Target>, ratio: Option<f64>) -> String {
+    match (target, ratio) {
+        (Some(t), Some(r)) if t.met(r) => format!("{} met", t.describe()),
+        (Some(t), Some(r)) => {
+            let by = match t {
+                Target::AtLeast(x) => format!("{:.0} % short", (1.0 - r / x) * 100.0),
+                Target::AtMost(x) => format!("{:.2}× over", r / x),
+            };
+            format!("{} **missed** ({by})", t.describe())
+        }
+        (Some(t), None) => format!("{} (no data)", t.describe()),
+        (None, _) => String::new(),
     }
 }
 
@@ -272,5 +401,26 @@ mod tests {
         assert!(md.contains("**missed** (5 % short)"), "{md}");
         assert!(md.contains("**MISMATCH**"), "{md}");
         assert!(!report.checks_passed());
+    }
+
+    #[test]
+    fn tls_cost_is_the_ratio_of_medians_per_system_and_between_tls_clusters() {
+        let mut m = TlsMetric::new(2, "throughput", "MiB/s", Better::Higher).with_target(Target::AtLeast(0.9));
+        for (sp, st, kp, kt) in [(100.0, 80.0, 50.0, 40.0), (110.0, 85.0, 60.0, 45.0), (90.0, 70.0, 55.0, 50.0)] {
+            m.push(System::Strom, Security::Plain, sp);
+            m.push(System::Strom, Security::InternalTls, st);
+            m.push(System::Kafka, Security::Plain, kp);
+            m.push(System::Kafka, Security::InternalTls, kt);
+        }
+        assert_eq!(m.strom_ratio(), Some(0.8));
+        assert_eq!(m.kafka_ratio(), Some(45.0 / 55.0));
+        assert_eq!(m.tls_ratio(), Some(80.0 / 45.0));
+        let mut report = Report::default();
+        report.metric(Metric::new(2, "throughput", "MiB/s", Better::Higher));
+        report.tls_metric(m);
+        let md = report.markdown();
+        assert!(md.contains("#### The cost of TLS between brokers"), "{md}");
+        assert!(md.contains("≥ 0.9 **missed** (11 % short)"), "{md}");
+        assert!(md.contains("| throughput (MiB/s) | 100 (90.0–110) | 80.0 (70.0–85.0) | **0.80** |"), "{md}");
     }
 }

@@ -6,6 +6,11 @@
 //! the records acknowledged. Once a scenario is done with a cluster, it keeps
 //! the cluster's node logs in the run directory ([`crate::broker_logs`]) and
 //! deletes the cluster's directory.
+//!
+//! With `--internal-tls`, scenario 2 runs on four clusters at once: both
+//! systems with plain and with TLS traffic between their brokers, in
+//! [`Security::run_order`]; scenario 2's Strom/Kafka table stays the plain
+//! pair's, and the TLS/plain ratios go to [`TlsMetric`]s.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,8 +20,8 @@ use anyhow::{Context, Result, bail};
 use crate::broker_logs;
 use crate::client::{self, ProduceSpec};
 use crate::java_tools::{JavaProduce, JavaTools};
-use crate::process::{Cluster, Programs, System};
-use crate::report::{Better, Check, Metric, Report, Target, quantile_ms};
+use crate::process::{Cluster, Programs, Security, System};
+use crate::report::{Better, Check, Metric, Report, Target, TlsMetric, quantile_ms};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -140,6 +145,8 @@ pub struct Bench {
     s2_kafka_max: Option<[f64; 2]>,
     /// Whether to profile Strom with `perf` during scenario 1.
     pub profile: bool,
+    /// Whether scenario 2 also runs on clusters with TLS between brokers.
+    pub internal_tls: bool,
 }
 
 /// One producing run's results.
@@ -151,7 +158,14 @@ struct Produced {
 }
 
 impl Bench {
-    pub fn new(programs: Programs, tools: JavaTools, plan: Plan, run_dir: PathBuf, profile: bool) -> Bench {
+    pub fn new(
+        programs: Programs,
+        tools: JavaTools,
+        plan: Plan,
+        run_dir: PathBuf,
+        profile: bool,
+        internal_tls: bool,
+    ) -> Bench {
         Bench {
             programs,
             tools,
@@ -161,14 +175,23 @@ impl Bench {
             epoch: Instant::now(),
             s2_kafka_max: None,
             profile,
+            internal_tls,
         }
     }
 
-    fn start_both(&self, scenario: u8, nodes: usize, settings: &[(&str, &str)]) -> Result<[Cluster; 2]> {
+    fn start_both(
+        &self,
+        scenario: u8,
+        nodes: usize,
+        security: Security,
+        settings: &[(&str, &str)],
+    ) -> Result<[Cluster; 2]> {
         let start = |system: System| {
-            let dir = self.run_dir.join(format!("s{scenario}-{}", system.name().to_lowercase()));
-            Cluster::start(system, &self.programs, &dir, nodes, settings)
-                .with_context(|| format!("starting {} for scenario {scenario}", system.name()))
+            let dir =
+                self.run_dir.join(format!("s{scenario}-{}{}", system.name().to_lowercase(), security.dir_suffix()));
+            Cluster::start(system, security, &self.programs, &dir, nodes, settings).with_context(|| {
+                format!("starting {} for scenario {scenario}", crate::process::label(system, security))
+            })
         };
         Ok([start(System::Strom)?, start(System::Kafka)?])
     }
@@ -212,7 +235,7 @@ impl Bench {
                     bail!(
                         "{} of {records} records failed on {}: {}",
                         o.failed,
-                        cluster.system.name(),
+                        cluster.name(),
                         o.first_error.unwrap_or_default()
                     );
                 }
@@ -222,10 +245,14 @@ impl Bench {
         let broker_cpu = cluster.stats()?.cpu.saturating_sub(cpu_before);
         cluster.check_alive()?;
         let consumed = client::consume_all(&bootstrap, topic)?;
+        let tls = match cluster.security {
+            Security::Plain => "",
+            Security::InternalTls => " (TLS between brokers)",
+        };
         self.report.checks.push(Check {
             scenario,
             system: cluster.system,
-            what: format!("{} → {topic}", generator.producer_name()),
+            what: format!("{} → {topic}{tls}", generator.producer_name()),
             acknowledged: acked,
             consumed: consumed.records,
         });
@@ -243,7 +270,7 @@ impl Bench {
 
     /// Scenarios 1 and 4 share the single-broker clusters.
     pub fn single_broker_throughput(&mut self, run_s1: bool, run_s4: bool) -> Result<()> {
-        let mut clusters = self.start_both(1, 1, &[])?;
+        let mut clusters = self.start_both(1, 1, Security::Plain, &[])?;
         if run_s1 {
             self.scenario1(&mut clusters)?;
         }
@@ -264,7 +291,7 @@ impl Bench {
             ),
         );
         let runs = ThroughputRuns { scenario: 1, records: plan.s1_records, replication: 1, acks: "1" };
-        self.max_throughput(runs, clusters, "broker CPU per MiB")?;
+        self.max_throughput(runs, clusters, None, "broker CPU per MiB")?;
         if self.profile {
             self.profile_strom(pick(clusters, System::Strom))?;
         }
@@ -274,11 +301,15 @@ impl Bench {
     /// The rounds of a maximum-throughput scenario (1 and 2), after its
     /// warm-up: each run produces into a fresh topic with every generator,
     /// then reads it back. Records the throughput and the brokers' CPU per
-    /// MiB; returns Kafka's median records/s per generator.
+    /// MiB; returns Kafka's median records/s per generator (plain clusters).
+    /// With `tls` (the systems' clusters with TLS between brokers), those
+    /// run in the same rounds and the same quantities also go to
+    /// [`TlsMetric`]s over all four clusters.
     fn max_throughput(
         &mut self,
         runs: ThroughputRuns,
         clusters: &mut [Cluster; 2],
+        mut tls: Option<&mut [Cluster; 2]>,
         cpu_name: &str,
     ) -> Result<[f64; 2]> {
         let scenario = runs.scenario;
@@ -288,18 +319,36 @@ impl Bench {
         });
         let mut cpu = Generator::ALL
             .map(|g| Metric::new(scenario, format!("{cpu_name}, {}", g.producer_name()), "ms/MiB", Better::Lower));
+        // The target: at most 10 % of Strom's throughput lost to mTLS (issue 18).
+        let mut tls_tput = Generator::ALL.map(|g| {
+            TlsMetric::new(scenario, format!("throughput, {}", g.producer_name()), "MiB/s", Better::Higher)
+                .with_target(Target::AtLeast(0.9))
+        });
+        let mut tls_cpu = Generator::ALL
+            .map(|g| TlsMetric::new(scenario, format!("{cpu_name}, {}", g.producer_name()), "ms/MiB", Better::Lower));
         let mut kafka_rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        self.warm_up(runs, clusters)?;
+        self.warm_up(runs, clusters, tls.as_deref_mut())?;
         for round in 0..self.plan.rounds {
-            for (system, i, p) in self.produce_round(runs, clusters, round, &round.to_string())? {
+            for (system, security, i, p) in
+                self.produce_round(runs, clusters, tls.as_deref_mut(), round, &round.to_string())?
+            {
+                let cpu_ms_per_mib = self.cpu_ms_per_mib(&p);
+                tls_tput[i].push(system, security, p.mib_per_sec);
+                tls_cpu[i].push(system, security, cpu_ms_per_mib);
+                if security != Security::Plain {
+                    continue;
+                }
                 tput[i].push(system, p.mib_per_sec);
-                cpu[i].push(system, self.cpu_ms_per_mib(&p));
+                cpu[i].push(system, cpu_ms_per_mib);
                 if system == System::Kafka {
                     kafka_rates[i].push(p.records_per_sec);
                 }
             }
         }
         tput.into_iter().chain(cpu).for_each(|m| self.report.metric(m));
+        if tls.is_some() {
+            tls_tput.into_iter().chain(tls_cpu).for_each(|m| self.report.tls_metric(m));
+        }
         let median = |v: &Vec<f64>| crate::report::median(v).unwrap_or(1000.0);
         Ok([median(&kafka_rates[0]), median(&kafka_rates[1])])
     }
@@ -310,7 +359,12 @@ impl Bench {
     /// they run: without this, Kafka's throughput rose round over round
     /// (scenario 2, ProducerPerformance: 24, 44, 64 MiB/s), and the median
     /// measured its warm-up rather than its steady state.
-    fn warm_up(&mut self, runs: ThroughputRuns, clusters: &mut [Cluster; 2]) -> Result<()> {
+    fn warm_up(
+        &mut self,
+        runs: ThroughputRuns,
+        clusters: &mut [Cluster; 2],
+        mut tls: Option<&mut [Cluster; 2]>,
+    ) -> Result<()> {
         let warmup_rounds = self.plan.warmup_rounds;
         if warmup_rounds == 0 {
             return Ok(());
@@ -323,32 +377,37 @@ impl Bench {
             ),
         );
         for round in 0..warmup_rounds {
-            self.produce_round(runs, clusters, round, &format!("warmup-{round}"))?;
+            self.produce_round(runs, clusters, tls.as_deref_mut(), round, &format!("warmup-{round}"))?;
         }
         Ok(())
     }
 
     /// One round of maximum-throughput runs: each system, in `round`'s
     /// order, produces with every generator into a fresh topic
-    /// (`s<scenario>-<generator>-<label>`, deleted once read back).
-    /// Returns each run's system, generator index and result.
+    /// (`s<scenario>-<generator>-<label>`, deleted once read back); with
+    /// `tls`, all four clusters in [`Security::run_order`]. Returns each
+    /// run's system, security, generator index and result.
     fn produce_round(
         &mut self,
         runs: ThroughputRuns,
         clusters: &mut [Cluster; 2],
+        tls: Option<&mut [Cluster; 2]>,
         round: usize,
         label: &str,
-    ) -> Result<Vec<(System, usize, Produced)>> {
+    ) -> Result<Vec<(System, Security, usize, Produced)>> {
         let ThroughputRuns { scenario, records, replication, acks } = runs;
         let partitions = self.plan.partitions;
         let topic_configs: &[(&str, &str)] = if replication > 1 { &[("min.insync.replicas", "2")] } else { &[] };
+        let order = Security::run_order(round);
+        let mut in_order: Vec<&mut Cluster> = clusters.iter_mut().chain(tls.into_iter().flatten()).collect();
+        in_order.sort_by_key(|c| order.iter().position(|o| *o == (c.system, c.security)));
         let mut results = Vec::new();
-        for system in System::order(round) {
-            let cluster = pick(clusters, system);
+        for cluster in in_order {
             for (i, g) in Generator::ALL.into_iter().enumerate() {
                 let topic = format!("s{scenario}-{}-{label}", g.slug());
                 client::create_topic(&cluster.bootstrap(), &topic, partitions, replication, topic_configs)?;
-                results.push((system, i, self.produce_run(scenario, cluster, g, &topic, records, acks)?));
+                let produced = self.produce_run(scenario, cluster, g, &topic, records, acks)?;
+                results.push((cluster.system, cluster.security, i, produced));
                 client::delete_topic(&cluster.bootstrap(), &topic)?;
             }
         }
@@ -500,8 +559,16 @@ impl Bench {
     /// runs, since scenario 3's rate is half of Kafka's maximum in it.
     pub fn cluster_scenarios(&mut self, run_s3: bool) -> Result<()> {
         let settings = [("default.replication.factor", "3"), ("min.insync.replicas", "2")];
-        let mut clusters = self.start_both(2, 3, &settings)?;
-        self.scenario2(&mut clusters)?;
+        let mut clusters = self.start_both(2, 3, Security::Plain, &settings)?;
+        let mut tls =
+            if self.internal_tls { Some(self.start_both(2, 3, Security::InternalTls, &settings)?) } else { None };
+        self.scenario2(&mut clusters, tls.as_mut())?;
+        // Scenario 3's latencies are the plain pair's, without two more
+        // clusters running beside them.
+        if let Some(tls) = tls.as_mut() {
+            stop_both(&self.run_dir, tls)?;
+        }
+        drop(tls);
         if run_s3 {
             self.scenario3(&mut clusters)?;
         }
@@ -509,7 +576,7 @@ impl Bench {
         Ok(())
     }
 
-    fn scenario2(&mut self, clusters: &mut [Cluster; 2]) -> Result<()> {
+    fn scenario2(&mut self, clusters: &mut [Cluster; 2], tls: Option<&mut [Cluster; 2]>) -> Result<()> {
         let plan = self.plan.clone();
         self.report.note(
             2,
@@ -518,8 +585,14 @@ impl Bench {
                 plan.s2_records, plan.record_bytes, plan.partitions
             ),
         );
+        if tls.is_some() {
+            self.report.note(
+                2,
+                "TLS between brokers (`--internal-tls`): two more clusters like these run beside them, certificates from `strom-broker certs` (CA, one ECDSA P-256 certificate per node, IP SAN 127.0.0.1). Strom mTLS: the internal plane (replication, Raft, Admin) on mutual TLS (`--internal-tls-ca/-cert/-key`, rustls). Kafka TLS: inter-broker traffic on an SSL listener and the KRaft controller listener on SSL, `ssl.client.auth=required`, PEM stores, hostname verification on (JDK TLS). Each side's default TLS version and cipher suites; clients connect in plaintext on all four. Each round runs the four clusters with each system's two back to back, every round in the reverse order of the one before. The Strom/Kafka table is the plain pair's; the one after it compares all four",
+            );
+        }
         let runs = ThroughputRuns { scenario: 2, records: plan.s2_records, replication: 3, acks: "all" };
-        let kafka_max = self.max_throughput(runs, clusters, "brokers' CPU per MiB")?;
+        let kafka_max = self.max_throughput(runs, clusters, tls, "brokers' CPU per MiB")?;
         self.s2_kafka_max = Some(kafka_max);
         Ok(())
     }
@@ -630,7 +703,7 @@ impl Bench {
 
     pub fn scenario5(&mut self) -> Result<()> {
         let plan = self.plan.clone();
-        let mut clusters = self.start_both(5, 1, &[])?;
+        let mut clusters = self.start_both(5, 1, Security::Plain, &[])?;
         let topic = "s5-many";
         self.report.note(
             5,
@@ -725,7 +798,7 @@ impl Bench {
         for round in 0..plan.rounds {
             for system in System::order(round) {
                 let dir = self.run_dir.join(format!("s6-{}-{round}", system.name().to_lowercase()));
-                let mut cluster = Cluster::start(system, &self.programs, &dir, 1, &[])?;
+                let mut cluster = Cluster::start(system, Security::Plain, &self.programs, &dir, 1, &[])?;
                 client::create_topic(&cluster.bootstrap(), "s6-first", 1, 1, &[])?;
                 cluster.stop(Duration::from_secs(60))?;
                 let began = Instant::now();
@@ -795,7 +868,7 @@ impl Bench {
         }
         for system in System::order(0) {
             let dir = self.run_dir.join(format!("s7-{}", system.name().to_lowercase()));
-            let mut cluster = Cluster::start(system, &self.programs, &dir, 1, &[])?;
+            let mut cluster = Cluster::start(system, Security::Plain, &self.programs, &dir, 1, &[])?;
             let bootstrap = cluster.bootstrap();
             client::create_topic(&bootstrap, topic, plan.partitions, 1, &[])?;
             let spec =
