@@ -41,6 +41,23 @@ pub fn raise_open_file_limit() -> Option<u64> {
     Some(limit.current.unwrap_or(u64::MAX))
 }
 
+/// The soft open-file limit in force (`u64::MAX` when unlimited).
+pub fn open_file_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// Segment files the log may keep open (`log.open.files.max`): as set
+/// (above 0), otherwise half of `open_files`, so the other half is left for
+/// client and internal connections, index writes, checkpoints and the
+/// controller's log.
+pub fn log_file_budget(settings: &Settings, open_files: u64) -> usize {
+    let set = settings.long("log.open.files.max");
+    if set > 0 {
+        return usize::try_from(set).unwrap_or(usize::MAX);
+    }
+    usize::try_from(open_files / 2).unwrap_or(usize::MAX)
+}
+
 /// Partition replicas a broker can host with `open_files` open files: at
 /// least [`MIN_DERIVED_PARTITIONS`].
 pub fn partition_budget(open_files: u64) -> u32 {
