@@ -80,6 +80,11 @@ pub struct Segment {
     index: OffsetIndex,
     time_index: TimeIndex,
     next_offset: i64,
+    /// Opened by [`Segment::open_sealed`] without reading the `.log`:
+    /// `next_offset` is then the next segment's base offset, an upper bound
+    /// (exact unless compaction removed the segment's last records) until a
+    /// truncation walks the batches.
+    tail_unverified: bool,
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
     rolling_base_ms: Option<i64>,
@@ -111,6 +116,7 @@ impl Segment {
             index: OffsetIndex::create(index_path)?,
             time_index: TimeIndex::create(time_path)?,
             next_offset: base_offset,
+            tail_unverified: false,
             max_timestamp: -1,
             offset_of_max_timestamp: -1,
             rolling_base_ms: None,
@@ -146,6 +152,7 @@ impl Segment {
                 index: clean.index,
                 time_index: clean.time_index,
                 next_offset: clean.next_offset,
+                tail_unverified: false,
                 max_timestamp: clean.max_timestamp,
                 offset_of_max_timestamp: clean.offset_of_max_timestamp,
                 rolling_base_ms: clean.rolling_base_ms,
@@ -156,6 +163,36 @@ impl Segment {
         let mut segment = Segment::with_fresh_indexes(base_offset, log, size, &index_path, &time_path)?;
         let recovery = segment.recover(index_interval_bytes)?;
         Ok((segment, recovery))
+    }
+
+    /// Opens a sealed segment (not the active one) after a clean shutdown
+    /// without opening its `.log`: its indexes were completed and fsynced
+    /// when it was sealed, and its time index ends with its largest
+    /// timestamp. `next_base` is the next segment's base offset. `None` when
+    /// an index is missing or fails its sanity checks (then
+    /// [`Segment::open`] must walk the log).
+    pub fn open_sealed(dir: &Path, base_offset: i64, next_base: i64) -> Result<Option<Segment>, LogError> {
+        let (log_path, index_path, time_path) = paths(dir, base_offset);
+        let size = std::fs::metadata(&log_path).map_err(LogError::io(&log_path))?.len();
+        let Some(index) = OffsetIndex::load(&index_path, size)? else { return Ok(None) };
+        let max_relative = (next_base - 1 - base_offset).clamp(0, u32::MAX as i64) as u32;
+        let Some(time_index) = TimeIndex::load(&time_path, max_relative)? else { return Ok(None) };
+        let (max_timestamp, offset_of_max_timestamp) =
+            time_index.last().map_or((-1, -1), |t| (t.timestamp, base_offset + i64::from(t.relative_offset)));
+        Ok(Some(Segment {
+            base_offset,
+            log: SegmentFile::existing(&log_path),
+            unsynced: false,
+            size,
+            index,
+            time_index,
+            next_offset: if size == 0 { base_offset } else { next_base },
+            tail_unverified: size > 0,
+            max_timestamp,
+            offset_of_max_timestamp,
+            rolling_base_ms: None,
+            bytes_since_index_entry: 0,
+        }))
     }
 
     /// Scans every batch, truncates at the first bad one, rebuilds indexes.
@@ -379,13 +416,16 @@ impl Segment {
             }
         }
         std::fs::rename(&cleaned, &log_path).map_err(LogError::io(&log_path))?;
-        let (segment, _) = Segment::open(&dir, base_offset, true, index_interval_bytes)?;
+        let (mut segment, _) = Segment::open(&dir, base_offset, true, index_interval_bytes)?;
+        // Like a roll: the time index ends with the largest timestamp and
+        // everything is on disk, so the segment can be opened sealed later.
+        segment.seal()?;
         Ok(segment)
     }
 
     /// Truncates the segment so its last record is below `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
-        if offset >= self.next_offset {
+        if offset >= self.next_offset && !self.tail_unverified {
             return Ok(());
         }
         // The batch holding `offset` goes whole: index entries from its base on go too.
@@ -396,9 +436,6 @@ impl Segment {
         log.set_len(position).map_err(LogError::io(self.log.path()))?;
         self.unsynced = true;
         self.size = position;
-        if position == 0 {
-            self.rolling_base_ms = None;
-        }
         self.bytes_since_index_entry = 0;
         let rel = self.relative(cut_at);
         self.index.truncate_to(rel)?;
@@ -407,9 +444,12 @@ impl Segment {
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
         self.offset_of_max_timestamp = -1;
+        self.rolling_base_ms = None;
+        self.tail_unverified = false;
         let mut position = 0;
         while position < self.size {
             let h = read_header(&log, self.log.path(), position)?;
+            self.rolling_base_ms.get_or_insert(h.max_timestamp);
             self.next_offset = h.next_offset();
             if h.max_timestamp > self.max_timestamp {
                 self.max_timestamp = h.max_timestamp;
