@@ -76,6 +76,10 @@ struct ProducerIdBlock {
     end: i64,
 }
 
+/// Longest a starting broker waits for the metadata image to be published
+/// here, which hosts every partition assigned to it.
+const START_PUBLISH_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// The broker's shared state.
 #[derive(Debug)]
 pub struct Broker {
@@ -221,7 +225,10 @@ impl Broker {
         // The first heartbeat unfences this broker through the log.
         let unfenced = self.heartbeat().await.unwrap_or(0);
         tokio::spawn(heartbeat_loop(self.clone()));
-        self.wait_published(committed.index.max(unfenced)).await?;
+        // Publishing hosts every partition assigned here (a leader-epoch
+        // checkpoint fsynced for each it leads): with tens of thousands of
+        // partitions that takes longer than a request may wait.
+        self.wait_published_within(committed.index.max(unfenced), START_PUBLISH_TIMEOUT).await?;
         if let Some(legacy) = legacy {
             self.import_legacy(legacy).await?;
         }
@@ -329,7 +336,11 @@ impl Broker {
 
     /// Waits until the image up to log index `index` is published here.
     pub async fn wait_published(&self, index: u64) -> Result<(), ControllerError> {
-        let timeout = Duration::from_secs(30);
+        self.wait_published_within(index, Duration::from_secs(30)).await
+    }
+
+    /// [`Broker::wait_published`] with its own timeout.
+    pub async fn wait_published_within(&self, index: u64, timeout: Duration) -> Result<(), ControllerError> {
         let mut rx = self.published.subscribe();
         match tokio::time::timeout(timeout, rx.wait_for(|&published| published >= index)).await {
             Ok(Ok(_)) => Ok(()),
