@@ -257,4 +257,40 @@ mod tests {
         let log = manager.get(&tp).unwrap();
         assert_eq!(whole(&log), after);
     }
+
+    /// A time index without the segment's largest timestamp (as compaction
+    /// left them before it sealed its output) is completed by the first
+    /// start that walks the segment, so a later lazy open still knows it.
+    #[test]
+    fn a_time_index_missing_its_largest_timestamp_is_completed_before_a_lazy_open() {
+        use crate::log::batch::tests::encode_batch;
+        use kafka_protocol::records::Compression;
+
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { segment_bytes: 300, ..LogConfig::default() };
+        let tp = TopicPartition::new("t", 0);
+        let first_max =
+            |manager: &LogManager| manager.get(&tp).unwrap().read().segments().next().unwrap().max_timestamp();
+        let manager = LogManager::open(dir.path(), config.clone()).unwrap();
+        let log = manager.get_or_create(&tp, config.clone()).unwrap();
+        for i in 0..6 {
+            log.write().append_as_leader(&encode_batch(3, 20, 1000 + i * 10, Compression::None), 0, 0).unwrap();
+        }
+        drop(log);
+        let expected = first_max(&manager);
+        assert!(expected.is_some());
+        manager.close().unwrap();
+        drop(manager);
+        let time_index = dir.path().join("t-0").join("00000000000000000000.timeindex");
+        std::fs::write(&time_index, []).unwrap();
+        std::fs::remove_file(dir.path().join(CLEAN_SHUTDOWN_FILE)).unwrap();
+
+        let manager = LogManager::open(dir.path(), config.clone()).unwrap();
+        assert_eq!(first_max(&manager), expected, "found by walking the batches");
+        manager.close().unwrap();
+        drop(manager);
+        assert!(std::fs::metadata(&time_index).unwrap().len() > 0, "written back to the time index");
+        let manager = LogManager::open(dir.path(), config).unwrap();
+        assert_eq!(first_max(&manager), expected, "known to a lazy open");
+    }
 }

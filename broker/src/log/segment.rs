@@ -144,7 +144,7 @@ impl Segment {
         };
         drop(file);
         if let Some(clean) = loaded {
-            let segment = Segment {
+            let mut segment = Segment {
                 base_offset,
                 log,
                 unsynced: false,
@@ -158,6 +158,17 @@ impl Segment {
                 rolling_base_ms: clean.rolling_base_ms,
                 bytes_since_index_entry: 0,
             };
+            // A segment cleaned before compaction sealed its result may have
+            // its largest timestamp only in the batches walked: record it,
+            // as a seal does, so a later start can trust the time index
+            // alone ([`Segment::open_sealed`]).
+            if segment.max_timestamp >= 0
+                && segment.time_index.last().is_none_or(|t| t.timestamp < segment.max_timestamp)
+            {
+                let rel = segment.relative(segment.offset_of_max_timestamp);
+                segment.time_index.maybe_append(segment.max_timestamp, rel)?;
+                segment.time_index.flush(true)?;
+            }
             return Ok((segment, Recovery::default()));
         }
         let mut segment = Segment::with_fresh_indexes(base_offset, log, size, &index_path, &time_path)?;

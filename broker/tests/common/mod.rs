@@ -279,8 +279,7 @@ impl BrokerProcess {
             // SAFETY: setrlimit is a single system call, safe between fork and exec.
             unsafe {
                 command.pre_exec(move || {
-                    rustix::process::setrlimit(rustix::process::Resource::Nofile, rlimit)
-                        .map_err(std::io::Error::from)
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, rlimit).map_err(std::io::Error::from)
                 });
             }
         }
