@@ -16,6 +16,14 @@
 //!
 //! It also prints the resident memory one idle partition costs, the figure
 //! `max.broker.partitions`'s default is derived from.
+//!
+//! Run time (debug build, 2 shared cores): 9–13 minutes, almost all of it
+//! fsyncs outside the log's file handling — every partition that becomes
+//! leader fsyncs its leader-epoch checkpoint (at creation, at each start,
+//! and again during a single node's controlled shutdown), shutdown fsyncs a
+//! high-watermark checkpoint and producer snapshot per partition, and the
+//! temp dir of ~130,000 files is removed at the end. Opening the 20,000 logs
+//! themselves takes 8–10 s.
 
 mod common;
 
