@@ -40,6 +40,10 @@ struct ProducerIdBlock {
     end: i64,
 }
 
+/// Longest a starting broker waits for the metadata image to be published
+/// here, which hosts every partition assigned to it.
+pub const START_PUBLISH_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// The broker's shared state.
 #[derive(Debug)]
 pub struct Broker {
@@ -126,7 +130,11 @@ impl Broker {
 
     /// Waits until the image up to log index `index` is published here.
     pub async fn wait_published(&self, index: u64) -> Result<(), ControllerError> {
-        let timeout = Duration::from_secs(30);
+        self.wait_published_within(index, Duration::from_secs(30)).await
+    }
+
+    /// [`Broker::wait_published`] with its own timeout.
+    pub async fn wait_published_within(&self, index: u64, timeout: Duration) -> Result<(), ControllerError> {
         let mut rx = self.published.subscribe();
         match tokio::time::timeout(timeout, rx.wait_for(|&published| published >= index)).await {
             Ok(Ok(_)) => Ok(()),

@@ -180,6 +180,10 @@ fn load_config(cli: &Cli) -> anyhow::Result<BrokerConfig> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
+    let open_files = strom_broker::open_files::open_file_limit();
+    let log_files = strom_broker::open_files::log_file_budget(&config.settings, open_files);
+    strom_broker::log::file_cache::FileCache::global().set_budget(log_files);
+    tracing::info!(open_files, log_files, "open-file limit and the log's share of it");
     let internal = server::bind_internal(&config).await?;
     let http = server::bind_http(&config).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -240,6 +244,8 @@ fn main() -> ExitCode {
         return certs(out, &request);
     }
     init_tracing(&cli.log_format);
+    // Before any thread or file: the limit every later derivation reads.
+    strom_broker::open_files::raise_open_file_limit();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = cli.worker_threads {
         runtime.worker_threads(usize::from(threads));

@@ -61,7 +61,10 @@ pub async fn join(broker: &Arc<Broker>) -> anyhow::Result<()> {
     // The first heartbeat unfences this broker through the log.
     let unfenced = heartbeat(broker).await.unwrap_or(0);
     tokio::spawn(heartbeat_loop(broker.clone()));
-    broker.wait_published(committed.index.max(unfenced)).await?;
+    // Publishing hosts every partition assigned here (a leader-epoch
+    // checkpoint fsynced for each it leads): with tens of thousands of
+    // partitions that takes longer than a request may wait.
+    broker.wait_published_within(committed.index.max(unfenced), crate::broker::START_PUBLISH_TIMEOUT).await?;
     if let Some(legacy) = legacy {
         import_legacy(broker, legacy).await?;
     }

@@ -96,6 +96,27 @@ pub fn collect_state(broker: &Broker) -> Vec<MetricFamily> {
         "strom_offline_partitions",
         "Partitions without a leader, reported by the active controller (0 on other brokers).",
     );
+    let file_cache = crate::log::file_cache::FileCache::global();
+    f.gauge(
+        "strom_log_open_files",
+        "Segment .log files open now: those in the log's handle cache plus evicted ones a read still holds.",
+    )
+    .set(i64::try_from(file_cache.open_files()).unwrap_or(i64::MAX));
+    f.gauge(
+        "strom_log_open_files_budget",
+        "Most segment .log files the log's handle cache keeps open (log.open.files.max).",
+    )
+    .set(i64::try_from(file_cache.budget()).unwrap_or(i64::MAX));
+    f.counter(
+        "strom_log_file_opens_total",
+        "Segment .log files opened by the handle cache (first opens and reopens after eviction).",
+        file_cache.opened_total(),
+    );
+    f.counter(
+        "strom_log_file_evictions_total",
+        "Segment .log files closed by the handle cache to stay within its budget.",
+        file_cache.evicted_total(),
+    );
     let controller_active = f.gauge("strom_controller_active", "1 while this broker is the active controller.");
     let controller_term = f.gauge("strom_controller_term", "Raft term of the controller quorum as this node knows it.");
     let controller_voter = f.gauge(

@@ -188,7 +188,7 @@ pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http_task: JoinHandl
     tokio::task::spawn_blocking(move || {
         b.replicas.shutdown();
         b.replicas.checkpoint_high_watermarks();
-        b.replicas.logs().flush_all()
+        b.replicas.logs().close()
     })
     .await
     .context("flush task panicked")?

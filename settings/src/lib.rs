@@ -400,7 +400,14 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         kind: int(-1, I32.1),
         default: "-1",
         broker_synonym: None,
-        doc: "Most partition replicas this broker hosts; CreateTopics, CreatePartitions, auto-creation and reassignments past it are refused with POLICY_VIOLATION. -1 (or 0): derived from the open-file limit (raised to the hard limit at start): (limit - 1024) / 4, at least 100.",
+        doc: "Most partition replicas this broker hosts; CreateTopics, CreatePartitions, auto-creation and reassignments past it are refused with POLICY_VIOLATION. -1 (or 0): derived from the memory the broker may use (MemTotal of /proc/meminfo, or the cgroup's memory limit if lower): a quarter of it at 32 KiB per partition, at least 100 (196,608 with 24 GiB). Open files no longer bound it (see log.open.files.max).",
+    },
+    SettingDef {
+        name: "log.open.files.max",
+        kind: int(-1, I32.1),
+        default: "-1",
+        broker_synonym: None,
+        doc: "Most segment .log files kept open at once, across all partitions (Strom's; Kafka keeps every segment open). Others are opened when read or written and the least recently used closed. -1 (or 0): half the open-file soft limit (after raising it to the hard limit at start), at least 16; the other half is for connections, index writes, checkpoints and the controller.",
     },
     SettingDef {
         name: "max.request.partitions",

@@ -267,7 +267,7 @@ pub enum CommandError {
     /// Kafka: POLICY_VIOLATION — a broker would host more replicas than it can.
     #[error(
         "`{topic}` would place {would_host} partition replicas on broker {broker_id}, which can host at most {limit} \
-         (max.broker.partitions, derived from its open-file limit unless set); use fewer partitions or more brokers"
+         (max.broker.partitions, derived from its memory unless set); use fewer partitions or more brokers"
     )]
     PartitionLimit { topic: String, broker_id: i32, would_host: u64, limit: u32 },
 }

@@ -3,12 +3,15 @@
 //! position of the batch in the `.log` file, i32), both big-endian and
 //! strictly increasing. An entry is added every `index.interval.bytes` of log.
 //!
-//! Entries live in memory and are appended to the file as they are made; the
-//! file is only a cache of what a scan of the `.log` gives, so a missing or
-//! damaged one is rebuilt on recovery.
+//! Entries live in memory; new ones are buffered and written to the file in
+//! one short open–write–close when the buffer fills or the segment is
+//! flushed, so an index holds no file open between writes (the log's
+//! open-file budget, [`file_cache`](super::file_cache), covers only `.log`
+//! files). The file is only a cache of what a scan of the `.log` gives, so a
+//! missing, short or damaged one is rebuilt (or completed) on recovery.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::error::LogError;
@@ -24,18 +27,87 @@ pub struct IndexEntry {
     pub position: u32,
 }
 
+/// Bytes of new entries buffered before they are written out.
+const PENDING_BYTES: usize = 4096;
+
+/// An index file written without holding it open: entries not yet in the
+/// file, and whether the file has writes not yet fsynced.
+#[derive(Debug)]
+pub(super) struct IndexFile {
+    path: PathBuf,
+    pending: Vec<u8>,
+    unsynced: bool,
+}
+
+impl IndexFile {
+    /// An empty file at `path` (created, or emptied).
+    pub(super) fn create(path: &Path) -> Result<IndexFile, LogError> {
+        OpenOptions::new().create(true).write(true).truncate(true).open(path).map_err(LogError::io(path))?;
+        Ok(IndexFile { path: path.to_owned(), pending: Vec::new(), unsynced: true })
+    }
+
+    /// The existing file at `path`, all of whose entries are written.
+    pub(super) fn existing(path: &Path) -> IndexFile {
+        IndexFile { path: path.to_owned(), pending: Vec::new(), unsynced: false }
+    }
+
+    /// Buffers an entry's bytes, writing the buffer out when it is full.
+    pub(super) fn push(&mut self, entry: &[u8]) -> Result<(), LogError> {
+        self.pending.extend_from_slice(entry);
+        if self.pending.len() >= PENDING_BYTES {
+            self.flush(false)?;
+        }
+        Ok(())
+    }
+
+    /// Writes buffered entries at the end of the file; fsyncs it when `sync`
+    /// and anything was written since the last fsync. Opens the file only
+    /// when there is something to do.
+    pub(super) fn flush(&mut self, sync: bool) -> Result<(), LogError> {
+        if self.pending.is_empty() && !(sync && self.unsynced) {
+            return Ok(());
+        }
+        let mut file =
+            OpenOptions::new().create(true).append(true).open(&self.path).map_err(LogError::io(&self.path))?;
+        if !self.pending.is_empty() {
+            file.write_all(&self.pending).map_err(LogError::io(&self.path))?;
+            self.pending.clear();
+            self.unsynced = true;
+        }
+        if sync {
+            file.sync_data().map_err(LogError::io(&self.path))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Replaces the file's contents with `bytes` (truncation), dropping
+    /// anything buffered.
+    pub(super) fn rewrite(&mut self, bytes: &[u8]) -> Result<(), LogError> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&self.path)
+            .map_err(LogError::io(&self.path))?;
+        file.write_all(bytes).map_err(LogError::io(&self.path))?;
+        self.pending.clear();
+        self.unsynced = true;
+        Ok(())
+    }
+}
+
 /// A segment's offset index.
 #[derive(Debug)]
 pub struct OffsetIndex {
-    path: PathBuf,
     entries: Vec<IndexEntry>,
-    file: BufWriter<File>,
+    file: IndexFile,
 }
 
 impl OffsetIndex {
     /// Creates an empty index, replacing any file at `path`.
     pub fn create(path: &Path) -> Result<OffsetIndex, LogError> {
-        Ok(OffsetIndex { path: path.to_owned(), entries: Vec::new(), file: create_truncated(path)? })
+        Ok(OffsetIndex { entries: Vec::new(), file: IndexFile::create(path)? })
     }
 
     /// Loads the index at `path` if it is present and sane for a log of
@@ -58,7 +130,7 @@ impl OffsetIndex {
         if !increasing || !within_log {
             return Ok(None);
         }
-        Ok(Some(OffsetIndex { path: path.to_owned(), entries, file: open_for_append(path)? }))
+        Ok(Some(OffsetIndex { entries, file: IndexFile::existing(path) }))
     }
 
     /// Adds an entry; it must be beyond the last one.
@@ -68,11 +140,9 @@ impl OffsetIndex {
         {
             return Ok(());
         }
-        self.entries.push(IndexEntry { relative_offset, position });
-        let mut buf = [0u8; ENTRY_SIZE];
-        buf[..4].copy_from_slice(&relative_offset.to_be_bytes());
-        buf[4..].copy_from_slice(&position.to_be_bytes());
-        self.file.write_all(&buf).map_err(LogError::io(&self.path))
+        let entry = IndexEntry { relative_offset, position };
+        self.entries.push(entry);
+        self.file.push(&encode(entry))
     }
 
     /// The last entry at or before `relative_offset`, if any.
@@ -88,7 +158,8 @@ impl OffsetIndex {
             return Ok(());
         }
         self.entries.truncate(keep);
-        self.rewrite()
+        let bytes: Vec<u8> = self.entries.iter().flat_map(|e| encode(*e)).collect();
+        self.file.rewrite(&bytes)
     }
 
     /// All entries, oldest first.
@@ -96,37 +167,17 @@ impl OffsetIndex {
         &self.entries
     }
 
-    /// Writes buffered entries to the file and syncs it.
+    /// Writes buffered entries to the file, and fsyncs it when `sync`.
     pub fn flush(&mut self, sync: bool) -> Result<(), LogError> {
-        self.file.flush().map_err(LogError::io(&self.path))?;
-        if sync {
-            self.file.get_ref().sync_data().map_err(LogError::io(&self.path))?;
-        }
-        Ok(())
-    }
-
-    fn rewrite(&mut self) -> Result<(), LogError> {
-        // Flush first: dropping the old writer must not write stale entries.
-        self.file.flush().map_err(LogError::io(&self.path))?;
-        let mut fresh = OffsetIndex::create(&self.path)?;
-        for e in &self.entries {
-            fresh.append(e.relative_offset, e.position)?;
-        }
-        *self = fresh;
-        Ok(())
+        self.file.flush(sync)
     }
 }
 
-/// An index file emptied (or created) for writing.
-pub(super) fn create_truncated(path: &Path) -> Result<BufWriter<File>, LogError> {
-    let file = OpenOptions::new().create(true).write(true).truncate(true).open(path).map_err(LogError::io(path))?;
-    Ok(BufWriter::new(file))
-}
-
-/// An existing index file opened to append entries.
-pub(super) fn open_for_append(path: &Path) -> Result<BufWriter<File>, LogError> {
-    let file = OpenOptions::new().append(true).open(path).map_err(LogError::io(path))?;
-    Ok(BufWriter::new(file))
+fn encode(e: IndexEntry) -> [u8; ENTRY_SIZE] {
+    let mut buf = [0u8; ENTRY_SIZE];
+    buf[..4].copy_from_slice(&e.relative_offset.to_be_bytes());
+    buf[4..].copy_from_slice(&e.position.to_be_bytes());
+    buf
 }
 
 /// Reads a whole file, or `None` if it does not exist.

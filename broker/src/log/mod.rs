@@ -6,6 +6,8 @@
 //! - [`convert`]: keyless records refused in compacted logs, recompression
 //!   to a topic's `compression.type`.
 //! - [`file_records`]: batches located in a segment file, for zero-copy sends.
+//! - [`file_cache`]: the open-file budget — segment files opened on demand
+//!   through one bounded, least-recently-used cache of handles.
 //! - [`segment`]: one `.log` with its `.index` and `.timeindex`.
 //! - [`index`], [`time_index`]: the sparse indexes, in Kafka's file formats.
 //! - [`epoch`]: the leader epoch cache (`leader-epoch-checkpoint`).
@@ -30,6 +32,7 @@ pub mod convert;
 pub mod decompress;
 pub mod epoch;
 pub mod error;
+pub mod file_cache;
 pub mod file_records;
 pub mod index;
 pub mod manager;

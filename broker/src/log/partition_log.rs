@@ -44,6 +44,20 @@ impl PartitionLog {
     /// older ones not verified since they last changed are verified first,
     /// and the log cut below a damaged batch (see [`super::scrub`]).
     pub fn open(dir: &Path, tp: TopicPartition, config: LogConfig) -> Result<PartitionLog, LogError> {
+        PartitionLog::open_after_shutdown(dir, tp, config, false)
+    }
+
+    /// [`PartitionLog::open`], knowing whether the broker last shut down
+    /// cleanly (every log flushed, see [`LogManager`](super::LogManager)):
+    /// then the older segments are opened from their indexes alone, without
+    /// opening their `.log` files ([`Segment::open_sealed`]); the active one
+    /// is recovered all the same.
+    pub fn open_after_shutdown(
+        dir: &Path,
+        tp: TopicPartition,
+        config: LogConfig,
+        clean_shutdown: bool,
+    ) -> Result<PartitionLog, LogError> {
         std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
         super::scrub::verify_unverified_segments(dir, &tp)?;
         let mut bases = Vec::new();
@@ -68,6 +82,13 @@ impl PartitionLog {
         let mut segments = BTreeMap::new();
         let last = bases.len().saturating_sub(1);
         for (i, base) in bases.iter().enumerate() {
+            if clean_shutdown
+                && i < last
+                && let Some(segment) = Segment::open_sealed(dir, *base, bases[i + 1])?
+            {
+                segments.insert(*base, segment);
+                continue;
+            }
             let (segment, recovery) = Segment::open(dir, *base, i == last, config.index_interval_bytes)?;
             if recovery != Recovery::default() {
                 tracing::info!(partition = %tp, base_offset = base, ?recovery, "recovered segment");

@@ -6,15 +6,20 @@
 //! the file length; `next_offset` is one past the last record (the base
 //! offset when empty). Only the owning [`PartitionLog`](super::PartitionLog)
 //! writes, under its write lock; reads use positional I/O and only `&self`.
+//!
+//! The `.log` is held through the log's open-file budget
+//! ([`SegmentFile`]): each operation takes the open handle once (reopening
+//! the file if it was closed to make room) and uses that handle throughout,
+//! so an operation never mixes two opens of the file.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::batch::{BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
 use super::error::LogError;
+use super::file_cache::SegmentFile;
 use super::file_records::FileRecords;
 use super::index::OffsetIndex;
 use super::time_index::TimeIndex;
@@ -65,14 +70,21 @@ pub struct Recovery {
 #[derive(Debug)]
 pub struct Segment {
     base_offset: i64,
-    log_path: PathBuf,
-    /// Shared with the [`FileRecords`] of fetches in flight, which keep
-    /// reading the file after the segment is deleted or replaced.
-    log: Arc<File>,
+    /// Opened on demand; the handles it gives are shared with the
+    /// [`FileRecords`] of fetches in flight, which keep reading the file
+    /// after the segment is deleted or replaced, or the handle evicted.
+    log: SegmentFile,
+    /// Whether appends or a truncation have not been fsynced yet.
+    unsynced: bool,
     size: u64,
     index: OffsetIndex,
     time_index: TimeIndex,
     next_offset: i64,
+    /// Opened by [`Segment::open_sealed`] without reading the `.log`:
+    /// `next_offset` is then the next segment's base offset, an upper bound
+    /// (exact unless compaction removed the segment's last records) until a
+    /// truncation walks the batches.
+    tail_unverified: bool,
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
     rolling_base_ms: Option<i64>,
@@ -83,31 +95,28 @@ impl Segment {
     /// Creates an empty segment at `base_offset` in `dir`.
     pub fn create(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
         let (log_path, index_path, time_path) = paths(dir, base_offset);
-        let log =
-            OpenOptions::new().create(true).read(true).append(true).open(&log_path).map_err(LogError::io(&log_path))?;
-        // Append mode cannot be combined with truncate-on-open.
-        log.set_len(0).map_err(LogError::io(&log_path))?;
-        Segment::with_fresh_indexes(base_offset, log_path, log, 0, &index_path, &time_path)
+        let log = SegmentFile::create(&log_path)?;
+        Segment::with_fresh_indexes(base_offset, log, 0, &index_path, &time_path)
     }
 
     /// A segment over an open `.log` of `size` bytes with new, empty indexes
     /// (to be filled by appends or by [`Segment::recover`]).
     fn with_fresh_indexes(
         base_offset: i64,
-        log_path: PathBuf,
-        log: File,
+        log: SegmentFile,
         size: u64,
         index_path: &Path,
         time_path: &Path,
     ) -> Result<Segment, LogError> {
         Ok(Segment {
             base_offset,
-            log_path,
-            log: Arc::new(log),
+            log,
+            unsynced: true,
             size,
             index: OffsetIndex::create(index_path)?,
             time_index: TimeIndex::create(time_path)?,
             next_offset: base_offset,
+            tail_unverified: false,
             max_timestamp: -1,
             offset_of_max_timestamp: -1,
             rolling_base_ms: None,
@@ -125,32 +134,76 @@ impl Segment {
         index_interval_bytes: u32,
     ) -> Result<(Segment, Recovery), LogError> {
         let (log_path, index_path, time_path) = paths(dir, base_offset);
-        let log = OpenOptions::new().read(true).append(true).open(&log_path).map_err(LogError::io(&log_path))?;
-        let size = log.metadata().map_err(LogError::io(&log_path))?.len();
+        let log = SegmentFile::existing(&log_path);
+        let file = log.get()?;
+        let size = file.metadata().map_err(LogError::io(&log_path))?.len();
         let loaded = if full_recovery {
             None
         } else {
-            load_indexes(&log, &log_path, size, base_offset, &index_path, &time_path)?
+            load_indexes(&file, &log_path, size, base_offset, &index_path, &time_path)?
         };
+        drop(file);
         if let Some(clean) = loaded {
-            let segment = Segment {
+            let mut segment = Segment {
                 base_offset,
-                log_path,
-                log: Arc::new(log),
+                log,
+                unsynced: false,
                 size,
                 index: clean.index,
                 time_index: clean.time_index,
                 next_offset: clean.next_offset,
+                tail_unverified: false,
                 max_timestamp: clean.max_timestamp,
                 offset_of_max_timestamp: clean.offset_of_max_timestamp,
                 rolling_base_ms: clean.rolling_base_ms,
                 bytes_since_index_entry: 0,
             };
+            // A segment cleaned before compaction sealed its result may have
+            // its largest timestamp only in the batches walked: record it,
+            // as a seal does, so a later start can trust the time index
+            // alone ([`Segment::open_sealed`]).
+            if segment.max_timestamp >= 0
+                && segment.time_index.last().is_none_or(|t| t.timestamp < segment.max_timestamp)
+            {
+                let rel = segment.relative(segment.offset_of_max_timestamp);
+                segment.time_index.maybe_append(segment.max_timestamp, rel)?;
+                segment.time_index.flush(true)?;
+            }
             return Ok((segment, Recovery::default()));
         }
-        let mut segment = Segment::with_fresh_indexes(base_offset, log_path, log, size, &index_path, &time_path)?;
+        let mut segment = Segment::with_fresh_indexes(base_offset, log, size, &index_path, &time_path)?;
         let recovery = segment.recover(index_interval_bytes)?;
         Ok((segment, recovery))
+    }
+
+    /// Opens a sealed segment (not the active one) after a clean shutdown
+    /// without opening its `.log`: its indexes were completed and fsynced
+    /// when it was sealed, and its time index ends with its largest
+    /// timestamp. `next_base` is the next segment's base offset. `None` when
+    /// an index is missing or fails its sanity checks (then
+    /// [`Segment::open`] must walk the log).
+    pub fn open_sealed(dir: &Path, base_offset: i64, next_base: i64) -> Result<Option<Segment>, LogError> {
+        let (log_path, index_path, time_path) = paths(dir, base_offset);
+        let size = std::fs::metadata(&log_path).map_err(LogError::io(&log_path))?.len();
+        let Some(index) = OffsetIndex::load(&index_path, size)? else { return Ok(None) };
+        let max_relative = (next_base - 1 - base_offset).clamp(0, u32::MAX as i64) as u32;
+        let Some(time_index) = TimeIndex::load(&time_path, max_relative)? else { return Ok(None) };
+        let (max_timestamp, offset_of_max_timestamp) =
+            time_index.last().map_or((-1, -1), |t| (t.timestamp, base_offset + i64::from(t.relative_offset)));
+        Ok(Some(Segment {
+            base_offset,
+            log: SegmentFile::existing(&log_path),
+            unsynced: false,
+            size,
+            index,
+            time_index,
+            next_offset: if size == 0 { base_offset } else { next_base },
+            tail_unverified: size > 0,
+            max_timestamp,
+            offset_of_max_timestamp,
+            rolling_base_ms: None,
+            bytes_since_index_entry: 0,
+        }))
     }
 
     /// Scans every batch, truncates at the first bad one, rebuilds indexes.
@@ -163,21 +216,22 @@ impl Segment {
         let file_size = self.size;
         let mut position = 0u64;
         let mut buf = Vec::new();
+        let log = self.log.get()?;
         while position < file_size {
-            let Some(header) = self.valid_batch_at(position, file_size, &mut buf) else { break };
+            let Some(header) = self.valid_batch_at(&log, position, file_size, &mut buf) else { break };
             self.track_appended(position, &header, interval)?;
             position += header.size() as u64;
         }
         let truncated_bytes = file_size - position;
         if truncated_bytes > 0 {
             tracing::warn!(
-                segment = %self.log_path.display(),
+                segment = %self.log.path().display(),
                 position,
                 truncated_bytes,
                 "truncating a torn or corrupt tail found by recovery"
             );
-            self.log.set_len(position).map_err(LogError::io(&self.log_path))?;
-            self.log.sync_all().map_err(LogError::io(&self.log_path))?;
+            log.set_len(position).map_err(LogError::io(self.log.path()))?;
+            log.sync_all().map_err(LogError::io(self.log.path()))?;
         }
         self.size = position;
         self.index.flush(false)?;
@@ -187,8 +241,8 @@ impl Segment {
 
     /// The header of the batch at `position` if the whole batch is present,
     /// magic 2, CRC-valid, and continues the offsets; `None` otherwise.
-    fn valid_batch_at(&self, position: u64, file_size: u64, buf: &mut Vec<u8>) -> Option<BatchHeader> {
-        let header = self.header_at(position).ok()?;
+    fn valid_batch_at(&self, log: &File, position: u64, file_size: u64, buf: &mut Vec<u8>) -> Option<BatchHeader> {
+        let header = read_header(log, self.log.path(), position).ok()?;
         if header.magic != MAGIC_V2
             || header.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32
             || position + header.size() as u64 > file_size
@@ -202,7 +256,7 @@ impl Segment {
             return None;
         }
         buf.resize(header.size(), 0);
-        self.log.read_exact_at(buf, position).ok()?;
+        log.read_exact_at(buf, position).ok()?;
         (crc32c::crc32c(&buf[21..]) == header.crc).then_some(header)
     }
 
@@ -241,11 +295,13 @@ impl Segment {
             slices.push(IoSlice::new(b.body));
         }
         let total: usize = batches.iter().map(|b| b.head.len() + b.body.len()).sum();
-        if let Err(e) = write_all_vectored(&self.log, &mut slices) {
+        let log = self.log.get()?;
+        self.unsynced = true;
+        if let Err(e) = write_all_vectored(&log, &mut slices) {
             // Cut what part of the write reached the file, so the next append
             // does not land behind torn bytes.
-            let _ = self.log.set_len(self.size);
-            return Err(LogError::Io { path: self.log_path.clone(), source: e });
+            let _ = log.set_len(self.size);
+            return Err(LogError::Io { path: self.log.path().to_owned(), source: e });
         }
         let start = self.size;
         // The bytes are in the file: account for them before index upkeep,
@@ -261,14 +317,21 @@ impl Segment {
 
     /// Reads the header of the batch at `position`.
     pub fn header_at(&self, position: u64) -> Result<BatchHeader, LogError> {
-        read_header(&self.log, &self.log_path, position)
+        read_header(&*self.log.get()?, self.log.path(), position)
     }
 
     /// The first batch whose last offset is at or after `offset`, if any.
     pub fn find_batch(&self, offset: i64) -> Result<Option<BatchPosition>, LogError> {
+        if self.size == 0 {
+            return Ok(None);
+        }
+        self.find_batch_in(&*self.log.get()?, offset)
+    }
+
+    fn find_batch_in(&self, log: &File, offset: i64) -> Result<Option<BatchPosition>, LogError> {
         let mut position = self.index.lookup(self.relative(offset)).map_or(0, |e| u64::from(e.position));
         while position < self.size {
-            let header = self.header_at(position)?;
+            let header = read_header(log, self.log.path(), position)?;
             if header.last_offset() >= offset {
                 return Ok(Some(BatchPosition { position, header }));
             }
@@ -279,10 +342,14 @@ impl Segment {
 
     /// Calls `f` with the header of every batch from the one holding `offset` on.
     pub fn for_each_header_from(&self, offset: i64, mut f: impl FnMut(&BatchHeader)) -> Result<(), LogError> {
-        let Some(first) = self.find_batch(offset)? else { return Ok(()) };
+        if self.size == 0 {
+            return Ok(());
+        }
+        let log = self.log.get()?;
+        let Some(first) = self.find_batch_in(&log, offset)? else { return Ok(()) };
         let mut position = first.position;
         while position < self.size {
-            let header = self.header_at(position)?;
+            let header = read_header(&log, self.log.path(), position)?;
             f(&header);
             position += header.size() as u64;
         }
@@ -309,6 +376,7 @@ impl Segment {
         let budget = (max_bytes.min(MAX_READ_BYTES) as u64).max(at_least).min(self.size - start);
         let (mut end, mut records) = (start, 0u64);
         let mut header = first.header;
+        let log = self.log.get()?;
         loop {
             if end - start + header.size() as u64 > budget || header.next_offset() > max_offset_exclusive {
                 break;
@@ -318,16 +386,18 @@ impl Segment {
             if end - start + HEADER_SIZE as u64 > budget {
                 break;
             }
-            header = self.header_at(end)?;
+            header = read_header(&log, self.log.path(), end)?;
         }
         let len = (end - start) as usize;
-        Ok((len > 0).then(|| FileRecords::new(self.log.clone(), self.log_path.clone(), start, len, records)))
+        Ok((len > 0).then(|| FileRecords::new(log, self.log.path().to_owned(), start, len, records)))
     }
 
     /// The whole `.log` file.
     pub fn read_all(&self) -> Result<Vec<u8>, LogError> {
         let mut bytes = vec![0u8; self.size as usize];
-        self.log.read_exact_at(&mut bytes, 0).map_err(LogError::io(&self.log_path))?;
+        if self.size > 0 {
+            self.log.get()?.read_exact_at(&mut bytes, 0).map_err(LogError::io(self.log.path()))?;
+        }
         Ok(bytes)
     }
 
@@ -337,7 +407,7 @@ impl Segment {
     /// either the old segment (a stray `.cleaned` file is removed on open) or
     /// the new one with indexes to rebuild.
     pub fn replace_contents(self, bytes: &[u8], index_interval_bytes: u32) -> Result<Segment, LogError> {
-        let dir = self.log_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = self.log.path().parent().map(Path::to_path_buf).unwrap_or_default();
         let (log_path, index_path, time_path) = paths(&dir, self.base_offset);
         let cleaned = log_path.with_extension(CLEANED_EXTENSION);
         {
@@ -346,6 +416,8 @@ impl Segment {
             f.sync_all().map_err(LogError::io(&cleaned))?;
         }
         let base_offset = self.base_offset;
+        // Closes the cached handle: nothing may reopen the old file by its
+        // path once the cleaned one is renamed over it.
         drop(self);
         for path in [&index_path, &time_path] {
             match std::fs::remove_file(path) {
@@ -355,23 +427,26 @@ impl Segment {
             }
         }
         std::fs::rename(&cleaned, &log_path).map_err(LogError::io(&log_path))?;
-        let (segment, _) = Segment::open(&dir, base_offset, true, index_interval_bytes)?;
+        let (mut segment, _) = Segment::open(&dir, base_offset, true, index_interval_bytes)?;
+        // Like a roll: the time index ends with the largest timestamp and
+        // everything is on disk, so the segment can be opened sealed later.
+        segment.seal()?;
         Ok(segment)
     }
 
     /// Truncates the segment so its last record is below `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
-        if offset >= self.next_offset {
+        if offset >= self.next_offset && !self.tail_unverified {
             return Ok(());
         }
         // The batch holding `offset` goes whole: index entries from its base on go too.
-        let (position, cut_at) =
-            self.find_batch(offset)?.map_or((self.size, offset), |b| (b.position, b.header.base_offset.min(offset)));
-        self.log.set_len(position).map_err(LogError::io(&self.log_path))?;
+        let log = self.log.get()?;
+        let (position, cut_at) = self
+            .find_batch_in(&log, offset)?
+            .map_or((self.size, offset), |b| (b.position, b.header.base_offset.min(offset)));
+        log.set_len(position).map_err(LogError::io(self.log.path()))?;
+        self.unsynced = true;
         self.size = position;
-        if position == 0 {
-            self.rolling_base_ms = None;
-        }
         self.bytes_since_index_entry = 0;
         let rel = self.relative(cut_at);
         self.index.truncate_to(rel)?;
@@ -380,9 +455,12 @@ impl Segment {
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
         self.offset_of_max_timestamp = -1;
+        self.rolling_base_ms = None;
+        self.tail_unverified = false;
         let mut position = 0;
         while position < self.size {
-            let h = self.header_at(position)?;
+            let h = read_header(&log, self.log.path(), position)?;
+            self.rolling_base_ms.get_or_insert(h.max_timestamp);
             self.next_offset = h.next_offset();
             if h.max_timestamp > self.max_timestamp {
                 self.max_timestamp = h.max_timestamp;
@@ -404,11 +482,12 @@ impl Segment {
             .lookup_before(timestamp)
             .map_or(self.base_offset, |e| self.base_offset + i64::from(e.relative_offset))
             .max(min_offset);
-        let Some(mut batch) = self.find_batch(from_offset)? else { return Ok(None) };
+        let log = self.log.get()?;
+        let Some(mut batch) = self.find_batch_in(&log, from_offset)? else { return Ok(None) };
         loop {
             if batch.header.max_timestamp >= timestamp && batch.header.last_offset() >= min_offset {
                 let mut bytes = vec![0u8; batch.header.size()];
-                self.log.read_exact_at(&mut bytes, batch.position).map_err(LogError::io(&self.log_path))?;
+                log.read_exact_at(&mut bytes, batch.position).map_err(LogError::io(self.log.path()))?;
                 if let Some(found) = first_record_at_or_after(&bytes, &batch.header, timestamp, min_offset)? {
                     return Ok(Some(found));
                 }
@@ -417,14 +496,16 @@ impl Segment {
             if next >= self.size {
                 return Ok(None);
             }
-            batch = BatchPosition { position: next, header: self.header_at(next)? };
+            batch = BatchPosition { position: next, header: read_header(&log, self.log.path(), next)? };
         }
     }
 
-    /// Writes index buffers out; fsyncs everything when `sync`.
+    /// Writes index buffers out; fsyncs everything written since the last
+    /// fsync when `sync` (a segment with nothing new is not even opened).
     pub fn flush(&mut self, sync: bool) -> Result<(), LogError> {
-        if sync {
-            self.log.sync_data().map_err(LogError::io(&self.log_path))?;
+        if sync && self.unsynced {
+            self.log.get()?.sync_data().map_err(LogError::io(self.log.path()))?;
+            self.unsynced = false;
         }
         self.index.flush(sync)?;
         self.time_index.flush(sync)
@@ -442,8 +523,11 @@ impl Segment {
 
     /// Deletes the segment's files.
     pub fn delete(self) -> Result<(), LogError> {
-        let dir = self.log_path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let (log, index, time) = paths(&dir, self.base_offset);
+        let dir = self.log.path().parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_offset = self.base_offset;
+        // Closes the cached handle first (reads in flight keep theirs).
+        drop(self);
+        let (log, index, time) = paths(&dir, base_offset);
         for path in [log, index, time] {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -487,7 +571,7 @@ impl Segment {
 
     /// The `.log` path.
     pub fn log_path(&self) -> &Path {
-        &self.log_path
+        self.log.path()
     }
 
     /// The offset index (for tests and diagnostics).

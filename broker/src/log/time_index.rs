@@ -6,12 +6,10 @@
 //!
 //! Like the offset index it is a cache of the `.log`, rebuilt when damaged.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::error::LogError;
-use super::index::{create_truncated, open_for_append, read_if_exists};
+use super::index::{IndexFile, read_if_exists};
 
 const ENTRY_SIZE: usize = 12;
 
@@ -27,15 +25,14 @@ pub struct TimeIndexEntry {
 /// A segment's time index.
 #[derive(Debug)]
 pub struct TimeIndex {
-    path: PathBuf,
     entries: Vec<TimeIndexEntry>,
-    file: BufWriter<File>,
+    file: IndexFile,
 }
 
 impl TimeIndex {
     /// Creates an empty index, replacing any file at `path`.
     pub fn create(path: &Path) -> Result<TimeIndex, LogError> {
-        Ok(TimeIndex { path: path.to_owned(), entries: Vec::new(), file: create_truncated(path)? })
+        Ok(TimeIndex { entries: Vec::new(), file: IndexFile::create(path)? })
     }
 
     /// Loads the time index at `path` if present and sane; `None` to rebuild.
@@ -62,7 +59,7 @@ impl TimeIndex {
         if !ordered || !within {
             return Ok(None);
         }
-        Ok(Some(TimeIndex { path: path.to_owned(), entries, file: open_for_append(path)? }))
+        Ok(Some(TimeIndex { entries, file: IndexFile::existing(path) }))
     }
 
     /// Adds an entry if `timestamp` is larger than the last entry's.
@@ -72,11 +69,9 @@ impl TimeIndex {
         {
             return Ok(());
         }
-        self.entries.push(TimeIndexEntry { timestamp, relative_offset });
-        let mut buf = [0u8; ENTRY_SIZE];
-        buf[..8].copy_from_slice(&timestamp.to_be_bytes());
-        buf[8..].copy_from_slice(&relative_offset.to_be_bytes());
-        self.file.write_all(&buf).map_err(LogError::io(&self.path))
+        let entry = TimeIndexEntry { timestamp, relative_offset };
+        self.entries.push(entry);
+        self.file.push(&encode(entry))
     }
 
     /// The last entry whose timestamp is below `timestamp`: scanning for the
@@ -97,14 +92,9 @@ impl TimeIndex {
         if keep == self.entries.len() {
             return Ok(());
         }
-        let kept: Vec<_> = self.entries[..keep].to_vec();
-        // Flush first: dropping the old writer must not write stale entries.
-        self.file.flush().map_err(LogError::io(&self.path))?;
-        *self = TimeIndex::create(&self.path)?;
-        for e in kept {
-            self.maybe_append(e.timestamp, e.relative_offset)?;
-        }
-        Ok(())
+        self.entries.truncate(keep);
+        let bytes: Vec<u8> = self.entries.iter().flat_map(|e| encode(*e)).collect();
+        self.file.rewrite(&bytes)
     }
 
     /// All entries.
@@ -114,12 +104,15 @@ impl TimeIndex {
 
     /// Writes buffered entries and optionally syncs.
     pub fn flush(&mut self, sync: bool) -> Result<(), LogError> {
-        self.file.flush().map_err(LogError::io(&self.path))?;
-        if sync {
-            self.file.get_ref().sync_data().map_err(LogError::io(&self.path))?;
-        }
-        Ok(())
+        self.file.flush(sync)
     }
+}
+
+fn encode(e: TimeIndexEntry) -> [u8; ENTRY_SIZE] {
+    let mut buf = [0u8; ENTRY_SIZE];
+    buf[..8].copy_from_slice(&e.timestamp.to_be_bytes());
+    buf[8..].copy_from_slice(&e.relative_offset.to_be_bytes());
+    buf
 }
 
 #[cfg(test)]

@@ -90,6 +90,12 @@ pub struct BrokerProcess {
     http_port: u16,
     internal_port: u16,
     settings: Vec<String>,
+    /// Open-file limit (soft and hard) the broker runs under, if set.
+    open_file_limit: Option<u64>,
+    /// How long a (re)start may take to become ready.
+    ready_timeout: Duration,
+    /// How long a SIGTERM may take to end the process.
+    stop_timeout: Duration,
     child: Option<Child>,
 }
 
@@ -101,6 +107,13 @@ impl BrokerProcess {
 
     /// Starts a broker with extra `--set KEY=VALUE` settings and waits until it is ready.
     pub fn start_with(settings: &[&str]) -> BrokerProcess {
+        BrokerProcess::start_with_open_file_limit(settings, None)
+    }
+
+    /// Starts a broker whose open-file limit, soft and hard, is `limit`
+    /// (set in the child before exec, so the broker cannot raise it), with
+    /// extra settings, and waits until it is ready.
+    pub fn start_with_open_file_limit(settings: &[&str], limit: Option<u64>) -> BrokerProcess {
         let dir = tempfile::Builder::new().prefix("strom-it-").tempdir().expect("create a temp dir for the broker");
         let mut broker = BrokerProcess {
             dir,
@@ -108,6 +121,9 @@ impl BrokerProcess {
             http_port: 0,
             internal_port: 0,
             settings: settings.iter().map(|s| s.to_string()).collect(),
+            open_file_limit: limit,
+            ready_timeout: READY_TIMEOUT,
+            stop_timeout: STOP_TIMEOUT,
             child: None,
         };
         for attempt in 1..=PORT_ATTEMPTS {
@@ -129,6 +145,13 @@ impl BrokerProcess {
     /// The internal (gRPC) address: loopback, plain (the single-node default).
     pub fn internal_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.internal_port))
+    }
+
+    /// Gives later restarts `ready` to become ready and later stops `stop`
+    /// to exit (a broker with very many partitions needs longer).
+    pub fn set_timeouts(&mut self, ready: Duration, stop: Duration) {
+        self.ready_timeout = ready;
+        self.stop_timeout = stop;
     }
 
     /// `127.0.0.1:<kafka port>`, for `bootstrap.servers`.
@@ -200,7 +223,7 @@ impl BrokerProcess {
             .status()
             .expect("run `kill -TERM` (procps/coreutils kill on PATH)");
         assert!(status.success(), "`kill -TERM {pid}` failed: {status}");
-        let exit = self.wait_exit(STOP_TIMEOUT);
+        let exit = self.wait_exit(self.stop_timeout);
         if !exit.success() {
             self.fail(&format!("broker did not exit cleanly after SIGTERM: {exit}"));
         }
@@ -255,6 +278,16 @@ impl BrokerProcess {
             .arg("--internal-listen")
             .arg(format!("127.0.0.1:{}", self.internal_port));
         finish_broker_command(&mut command, &self.settings, log);
+        if let Some(limit) = self.open_file_limit {
+            use std::os::unix::process::CommandExt;
+            let rlimit = rustix::process::Rlimit { current: Some(limit), maximum: Some(limit) };
+            // SAFETY: setrlimit is a single system call, safe between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, rlimit).map_err(std::io::Error::from)
+                });
+            }
+        }
         let child = command.spawn().expect("spawn the strom-broker binary");
         self.child = Some(child);
     }
@@ -262,7 +295,7 @@ impl BrokerProcess {
     /// Waits until `/readyz` answers 200 and the Kafka port accepts a
     /// connection; `Err` with the exit status if the process exits first.
     fn wait_ready(&mut self) -> Result<(), ExitStatus> {
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let deadline = Instant::now() + self.ready_timeout;
         loop {
             let child = self.child.as_mut().expect("the broker was spawned");
             if let Some(exit) = child.try_wait().expect("poll the broker process") {
@@ -275,7 +308,7 @@ impl BrokerProcess {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                self.fail(&format!("broker not ready after {READY_TIMEOUT:?}"));
+                self.fail(&format!("broker not ready after {:?}", self.ready_timeout));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

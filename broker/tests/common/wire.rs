@@ -177,7 +177,8 @@ pub fn encode_request<R: Request>(request: &R, version: i16, correlation_id: i32
     buf
 }
 
-fn topic_name(name: &str) -> TopicName {
+/// A topic name as the protocol types carry it.
+pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
