@@ -5,11 +5,12 @@
 //! `127.A.B.(i+1)` — one random `A.B` per cluster — with fixed ports on it, so
 //! brokers never race other tests for ephemeral ports and a restarted broker
 //! gets its own address back. Brokers can be killed (SIGKILL), stopped
-//! (SIGTERM, a controlled shutdown), paused (SIGSTOP), resumed (SIGCONT) and
-//! restarted on the same address and data dir. Each broker's stdout and
-//! stderr go to `broker-<i>.log` in the cluster's temp dir; when the test
-//! panics, the temp dir is kept and its path printed, with the tail of every
-//! log.
+//! (SIGTERM, a controlled shutdown; one that does not exit in time has its
+//! threads' stacks taken with gdb, then is killed), paused (SIGSTOP),
+//! resumed (SIGCONT) and restarted on the same address and data dir. Each
+//! broker's stdout and stderr go to `broker-<i>.log` in the cluster's temp
+//! dir; when the test panics, the temp dir is kept and its path printed, with
+//! the tail of every log.
 //!
 //! Observation goes through the Kafka protocol, as a client sees it:
 //! [`Cluster::metadata`] sends a Metadata request (leaders, ISRs, the active
@@ -336,23 +337,43 @@ impl Cluster {
 
     /// Sends SIGTERM (controlled shutdown) and waits for the process to exit; asserts it exited 0.
     pub fn stop(&mut self, id: i32) {
+        if let Err(e) = self.stop_within(id, STOP_TIMEOUT) {
+            self.fail(&e);
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for a clean exit. A broker
+    /// still running then is killed (SIGKILL) after its threads' stacks are
+    /// taken with gdb, if installed; `Err` says what happened, stacks included.
+    pub fn stop_within(&mut self, id: i32, timeout: Duration) -> Result<(), String> {
         self.brokers[id as usize].signal("TERM");
-        let deadline = Instant::now() + STOP_TIMEOUT;
+        let deadline = Instant::now() + timeout;
         loop {
-            let child = self.brokers[id as usize].child.as_mut().expect("the broker runs");
+            let broker = &mut self.brokers[id as usize];
+            let child = broker.child.as_mut().expect("the broker runs");
             if let Some(exit) = child.try_wait().expect("poll the broker process") {
-                self.brokers[id as usize].child = None;
+                broker.child = None;
                 if !exit.success() {
-                    self.fail(&format!("broker {id} did not exit cleanly after SIGTERM: {exit}"));
+                    return Err(format!("broker {id} did not exit cleanly after SIGTERM: {exit}"));
                 }
                 eprintln!("[cluster] broker {id} stopped (SIGTERM)");
-                return;
+                return Ok(());
             }
             if Instant::now() >= deadline {
-                self.fail(&format!("broker {id} still running {STOP_TIMEOUT:?} after SIGTERM"));
+                let stacks = thread_stacks(child.id());
+                let _ = child.kill();
+                let _ = child.wait();
+                broker.child = None;
+                broker.paused = false;
+                return Err(format!("broker {id} still running {timeout:?} after SIGTERM; its threads:\n{stacks}"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether broker `id`'s `/readyz` answers 200 right now.
+    pub fn is_ready(&self, id: i32) -> bool {
+        http_status(self.brokers[id as usize].http_addr(), "/readyz") == Some(200)
     }
 
     /// Freezes broker `id` (SIGSTOP), as a long GC pause or a hung host would.
@@ -649,6 +670,14 @@ fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     response.lines().next()?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Every thread's stack of process `pid`, from gdb (or why there are none).
+fn thread_stacks(pid: u32) -> String {
+    match Command::new("gdb").args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"]).output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Err(e) => format!("(no stacks: cannot run gdb: {e})"),
+    }
 }
 
 /// Sends one request with socket timeouts, so a dead or paused broker gives
