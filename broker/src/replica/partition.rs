@@ -56,6 +56,9 @@ pub struct Partition {
     state: Mutex<PartitionState>,
     high_watermark: watch::Sender<i64>,
     checkpointed_high_watermark: AtomicI64,
+    /// Held while the high watermark checkpoint is written: the periodic
+    /// task and shutdown may both checkpoint, and they share one `.tmp` file.
+    checkpoint_writer: parking_lot::Mutex<()>,
     log_end_offset: watch::Sender<i64>,
     state_version: watch::Sender<u64>,
     /// The offset of the first damaged batch this replica knows of — found
@@ -227,6 +230,7 @@ impl Partition {
             state: Mutex::new(state),
             high_watermark,
             checkpointed_high_watermark: AtomicI64::new(hw),
+            checkpoint_writer: parking_lot::Mutex::new(()),
             log_end_offset,
             state_version,
             damaged_from: AtomicI64::new(damaged_from),
@@ -301,6 +305,7 @@ impl Partition {
     ///
     /// Blocking file I/O: call from a blocking-capable context.
     pub fn checkpoint_high_watermark(&self) -> Result<(), LogError> {
+        let _writer = self.checkpoint_writer.lock();
         let hw = self.high_watermark();
         if self.checkpointed_high_watermark.load(Ordering::Acquire) == hw {
             return Ok(());
