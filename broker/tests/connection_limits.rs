@@ -150,17 +150,6 @@ fn frames_not_arriving_whole_are_closed_at_request_frame_timeout_ms() {
     create_topic_ok(&mut quiet, "still-served", 1, &[]);
 }
 
-/// The broker's resident memory, from /proc.
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read the broker's /proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/<pid>/status");
-    kib * 1024
-}
-
 #[test]
 fn partially_sent_frames_hold_no_more_memory_than_queued_max_request_bytes() {
     const POOL: u64 = 64 << 20;
@@ -173,7 +162,7 @@ fn partially_sent_frames_hold_no_more_memory_than_queued_max_request_bytes() {
     let mut setup = WireClient::connect(broker.kafka_addr());
     create_topic_ok(&mut setup, "steady", 1, &[]);
     drop(setup);
-    let baseline = rss_bytes(broker.pid());
+    let baseline = common::resident_bytes(broker.pid());
 
     // Twenty clients each announce a 40 MiB frame and send all of it but
     // its last byte, as fast as the broker reads.
@@ -204,7 +193,7 @@ fn partially_sent_frames_hold_no_more_memory_than_queued_max_request_bytes() {
         std::thread::spawn(move || {
             let mut peak = 0u64;
             while sampling.load(Ordering::Acquire) {
-                peak = peak.max(rss_bytes(pid));
+                peak = peak.max(common::resident_bytes(pid));
                 std::thread::sleep(Duration::from_millis(20));
             }
             peak
@@ -234,7 +223,7 @@ fn rss_sampler(pid: u32, sampling: Arc<AtomicBool>) -> std::thread::JoinHandle<u
     std::thread::spawn(move || {
         let mut peak = 0u64;
         while sampling.load(Ordering::Acquire) {
-            peak = peak.max(rss_bytes(pid));
+            peak = peak.max(common::resident_bytes(pid));
             std::thread::sleep(Duration::from_millis(20));
         }
         peak

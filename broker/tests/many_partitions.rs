@@ -110,16 +110,6 @@ fn open_fds(pid: u32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
-fn resident_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/<pid>/status");
-    kib * 1024
-}
-
 /// Partition errors a restarted broker answers while it takes leadership back.
 fn retriable(code: i16) -> bool {
     // UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT
@@ -269,7 +259,7 @@ fn twenty_thousand_partitions_under_a_4096_file_limit_serve_and_restart() {
     create_topic(&broker.bootstrap(), "ordinary", 1, &[]);
     let mut ordinary = 0;
     ordinary_clients_work(&broker, &mut ordinary, 20, "before the partitions");
-    let rss_before = resident_bytes(broker.pid());
+    let rss_before = common::resident_bytes(broker.pid());
 
     let mut client = WireClient::connect(broker.kafka_addr());
     for t in 0..TOPICS {
@@ -282,7 +272,7 @@ fn twenty_thousand_partitions_under_a_4096_file_limit_serve_and_restart() {
         let dirs = std::fs::read_dir(broker.data_dir()).ok()?.filter_map(Result::ok);
         (dirs.filter(|e| e.file_name().to_string_lossy().starts_with("many-")).count() >= partitions).then_some(())
     });
-    let rss_after = resident_bytes(broker.pid());
+    let rss_after = common::resident_bytes(broker.pid());
     eprintln!(
         "created {partitions} partitions after {:?}: resident {} MiB -> {} MiB, {} bytes per idle partition",
         started.elapsed(),
@@ -300,7 +290,7 @@ fn twenty_thousand_partitions_under_a_4096_file_limit_serve_and_restart() {
         "produced {} batches after {:?}: resident {} MiB",
         partitions * ROUNDS,
         started.elapsed(),
-        resident_bytes(broker.pid()) >> 20
+        common::resident_bytes(broker.pid()) >> 20
     );
     let segments: usize = (0..PARTITIONS).map(|p| broker.segment_files(&topic(0), p).len()).sum();
     assert_eq!(segments, PARTITIONS as usize * ROUNDS, "a segment per batch in the small-segment topics");

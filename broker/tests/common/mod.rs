@@ -373,3 +373,14 @@ pub fn append_to_file(path: &Path, bytes: &[u8]) {
 pub fn file_len(path: &Path) -> u64 {
     File::open(path).and_then(|f| f.metadata()).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).len()
 }
+
+/// The resident memory (VmRSS) of process `pid`, from /proc.
+pub fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/<pid>/status");
+    kib * 1024
+}
