@@ -124,15 +124,8 @@ async fn rack_batched_restarts_keep_min_isr_and_lose_nothing() {
     }
 
     let bootstrap = runner.bootstrap(BROKERS);
-    // One request in flight per connection: with several, a leader move can
-    // make librdkafka answer OUT_OF_ORDER_SEQUENCE on a later request by
-    // bumping its producer epoch and re-sending a record the old leader had
-    // already appended, under the new epoch — a duplicate no broker can
-    // detect (librdkafka issue 4953, seen here once in ten runs with two
-    // brokers moving leaderships at once). The broker's own idempotence is
-    // what this test checks.
-    let mut config = producer_config(&bootstrap);
-    config.set("max.in.flight.requests.per.connection", "1");
+    // One request in flight per connection: see producer_config.
+    let config = producer_config(&bootstrap);
     let load = Arc::new(ProduceLoad::start(config, TOPIC, PARTITIONS, Duration::from_millis(2)));
     load.wait_for_progress(PARTITIONS, 200, WAIT);
 

@@ -101,12 +101,23 @@ pub struct ProduceLoad {
 
 /// The librdkafka settings of the producer under test: acks=all, idempotent,
 /// retrying for long enough to ride out a leader failover.
+///
+/// One request in flight per connection: with several, a leader move lets a
+/// later batch reach the new leader before an earlier one is retried there;
+/// the new leader answers OUT_OF_ORDER_SEQUENCE (as Kafka does), librdkafka
+/// treats that as skipped sequence numbers and bumps its producer epoch for
+/// every partition, then re-sends under the new epoch batches the old leader
+/// had appended and replicated but answered NOT_LEADER for — a duplicate no
+/// broker can detect (librdkafka issue 4953; seen here in the voter and
+/// rolling-restart tests). The broker's own idempotence is what these tests
+/// check.
 pub fn producer_config(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
         .set("enable.idempotence", "true")
+        .set("max.in.flight.requests.per.connection", "1")
         .set("message.timeout.ms", "180000")
         .set("request.timeout.ms", "10000")
         .set("retry.backoff.ms", "100")
