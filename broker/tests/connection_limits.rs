@@ -188,17 +188,7 @@ fn partially_sent_frames_hold_no_more_memory_than_queued_max_request_bytes() {
     let stop = Arc::new(AtomicBool::new(false));
     let steady = normal_client(broker.kafka_addr(), "steady", stop.clone(), Duration::from_millis(100));
     let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = {
-        let (sampling, pid) = (sampling.clone(), broker.pid());
-        std::thread::spawn(move || {
-            let mut peak = 0u64;
-            while sampling.load(Ordering::Acquire) {
-                peak = peak.max(common::resident_bytes(pid));
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            peak
-        })
-    };
+    let sampler = rss_sampler(broker.pid(), sampling.clone());
     let streams: Vec<TcpStream> = attackers.into_iter().map(|a| a.join().expect("attacker thread")).collect();
     let until = Instant::now() + Duration::from_secs(120);
     for mut stream in streams {

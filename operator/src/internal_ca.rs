@@ -87,8 +87,11 @@ pub fn broker_certs_data(
 ) -> Result<BTreeMap<String, String>, TlsError> {
     let ca_cert = &ca.pem().cert;
     let mut data = BTreeMap::from([(CA_CERT.to_string(), ca_cert.clone())]);
-    let mut ids: Vec<i32> =
-        existing.keys().filter_map(|k| k.strip_prefix("broker-")?.strip_suffix(".crt")?.parse().ok()).collect();
+    let mut ids: Vec<i32> = existing
+        .keys()
+        .filter_map(|k| k.strip_prefix("broker-")?.strip_suffix(".crt")?.parse().ok())
+        .filter(|id| *id >= 0)
+        .collect();
     ids.extend(0..replicas);
     ids.sort_unstable();
     ids.dedup();
