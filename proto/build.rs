@@ -1,7 +1,7 @@
 //! Compiles proto/*.proto with protox (pure Rust), so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/raft.proto", "proto/replication.proto", "proto/admin.proto"];
+    let protos = ["proto/raft.proto", "proto/replication.proto", "proto/admin.proto", "proto/transactions.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

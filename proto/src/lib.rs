@@ -26,6 +26,10 @@
 //!   Failures of the operation are Kafka error codes with a message in the
 //!   response; a non-OK gRPC status means no controller could answer.
 //!
+//! - [`transactions`] — `TxnMarkers` (coordinator → partition leaders:
+//!   COMMIT/ABORT markers) and `TxnCoordinator` (partition leader →
+//!   coordinator: KIP-890 verification of a transactional produce).
+//!
 //! Invariant: field numbers are never reused or renumbered; a removed field
 //! is `reserved`.
 
@@ -37,6 +41,11 @@ pub mod raft {
 /// Follower fetch between replicas (`strom.replication.v1`).
 pub mod replication {
     tonic::include_proto!("strom.replication.v1");
+}
+
+/// Transaction markers and verification between brokers (`strom.transactions.v1`).
+pub mod transactions {
+    tonic::include_proto!("strom.transactions.v1");
 }
 
 /// Cluster administration (`strom.admin.v1`).

@@ -11,6 +11,11 @@ use strom_proto::admin::{
     DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
     IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionRef, ReplicaAssignment,
 };
+use strom_proto::admin::{
+    CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse, DeleteScramCredentialRequest,
+    DeleteScramCredentialResponse, DescribeUserRequest, DescribeUserResponse, UpsertScramCredentialRequest,
+    UpsertScramCredentialResponse,
+};
 use strom_proto::replication::{EpochEndOffset, FetchRecordsResponse};
 use tonic::{Request, Response, Status};
 
@@ -93,6 +98,27 @@ impl Admin for FixedAdmin {
         _: Request<AlterBrokerConfigsRequest>,
     ) -> Result<Response<AlterBrokerConfigsResponse>, Status> {
         Err(Status::unimplemented("broker configs"))
+    }
+    async fn upsert_scram_credential(
+        &self,
+        _: Request<UpsertScramCredentialRequest>,
+    ) -> Result<Response<UpsertScramCredentialResponse>, Status> {
+        Err(Status::unimplemented("users"))
+    }
+    async fn delete_scram_credential(
+        &self,
+        _: Request<DeleteScramCredentialRequest>,
+    ) -> Result<Response<DeleteScramCredentialResponse>, Status> {
+        Err(Status::unimplemented("users"))
+    }
+    async fn describe_user(&self, _: Request<DescribeUserRequest>) -> Result<Response<DescribeUserResponse>, Status> {
+        Err(Status::unimplemented("users"))
+    }
+    async fn create_acls(&self, _: Request<CreateAclsRequest>) -> Result<Response<CreateAclsResponse>, Status> {
+        Err(Status::unimplemented("acls"))
+    }
+    async fn delete_acls(&self, _: Request<DeleteAclsRequest>) -> Result<Response<DeleteAclsResponse>, Status> {
+        Err(Status::unimplemented("acls"))
     }
     async fn alter_partition_reassignments(
         &self,

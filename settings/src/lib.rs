@@ -31,6 +31,8 @@ pub enum SettingKind {
     /// Kafka's throttled-replica list: empty (none), `*` (every replica),
     /// or comma-separated `partition:broker` pairs.
     ReplicaList,
+    /// Kafka principals (`Type:name`) separated by semicolons; may be empty.
+    PrincipalList,
 }
 
 impl SettingKind {
@@ -38,7 +40,7 @@ impl SettingKind {
     pub fn kafka_config_type(&self) -> i8 {
         match self {
             SettingKind::Bool => 1,
-            SettingKind::Enum(_) => 2,
+            SettingKind::Enum(_) | SettingKind::PrincipalList => 2,
             SettingKind::Int { .. } => 3,
             SettingKind::Long { .. } => 5,
             SettingKind::Double { .. } => 6,
@@ -70,6 +72,9 @@ const fn int(min: i64, max: i64) -> SettingKind {
 const fn long(min: i64) -> SettingKind {
     SettingKind::Long { min, max: i64::MAX }
 }
+/// `authorizer.class.name` values: empty (off) or Kafka's ACL authorizers.
+const AUTHORIZER_CLASS_NAMES: &[&str] =
+    &["", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer"];
 const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 /// Kafka's `compression.type` values: `producer` keeps each batch's codec.
@@ -155,6 +160,34 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         doc: "Most members a consumer group may have.",
     },
     SettingDef {
+        name: "group.consumer.heartbeat.interval.ms",
+        kind: int(1, I32.1),
+        default: "5000",
+        broker_synonym: None,
+        doc: "Heartbeat interval the coordinator gives members of consumer-protocol groups (KIP-848).",
+    },
+    SettingDef {
+        name: "group.consumer.session.timeout.ms",
+        kind: int(1, I32.1),
+        default: "45000",
+        broker_synonym: None,
+        doc: "How long a consumer-protocol group member may go without a heartbeat before it is removed.",
+    },
+    SettingDef {
+        name: "group.consumer.max.size",
+        kind: int(1, I32.1),
+        default: "2147483647",
+        broker_synonym: None,
+        doc: "Most members a consumer-protocol group may have.",
+    },
+    SettingDef {
+        name: "group.consumer.assignors",
+        kind: SettingKind::List(&["uniform", "range"]),
+        default: "uniform,range",
+        broker_synonym: None,
+        doc: "Server-side assignors of consumer-protocol groups (uniform, range); the first is the default.",
+    },
+    SettingDef {
         name: "offsets.topic.num.partitions",
         kind: int(1, I32.1),
         default: "50",
@@ -195,6 +228,69 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         default: "600000",
         broker_synonym: None,
         doc: "How often expired committed offsets are removed.",
+    },
+    SettingDef {
+        name: "transaction.state.log.num.partitions",
+        kind: int(1, I32.1),
+        default: "50",
+        broker_synonym: None,
+        doc: "Partitions of __transaction_state when it is created.",
+    },
+    SettingDef {
+        name: "transaction.state.log.replication.factor",
+        kind: int(1, i16::MAX as i64),
+        default: "3",
+        broker_synonym: None,
+        doc: "Replication factor of __transaction_state when it is created (capped to the controller voters).",
+    },
+    SettingDef {
+        name: "transaction.state.log.min.isr",
+        kind: int(1, I32.1),
+        default: "2",
+        broker_synonym: None,
+        doc: "min.insync.replicas of __transaction_state (capped to its replication factor); coordinator writes are refused (retriably) while fewer replicas are in sync.",
+    },
+    SettingDef {
+        name: "transaction.state.log.segment.bytes",
+        kind: int(14, I32.1),
+        default: "104857600",
+        broker_synonym: None,
+        doc: "Segment size of __transaction_state.",
+    },
+    SettingDef {
+        name: "transaction.max.timeout.ms",
+        kind: int(1, I32.1),
+        default: "900000",
+        broker_synonym: None,
+        doc: "Largest transaction.timeout.ms a transactional producer may ask for.",
+    },
+    SettingDef {
+        name: "transactional.id.expiration.ms",
+        kind: int(1, I32.1),
+        default: "604800000",
+        broker_synonym: None,
+        doc: "How long a transactional id without any transaction is kept before it is removed.",
+    },
+    SettingDef {
+        name: "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        kind: int(1, I32.1),
+        default: "10000",
+        broker_synonym: None,
+        doc: "How often the coordinator aborts transactions open longer than their timeout.",
+    },
+    SettingDef {
+        name: "transaction.remove.expired.transaction.cleanup.interval.ms",
+        kind: int(1, I32.1),
+        default: "3600000",
+        broker_synonym: None,
+        doc: "How often the coordinator removes expired transactional ids.",
+    },
+    SettingDef {
+        name: "transaction.version",
+        kind: int(0, 2),
+        default: "2",
+        broker_synonym: None,
+        doc: "The finalized transaction.version feature level advertised in ApiVersions (Kafka finalizes it with kafka-features.sh): 2 turns on KIP-890 part 2 (an epoch bump per transaction, implicit partition adds) for clients that support it; 0 or 1 keeps the older protocol.",
     },
     SettingDef {
         name: "log.cleaner.delete.retention.ms",
@@ -286,6 +382,29 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         default: "true",
         broker_synonym: None,
         doc: "Create a topic when a client asks for metadata of one that does not exist.",
+    },
+    SettingDef {
+        name: "authorizer.class.name",
+        kind: SettingKind::Enum(AUTHORIZER_CLASS_NAMES),
+        default: "",
+        broker_synonym: None,
+        doc: "Empty: no authorization, every client may do everything. Kafka's StandardAuthorizer or \
+              AclAuthorizer class name: every request is checked against the ACLs (kafka-acls.sh).",
+    },
+    SettingDef {
+        name: "super.users",
+        kind: SettingKind::PrincipalList,
+        default: "",
+        broker_synonym: None,
+        doc: "Principals allowed everything whatever the ACLs say, separated by semicolons \
+              (User:admin;User:operator).",
+    },
+    SettingDef {
+        name: "allow.everyone.if.no.acl.found",
+        kind: SettingKind::Bool,
+        default: "false",
+        broker_synonym: None,
+        doc: "With the authorizer on: allow any principal on a resource that has no ACL at all.",
     },
     SettingDef {
         name: "delete.topic.enable",
@@ -394,6 +513,41 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         default: "5000",
         broker_synonym: None,
         doc: "Most client connections open at once from one IP address; more from it are refused.",
+    },
+    SettingDef {
+        name: "sasl.server.max.receive.size",
+        kind: int(1, I32.1),
+        default: "524288",
+        broker_synonym: None,
+        doc: "Largest request frame a SASL listener accepts before the connection has authenticated; a larger one closes it.",
+    },
+    SettingDef {
+        name: "sasl.authentication.timeout.ms",
+        kind: int(1, I32.1),
+        default: "30000",
+        broker_synonym: None,
+        doc: "How long a connection to a SASL listener may take to authenticate, counted from its accept (Strom's bound; Kafka has none): a connection still unauthenticated then is closed, so an unauthenticated peer cannot keep a connection slot by trickling requests.",
+    },
+    SettingDef {
+        name: "connection.failed.authentication.delay.ms",
+        kind: int(0, I32.1),
+        default: "100",
+        broker_synonym: None,
+        doc: "How long a failed authentication waits before its answer and the close, to slow down password guessing.",
+    },
+    SettingDef {
+        name: "quota.window.num",
+        kind: int(1, I32.1),
+        default: "11",
+        broker_synonym: None,
+        doc: "Samples a client quota's rate is measured over (Kafka's quota.window.num).",
+    },
+    SettingDef {
+        name: "quota.window.size.seconds",
+        kind: int(1, I32.1),
+        default: "1",
+        broker_synonym: None,
+        doc: "Span of one client quota sample, in seconds (Kafka's quota.window.size.seconds).",
     },
     SettingDef {
         name: "max.broker.partitions",
@@ -630,6 +784,9 @@ fn describe_expected(kind: &SettingKind) -> String {
         SettingKind::List(words) => {
             format!("a comma-separated list of {}", words.join(", "))
         }
+        SettingKind::PrincipalList => {
+            "principals of the form Type:name (User:alice) separated by semicolons, or empty".to_string()
+        }
         SettingKind::ReplicaList => {
             "empty, `*` (every replica) or comma-separated partition:broker pairs of non-negative integers".to_string()
         }
@@ -676,6 +833,19 @@ pub fn validate(def: &SettingDef, value: &str) -> Result<String, SettingError> {
                 }
             }
             Ok(items.join(","))
+        }
+        SettingKind::PrincipalList => {
+            let mut principals: Vec<&str> = Vec::new();
+            for item in trimmed.split(';').map(str::trim).filter(|i| !i.is_empty()) {
+                let valid = item.split_once(':').is_some_and(|(kind, name)| !kind.is_empty() && !name.is_empty());
+                if !valid {
+                    return Err(invalid());
+                }
+                if !principals.contains(&item) {
+                    principals.push(item);
+                }
+            }
+            Ok(principals.join(";"))
         }
         SettingKind::ReplicaList => {
             if trimmed == "*" {
@@ -879,6 +1049,20 @@ mod tests {
             "invalid value `10` for setting `log.segment.bytes`: expected an integer from 14 to 2147483647"
         );
         assert_eq!(s.long("log.segment.bytes"), 1073741824, "nothing changed");
+    }
+
+    #[test]
+    fn authorizer_settings_take_kafkas_values() {
+        let mut s = Settings::broker_defaults();
+        assert_eq!(s.get("authorizer.class.name"), "");
+        s.set("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer").unwrap();
+        let msg = s.set("authorizer.class.name", "com.example.Mine").unwrap_err().to_string();
+        assert!(msg.contains("kafka.security.authorizer.AclAuthorizer"), "{msg}");
+        s.set("super.users", " User:admin ;User:ops;User:admin").unwrap();
+        assert_eq!(s.get("super.users"), "User:admin;User:ops");
+        let msg = s.set("super.users", "admin").unwrap_err().to_string();
+        assert!(msg.contains("Type:name"), "{msg}");
+        s.set("super.users", "").unwrap();
     }
 
     #[test]

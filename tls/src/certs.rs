@@ -9,8 +9,9 @@
 //! `operator.pem`, `operator-key.pem`. Keys are ECDSA P-256. Leaf
 //! certificates are usable as both TLS server and client.
 //!
-//! Validity is rcgen's default (no practical expiry) until the operator
-//! renews certificates (the operator-security issue).
+//! Validity is rcgen's default (no practical expiry) unless a [`Validity`]
+//! is given: the operator issues its clusters' CAs and the Kafka listeners'
+//! and users' certificates with one and renews them before [`not_after`].
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,32 @@ impl std::fmt::Debug for PemPair {
     }
 }
 
+/// When a certificate is valid, in seconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// First second of validity.
+    pub not_before: i64,
+    /// Last second of validity.
+    pub not_after: i64,
+}
+
+impl Validity {
+    /// Valid from `now` (less an hour, for clocks behind ours) for `days` days.
+    pub fn days_from(now: i64, days: u32) -> Validity {
+        Validity { not_before: now.saturating_sub(3600), not_after: now.saturating_add(i64::from(days) * 86_400) }
+    }
+
+    fn apply(self, params: &mut CertificateParams) -> Result<(), TlsError> {
+        let at = |s: i64| {
+            time::OffsetDateTime::from_unix_timestamp(s)
+                .map_err(|e| TlsError::Config(format!("validity bound {s} (Unix seconds) is out of range: {e}")))
+        };
+        params.not_before = at(self.not_before)?;
+        params.not_after = at(self.not_after)?;
+        Ok(())
+    }
+}
+
 /// A certificate authority that signs the internal plane's certificates.
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
@@ -67,12 +94,15 @@ impl std::fmt::Debug for Ca {
 impl Ca {
     /// A new self-signed CA named `common_name`, with a new ECDSA P-256 key.
     pub fn generate(common_name: &str) -> Result<Ca, TlsError> {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        Ca::generate_valid(common_name, None)
+    }
+
+    /// [`Ca::generate`] valid for `validity` (rcgen's default when `None`).
+    pub fn generate_valid(common_name: &str, validity: Option<Validity>) -> Result<Ca, TlsError> {
+        let mut params = ca_params(common_name);
+        if let Some(validity) = validity {
+            validity.apply(&mut params)?;
+        }
         let key = KeyPair::generate().map_err(rcgen_error("the CA key"))?;
         let cert = params.self_signed(&key).map_err(rcgen_error("the CA certificate"))?;
         let pem = PemPair { cert: cert.pem(), key: key.serialize_pem() };
@@ -89,6 +119,33 @@ impl Ca {
     /// The CA's certificate and key.
     pub fn pem(&self) -> &PemPair {
         &self.pem
+    }
+
+    /// `other`'s CA certificate signed by this CA (a cross-signed
+    /// intermediate): served after a leaf of `other`, it lets peers that
+    /// trust only this CA verify that leaf while they learn to trust `other`.
+    pub fn cross_sign(&self, other: &Ca) -> Result<String, TlsError> {
+        let der = first_der(&other.pem.cert)
+            .ok_or_else(|| TlsError::Config("the CA to cross-sign: no PEM certificate".into()))?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| TlsError::Config(format!("the CA to cross-sign does not parse: {e}")))?;
+        let common_name = parsed
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .ok_or_else(|| TlsError::Config("the CA to cross-sign has no common name".into()))?;
+        // The same subject and key as `other` (Strom's CAs carry only a CN),
+        // so a chain can go through either certificate.
+        let mut params = ca_params(common_name);
+        Validity {
+            not_before: parsed.validity().not_before.timestamp(),
+            not_after: parsed.validity().not_after.timestamp(),
+        }
+        .apply(&mut params)?;
+        let key = KeyPair::from_pem(&other.pem.key).map_err(rcgen_error("the key of the CA to cross-sign"))?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(rcgen_error("a cross-signed CA certificate"))?;
+        Ok(cert.pem())
     }
 
     /// A new certificate and key for `identity`, signed by this CA. Broker
@@ -114,6 +171,69 @@ impl Ca {
         let cert = params.signed_by(&key, &self.issuer).map_err(rcgen_error("a certificate"))?;
         Ok(PemPair { cert: cert.pem(), key: key.serialize_pem() })
     }
+}
+
+impl Ca {
+    /// A new certificate and key for a Kafka client listener or client:
+    /// subject `CN=<common_name>` (and `O=<organization>` if given), the
+    /// DNS and IP SANs given, usable for server and client authentication.
+    pub fn issue_named(
+        &self,
+        common_name: &str,
+        organization: Option<&str>,
+        dns: &[String],
+        ips: &[IpAddr],
+    ) -> Result<PemPair, TlsError> {
+        self.issue_named_valid(common_name, organization, dns, ips, None)
+    }
+
+    /// [`Ca::issue_named`] valid for `validity` (rcgen's default when `None`).
+    pub fn issue_named_valid(
+        &self,
+        common_name: &str,
+        organization: Option<&str>,
+        dns: &[String],
+        ips: &[IpAddr],
+        validity: Option<Validity>,
+    ) -> Result<PemPair, TlsError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        if let Some(o) = organization {
+            params.distinguished_name.push(DnType::OrganizationName, o);
+        }
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        for ip in ips {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        for name in dns {
+            let dns = Ia5String::try_from(name.as_str()).map_err(rcgen_error("a DNS SAN"))?;
+            params.subject_alt_names.push(SanType::DnsName(dns));
+        }
+        if let Some(validity) = validity {
+            validity.apply(&mut params)?;
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().map_err(rcgen_error("a key"))?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(rcgen_error("a certificate"))?;
+        Ok(PemPair { cert: cert.pem(), key: key.serialize_pem() })
+    }
+}
+
+/// The last second (Unix time) the first certificate of `pem` is valid;
+/// `None` when it does not parse.
+pub fn not_after(pem: &str) -> Option<i64> {
+    let der = first_der(pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// The subject of the first certificate of `pem` as RFC 4514 text
+/// (`CN=alice`); `None` when it does not parse.
+pub fn subject(pem: &str) -> Option<String> {
+    let der = first_der(pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(cert.subject().to_string())
 }
 
 /// Whether `cert` (PEM, leaf first) was signed by the CA `ca` (PEM): its
@@ -185,6 +305,16 @@ impl Written {
     pub fn operator(&self) -> Option<&Pair> {
         self.pairs.iter().find(|p| p.identity == Identity::Operator)
     }
+}
+
+/// A CA certificate's parameters: subject `CN=<common_name>`, any path length.
+fn ca_params(common_name: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params
 }
 
 fn rcgen_error(what: &str) -> impl FnOnce(rcgen::Error) -> TlsError + '_ {
@@ -262,5 +392,27 @@ mod tests {
         assert!(!signed_by("not pem", &ca.pem().cert));
         assert_eq!(identity_of_pem(&issued.cert).unwrap(), Identity::Broker(7));
         assert!(!format!("{issued:?}").contains("PRIVATE KEY"), "keys stay out of Debug");
+    }
+
+    #[test]
+    fn a_cross_signed_ca_links_the_new_ca_to_the_old_one() {
+        let old = Ca::generate("old CA").unwrap();
+        let new = Ca::generate("new CA").unwrap();
+        let cross = old.cross_sign(&new).unwrap();
+        assert!(signed_by(&cross, &old.pem().cert), "the cross certificate is the old CA's");
+        assert_eq!(subject(&cross), subject(&new.pem().cert), "and names the new CA");
+        let leaf = new.issue_named("broker", None, &[], &[]).unwrap();
+        assert!(signed_by(&leaf.cert, &cross), "so it verifies the new CA's leaves");
+    }
+
+    #[test]
+    fn validity_is_written_into_ca_and_leaf_certificates() {
+        let now = 1_800_000_000;
+        let ca = Ca::generate_valid("dated CA", Some(Validity::days_from(now, 365))).unwrap();
+        assert_eq!(not_after(&ca.pem().cert), Some(now + 365 * 86_400));
+        let leaf = ca.issue_named_valid("alice", None, &[], &[], Some(Validity::days_from(now, 30))).unwrap();
+        assert_eq!(not_after(&leaf.cert), Some(now + 30 * 86_400));
+        assert!(signed_by(&leaf.cert, &ca.pem().cert));
+        assert_eq!(not_after("no certificate"), None);
     }
 }

@@ -23,6 +23,7 @@
 //! previous one kept.
 
 pub mod certs;
+pub mod listener;
 
 use std::io;
 use std::net::SocketAddr;
@@ -616,6 +617,44 @@ mod tests {
         assert!(identity_of(&der(&written.ca)).is_err());
         let tls = InternalTls::load(written.broker(3).files(&written.ca)).unwrap();
         assert_eq!(tls.identity(), Identity::Broker(3));
+    }
+
+    /// A follower opening a channel to leader 1 accepts only a server
+    /// certificate naming broker 1: another broker of the same CA cannot
+    /// answer in its place.
+    #[tokio::test]
+    async fn a_client_expecting_one_broker_refuses_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = certs::CertsRequest {
+            brokers: vec![1, 2],
+            operator: false,
+            ips: vec!["127.0.0.1".parse().unwrap()],
+            dns: vec![],
+        };
+        let written = certs::write(dir.path(), &request).unwrap();
+        let follower = InternalTls::load(written.broker(1).files(&written.ca)).unwrap();
+        let impostor = InternalTls::load(written.broker(2).files(&written.ca)).unwrap();
+        let handshake = |expected: Option<i32>| {
+            let (follower, impostor) = (follower.clone(), impostor.clone());
+            async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let address = listener.local_addr().unwrap();
+                let server = tokio::spawn(async move {
+                    let (tcp, _) = listener.accept().await.unwrap();
+                    tokio_rustls::TlsAcceptor::from(impostor.server_config()).accept(tcp).await.map(|_| ())
+                });
+                let tcp = TcpStream::connect(address).await.unwrap();
+                let name = ServerName::try_from("strom-broker").unwrap();
+                let client = tokio_rustls::TlsConnector::from(follower.client_config(expected).unwrap());
+                let outcome = client.connect(name, tcp).await.map(|_| ());
+                let _ = server.await;
+                outcome
+            }
+        };
+        let refused = handshake(Some(1)).await.expect_err("broker 2 posing as broker 1");
+        assert!(refused.to_string().contains("strom://broker/1"), "{refused}");
+        handshake(Some(2)).await.expect("broker 2 where broker 2 is expected");
+        handshake(None).await.expect("any broker when none is named");
     }
 
     #[test]
