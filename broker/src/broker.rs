@@ -30,6 +30,7 @@ use crate::log::{LogManager, TopicPartition};
 use crate::metadata::MetadataView;
 use crate::metrics::Metrics;
 use crate::replica::{Partition, ReplicaConfig, ReplicaManager};
+use crate::txn::{TxnConfig, TxnCoordinator};
 
 pub use crate::clock::now_ms;
 
@@ -59,8 +60,14 @@ pub struct Broker {
     pub shutdown: CancellationToken,
     /// The consumer group coordinator.
     pub groups: Arc<GroupCoordinator>,
+    /// The transaction coordinator.
+    pub txns: Arc<TxnCoordinator>,
     /// This node's member of the controller quorum.
     pub controller: Arc<Controller>,
+    /// Whether and how Kafka requests are authorized (`authorizer.class.name`, `super.users`, ...).
+    pub authorizer: crate::auth::authorizer::AuthorizerConfig,
+    /// Client quotas in force here and the rates measured against them.
+    pub quotas: crate::quota::QuotaManager,
     /// The internal plane's mutual TLS (`None`: plain, see `--internal-insecure`).
     pub internal_tls: Option<Arc<crate::tls::InternalTls>>,
     /// The broker epoch the controller gave this incarnation (-1 before registration).
@@ -95,7 +102,13 @@ impl Broker {
             metadata: RwLock::new(MetadataView::default()),
             shutdown,
             groups: GroupCoordinator::new(GroupConfig::from_settings(&config.settings)),
+            txns: TxnCoordinator::new(TxnConfig::from_settings(&config.settings)),
             controller: Arc::new(controller),
+            authorizer: crate::auth::authorizer::AuthorizerConfig::from_settings(&config.settings),
+            quotas: crate::quota::QuotaManager::new(
+                config.settings.long("quota.window.num"),
+                config.settings.long("quota.window.size.seconds"),
+            ),
             internal_tls: internal_tls.clone(),
             broker_epoch: AtomicI64::new(-1),
             ready: AtomicBool::new(false),

@@ -1,13 +1,15 @@
 //! The internal gRPC server on `--internal-listen`: the controller quorum's
-//! `Raft` service, the `Replication` service followers fetch from, and the
-//! `Admin` service for the operator and tools. It starts before the broker
+//! `Raft` service, the `Replication` service followers fetch from, the
+//! `TxnMarkers` service transaction coordinators write markers through, the
+//! `TxnCoordinator` service partition leaders verify transactional produces
+//! with, and the `Admin` service for the operator and tools. It starts before the broker
 //! registers, because the quorum cannot form until voters reach each other
 //! here.
 //!
 //! With internal TLS (see [`crate::tls`]) every connection completes a
 //! mutual TLS handshake with a certificate of the cluster CA before any
-//! call, and each service checks the caller's identity: Raft and
-//! Replication in their handlers, Admin here ([`authorize_admin`]: brokers
+//! call, and each service checks the caller's identity: Raft,
+//! Replication, TxnMarkers and TxnCoordinator (brokers only) in their handlers, Admin here ([`authorize_admin`]: brokers
 //! and the operator only). Without it (`--internal-insecure`, or the
 //! loopback-only single-node default) the listener is plain and nobody is
 //! authenticated; with `--internal-insecure` a warning says so every minute.
@@ -45,6 +47,8 @@ pub fn serve(broker: Arc<Broker>, listener: TcpListener) {
     let router = tonic::transport::Server::builder()
         .add_service(broker.controller.raft_service())
         .add_service(replication)
+        .add_service(crate::txn_markers_service::TxnMarkersService::server(broker.clone()))
+        .add_service(crate::txn::service::TxnCoordinatorService::server(broker.txns.clone()))
         .add_service(admin);
     let shutdown = broker.shutdown.clone();
     let node_id = broker.config.node_id;

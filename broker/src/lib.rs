@@ -3,6 +3,7 @@
 //! The crate is laid out by responsibility:
 //!
 //! - [`admin`] — the one path of cluster changes from every API: pure rules, then the controller.
+//! - [`auth`] — who a client is: the principal its connection authenticated as.
 //! - [`admin_service`] — the `Admin` gRPC service for the operator and tools.
 //! - [`alloc_guard`] — the process allocator, safe against absurd capacity requests.
 //! - [`clock`] — wall-clock milliseconds, Kafka's unit of time.
@@ -14,6 +15,7 @@
 //! - [`group`] — the consumer group coordinator and committed offsets.
 //! - [`broker`] — the broker's shared state; starts nothing.
 //! - [`membership`] — joining the cluster, heartbeats, `__consumer_offsets`, controlled shutdown.
+//! - [`quota`] — client quotas (KIP-13/55/124/219): stored entities, Kafka's precedence, windowed rates, throttles.
 //! - [`publisher`] — makes the broker follow the controller's image (leaders, followers, deletions).
 //! - [`internal`] — the internal gRPC server: Raft, replication and admin services.
 //! - [`protocol`] — the Kafka wire protocol: framing, codec, connections, API handlers.
@@ -28,6 +30,7 @@
 pub mod admin;
 pub mod admin_service;
 pub mod alloc_guard;
+pub mod auth;
 pub mod broker;
 pub mod clock;
 pub mod config;
@@ -42,11 +45,14 @@ pub mod metrics;
 pub mod open_files;
 pub mod protocol;
 pub mod publisher;
+pub mod quota;
 pub mod readiness;
 pub mod replica;
 pub mod scrape;
 pub mod server;
 pub mod tls;
+pub mod txn;
+pub mod txn_markers_service;
 
 /// Every binary linking the broker (the broker itself, tests, fuzz targets)
 /// allocates through the guard.

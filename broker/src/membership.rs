@@ -48,6 +48,7 @@ pub async fn join(broker: &Arc<Broker>) -> anyhow::Result<()> {
         incarnation_id: Uuid::new_v4(),
         advertised_endpoint: c.advertise.to_string(),
         internal_endpoint: c.internal_advertise.to_string(),
+        listeners: c.listeners.iter().map(|l| (l.name.clone(), l.advertised.to_string())).collect(),
         rack: c.rack.clone(),
         max_partitions: Some(crate::open_files::max_broker_partitions(&c.settings)),
     };
@@ -73,11 +74,30 @@ pub async fn join(broker: &Arc<Broker>) -> anyhow::Result<()> {
     tracing::info!(node_id = c.node_id, broker_epoch = epoch, "registered with the controller quorum");
     // On a quorum of one, the broker is the whole cluster: make
     // `__consumer_offsets` now so groups work from the first request.
+    // Retried: under load the first heartbeat may time out, leaving this
+    // broker fenced (and the topic unmade) until the heartbeat loop's next.
     if broker.controller.voters().len() == 1 {
-        ensure_offsets_topic(broker).await;
+        let deadline = tokio::time::Instant::now() + SINGLE_NODE_OFFSETS_WAIT;
+        loop {
+            ensure_offsets_topic(broker).await;
+            if broker.metadata.read().topic(crate::group::OFFSETS_TOPIC).is_some() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "{} not created within {SINGLE_NODE_OFFSETS_WAIT:?} of registering; the heartbeat loop keeps trying",
+                    crate::group::OFFSETS_TOPIC
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     Ok(())
 }
+
+/// How long a single-node broker's start waits for `__consumer_offsets`.
+const SINGLE_NODE_OFFSETS_WAIT: Duration = Duration::from_secs(30);
 
 /// Creates the topics of an old single-node metadata file (same ids,
 /// replicas and configs) unless the image has them, moves the producer-id

@@ -120,6 +120,11 @@ pub struct Metrics {
     requests: IntCounterVec,
     request_errors: IntCounterVec,
     bad_requests: IntCounterVec,
+    /// Refused TLS handshakes and SASL authentications, by listener and mechanism.
+    authentication_failures: IntCounterVec,
+    /// Throttle time and throttled requests, by quota type.
+    quota_throttle_ms: IntCounterVec,
+    quota_throttled: IntCounterVec,
     bytes_in: IntCounterVec,
     records_in: IntCounterVec,
     bytes_out: IntCounterVec,
@@ -173,6 +178,29 @@ impl Metrics {
             "Connections closed for a malformed request, by stage.",
             &["stage"],
         );
+        let authentication_failures = counter_vec(
+            r,
+            "strom_authentication_failures_total",
+            "Client connections refused at authentication (a failed TLS handshake or SASL exchange), by listener and mechanism.",
+            &["listener", "mechanism"],
+        );
+        let quota_throttle_ms = counter_vec(
+            r,
+            "strom_client_quota_throttle_time_ms_total",
+            "Milliseconds of throttle given to clients over a quota, by quota type (produce, fetch, request).",
+            &["quota_type"],
+        );
+        let quota_throttled = counter_vec(
+            r,
+            "strom_client_quota_throttled_requests_total",
+            "Requests that earned a throttle for a client quota, by quota type (produce, fetch, request).",
+            &["quota_type"],
+        );
+        // Every quota type's series is present from the start, at 0.
+        for quota_type in ["produce", "fetch", "request", "connection", "controller_mutation"] {
+            quota_throttle_ms.with_label_values(&[quota_type]);
+            quota_throttled.with_label_values(&[quota_type]);
+        }
         let bytes_in = counter_vec(
             r,
             "strom_topic_bytes_in_total",
@@ -255,6 +283,9 @@ impl Metrics {
             requests,
             request_errors,
             bad_requests,
+            authentication_failures,
+            quota_throttle_ms,
+            quota_throttled,
             bytes_in,
             records_in,
             bytes_out,
@@ -303,6 +334,23 @@ impl Metrics {
     pub fn record_bad_request(&self, stage: &str) {
         if self.enabled {
             self.bad_requests.with_label_values(&[stage]).inc();
+        }
+    }
+
+    /// Counts a client refused at authentication on `listener`: `mechanism`
+    /// is `TLS` for a failed handshake, else the SASL mechanism.
+    pub fn record_authentication_failure(&self, listener: &str, mechanism: &str) {
+        if self.enabled {
+            self.authentication_failures.with_label_values(&[listener, mechanism]).inc();
+        }
+    }
+
+    /// Counts one request throttled `wait` for a quota of `quota_type`.
+    pub fn record_quota_throttle(&self, quota_type: &str, wait: Duration) {
+        if self.enabled {
+            let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            self.quota_throttle_ms.with_label_values(&[quota_type]).inc_by(ms);
+            self.quota_throttled.with_label_values(&[quota_type]).inc();
         }
     }
 

@@ -81,6 +81,7 @@ fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>
     let image = Arc::new(snapshot.image);
     let controller_id = leader.map(|l| l as i32).unwrap_or(NO_LEADER);
     *broker.metadata.write() = MetadataView::from_image(&image, controller_id);
+    broker.quotas.update(&image.client_quotas);
     let previous = broker.last_image.lock().clone();
     let me = broker.config.node_id;
     // The image is complete enough to delete by once this broker has joined
@@ -141,6 +142,9 @@ fn publish(broker: &Arc<Broker>, snapshot: MetadataSnapshot, leader: Option<u64>
         }
         if name == OFFSETS_TOPIC {
             follow_offsets_leadership(broker, &topic.partitions, me, registered);
+        }
+        if name == crate::txn::TXN_STATE_TOPIC {
+            crate::txn::follow_leadership(broker, &topic.partitions, me, registered);
         }
     }
     if caught_up {

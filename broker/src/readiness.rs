@@ -131,6 +131,7 @@ mod tests {
             broker_epoch: 1,
             advertised_endpoint: String::new(),
             internal_endpoint: String::new(),
+            listeners: Default::default(),
             rack: None,
             fenced,
             in_controlled_shutdown: false,
@@ -157,7 +158,7 @@ mod tests {
             brokers: brokers.into_iter().collect(),
             topics: [("t".to_string(), topic)].into_iter().collect(),
             producer_id_block_end: 0,
-            broker_configs: BTreeMap::new(),
+            ..Default::default()
         }
     }
 

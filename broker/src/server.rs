@@ -14,7 +14,8 @@
 //! `/readyz` says it is starting (see [`crate::readiness`]), and `/metrics`
 //! (see [`crate::metrics`]) answers 503 until the broker is up.
 //!
-//! [`serve`] then serves the Kafka listener until the broker's shutdown
+//! [`bind_kafka`] binds every named Kafka listener (`listeners`, or
+//! `--listen` alone) and loads its TLS files; [`serve`] then serves them until the broker's shutdown
 //! token is cancelled, stops accepting, lets open connections finish their
 //! queued responses, and flushes every log before returning. Connections
 //! beyond `max.connections` are closed at accept.
@@ -38,6 +39,7 @@ use crate::controller::{Controller, ControllerConfig};
 use crate::log::LogManager;
 use crate::protocol::connection::serve_connection;
 use crate::protocol::limits::{ConnectionCounts, RefusalLog, RequestMemory};
+use crate::protocol::listener::ClientListener;
 use crate::protocol::versions::SUPPORTED_APIS;
 use crate::readiness::{NotReady, Readiness};
 
@@ -127,26 +129,49 @@ pub async fn bind_http(config: &crate::config::BrokerConfig) -> anyhow::Result<T
         .with_context(|| format!("cannot listen for HTTP on {} (--http-listen)", config.http_listen))
 }
 
-/// Binds the Kafka listener of a started broker; it then serves with [`serve`].
-pub async fn bind_kafka(broker: &Broker) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(broker.config.listen)
-        .await
-        .with_context(|| format!("cannot listen for Kafka clients on {} (--listen)", broker.config.listen))
+/// The bound Kafka listeners of a broker, each with its settings.
+pub type KafkaListeners = Vec<(Arc<ClientListener>, TcpListener)>;
+
+/// Binds the Kafka listeners of a started broker (loading their TLS
+/// files); they then serve with [`serve`].
+pub async fn bind_kafka(broker: &Broker) -> anyhow::Result<KafkaListeners> {
+    let mut bound = Vec::new();
+    for config in &broker.config.listeners {
+        let listener = ClientListener::new(config)?;
+        let socket = TcpListener::bind(config.bind).await.with_context(|| {
+            format!(
+                "cannot listen for Kafka clients on {} (listener {}; listeners or --listen)",
+                config.bind, config.name
+            )
+        })?;
+        bound.push((listener, socket));
+    }
+    Ok(bound)
+}
+
+/// Accepts the next connection on any of `listeners`.
+async fn accept_any(
+    listeners: &KafkaListeners,
+) -> (&Arc<ClientListener>, std::io::Result<(tokio::net::TcpStream, SocketAddr)>) {
+    let accepts = listeners.iter().map(|(l, socket)| Box::pin(async move { (l, socket.accept().await) }));
+    futures::future::select_all(accepts).await.0
 }
 
 /// Serves Kafka clients on `kafka` until `broker.shutdown` is cancelled,
 /// then drains connections, stops the HTTP server (`http_task`, from
 /// [`serve_http`]) and flushes the logs.
-pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http_task: JoinHandle<()>) -> anyhow::Result<()> {
+pub async fn serve(broker: Arc<Broker>, kafka: KafkaListeners, http_task: JoinHandle<()>) -> anyhow::Result<()> {
     let housekeeping = tokio::spawn(housekeeping(broker.clone()));
+    crate::auth::jwks_fetch::spawn_refreshers(&broker.config.listeners, &broker.shutdown);
     let groups = tokio::spawn(broker.groups.clone().run(broker.shutdown.clone()));
+    let txns = tokio::spawn(broker.txns.clone().run(broker.shutdown.clone()));
     let counts = ConnectionCounts::from_settings(&broker.config.settings);
     let memory = RequestMemory::from_settings(&broker.config.settings);
     let mut refused_connections = RefusalLog::default();
     let mut connections = JoinSet::new();
     loop {
-        let accepted = tokio::select! {
-            a = kafka.accept() => a,
+        let (listener, accepted) = tokio::select! {
+            a = accept_any(&kafka) => a,
             _ = broker.shutdown.cancelled() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
@@ -166,10 +191,25 @@ pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http_task: JoinHandl
                 continue;
             }
         };
-        let (b, memory) = (broker.clone(), memory.clone());
+        let throttle = broker.quotas.record_connection(peer.ip());
+        if !throttle.is_zero() {
+            // KIP-612: a connection over its ip's connection_creation_rate is
+            // closed after the throttle, holding its slot meanwhile.
+            broker.metrics.record_quota_throttle("connection", throttle);
+            let shutdown = broker.shutdown.clone();
+            connections.spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(throttle) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                drop((stream, slot));
+            });
+            continue;
+        }
+        let (b, memory, listener) = (broker.clone(), memory.clone(), listener.clone());
         connections.spawn(async move {
             b.metrics.connections().inc();
-            serve_connection(stream, peer, b.clone(), memory).await;
+            serve_connection(stream, peer, b.clone(), memory, listener).await;
             b.metrics.connections().dec();
             drop(slot);
         });
@@ -183,6 +223,7 @@ pub async fn serve(broker: Arc<Broker>, kafka: TcpListener, http_task: JoinHandl
     housekeeping.abort();
     // On shutdown the coordinator answers waiting joins and syncs with NOT_COORDINATOR.
     let _ = groups.await;
+    let _ = txns.await;
     http_task.abort();
     let b = broker.clone();
     tokio::task::spawn_blocking(move || {

@@ -1,14 +1,15 @@
 //! Fuzzes the operator-side validation of the custom resources: any JSON a
-//! user can put in a KafkaCluster or KafkaTopic spec is either refused with an
+//! user can put in a KafkaCluster, KafkaTopic or KafkaUser spec is either refused with an
 //! error or accepted — never a panic — and what is accepted keeps the rules
 //! the CRD's CEL rules state (storage sizes with a known unit, greater than
-//! zero; topic names of 1–249 ASCII letters, digits, '.', '_', '-').
+//! zero; topic names of 1–249 ASCII letters, digits, '.', '_', '-'; a
+//! KafkaUser's ACL operations apply to their resource type).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use strom_crds::quantity::parse_storage_size;
 use strom_crds::topic::validate_topic_name;
-use strom_crds::{KafkaClusterSpec, KafkaTopicSpec};
+use strom_crds::{AclOperation, KafkaClusterSpec, KafkaTopicSpec, KafkaUserSpec};
 
 const UNITS: [&str; 13] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E"];
 
@@ -43,5 +44,14 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(spec) = serde_json::from_slice::<KafkaTopicSpec>(data) {
         let _ = spec.topic_name.as_deref().map(|name| validate_topic_name("spec.topicName", name));
+    }
+    if let Ok(spec) = serde_json::from_slice::<KafkaUserSpec>(data)
+        && spec.validate().is_ok()
+    {
+        for rule in spec.authorization.iter().flat_map(|a| a.acls.iter()) {
+            let allowed = rule.resource.r#type.operations();
+            assert!(!rule.operations.is_empty());
+            assert!(rule.operations.iter().all(|o| *o == AclOperation::All || allowed.contains(o)), "{rule:?}");
+        }
     }
 });

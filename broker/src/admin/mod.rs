@@ -6,7 +6,9 @@
 //! shutdown) and the broker's own (`__consumer_offsets`, its controlled
 //! shutdown) are a [`Change`] handed to [`apply`], the one door:
 //!
-//! 1. (the client-security issue's authorizer will decide here who may);
+//! 1. who may is decided before, by the caller, with the principal it
+//!    serves (`protocol::authz` for Kafka clients; the gRPC plane's callers
+//!    are brokers and the operator, not subject to client ACLs);
 //! 2. [`rules`] turns the change into a controller command or refuses it —
 //!    pure, over the broker settings and the published metadata, so both
 //!    APIs refuse the same request with the same text;
@@ -29,6 +31,7 @@ use crate::controller::image::{ClusterImage, Command, CommandError, Outcome};
 use crate::log::LogError;
 use crate::log_lines::LineLimit;
 use crate::metadata::{ConfigOp, MetadataError, MetadataView, TopicMetadata};
+use crate::quota::config::{QuotaEntity, QuotaOp};
 pub use rules::min_insync_replicas;
 
 /// Topic creations and deletions a client can cause, logged a few a second at most.
@@ -56,6 +59,9 @@ pub enum AdminError {
     /// DeleteTopics while `delete.topic.enable=false`.
     #[error("topic deletion is disabled on this broker (delete.topic.enable=false)")]
     DeletionDisabled,
+    /// A client quota alteration Kafka refuses (unknown key, negative value, ...).
+    #[error(transparent)]
+    ClientQuota(#[from] crate::quota::config::QuotaError),
 }
 
 /// What a client asked for when creating a topic.
@@ -86,6 +92,8 @@ pub enum Change {
     AlterTopicConfigs { name: String, ops: Vec<ConfigOp> },
     /// Replace all of a topic's config overrides.
     ReplaceTopicConfigs { name: String, configs: std::collections::BTreeMap<String, String> },
+    /// Replace a group's config overrides.
+    ReplaceGroupConfigs { group: String, configs: std::collections::BTreeMap<String, String> },
     /// Replace the cluster-wide dynamic broker settings.
     AlterBrokerConfigs { configs: std::collections::BTreeMap<String, String> },
     /// Move a partition's replicas to `target`.
@@ -94,6 +102,19 @@ pub enum Change {
     ElectLeader { topic: String, partition: i32, allow_unclean: bool },
     /// Move a broker's leaderships away before it stops.
     ControlledShutdown { broker_id: i32, broker_epoch: i64 },
+    /// Set and delete SCRAM credentials, already checked by the
+    /// AlterUserScramCredentials handler: (user, mechanism, credential) and
+    /// (user, mechanism).
+    AlterScramCredentials {
+        upserts: Vec<(String, String, crate::auth::scram::ScramCredential)>,
+        deletions: Vec<(String, String)>,
+    },
+    /// Store ACLs (CreateAcls; validated by [`crate::auth::acl::AclBinding::parse`]).
+    CreateAcls { bindings: Vec<crate::auth::acl::AclBinding> },
+    /// Remove the ACLs the filters match (DeleteAcls).
+    DeleteAcls { filters: Vec<crate::auth::acl::AclFilter> },
+    /// Set and remove client quota values, entity by entity (AlterClientQuotas).
+    AlterClientQuotas { alterations: Vec<(QuotaEntity, Vec<QuotaOp>)> },
 }
 
 /// What an applied (or validated) change did.
@@ -109,7 +130,6 @@ pub struct Applied {
 /// checks it against a scratch image (`validate_only`) or proposes it and
 /// waits until this broker has published it.
 pub async fn apply(broker: &Broker, change: Change, validate_only: bool) -> Result<Applied, AdminError> {
-    // The authorizer of the client-security issue goes here.
     let command = {
         let metadata = broker.metadata.read();
         let view = rules::ClusterView { settings: &broker.config.settings, metadata: &metadata };
@@ -159,6 +179,17 @@ pub async fn delete_topic(broker: &Broker, name: &str) -> Result<TopicMetadata, 
     let before = broker.metadata.read().topic(name).cloned();
     apply(broker, Change::DeleteTopic { name: name.to_string() }, false).await?;
     before.ok_or_else(|| MetadataError::UnknownTopic(name.to_string()).into())
+}
+
+/// Sets and removes client quotas (or only checks, when `validate_only`):
+/// each entity with its ops, all or nothing. The door for every API
+/// (AlterClientQuotas, the gRPC Admin service).
+pub async fn alter_client_quotas(
+    broker: &Broker,
+    alterations: Vec<(QuotaEntity, Vec<QuotaOp>)>,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    apply(broker, Change::AlterClientQuotas { alterations }, validate_only).await.map(|_| ())
 }
 
 /// The effective `min.insync.replicas` of `topic` on this broker (see [`rules::min_insync_replicas`]).

@@ -17,6 +17,7 @@ use super::{AdminError, Change, NewTopic};
 use crate::config::Settings;
 use crate::controller::image::{Command, TopicAssignment};
 use crate::metadata::{MetadataError, MetadataView, topic_name};
+use crate::quota::config::{MAX_ENTITIES_PER_REQUEST, QuotaEntity, QuotaError, QuotaOp, validate_alteration};
 
 /// What the rules read: the broker settings and the published metadata.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +52,9 @@ pub fn command(change: &Change, view: ClusterView<'_>, topic_id: Uuid) -> Result
             Command::AlterTopicConfigs { name: name.clone(), configs: configs.clone() }
         }
         Change::AlterBrokerConfigs { configs } => Command::AlterBrokerConfigs { configs: configs.clone() },
+        Change::ReplaceGroupConfigs { group, configs } => {
+            Command::AlterGroupConfigs { group: group.clone(), configs: configs.clone() }
+        }
         Change::ReassignPartition { topic, partition, target, throttle_bytes_per_sec } => Command::ReassignPartition {
             topic: topic.clone(),
             partition: *partition,
@@ -63,7 +67,29 @@ pub fn command(change: &Change, view: ClusterView<'_>, topic_id: Uuid) -> Result
         Change::ControlledShutdown { broker_id, broker_epoch } => {
             Command::ControlledShutdown { broker_id: *broker_id, broker_epoch: *broker_epoch }
         }
+        Change::AlterScramCredentials { upserts, deletions } => {
+            Command::AlterScramCredentials { upserts: upserts.clone(), deletions: deletions.clone() }
+        }
+        Change::CreateAcls { bindings } => Command::CreateAcls { bindings: bindings.clone() },
+        Change::DeleteAcls { filters } => Command::DeleteAcls { filters: filters.clone() },
+        Change::AlterClientQuotas { alterations } => client_quotas(alterations)?,
     })
+}
+
+/// AlterClientQuotas: at most [`MAX_ENTITIES_PER_REQUEST`] entities, each
+/// once, each alteration valid by Kafka's rules.
+fn client_quotas(alterations: &[(QuotaEntity, Vec<QuotaOp>)]) -> Result<Command, AdminError> {
+    if alterations.len() > MAX_ENTITIES_PER_REQUEST {
+        return Err(QuotaError::TooManyEntities { count: alterations.len(), limit: MAX_ENTITIES_PER_REQUEST }.into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (entity, ops) in alterations {
+        if !seen.insert(entity) {
+            return Err(QuotaError::DuplicateEntity(entity.to_string()).into());
+        }
+        validate_alteration(entity, ops)?;
+    }
+    Ok(Command::AlterClientQuotas { alterations: alterations.to_vec() })
 }
 
 /// CreateTopic: a valid name (Kafka's rules); an explicit assignment, or counts where -1 means the
@@ -143,6 +169,7 @@ mod tests {
                     broker_epoch: 1,
                     advertised_endpoint: format!("b{id}:9092"),
                     internal_endpoint: format!("b{id}:9093"),
+                    listeners: Default::default(),
                     rack: None,
                     fenced: false,
                     in_controlled_shutdown: false,
@@ -203,6 +230,29 @@ mod tests {
         settings.set("delete.topic.enable", "false").unwrap();
         let view = ClusterView { settings: &settings, metadata: &metadata };
         assert!(matches!(command(&delete, view, Uuid::nil()), Err(AdminError::DeletionDisabled)));
+    }
+
+    #[test]
+    fn client_quota_changes_name_each_entity_once_and_are_bounded() {
+        use crate::quota::QuotaKey;
+        use crate::quota::config::QuotaValue;
+        let settings = Settings::broker_defaults();
+        let metadata = view_of(&[0]);
+        let view = ClusterView { settings: &settings, metadata: &metadata };
+        let alice = QuotaEntity::from_parts([("user", Some("alice"))]).unwrap();
+        let op = QuotaOp { key: QuotaKey::ConsumerByteRate, value: Some(QuotaValue(10.0)) };
+        let twice = Change::AlterClientQuotas { alterations: vec![(alice.clone(), vec![op.clone()]); 2] };
+        let err = command(&twice, view, Uuid::nil()).unwrap_err();
+        assert_eq!(err.to_string(), "entity `user=alice` is altered more than once in the request");
+        let many: Vec<_> = (0..=MAX_ENTITIES_PER_REQUEST)
+            .map(|i| {
+                (QuotaEntity::from_parts([("client-id", Some(format!("c{i}").as_str()))]).unwrap(), vec![op.clone()])
+            })
+            .collect();
+        let err = command(&Change::AlterClientQuotas { alterations: many }, view, Uuid::nil()).unwrap_err();
+        assert!(matches!(err, AdminError::ClientQuota(QuotaError::TooManyEntities { .. })), "{err}");
+        let once = Change::AlterClientQuotas { alterations: vec![(alice, vec![op])] };
+        assert!(matches!(command(&once, view, Uuid::nil()), Ok(Command::AlterClientQuotas { .. })));
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //! Not offered: replica reassignment (moving a partition's replicas to other
 //! brokers) needs a catch-up phase with adding replicas before removing
 //! others, which the controller does not implement yet; the service has no
-//! RPC for it. This module never writes to a partition log.
+//! RPC for it. This module never writes to a partition log. Client users
+//! (SCRAM credentials, ACLs) are in [`users`], for the operator alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,11 +30,13 @@ use strom_proto::admin::admin_server::{Admin, AdminServer};
 use strom_proto::admin::{
     AlterBrokerConfigsRequest, AlterBrokerConfigsResponse, AlterPartitionReassignmentsRequest,
     AlterPartitionReassignmentsResponse, AlterTopicConfigsRequest, AlterTopicConfigsResponse,
-    ControlledShutdownRequest, ControlledShutdownResponse, CreatePartitionsRequest, CreatePartitionsResponse,
-    CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeClusterRequest,
-    DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
+    ControlledShutdownRequest, ControlledShutdownResponse, CreateAclsRequest, CreateAclsResponse,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicRequest, CreateTopicResponse, DeleteAclsRequest,
+    DeleteAclsResponse, DeleteScramCredentialRequest, DeleteScramCredentialResponse, DeleteTopicRequest,
+    DeleteTopicResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest,
+    DescribeTopicsResponse, DescribeUserRequest, DescribeUserResponse, ElectLeadersRequest, ElectLeadersResponse,
     ElectionResult, ElectionType, IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionRef, ReassignmentResult,
-    ReplicaAssignment,
+    ReplicaAssignment, UpsertScramCredentialRequest, UpsertScramCredentialResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -45,6 +48,7 @@ use crate::controller::{ClusterImage, CommandError, ControllerError, Outcome};
 use crate::protocol::errors::{CommandContext as Context, KafkaError, command_error_code};
 
 mod decisions;
+mod users;
 
 pub use decisions::{
     describe_cluster, describe_topics, is_under_replicated, leaderships, plan_elections, safe_to_restart,
@@ -270,6 +274,35 @@ impl Admin for AdminService {
             remaining_leaderships = leaderships(&image, broker_id);
         }
         Ok(Response::new(ControlledShutdownResponse { error_code, error_message, remaining_leaderships }))
+    }
+
+    async fn upsert_scram_credential(
+        &self,
+        request: Request<UpsertScramCredentialRequest>,
+    ) -> Result<Response<UpsertScramCredentialResponse>, Status> {
+        self.upsert_scram(request).await.map(Response::new)
+    }
+
+    async fn delete_scram_credential(
+        &self,
+        request: Request<DeleteScramCredentialRequest>,
+    ) -> Result<Response<DeleteScramCredentialResponse>, Status> {
+        self.delete_scram(request).await.map(Response::new)
+    }
+
+    async fn describe_user(
+        &self,
+        request: Request<DescribeUserRequest>,
+    ) -> Result<Response<DescribeUserResponse>, Status> {
+        self.describe_one_user(request).map(Response::new)
+    }
+
+    async fn create_acls(&self, request: Request<CreateAclsRequest>) -> Result<Response<CreateAclsResponse>, Status> {
+        self.store_acls(request).await.map(Response::new)
+    }
+
+    async fn delete_acls(&self, request: Request<DeleteAclsRequest>) -> Result<Response<DeleteAclsResponse>, Status> {
+        self.remove_acls(request).await.map(Response::new)
     }
 
     async fn is_safe_to_restart(

@@ -13,6 +13,7 @@ fn broker(id: i32, fenced: bool) -> BrokerRegistration {
         broker_epoch: 100 + id as i64,
         advertised_endpoint: format!("b{id}:9092"),
         internal_endpoint: format!("b{id}:9093"),
+        listeners: Default::default(),
         rack: None,
         fenced,
         in_controlled_shutdown: false,

@@ -13,6 +13,8 @@
 /// The Kafka-named settings table (crate `strom-settings`, shared with the operator).
 pub use strom_settings as settings;
 
+pub mod listeners;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,9 @@ pub enum ConfigError {
     /// A process-level field had a bad value.
     #[error("invalid {field} `{value}` (from {origin}): {expected}")]
     Field { field: &'static str, value: String, origin: String, expected: String },
+    /// A listener or client-security setting was invalid.
+    #[error("{source} (from {origin})")]
+    Listener { origin: String, source: listeners::ListenerError },
     /// The YAML config file could not be read or parsed.
     #[error("cannot read config file {path}: {reason}")]
     File { path: PathBuf, reason: String },
@@ -237,6 +242,8 @@ pub struct BrokerConfig {
     /// `--internal-insecure`: serve the internal plane without TLS beyond
     /// loopback or for several brokers (logged every minute).
     pub internal_insecure: bool,
+    /// The Kafka listeners (at least one; the first is `listen`/`advertise`).
+    pub listeners: Vec<listeners::Listener>,
     /// Kafka-named broker settings.
     pub settings: Settings,
     /// Cluster-wide dynamic broker settings from the metadata, which win
@@ -398,14 +405,23 @@ impl BrokerConfig {
         let rack = layer.rack.filter(|r| !r.trim().is_empty());
         let data_dir = PathBuf::from(layer.data_dir.unwrap_or_else(|| "./data".to_string()));
         let mut settings = Settings::broker_defaults();
+        let mut security = BTreeMap::new();
         for (k, v) in &layer.settings {
+            if listeners::is_listener_setting(k) {
+                security.insert(k.clone(), v.clone());
+                continue;
+            }
             settings.set(k, v).map_err(|source| ConfigError::Setting { origin: origin.to_string(), source })?;
         }
+        let listeners = listeners::resolve(&security, listen, &advertise)
+            .map_err(|source| ConfigError::Listener { origin: origin.to_string(), source })?;
+        let (listen, advertise) = (listeners[0].bind, listeners[0].advertised.clone());
         Ok(BrokerConfig {
             node_id,
             data_dir,
             listen,
             advertise,
+            listeners,
             internal_listen,
             internal_advertise,
             http_listen,

@@ -14,14 +14,17 @@
 //! epoch at every change of leader or ISR, so a request carrying an older
 //! epoch is refused; producer-id blocks never overlap.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::placement::{self, Candidate};
+use crate::auth::acl::{AclBinding, AclFilter};
 use crate::config::Settings;
 use crate::metadata::topic_name;
+use crate::quota::ClientQuotas;
+use crate::quota::config::{QuotaEntity, QuotaOp};
 
 /// Leader id of a partition without a leader.
 pub const NO_LEADER: i32 = -1;
@@ -43,6 +46,10 @@ pub struct BrokerRegistration {
     pub advertised_endpoint: String,
     /// Internal gRPC endpoint.
     pub internal_endpoint: String,
+    /// Every Kafka listener's advertised endpoint, by listener name (empty
+    /// in registrations of earlier releases: `advertised_endpoint` alone).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listeners: BTreeMap<String, String>,
     /// Rack, for placement.
     pub rack: Option<String>,
     /// Fenced brokers lead nothing and are in no ISR.
@@ -126,6 +133,19 @@ pub struct ClusterImage {
     /// by every broker without a restart.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub broker_configs: BTreeMap<String, String>,
+    /// SCRAM credentials by user, then by mechanism name (`SCRAM-SHA-512`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scram_credentials: BTreeMap<String, BTreeMap<String, crate::auth::scram::ScramCredential>>,
+    /// Kafka ACLs (kafka-acls.sh), each once.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub acls: BTreeSet<AclBinding>,
+    /// Group config overrides by group id (the GROUP config resource; see
+    /// [`crate::group::configs`]). A group need not exist to have them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Client quotas (kafka-configs.sh `--entity-type users/clients/ips`).
+    #[serde(default, skip_serializing_if = "ClientQuotas::is_empty")]
+    pub client_quotas: ClientQuotas,
 }
 
 /// How a new topic's replicas are placed.
@@ -155,6 +175,9 @@ pub enum Command {
         incarnation_id: Uuid,
         advertised_endpoint: String,
         internal_endpoint: String,
+        /// Every listener's advertised endpoint, by listener name.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        listeners: BTreeMap<String, String>,
         rack: Option<String>,
         /// Most partition replicas this broker can host (`max.broker.partitions`).
         #[serde(default)]
@@ -178,6 +201,8 @@ pub enum Command {
     AlterTopicConfigs { name: String, configs: BTreeMap<String, String> },
     /// Replaces the cluster-wide dynamic broker settings with `configs`.
     AlterBrokerConfigs { configs: BTreeMap<String, String> },
+    /// Replace a group's config overrides (none: the group's entry goes).
+    AlterGroupConfigs { group: String, configs: BTreeMap<String, String> },
     /// Moves a partition onto `target` replicas (Kafka's
     /// AlterPartitionReassignments); see [`Reassignment`]. Repeating the
     /// running reassignment's target only updates its throttle.
@@ -197,6 +222,20 @@ pub enum Command {
     ElectLeader { topic: String, partition: i32, allow_unclean: bool },
     /// Reserves a block of producer ids for a broker.
     AllocateProducerIdBlock { broker_id: i32 },
+    /// Sets and deletes SCRAM credentials (AlterUserScramCredentials):
+    /// `upserts` are (user, mechanism name, credential), `deletions` (user,
+    /// mechanism name); deleting a missing credential does nothing.
+    AlterScramCredentials {
+        upserts: Vec<(String, String, crate::auth::scram::ScramCredential)>,
+        deletions: Vec<(String, String)>,
+    },
+    /// Adds ACLs (CreateAcls); ones already stored are kept once.
+    CreateAcls { bindings: Vec<AclBinding> },
+    /// Removes every ACL any of the filters matches (DeleteAcls).
+    DeleteAcls { filters: Vec<AclFilter> },
+    /// Sets and removes client quota values (AlterClientQuotas), entity by
+    /// entity; all or nothing.
+    AlterClientQuotas { alterations: Vec<(QuotaEntity, Vec<QuotaOp>)> },
 }
 
 /// What an applied command produced.
@@ -214,6 +253,8 @@ pub enum Outcome {
     LeaderElected { leader: i32, leader_epoch: i32 },
     /// Producer ids `first .. first + size`.
     ProducerIdBlock { first: i64, size: i64 },
+    /// Per DeleteAcls filter, in order, the ACLs it matched (and that were removed).
+    AclsDeleted { per_filter: Vec<Vec<AclBinding>> },
 }
 
 /// A refused command. Serializable: it travels back to a forwarding node.
@@ -255,6 +296,9 @@ pub enum CommandError {
     /// Kafka: INVALID_REQUEST.
     #[error("invalid ISR {isr:?} for `{topic}`-{partition}: {reason}")]
     InvalidIsr { topic: String, partition: i32, isr: Vec<i32>, reason: String },
+    /// Kafka: INVALID_CONFIG, for a group config.
+    #[error("invalid config for group `{group}`: {reason}")]
+    InvalidGroupConfig { group: String, reason: String },
     /// Kafka: INVALID_CONFIG, for a broker setting.
     #[error("invalid dynamic broker setting: {reason}")]
     InvalidBrokerConfig { reason: String },
@@ -270,6 +314,9 @@ pub enum CommandError {
          (max.broker.partitions, derived from its memory unless set); use fewer partitions or more brokers"
     )]
     PartitionLimit { topic: String, broker_id: i32, would_host: u64, limit: u32 },
+    /// Kafka: INVALID_REQUEST, for a client quota.
+    #[error("invalid client quota alteration of `{entity}`: {reason}")]
+    InvalidClientQuota { entity: String, reason: String },
 }
 
 /// The result an applied log entry hands back to its proposer.
@@ -290,6 +337,7 @@ impl ClusterImage {
                 incarnation_id,
                 advertised_endpoint,
                 internal_endpoint,
+                listeners,
                 rack,
                 max_partitions,
             } => {
@@ -308,6 +356,7 @@ impl ClusterImage {
                         broker_epoch,
                         advertised_endpoint: advertised_endpoint.clone(),
                         internal_endpoint: internal_endpoint.clone(),
+                        listeners: listeners.clone(),
                         rack: rack.clone(),
                         fenced: true,
                         in_controlled_shutdown: false,
@@ -360,6 +409,23 @@ impl ClusterImage {
                 topic.configs = configs.clone();
                 Ok(Outcome::Done)
             }
+            Command::AlterScramCredentials { upserts, deletions } => {
+                for (user, mechanism) in deletions {
+                    if let Some(by_mechanism) = self.scram_credentials.get_mut(user) {
+                        by_mechanism.remove(mechanism);
+                        if by_mechanism.is_empty() {
+                            self.scram_credentials.remove(user);
+                        }
+                    }
+                }
+                for (user, mechanism, credential) in upserts {
+                    self.scram_credentials
+                        .entry(user.clone())
+                        .or_default()
+                        .insert(mechanism.clone(), credential.clone());
+                }
+                Ok(Outcome::Done)
+            }
             Command::AlterBrokerConfigs { configs } => {
                 let mut settings = Settings::broker_defaults();
                 for (k, v) in configs {
@@ -374,6 +440,16 @@ impl ClusterImage {
                     settings.set(k, v).map_err(|e| CommandError::InvalidBrokerConfig { reason: e.to_string() })?;
                 }
                 self.broker_configs = configs.clone();
+                Ok(Outcome::Done)
+            }
+            Command::AlterGroupConfigs { group, configs } => {
+                crate::group::configs::validate(configs)
+                    .map_err(|e| CommandError::InvalidGroupConfig { group: group.clone(), reason: e.to_string() })?;
+                if configs.is_empty() {
+                    self.group_configs.remove(group);
+                } else {
+                    self.group_configs.insert(group.clone(), configs.clone());
+                }
                 Ok(Outcome::Done)
             }
             Command::DeleteTopic { name } => match self.topics.remove(name) {
@@ -408,6 +484,27 @@ impl ClusterImage {
                 let first = self.producer_id_block_end;
                 self.producer_id_block_end += PRODUCER_ID_BLOCK_SIZE;
                 Ok(Outcome::ProducerIdBlock { first, size: PRODUCER_ID_BLOCK_SIZE })
+            }
+            Command::CreateAcls { bindings } => {
+                self.acls.extend(bindings.iter().cloned());
+                Ok(Outcome::Done)
+            }
+            Command::DeleteAcls { filters } => {
+                let per_filter: Vec<Vec<AclBinding>> =
+                    filters.iter().map(|f| self.acls.iter().filter(|b| f.matches(b)).cloned().collect()).collect();
+                self.acls.retain(|b| !filters.iter().any(|f| f.matches(b)));
+                Ok(Outcome::AclsDeleted { per_filter })
+            }
+            Command::AlterClientQuotas { alterations } => {
+                let mut quotas = self.client_quotas.clone();
+                for (entity, ops) in alterations {
+                    quotas.alter(entity, ops).map_err(|e| CommandError::InvalidClientQuota {
+                        entity: entity.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                }
+                self.client_quotas = quotas;
+                Ok(Outcome::Done)
             }
         }
     }
@@ -822,6 +919,7 @@ mod tests {
             incarnation_id: Uuid::new_v4(),
             advertised_endpoint: format!("b{id}:9092"),
             internal_endpoint: format!("b{id}:9093"),
+            listeners: Default::default(),
             rack: Some(rack.into()),
             max_partitions: None,
         };
@@ -1005,6 +1103,29 @@ mod tests {
     }
 
     #[test]
+    fn client_quota_alterations_are_all_or_nothing_and_survive_serialization() {
+        use crate::quota::QuotaKey;
+        use crate::quota::config::QuotaValue;
+        let mut image = ClusterImage::default();
+        let alice = QuotaEntity::from_parts([("user", Some("alice"))]).unwrap();
+        let ip = QuotaEntity::from_parts([("ip", None)]).unwrap();
+        let set = |key, v| QuotaOp { key, value: Some(QuotaValue(v)) };
+        let good = (alice.clone(), vec![set(QuotaKey::ProducerByteRate, 1024.0)]);
+        // A byte rate on an ip: the whole command is refused, alice's quota too.
+        let bad = (ip, vec![set(QuotaKey::ProducerByteRate, 1.0)]);
+        let refused = image.apply(1, &Command::AlterClientQuotas { alterations: vec![good.clone(), bad] });
+        assert!(matches!(refused, Err(CommandError::InvalidClientQuota { .. })), "{refused:?}");
+        assert!(image.client_quotas.is_empty());
+        image.apply(2, &Command::AlterClientQuotas { alterations: vec![good] }).unwrap();
+        let back: ClusterImage = serde_json::from_str(&serde_json::to_string(&image).unwrap()).unwrap();
+        assert_eq!(back, image);
+        assert_eq!(
+            back.client_quotas.resolve(QuotaKey::ProducerByteRate, "alice", "any").map(|q| q.bound),
+            Some(1024.0)
+        );
+    }
+
+    #[test]
     fn partitions_grow_and_configs_are_replaced_after_validation() {
         let mut image = cluster_of_three();
         let shrink = Command::CreatePartitions { name: "t".into(), total: 1, assignment: None };
@@ -1028,6 +1149,41 @@ mod tests {
         };
         image.apply(34, &good).unwrap();
         assert_eq!(image.topics["t"].configs.get("retention.ms").map(String::as_str), Some("1000"));
+    }
+
+    #[test]
+    fn acls_are_stored_once_and_deleted_by_filter() {
+        use crate::auth::acl::{AclOperation, AclPermission, PatternType, ResourceType};
+        let acl = |name: &str, op| AclBinding {
+            resource_type: ResourceType::Topic,
+            name: name.into(),
+            pattern: PatternType::Literal,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: op,
+            permission: AclPermission::Allow,
+        };
+        let mut image = ClusterImage::default();
+        let create = Command::CreateAcls { bindings: vec![acl("a", AclOperation::Read), acl("b", AclOperation::Read)] };
+        image.apply(1, &create).unwrap();
+        image.apply(2, &create).unwrap();
+        assert_eq!(image.acls.len(), 2, "a repeated ACL is stored once");
+        let only_a = AclFilter {
+            resource_type: ResourceType::Topic,
+            name: Some("a".into()),
+            pattern: PatternType::Literal,
+            principal: None,
+            host: None,
+            operation: AclOperation::Any,
+            permission: AclPermission::Any,
+        };
+        let none = AclFilter { name: Some("zzz".into()), ..only_a.clone() };
+        let outcome = image.apply(3, &Command::DeleteAcls { filters: vec![only_a, none] }).unwrap();
+        assert_eq!(outcome, Outcome::AclsDeleted { per_filter: vec![vec![acl("a", AclOperation::Read)], vec![]] });
+        assert_eq!(image.acls.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        let json = serde_json::to_string(&image).unwrap();
+        let back: ClusterImage = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, image, "ACLs survive a snapshot");
     }
 
     #[test]
@@ -1154,6 +1310,7 @@ mod tests {
                 incarnation_id: Uuid::new_v4(),
                 advertised_endpoint: format!("b{id}:9092"),
                 internal_endpoint: format!("b{id}:9093"),
+                listeners: Default::default(),
                 rack: None,
                 max_partitions: Some(4),
             };

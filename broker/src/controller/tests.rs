@@ -53,6 +53,7 @@ fn register(id: i32) -> Command {
         incarnation_id: Uuid::new_v4(),
         advertised_endpoint: format!("127.0.0.1:{}", 9092 + id),
         internal_endpoint: format!("127.0.0.1:{}", 9093 + id),
+        listeners: Default::default(),
         rack: Some(format!("rack-{id}")),
         max_partitions: None,
     }
@@ -208,6 +209,7 @@ async fn a_broker_that_is_not_a_voter_registers_and_follows_the_log_as_a_learner
         incarnation_id: Uuid::new_v4(),
         advertised_endpoint: "127.0.0.1:9097".into(),
         internal_endpoint: learner_addr.to_string(),
+        listeners: Default::default(),
         rack: None,
         max_partitions: None,
     };

@@ -34,14 +34,15 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{CodecError, GroupMetadataValue, OffsetCommitValue, RecordKey};
+use super::consumer::ConsumerGroup;
 use super::member::{JoinResult, SyncResult};
 use super::offsets::{GroupOffsets, OffsetAndMetadata, TopicPartitionKey};
 use super::state::{
     Group, GroupDescription, GroupState, JoinOutcome, JoinRequest, LeavingMember, PendingWrite, SyncOutcome,
     SyncRequest,
 };
-use super::store::{LogRecord, OffsetsLog, StoreError};
-use super::{Clock, GroupConfig, GroupError, Time, partition_for};
+use super::store::{LoadItem, LogRecord, OffsetsLog, StoreError};
+use super::{Clock, GroupConfig, GroupError, OFFSETS_TOPIC, Time, partition_for};
 use crate::log::LogError;
 
 /// One partition's offset commit.
@@ -98,6 +99,10 @@ pub struct GroupListing {
     pub protocol_type: String,
     /// State.
     pub state: GroupState,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
+    /// A consumer group's state (Empty, Assigning, Reconciling, Stable), instead of `state`.
+    pub consumer_state: Option<&'static str>,
 }
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -105,6 +110,12 @@ type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// Records to append, and what to do once the append returns.
 struct Job {
     records: Vec<LogRecord>,
+    /// (producer id, epoch) for a TxnOffsetCommit: a transactional batch.
+    producer: Option<(i64, i16)>,
+    /// Runs as soon as the records are in the leader's log, before they are
+    /// replicated: a TxnOffsetCommit's offsets are held from then on, so the
+    /// transaction's marker (always later in the log) finds them.
+    appended: Option<Box<dyn FnOnce() + Send>>,
     done: Completion,
 }
 
@@ -113,6 +124,8 @@ struct Job {
 struct GroupEntry {
     group: Group,
     offsets: GroupOffsets,
+    /// Set when the group is a consumer-protocol (KIP-848) group; `group` then stays Empty.
+    consumer: Option<ConsumerGroup>,
 }
 
 /// A group's home: its state under one lock, and its timer's wake-up.
@@ -132,7 +145,7 @@ impl GroupSlot {
         Arc::new(GroupSlot {
             group_id: group.group_id().to_string(),
             partition,
-            entry: Mutex::new(GroupEntry { group, offsets }),
+            entry: Mutex::new(GroupEntry { group, offsets, consumer: None }),
             wake: Notify::new(),
             timer_running: AtomicBool::new(false),
             evicted: CancellationToken::new(),
@@ -145,6 +158,11 @@ struct PartitionState {
     /// This broker leads the partition (so coordinates its groups).
     led: AtomicBool,
     loaded: AtomicBool,
+    /// While the partition loads: the transaction markers that arrived
+    /// meanwhile (producer id, committed), applied once its groups are in
+    /// place — a marker appended after the load read past its place in the
+    /// log would otherwise find no group and leave the offsets held forever.
+    markers_during_load: parking_lot::Mutex<Option<Vec<(i64, bool)>>>,
     writer: OnceLock<mpsc::UnboundedSender<Job>>,
 }
 
@@ -184,6 +202,33 @@ fn store_error(e: &StoreError) -> GroupError {
     }
 }
 
+/// One partition's committed offset and its `__consumer_offsets` record, as
+/// OffsetCommit and TxnOffsetCommit write them; refused when its metadata
+/// exceeds `max` (Kafka measures String.length(): UTF-16 units).
+fn offset_record(
+    group_id: &str,
+    topic: &str,
+    p: PartitionCommit,
+    max: usize,
+    wall_ms: i64,
+    expire_timestamp_ms: Option<i64>,
+) -> Result<(OffsetAndMetadata, LogRecord), GroupError> {
+    let metadata = p.metadata.unwrap_or_default();
+    let size = metadata.encode_utf16().count();
+    if size > max {
+        return Err(GroupError::OffsetMetadataTooLarge { size, max });
+    }
+    let offset = OffsetAndMetadata {
+        offset: p.offset,
+        leader_epoch: (p.leader_epoch >= 0).then_some(p.leader_epoch),
+        metadata,
+        commit_timestamp_ms: wall_ms,
+        expire_timestamp_ms,
+    };
+    let record = LogRecord { key: offset_key(group_id, topic, p.partition), value: Some(offset.to_value().encode()) };
+    Ok((offset, record))
+}
+
 fn group_key(group_id: &str) -> Bytes {
     RecordKey::GroupMetadata { group: group_id.to_string() }.encode()
 }
@@ -218,6 +263,7 @@ impl GroupCoordinator {
             .map(|_| PartitionState {
                 led: AtomicBool::new(false),
                 loaded: AtomicBool::new(false),
+                markers_during_load: parking_lot::Mutex::new(None),
                 writer: OnceLock::new(),
             })
             .collect();
@@ -309,7 +355,31 @@ impl GroupCoordinator {
         let t = self.clock.time();
         let mut loaded: HashMap<String, (Option<Group>, GroupOffsets)> = HashMap::new();
         let config = self.config;
-        attached.store.read(p as i32, &mut |record| {
+        if let Some(state) = attached.partitions.get(p) {
+            *state.markers_during_load.lock() = Some(Vec::new());
+        }
+        // Whatever happens, markers stop being buffered when the load ends;
+        // those buffered are applied to the groups it put in place (a
+        // marker both read from the log and buffered ends nothing twice:
+        // its producer's offsets are no longer held).
+        let finish = |coordinator: &Self| {
+            if let Some(state) = attached.partitions.get(p) {
+                let buffered = state.markers_during_load.lock().take().unwrap_or_default();
+                for (producer_id, committed) in buffered {
+                    coordinator.apply_marker(p, producer_id, committed);
+                }
+            }
+        };
+        let read = attached.store.read(p as i32, &mut |item| {
+            let (record, producer) = match item {
+                LoadItem::Marker { producer_id, committed } => {
+                    for (_, offsets) in loaded.values_mut() {
+                        offsets.end_transaction(producer_id, committed);
+                    }
+                    return;
+                }
+                LoadItem::Record { record, producer_id } => (record, producer_id),
+            };
             let key = match RecordKey::decode(&record.key) {
                 Ok(k) => k,
                 // Records of group types we do not run (KIP-848, share groups, ...).
@@ -325,7 +395,13 @@ impl GroupCoordinator {
                     entry.1.remove(&topic, partition);
                 }
                 (RecordKey::OffsetCommit { topic, partition, .. }, Some(v)) => match OffsetCommitValue::decode(&v) {
-                    Ok(v) => entry.1.set(&topic, partition, OffsetAndMetadata::from_value(v)),
+                    Ok(v) => match producer {
+                        // A TxnOffsetCommit: held until its producer's marker.
+                        Some(pid) => {
+                            entry.1.add_transactional(pid, (topic, partition), OffsetAndMetadata::from_value(v))
+                        }
+                        None => entry.1.set(&topic, partition, OffsetAndMetadata::from_value(v)),
+                    },
                     Err(e) => tracing::warn!(partition = p, %topic, error = %e, "skipping an unreadable offset commit"),
                 },
                 (RecordKey::GroupMetadata { .. }, None) => entry.0 = None,
@@ -334,7 +410,11 @@ impl GroupCoordinator {
                     Err(e) => tracing::warn!(partition = p, %group, error = %e, "skipping unreadable group metadata"),
                 },
             }
-        })?;
+        });
+        if let Err(e) = read {
+            finish(self);
+            return Err(e);
+        }
         let mut count = 0;
         {
             let mut groups = self.groups.write();
@@ -347,6 +427,7 @@ impl GroupCoordinator {
                 count += 1;
             }
         }
+        finish(self);
         if let Some(state) = attached.partitions.get(p) {
             state.loaded.store(true, Ordering::Release);
         }
@@ -488,7 +569,11 @@ impl GroupCoordinator {
 
     /// Hands records to the partition's writer; gives the job back when there is none.
     fn enqueue(&self, partition: usize, records: Vec<LogRecord>, done: Completion) -> Result<(), Job> {
-        let job = Job { records, done };
+        self.enqueue_job(partition, Job { records, producer: None, appended: None, done })
+    }
+
+    /// Hands a job to the partition's writer; gives it back when there is none.
+    fn enqueue_job(&self, partition: usize, job: Job) -> Result<(), Job> {
         let Some(tx) = self.writer(partition) else {
             return Err(job);
         };
@@ -515,7 +600,7 @@ impl GroupCoordinator {
         }
         match Handle::try_current() {
             Ok(handle) => {
-                handle.spawn(group_timer(self.me.clone(), slot.clone(), self.shutdown.clone()));
+                handle.spawn(group_timer(self.me.clone(), slot.clone(), self.shutdown.clone(), self.clock));
             }
             Err(_) => slot.timer_running.store(false, Ordering::Release),
         }
@@ -546,7 +631,16 @@ impl GroupCoordinator {
                 None => return JoinResult::error(GroupError::UnknownMemberId, member_id),
             }
         };
-        match self.with_group(&slot, |e, t| e.group.join(req, t)) {
+        let joined = self.with_group(&slot, |e, t| {
+            if !consumer::admit_classic(e) {
+                return JoinOutcome::Done(JoinResult::error(
+                    GroupError::InconsistentGroupProtocol,
+                    req.member_id.clone(),
+                ));
+            }
+            e.group.join(req, t)
+        });
+        match joined {
             JoinOutcome::Done(result) => result,
             JoinOutcome::Waiting(rx) => {
                 rx.await.unwrap_or_else(|_| JoinResult::error(GroupError::CoordinatorNotAvailable, member_id))
@@ -615,11 +709,14 @@ impl GroupCoordinator {
         let mut failed = Vec::new();
         let (mut results, waiting) = {
             let mut entry = slot.entry.lock();
-            entry.group.validate_offset_commit(
-                &commit.member_id,
-                commit.group_instance_id.as_deref(),
-                commit.generation_id,
-            )?;
+            match &entry.consumer {
+                Some(c) => consumer::validate_commit(c, &commit.member_id, commit.generation_id)?,
+                None => entry.group.validate_offset_commit(
+                    &commit.member_id,
+                    commit.group_instance_id.as_deref(),
+                    commit.generation_id,
+                )?,
+            }
             entry.group.on_offset_commit(&commit.member_id, t);
             let expire = commit.retention_time_ms.map(|r| t.wall_ms.saturating_add(r));
             let max = self.config.offset_metadata_max_bytes;
@@ -628,32 +725,19 @@ impl GroupCoordinator {
             let mut committed: Vec<(TopicPartitionKey, OffsetAndMetadata)> = Vec::new();
             for (topic, partitions) in commit.topics {
                 for p in partitions {
-                    let metadata = p.metadata.unwrap_or_default();
-                    // Kafka measures String.length(): UTF-16 units.
-                    let size = metadata.encode_utf16().count();
-                    if size > max {
-                        results.push((
-                            topic.clone(),
-                            p.partition,
-                            Err(GroupError::OffsetMetadataTooLarge { size, max }),
-                        ));
-                        continue;
-                    }
-                    let offset = OffsetAndMetadata {
-                        offset: p.offset,
-                        leader_epoch: (p.leader_epoch >= 0).then_some(p.leader_epoch),
-                        metadata,
-                        commit_timestamp_ms: t.wall_ms,
-                        expire_timestamp_ms: expire,
+                    let partition = p.partition;
+                    let (offset, record) = match offset_record(group_id, &topic, p, max, t.wall_ms, expire) {
+                        Ok(built) => built,
+                        Err(e) => {
+                            results.push((topic.clone(), partition, Err(e)));
+                            continue;
+                        }
                     };
-                    records.push(LogRecord {
-                        key: offset_key(group_id, &topic, p.partition),
-                        value: Some(offset.to_value().encode()),
-                    });
-                    let key = (topic.clone(), p.partition);
+                    records.push(record);
+                    let key = (topic.clone(), partition);
                     entry.offsets.add_pending(&key);
                     committed.push((key, offset));
-                    results.push((topic.clone(), p.partition, Ok(())));
+                    results.push((topic.clone(), partition, Ok(())));
                 }
             }
             let waiting = if records.is_empty() {
@@ -691,6 +775,133 @@ impl GroupCoordinator {
             }
         }
         Ok(results)
+    }
+
+    /// TxnOffsetCommit: writes the offsets as a transactional batch of the
+    /// producer and holds them until its transaction ends
+    /// ([`GroupCoordinator::end_transaction`]). A member's commit is checked
+    /// against the group like an OffsetCommit (KIP-447); generation -1 with
+    /// no member id is a producer outside the group.
+    pub async fn txn_commit_offsets(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: OffsetCommit,
+    ) -> Result<Vec<PartitionResult>, GroupError> {
+        let partition = self.check(group_id)?;
+        let slot = match self.get(group_id) {
+            Some(slot) => slot,
+            None if commit.generation_id < 0 => self.get_or_create(group_id, partition),
+            None => return Err(GroupError::IllegalGeneration),
+        };
+        self.ensure_timer(&slot);
+        let t = self.clock.time();
+        let mut failed = Vec::new();
+        let (mut results, waiting) = {
+            let entry = slot.entry.lock();
+            match &entry.consumer {
+                Some(c) => consumer::validate_txn_commit(c, &commit.member_id, commit.generation_id)?,
+                None => entry.group.validate_txn_offset_commit(
+                    &commit.member_id,
+                    commit.group_instance_id.as_deref(),
+                    commit.generation_id,
+                )?,
+            }
+            let max = self.config.offset_metadata_max_bytes;
+            let mut results = Vec::new();
+            let mut records = Vec::new();
+            let mut held: Vec<(TopicPartitionKey, OffsetAndMetadata)> = Vec::new();
+            for (topic, partitions) in commit.topics {
+                for p in partitions {
+                    let partition = p.partition;
+                    let (offset, record) = match offset_record(group_id, &topic, p, max, t.wall_ms, None) {
+                        Ok(built) => built,
+                        Err(e) => {
+                            results.push((topic.clone(), partition, Err(e)));
+                            continue;
+                        }
+                    };
+                    records.push(record);
+                    held.push(((topic.clone(), partition), offset));
+                    results.push((topic.clone(), partition, Ok(())));
+                }
+            }
+            let waiting = if records.is_empty() {
+                None
+            } else {
+                let (tx, rx) = oneshot::channel();
+                let s = slot.clone();
+                // Held once appended, not once replicated: the marker ending
+                // the transaction may be committed (and its hook run) in the
+                // same high-watermark move as this batch. A batch that is
+                // appended but not replicated stays held until its
+                // transaction's marker resolves it.
+                let appended: Box<dyn FnOnce() + Send> = Box::new(move || {
+                    let mut entry = s.entry.lock();
+                    for (key, offset) in held {
+                        entry.offsets.add_transactional(producer_id, key, offset);
+                    }
+                });
+                let done: Completion = Box::new(move |result| {
+                    let _ = tx.send(result.map_err(|e| match e {
+                        StoreError::Log(LogError::InvalidProducerEpoch { .. }) => GroupError::InvalidProducerEpoch,
+                        other => store_error(&other),
+                    }));
+                });
+                let job =
+                    Job { records, producer: Some((producer_id, producer_epoch)), appended: Some(appended), done };
+                if let Err(job) = self.enqueue_job(slot.partition, job) {
+                    failed.push(job);
+                }
+                Some(rx)
+            };
+            (results, waiting)
+        };
+        run_failed(failed);
+        if let Some(rx) = waiting
+            && let Err(e) = rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+        {
+            for r in results.iter_mut().filter(|r| r.2.is_ok()) {
+                r.2 = Err(e.clone());
+            }
+        }
+        Ok(results)
+    }
+
+    /// A transaction marker of `producer_id` is committed on
+    /// `__consumer_offsets` partition `partition`: the producer's held
+    /// offsets there become committed (COMMIT) or are dropped (ABORT).
+    pub fn end_transaction(&self, partition: usize, producer_id: i64, committed: bool) {
+        let state = self.attached.get().and_then(|a| a.partitions.get(partition));
+        let loading = state.map(|s| s.markers_during_load.lock());
+        if let Some(mut pending) = loading
+            && let Some(markers) = pending.as_mut()
+        {
+            markers.push((producer_id, committed)); // applied when the load completes
+            return;
+        }
+        self.apply_marker(partition, producer_id, committed);
+    }
+
+    /// Ends `producer_id`'s held offsets in the groups of `partition`.
+    fn apply_marker(&self, partition: usize, producer_id: i64, committed: bool) {
+        for slot in self.slots().into_iter().filter(|s| s.partition == partition) {
+            if slot.entry.lock().offsets.end_transaction(producer_id, committed) {
+                tracing::debug!(group = %slot.group_id, producer_id, committed, "transactional offsets ended");
+            }
+        }
+    }
+
+    /// The partitions among `topics` (all, when `None`) with an offset held
+    /// by an open transaction: OffsetFetch with `require_stable` answers them
+    /// UNSTABLE_OFFSET_COMMIT.
+    pub fn unstable_offsets(&self, group_id: &str, topics: &[(String, i32)]) -> Vec<(String, i32)> {
+        let Some(slot) = self.get(group_id) else {
+            return Vec::new();
+        };
+        let entry = slot.entry.lock();
+        topics.iter().filter(|(t, p)| entry.offsets.has_transactional(t, *p)).cloned().collect()
     }
 
     /// OffsetFetch: the committed offsets of the given partitions (`None`: of
@@ -755,7 +966,8 @@ impl GroupCoordinator {
             return Ok(None);
         };
         let entry = slot.entry.lock();
-        Ok((!entry.group.is_dead()).then(|| entry.group.describe()))
+        // A consumer-protocol group is not a classic one: DescribeGroups sees none (ConsumerGroupDescribe does).
+        Ok((!entry.group.is_dead() && entry.consumer.is_none()).then(|| entry.group.describe()))
     }
 
     /// ListGroups: every group, once every partition is loaded.
@@ -770,10 +982,21 @@ impl GroupCoordinator {
             .iter()
             .filter_map(|slot| {
                 let entry = slot.entry.lock();
-                (!entry.group.is_dead()).then(|| GroupListing {
-                    group_id: slot.group_id.clone(),
-                    protocol_type: entry.group.protocol_type().unwrap_or_default().to_string(),
-                    state: entry.group.state(),
+                (!entry.group.is_dead()).then(|| match &entry.consumer {
+                    Some(c) => GroupListing {
+                        group_id: slot.group_id.clone(),
+                        protocol_type: "consumer".to_string(),
+                        state: entry.group.state(),
+                        group_type: "consumer",
+                        consumer_state: Some(c.state().name()),
+                    },
+                    None => GroupListing {
+                        group_id: slot.group_id.clone(),
+                        protocol_type: entry.group.protocol_type().unwrap_or_default().to_string(),
+                        state: entry.group.state(),
+                        group_type: "classic",
+                        consumer_state: None,
+                    },
                 })
             })
             .collect();
@@ -791,6 +1014,9 @@ impl GroupCoordinator {
         let rx = {
             let mut entry = slot.entry.lock();
             entry.group.validate_delete()?;
+            if entry.consumer.as_ref().is_some_and(|c| !c.members().is_empty()) {
+                return Err(GroupError::NonEmptyGroup);
+            }
             let mut records: Vec<LogRecord> = entry
                 .offsets
                 .keys_with_pending()
@@ -897,7 +1123,8 @@ impl GroupCoordinator {
                 continue;
             }
             let mut entry = slot.entry.lock();
-            if entry.group.is_dead() {
+            // A consumer group with members keeps its offsets (its members may be subscribed).
+            if entry.group.is_dead() || entry.consumer.as_ref().is_some_and(|c| !c.members().is_empty()) {
                 continue;
             }
             let (expired, all_expired) = entry.offsets.expired(&entry.group, t.wall_ms, retention);
@@ -990,8 +1217,14 @@ async fn write_loop(
         let appender = store.clone();
         let appended = tokio::task::spawn_blocking(move || {
             jobs.into_iter()
-                .map(|job| {
-                    let result = appender.append(partition, &job.records);
+                .map(|mut job| {
+                    let result = match job.producer {
+                        Some((pid, epoch)) => appender.append_transactional(partition, pid, epoch, &job.records),
+                        None => appender.append(partition, &job.records),
+                    };
+                    if let (Ok(()), Some(appended)) = (&result, job.appended.take()) {
+                        appended();
+                    }
                     (job, result)
                 })
                 .collect::<Vec<_>>()
@@ -1010,10 +1243,12 @@ async fn write_loop(
             if appended.iter().any(|(_, r)| r.is_ok()) { store.replicated(partition).await } else { Ok(()) };
         for (job, result) in appended {
             let result = match (&result, &replicated) {
-                (Ok(()), Err(StoreError::NotReplicated { reason, .. })) => {
-                    Err(StoreError::NotReplicated { partition, reason: reason.clone() })
+                (Ok(()), Err(StoreError::NotReplicated { topic, reason, .. })) => {
+                    Err(StoreError::NotReplicated { topic, partition, reason: reason.clone() })
                 }
-                (Ok(()), Err(e)) => Err(StoreError::NotReplicated { partition, reason: e.to_string() }),
+                (Ok(()), Err(e)) => {
+                    Err(StoreError::NotReplicated { topic: OFFSETS_TOPIC, partition, reason: e.to_string() })
+                }
                 _ => result,
             };
             (job.done)(result);
@@ -1023,12 +1258,23 @@ async fn write_loop(
 
 /// Sleeps until the group's next deadline and fires it; exits when the group
 /// is Dead or at shutdown.
-async fn group_timer(coordinator: Weak<GroupCoordinator>, slot: Arc<GroupSlot>, shutdown: CancellationToken) {
+async fn group_timer(
+    coordinator: Weak<GroupCoordinator>,
+    slot: Arc<GroupSlot>,
+    shutdown: CancellationToken,
+    clock: Clock,
+) {
     loop {
         loop {
             let (dead, deadline) = {
                 let entry = slot.entry.lock();
-                (entry.group.is_dead(), entry.group.next_deadline())
+                let consumer =
+                    entry.consumer.as_ref().and_then(|c| c.next_deadline_ms()).map(|ms| clock.instant_of(ms));
+                let deadline = match (entry.group.next_deadline(), consumer) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                (entry.group.is_dead(), deadline)
             };
             if dead {
                 break;
@@ -1042,7 +1288,10 @@ async fn group_timer(coordinator: Weak<GroupCoordinator>, slot: Arc<GroupSlot>, 
             tokio::select! {
                 _ = sleep => {
                     let Some(c) = coordinator.upgrade() else { return };
-                    c.with_group(&slot, |e, t| e.group.on_timer(t));
+                    c.with_group(&slot, |e, t| {
+                        e.group.on_timer(t);
+                        consumer::on_timer(e, &slot.group_id, clock.mono_ms(t.now));
+                    });
                 }
                 _ = slot.wake.notified() => {}
                 _ = shutdown.cancelled() => return,
@@ -1058,5 +1307,6 @@ async fn group_timer(coordinator: Weak<GroupCoordinator>, slot: Arc<GroupSlot>, 
     }
 }
 
+pub mod consumer;
 #[cfg(test)]
 mod tests;

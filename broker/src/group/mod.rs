@@ -18,13 +18,10 @@
 //! - [`coordinator`] — the async shell: group lookup, timers, the ordered
 //!   writer per `__consumer_offsets` partition, loading, offset expiry.
 //!
-//! KIP-848 (`ConsumerGroupHeartbeat`, the "consumer" group protocol) is not
-//! served: the API is absent from ApiVersions. The Java 4.x client with
-//! `group.protocol=classic` (its default) works; with `group.protocol=consumer`
-//! it fails at its first poll with an UnsupportedVersionException saying the
-//! cluster does not support the new CONSUMER group protocol and to set
-//! `group.protocol=classic`. librdkafka with `group.protocol=consumer` fails the
-//! same way (it needs ConsumerGroupHeartbeat).
+//! - [`consumer`] — KIP-848 groups (`group.protocol=consumer`): the pure state
+//!   machine behind ConsumerGroupHeartbeat with server-side assignment. A group
+//!   is either classic or consumer (no mixed-mode upgrade); consumer groups'
+//!   membership lives in memory only (see the module doc).
 //!
 //! Invariants: committed offsets and group metadata change in memory in the
 //! order their records reach the log (each partition has one ordered writer),
@@ -33,6 +30,8 @@
 //! `.await`.
 
 pub mod codec;
+pub mod configs;
+pub mod consumer;
 pub mod coordinator;
 pub mod member;
 pub mod offsets;
@@ -109,6 +108,15 @@ pub enum GroupError {
     /// The commit does not fit into one record batch of `__consumer_offsets`.
     #[error("the offset commit is too large for one {OFFSETS_TOPIC} batch; commit fewer partitions at once")]
     InvalidCommitOffsetSize,
+    /// A TxnOffsetCommit from an older epoch of its producer (a newer one took over).
+    #[error("the producer's epoch is older than its current one on {OFFSETS_TOPIC}: it was fenced")]
+    InvalidProducerEpoch,
+    /// An OffsetCommit from a consumer-protocol member with an epoch that is not its current one.
+    #[error("member epoch {got} is not the member's current epoch {current}; the member must catch up or rejoin")]
+    StaleMemberEpoch { got: i32, current: i32 },
+    /// A classic-protocol request for a consumer-protocol group, or the reverse.
+    #[error("group {group_id} is a {actual} group, not a {wanted} group")]
+    WrongGroupType { group_id: String, actual: &'static str, wanted: &'static str },
     /// Writing to `__consumer_offsets` failed.
     #[error("writing to {OFFSETS_TOPIC} failed: {0}")]
     Storage(String),
@@ -139,6 +147,8 @@ pub struct GroupConfig {
     pub offsets_retention_ms: i64,
     /// `offsets.retention.check.interval.ms`.
     pub offsets_retention_check_interval_ms: u64,
+    /// The `group.consumer.*` settings of consumer-protocol (KIP-848) groups.
+    pub consumer: consumer::ConsumerGroupConfig,
 }
 
 impl Default for GroupConfig {
@@ -155,6 +165,7 @@ impl Default for GroupConfig {
             offset_metadata_max_bytes: 4096,
             offsets_retention_ms: 10080 * 60_000,
             offsets_retention_check_interval_ms: 600_000,
+            consumer: consumer::ConsumerGroupConfig::default(),
         }
     }
 }
@@ -193,6 +204,7 @@ impl GroupConfig {
                 d.offsets_retention_check_interval_ms as i64,
             )
             .max(1) as u64,
+            consumer: consumer::ConsumerGroupConfig::from_settings(s),
         }
     }
 }
@@ -232,6 +244,16 @@ impl Clock {
     /// A clock reading the system time once, now.
     pub fn new() -> Clock {
         Clock { base: Instant::now(), base_wall_ms: crate::clock::now_ms() }
+    }
+
+    /// Milliseconds from this clock's start to `at`: the time line of consumer-protocol groups.
+    pub fn mono_ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.base).as_millis() as u64
+    }
+
+    /// The instant `ms` milliseconds after this clock's start.
+    pub fn instant_of(&self, ms: u64) -> Instant {
+        self.base + std::time::Duration::from_millis(ms)
     }
 
     /// The current time.

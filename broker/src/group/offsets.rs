@@ -12,6 +12,10 @@
 //! protocol type (simple consumers) expires offsets a retention period after
 //! their commit; an offset committed with an explicit expiry (OffsetCommit
 //! v2-v4 `retention_time_ms`) expires then.
+//!
+//! Transactional offsets (TxnOffsetCommit) are held per producer id apart
+//! from the committed ones until the producer's transaction ends: a COMMIT
+//! marker makes them committed, an ABORT drops them.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -65,6 +69,8 @@ pub type TopicPartitionKey = (String, i32);
 pub struct GroupOffsets {
     committed: BTreeMap<String, BTreeMap<i32, OffsetAndMetadata>>,
     pending: HashMap<TopicPartitionKey, u32>,
+    /// Offsets of open transactions, by producer id.
+    transactional: HashMap<i64, BTreeMap<TopicPartitionKey, OffsetAndMetadata>>,
 }
 
 impl GroupOffsets {
@@ -95,7 +101,32 @@ impl GroupOffsets {
 
     /// Whether no offset is committed or pending.
     pub fn is_empty(&self) -> bool {
-        self.committed.is_empty() && self.pending.is_empty()
+        self.committed.is_empty() && self.pending.is_empty() && self.transactional.is_empty()
+    }
+
+    /// Holds a transactional offset of `producer_id` until its transaction ends.
+    pub fn add_transactional(&mut self, producer_id: i64, key: TopicPartitionKey, offset: OffsetAndMetadata) {
+        self.transactional.entry(producer_id).or_default().insert(key, offset);
+    }
+
+    /// The transaction of `producer_id` ended: its offsets become committed
+    /// (`committed`) or are dropped. Whether it had any.
+    pub fn end_transaction(&mut self, producer_id: i64, committed: bool) -> bool {
+        let Some(offsets) = self.transactional.remove(&producer_id) else {
+            return false;
+        };
+        if committed {
+            for ((topic, partition), offset) in offsets {
+                self.set(&topic, partition, offset);
+            }
+        }
+        true
+    }
+
+    /// Whether an open transaction holds an offset of the partition
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT).
+    pub fn has_transactional(&self, topic: &str, partition: i32) -> bool {
+        self.transactional.values().any(|o| o.keys().any(|(t, p)| t == topic && *p == partition))
     }
 
     /// Whether the partition has a committed or pending offset.

@@ -1242,12 +1242,37 @@ impl Group {
 
     // ----- Offsets -----
 
-    /// Kafka's `validateOffsetCommit` for a non-transactional commit.
+    /// Kafka's `validateOffsetCommit` for a non-transactional commit (OffsetCommit).
     pub fn validate_offset_commit(
         &self,
         member_id: &str,
         instance_id: Option<&str>,
         generation_id: i32,
+    ) -> Result<(), GroupError> {
+        self.validate_commit(member_id, instance_id, generation_id, false)
+    }
+
+    /// Kafka's `validateOffsetCommit` for a transactional commit (TxnOffsetCommit,
+    /// KIP-447): a member's generation is checked — that fences a zombie — but
+    /// neither is the commit refused while the group completes a rebalance
+    /// (the Java producer takes REBALANCE_IN_PROGRESS there as fatal), nor
+    /// is one without member id and generation (a producer outside the group,
+    /// as before KIP-447) refused because the group has members.
+    pub fn validate_txn_offset_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), GroupError> {
+        self.validate_commit(member_id, instance_id, generation_id, true)
+    }
+
+    fn validate_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        transactional: bool,
     ) -> Result<(), GroupError> {
         if self.state == GroupState::Dead {
             return Err(GroupError::CoordinatorNotAvailable);
@@ -1261,10 +1286,10 @@ impl Group {
             if generation_id != self.generation_id {
                 return Err(GroupError::IllegalGeneration);
             }
-        } else if self.state != GroupState::Empty {
+        } else if !transactional && self.state != GroupState::Empty {
             return Err(GroupError::UnknownMemberId);
         }
-        if self.state == GroupState::CompletingRebalance {
+        if !transactional && self.state == GroupState::CompletingRebalance {
             return Err(GroupError::RebalanceInProgress);
         }
         Ok(())

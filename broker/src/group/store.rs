@@ -33,6 +33,16 @@ pub struct LogRecord {
     pub value: Option<Bytes>,
 }
 
+/// What loading a partition finds, in log order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadItem {
+    /// A record; `producer_id` is set when it belongs to a transactional batch
+    /// (a TxnOffsetCommit), which counts only once its COMMIT marker follows.
+    Record { record: LogRecord, producer_id: Option<i64> },
+    /// A transaction marker (control batch) of `producer_id`.
+    Marker { producer_id: i64, committed: bool },
+}
+
 /// A record batch could not be written to, or read from, `__consumer_offsets`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -45,9 +55,10 @@ pub enum StoreError {
     /// A batch could not be encoded or decoded.
     #[error("{OFFSETS_TOPIC} record batch: {0}")]
     Batch(String),
-    /// The in-sync replicas did not confirm the write in time, or this broker stopped leading.
-    #[error("{OFFSETS_TOPIC} partition {partition} was not replicated: {reason}")]
-    NotReplicated { partition: i32, reason: String },
+    /// The in-sync replicas did not confirm the write in time, or this broker
+    /// stopped leading. `topic` is `__consumer_offsets` or `__transaction_state`.
+    #[error("{topic} partition {partition} was not replicated: {reason}")]
+    NotReplicated { topic: &'static str, partition: i32, reason: String },
 }
 
 /// The coordinator's storage: the partitions of `__consumer_offsets`.
@@ -55,8 +66,20 @@ pub trait OffsetsLog: Send + Sync + std::fmt::Debug + 'static {
     /// Appends `records` to `partition` as one batch. Blocking.
     fn append(&self, partition: i32, records: &[LogRecord]) -> Result<(), StoreError>;
 
-    /// Calls `visit` with every record of `partition`, oldest first. Blocking.
-    fn read(&self, partition: i32, visit: &mut dyn FnMut(LogRecord)) -> Result<(), StoreError>;
+    /// Appends `records` to `partition` as one transactional batch of the
+    /// producer (a TxnOffsetCommit): it counts once the producer's COMMIT
+    /// marker follows it in the log. Blocking.
+    fn append_transactional(
+        &self,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        records: &[LogRecord],
+    ) -> Result<(), StoreError>;
+
+    /// Calls `visit` with every record and transaction marker of
+    /// `partition`, oldest first. Blocking.
+    fn read(&self, partition: i32, visit: &mut dyn FnMut(LoadItem)) -> Result<(), StoreError>;
 
     /// Waits until everything appended to `partition` so far is replicated
     /// to the in-sync replicas (the high watermark covers it).
@@ -79,19 +102,48 @@ const LOAD_READ_BYTES: usize = 4 << 20;
 #[derive(Debug)]
 pub struct BrokerOffsetsLog {
     replicas: Weak<ReplicaManager>,
+    topic: &'static str,
+    /// In-sync replicas a write needs, checked before the append and after
+    /// replication (as an acks=all produce): 1 for `__consumer_offsets`,
+    /// the topic's `min.insync.replicas` for `__transaction_state`
+    /// (`transaction.state.log.min.isr`).
+    min_insync: usize,
 }
 
 impl BrokerOffsetsLog {
     /// Storage on the hosted partitions of `replicas` (held weakly: the
     /// broker owns both them and the coordinator).
     pub fn new(replicas: Weak<ReplicaManager>) -> BrokerOffsetsLog {
-        BrokerOffsetsLog { replicas }
+        BrokerOffsetsLog::for_topic(replicas, OFFSETS_TOPIC)
+    }
+
+    /// The same storage on another compacted internal topic (the transaction
+    /// coordinator keeps `__transaction_state` this way).
+    pub fn for_topic(replicas: Weak<ReplicaManager>, topic: &'static str) -> BrokerOffsetsLog {
+        BrokerOffsetsLog { replicas, topic, min_insync: 1 }
+    }
+
+    /// The same, refusing writes while fewer than `min_insync` replicas are in sync.
+    pub fn with_min_insync(self, min_insync: usize) -> BrokerOffsetsLog {
+        BrokerOffsetsLog { min_insync: min_insync.max(1), ..self }
     }
 
     fn partition(&self, partition: i32) -> Result<std::sync::Arc<crate::replica::Partition>, StoreError> {
         let replicas = self.replicas.upgrade().ok_or(StoreError::NotHosted(partition))?;
-        let tp = TopicPartition { topic: OFFSETS_TOPIC.to_string(), partition };
+        let tp = TopicPartition { topic: self.topic.to_string(), partition };
         replicas.get(&tp).ok_or(StoreError::NotHosted(partition))
+    }
+}
+
+/// A leader append the replica refused: the log's own error, or (not
+/// leading, too few in-sync replicas) one the coordinator retries.
+fn refused(topic: &'static str, partition: i32, e: ReplicaError) -> StoreError {
+    match e {
+        ReplicaError::Log(e) => StoreError::Log(e),
+        e @ ReplicaError::NotLeader { .. } => {
+            StoreError::Log(LogError::NotLeader { partition: format!("{topic}-{partition}"), reason: e.to_string() })
+        }
+        other => StoreError::NotReplicated { topic, partition, reason: other.to_string() },
     }
 }
 
@@ -99,12 +151,40 @@ impl OffsetsLog for BrokerOffsetsLog {
     fn append(&self, partition: i32, records: &[LogRecord]) -> Result<(), StoreError> {
         let now = now_ms();
         let batch = encode_batch(records, now)?;
-        self.partition(partition)?.append_as_leader(&batch, now)?;
+        let p = self.partition(partition)?;
+        p.append_records(&batch, now, Some(self.min_insync)).map_err(|e| refused(self.topic, partition, e))?;
+        Ok(())
+    }
+
+    fn append_transactional(
+        &self,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        records: &[LogRecord],
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let p = self.partition(partition)?;
+        // The producer's next sequence on this partition: the coordinator is
+        // its only writer here (Kafka's coordinator appends skip the check).
+        let sequence = {
+            let log = p.log().read();
+            match log.producer_states().get(producer_id) {
+                Some(e) if e.epoch == producer_epoch => {
+                    e.batches.back().map_or(0, |b| if b.last_sequence == i32::MAX { 0 } else { b.last_sequence + 1 })
+                }
+                _ => 0,
+            }
+        };
+        let batch = encode_batch_with(records, now, Some((producer_id, producer_epoch, sequence)))?;
+        p.append_records(&batch, now, Some(self.min_insync)).map_err(|e| refused(self.topic, partition, e))?;
         Ok(())
     }
 
     fn replicated(&self, partition: i32) -> ReplicatedFuture {
         let p = self.partition(partition);
+        let min_insync = self.min_insync;
+        let topic = self.topic;
         Box::pin(async move {
             let p = p?;
             let target = p.log_end_offset();
@@ -113,18 +193,19 @@ impl OffsetsLog for BrokerOffsetsLog {
             // predicate runs under the watch's lock, and the leader advances
             // the high watermark under the state lock — a lock-order
             // inversion that once froze a broker.)
-            match p.wait_for_commit(target, p.leader_epoch(), 1, REPLICATION_TIMEOUT).await {
+            match p.wait_for_commit(target, p.leader_epoch(), min_insync, REPLICATION_TIMEOUT).await {
                 Ok(()) => Ok(()),
                 Err(ReplicaError::CommitTimeout { .. }) => Err(StoreError::NotReplicated {
+                    topic,
                     partition,
                     reason: "the in-sync replicas did not confirm it in time".to_string(),
                 }),
-                Err(e) => Err(StoreError::NotReplicated { partition, reason: e.to_string() }),
+                Err(e) => Err(StoreError::NotReplicated { topic, partition, reason: e.to_string() }),
             }
         })
     }
 
-    fn read(&self, partition: i32, visit: &mut dyn FnMut(LogRecord)) -> Result<(), StoreError> {
+    fn read(&self, partition: i32, visit: &mut dyn FnMut(LoadItem)) -> Result<(), StoreError> {
         let p = self.partition(partition)?;
         // Up to the log end, not the high watermark: a new leader's log holds
         // everything committed, and its high watermark catches up only once
@@ -148,7 +229,7 @@ impl OffsetsLog for BrokerOffsetsLog {
                 }
                 Err(e) => return Err(e.into()),
             };
-            match decode_batches(&records, visit)? {
+            match decode_items(&records, visit)? {
                 Some(next) if next > offset => offset = next,
                 // Nothing whole came back: nothing more to read.
                 _ => break,
@@ -161,21 +242,32 @@ impl OffsetsLog for BrokerOffsetsLog {
 /// One RecordBatch (magic 2, uncompressed, no producer id) holding `records`
 /// at offset deltas 0.., stamped `timestamp_ms`.
 pub fn encode_batch(records: &[LogRecord], timestamp_ms: i64) -> Result<Bytes, StoreError> {
+    encode_batch_with(records, timestamp_ms, None)
+}
+
+/// [`encode_batch`], or with `producer` = (id, epoch, base sequence) a
+/// transactional batch of that producer.
+pub fn encode_batch_with(
+    records: &[LogRecord],
+    timestamp_ms: i64,
+    producer: Option<(i64, i16, i32)>,
+) -> Result<Bytes, StoreError> {
+    let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((NO_PRODUCER_ID, NO_PRODUCER_EPOCH, -1));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, r)| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder keeps records in one batch while offset - sequence
-            // is constant; this also makes the batch's base sequence -1.
-            sequence: i as i32 - 1,
+            // is constant; without a producer the base sequence is -1.
+            sequence: if producer.is_some() { base_sequence.wrapping_add(i as i32) } else { i as i32 - 1 },
             timestamp: timestamp_ms,
             key: Some(r.key.clone()),
             value: r.value.clone(),
@@ -195,6 +287,17 @@ const BATCH_HEADER_BYTES: usize = 61;
 /// batches and records without a key) and returns the offset after the last
 /// whole batch, or `None` when there is none.
 pub fn decode_batches(bytes: &Bytes, visit: &mut dyn FnMut(LogRecord)) -> Result<Option<i64>, StoreError> {
+    decode_items(bytes, &mut |item| {
+        if let LoadItem::Record { record, .. } = item {
+            visit(record)
+        }
+    })
+}
+
+/// Visits the records (with their producer, for transactional batches) and
+/// the transaction markers of every whole batch in `bytes`, and returns the
+/// offset after the last whole batch, or `None` when there is none.
+pub fn decode_items(bytes: &Bytes, visit: &mut dyn FnMut(LoadItem)) -> Result<Option<i64>, StoreError> {
     let mut pos = 0usize;
     let mut next = None;
     while bytes.len() - pos >= BATCH_HEADER_BYTES {
@@ -212,13 +315,27 @@ pub fn decode_batches(bytes: &Bytes, visit: &mut dyn FnMut(LogRecord)) -> Result
         let attributes = i16::from_be_bytes(header[21..23].try_into().map_err(|_| bad("attributes"))?);
         let last_offset_delta = i32::from_be_bytes(header[23..27].try_into().map_err(|_| bad("last offset delta"))?);
         let is_control = attributes & 0x20 != 0;
-        if magic == 2 && !is_control {
+        let is_transactional = attributes & 0x10 != 0;
+        if magic == 2 {
             let mut batch = bytes.slice(pos..pos + total);
             let set = RecordBatchDecoder::decode(&mut batch)
                 .map_err(|e| StoreError::Batch(format!("batch at offset {base_offset}: {e}")))?;
             for record in set.records {
-                if let Some(key) = record.key {
-                    visit(LogRecord { key, value: record.value });
+                let producer_id = record.producer_id;
+                match (is_control, record.key) {
+                    // A control record's key: version (int16), type (int16; 0 ABORT, 1 COMMIT).
+                    (true, Some(key)) if key.len() >= 4 => {
+                        let kind = i16::from_be_bytes([key[2], key[3]]);
+                        if kind == 0 || kind == 1 {
+                            visit(LoadItem::Marker { producer_id, committed: kind == 1 });
+                        }
+                    }
+                    (true, _) => {}
+                    (false, Some(key)) => visit(LoadItem::Record {
+                        record: LogRecord { key, value: record.value },
+                        producer_id: is_transactional.then_some(producer_id),
+                    }),
+                    (false, None) => {}
                 }
             }
         }
@@ -234,10 +351,20 @@ fn bad(field: &str) -> StoreError {
 
 /// An in-memory [`OffsetsLog`] for tests, with appends that can be made to fail.
 #[cfg(test)]
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct MemoryOffsetsLog {
     partitions: parking_lot::Mutex<std::collections::HashMap<i32, Vec<Bytes>>>,
     fail_appends: std::sync::atomic::AtomicBool,
+    /// Runs once, when the next read has visited everything (something
+    /// arriving while a partition loads).
+    after_next_read: parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+#[cfg(test)]
+impl std::fmt::Debug for MemoryOffsetsLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryOffsetsLog").finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]
@@ -245,6 +372,35 @@ impl MemoryOffsetsLog {
     /// Makes every following append fail (or succeed again).
     pub fn fail_appends(&self, fail: bool) {
         self.fail_appends.store(fail, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Appends a COMMIT or ABORT marker of `producer_id` to `partition`, as
+    /// a partition leader writes it (one control record: version 0, type).
+    pub fn append_marker(&self, partition: i32, producer_id: i64, committed: bool) {
+        let record = Record {
+            transactional: true,
+            control: true,
+            delete_horizon: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 0,
+            key: Some(Bytes::from(vec![0, 0, 0, u8::from(committed)])),
+            value: Some(Bytes::from(vec![0, 0, 0, 0, 0, 0])),
+            headers: Default::default(),
+        };
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+        RecordBatchEncoder::encode(&mut buf, &[record], &options).expect("encode a control batch");
+        self.partitions.lock().entry(partition).or_default().push(buf.freeze());
+    }
+
+    /// Runs `then` once the next read has visited every item.
+    pub fn after_next_read(&self, then: impl FnOnce() + Send + 'static) {
+        *self.after_next_read.lock() = Some(Box::new(then));
     }
 
     /// Every record appended to `partition`, oldest first.
@@ -271,10 +427,29 @@ impl OffsetsLog for MemoryOffsetsLog {
         Ok(())
     }
 
-    fn read(&self, partition: i32, visit: &mut dyn FnMut(LogRecord)) -> Result<(), StoreError> {
+    fn append_transactional(
+        &self,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        records: &[LogRecord],
+    ) -> Result<(), StoreError> {
+        if self.fail_appends.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Batch(format!("the test fails appends to partition {partition}")));
+        }
+        let batch = encode_batch_with(records, 0, Some((producer_id, producer_epoch, 0)))?;
+        self.partitions.lock().entry(partition).or_default().push(batch);
+        Ok(())
+    }
+
+    fn read(&self, partition: i32, visit: &mut dyn FnMut(LoadItem)) -> Result<(), StoreError> {
         let batches = self.partitions.lock().get(&partition).cloned().unwrap_or_default();
         for b in &batches {
-            decode_batches(b, visit)?;
+            decode_items(b, visit)?;
+        }
+        let then = self.after_next_read.lock().take();
+        if let Some(then) = then {
+            then();
         }
         Ok(())
     }

@@ -56,11 +56,18 @@ fn decode(header: &BatchHeader, batch: &[u8]) -> Result<Vec<Record>, LogError> {
         .map_err(|e| LogError::corrupt(format!("decoding stored batch at offset {}: {e}", header.base_offset)))
 }
 
-/// Records in `bytes` (a segment) the latest offset of every key.
-pub fn collect_key_offsets(bytes: &[u8], offsets: &mut KeyOffsets) -> Result<(), LogError> {
+/// Records in `bytes` (a segment) the latest offset of every key, leaving
+/// out batches `skip` names (those of aborted or not yet ended
+/// transactions: their records must never make a committed value look
+/// superseded).
+pub fn collect_key_offsets(
+    bytes: &[u8],
+    offsets: &mut KeyOffsets,
+    skip: impl Fn(&BatchHeader) -> bool,
+) -> Result<(), LogError> {
     for item in batches(bytes) {
         let (header, batch) = item?;
-        if header.is_control() {
+        if header.is_control() || skip(&header) {
             continue;
         }
         // A batch that does not decode is kept as it is and never cleaned.
@@ -173,7 +180,7 @@ mod tests {
         let mut segment = encode(&[record(0, "a", Some("1")), record(1, "b", Some("1"))], Compression::Lz4);
         segment.extend(encode(&[record(2, "a", Some("2")), record(3, "c", None)], Compression::None));
         let mut latest = KeyOffsets::new();
-        collect_key_offsets(&segment, &mut latest).unwrap();
+        collect_key_offsets(&segment, &mut latest, |_| false).unwrap();
         let (cleaned, stats) = clean_segment(&segment, &latest, false).unwrap();
         assert_eq!((stats.records_read, stats.records_removed), (4, 1));
         let mut buf = Bytes::from(cleaned.unwrap());
@@ -203,7 +210,7 @@ mod tests {
         let mut segment = broken.clone();
         segment.extend(encode(&[record(2, "b", Some("1")), record(3, "b", Some("2"))], Compression::None));
         let mut latest = KeyOffsets::new();
-        collect_key_offsets(&segment, &mut latest).unwrap();
+        collect_key_offsets(&segment, &mut latest, |_| false).unwrap();
         let (cleaned, stats) = clean_segment(&segment, &latest, false).unwrap();
         assert_eq!(stats.records_removed, 1, "only the decodable batch is cleaned");
         assert!(cleaned.unwrap().starts_with(&broken), "the broken batch is copied byte for byte");
@@ -213,7 +220,7 @@ mod tests {
     fn an_unchanged_segment_is_not_rewritten() {
         let segment = encode(&[record(0, "a", Some("1")), record(1, "b", Some("1"))], Compression::None);
         let mut latest = KeyOffsets::new();
-        collect_key_offsets(&segment, &mut latest).unwrap();
+        collect_key_offsets(&segment, &mut latest, |_| false).unwrap();
         assert_eq!(clean_segment(&segment, &latest, false).unwrap().0, None);
     }
 }

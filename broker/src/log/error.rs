@@ -66,6 +66,46 @@ pub enum LogError {
         /// The epoch the partition has seen.
         current: i16,
     },
+    /// A transaction marker from an older transaction coordinator epoch than
+    /// the producer's last marker carried (Kafka's
+    /// TRANSACTION_COORDINATOR_FENCED): a stale coordinator, refused.
+    #[error(
+        "producer {producer_id}: transaction marker from coordinator epoch {coordinator_epoch}, older than the \
+         epoch {current} this partition has seen"
+    )]
+    CoordinatorFenced {
+        /// The producer id.
+        producer_id: i64,
+        /// The marker's coordinator epoch.
+        coordinator_epoch: i32,
+        /// The latest coordinator epoch seen for the producer.
+        current: i32,
+    },
+    /// A non-transactional batch from a producer with an ongoing
+    /// transaction (Kafka's INVALID_TXN_STATE).
+    #[error(
+        "producer {producer_id} sent a non-transactional batch while its transaction from offset {first_offset} is \
+         open; end the transaction first"
+    )]
+    InvalidTxnState {
+        /// The producer id.
+        producer_id: i64,
+        /// First offset of its ongoing transaction.
+        first_offset: i64,
+    },
+    /// A producer's transactional batch neither continues its ongoing
+    /// transaction here nor was verified with its transaction coordinator
+    /// (KIP-890), or a marker ended the transaction since.
+    #[error(
+        "record was not part of an ongoing transaction: producer {producer_id} (epoch {epoch}) has no verified \
+         transaction on this partition; add the partition to the transaction first"
+    )]
+    TxnNotVerified {
+        /// The producer id.
+        producer_id: i64,
+        /// The batch's producer epoch.
+        epoch: i16,
+    },
     /// The requested offset is not in the log.
     #[error("offset {offset} is out of range: the log holds [{log_start_offset}, {log_end_offset})")]
     OffsetOutOfRange {

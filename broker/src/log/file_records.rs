@@ -28,13 +28,25 @@ pub struct FileRecords {
     position: u64,
     len: usize,
     record_count: u64,
+    end_offset: Option<i64>,
 }
 
 impl FileRecords {
     /// The range `position..position + len` of `file` (at `path`), holding
     /// `record_count` records in whole batches.
     pub(crate) fn new(file: Arc<File>, path: PathBuf, position: u64, len: usize, record_count: u64) -> Self {
-        FileRecords { file, path, position, len, record_count }
+        FileRecords { file, path, position, len, record_count, end_offset: None }
+    }
+
+    /// The same range, knowing the offset after its last batch.
+    pub(crate) fn with_end_offset(self, end_offset: i64) -> Self {
+        FileRecords { end_offset: Some(end_offset), ..self }
+    }
+
+    /// The offset after the range's last batch, when known (a prefix keeps
+    /// the whole range's, an upper bound).
+    pub fn end_offset(&self) -> Option<i64> {
+        self.end_offset
     }
 
     /// The open segment file.

@@ -11,7 +11,10 @@
 //! - [`segment`]: one `.log` with its `.index` and `.timeindex`.
 //! - [`index`], [`time_index`]: the sparse indexes, in Kafka's file formats.
 //! - [`epoch`]: the leader epoch cache (`leader-epoch-checkpoint`).
-//! - [`producer_state`]: idempotent producers' sequences, for deduplication.
+//! - [`producer_state`]: idempotent producers' sequences, for deduplication,
+//!   and their ongoing transactions.
+//! - [`control`]: transaction markers (COMMIT/ABORT control batches).
+//! - [`txn_index`]: the per-segment aborted-transaction index (`.txnindex`).
 //! - [`partition_log`]: a partition's segments — append, read, roll,
 //!   retention, recovery.
 //! - [`manager`]: all partition logs of the broker under its data dir.
@@ -28,6 +31,7 @@
 pub mod batch;
 pub mod cleaner;
 pub mod config;
+pub mod control;
 pub mod convert;
 pub mod decompress;
 pub mod epoch;
@@ -41,6 +45,7 @@ pub mod producer_state;
 pub mod scrub;
 pub mod segment;
 pub mod time_index;
+pub mod txn_index;
 
 use std::sync::Arc;
 
@@ -131,3 +136,5 @@ pub struct TimestampOffset {
 mod follower_tests;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+pub(crate) mod txn_tests;

@@ -3,26 +3,43 @@
 //!
 //! Invariants: there is always at least one segment; segment base offsets
 //! increase and each segment's records lie below the next one's base;
-//! `log_start_offset` is the first segment's base offset (retention only
-//! deletes whole segments); the log end offset is the active segment's next
-//! offset. Only one writer (the holder of the `RwLock` write guard) mutates.
+//! `log_start_offset` is the larger of the first segment's base offset
+//! (retention deletes whole segments) and the start DeleteRecords recorded
+//! (checkpointed in [`LOG_START_OFFSET_FILE`], as Kafka's
+//! `log-start-offset-checkpoint`; no segment lies wholly below it); the log
+//! end offset is the active segment's next offset. Only one writer (the
+//! holder of the `RwLock` write guard) mutates.
+//!
+//! Transactions: every appended batch — as leader, as follower, or replayed
+//! on open — goes through the producer state, so a transaction marker ends
+//! its producer's ongoing transaction the same way on every replica, and an
+//! ABORT adds an entry to the `.txnindex` of the segment holding it (see
+//! [`super::txn_index`]). The first offset of the oldest ongoing transaction
+//! ([`PartitionLog::first_unstable_offset`]) bounds the last stable offset.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::batch::{self, BatchHeader};
 use super::cleaner::{self, CleanStats, KeyOffsets};
 use super::config::LogConfig;
+use super::control::{self, EndTxnMarker};
 use super::convert;
 use super::epoch::LeaderEpochCache;
 use super::error::LogError;
-use super::producer_state::{ProducerStates, SequenceCheck};
+use super::producer_state::{CompletedTxn, ProducerStates, SequenceCheck, VerificationGuard};
 use super::segment::{BatchParts, Recovery, Segment};
+use super::txn_index::{self, AbortedTxn, TxnIndex};
 use super::{AppendInfo, FileSlice, ReadResult, TimestampOffset, TopicPartition};
 
 /// File name of the high watermark checkpoint in a partition directory:
 /// a version line (`0`) and the high watermark.
 pub const HIGH_WATERMARK_FILE: &str = "high-watermark-checkpoint";
+
+/// File name of the log start offset checkpoint in a partition directory: a
+/// version line (`0`) and the log start offset DeleteRecords (or a leader's
+/// DeleteRecords, on a follower) moved the log to.
+pub const LOG_START_OFFSET_FILE: &str = "log-start-offset-checkpoint";
 
 /// A partition's log on disk.
 #[derive(Debug)]
@@ -31,8 +48,13 @@ pub struct PartitionLog {
     dir: PathBuf,
     config: LogConfig,
     segments: BTreeMap<i64, Segment>,
+    /// The start DeleteRecords moved the log to; below it, records of the
+    /// first segment are no longer served (see [`PartitionLog::log_start_offset`]).
+    recorded_start: i64,
     epochs: LeaderEpochCache,
     producers: ProducerStates,
+    /// Aborted-transaction indexes by segment base offset (opened on demand).
+    txn_indexes: BTreeMap<i64, TxnIndex>,
     cleaned_up_to: i64,
     unflushed_records: u64,
     last_flush_ms: i64,
@@ -61,6 +83,7 @@ impl PartitionLog {
         std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
         super::scrub::verify_unverified_segments(dir, &tp)?;
         let mut bases = Vec::new();
+        let mut txn_index_bases = std::collections::BTreeSet::new();
         for entry in std::fs::read_dir(dir).map_err(LogError::io(dir))? {
             let entry = entry.map_err(LogError::io(dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -68,6 +91,9 @@ impl PartitionLog {
                 // An interrupted compaction or checkpoint write: the original stands.
                 std::fs::remove_file(entry.path()).map_err(LogError::io(entry.path()))?;
                 continue;
+            }
+            if let Some(base) = name.strip_suffix(".txnindex").and_then(|stem| stem.parse::<i64>().ok()) {
+                txn_index_bases.insert(base);
             }
             if let Some(stem) = name.strip_suffix(".log") {
                 match stem.parse::<i64>() {
@@ -99,18 +125,37 @@ impl PartitionLog {
             segments.insert(0, Segment::create(dir, 0)?);
         }
         let epochs = LeaderEpochCache::load(dir)?;
+        let mut txn_indexes = BTreeMap::new();
+        for base in segments.keys() {
+            let index = match txn_index_bases.remove(base) {
+                true => TxnIndex::open(dir, *base)?,
+                false => TxnIndex::empty(dir, *base),
+            };
+            txn_indexes.insert(*base, index);
+        }
+        // Left by a segment deleted in a crash: a segment created later at
+        // that base must not inherit its entries.
+        for base in txn_index_bases {
+            TxnIndex::empty(dir, base).delete()?;
+        }
         let mut log = PartitionLog {
             tp,
             dir: dir.to_owned(),
             config,
             segments,
+            recorded_start: read_checkpoint(&dir.join(LOG_START_OFFSET_FILE)).unwrap_or(0),
             epochs,
             producers: ProducerStates::default(),
+            txn_indexes,
             cleaned_up_to: 0,
             unflushed_records: 0,
             last_flush_ms: 0,
         };
         // The checkpoint may be ahead of a truncated tail or behind retention.
+        log.recorded_start = log.recorded_start.min(log.log_end_offset());
+        // A crash may have come between a start's checkpoint and the deletion
+        // of the segments below it.
+        log.delete_segments_below_start()?;
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         log.epochs.truncate_from_end(end)?;
         log.epochs.truncate_from_start(start)?;
@@ -118,16 +163,93 @@ impl PartitionLog {
         Ok(log)
     }
 
-    /// Loads the latest producer snapshot and replays the batch headers
-    /// written after it.
+    /// Loads the latest producer snapshot and replays the batches written
+    /// after it; the aborted-transaction indexes are rebuilt from there too
+    /// (their entries for markers at or past it dropped, then written again).
     fn rebuild_producer_state(&mut self) -> Result<(), LogError> {
-        let (mut producers, from) = ProducerStates::load_snapshot(&self.dir, self.log_end_offset())?;
+        let (producers, from) = ProducerStates::load_snapshot(&self.dir, self.log_end_offset())?;
         let from = from.unwrap_or(0).max(self.log_start_offset());
-        for segment in self.segments.values().filter(|s| s.next_offset() > from) {
-            segment.for_each_header_from(from, |h| producers.update(h))?;
-        }
         self.producers = producers;
+        for index in self.txn_indexes.values_mut() {
+            index.truncate_to(from)?;
+        }
+        let PartitionLog { segments, producers, txn_indexes, dir, .. } = self;
+        for (base, segment) in segments.iter().filter(|(_, s)| s.next_offset() > from) {
+            segment.for_each_batch_from(from, |header, control_batch| {
+                let marker = control_batch.map(control::parse_marker_batch).transpose()?.flatten();
+                track_batch(producers, txn_indexes, dir, *base, header, marker)
+            })?;
+        }
         Ok(())
+    }
+
+    /// Appends a transaction marker (a control batch, see [`control`]) for
+    /// a producer as leader, ending its ongoing transaction. Refused with
+    /// [`LogError::CoordinatorFenced`] when the producer's last marker came
+    /// from a newer coordinator epoch, and with
+    /// [`LogError::InvalidProducerEpoch`] when the producer has a newer epoch.
+    #[cfg(test)]
+    pub fn append_txn_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTxnMarker,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_txn_marker_at(producer_id, producer_epoch, marker, 0, leader_epoch, now_ms)
+    }
+
+    /// [`PartitionLog::append_txn_marker`] for a transaction at
+    /// `transaction_version`: from 2 a marker is also refused (writing
+    /// nothing) when the producer has a transaction open at the marker's
+    /// epoch — a delayed marker of an earlier transaction.
+    pub fn append_txn_marker_at(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTxnMarker,
+        transaction_version: i16,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.producers.check_marker(producer_id, producer_epoch, marker.coordinator_epoch, transaction_version)?;
+        let mut bytes = control::encode_marker_batch(producer_id, producer_epoch, marker, now_ms)?;
+        let offset = self.log_end_offset();
+        batch::set_base_offset(&mut bytes, offset);
+        batch::set_partition_leader_epoch(&mut bytes, leader_epoch);
+        let (head_bytes, body) = bytes.split_at(batch::HEADER_SIZE);
+        let mut head = [0u8; batch::HEADER_SIZE];
+        head.copy_from_slice(head_bytes);
+        let header = BatchHeader::parse(&head)?;
+        self.maybe_roll(bytes.len() as u64, offset, header.max_timestamp)?;
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(&[BatchParts { head, body, header }], interval)?;
+        let base = self.active().base_offset();
+        track_batch(&mut self.producers, &mut self.txn_indexes, &self.dir, base, &header, Some(marker))?;
+        self.epochs.assign(leader_epoch, offset)?;
+        self.unflushed_records += 1;
+        Ok(AppendInfo {
+            base_offset: offset,
+            last_offset: offset,
+            record_count: 1,
+            max_timestamp: header.max_timestamp,
+            log_append_time: None,
+            bytes: bytes.len(),
+        })
+    }
+
+    /// The first offset of the oldest ongoing transaction, if any: the last
+    /// stable offset is the smaller of it and the high watermark.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers.first_unstable_offset()
+    }
+
+    /// The aborted transactions overlapping `[from, upper_bound)` (for a
+    /// read_committed fetch from `from`), oldest marker first.
+    pub fn aborted_transactions(&self, from: i64, upper_bound: i64) -> Vec<AbortedTxn> {
+        let first = self.segments.range(..=from).next_back().map_or(i64::MIN, |(base, _)| *base);
+        txn_index::collect(self.txn_indexes.range(first..).map(|(_, i)| i), from, upper_bound)
     }
 
     /// Validates producer batches, refuses keyless records in a compacted
@@ -136,9 +258,52 @@ impl PartitionLog {
     /// time if configured), and appends them. Nothing is written unless
     /// every batch is valid.
     pub fn append_as_leader(&mut self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, LogError> {
+        self.append_leader(batches, leader_epoch, now_ms, None)
+    }
+
+    /// [`append_as_leader`](Self::append_as_leader) for a client's produce:
+    /// each transactional batch must continue its producer's ongoing
+    /// transaction or come with the producer's current verification
+    /// `guard` (see [`ProducerStates::check_verified`]); nothing is written
+    /// otherwise ([`LogError::TxnNotVerified`]).
+    pub fn append_as_leader_verified(
+        &mut self,
+        batches: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+        guard: Option<VerificationGuard>,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_leader(batches, leader_epoch, now_ms, Some(guard))
+    }
+
+    /// Starts verifying a producer's transactional batch (see
+    /// [`ProducerStates::start_verification`]).
+    pub fn start_txn_verification(&mut self, producer_id: i64, epoch: i16) -> Option<VerificationGuard> {
+        self.producers.start_verification(producer_id, epoch)
+    }
+
+    /// Drops a verification the coordinator refused.
+    pub fn abandon_txn_verification(&mut self, producer_id: i64, guard: VerificationGuard) {
+        self.producers.abandon_verification(producer_id, guard);
+    }
+
+    /// A leader append; `verify` holds the client's verification guard when
+    /// its transactional batches must be checked.
+    fn append_leader(
+        &mut self,
+        batches: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+        verify: Option<Option<VerificationGuard>>,
+    ) -> Result<AppendInfo, LogError> {
         let refs = batch::validate_batches(batches, self.config.max_message_bytes)?;
         if let Some(duplicate) = self.check_sequences(&refs)? {
             return Ok(duplicate);
+        }
+        if let Some(guard) = verify {
+            for r in &refs {
+                self.producers.check_verified(&r.header, guard)?;
+            }
         }
         let compacts = self.config.cleanup_policy.compacts();
         let converted = convert::convert(batches, &refs, compacts, self.config.compression, &self.tp)?;
@@ -174,9 +339,11 @@ impl PartitionLog {
         let interval = self.config.index_interval_bytes;
         self.active_mut().append(&parts, interval)?;
         // The batches are in the log: producer state first, so a failure in
-        // what follows cannot let a retry be appended twice.
+        // what follows cannot let a retry be appended twice. (Producers send
+        // no control batches.)
+        let active = self.active().base_offset();
         for part in &parts {
-            self.producers.update(&part.header);
+            track_batch(&mut self.producers, &mut self.txn_indexes, &self.dir, active, &part.header, None)?;
         }
         self.epochs.assign(leader_epoch, base_offset)?;
         self.unflushed_records += record_count as u64;
@@ -233,12 +400,22 @@ impl PartitionLog {
                 BatchParts { head, body, header: r.header }
             })
             .collect();
+        // Transaction markers are read before anything is written: a marker
+        // that does not parse refuses the whole append.
+        let markers = refs
+            .iter()
+            .map(|r| match r.header.is_control() {
+                true => control::parse_marker_batch(&batches[r.position..r.position + r.header.size()]),
+                false => Ok(None),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         self.maybe_roll(batches.len() as u64, next - 1, max_timestamp)?;
         let interval = self.config.index_interval_bytes;
         self.active_mut().append(&parts, interval)?;
         let record_count: i64 = refs.iter().map(|r| i64::from(r.header.records_count)).sum();
-        for part in &parts {
-            self.producers.update(&part.header);
+        let active = self.active().base_offset();
+        for (part, marker) in parts.iter().zip(markers) {
+            track_batch(&mut self.producers, &mut self.txn_indexes, &self.dir, active, &part.header, marker)?;
         }
         for part in &parts {
             self.epochs.assign(part.header.partition_leader_epoch, part.header.base_offset)?;
@@ -314,7 +491,7 @@ impl PartitionLog {
             let mut header = r.header;
             header.base_offset = next;
             next = header.next_offset();
-            staged.update(&header);
+            staged.update(&header, None);
         }
         Ok(None)
     }
@@ -350,9 +527,11 @@ impl PartitionLog {
             return Ok(());
         }
         self.active_mut().seal()?;
+        self.sync_txn_indexes()?;
         self.producers.write_snapshot(&self.dir, next)?;
         let segment = Segment::create(&self.dir, next)?;
         self.segments.insert(next, segment);
+        self.txn_indexes.insert(next, TxnIndex::fresh(&self.dir, next)?);
         tracing::debug!(partition = %self.tp, base_offset = next, "rolled a new segment");
         Ok(())
     }
@@ -476,7 +655,9 @@ impl PartitionLog {
         let mut doomed = Vec::new();
         let mut size: i64 = self.size_bytes() as i64;
         let active_base = self.active().base_offset();
-        for (base, segment) in self.segments.range(..active_base) {
+        // Segments holding records of an ongoing transaction stay.
+        let unstable = self.first_unstable_offset().unwrap_or(i64::MAX);
+        for (base, segment) in self.segments.range(..active_base).take_while(|(_, s)| s.next_offset() <= unstable) {
             let over_size =
                 self.config.retention_bytes >= 0 && size - segment.size() as i64 >= self.config.retention_bytes;
             if expired(segment) || over_size {
@@ -487,9 +668,7 @@ impl PartitionLog {
             }
         }
         for base in &doomed {
-            if let Some(segment) = self.segments.remove(base) {
-                segment.delete()?;
-            }
+            self.remove_segment(*base)?;
         }
         if !doomed.is_empty() {
             let start = self.log_start_offset();
@@ -516,12 +695,35 @@ impl PartitionLog {
             .find(|(_, s)| lag > 0 && s.max_timestamp().is_some_and(|(ts, _)| now_ms.saturating_sub(ts) < lag))
             .map_or(self.active().base_offset(), |(base, _)| *base)
             .min(self.active().base_offset());
+        // Nor is a segment holding records of an ongoing transaction cleaned
+        // (Kafka's first unstable offset bounds the cleaner too).
+        let unstable = self.first_unstable_offset();
+        let clean_below = match unstable.and_then(|u| self.segments.range(..=u).next_back()) {
+            Some((base, _)) => clean_below.min(*base),
+            None => clean_below,
+        };
         if !self.config.cleanup_policy.compacts() || clean_below <= self.cleaned_up_to {
             return Ok(total);
         }
+        // Records of aborted transactions, and everything from the first
+        // unstable offset on, never count as a key's latest value: an
+        // aborted (or possibly aborted) write must not make the committed
+        // value before it look superseded. The aborted records themselves
+        // are then not the latest for their key, and are cleaned away.
+        let mut aborted: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for t in self.aborted_transactions(i64::MIN, i64::MAX) {
+            aborted.entry(t.producer_id).or_default().push((t.first_offset, t.last_offset));
+        }
+        let skip = |h: &BatchHeader| {
+            unstable.is_some_and(|u| h.last_offset() >= u)
+                || h.is_transactional()
+                    && aborted
+                        .get(&h.producer_id)
+                        .is_some_and(|ranges| ranges.iter().any(|(f, l)| (*f..=*l).contains(&h.base_offset)))
+        };
         let mut latest = KeyOffsets::new();
         for segment in self.segments.values() {
-            cleaner::collect_key_offsets(&segment.read_all()?, &mut latest)?;
+            cleaner::collect_key_offsets(&segment.read_all()?, &mut latest, skip)?;
         }
         let bases: Vec<i64> = self.segments.range(..clean_below).map(|(b, _)| *b).collect();
         let first = bases.first().copied();
@@ -529,9 +731,7 @@ impl PartitionLog {
             let Some(segment) = self.segments.get(&base) else { continue };
             if segment.is_empty() && Some(base) != first {
                 // Emptied by an earlier run: nothing to keep it for.
-                if let Some(segment) = self.segments.remove(&base) {
-                    segment.delete()?;
-                }
+                self.remove_segment(base)?;
                 continue;
             }
             let drop_tombstones = segment
@@ -540,7 +740,10 @@ impl PartitionLog {
             let (cleaned, stats) = cleaner::clean_segment(&segment.read_all()?, &latest, drop_tombstones)?;
             total.records_read += stats.records_read;
             total.records_removed += stats.records_removed;
-            let (Some(cleaned), Some(segment)) = (cleaned, self.segments.remove(&base)) else { continue };
+            // Nothing removed: the segment stays as it is (taken out of the
+            // map only when it is replaced).
+            let Some(cleaned) = cleaned else { continue };
+            let Some(segment) = self.segments.remove(&base) else { continue };
             let interval = self.config.index_interval_bytes;
             let segment = match segment.replace_contents(&cleaned, interval) {
                 Ok(segment) => segment,
@@ -554,6 +757,7 @@ impl PartitionLog {
             };
             if segment.is_empty() && Some(base) != first {
                 segment.delete()?;
+                self.txn_indexes.remove(&base);
             } else {
                 self.segments.insert(base, segment);
             }
@@ -563,6 +767,37 @@ impl PartitionLog {
             tracing::info!(partition = %self.tp, removed = total.records_removed, "compacted log");
         }
         Ok(total)
+    }
+
+    /// Moves the log start offset up to `offset` (DeleteRecords on a
+    /// leader, or a follower following its leader's start), at most to the
+    /// log end: checkpoints it first, then deletes the segments wholly below
+    /// it (the next segment starts at or below it) and the leader epoch
+    /// entries below it. Records of the first remaining segment below the
+    /// new start stay on disk but are no longer served. Returns whether the
+    /// start moved.
+    pub fn advance_log_start(&mut self, offset: i64) -> Result<bool, LogError> {
+        let offset = offset.min(self.log_end_offset());
+        if offset <= self.log_start_offset() {
+            return Ok(false);
+        }
+        write_checkpoint(&self.dir.join(LOG_START_OFFSET_FILE), offset)?;
+        self.recorded_start = offset;
+        self.delete_segments_below_start()?;
+        self.epochs.truncate_from_start(offset)?;
+        tracing::info!(partition = %self.tp, log_start_offset = offset, "log start offset moved");
+        Ok(true)
+    }
+
+    /// Deletes the segments (never the active one) whose records all lie
+    /// below the recorded start.
+    fn delete_segments_below_start(&mut self) -> Result<(), LogError> {
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        let doomed: Vec<i64> = bases.windows(2).take_while(|w| w[1] <= self.recorded_start).map(|w| w[0]).collect();
+        for base in doomed {
+            self.remove_segment(base)?;
+        }
+        Ok(())
     }
 
     /// Removes every record at or after `offset` (a follower diverging from
@@ -584,9 +819,7 @@ impl PartitionLog {
         let offset = offset.max(self.log_start_offset());
         let above: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
         for base in above {
-            if let Some(segment) = self.segments.remove(&base) {
-                segment.delete()?;
-            }
+            self.remove_segment(base)?;
         }
         self.active_mut().truncate_to(offset)?;
         let end = self.log_end_offset();
@@ -604,11 +837,11 @@ impl PartitionLog {
         let offset = offset.max(0);
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         for base in bases {
-            if let Some(segment) = self.segments.remove(&base) {
-                segment.delete()?;
-            }
+            self.remove_segment(base)?;
         }
         self.segments.insert(offset, Segment::create(&self.dir, offset)?);
+        self.recorded_start = offset;
+        self.txn_indexes.insert(offset, TxnIndex::fresh(&self.dir, offset)?);
         self.cleaned_up_to = offset;
         self.epochs.truncate_from_end(i64::MIN)?;
         // Deletes every snapshot (all are above -1) and starts empty.
@@ -624,27 +857,14 @@ impl PartitionLog {
     /// here), kept within the log's bounds; `None` when there is none or it
     /// is unreadable.
     pub fn high_watermark_checkpoint(&self) -> Option<i64> {
-        let path = self.dir.join(HIGH_WATERMARK_FILE);
-        let text = std::fs::read_to_string(&path).ok()?;
-        let mut lines = text.lines();
-        if lines.next()?.trim() != "0" {
-            tracing::warn!(path = %path.display(), "ignoring a high watermark checkpoint of an unknown version");
-            return None;
-        }
-        let hw: i64 = lines.next()?.trim().parse().ok()?;
+        let hw = read_checkpoint(&self.dir.join(HIGH_WATERMARK_FILE))?;
         Some(hw.clamp(self.log_start_offset(), self.log_end_offset()))
     }
 
     /// Checkpoints `high_watermark` (written to a temporary file, synced and
     /// renamed into place, so a crash leaves the old or the new value).
     pub fn write_high_watermark_checkpoint(&self, high_watermark: i64) -> Result<(), LogError> {
-        use std::io::Write;
-        let path = self.dir.join(HIGH_WATERMARK_FILE);
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(LogError::io(&tmp))?;
-        f.write_all(format!("0\n{high_watermark}\n").as_bytes()).map_err(LogError::io(&tmp))?;
-        f.sync_all().map_err(LogError::io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(LogError::io(&path))
+        write_checkpoint(&self.dir.join(HIGH_WATERMARK_FILE), high_watermark)
     }
 
     /// Writes buffered index entries and fsyncs the active segment.
@@ -652,6 +872,7 @@ impl PartitionLog {
         for segment in self.segments.values_mut() {
             segment.flush(true)?;
         }
+        self.sync_txn_indexes()?;
         let end = self.log_end_offset();
         self.producers.write_snapshot(&self.dir, end)?;
         self.unflushed_records = 0;
@@ -668,9 +889,10 @@ impl PartitionLog {
         &self.config
     }
 
-    /// First offset still in the log.
+    /// First offset still in the log: the first segment's base, or the
+    /// start DeleteRecords recorded if higher.
     pub fn log_start_offset(&self) -> i64 {
-        self.segments.keys().next().copied().unwrap_or(0)
+        self.segments.keys().next().copied().unwrap_or(0).max(self.recorded_start)
     }
 
     /// Offset the next appended record gets.
@@ -718,6 +940,24 @@ impl PartitionLog {
         &self.dir
     }
 
+    /// Deletes a segment's files (its `.txnindex` with them) and forgets it.
+    fn remove_segment(&mut self, base: i64) -> Result<(), LogError> {
+        self.txn_indexes.remove(&base);
+        match self.segments.remove(&base) {
+            Some(segment) => segment.delete(),
+            None => Ok(()),
+        }
+    }
+
+    /// Fsyncs the aborted-transaction indexes written since the last sync
+    /// (before a producer state snapshot, which vouches for them).
+    fn sync_txn_indexes(&mut self) -> Result<(), LogError> {
+        for index in self.txn_indexes.values_mut() {
+            index.sync()?;
+        }
+        Ok(())
+    }
+
     fn active(&self) -> &Segment {
         match self.segments.values().next_back() {
             Some(s) => s,
@@ -731,6 +971,55 @@ impl PartitionLog {
             None => unreachable!("a partition log always has a segment"),
         }
     }
+}
+
+/// A checkpoint file's offset (a version line `0`, then the offset); `None`
+/// when there is none or it is unreadable.
+fn read_checkpoint(path: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    if lines.next()?.trim() != "0" {
+        tracing::warn!(path = %path.display(), "ignoring a checkpoint of an unknown version");
+        return None;
+    }
+    lines.next()?.trim().parse().ok()
+}
+
+/// Writes a checkpoint file: to a temporary file, synced and renamed into
+/// place, so a crash leaves the old or the new value.
+fn write_checkpoint(path: &Path, offset: i64) -> Result<(), LogError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(LogError::io(&tmp))?;
+    f.write_all(format!("0\n{offset}\n").as_bytes()).map_err(LogError::io(&tmp))?;
+    f.sync_all().map_err(LogError::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(LogError::io(path))
+}
+
+/// Records a batch now in the log in the producer state; a marker ending an
+/// aborted transaction adds its entry to the `.txnindex` of the segment
+/// holding it (at `segment_base`), with the first unstable offset after it.
+fn track_batch(
+    producers: &mut ProducerStates,
+    txn_indexes: &mut BTreeMap<i64, TxnIndex>,
+    dir: &Path,
+    segment_base: i64,
+    header: &BatchHeader,
+    marker: Option<EndTxnMarker>,
+) -> Result<(), LogError> {
+    let Some(CompletedTxn { producer_id, first_offset, last_offset, committed }) = producers.update(header, marker)
+    else {
+        return Ok(());
+    };
+    if committed {
+        return Ok(());
+    }
+    let last_stable_offset = producers.first_unstable_offset().unwrap_or(last_offset + 1);
+    let index = match txn_indexes.entry(segment_base) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(e) => e.insert(TxnIndex::open(dir, segment_base)?),
+    };
+    index.append(AbortedTxn { producer_id, first_offset, last_offset, last_stable_offset })
 }
 
 /// Milliseconds since the Unix epoch, for flush bookkeeping on follower appends.

@@ -9,16 +9,35 @@
 //! right after the previous one (OUT_OF_ORDER_SEQUENCE_NUMBER otherwise);
 //! sequences wrap from `i32::MAX` to 0.
 //!
+//! Transactions: a producer's first transactional batch opens its ongoing
+//! transaction (its first offset holds the last stable offset back), and a
+//! control batch (COMMIT/ABORT marker) closes it and records the
+//! coordinator epoch it carried; a marker from an older coordinator epoch is
+//! refused (TRANSACTION_COORDINATOR_FENCED).
+//!
+//! Verification (KIP-890 part 1): a producer's first transactional batch
+//! on this partition is appended only after its transaction coordinator
+//! confirmed the partition is in the producer's ongoing transaction. The
+//! leader starts a verification here first and gets a
+//! [`VerificationGuard`]; any transactional batch or marker of that
+//! producer written meanwhile (a marker ending the transaction) clears it,
+//! and a batch is appended only if it continues the producer's ongoing
+//! transaction at its epoch or holds the guard still current — so a
+//! verification that an abort overtook cannot open a transaction no
+//! coordinator will ever end. Verifications live in memory only.
+//!
 //! The state is rebuilt from batch headers on open, starting from the latest
 //! snapshot (`<offset>.snapshot`, JSON, written at segment roll and on flush)
 //! so a restart only rescans the log written after it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use super::batch::BatchHeader;
+use super::control::EndTxnMarker;
 use super::error::LogError;
 
 /// Batches remembered per producer: Kafka's max in-flight requests.
@@ -48,6 +67,30 @@ pub struct ProducerEntry {
     pub epoch: i16,
     /// Latest batches, oldest first.
     pub batches: VecDeque<ProducerBatch>,
+    /// Epoch of the transaction coordinator that wrote its latest marker
+    /// (-1 before any).
+    #[serde(default = "no_coordinator_epoch")]
+    pub coordinator_epoch: i32,
+    /// First offset of its ongoing transaction, if one is open.
+    #[serde(default)]
+    pub txn_first_offset: Option<i64>,
+}
+
+fn no_coordinator_epoch() -> i32 {
+    -1
+}
+
+/// A transaction a marker ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    /// The producer.
+    pub producer_id: i64,
+    /// Offset of the transaction's first record.
+    pub first_offset: i64,
+    /// Offset of the marker.
+    pub last_offset: i64,
+    /// Whether it committed (else aborted).
+    pub committed: bool,
 }
 
 /// What to do with a producer's batch.
@@ -59,10 +102,33 @@ pub enum SequenceCheck {
     Duplicate(ProducerBatch),
 }
 
+/// Proof that a verification of a producer's transactional batch was
+/// started, to be shown at the append; unique in the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VerificationGuard(u64);
+
+/// Source of unique guards: a guard outlives the state that issued it (a
+/// log reload replaces the state), so a counter per state could repeat one.
+static NEXT_GUARD: AtomicU64 = AtomicU64::new(1);
+
+impl VerificationGuard {
+    fn fresh() -> VerificationGuard {
+        VerificationGuard(NEXT_GUARD.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
 /// Producer state of a partition.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// (first offset, producer id) of every ongoing transaction, oldest
+    /// first: derived from `producers`.
+    #[serde(skip)]
+    ongoing: BTreeSet<(i64, i64)>,
+    /// The current verification guard per producer id whose transaction on
+    /// this partition is being verified.
+    #[serde(skip)]
+    verifying: HashMap<i64, VerificationGuard>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -112,21 +178,125 @@ impl ProducerStates {
         if header.base_sequence != expected {
             return Err(LogError::OutOfOrderSequence { producer_id: pid, expected, got: header.base_sequence });
         }
+        if let Some(first_offset) = entry.txn_first_offset
+            && !header.is_transactional()
+        {
+            return Err(LogError::InvalidTxnState { producer_id: pid, first_offset });
+        }
         Ok(SequenceCheck::Append)
     }
 
-    /// Records a batch now in the log (with its final offsets).
-    pub fn update(&mut self, header: &BatchHeader) {
-        if !header.has_producer_id() {
-            return;
+    /// Whether `producer_id` has an ongoing transaction here at `epoch`: its
+    /// further transactional batches need no verification.
+    pub fn has_ongoing_txn(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers.get(&producer_id).is_some_and(|e| e.epoch == epoch && e.txn_first_offset.is_some())
+    }
+
+    /// Starts verifying a transactional batch of `producer_id` at `epoch`:
+    /// `None` when its transaction is already ongoing here (append without
+    /// asking the coordinator), else the guard to append with once the
+    /// coordinator confirmed — the current one if a verification is already
+    /// under way (concurrent first batches share it).
+    pub fn start_verification(&mut self, producer_id: i64, epoch: i16) -> Option<VerificationGuard> {
+        if self.has_ongoing_txn(producer_id, epoch) {
+            return None;
         }
-        let entry = self
-            .producers
-            .entry(header.producer_id)
-            .or_insert_with(|| ProducerEntry { epoch: header.producer_epoch, batches: VecDeque::new() });
+        Some(*self.verifying.entry(producer_id).or_insert_with(VerificationGuard::fresh))
+    }
+
+    /// Drops `guard` if it is still `producer_id`'s current one (the
+    /// coordinator refused, so nothing will be appended with it).
+    pub fn abandon_verification(&mut self, producer_id: i64, guard: VerificationGuard) {
+        if self.verifying.get(&producer_id) == Some(&guard) {
+            self.verifying.remove(&producer_id);
+        }
+    }
+
+    /// Checks that a transactional batch from a client may be appended:
+    /// it continues its producer's ongoing transaction at its epoch, or
+    /// `guard` is the producer's current verification guard. Other batches
+    /// pass. Refused with [`LogError::TxnNotVerified`] (INVALID_TXN_STATE).
+    pub fn check_verified(&self, header: &BatchHeader, guard: Option<VerificationGuard>) -> Result<(), LogError> {
+        if !header.is_transactional() || header.is_control() || !header.has_producer_id() {
+            return Ok(());
+        }
+        let pid = header.producer_id;
+        if self.has_ongoing_txn(pid, header.producer_epoch) {
+            return Ok(());
+        }
+        match guard {
+            Some(g) if self.verifying.get(&pid) == Some(&g) => Ok(()),
+            _ => Err(LogError::TxnNotVerified { producer_id: pid, epoch: header.producer_epoch }),
+        }
+    }
+
+    /// Checks a transaction marker for a producer against the state (no
+    /// change is made): refused when an older coordinator epoch than the
+    /// producer's last marker carried wrote it, or when the producer has a
+    /// newer epoch. At `transaction_version` 2 the marker's epoch is the
+    /// one the coordinator bumped to at EndTxn, above any of its
+    /// transaction's data: a transaction open at that very epoch is a later
+    /// one, and the marker (delayed, of an earlier transaction) is refused.
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        transaction_version: i16,
+    ) -> Result<(), LogError> {
+        let Some(entry) = self.producers.get(&producer_id) else { return Ok(()) };
+        if coordinator_epoch < entry.coordinator_epoch {
+            return Err(LogError::CoordinatorFenced {
+                producer_id,
+                coordinator_epoch,
+                current: entry.coordinator_epoch,
+            });
+        }
+        let later_txn_open = transaction_version >= 2 && entry.txn_first_offset.is_some();
+        if producer_epoch < entry.epoch || (producer_epoch == entry.epoch && later_txn_open) {
+            return Err(LogError::InvalidProducerEpoch { producer_id, epoch: producer_epoch, current: entry.epoch });
+        }
+        Ok(())
+    }
+
+    /// Records a batch now in the log (with its final offsets). A control
+    /// batch comes with the marker it holds, ends the producer's ongoing
+    /// transaction, and returns it (`None` when none was open).
+    pub fn update(&mut self, header: &BatchHeader, marker: Option<EndTxnMarker>) -> Option<CompletedTxn> {
+        if !header.has_producer_id() {
+            return None;
+        }
+        if header.is_transactional() {
+            // Either the transaction now has a first offset here (its next
+            // batches need no verification) or a marker ended it (a
+            // verification started before must not open a new one).
+            self.verifying.remove(&header.producer_id);
+        }
+        let entry = self.producers.entry(header.producer_id).or_insert_with(|| ProducerEntry {
+            epoch: header.producer_epoch,
+            batches: VecDeque::new(),
+            coordinator_epoch: -1,
+            txn_first_offset: None,
+        });
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
+        }
+        if header.is_control() {
+            let marker = marker?;
+            entry.coordinator_epoch = marker.coordinator_epoch;
+            let first_offset = entry.txn_first_offset.take()?;
+            self.ongoing.remove(&(first_offset, header.producer_id));
+            return Some(CompletedTxn {
+                producer_id: header.producer_id,
+                first_offset,
+                last_offset: header.base_offset,
+                committed: marker.committed,
+            });
+        }
+        if header.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(header.base_offset);
+            self.ongoing.insert((header.base_offset, header.producer_id));
         }
         entry.batches.push_back(ProducerBatch {
             first_sequence: header.base_sequence,
@@ -138,15 +308,18 @@ impl ProducerStates {
         while entry.batches.len() > REMEMBERED_BATCHES {
             entry.batches.pop_front();
         }
+        None
     }
 
-    /// Forgets batches at or after `offset` (log truncated there); producers
-    /// left with no batch are dropped.
-    pub fn truncate_to(&mut self, offset: i64) {
-        for entry in self.producers.values_mut() {
-            entry.batches.retain(|b| b.last_offset < offset);
-        }
-        self.producers.retain(|_, e| !e.batches.is_empty());
+    /// The first offset of the oldest ongoing transaction: the last stable
+    /// offset cannot pass it.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.first().map(|(first, _)| *first)
+    }
+
+    /// Every producer tracked, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(id, e)| (*id, e))
     }
 
     /// The state of one producer.
@@ -202,7 +375,10 @@ impl ProducerStates {
             let bytes = std::fs::read(&path).map_err(LogError::io(&path))?;
             match serde_json::from_slice::<Snapshot>(&bytes) {
                 Ok(s) if s.version == 1 && s.offset == *offset => {
-                    return Ok((ProducerStates { producers: s.producers }, Some(*offset)));
+                    let ongoing =
+                        s.producers.iter().filter_map(|(id, e)| e.txn_first_offset.map(|first| (first, *id))).collect();
+                    let producers = s.producers;
+                    return Ok((ProducerStates { producers, ongoing, verifying: HashMap::new() }, Some(*offset)));
                 }
                 _ => tracing::warn!(path = %path.display(), "ignoring an unreadable producer state snapshot"),
             }
@@ -259,12 +435,123 @@ mod tests {
         }
     }
 
+    fn txn_header(pid: i64, epoch: i16, base_sequence: i32, count: i32, base_offset: i64) -> BatchHeader {
+        BatchHeader { attributes: 0x10, ..header(pid, epoch, base_sequence, count, base_offset) }
+    }
+
+    fn marker_header(pid: i64, epoch: i16, offset: i64) -> BatchHeader {
+        BatchHeader { attributes: 0x30, base_sequence: -1, ..header(pid, epoch, -1, 1, offset) }
+    }
+
+    #[test]
+    fn transactions_hold_the_first_unstable_offset_until_their_marker() {
+        let mut s = ProducerStates::default();
+        s.update(&header(1, 0, 0, 2, 0), None);
+        assert_eq!(s.first_unstable_offset(), None, "idempotent batches open no transaction");
+        s.update(&txn_header(7, 0, 0, 2, 2), None);
+        s.update(&txn_header(8, 0, 0, 1, 4), None);
+        s.update(&txn_header(7, 0, 2, 1, 5), None);
+        assert_eq!(s.first_unstable_offset(), Some(2));
+        let commit = EndTxnMarker { committed: true, coordinator_epoch: 3 };
+        let done = s.update(&marker_header(7, 0, 6), Some(commit)).unwrap();
+        assert_eq!(done, CompletedTxn { producer_id: 7, first_offset: 2, last_offset: 6, committed: true });
+        assert_eq!(s.first_unstable_offset(), Some(4));
+        // The marker does not count as a sequence: the producer goes on from 3.
+        assert_eq!(s.check(&txn_header(7, 0, 3, 1, 7)).unwrap(), SequenceCheck::Append);
+        assert!(
+            matches!(s.check(&header(8, 0, 1, 1, 7)), Err(LogError::InvalidTxnState { first_offset: 4, .. })),
+            "a non-transactional batch inside producer 8's transaction"
+        );
+        assert!(matches!(s.check_marker(7, 0, 2, 0), Err(LogError::CoordinatorFenced { current: 3, .. })));
+        assert!(s.check_marker(7, 0, 3, 0).is_ok());
+        let abort = EndTxnMarker { committed: false, coordinator_epoch: 3 };
+        assert!(!s.update(&marker_header(8, 0, 7), Some(abort)).unwrap().committed);
+        assert_eq!(s.first_unstable_offset(), None);
+        assert_eq!(s.update(&marker_header(8, 0, 8), Some(abort)), None, "no transaction open");
+    }
+
+    #[test]
+    fn only_a_verified_first_transactional_batch_is_appended() {
+        let mut s = ProducerStates::default();
+        let first = txn_header(7, 0, 0, 2, 0);
+        assert!(
+            matches!(s.check_verified(&first, None), Err(LogError::TxnNotVerified { producer_id: 7, epoch: 0 })),
+            "no verification started"
+        );
+        let guard = s.start_verification(7, 0).expect("no transaction open: verify");
+        assert_eq!(s.start_verification(7, 0), Some(guard), "concurrent first batches share the guard");
+        assert!(s.check_verified(&first, Some(guard)).is_ok());
+        assert!(s.check_verified(&header(7, 0, 0, 2, 0), None).is_ok(), "idempotent batches need no verification");
+        s.update(&first, None);
+        // The transaction is ongoing: no verification, no guard needed.
+        assert_eq!(s.start_verification(7, 0), None);
+        assert!(s.check_verified(&txn_header(7, 0, 2, 1, 2), None).is_ok());
+        assert!(s.check_verified(&txn_header(7, 0, 2, 1, 2), Some(guard)).is_ok());
+        // The old guard was used up: a later verification gets a new one.
+        s.update(&marker_header(7, 0, 2), Some(EndTxnMarker { committed: true, coordinator_epoch: 0 }));
+        let next = s.start_verification(7, 0).unwrap();
+        assert_ne!(next, guard);
+        assert!(matches!(
+            s.check_verified(&txn_header(7, 0, 2, 1, 3), Some(guard)),
+            Err(LogError::TxnNotVerified { .. })
+        ));
+        // A newer epoch is not the ongoing transaction of the older one.
+        s.update(&txn_header(7, 0, 2, 1, 3), None);
+        assert!(s.start_verification(7, 1).is_some());
+    }
+
+    #[test]
+    fn a_v2_marker_never_ends_a_later_transaction_at_its_epoch() {
+        let mut s = ProducerStates::default();
+        let commit = EndTxnMarker { committed: true, coordinator_epoch: 0 };
+        // T1 writes at epoch 0; its markers carry the bumped epoch 1.
+        s.update(&txn_header(7, 0, 0, 2, 0), None);
+        assert!(s.check_marker(7, 1, 0, 2).is_ok());
+        s.update(&marker_header(7, 1, 2), Some(commit));
+        // A duplicate of T1's marker while nothing is open changes nothing: allowed.
+        assert!(s.check_marker(7, 1, 0, 2).is_ok());
+        // T2 writes at epoch 1 (sequences restart with the epoch).
+        assert_eq!(s.check(&txn_header(7, 1, 0, 1, 3)).unwrap(), SequenceCheck::Append);
+        s.update(&txn_header(7, 1, 0, 1, 3), None);
+        // T1's delayed marker (epoch 1) must not end T2; an older one neither;
+        // T2's own marker (epoch 2) may.
+        assert!(matches!(s.check_marker(7, 1, 0, 2), Err(LogError::InvalidProducerEpoch { epoch: 1, current: 1, .. })));
+        assert!(matches!(s.check_marker(7, 0, 0, 2), Err(LogError::InvalidProducerEpoch { .. })));
+        assert!(s.check_marker(7, 2, 0, 2).is_ok());
+        // Before v2 a marker at the current epoch is the transaction's own.
+        assert!(s.check_marker(7, 1, 0, 0).is_ok());
+        // A delayed data batch of T1 (epoch 0) is refused.
+        assert!(matches!(s.check(&txn_header(7, 0, 2, 1, 4)), Err(LogError::InvalidProducerEpoch { .. })));
+    }
+
+    #[test]
+    fn a_marker_between_verification_and_append_refuses_the_append() {
+        let mut s = ProducerStates::default();
+        let guard = s.start_verification(7, 0).unwrap();
+        // The coordinator said yes, but the transaction aborts before the
+        // append: its marker (written to every partition in it) clears the guard.
+        s.update(&marker_header(7, 0, 0), Some(EndTxnMarker { committed: false, coordinator_epoch: 0 }));
+        assert!(
+            matches!(s.check_verified(&txn_header(7, 0, 0, 1, 1), Some(guard)), Err(LogError::TxnNotVerified { .. })),
+            "a verified append after the abort marker is refused"
+        );
+        assert_eq!(s.first_unstable_offset(), None, "no transaction was opened");
+        // A refused verification is dropped; another producer's guard stays.
+        let other = s.start_verification(8, 0).unwrap();
+        let mine = s.start_verification(7, 0).unwrap();
+        s.abandon_verification(7, other);
+        assert!(s.check_verified(&txn_header(7, 0, 0, 1, 1), Some(mine)).is_ok(), "not its guard: kept");
+        s.abandon_verification(7, mine);
+        assert!(s.check_verified(&txn_header(7, 0, 0, 1, 1), Some(mine)).is_err());
+        assert!(s.check_verified(&txn_header(8, 0, 0, 1, 1), Some(other)).is_ok());
+    }
+
     #[test]
     fn sequences_must_follow_on_and_retries_are_duplicates() {
         let mut s = ProducerStates::default();
         assert_eq!(s.check(&header(7, 0, 0, 3, 0)).unwrap(), SequenceCheck::Append);
-        s.update(&header(7, 0, 0, 3, 0));
-        s.update(&header(7, 0, 3, 2, 3));
+        s.update(&header(7, 0, 0, 3, 0), None);
+        s.update(&header(7, 0, 3, 2, 3), None);
         let SequenceCheck::Duplicate(dup) = s.check(&header(7, 0, 0, 3, 99)).unwrap() else {
             panic!("not a duplicate")
         };
@@ -280,7 +567,7 @@ mod tests {
     #[test]
     fn epochs_fence_older_producers_and_restart_sequences() {
         let mut s = ProducerStates::default();
-        s.update(&header(7, 1, 0, 1, 0));
+        s.update(&header(7, 1, 0, 1, 0), None);
         assert!(matches!(s.check(&header(7, 0, 1, 1, 1)), Err(LogError::InvalidProducerEpoch { current: 1, .. })));
         assert!(matches!(s.check(&header(7, 2, 5, 1, 1)), Err(LogError::OutOfOrderSequence { expected: 0, .. })));
         assert_eq!(s.check(&header(7, 2, 0, 1, 1)).unwrap(), SequenceCheck::Append);
@@ -289,10 +576,10 @@ mod tests {
     #[test]
     fn sequences_wrap_and_only_five_batches_are_remembered() {
         let mut s = ProducerStates::default();
-        s.update(&header(1, 0, i32::MAX - 1, 2, 0));
+        s.update(&header(1, 0, i32::MAX - 1, 2, 0), None);
         assert_eq!(s.check(&header(1, 0, 0, 1, 2)).unwrap(), SequenceCheck::Append);
         for i in 0..6 {
-            s.update(&header(1, 0, i, 1, 2 + i64::from(i)));
+            s.update(&header(1, 0, i, 1, 2 + i64::from(i)), None);
         }
         assert_eq!(s.get(1).unwrap().batches.len(), 5);
     }
@@ -301,9 +588,9 @@ mod tests {
     fn snapshots_round_trip_and_ones_past_the_log_end_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = ProducerStates::default();
-        s.update(&header(7, 0, 0, 3, 0));
+        s.update(&header(7, 0, 0, 3, 0), None);
         s.write_snapshot(dir.path(), 3).unwrap();
-        s.update(&header(7, 0, 3, 3, 3));
+        s.update(&header(7, 0, 3, 3, 3), None);
         s.write_snapshot(dir.path(), 6).unwrap();
         s.write_snapshot(dir.path(), 9).unwrap();
         assert_eq!(list_snapshots(dir.path()).unwrap().len(), 2, "only the newest two kept");

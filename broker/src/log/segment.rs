@@ -356,6 +356,34 @@ impl Segment {
         Ok(())
     }
 
+    /// Calls `f` with the header of every batch from the one holding
+    /// `offset` on, and — for control batches, which are small — the whole
+    /// batch's bytes (to read their marker).
+    pub fn for_each_batch_from(
+        &self,
+        offset: i64,
+        mut f: impl FnMut(&BatchHeader, Option<&[u8]>) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
+        if self.size == 0 {
+            return Ok(());
+        }
+        let log = self.log.get()?;
+        let Some(first) = self.find_batch_in(&log, offset)? else { return Ok(()) };
+        let mut position = first.position;
+        while position < self.size {
+            let header = read_header(&log, self.log.path(), position)?;
+            if header.is_control() {
+                let mut bytes = vec![0u8; header.size()];
+                log.read_exact_at(&mut bytes, position).map_err(LogError::io(self.log.path()))?;
+                f(&header, Some(&bytes))?;
+            } else {
+                f(&header, None)?;
+            }
+            position += header.size() as u64;
+        }
+        Ok(())
+    }
+
     /// Locates whole batches starting with `first` (found by
     /// [`Segment::find_batch`]): as many as fit in `max_bytes` — but at least
     /// `first` when `min_one_batch` — and none ending at or past
@@ -374,7 +402,7 @@ impl Segment {
         let start = first.position;
         let at_least = if min_one_batch { first.header.size() as u64 } else { 0 };
         let budget = (max_bytes.min(MAX_READ_BYTES) as u64).max(at_least).min(self.size - start);
-        let (mut end, mut records) = (start, 0u64);
+        let (mut end, mut records, mut end_offset) = (start, 0u64, first.header.base_offset);
         let mut header = first.header;
         let log = self.log.get()?;
         loop {
@@ -383,13 +411,16 @@ impl Segment {
             }
             end += header.size() as u64;
             records += header.records_count.max(0) as u64;
+            end_offset = header.next_offset();
             if end - start + HEADER_SIZE as u64 > budget {
                 break;
             }
             header = read_header(&log, self.log.path(), end)?;
         }
         let len = (end - start) as usize;
-        Ok((len > 0).then(|| FileRecords::new(log, self.log.path().to_owned(), start, len, records)))
+        Ok((len > 0).then(|| {
+            FileRecords::new(log, self.log.path().to_owned(), start, len, records).with_end_offset(end_offset)
+        }))
     }
 
     /// The whole `.log` file.
@@ -528,7 +559,7 @@ impl Segment {
         // Closes the cached handle first (reads in flight keep theirs).
         drop(self);
         let (log, index, time) = paths(&dir, base_offset);
-        for path in [log, index, time] {
+        for path in [log, index, time, super::txn_index::path(&dir, base_offset)] {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

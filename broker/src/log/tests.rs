@@ -143,6 +143,39 @@ fn retention_deletes_whole_old_segments_and_advances_the_start() {
 }
 
 #[test]
+fn delete_records_moves_the_start_deletes_segments_below_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), tp(), small_config()).unwrap();
+    for _ in 0..60 {
+        log.append_as_leader(&encode_batch(4, 50, 1000, Compression::None), 0, 0).unwrap();
+    }
+    let segments = log.segment_count();
+    assert!(segments > 3);
+    let target = 101; // inside a segment, inside a batch
+    assert!(log.advance_log_start(target).unwrap());
+    assert_eq!(log.log_start_offset(), target);
+    // Only the segments wholly below went; the one holding the target stays.
+    let first = log.segments().next().unwrap();
+    assert!(first.base_offset() <= target && first.next_offset() > target);
+    assert!(log.segment_count() < segments);
+    assert!(matches!(log.read_up_to(target - 1, 100, i64::MAX), Err(LogError::OffsetOutOfRange { .. })));
+    assert_eq!(read_all(&log, target, 1000).len() as i64, 240 - target);
+    assert!(log.epochs().entries().iter().all(|e| e.start_offset >= target));
+    // Never backwards, never past the log end.
+    assert!(!log.advance_log_start(50).unwrap());
+    assert_eq!(log.log_start_offset(), target);
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), tp(), small_config()).unwrap();
+    assert_eq!(log.log_start_offset(), target);
+    assert!(log.advance_log_start(10_000).unwrap());
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (240, 240));
+    assert_eq!(log.append_as_leader(&encode_batch(1, 1, 5, Compression::None), 0, 0).unwrap().base_offset, 240);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), tp(), small_config()).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (240, 241));
+}
+
+#[test]
 fn recovery_truncates_a_torn_tail_and_rebuilds_damaged_indexes() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -531,4 +564,18 @@ fn segment_index_bytes_rolls_before_an_index_would_outgrow_it() {
         assert!(segment.time_index().entries().len() * 12 <= 24 + 12);
     }
     assert_eq!(read_all(&log, 0, 1 << 20).len(), 60, "every record is still read");
+}
+
+#[test]
+fn compaction_keeps_segments_it_has_nothing_to_remove_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { cleanup_policy: CleanupPolicy::Compact, ..LogConfig::default() };
+    let mut log = PartitionLog::open(dir.path(), tp(), config).unwrap();
+    // Keys k0, k1, k2 in one segment: nothing is superseded.
+    log.append_as_leader(&encode_batch(3, 10, 1, Compression::None), 0, 0).unwrap();
+    log.roll().unwrap();
+    let stats = log.compact(10).unwrap();
+    assert_eq!(stats.records_removed, 0);
+    assert_eq!(log.segment_count(), 2, "the untouched segment is still part of the log");
+    assert_eq!(read_all(&log, 0, 1 << 20).len(), 3);
 }

@@ -1,6 +1,6 @@
 //! Cluster metadata as this broker serves it: the cluster id, live brokers,
 //! the active controller, topics with their ids, partitions (replicas,
-//! leader, leader epoch, ISR) and config overrides.
+//! leader, leader epoch, ISR), config overrides and ACLs.
 //!
 //! The source of truth is the controller quorum's image
 //! ([`crate::controller::ClusterImage`]); [`MetadataView::from_image`]
@@ -119,7 +119,19 @@ pub struct MetadataView {
     cluster_id: String,
     controller_id: i32,
     brokers: Vec<BrokerEndpoint>,
+    /// The live brokers as each named listener's clients see them.
+    listener_brokers: BTreeMap<String, Vec<BrokerEndpoint>>,
     topics: BTreeMap<String, TopicMetadata>,
+    /// SCRAM credentials by user, then mechanism name.
+    scram: BTreeMap<String, BTreeMap<String, crate::auth::scram::ScramCredential>>,
+    acls: std::sync::Arc<Vec<crate::auth::acl::AclBinding>>,
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// A `host:port` endpoint split, `None` when malformed.
+fn split_endpoint(endpoint: &str) -> Option<(String, i32)> {
+    let (host, port) = endpoint.rsplit_once(':')?;
+    Some((host.to_string(), port.parse().ok()?))
 }
 
 impl MetadataView {
@@ -150,6 +162,27 @@ impl MetadataView {
                 })
             })
             .collect();
+        // Kafka's rule: a client sees each broker at the endpoint of the
+        // listener it connected on; a broker without that listener is left
+        // out (one registered by an earlier release, without listener names,
+        // is shown at its single endpoint).
+        let mut listener_brokers: BTreeMap<String, Vec<BrokerEndpoint>> = BTreeMap::new();
+        let names: std::collections::BTreeSet<&String> =
+            image.brokers.values().filter(|b| !b.fenced).flat_map(|b| b.listeners.keys()).collect();
+        for name in names {
+            let on_listener = image
+                .brokers
+                .values()
+                .filter(|b| !b.fenced)
+                .filter_map(|b| {
+                    let endpoint =
+                        if b.listeners.is_empty() { &b.advertised_endpoint } else { b.listeners.get(name)? };
+                    let (host, port) = split_endpoint(endpoint)?;
+                    Some(BrokerEndpoint { id: b.broker_id, host, port, rack: b.rack.clone() })
+                })
+                .collect();
+            listener_brokers.insert(name.clone(), on_listener);
+        }
         let topics = image
             .topics
             .iter()
@@ -173,7 +206,43 @@ impl MetadataView {
         } else {
             brokers.iter().map(|b| b.id).min().unwrap_or(NO_CONTROLLER)
         };
-        MetadataView { cluster_id: image.cluster_id.clone(), controller_id, brokers, topics }
+        let acls = std::sync::Arc::new(image.acls.iter().cloned().collect());
+        MetadataView {
+            cluster_id: image.cluster_id.clone(),
+            controller_id,
+            brokers,
+            listener_brokers,
+            topics,
+            scram: image.scram_credentials.clone(),
+            acls,
+            group_configs: image.group_configs.clone(),
+        }
+    }
+
+    /// `user`'s SCRAM credential for `mechanism`, if one is set.
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: crate::config::listeners::Mechanism,
+    ) -> Option<crate::auth::scram::ScramCredential> {
+        self.scram.get(user)?.get(mechanism.name()).cloned()
+    }
+
+    /// Every user with SCRAM credentials: (mechanism name, iterations) of each.
+    pub fn scram_users(&self) -> impl Iterator<Item = (&str, Vec<(&str, i32)>)> {
+        self.scram
+            .iter()
+            .map(|(user, m)| (user.as_str(), m.iter().map(|(name, c)| (name.as_str(), c.iterations)).collect()))
+    }
+
+    /// The live brokers as clients of `listener` see them: at that
+    /// listener's advertised endpoints (every broker's first listener when
+    /// `listener` is `None` or unknown to the cluster).
+    pub fn brokers_on(&self, listener: Option<&str>) -> &[BrokerEndpoint] {
+        match listener.and_then(|l| self.listener_brokers.get(l)) {
+            Some(brokers) => brokers,
+            None => &self.brokers,
+        }
     }
 
     /// The active controller's broker id, -1 when none is known.
@@ -203,9 +272,20 @@ impl MetadataView {
         &self.cluster_id
     }
 
+    /// The stored ACLs (kafka-acls.sh), shared: an authorizer holds them
+    /// without holding the view's lock.
+    pub fn acls(&self) -> std::sync::Arc<Vec<crate::auth::acl::AclBinding>> {
+        self.acls.clone()
+    }
+
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Option<&TopicMetadata> {
         self.topics.get(name)
+    }
+
+    /// A group's config overrides (see [`crate::group::configs`]); empty when none.
+    pub fn group_configs(&self, group: &str) -> BTreeMap<String, String> {
+        self.group_configs.get(group).cloned().unwrap_or_default()
     }
 
     /// A topic by id.
@@ -324,6 +404,7 @@ mod tests {
             incarnation_id: Uuid::new_v4(),
             advertised_endpoint: "host-0:9092".into(),
             internal_endpoint: "host-0:9093".into(),
+            listeners: Default::default(),
             rack: None,
             max_partitions: None,
         };
@@ -341,6 +422,43 @@ mod tests {
             );
         }
         image
+    }
+
+    #[test]
+    fn each_listener_sees_the_brokers_at_its_own_addresses() {
+        let mut image = image_with(&[]);
+        let mut register = |id: i32, listeners: &[(&str, &str)], index: u64| {
+            let reg = Command::RegisterBroker {
+                broker_id: id,
+                incarnation_id: Uuid::new_v4(),
+                advertised_endpoint: format!("host-{id}:9092"),
+                internal_endpoint: format!("host-{id}:9093"),
+                listeners: listeners.iter().map(|(n, e)| (n.to_string(), e.to_string())).collect(),
+                rack: None,
+                max_partitions: None,
+            };
+            let crate::controller::Outcome::Registered { broker_epoch } = image.apply(index, &reg).unwrap() else {
+                panic!()
+            };
+            image.apply(index + 1, &Command::BrokerHeartbeat { broker_id: id, broker_epoch }).unwrap();
+        };
+        register(1, &[("INTERNAL", "b1.svc:9092"), ("EXTERNAL", "kafka-1.example.com:443")], 100);
+        register(2, &[("INTERNAL", "b2.svc:9092")], 200);
+        let view = MetadataView::from_image(&image, 0);
+        let on = |l: Option<&str>| -> Vec<(i32, String)> {
+            view.brokers_on(l).iter().map(|b| (b.id, format!("{}:{}", b.host, b.port))).collect()
+        };
+        // Broker 0 registered without listener names (an earlier release): its one endpoint everywhere.
+        assert_eq!(
+            on(Some("EXTERNAL")),
+            vec![(0, "host-0:9092".to_string()), (1, "kafka-1.example.com:443".to_string())],
+            "broker 2 has no EXTERNAL listener and is left out"
+        );
+        assert_eq!(
+            on(Some("INTERNAL")),
+            vec![(0, "host-0:9092".to_string()), (1, "b1.svc:9092".to_string()), (2, "b2.svc:9092".to_string())]
+        );
+        assert_eq!(on(None).len(), 3, "no listener: every broker's first endpoint");
     }
 
     #[test]
@@ -366,6 +484,7 @@ mod tests {
                 incarnation_id: Uuid::new_v4(),
                 advertised_endpoint: format!("host-{id}:9092"),
                 internal_endpoint: format!("host-{id}:9093"),
+                listeners: Default::default(),
                 rack: None,
                 max_partitions: None,
             };

@@ -28,6 +28,13 @@ pub struct RequestContext {
     pub client_id: Option<String>,
     /// The client's address (set by the connection; unset when decoding alone).
     pub peer: Option<std::net::SocketAddr>,
+    /// Who the connection authenticated as (set by the connection;
+    /// `User:ANONYMOUS` until then).
+    pub principal: std::sync::Arc<crate::auth::Principal>,
+    /// The name of the listener the request came in on (set by the
+    /// connection): Metadata, FindCoordinator and DescribeCluster answer
+    /// with that listener's addresses.
+    pub listener: Option<std::sync::Arc<str>>,
 }
 
 /// Why a request frame could not be decoded.
@@ -89,7 +96,18 @@ pub fn decode_request(frame: Bytes, max_entries: u64) -> Result<(RequestContext,
     }
     let body = RequestKind::decode(api, &mut buf, version).map_err(|e| malformed(format!("body: {e}")))?;
     let client_id = header.client_id.as_ref().map(|c| c.to_string());
-    Ok((RequestContext { api_key: api, api_version: version, correlation_id, client_id, peer: None }, body))
+    Ok((
+        RequestContext {
+            api_key: api,
+            api_version: version,
+            correlation_id,
+            client_id,
+            peer: None,
+            principal: crate::auth::Principal::anonymous(),
+            listener: None,
+        },
+        body,
+    ))
 }
 
 /// Encodes a response with its header and size prefix, ready to write. A

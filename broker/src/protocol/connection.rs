@@ -28,6 +28,18 @@
 //! (the client would otherwise pair later responses with the wrong request).
 //! The handler and writer end with the connection's task.
 //!
+//! On an SSL or SASL_SSL listener the connection starts with a TLS
+//! handshake (within `request.frame.timeout.ms`); a client certificate sets
+//! the principal (see [`crate::auth::client_tls`]). On a SASL listener the
+//! SASL requests are answered here, before the handler, and nothing but
+//! ApiVersions is served until the client has authenticated (see
+//! [`super::sasl`]).
+//!
+//! A client over one of its quotas is answered at once, with the throttle
+//! in the response's `throttle_time_ms`; the handler then keeps the request
+//! open (so the reader reads nothing more) until the throttle has passed —
+//! Kafka's muting of a throttled channel (KIP-219, see [`super::throttle`]).
+//!
 //! A framing or decoding error closes this connection (after the responses
 //! already due are written) and is logged, one line a second at most; it
 //! never affects others. So does a request naming more topics and partitions
@@ -39,9 +51,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -50,7 +60,12 @@ use super::codec::{DecodeError, RequestContext, decode_request, encode_response}
 use super::frame::{FrameError, read_frame_within};
 use super::handlers::{Response, api_versions_response, handle};
 use super::limits::{Activity, ConnectionLimits, PoolPermit, RequestMemory};
+use super::listener::ClientListener;
 use super::outgoing::Outgoing;
+use super::sasl::Gate;
+use super::stream::{ConnReader, ConnWriter, split_plain, split_tls};
+use crate::auth::Principal;
+use crate::auth::sasl::SaslSession;
 use crate::broker::Broker;
 use crate::log_lines::LineLimit;
 
@@ -58,6 +73,7 @@ use crate::log_lines::LineLimit;
 static TOO_MANY_ENTRIES_LOG: LineLimit = LineLimit::new(1);
 static BAD_REQUEST_LOG: LineLimit = LineLimit::new(1);
 static STALLED_LOG: LineLimit = LineLimit::new(1);
+static TLS_LOG: LineLimit = LineLimit::new(1);
 
 /// Responses encoded ahead of the one being written.
 const WRITE_AHEAD: usize = 8;
@@ -86,13 +102,77 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Serves one client connection until it closes or the broker shuts down.
-/// `memory` is the listener's request memory pool.
-pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, memory: RequestMemory) {
+/// The TLS handshake of a connection on `listener`, if it uses TLS: the
+/// split stream and the principal its client certificate names; `None`
+/// when the handshake failed (counted and logged here).
+async fn open(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: &Broker,
+    listener: &ClientListener,
+    limits: &ConnectionLimits,
+) -> Option<(ConnReader, ConnWriter, Arc<Principal>)> {
+    let Some(tls) = &listener.tls else {
+        let (r, w) = split_plain(stream);
+        return Some((r, w, Principal::anonymous()));
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
+    let accepted = tokio::select! {
+        a = tokio::time::timeout(limits.frame_timeout, acceptor.accept(stream)) => a,
+        _ = broker.shutdown.cancelled() => return None,
+    };
+    let error = match accepted {
+        Ok(Ok(stream)) => {
+            let chain = stream.get_ref().1.peer_certificates();
+            let principal = crate::auth::client_tls::principal_of(chain, &listener.principal_rules)
+                .map(Arc::new)
+                .unwrap_or_else(Principal::anonymous);
+            let (r, w) = split_tls(stream);
+            return Some((r, w, principal));
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no TLS handshake within {:?} (request.frame.timeout.ms)", limits.frame_timeout),
+    };
+    broker.metrics.record_authentication_failure(&listener.name, "TLS");
+    if let Some(left_out) = TLS_LOG.admit() {
+        tracing::warn!(%peer, listener = %listener.name, error, failed_since_last_line = left_out, "closing connection: TLS handshake failed");
+    }
+    None
+}
+
+/// Serves one client connection on `listener` until it closes or the
+/// broker shuts down. `memory` is the listener's request memory pool.
+pub async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    memory: RequestMemory,
+    listener: Arc<ClientListener>,
+) {
     let _ = stream.set_nodelay(true);
     let limits = ConnectionLimits::from_settings(&broker.config.settings);
     let max_entries = broker.config.settings.long("max.request.partitions").max(1) as u64;
-    let (mut reader, writer) = stream.into_split();
+    let Some((mut reader, writer, mut principal)) = open(stream, peer, &broker, &listener, &limits).await else {
+        return;
+    };
+    let mut sasl = listener.sasl.clone().map(|config| SaslSession::new(config, listener.max_reauth_ms > 0));
+    // Before a SASL connection has authenticated, its frames are bounded by
+    // sasl.server.max.receive.size: an anonymous peer must not hold the
+    // shared request pool (or the heap, through a huge token) with one frame.
+    let settings = &broker.config.settings;
+    let pre_auth_max = settings.long("sasl.server.max.receive.size").max(1) as usize;
+    let pre_auth_limits = ConnectionLimits { max_frame_bytes: limits.max_frame_bytes.min(pre_auth_max), ..limits };
+    let failed_auth_delay =
+        Duration::from_millis(settings.long("connection.failed.authentication.delay.ms").max(0) as u64);
+    // A SASL connection must have authenticated by then.
+    let authenticate_by = tokio::time::Instant::now()
+        + Duration::from_millis(settings.long("sasl.authentication.timeout.ms").max(1) as u64);
+    // When the SASL session ends (connections.max.reauth.ms after it began,
+    // or earlier when its credential expires).
+    let mut session_ends: Option<Instant> = None;
+    // Whether the connection has authenticated (renewals are not held to
+    // sasl.authentication.timeout.ms).
+    let mut authenticated_once = false;
     let (requests, incoming) = mpsc::channel::<Incoming>(1);
     let (responses, outgoing) = mpsc::channel::<Outgoing>(WRITE_AHEAD);
     let activity = Arc::new(Activity::default());
@@ -115,8 +195,18 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<B
             stop.cancel(); // the client went while a request was being handled
             break;
         }
+        let unauthenticated = sasl.as_ref().is_some_and(|s| !s.authenticated());
+        let frame_limits = if unauthenticated { &pre_auth_limits } else { &limits };
+        // The deadline is for the first authentication only: a renewal
+        // (KIP-368) is bounded by the session's end instead.
+        let first_authentication = unauthenticated && !authenticated_once;
         let frame = tokio::select! {
-            f = read_frame_within(&mut reader, &limits, &memory, || activity.quiet_since()) => f,
+            f = read_frame_within(&mut reader, frame_limits, &memory, || activity.quiet_since()) => f,
+            _ = tokio::time::sleep_until(authenticate_by), if first_authentication => {
+                broker.metrics.record_authentication_failure(&listener.name, "timeout");
+                tracing::debug!(%peer, listener = %listener.name, "closing connection: not authenticated within sasl.authentication.timeout.ms");
+                break;
+            }
             _ = stop.cancelled() => break,
             _ = broker.shutdown.cancelled() => break,
         };
@@ -135,16 +225,68 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<B
                 break;
             }
         };
+        if let Some(session) = sasl.as_mut()
+            && session.expects_raw_token()
+        {
+            // After a v0 SaslHandshake the tokens come as bare frames.
+            let raw = super::sasl::raw_token(session, &broker, &frame, peer, &listener.name, listener.max_reauth_ms);
+            let Some((answer, authenticated)) = raw else {
+                tokio::time::sleep(failed_auth_delay).await; // slows down password guessing, as Kafka does
+                break;
+            };
+            if let Some(a) = authenticated {
+                principal = Arc::new(a.principal);
+                session_ends = session_end(a.session_ms);
+                authenticated_once = true;
+            }
+            activity.request_read();
+            if requests.send(Incoming::Answered(Some(answer))).await.is_err() {
+                break;
+            }
+            continue;
+        }
+        let mut close_after = false;
         let incoming = match decode_request(frame.freeze(), max_entries) {
             Ok((mut ctx, request)) => {
                 ctx.peer = Some(peer);
-                Incoming::Request(Box::new(Queued { ctx, request, _memory: memory }))
+                ctx.principal = principal.clone();
+                ctx.listener = Some(listener.name.clone());
+                let renewing = matches!(request, RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_));
+                if !renewing && session_ends.is_some_and(|end| Instant::now() >= end) {
+                    // Kafka's rule: a session past its lifetime that did not re-authenticate is closed.
+                    broker.metrics.record_authentication_failure(&listener.name, "expired");
+                    tracing::debug!(%peer, listener = %listener.name, "closing connection: the SASL session ended (connections.max.reauth.ms or the credential's expiry)");
+                    break;
+                }
+                match super::sasl::gate(sasl.as_mut(), &broker, &ctx, &request, &listener.name, listener.max_reauth_ms)
+                {
+                    Gate::Pass => Incoming::Request(Box::new(Queued { ctx, request, _memory: memory })),
+                    Gate::Close => break,
+                    Gate::Answer { response, authenticated, close } => {
+                        if let Some(a) = authenticated {
+                            principal = Arc::new(a.principal);
+                            session_ends = session_end(a.session_ms);
+                            authenticated_once = true;
+                        } else if close {
+                            // A refusal: slows down password guessing, as Kafka does.
+                            tokio::time::sleep(failed_auth_delay).await;
+                        }
+                        close_after = close;
+                        match encode_or_log(ctx.correlation_id, ctx.api_key, ctx.api_version, &(*response).into()) {
+                            Ok(answer) => Incoming::Answered(answer),
+                            Err(EncodeFailed) => break,
+                        }
+                    }
+                }
             }
             Err(DecodeError::UnsupportedVersion { api: ApiKey::ApiVersions, version, correlation_id, .. }) => {
                 // KIP-511: answer at v0 with UNSUPPORTED_VERSION and our ranges;
                 // the client retries at the highest version we serve.
                 tracing::debug!(%peer, version, "ApiVersions at an unserved version; answering at v0");
-                let body = ResponseKind::ApiVersions(api_versions_response(ResponseError::UnsupportedVersion.code()));
+                let body = ResponseKind::ApiVersions(api_versions_response(
+                    ResponseError::UnsupportedVersion.code(),
+                    broker.txns.config().transaction_version,
+                ));
                 match encode_or_log(correlation_id, ApiKey::ApiVersions, 0, &body.into()) {
                     Ok(answer) => Incoming::Answered(answer),
                     Err(EncodeFailed) => break,
@@ -169,8 +311,8 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<B
             }
         };
         activity.request_read();
-        if requests.send(incoming).await.is_err() {
-            break; // the handler stopped
+        if requests.send(incoming).await.is_err() || close_after {
+            break; // the handler stopped, or a refused authentication ends the connection
         }
     }
     drop(requests);
@@ -185,11 +327,18 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<B
     }
 }
 
+/// When a SASL session that begins now and lasts `session_ms` ends: `None`
+/// when nothing bounds it.
+fn session_end(session_ms: Option<i64>) -> Option<Instant> {
+    // A token expiring centuries ahead must not overflow the clock: such a
+    // session has no end the clock can hold, so nothing bounds it.
+    session_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms.max(0) as u64)))
+}
+
 /// Waits until the request being handled (if any) is done. Watches for the
 /// client leaving meanwhile: `false` when it closed the connection (a
 /// request it pipelined behind is then read, and its end seen, later).
-async fn until_handled(reader: &mut OwnedReadHalf, activity: &Activity) -> bool {
-    let mut probe = [0u8; 1];
+async fn until_handled(reader: &mut ConnReader, activity: &Activity) -> bool {
     let mut watch_eof = true;
     loop {
         let done = activity.handled();
@@ -202,10 +351,10 @@ async fn until_handled(reader: &mut OwnedReadHalf, activity: &Activity) -> bool 
         }
         tokio::select! {
             _ = done => {}
-            peeked = reader.peek(&mut probe) => match peeked {
-                Ok(0) | Err(_) => return false,
+            readable = reader.wait_readable() => match readable {
+                false => return false,
                 // The next request is already here: wait for the handler alone.
-                Ok(_) => watch_eof = false,
+                true => watch_eof = false,
             },
         }
     }
@@ -224,8 +373,8 @@ async fn handle_in_order(
         if broker.shutdown.is_cancelled() {
             break;
         }
-        let response = match next {
-            Incoming::Answered(response) => Ok(response),
+        let (response, throttle) = match next {
+            Incoming::Answered(response) => (Ok(response), Duration::ZERO),
             Incoming::Request(queued) => {
                 let Queued { ctx, request, _memory } = *queued;
                 if ctx.api_key == ApiKey::Fetch {
@@ -239,7 +388,9 @@ async fn handle_in_order(
                 }
             }
         };
-        activity.request_done();
+        if throttle.is_zero() {
+            activity.request_done();
+        }
         let Ok(response) = response else {
             break; // a response that cannot be sent ends the connection: later ones must not overtake it
         };
@@ -247,6 +398,17 @@ async fn handle_in_order(
             && responses.send(response).await.is_err()
         {
             break; // the writer stopped: the peer is gone
+        }
+        if !throttle.is_zero() {
+            // KIP-219: the answer (with its throttle_time_ms) is out; the
+            // connection stays muted — its next request is not read — until
+            // the throttle has passed. The reader still sees the client leave.
+            tokio::select! {
+                _ = tokio::time::sleep(throttle) => {}
+                _ = stop.cancelled() => break,
+                _ = broker.shutdown.cancelled() => break,
+            }
+            activity.request_done();
         }
     }
     stop.cancel();
@@ -257,20 +419,28 @@ async fn handle_in_order(
 #[derive(Debug)]
 struct EncodeFailed;
 
-/// Handles one request: its response frame, `None` when it gets none (acks=0).
+/// Handles one request: its response frame, `None` when it gets none
+/// (acks=0), and how long the connection stays muted after it for the
+/// client's quotas (see [`super::throttle`]).
 async fn answer(
     broker: &Arc<Broker>,
     ctx: RequestContext,
     request: RequestKind,
-) -> Result<Option<Outgoing>, EncodeFailed> {
+) -> (Result<Option<Outgoing>, EncodeFailed>, Duration) {
     let started = Instant::now();
     tracing::debug!(api = ?ctx.api_key, version = ctx.api_version, correlation_id = ctx.correlation_id, client_id = ?ctx.client_id, "request");
-    let response = handle(broker, &ctx, request).await;
-    broker.metrics.record_request(ctx.api_key, ctx.api_version, started.elapsed(), response.as_ref().map(|r| &r.body));
+    let produce_bytes = super::throttle::produce_bytes(broker, &request);
+    let mut response = handle(broker, &ctx, request).await;
+    let took = started.elapsed();
+    let throttle = super::throttle::enforce(broker, &ctx, produce_bytes, took, response.as_mut());
+    if let Some(Response { body: ResponseKind::Fetch(fetched), file_records, .. }) = &response {
+        broker.metrics.record_fetch(&fetched.responses, file_records);
+    }
+    broker.metrics.record_request(ctx.api_key, ctx.api_version, took, response.as_ref().map(|r| &r.body));
     let Some(response) = response else {
-        return Ok(None);
+        return (Ok(None), throttle);
     };
-    encode_or_log(ctx.correlation_id, ctx.api_key, ctx.api_version, &response)
+    (encode_or_log(ctx.correlation_id, ctx.api_key, ctx.api_version, &response), throttle)
 }
 
 fn encode_or_log(
@@ -291,13 +461,13 @@ fn encode_or_log(
 /// Writes the responses in order; a response the client does not take in
 /// `stall` (it stopped reading) ends the connection.
 async fn write_responses(
-    mut writer: OwnedWriteHalf,
+    mut writer: ConnWriter,
     mut responses: mpsc::Receiver<Outgoing>,
     peer: SocketAddr,
     stall: Duration,
 ) {
     while let Some(frame) = responses.recv().await {
-        let written = match tokio::time::timeout(stall, frame.write_to(writer.as_ref())).await {
+        let written = match tokio::time::timeout(stall, writer.write(&frame)).await {
             Ok(written) => written,
             Err(_) => {
                 if let Some(left_out) = STALLED_LOG.admit() {
@@ -318,5 +488,5 @@ async fn write_responses(
             break;
         }
     }
-    let _ = writer.shutdown().await;
+    writer.shutdown().await;
 }

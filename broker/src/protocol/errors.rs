@@ -9,6 +9,7 @@ use crate::admin::AdminError;
 use crate::controller::CommandError;
 use crate::log::LogError;
 use crate::metadata::MetadataError;
+use crate::txn::TxnError;
 
 /// A Kafka error code with a human message.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ impl From<&LogError> for KafkaError {
             LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
             LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
             LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            LogError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
+            LogError::InvalidTxnState { .. } | LogError::TxnNotVerified { .. } => ResponseError::InvalidTxnState,
             LogError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
             LogError::InvalidRecords { .. } => ResponseError::InvalidRecord,
             _ => ResponseError::KafkaStorageError,
@@ -75,6 +78,7 @@ impl From<&AdminError> for KafkaError {
             // Retriable: clients try again, by then a controller may be elected.
             AdminError::Controller(_) => KafkaError::new(ResponseError::RequestTimedOut, e.to_string()),
             AdminError::DeletionDisabled => KafkaError::new(ResponseError::TopicDeletionDisabled, e.to_string()),
+            AdminError::ClientQuota(_) => KafkaError::new(ResponseError::InvalidRequest, e.to_string()),
         }
     }
 }
@@ -110,12 +114,48 @@ pub fn command_error_code(e: &CommandError, context: CommandContext) -> Response
         CommandError::EligibleLeadersNotAvailable { .. } => ResponseError::EligibleLeadersNotAvailable,
         CommandError::ReassignmentInProgress { .. } => ResponseError::ReassignmentInProgress,
         CommandError::InvalidBrokerConfig { .. } => ResponseError::InvalidConfig,
+        CommandError::InvalidGroupConfig { .. } => ResponseError::InvalidConfig,
         CommandError::PartitionLimit { .. } => ResponseError::PolicyViolation,
+        CommandError::InvalidClientQuota { .. } => ResponseError::InvalidRequest,
     }
 }
 
 impl From<&CommandError> for KafkaError {
     fn from(e: &CommandError) -> KafkaError {
         KafkaError::new(command_error_code(e, CommandContext::Topic), e.to_string())
+    }
+}
+
+impl From<&TxnError> for KafkaError {
+    fn from(e: &TxnError) -> KafkaError {
+        let error = match e {
+            TxnError::InvalidRequest(_) => ResponseError::InvalidRequest,
+            TxnError::InvalidTransactionTimeout { .. } => ResponseError::InvalidTransactionTimeout,
+            TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+            TxnError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
+            TxnError::NotCoordinator => ResponseError::NotCoordinator,
+            TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+            TxnError::ProducerFenced => ResponseError::ProducerFenced,
+            TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+            TxnError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+            TxnError::TransactionalIdNotFound => ResponseError::TransactionalIdNotFound,
+            TxnError::UnknownTopicOrPartition { .. } => ResponseError::UnknownTopicOrPartition,
+            TxnError::OperationNotAttempted => ResponseError::OperationNotAttempted,
+            TxnError::Storage(_) => ResponseError::CoordinatorNotAvailable,
+        };
+        KafkaError::new(error, e.to_string())
+    }
+}
+
+impl KafkaError {
+    /// A transaction error as an API `version` understands it: clients of
+    /// versions before PRODUCER_FENCED existed (`fenced_since`) get
+    /// INVALID_PRODUCER_EPOCH, as Kafka answers them.
+    pub fn for_txn(e: &TxnError, version: i16, fenced_since: i16) -> KafkaError {
+        let mut k = KafkaError::from(e);
+        if k.error == ResponseError::ProducerFenced && version < fenced_since {
+            k.error = ResponseError::InvalidProducerEpoch;
+        }
+        k
     }
 }

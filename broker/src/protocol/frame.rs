@@ -111,10 +111,18 @@ pub async fn read_frame_within<R: AsyncRead + Unpin>(
         return Err(FrameError::TooLarge { size, max: limits.max_frame_bytes });
     }
     let expected = size as usize;
-    // The deadline covers the wait for room in the pool too: frames that
-    // hold the pool without finishing are closed in time for those behind.
-    let deadline = size_deadline;
-    let permit = timeout_at(deadline.into(), memory.take(expected)).await.map_err(|_| late(4, 4 + expected))?;
+    // Waiting for room in the pool is the broker's delay, not the client's:
+    // it does not count against the frame (a well-behaved client whose small
+    // request queues behind frames that never finish must not be closed for
+    // them). A waiting connection holds no pool bytes; once admitted, the
+    // body has the whole timeout, so frames that hold the pool without
+    // finishing are closed in time for those behind.
+    // The wait is bounded all the same, by connections.max.idle.ms: a
+    // connection queued that long is closed like an idle one.
+    let permit = timeout_at((Instant::now() + limits.idle).into(), memory.take(expected))
+        .await
+        .map_err(|_| FrameError::Idle(limits.idle))?;
+    let deadline = Instant::now() + limits.frame_timeout;
     // Read into uninitialised capacity: zeroing a produce request's bytes
     // only to overwrite them cost ~5 % of the broker's CPU at full speed.
     let mut body = BytesMut::with_capacity(expected);
@@ -152,5 +160,25 @@ mod tests {
         assert!(matches!(read_frame(&mut short, 255).await, Err(FrameError::Truncated { read: 2, expected: 5 })));
         let mut short_size: &[u8] = &[0, 0];
         assert!(matches!(read_frame(&mut short_size, 255).await, Err(FrameError::Truncated { read: 2, expected: 4 })));
+    }
+
+    #[tokio::test]
+    async fn waiting_for_pool_room_does_not_count_against_the_frame_timeout() {
+        let limits = ConnectionLimits {
+            max_frame_bytes: 100,
+            idle: Duration::from_secs(60),
+            frame_timeout: Duration::from_millis(50),
+        };
+        let pool = RequestMemory::new(10);
+        let held = pool.take(10).await;
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(held);
+        });
+        let mut input: &[u8] = &[0, 0, 0, 2, b'o', b'k'];
+        let read = read_frame_within(&mut input, &limits, &pool, || None).await;
+        let (frame, _permit) = read.expect("a whole frame that only waited for room is read").expect("a frame");
+        assert_eq!(&frame[..], b"ok");
+        release.await.expect("release task");
     }
 }

@@ -9,7 +9,8 @@
 //!   it before its body is read and given back once its request has been
 //!   handled, so partially read and queued requests never hold more than
 //!   the pool, however many connections send them. A connection waits for
-//!   room, within its frame's `request.frame.timeout.ms`.
+//!   room (holding no pool bytes meanwhile) up to `connections.max.idle.ms`,
+//!   then has `request.frame.timeout.ms` to deliver the frame's body.
 //! - [`ConnectionCounts`]: `max.connections` and `max.connections.per.ip`.
 //!
 //! Must never: let a frame wait for more pool bytes than the pool has (a

@@ -11,10 +11,15 @@
 //! what a client can make the listener hold (connections, idle time, frame
 //! time, request memory), and [`request_entries`] the topics and partitions one
 //! request may name, counted before it is decoded. [`versions`] is the one table of what Strom serves.
+//! [`listener`] holds a named listener's TLS and SASL settings, [`stream`]
+//! a connection's plain or TLS byte stream, and [`sasl`] answers the SASL
+//! requests of a connection that has not authenticated yet. [`throttle`]
+//! records what each request cost against its client's quotas.
 //!
 //! Must never: let a malformed or oversized request take the broker down or
 //! write anything to a log; answer out of request order on a connection.
 
+pub mod authz;
 pub mod codec;
 pub mod connection;
 pub mod errors;
@@ -22,6 +27,10 @@ pub mod fetch_encoding;
 pub mod frame;
 pub mod handlers;
 pub mod limits;
+pub mod listener;
 pub mod outgoing;
 pub mod request_entries;
+pub mod sasl;
+pub mod stream;
+pub mod throttle;
 pub mod versions;

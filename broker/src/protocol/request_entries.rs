@@ -157,6 +157,22 @@ fn layout(api: ApiKey, v: i16) -> Option<Vec<Field>> {
         ApiKey::OffsetFetch => vec![Str, counted(vec![Str, counted(vec![Fixed(4)]), Tags])],
         ApiKey::OffsetDelete => vec![Str, counted(vec![Str, counted(vec![Fixed(4)])])],
         ApiKey::DeleteGroups | ApiKey::DescribeGroups => vec![counted(vec![Str])],
+        // resource type, name, pattern type, principal, host, operation, permission.
+        ApiKey::CreateAcls | ApiKey::DeleteAcls => {
+            vec![counted(vec![Fixed(1), Str, Fixed(1), Str, Str, Fixed(1), Fixed(1), Tags])]
+        }
+        ApiKey::WriteTxnMarkers => {
+            let topic = vec![Str, counted(vec![Fixed(4)]), Tags];
+            vec![counted(vec![Fixed(8 + 2 + 1), counted(topic), Fixed(4), Tags])]
+        }
+        ApiKey::DescribeProducers => vec![counted(vec![Str, counted(vec![Fixed(4)]), Tags])],
+        // Entities, each with its (type, name) parts and (key, value, remove) ops.
+        ApiKey::AlterClientQuotas => {
+            let part = vec![Str, Str, Tags];
+            let op = vec![Str, Fixed(8 + 1), Tags];
+            vec![counted(vec![counted(part), counted(op), Tags])]
+        }
+        ApiKey::DescribeClientQuotas => vec![counted(vec![Str, Fixed(1), Str, Tags])],
         _ => return None,
     })
 }
@@ -519,6 +535,58 @@ mod tests {
                 ApiKey::DescribeGroups,
                 1,
                 Box::new(move |v| body(&DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]), v)),
+            ),
+            (
+                ApiKey::WriteTxnMarkers,
+                2 * (1 + 1 + 2),
+                Box::new(move |v| {
+                    let t = write_txn_markers_request::WritableTxnMarkerTopic::default()
+                        .with_name(name("a"))
+                        .with_partition_indexes(vec![0, 1]);
+                    let m = write_txn_markers_request::WritableTxnMarker::default()
+                        .with_coordinator_epoch(3)
+                        .with_topics(vec![t]);
+                    body(&WriteTxnMarkersRequest::default().with_markers(vec![m.clone(), m]), v)
+                }),
+            ),
+            (
+                ApiKey::DescribeProducers,
+                1 + 3,
+                Box::new(move |v| {
+                    let t = describe_producers_request::TopicRequest::default()
+                        .with_name(name("a"))
+                        .with_partition_indexes(vec![0, 1, 2]);
+                    body(&DescribeProducersRequest::default().with_topics(vec![t]), v)
+                }),
+            ),
+            (
+                // 2 entities, each with 2 parts and 3 ops.
+                ApiKey::AlterClientQuotas,
+                2 * (1 + 2 + 3),
+                Box::new(move |v| {
+                    let part = alter_client_quotas_request::EntityData::default().with_entity_type(s("user"));
+                    let op = alter_client_quotas_request::OpData::default().with_key(s("producer_byte_rate"));
+                    let e = alter_client_quotas_request::EntryData::default()
+                        .with_entity(vec![part.clone(), part.with_entity_name(Some(s("alice")))])
+                        .with_ops(vec![op.clone(), op.clone(), op]);
+                    body(
+                        &AlterClientQuotasRequest::default().with_entries(vec![e.clone(), e]).with_validate_only(true),
+                        v,
+                    )
+                }),
+            ),
+            (
+                ApiKey::DescribeClientQuotas,
+                2,
+                Box::new(move |v| {
+                    let c = describe_client_quotas_request::ComponentData::default()
+                        .with_entity_type(s("user"))
+                        .with_match(Some(s("alice")));
+                    body(
+                        &DescribeClientQuotasRequest::default().with_components(vec![c.clone(), c]).with_strict(true),
+                        v,
+                    )
+                }),
             ),
         ];
         for (api, expected, encode) in cases {

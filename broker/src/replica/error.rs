@@ -51,6 +51,39 @@ pub enum ReplicaError {
         /// The request's timeout.
         timeout_ms: u64,
     },
+    /// DeleteRecords asked for an offset beyond the high watermark (or negative).
+    #[error(
+        "cannot delete the records of {partition} below offset {offset}: it must lie between 0 and the \
+         high watermark {high_watermark} (or be -1 for the high watermark)"
+    )]
+    DeleteBeyondHighWatermark {
+        /// The partition.
+        partition: TopicPartition,
+        /// The offset asked for.
+        offset: i64,
+        /// The high watermark.
+        high_watermark: i64,
+    },
+    /// DeleteRecords on a topic whose cleanup policy does not delete.
+    #[error("records of {partition} cannot be deleted: its topic's cleanup.policy is compact without delete")]
+    DeleteOnCompactedTopic {
+        /// The partition.
+        partition: TopicPartition,
+    },
+    /// DeleteRecords moved the leader's log start offset, but not every
+    /// in-sync follower's within the request's timeout.
+    #[error(
+        "the log start offset of {partition} moved to {offset} on the leader, but not on every in-sync \
+         replica within {timeout_ms} ms"
+    )]
+    LowWatermarkTimeout {
+        /// The partition.
+        partition: TopicPartition,
+        /// The deleted-to offset.
+        offset: i64,
+        /// The request's timeout.
+        timeout_ms: u64,
+    },
     /// A follower's fetcher acted for a leader epoch the replica has left.
     #[error("partition {partition} no longer follows at leader epoch {leader_epoch}")]
     StaleFetcher {

@@ -318,6 +318,7 @@ impl Session {
                     max_bytes: clamp_to_i32(config.fetch_max_bytes),
                     current_leader_epoch: m.follow.leader_epoch,
                     high_watermark: Some(position.high_watermark),
+                    log_start_offset: Some(position.log_start_offset),
                 })
             })
             .collect();
@@ -421,13 +422,15 @@ fn back_off(m: &mut Member, config: &ReplicaConfig) {
 }
 
 /// Whether applying `answer` would change nothing: no records, no
-/// divergence, no error, and the high watermark the follower already has
-/// (or none: the leader did not serve the partition this time).
+/// divergence, no error, and the high watermark and log start offset the
+/// follower already has (or none: the leader did not serve the partition
+/// this time).
 fn brings_nothing_new(answer: &FetchRecordsResponse, position: &FollowerPosition) -> bool {
     answer.error_code == error_codes::NONE
         && answer.diverging_epoch.is_none()
         && answer.records.is_empty()
         && (answer.high_watermark < 0 || answer.high_watermark == position.high_watermark)
+        && answer.log_start_offset <= position.log_start_offset
 }
 
 /// Applies a leader's answer to `partition`'s log.
@@ -437,7 +440,9 @@ fn take(partition: &Partition, epoch: i32, position: FollowerPosition, answer: F
     let result = match answer.error_code {
         error_codes::NONE => match answer.diverging_epoch {
             Some(d) => partition.truncate_on_divergence(epoch, d.epoch, d.end_offset),
-            None => partition.append_as_follower(epoch, &answer.records, answer.high_watermark),
+            None => {
+                partition.append_as_follower(epoch, &answer.records, answer.high_watermark, answer.log_start_offset)
+            }
         },
         error_codes::OFFSET_OUT_OF_RANGE => {
             match partition.reset_out_of_range(epoch, answer.log_start_offset, answer.log_end_offset) {

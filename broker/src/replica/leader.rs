@@ -32,6 +32,8 @@ pub struct FollowerState {
     pub last_fetch_leader_log_end_offset: i64,
     /// Time (ms) of the follower's previous fetch.
     pub last_fetch_ms: i64,
+    /// The follower's log start offset as its last fetch said; -1 unknown.
+    pub log_start_offset: i64,
 }
 
 impl FollowerState {
@@ -43,6 +45,7 @@ impl FollowerState {
             last_caught_up_ms: if in_isr { now_ms } else { 0 },
             last_fetch_leader_log_end_offset: -1,
             last_fetch_ms: 0,
+            log_start_offset: -1,
         }
     }
 
@@ -127,6 +130,17 @@ pub fn high_watermark(
         hw = hw.min(leo);
     }
     hw.max(current)
+}
+
+/// The low watermark DeleteRecords waits for: the lowest log start offset
+/// over `isr` (`leader` counts with `leader_start`). A member whose start is
+/// unknown holds it at -1. Kafka counts every replica on a live broker; the
+/// ISR is what this leader knows to be live and following.
+pub fn low_watermark(leader: i32, leader_start: i64, isr: &[i32], followers: &HashMap<i32, FollowerState>) -> i64 {
+    isr.iter()
+        .filter(|id| **id != leader)
+        .map(|id| followers.get(id).map_or(-1, |f| f.log_start_offset))
+        .fold(leader_start, i64::min)
 }
 
 /// Whether a follower outside the ISR at `follower_leo` may join it.

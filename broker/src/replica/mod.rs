@@ -40,6 +40,7 @@ pub mod leader;
 pub mod partition;
 pub mod service;
 pub mod throttle;
+pub mod txn_markers;
 
 #[cfg(test)]
 mod tests;
@@ -54,7 +55,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 pub use error::ReplicaError;
-pub use partition::{IsrProposal, LeaderAppend, Partition, Transition};
+pub use partition::{ConsumerRead, IsrProposal, LeaderAppend, Partition, Transition};
 pub use throttle::ReplicationThrottle;
 
 use crate::config::settings::Settings;
@@ -168,8 +169,15 @@ impl ReplicaConfig {
 #[derive(Debug)]
 struct FetcherHandle {
     leader_epoch: i32,
-    endpoint: String,
+    leader: LeaderAddress,
     cancel: CancellationToken,
+}
+
+/// A leader as a follower reaches it: its broker id and internal address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct LeaderAddress {
+    id: i32,
+    endpoint: String,
 }
 
 /// All partition replicas of this broker, by topic-partition.
@@ -181,9 +189,11 @@ pub struct ReplicaManager {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     isr_channel: RwLock<Option<Arc<dyn IsrChannel>>>,
     fetchers: Mutex<HashMap<TopicPartition, FetcherHandle>>,
-    /// Fetch sessions by leader address.
-    sessions: Mutex<HashMap<String, FetchSession>>,
-    channels: Mutex<HashMap<String, Channel>>,
+    /// Fetch sessions by leader.
+    sessions: Mutex<HashMap<LeaderAddress, FetchSession>>,
+    /// Channels by leader: over mutual TLS, the leader's certificate must
+    /// name the broker id the channel was opened for.
+    channels: Mutex<HashMap<LeaderAddress, Channel>>,
     /// Mutual TLS for fetches from leaders (`None`: plain).
     internal_tls: RwLock<Option<Arc<crate::tls::InternalTls>>>,
     throttle: Arc<ReplicationThrottle>,
@@ -423,7 +433,7 @@ impl ReplicaManager {
                     let tp = partition.topic_partition();
                     let endpoint = self.fetchers.lock().remove(tp).map(|old| {
                         old.cancel.cancel();
-                        old.endpoint
+                        old.leader.endpoint
                     });
                     self.sync_fetcher(partition, endpoint);
                 }
@@ -523,10 +533,11 @@ impl ReplicaManager {
             self.stop_fetcher(tp);
             return;
         };
+        let leader = LeaderAddress { id: current.leader, endpoint };
         let mut fetchers = self.fetchers.lock();
         if let Some(running) = fetchers.get(tp)
             && running.leader_epoch == current.leader_epoch
-            && running.endpoint == endpoint
+            && running.leader == leader
             && !running.cancel.is_cancelled()
         {
             return;
@@ -542,26 +553,26 @@ impl ReplicaManager {
             return;
         };
         let mut sessions = self.sessions.lock();
-        let session = match sessions.get(&endpoint) {
+        let session = match sessions.get(&leader) {
             Some(session) if session.is_running() => session,
             _ => {
-                let client = match self.client_for(&endpoint) {
+                let client = match self.client_for(&leader) {
                     Ok(client) => client,
                     Err(e) => {
-                        tracing::error!(partition = %tp, endpoint, "cannot fetch from the leader's address: {e}");
+                        tracing::error!(partition = %tp, endpoint = leader.endpoint, "cannot fetch from the leader's address: {e}");
                         return;
                     }
                 };
                 let setup = SessionSetup {
                     node_id: self.node_id,
-                    endpoint: endpoint.clone(),
+                    endpoint: leader.endpoint.clone(),
                     client,
                     config: self.config.clone(),
                     throttle: self.throttle.clone(),
                     stop: self.stop.child_token(),
                 };
-                sessions.insert(endpoint.clone(), FetchSession::start(&runtime, setup));
-                &sessions[&endpoint]
+                sessions.insert(leader.clone(), FetchSession::start(&runtime, setup));
+                &sessions[&leader]
             }
         };
         let cancel = self.stop.child_token();
@@ -571,7 +582,7 @@ impl ReplicaManager {
             leader_epoch: current.leader_epoch,
             cancel: cancel.clone(),
         });
-        fetchers.insert(tp.clone(), FetcherHandle { leader_epoch: current.leader_epoch, endpoint, cancel });
+        fetchers.insert(tp.clone(), FetcherHandle { leader_epoch: current.leader_epoch, leader, cancel });
     }
 
     fn stop_fetcher(&self, tp: &TopicPartition) {
@@ -580,18 +591,20 @@ impl ReplicaManager {
         }
     }
 
-    /// A client on the (cached, lazily connected) channel to `endpoint`.
-    fn client_for(&self, endpoint: &str) -> Result<ReplicationClient<Channel>, tonic::transport::Error> {
+    /// A client on the (cached, lazily connected) channel to `leader`:
+    /// over mutual TLS, only a certificate naming the leader's broker id is
+    /// accepted at its address (another broker of the cluster cannot pose
+    /// as the leader).
+    fn client_for(&self, leader: &LeaderAddress) -> Result<ReplicationClient<Channel>, tonic::transport::Error> {
         let mut channels = self.channels.lock();
-        let channel = match channels.get(endpoint) {
+        let channel = match channels.get(leader) {
             Some(c) => c.clone(),
             None => {
                 let connect_timeout = self.config.read().socket_timeout;
-                // Any broker certificate of the cluster CA is accepted as
-                // the leader: the channel is cached by address, not by id.
                 let tls = self.internal_tls.read().clone();
-                let channel = crate::tls::channel(tls.as_ref(), endpoint, None, Some(connect_timeout))?;
-                channels.insert(endpoint.to_string(), channel.clone());
+                let channel =
+                    crate::tls::channel(tls.as_ref(), &leader.endpoint, Some(leader.id), Some(connect_timeout))?;
+                channels.insert(leader.clone(), channel.clone());
                 channel
             }
         };

@@ -33,7 +33,10 @@ use super::error::ReplicaError;
 use super::fetcher::follower_truncation_offset;
 use super::leader::{self, FollowerState, PendingIsr};
 use super::{LeaderAndIsr, error_codes};
-use crate::log::{AppendInfo, FileSlice, LogError, SharedLog, TopicPartition, scrub};
+use crate::log::control::EndTxnMarker;
+use crate::log::producer_state::VerificationGuard;
+use crate::log::txn_index::AbortedTxn;
+use crate::log::{AppendInfo, FileSlice, LogError, PartitionLog, SharedLog, TopicPartition, scrub};
 
 /// How long a leader waits before proposing an ISR change again after the
 /// controller refused or failed one.
@@ -61,6 +64,9 @@ pub struct Partition {
     checkpoint_writer: parking_lot::Mutex<()>,
     log_end_offset: watch::Sender<i64>,
     state_version: watch::Sender<u64>,
+    /// Bumped when a follower's fetch states a new log start offset (what a
+    /// DeleteRecords waits for).
+    follower_starts: watch::Sender<u64>,
     /// The offset of the first damaged batch this replica knows of — found
     /// at open, while serving or by the scrub ([`NO_DAMAGE`] when none): as
     /// leader it steps aside, and once it no longer leads it truncates its
@@ -90,6 +96,20 @@ struct LeaderState {
     pending: Option<PendingIsr>,
     retry_after_ms: i64,
     epoch_start_offset: i64,
+}
+
+/// What a consumer's fetch reads from a leader (see
+/// [`Partition::read_for_consumer`]).
+#[derive(Debug)]
+pub struct ConsumerRead {
+    /// The batches located.
+    pub slice: FileSlice,
+    /// The high watermark when read.
+    pub high_watermark: i64,
+    /// The last stable offset when read.
+    pub last_stable_offset: i64,
+    /// With read_committed: the aborted transactions overlapping the batches.
+    pub aborted: Vec<AbortedTxn>,
 }
 
 /// What applying a controller state did to a replica.
@@ -146,6 +166,8 @@ pub struct FollowerFetch {
     pub max_bytes: usize,
     /// Its high watermark, when it says.
     pub high_watermark: Option<i64>,
+    /// Its log start offset, when it says.
+    pub log_start_offset: Option<i64>,
 }
 
 /// The leader's answer to a follower's fetch.
@@ -190,6 +212,17 @@ pub struct FetchReply {
     pub leader_epoch: i32,
 }
 
+/// Where a leader's DeleteRecords moved its log start offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedTo {
+    /// The offset asked for (the high watermark for -1).
+    pub target: i64,
+    /// The leader's log start offset after it (at least `target`).
+    pub leader_start: i64,
+    /// The leader epoch it was done under.
+    pub leader_epoch: i32,
+}
+
 /// A follower's log position, as its next fetch states it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FollowerPosition {
@@ -199,6 +232,8 @@ pub struct FollowerPosition {
     pub last_fetched_epoch: i32,
     /// The follower's high watermark.
     pub high_watermark: i64,
+    /// The follower's log start offset.
+    pub log_start_offset: i64,
 }
 
 impl Partition {
@@ -213,6 +248,7 @@ impl Partition {
         let (high_watermark, _) = watch::channel(hw);
         let (log_end_offset, _) = watch::channel(leo);
         let (state_version, _) = watch::channel(0);
+        let (follower_starts, _) = watch::channel(0);
         let state = PartitionState {
             role: Role::NoLeader,
             leader_epoch: -1,
@@ -233,6 +269,7 @@ impl Partition {
             checkpoint_writer: parking_lot::Mutex::new(()),
             log_end_offset,
             state_version,
+            follower_starts,
             damaged_from: AtomicI64::new(damaged_from),
         }
     }
@@ -342,6 +379,64 @@ impl Partition {
         now_ms: i64,
         min_insync: Option<usize>,
     ) -> Result<LeaderAppend, ReplicaError> {
+        self.append_with(min_insync, |log, leader_epoch| log.append_as_leader(batches, leader_epoch, now_ms))
+    }
+
+    /// [`append_records`](Self::append_records) for a client's produce,
+    /// checking transactional batches against the producer's ongoing
+    /// transaction or verification `guard` (see
+    /// [`PartitionLog::append_as_leader_verified`]).
+    ///
+    /// Blocking file I/O: call from a blocking-capable context.
+    pub fn append_client_records(
+        &self,
+        batches: &[u8],
+        now_ms: i64,
+        min_insync: Option<usize>,
+        guard: Option<VerificationGuard>,
+    ) -> Result<LeaderAppend, ReplicaError> {
+        self.append_with(min_insync, |log, leader_epoch| {
+            log.append_as_leader_verified(batches, leader_epoch, now_ms, guard)
+        })
+    }
+
+    /// Appends a transaction marker for a producer as leader (see
+    /// [`PartitionLog::append_txn_marker`]), refusing (writing nothing) when
+    /// the ISR is smaller than `min_insync`, as for an acks=all produce.
+    ///
+    /// Blocking file I/O: call from a blocking-capable context.
+    pub fn append_txn_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTxnMarker,
+        transaction_version: i16,
+        now_ms: i64,
+        min_insync: usize,
+    ) -> Result<LeaderAppend, ReplicaError> {
+        self.append_with(Some(min_insync), |log, leader_epoch| {
+            log.append_txn_marker_at(producer_id, producer_epoch, marker, transaction_version, leader_epoch, now_ms)
+        })
+    }
+
+    /// The last stable offset: the high watermark, held back to the first
+    /// offset of the oldest ongoing transaction. A read_committed consumer
+    /// reads below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        let log = self.log.read();
+        // Never below the log start: DeleteRecords may pass an open
+        // transaction's first offset (Kafka clamps the same way).
+        log.first_unstable_offset().map_or(hw, |first| first.min(hw).max(log.log_start_offset().min(hw)))
+    }
+
+    /// Appends with `append` as leader under the log's write lock, then
+    /// moves the high watermark if the leader is the whole ISR.
+    fn append_with(
+        &self,
+        min_insync: Option<usize>,
+        append: impl FnOnce(&mut PartitionLog, i32) -> Result<AppendInfo, LogError>,
+    ) -> Result<LeaderAppend, ReplicaError> {
         let mut log = self.log.write();
         let leader_epoch = {
             let s = self.state.lock();
@@ -354,7 +449,7 @@ impl Partition {
             }
             s.leader_epoch
         };
-        let info = log.append_as_leader(batches, leader_epoch, now_ms)?;
+        let info = append(&mut log, leader_epoch)?;
         let leo = log.log_end_offset();
         self.log_end_offset.send_if_modified(|v| std::mem::replace(v, leo) != leo);
         let mut s = self.state.lock();
@@ -414,6 +509,80 @@ impl Partition {
         }
     }
 
+    /// DeleteRecords as leader, its first step: moves the log start offset
+    /// to `offset` (-1: the high watermark), which must lie within the log
+    /// start and the high watermark (else OFFSET_OUT_OF_RANGE, as Kafka),
+    /// in a topic whose cleanup policy deletes (else POLICY_VIOLATION).
+    /// Moving backwards changes nothing and succeeds. Long-polling followers
+    /// are woken to learn the new start.
+    ///
+    /// Blocking file I/O: call from a blocking-capable context.
+    pub fn delete_records_to(&self, offset: i64) -> Result<DeletedTo, ReplicaError> {
+        let mut log = self.log.write();
+        let leader_epoch = {
+            let s = self.state.lock();
+            if !matches!(s.role, Role::Leader(_)) {
+                return Err(self.not_leader(&s));
+            }
+            s.leader_epoch
+        };
+        if !log.config().cleanup_policy.deletes() {
+            return Err(ReplicaError::DeleteOnCompactedTopic { partition: self.tp.clone() });
+        }
+        let hw = self.high_watermark();
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(ReplicaError::DeleteBeyondHighWatermark {
+                partition: self.tp.clone(),
+                offset,
+                high_watermark: hw,
+            });
+        }
+        if log.advance_log_start(target)? {
+            self.log_end_offset.send_modify(|_| {});
+        }
+        Ok(DeletedTo { target, leader_start: log.log_start_offset(), leader_epoch })
+    }
+
+    /// DeleteRecords as leader, its second step: waits until every in-sync
+    /// replica's log start offset reaches the deleted-to offset (the low
+    /// watermark, see [`leader::low_watermark`]), for at most `timeout`.
+    /// Returns the low watermark.
+    pub async fn wait_for_low_watermark(&self, deleted: &DeletedTo, timeout: Duration) -> Result<i64, ReplicaError> {
+        let deadline = Instant::now() + timeout;
+        let mut starts = self.follower_starts.subscribe();
+        let mut version = self.state_version.subscribe();
+        loop {
+            starts.mark_unchanged();
+            version.mark_unchanged();
+            {
+                let s = self.state.lock();
+                let Role::Leader(l) = &s.role else { return Err(self.not_leader(&s)) };
+                if s.leader_epoch != deleted.leader_epoch {
+                    return Err(ReplicaError::NotLeader {
+                        partition: self.tp.clone(),
+                        reason: format!("leader epoch moved from {} to {}", deleted.leader_epoch, s.leader_epoch),
+                    });
+                }
+                let low = leader::low_watermark(self.node_id, deleted.leader_start, &s.isr, &l.followers);
+                if low >= deleted.target {
+                    return Ok(low);
+                }
+            }
+            tokio::select! {
+                _ = starts.changed() => {}
+                _ = version.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(ReplicaError::LowWatermarkTimeout {
+                        partition: self.tp.clone(),
+                        offset: deleted.target,
+                        timeout_ms: timeout.as_millis() as u64,
+                    });
+                }
+            }
+        }
+    }
+
     /// Locates whole batches from `offset`, never at or above the high
     /// watermark, within `max_bytes` (but at least one when `min_one_batch`).
     pub fn read_committed(
@@ -422,9 +591,26 @@ impl Partition {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<(FileSlice, i64), LogError> {
+        let read = self.read_for_consumer(offset, max_bytes, min_one_batch, false)?;
+        Ok((read.slice, read.high_watermark))
+    }
+
+    /// Locates whole batches from `offset` for a consumer, within
+    /// `max_bytes` (but at least one when `min_one_batch`): below the high
+    /// watermark (read_uncommitted), or below the last stable offset with
+    /// the aborted transactions overlapping them (`read_committed`).
+    pub fn read_for_consumer(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        read_committed: bool,
+    ) -> Result<ConsumerRead, LogError> {
         let hw = self.high_watermark();
         let log = self.log.read();
-        let slice = log.slice_up_to(offset, max_bytes, hw, min_one_batch)?;
+        let lso = log.first_unstable_offset().map_or(hw, |first| first.min(hw));
+        let bound = if read_committed { lso } else { hw };
+        let slice = log.slice_up_to(offset, max_bytes, bound, min_one_batch)?;
         // The batches go from the file to the socket: verify them first
         // (they are in the page cache for the send that follows). Sound
         // batches before a damaged one are served; the damaged one never.
@@ -439,7 +625,15 @@ impl Partition {
                 slice.records = Some(records.prefix(check.sound_bytes, check.sound_records));
             }
         }
-        Ok((slice, hw))
+        // The aborted transactions overlapping what is returned (not the
+        // whole range to the LSO: a consumer catching up fetches many times).
+        let aborted = match (&slice.records, read_committed) {
+            (Some(records), true) => {
+                log.aborted_transactions(offset, records.end_offset().map_or(bound, |end| end.min(bound)))
+            }
+            _ => Vec::new(),
+        };
+        Ok(ConsumerRead { slice, high_watermark: hw, last_stable_offset: lso, aborted })
     }
 
     /// Records damage found while serving (a
@@ -705,7 +899,8 @@ impl Partition {
         let proposal = self.record_follower_fetch(s, fetch, leo, now_ms);
         let hw = self.high_watermark();
         let knows_hw = fetch.high_watermark.is_none_or(|f| f >= hw);
-        if may_wait && fetch.fetch_offset == leo && knows_hw {
+        let knows_start = fetch.log_start_offset.is_none_or(|f| f >= start);
+        if may_wait && fetch.fetch_offset == leo && knows_hw && knows_start {
             return (FetchOutcome::CaughtUp, proposal);
         }
         let read = log.read_up_to(fetch.fetch_offset, fetch.max_bytes, i64::MAX).and_then(|read| {
@@ -811,6 +1006,11 @@ impl Partition {
         let follower = l.followers.entry(fetch.replica_id).or_insert_with(|| FollowerState::new(false, now_ms));
         let went_back = follower.record_fetch(fetch.fetch_offset, leo, now_ms);
         let follower_leo = follower.log_end_offset;
+        if let Some(start) = fetch.log_start_offset
+            && std::mem::replace(&mut follower.log_start_offset, start) != start
+        {
+            self.follower_starts.send_modify(|v| *v += 1);
+        }
         self.maybe_advance_high_watermark(s, leo);
         let hw = self.high_watermark();
         let (leader_epoch, partition_epoch) = (s.leader_epoch, s.partition_epoch);
@@ -942,12 +1142,14 @@ impl Partition {
             fetch_offset: log.log_end_offset(),
             last_fetched_epoch: log.latest_epoch().unwrap_or(-1),
             high_watermark: self.high_watermark(),
+            log_start_offset: log.log_start_offset(),
         }
     }
 
     /// Appends what the leader sent (if anything) as follower at
-    /// `leader_epoch`, then sets the high watermark to min(leader's, own
-    /// log end offset).
+    /// `leader_epoch`, moves the log start offset up to the leader's (a
+    /// DeleteRecords there; at most to the own log end), then sets the high
+    /// watermark to min(leader's, own log end offset).
     ///
     /// Blocking file I/O: call from a blocking-capable context.
     pub(crate) fn append_as_follower(
@@ -955,11 +1157,15 @@ impl Partition {
         leader_epoch: i32,
         records: &[u8],
         leader_high_watermark: i64,
+        leader_log_start: i64,
     ) -> Result<FollowerPosition, ReplicaError> {
         let mut log = self.log.write();
         self.check_follower(leader_epoch)?;
         if !records.is_empty() {
             log.append_as_follower(records)?;
+        }
+        if leader_log_start > log.log_start_offset() {
+            log.advance_log_start(leader_log_start)?;
         }
         Ok(self.follower_updated(&log, Some(leader_high_watermark)))
     }
@@ -1025,6 +1231,7 @@ impl Partition {
             fetch_offset: leo,
             last_fetched_epoch: log.latest_epoch().unwrap_or(-1),
             high_watermark: self.high_watermark(),
+            log_start_offset: log.log_start_offset(),
         }
     }
 

@@ -130,6 +130,7 @@ impl ReplicationService {
             current_leader_epoch: request.current_leader_epoch,
             max_bytes: request.max_bytes.max(0) as usize,
             high_watermark: request.high_watermark,
+            log_start_offset: request.log_start_offset,
         };
         let (log_end, high_watermark) = partition.watch_for_follower();
         Target::Hosted { partition, fetch, log_end, high_watermark }

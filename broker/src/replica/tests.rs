@@ -454,6 +454,7 @@ async fn fetches_from_strangers_or_other_epochs_are_refused_and_change_nothing()
         max_bytes: 1 << 20,
         current_leader_epoch,
         high_watermark: Some(end),
+        log_start_offset: None,
     };
     let refusals = [
         (request(7, epoch, end), error_codes::NOT_LEADER_OR_FOLLOWER, "a broker that is no replica"),
@@ -579,6 +580,7 @@ async fn leader_with_one_record_and_a_fetch_at_its_end() -> (Cluster, partition:
         current_leader_epoch: cluster.node(0).partition().leader_epoch(),
         max_bytes: 1 << 20,
         high_watermark: None,
+        log_start_offset: None,
     };
     (cluster, fetch)
 }
@@ -698,6 +700,7 @@ async fn a_multi_partition_fetch_answers_each_partition_in_order_within_its_byte
         max_bytes: 1 << 20,
         current_leader_epoch: epoch,
         high_watermark: Some(end),
+        log_start_offset: None,
     };
     let mut client = ReplicationClient::connect(format!("http://{}", cluster.node(0).addr)).await.unwrap();
 
@@ -790,6 +793,7 @@ async fn a_leader_finding_a_damaged_batch_refuses_it_steps_aside_and_repairs_fro
         current_leader_epoch: -1,
         max_bytes: 1 << 20,
         high_watermark: None,
+        log_start_offset: None,
     };
     let mut reply = leader.serve_follower_fetch(&fetch, now_ms(), false);
     // (Its fetch offset went back, so it is proposed out of the ISR, as the service would.)
@@ -851,4 +855,161 @@ async fn the_background_scrub_finds_a_followers_damaged_sealed_segment_and_it_is
     eventually("follower 1 is repaired from the leader", || log_bytes(cluster.node(1)) == good).await;
     eventually("and in the ISR", || cluster.controller.current().isr.contains(&1)).await;
     assert!(cluster.controller.isr_changes.load(Ordering::SeqCst) >= 1, "it left the ISR meanwhile");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delete_records_moves_every_replicas_log_start_and_waits_for_the_isr() {
+    let cluster = Cluster::start(3, fast_config(60_000)).await;
+    for i in 0..20 {
+        produce(cluster.node(0), batch(i)).await.unwrap();
+    }
+    let end = leo(cluster.node(0));
+    let leader = cluster.node(0).partition();
+    eventually("the HW covers the log", || leader.high_watermark() == end).await;
+    let delete = |offset| {
+        let p = leader.clone();
+        async move { tokio::task::spawn_blocking(move || p.delete_records_to(offset)).await.unwrap() }
+    };
+    // Beyond the high watermark: refused, nothing moves.
+    let beyond = delete(end + 1).await;
+    assert!(matches!(beyond, Err(ReplicaError::DeleteBeyondHighWatermark { .. })), "{beyond:?}");
+    assert!(matches!(delete(-2).await, Err(ReplicaError::DeleteBeyondHighWatermark { .. })));
+    // Answered once every in-sync replica's log starts there.
+    let target = end / 2;
+    let deleted = delete(target).await.unwrap();
+    assert_eq!(deleted.target, target);
+    let low = leader.wait_for_low_watermark(&deleted, Duration::from_secs(10)).await.unwrap();
+    assert!(low >= target);
+    for n in 0..3 {
+        assert_eq!(cluster.node(n).partition().log().read().log_start_offset(), target, "replica {n}");
+    }
+    // A follower that stopped (the controller does not notice): the wait times out.
+    cluster.node(2).crash();
+    let deleted = delete(-1).await.unwrap();
+    assert_eq!(deleted.target, end, "-1 is the high watermark");
+    let timed_out = leader.wait_for_low_watermark(&deleted, Duration::from_millis(300)).await;
+    assert!(matches!(timed_out, Err(ReplicaError::LowWatermarkTimeout { .. })), "{timed_out:?}");
+    eventually("the live follower follows", || cluster.node(1).partition().log().read().log_start_offset() == end)
+        .await;
+    // A follower on the followers' side does not take DeleteRecords.
+    let p = cluster.node(1).partition().clone();
+    let refused = tokio::task::spawn_blocking(move || p.delete_records_to(end)).await.unwrap();
+    assert!(matches!(refused, Err(ReplicaError::NotLeader { .. })), "{refused:?}");
+}
+
+/// The marker door's view of the cluster for these tests: every partition
+/// named `orders-*` exists, min.insync.replicas is 2, and committed markers
+/// are recorded.
+#[derive(Default)]
+struct MarkerLog {
+    committed: Mutex<Vec<(i64, TopicPartition)>>,
+}
+
+impl txn_markers::MarkerContext for MarkerLog {
+    fn partition_exists(&self, partition: &TopicPartition) -> bool {
+        partition.topic == "orders"
+    }
+
+    fn min_insync_replicas(&self, _topic: &str) -> usize {
+        2
+    }
+
+    fn marker_committed(&self, marker: &txn_markers::MarkerWrite, partition: &TopicPartition) {
+        self.committed.lock().push((marker.producer_id, partition.clone()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transaction_markers_are_committed_through_the_door_and_replicated() {
+    use txn_markers::{MarkerWrite, write_txn_markers};
+    let cluster = Cluster::start(2, fast_config(60_000)).await;
+    eventually("both replicas in the ISR", || cluster.node(0).partition().isr() == vec![0, 1]).await;
+    let p = cluster.node(0).partition();
+    let batch = crate::log::txn_tests::txn_batch(7, 0, 3);
+    tokio::task::spawn_blocking(move || p.append_records(&batch, now_ms(), None)).await.unwrap().unwrap();
+    let context = Arc::new(MarkerLog::default());
+    let abort = |partitions: Vec<TopicPartition>| MarkerWrite {
+        producer_id: 7,
+        producer_epoch: 0,
+        committed: false,
+        coordinator_epoch: 2,
+        transaction_version: 0,
+        partitions,
+    };
+    let missing = TopicPartition::new("missing", 0);
+    let elsewhere = TopicPartition::new("orders", 9);
+    let answers = write_txn_markers(
+        &cluster.node(0).manager,
+        context.clone(),
+        vec![abort(vec![tp(), missing.clone(), elsewhere.clone()])],
+        DEADLINE,
+    )
+    .await;
+    let codes: Vec<(TopicPartition, i16)> = answers[0].iter().map(|o| (o.partition.clone(), o.error_code)).collect();
+    use kafka_protocol::error::ResponseError as E;
+    assert_eq!(
+        codes,
+        vec![(tp(), 0), (missing, E::UnknownTopicOrPartition.code()), (elsewhere, E::NotLeaderOrFollower.code())]
+    );
+    assert_eq!(*context.committed.lock(), vec![(7, tp())], "the hook saw the committed marker only");
+    assert!(cluster.node(0).partition().high_watermark() >= 4, "answered once committed");
+    // The follower has it, with the same transaction state.
+    eventually("the follower has the marker", || leo(cluster.node(1)) == 4).await;
+    let state = |id: i32| {
+        let p = cluster.node(id).partition();
+        let log = p.log().read();
+        (log.first_unstable_offset(), log.aborted_transactions(0, i64::MAX), log.producer_states().clone())
+    };
+    assert_eq!(state(1), state(0));
+    assert_eq!(state(0).1.len(), 1);
+    // A second aborted transaction after it: a read_committed fetch of the
+    // first batch alone lists only the transaction it overlaps.
+    let p = cluster.node(0).partition();
+    let batch = crate::log::txn_tests::txn_batch(8, 0, 2);
+    tokio::task::spawn_blocking(move || p.append_records(&batch, now_ms(), None)).await.unwrap().unwrap();
+    let second = MarkerWrite { producer_id: 8, ..abort(vec![tp()]) };
+    let answers = write_txn_markers(&cluster.node(0).manager, context.clone(), vec![second], DEADLINE).await;
+    assert_eq!(answers[0][0].error_code, 0);
+    let leader = cluster.node(0).partition();
+    let first_batch = leader.read_for_consumer(0, 1, true, true).unwrap();
+    let listed: Vec<(i64, i64)> = first_batch.aborted.iter().map(|t| (t.producer_id, t.first_offset)).collect();
+    assert_eq!(listed, vec![(7, 0)]);
+    let whole = leader.read_for_consumer(4, 1 << 20, true, true).unwrap();
+    let listed: Vec<(i64, i64)> = whole.aborted.iter().map(|t| (t.producer_id, t.first_offset)).collect();
+    assert_eq!(listed, vec![(8, 4)], "from offset 4, the first transaction has ended");
+    assert_eq!((whole.last_stable_offset, whole.high_watermark), (7, 7));
+
+    // A follower refuses; a stale coordinator is fenced.
+    let on_follower =
+        write_txn_markers(&cluster.node(1).manager, context.clone(), vec![abort(vec![tp()])], DEADLINE).await;
+    assert_eq!(on_follower[0][0].error_code, E::NotLeaderOrFollower.code());
+    let stale = MarkerWrite { coordinator_epoch: 1, ..abort(vec![tp()]) };
+    let fenced = write_txn_markers(&cluster.node(0).manager, context, vec![stale], DEADLINE).await;
+    assert_eq!(fenced[0][0].error_code, E::TransactionCoordinatorFenced.code());
+}
+
+/// The coordinators' storage refuses writes while fewer than its minimum of
+/// replicas are in sync (`transaction.state.log.min.isr`): a transaction's
+/// state is never acknowledged from the leader's copy alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinator_storage_refuses_writes_with_too_few_in_sync_replicas() {
+    use crate::group::store::{BrokerOffsetsLog, LogRecord, OffsetsLog, StoreError};
+    let cluster = leader_alone_in_the_isr().await;
+    let record =
+        || vec![LogRecord { key: bytes::Bytes::from_static(b"k"), value: Some(bytes::Bytes::from_static(b"v")) }];
+    let strict =
+        Arc::new(BrokerOffsetsLog::for_topic(Arc::downgrade(&cluster.node(0).manager), "orders").with_min_insync(2));
+    let s = strict.clone();
+    let before = leo(cluster.node(0));
+    let refused = tokio::task::spawn_blocking(move || s.append(0, &record())).await.unwrap();
+    assert!(matches!(refused, Err(StoreError::NotReplicated { topic: "orders", partition: 0, .. })), "{refused:?}");
+    let message = refused.as_ref().map_err(ToString::to_string).unwrap_err();
+    assert!(message.starts_with("orders partition 0 was not replicated"), "names the storage's own topic: {message}");
+    assert_eq!(leo(cluster.node(0)), before, "a refused write leaves nothing in the log");
+    // One in-sync replica is enough for storage that asks for one.
+    let lenient = Arc::new(BrokerOffsetsLog::for_topic(Arc::downgrade(&cluster.node(0).manager), "orders"));
+    let l = lenient.clone();
+    tokio::task::spawn_blocking(move || l.append(0, &record())).await.unwrap().expect("appended with one in sync");
+    assert!(leo(cluster.node(0)) > before, "the lenient write is in the log");
+    lenient.replicated(0).await.expect("replicated to the ISR of one");
 }

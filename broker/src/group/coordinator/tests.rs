@@ -163,7 +163,13 @@ async fn committed_offsets_are_fetched_and_loaded_back_from_the_log() {
     let listed = restarted.list_groups().unwrap();
     assert_eq!(
         listed,
-        vec![GroupListing { group_id: "g".into(), protocol_type: String::new(), state: GroupState::Empty }]
+        vec![GroupListing {
+            group_id: "g".into(),
+            protocol_type: String::new(),
+            state: GroupState::Empty,
+            group_type: "classic",
+            consumer_state: None,
+        }]
     );
     // Records are Kafka's: OffsetCommitKey in the group's partition.
     let p = partition_for("g", PARTITIONS) as i32;
@@ -434,4 +440,79 @@ async fn rebalances_are_counted_and_groups_are_listed_for_the_metrics() {
     assert_eq!(c.leave_group("g", &leaving), Ok(vec![Ok(())]));
     within("rejoin", c.join_group("g", join_req(&ids[0], 10_000))).await;
     assert_eq!(c.rebalances_total(), 2, "the leave caused a second rebalance");
+}
+
+#[tokio::test]
+async fn a_marker_arriving_while_the_partition_loads_is_applied_once_loaded() {
+    let store = Arc::new(MemoryOffsetsLog::default());
+    let c = started(&store, fast());
+    c.txn_commit_offsets("g-load", 77, 0, simple_commit("in", &[(0, 10)])).await.unwrap();
+    let p = c.partition_of("g-load").unwrap();
+    // A new coordinator loads the partition; the COMMIT marker is written
+    // after its read passed that point, before the groups are in place.
+    let again = GroupCoordinator::new(fast());
+    again.attach(store.clone(), PARTITIONS);
+    let (late, log) = (again.clone(), store.clone());
+    store.after_next_read(move || {
+        log.append_marker(p as i32, 77, true);
+        late.end_transaction(p, 77, true);
+    });
+    again.load_partition(p).unwrap();
+    assert_eq!(fetched(&again, "g-load", "in", 0), Some(10), "the marker that came during the load committed it");
+    assert!(again.unstable_offsets("g-load", &[("in".into(), 0)]).is_empty());
+}
+
+#[tokio::test]
+async fn transactional_offsets_wait_for_their_marker_and_load_back_the_same_way() {
+    let store = Arc::new(MemoryOffsetsLog::default());
+    let c = started(&store, fast());
+    let results = c.txn_commit_offsets("g-txn", 77, 0, simple_commit("in", &[(0, 10), (1, 20)])).await.unwrap();
+    assert!(results.iter().all(|r| r.2.is_ok()), "{results:?}");
+    // Held: not visible, and unstable for require_stable.
+    assert_eq!(fetched(&c, "g-txn", "in", 0), None);
+    assert_eq!(c.unstable_offsets("g-txn", &[("in".into(), 0), ("in".into(), 2)]), vec![("in".to_string(), 0)]);
+    // Another producer's marker changes nothing; the producer's COMMIT makes them committed.
+    let p = c.partition_of("g-txn").unwrap();
+    c.end_transaction(p, 78, true);
+    assert_eq!(fetched(&c, "g-txn", "in", 0), None);
+    store.append_marker(p as i32, 77, true);
+    c.end_transaction(p, 77, true);
+    assert_eq!(fetched(&c, "g-txn", "in", 0), Some(10));
+    assert!(c.unstable_offsets("g-txn", &[("in".into(), 0)]).is_empty());
+    // An aborted transaction's offsets are dropped.
+    c.txn_commit_offsets("g-txn", 77, 0, simple_commit("in", &[(0, 99)])).await.unwrap();
+    store.append_marker(p as i32, 77, false);
+    c.end_transaction(p, 77, false);
+    assert_eq!(fetched(&c, "g-txn", "in", 0), Some(10));
+    // One still open when the coordinator restarts stays held.
+    c.txn_commit_offsets("g-txn", 80, 0, simple_commit("in", &[(1, 50)])).await.unwrap();
+
+    let again = started(&store, fast());
+    assert_eq!(fetched(&again, "g-txn", "in", 0), Some(10), "committed by its marker, not the aborted 99");
+    assert_eq!(fetched(&again, "g-txn", "in", 1), Some(20));
+    assert_eq!(again.unstable_offsets("g-txn", &[("in".into(), 1)]), vec![("in".to_string(), 1)]);
+    again.end_transaction(p, 80, true);
+    assert_eq!(fetched(&again, "g-txn", "in", 1), Some(50));
+}
+
+#[tokio::test]
+async fn a_member_commits_transactional_offsets_of_its_generation_while_the_group_awaits_its_sync() {
+    let store = Arc::new(MemoryOffsetsLog::default());
+    let c = started(&store, fast());
+    let (ids, first) = form_group(&c, "g", 1, 10_000).await;
+    // The member joins again: the group completes the join and waits for the leader's SyncGroup.
+    let rejoined = within("rejoin", c.join_group("g", join_req(&ids[0], 10_000))).await;
+    assert_eq!(rejoined.error, None);
+    let generation = rejoined.generation_id;
+    assert_eq!(generation, first + 1);
+    let as_member =
+        |generation_id| OffsetCommit { member_id: ids[0].clone(), generation_id, ..simple_commit("orders", &[(0, 5)]) };
+    assert_eq!(c.commit_offsets("g", as_member(generation), 9).await, Err(GroupError::RebalanceInProgress));
+    let results = c.txn_commit_offsets("g", 77, 0, as_member(generation)).await.unwrap();
+    assert!(results.iter().all(|r| r.2.is_ok()), "TxnOffsetCommit is taken mid-rebalance, as in Kafka: {results:?}");
+    assert_eq!(
+        c.txn_commit_offsets("g", 77, 0, as_member(first)).await,
+        Err(GroupError::IllegalGeneration),
+        "the previous generation is fenced"
+    );
 }

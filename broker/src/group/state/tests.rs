@@ -519,6 +519,32 @@ fn offset_commits_are_checked_against_membership() {
 }
 
 #[test]
+fn transactional_offset_commits_are_checked_against_the_generation_but_not_refused_mid_rebalance() {
+    let c = Clock::new();
+    let (g, ids) = stable_group(&c, 1);
+    assert_eq!(g.validate_txn_offset_commit(&ids[0], None, 1), Ok(()));
+    assert_eq!(g.validate_txn_offset_commit(&ids[0], None, 0), Err(GroupError::IllegalGeneration), "a zombie");
+    assert_eq!(g.validate_txn_offset_commit("gone", None, 1), Err(GroupError::UnknownMemberId));
+    assert_eq!(
+        g.validate_txn_offset_commit("", None, -1),
+        Ok(()),
+        "a producer outside the group (no member id, no generation) commits while it has members"
+    );
+    // CompletingRebalance: joined at generation 1, SyncGroup not yet answered.
+    let mut g = Group::new("g", config(), c.at(0));
+    let mut a = waiting(g.join(req(""), c.at(0)));
+    g.on_timer(c.at(3000));
+    let a = answered(&mut a);
+    assert_eq!(g.validate_offset_commit(&a.member_id, None, 1), Err(GroupError::RebalanceInProgress));
+    assert_eq!(
+        g.validate_txn_offset_commit(&a.member_id, None, 1),
+        Ok(()),
+        "TxnOffsetCommit of the current generation is taken mid-rebalance, as Kafka does"
+    );
+    assert_eq!(g.validate_txn_offset_commit(&a.member_id, None, 0), Err(GroupError::IllegalGeneration));
+}
+
+#[test]
 fn group_max_size_is_enforced() {
     let c = Clock::new();
     let mut g = Group::new("g", GroupConfig { max_size: 1, ..config() }, c.at(0));

@@ -12,7 +12,12 @@ use crate::broker::Broker;
 /// Endpoint type for brokers (1); controllers (2) are not exposed to clients.
 const ENDPOINT_BROKERS: i8 = 1;
 
-pub fn describe(broker: &Arc<Broker>, request: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
+pub fn describe(
+    broker: &Arc<Broker>,
+    ctx: &crate::protocol::codec::RequestContext,
+    request: DescribeClusterRequest,
+    version: i16,
+) -> DescribeClusterResponse {
     let view = broker.metadata.read();
     let response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(view.cluster_id().to_string()))
@@ -25,7 +30,7 @@ pub fn describe(broker: &Arc<Broker>, request: DescribeClusterRequest, version: 
             .with_error_message(Some(str_bytes("only broker endpoints (type 1) are served")));
     }
     let brokers = view
-        .brokers()
+        .brokers_on(ctx.listener.as_deref())
         .iter()
         .map(|b| {
             DescribeClusterBroker::default()

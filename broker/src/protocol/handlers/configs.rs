@@ -1,8 +1,10 @@
-//! DescribeConfigs and IncrementalAlterConfigs for topics and brokers.
+//! DescribeConfigs and IncrementalAlterConfigs for topics, brokers and
+//! groups (the last in [`super::group_configs`]).
 //!
 //! Topic configs are described with every setting, defaults included and
 //! flagged by their source (topic override, static broker setting, default),
-//! as Kafka does. Broker settings are static in this version: described, but
+//! as Kafka does; a null or empty key list asks for every config (Kafka's
+//! rule). Broker settings are static in this version: described, but
 //! altering them is refused with a message saying to restart with `--set`.
 
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use kafka_protocol::messages::{
     DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 
+use super::group_configs::{self, RESOURCE_GROUP};
 use super::{blocking, str_bytes};
 use crate::broker::Broker;
 use crate::config::Settings;
@@ -23,8 +26,8 @@ use crate::config::settings::{BROKER_SETTINGS, SettingKind, TOPIC_SETTINGS, find
 use crate::metadata::ConfigOp;
 use crate::protocol::errors::KafkaError;
 
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
+pub(super) const RESOURCE_TOPIC: i8 = 2;
+pub(super) const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
@@ -111,7 +114,9 @@ pub fn describe(broker: &Arc<Broker>, request: DescribeConfigsRequest, version: 
         .into_iter()
         .map(|r| {
             let name = r.resource_name.to_string();
-            let keys: Option<Vec<String>> = r.configuration_keys.map(|k| k.iter().map(|s| s.to_string()).collect());
+            // Null or empty: every config, as in Kafka.
+            let keys: Option<Vec<String>> =
+                r.configuration_keys.filter(|k| !k.is_empty()).map(|k| k.iter().map(|s| s.to_string()).collect());
             let base = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name);
@@ -132,9 +137,17 @@ pub fn describe(broker: &Arc<Broker>, request: DescribeConfigsRequest, version: 
                     }
                     broker_config_entries(broker, keys.as_deref())
                 }
+                RESOURCE_GROUP => match group_configs::entries(broker, &name, keys.as_deref()) {
+                    Ok(entries) => entries,
+                    Err(k) => {
+                        return base.with_error_code(k.code()).with_error_message(Some(str_bytes(k.message)));
+                    }
+                },
                 other => {
                     return base.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(
-                        str_bytes(format!("resource type {other} is not supported; use 2 (topic) or 4 (broker)")),
+                        str_bytes(format!(
+                            "resource type {other} is not supported; use 2 (topic), 4 (broker) or 32 (group)"
+                        )),
                     ));
                 }
             };
@@ -226,8 +239,19 @@ pub async fn incremental_alter(
                 let fail = |k: KafkaError| {
                     base.clone().with_error_code(k.code()).with_error_message(Some(str_bytes(k.message)))
                 };
+                let configs: Vec<(String, i8, Option<String>)> = r
+                    .configs
+                    .iter()
+                    .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
+                    .collect();
                 match r.resource_type {
                     RESOURCE_TOPIC => {}
+                    RESOURCE_GROUP => {
+                        return match group_configs::incremental_alter(&b, &name, &configs, request.validate_only) {
+                            Ok(()) => base,
+                            Err(k) => fail(k),
+                        };
+                    }
                     RESOURCE_BROKER => {
                         return fail(KafkaError::new(
                             ResponseError::InvalidRequest,
@@ -237,7 +261,7 @@ pub async fn incremental_alter(
                     other => {
                         return fail(KafkaError::new(
                             ResponseError::InvalidRequest,
-                            format!("resource type {other} is not supported; use 2 (topic)"),
+                            format!("resource type {other} is not supported; use 2 (topic) or 32 (group)"),
                         ));
                     }
                 }
@@ -247,11 +271,6 @@ pub async fn incremental_alter(
                         format!("topic `{name}` does not exist"),
                     ));
                 };
-                let configs: Vec<(String, i8, Option<String>)> = r
-                    .configs
-                    .iter()
-                    .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
-                    .collect();
                 let result = to_ops(&current, &configs).and_then(|ops| {
                     // A blocking-pool thread: waiting here for the controller is fine.
                     tokio::runtime::Handle::current()

@@ -14,7 +14,12 @@
 //! within both its `partition_max_bytes` and what is left of `max_bytes`, so
 //! the response stays within `max_bytes` except for that first batch. The batches are located, not read: the response
 //! carries them as [`FileRecords`] that the connection sends straight from
-//! the segment files (see `protocol::outgoing`). Incremental fetch sessions (KIP-227) are not kept:
+//! the segment files (see `protocol::outgoing`). With `isolation_level=1`
+//! (read_committed) the batches stop below the last stable offset (no
+//! record of an ongoing transaction is returned) and the response lists the
+//! aborted transactions overlapping them, from the `.txnindex`, for the
+//! client to drop; every response carries the partition's last stable
+//! offset. Incremental fetch sessions (KIP-227) are not kept:
 //! every response has session id 0, which tells clients to send full requests.
 
 use std::sync::Arc;
@@ -23,8 +28,8 @@ use std::time::Duration;
 use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchTopic;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -32,6 +37,9 @@ use super::blocking;
 use crate::broker::Broker;
 use crate::log::{FileRecords, TopicPartition};
 use crate::protocol::errors::KafkaError;
+
+/// `isolation_level` of a read_committed fetch.
+const READ_COMMITTED: i8 = 1;
 
 /// The response, and per partition in its order the batches to send from
 /// their segment file (see [`super::Response::file_records`]).
@@ -47,10 +55,11 @@ pub async fn handle(
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_bytes = if version >= 3 { request.max_bytes.max(0) as usize } else { usize::MAX };
+    let read_committed = request.isolation_level == READ_COMMITTED;
     let topics = Arc::new(request.topics);
     loop {
         let (b, t) = (broker.clone(), topics.clone());
-        let pass = blocking(move || read_pass(&b, &t, max_bytes)).await;
+        let pass = blocking(move || read_pass(&b, &t, max_bytes, read_committed)).await;
         let done = pass.bytes >= min_bytes.max(1) && pass.bytes > 0
             || pass.has_error
             || min_bytes == 0
@@ -65,7 +74,8 @@ pub async fn handle(
                 }
                 continue;
             }
-            broker.metrics.record_fetch(&pass.responses, &pass.files);
+            // Bytes out are counted by the connection once quotas have had
+            // their say (a throttled fetch is answered empty).
             return (FetchResponse::default().with_responses(pass.responses), pass.files);
         }
         let mut watchers = pass.watchers;
@@ -88,7 +98,7 @@ struct ReadPass {
     watchers: Vec<watch::Receiver<i64>>,
 }
 
-fn read_pass(broker: &Broker, topics: &[FetchTopic], max_bytes: usize) -> ReadPass {
+fn read_pass(broker: &Broker, topics: &[FetchTopic], max_bytes: usize, read_committed: bool) -> ReadPass {
     let mut pass =
         ReadPass { responses: Vec::new(), files: Vec::new(), bytes: 0, has_error: false, watchers: Vec::new() };
     for topic in topics {
@@ -135,23 +145,35 @@ fn read_pass(broker: &Broker, topics: &[FetchTopic], max_bytes: usize) -> ReadPa
             // batches that fit them.
             let min_one_batch = pass.bytes == 0;
             if limit == 0 && !min_one_batch {
+                let lso = partition.last_stable_offset();
                 let log = partition.log().read();
                 partitions.push((
                     base.with_high_watermark(partition.high_watermark())
-                        .with_last_stable_offset(partition.high_watermark())
+                        .with_last_stable_offset(lso)
                         .with_log_start_offset(log.log_start_offset()),
                     None,
                 ));
                 continue;
             }
-            match partition.read_committed(p.fetch_offset, limit, min_one_batch) {
-                Ok((slice, hw)) => {
+            match partition.read_for_consumer(p.fetch_offset, limit, min_one_batch, read_committed) {
+                Ok(read) => {
+                    let slice = read.slice;
                     pass.bytes += slice.records.as_ref().map_or(0, FileRecords::len);
                     pass.watchers.push(watcher);
+                    let aborted = read
+                        .aborted
+                        .iter()
+                        .map(|t| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(t.producer_id))
+                                .with_first_offset(t.first_offset)
+                        })
+                        .collect();
                     partitions.push((
-                        base.with_high_watermark(hw)
-                            .with_last_stable_offset(hw)
-                            .with_log_start_offset(slice.log_start_offset),
+                        base.with_high_watermark(read.high_watermark)
+                            .with_last_stable_offset(read.last_stable_offset)
+                            .with_log_start_offset(slice.log_start_offset)
+                            .with_aborted_transactions(Some(aborted)),
                         slice.records,
                     ));
                 }
@@ -159,11 +181,12 @@ fn read_pass(broker: &Broker, topics: &[FetchTopic], max_bytes: usize) -> ReadPa
                     pass.has_error = true;
                     let k = KafkaError::from(&e);
                     tracing::debug!(partition = %tp, error = %e, "fetch refused");
+                    let lso = partition.last_stable_offset();
                     let log = partition.log().read();
                     partitions.push((
                         base.with_error_code(k.code())
                             .with_high_watermark(partition.high_watermark())
-                            .with_last_stable_offset(partition.high_watermark())
+                            .with_last_stable_offset(lso)
                             .with_log_start_offset(log.log_start_offset()),
                         None,
                     ));

@@ -61,6 +61,9 @@ impl From<&GroupError> for KafkaError {
             GroupError::OffsetMetadataTooLarge { .. } => ResponseError::OffsetMetadataTooLarge,
             GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
             GroupError::InvalidCommitOffsetSize => ResponseError::InvalidCommitOffsetSize,
+            GroupError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
+            GroupError::StaleMemberEpoch { .. } => ResponseError::StaleMemberEpoch,
+            GroupError::WrongGroupType { .. } => ResponseError::GroupIdNotFound,
         };
         KafkaError::new(error, e.to_string())
     }
@@ -85,11 +88,12 @@ fn opt_str(s: Option<String>) -> Option<StrBytes> {
 /// FindCoordinator; also starts the group coordinator on first use.
 pub fn find_coordinator(
     broker: &Arc<Broker>,
+    ctx: &crate::protocol::codec::RequestContext,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
     let _ = broker.groups.clone();
-    super::coordinator::find(broker, request, version)
+    super::coordinator::find(broker, ctx.listener.as_deref(), request, version)
 }
 
 pub async fn join_group(
@@ -288,12 +292,36 @@ pub async fn offset_commit(broker: &Arc<Broker>, request: OffsetCommitRequest, v
 }
 
 /// One group's answer to OffsetFetch: committed offsets or a group-level error.
+/// A fetched topic: per partition its offset and whether an open transaction
+/// holds an offset for it (asked with `require_stable`: UNSTABLE_OFFSET_COMMIT).
+type FetchedWithStability = (String, Vec<(i32, Option<crate::group::offsets::OffsetAndMetadata>, bool)>);
+
 fn fetch_group(
     broker: &Arc<Broker>,
     group_id: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
-) -> Result<Vec<FetchedTopic>, GroupError> {
-    broker.groups.clone().fetch_offsets(group_id, topics)
+    require_stable: bool,
+) -> Result<Vec<FetchedWithStability>, GroupError> {
+    let fetched: Vec<FetchedTopic> = broker.groups.clone().fetch_offsets(group_id, topics)?;
+    let unstable = if require_stable {
+        let asked: Vec<(String, i32)> =
+            fetched.iter().flat_map(|(t, ps)| ps.iter().map(move |(p, _)| (t.clone(), *p))).collect();
+        broker.groups.unstable_offsets(group_id, &asked)
+    } else {
+        Vec::new()
+    };
+    Ok(fetched
+        .into_iter()
+        .map(|(t, ps)| {
+            let ps =
+                ps.into_iter().map(|(p, o)| (p, o, unstable.iter().any(|(ut, up)| *ut == t && *up == p))).collect();
+            (t, ps)
+        })
+        .collect())
+}
+
+fn stability_code(unstable: bool) -> i16 {
+    if unstable { ResponseError::UnstableOffsetCommit.code() } else { 0 }
 }
 
 /// (offset, leader epoch, metadata) of a fetched partition: -1, -1, "" when none.
@@ -314,7 +342,10 @@ pub fn offset_fetch(broker: &Arc<Broker>, request: OffsetFetchRequest, version: 
                     .topics
                     .map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect::<Vec<_>>());
                 let base = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_group(broker, &g.group_id, topics) {
+                // v9: a consumer-protocol member's fetch carries its member id and epoch (KIP-848).
+                let member = g.member_id.as_deref().unwrap_or_default();
+                let checked = broker.groups.validate_offset_fetch(&g.group_id, member, g.member_epoch);
+                match checked.and_then(|()| fetch_group(broker, &g.group_id, topics, request.require_stable)) {
                     Err(e) => base.with_error_code(KafkaError::from(&e).code()),
                     Ok(fetched) => base.with_topics(
                         fetched
@@ -325,9 +356,10 @@ pub fn offset_fetch(broker: &Arc<Broker>, request: OffsetFetchRequest, version: 
                                     .with_partitions(
                                         partitions
                                             .into_iter()
-                                            .map(|(p, o)| {
+                                            .map(|(p, o, unstable)| {
                                                 let (offset, epoch, metadata) = fetched_fields(o);
                                                 OffsetFetchResponsePartitions::default()
+                                                    .with_error_code(stability_code(unstable))
                                                     .with_partition_index(p)
                                                     .with_committed_offset(offset)
                                                     .with_committed_leader_epoch(epoch)
@@ -355,7 +387,7 @@ pub fn offset_fetch(broker: &Arc<Broker>, request: OffsetFetchRequest, version: 
             .with_metadata(Some(metadata))
             .with_error_code(error)
     };
-    match fetch_group(broker, &request.group_id, requested.clone()) {
+    match fetch_group(broker, &request.group_id, requested.clone(), request.require_stable) {
         Ok(fetched) => OffsetFetchResponse::default().with_topics(
             fetched
                 .into_iter()
@@ -363,9 +395,9 @@ pub fn offset_fetch(broker: &Arc<Broker>, request: OffsetFetchRequest, version: 
                     OffsetFetchResponseTopic::default().with_name(TopicName(str_bytes(topic))).with_partitions(
                         partitions
                             .into_iter()
-                            .map(|(p, o)| {
+                            .map(|(p, o, unstable)| {
                                 let (offset, epoch, metadata) = fetched_fields(o);
-                                partition(p, offset, epoch, metadata, 0)
+                                partition(p, offset, epoch, metadata, stability_code(unstable))
                             })
                             .collect(),
                     )
@@ -449,15 +481,18 @@ pub fn list_groups(broker: &Arc<Broker>, request: ListGroupsRequest, version: i1
     let types: Vec<String> = request.types_filter.iter().map(|s| s.to_lowercase()).collect();
     let groups = listings
         .into_iter()
-        .filter(|g| states.is_empty() || states.contains(&g.state.as_str().to_lowercase()))
-        // Every group here is a classic group.
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .filter(|g| {
+            let state = g.consumer_state.unwrap_or(g.state.as_str());
+            states.is_empty() || states.contains(&state.to_lowercase())
+        })
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
+            let state = g.consumer_state.unwrap_or(g.state.as_str());
             let listed = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(g.group_id)))
                 .with_protocol_type(str_bytes(g.protocol_type))
-                .with_group_state(str_bytes(g.state.as_str()));
-            if version >= 5 { listed.with_group_type(str_bytes("classic")) } else { listed }
+                .with_group_state(str_bytes(state));
+            if version >= 5 { listed.with_group_type(str_bytes(g.group_type)) } else { listed }
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)

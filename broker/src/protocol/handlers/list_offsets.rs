@@ -2,7 +2,8 @@
 //! answered by the partition's leader only (NOT_LEADER_OR_FOLLOWER
 //! elsewhere). "Latest" is the high watermark, and a lookup by timestamp
 //! never returns an offset at or above it: consumers see committed records
-//! only.
+//! only. With `isolation_level=1` (read_committed) the bound is the last
+//! stable offset instead: "latest" is the LSO.
 
 use std::sync::Arc;
 
@@ -21,8 +22,12 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
+/// `isolation_level` of a read_committed lookup.
+const READ_COMMITTED: i8 = 1;
+
 pub async fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, _version: i16) -> ListOffsetsResponse {
     let b = broker.clone();
+    let read_committed = request.isolation_level == READ_COMMITTED;
     let topics = blocking(move || {
         request
             .topics
@@ -34,7 +39,8 @@ pub async fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, _version:
                     .into_iter()
                     .map(|p| {
                         let tp = TopicPartition { topic: name.clone(), partition: p.partition_index };
-                        lookup(&b, &tp, p.timestamp, p.current_leader_epoch).with_partition_index(p.partition_index)
+                        lookup(&b, &tp, p.timestamp, p.current_leader_epoch, read_committed)
+                            .with_partition_index(p.partition_index)
                     })
                     .collect();
                 ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)
@@ -50,6 +56,7 @@ fn lookup(
     tp: &TopicPartition,
     timestamp: i64,
     current_leader_epoch: i32,
+    read_committed: bool,
 ) -> ListOffsetsPartitionResponse {
     let base = ListOffsetsPartitionResponse::default().with_timestamp(-1).with_offset(-1).with_leader_epoch(-1);
     let Some(partition) = broker.partition(tp) else {
@@ -67,7 +74,8 @@ fn lookup(
         };
         return base.with_error_code(error.code());
     }
-    let hw = partition.high_watermark();
+    // read_committed sees up to the last stable offset.
+    let hw = if read_committed { partition.last_stable_offset() } else { partition.high_watermark() };
     let log = partition.log().read();
     let found = match timestamp {
         LATEST => Ok(Some((-1, hw, Some(epoch)))),

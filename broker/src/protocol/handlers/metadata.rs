@@ -25,7 +25,12 @@ static AUTO_CREATE_LOG: LineLimit = LineLimit::new(10);
 const ALL_TOPIC_OPERATIONS: i32 =
     (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 
-pub async fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &crate::protocol::codec::RequestContext,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
     // v0: an empty list means all topics; v1+: null means all topics.
     let requested: Option<Vec<(Option<String>, Uuid)>> = match request.topics {
         None => None,
@@ -51,7 +56,7 @@ pub async fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16
     let (cluster_id, controller_id, brokers) = {
         let view = broker.metadata.read();
         let brokers: Vec<MetadataResponseBroker> = view
-            .brokers()
+            .brokers_on(ctx.listener.as_deref())
             .iter()
             .map(|b| {
                 MetadataResponseBroker::default()

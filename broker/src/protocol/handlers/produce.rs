@@ -16,6 +16,16 @@
 //! already in the log is answered with its original offsets (after the same
 //! wait for acks=-1). Keyless records sent to a compacted topic are refused
 //! with INVALID_RECORD, one `record_errors` entry per record (Produce v8+).
+//!
+//! Transactional batches are taken when the request carries a
+//! `transactional_id` (a transactional batch without one is refused with
+//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka does); the log opens the
+//! producer's transaction on its first one, and refuses a non-transactional
+//! batch while one is open (INVALID_TXN_STATE). The first transactional
+//! batch of a producer's transaction on a partition is verified first
+//! (KIP-890 part 1, see [`verify`]): the transaction coordinator must
+//! confirm the partition is in the producer's ongoing transaction, else
+//! the partition is refused and nothing written.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,19 +40,23 @@ use super::{blocking, str_bytes};
 use crate::broker::{Broker, now_ms};
 use crate::log::LogError;
 use crate::log::TopicPartition;
+use crate::log::batch::BatchHeader;
 use crate::log::error::RecordError;
 use crate::log_lines::LineLimit;
 use crate::protocol::errors::KafkaError;
 use crate::replica::{Partition, ReplicaError};
 
+mod verify;
+
 /// A client sending bad batches must not get a line per partition per request.
 static REFUSED_PRODUCE_LOG: LineLimit = LineLimit::new(10);
 
-pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    let verified = verify::verify(broker, &request, version).await;
     let b = broker.clone();
-    let (mut responses, commits) = blocking(move || append_all(&b, request)).await;
+    let (mut responses, commits) = blocking(move || append_all(&b, request, verified)).await;
     if acks == 0 {
         return None;
     }
@@ -76,10 +90,21 @@ struct PendingCommit {
     min_insync: usize,
 }
 
-fn append_all(broker: &Broker, request: ProduceRequest) -> (Vec<TopicProduceResponse>, Vec<PendingCommit>) {
+fn append_all(
+    broker: &Broker,
+    request: ProduceRequest,
+    mut verified: verify::Verified,
+) -> (Vec<TopicProduceResponse>, Vec<PendingCommit>) {
     let acks_valid = matches!(request.acks, -1..=1);
     let acks_all = request.acks == -1;
     let transactional = request.transactional_id.is_some();
+    // Kafka refuses the whole request when a batch is transactional and the
+    // request names no transactional id.
+    let transactional_records = request
+        .topic_data
+        .iter()
+        .flat_map(|t| t.partition_data.iter())
+        .any(|p| p.records.as_deref().is_some_and(has_transactional_batch));
     let mut commits = Vec::new();
     let responses = request
         .topic_data
@@ -106,10 +131,10 @@ fn append_all(broker: &Broker, request: ProduceRequest) -> (Vec<TopicProduceResp
                             format!("acks={} is invalid; use -1 (all), 0 or 1", request.acks),
                         ));
                     }
-                    if transactional {
+                    if transactional_records && !transactional {
                         return fail(KafkaError::new(
                             ResponseError::TransactionalIdAuthorizationFailed,
-                            "transactions are not supported yet",
+                            "transactional record batches need the request's transactional_id",
                         ));
                     }
                     if name == crate::group::OFFSETS_TOPIC {
@@ -123,6 +148,10 @@ fn append_all(broker: &Broker, request: ProduceRequest) -> (Vec<TopicProduceResp
                     let Some(partition) = broker.partition(&tp) else {
                         return fail(not_hosted(broker, &tp));
                     };
+                    let guard = match verified.take(&tp, &partition) {
+                        Ok(guard) => guard,
+                        Err(e) => return fail(e),
+                    };
                     let records = p.records.unwrap_or_default();
                     if records.is_empty() {
                         return fail(KafkaError::new(
@@ -130,7 +159,7 @@ fn append_all(broker: &Broker, request: ProduceRequest) -> (Vec<TopicProduceResp
                             "produce request carries no record batch",
                         ));
                     }
-                    match partition.append_records(&records, now_ms(), min_insync) {
+                    match partition.append_client_records(&records, now_ms(), min_insync, guard) {
                         Ok(append) => {
                             let info = &append.info;
                             broker.metrics.record_produce(&name, info.bytes as u64, info.record_count as u64);
@@ -171,6 +200,28 @@ fn append_all(broker: &Broker, request: ProduceRequest) -> (Vec<TopicProduceResp
     (responses, commits)
 }
 
+/// Whether any record batch in `records` has the transactional bit (the
+/// batches are validated later; this only reads their headers).
+fn has_transactional_batch(records: &[u8]) -> bool {
+    transactional_batches(records).next().is_some()
+}
+
+/// The headers of the v2 transactional batches in `records`, as far as
+/// they parse (the batches are validated at the append).
+pub(super) fn transactional_batches(records: &[u8]) -> impl Iterator<Item = BatchHeader> + '_ {
+    let mut position = Some(0usize);
+    std::iter::from_fn(move || {
+        let at = position?;
+        let header = BatchHeader::parse(records.get(at..)?).ok()?;
+        position = match at.checked_add(header.size()) {
+            Some(next) if header.batch_length > 0 && next < records.len() => Some(next),
+            _ => None,
+        };
+        Some(header)
+    })
+    .filter(|h| h.magic == crate::log::batch::MAGIC_V2 && h.is_transactional())
+}
+
 /// One refused record as Produce v8+ reports it.
 fn batch_index_error(e: &RecordError) -> BatchIndexAndErrorMessage {
     BatchIndexAndErrorMessage::default()
@@ -202,7 +253,9 @@ pub(super) fn replica_error(e: &ReplicaError) -> KafkaError {
         ReplicaError::NotLeader { .. } | ReplicaError::StaleFetcher { .. } => ResponseError::NotLeaderOrFollower,
         ReplicaError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
         ReplicaError::NotEnoughReplicasAfterAppend { .. } => ResponseError::NotEnoughReplicasAfterAppend,
-        ReplicaError::CommitTimeout { .. } => ResponseError::RequestTimedOut,
+        ReplicaError::CommitTimeout { .. } | ReplicaError::LowWatermarkTimeout { .. } => ResponseError::RequestTimedOut,
+        ReplicaError::DeleteBeyondHighWatermark { .. } => ResponseError::OffsetOutOfRange,
+        ReplicaError::DeleteOnCompactedTopic { .. } => ResponseError::PolicyViolation,
         ReplicaError::Log(log) => return KafkaError::from(log),
     };
     KafkaError::new(error, e.to_string())
