@@ -12,6 +12,10 @@
 //! --create/--describe/--list`, the console producer, `kafka-console-consumer
 //! --group`, and `kafka-consumer-groups --describe/--list`, whose LAG column
 //! shows exactly the records produced after the group committed.
+//! With `group.protocol=consumer` (KIP-848) the same three-member group check
+//! passes (broker-side assignment, takeover after the broker's
+//! `group.consumer.session.timeout.ms`), `kafka-consumer-groups --describe
+//! --members/--state` shows the group, and a closed member leaves at once.
 //!
 //! Needs `bash scripts/e2e-deps.sh` (run by `bash .ci/run`) to have resolved
 //! the classpath and compiled e2e/java; fails, saying so, when it has not.
@@ -23,8 +27,8 @@ use std::time::Duration;
 
 use common::BrokerProcess;
 use common::consumer_groups::{self, assert_written_by_idempotent_producer, high_watermarks};
-use common::e2e::{Client, E2eTools, run_with_input};
-use common::wire::{WireClient, offset_fetch};
+use common::e2e::{Client, ClientProcess, E2eTools, assert_each_consumed_once, is_balanced_cover, run_with_input};
+use common::wire::{WireClient, create_topic_ok, offset_fetch};
 
 /// Kafka's CLI entry points in kafka-tools 4.x (what bin/kafka-*.sh run).
 const TOPIC_COMMAND: &str = "org.apache.kafka.tools.TopicCommand";
@@ -38,6 +42,118 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(120);
 fn three_java_consumers_share_partitions_consume_once_and_take_over_a_killed_member() {
     consumer_groups::group_shares_partitions_consumes_once_and_survives_a_killed_member(Client::Java);
 }
+
+#[test]
+fn three_java_consumers_with_group_protocol_consumer_share_partitions_consume_once_and_take_over_a_killed_member() {
+    consumer_groups::consumer_protocol_group_shares_partitions_consumes_once_and_survives_a_killed_member(Client::Java);
+}
+
+/// `group.protocol=consumer` (KIP-848): `kafka-consumer-groups --describe
+/// --members` and `--state` show the group the broker assigned (two members,
+/// three partitions each, the uniform assignor, Stable), and a member that
+/// closes gracefully leaves at once: the other takes over all partitions
+/// long before the (300 s) session timeout could have freed them.
+#[test]
+fn consumer_protocol_group_is_described_by_kafka_cli_and_a_closed_member_leaves_at_once() {
+    const PARTITIONS: i32 = 6;
+    let tools = E2eTools::load();
+    let broker = BrokerProcess::start_with(&[
+        "group.consumer.session.timeout.ms=300000",
+        "group.consumer.heartbeat.interval.ms=500",
+    ]);
+    let bootstrap = broker.bootstrap();
+    let (topic, group) = ("events", "kip848-readers");
+    create_topic_ok(&mut WireClient::connect(broker.kafka_addr()), topic, PARTITIONS, &[]);
+    let consumer_args = ["--group-protocol", "consumer"];
+    let mut members: Vec<_> = (0..2)
+        .map(|i| Client::Java.consumer(&tools, &format!("member-{i}"), &bootstrap, topic, group, &consumer_args))
+        .collect();
+    ClientProcess::wait_all(&members.iter().collect::<Vec<_>>(), "2 members to own 3 partitions each", SETTLE, |s| {
+        let assignments: Vec<&BTreeSet<i32>> = s.iter().map(|s| &s.assignment).collect();
+        is_balanced_cover(&assignments, PARTITIONS).then_some(())
+    });
+
+    let server = ["--bootstrap-server", bootstrap.as_str()];
+    let output = cli(
+        &tools,
+        CONSUMER_GROUP_COMMAND,
+        &[&["--describe", "--members", "--group", group], &server[..]].concat(),
+        "",
+    );
+    let rows: Vec<Vec<&str>> = output
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|c| c.first() == Some(&group))
+        .collect();
+    assert_eq!(rows.len(), 2, "two member rows in kafka-consumer-groups --describe --members:\n{output}");
+    let header: Vec<&str> = output
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|c| c.first() == Some(&"GROUP"))
+        .unwrap_or_else(|| panic!("no header in:\n{output}"));
+    let column =
+        |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name} in:\n{output}"));
+    let counts: Vec<&str> = rows.iter().map(|r| r[column("#PARTITIONS")]).collect();
+    assert_eq!(counts, ["3", "3"], "#PARTITIONS per member:\n{output}");
+    let ids: BTreeSet<&str> = rows.iter().map(|r| r[column("CONSUMER-ID")]).collect();
+    assert_eq!(ids.len(), 2, "distinct member ids:\n{output}");
+    let state =
+        cli(&tools, CONSUMER_GROUP_COMMAND, &[&["--describe", "--state", "--group", group], &server[..]].concat(), "");
+    let line = state.lines().find(|l| l.starts_with(group)).unwrap_or_else(|| panic!("no group line in:\n{state}"));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert!(cells.contains(&"uniform") && cells.contains(&"Stable") && cells.last() == Some(&"2"), "--state:\n{state}");
+
+    members[1].stop();
+    ClientProcess::wait_all(&[&members[0]], "the remaining member to own all 6 partitions", SETTLE, |s| {
+        (s[0].assignment == (0..PARTITIONS).collect::<BTreeSet<i32>>()).then_some(())
+    });
+    members[0].stop();
+}
+
+/// `group.protocol=consumer`: consumer-group membership is not persisted, so
+/// after the broker is killed with SIGKILL and restarted the member's next
+/// heartbeat gets UNKNOWN_MEMBER_ID; it rejoins and resumes at its committed
+/// offsets: of everything consumed after the restart, nothing was read
+/// before, and every later record is read once.
+#[test]
+fn consumer_protocol_member_rejoins_after_a_broker_kill_and_resumes_at_committed_offsets() {
+    const PARTITIONS: i32 = 3;
+    const FIRST: usize = 300;
+    const MORE: usize = 200;
+    let tools = E2eTools::load();
+    let settings = consumer_groups::consumer_protocol_settings();
+    let mut broker = BrokerProcess::start_with(&settings.iter().map(String::as_str).collect::<Vec<_>>());
+    let bootstrap = broker.bootstrap();
+    let (topic, group) = ("invoices", "kip848-restart");
+    create_topic_ok(&mut WireClient::connect(broker.kafka_addr()), topic, PARTITIONS, &[]);
+    Client::Java.produce(&tools, &bootstrap, topic, 0, FIRST, 30);
+    let mut member =
+        Client::Java.consumer(&tools, "member", &bootstrap, topic, group, &["--group-protocol", "consumer"]);
+    member.wait_for(&format!("{FIRST} records"), SETTLE, |s| (s.records.len() >= FIRST).then_some(()));
+    let committed = member.commit();
+    assert_eq!(committed, high_watermarks(&broker, topic, PARTITIONS), "the member committed everything");
+
+    broker.kill_hard();
+    broker.restart();
+    Client::Java.produce(&tools, &bootstrap, topic, FIRST, MORE, 30);
+    member.wait_for(&format!("{MORE} more records after the broker restart"), SETTLE, |s| {
+        (s.records.len() >= FIRST + MORE).then_some(())
+    });
+    let state = member.stop();
+    assert!(
+        state.events.iter().any(|e| e.contains("\"lost\"")),
+        "the member lost its partitions (UNKNOWN_MEMBER_ID) and rejoined; events: {:?}",
+        state.events
+    );
+    assert_each_consumed_once(
+        "the member after the broker restart",
+        &[("member", &state.records[FIRST..])],
+        FIRST..FIRST + MORE,
+    );
+}
+
+/// Upper bound for a group to settle; far below the 300 s session timeout used above.
+const SETTLE: Duration = Duration::from_secs(120);
 
 #[test]
 fn java_default_producer_is_idempotent_and_consumer_resumes_at_committed_offsets_after_broker_kill() {

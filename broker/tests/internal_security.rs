@@ -79,6 +79,7 @@ fn fetch(replica_id: i32, fetch_offset: i64) -> FetchRecordsRequest {
         max_bytes: 1 << 20,
         current_leader_epoch: -1,
         high_watermark: None,
+        log_start_offset: None,
     }
 }
 

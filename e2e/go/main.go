@@ -22,11 +22,28 @@
 //	          by itself after K records.
 //	committed -bootstrap B -topic T -group G -partitions P
 //	          -> {"event":"committed","offsets":{"0":5,...}} (-1: none)
+//	roundtrip -bootstrap B -topic T -group G -count N [-partitions P]
+//	          Creates T (admin), produces N records, consumes them in group G,
+//	          commits and reads the commit back.
+//	          -> {"event":"roundtrip","produced":N,"consumed":N,"committed":N}
+//	ctp       -bootstrap B -input I -output O -group G -transactional-id T
+//	          A consume-transform-produce worker (GroupTransactSession): copies
+//	          each record of I to the same partition of O in transactions
+//	          that also commit the consumed offsets. Events: assigned,
+//	          revoked, lost, txn, client_error, closed; "stop" on stdin stops it.
+//
+// Every subcommand takes the client's security settings, named as Kafka
+// clients name them: -security-protocol PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL,
+// -sasl-mechanism PLAIN|SCRAM-SHA-256|SCRAM-SHA-512 with -username and
+// -password, -ca-file (PEM, the CA to trust) and -cert-file/-key-file (PEM,
+// a client certificate).
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -42,6 +59,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 var stdoutMu sync.Mutex
@@ -70,11 +89,78 @@ func fatal(format string, args ...any) {
 type common struct {
 	bootstrap string
 	topic     string
+	protocol  string
+	mechanism string
+	username  string
+	password  string
+	caFile    string
+	certFile  string
+	keyFile   string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.bootstrap, "bootstrap", "", "bootstrap servers, comma-separated")
 	fs.StringVar(&c.topic, "topic", "", "topic")
+	fs.StringVar(&c.protocol, "security-protocol", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+	fs.StringVar(&c.mechanism, "sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	fs.StringVar(&c.username, "username", "", "SASL user")
+	fs.StringVar(&c.password, "password", "", "SASL password")
+	fs.StringVar(&c.caFile, "ca-file", "", "PEM file of the CA to trust (SSL, SASL_SSL)")
+	fs.StringVar(&c.certFile, "cert-file", "", "PEM client certificate (SSL)")
+	fs.StringVar(&c.keyFile, "key-file", "", "PEM key of the client certificate (SSL)")
+}
+
+// opts are the client options every subcommand starts from: the seed
+// brokers and the security settings.
+func (c *common) opts() []kgo.Opt {
+	opts := []kgo.Opt{kgo.SeedBrokers(strings.Split(c.bootstrap, ",")...)}
+	useTLS, useSASL := false, false
+	switch c.protocol {
+	case "PLAINTEXT":
+	case "SSL":
+		useTLS = true
+	case "SASL_PLAINTEXT":
+		useSASL = true
+	case "SASL_SSL":
+		useTLS, useSASL = true, true
+	default:
+		fatal("-security-protocol %q: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", c.protocol)
+	}
+	if useTLS {
+		config := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.caFile != "" {
+			pem, err := os.ReadFile(c.caFile)
+			if err != nil {
+				fatal("read -ca-file: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				fatal("-ca-file %s holds no PEM certificate", c.caFile)
+			}
+			config.RootCAs = pool
+		}
+		if c.certFile != "" {
+			pair, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+			if err != nil {
+				fatal("load -cert-file/-key-file: %v", err)
+			}
+			config.Certificates = []tls.Certificate{pair}
+		}
+		opts = append(opts, kgo.DialTLSConfig(config))
+	}
+	if useSASL {
+		switch c.mechanism {
+		case "PLAIN":
+			opts = append(opts, kgo.SASL(plain.Auth{User: c.username, Pass: c.password}.AsMechanism()))
+		case "SCRAM-SHA-256":
+			opts = append(opts, kgo.SASL(scram.Auth{User: c.username, Pass: c.password}.AsSha256Mechanism()))
+		case "SCRAM-SHA-512":
+			opts = append(opts, kgo.SASL(scram.Auth{User: c.username, Pass: c.password}.AsSha512Mechanism()))
+		default:
+			fatal("-sasl-mechanism %q: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.mechanism)
+		}
+	}
+	return opts
 }
 
 func (c *common) check() {
@@ -85,7 +171,7 @@ func (c *common) check() {
 
 func main() {
 	if len(os.Args) < 2 {
-		fatal("usage: strom-e2e-go produce|consume|committed [flags]")
+		fatal("usage: strom-e2e-go produce|consume|committed|roundtrip|ctp [flags]")
 	}
 	switch os.Args[1] {
 	case "produce":
@@ -94,6 +180,10 @@ func main() {
 		consume(os.Args[2:])
 	case "committed":
 		committed(os.Args[2:])
+	case "roundtrip":
+		roundtrip(os.Args[2:])
+	case "ctp":
+		ctp(os.Args[2:])
 	default:
 		fatal("unknown subcommand %q", os.Args[1])
 	}
@@ -111,12 +201,11 @@ func produce(argv []string) {
 	if *keys <= 0 {
 		*keys = *count
 	}
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(strings.Split(c.bootstrap, ",")...),
+	cl, err := kgo.NewClient(append(c.opts(),
 		kgo.DefaultProduceTopic(c.topic),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.RecordDeliveryTimeout(60*time.Second),
-	)
+	)...)
 	if err != nil {
 		fatal("create client: %v", err)
 	}
@@ -180,8 +269,7 @@ func consume(argv []string) {
 		}
 	}
 
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(strings.Split(c.bootstrap, ",")...),
+	cl, err := kgo.NewClient(append(c.opts(),
 		kgo.ConsumerGroup(*group),
 		kgo.ConsumeTopics(c.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -199,7 +287,7 @@ func consume(argv []string) {
 			drop(lost)
 			emit("lost", map[string]any{"partitions": sortedPartitions(lost, c.topic)})
 		}),
-	)
+	)...)
 	if err != nil {
 		fatal("create client: %v", err)
 	}
@@ -315,7 +403,7 @@ func committed(argv []string) {
 	partitions := fs.Int("partitions", 0, "partitions of the topic")
 	fs.Parse(argv)
 	c.check()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(c.bootstrap, ",")...))
+	cl, err := kgo.NewClient(c.opts()...)
 	if err != nil {
 		fatal("create client: %v", err)
 	}
@@ -338,4 +426,186 @@ func committed(argv []string) {
 		}
 	}
 	emit("committed", map[string]any{"offsets": out})
+}
+
+// roundtrip is one application's whole life on a secured listener: it
+// creates its topic, produces, consumes in a group and commits, then reads
+// its commit back.
+func roundtrip(argv []string) {
+	var c common
+	fs := flag.NewFlagSet("roundtrip", flag.ExitOnError)
+	c.register(fs)
+	group := fs.String("group", "", "consumer group")
+	count := fs.Int("count", 0, "records to produce and consume")
+	partitions := fs.Int("partitions", 3, "partitions of the topic created")
+	fs.Parse(argv)
+	c.check()
+	if *group == "" || *count <= 0 {
+		fatal("-group and a positive -count are required")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	admin, err := kgo.NewClient(c.opts()...)
+	if err != nil {
+		fatal("create admin client: %v", err)
+	}
+	defer admin.Close()
+	created, err := kadm.NewClient(admin).CreateTopics(ctx, int32(*partitions), 1, nil, c.topic)
+	if err != nil {
+		fatal("create topic %s: %v", c.topic, err)
+	}
+	if err := created.Error(); err != nil {
+		fatal("create topic %s: %v", c.topic, err)
+	}
+
+	producer, err := kgo.NewClient(append(c.opts(), kgo.DefaultProduceTopic(c.topic))...)
+	if err != nil {
+		fatal("create producer: %v", err)
+	}
+	records := make([]*kgo.Record, *count)
+	for i := range records {
+		records[i] = &kgo.Record{Key: []byte(fmt.Sprintf("key-%d", i)), Value: []byte(fmt.Sprintf("value-%d", i))}
+	}
+	if err := producer.ProduceSync(ctx, records...).FirstErr(); err != nil {
+		fatal("produce: %v", err)
+	}
+	producer.Close()
+
+	consumer, err := kgo.NewClient(append(c.opts(),
+		kgo.ConsumerGroup(*group),
+		kgo.ConsumeTopics(c.topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+	)...)
+	if err != nil {
+		fatal("create consumer: %v", err)
+	}
+	seen := map[string]bool{}
+	for len(seen) < *count {
+		fetches := consumer.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			fatal("consumed %d of %d records before the deadline", len(seen), *count)
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			fatal("fetch %s-%d: %v", topic, partition, err)
+		})
+		fetches.EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = true })
+	}
+	if err := consumer.CommitUncommittedOffsets(ctx); err != nil {
+		fatal("commit: %v", err)
+	}
+	consumer.Close()
+
+	fetched, err := kadm.NewClient(admin).FetchOffsets(ctx, *group)
+	if err != nil {
+		fatal("fetch offsets of group %s: %v", *group, err)
+	}
+	if err := fetched.Error(); err != nil {
+		fatal("fetch offsets of group %s: %v", *group, err)
+	}
+	var committed int64
+	for p := 0; p < *partitions; p++ {
+		if o, ok := fetched.Lookup(c.topic, int32(p)); ok {
+			committed += o.At
+		}
+	}
+	emit("roundtrip", map[string]any{"produced": *count, "consumed": len(seen), "committed": committed})
+}
+
+// ctp is a consume-transform-produce worker with franz-go's
+// GroupTransactSession: a member of -group reading -input read_committed
+// copies, per batch and in one transaction that also commits the consumed
+// offsets, each record to the same partition of -output (same key, value
+// "<partition>:<offset>" of the input record). Events: assigned / revoked /
+// lost (partitions), txn (records copied by each commit), client_error,
+// closed. Reads stdin: "stop" (or end of input) stops it.
+func ctp(argv []string) {
+	var c common
+	fs := flag.NewFlagSet("ctp", flag.ExitOnError)
+	c.register(fs)
+	input := fs.String("input", "", "topic to read")
+	output := fs.String("output", "", "topic to write")
+	group := fs.String("group", "", "consumer group")
+	txnID := fs.String("transactional-id", "", "transactional id")
+	fs.Parse(argv)
+	if c.bootstrap == "" || *input == "" || *output == "" || *group == "" || *txnID == "" {
+		fatal("-bootstrap, -input, -output, -group and -transactional-id are required")
+	}
+	partitionsEvent := func(event string) func(context.Context, *kgo.Client, map[string][]int32) {
+		return func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			emit(event, map[string]any{"partitions": sortedPartitions(m, *input)})
+		}
+	}
+	sess, err := kgo.NewGroupTransactSession(append(c.opts(),
+		kgo.TransactionalID(*txnID),
+		// A killed worker's open transaction is aborted by the coordinator after 10 s.
+		kgo.TransactionTimeout(10*time.Second),
+		kgo.ConsumerGroup(*group),
+		kgo.ConsumeTopics(*input),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.SessionTimeout(6*time.Second),
+		kgo.HeartbeatInterval(time.Second),
+		kgo.OnPartitionsAssigned(partitionsEvent("assigned")),
+		kgo.OnPartitionsRevoked(partitionsEvent("revoked")),
+		kgo.OnPartitionsLost(partitionsEvent("lost")),
+	)...)
+	if err != nil {
+		fatal("create the session: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		scanner := bufio.NewScanner(os.Stdin)
+		for scanner.Scan() {
+			if strings.TrimSpace(scanner.Text()) == "stop" {
+				break
+			}
+		}
+		cancel()
+	}()
+	for ctx.Err() == nil {
+		fetches := sess.PollFetches(ctx)
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				emit("client_error", map[string]any{"message": fmt.Sprintf("fetch %s-%d: %v", t, p, err)})
+			}
+		})
+		var records []*kgo.Record
+		fetches.EachRecord(func(r *kgo.Record) { records = append(records, r) })
+		if len(records) == 0 {
+			continue
+		}
+		if err := sess.Begin(); err != nil {
+			fatal("begin a transaction: %v", err)
+		}
+		for _, r := range records {
+			copied := &kgo.Record{
+				Topic:     *output,
+				Partition: r.Partition,
+				Key:       r.Key,
+				Value:     []byte(fmt.Sprintf("%d:%d", r.Partition, r.Offset)),
+			}
+			sess.Produce(ctx, copied, func(_ *kgo.Record, err error) {
+				if err != nil {
+					emit("client_error", map[string]any{"message": fmt.Sprintf("produce: %v", err)})
+				}
+			})
+		}
+		// End flushes, commits the consumed offsets with the transaction
+		// (or aborts it when the group moved on) and rewinds after an abort.
+		committed, err := sess.End(ctx, kgo.TryCommit)
+		switch {
+		case err != nil:
+			emit("client_error", map[string]any{"message": fmt.Sprintf("ending the transaction: %v", err)})
+		case committed:
+			emit("txn", map[string]any{"count": len(records)})
+		default:
+			emit("client_error", map[string]any{"message": "aborting the transaction: the group rebalanced or a record failed"})
+		}
+	}
+	sess.Close()
+	emit("closed", nil)
 }

@@ -66,6 +66,37 @@ pub const FAST_FAILOVER: &[&str] = &[
     "replica.fetch.backoff.ms=200",
 ];
 
+/// [`FAST_FAILOVER`] plus small internal topics and a prompt abort of a
+/// transaction left open by a killed client: the transactional end-to-end
+/// tests' settings.
+pub fn transactional_settings() -> Vec<&'static str> {
+    let mut settings = FAST_FAILOVER.to_vec();
+    settings.extend([
+        "offsets.topic.num.partitions=3",
+        "transaction.state.log.num.partitions=3",
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms=1000",
+    ]);
+    settings
+}
+
+/// FindCoordinator's key types.
+pub const GROUP_KEY: i8 = 0;
+/// A transactional id.
+pub const TRANSACTION_KEY: i8 = 1;
+
+/// The broker coordinating `key` (a group, or a transactional id with
+/// [`TRANSACTION_KEY`]), as a running broker names it.
+pub fn coordinator_of(cluster: &Cluster, key: &str, key_type: i8) -> Option<i32> {
+    cluster.brokers().iter().filter(|b| cluster.running().contains(&b.id)).find_map(|b| {
+        let mut c = super::wire::WireClient::connect(b.kafka_addr());
+        let request = kafka_protocol::messages::FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(key.to_string()))
+            .with_key_type(key_type);
+        let r = c.send(&request, 3);
+        (r.error_code == 0 && r.node_id.0 >= 0).then_some(r.node_id.0)
+    })
+}
+
 /// How long a broker may take to become ready (debug build, quorum forming, log recovery).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a broker may take to exit after SIGTERM (controlled shutdown, then draining).
@@ -397,6 +428,25 @@ impl Cluster {
         self.spawn(id as usize);
         self.wait_ready(id as usize);
         eprintln!("[cluster] broker {id} restarted");
+    }
+
+    /// Replaces the extra `--set KEY=VALUE` settings brokers start with from
+    /// now on; a restart applies them.
+    pub fn set_settings(&mut self, settings: &[&str]) {
+        self.settings = settings.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Starts every stopped or killed broker at once (a full cluster restart:
+    /// none is ready before a quorum of voters runs) and waits until all are ready.
+    pub fn restart_all(&mut self) {
+        let down: Vec<usize> = (0..self.brokers.len()).filter(|&i| self.brokers[i].child.is_none()).collect();
+        for &i in &down {
+            self.spawn(i);
+        }
+        for &i in &down {
+            self.wait_ready(i);
+        }
+        eprintln!("[cluster] brokers {down:?} restarted");
     }
 
     /// Starts a stopped or killed broker again on its address and data dir,

@@ -52,18 +52,41 @@ pub fn assert_written_by_idempotent_producer(broker: &BrokerProcess, topic: &str
 /// timeout) and consume 3,000 more records exactly once, starting at the
 /// committed offsets (nothing old is read again).
 pub fn group_shares_partitions_consumes_once_and_survives_a_killed_member(client: Client) {
+    shares_consumes_once_and_survives_a_killed_member(client, BrokerProcess::start(), &[]);
+}
+
+/// The broker settings that time consumer-protocol (KIP-848) sessions as
+/// [`SESSION_TIMEOUT_MS`] times classic ones (the client cannot choose).
+pub fn consumer_protocol_settings() -> [String; 2] {
+    [
+        format!("group.consumer.session.timeout.ms={SESSION_TIMEOUT_MS}"),
+        format!("group.consumer.heartbeat.interval.ms={}", SESSION_TIMEOUT_MS / 6),
+    ]
+}
+
+/// As [`group_shares_partitions_consumes_once_and_survives_a_killed_member`],
+/// with `group.protocol=consumer` (KIP-848): the broker assigns, and a
+/// partition moves only after its previous owner revoked it.
+pub fn consumer_protocol_group_shares_partitions_consumes_once_and_survives_a_killed_member(client: Client) {
+    let settings = consumer_protocol_settings();
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let broker = BrokerProcess::start_with(&settings);
+    shares_consumes_once_and_survives_a_killed_member(client, broker, &["--group-protocol", "consumer"]);
+}
+
+fn shares_consumes_once_and_survives_a_killed_member(client: Client, broker: BrokerProcess, consumer_args: &[&str]) {
     const PARTITIONS: i32 = 6;
     const RECORDS: usize = 30_000;
     const MORE: usize = 3_000;
     const KEYS: usize = 1_000;
     let tools = E2eTools::load();
-    let broker = BrokerProcess::start();
     let bootstrap = broker.bootstrap();
     let (topic, group) = ("orders", "order-processors");
     create_topic_ok(&mut WireClient::connect(broker.kafka_addr()), topic, PARTITIONS, &[]);
 
-    let mut members: Vec<ClientProcess> =
-        (0..3).map(|i| client.consumer(&tools, &format!("member-{i}"), &bootstrap, topic, group, &[])).collect();
+    let mut members: Vec<ClientProcess> = (0..3)
+        .map(|i| client.consumer(&tools, &format!("member-{i}"), &bootstrap, topic, group, consumer_args))
+        .collect();
     let settled: Vec<(BTreeSet<i32>, usize)> = ClientProcess::wait_all(
         &members.iter().collect::<Vec<_>>(),
         "3 members to settle on disjoint, balanced assignments covering all 6 partitions",

@@ -110,6 +110,11 @@ impl E2eTools {
         command
     }
 
+    /// The confluent-kafka venv's `python`, for a script of the test's own.
+    pub fn python(&self) -> Command {
+        Command::new(self.existing_file("STROM_E2E_PYTHON"))
+    }
+
     /// The franz-go program.
     pub fn go_client(&self) -> Command {
         self.check_sources("go", "STROM_E2E_GO_SOURCES");
@@ -259,6 +264,9 @@ pub struct ClientState {
     pub ended: bool,
     /// The latest non-record lines, for failure messages.
     pub events: Vec<String>,
+    /// Every event of a kind not listed above (a program's own events), in
+    /// order; the latest are in `events` too.
+    pub other: Vec<Value>,
 }
 
 impl ClientState {
@@ -311,7 +319,7 @@ impl ClientState {
             "error" => self.errors.push(event["message"].as_str().unwrap_or(line).to_string()),
             "client_error" => self.client_errors.push(event["message"].as_str().unwrap_or(line).to_string()),
             "closed" => self.closed = true,
-            _ => {}
+            _ => self.other.push(event.clone()),
         }
         self.keep(line.to_string());
     }

@@ -15,7 +15,9 @@
 //! would send), [`e2e`] (the Python, Go and Java client programs under
 //! `e2e/`, run as child processes), [`consumer_groups`] (group checks
 //! written once for all of those clients) and [`metrics`] (scraping and
-//! strictly parsing `/metrics`, `/readyz`).
+//! strictly parsing `/metrics`, `/readyz`), [`security`] (certificates
+//! and secured listeners), [`txn`] (raw transactional requests) and
+//! [`txn_history`] (the transactional history checker).
 
 // Every test crate compiles this module but uses only some of its helpers.
 #![allow(dead_code)]
@@ -25,6 +27,9 @@ pub mod cluster;
 pub mod consumer_groups;
 pub mod e2e;
 pub mod metrics;
+pub mod security;
+pub mod txn;
+pub mod txn_history;
 pub mod wire;
 
 use std::fs::{File, OpenOptions};
@@ -277,7 +282,11 @@ impl BrokerProcess {
             .arg(format!("127.0.0.1:{}", self.http_port))
             .arg("--internal-listen")
             .arg(format!("127.0.0.1:{}", self.internal_port));
-        finish_broker_command(&mut command, &self.settings, log);
+        // `{KAFKA_PORT}` in a setting is the port picked for this broker
+        // (a `listeners` setting naming the harness's own listener).
+        let settings: Vec<String> =
+            self.settings.iter().map(|s| s.replace("{KAFKA_PORT}", &self.kafka_port.to_string())).collect();
+        finish_broker_command(&mut command, &settings, log);
         if let Some(limit) = self.open_file_limit {
             use std::os::unix::process::CommandExt;
             let rlimit = rustix::process::Rlimit { current: Some(limit), maximum: Some(limit) };

@@ -53,6 +53,8 @@ pub const LATEST_TIMESTAMP: i64 = -1;
 pub struct WireClient {
     stream: TcpStream,
     next_correlation_id: i32,
+    /// The request header's client id.
+    client_id: String,
 }
 
 impl WireClient {
@@ -61,14 +63,21 @@ impl WireClient {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to the broker at {addr}: {e}"));
         stream.set_read_timeout(Some(READ_TIMEOUT)).expect("set a read timeout");
         stream.set_nodelay(true).expect("set TCP_NODELAY");
-        WireClient { stream, next_correlation_id: 1 }
+        WireClient { stream, next_correlation_id: 1, client_id: DEFAULT_CLIENT_ID.to_string() }
+    }
+
+    /// Connects with `client_id` in every request header (what client quotas key on).
+    pub fn connect_as(addr: SocketAddr, client_id: &str) -> WireClient {
+        let mut client = WireClient::connect(addr);
+        client.client_id = client_id.to_string();
+        client
     }
 
     /// Sends a typed request at `version` and decodes its response.
     pub fn send<R: Request>(&mut self, request: &R, version: i16) -> R::Response {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id += 1;
-        let body = encode_request(request, version, correlation_id);
+        let body = encode_request_as(request, version, correlation_id, &self.client_id);
         self.write_frame(&body);
         let mut response = self.read_frame().unwrap_or_else(|| {
             panic!("broker closed the connection instead of answering API key {} v{version}", R::KEY)
@@ -165,12 +174,20 @@ fn is_closed(e: &std::io::Error) -> bool {
 
 /// A request frame body (header + body, without the size prefix).
 pub fn encode_request<R: Request>(request: &R, version: i16, correlation_id: i32) -> BytesMut {
+    encode_request_as(request, version, correlation_id, DEFAULT_CLIENT_ID)
+}
+
+/// The client id of requests that name none.
+const DEFAULT_CLIENT_ID: &str = "strom-integration-test";
+
+/// A request frame body whose header carries `client_id`.
+pub fn encode_request_as<R: Request>(request: &R, version: i16, correlation_id: i32, client_id: &str) -> BytesMut {
     let mut buf = BytesMut::new();
     RequestHeader::default()
         .with_request_api_key(R::KEY)
         .with_request_api_version(version)
         .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("strom-integration-test")))
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
         .encode(&mut buf, R::header_version(version))
         .unwrap_or_else(|e| panic!("encode a request header for API key {}: {e}", R::KEY));
     request.encode(&mut buf, version).unwrap_or_else(|e| panic!("encode API key {} v{version}: {e}", R::KEY));

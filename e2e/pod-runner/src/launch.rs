@@ -281,6 +281,24 @@ pub fn top_level_value(config: &str, key: &str) -> Option<String> {
     })
 }
 
+/// `config` with every Kafka listener bound to all addresses (`NAME://0.0.0.0:PORT`
+/// in `listeners`, as the operator renders `spec.listeners.authentication`)
+/// bound to the pod's address instead: pods share this machine, so each
+/// binds its own loopback address, as `--listen` does for the plain listener.
+pub fn bind_listeners_to(config: &str, ip: Ipv4Addr) -> String {
+    config.replace("://0.0.0.0:", &format!("://{ip}:"))
+}
+
+/// `config` with every file path under one of the pod's Secret volumes
+/// (a listener's `ssl.keystore.location`, `ssl.truststore.location`, as
+/// JSON-quoted values) moved to where that volume is on this machine.
+pub fn secret_paths_to_host(config: &str, plan: &PodPlan, volumes_dir: &Path) -> String {
+    plan.secrets.iter().fold(config.to_string(), |text, m| {
+        let host = volumes_dir.join(&m.volume);
+        text.replace(&format!("\"{}/", m.mount_path.trim_end_matches('/')), &format!("\"{}/", host.display()))
+    })
+}
+
 /// The broker's data directory on this machine: the config's `data-dir`
 /// moved from under the container mount point to under `volume_dir`.
 pub fn host_data_dir(config: &str, data_mount: Option<&str>, volume_dir: &Path) -> PathBuf {
@@ -469,6 +487,23 @@ mod tests {
             spec.containers[0].args = Some(vec!["--config=/elsewhere/strom.yaml".into()]);
         }
         assert!(matches!(PodPlan::of(&p, subnet()), Err(PlanError::NoConfig { .. })));
+    }
+
+    #[test]
+    fn listener_files_in_secret_volumes_move_to_the_host() {
+        let plan = PodPlan::of(&pod("ephemeral"), subnet()).unwrap();
+        let config =
+            "settings:\n  \"listener.name.tls.ssl.keystore.location\": \"/etc/strom-tls/listener.keystore.pem\"\n";
+        let moved = secret_paths_to_host(config, &plan, Path::new("/runner/pods/u-1/volumes"));
+        assert!(moved.contains("\"/runner/pods/u-1/volumes/internal-tls/listener.keystore.pem\""), "{moved}");
+    }
+
+    #[test]
+    fn named_listeners_bind_the_pods_address() {
+        let config = "listen: 0.0.0.0:9092\nsettings:\n  \"listeners\": \"SASL_PLAINTEXT://0.0.0.0:9092\"\n";
+        let bound = bind_listeners_to(config, Ipv4Addr::new(127, 20, 0, 11));
+        assert!(bound.contains("\"SASL_PLAINTEXT://127.20.0.11:9092\""), "{bound}");
+        assert!(bound.starts_with("listen: 0.0.0.0:9092"), "the --listen flag overrides that one: {bound}");
     }
 
     #[test]

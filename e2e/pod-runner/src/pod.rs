@@ -26,7 +26,9 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::context::Context;
-use crate::launch::{DataVolume, HTTP_PORT, LaunchInput, PodPlan, broker_args, host_data_dir};
+use crate::launch::{
+    DataVolume, HTTP_PORT, LaunchInput, PodPlan, bind_listeners_to, broker_args, host_data_dir, secret_paths_to_host,
+};
 use crate::process::{BrokerProcess, exit_code, probe_ready};
 use crate::secret::{self, write_secret_volumes};
 use crate::status::{ContainerRuntime, pod_status};
@@ -222,6 +224,8 @@ impl PodWorker {
                 format!("ConfigMap {}/{} has no key {}", plan.namespace, plan.config_map, plan.config_key)
             })?;
         let pod_dir = ctx.pod_dir(&plan.uid);
+        let volumes_dir = pod_dir.join("volumes");
+        let config = secret_paths_to_host(&bind_listeners_to(&config, plan.ip), plan, &volumes_dir);
         let config_file = pod_dir.join(&plan.config_key);
         let data_dir = host_data_dir(&config, plan.data_mount.as_deref(), &volume_dir);
         let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
@@ -230,7 +234,6 @@ impl PodWorker {
         tokio::fs::write(&config_file, &config)
             .await
             .map_err(|e| io(&format!("writing {}", config_file.display()), e))?;
-        let volumes_dir = pod_dir.join("volumes");
         write_secret_volumes(&ctx, plan, &volumes_dir).await?;
         let input = LaunchInput {
             config: &config,

@@ -2,10 +2,10 @@
 //
 // Proves nothing by itself: it is the real Java producer (with its DEFAULT
 // settings: idempotence on, acks=all) and KafkaConsumer (classic group
-// protocol, the default) that the Rust tests run as separate processes
-// against a Strom broker, so that idempotent producing, group membership,
-// offset commits and record delivery are checked as a Java application sees
-// them.
+// protocol by default, KIP-848's with --group-protocol consumer) that the
+// Rust tests run as separate processes against a Strom broker, so that
+// idempotent producing, group membership, offset commits and record delivery
+// are checked as a Java application sees them.
 //
 // Subcommands (all print JSON lines on stdout, one event per line):
 //
@@ -14,13 +14,16 @@
 //             with the producer's default settings and waits for every ack.
 //             -> {"event":"produced","count":N}
 //   consume   --bootstrap B --topic T --group G [--session-timeout-ms MS]
-//             [--max-records K] [--commit-on-stop]
+//             [--max-records K] [--commit-on-stop] [--group-protocol classic|consumer]
 //             A group member. Events: assigned / revoked / lost (partitions),
 //             record (partition, offset, key, value), committed (offsets),
 //             closed. Reads commands from stdin: "commit" commits the
 //             positions of the records it has processed; "stop" (or end of
 //             input) stops it, committing first with --commit-on-stop. With
-//             --max-records it stops by itself after K records.
+//             --max-records it stops by itself after K records. With
+//             --group-protocol consumer (KIP-848) the broker assigns and its
+//             group.consumer.* settings time the session: --session-timeout-ms
+//             is then ignored (the client refuses it).
 //   committed --bootstrap B --topic T --group G --partitions P
 //             -> {"event":"committed","offsets":{"0":5,...}} (-1: none)
 package dev.strom.e2e;
@@ -197,8 +200,12 @@ public final class Main {
         props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
-        props.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, String.valueOf(sessionTimeoutMs));
-        props.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, String.valueOf(Math.max(500, sessionTimeoutMs / 6)));
+        String groupProtocol = args.getOrDefault("group-protocol", "classic");
+        props.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, groupProtocol);
+        if (groupProtocol.equals("classic")) {
+            props.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, String.valueOf(sessionTimeoutMs));
+            props.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, String.valueOf(Math.max(500, sessionTimeoutMs / 6)));
+        }
 
         // Next offset to commit per partition: one past the last record processed.
         Map<Integer, OffsetAndMetadata> positions = new HashMap<>();
