@@ -118,7 +118,11 @@ pub const NODE_PORT_MAX: i32 = 32767;
          == (has(oldSelf.controllerVoters) ? oldSelf.controllerVoters : (oldSelf.replicas >= 3 ? 3 : 1))"
     )
     .message(Message::Expression(
-        "'this change would move the controller quorum from %d to %d voters, and changing controller membership \
+        "self.replicas < (has(oldSelf.controllerVoters) ? oldSelf.controllerVoters : (oldSelf.replicas >= 3 ? 3 : 1)) \
+         ? 'replicas (%d) cannot go below the controller quorum of %d voters: every voter runs in a broker pod, \
+         and changing controller membership is not supported yet'.format([self.replicas, \
+         has(oldSelf.controllerVoters) ? oldSelf.controllerVoters : (oldSelf.replicas >= 3 ? 3 : 1)]) \
+         : 'this change would move the controller quorum from %d to %d voters, and changing controller membership \
          is not supported yet; set controllerVoters to %d to keep the current quorum'.format([\
          has(oldSelf.controllerVoters) ? oldSelf.controllerVoters : (oldSelf.replicas >= 3 ? 3 : 1), \
          has(self.controllerVoters) ? self.controllerVoters : (self.replicas >= 3 ? 3 : 1), \
@@ -210,6 +214,60 @@ pub struct KafkaClusterSpec {
     /// Moving replicas between brokers after a scale-up.
     #[serde(default)]
     pub rebalance: Rebalance,
+
+    /// The cluster CA (signs the brokers' certificates) and the clients CA
+    /// (signs KafkaUsers' certificates): validity, renewal, who provides them.
+    #[serde(default)]
+    pub certificate_authorities: CertificateAuthorities,
+}
+
+/// Default validity of generated CAs and the certificates they sign, in days.
+pub const DEFAULT_CA_VALIDITY_DAYS: i32 = 365;
+/// Default renewal window before a CA's or certificate's expiry, in days.
+pub const DEFAULT_CA_RENEWAL_DAYS: i32 = 30;
+
+/// The cluster's two certificate authorities, kept by the operator in the
+/// Secrets `<cluster>-cluster-ca` and `<cluster>-clients-ca` (`ca.crt`,
+/// `ca.key`). Renewal replaces a CA without restarting a broker: the new CA
+/// is trusted alongside the old one, certificates are issued again, the old
+/// CA is retired later. The annotation `strom.dev/force-renew` on a CA
+/// Secret (or on the KafkaCluster, for both) renews at once.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.renewalDays < self.validityDays")
+    .message("certificateAuthorities.renewalDays must be less than validityDays (renewal starts renewalDays before expiry)")
+    .field_path(".renewalDays"))]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateAuthorities {
+    /// Validity of a generated CA and of the certificates it signs, in days.
+    #[serde(default = "default_ca_validity")]
+    #[schemars(range(min = 2, max = 36500))]
+    pub validity_days: i32,
+
+    /// Renew a CA or certificate this many days before it expires.
+    #[serde(default = "default_ca_renewal")]
+    #[schemars(range(min = 1, max = 36499))]
+    pub renewal_days: i32,
+
+    /// Whether the operator generates the CAs. `false`: create the Secrets
+    /// `<cluster>-cluster-ca` and `<cluster>-clients-ca` (`ca.crt`, `ca.key`,
+    /// PEM) yourself; the operator uses them, reports their expiry and never
+    /// replaces them.
+    #[serde(default = "default_true")]
+    pub generate: bool,
+}
+
+fn default_ca_validity() -> i32 {
+    DEFAULT_CA_VALIDITY_DAYS
+}
+
+fn default_ca_renewal() -> i32 {
+    DEFAULT_CA_RENEWAL_DAYS
+}
+
+impl Default for CertificateAuthorities {
+    fn default() -> Self {
+        Self { validity_days: DEFAULT_CA_VALIDITY_DAYS, renewal_days: DEFAULT_CA_RENEWAL_DAYS, generate: true }
+    }
 }
 
 fn default_replicas() -> i32 {
@@ -235,6 +293,7 @@ impl Default for KafkaClusterSpec {
             template: None,
             metrics: Metrics::default(),
             rebalance: Rebalance::default(),
+            certificate_authorities: CertificateAuthorities::default(),
         }
     }
 }
@@ -271,6 +330,11 @@ impl KafkaClusterSpec {
         if let Some(external) = &self.listeners.external {
             external.validate()?;
         }
+        self.listeners.validate_additional()?;
+        let cas = &self.certificate_authorities;
+        if cas.renewal_days < 1 || cas.renewal_days >= cas.validity_days {
+            return Err(SpecError::CaRenewal { renewal: cas.renewal_days, validity: cas.validity_days });
+        }
         Ok(())
     }
 }
@@ -303,9 +367,19 @@ pub enum SpecError {
     /// `storage` is not acceptable.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// `listeners.external` is not acceptable.
+    /// `listeners.external` or `listeners.additional` is not acceptable.
     #[error(transparent)]
     Listener(#[from] ListenerError),
+    /// Renewal window not shorter than the validity.
+    #[error(
+        "certificateAuthorities.renewalDays ({renewal}) must be at least 1 and less than validityDays ({validity}): renewal starts renewalDays before expiry"
+    )]
+    CaRenewal {
+        /// `renewalDays`.
+        renewal: i32,
+        /// `validityDays`.
+        validity: i32,
+    },
 }
 
 /// Pull policy of the broker image, as in a Pod's `imagePullPolicy`.
@@ -438,13 +512,170 @@ pub enum StorageType {
     Ephemeral,
 }
 
-/// Listeners beyond the in-cluster one.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+/// Listeners beyond the in-cluster one, and how clients authenticate.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Listeners {
     /// A listener reachable from outside the Kubernetes cluster; none when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalListener>,
+
+    /// How clients authenticate on the Kafka port (9092, also behind
+    /// `external`). Unset: PLAINTEXT, no authentication. `scram-sha-512`:
+    /// SASL_PLAINTEXT with SCRAM-SHA-512, users from KafkaUser resources.
+    /// Changing it restarts the brokers. ACLs are enforced once
+    /// `spec.config` sets `authorizer.class.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<ListenerAuthentication>,
+
+    /// More listeners, each on its own port, beside the Kafka port 9092
+    /// (which `authentication` above still describes): TLS with the
+    /// brokers' certificate from the cluster CA, and SCRAM-SHA-512 or client
+    /// certificates from the clients CA. Names are unique, lower-case
+    /// letters and digits; ports are unique and not 9092 (the Kafka
+    /// listener), 9093 (internal) or 9094 (HTTP). Changing them restarts
+    /// the brokers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[x_kube(
+        validation = Rule::new("self.all(l, self.exists_one(m, m.name == l.name))")
+            .message("listeners.additional: every listener needs its own name"),
+        validation = Rule::new("self.all(l, self.exists_one(m, m.port == l.port))")
+            .message("listeners.additional: every listener needs its own port")
+    )]
+    pub additional: Vec<KafkaListener>,
+}
+
+/// Port of the default Kafka listener (PLAINTEXT or `authentication`'s).
+pub const KAFKA_LISTENER_PORT: i32 = 9092;
+/// Ports the brokers use for themselves: Kafka's 9092, internal 9093, HTTP 9094.
+pub const RESERVED_PORTS: [i32; 3] = [9092, 9093, 9094];
+/// Names the default Kafka listener takes (its security protocol's).
+pub const RESERVED_LISTENER_NAMES: [&str; 2] = ["plaintext", "sasl_plaintext"];
+
+/// One more Kafka listener of the brokers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!(self.port in [9092, 9093, 9094])")
+        .message("listeners.additional[].port: 9092 (the Kafka listener), 9093 (internal) and 9094 (HTTP) are taken; pick another port")
+        .field_path(".port"),
+    validation = Rule::new("self.name != 'plaintext'")
+        .message("listeners.additional[].name: plaintext is the Kafka listener's name on 9092; pick another name")
+        .field_path(".name"),
+    validation = Rule::new("!has(self.authentication) || self.authentication.type != 'tls' || self.tls")
+        .message("listeners.additional[].authentication.type tls needs tls: true (client certificates come with TLS)")
+        .field_path(".authentication.type")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaListener {
+    /// Listener name: lower-case letters and digits, starting with a letter,
+    /// at most 11 characters (the broker's `listener.name.<name>.*`).
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9]{0,10}$"), length(min = 1, max = 11))]
+    pub name: String,
+
+    /// Port in the broker pods and on the Services.
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+
+    /// Where the listener is reachable: `internal` (inside the Kubernetes
+    /// cluster, through the pods' and the bootstrap Service's names).
+    #[serde(default)]
+    pub r#type: KafkaListenerType,
+
+    /// Whether connections are TLS (the brokers' certificate is issued by
+    /// the cluster CA; clients trust its `ca.crt`).
+    #[serde(default)]
+    pub tls: bool,
+
+    /// How clients authenticate; none when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<KafkaListenerAuthentication>,
+}
+
+/// Where a listener is reachable.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KafkaListenerType {
+    /// Inside the Kubernetes cluster.
+    #[default]
+    #[serde(rename = "internal")]
+    Internal,
+}
+
+/// Client authentication on one listener.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+pub struct KafkaListenerAuthentication {
+    /// `none`, `scram-sha-512` (KafkaUsers of that type) or `tls` (client
+    /// certificates of the clients CA, the user being the certificate's CN).
+    pub r#type: KafkaListenerAuthenticationType,
+}
+
+/// Client authentication types of an additional listener.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KafkaListenerAuthenticationType {
+    /// Anyone (`User:ANONYMOUS`, or the client certificate's CN if one is sent).
+    #[serde(rename = "none")]
+    None,
+    /// SASL with SCRAM-SHA-512.
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+    /// Mutual TLS: a certificate of the clients CA is required.
+    #[serde(rename = "tls")]
+    Tls,
+}
+
+impl KafkaListener {
+    /// The authentication type (`none` when unset).
+    pub fn auth(&self) -> KafkaListenerAuthenticationType {
+        self.authentication.as_ref().map_or(KafkaListenerAuthenticationType::None, |a| a.r#type)
+    }
+}
+
+impl Listeners {
+    /// Checks `additional` as the CRD does: names, ports, TLS for `tls`
+    /// authentication.
+    pub fn validate_additional(&self) -> Result<(), ListenerError> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut ports = std::collections::BTreeSet::new();
+        for (index, l) in self.additional.iter().enumerate() {
+            let valid_name = l.name.len() <= 11
+                && l.name.starts_with(|c: char| c.is_ascii_lowercase())
+                && l.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            if !valid_name {
+                return Err(ListenerError::BadName { index, name: l.name.clone() });
+            }
+            if RESERVED_LISTENER_NAMES.contains(&l.name.as_str()) {
+                return Err(ListenerError::ReservedName { index, name: l.name.clone() });
+            }
+            if RESERVED_PORTS.contains(&l.port) || !(1024..=65535).contains(&l.port) {
+                return Err(ListenerError::ReservedPort { index, port: l.port });
+            }
+            if !names.insert(l.name.as_str()) {
+                return Err(ListenerError::DuplicateName { index, name: l.name.clone() });
+            }
+            if !ports.insert(l.port) {
+                return Err(ListenerError::DuplicatePort { index, port: l.port });
+            }
+            if l.auth() == KafkaListenerAuthenticationType::Tls && !l.tls {
+                return Err(ListenerError::TlsAuthWithoutTls { index });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Client authentication on the Kafka listener.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+pub struct ListenerAuthentication {
+    /// The SASL mechanism clients use.
+    pub r#type: ListenerAuthenticationType,
+}
+
+/// Client authentication types of the Kafka listener.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerAuthenticationType {
+    /// SASL_PLAINTEXT with SCRAM-SHA-512.
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
 }
 
 /// A listener reachable from outside the cluster: the bootstrap Service's type.
@@ -495,6 +726,60 @@ pub enum ListenerError {
     NodePortBaseOutOfRange {
         /// The rejected value.
         base: i32,
+    },
+    /// A name the broker cannot take.
+    #[error(
+        "listeners.additional[{index}].name is {name:?}: use lower-case letters and digits, starting with a letter, at most 11"
+    )]
+    BadName {
+        /// Position in the list.
+        index: usize,
+        /// The rejected name.
+        name: String,
+    },
+    /// The default listener's name.
+    #[error(
+        "listeners.additional[{index}].name is {name:?}: that is the Kafka listener's name on 9092; pick another name"
+    )]
+    ReservedName {
+        /// Position in the list.
+        index: usize,
+        /// The rejected name.
+        name: String,
+    },
+    /// A port the brokers use themselves, or outside 1024–65535.
+    #[error(
+        "listeners.additional[{index}].port is {port}: 9092 (Kafka), 9093 (internal) and 9094 (HTTP) are taken and ports lie in 1024–65535"
+    )]
+    ReservedPort {
+        /// Position in the list.
+        index: usize,
+        /// The rejected port.
+        port: i32,
+    },
+    /// Two listeners of one name.
+    #[error("listeners.additional[{index}].name {name:?} is used twice: every listener needs its own name")]
+    DuplicateName {
+        /// Position of the second one.
+        index: usize,
+        /// The name.
+        name: String,
+    },
+    /// Two listeners on one port.
+    #[error("listeners.additional[{index}].port {port} is used twice: every listener needs its own port")]
+    DuplicatePort {
+        /// Position of the second one.
+        index: usize,
+        /// The port.
+        port: i32,
+    },
+    /// Client certificates without TLS.
+    #[error(
+        "listeners.additional[{index}].authentication.type tls needs tls: true (client certificates come with TLS)"
+    )]
+    TlsAuthWithoutTls {
+        /// Position in the list.
+        index: usize,
     },
 }
 
@@ -651,6 +936,20 @@ pub struct KafkaClusterStatus {
     /// The label selector of the cluster's broker pods (for the scale subresource).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+
+    /// The cluster CA's and the clients CA's expiry, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_authorities: Option<CertificateAuthoritiesStatus>,
+}
+
+/// The CAs' expiry (RFC 3339), as the operator last read them.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CertificateAuthoritiesStatus {
+    /// When the cluster CA's certificate expires.
+    pub cluster_ca_expiry: Option<String>,
+    /// When the clients CA's certificate expires.
+    pub clients_ca_expiry: Option<String>,
 }
 
 /// Progress of a rolling restart, one broker at a time.
@@ -674,6 +973,54 @@ pub struct RollingRestartStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn listener(name: &str, port: i32, tls: bool, auth: Option<KafkaListenerAuthenticationType>) -> KafkaListener {
+        KafkaListener {
+            name: name.into(),
+            port,
+            r#type: KafkaListenerType::Internal,
+            tls,
+            authentication: auth.map(|r#type| KafkaListenerAuthentication { r#type }),
+        }
+    }
+
+    fn with_listeners(additional: Vec<KafkaListener>) -> Result<(), SpecError> {
+        let mut spec = KafkaClusterSpec::default();
+        spec.listeners.additional = additional;
+        spec.validate()
+    }
+
+    #[test]
+    fn additional_listeners_need_own_names_and_free_ports() {
+        use KafkaListenerAuthenticationType::{ScramSha512, Tls};
+        let scram = listener("scram", 9095, true, Some(ScramSha512));
+        let mtls = listener("mtls", 9096, true, Some(Tls));
+        assert_eq!(with_listeners(vec![scram.clone(), mtls.clone()]), Ok(()));
+        let twice = with_listeners(vec![scram.clone(), listener("scram", 9097, false, None)]).unwrap_err();
+        assert!(twice.to_string().contains("listeners.additional[1].name \"scram\" is used twice"), "{twice}");
+        let port = with_listeners(vec![scram.clone(), listener("other", 9095, false, None)]).unwrap_err();
+        assert!(port.to_string().contains("listeners.additional[1].port 9095 is used twice"), "{port}");
+        for reserved in [9092, 9093, 9094] {
+            let e = with_listeners(vec![listener("x", reserved, false, None)]).unwrap_err();
+            assert!(e.to_string().contains(&format!("port is {reserved}: 9092 (Kafka)")), "{e}");
+        }
+        let name = with_listeners(vec![listener("plaintext", 9095, false, None)]).unwrap_err();
+        assert!(name.to_string().contains("Kafka listener's name"), "{name}");
+        let bad = with_listeners(vec![listener("Tls_1", 9095, false, None)]).unwrap_err();
+        assert!(bad.to_string().contains("lower-case letters and digits"), "{bad}");
+        let no_tls = with_listeners(vec![listener("m", 9095, false, Some(Tls))]).unwrap_err();
+        assert!(no_tls.to_string().contains("tls needs tls: true"), "{no_tls}");
+    }
+
+    #[test]
+    fn ca_renewal_window_is_shorter_than_validity() {
+        let mut spec = KafkaClusterSpec::default();
+        assert_eq!(spec.certificate_authorities.validity_days, 365);
+        assert_eq!(spec.certificate_authorities.renewal_days, 30);
+        spec.certificate_authorities.renewal_days = 365;
+        let e = spec.validate().unwrap_err();
+        assert!(e.to_string().contains("renewalDays (365) must be at least 1 and less than validityDays (365)"), "{e}");
+    }
     use serde_json::json;
 
     #[test]

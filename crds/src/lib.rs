@@ -11,17 +11,24 @@ pub mod cluster; // KafkaCluster: brokers, storage, listeners, controller quorum
 pub mod conditions; // status conditions: types, and set_condition's transition-time rule
 pub mod quantity; // storage sizes in Kubernetes quantity notation
 pub mod topic; // KafkaTopic: partitions, replication factor, topic configs
+pub mod user; // KafkaUser: SCRAM credential (password Secret) and ACLs of one client user
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 pub use cluster::{
-    DEFAULT_BROKER_IMAGE, ExternalListener, ExternalListenerType, ImagePullPolicy, KafkaCluster, KafkaClusterSpec,
-    KafkaClusterStatus, ListenerError, Listeners, Metrics, PodTemplateOverrides, Rack, Rebalance, RollingRestartStatus,
-    SpecError, Storage, StorageError, StorageType,
+    CertificateAuthorities, CertificateAuthoritiesStatus, DEFAULT_BROKER_IMAGE, ExternalListener, ExternalListenerType,
+    ImagePullPolicy, KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, KafkaListener, KafkaListenerAuthentication,
+    KafkaListenerAuthenticationType, KafkaListenerType, ListenerAuthentication, ListenerAuthenticationType,
+    ListenerError, Listeners, Metrics, PodTemplateOverrides, Rack, Rebalance, RollingRestartStatus, SpecError, Storage,
+    StorageError, StorageType,
 };
 pub use topic::{
     DeletionPolicy, KafkaTopic, KafkaTopicSpec, KafkaTopicStatus, PartitionStatus, TopicNameError, validate_topic_name,
+};
+pub use user::{
+    AclOperation, AclPatternType, AclResource, AclResourceType, AclRule, AclRuleType, AuthenticationType, KafkaUser,
+    KafkaUserSpec, KafkaUserStatus, UserAuthentication, UserAuthorization, UserSpecError,
 };
 
 /// API group of every Strom resource.
@@ -38,7 +45,7 @@ pub const CRD_DIRS: [&str; 2] = ["crds/yaml", "charts/strom-operator/crds"];
 
 /// Every CRD Strom installs.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![KafkaCluster::crd(), KafkaTopic::crd()]
+    vec![KafkaCluster::crd(), KafkaTopic::crd(), KafkaUser::crd()]
 }
 
 /// Each CRD as `(file name, YAML text)`, e.g. `("kafkaclusters.strom.dev.yaml", ...)`.

@@ -9,7 +9,9 @@
 //! Every call runs over mutual TLS with the operator's identity for that
 //! cluster (`strom://operator`, issued from the cluster CA by
 //! [`crate::internal_ca`]); the server must present a broker certificate of
-//! the same CA.
+//! the same CA. Client users' credentials and ACLs: [`users`].
+
+mod users;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,6 +37,8 @@ pub const TOPIC_DELETION_DISABLED: i32 = 73;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub use users::SCRAM_SHA_512;
 
 /// A failed Admin API call.
 #[derive(Debug, thiserror::Error)]

@@ -58,13 +58,14 @@ const TLS_VOLUME: &str = "internal-tls";
 const REPLICATION_DEFAULTS: [&str; 2] = ["default.replication.factor", "offsets.topic.replication.factor"];
 
 /// Settings the operator derives from the cluster and the pod; not allowed in `spec.config`.
-const OPERATOR_OWNED_SETTINGS: [(&str, &str); 9] = [
+const OPERATOR_OWNED_SETTINGS: [(&str, &str); 10] = [
     ("node.id", "the pod ordinal"),
     ("broker.id", "the pod ordinal"),
     ("process.roles", "the controller quorum layout"),
     ("controller.quorum.voters", "spec.controllerVoters"),
-    ("listeners", "the operator's fixed ports"),
+    ("listeners", "spec.listeners"),
     ("advertised.listeners", "the pod's DNS name"),
+    ("listener.security.protocol.map", "spec.listeners"),
     ("log.dirs", "spec.storage"),
     ("log.dir", "spec.storage"),
     ("broker.rack", "spec.rack"),
@@ -187,6 +188,7 @@ pub fn broker_config_file(cluster: &KafkaCluster) -> String {
         .filter(|(k, _)| !strom_settings::is_dynamic_broker_setting(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    settings.extend(crate::listeners::listener_settings(spec));
     let default_rf = spec.replicas.clamp(1, 3).to_string();
     for key in REPLICATION_DEFAULTS {
         settings.entry(key.to_string()).or_insert_with(|| default_rf.clone());
@@ -260,7 +262,12 @@ pub fn headless_service(cluster: &KafkaCluster) -> Service {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(&names)),
-            ports: Some(vec![port("kafka", KAFKA_PORT), port("internal", INTERNAL_PORT), port("http", HTTP_PORT)]),
+            ports: Some(
+                [port("kafka", KAFKA_PORT), port("internal", INTERNAL_PORT), port("http", HTTP_PORT)]
+                    .into_iter()
+                    .chain(crate::listeners::additional_ports(&cluster.spec).iter().map(|(n, p)| port(n, *p)))
+                    .collect(),
+            ),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -293,7 +300,11 @@ pub fn bootstrap_service(cluster: &KafkaCluster) -> Service {
         spec: Some(ServiceSpec {
             type_: Some(service_type.into()),
             selector: Some(selector_labels(&names)),
-            ports: Some(vec![kafka]),
+            ports: Some(
+                std::iter::once(kafka)
+                    .chain(crate::listeners::additional_ports(&cluster.spec).iter().map(|(n, p)| port(n, *p)))
+                    .collect(),
+            ),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -373,11 +384,16 @@ pub fn stateful_set(cluster: &KafkaCluster, config_hash: &str) -> StatefulSet {
         image_pull_policy: spec.image_pull_policy.as_ref().map(|p| p.as_str().to_string()),
         args: Some(vec!["--config".into(), format!("{CONFIG_DIR}/{CONFIG_FILE}")]),
         env: Some(broker_env(spec, &host)),
-        ports: Some(vec![
-            container_port("kafka", KAFKA_PORT),
-            container_port("internal", INTERNAL_PORT),
-            container_port("http", HTTP_PORT),
-        ]),
+        ports: Some(
+            [
+                container_port("kafka", KAFKA_PORT),
+                container_port("internal", INTERNAL_PORT),
+                container_port("http", HTTP_PORT),
+            ]
+            .into_iter()
+            .chain(crate::listeners::additional_ports(spec).iter().map(|(n, p)| container_port(n, *p)))
+            .collect(),
+        ),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),

@@ -17,22 +17,30 @@
 //! The operator's own client certificate is issued from the CA in memory
 //! (never stored) and cached per cluster until the CA changes.
 //!
-//! [`broker_certs_data`] is the pure part; the rest reads and writes Secrets.
-//! Validity and renewal are the operator-security issue's (certificates do
-//! not expire in practice yet).
+//! - with a TLS listener, also `listener.keystore.pem` (the Kafka
+//!   listeners' key and certificate, see [`crate::listeners`]) and
+//!   `clients-ca.crt` (the clients CA's trust bundle).
+//!
+//! The CAs themselves (creation, renewal, the trust bundle of current and
+//! previous CA) are [`crate::ca_secrets`]'. [`broker_certs_data`] is the
+//! pure part; the rest reads and writes Secrets. Internal plane pairs carry
+//! no expiry of their own: they are issued again whenever the CA changes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use strom_crds::KafkaCluster;
-use strom_tls::certs::{Ca, PemPair, signed_by};
+use strom_tls::certs::{Ca, PemPair, Validity, not_after, signed_by};
 use strom_tls::{Identity, InternalTls, TlsError};
 
 use crate::builders::{CA_CERT, ClusterNames, owner_reference};
+use crate::ca_plan::{Leaf, leaf_needs_issue, leaf_not_after};
+use crate::ca_secrets::{CaKind, CaMaterial, ensure_ca};
 use crate::context::Context;
+use crate::listeners::{CLIENTS_CA_CERT, LISTENER_KEYSTORE};
 
 /// The CA private key's key in `<cluster>-cluster-ca`.
 pub const CA_KEY: &str = "ca.key";
@@ -153,46 +161,96 @@ fn ca_from_secret(name: &str, secret: &Secret) -> Result<Ca, CaError> {
     Ca::from_pem(&pem).map_err(|e| CaError::Unusable { name: name.to_string(), key: CA_KEY, reason: e.to_string() })
 }
 
-/// Makes sure the cluster's CA exists and every broker `0..replicas` has a
-/// certificate of it in `<cluster>-broker-certs`.
-pub async fn ensure(ctx: &Context, cluster: &KafkaCluster, replicas: i32) -> Result<(), CaError> {
+/// What [`ensure`] leaves in force: the CAs' expiry (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaExpiry {
+    /// The cluster CA's.
+    pub cluster: i64,
+    /// The clients CA's.
+    pub clients: i64,
+}
+
+/// The DNS names of the Kafka listeners' certificate: every pod (wildcard
+/// under the headless Service) and the bootstrap Service, short and long.
+pub fn listener_dns(names: &ClusterNames) -> Vec<String> {
+    let ns = &names.namespace;
+    let headless = names.headless_service();
+    let bootstrap = names.bootstrap_service();
+    vec![
+        format!("*.{headless}.{ns}.svc"),
+        format!("*.{headless}.{ns}.svc.cluster.local"),
+        format!("{headless}.{ns}.svc"),
+        format!("{headless}.{ns}.svc.cluster.local"),
+        bootstrap.clone(),
+        format!("{bootstrap}.{ns}"),
+        format!("{bootstrap}.{ns}.svc"),
+        format!("{bootstrap}.{ns}.svc.cluster.local"),
+    ]
+}
+
+/// Whether every certificate in `data` (a `<cluster>-broker-certs`) is of `ca`.
+fn leaves_of(data: &BTreeMap<String, String>, ca: &Ca) -> bool {
+    data.iter()
+        .filter(|(k, _)| k.ends_with(".crt") && k.starts_with("broker-") || k.as_str() == LISTENER_KEYSTORE)
+        .all(|(_, cert)| signed_by(cert, &ca.pem().cert))
+}
+
+/// The listeners' keystore (key, then certificate) in `existing`, or a new
+/// one from `ca` when missing, of another CA or inside its renewal window.
+fn listener_keystore(
+    ca: &CaMaterial,
+    existing: Option<&String>,
+    names: &ClusterNames,
+    policy: crate::ca_plan::CaPolicy,
+    now: i64,
+) -> Result<String, TlsError> {
+    let leaf = existing
+        .and_then(|text| Some(Leaf { of_current_ca: signed_by(text, &ca.ca.pem().cert), not_after: not_after(text)? }));
+    match existing {
+        Some(text) if !leaf_needs_issue(now, policy.renewal_days, leaf) => Ok(text.clone()),
+        _ => {
+            let validity =
+                Validity { not_before: now - 3600, not_after: leaf_not_after(now, policy.validity_days, ca.not_after) };
+            let cn = format!("{}.{}", names.name, names.namespace);
+            let pair = ca.ca.issue_named_valid(&cn, None, &listener_dns(names), &[], Some(validity))?;
+            // Key, leaf, then the cross-signed CA during a renewal (Kafka's
+            // PEM keystore: the chain after the key, leaf first).
+            Ok(format!("{}{}{}", pair.key, pair.cert, ca.chain))
+        }
+    }
+}
+
+/// Makes sure the cluster CA and the clients CA exist (created or renewed
+/// as [`crate::ca_plan`] decides), every broker `0..replicas` has an
+/// internal plane certificate of the cluster CA in `<cluster>-broker-certs`,
+/// and, with a TLS listener, the listeners' keystore and the clients CA's
+/// trust bundle are there too.
+pub async fn ensure(ctx: &Context, cluster: &KafkaCluster, replicas: i32) -> Result<CaExpiry, CaError> {
     let names = ClusterNames::of(cluster);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let ca_name = names.cluster_ca_secret();
-    let ca = match api.get_opt(&ca_name).await.map_err(kube_err("read", &ca_name))? {
-        Some(existing) => ca_from_secret(&ca_name, &existing)?,
-        None => {
-            let ca = Ca::generate(&format!("Strom cluster CA {}/{}", names.namespace, names.name))?;
-            let data = BTreeMap::from([
-                (CA_CERT.to_string(), ca.pem().cert.clone()),
-                (CA_KEY.to_string(), ca.pem().key.clone()),
-            ]);
-            let params = PostParams { field_manager: Some(crate::FIELD_MANAGER.into()), ..PostParams::default() };
-            match api.create(&params, &secret(cluster, &names, ca_name.clone(), &data)).await {
-                Ok(_) => {
-                    tracing::info!(cluster = %names.name, namespace = %names.namespace, "created the cluster CA");
-                    ca
-                }
-                // Another writer was first (a previous operator instance): use its CA.
-                Err(kube::Error::Api(e)) if e.code == 409 => {
-                    let existing = api.get(&ca_name).await.map_err(kube_err("read", &ca_name))?;
-                    ca_from_secret(&ca_name, &existing)?
-                }
-                Err(e) => return Err(kube_err("create", &ca_name)(e)),
-            }
-        }
-    };
     let certs_name = names.broker_certs_secret();
     let existing = api.get_opt(&certs_name).await.map_err(kube_err("read", &certs_name))?;
     let current = existing.as_ref().map(text_data).unwrap_or_default();
-    let wanted = broker_certs_data(&ca, &current, replicas, |id| broker_dns(&names, id))?;
+    let cluster_ca = ensure_ca(ctx, cluster, CaKind::Cluster, |ca| leaves_of(&current, ca)).await?;
+    // Client certificates are issued again by the KafkaUser reconciler; the
+    // previous clients CA leaves after the grace period.
+    let clients_ca = ensure_ca(ctx, cluster, CaKind::Clients, |_| true).await?;
+    let mut wanted = broker_certs_data(&cluster_ca.ca, &current, replicas, |id| broker_dns(&names, id))?;
+    wanted.insert(CA_CERT.to_string(), cluster_ca.bundle.clone());
+    if crate::listeners::any_tls(&cluster.spec) {
+        let policy = crate::ca_secrets::policy(cluster);
+        let now = crate::ca_secrets::unix_now();
+        let keystore = listener_keystore(&cluster_ca, current.get(LISTENER_KEYSTORE), &names, policy, now)?;
+        wanted.insert(LISTENER_KEYSTORE.to_string(), keystore);
+        wanted.insert(CLIENTS_CA_CERT.to_string(), clients_ca.bundle.clone());
+    }
     if wanted != current {
         let object = secret(cluster, &names, certs_name.clone(), &wanted);
         let params = PatchParams::apply(crate::FIELD_MANAGER).force();
         api.patch(&certs_name, &params, &Patch::Apply(&object)).await.map_err(kube_err("apply", &certs_name))?;
         tracing::info!(cluster = %names.name, namespace = %names.namespace, "issued broker certificates");
     }
-    Ok(())
+    Ok(CaExpiry { cluster: cluster_ca.not_after, clients: clients_ca.not_after })
 }
 
 /// The operator's client identity for `names`' internal plane: a certificate
@@ -202,7 +260,12 @@ pub async fn operator_tls(ctx: &Context, names: &ClusterNames) -> Result<Arc<Int
     let ca_name = names.cluster_ca_secret();
     let secret =
         api.get_opt(&ca_name).await.map_err(kube_err("read", &ca_name))?.ok_or(CaError::Missing(ca_name.clone()))?;
-    let ca_cert = text_data(&secret).remove(CA_CERT).unwrap_or_default();
+    let data = text_data(&secret);
+    let ca_cert = format!(
+        "{}{}",
+        data.get(CA_CERT).map_or("", String::as_str),
+        data.get(crate::ca_secrets::PREVIOUS_CERTS).map_or("", String::as_str)
+    );
     let key = format!("{}/{}", names.namespace, names.name);
     if let Some(tls) = ctx.operator_identities.get(&key, &ca_cert) {
         return Ok(tls);
@@ -217,7 +280,11 @@ pub async fn operator_tls(ctx: &Context, names: &ClusterNames) -> Result<Arc<Int
 pub fn operator_identity(name: &str, secret: &Secret) -> Result<Arc<InternalTls>, CaError> {
     let ca = ca_from_secret(name, secret)?;
     let pair = ca.issue(Identity::Operator, &[], &[])?;
-    Ok(InternalTls::from_pem(&ca.pem().cert, &pair)?)
+    // Trust the previous CA too: brokers may still serve its certificates
+    // until their Secret volume refreshes after a renewal.
+    let data = text_data(secret);
+    let bundle = format!("{}{}", ca.pem().cert, data.get(crate::ca_secrets::PREVIOUS_CERTS).map_or("", String::as_str));
+    Ok(InternalTls::from_pem(&bundle, &pair)?)
 }
 
 /// The operator's client identities, one per cluster, with the CA
@@ -262,6 +329,30 @@ mod tests {
         assert_eq!(grown[&broker_cert(1)], first[&broker_cert(1)]);
         assert!(grown.contains_key(&broker_key(3)));
         assert_eq!(broker_certs_data(&ca, &grown, 2, dns).unwrap(), grown);
+    }
+
+    fn material(cn: &str, not_after: i64) -> CaMaterial {
+        let ca = Ca::generate_valid(cn, Some(Validity { not_before: 0, not_after })).unwrap();
+        CaMaterial { bundle: ca.pem().cert.clone(), ca, not_after, chain: String::new() }
+    }
+
+    #[test]
+    fn the_listener_keystore_is_kept_until_its_ca_changes_or_it_nears_expiry() {
+        let now = 1_800_000_000;
+        let names = ClusterNames { name: "demo".into(), namespace: "ns".into() };
+        let policy = crate::ca_plan::CaPolicy { validity_days: 365, renewal_days: 30, generate: true };
+        let ca = material("one", now + 400 * 86_400);
+        let first = listener_keystore(&ca, None, &names, policy, now).unwrap();
+        assert!(first.starts_with("-----BEGIN PRIVATE KEY-----"), "key first, as Kafka's PEM keystore");
+        assert!(signed_by(&first, &ca.ca.pem().cert));
+        assert_eq!(not_after(&first), Some(now + 365 * 86_400));
+        assert_eq!(listener_keystore(&ca, Some(&first), &names, policy, now).unwrap(), first);
+        let later = now + 340 * 86_400;
+        assert_ne!(listener_keystore(&ca, Some(&first), &names, policy, later).unwrap(), first, "renewal window");
+        let other = material("two", now + 400 * 86_400);
+        let again = listener_keystore(&other, Some(&first), &names, policy, now).unwrap();
+        assert!(signed_by(&again, &other.ca.pem().cert), "issued again from the new CA");
+        assert!(listener_dns(&names).contains(&"*.demo-brokers.ns.svc".to_string()), "{:?}", listener_dns(&names));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `strom-operator`: reconciles `KafkaCluster` and `KafkaTopic` resources.
+//! `strom-operator`: reconciles `KafkaCluster`, `KafkaTopic` and `KafkaUser` resources.
 //!
 //! Connects with the in-cluster service account, or `$KUBECONFIG` /
 //! `~/.kube/config` outside a cluster. See `strom-operator --help`.
@@ -15,7 +15,7 @@ use strom_operator::leader_election::LeaseConfig;
 use strom_operator::run::{OperatorConfig, run};
 use tokio_util::sync::CancellationToken;
 
-/// The Strom operator: brokers as a StatefulSet per KafkaCluster, topics per KafkaTopic.
+/// The Strom operator: brokers as a StatefulSet per KafkaCluster, topics per KafkaTopic, users per KafkaUser.
 #[derive(Debug, Parser)]
 #[command(name = "strom-operator", version)]
 struct Args {
@@ -54,13 +54,14 @@ struct Args {
     #[arg(long = "admin-override", value_name = "NAMESPACE/NAME=ADDRESSES")]
     admin_overrides: Vec<String>,
 
-    /// Do not apply the KafkaCluster and KafkaTopic CRDs at start (by default the
+    /// Do not apply the KafkaCluster, KafkaTopic and KafkaUser CRDs at start (by default the
     /// operator installs and upgrades them with server-side apply).
     #[arg(long, env = "STROM_OPERATOR_NO_INSTALL_CRDS")]
     no_install_crds: bool,
 
-    /// Seconds between two comparisons of a settled KafkaTopic with its topic in
-    /// the cluster; a change made behind the operator's back is set back then.
+    /// Seconds between two comparisons of a settled KafkaTopic or KafkaUser with
+    /// the cluster (and re-reads of a KafkaUser's referenced password Secret); a
+    /// change made behind the operator's back is set back then.
     #[arg(long, env = "STROM_OPERATOR_RESYNC_SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     resync_seconds: u64,

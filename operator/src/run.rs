@@ -1,5 +1,5 @@
 //! Wiring of the operator process: the HTTP endpoints, leader election, and
-//! the two controllers over the watch scope (every namespace, or a list).
+//! the three controllers over the watch scope (every namespace, or a list).
 //!
 //! Order: serve `/healthz` first; wait for the Lease (a standby is ready but
 //! idle); as the leader, apply the CRDs ([`crate::crd_install`], unless turned
@@ -14,20 +14,20 @@ use std::sync::Arc;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use strom_crds::{KafkaCluster, KafkaTopic};
+use strom_crds::{KafkaCluster, KafkaTopic, KafkaUser};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::leader_election::{LeaseConfig, LeaseLock};
 use crate::telemetry::{self, Metrics};
-use crate::{cluster, topic};
+use crate::{cluster, topic, user};
 
 /// Everything the operator needs to run.
 #[derive(Debug, Clone)]
@@ -81,6 +81,7 @@ pub async fn run(client: kube::Client, config: OperatorConfig, shutdown: Cancell
     for scope in scopes {
         controllers.push(cluster_controller(&client, scope.as_deref(), ctx.clone(), controllers_stop.clone()));
         controllers.push(topic_controller(&client, scope.as_deref(), ctx.clone(), controllers_stop.clone()));
+        controllers.push(user_controller(&client, scope.as_deref(), ctx.clone(), controllers_stop.clone()));
     }
     // The CRDs are applied under the Lease (only the leader writes them, and the
     // Lease is renewed meanwhile), before the controllers start watching.
@@ -151,6 +152,8 @@ fn cluster_controller(
             .owns(api::<StatefulSet>(client, namespace), owned.clone())
             .owns(api::<ConfigMap>(client, namespace), owned.clone())
             .owns(api::<Service>(client, namespace), owned.clone())
+            // The CA Secrets: a `strom.dev/force-renew` annotation acts at once.
+            .owns(api::<Secret>(client, namespace), owned.clone())
             .owns(api::<PodDisruptionBudget>(client, namespace), owned)
             .graceful_shutdown_on(async move { stop.cancelled().await })
             .run(cluster::reconcile, cluster::error_policy, ctx)
@@ -185,6 +188,39 @@ fn topic_controller(
             .graceful_shutdown_on(async move { stop.cancelled().await })
             .run(topic::reconcile, topic::error_policy, ctx)
             .for_each(|result| async move { log_controller_error("KafkaTopic", result) }),
+    )
+}
+
+fn user_controller(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    ctx: Arc<Context>,
+    stop: CancellationToken,
+) -> BoxFuture<'static, ()> {
+    let controller = Controller::new(api::<KafkaUser>(client, namespace), watcher::Config::default());
+    let users = controller.store();
+    let counted = users.clone();
+    ctx.metrics.count_objects("KafkaUser", move || counted.state().len());
+    // Only the Secrets the operator wrote (a password edited there is a
+    // rotation); a Secret a user's secretKeyRef names is re-read at every resync.
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=strom-operator,strom.dev/kafka-user");
+    Box::pin(
+        controller
+            .owns(api::<Secret>(client, namespace), owned)
+            // A cluster appearing re-runs the users that name it.
+            .watches(api::<KafkaCluster>(client, namespace), watcher::Config::default(), move |cluster| {
+                let namespace = cluster.namespace();
+                let name = cluster.name_any();
+                users
+                    .state()
+                    .into_iter()
+                    .filter(|u| u.namespace() == namespace && u.spec.cluster_ref == name)
+                    .map(|u| ObjectRef::from_obj(u.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .graceful_shutdown_on(async move { stop.cancelled().await })
+            .run(user::reconcile, user::error_policy, ctx)
+            .for_each(|result| async move { log_controller_error("KafkaUser", result) }),
     )
 }
 

@@ -249,3 +249,52 @@ async fn what_works_but_needs_attention_shows_as_warnings() {
     assert!(message.contains("one controller voter"), "{message}");
     assert!(message.contains("Ephemeral"), "{message}");
 }
+
+/// Every distinct problem gets its own Event (a second InvalidSpec once
+/// showed the first one's message), and nothing claims to be progressing
+/// while the spec stops the roll-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_invalid_spec_gets_its_own_event() {
+    let (plane, client) = plane_with_namespace("invalid").await;
+    let _operator = OperatorProcess::start(&plane, &["--lease-duration-seconds", "4"]);
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), "invalid");
+    let cluster: KafkaCluster = serde_json::from_value(json!({
+        "apiVersion": "strom.dev/v1alpha1", "kind": "KafkaCluster",
+        "metadata": { "name": "typos" },
+        "spec": { "replicas": 1, "storage": { "type": "Ephemeral" }, "config": { "log.retention.hourz": "1" } },
+    }))
+    .expect("a KafkaCluster");
+    clusters.create(&PostParams::default(), &cluster).await.expect("create the KafkaCluster");
+    let events: Api<Event> = Api::namespaced(client.clone(), "invalid");
+    let invalid_notes = || async {
+        let list = events.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+        list.into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("typos"))
+            .filter(|e| e.reason.as_deref() == Some("InvalidSpec"))
+            .filter_map(|e| e.note)
+            .collect::<Vec<_>>()
+    };
+    let first = eventually("an InvalidSpec event naming the first typo", WAIT, || async {
+        invalid_notes().await.into_iter().find(|n| n.contains("log.retention.hourz"))
+    })
+    .await;
+    let status = eventually("the conditions", WAIT, || async {
+        let status = get(&clusters, "typos").await?.status?;
+        status.conditions.iter().any(|c| c.type_ == "Degraded" && c.reason == "InvalidSpec").then_some(status)
+    })
+    .await;
+    let progressing = status.conditions.iter().find(|c| c.type_ == "Progressing").expect("a Progressing condition");
+    assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("False", "Blocked"), "{progressing:?}");
+
+    // A second, different mistake: a second Event with its own message, the first kept.
+    let patch = json!({ "spec": { "config": { "log.retention.hourz": null, "num.partitionz": "3" } } });
+    clusters.patch("typos", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch config");
+    let notes = eventually("an InvalidSpec event naming the second typo", WAIT, || async {
+        let notes = invalid_notes().await;
+        notes.iter().any(|n| n.contains("num.partitionz")).then_some(notes)
+    })
+    .await;
+    assert!(notes.contains(&first), "the first event keeps its own message: {notes:?}");
+    let second = notes.iter().find(|n| n.contains("num.partitionz")).expect("the second note");
+    assert!(!second.contains("log.retention.hourz"), "{second}");
+}

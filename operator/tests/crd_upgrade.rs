@@ -4,9 +4,9 @@
 //! The chart is installed without its CRDs (`--skip-crds`); an older
 //! KafkaTopic CRD is put in place with `kubectl apply` (a property missing,
 //! one the types no longer have, other printer columns, a retired version)
-//! and the KafkaCluster CRD is missing altogether. The operator, run as the chart's
-//! ServiceAccount (whose CRD rule is limited to Strom's two names), must
-//! leave both CRDs exactly as the Rust types generate them.
+//! and the KafkaCluster and KafkaUser CRDs are missing altogether. The operator, run as the chart's
+//! ServiceAccount (whose CRD rule is limited to Strom's three names), must
+//! leave every CRD exactly as the Rust types generate them.
 
 mod common;
 

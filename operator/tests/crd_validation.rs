@@ -138,3 +138,109 @@ async fn invalid_resources_are_refused_by_the_api_server_with_a_clear_message() 
         &["storage.type cannot change"],
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_kafka_users_are_refused_by_the_api_server_naming_the_field() {
+    let (_plane, client) = plane_with_namespace("validation").await;
+    let pp = PostParams::default();
+    // Raw JSON: what `kubectl apply` sends, without the Rust types' own checks.
+    let raw: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "validation", &ApiResource::erase::<strom_crds::KafkaUser>(&()));
+    let user = |name: &str, spec: serde_json::Value| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "strom.dev/v1alpha1", "kind": "KafkaUser", "metadata": { "name": name }, "spec": spec,
+        }))
+        .expect("a raw object")
+    };
+    let acl = |rule: serde_json::Value| {
+        json!({ "clusterRef": "events", "authentication": { "type": "scram-sha-512" },
+                "authorization": { "type": "simple", "acls": [rule] } })
+    };
+    assert_refused(
+        raw.create(
+            &pp,
+            &user("fly", acl(json!({ "resource": { "type": "topic", "name": "t" }, "operations": ["Fly"] }))),
+        )
+        .await,
+        "an unknown operation",
+        &["spec.authorization.acls[0].operations[0]", "Unsupported value: \"Fly\""],
+    );
+    assert_refused(
+        raw.create(&pp, &user("nameless", acl(json!({ "resource": { "type": "topic" }, "operations": ["Read"] }))))
+            .await,
+        "a topic without a name",
+        &["name is required for resource types topic, group and transactionalId"],
+    );
+    assert_refused(
+        raw.create(
+            &pp,
+            &user(
+                "prefixed-cluster",
+                acl(json!({ "resource": { "type": "cluster", "patternType": "prefixed" }, "operations": ["Alter"] })),
+            ),
+        )
+        .await,
+        "a prefixed cluster resource",
+        &["the cluster resource takes patternType literal"],
+    );
+    let tls_with_password = json!({ "clusterRef": "events", "authentication": { "type": "tls",
+        "password": { "valueFrom": { "secretKeyRef": { "name": "s", "key": "k" } } } } });
+    assert_refused(
+        raw.create(&pp, &user("tls", tls_with_password)).await,
+        "a password for tls",
+        &["password applies only to type scram-sha-512"],
+    );
+    let stored = raw
+        .create(&pp, &user("app", acl(json!({ "resource": { "type": "cluster" }, "operations": ["IdempotentWrite"] }))))
+        .await
+        .expect("a valid KafkaUser");
+    let mut moved = stored.clone();
+    moved.data["spec"]["clusterRef"] = json!("other");
+    assert_refused(raw.replace("app", &pp, &moved).await, "clusterRef changed", &["clusterRef cannot change"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_and_ca_mistakes_are_refused_naming_the_field() {
+    let (_plane, client) = plane_with_namespace("listeners").await;
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), "listeners");
+    let pp = PostParams::default();
+    let with = |additional: serde_json::Value| cluster("c", json!({ "listeners": { "additional": additional } }));
+    let scram = json!({ "name": "scram", "port": 9095, "tls": true, "authentication": { "type": "scram-sha-512" } });
+    assert_refused(
+        clusters.create(&pp, &with(json!([scram, { "name": "scram", "port": 9096 }]))).await,
+        "two listeners of one name",
+        &["every listener needs its own name"],
+    );
+    assert_refused(
+        clusters.create(&pp, &with(json!([scram, { "name": "other", "port": 9095 }]))).await,
+        "two listeners on one port",
+        &["every listener needs its own port"],
+    );
+    for port in [9092, 9093, 9094] {
+        assert_refused(
+            clusters.create(&pp, &with(json!([{ "name": "x", "port": port }]))).await,
+            "a reserved port",
+            &["spec.listeners.additional[0].port", "9093 (internal) and 9094 (HTTP) are taken"],
+        );
+    }
+    assert_refused(
+        clusters.create(&pp, &with(json!([{ "name": "plaintext", "port": 9095 }]))).await,
+        "the default listener's name",
+        &["plaintext is the Kafka listener's name"],
+    );
+    assert_refused(
+        clusters.create(&pp, &with(json!([{ "name": "m", "port": 9095, "authentication": { "type": "tls" } }]))).await,
+        "client certificates without TLS",
+        &["spec.listeners.additional[0].authentication.type", "tls needs tls: true"],
+    );
+    assert_refused(
+        clusters
+            .create(&pp, &cluster("c", json!({ "certificateAuthorities": { "validityDays": 30, "renewalDays": 30 } })))
+            .await,
+        "a renewal window as long as the validity",
+        &["spec.certificateAuthorities.renewalDays", "must be less than validityDays"],
+    );
+    let mtls = json!({ "name": "mtls", "port": 9096, "tls": true, "authentication": { "type": "tls" } });
+    let stored = clusters.create(&pp, &with(json!([scram, mtls]))).await.expect("a valid pair of listeners");
+    assert_eq!(stored.spec.certificate_authorities.validity_days, 365, "defaults filled in");
+}

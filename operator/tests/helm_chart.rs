@@ -14,7 +14,14 @@ use common::helm::{self, OPERATOR_NS, RELEASE, chart_dir, documents, example, fi
 /// Example values files, each rendered, linted and dry-run applied.
 const VALUES_FILES: [&str; 3] = ["values-ha.yaml", "values-monitoring.yaml", "values-namespaced.yaml"];
 /// Example resources, each dry-run applied against the installed CRDs.
-const EXAMPLES: [&str; 4] = ["dev-cluster.yaml", "kind-cluster.yaml", "production-cluster.yaml", "topics.yaml"];
+const EXAMPLES: [&str; 6] = [
+    "dev-cluster.yaml",
+    "kind-cluster.yaml",
+    "production-cluster.yaml",
+    "topics.yaml",
+    "users.yaml",
+    "secure-cluster.yaml",
+];
 
 /// Stand-ins for prometheus-operator's CRDs (any content accepted), so the
 /// ServiceMonitor and PodMonitor the chart renders can be dry-run applied.

@@ -68,26 +68,27 @@ What the operator does, and nothing more (operator/src):
   PodDisruptionBudget (a patch that creates the object needs `create` too) and
   watches them; reads the StatefulSet;
 - lists a cluster's broker pods and deletes one at a time in a rolling restart;
-- reads, creates and server-side applies each cluster's internal CA Secret
-  and broker certificate Secret (never lists or watches Secrets);
+- reads, creates and server-side applies each cluster's CA Secrets (cluster
+  CA, clients CA) and broker certificate Secret, watches them, and replaces a
+  CA Secret (update) when it renews or retires a CA;
 - publishes Events (events.k8s.io; repeated ones are patched).
 Garbage collection of a cluster's objects is Kubernetes' (owner references):
 the operator never deletes them, nor touches PersistentVolumeClaims.
 */}}
 {{- define "strom-operator.rules" -}}
 - apiGroups: ["strom.dev"]
-  resources: ["kafkaclusters", "kafkatopics"]
+  resources: ["kafkaclusters", "kafkatopics", "kafkausers"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["strom.dev"]
-  resources: ["kafkatopics"]
+  resources: ["kafkatopics", "kafkausers"]
   verbs: ["patch"]
 - apiGroups: ["strom.dev"]
-  resources: ["kafkaclusters/status", "kafkatopics/status"]
+  resources: ["kafkaclusters/status", "kafkatopics/status", "kafkausers/status"]
   verbs: ["patch"]
 # Owner references with blockOwnerDeletion need this where the
 # OwnerReferencesPermissionEnforcement admission plugin runs (e.g. OpenShift).
 - apiGroups: ["strom.dev"]
-  resources: ["kafkaclusters/finalizers"]
+  resources: ["kafkaclusters/finalizers", "kafkausers/finalizers"]
   verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
@@ -101,9 +102,12 @@ the operator never deletes them, nor touches PersistentVolumeClaims.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "delete"]
+# Cluster CAs and certificates (update: a CA renewal replaces its Secret);
+# each KafkaUser's password or certificate Secret (list and watch: the
+# operator follows the Secrets it owns).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

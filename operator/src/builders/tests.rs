@@ -69,6 +69,25 @@ fn config_file_names_the_voters_listeners_and_settings() {
 }
 
 #[test]
+fn scram_authentication_renders_one_sasl_plaintext_listener() {
+    let plain = broker_config_file(&cluster(serde_json::json!({ "replicas": 1 })));
+    assert!(!plain.contains("listeners"), "no authentication: the implicit PLAINTEXT listener: {plain}");
+    let c = cluster(serde_json::json!({
+        "replicas": 1,
+        "listeners": { "authentication": { "type": "scram-sha-512" } },
+        "config": { "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer" },
+    }));
+    let file = broker_config_file(&c);
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&file).expect("the config file is YAML");
+    assert_eq!(parsed["settings"]["listeners"].as_str(), Some("SASL_PLAINTEXT://0.0.0.0:9092"));
+    assert_eq!(parsed["settings"]["sasl.enabled.mechanisms"].as_str(), Some("SCRAM-SHA-512"));
+    assert_eq!(
+        parsed["settings"]["authorizer.class.name"].as_str(),
+        Some("org.apache.kafka.metadata.authorizer.StandardAuthorizer")
+    );
+}
+
+#[test]
 fn config_hash_follows_the_config_and_only_the_config() {
     let a = config_map(&default_cluster());
     assert_eq!(config_hash(&a), config_hash(&config_map(&default_cluster())), "stable");
@@ -213,6 +232,8 @@ fn broker_config_is_checked_as_brokers_would() {
         check_broker_config(&owned).unwrap_err().to_string(),
         "spec.config.node.id: set by the operator from the pod ordinal; remove it from spec.config"
     );
+    let map = BTreeMap::from([("listener.security.protocol.map".to_string(), "A:SSL".to_string())]);
+    assert!(check_broker_config(&map).unwrap_err().to_string().contains("from spec.listeners"));
 }
 
 #[test]

@@ -131,7 +131,15 @@ pub fn conditions(
         _ => None,
     };
     let all_ready = observed.ready_brokers >= replicas;
-    let progressing = if observed.outdated_brokers > 0 {
+    let progressing = if let Some(blocked) = blocked {
+        // Nothing rolls while the spec cannot be applied: "BrokersStarting
+        // 0/1" would promise progress that is not happening.
+        let why = match blocked {
+            Blocked::InvalidSpec(_) => "the spec cannot be realised",
+            Blocked::ApplyFailed(_) => "applying the cluster's objects failed",
+        };
+        (false, "Blocked", format!("nothing is rolled out while {why}; see the Degraded condition"))
+    } else if observed.outdated_brokers > 0 {
         let message = match &observed.roll_message {
             Some(m) => format!("{} broker(s) to restart: {m}", observed.outdated_brokers),
             None => format!("{} broker(s) run an older pod template", observed.outdated_brokers),
@@ -229,7 +237,7 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
     let before = read_sts().await?;
     // Certificates first: a broker pod the StatefulSet starts needs its pair.
     let running = before.as_ref().and_then(|s| s.spec.replicas).unwrap_or(0);
-    internal_ca::ensure(ctx, cluster, spec.replicas.max(running)).await?;
+    let ca_expiry = internal_ca::ensure(ctx, cluster, spec.replicas.max(running)).await?;
     let mut observed = Observed::default();
     let admin = ctx.admin_for(&names, spec.replicas).await?;
     let mut dynamic_in_force = None;
@@ -340,6 +348,11 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
     status.warnings = warned.len() as i32;
     let selector = builders::selector_labels(&names).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>();
     status.selector = Some(selector.join(","));
+    let rfc3339 = |s: i64| Timestamp::from_second(s).ok().map(|t| t.to_string());
+    status.certificate_authorities = Some(strom_crds::CertificateAuthoritiesStatus {
+        cluster_ca_expiry: rfc3339(ca_expiry.cluster),
+        clients_ca_expiry: rfc3339(ca_expiry.clients),
+    });
     if cluster.status.as_ref() != Some(&status) {
         let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &names.namespace);
         // Every status field is sent, unknown ones as null, so a merge patch clears stale values.
@@ -520,8 +533,12 @@ mod tests {
         assert!(ready.0, "under-replicated partitions still serve");
         assert_eq!((degraded.0, degraded.1), (true, "UnderReplicated"));
         let invalid = Blocked::InvalidSpec("storage.size is required".into());
-        let (ready, _, degraded) = conditions(3, &observed, Some(&invalid));
+        let (ready, progressing, degraded) = conditions(3, &observed, Some(&invalid));
         assert_eq!((ready.0, ready.1, degraded.1), (false, "InvalidSpec", "InvalidSpec"));
+        assert_eq!((progressing.0, progressing.1), (false, "Blocked"), "nothing rolls while the spec is invalid");
+        let starting = Observed { ready_brokers: 0, ..Observed::default() };
+        let (_, progressing, _) = conditions(1, &starting, Some(&invalid));
+        assert_eq!((progressing.0, progressing.1), (false, "Blocked"), "not 'BrokersStarting 0/1'");
         assert_eq!(degraded.2, "storage.size is required");
         let observed = Observed { ready_brokers: 3, outdated_brokers: 2, ..Observed::default() };
         let (_, progressing, _) = conditions(3, &observed, None);

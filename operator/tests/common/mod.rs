@@ -7,6 +7,7 @@
 pub mod control_plane;
 pub mod helm;
 pub mod kafka_load;
+pub mod kafka_tools;
 pub mod pod_runner;
 pub mod roll;
 
@@ -367,6 +368,12 @@ pub struct LocalBrokers {
 impl LocalBrokers {
     /// Starts `n` brokers and waits until every one is ready.
     pub fn start(n: usize) -> LocalBrokers {
+        LocalBrokers::start_with(n, &[])
+    }
+
+    /// [`LocalBrokers::start`] with extra `--set KEY=VALUE` settings; `{KAFKA}`
+    /// in one stands for the broker's own Kafka address (e.g. in `listeners`).
+    pub fn start_with(n: usize, settings: &[&str]) -> LocalBrokers {
         let binary = broker_binary();
         let dir = unique_dir("brokers");
         let brokers: Vec<LocalBroker> = (0..n)
@@ -419,6 +426,7 @@ impl LocalBrokers {
                 .arg(&pair.cert)
                 .arg("--internal-tls-key")
                 .arg(&pair.key)
+                .args(settings.iter().flat_map(|s| ["--set".to_string(), s.replace("{KAFKA}", &b.kafka.to_string())]))
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
                 .stderr(Stdio::from(log))

@@ -1,0 +1,159 @@
+//! The brokers' Kafka listeners as broker settings: the default listener on
+//! 9092 (`spec.listeners.authentication`) and `spec.listeners.additional`.
+//!
+//! Every TLS listener serves one certificate of the cluster CA shared by the
+//! brokers (`listener.keystore.pem` in `<cluster>-broker-certs`, DNS SANs
+//! for every pod, the headless and the bootstrap Service): the broker
+//! config file is one file for all pods, so a per-broker path cannot be
+//! named in it. Client certificates (`authentication: tls`) are checked
+//! against the clients CA's certificate (`clients-ca.crt` in the same
+//! Secret; the clients CA's key never reaches a broker) and the principal
+//! is the certificate's CN.
+//!
+//! Pure: the spec in, settings and ports out. With no additional listener
+//! the settings are exactly those of earlier releases (no rolling restart
+//! on upgrade).
+
+use std::collections::BTreeMap;
+
+use strom_crds::{KafkaClusterSpec, KafkaListener, KafkaListenerAuthenticationType, ListenerAuthenticationType};
+
+use crate::builders::{KAFKA_PORT, TLS_DIR};
+
+/// Key in `<cluster>-broker-certs` of the listeners' PEM keystore (key, then certificate).
+pub const LISTENER_KEYSTORE: &str = "listener.keystore.pem";
+/// Key in `<cluster>-broker-certs` of the clients CA's certificate (trust bundle).
+pub const CLIENTS_CA_CERT: &str = "clients-ca.crt";
+/// A client certificate's principal: its CN (the clients CA issues `CN=<user>` only).
+pub const PRINCIPAL_RULES: &str = "RULE:^CN=(.*)$/$1/,DEFAULT";
+
+/// Whether any listener serves TLS (so the brokers need the listener keystore).
+pub fn any_tls(spec: &KafkaClusterSpec) -> bool {
+    spec.listeners.additional.iter().any(|l| l.tls)
+}
+
+/// Kafka's security protocol of an additional listener.
+pub fn protocol(listener: &KafkaListener) -> &'static str {
+    match (listener.tls, listener.auth()) {
+        (false, KafkaListenerAuthenticationType::ScramSha512) => "SASL_PLAINTEXT",
+        (true, KafkaListenerAuthenticationType::ScramSha512) => "SASL_SSL",
+        (false, _) => "PLAINTEXT",
+        (true, _) => "SSL",
+    }
+}
+
+/// The default listener's name (its protocol, as in earlier releases).
+fn default_name(spec: &KafkaClusterSpec) -> &'static str {
+    match spec.listeners.authentication.as_ref().map(|a| a.r#type) {
+        Some(ListenerAuthenticationType::ScramSha512) => "SASL_PLAINTEXT",
+        None => "PLAINTEXT",
+    }
+}
+
+/// The broker settings of every listener.
+pub fn listener_settings(spec: &KafkaClusterSpec) -> BTreeMap<String, String> {
+    let mut settings = BTreeMap::new();
+    let default = default_name(spec);
+    if spec.listeners.authentication.is_some() {
+        settings.insert("sasl.enabled.mechanisms".to_string(), "SCRAM-SHA-512".to_string());
+    }
+    if spec.listeners.additional.is_empty() {
+        if spec.listeners.authentication.is_some() {
+            settings.insert("listeners".to_string(), format!("{default}://0.0.0.0:{KAFKA_PORT}"));
+        }
+        return settings;
+    }
+    let mut listeners = vec![format!("{default}://0.0.0.0:{KAFKA_PORT}")];
+    let mut map = vec![format!("{default}:{default}")];
+    for l in &spec.listeners.additional {
+        let name = l.name.to_ascii_uppercase();
+        listeners.push(format!("{name}://0.0.0.0:{}", l.port));
+        map.push(format!("{name}:{}", protocol(l)));
+        let mut set = |key: &str, value: String| {
+            settings.insert(format!("listener.name.{}.{key}", l.name), value);
+        };
+        if l.tls {
+            set("ssl.keystore.type", "PEM".into());
+            set("ssl.keystore.location", format!("{TLS_DIR}/{LISTENER_KEYSTORE}"));
+        }
+        match l.auth() {
+            KafkaListenerAuthenticationType::ScramSha512 => set("sasl.enabled.mechanisms", "SCRAM-SHA-512".into()),
+            KafkaListenerAuthenticationType::Tls => {
+                set("ssl.client.auth", "required".into());
+                set("ssl.truststore.type", "PEM".into());
+                set("ssl.truststore.location", format!("{TLS_DIR}/{CLIENTS_CA_CERT}"));
+                set("ssl.principal.mapping.rules", PRINCIPAL_RULES.into());
+            }
+            KafkaListenerAuthenticationType::None => {}
+        }
+    }
+    settings.insert("listeners".to_string(), listeners.join(","));
+    settings.insert("listener.security.protocol.map".to_string(), map.join(","));
+    settings
+}
+
+/// The Service and container ports of the additional listeners: (`l-<name>`,
+/// port); a container port name has at most 15 characters.
+pub fn additional_ports(spec: &KafkaClusterSpec) -> Vec<(String, i32)> {
+    spec.listeners.additional.iter().map(|l| (format!("l-{}", l.name), l.port)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> KafkaClusterSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn without_additional_listeners_the_settings_are_unchanged() {
+        assert!(listener_settings(&spec(serde_json::json!({}))).is_empty());
+        let scram =
+            listener_settings(&spec(serde_json::json!({"listeners": {"authentication": {"type": "scram-sha-512"}}})));
+        assert_eq!(scram["listeners"], "SASL_PLAINTEXT://0.0.0.0:9092");
+        assert_eq!(scram["sasl.enabled.mechanisms"], "SCRAM-SHA-512");
+        assert_eq!(scram.len(), 2);
+    }
+
+    #[test]
+    fn tls_scram_and_mtls_listeners_render_protocols_keystores_and_client_auth() {
+        let s = spec(serde_json::json!({"listeners": {"additional": [
+            {"name": "scram", "port": 9095, "tls": true, "authentication": {"type": "scram-sha-512"}},
+            {"name": "mtls", "port": 9096, "tls": true, "authentication": {"type": "tls"}},
+            {"name": "plain", "port": 9097},
+        ]}}));
+        let settings = listener_settings(&s);
+        assert_eq!(
+            settings["listeners"],
+            "PLAINTEXT://0.0.0.0:9092,SCRAM://0.0.0.0:9095,MTLS://0.0.0.0:9096,PLAIN://0.0.0.0:9097"
+        );
+        assert_eq!(
+            settings["listener.security.protocol.map"],
+            "PLAINTEXT:PLAINTEXT,SCRAM:SASL_SSL,MTLS:SSL,PLAIN:PLAINTEXT"
+        );
+        let keystore = format!("{TLS_DIR}/{LISTENER_KEYSTORE}");
+        assert_eq!(settings["listener.name.scram.ssl.keystore.location"], keystore);
+        assert_eq!(settings["listener.name.scram.sasl.enabled.mechanisms"], "SCRAM-SHA-512");
+        assert!(!settings.contains_key("listener.name.scram.ssl.client.auth"));
+        assert_eq!(settings["listener.name.mtls.ssl.keystore.location"], keystore);
+        assert_eq!(settings["listener.name.mtls.ssl.client.auth"], "required");
+        assert_eq!(settings["listener.name.mtls.ssl.truststore.location"], format!("{TLS_DIR}/{CLIENTS_CA_CERT}"));
+        assert_eq!(settings["listener.name.mtls.ssl.principal.mapping.rules"], PRINCIPAL_RULES);
+        assert!(!settings.keys().any(|k| k.starts_with("listener.name.plain.")), "a plain listener needs nothing");
+        assert!(any_tls(&s));
+        assert_eq!(additional_ports(&s)[1], ("l-mtls".to_string(), 9096));
+    }
+
+    #[test]
+    fn the_scram_default_listener_keeps_its_name_beside_additional_ones() {
+        let s = spec(serde_json::json!({"listeners": {
+            "authentication": {"type": "scram-sha-512"},
+            "additional": [{"name": "tls", "port": 9095, "tls": true}],
+        }}));
+        let settings = listener_settings(&s);
+        assert_eq!(settings["listeners"], "SASL_PLAINTEXT://0.0.0.0:9092,TLS://0.0.0.0:9095");
+        assert_eq!(settings["listener.security.protocol.map"], "SASL_PLAINTEXT:SASL_PLAINTEXT,TLS:SSL");
+        assert_eq!(settings["sasl.enabled.mechanisms"], "SCRAM-SHA-512");
+    }
+}
