@@ -3,11 +3,15 @@
 # image built and loaded into it, `helm install` of the operator, a 3-broker
 # KafkaCluster and a topic from examples/, records produced and consumed with
 # kcat from a pod, a rolling restart through the strom.dev/restart annotation
-# (the records are read again afterwards), and the teardown.
+# (the records are read again afterwards), the secure example
+# (examples/secure-cluster.yaml: TLS listeners, a certificate user and a SCRAM
+# user with ACLs, each client configured from its user's Secret alone), and
+# the teardown.
 #
 #   e2e/kind/kind.sh            # everything, then delete the kind cluster
 #   e2e/kind/kind.sh up         # kind cluster + image + helm install + KafkaCluster
 #   e2e/kind/kind.sh check      # topic, produce/consume, rolling restart, consume again
+#   e2e/kind/kind.sh secure     # the secure example: mTLS writer, SCRAM reader, a refused write
 #   e2e/kind/kind.sh down       # delete the kind cluster
 #
 # Needs docker, kind, kubectl and helm on PATH. Environment:
@@ -29,6 +33,8 @@ APP_NS=strom-demo
 CLUSTER=demo
 TOPIC=greetings
 BOOTSTRAP="$CLUSTER-bootstrap.$APP_NS.svc:9092"
+SECURE_NS=strom-secure
+SECURE_BOOTSTRAP=events-bootstrap.$SECURE_NS.svc
 
 say() { echo "==> $*" >&2; }
 die() { echo "kind.sh: error: $*" >&2; exit 1; }
@@ -46,6 +52,17 @@ kcat_pod() { # NAME ARGS...
     shift
     k -n "$APP_NS" run "$name" --image="$KCAT_IMAGE" --restart=Never --rm -i --quiet \
         --pod-running-timeout=3m -- "$@"
+}
+
+# Runs a shell command in a throw-away kcat pod of SECURE_NS with the Secret
+# of a KafkaUser mounted at /user (user.crt, user.key, ca.crt, password);
+# stdin is passed on.
+kcat_user_pod() { # NAME KAFKAUSER SHELL-COMMAND
+    local overrides
+    overrides="$(printf '{"spec":{"volumes":[{"name":"user","secret":{"secretName":"%s"}}],"containers":[{"name":"%s","image":"%s","stdin":true,"volumeMounts":[{"name":"user","mountPath":"/user","readOnly":true}]}]}}' \
+        "$2" "$1" "$KCAT_IMAGE")"
+    k -n "$SECURE_NS" run "$1" --image="$KCAT_IMAGE" --restart=Never --rm -i --quiet \
+        --pod-running-timeout=3m --overrides="$overrides" --command -- sh -c "$3"
 }
 
 # Waits until every pod of the KafkaCluster exists and the cluster is Ready.
@@ -139,6 +156,43 @@ consume() { # WHEN
     done
 }
 
+# The secure example: a certificate user writes over mTLS (port 9096), a
+# SCRAM user reads over TLS (port 9095) and may not write. Each kcat is
+# configured from its KafkaUser's Secret alone; the listener certificate is
+# checked against the Secret's ca.crt, host name included.
+cmd_secure() {
+    say "applying examples/secure-cluster.yaml in namespace $SECURE_NS"
+    k create namespace "$SECURE_NS" --dry-run=client -o yaml | k apply -f -
+    k -n "$SECURE_NS" apply -f "$ROOT/examples/secure-cluster.yaml"
+    k -n "$SECURE_NS" wait kafkacluster/events --for=condition=Ready --timeout=10m
+    k -n "$SECURE_NS" wait kafkatopic/orders kafkauser/orders-writer kafkauser/orders-reader \
+        --for=condition=Ready --timeout=5m
+
+    local tls_user="-X security.protocol=SSL -X ssl.ca.location=/user/ca.crt"
+    tls_user+=" -X ssl.certificate.location=/user/user.crt -X ssl.key.location=/user/user.key"
+    local scram_user="-X security.protocol=SASL_SSL -X ssl.ca.location=/user/ca.crt"
+    scram_user+=" -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username=orders-reader"
+    # shellcheck disable=SC2016 # expanded by the pod's shell, from the mounted Secret
+    scram_user+=' -X sasl.password="$(cat /user/password)"'
+
+    say "orders-writer produces over mTLS with its certificate"
+    printf 'order-1\norder-2\norder-3\n' |
+        kcat_user_pod kcat-writer orders-writer "kcat -b $SECURE_BOOTSTRAP:9096 $tls_user -t orders -P -X acks=all"
+    say "orders-reader consumes over SCRAM-SHA-512 and TLS"
+    local out
+    out="$(kcat_user_pod kcat-reader orders-reader \
+        "kcat -b $SECURE_BOOTSTRAP:9095 $scram_user -t orders -C -o beginning -e -q")"
+    echo "$out"
+    for record in order-1 order-2 order-3; do
+        grep -qx "$record" <<<"$out" || die "record $record missing from orders"
+    done
+    say "orders-reader may not write (TOPIC_AUTHORIZATION_FAILED)"
+    out="$(echo refused | kcat_user_pod kcat-denied orders-reader \
+        "kcat -b $SECURE_BOOTSTRAP:9095 $scram_user -t orders -P -X message.timeout.ms=15000" 2>&1)" || true
+    echo "$out"
+    grep -qi "authorization failed" <<<"$out" || die "the reader's write was not refused for authorization: $out"
+}
+
 cmd_down() {
     need kind "https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
     say "deleting kind cluster $KIND_CLUSTER"
@@ -151,13 +205,15 @@ cmd_all() {
     fi
     cmd_up
     cmd_check
+    cmd_secure
     say "all checks passed"
 }
 
 case "${1:-all}" in
     up) cmd_up ;;
     check) cmd_check ;;
+    secure) cmd_secure ;;
     down) cmd_down ;;
     all) cmd_all ;;
-    *) die "unknown command '$1' (up, check, down, or nothing for all)" ;;
+    *) die "unknown command '$1' (up, check, secure, down, or nothing for all)" ;;
 esac

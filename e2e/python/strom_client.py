@@ -23,6 +23,9 @@ Subcommands (all print JSON lines on stdout, one event per line):
 
   committed  --bootstrap B --topic T --group G --partitions P
              -> {"event":"committed","offsets":{"0":5,...}} (-1: none)
+
+Each subcommand takes --config JSON: more client settings (security, for
+one), applied over the defaults above.
 """
 
 import argparse
@@ -51,15 +54,26 @@ def on_client_error(err):
     emit("client_error", message=str(err))
 
 
+def settings(args, defaults):
+    """The client settings: the defaults, then --config over them."""
+    extra = json.loads(args.config)
+    if not isinstance(extra, dict):
+        fatal(f"--config must be a JSON object, not {args.config!r}")
+    return {**defaults, **extra}
+
+
 def produce(args):
     producer = Producer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "acks": "all",
-            "linger.ms": 5,
-            "message.timeout.ms": 60000,
-            "error_cb": on_client_error,
-        }
+        settings(
+            args,
+            {
+                "bootstrap.servers": args.bootstrap,
+                "acks": "all",
+                "linger.ms": 5,
+                "message.timeout.ms": 60000,
+                "error_cb": on_client_error,
+            },
+        )
     )
     failures = []
     delivered = [0]
@@ -100,16 +114,19 @@ def stdin_commands(commands):
 
 def consume(args):
     consumer = Consumer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "group.id": args.group,
-            "client.id": args.client_id,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": args.session_timeout_ms,
-            "heartbeat.interval.ms": max(500, args.session_timeout_ms // 6),
-            "error_cb": on_client_error,
-        }
+        settings(
+            args,
+            {
+                "bootstrap.servers": args.bootstrap,
+                "group.id": args.group,
+                "client.id": args.client_id,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": args.session_timeout_ms,
+                "heartbeat.interval.ms": max(500, args.session_timeout_ms // 6),
+                "error_cb": on_client_error,
+            },
+        )
     )
     # Next offset to commit per partition: one past the last record processed.
     positions = {}
@@ -185,12 +202,15 @@ def consume(args):
 
 def committed(args):
     consumer = Consumer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "group.id": args.group,
-            "enable.auto.commit": False,
-            "error_cb": on_client_error,
-        }
+        settings(
+            args,
+            {
+                "bootstrap.servers": args.bootstrap,
+                "group.id": args.group,
+                "enable.auto.commit": False,
+                "error_cb": on_client_error,
+            },
+        )
     )
     partitions = [TopicPartition(args.topic, p) for p in range(args.partitions)]
     try:
@@ -212,6 +232,7 @@ def main():
         p = sub.add_parser(name)
         p.add_argument("--bootstrap", required=True)
         p.add_argument("--topic", required=True)
+        p.add_argument("--config", default="{}", help="more client settings, a JSON object")
     p = sub.choices["produce"]
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--start", type=int, default=0)

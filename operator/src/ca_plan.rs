@@ -181,6 +181,14 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_whose_leaves_are_out_of_sight_keeps_its_previous_certificate_until_it_expires() {
+        // The clients CA: applications hold the user certificates it signed.
+        let renewed = CaState { previous: vec![NOW + 20 * DAY], renewed_at: Some(NOW), ..state(NOW + 365 * DAY) };
+        assert_eq!(previous_to_keep(NOW + 20 * DAY - 1, &renewed, false, 60), vec![0]);
+        assert!(previous_to_keep(NOW + 20 * DAY, &renewed, false, 60).is_empty());
+    }
+
+    #[test]
     fn an_expired_previous_ca_leaves_the_bundle_at_once() {
         let renewed = CaState { previous: vec![NOW - 1, NOW + DAY], renewed_at: Some(NOW), ..state(NOW + 365 * DAY) };
         assert_eq!(previous_to_keep(NOW, &renewed, false, 60), vec![1]);

@@ -232,9 +232,11 @@ pub async fn ensure(ctx: &Context, cluster: &KafkaCluster, replicas: i32) -> Res
     let existing = api.get_opt(&certs_name).await.map_err(kube_err("read", &certs_name))?;
     let current = existing.as_ref().map(text_data).unwrap_or_default();
     let cluster_ca = ensure_ca(ctx, cluster, CaKind::Cluster, |ca| leaves_of(&current, ca)).await?;
-    // Client certificates are issued again by the KafkaUser reconciler; the
-    // previous clients CA leaves after the grace period.
-    let clients_ca = ensure_ca(ctx, cluster, CaKind::Clients, |_| true).await?;
+    // Client certificates are issued again by the KafkaUser reconciler, but
+    // applications load theirs when they start and keep it: the operator
+    // cannot see when the last one has moved on, so the previous clients CA
+    // stays trusted until it expires (as Strimzi keeps it).
+    let clients_ca = ensure_ca(ctx, cluster, CaKind::Clients, |_| false).await?;
     let mut wanted = broker_certs_data(&cluster_ca.ca, &current, replicas, |id| broker_dns(&names, id))?;
     wanted.insert(CA_CERT.to_string(), cluster_ca.bundle.clone());
     if crate::listeners::any_tls(&cluster.spec) {

@@ -1,24 +1,32 @@
 //! A secure KafkaCluster end to end: the real control plane, the pod runner
 //! running the broker pod as a local `strom-broker` process, the operator as
-//! a process, and Kafka's Java clients configured from each KafkaUser's
-//! Secret alone (plus timeouts, and no host name check: pods here are
-//! loopback addresses, not the DNS names the listener certificate carries).
+//! a process, and Kafka's Java clients and librdkafka configured from each
+//! KafkaUser's Secret alone (plus timeouts, and no host name check: pods
+//! here are loopback addresses, not the DNS names the listener certificate
+//! carries).
 //!
 //! The cluster has a TLS+SCRAM listener and a TLS+client-certificate
 //! listener. A `tls` user writes through the second, a `scram-sha-512` user
-//! reads through the first, a certificate of another CA is refused; then
-//! the cluster CA is renewed by `strom.dev/force-renew` while a producer
-//! that trusts only the old CA runs: no broker restart, no failed send (the
-//! new leaf is served with the new CA cross-signed by the old), and a
-//! client trusting only the new CA connects (the new certificate is served
-//! to new connections).
+//! reads through the first and is refused a write
+//! (TOPIC_AUTHORIZATION_FAILED), an unknown user and a certificate of
+//! another CA are refused. Then the cluster CA is renewed by
+//! `strom.dev/force-renew` while an idempotent acks=all producer that trusts
+//! only the old CA runs: no broker restart, no failed send (the new leaf is
+//! served with the new CA cross-signed by the old), and a client trusting
+//! only the new CA connects (the new certificate is served to new
+//! connections). Last the clients CA is renewed while the `tls` user
+//! produces: its Secret gets a certificate of the new clients CA, which the
+//! broker accepts, and the old certificate still works on new connections
+//! (applications hold it until they restart); no failed send, no restart,
+//! every record read back.
 //!
 //! The Java tools come from `bench/kafka/run-kafka.sh` (Kafka jars cached
-//! under `~/.cache/strom`).
+//! under `~/.cache/strom`), librdkafka from the confluent-kafka venv of
+//! `scripts/e2e-deps.sh` (e2e/python/strom_client.py).
 
 mod common;
 
-use common::kafka_tools::kafka_tool;
+use common::kafka_tools::{kafka_tool, python_client};
 
 use std::io::Write;
 use std::path::Path;
@@ -71,6 +79,61 @@ fn run_feeding(mut command: Command, lines: &[String], pause: Duration) -> (bool
     let output = child.wait_with_output().expect("collect output");
     let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
     (output.status.success(), format!("{}{}", text(output.stdout), text(output.stderr)))
+}
+
+/// Runs librdkafka's client (strom_client.py) with `args` and stdin held
+/// open (its consumer stops at end of input) until it exits or
+/// [`TOOL_TIMEOUT`]: whether it succeeded, and its output.
+fn librdkafka(args: &[&str]) -> (bool, String) {
+    let mut command = python_client();
+    command.args(args);
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    let stdin = child.stdin.take();
+    let deadline = Instant::now() + TOOL_TIMEOUT;
+    while child.try_wait().expect("poll the child").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stdin);
+    let output = child.wait_with_output().expect("collect output");
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (output.status.success(), format!("{}{}", text(output.stdout), text(output.stderr)))
+}
+
+/// librdkafka settings for a `tls` user: its Secret's PEM strings.
+fn librdkafka_tls(secret: &Secret, cert: &str, key: &str) -> String {
+    json!({
+        "security.protocol": "SSL",
+        "ssl.certificate.pem": cert,
+        "ssl.key.pem": key,
+        "ssl.ca.pem": text(secret, "ca.crt"),
+        "ssl.endpoint.identification.algorithm": "none",
+        "message.timeout.ms": 30000,
+    })
+    .to_string()
+}
+
+/// librdkafka settings for a `scram-sha-512` user over TLS: its Secret's
+/// `username`, `password` and `ca.crt` (`username` replaced by `user` when given).
+fn librdkafka_scram(secret: &Secret, user: Option<&str>) -> String {
+    json!({
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": user.map_or_else(|| text(secret, "username"), str::to_string),
+        "sasl.password": text(secret, "password"),
+        "ssl.ca.pem": text(secret, "ca.crt"),
+        "ssl.endpoint.identification.algorithm": "none",
+        "message.timeout.ms": 15000,
+    })
+    .to_string()
 }
 
 fn text(secret: &Secret, key: &str) -> String {
@@ -215,6 +278,28 @@ async fn tls_and_scram_users_use_secure_listeners_and_a_cluster_ca_renewal_resta
     let (ok, out) = consume(&scram, &reader_config, "readers-1", 5);
     assert!(ok && first.iter().all(|l| out.contains(l.as_str())), "the SCRAM user reads over TLS: {out}");
 
+    // librdkafka, from the same Secrets: the tls user writes, the SCRAM user
+    // reads everything so far but may not write; an unknown user is refused.
+    let rd_writer = librdkafka_tls(&writer_secret, &user_cert.0, &user_cert.1);
+    let args = ["produce", "--bootstrap", &mtls, "--topic", "orders", "--count", "5", "--config", &rd_writer];
+    let (ok, out) = librdkafka(&args);
+    assert!(ok && out.contains(r#"{"count":5,"event":"produced"}"#), "librdkafka writes as the tls user: {out}");
+    let rd_reader = librdkafka_scram(&reader_secret, None);
+    let args = ["consume", "--bootstrap", &scram, "--topic", "orders", "--group", "readers-rd", "--max-records", "10"];
+    let (ok, out) = librdkafka(&[&args[..], &["--config", &rd_reader]].concat());
+    let mut read_back = first.iter().cloned().chain((0..5).map(|i| format!("value-{i}")));
+    assert!(
+        ok && out.contains(r#""event":"closed""#) && read_back.all(|v| out.contains(&format!(r#""value":"{v}""#))),
+        "librdkafka reads as the SCRAM user: {out}"
+    );
+    let args = ["produce", "--bootstrap", &scram, "--topic", "orders", "--count", "1", "--config", &rd_reader];
+    let (ok, out) = librdkafka(&args);
+    assert!(!ok && out.contains("TOPIC_AUTHORIZATION_FAILED"), "the reader may not write: {out}");
+    let stranger = librdkafka_scram(&reader_secret, Some("nobody"));
+    let args = ["produce", "--bootstrap", &scram, "--topic", "orders", "--count", "1", "--config", &stranger];
+    let (ok, out) = librdkafka(&args);
+    assert!(!ok && out.contains("Authentication failed"), "an unknown user is refused: {out}");
+
     // A certificate of another CA (same CN) is refused by the mTLS listener.
     let stranger = Ca::generate("not the clients CA").expect("a CA");
     let forged = stranger.issue_named("tls-writer", None, &[], &[]).expect("a certificate");
@@ -267,10 +352,73 @@ async fn tls_and_scram_users_use_secure_listeners_and_a_cluster_ca_renewal_resta
     })
     .await;
     eprintln!("new-CA client: {outcome}");
+
+    // Renew the clients CA while the tls user produces with its certificate.
+    let clients_ca_name = format!("{CLUSTER}-clients-ca");
+    let old_clients_ca = text(&secrets.get(&clients_ca_name).await.expect("clients CA"), "ca.crt");
+    let renewal: Vec<String> = (0..40).map(|i| format!("clients-renewal-{i}")).collect();
+    let producer = {
+        let (mtls, writer_config, renewal) = (mtls.clone(), writer_config.clone(), renewal.clone());
+        std::thread::spawn(move || produce(&mtls, &writer_config, &renewal, Duration::from_millis(500)))
+    };
+    secrets
+        .patch(&clients_ca_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("annotate the clients CA");
+    let new_clients_ca = eventually("the clients CA to be renewed", WAIT, || async {
+        let ca = text(&secrets.get(&clients_ca_name).await.ok()?, "ca.crt");
+        (ca != old_clients_ca).then_some(ca)
+    })
+    .await;
+    let reissued = eventually("the tls user's certificate to be of the new clients CA", WAIT, || async {
+        let secret = secrets.get("tls-writer").await.ok()?;
+        signed_by(&text(&secret, "user.crt"), &new_clients_ca).then_some(secret)
+    })
+    .await;
+    eventually("the brokers to trust both clients CAs", WAIT, || async {
+        let bundle = text(&secrets.get(&certs_name).await.ok()?, "clients-ca.crt");
+        (bundle.contains(new_clients_ca.trim()) && bundle.contains(old_clients_ca.trim())).then_some(())
+    })
+    .await;
+    let (ok, out) =
+        tokio::task::spawn_blocking(move || producer.join().expect("the producer thread")).await.expect("join");
+    assert!(ok && !out.contains("ERROR"), "no failed send while the clients CA was renewed: {out}");
+    let new_cert = (text(&reissued, "user.crt"), text(&reissued, "user.key"));
+    let new_config = tls_config(&dir, "writer-reissued", (&new_cert.0, &new_cert.1), &text(&reissued, "ca.crt"));
+    let reissued_line = vec!["reissued-0".to_string()];
+    eventually("the re-issued certificate to be accepted", WAIT, || {
+        let (mtls, new_config, reissued_line) = (mtls.clone(), new_config.clone(), reissued_line.clone());
+        async move {
+            let (ok, out) =
+                tokio::task::spawn_blocking(move || produce(&mtls, &new_config, &reissued_line, Duration::ZERO))
+                    .await
+                    .ok()?;
+            (ok && !out.contains("ERROR")).then_some(())
+        }
+    })
+    .await;
+    let old_cert_line = vec!["old-certificate-0".to_string()];
+    let (ok, out) = produce(&mtls, &writer_config, &old_cert_line, Duration::ZERO);
+    assert!(ok && !out.contains("ERROR"), "the old certificate still works on a new connection: {out}");
+
     let fresh_reader = secrets.get("scram-reader").await.expect("the reader's Secret");
     let reader_config = scram_config(&dir, "reader-after", &fresh_reader);
-    let (ok, out) = consume(&scram, &reader_config, "readers-2", first.len() + during.len());
-    assert!(ok && during.iter().all(|l| out.contains(l.as_str())), "every record written during renewal: {out}");
+    let written: Vec<String> = first
+        .iter()
+        .chain(&during)
+        .chain(&after)
+        .chain(&renewal)
+        .chain(&old_cert_line)
+        .cloned()
+        .chain((0..5).map(|i| format!("value-{i}")))
+        .collect();
+    // `after` and `reissued_line` were each written once: the attempts before
+    // the one that succeeded failed in the TLS handshake.
+    let (ok, out) = consume(&scram, &reader_config, "readers-2", written.len() + 1);
+    assert!(
+        ok && written.iter().chain(&reissued_line).all(|l| out.contains(l.as_str())),
+        "every record written, through both renewals: {out}"
+    );
 
     let uid_after = pods.get(&pod_name).await.expect("the broker pod").metadata.uid;
     assert_eq!(uid_after, uid_before, "the broker pod was not replaced");

@@ -1,6 +1,6 @@
 //! Kafka's own command-line tools and Java client, as the operator's tests
 //! run them: the jars `bench/kafka/run-kafka.sh` resolves and caches under
-//! `~/.cache/strom`.
+//! `~/.cache/strom`; and librdkafka, through e2e/python/strom_client.py.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,5 +17,24 @@ pub fn kafka_tool(main_class: &str, args: &[&str]) -> Command {
     }
     let mut command = Command::new(std::env::var("STROM_E2E_JAVA").unwrap_or_else(|_| "java".to_string()));
     command.args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", &classpath.join(":"), main_class]).args(args);
+    command
+}
+
+/// `python strom_client.py` (confluent-kafka, that is librdkafka) in the
+/// venv `scripts/e2e-deps.sh` made: `STROM_E2E_PYTHON` from the environment
+/// or from `target/e2e.env`.
+pub fn python_client() -> Command {
+    const FIX: &str = "run `bash scripts/e2e-deps.sh` first (it makes the confluent-kafka venv)";
+    let root = super::helm::root();
+    let python = std::env::var("STROM_E2E_PYTHON").ok().unwrap_or_else(|| {
+        let env_file = root.join("target/e2e.env");
+        let text = std::fs::read_to_string(&env_file)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}; {FIX}", env_file.display()));
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix("STROM_E2E_PYTHON=").map(str::to_string))
+            .unwrap_or_else(|| panic!("STROM_E2E_PYTHON is not in {}; {FIX}", env_file.display()))
+    });
+    let mut command = Command::new(python);
+    command.arg("-u").arg(root.join("e2e/python/strom_client.py"));
     command
 }
