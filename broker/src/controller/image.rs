@@ -367,7 +367,11 @@ impl ClusterImage {
             }
             Command::BrokerHeartbeat { broker_id, broker_epoch } => {
                 let broker = self.registered(*broker_id, *broker_epoch)?;
-                if broker.fenced {
+                // A broker in controlled shutdown stays fenced until it
+                // registers again (a new incarnation), as Kafka's does: its
+                // last heartbeats, sent while it stops, must not make it a
+                // leader again on its way out.
+                if broker.fenced && !broker.in_controlled_shutdown {
                     broker.fenced = false;
                     self.on_unfenced(*broker_id);
                 }
@@ -1092,6 +1096,15 @@ mod tests {
         let p = image.partition("t", 0).unwrap();
         assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2]));
         assert!(image.brokers[&0].in_controlled_shutdown && image.brokers[&0].fenced);
+        // A heartbeat it sends on its way out leaves it fenced and leading nothing.
+        image.apply(32, &Command::BrokerHeartbeat { broker_id: 0, broker_epoch: epoch }).unwrap();
+        assert!(image.brokers[&0].fenced, "unfenced by a heartbeat during its controlled shutdown");
+        assert_eq!(image.partition("t", 0).unwrap().leader, 1);
+        // Registered again (restarted), it is unfenced by its heartbeats as usual.
+        register(&mut image, 33, 0, "b");
+        let epoch = image.brokers[&0].broker_epoch;
+        image.apply(34, &Command::BrokerHeartbeat { broker_id: 0, broker_epoch: epoch }).unwrap();
+        assert!(!image.brokers[&0].fenced && !image.brokers[&0].in_controlled_shutdown);
     }
 
     #[test]
