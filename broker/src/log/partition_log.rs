@@ -276,15 +276,21 @@ impl PartitionLog {
         self.append_leader(batches, leader_epoch, now_ms, Some(guard))
     }
 
-    /// Starts verifying a producer's transactional batch (see
-    /// [`ProducerStates::start_verification`]).
-    pub fn start_txn_verification(&mut self, producer_id: i64, epoch: i16) -> Option<VerificationGuard> {
-        self.producers.start_verification(producer_id, epoch)
+    /// Starts verifying a producer's transactional batch starting at
+    /// `base_sequence` (see [`ProducerStates::start_verification`]).
+    pub fn start_txn_verification(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        base_sequence: i32,
+    ) -> Option<VerificationGuard> {
+        self.producers.start_verification(producer_id, epoch, base_sequence)
     }
 
-    /// Drops a verification the coordinator refused.
-    pub fn abandon_txn_verification(&mut self, producer_id: i64, guard: VerificationGuard) {
-        self.producers.abandon_verification(producer_id, guard);
+    /// Drops a verification the coordinator refused (`retriable`: the
+    /// producer will retry; see [`ProducerStates::abandon_verification`]).
+    pub fn abandon_txn_verification(&mut self, producer_id: i64, guard: VerificationGuard, retriable: bool) {
+        self.producers.abandon_verification(producer_id, guard, retriable);
     }
 
     /// A leader append; `verify` holds the client's verification guard when
@@ -301,8 +307,13 @@ impl PartitionLog {
             return Ok(duplicate);
         }
         if let Some(guard) = verify {
+            let mut seen: Vec<i64> = Vec::new();
             for r in &refs {
-                self.producers.check_verified(&r.header, guard)?;
+                let first = !seen.contains(&r.header.producer_id);
+                if first {
+                    seen.push(r.header.producer_id);
+                }
+                self.producers.check_verified(&r.header, guard, first)?;
             }
         }
         let compacts = self.config.cleanup_policy.compacts();

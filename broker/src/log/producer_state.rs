@@ -24,7 +24,17 @@
 //! and a batch is appended only if it continues the producer's ongoing
 //! transaction at its epoch or holds the guard still current — so a
 //! verification that an abort overtook cannot open a transaction no
-//! coordinator will ever end. Verifications live in memory only.
+//! coordinator will ever end. A verification also remembers the lowest
+//! sequence it has seen (Kafka's `VerificationStateEntry.lowestSequence`):
+//! when pipelined first batches are verified concurrently and the earliest
+//! is refused for a while (CONCURRENT_TRANSACTIONS, retriable), a later one
+//! is refused OUT_OF_ORDER_SEQUENCE_NUMBER until the earliest is appended,
+//! instead of being appended first and leaving the retried earliest batch
+//! out of order for good. A verification the coordinator refused for a
+//! retriable reason is kept until the producer's batch is appended or a
+//! marker is written; at most
+//! [`MAX_ABANDONED_VERIFICATIONS`] such are kept. Verifications live in
+//! memory only.
 //!
 //! The state is rebuilt from batch headers on open, starting from the latest
 //! snapshot (`<offset>.snapshot`, JSON, written at segment roll and on flush)
@@ -117,6 +127,25 @@ impl VerificationGuard {
     }
 }
 
+/// Most verifications refused for a retriable reason kept per partition
+/// (each remembers its lowest sequence for the producer's retry); past it,
+/// the oldest refused ones are forgotten.
+pub const MAX_ABANDONED_VERIFICATIONS: usize = 1024;
+
+/// A verification under way (or refused, awaiting the producer's retry) of
+/// a producer's first transactional batches on this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Verifying {
+    /// The guard the verified append must hold.
+    guard: VerificationGuard,
+    /// The producer epoch being verified.
+    epoch: i16,
+    /// The lowest base sequence of the batches verified at that epoch.
+    lowest_sequence: i32,
+    /// The coordinator refused it (retriable) and no request started it since.
+    abandoned: bool,
+}
+
 /// Producer state of a partition.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerStates {
@@ -125,10 +154,10 @@ pub struct ProducerStates {
     /// first: derived from `producers`.
     #[serde(skip)]
     ongoing: BTreeSet<(i64, i64)>,
-    /// The current verification guard per producer id whose transaction on
-    /// this partition is being verified.
+    /// The current verification per producer id whose transaction on this
+    /// partition is being verified.
     #[serde(skip)]
-    verifying: HashMap<i64, VerificationGuard>,
+    verifying: HashMap<i64, Verifying>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -192,31 +221,79 @@ impl ProducerStates {
         self.producers.get(&producer_id).is_some_and(|e| e.epoch == epoch && e.txn_first_offset.is_some())
     }
 
-    /// Starts verifying a transactional batch of `producer_id` at `epoch`:
-    /// `None` when its transaction is already ongoing here (append without
-    /// asking the coordinator), else the guard to append with once the
-    /// coordinator confirmed — the current one if a verification is already
-    /// under way (concurrent first batches share it).
-    pub fn start_verification(&mut self, producer_id: i64, epoch: i16) -> Option<VerificationGuard> {
+    /// Starts verifying a transactional batch of `producer_id` at `epoch`
+    /// whose first batch here starts at `base_sequence`: `None` when its
+    /// transaction is already ongoing here (append without asking the
+    /// coordinator), else the guard to append with once the coordinator
+    /// confirmed — the current one if a verification at that epoch is
+    /// already under way (concurrent first batches share it, and the lowest
+    /// sequence is kept). A batch of an older epoch than the verification
+    /// under way gets a guard that is never current (the coordinator fences
+    /// it anyway); a newer epoch starts a new verification.
+    pub fn start_verification(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        base_sequence: i32,
+    ) -> Option<VerificationGuard> {
         if self.has_ongoing_txn(producer_id, epoch) {
             return None;
         }
-        Some(*self.verifying.entry(producer_id).or_insert_with(VerificationGuard::fresh))
+        match self.verifying.get_mut(&producer_id) {
+            Some(v) if v.epoch == epoch => {
+                v.lowest_sequence = v.lowest_sequence.min(base_sequence);
+                v.abandoned = false;
+                Some(v.guard)
+            }
+            Some(v) if v.epoch > epoch => Some(VerificationGuard::fresh()),
+            _ => {
+                let guard = VerificationGuard::fresh();
+                let v = Verifying { guard, epoch, lowest_sequence: base_sequence, abandoned: false };
+                self.verifying.insert(producer_id, v);
+                Some(guard)
+            }
+        }
     }
 
-    /// Drops `guard` if it is still `producer_id`'s current one (the
-    /// coordinator refused, so nothing will be appended with it).
-    pub fn abandon_verification(&mut self, producer_id: i64, guard: VerificationGuard) {
-        if self.verifying.get(&producer_id) == Some(&guard) {
+    /// The coordinator refused a request's verification under `guard`, so
+    /// that request appends nothing. When the refusal is `retriable` (the
+    /// coordinator busy or moving) the verification stays as it is, as
+    /// Kafka's does: concurrent requests sharing the guard that the
+    /// coordinator confirmed still append, and the producer's retry finds
+    /// the lowest sequence seen; otherwise (fenced, not in the transaction)
+    /// the verification is dropped and its guard stops being current.
+    pub fn abandon_verification(&mut self, producer_id: i64, guard: VerificationGuard, retriable: bool) {
+        let Some(v) = self.verifying.get_mut(&producer_id).filter(|v| v.guard == guard) else { return };
+        if !retriable {
             self.verifying.remove(&producer_id);
+            return;
+        }
+        v.abandoned = true;
+        let abandoned = self.verifying.values().filter(|v| v.abandoned).count();
+        if abandoned > MAX_ABANDONED_VERIFICATIONS {
+            // Forget the oldest refused verifications (guards are issued in order).
+            let mut oldest: Vec<(u64, i64)> =
+                self.verifying.iter().filter(|(_, v)| v.abandoned).map(|(pid, v)| (v.guard.0, *pid)).collect();
+            oldest.sort_unstable();
+            for (_, pid) in oldest.into_iter().take(abandoned - MAX_ABANDONED_VERIFICATIONS) {
+                self.verifying.remove(&pid);
+            }
         }
     }
 
     /// Checks that a transactional batch from a client may be appended:
     /// it continues its producer's ongoing transaction at its epoch, or
     /// `guard` is the producer's current verification guard. Other batches
-    /// pass. Refused with [`LogError::TxnNotVerified`] (INVALID_TXN_STATE).
-    pub fn check_verified(&self, header: &BatchHeader, guard: Option<VerificationGuard>) -> Result<(), LogError> {
+    /// pass. Refused with [`LogError::TxnNotVerified`] (INVALID_TXN_STATE),
+    /// or — for the producer's `first` batch of the request — with
+    /// [`LogError::OutOfOrderSequence`] while a batch with a lower sequence,
+    /// seen in the verification, is not appended yet.
+    pub fn check_verified(
+        &self,
+        header: &BatchHeader,
+        guard: Option<VerificationGuard>,
+        first: bool,
+    ) -> Result<(), LogError> {
         if !header.is_transactional() || header.is_control() || !header.has_producer_id() {
             return Ok(());
         }
@@ -224,8 +301,17 @@ impl ProducerStates {
         if self.has_ongoing_txn(pid, header.producer_epoch) {
             return Ok(());
         }
-        match guard {
-            Some(g) if self.verifying.get(&pid) == Some(&g) => Ok(()),
+        match (guard, self.verifying.get(&pid)) {
+            (Some(g), Some(v)) if v.guard == g => {
+                if first && v.epoch == header.producer_epoch && header.base_sequence > v.lowest_sequence {
+                    return Err(LogError::OutOfOrderSequence {
+                        producer_id: pid,
+                        expected: v.lowest_sequence,
+                        got: header.base_sequence,
+                    });
+                }
+                Ok(())
+            }
             _ => Err(LogError::TxnNotVerified { producer_id: pid, epoch: header.producer_epoch }),
         }
     }
@@ -475,29 +561,32 @@ mod tests {
         let mut s = ProducerStates::default();
         let first = txn_header(7, 0, 0, 2, 0);
         assert!(
-            matches!(s.check_verified(&first, None), Err(LogError::TxnNotVerified { producer_id: 7, epoch: 0 })),
+            matches!(s.check_verified(&first, None, true), Err(LogError::TxnNotVerified { producer_id: 7, epoch: 0 })),
             "no verification started"
         );
-        let guard = s.start_verification(7, 0).expect("no transaction open: verify");
-        assert_eq!(s.start_verification(7, 0), Some(guard), "concurrent first batches share the guard");
-        assert!(s.check_verified(&first, Some(guard)).is_ok());
-        assert!(s.check_verified(&header(7, 0, 0, 2, 0), None).is_ok(), "idempotent batches need no verification");
+        let guard = s.start_verification(7, 0, 0).expect("no transaction open: verify");
+        assert_eq!(s.start_verification(7, 0, 0), Some(guard), "concurrent first batches share the guard");
+        assert!(s.check_verified(&first, Some(guard), true).is_ok());
+        assert!(
+            s.check_verified(&header(7, 0, 0, 2, 0), None, true).is_ok(),
+            "idempotent batches need no verification"
+        );
         s.update(&first, None);
         // The transaction is ongoing: no verification, no guard needed.
-        assert_eq!(s.start_verification(7, 0), None);
-        assert!(s.check_verified(&txn_header(7, 0, 2, 1, 2), None).is_ok());
-        assert!(s.check_verified(&txn_header(7, 0, 2, 1, 2), Some(guard)).is_ok());
+        assert_eq!(s.start_verification(7, 0, 0), None);
+        assert!(s.check_verified(&txn_header(7, 0, 2, 1, 2), None, true).is_ok());
+        assert!(s.check_verified(&txn_header(7, 0, 2, 1, 2), Some(guard), true).is_ok());
         // The old guard was used up: a later verification gets a new one.
         s.update(&marker_header(7, 0, 2), Some(EndTxnMarker { committed: true, coordinator_epoch: 0 }));
-        let next = s.start_verification(7, 0).unwrap();
+        let next = s.start_verification(7, 0, 0).unwrap();
         assert_ne!(next, guard);
         assert!(matches!(
-            s.check_verified(&txn_header(7, 0, 2, 1, 3), Some(guard)),
+            s.check_verified(&txn_header(7, 0, 2, 1, 3), Some(guard), true),
             Err(LogError::TxnNotVerified { .. })
         ));
         // A newer epoch is not the ongoing transaction of the older one.
         s.update(&txn_header(7, 0, 2, 1, 3), None);
-        assert!(s.start_verification(7, 1).is_some());
+        assert!(s.start_verification(7, 1, 0).is_some());
     }
 
     #[test]
@@ -527,23 +616,56 @@ mod tests {
     #[test]
     fn a_marker_between_verification_and_append_refuses_the_append() {
         let mut s = ProducerStates::default();
-        let guard = s.start_verification(7, 0).unwrap();
+        let guard = s.start_verification(7, 0, 0).unwrap();
         // The coordinator said yes, but the transaction aborts before the
         // append: its marker (written to every partition in it) clears the guard.
         s.update(&marker_header(7, 0, 0), Some(EndTxnMarker { committed: false, coordinator_epoch: 0 }));
         assert!(
-            matches!(s.check_verified(&txn_header(7, 0, 0, 1, 1), Some(guard)), Err(LogError::TxnNotVerified { .. })),
+            matches!(
+                s.check_verified(&txn_header(7, 0, 0, 1, 1), Some(guard), true),
+                Err(LogError::TxnNotVerified { .. })
+            ),
             "a verified append after the abort marker is refused"
         );
         assert_eq!(s.first_unstable_offset(), None, "no transaction was opened");
         // A refused verification is dropped; another producer's guard stays.
-        let other = s.start_verification(8, 0).unwrap();
-        let mine = s.start_verification(7, 0).unwrap();
-        s.abandon_verification(7, other);
-        assert!(s.check_verified(&txn_header(7, 0, 0, 1, 1), Some(mine)).is_ok(), "not its guard: kept");
-        s.abandon_verification(7, mine);
-        assert!(s.check_verified(&txn_header(7, 0, 0, 1, 1), Some(mine)).is_err());
-        assert!(s.check_verified(&txn_header(8, 0, 0, 1, 1), Some(other)).is_ok());
+        let other = s.start_verification(8, 0, 0).unwrap();
+        let mine = s.start_verification(7, 0, 0).unwrap();
+        s.abandon_verification(7, other, false);
+        assert!(s.check_verified(&txn_header(7, 0, 0, 1, 1), Some(mine), true).is_ok(), "not its guard: kept");
+        s.abandon_verification(7, mine, false);
+        assert!(s.check_verified(&txn_header(7, 0, 0, 1, 1), Some(mine), true).is_err());
+        assert!(s.check_verified(&txn_header(8, 0, 0, 1, 1), Some(other), true).is_ok());
+    }
+
+    #[test]
+    fn refused_retriable_verifications_keep_their_lowest_sequence_within_a_bound() {
+        let mut s = ProducerStates::default();
+        for pid in 0..(MAX_ABANDONED_VERIFICATIONS as i64 + 10) {
+            let g = s.start_verification(pid, 0, 0).unwrap();
+            s.abandon_verification(pid, g, true);
+        }
+        assert_eq!(s.verifying.len(), MAX_ABANDONED_VERIFICATIONS, "the oldest refused ones are forgotten");
+        assert!(!s.verifying.contains_key(&0) && s.verifying.contains_key(&(MAX_ABANDONED_VERIFICATIONS as i64 + 9)));
+        // A later batch of a kept one is held back; of a forgotten one, not.
+        let kept = MAX_ABANDONED_VERIFICATIONS as i64 + 9;
+        let g = s.start_verification(kept, 0, 4).unwrap();
+        assert!(matches!(
+            s.check_verified(&txn_header(kept, 0, 4, 1, 0), Some(g), true),
+            Err(LogError::OutOfOrderSequence { expected: 0, got: 4, .. })
+        ));
+        assert!(
+            s.check_verified(&txn_header(kept, 0, 4, 1, 0), Some(g), false).is_ok(),
+            "not the first of its request"
+        );
+        let g = s.start_verification(0, 0, 4).unwrap();
+        assert!(s.check_verified(&txn_header(0, 0, 4, 1, 0), Some(g), true).is_ok());
+        // An older epoch than the verification under way never gets its guard.
+        let stale = s.start_verification(kept, -1, 0).unwrap();
+        assert!(matches!(
+            s.check_verified(&txn_header(kept, -1, 0, 1, 0), Some(stale), true),
+            Err(LogError::TxnNotVerified { .. })
+        ));
     }
 
     #[test]

@@ -257,18 +257,54 @@ fn a_client_transactional_batch_needs_an_ongoing_transaction_or_a_current_verifi
     assert!(matches!(refused, Err(LogError::TxnNotVerified { producer_id: 1, .. })), "{refused:?}");
     assert_eq!((log.log_end_offset(), log.first_unstable_offset()), (0, None), "nothing written");
 
-    let guard = log.start_txn_verification(1, 0).unwrap();
+    let guard = log.start_txn_verification(1, 0, 0).unwrap();
     log.append_as_leader_verified(&txn_batch(1, 0, 2), 0, 0, Some(guard)).unwrap(); // 0..=1
-    assert_eq!(log.start_txn_verification(1, 0), None, "ongoing: no verification");
+    assert_eq!(log.start_txn_verification(1, 0, 2), None, "ongoing: no verification");
     log.append_as_leader_verified(&txn_batch(1, 2, 1), 0, 0, None).unwrap(); // 2
     log.append_as_leader_verified(&encode_batch(1, 1, 1, Compression::None), 0, 0, None).unwrap(); // 3
 
     // Verified for the next transaction, but the abort marker of the
     // current one lands before the append: the append is refused.
     log.append_txn_marker(1, 0, COMMIT, 0, 0).unwrap(); // 4
-    let guard = log.start_txn_verification(1, 0).unwrap();
+    let guard = log.start_txn_verification(1, 0, 3).unwrap();
     log.append_txn_marker(1, 0, ABORT, 0, 0).unwrap(); // 5
     let late = log.append_as_leader_verified(&txn_batch(1, 3, 1), 0, 0, Some(guard));
     assert!(matches!(late, Err(LogError::TxnNotVerified { .. })), "{late:?}");
     assert_eq!((log.log_end_offset(), log.first_unstable_offset()), (6, None), "nothing written, nothing open");
+}
+
+#[test]
+fn a_later_first_batch_waits_for_an_earlier_one_whose_verification_was_refused() {
+    // Pipelined first batches of a transaction (sequences 0 and 2): the
+    // coordinator is busy for the first (CONCURRENT_TRANSACTIONS, retriable)
+    // and confirms the second. The second must not be appended before the
+    // first, or the first's retry would be out of order for good.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), tp(), LogConfig::default()).unwrap();
+    let first = log.start_txn_verification(1, 0, 0).unwrap();
+    let second = log.start_txn_verification(1, 0, 2).unwrap();
+    log.abandon_txn_verification(1, first, true);
+    let early = log.append_as_leader_verified(&txn_batch(1, 2, 1), 0, 0, Some(second));
+    assert!(matches!(early, Err(LogError::OutOfOrderSequence { expected: 0, got: 2, .. })), "{early:?}");
+    assert_eq!(log.log_end_offset(), 0, "nothing written");
+    // The retry of the first is verified (the same verification) and
+    // appended; then the second goes on.
+    let retry = log.start_txn_verification(1, 0, 0).unwrap();
+    assert_eq!(retry, second);
+    log.append_as_leader_verified(&txn_batch(1, 0, 2), 0, 0, Some(retry)).unwrap(); // 0..=1
+    assert_eq!(log.start_txn_verification(1, 0, 2), None, "ongoing now");
+    log.append_as_leader_verified(&txn_batch(1, 2, 1), 0, 0, None).unwrap(); // 2
+    assert_eq!(log.log_end_offset(), 3);
+
+    // A refusal that is not retriable (fenced) drops the verification: its
+    // guard is no longer current, a new verification gets another.
+    log.append_txn_marker(1, 0, COMMIT, 0, 0).unwrap(); // 3
+    let fenced = log.start_txn_verification(1, 0, 3).unwrap();
+    log.abandon_txn_verification(1, fenced, false);
+    let r = log.append_as_leader_verified(&txn_batch(1, 3, 1), 0, 0, Some(fenced));
+    assert!(matches!(r, Err(LogError::TxnNotVerified { .. })), "{r:?}");
+    let next = log.start_txn_verification(1, 0, 3).unwrap();
+    assert_ne!(next, fenced);
+    log.append_as_leader_verified(&txn_batch(1, 3, 1), 0, 0, Some(next)).unwrap(); // 4
+    assert_eq!(log.log_end_offset(), 5);
 }

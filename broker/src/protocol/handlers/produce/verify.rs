@@ -71,7 +71,10 @@ impl Verified {
             None => Ok(None),
             Some((_, guard, None)) => Ok(Some(guard)),
             Some((producer_id, guard, Some(e))) => {
-                partition.log().write().abandon_txn_verification(producer_id, guard);
+                // The retriable refusals (the coordinator busy or moving) come
+                // back as NOT_ENOUGH_REPLICAS: the producer will send again.
+                let retriable = e.code() == ResponseError::NotEnoughReplicas.code();
+                partition.log().write().abandon_txn_verification(producer_id, guard, retriable);
                 Err(e)
             }
         }
@@ -85,19 +88,20 @@ pub async fn verify(broker: &Arc<Broker>, request: &ProduceRequest, version: i16
         return Verified::default();
     };
     let mut producers: Vec<(i64, i16)> = Vec::new();
-    let mut wanted: Vec<TopicPartition> = Vec::new();
+    // Each partition with transactional batches, and the base sequence of its first.
+    let mut wanted: Vec<(TopicPartition, i32)> = Vec::new();
     for topic in &request.topic_data {
         for p in &topic.partition_data {
             let Some(records) = p.records.as_deref() else { continue };
-            let mut any = false;
+            let mut first_sequence = None;
             for header in transactional_batches(records) {
-                any = true;
+                first_sequence.get_or_insert(header.base_sequence);
                 if !producers.contains(&(header.producer_id, header.producer_epoch)) {
                     producers.push((header.producer_id, header.producer_epoch));
                 }
             }
-            if any {
-                wanted.push(TopicPartition { topic: topic.name.to_string(), partition: p.index });
+            if let Some(sequence) = first_sequence {
+                wanted.push((TopicPartition { topic: topic.name.to_string(), partition: p.index }, sequence));
             }
         }
     }
@@ -118,7 +122,7 @@ pub async fn verify(broker: &Arc<Broker>, request: &ProduceRequest, version: i16
     // The common case, without leaving this thread: every partition's
     // transaction is already ongoing (a log busy appending is left to the
     // blocking step below).
-    wanted.retain(|tp| {
+    wanted.retain(|(tp, _)| {
         let Some(partition) = broker.partition(tp) else { return false };
         partition.log().try_read().is_none_or(|log| !log.producer_states().has_ongoing_txn(producer_id, epoch))
     });
@@ -129,9 +133,9 @@ pub async fn verify(broker: &Arc<Broker>, request: &ProduceRequest, version: i16
     let started: Vec<(TopicPartition, VerificationGuard)> = blocking(move || {
         wanted
             .into_iter()
-            .filter_map(|tp| {
+            .filter_map(|(tp, sequence)| {
                 let partition = b.partition(&tp).filter(|p| p.is_leader())?;
-                let guard = partition.log().write().start_txn_verification(producer_id, epoch)?;
+                let guard = partition.log().write().start_txn_verification(producer_id, epoch, sequence)?;
                 Some((tp, guard))
             })
             .collect()
