@@ -42,6 +42,17 @@
 #                                 stays on). Client certificates are required.
 #         --internal-port PORT    the INTERNAL listener's port (needed with
 #                                 --internal-tls)
+#         --sasl-ssl-port PORT    add a second client listener, SASL_SSL on
+#                                 127.0.0.1:PORT (listener name SASL_SSL,
+#                                 beside PLAINTEXT on KAFKA_PORT, which stays
+#                                 the inter-broker listener). Its TLS and SASL
+#                                 settings come as KEY=VALUE pairs, e.g.
+#                                 listener.name.sasl_ssl.ssl.keystore.type=PEM
+#                                 listener.name.sasl_ssl.ssl.keystore.location=FILE
+#                                 listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+#                                 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=...
+#                                 (strom-bench --client-sasl-ssl passes the same
+#                                 ones to Strom and to Kafka)
 #   run-kafka.sh cluster-id
 #       Print a fresh random cluster id for --cluster-id.
 #   run-kafka.sh tools-classpath
@@ -58,7 +69,7 @@ KAFKA_VERSION="${KAFKA_VERSION:-4.3.1}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${HOME}/.cache/strom/kafka-${KAFKA_VERSION}"
 JAVA="${JAVA_HOME:+${JAVA_HOME}/bin/}java"
-START_OPTIONS="[--node-id N] [--voters ID@HOST:PORT,...] [--cluster-id ID] [--internal-tls DIR --internal-port PORT]"
+START_OPTIONS="[--node-id N] [--voters ID@HOST:PORT,...] [--cluster-id ID] [--internal-tls DIR --internal-port PORT] [--sasl-ssl-port PORT]"
 
 die() {
     echo "run-kafka.sh: $*" >&2
@@ -98,7 +109,7 @@ cluster_id() {
 }
 
 start() {
-    local node_id=1 voters="" cid="" tls_dir="" internal_port=""
+    local node_id=1 voters="" cid="" tls_dir="" internal_port="" sasl_ssl_port=""
     while [[ "${1:-}" == --* ]]; do
         [[ $# -ge 2 ]] || die "$1 needs a value"
         case "$1" in
@@ -107,6 +118,7 @@ start() {
         --cluster-id) cid="$2" ;;
         --internal-tls) tls_dir="$2" ;;
         --internal-port) internal_port="$2" ;;
+        --sasl-ssl-port) sasl_ssl_port="$2" ;;
         *) die "unknown option $1 (options: ${START_OPTIONS})" ;;
         esac
         shift 2
@@ -127,6 +139,8 @@ start() {
     elif [[ -n "${internal_port}" ]]; then
         die "--internal-port is only for --internal-tls"
     fi
+    [[ -z "${sasl_ssl_port}" || "${sasl_ssl_port}" =~ ^[0-9]+$ ]] ||
+        die "--sasl-ssl-port must be a port number, got '${sasl_ssl_port}'"
     if [[ -z "${voters}" ]]; then
         voters="${node_id}@127.0.0.1:${controller_port}"
         cid="${cid:-$(cluster_id)}"
@@ -156,6 +170,11 @@ start() {
         advertised="PLAINTEXT://127.0.0.1:${kafka_port}"
         inter_broker=PLAINTEXT
         protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    fi
+    if [[ -n "${sasl_ssl_port}" ]]; then
+        listeners="${listeners},SASL_SSL://127.0.0.1:${sasl_ssl_port}"
+        advertised="${advertised},SASL_SSL://127.0.0.1:${sasl_ssl_port}"
+        protocols="${protocols},SASL_SSL:SASL_SSL"
     fi
     cat >"${props}" <<EOF
 process.roles=broker,controller

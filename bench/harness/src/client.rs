@@ -1,6 +1,8 @@
 //! The librdkafka-based load generator (through the `rdkafka` crate): topic
 //! administration, a producer at full speed or at a fixed rate, a consumer
-//! that reads a topic to its end, and the end-to-end latency probe.
+//! that reads a topic to its end (and a read_committed one that counts the
+//! committed records of a transactional topic), and the end-to-end latency
+//! probe.
 //!
 //! The same client settings go to both systems. At a fixed rate, latency is
 //! measured from the moment a record was *due* to be sent, not from when the
@@ -288,6 +290,70 @@ pub fn consume_all(bootstrap: &str, topic: &str) -> Result<ConsumeOutcome> {
             None => {
                 if last_progress.elapsed() > Duration::from_secs(60) {
                     bail!("consuming {topic}: stuck at {} of {want} records for 60 s", outcome.records);
+                }
+            }
+        }
+    }
+    outcome.elapsed = began.elapsed();
+    Ok(outcome)
+}
+
+/// Counts the records a `read_committed` consumer reads from every
+/// partition of `topic`, from the start to each partition's end: the
+/// committed records of a topic written in transactions (its offsets also
+/// hold the transaction markers, so the high watermarks do not say how many
+/// records there are, and [`consume_all`] does not apply). Reads on until
+/// every partition has reported its end after its last record and at least
+/// `expected` records came, or until nothing came for 10 s with every
+/// partition at its end (a shortfall, which the caller's check reports);
+/// more than `expected` shows as more. Checks that no offset is read twice.
+pub fn consume_committed(bootstrap: &str, topic: &str, expected: u64) -> Result<ConsumeOutcome> {
+    let partitions = end_offsets(bootstrap, topic)?.len();
+    let consumer: BaseConsumer = consumer_config(bootstrap)
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut next: Vec<i64> = vec![0; partitions];
+    let mut at_end = vec![false; partitions];
+    let mut outcome = ConsumeOutcome::default();
+    let began = Instant::now();
+    let mut last_progress = Instant::now();
+    loop {
+        let all_at_end = at_end.iter().all(|e| *e);
+        if all_at_end && (outcome.records >= expected || last_progress.elapsed() > Duration::from_secs(10)) {
+            break;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let p = usize::try_from(message.partition()).ok().filter(|p| *p < partitions).with_context(|| {
+                    format!("{topic}: a record from partition {} of {partitions}", message.partition())
+                })?;
+                if message.offset() < next[p] {
+                    bail!("{topic}-{p}: offset {} read twice", message.offset());
+                }
+                next[p] = message.offset() + 1;
+                at_end[p] = false;
+                outcome.records += 1;
+                outcome.bytes += message.payload_len() as u64;
+                last_progress = Instant::now();
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                if let Some(end) = usize::try_from(p).ok().and_then(|p| at_end.get_mut(p)) {
+                    *end = true;
+                }
+            }
+            Some(Err(e)) => bail!("consuming {topic} read_committed: {e}"),
+            None => {
+                if last_progress.elapsed() > Duration::from_secs(60) {
+                    bail!(
+                        "consuming {topic} read_committed: stuck at {} of {expected} records for 60 s",
+                        outcome.records
+                    );
                 }
             }
         }

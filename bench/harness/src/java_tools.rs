@@ -2,7 +2,14 @@
 //! quotes: `ProducerPerformance` (kafka-producer-perf-test.sh) and
 //! `ConsumerPerformance` (kafka-consumer-perf-test.sh) from the kafka-tools
 //! jar, run as `java` processes with the JVM options of those scripts
-//! (`-Xmx512M`), and their summary lines parsed.
+//! (`-Xmx512M`), and their summary lines parsed. Either tool can take a
+//! client config file (`--command-config`: SASL_SSL, see [`crate::secure`]);
+//! ProducerPerformance can run transactions and ConsumerPerformance read
+//! with `isolation.level=read_committed` (scenario 8).
+//!
+//! With the broker's classpath as well ([`JavaTools::with_admin_classpath`]),
+//! also `kafka-configs.sh`'s `kafka.admin.ConfigCommand`, which creates SCRAM
+//! users on both systems the same way.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -14,8 +21,18 @@ use anyhow::{Context, Result, bail};
 /// Every run's full output goes to `<log_dir>/java-<n>-<tool>.log`.
 pub struct JavaTools {
     classpath: String,
+    /// The broker's classpath (`run-kafka.sh classpath`), for ConfigCommand.
+    admin_classpath: Option<String>,
     log_dir: PathBuf,
     runs: Cell<u32>,
+}
+
+/// ProducerPerformance's transactions: `--transactional-id` and
+/// `--transaction-duration-ms` (a commit once a transaction is that old).
+#[derive(Debug, Clone, Copy)]
+pub struct JavaTransactions<'a> {
+    pub id: &'a str,
+    pub duration_ms: u64,
 }
 
 /// One ProducerPerformance run: `records` records of `record_bytes` to
@@ -32,6 +49,23 @@ pub struct JavaProduce<'a> {
     pub acks: &'a str,
     pub rate: Option<f64>,
     pub warmup_records: u64,
+    /// A client config file (`--command-config`), e.g. for SASL_SSL.
+    pub config: Option<&'a Path>,
+    /// Produce in transactions.
+    pub transactions: Option<JavaTransactions<'a>>,
+}
+
+/// One ConsumerPerformance run: `records` records of `topic` in the fresh
+/// group `group`, with the client config file `config` if any, and
+/// `isolation.level=read_committed` if `read_committed`.
+#[derive(Debug, Clone, Copy)]
+pub struct JavaConsume<'a> {
+    pub bootstrap: &'a str,
+    pub topic: &'a str,
+    pub records: u64,
+    pub group: &'a str,
+    pub config: Option<&'a Path>,
+    pub read_committed: bool,
 }
 
 /// What a ProducerPerformance run printed: the summary of the whole run and,
@@ -77,12 +111,29 @@ impl JavaTools {
         if classpath.is_empty() {
             bail!("{} is empty: rerun `bench/kafka/run-kafka.sh tools-classpath`", classpath_file.display());
         }
-        Ok(JavaTools { classpath, log_dir: log_dir.to_owned(), runs: Cell::new(0) })
+        Ok(JavaTools { classpath, admin_classpath: None, log_dir: log_dir.to_owned(), runs: Cell::new(0) })
+    }
+
+    /// Adds the broker's classpath, read from the file `run-kafka.sh
+    /// classpath` printed, for [`JavaTools::config_command`].
+    pub fn with_admin_classpath(mut self, classpath_file: &Path) -> Result<JavaTools> {
+        let text = std::fs::read_to_string(classpath_file)
+            .with_context(|| format!("reading Kafka's broker classpath {}", classpath_file.display()))?;
+        let classpath = text.trim().to_owned();
+        if classpath.is_empty() {
+            bail!("{} is empty: rerun `bench/kafka/run-kafka.sh classpath`", classpath_file.display());
+        }
+        self.admin_classpath = Some(classpath);
+        Ok(self)
     }
 
     fn run(&self, class: &str, args: &[String]) -> Result<(String, String)> {
+        self.run_with(&self.classpath, class, args)
+    }
+
+    fn run_with(&self, classpath: &str, class: &str, args: &[String]) -> Result<(String, String)> {
         let out = Command::new("java")
-            .args(["-Xmx512M", "-cp", &self.classpath, class])
+            .args(["-Xmx512M", "-cp", classpath, class])
             .args(args)
             .output()
             .with_context(|| format!("running java {class}"))?;
@@ -103,7 +154,8 @@ impl JavaTools {
 
     /// Runs ProducerPerformance as `spec` says.
     pub fn produce(&self, spec: &JavaProduce) -> Result<ProducerRun> {
-        let JavaProduce { bootstrap, topic, records, record_bytes, acks, rate, warmup_records } = *spec;
+        let JavaProduce { bootstrap, topic, records, record_bytes, acks, rate, warmup_records, config, transactions } =
+            *spec;
         let mut args: Vec<String> = vec![
             "--topic".into(),
             topic.into(),
@@ -119,6 +171,17 @@ impl JavaTools {
         ];
         if warmup_records > 0 {
             args.extend(["--warmup-records".into(), warmup_records.to_string()]);
+        }
+        if let Some(config) = config {
+            args.extend(["--command-config".into(), config.display().to_string()]);
+        }
+        if let Some(JavaTransactions { id, duration_ms }) = transactions {
+            args.extend([
+                "--transactional-id".into(),
+                id.into(),
+                "--transaction-duration-ms".into(),
+                duration_ms.to_string(),
+            ]);
         }
         let (stdout, stderr) = self.run("org.apache.kafka.tools.ProducerPerformance", &args)?;
         let run = parse_producer_run(&stdout)
@@ -142,9 +205,10 @@ impl JavaTools {
         Ok(run)
     }
 
-    /// Runs ConsumerPerformance: reads `records` records of `topic` in a fresh group.
-    pub fn consume(&self, bootstrap: &str, topic: &str, records: u64, group: &str) -> Result<ConsumerSummary> {
-        let args: Vec<String> = vec![
+    /// Runs ConsumerPerformance as `spec` says.
+    pub fn consume(&self, spec: &JavaConsume) -> Result<ConsumerSummary> {
+        let JavaConsume { bootstrap, topic, records, group, config, read_committed } = *spec;
+        let mut args: Vec<String> = vec![
             "--bootstrap-server".into(),
             bootstrap.into(),
             "--topic".into(),
@@ -156,9 +220,27 @@ impl JavaTools {
             "--timeout".into(),
             "60000".into(),
         ];
+        if let Some(config) = config {
+            args.extend(["--command-config".into(), config.display().to_string()]);
+        }
+        if read_committed {
+            args.extend(["--command-property".into(), "isolation.level=read_committed".into()]);
+        }
         let (stdout, stderr) = self.run("org.apache.kafka.tools.ConsumerPerformance", &args)?;
         parse_consumer_summary(&stdout)
             .with_context(|| format!("no summary line from ConsumerPerformance:\n{stdout}\n{stderr}"))
+    }
+
+    /// Runs `kafka-configs.sh` (`kafka.admin.ConfigCommand`, from the
+    /// broker's jars) with `args`; its stdout. Needs
+    /// [`JavaTools::with_admin_classpath`].
+    pub fn config_command(&self, args: &[String]) -> Result<String> {
+        let classpath = self
+            .admin_classpath
+            .as_deref()
+            .context("ConfigCommand needs Kafka's broker classpath (JavaTools::with_admin_classpath)")?;
+        let (stdout, _) = self.run_with(classpath, "kafka.admin.ConfigCommand", args)?;
+        Ok(stdout)
     }
 }
 

@@ -1,5 +1,6 @@
 //! `strom-bench`: Strom and Apache Kafka side by side on one machine, with
-//! the same load generators, in the same run (issue 9's scenarios 1–7).
+//! the same load generators, in the same run (issue 9's scenarios 1–7 and
+//! scenario 8, transactions).
 //!
 //! Normally started by `bench/run.sh`, which builds the release broker and
 //! this binary and resolves Kafka's jars first. Writes `report.md` (and
@@ -13,6 +14,8 @@ mod java_tools;
 mod process;
 mod report;
 mod scenarios;
+mod secure;
+mod txn_scenario;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -40,7 +43,8 @@ struct Args {
     /// Run directory: data directories, logs, the report. Must not exist yet.
     #[arg(long)]
     out: PathBuf,
-    /// Scenarios to run, e.g. 1,4,6 (default: all seven).
+    /// Scenarios to run, e.g. 1,4,6 (default: 1 to 7; 8, transactions, is
+    /// opt-in: `--scenarios 8`, or add it to a list).
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,7")]
     scenarios: Vec<u8>,
     /// Rounds per scenario (each round runs both systems, alternating which goes first).
@@ -59,6 +63,14 @@ struct Args {
     /// (needs scenario 2).
     #[arg(long)]
     internal_tls: bool,
+    /// Also run scenarios 1 and 4 over a SASL_SSL client listener with
+    /// SCRAM-SHA-512 on the same single brokers (a second listener beside
+    /// PLAINTEXT; the same certificate and settings on both systems; the
+    /// user made with kafka-configs.sh), in the same rounds, with the Java
+    /// tools (librdkafka here has no SSL), and report SASL_SSL against
+    /// plaintext and Strom against Kafka (needs scenario 1 or 4).
+    #[arg(long)]
+    client_sasl_ssl: bool,
     /// Kafka version (for the report; run-kafka.sh reads KAFKA_VERSION).
     #[arg(long, env = "KAFKA_VERSION", default_value = "4.3.1")]
     kafka_version: String,
@@ -66,11 +78,14 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if let Some(bad) = args.scenarios.iter().find(|s| !(1..=7).contains(*s)) {
-        bail!("--scenarios: {bad} is not a scenario; allowed are 1 to 7");
+    if let Some(bad) = args.scenarios.iter().find(|s| !(1..=8).contains(*s)) {
+        bail!("--scenarios: {bad} is not a scenario; allowed are 1 to 8");
     }
     if args.internal_tls && !args.scenarios.contains(&2) {
         bail!("--internal-tls measures scenario 2 with TLS between brokers; add 2 to --scenarios");
+    }
+    if args.client_sasl_ssl && !args.scenarios.iter().any(|s| [1, 4].contains(s)) {
+        bail!("--client-sasl-ssl measures scenarios 1 and 4 with clients on SASL_SSL; add 1 or 4 to --scenarios");
     }
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
@@ -90,9 +105,13 @@ fn main() -> Result<()> {
     let out = args.out.canonicalize()?;
     let programs =
         Programs { strom_broker: args.strom_broker.canonicalize()?, run_kafka: args.run_kafka.canonicalize()? };
-    let tools = JavaTools::load(&args.tools_classpath, &out)?;
+    let mut tools = JavaTools::load(&args.tools_classpath, &out)?;
+    if args.client_sasl_ssl {
+        tools = tools.with_admin_classpath(&broker_classpath(&programs.run_kafka)?)?;
+    }
     let plan = Plan::full(args.rounds).scaled(args.scale);
-    let mut bench = Bench::new(programs, tools, plan.clone(), out.clone(), args.profile, args.internal_tls);
+    let mut bench =
+        Bench::new(programs, tools, plan.clone(), out.clone(), args.profile, args.internal_tls, args.client_sasl_ssl);
 
     let began = Instant::now();
     let has = |n: u8| args.scenarios.contains(&n);
@@ -108,9 +127,10 @@ fn main() -> Result<()> {
         let r = bench.single_broker_throughput(has(1), has(4));
         step("scenarios 1 and 4", r);
     }
-    if has(2) || has(3) {
-        let r = bench.cluster_scenarios(has(3));
-        step("scenarios 2 and 3", r);
+    if has(2) || has(3) || has(8) {
+        let r = bench.cluster_scenarios(has(2) || has(3), has(3), has(8));
+        let names: Vec<String> = [2, 3, 8].into_iter().filter(|s| has(*s)).map(|s| s.to_string()).collect();
+        step(&format!("scenario(s) {} (three brokers)", names.join(", ")), r);
     }
     if has(5) {
         let r = bench.scenario5();
@@ -173,6 +193,11 @@ fn header(args: &Args, plan: &Plan, seconds: f64) -> String {
     } else {
         "plain (Strom multi-broker: `--internal-insecure`; Kafka: PLAINTEXT inter-broker and controller listeners)"
     };
+    let clients = if args.client_sasl_ssl {
+        "plaintext, and in scenarios 1 and 4 also the Java tools over a second SASL_SSL listener (SCRAM-SHA-512) of the same brokers"
+    } else {
+        "always plaintext"
+    };
     format!(
         "## Strom vs Apache Kafka {kafka}, side by side\n\n\
          - run: {date}, {seconds:.0} s, {rounds} rounds per scenario (alternating which system goes first), scale {scale}\n\
@@ -182,7 +207,7 @@ fn header(args: &Args, plan: &Plan, seconds: f64) -> String {
          - clients: Apache Kafka {kafka}'s ProducerPerformance/ConsumerPerformance (Java, `-Xmx512M`), librdkafka {librdkafka} (this harness)\n\
          - durability: neither broker fsyncs on produce (`log.flush.interval.messages` and `log.flush.interval.ms` at their default, Long.MAX, on both); acknowledged data is durable by replication (scenarios 2–3) or, on one node, by the page cache\n\
          - settings on both: {common}; on Kafka only: {kafka_only} (frees deleted topics' disk between runs as Strom does)\n\
-         - traffic between brokers: {internal}; clients always plaintext\n\
+         - traffic between brokers: {internal}; clients {clients}\n\
          - workload sizes: {plan:?}\n\n",
         kafka = args.kafka_version,
         rounds = args.rounds,
@@ -190,6 +215,25 @@ fn header(args: &Args, plan: &Plan, seconds: f64) -> String {
         common = settings(COMMON_SETTINGS),
         kafka_only = settings(KAFKA_ONLY_SETTINGS),
     )
+}
+
+/// The file `run-kafka.sh classpath` names: Kafka's broker jars (for
+/// kafka-configs.sh's ConfigCommand).
+fn broker_classpath(run_kafka: &std::path::Path) -> Result<PathBuf> {
+    let out = Command::new("bash")
+        .arg(run_kafka)
+        .arg("classpath")
+        .output()
+        .with_context(|| format!("running {} classpath", run_kafka.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} classpath failed ({}): {}",
+            run_kafka.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {

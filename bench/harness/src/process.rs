@@ -10,9 +10,12 @@
 //!
 //! A cluster's [`Security`] says whether the brokers' own traffic (Strom's
 //! internal plane: replication, Raft, Admin; Kafka's inter-broker and
-//! controller listeners) is plain or on mutual TLS. Clients always connect
-//! in plaintext, so a run measures only what encrypting the replication
-//! path costs.
+//! controller listeners) is plain or on mutual TLS. Clients connect in
+//! plaintext on every node's PLAINTEXT listener; a cluster started with a
+//! key store ([`Cluster::start_with_clients`]) also serves clients on a
+//! second listener, [`SASL_SSL_LISTENER`], SASL_SSL with SCRAM-SHA-512
+//! ([`sasl_ssl_settings`], the same on both systems), while the PLAINTEXT
+//! one stays for setup, readiness and the read-back checks.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -113,6 +116,8 @@ struct Node {
     command: Vec<String>,
     env: Vec<(String, String)>,
     bootstrap: String,
+    /// The SASL_SSL listener's address, if the cluster has one.
+    sasl_ssl: Option<String>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -220,14 +225,36 @@ impl Cluster {
         nodes: usize,
         settings: &[(&str, &str)],
     ) -> Result<Cluster> {
+        Cluster::start_with_clients(system, security, programs, dir, nodes, settings, None)
+    }
+
+    /// [`Cluster::start`], and with `sasl_ssl_keystore` (a PEM key store:
+    /// unencrypted private key, then the certificate chain) every node also
+    /// serves clients on a listener [`SASL_SSL_LISTENER`] with
+    /// [`sasl_ssl_settings`]. Its SCRAM users are the caller's to create
+    /// (through the PLAINTEXT listener).
+    pub fn start_with_clients(
+        system: System,
+        security: Security,
+        programs: &Programs,
+        dir: &Path,
+        nodes: usize,
+        settings: &[(&str, &str)],
+        sasl_ssl_keystore: Option<&Path>,
+    ) -> Result<Cluster> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut all: Vec<(String, String)> =
             COMMON_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         all.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        // Client, internal (Strom) or controller (Kafka), HTTP (Strom) and,
-        // for Kafka with internal TLS, its inter-broker listener.
-        let ports: Vec<[u16; 4]> =
-            (0..nodes).map(|_| Ok([free_port()?, free_port()?, free_port()?, free_port()?])).collect::<Result<_>>()?;
+        if let Some(keystore) = sasl_ssl_keystore {
+            all.extend(sasl_ssl_settings(keystore));
+        }
+        // Client, internal (Strom) or controller (Kafka), HTTP (Strom), for
+        // Kafka with internal TLS its inter-broker listener, and the SASL_SSL
+        // client listener (used only with a key store).
+        let ports: Vec<[u16; 5]> = (0..nodes)
+            .map(|_| Ok([free_port()?, free_port()?, free_port()?, free_port()?, free_port()?]))
+            .collect::<Result<_>>()?;
         let voters =
             ports.iter().enumerate().map(|(i, p)| format!("{i}@127.0.0.1:{}", p[1])).collect::<Vec<_>>().join(",");
         let cluster_id = match system {
@@ -242,8 +269,9 @@ impl Cluster {
             write_certs(programs, &certs, nodes)?;
         }
         let mut list = Vec::new();
-        for (i, [port, quorum, http, kafka_internal]) in ports.into_iter().enumerate() {
+        for (i, [port, quorum, http, kafka_internal, sasl_ssl_port]) in ports.into_iter().enumerate() {
             let node_dir = dir.join(format!("node-{i}"));
+            let sasl_ssl = sasl_ssl_keystore.map(|_| format!("127.0.0.1:{sasl_ssl_port}"));
             let (command, env) = match system {
                 System::Strom => {
                     let mut c = vec![
@@ -252,17 +280,38 @@ impl Cluster {
                         i.to_string(),
                         "--data-dir".into(),
                         node_dir.display().to_string(),
-                        "--listen".into(),
-                        format!("127.0.0.1:{port}"),
-                        "--advertise".into(),
-                        format!("127.0.0.1:{port}"),
+                    ];
+                    match &sasl_ssl {
+                        // Kafka's named listeners, as run-kafka.sh
+                        // --sasl-ssl-port writes them for Kafka.
+                        Some(secure) => {
+                            let listeners = format!("PLAINTEXT://127.0.0.1:{port},{SASL_SSL_LISTENER}://{secure}");
+                            c.extend([
+                                "--set".into(),
+                                format!("listeners={listeners}"),
+                                "--set".into(),
+                                format!("advertised.listeners={listeners}"),
+                                "--set".into(),
+                                format!(
+                                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,{SASL_SSL_LISTENER}:SASL_SSL"
+                                ),
+                            ]);
+                        }
+                        None => c.extend([
+                            "--listen".into(),
+                            format!("127.0.0.1:{port}"),
+                            "--advertise".into(),
+                            format!("127.0.0.1:{port}"),
+                        ]),
+                    }
+                    c.extend([
                         "--internal-listen".into(),
                         format!("127.0.0.1:{quorum}"),
                         "--internal-advertise".into(),
                         format!("127.0.0.1:{quorum}"),
                         "--http-listen".into(),
                         format!("127.0.0.1:{http}"),
-                    ];
+                    ]);
                     if nodes > 1 {
                         c.extend(["--voters".into(), voters.clone()]);
                     }
@@ -305,6 +354,9 @@ impl Cluster {
                             kafka_internal.to_string(),
                         ]);
                     }
+                    if sasl_ssl.is_some() {
+                        c.extend(["--sasl-ssl-port".into(), sasl_ssl_port.to_string()]);
+                    }
                     c.extend([node_dir.display().to_string(), port.to_string(), quorum.to_string()]);
                     c.extend(all.iter().map(|(k, v)| format!("{k}={v}")));
                     c.extend(KAFKA_ONLY_SETTINGS.iter().map(|(k, v)| format!("{k}={v}")));
@@ -316,6 +368,7 @@ impl Cluster {
                 command,
                 env,
                 bootstrap: format!("127.0.0.1:{port}"),
+                sasl_ssl,
                 log: dir.join(format!("node-{i}.log")),
                 child: None,
             });
@@ -345,6 +398,13 @@ impl Cluster {
     /// The `bootstrap.servers` list.
     pub fn bootstrap(&self) -> String {
         self.nodes.iter().map(|n| n.bootstrap.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    /// The `bootstrap.servers` list of the SASL_SSL listener, if the cluster
+    /// has one.
+    pub fn sasl_ssl_bootstrap(&self) -> Option<String> {
+        let all: Option<Vec<&str>> = self.nodes.iter().map(|n| n.sasl_ssl.as_deref()).collect();
+        all.map(|a| a.join(","))
     }
 
     /// Waits until every node is up and Metadata lists all of them.
@@ -446,9 +506,41 @@ pub fn label(system: System, security: Security) -> String {
     }
 }
 
+/// The name of the SASL_SSL client listener on both systems (its settings
+/// are `listener.name.sasl_ssl.*`).
+pub const SASL_SSL_LISTENER: &str = "SASL_SSL";
+
+/// The SCRAM mechanism the SASL_SSL listener serves, the only one enabled.
+pub const SCRAM_MECHANISM: &str = "SCRAM-SHA-512";
+
+/// The settings of the SASL_SSL client listener, given alike to Strom
+/// (`--set`) and Kafka (appended to its server.properties): the server's
+/// certificate from the PEM key store `keystore` (Kafka's KIP-651 format,
+/// which Strom reads too), no client certificates (`ssl.client.auth` left at
+/// `none` on both), each side's default TLS versions (TLSv1.2 and TLSv1.3)
+/// and cipher suites, and SCRAM-SHA-512 as the only SASL mechanism. Kafka
+/// needs a JAAS login module for a SASL listener; Strom accepts the same
+/// line and ignores it (its SCRAM users live in the metadata, as Kafka's do).
+pub fn sasl_ssl_settings(keystore: &Path) -> Vec<(String, String)> {
+    let prefix = format!("listener.name.{}.", SASL_SSL_LISTENER.to_lowercase());
+    let mechanism = SCRAM_MECHANISM.to_lowercase();
+    [
+        ("ssl.keystore.type".to_owned(), "PEM".to_owned()),
+        ("ssl.keystore.location".to_owned(), keystore.display().to_string()),
+        ("sasl.enabled.mechanisms".to_owned(), SCRAM_MECHANISM.to_owned()),
+        (
+            format!("{mechanism}.sasl.jaas.config"),
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("{prefix}{k}"), v))
+    .collect()
+}
+
 /// Writes a CA and a certificate per node (ids 0..nodes, IP SAN 127.0.0.1)
 /// into `dir` with `strom-broker certs`; Kafka's nodes use the same files.
-fn write_certs(programs: &Programs, dir: &Path, nodes: usize) -> Result<()> {
+pub fn write_certs(programs: &Programs, dir: &Path, nodes: usize) -> Result<()> {
     let ids = (0..nodes).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
     let out = Command::new(&programs.strom_broker)
         .arg("certs")
@@ -546,6 +638,19 @@ mod tests {
             next.reverse();
             assert_eq!(Security::run_order(round), next, "round {round}");
         }
+    }
+
+    #[test]
+    fn the_sasl_ssl_listener_settings_are_its_own_and_scram_sha_512_only() {
+        let settings = sasl_ssl_settings(Path::new("/run/sasl-ssl/keystore.pem"));
+        assert!(settings.iter().all(|(k, _)| k.starts_with("listener.name.sasl_ssl.")), "{settings:?}");
+        let get = |key: &str| {
+            settings.iter().find(|(k, _)| k == &format!("listener.name.sasl_ssl.{key}")).map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("ssl.keystore.type"), Some("PEM"));
+        assert_eq!(get("ssl.keystore.location"), Some("/run/sasl-ssl/keystore.pem"));
+        assert_eq!(get("sasl.enabled.mechanisms"), Some("SCRAM-SHA-512"));
+        assert!(get("scram-sha-512.sasl.jaas.config").is_some_and(|v| v.ends_with("ScramLoginModule required;")));
     }
 
     #[test]

@@ -6,13 +6,16 @@
 //! With `--internal-tls`, scenario 2 also has [`TlsMetric`]s: the same
 //! quantity on four clusters (each system with plain and with TLS traffic
 //! between its brokers), reported as the ratios TLS/plain per system and
-//! Strom mTLS/Kafka TLS.
+//! Strom mTLS/Kafka TLS. With `--client-sasl-ssl`, scenarios 1 and 4 have
+//! them too, of kind [`Secured::ClientSaslSsl`]: the Java tools' runs over
+//! each system's PLAINTEXT and SASL_SSL listeners, with the target on Strom
+//! SASL_SSL/Kafka SASL_SSL.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::process::{Security, System};
+use crate::process::System;
 
 /// Whether a bigger number is better for a metric.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -80,12 +83,43 @@ impl Metric {
     }
 }
 
-/// One measured quantity on four clusters: both systems, each with plain
-/// and with TLS traffic between its brokers. The target, if any, bounds
-/// Strom mTLS/Strom plain.
+/// What a [`TlsMetric`] compares with plaintext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Secured {
+    /// TLS between brokers (`--internal-tls`), on clusters of their own.
+    /// The target bounds Strom mTLS/Strom plain.
+    InternalTls,
+    /// Clients on a SASL_SSL listener with SCRAM-SHA-512
+    /// (`--client-sasl-ssl`). The target bounds Strom SASL_SSL/Kafka SASL_SSL.
+    ClientSaslSsl,
+}
+
+impl Secured {
+    const ALL: [Secured; 2] = [Secured::InternalTls, Secured::ClientSaslSsl];
+
+    /// How the table names each system's secured runs.
+    fn labels(self) -> [&'static str; 2] {
+        match self {
+            Secured::InternalTls => ["Strom mTLS", "Kafka TLS"],
+            Secured::ClientSaslSsl => ["Strom SASL_SSL", "Kafka SASL_SSL"],
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Secured::InternalTls => "The cost of TLS between brokers, same run",
+            Secured::ClientSaslSsl => "Clients over SASL_SSL (SCRAM-SHA-512) against plaintext, same brokers, same run",
+        }
+    }
+}
+
+/// One measured quantity on four clusters or listeners: both systems, each
+/// plain and secured (as [`Secured`] says). The target, if any, bounds the
+/// ratio [`TlsMetric::target_ratio`] picks.
 #[derive(Debug, Serialize)]
 pub struct TlsMetric {
     pub scenario: u8,
+    pub kind: Secured,
     pub name: String,
     pub unit: &'static str,
     pub better: Better,
@@ -97,9 +131,10 @@ pub struct TlsMetric {
 }
 
 impl TlsMetric {
-    pub fn new(scenario: u8, name: impl Into<String>, unit: &'static str, better: Better) -> TlsMetric {
+    pub fn new(scenario: u8, kind: Secured, name: impl Into<String>, unit: &'static str, better: Better) -> TlsMetric {
         TlsMetric {
             scenario,
+            kind,
             name: name.into(),
             unit,
             better,
@@ -116,12 +151,23 @@ impl TlsMetric {
         self
     }
 
-    pub fn push(&mut self, system: System, security: Security, value: f64) {
-        match (system, security) {
-            (System::Strom, Security::Plain) => self.strom_plain.push(value),
-            (System::Strom, Security::InternalTls) => self.strom_tls.push(value),
-            (System::Kafka, Security::Plain) => self.kafka_plain.push(value),
-            (System::Kafka, Security::InternalTls) => self.kafka_tls.push(value),
+    /// Adds a run of `system`, `secured` or plain.
+    pub fn push(&mut self, system: System, secured: bool, value: f64) {
+        match (system, secured) {
+            (System::Strom, false) => self.strom_plain.push(value),
+            (System::Strom, true) => self.strom_tls.push(value),
+            (System::Kafka, false) => self.kafka_plain.push(value),
+            (System::Kafka, true) => self.kafka_tls.push(value),
+        }
+    }
+
+    /// The ratio the target bounds: Strom secured/plain for
+    /// [`Secured::InternalTls`], Strom secured/Kafka secured for
+    /// [`Secured::ClientSaslSsl`].
+    pub fn target_ratio(&self) -> Option<f64> {
+        match self.kind {
+            Secured::InternalTls => self.strom_ratio(),
+            Secured::ClientSaslSsl => self.tls_ratio(),
         }
     }
 
@@ -202,6 +248,9 @@ pub fn scenario_title(n: u8) -> &'static str {
         2 => "2. Three brokers, RF 3, min.insync.replicas 2, acks=all, maximum throughput",
         3 => "3. Three brokers, acks=all, fixed rate at half of Kafka's maximum from (2): latency",
         4 => "4. Consumer throughput reading a backlog (single broker)",
+        8 => {
+            "8. Three brokers, transactions: transactional produce (acks=all, 100 ms transactions), then a read_committed consume of it"
+        }
         5 => "5. 1,000 partitions (single broker): memory and produce throughput",
         6 => "6. Resident memory idle and loaded; start-up time to the first successful produce",
         7 => "7. Restart after kill -9 with a large log: time until serving again",
@@ -282,20 +331,27 @@ impl Report {
 }
 
 impl Report {
-    /// Scenario `s`'s table of [`TlsMetric`]s, if it has any.
+    /// Scenario `s`'s tables of [`TlsMetric`]s, one per [`Secured`] kind it has.
     fn tls_markdown(&self, s: u8, out: &mut String) {
-        let metrics: Vec<&TlsMetric> = self.tls_metrics.iter().filter(|m| m.scenario == s).collect();
+        for kind in Secured::ALL {
+            self.secured_markdown(s, kind, out);
+        }
+    }
+
+    fn secured_markdown(&self, s: u8, kind: Secured, out: &mut String) {
+        let metrics: Vec<&TlsMetric> = self.tls_metrics.iter().filter(|m| m.scenario == s && m.kind == kind).collect();
         if metrics.is_empty() {
             return;
         }
+        let [st, kt] = kind.labels();
+        let target = match kind {
+            Secured::InternalTls => format!("{st}/plain"),
+            Secured::ClientSaslSsl => format!("{st}/{kt}"),
+        };
+        let _ = writeln!(out, "#### {}\n", kind.title());
         let _ = writeln!(
             out,
-            "#### The cost of TLS between brokers, same run
-"
-        );
-        let _ = writeln!(
-            out,
-            "| metric | Strom plain | Strom mTLS | Strom mTLS/plain | Kafka plain | Kafka TLS | Kafka TLS/plain | Strom mTLS/Kafka TLS | better | target (Strom mTLS/plain) |"
+            "| metric | Strom plain | {st} | {st}/plain | Kafka plain | {kt} | {kt}/plain | {st}/{kt} | better | target ({target}) |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
         for m in metrics {
@@ -313,7 +369,7 @@ impl Report {
                 ratio_cell(m.kafka_ratio()),
                 ratio_cell(m.tls_ratio()),
                 better(m.better),
-                target_cell(m.target, strom)
+                target_cell(m.target, m.target_ratio())
             );
         }
         out.push('\n');
@@ -405,12 +461,13 @@ mod tests {
 
     #[test]
     fn tls_cost_is_the_ratio_of_medians_per_system_and_between_tls_clusters() {
-        let mut m = TlsMetric::new(2, "throughput", "MiB/s", Better::Higher).with_target(Target::AtLeast(0.9));
+        let mut m = TlsMetric::new(2, Secured::InternalTls, "throughput", "MiB/s", Better::Higher)
+            .with_target(Target::AtLeast(0.9));
         for (sp, st, kp, kt) in [(100.0, 80.0, 50.0, 40.0), (110.0, 85.0, 60.0, 45.0), (90.0, 70.0, 55.0, 50.0)] {
-            m.push(System::Strom, Security::Plain, sp);
-            m.push(System::Strom, Security::InternalTls, st);
-            m.push(System::Kafka, Security::Plain, kp);
-            m.push(System::Kafka, Security::InternalTls, kt);
+            m.push(System::Strom, false, sp);
+            m.push(System::Strom, true, st);
+            m.push(System::Kafka, false, kp);
+            m.push(System::Kafka, true, kt);
         }
         assert_eq!(m.strom_ratio(), Some(0.8));
         assert_eq!(m.kafka_ratio(), Some(45.0 / 55.0));
@@ -422,5 +479,29 @@ mod tests {
         assert!(md.contains("#### The cost of TLS between brokers"), "{md}");
         assert!(md.contains("≥ 0.9 **missed** (11 % short)"), "{md}");
         assert!(md.contains("| throughput (MiB/s) | 100 (90.0–110) | 80.0 (70.0–85.0) | **0.80** |"), "{md}");
+    }
+
+    #[test]
+    fn client_sasl_ssl_table_judges_strom_over_kafka_on_sasl_ssl() {
+        let mut m = TlsMetric::new(4, Secured::ClientSaslSsl, "consumer throughput", "MiB/s", Better::Higher)
+            .with_target(Target::AtLeast(1.2));
+        for (sp, ss, kp, ks) in [(900.0, 600.0, 1000.0, 400.0), (950.0, 650.0, 1100.0, 450.0)] {
+            m.push(System::Strom, false, sp);
+            m.push(System::Strom, true, ss);
+            m.push(System::Kafka, false, kp);
+            m.push(System::Kafka, true, ks);
+        }
+        assert_eq!(m.target_ratio(), Some(625.0 / 425.0));
+        let mut report = Report::default();
+        report.metric(Metric::new(4, "consumer throughput", "MiB/s", Better::Higher));
+        report.tls_metric(m);
+        let md = report.markdown();
+        assert!(md.contains("#### Clients over SASL_SSL"), "{md}");
+        assert!(!md.contains("#### The cost of TLS between brokers"), "{md}");
+        assert!(
+            md.contains("| Strom SASL_SSL/Kafka SASL_SSL | better | target (Strom SASL_SSL/Kafka SASL_SSL) |"),
+            "{md}"
+        );
+        assert!(md.contains("≥ 1.2 met"), "{md}");
     }
 }

@@ -1,4 +1,5 @@
-//! The seven scenarios of the side-by-side benchmark. Each starts its
+//! Scenarios 1 to 7 of the side-by-side benchmark (8, transactions, is in
+//! [`crate::txn_scenario`]). Each starts its
 //! clusters of both systems, runs `rounds` rounds alternating which system
 //! goes first (the maximum-throughput scenarios after unmeasured warm-up
 //! rounds), records every run's value in the report, and ends each
@@ -11,6 +12,12 @@
 //! systems with plain and with TLS traffic between their brokers, in
 //! [`Security::run_order`]; scenario 2's Strom/Kafka table stays the plain
 //! pair's, and the TLS/plain ratios go to [`TlsMetric`]s.
+//!
+//! With `--client-sasl-ssl`, the single brokers of scenarios 1 and 4 also
+//! serve clients on SASL_SSL ([`crate::secure`]), and each round runs the
+//! Java tools over both listeners of the same broker, in [`Listener::order`];
+//! the Strom/Kafka tables stay the plaintext runs', and the SASL_SSL ones go
+//! to [`TlsMetric`]s of kind [`Secured::ClientSaslSsl`].
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -19,11 +26,12 @@ use anyhow::{Context, Result, bail};
 
 use crate::broker_logs;
 use crate::client::{self, ProduceSpec};
-use crate::java_tools::{JavaProduce, JavaTools};
+use crate::java_tools::{JavaConsume, JavaProduce, JavaTools};
 use crate::process::{Cluster, Programs, Security, System};
-use crate::report::{Better, Check, Metric, Report, Target, TlsMetric, quantile_ms};
+use crate::report::{Better, Check, Metric, Report, Secured, Target, TlsMetric, quantile_ms};
+use crate::secure::{Listener, SaslSsl};
 
-const MIB: f64 = 1024.0 * 1024.0;
+pub(crate) const MIB: f64 = 1024.0 * 1024.0;
 
 /// Seconds of ProducerPerformance's records in scenario 3 sent before its
 /// latencies count (`--warmup-records`): a fresh JVM's class loading and JIT
@@ -50,6 +58,12 @@ pub struct Plan {
     pub s6_idle: Duration,
     pub s6_load_records: u64,
     pub s7_log_bytes: u64,
+    /// Records of each measured transactional run in scenario 8.
+    pub s8_records: u64,
+    /// Records of scenario 8's unmeasured warm-up run per system.
+    pub s8_warmup_records: u64,
+    /// ProducerPerformance's `--transaction-duration-ms` in scenario 8.
+    pub s8_transaction_ms: u64,
 }
 
 impl Plan {
@@ -68,6 +82,9 @@ impl Plan {
             s6_idle: Duration::from_secs(10),
             s6_load_records: 200_000,
             s7_log_bytes: 10 << 30,
+            s8_records: 1_000_000,
+            s8_warmup_records: 250_000,
+            s8_transaction_ms: 100,
         }
     }
 
@@ -83,6 +100,8 @@ impl Plan {
         self.s6_idle = self.s6_idle.mul_f64(factor).max(Duration::from_secs(1));
         self.s6_load_records = scale(self.s6_load_records);
         self.s7_log_bytes = scale(self.s7_log_bytes);
+        self.s8_records = scale(self.s8_records);
+        self.s8_warmup_records = scale(self.s8_warmup_records);
         self
     }
 }
@@ -147,6 +166,10 @@ pub struct Bench {
     pub profile: bool,
     /// Whether scenario 2 also runs on clusters with TLS between brokers.
     pub internal_tls: bool,
+    /// Whether scenarios 1 and 4 also run over SASL_SSL listeners.
+    pub client_sasl_ssl: bool,
+    /// The SASL_SSL material, once scenarios 1 and 4 have written it.
+    sasl_ssl: Option<SaslSsl>,
 }
 
 /// One producing run's results.
@@ -157,6 +180,16 @@ struct Produced {
     broker_cpu: Duration,
 }
 
+/// One run of a maximum-throughput round: where, how, and what it did.
+struct RoundRun {
+    system: System,
+    security: Security,
+    listener: Listener,
+    /// Index into [`Generator::ALL`].
+    generator: usize,
+    produced: Produced,
+}
+
 impl Bench {
     pub fn new(
         programs: Programs,
@@ -165,6 +198,7 @@ impl Bench {
         run_dir: PathBuf,
         profile: bool,
         internal_tls: bool,
+        client_sasl_ssl: bool,
     ) -> Bench {
         Bench {
             programs,
@@ -176,41 +210,66 @@ impl Bench {
             s2_kafka_max: None,
             profile,
             internal_tls,
+            client_sasl_ssl,
+            sasl_ssl: None,
         }
     }
 
-    fn start_both(
+    /// Starts a cluster of each system for `scenario`; with
+    /// `sasl_ssl_keystore`, each also serves clients on SASL_SSL.
+    pub(crate) fn start_both(
         &self,
         scenario: u8,
         nodes: usize,
         security: Security,
         settings: &[(&str, &str)],
+        sasl_ssl_keystore: Option<&Path>,
     ) -> Result<[Cluster; 2]> {
         let start = |system: System| {
             let dir =
                 self.run_dir.join(format!("s{scenario}-{}{}", system.name().to_lowercase(), security.dir_suffix()));
-            Cluster::start(system, security, &self.programs, &dir, nodes, settings).with_context(|| {
-                format!("starting {} for scenario {scenario}", crate::process::label(system, security))
-            })
+            Cluster::start_with_clients(system, security, &self.programs, &dir, nodes, settings, sasl_ssl_keystore)
+                .with_context(|| {
+                    format!("starting {} for scenario {scenario}", crate::process::label(system, security))
+                })
         };
         Ok([start(System::Strom)?, start(System::Kafka)?])
     }
 
-    /// Produces `records` records with `generator` into `topic`, then reads
-    /// the topic back and records the check.
+    /// The bootstrap list and the client config file `listener` of
+    /// `cluster` takes.
+    fn via(&self, cluster: &Cluster, listener: Listener) -> Result<(String, Option<&Path>)> {
+        match listener {
+            Listener::Plaintext => Ok((cluster.bootstrap(), None)),
+            Listener::SaslSsl => {
+                let material = self.sasl_ssl.as_ref().context("no SASL_SSL material written")?;
+                let bootstrap = cluster
+                    .sasl_ssl_bootstrap()
+                    .with_context(|| format!("{} has no SASL_SSL listener", cluster.name()))?;
+                Ok((bootstrap, Some(material.client_config.as_path())))
+            }
+        }
+    }
+
+    /// Produces `records` records with `generator` into `topic` through
+    /// `listener`, then reads the topic back (through PLAINTEXT) and records
+    /// the check.
+    #[allow(clippy::too_many_arguments)]
     fn produce_run(
         &mut self,
         scenario: u8,
         cluster: &mut Cluster,
         generator: Generator,
+        listener: Listener,
         topic: &str,
         records: u64,
         acks: &'static str,
     ) -> Result<Produced> {
-        let bootstrap = cluster.bootstrap();
+        let plain = cluster.bootstrap();
+        let (bootstrap, config) = self.via(cluster, listener)?;
         let cpu_before = cluster.stats()?.cpu;
-        let (acked, elapsed_rate) = match generator {
-            Generator::Java => {
+        let (acked, elapsed_rate) = match (generator, listener) {
+            (Generator::Java, _) => {
                 let run = self.tools.produce(&JavaProduce {
                     bootstrap: &bootstrap,
                     topic,
@@ -219,10 +278,15 @@ impl Bench {
                     acks,
                     rate: None,
                     warmup_records: 0,
+                    config,
+                    transactions: None,
                 })?;
                 (run.all.records, run.all.records_per_sec)
             }
-            Generator::Librdkafka => {
+            (Generator::Librdkafka, Listener::SaslSsl) => {
+                bail!("librdkafka over SASL_SSL: the harness's rdkafka is built without SSL")
+            }
+            (Generator::Librdkafka, Listener::Plaintext) => {
                 let spec = ProduceSpec {
                     topic: topic.into(),
                     records,
@@ -244,10 +308,11 @@ impl Bench {
         };
         let broker_cpu = cluster.stats()?.cpu.saturating_sub(cpu_before);
         cluster.check_alive()?;
-        let consumed = client::consume_all(&bootstrap, topic)?;
-        let tls = match cluster.security {
-            Security::Plain => "",
-            Security::InternalTls => " (TLS between brokers)",
+        let consumed = client::consume_all(&plain, topic)?;
+        let tls = match (cluster.security, listener) {
+            (_, Listener::SaslSsl) => " (over SASL_SSL)",
+            (Security::Plain, Listener::Plaintext) => "",
+            (Security::InternalTls, Listener::Plaintext) => " (TLS between brokers)",
         };
         self.report.checks.push(Check {
             scenario,
@@ -268,9 +333,29 @@ impl Bench {
         p.broker_cpu.as_secs_f64() * 1000.0 / (p.acked as f64 * self.plan.record_bytes as f64 / MIB)
     }
 
-    /// Scenarios 1 and 4 share the single-broker clusters.
+    /// Scenarios 1 and 4 share the single-broker clusters. With
+    /// `--client-sasl-ssl`, those also serve clients on SASL_SSL, with the
+    /// SCRAM user created on both before the first run.
     pub fn single_broker_throughput(&mut self, run_s1: bool, run_s4: bool) -> Result<()> {
-        let mut clusters = self.start_both(1, 1, Security::Plain, &[])?;
+        if self.client_sasl_ssl && self.sasl_ssl.is_none() {
+            self.sasl_ssl = Some(SaslSsl::prepare(&self.programs, &self.run_dir.join("sasl-ssl"))?);
+        }
+        let keystore = self.sasl_ssl.as_ref().map(|m| m.keystore.clone());
+        let mut clusters = self.start_both(1, 1, Security::Plain, &[], keystore.as_deref())?;
+        if let Some(material) = &self.sasl_ssl {
+            for cluster in &clusters {
+                material.add_user(&self.tools, cluster)?;
+            }
+            // The whole story once, on the first of the two scenarios run.
+            if run_s1 {
+                self.report.note(1, crate::secure::setup_note());
+                if run_s4 {
+                    self.report.note(4, crate::secure::S4_NOTE);
+                }
+            } else {
+                self.report.note(4, crate::secure::setup_note());
+            }
+        }
         if run_s1 {
             self.scenario1(&mut clusters)?;
         }
@@ -321,20 +406,48 @@ impl Bench {
             .map(|g| Metric::new(scenario, format!("{cpu_name}, {}", g.producer_name()), "ms/MiB", Better::Lower));
         // The target: at most 10 % of Strom's throughput lost to mTLS (issue 18).
         let mut tls_tput = Generator::ALL.map(|g| {
-            TlsMetric::new(scenario, format!("throughput, {}", g.producer_name()), "MiB/s", Better::Higher)
-                .with_target(Target::AtLeast(0.9))
+            TlsMetric::new(
+                scenario,
+                Secured::InternalTls,
+                format!("throughput, {}", g.producer_name()),
+                "MiB/s",
+                Better::Higher,
+            )
+            .with_target(Target::AtLeast(0.9))
         });
-        let mut tls_cpu = Generator::ALL
-            .map(|g| TlsMetric::new(scenario, format!("{cpu_name}, {}", g.producer_name()), "ms/MiB", Better::Lower));
+        let mut tls_cpu = Generator::ALL.map(|g| {
+            TlsMetric::new(
+                scenario,
+                Secured::InternalTls,
+                format!("{cpu_name}, {}", g.producer_name()),
+                "ms/MiB",
+                Better::Lower,
+            )
+        });
+        // Clients over SASL_SSL (`--client-sasl-ssl`, scenario 1): the Java
+        // runs over both listeners; the target is Strom's over Kafka's.
+        let java = Generator::Java.producer_name();
+        let mut sasl_tput =
+            TlsMetric::new(scenario, Secured::ClientSaslSsl, format!("throughput, {java}"), "MiB/s", Better::Higher)
+                .with_target(Target::AtLeast(1.0));
+        let mut sasl_cpu =
+            TlsMetric::new(scenario, Secured::ClientSaslSsl, format!("{cpu_name}, {java}"), "ms/MiB", Better::Lower);
+        let sasl_ssl = clusters.iter().all(|c| c.sasl_ssl_bootstrap().is_some());
         let mut kafka_rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         self.warm_up(runs, clusters, tls.as_deref_mut())?;
         for round in 0..self.plan.rounds {
-            for (system, security, i, p) in
-                self.produce_round(runs, clusters, tls.as_deref_mut(), round, &round.to_string())?
-            {
+            for run in self.produce_round(runs, clusters, tls.as_deref_mut(), round, &round.to_string())? {
+                let RoundRun { system, security, listener, generator: i, produced: p } = run;
                 let cpu_ms_per_mib = self.cpu_ms_per_mib(&p);
-                tls_tput[i].push(system, security, p.mib_per_sec);
-                tls_cpu[i].push(system, security, cpu_ms_per_mib);
+                if Generator::ALL[i] == Generator::Java {
+                    sasl_tput.push(system, listener == Listener::SaslSsl, p.mib_per_sec);
+                    sasl_cpu.push(system, listener == Listener::SaslSsl, cpu_ms_per_mib);
+                }
+                if listener == Listener::SaslSsl {
+                    continue;
+                }
+                tls_tput[i].push(system, security != Security::Plain, p.mib_per_sec);
+                tls_cpu[i].push(system, security != Security::Plain, cpu_ms_per_mib);
                 if security != Security::Plain {
                     continue;
                 }
@@ -348,6 +461,9 @@ impl Bench {
         tput.into_iter().chain(cpu).for_each(|m| self.report.metric(m));
         if tls.is_some() {
             tls_tput.into_iter().chain(tls_cpu).for_each(|m| self.report.tls_metric(m));
+        }
+        if sasl_ssl {
+            [sasl_tput, sasl_cpu].into_iter().for_each(|m| self.report.tls_metric(m));
         }
         let median = |v: &Vec<f64>| crate::report::median(v).unwrap_or(1000.0);
         Ok([median(&kafka_rates[0]), median(&kafka_rates[1])])
@@ -385,8 +501,10 @@ impl Bench {
     /// One round of maximum-throughput runs: each system, in `round`'s
     /// order, produces with every generator into a fresh topic
     /// (`s<scenario>-<generator>-<label>`, deleted once read back); with
-    /// `tls`, all four clusters in [`Security::run_order`]. Returns each
-    /// run's system, security, generator index and result.
+    /// `tls`, all four clusters in [`Security::run_order`]. A cluster with a
+    /// SASL_SSL listener also takes a Java run over it
+    /// (`s<scenario>-java-<label>-sasl`), in [`Listener::order`]. Returns
+    /// every run.
     fn produce_round(
         &mut self,
         runs: ThroughputRuns,
@@ -394,7 +512,7 @@ impl Bench {
         tls: Option<&mut [Cluster; 2]>,
         round: usize,
         label: &str,
-    ) -> Result<Vec<(System, Security, usize, Produced)>> {
+    ) -> Result<Vec<RoundRun>> {
         let ThroughputRuns { scenario, records, replication, acks } = runs;
         let partitions = self.plan.partitions;
         let topic_configs: &[(&str, &str)] = if replication > 1 { &[("min.insync.replicas", "2")] } else { &[] };
@@ -403,12 +521,24 @@ impl Bench {
         in_order.sort_by_key(|c| order.iter().position(|o| *o == (c.system, c.security)));
         let mut results = Vec::new();
         for cluster in in_order {
-            for (i, g) in Generator::ALL.into_iter().enumerate() {
-                let topic = format!("s{scenario}-{}-{label}", g.slug());
-                client::create_topic(&cluster.bootstrap(), &topic, partitions, replication, topic_configs)?;
-                let produced = self.produce_run(scenario, cluster, g, &topic, records, acks)?;
-                results.push((cluster.system, cluster.security, i, produced));
-                client::delete_topic(&cluster.bootstrap(), &topic)?;
+            for listener in Listener::order(round, cluster.sasl_ssl_bootstrap().is_some()) {
+                for (i, g) in Generator::ALL.into_iter().enumerate() {
+                    let topic = match listener {
+                        Listener::Plaintext => format!("s{scenario}-{}-{label}", g.slug()),
+                        Listener::SaslSsl if g == Generator::Java => format!("s{scenario}-{}-{label}-sasl", g.slug()),
+                        Listener::SaslSsl => continue,
+                    };
+                    client::create_topic(&cluster.bootstrap(), &topic, partitions, replication, topic_configs)?;
+                    let produced = self.produce_run(scenario, cluster, g, listener, &topic, records, acks)?;
+                    results.push(RoundRun {
+                        system: cluster.system,
+                        security: cluster.security,
+                        listener,
+                        generator: i,
+                        produced,
+                    });
+                    client::delete_topic(&cluster.bootstrap(), &topic)?;
+                }
             }
         }
         Ok(results)
@@ -420,7 +550,7 @@ impl Bench {
         let topic = "s1-profile";
         client::create_topic(&cluster.bootstrap(), topic, self.plan.partitions, 1, &[])?;
         let (p, top) = self.under_perf(cluster, 1, |bench, cluster| {
-            bench.produce_run(1, cluster, Generator::Librdkafka, topic, bench.plan.s1_records, "1")
+            bench.produce_run(1, cluster, Generator::Librdkafka, Listener::Plaintext, topic, bench.plan.s1_records, "1")
         })?;
         client::delete_topic(&cluster.bootstrap(), topic)?;
         self.report.note(
@@ -514,29 +644,60 @@ impl Bench {
             Metric::new(4, format!("consumer throughput, {}", g.consumer_name()), "MiB/s", Better::Higher)
                 .with_target(Target::AtLeast(1.0))
         });
+        // Clients over SASL_SSL (`--client-sasl-ssl`): ConsumerPerformance
+        // over both listeners, reading the same backlog.
+        let mut sasl_tput = TlsMetric::new(
+            4,
+            Secured::ClientSaslSsl,
+            format!("consumer throughput, {}", Generator::Java.consumer_name()),
+            "MiB/s",
+            Better::Higher,
+        )
+        .with_target(Target::AtLeast(1.2));
+        let sasl_ssl = clusters.iter().all(|c| c.sasl_ssl_bootstrap().is_some());
         for round in 0..plan.rounds {
             for system in System::order(round) {
-                let cluster = pick(clusters, system);
-                let bootstrap = cluster.bootstrap();
-                let java = self.tools.consume(&bootstrap, topic, acked[system as usize], &format!("s4-{round}"))?;
-                tput[0].push(system, java.fetch_records_per_sec * plan.record_bytes as f64 / MIB);
-                self.report.checks.push(Check {
-                    scenario: 4,
-                    system,
-                    what: format!("ConsumerPerformance round {round}"),
-                    acknowledged: acked[system as usize],
-                    consumed: java.records,
-                });
-                let rdk = client::consume_all(&bootstrap, topic)?;
-                tput[1].push(system, rdk.records as f64 * plan.record_bytes as f64 / MIB / rdk.elapsed.as_secs_f64());
-                self.report.checks.push(Check {
-                    scenario: 4,
-                    system,
-                    what: format!("librdkafka round {round}"),
-                    acknowledged: acked[system as usize],
-                    consumed: rdk.records,
-                });
-                cluster.check_alive()?;
+                for listener in Listener::order(round, sasl_ssl) {
+                    let cluster = pick(clusters, system);
+                    let (bootstrap, config) = self.via(cluster, listener)?;
+                    let secured = listener == Listener::SaslSsl;
+                    let suffix = if secured { "-sasl" } else { "" };
+                    let java = self.tools.consume(&JavaConsume {
+                        bootstrap: &bootstrap,
+                        topic,
+                        records: acked[system as usize],
+                        group: &format!("s4-{round}{suffix}"),
+                        config,
+                        read_committed: false,
+                    })?;
+                    let mib_per_sec = java.fetch_records_per_sec * plan.record_bytes as f64 / MIB;
+                    sasl_tput.push(system, secured, mib_per_sec);
+                    self.report.checks.push(Check {
+                        scenario: 4,
+                        system,
+                        what: format!(
+                            "ConsumerPerformance round {round}{}",
+                            if secured { " over SASL_SSL" } else { "" }
+                        ),
+                        acknowledged: acked[system as usize],
+                        consumed: java.records,
+                    });
+                    if secured {
+                        continue;
+                    }
+                    tput[0].push(system, mib_per_sec);
+                    let rdk = client::consume_all(&bootstrap, topic)?;
+                    tput[1]
+                        .push(system, rdk.records as f64 * plan.record_bytes as f64 / MIB / rdk.elapsed.as_secs_f64());
+                    self.report.checks.push(Check {
+                        scenario: 4,
+                        system,
+                        what: format!("librdkafka round {round}"),
+                        acknowledged: acked[system as usize],
+                        consumed: rdk.records,
+                    });
+                }
+                pick(clusters, system).check_alive()?;
             }
         }
         if self.profile {
@@ -552,25 +713,38 @@ impl Bench {
             );
         }
         tput.into_iter().for_each(|m| self.report.metric(m));
+        if sasl_ssl {
+            self.report.tls_metric(sasl_tput);
+        }
         Ok(())
     }
 
-    /// Scenarios 2 and 3 share the three-broker clusters; scenario 2 always
-    /// runs, since scenario 3's rate is half of Kafka's maximum in it.
-    pub fn cluster_scenarios(&mut self, run_s3: bool) -> Result<()> {
+    /// Scenarios 2, 3 and 8 share the three-broker clusters; scenario 2
+    /// runs whenever 3 does, since scenario 3's rate is half of Kafka's
+    /// maximum in it. Scenario 8 runs last.
+    pub fn cluster_scenarios(&mut self, run_s2: bool, run_s3: bool, run_s8: bool) -> Result<()> {
         let settings = [("default.replication.factor", "3"), ("min.insync.replicas", "2")];
-        let mut clusters = self.start_both(2, 3, Security::Plain, &settings)?;
-        let mut tls =
-            if self.internal_tls { Some(self.start_both(2, 3, Security::InternalTls, &settings)?) } else { None };
-        self.scenario2(&mut clusters, tls.as_mut())?;
-        // Scenario 3's latencies are the plain pair's, without two more
-        // clusters running beside them.
-        if let Some(tls) = tls.as_mut() {
-            stop_both(&self.run_dir, tls)?;
+        let first = if run_s2 || run_s3 { 2 } else { 8 };
+        let mut clusters = self.start_both(first, 3, Security::Plain, &settings, None)?;
+        if run_s2 || run_s3 {
+            let mut tls = if self.internal_tls {
+                Some(self.start_both(2, 3, Security::InternalTls, &settings, None)?)
+            } else {
+                None
+            };
+            self.scenario2(&mut clusters, tls.as_mut())?;
+            // Scenario 3's latencies are the plain pair's, without two more
+            // clusters running beside them.
+            if let Some(tls) = tls.as_mut() {
+                stop_both(&self.run_dir, tls)?;
+            }
+            drop(tls);
+            if run_s3 {
+                self.scenario3(&mut clusters)?;
+            }
         }
-        drop(tls);
-        if run_s3 {
-            self.scenario3(&mut clusters)?;
+        if run_s8 {
+            self.scenario8(&mut clusters, first)?;
         }
         stop_both(&self.run_dir, &mut clusters)?;
         Ok(())
@@ -649,6 +823,8 @@ impl Bench {
                     acks: "all",
                     rate: Some(rates[0]),
                     warmup_records: warmup,
+                    config: None,
+                    transactions: None,
                 })?;
                 let s = run.measured();
                 for (m, v) in java.iter_mut().zip([s.p50_ms, s.p99_ms, s.p999_ms]) {
@@ -703,7 +879,7 @@ impl Bench {
 
     pub fn scenario5(&mut self) -> Result<()> {
         let plan = self.plan.clone();
-        let mut clusters = self.start_both(5, 1, Security::Plain, &[])?;
+        let mut clusters = self.start_both(5, 1, Security::Plain, &[], None)?;
         let topic = "s5-many";
         self.report.note(
             5,
@@ -738,6 +914,8 @@ impl Bench {
                                 acks: "1",
                                 rate: None,
                                 warmup_records: 0,
+                                config: None,
+                                transactions: None,
                             })?;
                             (run.all.records, run.all.records_per_sec)
                         }
@@ -911,13 +1089,13 @@ impl Bench {
     }
 }
 
-fn pick(clusters: &mut [Cluster; 2], system: System) -> &mut Cluster {
+pub(crate) fn pick(clusters: &mut [Cluster; 2], system: System) -> &mut Cluster {
     &mut clusters[system as usize]
 }
 
 /// Stops both clusters (SIGTERM, then SIGKILL after 60 s), keeps their node
 /// logs under `run_dir`'s `logs/` and removes their directories.
-fn stop_both(run_dir: &Path, clusters: &mut [Cluster; 2]) -> Result<()> {
+pub(crate) fn stop_both(run_dir: &Path, clusters: &mut [Cluster; 2]) -> Result<()> {
     for c in clusters.iter_mut() {
         c.stop(Duration::from_secs(60))?;
     }
