@@ -202,8 +202,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         });
     }
     let broker = server::start(config, internal, shutdown).await?;
-    let _ = started.set(broker.clone());
+    // Every Kafka listener is bound before /readyz can say ready: a broker
+    // that cannot bind one exits without ever having looked ready.
     let kafka = server::bind_kafka(&broker).await?;
+    let _ = started.set(broker.clone());
     tracing::info!(
         node_id = broker.config.node_id,
         listen = %broker.config.listen,

@@ -65,10 +65,9 @@ fn sasl_client(user: &str, password: &str) -> [(&'static str, String); 4] {
 
 #[test]
 fn acls_name_the_principals_sasl_authenticates() {
-    let sasl_port = common::free_port();
     let settings = [
-        format!("listeners=PLAINTEXT://127.0.0.1:{{KAFKA_PORT}},SASL://127.0.0.1:{sasl_port}"),
-        format!("advertised.listeners=PLAINTEXT://127.0.0.1:{{KAFKA_PORT}},SASL://127.0.0.1:{sasl_port}"),
+        "listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},SASL://127.0.0.1:{PORT_0}".to_string(),
+        "advertised.listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},SASL://127.0.0.1:{PORT_0}".to_string(),
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL:SASL_PLAINTEXT".to_string(),
         "listener.name.sasl.sasl.enabled.mechanisms=PLAIN".to_string(),
         r#"listener.name.sasl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_admin="admin-secret" user_alice="alice-secret" user_bob="bob-secret";"#.to_string(),
@@ -78,6 +77,7 @@ fn acls_name_the_principals_sasl_authenticates() {
     ];
     let refs: Vec<&str> = settings.iter().map(String::as_str).collect();
     let broker = BrokerProcess::start_with(&refs);
+    let sasl_port = broker.extra_ports()[0];
     let sasl = format!("127.0.0.1:{sasl_port}");
     let dir = tempfile::tempdir().expect("a temp dir for client configs");
     let config = |name: &str, user: &str, password: &str| {

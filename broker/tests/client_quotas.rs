@@ -498,10 +498,9 @@ fn sasl_client(port: u16, user: &str, password: &str, client_id: &str) -> WireCl
 
 #[test]
 fn a_user_quota_applies_to_the_sasl_user_whatever_its_client_id_and_not_to_other_users() {
-    let sasl = common::free_port();
     let settings = [
-        format!("listeners=PLAINTEXT://127.0.0.1:{{KAFKA_PORT}},SASL://127.0.0.1:{sasl}"),
-        format!("advertised.listeners=PLAINTEXT://127.0.0.1:{{KAFKA_PORT}},SASL://127.0.0.1:{sasl}"),
+        "listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},SASL://127.0.0.1:{PORT_0}".to_string(),
+        "advertised.listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},SASL://127.0.0.1:{PORT_0}".to_string(),
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL:SASL_PLAINTEXT".to_string(),
         "listener.name.sasl.sasl.enabled.mechanisms=PLAIN".to_string(),
         r#"listener.name.sasl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret" user_bob="bob-secret";"#.to_string(),
@@ -510,6 +509,7 @@ fn a_user_quota_applies_to_the_sasl_user_whatever_its_client_id_and_not_to_other
     ];
     let refs: Vec<&str> = settings.iter().map(String::as_str).collect();
     let broker = BrokerProcess::start_with(&refs);
+    let sasl = broker.extra_ports()[0];
     let addr = broker.kafka_addr();
     wire::create_topic_ok(&mut WireClient::connect(addr), "quota-users", 1, &[]);
     let rate = 64_000.0;

@@ -564,14 +564,14 @@ fn scram_users_are_managed_with_kafkas_checks_and_answers() {
 #[test]
 fn sasl_sessions_end_after_connections_max_reauth_ms_unless_renewed_as_the_same_user() {
     let pki = Pki::new();
-    let ports = [common::free_port(), common::free_port(), common::free_port()];
-    let mut settings = settings(&pki, ports[0], ports[1], ports[2]);
+    let mut settings = settings(&pki);
     settings.push("listener.name.sasl.connections.max.reauth.ms=2000".to_string());
     // Renewals come after the first authentication's deadline: they are
     // not held to it.
     settings.push("sasl.authentication.timeout.ms=1000".to_string());
     let refs: Vec<&str> = settings.iter().map(String::as_str).collect();
     let broker = BrokerProcess::start_with(&refs);
+    let ports = broker.extra_ports();
     let sasl: SocketAddr = format!("127.0.0.1:{}", ports[0]).parse().expect("an address");
     let metadata = MetadataRequest::default().with_topics(None);
 
@@ -679,8 +679,7 @@ fn oauthbearer_takes_signed_current_jwts_from_librdkafka_and_refuses_forged_or_e
     let pki = Pki::new();
     let issuer = Issuer::new();
     let jwks = write_file(pki.dir.path(), "jwks.json", &issuer.jwks());
-    let ports = [common::free_port(), common::free_port(), common::free_port()];
-    let mut settings = settings(&pki, ports[0], ports[1], ports[2]);
+    let mut settings = settings(&pki);
     settings.extend([
         "listener.name.sasl.sasl.enabled.mechanisms=PLAIN,OAUTHBEARER".to_string(),
         format!("listener.name.sasl.sasl.oauthbearer.jwks.endpoint.url=file://{jwks}"),
@@ -690,6 +689,7 @@ fn oauthbearer_takes_signed_current_jwts_from_librdkafka_and_refuses_forged_or_e
     ]);
     let refs: Vec<&str> = settings.iter().map(String::as_str).collect();
     let broker = BrokerProcess::start_with(&refs);
+    let ports = broker.extra_ports();
     let conf = serde_json::json!({
         "bootstrap.servers": format!("localhost:{}", ports[0]),
         "security.protocol": "SASL_PLAINTEXT",

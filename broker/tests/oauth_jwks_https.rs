@@ -111,8 +111,7 @@ fn the_key_set_is_fetched_over_https_refreshed_and_kept_through_an_outage() {
     let pki = Pki::new();
     let first = Issuer::new();
     let endpoint = JwksEndpoint::start(&pki, first.jwks());
-    let ports = [common::free_port(), common::free_port(), common::free_port()];
-    let mut settings = settings(&pki, ports[0], ports[1], ports[2]);
+    let mut settings = settings(&pki);
     settings.extend([
         "listener.name.sasl.sasl.enabled.mechanisms=PLAIN,OAUTHBEARER".to_string(),
         format!("listener.name.sasl.sasl.oauthbearer.jwks.endpoint.url=https://localhost:{}/keys", endpoint.port),
@@ -126,6 +125,7 @@ fn the_key_set_is_fetched_over_https_refreshed_and_kept_through_an_outage() {
     ]);
     let refs: Vec<&str> = settings.iter().map(String::as_str).collect();
     let _broker = BrokerProcess::start_with(&refs);
+    let ports = _broker.extra_ports();
     let sasl: SocketAddr = format!("127.0.0.1:{}", ports[0]).parse().expect("an address");
     let wait = Duration::from_secs(30);
 

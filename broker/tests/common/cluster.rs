@@ -1020,10 +1020,22 @@ pub fn create_topic(
         topic = topic.set(k, v);
     }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = futures::executor::block_on(admin.create_topics([&topic], &options))
-        .unwrap_or_else(|e| panic!("CreateTopics request for {name} failed: {e}"));
-    if let Err((topic, code)) = &results[0] {
-        panic!("creating topic {topic} ({count} partitions, replication {replication_factor}) failed: {code:?}");
+    // A broker fenced for a moment (a heartbeat late on a loaded machine)
+    // makes the controller refuse the replication factor: asked again
+    // until every broker is live, for a minute at most.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let results = futures::executor::block_on(admin.create_topics([&topic], &options))
+            .unwrap_or_else(|e| panic!("CreateTopics request for {name} failed: {e}"));
+        match &results[0] {
+            Ok(_) => return,
+            Err((_, rdkafka::types::RDKafkaErrorCode::InvalidReplicationFactor)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err((topic, code)) => {
+                panic!("creating topic {topic} ({count} partitions, replication {replication_factor}) failed: {code:?}")
+            }
+        }
     }
 }
 

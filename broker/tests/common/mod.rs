@@ -82,6 +82,9 @@ pub fn finish_broker_command(command: &mut Command, settings: &[String], log: Fi
         .stderr(Stdio::from(log));
 }
 
+/// How many extra ports a broker's settings may name (`{PORT_0}`..).
+pub const EXTRA_PORTS: usize = 3;
+
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
@@ -94,6 +97,8 @@ pub struct BrokerProcess {
     kafka_port: u16,
     http_port: u16,
     internal_port: u16,
+    /// Ports for the listeners a test adds: `{PORT_0}`.. in its settings.
+    extra_ports: [u16; EXTRA_PORTS],
     settings: Vec<String>,
     /// Open-file limit (soft and hard) the broker runs under, if set.
     open_file_limit: Option<u64>,
@@ -125,6 +130,7 @@ impl BrokerProcess {
             kafka_port: 0,
             http_port: 0,
             internal_port: 0,
+            extra_ports: [0; EXTRA_PORTS],
             settings: settings.iter().map(|s| s.to_string()).collect(),
             open_file_limit: limit,
             ready_timeout: READY_TIMEOUT,
@@ -135,6 +141,7 @@ impl BrokerProcess {
             broker.kafka_port = free_port();
             broker.http_port = free_port();
             broker.internal_port = free_port();
+            broker.extra_ports = std::array::from_fn(|_| free_port());
             broker.spawn();
             match broker.wait_ready() {
                 Ok(()) => return broker,
@@ -177,6 +184,13 @@ impl BrokerProcess {
     /// The Kafka listener port.
     pub fn kafka_port(&self) -> u16 {
         self.kafka_port
+    }
+
+    /// The ports picked for `{PORT_0}`, `{PORT_1}`.. in the settings (a
+    /// test's own listeners): picked again, with the harness's, when a
+    /// start fails to bind one.
+    pub fn extra_ports(&self) -> [u16; EXTRA_PORTS] {
+        self.extra_ports
     }
 
     /// The broker's `--data-dir`.
@@ -283,9 +297,19 @@ impl BrokerProcess {
             .arg("--internal-listen")
             .arg(format!("127.0.0.1:{}", self.internal_port));
         // `{KAFKA_PORT}` in a setting is the port picked for this broker
-        // (a `listeners` setting naming the harness's own listener).
-        let settings: Vec<String> =
-            self.settings.iter().map(|s| s.replace("{KAFKA_PORT}", &self.kafka_port.to_string())).collect();
+        // (a `listeners` setting naming the harness's own listener), and
+        // `{PORT_n}` the n-th of its extra ports (listeners a test adds).
+        let settings: Vec<String> = self
+            .settings
+            .iter()
+            .map(|s| {
+                let mut s = s.replace("{KAFKA_PORT}", &self.kafka_port.to_string());
+                for (i, port) in self.extra_ports.iter().enumerate() {
+                    s = s.replace(&format!("{{PORT_{i}}}"), &port.to_string());
+                }
+                s
+            })
+            .collect();
         finish_broker_command(&mut command, &settings, log);
         if let Some(limit) = self.open_file_limit {
             use std::os::unix::process::CommandExt;

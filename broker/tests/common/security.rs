@@ -49,8 +49,10 @@ impl Pki {
 /// The broker settings of the four listeners the tests use: PLAINTEXT on
 /// the harness's port (advertised as 127.0.0.1), SASL_PLAINTEXT (PLAIN and
 /// SCRAM), SASL_SSL (SCRAM-SHA-512) and SSL with required client
-/// certificates, the last three advertised as `localhost`.
-pub fn settings(pki: &Pki, sasl: u16, sasl_ssl: u16, ssl: u16) -> Vec<String> {
+/// certificates, the last three advertised as `localhost` on the broker's
+/// extra ports 0, 1 and 2 ([`BrokerProcess::extra_ports`]).
+pub fn settings(pki: &Pki) -> Vec<String> {
+    let (sasl, sasl_ssl, ssl) = ("{PORT_0}", "{PORT_1}", "{PORT_2}");
     vec![
         format!("listeners=PLAINTEXT://127.0.0.1:{{KAFKA_PORT}},SASL://127.0.0.1:{sasl},SECURE://127.0.0.1:{sasl_ssl},MTLS://127.0.0.1:{ssl}"),
         format!("advertised.listeners=PLAINTEXT://127.0.0.1:{{KAFKA_PORT}},SASL://localhost:{sasl},SECURE://localhost:{sasl_ssl},MTLS://localhost:{ssl}"),
@@ -66,11 +68,13 @@ pub fn settings(pki: &Pki, sasl: u16, sasl_ssl: u16, ssl: u16) -> Vec<String> {
     ]
 }
 
+/// A broker with [`settings`]; the SASL_PLAINTEXT, SASL_SSL and SSL ports.
 pub fn start(pki: &Pki) -> (BrokerProcess, [u16; 3]) {
-    let ports = [super::free_port(), super::free_port(), super::free_port()];
-    let settings = settings(pki, ports[0], ports[1], ports[2]);
+    let settings = settings(pki);
     let refs: Vec<&str> = settings.iter().map(String::as_str).collect();
-    (BrokerProcess::start_with(&refs), ports)
+    let broker = BrokerProcess::start_with(&refs);
+    let ports = broker.extra_ports();
+    (broker, ports)
 }
 
 /// An ES256 signing key and its JWKS file, as an identity provider publishes it.
