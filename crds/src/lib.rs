@@ -28,7 +28,7 @@ pub use topic::{
 };
 pub use user::{
     AclOperation, AclPatternType, AclResource, AclResourceType, AclRule, AclRuleType, AuthenticationType, KafkaUser,
-    KafkaUserSpec, KafkaUserStatus, UserAuthentication, UserAuthorization, UserSpecError,
+    KafkaUserSpec, KafkaUserStatus, UserAuthentication, UserAuthorization, UserQuotas, UserSpecError,
 };
 
 /// API group of every Strom resource.

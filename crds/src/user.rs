@@ -3,11 +3,11 @@
 //! it may do (ACLs of principal `User:<metadata.name>`).
 //!
 //! `tls` authentication gives the user a client certificate of the
-//! cluster's clients CA (CN = the user's name). The schema already names
-//! what comes later (`quotas`) so manifests written for it parse; the
-//! operator refuses it with a condition until it is implemented. [`KafkaUserSpec::validate`]
-//! repeats the checks the apiserver's schema and CEL rules make, plus the
-//! operation-per-resource table Kafka applies, naming the field.
+//! cluster's clients CA (CN = the user's name). `quotas` are Kafka's client
+//! quotas of the entity `user=<name>`, kept as exactly the spec's.
+//! [`KafkaUserSpec::validate`] repeats the checks the apiserver's schema and
+//! CEL rules make, plus the operation-per-resource table Kafka applies,
+//! naming the field.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -64,8 +64,9 @@ pub struct KafkaUserSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<UserAuthorization>,
 
-    /// Client quotas (byte rates, request share). Not implemented yet: a
-    /// KafkaUser that sets them is refused (Ready False, UnsupportedSpec).
+    /// Client quotas of the user (Kafka's quotas of the entity
+    /// `user=<name>`): exactly these are set on the cluster, a quota left
+    /// out is removed; none at all when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quotas: Option<UserQuotas>,
 }
@@ -300,22 +301,85 @@ impl AclResourceType {
     }
 }
 
-/// Client quotas of a user (reserved: not implemented yet).
+/// Client quotas of a user: Kafka's quotas of the entity `user=<name>`,
+/// each measured by every broker on its own (as in Kafka). Unset ones are
+/// not limited by this user's entity (a default quota may still apply).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct UserQuotas {
-    /// Bytes per second the user may produce, per broker.
+    /// `producer_byte_rate`: bytes per second the user may produce, per broker; 0 or more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub producer_byte_rate: Option<i64>,
-    /// Bytes per second the user may fetch, per broker.
+    /// `consumer_byte_rate`: bytes per second the user may fetch, per broker; 0 or more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub consumer_byte_rate: Option<i64>,
-    /// Percentage of a broker's request-handling time the user may use.
+    /// `request_percentage`: percentage of one request-handling thread's
+    /// time the user may use, per broker (100 is one whole thread); 1 or more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub request_percentage: Option<i32>,
+    /// `controller_mutation_rate`: partitions the user may create or delete
+    /// per second (CreateTopics, CreatePartitions, DeleteTopics); 0 or more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
-    pub request_percentage: Option<i32>,
+    pub controller_mutation_rate: Option<f64>,
+}
+
+impl UserQuotas {
+    /// Kafka's quota key and value of each quota set, in Kafka's key order.
+    pub fn kafka_quotas(&self) -> Vec<(&'static str, f64)> {
+        let mut quotas = Vec::with_capacity(4);
+        if let Some(v) = self.producer_byte_rate {
+            quotas.push(("producer_byte_rate", v as f64));
+        }
+        if let Some(v) = self.consumer_byte_rate {
+            quotas.push(("consumer_byte_rate", v as f64));
+        }
+        if let Some(v) = self.request_percentage {
+            quotas.push(("request_percentage", f64::from(v)));
+        }
+        if let Some(v) = self.controller_mutation_rate {
+            quotas.push(("controller_mutation_rate", v));
+        }
+        quotas
+    }
+
+    /// Each value within what Kafka accepts, naming the first field at fault.
+    pub fn validate(&self) -> Result<(), UserSpecError> {
+        let byte_rates = [("producerByteRate", self.producer_byte_rate), ("consumerByteRate", self.consumer_byte_rate)];
+        for (field, value) in byte_rates {
+            if let Some(v) = value
+                && v < 0
+            {
+                return Err(UserSpecError::InvalidQuota {
+                    field,
+                    value: v.to_string(),
+                    allowed: "0 or more bytes per second",
+                });
+            }
+        }
+        if let Some(v) = self.request_percentage
+            && v < 1
+        {
+            return Err(UserSpecError::InvalidQuota {
+                field: "requestPercentage",
+                value: v.to_string(),
+                allowed: "1 or more (percent of one request-handling thread; 100 is a whole thread)",
+            });
+        }
+        if let Some(v) = self.controller_mutation_rate
+            && !(v.is_finite() && v >= 0.0)
+        {
+            return Err(UserSpecError::InvalidQuota {
+                field: "controllerMutationRate",
+                value: v.to_string(),
+                allowed: "a finite number, 0 or more partition mutations per second",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Why a `KafkaUserSpec` cannot be applied, naming the field.
@@ -324,9 +388,9 @@ pub enum UserSpecError {
     /// A password source on a user that has none.
     #[error("spec.authentication.password applies only to type scram-sha-512 (this user is {0}): remove it")]
     PasswordWithoutScram(&'static str),
-    /// `quotas` set.
-    #[error("spec.quotas is not supported yet: remove it (the user is not applied while it is set)")]
-    QuotasUnsupported,
+    /// A quota value Kafka does not accept.
+    #[error("spec.quotas.{field} is {value}: expected {allowed}")]
+    InvalidQuota { field: &'static str, value: String, allowed: &'static str },
     /// A resource name missing where required.
     #[error("spec.authorization.acls[{index}].resource.name is required for resource type {resource_type}")]
     MissingName { index: usize, resource_type: &'static str },
@@ -359,8 +423,8 @@ impl KafkaUserSpec {
         if self.authentication.r#type != AuthenticationType::ScramSha512 && self.authentication.password.is_some() {
             return Err(UserSpecError::PasswordWithoutScram(self.authentication.r#type.as_str()));
         }
-        if self.quotas.is_some() {
-            return Err(UserSpecError::QuotasUnsupported);
+        if let Some(quotas) = &self.quotas {
+            quotas.validate()?;
         }
         for (index, rule) in self.authorization.iter().flat_map(|a| a.acls.iter()).enumerate() {
             let resource_type = rule.resource.r#type;
@@ -484,9 +548,37 @@ mod tests {
         let tls_password = spec(json!({"clusterRef": "e", "authentication": {"type": "tls",
             "password": {"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}}}));
         assert_eq!(tls_password.validate(), Err(UserSpecError::PasswordWithoutScram("tls")));
-        let quotas = spec(
-            json!({"clusterRef": "e", "authentication": {"type": "scram-sha-512"}, "quotas": {"producerByteRate": 1024}}),
+    }
+
+    #[test]
+    fn quotas_are_kafkas_keys_and_refused_values_name_the_field() {
+        let with = |quotas: serde_json::Value| {
+            spec(json!({"clusterRef": "e", "authentication": {"type": "scram-sha-512"}, "quotas": quotas}))
+        };
+        let all = with(json!({"producerByteRate": 1024, "consumerByteRate": 0, "requestPercentage": 150,
+            "controllerMutationRate": 2.5}));
+        assert_eq!(all.validate(), Ok(()));
+        assert_eq!(
+            all.quotas.as_ref().unwrap().kafka_quotas(),
+            vec![
+                ("producer_byte_rate", 1024.0),
+                ("consumer_byte_rate", 0.0),
+                ("request_percentage", 150.0),
+                ("controller_mutation_rate", 2.5)
+            ]
         );
-        assert_eq!(quotas.validate(), Err(UserSpecError::QuotasUnsupported));
+        assert_eq!(with(json!({})).quotas.unwrap().kafka_quotas(), vec![]);
+        let e = with(json!({"consumerByteRate": -1})).validate().unwrap_err();
+        assert_eq!(e.to_string(), "spec.quotas.consumerByteRate is -1: expected 0 or more bytes per second");
+        let e = with(json!({"requestPercentage": 0})).validate().unwrap_err();
+        assert!(e.to_string().starts_with("spec.quotas.requestPercentage is 0: expected 1 or more"), "{e}");
+        let e = with(json!({"controllerMutationRate": -0.5})).validate().unwrap_err();
+        assert!(e.to_string().starts_with("spec.quotas.controllerMutationRate is -0.5: expected a finite"), "{e}");
+        assert!(
+            serde_json::from_value::<KafkaUserSpec>(json!({"clusterRef": "e",
+                "authentication": {"type": "scram-sha-512"}, "quotas": {"producerByteRate": 1.5}}))
+            .is_err(),
+            "a byte rate is an integer"
+        );
     }
 }

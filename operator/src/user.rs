@@ -1,5 +1,5 @@
-//! The `KafkaUser` reconciler: a client user's SCRAM-SHA-512 credential and
-//! ACLs in the brokers follow the resource.
+//! The `KafkaUser` reconciler: a client user's SCRAM-SHA-512 credential,
+//! ACLs and client quotas in the brokers follow the resource.
 //!
 //! Apply: check the spec ([`KafkaUserSpec::validate`]); find the cluster
 //! named by `clusterRef`; take the password from
@@ -9,17 +9,19 @@
 //! `ca.crt` the cluster CA's bundle for TLS listeners; owned by the KafkaUser); send the password to the brokers (a no-op when
 //! it is already theirs, so a changed Secret is a rotation); make the ACLs
 //! of principal `User:<name>` exactly the spec's (a hand-made one is
-//! removed and reported as drift). Status: Ready with a reason naming the
-//! field at fault.
+//! removed and reported as drift); make the client quotas of the entity
+//! `user=<name>` exactly `spec.quotas` (a key left out is removed, a value
+//! changed by hand is set back and reported as drift), as Strimzi's
+//! KafkaUser does. Status: Ready with a reason naming the field at fault.
 //!
-//! Claim: a principal that already has a credential or ACLs (not from this
-//! KafkaUser), or is a super user, is refused (`UserExists`, `SuperUser`);
-//! the claim (`status.username`) is written before the first change, and
-//! only a claimed principal is cleaned up.
+//! Claim: a principal that already has a credential, ACLs or client quotas
+//! (not from this KafkaUser), or is a super user, is refused (`UserExists`,
+//! `SuperUser`); the claim (`status.username`) is written before the first
+//! change, and only a claimed principal is cleaned up.
 //!
-//! Delete (the `strom.dev/user` finalizer): the principal's ACLs and the
-//! credential are removed from the cluster; the Secret goes with its owner.
-//! When the cluster is gone there is nothing to remove.
+//! Delete (the `strom.dev/user` finalizer): the principal's ACLs, client
+//! quotas and credential are removed from the cluster; the Secret goes with
+//! its owner. When the cluster is gone there is nothing to remove.
 //!
 //! A `tls` user gets a client certificate of the cluster's clients CA
 //! instead of a password ([`crate::user_tls`]): `user.crt`, `user.key` and
@@ -51,7 +53,7 @@ use crate::user_tls;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "kafkauser";
-/// The finalizer that removes the credential and ACLs before the KafkaUser goes away.
+/// The finalizer that removes the credential, ACLs and client quotas before the KafkaUser goes away.
 pub const FINALIZER: &str = "strom.dev/user";
 /// Kafka's SECURITY_DISABLED (no authorizer configured).
 const SECURITY_DISABLED: i32 = 54;
@@ -228,11 +230,7 @@ async fn apply(user: &KafkaUser, ctx: &Context) -> Result<Action, UserError> {
     let namespace = user.namespace().unwrap_or_default();
     let mut status = user.status.clone().unwrap_or_default();
     if let Err(e) = KafkaUserSpec::validate(&user.spec) {
-        let reason = match e {
-            strom_crds::UserSpecError::QuotasUnsupported => "UnsupportedSpec",
-            _ => "InvalidSpec",
-        };
-        return not_ready(user, ctx, status, reason, e.to_string(), Duration::from_secs(300)).await;
+        return not_ready(user, ctx, status, "InvalidSpec", e.to_string(), Duration::from_secs(300)).await;
     }
     let Some(cluster) = cluster_of(user, ctx).await? else {
         let message =
@@ -311,7 +309,7 @@ async fn apply(user: &KafkaUser, ctx: &Context) -> Result<Action, UserError> {
     finish(user, ctx, &admin, status, "SCRAM-SHA-512 credential set").await
 }
 
-/// The ACLs, then Ready with `what` and the ACL count.
+/// The ACLs and the client quotas, then Ready with `what`, the ACL count and the quotas.
 async fn finish(
     user: &KafkaUser,
     ctx: &Context,
@@ -319,22 +317,36 @@ async fn finish(
     mut status: KafkaUserStatus,
     what: &str,
 ) -> Result<Action, UserError> {
-    match reconcile_acls(user, ctx, admin, &mut status).await? {
-        Ok(count) => status.acls = Some(count),
-        Err((reason, message)) => {
-            return not_ready(user, ctx, status, reason, message, Duration::from_secs(60)).await;
-        }
+    // The spec was already in force: a difference now was made behind the operator's back.
+    let was_ready = find_condition(&status.conditions, READY).is_some_and(|c| c.status == "True");
+    let spec_in_force = was_ready && status.observed_generation == user.metadata.generation;
+    let mut drift = Vec::new();
+    let mut outcome = reconcile_acls(user, ctx, admin, spec_in_force, &mut drift).await?;
+    if let Ok(count) = outcome {
+        status.acls = Some(count);
+        outcome = reconcile_quotas(user, ctx, admin, spec_in_force, &mut drift).await?.map(|()| count);
+    }
+    if !drift.is_empty() {
+        status.last_drift_correction = Some(format!("{}: {}", Timestamp::now(), drift.join("; ")));
+    }
+    if let Err((reason, message)) = outcome {
+        return not_ready(user, ctx, status, reason, message, Duration::from_secs(60)).await;
     }
     let name = user.name_any();
-    let message = format!("{what}; {} ACL(s) of {} in force", status.acls.unwrap_or(0), user_plan::principal(&name));
+    let message = format!(
+        "{what}; {} ACL(s) of {} in force; {}",
+        status.acls.unwrap_or(0),
+        user_plan::principal(&name),
+        user_plan::quota_summary(&user_plan::desired_quotas(user))
+    );
     set_ready(&mut status, user.metadata.generation, true, "UserReady", &message);
     write_status(user, ctx, &status).await?;
     Ok(Action::requeue(ctx.resync))
 }
 
 /// Takes the principal for this KafkaUser before anything of it is touched:
-/// a principal that already has a SCRAM credential or ACLs it did not get
-/// from this KafkaUser (a hand-made user, or one of another KafkaUser in a
+/// a principal that already has a SCRAM credential, ACLs or client quotas
+/// it did not get from this KafkaUser (a hand-made user, or one of another KafkaUser in a
 /// namespace of the same cluster) is not taken over, nor is a super user.
 /// The claim is `status.username`, written before the first change (and
 /// only a claimed principal is cleaned up at deletion). `Some((reason,
@@ -358,12 +370,15 @@ async fn claim(
         return Ok(None); // claimed by an earlier reconcile
     }
     let existing = admin.describe_user(&name).await.map_err(admin_err(&name))?;
-    if !existing.scram_mechanisms.is_empty() || !existing.acls.is_empty() {
+    let quotas = admin.describe_client_quotas(&name).await.map_err(admin_err(&name))?;
+    if !existing.scram_mechanisms.is_empty() || !existing.acls.is_empty() || !quotas.is_empty() {
         let message = format!(
-            "metadata.name: {principal} already has {} credential(s) and {} ACL(s) this KafkaUser did not create; \
-             the operator does not take over an existing principal (remove them first, or choose another name)",
+            "metadata.name: {principal} already has {} credential(s), {} ACL(s) and {} client quota(s) (entity user={name}) \
+             this KafkaUser did not create; the operator does not take over an existing principal \
+             (remove them first, or choose another name)",
             existing.scram_mechanisms.len(),
-            existing.acls.len()
+            existing.acls.len(),
+            quotas.len()
         );
         return Ok(Some(("UserExists", message)));
     }
@@ -436,21 +451,20 @@ async fn apply_tls(
 }
 
 /// Makes the stored ACLs of the user's principal exactly the spec's. The
-/// count in force, or a refusal (reason, message) for the status.
+/// count in force, or a refusal (reason, message) for the status. A change
+/// while `spec_in_force` is drift: noted in `drift` and as an event.
 async fn reconcile_acls(
     user: &KafkaUser,
     ctx: &Context,
     admin: &ClusterAdmin,
-    status: &mut KafkaUserStatus,
+    spec_in_force: bool,
+    drift: &mut Vec<String>,
 ) -> Result<Result<i32, (&'static str, String)>, UserError> {
     let name = user.name_any();
     let desired = user_plan::desired_acls(user);
     let stored = admin.describe_user(&name).await.map_err(admin_err(&name))?.acls;
     let changes = user_plan::acl_changes(&desired, &stored);
     let reference = user.object_ref(&());
-    // The spec was already in force: a difference now was made behind the operator's back.
-    let was_ready = find_condition(&status.conditions, READY).is_some_and(|c| c.status == "True");
-    let spec_in_force = was_ready && status.observed_generation == user.metadata.generation;
     if !changes.create.is_empty() {
         match admin.create_acls(changes.create.clone()).await {
             Ok(()) => {}
@@ -469,7 +483,7 @@ async fn reconcile_acls(
     if !changes.create.is_empty() || !changes.delete.is_empty() {
         let what = format!("{} ACL(s) added, {} removed", changes.create.len(), changes.delete.len());
         if spec_in_force {
-            status.last_drift_correction = Some(format!("{}: {what}", Timestamp::now()));
+            drift.push(what.clone());
             ctx.event(
                 &reference,
                 true,
@@ -485,6 +499,40 @@ async fn reconcile_acls(
     Ok(Ok(i32::try_from(user_plan::distinct(&desired)).unwrap_or(i32::MAX)))
 }
 
+/// Makes the client quotas of the entity `user=<name>` exactly
+/// `spec.quotas`, or a refusal (reason, message) for the status. A change
+/// while `spec_in_force` is drift: noted in `drift` and as an event.
+async fn reconcile_quotas(
+    user: &KafkaUser,
+    ctx: &Context,
+    admin: &ClusterAdmin,
+    spec_in_force: bool,
+    drift: &mut Vec<String>,
+) -> Result<Result<(), (&'static str, String)>, UserError> {
+    let name = user.name_any();
+    let desired = user_plan::desired_quotas(user);
+    let stored = admin.describe_client_quotas(&name).await.map_err(admin_err(&name))?;
+    let changes = user_plan::quota_changes(&desired, &stored);
+    if changes.is_empty() {
+        return Ok(Ok(()));
+    }
+    match admin.alter_client_quotas(&name, changes.ops()).await {
+        Ok(()) => {}
+        Err(e) if e.code().is_some() => return Ok(Err(("QuotasRefused", format!("spec.quotas: {e}")))),
+        Err(e) => return Err(admin_err(&name)(e)),
+    }
+    let what = format!("client quotas {}", changes.describe());
+    let reference = user.object_ref(&());
+    if spec_in_force {
+        drift.push(what.clone());
+        let note = format!("set the client quotas back to the spec: {what}");
+        ctx.event(&reference, true, "DriftCorrected", "Quota", note).await;
+    } else {
+        ctx.event(&reference, false, "QuotasUpdated", "Quota", what).await;
+    }
+    Ok(Ok(()))
+}
+
 async fn cleanup(user: &KafkaUser, ctx: &Context) -> Result<Action, UserError> {
     let name = user.name_any();
     if user.status.as_ref().and_then(|s| s.username.as_deref()) != Some(name.as_str()) {
@@ -492,7 +540,7 @@ async fn cleanup(user: &KafkaUser, ctx: &Context) -> Result<Action, UserError> {
         return Ok(Action::await_change());
     }
     let Some(cluster) = cluster_of(user, ctx).await? else {
-        tracing::info!(user = %name, "the cluster is gone; no credential or ACLs to remove");
+        tracing::info!(user = %name, "the cluster is gone; no credential, ACLs or quotas to remove");
         return Ok(Action::await_change());
     };
     let admin = ctx.admin_for(&ClusterNames::of(&cluster), cluster.spec.replicas).await.map_err(admin_err(&name))?;
@@ -501,12 +549,17 @@ async fn cleanup(user: &KafkaUser, ctx: &Context) -> Result<Action, UserError> {
     if acls > 0 {
         admin.delete_acls(stored).await.map_err(admin_err(&name))?;
     }
+    let stored_quotas = admin.describe_client_quotas(&name).await.map_err(admin_err(&name))?;
+    let quotas = user_plan::quota_changes(&Default::default(), &stored_quotas);
+    if !quotas.is_empty() {
+        admin.alter_client_quotas(&name, quotas.ops()).await.map_err(admin_err(&name))?;
+    }
     if user.spec.authentication.r#type == AuthenticationType::ScramSha512 {
         admin.delete_scram_credential(&name).await.map_err(admin_err(&name))?;
     }
     // A tls user's certificate stays valid until it expires: Strom keeps no
     // revocation list; its ACLs are gone, so it can do nothing.
-    let note = format!("removed the credential and {acls} ACL(s) of {name}");
+    let note = format!("removed the credential, {acls} ACL(s) and {} client quota(s) of {name}", quotas.remove.len());
     ctx.event(&user.object_ref(&()), false, "UserDeleted", "Delete", note).await;
     Ok(Action::await_change())
 }

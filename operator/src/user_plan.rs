@@ -1,10 +1,14 @@
 //! What a `KafkaUser` comes to, pure: its principal's ACLs in the Admin
 //! API's shape, the changes that make the stored ACLs exactly those, its
-//! password Secret, and a fresh password.
+//! client quotas and the changes that make the stored ones exactly those,
+//! its password Secret, and a fresh password.
 //!
 //! The stored ACLs of principal `User:<name>` are made equal to the spec's
 //! as a set: a missing one is created, any other one — hand-made through
-//! `kafka-acls.sh` included — is deleted. Nothing here calls the API.
+//! `kafka-acls.sh` included — is deleted. Likewise the client quotas of the
+//! entity `user=<name>`: a missing or different value is set, any other key
+//! — hand-made through `kafka-configs.sh` included — is removed. Nothing
+//! here calls the API.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,7 +18,7 @@ use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use rand::TryRngCore;
 use strom_crds::{AclOperation, AclPatternType, AclResourceType, AclRuleType, KafkaUser};
-use strom_proto::admin::Acl;
+use strom_proto::admin::{Acl, ClientQuotaOp};
 
 /// Length of a generated password.
 pub const PASSWORD_LENGTH: usize = 32;
@@ -129,6 +133,64 @@ pub fn distinct(acls: &[Acl]) -> usize {
     acls.iter().map(key).collect::<BTreeSet<_>>().len()
 }
 
+/// The client quotas `user`'s spec asks for, by Kafka key; none without `spec.quotas`.
+pub fn desired_quotas(user: &KafkaUser) -> BTreeMap<String, f64> {
+    let quotas = user.spec.quotas.iter().flat_map(|q| q.kafka_quotas());
+    quotas.map(|(key, value)| (key.to_string(), value)).collect()
+}
+
+/// What turns the stored client quotas of the entity `user=<name>` into the desired ones.
+#[derive(Debug, Default, PartialEq)]
+pub struct QuotaChanges {
+    /// Keys to set, with their values: desired and not stored, or stored with another value.
+    pub set: BTreeMap<String, f64>,
+    /// Keys stored and not desired (drift, or removed from the spec).
+    pub remove: Vec<String>,
+}
+
+impl QuotaChanges {
+    /// Nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+
+    /// The Admin API's ops: one per key, sets then removals.
+    pub fn ops(&self) -> Vec<ClientQuotaOp> {
+        let set = self.set.iter().map(|(key, value)| ClientQuotaOp { key: key.clone(), value: *value, remove: false });
+        let remove = self.remove.iter().map(|key| ClientQuotaOp { key: key.clone(), value: 0.0, remove: true });
+        set.chain(remove).collect()
+    }
+
+    /// The changes in words, e.g. `producer_byte_rate=2048 set, consumer_byte_rate removed`.
+    pub fn describe(&self) -> String {
+        let set = self.set.iter().map(|(key, value)| format!("{key}={value} set"));
+        let remove = self.remove.iter().map(|key| format!("{key} removed"));
+        set.chain(remove).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The quotas to set and remove so that `stored` becomes exactly `desired`.
+pub fn quota_changes(desired: &BTreeMap<String, f64>, stored: &BTreeMap<String, f64>) -> QuotaChanges {
+    QuotaChanges {
+        set: desired
+            .iter()
+            .filter(|(key, value)| stored.get(*key).is_none_or(|v| v.to_bits() != value.to_bits()))
+            .map(|(key, value)| (key.clone(), *value))
+            .collect(),
+        remove: stored.keys().filter(|key| !desired.contains_key(*key)).cloned().collect(),
+    }
+}
+
+/// The quotas in words for the Ready condition, e.g.
+/// `client quotas producer_byte_rate=1024, request_percentage=50`.
+pub fn quota_summary(quotas: &BTreeMap<String, f64>) -> String {
+    if quotas.is_empty() {
+        return "no client quotas".to_string();
+    }
+    let each = quotas.iter().map(|(key, value)| format!("{key}={value}")).collect::<Vec<_>>();
+    format!("client quotas {}", each.join(", "))
+}
+
 /// A new random password of [`PASSWORD_LENGTH`] letters and digits, from the OS's generator.
 pub fn generate_password() -> Result<String, rand::rand_core::OsError> {
     let mut password = String::with_capacity(PASSWORD_LENGTH);
@@ -232,6 +294,70 @@ mod tests {
         assert_eq!(acl_changes(&desired, &desired), AclChanges::default());
         let doubled = [desired.clone(), desired.clone()].concat();
         assert_eq!(distinct(&doubled), 2);
+    }
+
+    fn quotas(list: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        list.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn the_spec_quotas_are_kafkas_keys_and_none_without_quotas() {
+        let mut u = user(json!([]));
+        assert_eq!(desired_quotas(&u), BTreeMap::new());
+        u.spec.quotas = Some(
+            serde_json::from_value(json!({"producerByteRate": 1048576, "requestPercentage": 50,
+            "controllerMutationRate": 0.5}))
+            .unwrap(),
+        );
+        assert_eq!(
+            desired_quotas(&u),
+            quotas(&[
+                ("producer_byte_rate", 1048576.0),
+                ("request_percentage", 50.0),
+                ("controller_mutation_rate", 0.5)
+            ])
+        );
+        assert_eq!(
+            quota_summary(&desired_quotas(&u)),
+            "client quotas controller_mutation_rate=0.5, producer_byte_rate=1048576, request_percentage=50"
+        );
+        assert_eq!(quota_summary(&BTreeMap::new()), "no client quotas");
+    }
+
+    #[test]
+    fn quota_changes_set_what_is_missing_or_different_and_remove_the_rest() {
+        let desired = quotas(&[("producer_byte_rate", 1024.0), ("request_percentage", 50.0)]);
+        // Nothing stored yet: set every desired key.
+        let set = quota_changes(&desired, &BTreeMap::new());
+        assert_eq!((set.set.clone(), set.remove.clone()), (desired.clone(), vec![]));
+        assert_eq!(
+            set.ops(),
+            vec![
+                ClientQuotaOp { key: "producer_byte_rate".into(), value: 1024.0, remove: false },
+                ClientQuotaOp { key: "request_percentage".into(), value: 50.0, remove: false },
+            ]
+        );
+        // A changed value is set again; a key stored by hand (or left out of the spec) is removed.
+        let stored =
+            quotas(&[("producer_byte_rate", 2048.0), ("request_percentage", 50.0), ("consumer_byte_rate", 1.0)]);
+        let change = quota_changes(&desired, &stored);
+        assert_eq!(change.set, quotas(&[("producer_byte_rate", 1024.0)]));
+        assert_eq!(change.remove, vec!["consumer_byte_rate".to_string()]);
+        assert_eq!(change.describe(), "producer_byte_rate=1024 set, consumer_byte_rate removed");
+        assert_eq!(
+            change.ops()[1],
+            ClientQuotaOp { key: "consumer_byte_rate".into(), value: 0.0, remove: true },
+            "removals after sets"
+        );
+        // No quotas wanted: everything stored goes (what the finalizer does).
+        let all_gone = quota_changes(&BTreeMap::new(), &stored);
+        assert!(all_gone.set.is_empty());
+        assert_eq!(all_gone.remove.len(), 3);
+        // Already in force: nothing to do.
+        let same = quota_changes(&desired, &desired);
+        assert!(same.is_empty(), "{same:?}");
+        assert_eq!(same, QuotaChanges::default());
+        assert!(same.ops().is_empty());
     }
 
     #[test]

@@ -190,6 +190,20 @@ async fn invalid_kafka_users_are_refused_by_the_api_server_naming_the_field() {
         "a password for tls",
         &["password applies only to type scram-sha-512"],
     );
+    let quotas = |quotas: serde_json::Value| json!({ "clusterRef": "events", "authentication": { "type": "scram-sha-512" }, "quotas": quotas });
+    assert_refused(
+        raw.create(&pp, &user("no-requests", quotas(json!({ "requestPercentage": 0 })))).await,
+        "a request percentage of 0",
+        &["spec.quotas.requestPercentage", "greater than or equal to 1"],
+    );
+    assert_refused(
+        raw.create(&pp, &user("negative-rate", quotas(json!({ "producerByteRate": -1 })))).await,
+        "a negative byte rate",
+        &["spec.quotas.producerByteRate", "greater than or equal to 0"],
+    );
+    raw.create(&pp, &user("throttled", quotas(json!({ "consumerByteRate": 0, "controllerMutationRate": 0.5 }))))
+        .await
+        .expect("valid quotas");
     let stored = raw
         .create(&pp, &user("app", acl(json!({ "resource": { "type": "cluster" }, "operations": ["IdempotentWrite"] }))))
         .await

@@ -4,6 +4,8 @@
 //! the operator reaches it through `--admin-override`, and Kafka's Java
 //! clients log in with nothing but what each user's Secret holds (plus
 //! timeouts, and idempotence off where a produce must reach the topic check).
+//! A user's client quotas are read and altered with Kafka's `kafka-configs.sh`
+//! (ConfigCommand) as a super user made by hand (`ops-admin`).
 //!
 //! The Java tools come from `bench/kafka/run-kafka.sh` (Kafka 4.3.1 jars
 //! cached under `~/.cache/strom`).
@@ -12,6 +14,7 @@ mod common;
 
 use common::kafka_tools::kafka_tool;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -29,6 +32,9 @@ const NS: &str = "apps";
 const WAIT: Duration = Duration::from_secs(90);
 /// Upper bound for one Java CLI run (JVM start-up included).
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+/// A super user made by hand (not a KafkaUser), for `kafka-configs.sh`.
+const OPS_ADMIN: &str = "ops-admin";
+const OPS_ADMIN_PASSWORD: &str = "ops-admin-password";
 const AUTH_FAILED: &str =
     "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512";
 
@@ -67,6 +73,51 @@ fn client_config(dir: &Path, secret: &Secret, extra: &str) -> String {
     );
     std::fs::write(&path, text).expect("write a client config");
     path.display().to_string()
+}
+
+/// The config of the hand-made super user `ops-admin`; its path.
+fn ops_admin_config(dir: &Path) -> String {
+    let path = dir.join("ops-admin.properties");
+    let jaas = strom_operator::user_plan::jaas_config(OPS_ADMIN, OPS_ADMIN_PASSWORD);
+    let text = format!(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\nsasl.jaas.config={jaas}\n\
+         request.timeout.ms=10000\ndefault.api.timeout.ms=30000\n"
+    );
+    std::fs::write(&path, text).expect("write the ops-admin config");
+    path.display().to_string()
+}
+
+/// `kafka-configs.sh --bootstrap-server <bootstrap> --command-config <config> ARGS`; its output.
+fn kafka_configs(bootstrap: &str, config: &str, args: &[&str]) -> String {
+    let mut all = vec!["--bootstrap-server", bootstrap, "--command-config", config];
+    all.extend_from_slice(args);
+    let (ok, out) = run(kafka_tool("kafka.admin.ConfigCommand", &all), "");
+    assert!(ok, "kafka-configs.sh {args:?} failed: {out}");
+    out
+}
+
+/// The client quotas of user `name` as
+/// `kafka-configs.sh --describe --entity-type users --entity-name <name>` prints them.
+fn configs_quotas(bootstrap: &str, config: &str, name: &str) -> BTreeMap<String, f64> {
+    let out = kafka_configs(bootstrap, config, &["--describe", "--entity-type", "users", "--entity-name", name]);
+    quotas_in(&out, name)
+}
+
+/// The quotas of user `name` in ConfigCommand's output
+/// (`Quota configs for user-principal 'NAME' are k=v, k=v`); none without that line.
+fn quotas_in(out: &str, name: &str) -> BTreeMap<String, f64> {
+    let prefix = format!("Quota configs for user-principal '{name}' are ");
+    let Some(line) = out.lines().find_map(|l| l.strip_prefix(&prefix)) else { return BTreeMap::new() };
+    line.split(", ")
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("key=value in {line}"));
+            (k.trim().to_string(), v.trim().parse().unwrap_or_else(|e| panic!("a number in {kv}: {e}")))
+        })
+        .collect()
+}
+
+fn quotas(list: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    list.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
 /// 1, 2, 3, ...: distinct file and group names within the test.
@@ -146,6 +197,7 @@ async fn kafka_users_get_scram_credentials_and_exact_acls_that_real_clients_obey
             "listeners=SASL_PLAINTEXT://{KAFKA}",
             "sasl.enabled.mechanisms=SCRAM-SHA-512",
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:ops-admin",
         ],
     );
     let bootstrap = brokers.bootstrap();
@@ -159,6 +211,8 @@ async fn kafka_users_get_scram_credentials_and_exact_acls_that_real_clients_obey
     let admin = operator_admin(&client, NS, "events", &brokers.admin_addresses()).await;
     let dir = common::unique_dir("kafka-users");
     let pp = PostParams::default();
+    assert!(admin.upsert_scram_credential(OPS_ADMIN, OPS_ADMIN_PASSWORD).await.expect("the hand-made super user"));
+    let ops = ops_admin_config(&dir);
 
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
     let cluster: KafkaCluster = serde_json::from_value(json!({
@@ -196,6 +250,7 @@ async fn kafka_users_get_scram_credentials_and_exact_acls_that_real_clients_obey
         "authorization": { "type": "simple", "acls": [
             { "resource": { "type": "topic", "name": "orders" }, "operations": ["Write"] }
         ]},
+        "quotas": { "producerByteRate": 1048576, "consumerByteRate": 2097152, "requestPercentage": 200 },
     });
     users.create(&pp, &kafka_user("app-writer", writer_spec)).await.expect("create app-writer");
     let reader_acls = json!([
@@ -232,6 +287,11 @@ async fn kafka_users_get_scram_credentials_and_exact_acls_that_real_clients_obey
     let reader_secret = secrets.get("app-reader").await.expect("the app-reader Secret");
     assert_eq!(text(&reader_secret, "password"), "reader-first-password", "the referenced password is copied");
     assert_eq!(acls_of(&admin, "app-writer").await, vec![(TOPIC, "orders".to_string(), WRITE, ALLOW)]);
+    // The spec's quotas are exactly the client quotas of user=app-writer, as Kafka's tool shows them.
+    let first_quotas =
+        quotas(&[("producer_byte_rate", 1048576.0), ("consumer_byte_rate", 2097152.0), ("request_percentage", 200.0)]);
+    assert_eq!(configs_quotas(&bootstrap, &ops, "app-writer"), first_quotas);
+    assert!(configs_quotas(&bootstrap, &ops, "app-reader").is_empty(), "a user without spec.quotas has none");
 
     // The writer writes orders; the reader reads them in its group.
     let writer = client_config(&dir, &writer_secret, "");
@@ -247,11 +307,15 @@ async fn kafka_users_get_scram_credentials_and_exact_acls_that_real_clients_obey
     let (_, out) = produce(&bootstrap, &reader_no_idempotence, "orders", "nope\n");
     assert!(out.contains("TopicAuthorizationException"), "app-reader may not write orders: {out}");
 
-    // Editing the ACLs takes effect in the reconcile that makes the user Ready again.
-    let more = json!({ "spec": { "authorization": { "type": "simple", "acls": [
-        { "resource": { "type": "topic", "name": "orders" }, "operations": ["Write"] },
-        { "resource": { "type": "topic", "name": "payments" }, "operations": ["Write", "Describe"] }
-    ]}}});
+    // Editing the ACLs and quotas takes effect in the reconcile that makes
+    // the user Ready again: a quota changed, one removed, one added.
+    let more = json!({ "spec": {
+        "authorization": { "type": "simple", "acls": [
+            { "resource": { "type": "topic", "name": "orders" }, "operations": ["Write"] },
+            { "resource": { "type": "topic", "name": "payments" }, "operations": ["Write", "Describe"] }
+        ]},
+        "quotas": { "producerByteRate": 524288, "consumerByteRate": null, "controllerMutationRate": 2.5 },
+    }});
     users.patch("app-writer", &PatchParams::default(), &Patch::Merge(&more)).await.expect("patch app-writer");
     let status = ready(&users, "app-writer").await;
     assert_eq!(status.acls, Some(3));
@@ -265,6 +329,22 @@ async fn kafka_users_get_scram_credentials_and_exact_acls_that_real_clients_obey
     );
     let (_, out) = produce(&bootstrap, &writer, "payments", "now allowed\n");
     assert!(!out.contains("Exception"), "app-writer now writes payments: {out}");
+    let edited_quotas =
+        quotas(&[("producer_byte_rate", 524288.0), ("request_percentage", 200.0), ("controller_mutation_rate", 2.5)]);
+    assert_eq!(configs_quotas(&bootstrap, &ops, "app-writer"), edited_quotas);
+    assert!(status.conditions.iter().any(|c| c.type_ == "Ready" && c.message.contains("producer_byte_rate=524288")));
+
+    // Quotas altered by hand on user=app-writer (one changed, one added) are set back at the next resync.
+    let by_hand = "producer_byte_rate=1,consumer_byte_rate=999";
+    let alter = ["--alter", "--add-config", by_hand, "--entity-type", "users", "--entity-name", "app-writer"];
+    kafka_configs(&bootstrap, &ops, &alter);
+    let drift = eventually("the quota drift correction in the status", WAIT, || async {
+        let note = users.get("app-writer").await.ok()?.status?.last_drift_correction?;
+        note.contains("client quotas").then_some(note)
+    })
+    .await;
+    assert!(drift.contains("producer_byte_rate=524288 set, consumer_byte_rate removed"), "{drift}");
+    assert_eq!(configs_quotas(&bootstrap, &ops, "app-writer"), edited_quotas);
 
     // An ACL made by hand for the principal is removed at the next resync.
     let hand_made = Acl {
@@ -337,6 +417,11 @@ async fn kafka_users_get_scram_credentials_and_exact_acls_that_real_clients_obey
     .await;
     let described = admin.describe_user("app-writer").await.expect("DescribeUser");
     assert!(described.scram_mechanisms.is_empty() && described.acls.is_empty(), "{described:?}");
+    // ... and its client quotas: no entity user=app-writer is left.
+    let every_user = kafka_configs(&bootstrap, &ops, &["--describe", "--entity-type", "users"]);
+    assert!(every_user.contains("user-principal 'ops-admin'"), "the tool answered: {every_user}");
+    assert!(quotas_in(&every_user, "app-writer").is_empty(), "{every_user}");
+    assert!(admin.describe_client_quotas("app-writer").await.expect("DescribeClientQuotas").is_empty());
     let (_, out) = produce(&bootstrap, &new_writer, "orders", "after delete\n");
     assert!(out.contains(AUTH_FAILED), "the deleted user cannot log in: {out}");
 

@@ -12,6 +12,9 @@ use strom_proto::admin::{
     IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionRef, ReplicaAssignment,
 };
 use strom_proto::admin::{
+    AlterClientQuotasRequest, AlterClientQuotasResponse, DescribeClientQuotasRequest, DescribeClientQuotasResponse,
+};
+use strom_proto::admin::{
     CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse, DeleteScramCredentialRequest,
     DeleteScramCredentialResponse, DescribeUserRequest, DescribeUserResponse, UpsertScramCredentialRequest,
     UpsertScramCredentialResponse,
@@ -119,6 +122,18 @@ impl Admin for FixedAdmin {
     }
     async fn delete_acls(&self, _: Request<DeleteAclsRequest>) -> Result<Response<DeleteAclsResponse>, Status> {
         Err(Status::unimplemented("acls"))
+    }
+    async fn describe_client_quotas(
+        &self,
+        _: Request<DescribeClientQuotasRequest>,
+    ) -> Result<Response<DescribeClientQuotasResponse>, Status> {
+        Err(Status::unimplemented("quotas"))
+    }
+    async fn alter_client_quotas(
+        &self,
+        _: Request<AlterClientQuotasRequest>,
+    ) -> Result<Response<AlterClientQuotasResponse>, Status> {
+        Err(Status::unimplemented("quotas"))
     }
     async fn alter_partition_reassignments(
         &self,

@@ -20,7 +20,8 @@
 //! brokers) needs a catch-up phase with adding replicas before removing
 //! others, which the controller does not implement yet; the service has no
 //! RPC for it. This module never writes to a partition log. Client users
-//! (SCRAM credentials, ACLs) are in [`users`], for the operator alone.
+//! (SCRAM credentials, ACLs) are in [`users`], their client quotas in
+//! [`quotas`], for the operator alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,15 +29,16 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use strom_proto::admin::admin_server::{Admin, AdminServer};
 use strom_proto::admin::{
-    AlterBrokerConfigsRequest, AlterBrokerConfigsResponse, AlterPartitionReassignmentsRequest,
-    AlterPartitionReassignmentsResponse, AlterTopicConfigsRequest, AlterTopicConfigsResponse,
-    ControlledShutdownRequest, ControlledShutdownResponse, CreateAclsRequest, CreateAclsResponse,
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicRequest, CreateTopicResponse, DeleteAclsRequest,
-    DeleteAclsResponse, DeleteScramCredentialRequest, DeleteScramCredentialResponse, DeleteTopicRequest,
-    DeleteTopicResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest,
-    DescribeTopicsResponse, DescribeUserRequest, DescribeUserResponse, ElectLeadersRequest, ElectLeadersResponse,
-    ElectionResult, ElectionType, IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionRef, ReassignmentResult,
-    ReplicaAssignment, UpsertScramCredentialRequest, UpsertScramCredentialResponse,
+    AlterBrokerConfigsRequest, AlterBrokerConfigsResponse, AlterClientQuotasRequest, AlterClientQuotasResponse,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, AlterTopicConfigsRequest,
+    AlterTopicConfigsResponse, ControlledShutdownRequest, ControlledShutdownResponse, CreateAclsRequest,
+    CreateAclsResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicRequest, CreateTopicResponse,
+    DeleteAclsRequest, DeleteAclsResponse, DeleteScramCredentialRequest, DeleteScramCredentialResponse,
+    DeleteTopicRequest, DeleteTopicResponse, DescribeClientQuotasRequest, DescribeClientQuotasResponse,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse,
+    DescribeUserRequest, DescribeUserResponse, ElectLeadersRequest, ElectLeadersResponse, ElectionResult, ElectionType,
+    IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionRef, ReassignmentResult, ReplicaAssignment,
+    UpsertScramCredentialRequest, UpsertScramCredentialResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -48,6 +50,7 @@ use crate::controller::{ClusterImage, CommandError, ControllerError, Outcome};
 use crate::protocol::errors::{CommandContext as Context, KafkaError, command_error_code};
 
 mod decisions;
+mod quotas;
 mod users;
 
 pub use decisions::{
@@ -88,11 +91,7 @@ impl AdminService {
 
     /// Applies `change` through the one admin door.
     async fn apply(&self, change: Change, validate_only: bool) -> Answer {
-        match admin::apply(&self.broker, change, validate_only).await {
-            Ok(applied) => Ok(Ok(applied)),
-            Err(AdminError::Controller(e)) => Err(controller_status(&e)),
-            Err(e) => Ok(Err(KafkaError::from(&e))),
-        }
+        answer(admin::apply(&self.broker, change, validate_only).await)
     }
 
     fn voter_ids(&self) -> Vec<i32> {
@@ -104,6 +103,17 @@ impl AdminService {
 impl std::fmt::Debug for AdminService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminService").field("node_id", &self.broker.config.node_id).finish_non_exhaustive()
+    }
+}
+
+/// An admin-path result as the service answers it: a refusal is a Kafka
+/// error; a controller that could not answer is a gRPC status.
+#[allow(clippy::result_large_err)] // tonic's Status
+fn answer<T>(result: Result<T, AdminError>) -> Result<Result<T, KafkaError>, Status> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(AdminError::Controller(e)) => Err(controller_status(&e)),
+        Err(e) => Ok(Err(KafkaError::from(&e))),
     }
 }
 
@@ -303,6 +313,20 @@ impl Admin for AdminService {
 
     async fn delete_acls(&self, request: Request<DeleteAclsRequest>) -> Result<Response<DeleteAclsResponse>, Status> {
         self.remove_acls(request).await.map(Response::new)
+    }
+
+    async fn describe_client_quotas(
+        &self,
+        request: Request<DescribeClientQuotasRequest>,
+    ) -> Result<Response<DescribeClientQuotasResponse>, Status> {
+        self.describe_user_quotas(request).map(Response::new)
+    }
+
+    async fn alter_client_quotas(
+        &self,
+        request: Request<AlterClientQuotasRequest>,
+    ) -> Result<Response<AlterClientQuotasResponse>, Status> {
+        self.alter_user_quotas(request).await.map(Response::new)
     }
 
     async fn is_safe_to_restart(

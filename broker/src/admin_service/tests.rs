@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::controller::Command;
 use crate::controller::image::{BrokerRegistration, PartitionState, TopicAssignment, TopicImage};
+use crate::quota::config::QuotaOp;
 
 fn broker(id: i32, fenced: bool) -> BrokerRegistration {
     BrokerRegistration {
@@ -223,4 +224,101 @@ fn restart_is_unsafe_when_the_quorum_would_lose_its_majority() {
 #[test]
 fn leaderships_lists_partitions_led() {
     assert_eq!(leaderships(&image(), 1), refs(&[("t", 1), ("u", 0), ("u", 1)]));
+}
+
+fn quota_request(user: &str, ops: &[(&str, f64, bool)]) -> strom_proto::admin::AlterClientQuotasRequest {
+    strom_proto::admin::AlterClientQuotasRequest {
+        user: user.into(),
+        ops: ops
+            .iter()
+            .map(|(key, value, remove)| strom_proto::admin::ClientQuotaOp {
+                key: key.to_string(),
+                value: *value,
+                remove: *remove,
+            })
+            .collect(),
+        validate_only: false,
+    }
+}
+
+#[test]
+fn a_grpc_quota_alteration_is_the_user_entity_with_kafkas_ops() {
+    use crate::quota::QuotaKey;
+    use crate::quota::config::QuotaValue;
+    let (entity, ops) = quotas::alteration(&quota_request(
+        "alice",
+        &[
+            ("producer_byte_rate", 1024.0, false),
+            ("request_percentage", 12.5, false),
+            ("consumer_byte_rate", 0.0, true),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(entity.to_string(), "user=alice");
+    assert_eq!(
+        ops,
+        vec![
+            QuotaOp { key: QuotaKey::ProducerByteRate, value: Some(QuotaValue(1024.0)) },
+            QuotaOp { key: QuotaKey::RequestPercentage, value: Some(QuotaValue(12.5)) },
+            QuotaOp { key: QuotaKey::ConsumerByteRate, value: None },
+        ]
+    );
+    // A removal's value is not checked; no ops at all is a valid (empty) alteration.
+    assert!(quotas::alteration(&quota_request("alice", &[("controller_mutation_rate", -1.0, true)])).is_ok());
+    assert_eq!(quotas::alteration(&quota_request("alice", &[])).unwrap().1, vec![]);
+}
+
+#[test]
+fn invalid_grpc_quota_alterations_are_refused_naming_key_value_and_what_is_allowed() {
+    let refused = |user: &str, ops: &[(&str, f64, bool)]| {
+        let e = quotas::alteration(&quota_request(user, ops)).unwrap_err();
+        assert_eq!(e.error, ResponseError::InvalidRequest, "{}", e.message);
+        e.message
+    };
+    let m = refused("alice", &[("producer_byte_rate", 1.0, false), ("bogus_rate", 1.0, false)]);
+    assert_eq!(
+        m,
+        "invalid quota key `bogus_rate`: use producer_byte_rate, consumer_byte_rate, request_percentage, \
+         controller_mutation_rate or (for ip) connection_creation_rate"
+    );
+    let m = refused("alice", &[("consumer_byte_rate", -5.0, false)]);
+    assert_eq!(m, "invalid value -5 for quota key `consumer_byte_rate`: it must be a finite number, 0 or more");
+    let m = refused("alice", &[("producer_byte_rate", 1.5, false)]);
+    assert_eq!(m, "invalid value 1.5 for quota key `producer_byte_rate`: it must be an integer");
+    let m = refused("alice", &[("request_percentage", f64::NAN, false)]);
+    assert!(m.starts_with("invalid value NaN for quota key `request_percentage`"), "{m}");
+    let m = refused("alice", &[("connection_creation_rate", 3.0, false)]);
+    assert!(
+        m.starts_with("quota key `connection_creation_rate` does not apply to entity `user=alice`: user and client-id entities take producer_byte_rate"),
+        "{m}"
+    );
+    let m = refused("alice", &[("request_percentage", 10.0, false), ("request_percentage", 0.0, true)]);
+    assert_eq!(m, "quota key `request_percentage` is altered more than once for entity `user=alice`");
+    let m = refused("", &[("producer_byte_rate", 1.0, false)]);
+    assert!(m.starts_with("user is empty"), "{m}");
+    let m = refused(&"u".repeat(2000), &[("producer_byte_rate", 1.0, false)]);
+    assert!(m.contains("2000 bytes"), "{m}");
+}
+
+#[test]
+fn a_users_quotas_are_its_own_entity_only() {
+    use crate::quota::QuotaKey;
+    use crate::quota::config::{ClientQuotas, QuotaEntity, QuotaValue};
+    let mut stored = ClientQuotas::default();
+    let set = |key, v: f64| QuotaOp { key, value: Some(QuotaValue(v)) };
+    let alice = QuotaEntity::from_parts([("user", Some("alice"))]).unwrap();
+    stored.alter(&alice, &[set(QuotaKey::ProducerByteRate, 1024.0), set(QuotaKey::RequestPercentage, 50.0)]).unwrap();
+    let alice_app = QuotaEntity::from_parts([("user", Some("alice")), ("client-id", Some("app"))]).unwrap();
+    stored.alter(&alice_app, &[set(QuotaKey::ConsumerByteRate, 1.0)]).unwrap();
+    let default_user = QuotaEntity::from_parts([("user", None)]).unwrap();
+    stored.alter(&default_user, &[set(QuotaKey::ConsumerByteRate, 2.0)]).unwrap();
+    let alice_quotas = quotas::user_quotas(&stored, "alice");
+    assert_eq!(
+        alice_quotas,
+        std::collections::HashMap::from([
+            ("producer_byte_rate".to_string(), 1024.0),
+            ("request_percentage".to_string(), 50.0)
+        ])
+    );
+    assert!(quotas::user_quotas(&stored, "bob").is_empty(), "the default user's quota is not bob's own");
 }

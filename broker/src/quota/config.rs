@@ -1,8 +1,8 @@
 //! The client quotas the cluster stores, as plain data: which entity
 //! (`user`, `client-id`, `ip`; a name or `<default>`) has which quota values.
 //!
-//! Kafka's rules, for every door that changes them (AlterClientQuotas, later
-//! the gRPC Admin service) and for the controller, which checks again:
+//! Kafka's rules, for every door that changes them (AlterClientQuotas,
+//! the gRPC Admin service: [`parse_alteration`]) and for the controller, which checks again:
 //! an entity names at least one type, each once, and `ip` alone; keys are
 //! Kafka's (`producer_byte_rate`, `consumer_byte_rate`, `request_percentage`,
 //! `controller_mutation_rate` for users and clients, `connection_creation_rate`
@@ -49,7 +49,11 @@ pub enum QuotaError {
     )]
     UnknownKey(String),
     /// A key that does not apply to the entity's type.
-    #[error("quota key `{key}` does not apply to entity `{entity}`")]
+    #[error(
+        "quota key `{key}` does not apply to entity `{entity}`: user and client-id entities take \
+         producer_byte_rate, consumer_byte_rate, request_percentage or controller_mutation_rate; \
+         ip entities take connection_creation_rate"
+    )]
     KeyNotForEntity { key: String, entity: String },
     /// A negative, infinite or NaN value.
     #[error("invalid value {value} for quota key `{key}`: it must be a finite number, 0 or more")]
@@ -342,6 +346,23 @@ pub fn validate_alteration(entity: &QuotaEntity, ops: &[QuotaOp]) -> Result<(), 
         seen.push(op.key);
     }
     Ok(())
+}
+
+/// One entity's alteration as a request carries it — (type, name) pairs and
+/// (key, value, remove) ops — checked by Kafka's rules: the entity, each op,
+/// each key once. Every door that alters quotas (Kafka's AlterClientQuotas,
+/// the gRPC Admin service) parses with this, before [`crate::admin::alter_client_quotas`].
+pub fn parse_alteration<'a>(
+    parts: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ops: impl IntoIterator<Item = (&'a str, f64, bool)>,
+) -> Result<(QuotaEntity, Vec<QuotaOp>), QuotaError> {
+    let entity = QuotaEntity::from_parts(parts)?;
+    let ops = ops
+        .into_iter()
+        .map(|(key, value, remove)| QuotaOp::parse(&entity, key, value, remove))
+        .collect::<Result<Vec<_>, _>>()?;
+    validate_alteration(&entity, &ops)?;
+    Ok((entity, ops))
 }
 
 /// How a describe filter component matches an entity's name.

@@ -1,11 +1,14 @@
-//! The Admin API calls for client users: SCRAM credentials and ACLs, which
-//! only the operator's identity may make (the brokers refuse anyone else).
+//! The Admin API calls for client users: SCRAM credentials, ACLs and the
+//! client quotas of the entity `user=<name>`, which only the operator's
+//! identity may make (the brokers refuse anyone else).
 //! The password travels only in these calls, over the mutual-TLS internal
 //! plane; the broker salts and hashes it.
 
+use std::collections::BTreeMap;
+
 use strom_proto::admin::{
-    Acl, CreateAclsRequest, DeleteAclsRequest, DeleteScramCredentialRequest, DescribeUserRequest, DescribeUserResponse,
-    UpsertScramCredentialRequest,
+    Acl, AlterClientQuotasRequest, ClientQuotaOp, CreateAclsRequest, DeleteAclsRequest, DeleteScramCredentialRequest,
+    DescribeClientQuotasRequest, DescribeUserRequest, DescribeUserResponse, UpsertScramCredentialRequest,
 };
 
 use super::{AdminError, ClusterAdmin, refused};
@@ -78,5 +81,29 @@ impl ClusterAdmin {
             .await?;
         refused("DeleteAcls", r.error_code, r.error_message)?;
         Ok(usize::try_from(r.deleted).unwrap_or(0))
+    }
+
+    /// The client quotas of the entity `user=<user>`, by Kafka key.
+    pub async fn describe_client_quotas(&self, user: &str) -> Result<BTreeMap<String, f64>, AdminError> {
+        let request = DescribeClientQuotasRequest { user: user.to_string() };
+        let r = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.describe_client_quotas(request).await }
+            })
+            .await?;
+        Ok(r.quotas.into_iter().collect())
+    }
+
+    /// Sets and removes client quotas of the entity `user=<user>`: every op, or none with the refusal.
+    pub async fn alter_client_quotas(&self, user: &str, ops: Vec<ClientQuotaOp>) -> Result<(), AdminError> {
+        let request = AlterClientQuotasRequest { user: user.to_string(), ops, validate_only: false };
+        let r = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.alter_client_quotas(request).await }
+            })
+            .await?;
+        refused("AlterClientQuotas", r.error_code, r.error_message)
     }
 }

@@ -27,7 +27,7 @@ use crate::broker::Broker;
 use crate::protocol::errors::KafkaError;
 use crate::quota::config::{
     EntityType, FilterComponent, MAX_ENTITIES_PER_REQUEST, NameMatch, QuotaEntity, QuotaError, QuotaOp,
-    validate_alteration,
+    parse_alteration,
 };
 
 /// DescribeClientQuotas: the entities the filter matches, with their values.
@@ -92,15 +92,10 @@ pub async fn alter(broker: &Broker, request: AlterClientQuotasRequest, _version:
                     limit: MAX_ENTITIES_PER_REQUEST,
                 });
             }
-            let entity = QuotaEntity::from_parts(
+            let (entity, ops) = parse_alteration(
                 entry.entity.iter().map(|e| (e.entity_type.as_str(), e.entity_name.as_deref())),
+                entry.ops.iter().map(|op| (op.key.as_str(), op.value, op.remove)),
             )?;
-            let ops = entry
-                .ops
-                .iter()
-                .map(|op| QuotaOp::parse(&entity, &op.key, op.value, op.remove))
-                .collect::<Result<Vec<_>, _>>()?;
-            validate_alteration(&entity, &ops)?;
             if !seen.insert(entity.clone()) {
                 return Err(QuotaError::DuplicateEntity(entity.to_string()));
             }
