@@ -316,9 +316,10 @@ pub struct UserQuotas {
     #[schemars(range(min = 0))]
     pub consumer_byte_rate: Option<i64>,
     /// `request_percentage`: percentage of one request-handling thread's
-    /// time the user may use, per broker (100 is one whole thread); 1 or more.
+    /// time the user may use, per broker (100 is one whole thread); 0 or
+    /// more, as Kafka and Strimzi accept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 0))]
     pub request_percentage: Option<i32>,
     /// `controller_mutation_rate`: partitions the user may create or delete
     /// per second (CreateTopics, CreatePartitions, DeleteTopics); 0 or more.
@@ -361,12 +362,12 @@ impl UserQuotas {
             }
         }
         if let Some(v) = self.request_percentage
-            && v < 1
+            && v < 0
         {
             return Err(UserSpecError::InvalidQuota {
                 field: "requestPercentage",
                 value: v.to_string(),
-                allowed: "1 or more (percent of one request-handling thread; 100 is a whole thread)",
+                allowed: "0 or more (percent of one request-handling thread; 100 is a whole thread)",
             });
         }
         if let Some(v) = self.controller_mutation_rate
@@ -570,8 +571,9 @@ mod tests {
         assert_eq!(with(json!({})).quotas.unwrap().kafka_quotas(), vec![]);
         let e = with(json!({"consumerByteRate": -1})).validate().unwrap_err();
         assert_eq!(e.to_string(), "spec.quotas.consumerByteRate is -1: expected 0 or more bytes per second");
-        let e = with(json!({"requestPercentage": 0})).validate().unwrap_err();
-        assert!(e.to_string().starts_with("spec.quotas.requestPercentage is 0: expected 1 or more"), "{e}");
+        assert!(with(json!({"requestPercentage": 0})).validate().is_ok(), "0 is accepted, as Kafka does");
+        let e = with(json!({"requestPercentage": -1})).validate().unwrap_err();
+        assert!(e.to_string().starts_with("spec.quotas.requestPercentage is -1: expected 0 or more"), "{e}");
         let e = with(json!({"controllerMutationRate": -0.5})).validate().unwrap_err();
         assert!(e.to_string().starts_with("spec.quotas.controllerMutationRate is -0.5: expected a finite"), "{e}");
         assert!(

@@ -192,9 +192,9 @@ async fn invalid_kafka_users_are_refused_by_the_api_server_naming_the_field() {
     );
     let quotas = |quotas: serde_json::Value| json!({ "clusterRef": "events", "authentication": { "type": "scram-sha-512" }, "quotas": quotas });
     assert_refused(
-        raw.create(&pp, &user("no-requests", quotas(json!({ "requestPercentage": 0 })))).await,
-        "a request percentage of 0",
-        &["spec.quotas.requestPercentage", "greater than or equal to 1"],
+        raw.create(&pp, &user("no-requests", quotas(json!({ "requestPercentage": -1 })))).await,
+        "a negative request percentage",
+        &["spec.quotas.requestPercentage", "greater than or equal to 0"],
     );
     assert_refused(
         raw.create(&pp, &user("negative-rate", quotas(json!({ "producerByteRate": -1 })))).await,
