@@ -219,6 +219,12 @@ pub struct KafkaClusterSpec {
     /// (signs KafkaUsers' certificates): validity, renewal, who provides them.
     #[serde(default)]
     pub certificate_authorities: CertificateAuthorities,
+
+    /// The NetworkPolicy `<cluster>-network-policy` over the broker pods:
+    /// the internal port (9093) only from the cluster's brokers and the
+    /// operator, the Kafka listeners and the HTTP port from anywhere.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySettings,
 }
 
 /// Default validity of generated CAs and the certificates they sign, in days.
@@ -294,6 +300,7 @@ impl Default for KafkaClusterSpec {
             metrics: Metrics::default(),
             rebalance: Rebalance::default(),
             certificate_authorities: CertificateAuthorities::default(),
+            network_policy: NetworkPolicySettings::default(),
         }
     }
 }
@@ -872,6 +879,23 @@ fn default_rebalance_throttle() -> i64 {
 impl Default for Rebalance {
     fn default() -> Self {
         Rebalance { enabled: true, throttle_bytes_per_second: DEFAULT_REBALANCE_THROTTLE }
+    }
+}
+
+/// The NetworkPolicy the operator keeps over the broker pods.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySettings {
+    /// Keep the NetworkPolicy `<cluster>-network-policy`. Default true.
+    /// `false` deletes it: for a network whose policies are managed
+    /// otherwise (it only has effect where the CNI enforces NetworkPolicies).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for NetworkPolicySettings {
+    fn default() -> Self {
+        Self { enabled: true }
     }
 }
 

@@ -20,8 +20,8 @@ pub use cluster::{
     CertificateAuthorities, CertificateAuthoritiesStatus, DEFAULT_BROKER_IMAGE, ExternalListener, ExternalListenerType,
     ImagePullPolicy, KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, KafkaListener, KafkaListenerAuthentication,
     KafkaListenerAuthenticationType, KafkaListenerType, ListenerAuthentication, ListenerAuthenticationType,
-    ListenerError, Listeners, Metrics, PodTemplateOverrides, Rack, Rebalance, RollingRestartStatus, SpecError, Storage,
-    StorageError, StorageType,
+    ListenerError, Listeners, Metrics, NetworkPolicySettings, PodTemplateOverrides, Rack, Rebalance,
+    RollingRestartStatus, SpecError, Storage, StorageError, StorageType,
 };
 pub use topic::{
     DeletionPolicy, KafkaTopic, KafkaTopicSpec, KafkaTopicStatus, PartitionStatus, TopicNameError, validate_topic_name,

@@ -1,7 +1,8 @@
 //! The Kubernetes objects of one `KafkaCluster`, built as plain values.
 //!
 //! Pure functions from the custom resource to the desired ConfigMap, headless
-//! and bootstrap Services, StatefulSet and PodDisruptionBudget; the cluster
+//! and bootstrap Services, StatefulSet, PodDisruptionBudget and
+//! NetworkPolicy; the cluster
 //! reconciler applies them with server-side apply. Every object carries an
 //! owner reference to the cluster (so deleting it garbage-collects them) and
 //! the cluster's labels.
@@ -23,6 +24,9 @@ use k8s_openapi::api::core::v1::{
     EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
     ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -125,6 +129,10 @@ impl ClusterNames {
     /// The Secret holding the CA bundle and every broker's certificate and key.
     pub fn broker_certs_secret(&self) -> String {
         format!("{}-broker-certs", self.name)
+    }
+    /// The NetworkPolicy over the broker pods.
+    pub fn network_policy(&self) -> String {
+        format!("{}-network-policy", self.name)
     }
     /// The Service clients bootstrap from.
     pub fn bootstrap_service(&self) -> String {
@@ -558,6 +566,104 @@ pub fn pod_disruption_budget(cluster: &KafkaCluster) -> PodDisruptionBudget {
             ..PodDisruptionBudgetSpec::default()
         }),
         ..PodDisruptionBudget::default()
+    }
+}
+
+/// Labels of the operator's pods when `--operator-pod-labels` is not given
+/// (the chart's, without the release name).
+pub const DEFAULT_OPERATOR_POD_LABELS: &str =
+    "app.kubernetes.io/name=strom-operator,app.kubernetes.io/component=operator";
+
+/// The namespace label the API server sets on every namespace (its name).
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Where the operator's own pods run: the NetworkPolicy lets them reach the
+/// brokers' internal port (the Admin API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorPods {
+    /// The operator's namespace; `None` (outside a cluster, no
+    /// `$POD_NAMESPACE`): pods with [`OperatorPods::labels`] in any namespace.
+    pub namespace: Option<String>,
+    /// Labels every operator pod carries (not empty).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A malformed `--operator-pod-labels` value.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid --operator-pod-labels `{value}`: {reason}; expected KEY=VALUE[,KEY=VALUE...]")]
+pub struct PodLabelsError {
+    value: String,
+    reason: &'static str,
+}
+
+/// Parses `KEY=VALUE[,KEY=VALUE...]` (at least one label: an empty selector
+/// would let every pod of the namespace reach the internal port).
+pub fn parse_pod_labels(value: &str) -> Result<BTreeMap<String, String>, PodLabelsError> {
+    let error = |reason| PodLabelsError { value: value.to_string(), reason };
+    let mut labels = BTreeMap::new();
+    for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, label) = pair.split_once('=').ok_or_else(|| error("a label without `=`"))?;
+        let (key, label) = (key.trim(), label.trim());
+        if key.is_empty() {
+            return Err(error("a label with an empty key"));
+        }
+        if labels.insert(key.to_string(), label.to_string()).is_some() {
+            return Err(error("a label key given twice"));
+        }
+    }
+    if labels.is_empty() {
+        return Err(error("no label"));
+    }
+    Ok(labels)
+}
+
+impl Default for OperatorPods {
+    fn default() -> Self {
+        let labels = DEFAULT_OPERATOR_POD_LABELS.split(',').filter_map(|p| p.split_once('='));
+        OperatorPods { namespace: None, labels: labels.map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    }
+}
+
+fn tcp(port: i32) -> NetworkPolicyPort {
+    NetworkPolicyPort { port: Some(IntOrString::Int(port)), protocol: Some("TCP".into()), end_port: None }
+}
+
+fn match_labels(labels: Option<BTreeMap<String, String>>) -> Option<LabelSelector> {
+    Some(LabelSelector { match_labels: labels, ..LabelSelector::default() })
+}
+
+/// The NetworkPolicy over the broker pods (ingress only): the Kafka
+/// listeners (9092 and `spec.listeners.additional`) and the HTTP port
+/// (metrics, probes) from anywhere; the internal port (Raft, replication,
+/// Admin) only from this cluster's brokers and the operator's pods. Every
+/// other port is closed. Egress is not restricted.
+pub fn network_policy(cluster: &KafkaCluster, operator: &OperatorPods) -> NetworkPolicy {
+    let names = ClusterNames::of(cluster);
+    let open = [KAFKA_PORT, HTTP_PORT]
+        .into_iter()
+        .chain(crate::listeners::additional_ports(&cluster.spec).into_iter().map(|(_, p)| p))
+        .map(tcp)
+        .collect();
+    let brokers = NetworkPolicyPeer { pod_selector: match_labels(Some(selector_labels(&names))), ..Default::default() };
+    let namespace =
+        operator.namespace.as_ref().map(|ns| BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), ns.clone())]));
+    let operator = NetworkPolicyPeer {
+        // An empty namespace selector is every namespace.
+        namespace_selector: match_labels(namespace),
+        pod_selector: match_labels(Some(operator.labels.clone())),
+        ip_block: None,
+    };
+    NetworkPolicy {
+        metadata: metadata(cluster, &names, names.network_policy()),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: match_labels(Some(selector_labels(&names))),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule { from: None, ports: Some(open) },
+                NetworkPolicyIngressRule { from: Some(vec![brokers, operator]), ports: Some(vec![tcp(INTERNAL_PORT)]) },
+            ]),
+            egress: None,
+        }),
     }
 }
 

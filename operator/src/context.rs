@@ -35,6 +35,8 @@ pub struct Context {
     topic_stores: Mutex<Vec<Store<KafkaTopic>>>,
     /// The operator's client identity per cluster (see `internal_ca`).
     pub operator_identities: IdentityCache,
+    /// Where the operator's pods run (the NetworkPolicies let them in).
+    pub operator_pods: crate::builders::OperatorPods,
 }
 
 /// A malformed `--admin-override` value.
@@ -71,6 +73,7 @@ impl Context {
         metrics: Metrics,
         admin_overrides: BTreeMap<String, Vec<String>>,
         resync: std::time::Duration,
+        operator_pods: crate::builders::OperatorPods,
     ) -> Context {
         Context {
             events: EventPublisher::new(client.clone(), crate::FIELD_MANAGER.into(), instance),
@@ -80,6 +83,7 @@ impl Context {
             resync,
             topic_stores: Mutex::default(),
             operator_identities: IdentityCache::default(),
+            operator_pods,
         }
     }
 

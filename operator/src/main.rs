@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use strom_operator::builders::{OperatorPods, parse_pod_labels};
 use strom_operator::context::parse_admin_override;
 use strom_operator::leader_election::LeaseConfig;
 use strom_operator::run::{OperatorConfig, run};
@@ -66,6 +67,18 @@ struct Args {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     resync_seconds: u64,
 
+    /// Namespace of the operator's pods, let through the clusters'
+    /// NetworkPolicies to the brokers' internal port (default: $POD_NAMESPACE;
+    /// unset outside a cluster: pods with the labels below in any namespace).
+    #[arg(long, env = "STROM_OPERATOR_NAMESPACE")]
+    operator_namespace: Option<String>,
+
+    /// Labels of the operator's pods (KEY=VALUE[,KEY=VALUE...]), let through the
+    /// clusters' NetworkPolicies to the brokers' internal port; the Helm chart
+    /// passes its pods' labels.
+    #[arg(long, env = "STROM_OPERATOR_POD_LABELS", default_value = strom_operator::builders::DEFAULT_OPERATOR_POD_LABELS)]
+    operator_pod_labels: String,
+
     /// Log output: text or json.
     #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -91,6 +104,10 @@ async fn main_async(args: Args) -> anyhow::Result<()> {
         let (cluster, addresses) = parse_admin_override(value)?;
         admin_overrides.insert(cluster, addresses);
     }
+    let operator_pods = OperatorPods {
+        namespace: args.operator_namespace.clone().or_else(|| std::env::var("POD_NAMESPACE").ok()),
+        labels: parse_pod_labels(&args.operator_pod_labels)?,
+    };
     let identity = identity(&args);
     let lease = (!args.no_leader_election).then(|| {
         let duration = Duration::from_secs(args.lease_duration_seconds);
@@ -135,6 +152,7 @@ async fn main_async(args: Args) -> anyhow::Result<()> {
         admin_overrides,
         install_crds: !args.no_install_crds,
         resync: std::time::Duration::from_secs(args.resync_seconds),
+        operator_pods,
     };
     run(client, config, shutdown).await
 }

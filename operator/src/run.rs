@@ -15,6 +15,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
@@ -47,6 +48,8 @@ pub struct OperatorConfig {
     /// Apply the CRDs at start (server-side apply), so an upgrade of the
     /// operator upgrades them too.
     pub install_crds: bool,
+    /// Where the operator's pods run, for the clusters' NetworkPolicies.
+    pub operator_pods: crate::builders::OperatorPods,
 }
 
 /// Runs the operator until `shutdown` fires; `Err` when leadership is lost
@@ -73,6 +76,7 @@ pub async fn run(client: kube::Client, config: OperatorConfig, shutdown: Cancell
         metrics.clone(),
         config.admin_overrides,
         config.resync,
+        config.operator_pods.clone(),
     ));
     let controllers_stop = shutdown.child_token();
     let mut controllers = Vec::new();
@@ -154,7 +158,8 @@ fn cluster_controller(
             .owns(api::<Service>(client, namespace), owned.clone())
             // The CA Secrets: a `strom.dev/force-renew` annotation acts at once.
             .owns(api::<Secret>(client, namespace), owned.clone())
-            .owns(api::<PodDisruptionBudget>(client, namespace), owned)
+            .owns(api::<PodDisruptionBudget>(client, namespace), owned.clone())
+            .owns(api::<NetworkPolicy>(client, namespace), owned)
             .graceful_shutdown_on(async move { stop.cancelled().await })
             .run(cluster::reconcile, cluster::error_policy, ctx)
             .for_each(|result| async move { log_controller_error("KafkaCluster", result) }),

@@ -24,8 +24,9 @@
 //! its owner. When the cluster is gone there is nothing to remove.
 //!
 //! A `tls` user gets a client certificate of the cluster's clients CA
-//! instead of a password ([`crate::user_tls`]): `user.crt`, `user.key` and
-//! `ca.crt` (the cluster CA's bundle) in the same Secret; no SCRAM
+//! instead of a password ([`crate::user_tls`]): `user.crt`, `user.key`,
+//! `ca.crt` (the cluster CA's bundle), and `user.p12` / `user.password` (a
+//! PKCS#12 keystore of the same pair) in the same Secret; no SCRAM
 //! credential. The principal, and so the ACLs, are the same `User:<name>`.
 //!
 //! Must never: overwrite a Secret it does not own, log or emit a password
@@ -427,7 +428,10 @@ async fn apply_tls(
         }
     };
     let mut desired = user_plan::user_secret(user, "");
-    desired.data = Some(user_tls::secret_data(&pair, &cluster_ca.bundle));
+    let own_data = own.and_then(|s| s.data.clone()).unwrap_or_default();
+    let keystore = user_tls::keystore(&pair, &clients.ca.pem().cert, &own_data)
+        .map_err(|e| UserError::Certificate(format!("user {name}: {e}")))?;
+    desired.data = Some(user_tls::secret_data(&pair, &cluster_ca.bundle, &keystore));
     if own.and_then(|s| s.data.as_ref()) != desired.data.as_ref() {
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
         secrets

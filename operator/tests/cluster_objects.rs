@@ -1,5 +1,5 @@
 //! A KafkaCluster applied to a real API server gives the StatefulSet,
-//! Services, ConfigMap and PodDisruptionBudget, owned by the cluster; status
+//! Services, ConfigMap, PodDisruptionBudget and NetworkPolicy, owned by the cluster; status
 //! and conditions follow; deleting the cluster garbage-collects everything
 //! (kube-controller-manager's garbage collector runs in the test plane).
 
@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use common::{OperatorProcess, eventually, plane_with_namespace};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -21,6 +22,18 @@ use strom_operator::builders::{CONFIG_FILE, CONFIG_HASH_ANNOTATION, config_hash}
 
 const NS: &str = "team";
 const WAIT: Duration = Duration::from_secs(60);
+/// Where the operator says its pods run (it runs outside the plane here).
+const OPERATOR_LABELS: &str = "app.kubernetes.io/name=strom-operator,app.kubernetes.io/instance=ops";
+
+/// Whether `selector`'s matchLabels all appear in `labels` (no expressions used).
+fn selects(
+    selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let selector = selector.expect("a label selector");
+    assert!(selector.match_expressions.is_none(), "{selector:?}");
+    selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v))
+}
 
 async fn get<K>(api: &Api<K>, name: &str) -> Option<K>
 where
@@ -41,7 +54,17 @@ async fn event_reasons(client: &kube::Client, object: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
     let (plane, client) = plane_with_namespace(NS).await;
-    let _operator = OperatorProcess::start(&plane, &["--lease-duration-seconds", "4"]);
+    let _operator = OperatorProcess::start(
+        &plane,
+        &[
+            "--lease-duration-seconds",
+            "4",
+            "--operator-namespace",
+            "strom-system",
+            "--operator-pod-labels",
+            OPERATOR_LABELS,
+        ],
+    );
 
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
     let cluster: KafkaCluster = serde_json::from_value(json!({
@@ -67,6 +90,8 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
     let headless = eventually("the headless Service", WAIT, || get(&services, "events-brokers")).await;
     let bootstrap = eventually("the bootstrap Service", WAIT, || get(&services, "events-bootstrap")).await;
     let pdb = eventually("the PodDisruptionBudget", WAIT, || get(&budgets, "events")).await;
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), NS);
+    let policy = eventually("the NetworkPolicy", WAIT, || get(&policies, "events-network-policy")).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let ca_secret = eventually("the cluster CA Secret", WAIT, || get(&secrets, "events-cluster-ca")).await;
     let certs_secret =
@@ -78,6 +103,7 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
         ("headless Service", &headless.metadata),
         ("bootstrap Service", &bootstrap.metadata),
         ("PodDisruptionBudget", &pdb.metadata),
+        ("NetworkPolicy", &policy.metadata),
         ("cluster CA Secret", &ca_secret.metadata),
         ("broker certificates Secret", &certs_secret.metadata),
     ] {
@@ -145,6 +171,8 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
     assert_eq!(pdb.spec.expect("pdb spec").max_unavailable, Some(IntOrString::Int(1)));
 
     // Status: the StatefulSet controller creates the pods, but no kubelet runs them here.
+    // No CNI enforces NetworkPolicies here either: check the stored policy
+    // against the broker pods the StatefulSet controller made.
     let status = eventually("the cluster's status with 3 broker pods", WAIT, || async {
         let c = get(&clusters, "events").await?;
         let s = c.status?;
@@ -153,6 +181,49 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
     .await;
     assert_eq!((status.brokers, status.ready_brokers), (3, 0));
     assert_eq!(status.bootstrap.as_deref(), Some("events-bootstrap.team.svc:9092"));
+    let policy_spec = policy.spec.clone().expect("a NetworkPolicy spec");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let pod_list = pods.list(&ListParams::default()).await.expect("list pods").items;
+    let broker_pods: Vec<&Pod> = pod_list.iter().filter(|p| p.name_any().starts_with("events-")).collect();
+    assert_eq!(broker_pods.len(), 3, "the StatefulSet's pods");
+    for pod in &broker_pods {
+        assert!(
+            selects(policy_spec.pod_selector.as_ref(), pod.metadata.labels.as_ref().expect("labels")),
+            "{}",
+            pod.name_any()
+        );
+    }
+    assert_eq!(policy_spec.policy_types, Some(vec!["Ingress".to_string()]));
+    let rules = policy_spec.ingress.clone().expect("ingress rules");
+    let port_numbers = |rule: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule| {
+        rule.ports.iter().flatten().map(|p| (p.port.clone(), p.protocol.clone())).collect::<Vec<_>>()
+    };
+    let tcp = |n: i32| (Some(IntOrString::Int(n)), Some("TCP".to_string()));
+    let internal: Vec<_> = rules.iter().filter(|r| port_numbers(r).contains(&tcp(9093))).collect();
+    assert_eq!(internal.len(), 1, "one rule names 9093: {rules:?}");
+    assert_eq!(port_numbers(internal[0]), vec![tcp(9093)], "nothing else is restricted with it");
+    let from = internal[0].from.clone().expect("9093 is not open to all");
+    assert_eq!(from.len(), 2, "brokers and the operator: {from:?}");
+    for pod in &broker_pods {
+        let labels = pod.metadata.labels.clone().expect("labels");
+        assert!(from[0].namespace_selector.is_none() && selects(from[0].pod_selector.as_ref(), &labels), "{from:?}");
+    }
+    let namespace_labels =
+        |name: &str| std::collections::BTreeMap::from([("kubernetes.io/metadata.name".to_string(), name.to_string())]);
+    let operator_pod = std::collections::BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "strom-operator".to_string()),
+        ("app.kubernetes.io/instance".to_string(), "ops".to_string()),
+        ("pod-template-hash".to_string(), "abc".to_string()),
+    ]);
+    assert!(selects(from[1].namespace_selector.as_ref(), &namespace_labels("strom-system")), "{from:?}");
+    assert!(!selects(from[1].namespace_selector.as_ref(), &namespace_labels(NS)), "only the operator's namespace");
+    assert!(selects(from[1].pod_selector.as_ref(), &operator_pod), "{from:?}");
+    let open: Vec<_> = rules.iter().filter(|r| r.from.is_none()).flat_map(port_numbers).collect();
+    assert_eq!(open, vec![tcp(9092), tcp(9094)], "the Kafka listener and HTTP open to all");
+    // The API server stamps the namespace label the operator's peer selects on.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let team = namespaces.get(NS).await.expect("the namespace");
+    assert_eq!(team.labels().get("kubernetes.io/metadata.name").map(String::as_str), Some(NS));
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("a Ready condition");
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "BrokersNotReady"));
     assert_eq!(ready.message, "0/3 brokers ready");
@@ -201,6 +272,17 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
     assert_eq!(status.warnings, 0, "{:?}", warning(&status));
     assert_eq!(warning(&status).map(|w| w.0), Some("False".to_string()));
 
+    // spec.networkPolicy.enabled: false removes the policy; true brings it back.
+    let off = json!({ "spec": { "networkPolicy": { "enabled": false } } });
+    clusters.patch("events", &PatchParams::default(), &Patch::Merge(&off)).await.expect("turn the policy off");
+    eventually("the NetworkPolicy to go", WAIT, || async {
+        get(&policies, "events-network-policy").await.is_none().then_some(())
+    })
+    .await;
+    let on = json!({ "spec": { "networkPolicy": { "enabled": true } } });
+    clusters.patch("events", &PatchParams::default(), &Patch::Merge(&on)).await.expect("turn the policy on");
+    eventually("the NetworkPolicy to return", WAIT, || get(&policies, "events-network-policy")).await;
+
     // The scale subresource (`kubectl scale kafkacluster events --replicas 4`).
     let scale = clusters.get_scale("events").await.expect("the scale subresource");
     assert_eq!(scale.spec.as_ref().and_then(|s| s.replicas), Some(3));
@@ -220,6 +302,7 @@ async fn a_cluster_gets_its_objects_status_and_garbage_collection() {
             && get(&services, "events-brokers").await.is_none()
             && get(&services, "events-bootstrap").await.is_none()
             && get(&budgets, "events").await.is_none()
+            && get(&policies, "events-network-policy").await.is_none()
             && get(&secrets, "events-cluster-ca").await.is_none()
             && get(&secrets, "events-broker-certs").await.is_none();
         gone.then_some(())

@@ -132,6 +132,26 @@ fn default_render_is_restricted_probed_and_leader_elected() {
     let args: Vec<&str> = container["args"].as_sequence().expect("args").iter().filter_map(|a| a.as_str()).collect();
     assert!(args.contains(&"--lease-namespace=strom-system"), "leader election on: {args:?}");
     assert!(!args.iter().any(|a| a.starts_with("--no-")), "no opt-out flag by default: {args:?}");
+    // The brokers' NetworkPolicies let the operator's pods in by these labels: the pods must carry them.
+    let pod_labels = args.iter().find_map(|a| a.strip_prefix("--operator-pod-labels=")).expect("--operator-pod-labels");
+    let template_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    for pair in pod_labels.split(',') {
+        let (key, value) = pair.split_once('=').expect("KEY=VALUE");
+        assert_eq!(template_labels[key].as_str(), Some(value), "the operator pods carry {pair}");
+    }
+    assert!(pod_labels.contains("app.kubernetes.io/component=operator"), "{pod_labels}");
+    let env = format!("{:?}", container["env"]);
+    assert!(env.contains("POD_NAMESPACE") && env.contains("metadata.namespace"), "the operator's namespace: {env}");
+    let role = find(&docs, "ClusterRole", RELEASE).expect("the operator's ClusterRole");
+    let rule = role["rules"]
+        .as_sequence()
+        .expect("rules")
+        .iter()
+        .find(|r| format!("{:?}", r["resources"]).contains("networkpolicies"))
+        .expect("a rule on networkpolicies");
+    assert_eq!(rule["apiGroups"][0].as_str(), Some("networking.k8s.io"));
+    let verbs: Vec<&str> = rule["verbs"].as_sequence().expect("verbs").iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(verbs, ["list", "watch", "create", "patch", "delete"]);
     assert!(find(&docs, "ClusterRole", &format!("{RELEASE}-crds")).is_some(), "CRD rule present");
     assert!(find(&docs, "Service", &format!("{RELEASE}-metrics")).is_some(), "metrics Service");
     for kind in ["ServiceMonitor", "PodMonitor", "ConfigMap"] {

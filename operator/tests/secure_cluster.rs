@@ -6,7 +6,8 @@
 //! carries).
 //!
 //! The cluster has a TLS+SCRAM listener and a TLS+client-certificate
-//! listener. A `tls` user writes through the second, a `scram-sha-512` user
+//! listener. A `tls` user writes through the second (with its PEM pair,
+//! and with its PKCS#12 keystore `user.p12`), a `scram-sha-512` user
 //! reads through the first and is refused a write
 //! (TOPIC_AUTHORIZATION_FAILED), an unknown user and a certificate of
 //! another CA are refused. Then the cluster CA is renewed by
@@ -162,6 +163,22 @@ fn tls_config(dir: &Path, tag: &str, cert_and_key: (&str, &str), ca: &str) -> St
     write(dir, &format!("{tag}.properties"), &config)
 }
 
+/// A client config for a `tls` user from its PKCS#12 keystore (`user.p12`,
+/// `user.password`), as Java clients configured the Strimzi way use it.
+fn p12_config(dir: &Path, tag: &str, secret: &Secret) -> String {
+    let data = secret.data.as_ref().expect("Secret data");
+    let keystore = dir.join(format!("{tag}.p12"));
+    std::fs::write(&keystore, &data.get("user.p12").expect("user.p12 in the Secret").0).expect("write user.p12");
+    let truststore = write(dir, &format!("{tag}-ca.pem"), &text(secret, "ca.crt"));
+    let config = format!(
+        "security.protocol=SSL\nssl.keystore.type=PKCS12\nssl.keystore.location={}\nssl.keystore.password={}\n\
+         ssl.truststore.type=PEM\nssl.truststore.location={truststore}\n{TUNING}",
+        keystore.display(),
+        text(secret, "user.password"),
+    );
+    write(dir, &format!("{tag}.properties"), &config)
+}
+
 /// A client config for a `scram-sha-512` user over TLS.
 fn scram_config(dir: &Path, tag: &str, secret: &Secret) -> String {
     let truststore = write(dir, &format!("{tag}-ca.pem"), &text(secret, "ca.crt"));
@@ -274,6 +291,9 @@ async fn tls_and_scram_users_use_secure_listeners_and_a_cluster_ca_renewal_resta
     let first: Vec<String> = (0..5).map(|i| format!("before-{i}")).collect();
     let (ok, out) = produce(&mtls, &writer_config, &first, Duration::ZERO);
     assert!(ok && !out.contains("ERROR"), "the tls user writes through the mTLS listener: {out}");
+    let p12_line = vec!["pkcs12-0".to_string()];
+    let (ok, out) = produce(&mtls, &p12_config(&dir, "writer-p12", &writer_secret), &p12_line, Duration::ZERO);
+    assert!(ok && !out.contains("ERROR"), "the tls user writes with its PKCS#12 keystore: {out}");
     let reader_config = scram_config(&dir, "reader", &reader_secret);
     let (ok, out) = consume(&scram, &reader_config, "readers-1", 5);
     assert!(ok && first.iter().all(|l| out.contains(l.as_str())), "the SCRAM user reads over TLS: {out}");
@@ -285,9 +305,9 @@ async fn tls_and_scram_users_use_secure_listeners_and_a_cluster_ca_renewal_resta
     let (ok, out) = librdkafka(&args);
     assert!(ok && out.contains(r#"{"count":5,"event":"produced"}"#), "librdkafka writes as the tls user: {out}");
     let rd_reader = librdkafka_scram(&reader_secret, None);
-    let args = ["consume", "--bootstrap", &scram, "--topic", "orders", "--group", "readers-rd", "--max-records", "10"];
+    let args = ["consume", "--bootstrap", &scram, "--topic", "orders", "--group", "readers-rd", "--max-records", "11"];
     let (ok, out) = librdkafka(&[&args[..], &["--config", &rd_reader]].concat());
-    let mut read_back = first.iter().cloned().chain((0..5).map(|i| format!("value-{i}")));
+    let mut read_back = first.iter().chain(&p12_line).cloned().chain((0..5).map(|i| format!("value-{i}")));
     assert!(
         ok && out.contains(r#""event":"closed""#) && read_back.all(|v| out.contains(&format!(r#""value":"{v}""#))),
         "librdkafka reads as the SCRAM user: {out}"
@@ -405,6 +425,7 @@ async fn tls_and_scram_users_use_secure_listeners_and_a_cluster_ca_renewal_resta
     let reader_config = scram_config(&dir, "reader-after", &fresh_reader);
     let written: Vec<String> = first
         .iter()
+        .chain(&p12_line)
         .chain(&during)
         .chain(&after)
         .chain(&renewal)

@@ -32,6 +32,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end -}}
 
+{{/*
+The operator pods' labels as KEY=VALUE,... (--operator-pod-labels): the
+brokers' NetworkPolicies let these pods reach the internal port.
+*/}}
+{{- define "strom-operator.podLabelsArg" -}}
+{{- $pairs := list -}}
+{{- range $key, $value := (include "strom-operator.selectorLabels" . | fromYaml) -}}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
+
 {{/* The operator's ServiceAccount. */}}
 {{- define "strom-operator.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
@@ -64,9 +76,10 @@ both stop on them.
 What the operator does, and nothing more (operator/src):
 - watches KafkaClusters and KafkaTopics, writes their status, puts its finalizer
   on KafkaTopics (a patch);
-- server-side applies each cluster's ConfigMap, Services, StatefulSet and
-  PodDisruptionBudget (a patch that creates the object needs `create` too) and
-  watches them; reads the StatefulSet;
+- server-side applies each cluster's ConfigMap, Services, StatefulSet,
+  PodDisruptionBudget and NetworkPolicy (a patch that creates the object needs
+  `create` too) and watches them; reads the StatefulSet; deletes the
+  NetworkPolicy of a cluster that turns it off (spec.networkPolicy.enabled);
 - lists a cluster's broker pods and deletes one at a time in a rolling restart;
 - reads, creates and server-side applies each cluster's CA Secrets (cluster
   CA, clients CA) and broker certificate Secret, watches them, and replaces a
@@ -99,6 +112,9 @@ the operator never deletes them, nor touches PersistentVolumeClaims.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["list", "watch", "create", "patch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "delete"]

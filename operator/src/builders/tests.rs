@@ -34,6 +34,7 @@ fn every_object_is_owned_by_the_cluster() {
         &bootstrap_service(&c).metadata,
         &stateful_set(&c, &config_hash(&cm)).metadata,
         &pod_disruption_budget(&c).metadata,
+        &network_policy(&c, &OperatorPods::default()).metadata,
     ];
     for meta in metas {
         assert_eq!(meta.namespace.as_deref(), Some("team"));
@@ -301,4 +302,84 @@ fn pod_template_depends_on_the_spec_alone() {
         hash, "090a53a8a2b479b1bc3282b2c7cc0e8d95aa6e7625c13e9b3f2236fe785066cd",
         "the pod template of a fixed spec changed"
     );
+}
+
+fn labels_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn the_network_policy_opens_the_listeners_and_keeps_the_internal_port_to_brokers_and_operator() {
+    let c = cluster(serde_json::json!({
+        "replicas": 3,
+        "listeners": { "additional": [{ "name": "mtls", "port": 9096, "tls": true, "authentication": { "type": "tls" } }] },
+    }));
+    let operator = OperatorPods {
+        namespace: Some("strom-system".into()),
+        labels: labels_of(&[("app.kubernetes.io/name", "strom-operator"), ("app.kubernetes.io/instance", "ops")]),
+    };
+    let policy = network_policy(&c, &operator);
+    assert_eq!(policy.metadata.name.as_deref(), Some("events-network-policy"));
+    let spec = policy.spec.expect("a spec");
+    // The broker pods: the StatefulSet's own selector.
+    let sts = stateful_set(&c, "hash");
+    assert_eq!(
+        spec.pod_selector.as_ref().and_then(|s| s.match_labels.as_ref()),
+        sts.spec.selector.match_labels.as_ref()
+    );
+    assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+    assert!(spec.egress.is_none(), "egress is not restricted");
+    let rules = spec.ingress.expect("ingress rules");
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    let ports = |rule: &NetworkPolicyIngressRule| -> Vec<(i32, String)> {
+        rule.ports
+            .iter()
+            .flatten()
+            .map(|p| match (&p.port, &p.protocol) {
+                (Some(IntOrString::Int(n)), Some(proto)) => (*n, proto.clone()),
+                other => panic!("a numbered TCP port: {other:?}"),
+            })
+            .collect()
+    };
+    let tcp = |ns: &[i32]| ns.iter().map(|n| (*n, "TCP".to_string())).collect::<Vec<_>>();
+    // From anywhere: the Kafka listeners and the HTTP port, never the internal one.
+    assert!(rules[0].from.is_none(), "open to all: {:?}", rules[0].from);
+    assert_eq!(ports(&rules[0]), tcp(&[KAFKA_PORT, HTTP_PORT, 9096]));
+    // The internal port: this cluster's brokers and the operator's pods only.
+    assert_eq!(ports(&rules[1]), tcp(&[INTERNAL_PORT]));
+    let from = rules[1].from.as_ref().expect("restricted sources");
+    assert_eq!(from.len(), 2, "{from:?}");
+    let brokers = &from[0];
+    assert!(brokers.namespace_selector.is_none() && brokers.ip_block.is_none(), "the policy's namespace: {brokers:?}");
+    assert_eq!(
+        brokers.pod_selector.as_ref().and_then(|s| s.match_labels.clone()),
+        Some(selector_labels(&ClusterNames::of(&c)))
+    );
+    let op = &from[1];
+    assert_eq!(
+        op.namespace_selector.as_ref().and_then(|s| s.match_labels.clone()),
+        Some(labels_of(&[("kubernetes.io/metadata.name", "strom-system")]))
+    );
+    assert_eq!(op.pod_selector.as_ref().and_then(|s| s.match_labels.clone()), Some(operator.labels.clone()));
+
+    // Outside a cluster the operator's namespace is unknown: its labels in any namespace.
+    let anywhere = network_policy(&c, &OperatorPods::default());
+    let rules = anywhere.spec.and_then(|s| s.ingress).expect("ingress rules");
+    let op = &rules[1].from.as_ref().expect("sources")[1];
+    let any_namespace = op.namespace_selector.as_ref().expect("a namespace selector");
+    assert!(any_namespace.match_labels.is_none() && any_namespace.match_expressions.is_none(), "{any_namespace:?}");
+    assert_eq!(
+        op.pod_selector.as_ref().and_then(|s| s.match_labels.clone()),
+        Some(labels_of(&[("app.kubernetes.io/name", "strom-operator"), ("app.kubernetes.io/component", "operator")]))
+    );
+}
+
+#[test]
+fn operator_pod_labels_parse_and_refuse_what_would_select_too_much() {
+    assert_eq!(parse_pod_labels("a=b, c=d").expect("two labels"), labels_of(&[("a", "b"), ("c", "d")]));
+    assert_eq!(parse_pod_labels("a=").expect("an empty value is a value"), labels_of(&[("a", "")]));
+    for bad in ["", " , ", "a", "=b", "a=b,a=c"] {
+        let e = parse_pod_labels(bad).expect_err(bad).to_string();
+        assert!(e.contains("--operator-pod-labels") && e.contains("KEY=VALUE"), "{e}");
+    }
 }

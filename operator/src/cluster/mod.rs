@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -454,6 +455,11 @@ async fn apply_objects(
     apply::<Service>(&ctx.client, ns, &builders::bootstrap_service(cluster)).await?;
     apply::<StatefulSet>(&ctx.client, ns, &stateful_set).await?;
     apply::<PodDisruptionBudget>(&ctx.client, ns, &builders::pod_disruption_budget(cluster)).await?;
+    if cluster.spec.network_policy.enabled {
+        apply::<NetworkPolicy>(&ctx.client, ns, &builders::network_policy(cluster, &ctx.operator_pods)).await?;
+    } else {
+        delete_network_policy(&ctx.client, names).await?;
+    }
 
     let reference = cluster.object_ref(&());
     match previous_hash.map(Option::unwrap_or_default) {
@@ -468,6 +474,18 @@ async fn apply_objects(
         Some(_) => {}
     }
     Ok(())
+}
+
+/// Deletes the cluster's NetworkPolicy (`spec.networkPolicy.enabled: false`);
+/// already gone is fine.
+async fn delete_network_policy(client: &kube::Client, names: &ClusterNames) -> Result<(), ClusterError> {
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &names.namespace);
+    let name = names.network_policy();
+    match api.delete(&name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(ClusterError::Kube { action: "delete", kind: "NetworkPolicy".into(), name, source }),
+    }
 }
 
 /// Requeues a failed reconciliation with backoff (never a crash loop).
