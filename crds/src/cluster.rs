@@ -220,6 +220,12 @@ pub struct KafkaClusterSpec {
     #[serde(default)]
     pub certificate_authorities: CertificateAuthorities,
 
+    /// Kafka ACLs on the client listeners and the super users no ACL is
+    /// checked for. Unset: no authorizer (everyone may do everything),
+    /// unless `config` sets `authorizer.class.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<crate::authorization::ClusterAuthorization>,
+
     /// The NetworkPolicy `<cluster>-network-policy` over the broker pods:
     /// the internal port (9093) only from the cluster's brokers and the
     /// operator, the Kafka listeners and the HTTP port from anywhere.
@@ -300,6 +306,7 @@ impl Default for KafkaClusterSpec {
             metrics: Metrics::default(),
             rebalance: Rebalance::default(),
             certificate_authorities: CertificateAuthorities::default(),
+            authorization: None,
             network_policy: NetworkPolicySettings::default(),
         }
     }
@@ -341,6 +348,14 @@ impl KafkaClusterSpec {
         let cas = &self.certificate_authorities;
         if cas.renewal_days < 1 || cas.renewal_days >= cas.validity_days {
             return Err(SpecError::CaRenewal { renewal: cas.renewal_days, validity: cas.validity_days });
+        }
+        if let Some(authorization) = &self.authorization {
+            authorization.validate()?;
+            if let Some(key) =
+                crate::authorization::AUTHORIZATION_SETTINGS.iter().find(|k| self.config.contains_key(**k))
+            {
+                return Err(crate::authorization::AuthorizationError::ConfigConflict { key: key.to_string() }.into());
+            }
         }
         Ok(())
     }
@@ -387,6 +402,9 @@ pub enum SpecError {
         /// `validityDays`.
         validity: i32,
     },
+    /// `authorization` is not acceptable.
+    #[error(transparent)]
+    Authorization(#[from] crate::authorization::AuthorizationError),
 }
 
 /// Pull policy of the broker image, as in a Pod's `imagePullPolicy`.

@@ -7,6 +7,7 @@
 //! drift. Validation the apiserver can do alone lives on the types as CEL
 //! rules; the same checks are repeated in Rust for the operator.
 
+pub mod authorization; // KafkaCluster.spec.authorization: Kafka ACLs and super users
 pub mod cluster; // KafkaCluster: brokers, storage, listeners, controller quorum
 pub mod conditions; // status conditions: types, and set_condition's transition-time rule
 pub mod quantity; // storage sizes in Kubernetes quantity notation
@@ -16,6 +17,7 @@ pub mod user; // KafkaUser: SCRAM credential (password Secret) and ACLs of one c
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+pub use authorization::{AuthorizationError, AuthorizationType, ClusterAuthorization, STANDARD_AUTHORIZER};
 pub use cluster::{
     CertificateAuthorities, CertificateAuthoritiesStatus, DEFAULT_BROKER_IMAGE, ExternalListener, ExternalListenerType,
     ImagePullPolicy, KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, KafkaListener, KafkaListenerAuthentication,

@@ -197,6 +197,9 @@ pub fn broker_config_file(cluster: &KafkaCluster) -> String {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     settings.extend(crate::listeners::listener_settings(spec));
+    if let Some(authorization) = &spec.authorization {
+        settings.extend(authorization.broker_settings());
+    }
     let default_rf = spec.replicas.clamp(1, 3).to_string();
     for key in REPLICATION_DEFAULTS {
         settings.entry(key.to_string()).or_insert_with(|| default_rf.clone());

@@ -89,6 +89,24 @@ fn scram_authentication_renders_one_sasl_plaintext_listener() {
 }
 
 #[test]
+fn spec_authorization_renders_the_acl_authorizer_and_super_users() {
+    let c = cluster(serde_json::json!({
+        "replicas": 1,
+        "authorization": { "type": "simple", "superUsers": ["admin", "User:ops"] },
+    }));
+    let file = broker_config_file(&c);
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&file).expect("the config file is YAML");
+    assert_eq!(parsed["settings"]["authorizer.class.name"].as_str(), Some(strom_crds::STANDARD_AUTHORIZER));
+    assert_eq!(parsed["settings"]["super.users"].as_str(), Some("User:admin;User:ops"));
+    let mut conflicting = c.spec.clone();
+    conflicting.config.insert("super.users".into(), "User:x".into());
+    assert_eq!(
+        conflicting.validate().unwrap_err().to_string(),
+        "spec.config.super.users contradicts spec.authorization, which sets it: remove one of them"
+    );
+}
+
+#[test]
 fn config_hash_follows_the_config_and_only_the_config() {
     let a = config_map(&default_cluster());
     assert_eq!(config_hash(&a), config_hash(&config_map(&default_cluster())), "stable");
