@@ -360,10 +360,17 @@ async fn claim(
 ) -> Result<Option<(&'static str, String)>, UserError> {
     let name = user.name_any();
     let principal = user_plan::principal(&name);
-    let super_users = cluster.spec.config.get("super.users").map(String::as_str).unwrap_or("");
+    let from_spec = cluster.spec.authorization.as_ref().map(|a| a.broker_settings()).unwrap_or_default();
+    let super_users = from_spec
+        .into_iter()
+        .find(|(k, _)| k == "super.users")
+        .map(|(_, v)| v)
+        .or_else(|| cluster.spec.config.get("super.users").cloned())
+        .unwrap_or_default();
     if super_users.split(';').map(str::trim).any(|p| p == principal) {
         let message = format!(
-            "metadata.name: {principal} is in the cluster's super.users (spec.config); a KafkaUser cannot manage a super user"
+            "metadata.name: {principal} is one of the cluster's super users (spec.authorization.superUsers or \
+             spec.config super.users); a KafkaUser cannot manage a super user"
         );
         return Ok(Some(("SuperUser", message)));
     }
@@ -399,6 +406,19 @@ async fn apply_tls(
     let name = user.name_any();
     let namespace = user.namespace().unwrap_or_default();
     let names = ClusterNames::of(cluster);
+    // The principal is claimed before any certificate names it: a refused
+    // KafkaUser (a super user's name, a principal it did not create) must
+    // not get a certificate for it.
+    let admin = match ctx.admin_for(&names, cluster.spec.replicas).await {
+        Ok(admin) => admin,
+        Err(e) => {
+            let message = format!("the cluster's admin API cannot be reached: {e}");
+            return not_ready(user, ctx, status, "ClusterUnreachable", message, Duration::from_secs(10)).await;
+        }
+    };
+    if let Some((reason, message)) = claim(user, cluster, &admin, &mut status).await? {
+        return not_ready(user, ctx, status, reason, message, Duration::from_secs(60)).await;
+    }
     let cas = (read_ca(ctx, &names, CaKind::Clients).await, read_ca(ctx, &names, CaKind::Cluster).await);
     let (clients, cluster_ca) = match cas {
         (Ok(Some(clients)), Ok(Some(cluster_ca))) => (clients, cluster_ca),
@@ -440,16 +460,6 @@ async fn apply_tls(
             .map_err(kube_err(format!("write Secret {namespace}/{name}")))?;
     }
     status.secret = Some(name.clone());
-    let admin = match ctx.admin_for(&names, cluster.spec.replicas).await {
-        Ok(admin) => admin,
-        Err(e) => {
-            let message = format!("the cluster's admin API cannot be reached: {e}");
-            return not_ready(user, ctx, status, "ClusterUnreachable", message, Duration::from_secs(10)).await;
-        }
-    };
-    if let Some((reason, message)) = claim(user, cluster, &admin, &mut status).await? {
-        return not_ready(user, ctx, status, reason, message, Duration::from_secs(60)).await;
-    }
     write_status(user, ctx, &status).await?;
     finish(user, ctx, &admin, status, "client certificate issued").await
 }
@@ -523,6 +533,9 @@ async fn reconcile_quotas(
     match admin.alter_client_quotas(&name, changes.ops()).await {
         Ok(()) => {}
         Err(e) if e.code().is_some() => return Ok(Err(("QuotasRefused", format!("spec.quotas: {e}")))),
+        Err(e @ crate::admin::AdminError::Unsupported { .. }) => {
+            return Ok(Err(("QuotasUnsupported", format!("spec.quotas: {e}"))));
+        }
         Err(e) => return Err(admin_err(&name)(e)),
     }
     let what = format!("client quotas {}", changes.describe());
