@@ -55,6 +55,10 @@ pub enum AdminError {
     /// The operator has no client certificate for the cluster's internal plane.
     #[error("no operator identity for the cluster's internal plane: {0}")]
     NoIdentity(String),
+    /// Every broker answered that it does not have this method (brokers
+    /// older than the operator).
+    #[error("{operation}: the brokers at {endpoints} do not offer it (older than this operator: upgrade them)")]
+    Unsupported { operation: &'static str, endpoints: String },
 }
 
 impl AdminError {
@@ -119,6 +123,7 @@ impl ClusterAdmin {
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut last = "no broker addresses".to_string();
+        let mut unimplemented = 0;
         for address in &self.endpoints {
             let client = match self.connect(address) {
                 Ok(c) => c,
@@ -129,9 +134,17 @@ impl ClusterAdmin {
             };
             match tokio::time::timeout(CALL_TIMEOUT, call(client)).await {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
-                Ok(Err(status)) => last = format!("{address}: {} ({:?})", with_causes(&status), status.code()),
+                Ok(Err(status)) => {
+                    if status.code() == tonic::Code::Unimplemented {
+                        unimplemented += 1;
+                    }
+                    last = format!("{address}: {} ({:?})", with_causes(&status), status.code());
+                }
                 Err(_) => last = format!("{address}: no answer within {CALL_TIMEOUT:?}"),
             }
+        }
+        if unimplemented > 0 && unimplemented == self.endpoints.len() {
+            return Err(AdminError::Unsupported { operation: "admin API method", endpoints: self.endpoints.join(",") });
         }
         Err(AdminError::Unreachable { endpoints: self.endpoints.join(","), last })
     }

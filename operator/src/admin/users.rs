@@ -91,8 +91,13 @@ impl ClusterAdmin {
                 let request = request.clone();
                 async move { c.describe_client_quotas(request).await }
             })
-            .await?;
-        Ok(r.quotas.into_iter().collect())
+            .await;
+        match r {
+            Ok(r) => Ok(r.quotas.into_iter().collect()),
+            // Brokers older than this operator hold no quotas it could have set.
+            Err(AdminError::Unsupported { .. }) => Ok(BTreeMap::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sets and removes client quotas of the entity `user=<user>`: every op, or none with the refusal.
