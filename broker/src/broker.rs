@@ -75,6 +75,9 @@ pub struct Broker {
     /// Registered, unfenced and caught up with the metadata log.
     ready: AtomicBool,
     producer_ids: tokio::sync::Mutex<ProducerIdBlock>,
+    /// Held while a heartbeat is proposed; `true` once this broker stopped
+    /// heartbeating for its controlled shutdown (see [`crate::membership`]).
+    pub(crate) heartbeats_stopped: tokio::sync::Mutex<bool>,
     /// Highest metadata log index whose image this broker has published.
     pub(crate) published: watch::Sender<u64>,
     /// The last image published, for the publisher's diff.
@@ -113,6 +116,7 @@ impl Broker {
             broker_epoch: AtomicI64::new(-1),
             ready: AtomicBool::new(false),
             producer_ids: tokio::sync::Mutex::new(ProducerIdBlock::default()),
+            heartbeats_stopped: tokio::sync::Mutex::new(false),
             published: watch::channel(0).0,
             last_image: Mutex::new(None),
             config,

@@ -8,8 +8,10 @@
 //! then marks the broker ready (the publisher may delete unassigned logs
 //! from then on). A heartbeat task keeps the session alive and, on the
 //! active controller, creates `__consumer_offsets` once enough brokers are
-//! live. [`controlled_shutdown`] (SIGTERM) moves this broker's leaderships
-//! away before it stops.
+//! live. [`controlled_shutdown`] (SIGTERM) stops the heartbeats (waiting
+//! for one in flight), then moves this broker's leaderships away before it
+//! stops: a heartbeat after it would unfence the broker again, and it would
+//! lead partitions on its way out.
 //!
 //! Must never: propose anything for another broker (heartbeats,
 //! registrations and controlled shutdown name this broker only).
@@ -164,6 +166,12 @@ where
 /// another, which starts every session afresh; the next heartbeat must
 /// reach it before that session expires.
 async fn heartbeat(broker: &Broker) -> Option<u64> {
+    // Held until the heartbeat is answered, so a controlled shutdown waits
+    // for it; none is sent after.
+    let stopped = broker.heartbeats_stopped.lock().await;
+    if *stopped {
+        return None;
+    }
     let command = Command::BrokerHeartbeat { broker_id: broker.config.node_id, broker_epoch: broker.broker_epoch() };
     let session = broker.config.settings.long("broker.session.timeout.ms").max(3) as u64;
     let timeout = Duration::from_millis(session / 3);
@@ -204,6 +212,11 @@ async fn heartbeat_loop(broker: Arc<Broker>) {
 /// broker stops anyway and its session expires.
 pub async fn controlled_shutdown(broker: &Broker) {
     broker.set_ready(false);
+    // No heartbeat after this one: a later heartbeat would unfence this
+    // broker again and make it a leader on its way out. (The controller
+    // unfences on any heartbeat, so a controlled shutdown the operator asks
+    // of a broker that keeps running is undone by its next heartbeat.)
+    *broker.heartbeats_stopped.lock().await = true;
     let change = Change::ControlledShutdown { broker_id: broker.config.node_id, broker_epoch: broker.broker_epoch() };
     match tokio::time::timeout(Duration::from_secs(10), crate::admin::apply(broker, change, false)).await {
         Ok(Ok(_)) => tracing::info!("controlled shutdown: leaderships moved to other replicas"),
