@@ -309,7 +309,9 @@ impl PartitionLog {
         if let Some(guard) = verify {
             let mut seen: Vec<i64> = Vec::new();
             for r in &refs {
-                let first = !seen.contains(&r.header.producer_id);
+                // Only transactional batches are checked (and a request
+                // carries one producer's): `seen` stays tiny.
+                let first = r.header.is_transactional() && !seen.contains(&r.header.producer_id);
                 if first {
                     seen.push(r.header.producer_id);
                 }

@@ -32,9 +32,9 @@
 //! instead of being appended first and leaving the retried earliest batch
 //! out of order for good. A verification the coordinator refused for a
 //! retriable reason is kept until the producer's batch is appended or a
-//! marker is written; at most
-//! [`MAX_ABANDONED_VERIFICATIONS`] such are kept. Verifications live in
-//! memory only.
+//! marker is written. At most [`MAX_VERIFICATIONS`] are kept per partition
+//! (past it the oldest are forgotten: a client naming made-up producer ids
+//! cannot grow them without bound). Verifications live in memory only.
 //!
 //! The state is rebuilt from batch headers on open, starting from the latest
 //! snapshot (`<offset>.snapshot`, JSON, written at segment roll and on flush)
@@ -127,10 +127,10 @@ impl VerificationGuard {
     }
 }
 
-/// Most verifications refused for a retriable reason kept per partition
-/// (each remembers its lowest sequence for the producer's retry); past it,
-/// the oldest refused ones are forgotten.
-pub const MAX_ABANDONED_VERIFICATIONS: usize = 1024;
+/// Most verifications kept per partition; past it the oldest quarter is
+/// forgotten (their appends are refused INVALID_TXN_STATE, their producers'
+/// retries start afresh).
+pub const MAX_VERIFICATIONS: usize = 4096;
 
 /// A verification under way (or refused, awaiting the producer's retry) of
 /// a producer's first transactional batches on this partition.
@@ -247,6 +247,9 @@ impl ProducerStates {
             }
             Some(v) if v.epoch > epoch => Some(VerificationGuard::fresh()),
             _ => {
+                if self.verifying.len() >= MAX_VERIFICATIONS {
+                    self.forget_oldest_verifications();
+                }
                 let guard = VerificationGuard::fresh();
                 let v = Verifying { guard, epoch, lowest_sequence: base_sequence, abandoned: false };
                 self.verifying.insert(producer_id, v);
@@ -269,15 +272,16 @@ impl ProducerStates {
             return;
         }
         v.abandoned = true;
-        let abandoned = self.verifying.values().filter(|v| v.abandoned).count();
-        if abandoned > MAX_ABANDONED_VERIFICATIONS {
-            // Forget the oldest refused verifications (guards are issued in order).
-            let mut oldest: Vec<(u64, i64)> =
-                self.verifying.iter().filter(|(_, v)| v.abandoned).map(|(pid, v)| (v.guard.0, *pid)).collect();
-            oldest.sort_unstable();
-            for (_, pid) in oldest.into_iter().take(abandoned - MAX_ABANDONED_VERIFICATIONS) {
-                self.verifying.remove(&pid);
-            }
+    }
+
+    /// Forgets the oldest quarter of the verifications (guards are issued
+    /// in order), refused ones first.
+    fn forget_oldest_verifications(&mut self) {
+        let mut oldest: Vec<(bool, u64, i64)> =
+            self.verifying.iter().map(|(pid, v)| (!v.abandoned, v.guard.0, *pid)).collect();
+        oldest.sort_unstable();
+        for (_, _, pid) in oldest.into_iter().take(MAX_VERIFICATIONS / 4) {
+            self.verifying.remove(&pid);
         }
     }
 
@@ -641,14 +645,15 @@ mod tests {
     #[test]
     fn refused_retriable_verifications_keep_their_lowest_sequence_within_a_bound() {
         let mut s = ProducerStates::default();
-        for pid in 0..(MAX_ABANDONED_VERIFICATIONS as i64 + 10) {
+        let count = MAX_VERIFICATIONS as i64 + 10;
+        for pid in 0..count {
             let g = s.start_verification(pid, 0, 0).unwrap();
             s.abandon_verification(pid, g, true);
         }
-        assert_eq!(s.verifying.len(), MAX_ABANDONED_VERIFICATIONS, "the oldest refused ones are forgotten");
-        assert!(!s.verifying.contains_key(&0) && s.verifying.contains_key(&(MAX_ABANDONED_VERIFICATIONS as i64 + 9)));
+        assert!(s.verifying.len() <= MAX_VERIFICATIONS, "bounded: {}", s.verifying.len());
+        assert!(!s.verifying.contains_key(&0) && s.verifying.contains_key(&(count - 1)), "the oldest are forgotten");
         // A later batch of a kept one is held back; of a forgotten one, not.
-        let kept = MAX_ABANDONED_VERIFICATIONS as i64 + 9;
+        let kept = count - 1;
         let g = s.start_verification(kept, 0, 4).unwrap();
         assert!(matches!(
             s.check_verified(&txn_header(kept, 0, 4, 1, 0), Some(g), true),

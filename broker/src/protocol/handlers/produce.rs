@@ -54,7 +54,12 @@ static REFUSED_PRODUCE_LOG: LineLimit = LineLimit::new(10);
 pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
-    let verified = verify::verify(broker, &request, version).await;
+    // A request refused whole (bad acks) starts no verification.
+    let verified = if matches!(acks, -1..=1) {
+        verify::verify(broker, &request, version).await
+    } else {
+        verify::Verified::default()
+    };
     let b = broker.clone();
     let (mut responses, commits) = blocking(move || append_all(&b, request, verified)).await;
     if acks == 0 {
@@ -137,8 +142,8 @@ fn append_all(
                             "transactional record batches need the request's transactional_id",
                         ));
                     }
-                    if name == crate::group::OFFSETS_TOPIC {
-                        // Only the group coordinator writes there, as in Kafka.
+                    if name == crate::group::OFFSETS_TOPIC || name == crate::txn::TXN_STATE_TOPIC {
+                        // Only the coordinators write there, as in Kafka.
                         return fail(KafkaError::new(
                             ResponseError::InvalidTopicException,
                             format!("clients cannot produce to the internal topic {name}"),
