@@ -40,12 +40,19 @@ pub const USER_PASSWORD: &str = "user.password";
 const ALIAS: &str = "user";
 
 /// The user's PKCS#12 keystore and its password.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Keystore {
     /// The PKCS#12 file.
     pub p12: Vec<u8>,
     /// Its password (letters and digits).
     pub password: String,
+}
+
+/// Never prints the password (nor the key inside the file).
+impl std::fmt::Debug for Keystore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keystore").field("p12_bytes", &self.p12.len()).finish_non_exhaustive()
+    }
 }
 
 /// Why the keystore could not be made.

@@ -151,7 +151,7 @@ fn default_render_is_restricted_probed_and_leader_elected() {
         .expect("a rule on networkpolicies");
     assert_eq!(rule["apiGroups"][0].as_str(), Some("networking.k8s.io"));
     let verbs: Vec<&str> = rule["verbs"].as_sequence().expect("verbs").iter().filter_map(|v| v.as_str()).collect();
-    assert_eq!(verbs, ["list", "watch", "create", "patch", "delete"]);
+    assert_eq!(verbs, ["get", "list", "watch", "create", "patch", "delete"]);
     assert!(find(&docs, "ClusterRole", &format!("{RELEASE}-crds")).is_some(), "CRD rule present");
     assert!(find(&docs, "Service", &format!("{RELEASE}-metrics")).is_some(), "metrics Service");
     for kind in ["ServiceMonitor", "PodMonitor", "ConfigMap"] {

@@ -244,7 +244,7 @@ async fn tls_and_scram_users_use_secure_listeners_and_a_cluster_ca_renewal_resta
     let spec = json!({
         "replicas": 1,
         "storage": { "size": "1Gi" },
-        "config": { "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer" },
+        "authorization": { "type": "simple", "superUsers": ["events-admin"] },
         "listeners": { "additional": [
             { "name": "scram", "port": SCRAM_PORT, "tls": true, "authentication": { "type": "scram-sha-512" } },
             { "name": "mtls", "port": MTLS_PORT, "tls": true, "authentication": { "type": "tls" } },

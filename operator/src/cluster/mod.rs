@@ -458,7 +458,7 @@ async fn apply_objects(
     if cluster.spec.network_policy.enabled {
         apply::<NetworkPolicy>(&ctx.client, ns, &builders::network_policy(cluster, &ctx.operator_pods)).await?;
     } else {
-        delete_network_policy(&ctx.client, names).await?;
+        delete_network_policy(&ctx.client, cluster, names).await?;
     }
 
     let reference = cluster.object_ref(&());
@@ -476,11 +476,30 @@ async fn apply_objects(
     Ok(())
 }
 
-/// Deletes the cluster's NetworkPolicy (`spec.networkPolicy.enabled: false`);
-/// already gone is fine.
-async fn delete_network_policy(client: &kube::Client, names: &ClusterNames) -> Result<(), ClusterError> {
+/// Deletes the cluster's NetworkPolicy (`spec.networkPolicy.enabled: false`)
+/// when it is this KafkaCluster's (owner reference): a user's own policy of
+/// that name is left alone; already gone is fine.
+async fn delete_network_policy(
+    client: &kube::Client,
+    cluster: &KafkaCluster,
+    names: &ClusterNames,
+) -> Result<(), ClusterError> {
     let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &names.namespace);
     let name = names.network_policy();
+    let existing = api.get_opt(&name).await.map_err(|source| ClusterError::Kube {
+        action: "read",
+        kind: "NetworkPolicy".into(),
+        name: name.clone(),
+        source,
+    })?;
+    let uid = cluster.metadata.uid.as_deref();
+    let ours = existing
+        .as_ref()
+        .and_then(|p| p.metadata.owner_references.as_ref())
+        .is_some_and(|owners| owners.iter().any(|o| Some(o.uid.as_str()) == uid));
+    if !ours {
+        return Ok(());
+    }
     match api.delete(&name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
