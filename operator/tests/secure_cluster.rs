@@ -32,7 +32,7 @@ use common::kafka_tools::{kafka_tool, python_client};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::pod_runner::PodRunner;
 use common::{OperatorProcess, create_ready_cluster, create_ready_topic, eventually, plane_with_nodes};
@@ -69,17 +69,7 @@ fn run_feeding(mut command: Command, lines: &[String], pause: Duration) -> (bool
         std::thread::sleep(pause);
     }
     drop(stdin);
-    let deadline = Instant::now() + TOOL_TIMEOUT;
-    while child.try_wait().expect("poll the child").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().expect("collect output");
-    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-    (output.status.success(), format!("{}{}", text(output.stdout), text(output.stderr)))
+    common::kafka_tools::finish(child, None, TOOL_TIMEOUT)
 }
 
 /// Runs librdkafka's client (strom_client.py) with `args` and stdin held
@@ -95,18 +85,7 @@ fn librdkafka(args: &[&str]) -> (bool, String) {
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
     let stdin = child.stdin.take();
-    let deadline = Instant::now() + TOOL_TIMEOUT;
-    while child.try_wait().expect("poll the child").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    drop(stdin);
-    let output = child.wait_with_output().expect("collect output");
-    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-    (output.status.success(), format!("{}{}", text(output.stdout), text(output.stderr)))
+    common::kafka_tools::finish(child, stdin, TOOL_TIMEOUT)
 }
 
 /// librdkafka settings for a `tls` user: its Secret's PEM strings.

@@ -47,17 +47,7 @@ fn run(mut command: Command, input: &str) -> (bool, String) {
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
     child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
-    let deadline = Instant::now() + TOOL_TIMEOUT;
-    while child.try_wait().expect("poll the child").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().expect("collect output");
-    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-    (output.status.success(), format!("{}{}", text(output.stdout), text(output.stderr)))
+    common::kafka_tools::finish(child, None, TOOL_TIMEOUT)
 }
 
 /// A Java client config from a user's Secret alone (its `sasl.jaas.config`),

@@ -38,3 +38,25 @@ pub fn python_client() -> Command {
     command.arg("-u").arg(root.join("e2e/python/strom_client.py"));
     command
 }
+
+/// Waits for `child` to exit, killing it after `timeout`: whether it
+/// succeeded, and its stdout followed by its stderr. `stdin`, when given, is
+/// held open until then (a client that stops at end of input keeps running).
+pub fn finish(
+    mut child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    timeout: std::time::Duration,
+) -> (bool, String) {
+    let deadline = std::time::Instant::now() + timeout;
+    while child.try_wait().expect("poll the child").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(stdin);
+    let output = child.wait_with_output().expect("collect output");
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (output.status.success(), format!("{}{}", text(output.stdout), text(output.stderr)))
+}
