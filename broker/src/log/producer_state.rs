@@ -357,10 +357,25 @@ impl ProducerStates {
             return None;
         }
         if header.is_transactional() {
-            // Either the transaction now has a first offset here (its next
-            // batches need no verification) or a marker ended it (a
-            // verification started before must not open a new one).
-            self.verifying.remove(&header.producer_id);
+            let pid = header.producer_id;
+            match self.verifying.get_mut(&pid) {
+                // A marker at or below the verified epoch: the guard stops
+                // being current (a verification started before must not open
+                // a transaction the marker may have ended), but the lowest
+                // sequence stays for the producer's retries — at
+                // transaction.version 2 the previous transaction's markers
+                // carry the next one's epoch and land while its first batches
+                // are being verified.
+                Some(v) if header.is_control() && header.producer_epoch <= v.epoch => {
+                    v.guard = VerificationGuard::fresh();
+                }
+                // A data batch: the transaction now has a first offset here
+                // (its next batches need no verification); or a newer marker.
+                Some(_) => {
+                    self.verifying.remove(&pid);
+                }
+                None => {}
+            }
         }
         let entry = self.producers.entry(header.producer_id).or_insert_with(|| ProducerEntry {
             epoch: header.producer_epoch,

@@ -308,3 +308,24 @@ fn a_later_first_batch_waits_for_an_earlier_one_whose_verification_was_refused()
     log.append_as_leader_verified(&txn_batch(1, 3, 1), 0, 0, Some(next)).unwrap(); // 4
     assert_eq!(log.log_end_offset(), 5);
 }
+
+#[test]
+fn the_previous_transactions_marker_keeps_the_lowest_sequence_of_the_next_ones_verification() {
+    // transaction.version 2: T1's marker carries T2's epoch and lands while
+    // T2's first batches (sequences 0 and 2) are being verified, the first
+    // refused for a while (CONCURRENT_TRANSACTIONS). The second must still
+    // wait for the first.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), tp(), LogConfig::default()).unwrap();
+    let first = log.start_txn_verification(1, 0, 0).unwrap();
+    log.abandon_txn_verification(1, first, true);
+    log.append_txn_marker(1, 0, COMMIT, 0, 2).unwrap(); // 0: the previous transaction's marker
+    let second = log.start_txn_verification(1, 0, 2).unwrap();
+    assert_ne!(second, first, "the marker made the old guard stale");
+    let early = log.append_as_leader_verified(&txn_batch(1, 2, 1), 0, 0, Some(second));
+    assert!(matches!(early, Err(LogError::OutOfOrderSequence { expected: 0, got: 2, .. })), "{early:?}");
+    let retry = log.start_txn_verification(1, 0, 0).unwrap();
+    log.append_as_leader_verified(&txn_batch(1, 0, 2), 0, 0, Some(retry)).unwrap(); // 1..=2
+    log.append_as_leader_verified(&txn_batch(1, 2, 1), 0, 0, None).unwrap(); // 3
+    assert_eq!(log.log_end_offset(), 4);
+}
