@@ -32,7 +32,9 @@
 //! instead of being appended first and leaving the retried earliest batch
 //! out of order for good. A verification the coordinator refused for a
 //! retriable reason is kept until the producer's batch is appended or a
-//! marker is written. At most [`MAX_VERIFICATIONS`] are kept per partition
+//! marker of a newer epoch is written (a marker at or below its epoch only
+//! makes its guard stale: at transaction.version 2 the previous
+//! transaction's markers carry the next one's epoch). At most [`MAX_VERIFICATIONS`] are kept per partition
 //! (past it the oldest are forgotten: a client naming made-up producer ids
 //! cannot grow them without bound). Verifications live in memory only.
 //!
