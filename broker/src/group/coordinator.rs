@@ -707,7 +707,7 @@ impl GroupCoordinator {
         self.ensure_timer(&slot);
         let t = self.clock.time();
         let mut failed = Vec::new();
-        let (mut results, waiting) = {
+        let (results, waiting) = {
             let mut entry = slot.entry.lock();
             match &entry.consumer {
                 Some(c) => consumer::validate_commit(c, &commit.member_id, commit.generation_id)?,
@@ -766,15 +766,7 @@ impl GroupCoordinator {
         };
         slot.wake.notify_one();
         run_failed(failed);
-        if let Some(rx) = waiting {
-            let outcome = rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable));
-            if let Err(e) = outcome {
-                for r in results.iter_mut().filter(|r| r.2.is_ok()) {
-                    r.2 = Err(e.clone());
-                }
-            }
-        }
-        Ok(results)
+        Ok(settle_write(results, waiting).await)
     }
 
     /// TxnOffsetCommit: writes the offsets as a transactional batch of the
@@ -798,7 +790,7 @@ impl GroupCoordinator {
         self.ensure_timer(&slot);
         let t = self.clock.time();
         let mut failed = Vec::new();
-        let (mut results, waiting) = {
+        let (results, waiting) = {
             let entry = slot.entry.lock();
             match &entry.consumer {
                 Some(c) => consumer::validate_txn_commit(c, &commit.member_id, commit.generation_id)?,
@@ -859,14 +851,7 @@ impl GroupCoordinator {
             (results, waiting)
         };
         run_failed(failed);
-        if let Some(rx) = waiting
-            && let Err(e) = rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
-        {
-            for r in results.iter_mut().filter(|r| r.2.is_ok()) {
-                r.2 = Err(e.clone());
-            }
-        }
-        Ok(results)
+        Ok(settle_write(results, waiting).await)
     }
 
     /// A transaction marker of `producer_id` is committed on
@@ -1059,7 +1044,7 @@ impl GroupCoordinator {
         self.check(group_id)?;
         let slot = self.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
         let mut failed = Vec::new();
-        let (mut results, waiting) = {
+        let (results, waiting) = {
             let entry = slot.entry.lock();
             entry.group.validate_offset_delete()?;
             let mut results = Vec::new();
@@ -1101,14 +1086,7 @@ impl GroupCoordinator {
             (results, waiting)
         };
         run_failed(failed);
-        if let Some(rx) = waiting
-            && let Err(e) = rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
-        {
-            for r in results.iter_mut().filter(|r| r.2.is_ok()) {
-                r.2 = Err(e.clone());
-            }
-        }
-        Ok(results)
+        Ok(settle_write(results, waiting).await)
     }
 
     /// Tombstones expired offsets (`offsets.retention.minutes`), and deletes
@@ -1181,6 +1159,22 @@ impl GroupCoordinator {
 }
 
 /// Fails jobs that could not be queued; called without any slot lock held.
+/// Waits for a request's write (`waiting`; none when nothing was written)
+/// and fails every partition answered ok when the write failed.
+async fn settle_write<T>(
+    mut results: Vec<PartitionResult>,
+    waiting: Option<oneshot::Receiver<Result<T, GroupError>>>,
+) -> Vec<PartitionResult> {
+    if let Some(rx) = waiting
+        && let Err(e) = rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+    {
+        for r in results.iter_mut().filter(|r| r.2.is_ok()) {
+            r.2 = Err(e.clone());
+        }
+    }
+    results
+}
+
 fn run_failed(failed: Vec<Job>) {
     for job in failed {
         tracing::warn!(records = job.records.len(), "no __consumer_offsets writer (shutting down?); failing the write");
