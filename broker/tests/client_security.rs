@@ -651,6 +651,86 @@ fn a_listener_takes_a_new_certificate_from_disk_for_new_connections() {
     wire::assert_broker_still_serves(broker.kafka_addr(), "a certificate reload");
 }
 
+/// Runs a store-making tool (`openssl`, `keytool`) and fails the test with its output if it fails.
+fn make_store(command: &mut Command) {
+    let (ok, stdout, stderr) = run(command, "");
+    assert!(ok, "{command:?}: {stdout}{stderr}");
+}
+
+#[test]
+fn pkcs12_stores_made_by_openssl_and_keytool_serve_tls_and_check_client_certificates() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    // The broker's and alice's keystores as `openssl pkcs12 -export` writes
+    // them; the CA in a trust store as `keytool -importcert` writes it.
+    for (name, key_and_cert) in [("broker", "keystore.pem"), ("alice", "client-keystore.pem")] {
+        make_store(
+            Command::new("openssl").args(["pkcs12", "-export", "-name", name, "-passout", "pass:ks-secret"]).args([
+                "-in".as_ref(),
+                dir.join(key_and_cert).as_os_str(),
+                "-out".as_ref(),
+                dir.join(format!("{name}.p12")).as_os_str(),
+            ]),
+        );
+    }
+    make_store(
+        Command::new("keytool")
+            .args(["-importcert", "-noprompt", "-alias", "ca", "-storetype", "PKCS12", "-storepass", "ts-secret"])
+            .args(["-file", &pki.path("ca.pem"), "-keystore", &pki.path("truststore.p12")]),
+    );
+    let settings = [
+        "listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},MTLS://127.0.0.1:{PORT_0}".to_string(),
+        "advertised.listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},MTLS://localhost:{PORT_0}".to_string(),
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,MTLS:SSL".to_string(),
+        "ssl.keystore.type=PKCS12".to_string(),
+        format!("ssl.keystore.location={}", pki.path("broker.p12")),
+        "ssl.keystore.password=ks-secret".to_string(),
+        "ssl.truststore.type=PKCS12".to_string(),
+        format!("ssl.truststore.location={}", pki.path("truststore.p12")),
+        "ssl.truststore.password=ts-secret".to_string(),
+        "ssl.client.auth=required".to_string(),
+        "auto.create.topics.enable=true".to_string(),
+    ];
+    let refs: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let broker = BrokerProcess::start_with(&refs);
+    let port = broker.extra_ports()[0];
+
+    let mut trusted = tls_client(&pki, port, Some(pki.pair("client")));
+    assert_eq!(api_versions_over(&mut trusted).map(|r| r.error_code), Ok(0), "alice, signed by the trusted CA");
+    let mut stranger = tls_client(&pki, port, Some(pki.pair("stranger")));
+    assert!(api_versions_over(&mut stranger).is_err(), "a certificate of a CA the trust store does not hold");
+
+    // The Java client with PKCS#12 stores of its own, as Kafka users configure it.
+    let config = write_file(
+        dir,
+        "pkcs12.properties",
+        &format!(
+            "security.protocol=SSL\nssl.keystore.type=PKCS12\nssl.keystore.location={}\nssl.keystore.password=ks-secret\n\
+             ssl.truststore.type=PKCS12\nssl.truststore.location={}\nssl.truststore.password=ts-secret\n",
+            pki.path("alice.p12"),
+            pki.path("truststore.p12")
+        ),
+    );
+    let bootstrap = format!("localhost:{port}");
+    let producer = ["--bootstrap-server", &bootstrap, "--producer.config", &config, "--topic", "pkcs12"];
+    java_ok("org.apache.kafka.tools.ConsoleProducer", &producer, "x\ny\n");
+    let consumer = [
+        "--bootstrap-server",
+        &bootstrap,
+        "--command-config",
+        &config,
+        "--topic",
+        "pkcs12",
+        "--from-beginning",
+        "--max-messages",
+        "2",
+        "--timeout-ms",
+        "60000",
+    ];
+    let consumed = java_ok("org.apache.kafka.tools.consumer.ConsoleConsumer", &consumer, "");
+    assert_eq!(consumed.lines().collect::<Vec<_>>(), ["x", "y"]);
+}
+
 #[test]
 fn a_v0_handshake_takes_bare_sasl_tokens_as_old_clients_send_them() {
     let pki = Pki::new();

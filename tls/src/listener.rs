@@ -1,8 +1,15 @@
 //! TLS on the Kafka client listeners (SSL and SASL_SSL), apart from the
-//! internal plane's identities: a PEM keystore (private key and certificate
-//! chain in one file, Kafka's `ssl.keystore.type=PEM`), an optional PEM
-//! trust store of the CAs that sign client certificates, the client
-//! authentication mode and the TLS versions.
+//! internal plane's identities: a keystore (private key and certificate
+//! chain), an optional trust store of the CAs that sign client
+//! certificates, the client authentication mode and the TLS versions.
+//!
+//! Stores are PEM (Kafka's `ssl.keystore.type=PEM`: key and chain in one
+//! file, leaf first) or PKCS#12 (`PKCS12`, with its password, as `keytool`
+//! and `openssl pkcs12 -export` write them; read with the `p12-keystore`
+//! crate, PBES2 only — the legacy RC2/3DES encryptions are refused). A
+//! PKCS#12 keystore holds exactly one private key entry; every certificate
+//! of a PKCS#12 trust store is trusted, with or without Java's trust
+//! attribute.
 //!
 //! Reload: [`ListenerTls`] stats its files before each handshake (two
 //! `stat`s per new connection) and rebuilds its configuration when one
@@ -38,13 +45,39 @@ pub enum ClientAuth {
     Required,
 }
 
+/// The format of a keystore or trust store file (`ssl.keystore.type`,
+/// `ssl.truststore.type`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreFormat {
+    /// PEM blocks.
+    Pem,
+    /// PKCS#12, opened with this password.
+    Pkcs12 {
+        /// The store's password (never printed).
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for StoreFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreFormat::Pem => f.write_str("Pem"),
+            StoreFormat::Pkcs12 { .. } => f.write_str("Pkcs12 { password: <hidden> }"),
+        }
+    }
+}
+
 /// What a client listener's TLS is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerTlsFiles {
-    /// PEM: the private key and the certificate chain, leaf first.
+    /// The private key and the certificate chain (leaf first in PEM).
     pub keystore: PathBuf,
-    /// PEM: CA certificates that sign client certificates.
+    /// The keystore's format.
+    pub keystore_format: StoreFormat,
+    /// CA certificates that sign client certificates.
     pub truststore: Option<PathBuf>,
+    /// The trust store's format.
+    pub truststore_format: StoreFormat,
     /// Client authentication.
     pub client_auth: ClientAuth,
     /// TLSv1.2 enabled.
@@ -88,18 +121,69 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|e| TlsError::File { what, path: path.to_path_buf(), reason: e.to_string() })
 }
 
+/// The certificate chain and private key of a keystore.
+type KeyChain = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn pem_keystore(bytes: &[u8]) -> Result<KeyChain, String> {
+    let chain = CertificateDer::pem_slice_iter(bytes).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    if chain.is_empty() {
+        return Err("no CERTIFICATE block".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(bytes).map_err(|e| format!("no unencrypted private key: {e}"))?;
+    Ok((chain, key))
+}
+
+fn pkcs12_error(setting: &str, e: p12_keystore::error::Error) -> String {
+    format!("not a PKCS#12 store this password opens ({setting}): {e}")
+}
+
+fn pkcs12_keystore(bytes: &[u8], password: &str) -> Result<KeyChain, String> {
+    use p12_keystore::{KeyStore, KeyStoreEntry, Pkcs12ImportPolicy};
+    let store = KeyStore::from_pkcs12(bytes, password, Pkcs12ImportPolicy::Strict)
+        .map_err(|e| pkcs12_error("ssl.keystore.password", e))?;
+    let mut chains = store.entries().filter_map(|(alias, entry)| match entry {
+        KeyStoreEntry::PrivateKeyChain(chain) => Some((alias, chain)),
+        _ => None,
+    });
+    let (alias, chain) = chains.next().ok_or("no private key entry with its certificate")?;
+    if let Some((other, _)) = chains.next() {
+        return Err(format!("more than one private key entry ({alias}, {other}); a listener's keystore holds one"));
+    }
+    if chain.certs().is_empty() {
+        return Err(format!("private key entry {alias} has no certificate"));
+    }
+    let certs = chain.certs().iter().map(|c| CertificateDer::from(c.as_der().to_vec())).collect();
+    let key = PrivateKeyDer::Pkcs8(chain.key().as_der().to_vec().into());
+    Ok((certs, key))
+}
+
+fn trust_anchors(bytes: &[u8], format: &StoreFormat) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = match format {
+        StoreFormat::Pem => {
+            CertificateDer::pem_slice_iter(bytes).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?
+        }
+        StoreFormat::Pkcs12 { password } => p12_keystore::Pkcs12Archive::from_pkcs12(bytes, password)
+            .map_err(|e| pkcs12_error("ssl.truststore.password", e))?
+            .certs
+            .into_iter()
+            .map(|bag| CertificateDer::from(bag.cert.as_der().to_vec()))
+            .collect(),
+    };
+    if certs.is_empty() {
+        return Err("no certificate".into());
+    }
+    Ok(certs)
+}
+
 fn load(files: &ListenerTlsFiles, provider: &Arc<CryptoProvider>) -> Result<Loaded, TlsError> {
     let stamp = stamp(files);
     let file_err = |what, path: &Path, reason: String| TlsError::File { what, path: path.to_path_buf(), reason };
-    let pem = read(KEYSTORE, &files.keystore)?;
-    let chain = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(KEYSTORE, &files.keystore, e.to_string()))?;
-    if chain.is_empty() {
-        return Err(file_err(KEYSTORE, &files.keystore, "no CERTIFICATE block".into()));
+    let bytes = read(KEYSTORE, &files.keystore)?;
+    let (chain, key) = match &files.keystore_format {
+        StoreFormat::Pem => pem_keystore(&bytes),
+        StoreFormat::Pkcs12 { password } => pkcs12_keystore(&bytes, password),
     }
-    let key = PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|e| file_err(KEYSTORE, &files.keystore, format!("no unencrypted private key: {e}")))?;
+    .map_err(|reason| file_err(KEYSTORE, &files.keystore, reason))?;
     let mut versions = Vec::new();
     if files.tls13 {
         versions.push(&rustls::version::TLS13);
@@ -116,14 +200,10 @@ fn load(files: &ListenerTlsFiles, provider: &Arc<CryptoProvider>) -> Result<Load
             return Err(TlsError::Config("client authentication needs a trust store (ssl.truststore.location)".into()));
         }
         (auth, Some(path)) => {
-            let pem = read(TRUSTSTORE, path)?;
+            let bytes = read(TRUSTSTORE, path)?;
             let mut roots = RootCertStore::empty();
-            for ca in CertificateDer::pem_slice_iter(&pem) {
-                let ca = ca.map_err(|e| file_err(TRUSTSTORE, path, e.to_string()))?;
+            for ca in trust_anchors(&bytes, &files.truststore_format).map_err(|e| file_err(TRUSTSTORE, path, e))? {
                 roots.add(ca).map_err(|e| file_err(TRUSTSTORE, path, e.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(file_err(TRUSTSTORE, path, "no CERTIFICATE block".into()));
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
             let verifier = match auth {
@@ -266,7 +346,9 @@ mod tests {
         std::fs::write(&keystore, format!("{key}{cert}")).unwrap();
         let files = ListenerTlsFiles {
             keystore: keystore.clone(),
+            keystore_format: StoreFormat::Pem,
             truststore: None,
+            truststore_format: StoreFormat::Pem,
             client_auth: ClientAuth::None,
             tls12: true,
             tls13: true,
@@ -284,5 +366,75 @@ mod tests {
         std::fs::write(&keystore, format!("{cert}{key}")).unwrap();
         let e = ListenerTls::load(ListenerTlsFiles { client_auth: ClientAuth::Required, ..files }).unwrap_err();
         assert!(e.to_string().contains("trust store"), "{e}");
+    }
+
+    fn pkcs12(entries: Vec<(&str, p12_keystore::KeyStoreEntry)>, password: &str) -> Vec<u8> {
+        let mut store = p12_keystore::KeyStore::new();
+        for (alias, entry) in entries {
+            store.add_entry(alias, entry);
+        }
+        store.writer(password).write().unwrap()
+    }
+
+    fn der(pem: &str) -> Vec<u8> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap().to_vec()
+    }
+
+    #[test]
+    fn loads_pkcs12_stores_and_names_the_password_setting_when_one_does_not_open() {
+        use p12_keystore::{Certificate, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = cert_with(&[(DnType::CommonName, "broker")]);
+        let key_der = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap().secret_der().to_vec();
+        let chain = PrivateKeyChain::new(
+            b"k".to_vec(),
+            PrivateKey::from_der(&key_der).unwrap(),
+            [Certificate::from_der(&der(&cert)).unwrap()],
+        );
+        let keystore = dir.path().join("keystore.p12");
+        std::fs::write(&keystore, pkcs12(vec![("broker", KeyStoreEntry::PrivateKeyChain(chain.clone()))], "ks-pw"))
+            .unwrap();
+        let (ca, _) = cert_with(&[(DnType::CommonName, "clients ca")]);
+        let truststore = dir.path().join("truststore.p12");
+        let ca_entry = KeyStoreEntry::Certificate(Certificate::from_der(&der(&ca)).unwrap());
+        std::fs::write(&truststore, pkcs12(vec![("ca", ca_entry)], "ts-pw")).unwrap();
+        let files = ListenerTlsFiles {
+            keystore: keystore.clone(),
+            keystore_format: StoreFormat::Pkcs12 { password: "ks-pw".into() },
+            truststore: Some(truststore),
+            truststore_format: StoreFormat::Pkcs12 { password: "ts-pw".into() },
+            client_auth: ClientAuth::Required,
+            tls12: true,
+            tls13: true,
+        };
+        ListenerTls::load(files.clone()).unwrap();
+        assert!(!format!("{files:?}").contains("ks-pw"), "passwords are never printed");
+
+        let wrong =
+            ListenerTlsFiles { keystore_format: StoreFormat::Pkcs12 { password: "nope".into() }, ..files.clone() };
+        let e = ListenerTls::load(wrong).unwrap_err().to_string();
+        assert!(e.contains("ssl.keystore.password") && e.contains("keystore.p12"), "{e}");
+        let wrong =
+            ListenerTlsFiles { truststore_format: StoreFormat::Pkcs12 { password: "nope".into() }, ..files.clone() };
+        let e = ListenerTls::load(wrong).unwrap_err().to_string();
+        assert!(e.contains("ssl.truststore.password"), "{e}");
+
+        let two = pkcs12(
+            vec![
+                ("a", KeyStoreEntry::PrivateKeyChain(chain.clone())),
+                (
+                    "b",
+                    KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(
+                        b"l".to_vec(),
+                        chain.key().clone(),
+                        chain.certs().to_vec(),
+                    )),
+                ),
+            ],
+            "ks-pw",
+        );
+        std::fs::write(&keystore, two).unwrap();
+        let e = ListenerTls::load(files).unwrap_err().to_string();
+        assert!(e.contains("more than one private key entry"), "{e}");
     }
 }

@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use strom_tls::listener::StoreFormat;
+
 use super::HostPort;
 use crate::auth::jaas;
 use crate::auth::principal_rules::{self, Rule};
@@ -104,12 +106,16 @@ impl Mechanism {
 /// The TLS settings of an SSL or SASL_SSL listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerTls {
-    /// `ssl.keystore.location`: a PEM file with the private key and the
-    /// certificate chain (leaf first).
+    /// `ssl.keystore.location`: the private key and the certificate chain
+    /// (leaf first).
     pub keystore: PathBuf,
-    /// `ssl.truststore.location`: PEM CA certificates that sign client
+    /// `ssl.keystore.type` (PEM or PKCS12) with `ssl.keystore.password`.
+    pub keystore_format: StoreFormat,
+    /// `ssl.truststore.location`: CA certificates that sign client
     /// certificates; needed unless `ssl.client.auth=none`.
     pub truststore: Option<PathBuf>,
+    /// `ssl.truststore.type` (PEM or PKCS12) with `ssl.truststore.password`.
+    pub truststore_format: StoreFormat,
     /// `ssl.client.auth`.
     pub client_auth: ClientAuth,
     /// `ssl.enabled.protocols`: TLSv1.2 and/or TLSv1.3.
@@ -196,9 +202,11 @@ pub fn is_listener_setting(name: &str) -> bool {
 const PER_LISTENER: &[(&str, &str)] = &[
     ("ssl.keystore.type", "PEM"),
     ("ssl.keystore.location", ""),
+    ("ssl.keystore.password", ""),
     ("ssl.key.password", ""),
     ("ssl.truststore.type", "PEM"),
     ("ssl.truststore.location", ""),
+    ("ssl.truststore.password", ""),
     ("ssl.client.auth", "none"),
     ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3"),
     ("ssl.protocol", "TLSv1.3"),
@@ -410,17 +418,20 @@ fn parse_endpoints(setting: &str, value: &str) -> Result<Vec<Endpoint>, Listener
 }
 
 fn resolve_tls(name: &str, get: &impl Fn(&str) -> (String, String)) -> Result<ListenerTls, ListenerError> {
-    let (k, v) = get("ssl.keystore.type");
-    if !v.eq_ignore_ascii_case("PEM") {
-        return Err(err(&k, &v, "PEM (Strom reads PEM key and certificate files; JKS and PKCS12 are not supported)"));
-    }
-    let (k, v) = get("ssl.truststore.type");
-    if !v.eq_ignore_ascii_case("PEM") {
-        return Err(err(&k, &v, "PEM"));
-    }
+    let keystore_format = store_format(get, "ssl.keystore")?;
+    let truststore_format = store_format(get, "ssl.truststore")?;
     let (k, v) = get("ssl.key.password");
-    if !v.is_empty() {
-        return Err(err(&k, "<hidden>", "empty: Strom reads unencrypted PEM private keys only"));
+    match &keystore_format {
+        _ if v.is_empty() => {}
+        StoreFormat::Pkcs12 { password } if *password == v => {}
+        StoreFormat::Pkcs12 { .. } => {
+            return Err(err(
+                &k,
+                "<hidden>",
+                "empty or ssl.keystore.password: a PKCS#12 key opens with its store's password",
+            ));
+        }
+        StoreFormat::Pem => return Err(err(&k, "<hidden>", "empty: Strom reads unencrypted PEM private keys only")),
     }
     let (k, keystore) = get("ssl.keystore.location");
     if keystore.trim().is_empty() {
@@ -460,7 +471,35 @@ fn resolve_tls(name: &str, get: &impl Fn(&str) -> (String, String)) -> Result<Li
     }
     let (k, rules) = get("ssl.principal.mapping.rules");
     let principal_rules = principal_rules::parse(&rules).map_err(|e| err(&k, &rules, e.to_string()))?;
-    Ok(ListenerTls { keystore: PathBuf::from(keystore.trim()), truststore, client_auth, tls12, tls13, principal_rules })
+    Ok(ListenerTls {
+        keystore: PathBuf::from(keystore.trim()),
+        keystore_format,
+        truststore,
+        truststore_format,
+        client_auth,
+        tls12,
+        tls13,
+        principal_rules,
+    })
+}
+
+/// `<prefix>.type` and `<prefix>.password` (`ssl.keystore` or `ssl.truststore`).
+fn store_format(get: &impl Fn(&str) -> (String, String), prefix: &str) -> Result<StoreFormat, ListenerError> {
+    let (tk, kind) = get(&format!("{prefix}.type"));
+    let (pk, password) = get(&format!("{prefix}.password"));
+    match kind.trim().to_ascii_uppercase().as_str() {
+        "PEM" if password.is_empty() => Ok(StoreFormat::Pem),
+        "PEM" => Err(err(&pk, "<hidden>", format!("empty with {tk}=PEM (PEM stores have no password)"))),
+        "PKCS12" if password.is_empty() => {
+            Err(err(&pk, "", format!("the store's password: {tk}=PKCS12 stores are encrypted with one")))
+        }
+        "PKCS12" => Ok(StoreFormat::Pkcs12 { password }),
+        _ => Err(err(
+            &tk,
+            &kind,
+            "PEM or PKCS12 (JKS is not read: convert it with keytool -importkeystore -deststoretype PKCS12)",
+        )),
+    }
 }
 
 fn resolve_sasl(name: &str, get: &impl Fn(&str) -> (String, String)) -> Result<ListenerSasl, ListenerError> {
@@ -711,5 +750,38 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("ssl.truststore.location"), "{e}");
+    }
+
+    #[test]
+    fn pkcs12_stores_need_their_password_and_pem_stores_none() {
+        let (listen, advertise) = flags();
+        let ssl = |extra: &[(&str, &str)]| {
+            let mut all = vec![("listeners", "SSL://:9093"), ("ssl.keystore.location", "/k.p12")];
+            all.extend_from_slice(extra);
+            resolve(&raw(&all), listen, &advertise)
+        };
+        let l = ssl(&[
+            ("ssl.keystore.type", "PKCS12"),
+            ("ssl.keystore.password", "secret-1"),
+            ("ssl.key.password", "secret-1"),
+            ("ssl.truststore.type", "pkcs12"),
+            ("ssl.truststore.password", "secret-2"),
+        ])
+        .unwrap();
+        let tls = l[0].tls.as_ref().unwrap();
+        assert_eq!(tls.keystore_format, StoreFormat::Pkcs12 { password: "secret-1".into() });
+        assert_eq!(tls.truststore_format, StoreFormat::Pkcs12 { password: "secret-2".into() });
+        assert!(!format!("{l:?}").contains("secret-"), "passwords are never printed");
+
+        let e = ssl(&[("ssl.keystore.type", "PKCS12")]).unwrap_err().to_string();
+        assert!(e.contains("ssl.keystore.password"), "{e}");
+        let e = ssl(&[("ssl.keystore.password", "x")]).unwrap_err().to_string();
+        assert!(e.contains("ssl.keystore.password") && !e.contains("`x`"), "{e}");
+        let e = ssl(&[("ssl.keystore.type", "JKS")]).unwrap_err().to_string();
+        assert!(e.contains("PEM or PKCS12") && e.contains("keytool"), "{e}");
+        let e = ssl(&[("ssl.keystore.type", "PKCS12"), ("ssl.keystore.password", "a"), ("ssl.key.password", "b")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ssl.key.password") && !e.contains("`b`"), "{e}");
     }
 }

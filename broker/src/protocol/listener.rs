@@ -35,7 +35,9 @@ impl ClientListener {
             Some(t) => {
                 let files = ListenerTlsFiles {
                     keystore: t.keystore.clone(),
+                    keystore_format: t.keystore_format.clone(),
                     truststore: t.truststore.clone(),
+                    truststore_format: t.truststore_format.clone(),
                     client_auth: match t.client_auth {
                         ClientAuth::None => strom_tls::listener::ClientAuth::None,
                         ClientAuth::Requested => strom_tls::listener::ClientAuth::Requested,
