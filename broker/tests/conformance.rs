@@ -10,7 +10,8 @@
 //! is accepted, stored and described back; and that a topic with a
 //! `compression.type` codec stores batches recompressed to it, with offsets,
 //! timestamps and the idempotent producer's fields (and so its
-//! deduplication) unchanged.
+//! deduplication) unchanged; and that OffsetForLeaderEpoch tells a consumer
+//! where each leader epoch ends.
 
 mod common;
 
@@ -381,4 +382,66 @@ fn produce_v3(client: &mut WireClient, topic: &str, batch: Bytes) -> i16 {
             .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))]),
     ]);
     client.send(&request, 3).responses[0].partition_responses[0].error_code
+}
+
+/// OffsetForLeaderEpoch v4 for `topic`-0: (error code, leader epoch, end offset).
+fn end_of_epoch(client: &mut WireClient, topic: &str, current_leader_epoch: i32, epoch: i32) -> (i16, i32, i64) {
+    use kafka_protocol::messages::OffsetForLeaderEpochRequest;
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+    let request = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+        OffsetForLeaderTopic::default().with_topic(TopicName(name(topic))).with_partitions(vec![
+            OffsetForLeaderPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(current_leader_epoch)
+                .with_leader_epoch(epoch),
+        ]),
+    ]);
+    let response = client.send(&request, 4);
+    let p = &response.topics[0].partitions[0];
+    (p.error_code, p.leader_epoch, p.end_offset)
+}
+
+/// The leader epoch of `topic`-0 in Metadata.
+fn leader_epoch(client: &mut WireClient, topic: &str) -> i32 {
+    use kafka_protocol::messages::MetadataRequest;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(name(topic))))]));
+    let response = client.send(&request, 9);
+    response.topics[0].partitions[0].leader_epoch
+}
+
+#[test]
+fn offset_for_leader_epoch_answers_where_each_epoch_ends_for_consumers() {
+    let mut broker = BrokerProcess::start();
+    let mut client = WireClient::connect(broker.kafka_addr());
+    let topic = "epochs";
+    create_topic_ok(&mut client, topic, 1, &[]);
+    let first = leader_epoch(&mut client, topic);
+    for value in [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()] {
+        assert_eq!(produce(&mut client, topic, 0, record_batch(&[value], BASE_TIMESTAMP)).error_code, 0);
+    }
+    assert_eq!(end_of_epoch(&mut client, topic, first, first), (0, first, 3), "the current epoch ends at the log end");
+    assert_eq!(end_of_epoch(&mut client, topic, -1, first + 7), (0, first, 3), "the largest epoch at or below");
+    let unknown = ResponseError::UnknownLeaderEpoch.code();
+    assert_eq!(end_of_epoch(&mut client, topic, first + 1, first).0, unknown, "a current epoch from the future");
+    let missing = end_of_epoch(&mut client, "no-such-topic", -1, 0).0;
+    assert_eq!(missing, ResponseError::UnknownTopicOrPartition.code());
+
+    // A restart elects the broker again under a new epoch.
+    broker.stop_gracefully();
+    broker.restart();
+    let mut client = WireClient::connect(broker.kafka_addr());
+    let second = common::wait_for("a new leader epoch", std::time::Duration::from_secs(60), || {
+        Some(leader_epoch(&mut client, topic)).filter(|e| *e > first)
+    });
+    assert_eq!(produce(&mut client, topic, 0, record_batch(&[b"d".to_vec()], BASE_TIMESTAMP)).error_code, 0);
+    assert_eq!(
+        end_of_epoch(&mut client, topic, second, first),
+        (0, first, 3),
+        "the old epoch ends where the new began"
+    );
+    assert_eq!(end_of_epoch(&mut client, topic, second, second), (0, second, 4));
+    let fenced = ResponseError::FencedLeaderEpoch.code();
+    assert_eq!(end_of_epoch(&mut client, topic, first, first).0, fenced, "a consumer with a stale current epoch");
 }

@@ -127,6 +127,11 @@ fn layout(api: ApiKey, v: i16) -> Option<Vec<Field>> {
             let topic = fields([s(Str), s(counted(partition)), s(Tags)]);
             fields([s(Fixed(4)), when(v >= 2, Fixed(1)), s(counted(topic))])
         }
+        ApiKey::OffsetForLeaderEpoch => {
+            let partition = fields([s(Fixed(4)), when(v >= 2, Fixed(4)), s(Fixed(4)), s(Tags)]);
+            let topic = fields([s(Str), s(counted(partition)), s(Tags)]);
+            fields([when(v >= 3, Fixed(4)), s(counted(topic))])
+        }
         ApiKey::CreateTopics => {
             let assignment = vec![Fixed(4), uncounted(vec![Fixed(4)]), Tags];
             let config = vec![Str, Str, Tags];
@@ -415,6 +420,17 @@ mod tests {
                         .with_name(name("a"))
                         .with_partitions(vec![p.clone(), p]);
                     body(&ListOffsetsRequest::default().with_topics(vec![t]), v)
+                }),
+            ),
+            (
+                ApiKey::OffsetForLeaderEpoch,
+                1 + 2,
+                Box::new(move |v| {
+                    let p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
+                    let t = offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                        .with_topic(name("a"))
+                        .with_partitions(vec![p.clone(), p]);
+                    body(&OffsetForLeaderEpochRequest::default().with_topics(vec![t]), v)
                 }),
             ),
             (

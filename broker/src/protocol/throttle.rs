@@ -125,6 +125,7 @@ fn set_throttle_time(body: &mut ResponseKind, version: i16, throttle: Duration) 
         ResponseKind::Fetch(r) => &mut r.throttle_time_ms,
         ResponseKind::Metadata(r) if version >= 3 => &mut r.throttle_time_ms,
         ResponseKind::ListOffsets(r) if version >= 2 => &mut r.throttle_time_ms,
+        ResponseKind::OffsetForLeaderEpoch(r) if version >= 2 => &mut r.throttle_time_ms,
         ResponseKind::ApiVersions(r) if version >= 1 => &mut r.throttle_time_ms,
         ResponseKind::FindCoordinator(r) if version >= 1 => &mut r.throttle_time_ms,
         ResponseKind::JoinGroup(r) if version >= 2 => &mut r.throttle_time_ms,

@@ -81,7 +81,7 @@ pub mod error_codes {
     /// The asker's leader epoch is older than this replica's.
     pub const FENCED_LEADER_EPOCH: i32 = 74;
     /// The asker's leader epoch is newer than this replica's.
-    pub const UNKNOWN_LEADER_EPOCH: i32 = 76;
+    pub const UNKNOWN_LEADER_EPOCH: i32 = 75;
 }
 
 /// A partition's leadership and ISR as the controller's image states them.

@@ -1,6 +1,7 @@
 //! Produce (WRITE on the topic; WRITE on the transactional id if any),
 //! Fetch (READ on the topic; CLUSTER_ACTION on the cluster for a replica),
-//! ListOffsets (DESCRIBE on the topic) and Metadata (only topics the
+//! ListOffsets and OffsetForLeaderEpoch (DESCRIBE on the topic;
+//! OffsetForLeaderEpoch with a replica id also CLUSTER_ACTION) and Metadata (only topics the
 //! principal may DESCRIBE; auto-creation needs CREATE on the cluster or the
 //! topic).
 
@@ -10,6 +11,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -36,6 +38,8 @@ pub enum Patch {
     Fetch(Denied),
     /// ListOffsets: denied topics.
     ListOffsets(Denied),
+    /// OffsetForLeaderEpoch: denied topics.
+    OffsetForLeaderEpoch(Denied),
     /// Metadata: which topics to answer and which are denied.
     Metadata {
         /// `None`: all topics were asked for; else the names and ids passed on.
@@ -91,6 +95,20 @@ pub fn before(broker: &Broker, access: &Access<'_>, request: RequestKind, versio
                 no.into_iter().map(|t| (t.name, t.partitions.iter().map(|p| p.partition_index).collect())).collect();
             let denied = Denied { topics, error: ResponseError::TopicAuthorizationFailed };
             pass(RequestKind::ListOffsets(r), Patch::ListOffsets(denied))
+        }
+        RequestKind::OffsetForLeaderEpoch(mut r) => {
+            let cluster_ok = r.replica_id.0 < 0 || access.cluster(AclOperation::ClusterAction);
+            let (ok, no): (Vec<_>, Vec<_>) =
+                r.topics.into_iter().partition(|t| cluster_ok && access.topic(&t.topic, AclOperation::Describe));
+            r.topics = ok;
+            let error = if cluster_ok {
+                ResponseError::TopicAuthorizationFailed
+            } else {
+                ResponseError::ClusterAuthorizationFailed
+            };
+            let topics =
+                no.into_iter().map(|t| (t.topic, t.partitions.iter().map(|p| p.partition).collect())).collect();
+            pass(RequestKind::OffsetForLeaderEpoch(r), Patch::OffsetForLeaderEpoch(Denied { topics, error }))
         }
         RequestKind::Metadata(mut r) => {
             let topic_ops = version >= 8 && r.include_topic_authorized_operations;
@@ -198,6 +216,21 @@ pub fn after(
                     })
                     .collect();
                 ListOffsetsTopicResponse::default().with_name(name).with_partitions(partitions)
+            }));
+        }
+        (Patch::OffsetForLeaderEpoch(d), ResponseKind::OffsetForLeaderEpoch(r)) => {
+            r.topics.extend(d.topics.into_iter().map(|(topic, partitions)| {
+                let partitions = partitions
+                    .into_iter()
+                    .map(|index| {
+                        EpochEndOffset::default()
+                            .with_partition(index)
+                            .with_error_code(code(d.error))
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1)
+                    })
+                    .collect();
+                OffsetForLeaderTopicResult::default().with_topic(topic).with_partitions(partitions)
             }));
         }
         (Patch::Metadata { passed, denied, topic_ops, cluster_ops }, ResponseKind::Metadata(r)) => {

@@ -62,7 +62,10 @@ pub enum Rules {
 
 /// Which rules decide each API.
 pub const ROUTES: &[(Rules, &[ApiKey])] = &[
-    (Rules::Data, &[ApiKey::Produce, ApiKey::Fetch, ApiKey::ListOffsets, ApiKey::Metadata]),
+    (
+        Rules::Data,
+        &[ApiKey::Produce, ApiKey::Fetch, ApiKey::ListOffsets, ApiKey::OffsetForLeaderEpoch, ApiKey::Metadata],
+    ),
     (
         Rules::Admin,
         &[

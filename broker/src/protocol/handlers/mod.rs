@@ -16,6 +16,7 @@ mod group;
 mod group_configs;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 mod producer_id;
 mod scram;
@@ -86,6 +87,9 @@ async fn dispatch(
             return Some(Response { body: ResponseKind::Fetch(body), file_records });
         }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(broker, r, v).await),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r, v).await)
+        }
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topics::create_topics(broker, ctx, r, v).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(topics::delete_topics(broker, ctx, r, v).await),
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r, v).await),
