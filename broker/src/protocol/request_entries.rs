@@ -127,6 +127,10 @@ fn layout(api: ApiKey, v: i16) -> Option<Vec<Field>> {
             let topic = fields([s(Str), s(counted(partition)), s(Tags)]);
             fields([s(Fixed(4)), when(v >= 2, Fixed(1)), s(counted(topic))])
         }
+        ApiKey::DescribeLogDirs => {
+            let topic = fields([s(Str), s(counted(vec![Fixed(4)])), s(Tags)]);
+            fields([s(counted(topic))])
+        }
         ApiKey::OffsetForLeaderEpoch => {
             let partition = fields([s(Fixed(4)), when(v >= 2, Fixed(4)), s(Fixed(4)), s(Tags)]);
             let topic = fields([s(Str), s(counted(partition)), s(Tags)]);
@@ -420,6 +424,16 @@ mod tests {
                         .with_name(name("a"))
                         .with_partitions(vec![p.clone(), p]);
                     body(&ListOffsetsRequest::default().with_topics(vec![t]), v)
+                }),
+            ),
+            (
+                ApiKey::DescribeLogDirs,
+                1 + 2,
+                Box::new(move |v| {
+                    let t = describe_log_dirs_request::DescribableLogDirTopic::default()
+                        .with_topic(name("a"))
+                        .with_partitions(vec![0, 1]);
+                    body(&DescribeLogDirsRequest::default().with_topics(Some(vec![t])), v)
                 }),
             ),
             (

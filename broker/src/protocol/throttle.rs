@@ -138,6 +138,7 @@ fn set_throttle_time(body: &mut ResponseKind, version: i16, throttle: Duration) 
         ResponseKind::CreatePartitions(r) => &mut r.throttle_time_ms,
         ResponseKind::DescribeConfigs(r) => &mut r.throttle_time_ms,
         ResponseKind::DescribeCluster(r) => &mut r.throttle_time_ms,
+        ResponseKind::DescribeLogDirs(r) => &mut r.throttle_time_ms,
         _ => return,
     };
     *field = (*field).max(ms);

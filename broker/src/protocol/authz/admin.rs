@@ -3,7 +3,7 @@
 //! IncrementalAlterConfigs (ALTER_CONFIGS) on the topic, on the group for
 //! group resources, or on the cluster for broker resources; InitProducerId (IDEMPOTENT_WRITE on the cluster or
 //! WRITE on some topic; WRITE on the transactional id if any);
-//! DescribeCluster (DESCRIBE on the cluster); DeleteRecords (DELETE on the
+//! DescribeCluster and DescribeLogDirs (DESCRIBE on the cluster); DeleteRecords (DELETE on the
 //! topic); AlterConfigs (ALTER_CONFIGS, as IncrementalAlterConfigs);
 //! AlterUserScramCredentials (ALTER on the cluster) and
 //! DescribeUserScramCredentials (DESCRIBE on the cluster); AlterClientQuotas
@@ -22,8 +22,8 @@ use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
     AlterClientQuotasResponse, AlterUserScramCredentialsResponse, DescribeClientQuotasResponse,
-    DescribeClusterResponse, DescribeUserScramCredentialsResponse, InitProducerIdResponse, ProducerId, RequestKind,
-    ResponseKind, TopicName,
+    DescribeClusterResponse, DescribeLogDirsResponse, DescribeUserScramCredentialsResponse, InitProducerIdResponse,
+    ProducerId, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -196,6 +196,15 @@ pub fn before(broker: &Broker, access: &Access<'_>, request: RequestKind, versio
                 )),
                 None => Gate::Pass(RequestKind::InitProducerId(r), super::Patch::None),
             }
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            if !access.cluster(AclOperation::Describe) {
+                // Kafka answers an empty list (v3+ with the error code).
+                return Gate::Refuse(ResponseKind::DescribeLogDirs(
+                    DescribeLogDirsResponse::default().with_error_code(code(ResponseError::ClusterAuthorizationFailed)),
+                ));
+            }
+            Gate::Pass(RequestKind::DescribeLogDirs(r), super::Patch::None)
         }
         RequestKind::DescribeCluster(r) => {
             if !access.cluster(AclOperation::Describe) {

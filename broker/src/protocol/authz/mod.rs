@@ -78,6 +78,7 @@ pub const ROUTES: &[(Rules, &[ApiKey])] = &[
             ApiKey::DeleteRecords,
             ApiKey::InitProducerId,
             ApiKey::DescribeCluster,
+            ApiKey::DescribeLogDirs,
             ApiKey::AlterUserScramCredentials,
             ApiKey::DescribeUserScramCredentials,
             ApiKey::AlterClientQuotas,

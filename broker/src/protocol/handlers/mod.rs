@@ -10,6 +10,7 @@ mod configs;
 mod consumer_group;
 mod coordinator;
 mod delete_records;
+mod describe_log_dirs;
 mod describe_producers;
 mod fetch;
 mod group;
@@ -93,6 +94,7 @@ async fn dispatch(
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topics::create_topics(broker, ctx, r, v).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(topics::delete_topics(broker, ctx, r, v).await),
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r, v).await),
+        RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, r, v).await),
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(topics::create_partitions(broker, ctx, r, v).await)
         }
