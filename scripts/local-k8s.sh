@@ -161,7 +161,7 @@ wait_until() { # WHAT SECONDS COMMAND...
     local what="$1" deadline=$((SECONDS + $2))
     shift 2
     until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || die "$what did not happen within $((deadline - SECONDS + $2))s; logs in $DIR"
+        ((SECONDS < deadline)) || die "no $what within ${2}s; logs in $DIR (stop with: $0 down --dir $DIR)"
         sleep 0.5
     done
 }

@@ -176,9 +176,15 @@ async fn write_and_read(bootstrap: &str, topic: &str, partitions: i32, values: &
 async fn local_k8s_up_gives_the_quick_start_with_any_number_of_clusters_and_down_leaves_nothing() {
     let dir = unique_dir("local-k8s").join("playground");
     let started = Instant::now();
+    // Bad input is refused before anything starts, naming the value.
+    let bad = script(&dir, &["up", "--namespace", "Not_A_Namespace"]);
+    assert!(!bad.status.success() && text(&bad).contains("--namespace 'Not_A_Namespace'"), "{}", text(&bad));
+    assert!(!dir.exists(), "a refused up creates nothing");
+
+    // Set first: a failed `up` leaves processes that `down` stops.
+    let guard = Playground(dir.clone());
     let up = script(&dir, &["up"]);
     assert!(up.status.success(), "local-k8s.sh up failed:\n{}", text(&up));
-    let guard = Playground(dir.clone());
     let printed = text(&up);
     assert!(printed.contains(&format!("export KUBECONFIG={}/kubeconfig", dir.display())), "{printed}");
     eprintln!("up took {:?}", started.elapsed());
