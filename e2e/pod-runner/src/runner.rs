@@ -250,7 +250,7 @@ impl Runner {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let set = set_of(&self.ctx.namespace, name)
             .ok_or_else(|| format!("pod {name} is not named <statefulset>-<ordinal>"))?;
-        let (subnet, new) = pool.subnet_for(&set).map_err(|e| e.to_string())?;
+        let (subnet, new) = pool.subnet_for(&set, subnet_in_use).map_err(|e| e.to_string())?;
         if new {
             let file = self.ctx.subnets_file();
             std::fs::write(&file, pool.to_text()).map_err(|e| format!("writing {}: {e}", file.display()))?;
@@ -288,4 +288,10 @@ impl Runner {
             Err(e) => tracing::warn!(pod = name, error = %e, "could not delete the pod"),
         }
     }
+}
+
+/// Whether another process listens on the Kafka port of the subnet's first
+/// pod address (another runner's broker, a test's).
+fn subnet_in_use(subnet: Subnet) -> bool {
+    subnet.pod_ip(0).is_some_and(|ip| std::net::TcpListener::bind((ip, crate::launch::KAFKA_PORT)).is_err())
 }

@@ -3,7 +3,8 @@
 //!
 //! A pod's address depends on its StatefulSet's subnet and its ordinal
 //! ([`crate::address`]); with a pool, each StatefulSet the runner meets gets
-//! the lowest subnet of the pool no other set holds, and keeps it for the
+//! the lowest subnet of the pool no other set holds and no other process
+//! listens in (another runner, a test's brokers), and keeps it for the
 //! runner's directory's life: the assignments are written to `DIR/subnets`
 //! (one `127.X SET` line each) so that a restarted runner gives every set the
 //! same addresses again. Subnets are not reused within a directory, so a
@@ -21,8 +22,8 @@ pub enum PoolError {
     /// The flag's value is not `127.A-127.B` with A <= B.
     #[error("--subnet-pool '{0}' must be '127.A-127.B' with 0 <= A <= B <= 255 (for example 127.100-127.199)")]
     BadPool(String),
-    /// Every subnet of the pool is taken.
-    #[error("no free subnet for StatefulSet {set}: all {size} subnets of --subnet-pool {pool} are taken")]
+    /// Every subnet of the pool is taken (by a set, or by another process).
+    #[error("no free subnet for StatefulSet {set}: all {size} subnets of --subnet-pool {pool} are taken or in use")]
     Exhausted { set: String, size: usize, pool: String },
 }
 
@@ -62,18 +63,19 @@ impl SubnetPool {
         usize::from(self.last - self.first) + 1
     }
 
-    /// The subnet of StatefulSet `set` (`namespace/name`), assigning the
-    /// lowest free one on first sight; `true` when it is new (to be saved).
-    pub fn subnet_for(&mut self, set: &str) -> Result<(Subnet, bool), PoolError> {
+    /// The subnet of StatefulSet `set` (`namespace/name`), assigning on
+    /// first sight the lowest one that no set holds and that `in_use` (some
+    /// other process listens there) does not reject; `true` when it is new
+    /// (to be saved).
+    pub fn subnet_for(&mut self, set: &str, in_use: impl Fn(Subnet) -> bool) -> Result<(Subnet, bool), PoolError> {
         if let Some(subnet) = self.assigned.get(set) {
             return Ok((*subnet, false));
         }
         let taken: Vec<u8> = self.assigned.values().map(|s| s.second_octet()).collect();
-        let free = (self.first..=self.last).find(|o| !taken.contains(o)).ok_or_else(|| PoolError::Exhausted {
-            set: set.to_string(),
-            size: self.size(),
-            pool: self.to_string(),
-        })?;
+        let free = (self.first..=self.last)
+            .filter(|o| !taken.contains(o))
+            .find(|o| !in_use(Subnet::new(*o)))
+            .ok_or_else(|| PoolError::Exhausted { set: set.to_string(), size: self.size(), pool: self.to_string() })?;
         let subnet = Subnet::new(free);
         self.assigned.insert(set.to_string(), subnet);
         Ok((subnet, true))
@@ -133,25 +135,28 @@ mod tests {
 
     #[test]
     fn each_set_gets_its_own_subnet_and_keeps_it() {
-        let mut pool: SubnetPool = "127.100-127.101".parse().unwrap();
-        assert_eq!(pool.subnet_for("ns/a").unwrap(), (Subnet::new(100), true));
-        assert_eq!(pool.subnet_for("ns/b").unwrap(), (Subnet::new(101), true));
-        assert_eq!(pool.subnet_for("ns/a").unwrap(), (Subnet::new(100), false));
-        let e = pool.subnet_for("other/a").unwrap_err();
-        assert!(e.to_string().contains("other/a") && e.to_string().contains("all 2 subnets"), "{e}");
+        let free = |_| false;
+        let mut pool: SubnetPool = "127.100-127.102".parse().unwrap();
+        assert_eq!(pool.subnet_for("ns/a", free).unwrap(), (Subnet::new(100), true));
+        // 127.101 is used by another process: skipped.
+        let busy = |s: Subnet| s.second_octet() == 101;
+        assert_eq!(pool.subnet_for("ns/b", busy).unwrap(), (Subnet::new(102), true));
+        assert_eq!(pool.subnet_for("ns/a", busy).unwrap(), (Subnet::new(100), false));
+        let e = pool.subnet_for("other/a", busy).unwrap_err();
+        assert!(e.to_string().contains("other/a") && e.to_string().contains("all 3 subnets"), "{e}");
     }
 
     #[test]
     fn a_restarted_runner_gives_the_same_subnets() {
         let mut pool: SubnetPool = "127.100-127.110".parse().unwrap();
-        pool.subnet_for("ns/a").unwrap();
-        pool.subnet_for("ns/b").unwrap();
+        pool.subnet_for("ns/a", |_| false).unwrap();
+        pool.subnet_for("ns/b", |_| false).unwrap();
         let text = pool.to_text();
         let mut again: SubnetPool = "127.100-127.110".parse().unwrap();
         let skipped = again.restore(&format!("{text}garbage\n127.5 ns/outside\n127.100 ns/duplicate\n"));
         assert_eq!(skipped, vec!["garbage", "127.5 ns/outside", "127.100 ns/duplicate"]);
-        assert_eq!(again.subnet_for("ns/b").unwrap(), (Subnet::new(101), false));
-        assert_eq!(again.subnet_for("ns/c").unwrap(), (Subnet::new(102), true));
+        assert_eq!(again.subnet_for("ns/b", |_| true).unwrap(), (Subnet::new(101), false));
+        assert_eq!(again.subnet_for("ns/c", |_| false).unwrap(), (Subnet::new(102), true));
     }
 
     #[test]
