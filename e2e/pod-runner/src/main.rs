@@ -138,12 +138,14 @@ async fn main() -> anyhow::Result<()> {
     let mut heartbeats = Vec::new();
     for (name, zone) in node::nodes_for(&cli.node_name, &cli.zone) {
         if cli.kwok {
-            node::register_for_kwok(&nodes, &name, zone.as_deref())
+            node::register_for_kwok(&nodes, &cli.node_name, &name, zone.as_deref())
                 .await
                 .with_context(|| format!("registering node {name} for kwok"))?;
             continue;
         }
-        node::register(&nodes, &name, zone.as_deref()).await.with_context(|| format!("registering node {name}"))?;
+        node::register(&nodes, &cli.node_name, &name, zone.as_deref())
+            .await
+            .with_context(|| format!("registering node {name}"))?;
         heartbeats.push(tokio::spawn(node::keep_alive(nodes.clone(), name, shutdown.clone())));
     }
     tracing::info!(

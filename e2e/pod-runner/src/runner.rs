@@ -73,6 +73,8 @@ pub struct Runner {
     rejected: HashSet<String>,
     /// uids of unscheduled pods whose claims have their volumes.
     provisioned: HashSet<String>,
+    /// uids of matching pods bound to another runner's node (reported once).
+    foreign: HashSet<String>,
 }
 
 impl Runner {
@@ -88,6 +90,7 @@ impl Runner {
             unscheduled: HashMap::new(),
             rejected: HashSet::new(),
             provisioned: HashSet::new(),
+            foreign: HashSet::new(),
         }
     }
 
@@ -129,7 +132,9 @@ impl Runner {
             match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
                 None if !deleting => self.schedule(pod, &uid, &name).await,
                 None => {}
-                Some(node) if !self.ctx.nodes.iter().any(|n| n == node) => {}
+                Some(node) if !self.ctx.nodes.iter().any(|n| n == node) => {
+                    self.foreign_pod(&uid, &name, node, deleting)
+                }
                 Some(_) if deleting => self.delete(pod, &uid, &name).await,
                 Some(_) => self.start(pod, &uid),
             }
@@ -156,6 +161,23 @@ impl Runner {
         self.unscheduled.retain(|uid, _| seen.contains(uid));
         self.rejected.retain(|uid| seen.contains(uid));
         self.provisioned.retain(|uid| seen.contains(uid));
+        self.foreign.retain(|uid| seen.contains(uid));
+    }
+
+    /// A pod of this runner's selector bound to a node it does not play
+    /// (kube-scheduler chose another runner's node): reported once.
+    fn foreign_pod(&mut self, uid: &str, name: &str, node: &str, deleting: bool) {
+        if deleting || !self.foreign.insert(uid.to_string()) {
+            return;
+        }
+        tracing::warn!(
+            pod = name,
+            node,
+            "a pod of this runner's selector is bound to a node this runner does not play: nothing runs it here \
+             (with several runners on one plane, keep each cluster on its runner's nodes with \
+             spec.template.nodeSelector {}: <its --node-name>)",
+            crate::node::RUNNER_LABEL
+        );
     }
 
     /// Binds an unscheduled pod to one of the runner's nodes once it waited
