@@ -4,7 +4,10 @@
 //! In a Kubernetes cluster the operator reaches brokers at their pod DNS
 //! names under the headless Service. For tests and out-of-cluster
 //! development an override maps `namespace/name` of a KafkaCluster to broker
-//! addresses the operator can reach (e.g. brokers running as local processes).
+//! addresses the operator can reach (e.g. brokers running as local processes),
+//! and `--admin-via-pod-ip` dials every broker at its pod's `status.podIP`
+//! (an operator outside the cluster network that reaches the pods' addresses
+//! but not their DNS names, as with `scripts/local-k8s.sh`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +32,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// `namespace/name` → broker internal addresses, replacing pod DNS names.
     pub admin_overrides: BTreeMap<String, Vec<String>>,
+    /// Dial brokers at their pods' `status.podIP` rather than their DNS names.
+    pub admin_via_pod_ip: bool,
     /// How often a settled resource is compared with the cluster again (drift).
     pub resync: std::time::Duration,
     /// The topic controllers' caches of KafkaTopics (one per watched scope).
@@ -65,6 +70,22 @@ pub fn parse_admin_override(value: &str) -> Result<(String, Vec<String>), Overri
     Ok((cluster.to_string(), addresses))
 }
 
+/// Internal addresses of brokers `0..replicas` at their pods' IPs, a pod
+/// without one at its DNS name (pure).
+pub fn pod_ip_addresses(names: &ClusterNames, replicas: i32, ips: &BTreeMap<String, String>) -> Vec<String> {
+    let port = crate::builders::INTERNAL_PORT;
+    let dns = names.internal_addresses(replicas);
+    (0..replicas)
+        .zip(dns)
+        .map(|(ordinal, dns)| match ips.get(&format!("{}-{ordinal}", names.name)) {
+            // An IPv6 address needs brackets before the port.
+            Some(ip) if ip.contains(':') => format!("[{ip}]:{port}"),
+            Some(ip) => format!("{ip}:{port}"),
+            None => dns,
+        })
+        .collect()
+}
+
 impl Context {
     /// A context with `client`, reporting events as `strom-operator` / `instance`.
     pub fn new(
@@ -72,6 +93,7 @@ impl Context {
         instance: String,
         metrics: Metrics,
         admin_overrides: BTreeMap<String, Vec<String>>,
+        admin_via_pod_ip: bool,
         resync: std::time::Duration,
         operator_pods: crate::builders::OperatorPods,
     ) -> Context {
@@ -80,6 +102,7 @@ impl Context {
             client,
             metrics,
             admin_overrides,
+            admin_via_pod_ip,
             resync,
             topic_stores: Mutex::default(),
             operator_identities: IdentityCache::default(),
@@ -113,8 +136,34 @@ impl Context {
         let key = format!("{}/{}", names.namespace, names.name);
         Ok(match self.admin_overrides.get(&key) {
             Some(addresses) => ClusterAdmin::new(addresses.clone(), tls),
+            None if self.admin_via_pod_ip => {
+                ClusterAdmin::new(pod_ip_addresses(names, replicas, &self.pod_ips(names).await), tls)
+            }
             None => ClusterAdmin::new(names.internal_addresses(replicas), tls),
         })
+    }
+
+    /// Pod name → `status.podIP` of the cluster's broker pods (none when
+    /// the list fails: the DNS names are dialled then, and fail visibly).
+    async fn pod_ips(&self, names: &ClusterNames) -> BTreeMap<String, String> {
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(self.client.clone(), &names.namespace);
+        let selector = crate::builders::selector_labels(names)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        match pods.list(&kube::api::ListParams::default().labels(&selector)).await {
+            Ok(list) => list
+                .items
+                .into_iter()
+                .filter_map(|p| Some((p.metadata.name?, p.status?.pod_ip.filter(|ip| !ip.is_empty())?)))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(namespace = %names.namespace, cluster = %names.name, error = %e, "cannot list broker pods for their addresses");
+                BTreeMap::new()
+            }
+        }
     }
 
     /// Publishes an Event about `object`; failing to publish is logged, never fatal.
@@ -128,6 +177,20 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_ips_replace_the_dns_names_of_pods_that_have_one() {
+        let names = ClusterNames { name: "demo".into(), namespace: "team".into() };
+        let ips = BTreeMap::from([
+            ("demo-0".to_string(), "127.100.0.10".to_string()),
+            ("demo-2".to_string(), "fd00::7".to_string()),
+            ("other-1".to_string(), "127.9.9.9".to_string()),
+        ]);
+        assert_eq!(
+            pod_ip_addresses(&names, 3, &ips),
+            vec!["127.100.0.10:9093", "demo-1.demo-brokers.team.svc:9093", "[fd00::7]:9093"]
+        );
+    }
 
     #[test]
     fn admin_override_parses_and_names_its_mistakes() {

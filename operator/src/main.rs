@@ -55,6 +55,12 @@ struct Args {
     #[arg(long = "admin-override", value_name = "NAMESPACE/NAME=ADDRESSES")]
     admin_overrides: Vec<String>,
 
+    /// For an operator outside the cluster network that reaches the pods but not
+    /// their DNS names (scripts/local-k8s.sh): dial each broker's Admin API at its
+    /// pod's status.podIP (a pod without one at its DNS name).
+    #[arg(long, env = "STROM_OPERATOR_ADMIN_VIA_POD_IP")]
+    admin_via_pod_ip: bool,
+
     /// Do not apply the KafkaCluster, KafkaTopic and KafkaUser CRDs at start (by default the
     /// operator installs and upgrades them with server-side apply).
     #[arg(long, env = "STROM_OPERATOR_NO_INSTALL_CRDS")]
@@ -150,6 +156,7 @@ async fn main_async(args: Args) -> anyhow::Result<()> {
         lease,
         identity,
         admin_overrides,
+        admin_via_pod_ip: args.admin_via_pod_ip,
         install_crds: !args.no_install_crds,
         resync: std::time::Duration::from_secs(args.resync_seconds),
         operator_pods,

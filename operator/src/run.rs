@@ -45,6 +45,8 @@ pub struct OperatorConfig {
     pub identity: String,
     /// `namespace/name` of a cluster → broker admin addresses (tests, development).
     pub admin_overrides: BTreeMap<String, Vec<String>>,
+    /// Dial brokers at their pods' IPs (an operator outside the cluster network).
+    pub admin_via_pod_ip: bool,
     /// Apply the CRDs at start (server-side apply), so an upgrade of the
     /// operator upgrades them too.
     pub install_crds: bool,
@@ -75,6 +77,7 @@ pub async fn run(client: kube::Client, config: OperatorConfig, shutdown: Cancell
         config.identity.clone(),
         metrics.clone(),
         config.admin_overrides,
+        config.admin_via_pod_ip,
         config.resync,
         config.operator_pods.clone(),
     ));

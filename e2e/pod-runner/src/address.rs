@@ -46,6 +46,16 @@ impl std::fmt::Display for Subnet {
 }
 
 impl Subnet {
+    /// The subnet `127.<second_octet>`.
+    pub const fn new(second_octet: u8) -> Subnet {
+        Subnet { second_octet }
+    }
+
+    /// X of `127.X`.
+    pub const fn second_octet(&self) -> u8 {
+        self.second_octet
+    }
+
     /// Highest ordinal that still has an address (256 `/24`s of 200).
     pub const MAX_ORDINAL: u32 = 256 * PER_OCTET - 1;
 

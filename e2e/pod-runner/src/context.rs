@@ -9,13 +9,12 @@
 //! DIR/pvc/<namespace>/<claim>   a claim's data (kept: survives pod recreation)
 //! DIR/logs/<pod>.log            the broker's output, appended across restarts
 //! DIR/pids/<pod>                the running broker's pid
+//! DIR/subnets                   with --subnet-pool: each StatefulSet's subnet
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use kube::Client;
-
-use crate::address::Subnet;
 
 /// Shared, read-only state of the runner.
 #[derive(Clone)]
@@ -26,8 +25,6 @@ pub struct Context {
     pub namespace: String,
     /// Label selector of the pods to run.
     pub selector: String,
-    /// Loopback subnet of the pods' addresses.
-    pub subnet: Subnet,
     /// The Nodes this runner plays (one per zone, or one without zones).
     pub nodes: Vec<String>,
     /// The runner's directory.
@@ -54,6 +51,10 @@ impl Context {
     /// `DIR/pids/<pod>`.
     pub fn pid_file(&self, pod: &str) -> PathBuf {
         self.dir.join("pids").join(pod)
+    }
+    /// `DIR/subnets`.
+    pub fn subnets_file(&self) -> PathBuf {
+        self.dir.join("subnets")
     }
     /// Creates the top-level directories.
     pub fn create_dirs(&self) -> std::io::Result<()> {

@@ -72,6 +72,8 @@ pub struct PodPlan {
     pub ordinal: u32,
     /// The pod's loopback address.
     pub ip: Ipv4Addr,
+    /// The subnet of its StatefulSet (the voters' pod names resolve into it).
+    pub subnet: Subnet,
     /// The broker container's name.
     pub container: String,
     /// The broker container's image (reported back in the status only).
@@ -188,6 +190,7 @@ impl PodPlan {
             uid: meta.uid.clone().unwrap_or_default(),
             ordinal,
             ip,
+            subnet,
             container: container.name.clone(),
             image: container.image.clone().unwrap_or_default(),
             config_map,

@@ -3,6 +3,7 @@
 //! processes on loopback addresses (see README.md).
 //!
 //! - [`address`]: deterministic pod addresses, pod DNS names rewritten to them.
+//! - [`subnets`]: one subnet per StatefulSet for a runner of many clusters.
 //! - [`launch`]: a pod spec read into a plan, and the broker's command line.
 //! - [`status`]: the pod status a kubelet would report.
 //! - [`node`]: the Node object and its heartbeat.
@@ -24,4 +25,5 @@ pub mod process;
 pub mod runner;
 pub mod secret;
 pub mod status;
+pub mod subnets;
 pub mod volume;

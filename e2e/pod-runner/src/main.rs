@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use strom_pod_runner::address::Subnet;
 use strom_pod_runner::context::Context;
-use strom_pod_runner::runner::Runner;
+use strom_pod_runner::runner::{Addresses, Runner};
+use strom_pod_runner::subnets::SubnetPool;
 use strom_pod_runner::{node, owner, process};
 
 /// A stand-in kubelet: runs the matching pods as strom-broker processes on 127.X.Y.Z addresses.
@@ -29,9 +30,14 @@ struct Cli {
     /// Label selector of the pods to run (e.g. app.kubernetes.io/instance=demo).
     #[arg(long)]
     selector: String,
-    /// Loopback /16 for pod addresses, 127.X: pod <set>-<n> gets 127.X.<n/200>.<n%200+10>.
+    /// Loopback /16 for pod addresses, 127.X: pod <set>-<n> gets 127.X.<n/200>.<n%200+10>
+    /// (one StatefulSet).
+    #[arg(long, required_unless_present = "subnet_pool", conflicts_with = "subnet_pool")]
+    subnet: Option<Subnet>,
+    /// Loopback /16s for any number of StatefulSets, 127.A-127.B: each set the
+    /// runner meets gets the lowest free 127.X of it (kept in DIR/subnets).
     #[arg(long)]
-    subnet: Subnet,
+    subnet_pool: Option<SubnetPool>,
     /// Name of the Node this runner registers and binds pods to.
     #[arg(long)]
     node_name: String,
@@ -98,13 +104,28 @@ async fn main() -> anyhow::Result<()> {
         client: client.clone(),
         namespace: cli.namespace.clone(),
         selector: cli.selector.clone(),
-        subnet: cli.subnet,
         nodes: node::nodes_for(&cli.node_name, &cli.zone).into_iter().map(|(name, _)| name).collect(),
         dir: dir.clone(),
         broker_bin,
         external_scheduler: cli.external_scheduler,
     });
     ctx.create_dirs().with_context(|| format!("creating the layout under {}", dir.display()))?;
+    let addresses = match (cli.subnet, cli.subnet_pool.clone()) {
+        (Some(subnet), _) => Addresses::Subnet(subnet),
+        (None, Some(mut pool)) => {
+            match std::fs::read_to_string(ctx.subnets_file()) {
+                Ok(text) => {
+                    for line in pool.restore(&text) {
+                        tracing::warn!(line, pool = %pool, "ignoring a line of DIR/subnets");
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).context("reading DIR/subnets"),
+            }
+            Addresses::Pool(pool)
+        }
+        (None, None) => anyhow::bail!("one of --subnet and --subnet-pool is needed"),
+    };
     let leftovers = {
         let dir = dir.clone();
         tokio::task::spawn_blocking(move || process::kill_leftovers(&dir.join("pids"), &dir)).await?
@@ -117,17 +138,19 @@ async fn main() -> anyhow::Result<()> {
     let mut heartbeats = Vec::new();
     for (name, zone) in node::nodes_for(&cli.node_name, &cli.zone) {
         if cli.kwok {
-            node::register_for_kwok(&nodes, &name, zone.as_deref())
+            node::register_for_kwok(&nodes, &cli.node_name, &name, zone.as_deref())
                 .await
                 .with_context(|| format!("registering node {name} for kwok"))?;
             continue;
         }
-        node::register(&nodes, &name, zone.as_deref()).await.with_context(|| format!("registering node {name}"))?;
+        node::register(&nodes, &cli.node_name, &name, zone.as_deref())
+            .await
+            .with_context(|| format!("registering node {name}"))?;
         heartbeats.push(tokio::spawn(node::keep_alive(nodes.clone(), name, shutdown.clone())));
     }
     tracing::info!(
         nodes = ?ctx.nodes, namespace = %cli.namespace, selector = %cli.selector,
-        subnet = %cli.subnet, dir = %dir.display(), external_scheduler = cli.external_scheduler,
+        subnet = ?cli.subnet, subnet_pool = ?cli.subnet_pool.as_ref().map(ToString::to_string), dir = %dir.display(), external_scheduler = cli.external_scheduler,
         kwok = cli.kwok, "pod runner started"
     );
 
@@ -139,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
             shutdown.cancel();
         });
     }
-    Runner::new(ctx).run(shutdown.clone()).await;
+    Runner::new(ctx, addresses).run(shutdown.clone()).await;
     shutdown.cancel();
     futures::future::join_all(heartbeats).await;
     tracing::info!("pod runner stopped");

@@ -25,8 +25,13 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 /// Zone label key (also the default rack topology key).
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
-/// The labels of node `name`.
-pub fn node_labels(name: &str, zone: Option<&str>) -> BTreeMap<String, String> {
+/// Label naming the runner (its `--node-name`) on each of its nodes: a
+/// cluster keeps its pods on its runner's nodes with
+/// `spec.template.nodeSelector` on it when several runners share a plane.
+pub const RUNNER_LABEL: &str = "strom.dev/pod-runner-name";
+
+/// The labels of node `name` of runner `runner`.
+pub fn node_labels(runner: &str, name: &str, zone: Option<&str>) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::from([
         ("kubernetes.io/hostname".to_string(), name.to_string()),
         ("kubernetes.io/os".to_string(), "linux".to_string()),
@@ -35,6 +40,7 @@ pub fn node_labels(name: &str, zone: Option<&str>) -> BTreeMap<String, String> {
             std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
         ),
         ("strom.dev/pod-runner".to_string(), "true".to_string()),
+        (RUNNER_LABEL.to_string(), runner.to_string()),
     ]);
     if let Some(zone) = zone {
         labels.insert(ZONE_LABEL.to_string(), zone.to_string());
@@ -86,9 +92,9 @@ pub fn nodes_for(name: &str, zones: &[String]) -> Vec<(String, Option<String>)> 
     }
 }
 
-/// Creates (or relabels) node `name` and marks it Ready.
-pub async fn register(nodes: &Api<Node>, name: &str, zone: Option<&str>) -> kube::Result<()> {
-    let labels = node_labels(name, zone);
+/// Creates (or relabels) node `name` of runner `runner` and marks it Ready.
+pub async fn register(nodes: &Api<Node>, runner: &str, name: &str, zone: Option<&str>) -> kube::Result<()> {
+    let labels = node_labels(runner, name, zone);
     let node: Node = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "labels": labels},
@@ -111,8 +117,9 @@ pub const KWOK_ANNOTATION: &str = "kwok.x-k8s.io/node";
 /// Creates (or relabels) node `name` for kwok: labels as [`register`]'s and
 /// the [`KWOK_ANNOTATION`]; kwok initialises its status (Ready, capacity,
 /// addresses) and renews its heartbeat.
-pub async fn register_for_kwok(nodes: &Api<Node>, name: &str, zone: Option<&str>) -> kube::Result<()> {
-    let metadata = json!({"name": name, "labels": node_labels(name, zone), "annotations": {KWOK_ANNOTATION: "fake"}});
+pub async fn register_for_kwok(nodes: &Api<Node>, runner: &str, name: &str, zone: Option<&str>) -> kube::Result<()> {
+    let metadata =
+        json!({"name": name, "labels": node_labels(runner, name, zone), "annotations": {KWOK_ANNOTATION: "fake"}});
     let node: Node = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Node", "metadata": metadata}))
         .map_err(kube::Error::SerdeError)?;
     match nodes.create(&PostParams::default(), &node).await {
@@ -164,10 +171,11 @@ mod tests {
 
     #[test]
     fn node_labels_carry_hostname_and_zone_when_given() {
-        let l = node_labels("n1", Some("zone-a"));
-        assert_eq!(l["kubernetes.io/hostname"], "n1");
+        let l = node_labels("n", "n-zone-a", Some("zone-a"));
+        assert_eq!(l["kubernetes.io/hostname"], "n-zone-a");
         assert_eq!(l[ZONE_LABEL], "zone-a");
-        assert!(!node_labels("n1", None).contains_key(ZONE_LABEL));
+        assert_eq!(l[RUNNER_LABEL], "n", "every node of a runner carries its name");
+        assert!(!node_labels("n1", "n1", None).contains_key(ZONE_LABEL));
     }
 
     #[test]

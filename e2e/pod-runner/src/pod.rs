@@ -239,7 +239,7 @@ impl PodWorker {
             config: &config,
             config_file: &config_file,
             data_dir: &data_dir,
-            subnet: ctx.subnet,
+            subnet: plan.subnet,
             volumes_dir: &volumes_dir,
         };
         let args = broker_args(plan, &input);

@@ -31,9 +31,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::address::Subnet;
 use crate::context::Context;
 use crate::launch::{PodPlan, pod_ordinal};
 use crate::pod::{PodWorker, Stop};
+use crate::subnets::{SubnetPool, set_of};
 
 /// How often pods are listed.
 const POLL: Duration = Duration::from_millis(300);
@@ -41,6 +43,15 @@ const POLL: Duration = Duration::from_millis(300);
 const BIND_AFTER: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the workers.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
+
+/// Where the pods' addresses come from.
+pub enum Addresses {
+    /// One StatefulSet: every pod in this subnet (`--subnet`).
+    Subnet(Subnet),
+    /// Any number of StatefulSets, one subnet each (`--subnet-pool`),
+    /// remembered in `DIR/subnets`.
+    Pool(SubnetPool),
+}
 
 struct Worker {
     name: String,
@@ -52,6 +63,7 @@ struct Worker {
 pub struct Runner {
     ctx: Arc<Context>,
     pods: Api<Pod>,
+    addresses: Addresses,
     workers: HashMap<String, Worker>,
     /// uids whose worker has ended (their pods are on their way out).
     finished: HashSet<String>,
@@ -61,20 +73,24 @@ pub struct Runner {
     rejected: HashSet<String>,
     /// uids of unscheduled pods whose claims have their volumes.
     provisioned: HashSet<String>,
+    /// uids of matching pods bound to another runner's node (reported once).
+    foreign: HashSet<String>,
 }
 
 impl Runner {
-    /// A runner for `ctx`.
-    pub fn new(ctx: Arc<Context>) -> Runner {
+    /// A runner for `ctx`, giving pods `addresses`.
+    pub fn new(ctx: Arc<Context>, addresses: Addresses) -> Runner {
         let pods = Api::namespaced(ctx.client.clone(), &ctx.namespace);
         Runner {
             ctx,
             pods,
+            addresses,
             workers: HashMap::new(),
             finished: HashSet::new(),
             unscheduled: HashMap::new(),
             rejected: HashSet::new(),
             provisioned: HashSet::new(),
+            foreign: HashSet::new(),
         }
     }
 
@@ -116,7 +132,9 @@ impl Runner {
             match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
                 None if !deleting => self.schedule(pod, &uid, &name).await,
                 None => {}
-                Some(node) if !self.ctx.nodes.iter().any(|n| n == node) => {}
+                Some(node) if !self.ctx.nodes.iter().any(|n| n == node) => {
+                    self.foreign_pod(&uid, &name, node, deleting)
+                }
                 Some(_) if deleting => self.delete(pod, &uid, &name).await,
                 Some(_) => self.start(pod, &uid),
             }
@@ -143,6 +161,23 @@ impl Runner {
         self.unscheduled.retain(|uid, _| seen.contains(uid));
         self.rejected.retain(|uid| seen.contains(uid));
         self.provisioned.retain(|uid| seen.contains(uid));
+        self.foreign.retain(|uid| seen.contains(uid));
+    }
+
+    /// A pod of this runner's selector bound to a node it does not play
+    /// (kube-scheduler chose another runner's node): reported once.
+    fn foreign_pod(&mut self, uid: &str, name: &str, node: &str, deleting: bool) {
+        if deleting || !self.foreign.insert(uid.to_string()) {
+            return;
+        }
+        tracing::warn!(
+            pod = name,
+            node,
+            "a pod of this runner's selector is bound to a node this runner does not play: nothing runs it here \
+             (with several runners on one plane, keep each cluster on its runner's nodes with \
+             spec.template.nodeSelector {}: <its --node-name>)",
+            crate::node::RUNNER_LABEL
+        );
     }
 
     /// Binds an unscheduled pod to one of the runner's nodes once it waited
@@ -205,7 +240,15 @@ impl Runner {
         if self.workers.contains_key(uid) || self.finished.contains(uid) || self.rejected.contains(uid) {
             return;
         }
-        let plan = match PodPlan::of(pod, self.ctx.subnet) {
+        let subnet = match self.subnet_of(pod) {
+            Ok(subnet) => subnet,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot run pod");
+                self.rejected.insert(uid.to_string());
+                return;
+            }
+        };
+        let plan = match PodPlan::of(pod, subnet) {
             Ok(plan) => plan,
             Err(e) => {
                 tracing::error!(error = %e, "cannot run pod");
@@ -217,6 +260,25 @@ impl Runner {
         let name = plan.name.clone();
         let task = tokio::spawn(PodWorker::new(self.ctx.clone(), plan).run(stop_rx));
         self.workers.insert(uid.to_string(), Worker { name, stop, task });
+    }
+
+    /// The subnet of `pod`'s StatefulSet; a new assignment is saved to
+    /// `DIR/subnets` before it is used.
+    fn subnet_of(&mut self, pod: &Pod) -> Result<Subnet, String> {
+        let pool = match &mut self.addresses {
+            Addresses::Subnet(subnet) => return Ok(*subnet),
+            Addresses::Pool(pool) => pool,
+        };
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let set = set_of(&self.ctx.namespace, name)
+            .ok_or_else(|| format!("pod {name} is not named <statefulset>-<ordinal>"))?;
+        let (subnet, new) = pool.subnet_for(&set, subnet_in_use).map_err(|e| e.to_string())?;
+        if new {
+            let file = self.ctx.subnets_file();
+            std::fs::write(&file, pool.to_text()).map_err(|e| format!("writing {}: {e}", file.display()))?;
+            tracing::info!(statefulset = %set, %subnet, "assigned a subnet");
+        }
+        Ok(subnet)
     }
 
     /// A pod on this node is being deleted: its worker stops it, or, without
@@ -248,4 +310,10 @@ impl Runner {
             Err(e) => tracing::warn!(pod = name, error = %e, "could not delete the pod"),
         }
     }
+}
+
+/// Whether another process listens on the Kafka port of the subnet's first
+/// pod address (another runner's broker, a test's).
+fn subnet_in_use(subnet: Subnet) -> bool {
+    subnet.pod_ip(0).is_some_and(|ip| std::net::TcpListener::bind((ip, crate::launch::KAFKA_PORT)).is_err())
 }

@@ -295,7 +295,9 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
     let previous_roll = cluster.status.as_ref().and_then(|s| s.rolling_restart.clone());
     let mut rolling_restart = None;
     let mut rolled_now = false;
-    if blocked.is_none() {
+    // A StatefulSet without brokers yet (a new cluster) has nothing to roll:
+    // no "waiting for the StatefulSet controller" roll, no RollingRestartDone.
+    if blocked.is_none() && (existing_brokers > 0 || previous_roll.is_some()) {
         let update_revision = sts.as_ref().and_then(|s| s.status.as_ref()?.update_revision.clone());
         let template_seen = sts
             .as_ref()
@@ -308,7 +310,9 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
         observed.restart_blocked = outcome.blocked;
         rolled_now = outcome.restarted;
         rolling_restart = outcome.status;
-        if rolling_restart.is_none() && previous_roll.is_some() {
+        // Done only when the roll restarted a broker (not when a roll that
+        // waited ended without restarting anything, e.g. a reverted change).
+        if rolling_restart.is_none() && previous_roll.as_ref().is_some_and(|p| p.current_broker.is_some()) {
             let note = "every broker runs the current pod template".to_string();
             ctx.event(&cluster.object_ref(&()), false, "RollingRestartDone", "Restart", note).await;
         }
