@@ -5,8 +5,9 @@
 //! heartbeat interval; that OffsetCommit from a consumer-protocol member is
 //! accepted at its current epoch only (STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID
 //! otherwise) and a refused commit changes nothing, as is OffsetFetch v9; that a wrong epoch is
-//! FENCED_MEMBER_EPOCH, a regex subscription or a v1 join without a member
-//! id INVALID_REQUEST naming the field; that a group is classic or consumer
+//! FENCED_MEMBER_EPOCH, a regex that does not compile
+//! INVALID_REGULAR_EXPRESSION and a v1 join without a member id
+//! INVALID_REQUEST, each naming the field; that a group is classic or consumer
 //! (a classic JoinGroup to a consumer group is INCONSISTENT_GROUP_PROTOCOL, a
 //! heartbeat to a classic group GROUP_ID_NOT_FOUND); that
 //! ConsumerGroupDescribe and ListGroups v5 show the group, and that a leave
@@ -118,10 +119,10 @@ fn consumer_group_heartbeat_assigns_checks_epochs_and_keeps_group_types_apart() 
 
     let fenced = heartbeat(&mut client, 1, group, &member, 7, |r| r);
     assert_eq!(fenced.error_code, ResponseError::FencedMemberEpoch.code());
-    let regex = heartbeat(&mut client, 1, group, "m-regex", 0, |r| r.with_subscribed_topic_regex(Some(s("pay.*"))));
-    assert_eq!(regex.error_code, ResponseError::InvalidRequest.code());
+    let regex = heartbeat(&mut client, 1, group, "m-regex", 0, |r| r.with_subscribed_topic_regex(Some(s("pay.*("))));
+    assert_eq!(regex.error_code, ResponseError::InvalidRegularExpression.code());
     let message = regex.error_message.map(|m| m.to_string()).unwrap_or_default();
-    assert!(message.contains("SubscribedTopicRegex \"pay.*\""), "{message}");
+    assert!(message.contains("SubscribedTopicRegex \"pay.*(\""), "{message}");
     let nameless = join(&mut client, 1, group, "", topic);
     assert_eq!(nameless.error_code, ResponseError::InvalidRequest.code(), "v1 joins name themselves");
 
