@@ -17,6 +17,7 @@ use regex::Regex;
 use uuid::Uuid;
 
 use super::assignor::{self, Assignment, AssignorMember, TopicMeta};
+use super::static_member::LEFT_STATIC_EPOCH;
 use super::{ConsumerGroupConfig, ConsumerGroupError, topic_regex};
 
 /// Where a member stands against its target assignment.
@@ -154,6 +155,14 @@ impl ConsumerMember {
     pub fn topics(&self) -> BTreeSet<String> {
         self.subscribed_topics.union(&self.regex_topics).cloned().collect()
     }
+
+    pub(super) fn set_session_deadline(&mut self, at_ms: u64) {
+        self.session_deadline_ms = at_ms;
+    }
+
+    pub(super) fn clear_revocation_deadline(&mut self) {
+        self.revocation_deadline_ms = None;
+    }
 }
 
 fn count(a: &Assignment) -> usize {
@@ -233,6 +242,7 @@ impl ConsumerGroup {
         } else if self
             .members
             .values()
+            .filter(|m| m.member_epoch != LEFT_STATIC_EPOCH)
             .any(|m| m.state != MemberState::Stable || m.member_epoch != self.assignment_epoch)
         {
             ConsumerGroupState::Reconciling
@@ -304,12 +314,20 @@ impl ConsumerGroup {
             }
             _ => None,
         };
+        let session_timeout = self.config.session_timeout_ms.max(0) as u64;
         if hb.member_epoch < 0 {
-            // -1 leaves; -2 (a static member's temporary leave) is treated as a leave too.
+            if let Some(instance) = &hb.instance_id {
+                self.check_static(&hb.member_id, instance)?;
+            }
             if !self.members.contains_key(&hb.member_id) {
                 return Err(ConsumerGroupError::UnknownMemberId(hb.member_id));
             }
-            self.remove_member(&hb.member_id);
+            if hb.member_epoch == LEFT_STATIC_EPOCH {
+                // A static member's temporary leave: its partitions wait for it.
+                self.leave_static(&hb.member_id, now_ms.saturating_add(session_timeout));
+            } else {
+                self.remove_member(&hb.member_id);
+            }
             return Ok(HeartbeatAnswer {
                 member_id: hb.member_id,
                 member_epoch: hb.member_epoch,
@@ -321,6 +339,9 @@ impl ConsumerGroup {
         if hb.member_epoch == 0 {
             bump |= self.join(&hb)?;
         } else {
+            if let Some(instance) = &hb.instance_id {
+                self.check_static(&hb.member_id, instance)?;
+            }
             let member = self
                 .members
                 .get(&hb.member_id)
@@ -344,7 +365,6 @@ impl ConsumerGroup {
         }
         bump |= self.resolve_regex(&hb.member_id, metadata, may_describe);
         self.prune_regexes();
-        let session_timeout = self.config.session_timeout_ms.max(0) as u64;
         if let Some(m) = self.members.get_mut(&hb.member_id) {
             m.session_deadline_ms = now_ms.saturating_add(session_timeout);
             if hb.member_epoch == 0 || hb.owned.is_some() {
@@ -436,10 +456,10 @@ impl ConsumerGroup {
 
     /// Adds or resets a joining member; true when the group epoch must bump.
     fn join(&mut self, hb: &Heartbeat) -> Result<bool, ConsumerGroupError> {
-        if let Some(instance) = &hb.instance_id
-            && self.members.values().any(|m| m.instance_id.as_ref() == Some(instance) && m.member_id != hb.member_id)
-        {
-            return Err(ConsumerGroupError::UnreleasedInstanceId(instance.clone()));
+        if self.replace_static(hb)? {
+            // The static member is back under a new member id: same assignment, no rebalance
+            // unless its subscription changed.
+            return Ok(self.update_member(hb));
         }
         if self.members.contains_key(&hb.member_id) {
             // A rejoin with epoch 0: the member lost everything it owned.
@@ -561,6 +581,37 @@ impl ConsumerGroup {
         let target = assignor::assign(&name, &members, &self.metadata);
         self.target = target;
         self.assignment_epoch = self.group_epoch;
+    }
+
+    pub(super) fn member_mut(&mut self, member_id: &str) -> Option<&mut ConsumerMember> {
+        self.members.get_mut(member_id)
+    }
+
+    /// Frees `partitions` that `member_id` owned.
+    pub(super) fn release(&mut self, member_id: &str, partitions_of: &Assignment) {
+        for tp in partitions(partitions_of) {
+            if self.owners.get(&tp).is_some_and(|o| o == member_id) {
+                self.owners.remove(&tp);
+            }
+        }
+    }
+
+    /// Moves member `from` (its assignment, target and owned partitions) to
+    /// the id `to`, editing it with `edit`; the group epoch does not change.
+    pub(super) fn rename_member(&mut self, from: &str, to: &str, edit: impl FnOnce(&mut ConsumerMember)) {
+        let Some(mut m) = self.members.remove(from) else { return };
+        m.member_id = to.to_string();
+        m.send_assignment = true;
+        edit(&mut m);
+        self.members.insert(to.to_string(), m);
+        if let Some(t) = self.target.remove(from) {
+            self.target.insert(to.to_string(), t);
+        }
+        for owner in self.owners.values_mut() {
+            if owner == from {
+                *owner = to.to_string();
+            }
+        }
     }
 
     /// The member's heartbeat lists what it owns: pending revocations it no

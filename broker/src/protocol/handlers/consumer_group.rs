@@ -38,6 +38,7 @@ impl From<&ConsumerGroupError> for KafkaError {
             ConsumerGroupError::UnsupportedAssignor(_) => ResponseError::UnsupportedAssignor,
             ConsumerGroupError::UnreleasedInstanceId(_) => ResponseError::UnreleasedInstanceId,
             ConsumerGroupError::InvalidRegularExpression { .. } => ResponseError::InvalidRegularExpression,
+            ConsumerGroupError::FencedInstanceId { .. } => ResponseError::FencedInstanceId,
         };
         KafkaError::new(error, e.to_string())
     }

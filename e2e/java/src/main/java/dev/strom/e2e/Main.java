@@ -15,7 +15,7 @@
 //             -> {"event":"produced","count":N}
 //   consume   --bootstrap B --topic T --group G [--session-timeout-ms MS]
 //             [--max-records K] [--commit-on-stop] [--group-protocol classic|consumer]
-//             [--pattern RE2]
+//             [--pattern RE2] [--instance-id ID]
 //             A group member. Events: assigned / revoked / lost (partitions),
 //             record (partition, offset, key, value), committed (offsets),
 //             closed. Reads commands from stdin: "commit" commits the
@@ -28,6 +28,7 @@
 //             --group-protocol consumer) it subscribes with a SubscriptionPattern:
 //             the broker resolves the regex (KIP-848), record events then carry
 //             their topic, and commit/committed cover --topic's partitions only.
+//             --instance-id sets group.instance.id (a static member).
 //   committed --bootstrap B --topic T --group G --partitions P
 //             -> {"event":"committed","offsets":{"0":5,...}} (-1: none)
 package dev.strom.e2e;
@@ -213,6 +214,9 @@ public final class Main {
         }
 
         String pattern = args.get("pattern");
+        if (args.containsKey("instance-id")) {
+            props.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, args.get("instance-id"));
+        }
         // Next offset to commit per partition: one past the last record processed.
         Map<TopicPartition, OffsetAndMetadata> positions = new HashMap<>();
         LinkedBlockingQueue<String> commands = new LinkedBlockingQueue<>();
