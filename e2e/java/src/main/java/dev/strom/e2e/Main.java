@@ -29,6 +29,7 @@
 //             the broker resolves the regex (KIP-848), record events then carry
 //             their topic, and commit/committed cover --topic's partitions only.
 //             --instance-id sets group.instance.id (a static member).
+//             --commit-on-revoke commits a partition's position before giving it up.
 //   committed --bootstrap B --topic T --group G --partitions P
 //             -> {"event":"committed","offsets":{"0":5,...}} (-1: none)
 package dev.strom.e2e;
@@ -136,7 +137,7 @@ public final class Main {
             if (!name.startsWith("--")) {
                 fatal("unexpected argument " + name);
             }
-            if (name.equals("--commit-on-stop")) {
+            if (name.equals("--commit-on-stop") || name.equals("--commit-on-revoke")) {
                 args.put(name.substring(2), "true");
             } else if (i + 1 < argv.length) {
                 args.put(name.substring(2), argv[++i]);
@@ -199,6 +200,7 @@ public final class Main {
         int sessionTimeoutMs = intArg(args, "session-timeout-ms", 6000);
         int maxRecords = intArg(args, "max-records", 0);
         boolean commitOnStop = args.containsKey("commit-on-stop");
+        boolean commitOnRevoke = args.containsKey("commit-on-revoke");
         Properties props = new Properties();
         props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, required(args, "bootstrap"));
         props.put(ConsumerConfig.GROUP_ID_CONFIG, required(args, "group"));
@@ -243,6 +245,17 @@ public final class Main {
 
                 @Override
                 public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
+                    if (commitOnRevoke) {
+                        Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
+                        partitions.stream().filter(positions::containsKey).forEach(p -> offsets.put(p, positions.get(p)));
+                        try {
+                            if (!offsets.isEmpty()) {
+                                consumer.commitSync(offsets, Duration.ofSeconds(60));
+                            }
+                        } catch (Exception e) {
+                            fatal("commit of " + offsets + " on revocation failed: " + e);
+                        }
+                    }
                     partitions.forEach(positions::remove);
                     emit("revoked", partitionList(partitions));
                 }
