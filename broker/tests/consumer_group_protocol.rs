@@ -5,8 +5,10 @@
 //! heartbeat interval; that OffsetCommit from a consumer-protocol member is
 //! accepted at its current epoch only (STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID
 //! otherwise) and a refused commit changes nothing, as is OffsetFetch v9; that a wrong epoch is
-//! FENCED_MEMBER_EPOCH, a regex subscription or a v1 join without a member
-//! id INVALID_REQUEST naming the field; that a group is classic or consumer
+//! FENCED_MEMBER_EPOCH, a regex join is assigned the matching topic (which
+//! Metadata then finds by id), a regex that does not compile
+//! INVALID_REGULAR_EXPRESSION and a v1 join without a member id
+//! INVALID_REQUEST, each naming the field; that a group is classic or consumer
 //! (a classic JoinGroup to a consumer group is INCONSISTENT_GROUP_PROTOCOL, a
 //! heartbeat to a classic group GROUP_ID_NOT_FOUND); that
 //! ConsumerGroupDescribe and ListGroups v5 show the group, and that a leave
@@ -74,6 +76,19 @@ fn consumer_group_heartbeat_assigns_checks_epochs_and_keeps_group_types_apart() 
         12,
     );
     let topic_id = metadata.topics[0].topic_id;
+    // A member knows an assigned topic by id only (a regex subscriber): the
+    // Java client asks for it by id with the name "".
+    let by_id = client.send(
+        &MetadataRequest::default().with_topics(Some(vec![
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                .with_topic_id(topic_id)
+                .with_name(Some(TopicName(s("")))),
+        ])),
+        12,
+    );
+    assert_eq!(by_id.topics.len(), 1);
+    assert_eq!(by_id.topics[0].error_code, 0, "Metadata by topic id");
+    assert_eq!(by_id.topics[0].name.as_ref().map(|n| n.0.as_str()), Some(topic));
 
     // v0: the broker names the member; it gets both partitions by topic id.
     let joined = join(&mut client, 0, group, "", topic);
@@ -118,10 +133,22 @@ fn consumer_group_heartbeat_assigns_checks_epochs_and_keeps_group_types_apart() 
 
     let fenced = heartbeat(&mut client, 1, group, &member, 7, |r| r);
     assert_eq!(fenced.error_code, ResponseError::FencedMemberEpoch.code());
-    let regex = heartbeat(&mut client, 1, group, "m-regex", 0, |r| r.with_subscribed_topic_regex(Some(s("pay.*"))));
-    assert_eq!(regex.error_code, ResponseError::InvalidRequest.code());
+    let regex = heartbeat(&mut client, 1, group, "m-regex", 0, |r| r.with_subscribed_topic_regex(Some(s("pay.*("))));
+    assert_eq!(regex.error_code, ResponseError::InvalidRegularExpression.code());
     let message = regex.error_message.map(|m| m.to_string()).unwrap_or_default();
-    assert!(message.contains("SubscribedTopicRegex \"pay.*\""), "{message}");
+    assert!(message.contains("SubscribedTopicRegex \"pay.*(\""), "{message}");
+    let regex_group = "regex-payers";
+    wait_for_group_coordinator(broker.kafka_addr(), regex_group);
+    let by_regex = heartbeat(&mut client, 1, regex_group, "m-regex", 0, |r| {
+        r.with_subscribed_topic_regex(Some(s("pay.*"))).with_topic_partitions(Some(vec![]))
+    });
+    assert_eq!(by_regex.error_code, 0, "regex join: {:?}", by_regex.error_message);
+    let assigned = by_regex.assignment.expect("an assignment").topic_partitions;
+    assert_eq!(
+        (assigned[0].topic_id, assigned[0].partitions.clone()),
+        (topic_id, vec![0, 1]),
+        "pay.* matches payments"
+    );
     let nameless = join(&mut client, 1, group, "", topic);
     assert_eq!(nameless.error_code, ResponseError::InvalidRequest.code(), "v1 joins name themselves");
 

@@ -13,12 +13,16 @@
 //	          (acks=all, idempotent: franz-go's defaults) and waits for every ack.
 //	          -> {"event":"produced","count":N}
 //	consume   -bootstrap B -topic T -group G [-session-timeout-ms MS]
-//	          [-max-records K] [-commit-on-stop]
+//	          [-max-records K] [-commit-on-stop] [-commit-on-revoke]
+//	          [-group-protocol classic|consumer]
 //	          A group member. Events: assigned / revoked / lost (partitions),
 //	          record (partition, offset, key, value), committed (offsets), closed.
 //	          Reads commands from stdin: "commit" commits the positions of the
 //	          records it has processed; "stop" (or end of input) stops it,
-//	          committing first with -commit-on-stop. With -max-records it stops
+//	          committing first with -commit-on-stop; -commit-on-revoke commits a
+//	          partition's position before giving it up (blocking rebalances while
+//	          a poll's records are processed); -group-protocol consumer
+//	          is KIP-848 (kgo.ServerSideBalancer). With -max-records it stops
 //	          by itself after K records.
 //	committed -bootstrap B -topic T -group G -partitions P
 //	          -> {"event":"committed","offsets":{"0":5,...}} (-1: none)
@@ -49,6 +53,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -251,6 +256,8 @@ func consume(argv []string) {
 	sessionTimeoutMs := fs.Int("session-timeout-ms", 6000, "session timeout")
 	maxRecords := fs.Int("max-records", 0, "stop after this many records (0: no limit)")
 	commitOnStop := fs.Bool("commit-on-stop", false, "commit processed positions before leaving")
+	commitOnRevoke := fs.Bool("commit-on-revoke", false, "commit a partition's processed position before giving it up")
+	groupProtocol := fs.String("group-protocol", "classic", "classic, or consumer (KIP-848: kgo.ServerSideBalancer)")
 	fs.Parse(argv)
 	c.check()
 	if *group == "" {
@@ -269,17 +276,39 @@ func consume(argv []string) {
 		}
 	}
 
-	cl, err := kgo.NewClient(append(c.opts(),
+	// Commits the processed positions (of `only`'s partitions when not nil).
+	var commit func(only []int32)
+	groupOpts := []kgo.Opt{
 		kgo.ConsumerGroup(*group),
 		kgo.ConsumeTopics(c.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
-		kgo.SessionTimeout(time.Duration(*sessionTimeoutMs)*time.Millisecond),
-		kgo.HeartbeatInterval(time.Duration(max(500, *sessionTimeoutMs/6))*time.Millisecond),
+	}
+	switch *groupProtocol {
+	case "classic":
+		groupOpts = append(groupOpts,
+			kgo.SessionTimeout(time.Duration(*sessionTimeoutMs)*time.Millisecond),
+			kgo.HeartbeatInterval(time.Duration(max(500, *sessionTimeoutMs/6))*time.Millisecond))
+	case "consumer":
+		// KIP-848: the broker assigns and its group.consumer.* settings time the session.
+		groupOpts = append(groupOpts, kgo.ServerSideBalancer())
+	default:
+		fatal("-group-protocol must be classic or consumer, not %q", *groupProtocol)
+	}
+	if *commitOnRevoke {
+		// A revocation then waits until the records of the last poll are
+		// processed (AllowRebalance below), so its commit covers them and no
+		// record of a revoked partition is processed after it.
+		groupOpts = append(groupOpts, kgo.BlockRebalanceOnPoll())
+	}
+	cl, err := kgo.NewClient(append(append(c.opts(), groupOpts...),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 			emit("assigned", map[string]any{"partitions": sortedPartitions(assigned, c.topic)})
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+			if *commitOnRevoke && len(revoked[c.topic]) > 0 {
+				commit(revoked[c.topic])
+			}
 			drop(revoked)
 			emit("revoked", map[string]any{"partitions": sortedPartitions(revoked, c.topic)})
 		}),
@@ -292,11 +321,13 @@ func consume(argv []string) {
 		fatal("create client: %v", err)
 	}
 
-	commit := func() {
+	commit = func(only []int32) {
 		posMu.Lock()
 		offsets := map[int32]kgo.EpochOffset{}
 		for p, o := range positions {
-			offsets[p] = o
+			if only == nil || slices.Contains(only, p) {
+				offsets[p] = o
+			}
 		}
 		posMu.Unlock()
 		if len(offsets) == 0 {
@@ -345,7 +376,7 @@ func consume(argv []string) {
 		case command := <-commands:
 			switch command {
 			case "commit":
-				commit()
+				commit(nil)
 			case "stop":
 				stopping = true
 			case "":
@@ -383,12 +414,15 @@ func consume(argv []string) {
 			posMu.Unlock()
 			processed++
 		})
+		if *commitOnRevoke {
+			cl.AllowRebalance()
+		}
 		if *maxRecords > 0 && processed >= *maxRecords {
 			stopping = true
 		}
 	}
 	if *commitOnStop {
-		commit()
+		commit(nil)
 	}
 	// LeaveGroup, then close.
 	cl.Close()

@@ -13,13 +13,17 @@ Subcommands (all print JSON lines on stdout, one event per line):
              -> {"event":"produced","count":N}
 
   consume    --bootstrap B --topic T --group G [--session-timeout-ms MS]
-             [--max-records K] [--commit-on-stop]
+             [--max-records K] [--commit-on-stop] [--commit-on-revoke]
+             [--group-protocol classic|consumer]
              A group member (subscribe). Events: assigned / revoked / lost
              (partitions), record (partition, offset, key, value), committed
              (offsets), closed. Reads commands from stdin: "commit" commits the
              positions of the records it has processed; "stop" (or end of
              input) stops it, committing first with --commit-on-stop. With
-             --max-records it stops by itself after K records.
+             --max-records it stops by itself after K records. With
+             --commit-on-revoke it commits a partition's position before giving
+             it up; --group-protocol consumer is KIP-848 (the broker's
+             group.consumer.* settings then time the session).
 
   committed  --bootstrap B --topic T --group G --partitions P
              -> {"event":"committed","offsets":{"0":5,...}} (-1: none)
@@ -113,21 +117,21 @@ def stdin_commands(commands):
 
 
 def consume(args):
-    consumer = Consumer(
-        settings(
-            args,
-            {
-                "bootstrap.servers": args.bootstrap,
-                "group.id": args.group,
-                "client.id": args.client_id,
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "session.timeout.ms": args.session_timeout_ms,
-                "heartbeat.interval.ms": max(500, args.session_timeout_ms // 6),
-                "error_cb": on_client_error,
-            },
-        )
-    )
+    base = {
+        "bootstrap.servers": args.bootstrap,
+        "group.id": args.group,
+        "client.id": args.client_id,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "error_cb": on_client_error,
+    }
+    if args.group_protocol == "consumer":
+        # KIP-848: the broker assigns and its group.consumer.* settings time the session.
+        base["group.protocol"] = "consumer"
+    else:
+        base["session.timeout.ms"] = args.session_timeout_ms
+        base["heartbeat.interval.ms"] = max(500, args.session_timeout_ms // 6)
+    consumer = Consumer(settings(args, base))
     # Next offset to commit per partition: one past the last record processed.
     positions = {}
 
@@ -135,6 +139,8 @@ def consume(args):
         emit("assigned", partitions=sorted(p.partition for p in partitions))
 
     def on_revoke(_consumer, partitions):
+        if args.commit_on_revoke:
+            commit(only={p.partition for p in partitions})
         for p in partitions:
             positions.pop(p.partition, None)
         emit("revoked", partitions=sorted(p.partition for p in partitions))
@@ -144,15 +150,16 @@ def consume(args):
             positions.pop(p.partition, None)
         emit("lost", partitions=sorted(p.partition for p in partitions))
 
-    def commit():
-        if not positions:
+    def commit(only=None):
+        chosen = {p: o for p, o in positions.items() if only is None or p in only}
+        if not chosen:
             emit("committed", offsets={})
             return
-        offsets = [TopicPartition(args.topic, p, o) for p, o in sorted(positions.items())]
+        offsets = [TopicPartition(args.topic, p, o) for p, o in sorted(chosen.items())]
         try:
             results = consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as e:
-            fatal(f"commit of {positions} failed: {e}")
+            fatal(f"commit of {chosen} failed: {e}")
         errors = [f"{r.partition}: {r.error}" for r in results if r.error is not None]
         if errors:
             fatal(f"commit failed for partitions {errors}")
@@ -243,6 +250,8 @@ def main():
     p.add_argument("--session-timeout-ms", type=int, default=6000)
     p.add_argument("--max-records", type=int, default=0)
     p.add_argument("--commit-on-stop", action="store_true")
+    p.add_argument("--commit-on-revoke", action="store_true", help="commit a partition's position before giving it up")
+    p.add_argument("--group-protocol", choices=["classic", "consumer"], default="classic")
     p = sub.choices["committed"]
     p.add_argument("--group", required=True)
     p.add_argument("--partitions", type=int, required=True)

@@ -13,10 +13,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use regex::Regex;
 use uuid::Uuid;
 
 use super::assignor::{self, Assignment, AssignorMember, TopicMeta};
-use super::{ConsumerGroupConfig, ConsumerGroupError};
+use super::static_member::LEFT_STATIC_EPOCH;
+use super::{ConsumerGroupConfig, ConsumerGroupError, topic_regex};
 
 /// Where a member stands against its target assignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,10 @@ pub struct ConsumerMember {
     pub client_host: String,
     /// Subscribed topic names.
     pub subscribed_topics: BTreeSet<String>,
+    /// The subscribed regex (`SubscribedTopicRegex`), if any.
+    pub subscribed_regex: Option<String>,
+    /// The topics the regex matched at the member's last heartbeat, among those it may describe.
+    pub regex_topics: BTreeSet<String>,
     /// The assignor it asked for, if any.
     pub server_assignor: Option<String>,
     /// How long it may take to revoke partitions.
@@ -104,7 +110,7 @@ pub struct Heartbeat {
     pub rebalance_timeout_ms: i32,
     /// `None` means unchanged.
     pub subscribed_topic_names: Option<Vec<String>>,
-    /// A regex subscription; refused.
+    /// A regex subscription (RE2 syntax, whole names); `""` drops it; `None` means unchanged.
     pub subscribed_topic_regex: Option<String>,
     /// `None` means unchanged.
     pub server_assignor: Option<String>,
@@ -140,6 +146,23 @@ pub struct ConsumerGroup {
     target: BTreeMap<String, Assignment>,
     owners: BTreeMap<(Uuid, i32), String>,
     metadata: BTreeMap<String, TopicMeta>,
+    /// The members' compiled regexes, by pattern.
+    regexes: BTreeMap<String, Regex>,
+}
+
+impl ConsumerMember {
+    /// The topics it subscribes to: its names and its regex's matches.
+    pub fn topics(&self) -> BTreeSet<String> {
+        self.subscribed_topics.union(&self.regex_topics).cloned().collect()
+    }
+
+    pub(super) fn set_session_deadline(&mut self, at_ms: u64) {
+        self.session_deadline_ms = at_ms;
+    }
+
+    pub(super) fn clear_revocation_deadline(&mut self) {
+        self.revocation_deadline_ms = None;
+    }
 }
 
 fn count(a: &Assignment) -> usize {
@@ -162,6 +185,7 @@ impl ConsumerGroup {
             target: BTreeMap::new(),
             owners: BTreeMap::new(),
             metadata: BTreeMap::new(),
+            regexes: BTreeMap::new(),
         }
     }
 
@@ -192,7 +216,7 @@ impl ConsumerGroup {
 
     /// Every topic some member subscribes to.
     pub fn subscribed_topics(&self) -> BTreeSet<String> {
-        self.members.values().flat_map(|m| m.subscribed_topics.iter().cloned()).collect()
+        self.members.values().flat_map(|m| m.subscribed_topics.iter().chain(&m.regex_topics).cloned()).collect()
     }
 
     /// The assignor the group uses: the one most members ask for, else the default.
@@ -218,6 +242,7 @@ impl ConsumerGroup {
         } else if self
             .members
             .values()
+            .filter(|m| m.member_epoch != LEFT_STATIC_EPOCH)
             .any(|m| m.state != MemberState::Stable || m.member_epoch != self.assignment_epoch)
         {
             ConsumerGroupState::Reconciling
@@ -261,21 +286,48 @@ impl ConsumerGroup {
         gone
     }
 
-    /// Handles one heartbeat at `now_ms`. `metadata` holds the topics the
-    /// broker knows, by name (the caller may restrict it to the subscribed ones).
+    /// Handles one heartbeat at `now_ms` from a member that may describe
+    /// every topic (see [`ConsumerGroup::heartbeat_with`]).
     pub fn heartbeat(
         &mut self,
         hb: Heartbeat,
         metadata: &BTreeMap<String, TopicMeta>,
         now_ms: u64,
     ) -> Result<HeartbeatAnswer, ConsumerGroupError> {
+        self.heartbeat_with(hb, metadata, &|_| true, now_ms)
+    }
+
+    /// Handles one heartbeat at `now_ms`. `metadata` holds the topics the
+    /// broker knows, by name; `may_describe` says which of them the member's
+    /// regex may match (its DESCRIBE ACLs).
+    pub fn heartbeat_with(
+        &mut self,
+        hb: Heartbeat,
+        metadata: &BTreeMap<String, TopicMeta>,
+        may_describe: &dyn Fn(&str) -> bool,
+        now_ms: u64,
+    ) -> Result<HeartbeatAnswer, ConsumerGroupError> {
         self.validate(&hb)?;
+        let compiled = match hb.subscribed_topic_regex.as_deref().filter(|r| !r.is_empty()) {
+            Some(pattern) if !self.regexes.contains_key(pattern) => {
+                Some((pattern.to_string(), topic_regex::compile(pattern)?))
+            }
+            _ => None,
+        };
+        let session_timeout = self.config.session_timeout_ms.max(0) as u64;
         if hb.member_epoch < 0 {
-            // -1 leaves; -2 (a static member's temporary leave) is treated as a leave too.
+            if let Some(instance) = &hb.instance_id {
+                self.check_static(&hb.member_id, instance)?;
+            }
             if !self.members.contains_key(&hb.member_id) {
                 return Err(ConsumerGroupError::UnknownMemberId(hb.member_id));
             }
-            self.remove_member(&hb.member_id);
+            if hb.member_epoch == LEFT_STATIC_EPOCH {
+                // A static member's temporary leave: its partitions wait for it.
+                self.leave_static(&hb.member_id, now_ms.saturating_add(session_timeout));
+            } else {
+                self.remove_member(&hb.member_id);
+            }
             return Ok(HeartbeatAnswer {
                 member_id: hb.member_id,
                 member_epoch: hb.member_epoch,
@@ -287,6 +339,9 @@ impl ConsumerGroup {
         if hb.member_epoch == 0 {
             bump |= self.join(&hb)?;
         } else {
+            if let Some(instance) = &hb.instance_id {
+                self.check_static(&hb.member_id, instance)?;
+            }
             let member = self
                 .members
                 .get(&hb.member_id)
@@ -305,7 +360,11 @@ impl ConsumerGroup {
             }
             bump |= self.update_member(&hb);
         }
-        let session_timeout = self.config.session_timeout_ms.max(0) as u64;
+        if let Some((pattern, regex)) = compiled {
+            self.regexes.insert(pattern, regex);
+        }
+        bump |= self.resolve_regex(&hb.member_id, metadata, may_describe);
+        self.prune_regexes();
         if let Some(m) = self.members.get_mut(&hb.member_id) {
             m.session_deadline_ms = now_ms.saturating_add(session_timeout);
             if hb.member_epoch == 0 || hb.owned.is_some() {
@@ -361,12 +420,6 @@ impl ConsumerGroup {
         if hb.member_epoch == -2 && hb.instance_id.is_none() {
             return invalid("MemberEpoch -2 (a static member's leave) needs an InstanceId".into());
         }
-        if hb.subscribed_topic_regex.as_deref().is_some_and(|r| !r.is_empty()) {
-            return invalid(format!(
-                "SubscribedTopicRegex {:?}: regex subscriptions are not supported by this broker; subscribe by topic names",
-                hb.subscribed_topic_regex.as_deref().unwrap_or_default()
-            ));
-        }
         if let Some(names) = &hb.subscribed_topic_names {
             if names.len() > self.config.max_subscribed_topics {
                 return invalid(format!(
@@ -391,8 +444,8 @@ impl ConsumerGroup {
                     hb.rebalance_timeout_ms
                 ));
             }
-            if hb.subscribed_topic_names.is_none() {
-                return invalid("SubscribedTopicNames must be set when joining".into());
+            if hb.subscribed_topic_names.is_none() && hb.subscribed_topic_regex.as_deref().is_none_or(str::is_empty) {
+                return invalid("SubscribedTopicNames or SubscribedTopicRegex must be set when joining".into());
             }
             if hb.owned.as_ref().is_some_and(|o| o.iter().any(|(_, ps)| !ps.is_empty())) {
                 return invalid("TopicPartitions must be empty when joining".into());
@@ -403,10 +456,10 @@ impl ConsumerGroup {
 
     /// Adds or resets a joining member; true when the group epoch must bump.
     fn join(&mut self, hb: &Heartbeat) -> Result<bool, ConsumerGroupError> {
-        if let Some(instance) = &hb.instance_id
-            && self.members.values().any(|m| m.instance_id.as_ref() == Some(instance) && m.member_id != hb.member_id)
-        {
-            return Err(ConsumerGroupError::UnreleasedInstanceId(instance.clone()));
+        if self.replace_static(hb)? {
+            // The static member is back under a new member id: same assignment, no rebalance
+            // unless its subscription changed.
+            return Ok(self.update_member(hb));
         }
         if self.members.contains_key(&hb.member_id) {
             // A rejoin with epoch 0: the member lost everything it owned.
@@ -424,6 +477,8 @@ impl ConsumerGroup {
                 client_id: hb.client_id.clone(),
                 client_host: hb.client_host.clone(),
                 subscribed_topics: topics,
+                subscribed_regex: hb.subscribed_topic_regex.clone().filter(|r| !r.is_empty()),
+                regex_topics: BTreeSet::new(),
                 server_assignor: hb.server_assignor.clone(),
                 rebalance_timeout_ms: hb.rebalance_timeout_ms,
                 member_epoch: 0,
@@ -450,6 +505,14 @@ impl ConsumerGroup {
                 bump = true;
             }
         }
+        if let Some(r) = &hb.subscribed_topic_regex {
+            let regex = Some(r.clone()).filter(|r| !r.is_empty());
+            if regex != m.subscribed_regex {
+                m.subscribed_regex = regex;
+                m.regex_topics.clear();
+                bump = true;
+            }
+        }
         if let Some(a) = &hb.server_assignor
             && m.server_assignor.as_ref() != Some(a)
         {
@@ -463,6 +526,31 @@ impl ConsumerGroup {
             m.rebalance_timeout_ms = hb.rebalance_timeout_ms;
         }
         bump
+    }
+
+    /// Re-resolves the member's regex over `metadata`; true when its matches changed.
+    fn resolve_regex(
+        &mut self,
+        member_id: &str,
+        metadata: &BTreeMap<String, TopicMeta>,
+        may_describe: &dyn Fn(&str) -> bool,
+    ) -> bool {
+        let Some(m) = self.members.get_mut(member_id) else { return false };
+        let matched = match m.subscribed_regex.as_ref().and_then(|p| self.regexes.get(p)) {
+            Some(r) => topic_regex::resolve(r, metadata, may_describe),
+            None => BTreeSet::new(),
+        };
+        if matched != m.regex_topics {
+            m.regex_topics = matched;
+            return true;
+        }
+        false
+    }
+
+    /// Drops compiled regexes no member subscribes with any more.
+    fn prune_regexes(&mut self) {
+        let used: BTreeSet<&String> = self.members.values().filter_map(|m| m.subscribed_regex.as_ref()).collect();
+        self.regexes.retain(|p, _| used.contains(p));
     }
 
     /// Records the subscribed topics' metadata; true when it changed.
@@ -479,18 +567,51 @@ impl ConsumerGroup {
 
     fn compute_target(&mut self) {
         let name = self.assignor();
+        let topics: Vec<BTreeSet<String>> = self.members.values().map(ConsumerMember::topics).collect();
         let members: Vec<AssignorMember<'_>> = self
             .members
             .values()
-            .map(|m| AssignorMember {
+            .zip(&topics)
+            .map(|(m, topics)| AssignorMember {
                 member_id: &m.member_id,
-                topics: &m.subscribed_topics,
+                topics,
                 previous: self.target.get(&m.member_id),
             })
             .collect();
         let target = assignor::assign(&name, &members, &self.metadata);
         self.target = target;
         self.assignment_epoch = self.group_epoch;
+    }
+
+    pub(super) fn member_mut(&mut self, member_id: &str) -> Option<&mut ConsumerMember> {
+        self.members.get_mut(member_id)
+    }
+
+    /// Frees `partitions` that `member_id` owned.
+    pub(super) fn release(&mut self, member_id: &str, partitions_of: &Assignment) {
+        for tp in partitions(partitions_of) {
+            if self.owners.get(&tp).is_some_and(|o| o == member_id) {
+                self.owners.remove(&tp);
+            }
+        }
+    }
+
+    /// Moves member `from` (its assignment, target and owned partitions) to
+    /// the id `to`, editing it with `edit`; the group epoch does not change.
+    pub(super) fn rename_member(&mut self, from: &str, to: &str, edit: impl FnOnce(&mut ConsumerMember)) {
+        let Some(mut m) = self.members.remove(from) else { return };
+        m.member_id = to.to_string();
+        m.send_assignment = true;
+        edit(&mut m);
+        self.members.insert(to.to_string(), m);
+        if let Some(t) = self.target.remove(from) {
+            self.target.insert(to.to_string(), t);
+        }
+        for owner in self.owners.values_mut() {
+            if owner == from {
+                *owner = to.to_string();
+            }
+        }
     }
 
     /// The member's heartbeat lists what it owns: pending revocations it no
@@ -577,6 +698,7 @@ impl ConsumerGroup {
         if self.members.remove(member_id).is_some() {
             self.target.remove(member_id);
             self.owners.retain(|_, o| o != member_id);
+            self.prune_regexes();
             self.group_epoch += 1;
         }
     }

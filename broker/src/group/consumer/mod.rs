@@ -6,6 +6,10 @@
 //!   assignment.
 //! - [`group`] — one consumer group: its epoch, members, target assignment
 //!   and each member's reconciliation towards its target.
+//! - [`static_member`] — `group.instance.id`: a temporary leave (-2) keeps
+//!   the assignment for the member's return; one holder per instance id.
+//! - [`topic_regex`] — regex subscriptions: bounded compilation and
+//!   resolution against the topics a member may describe.
 //!
 //! Invariants: the group epoch bumps whenever membership, a subscription or
 //! the metadata of a subscribed topic changes; a partition is owned by at most
@@ -15,8 +19,7 @@
 //! only when it holds nothing its target no longer contains. This module does
 //! no I/O and reads no clock: times are milliseconds passed in by the caller.
 //!
-//! What it leaves out: regex subscriptions (refused with INVALID_REQUEST),
-//! static members' temporary leave (epoch -2 is a leave), rack-aware
+//! What it leaves out: rack-aware
 //! assignment, and mixed classic/consumer groups (a group is one or the
 //! other). Membership and epochs are not written to `__consumer_offsets`:
 //! after a coordinator failover members get UNKNOWN_MEMBER_ID, rejoin with
@@ -24,7 +27,13 @@
 
 pub mod assignor;
 pub mod group;
+pub mod static_member;
+pub mod topic_regex;
 
+#[cfg(test)]
+mod regex_tests;
+#[cfg(test)]
+mod static_tests;
 #[cfg(test)]
 mod tests;
 
@@ -104,4 +113,10 @@ pub enum ConsumerGroupError {
     /// Another live member holds the `group.instance.id` (UNRELEASED_INSTANCE_ID).
     #[error("group.instance.id {0:?} is held by another live member of the group")]
     UnreleasedInstanceId(String),
+    /// The `group.instance.id` is held by another member id (FENCED_INSTANCE_ID).
+    #[error("member {member_id} is fenced: group.instance.id {instance_id:?} is held by member {holder}")]
+    FencedInstanceId { instance_id: String, member_id: String, holder: String },
+    /// `SubscribedTopicRegex` does not compile or is too big (INVALID_REGULAR_EXPRESSION).
+    #[error("SubscribedTopicRegex {pattern:?} is not a valid RE2 regular expression: {why}")]
+    InvalidRegularExpression { pattern: String, why: String },
 }

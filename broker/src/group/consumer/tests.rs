@@ -153,9 +153,9 @@ fn bad_input_is_refused_naming_the_field() {
     let md = meta(&[("t", 1, 1)]);
     let mut g = ConsumerGroup::new("g", ConsumerGroupConfig { max_size: 1, ..ConsumerGroupConfig::default() });
     let mut regex = join("a", &[]);
-    regex.subscribed_topic_regex = Some("t.*".into());
+    regex.subscribed_topic_regex = Some("t.*(".into());
     let e = g.heartbeat(regex, &md, 0).unwrap_err();
-    assert!(e.to_string().contains("SubscribedTopicRegex \"t.*\""), "{e}");
+    assert!(e.to_string().contains("SubscribedTopicRegex \"t.*(\""), "{e}");
     let mut bad = join("a", &["t"]);
     bad.rebalance_timeout_ms = 0;
     assert!(g.heartbeat(bad, &md, 0).unwrap_err().to_string().contains("RebalanceTimeoutMs 0"));

@@ -102,12 +102,14 @@ pub(super) fn on_timer(entry: &mut GroupEntry, group_id: &str, now_ms: u64) {
 
 impl GroupCoordinator {
     /// ConsumerGroupHeartbeat: joins, heartbeats and leaves of a consumer
-    /// group. `metadata` holds the broker's topics by name.
+    /// group. `metadata` holds the broker's topics by name; `may_describe`
+    /// says which of them the member's regex subscription may match.
     pub fn consumer_group_heartbeat(
         &self,
         group_id: &str,
         hb: Heartbeat,
         metadata: &BTreeMap<String, TopicMeta>,
+        may_describe: &dyn Fn(&str) -> bool,
     ) -> Result<HeartbeatAnswer, HeartbeatError> {
         let partition = self.check(group_id)?;
         let slot = if hb.member_epoch == 0 {
@@ -136,7 +138,7 @@ impl GroupCoordinator {
                 e.consumer = Some(ConsumerGroup::new(group_id, config));
             }
             let c = e.consumer.as_mut().ok_or(HeartbeatError::Group(GroupError::CoordinatorNotAvailable))?;
-            Ok(c.heartbeat(hb, metadata, clock.mono_ms(t.now))?)
+            Ok(c.heartbeat_with(hb, metadata, may_describe, clock.mono_ms(t.now))?)
         })
     }
 

@@ -134,7 +134,9 @@ pub fn before(broker: &Broker, access: &Access<'_>, request: RequestKind, versio
             {
                 let view = broker.metadata.read();
                 for t in list {
-                    let Some(name) = t.name.as_ref().map(|n| n.to_string()) else {
+                    // A lookup by id may carry the name "" (as the Java client sends it).
+                    let by_id = t.name.as_ref().is_none_or(|n| n.is_empty()) && !t.topic_id.is_nil();
+                    let Some(name) = t.name.as_ref().map(|n| n.to_string()).filter(|_| !by_id) else {
                         ids.insert(t.topic_id);
                         kept.push(t);
                         continue;

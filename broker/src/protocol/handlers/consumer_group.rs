@@ -20,6 +20,8 @@ use kafka_protocol::messages::{
 use uuid::Uuid;
 
 use super::str_bytes;
+use crate::auth::access::Access;
+use crate::auth::acl::AclOperation;
 use crate::broker::Broker;
 use crate::group::consumer::{self, ConsumerGroupError, Heartbeat, TopicMeta};
 use crate::group::coordinator::consumer::HeartbeatError;
@@ -35,6 +37,8 @@ impl From<&ConsumerGroupError> for KafkaError {
             ConsumerGroupError::GroupMaxSizeReached(_) => ResponseError::GroupMaxSizeReached,
             ConsumerGroupError::UnsupportedAssignor(_) => ResponseError::UnsupportedAssignor,
             ConsumerGroupError::UnreleasedInstanceId(_) => ResponseError::UnreleasedInstanceId,
+            ConsumerGroupError::InvalidRegularExpression { .. } => ResponseError::InvalidRegularExpression,
+            ConsumerGroupError::FencedInstanceId { .. } => ResponseError::FencedInstanceId,
         };
         KafkaError::new(error, e.to_string())
     }
@@ -80,7 +84,10 @@ pub fn heartbeat(
         client_host: ctx.peer.map(|p| format!("/{}", p.ip())).unwrap_or_default(),
     };
     let metadata = topic_metadata(broker);
-    match broker.groups.consumer_group_heartbeat(&request.group_id, hb, &metadata) {
+    // A regex matches only topics the member may describe, as Kafka filters it.
+    let access = Access::of(broker, ctx);
+    let may_describe = |topic: &str| !access.enabled() || access.topic(topic, AclOperation::Describe);
+    match broker.groups.consumer_group_heartbeat(&request.group_id, hb, &metadata, &may_describe) {
         Ok(answer) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(str_bytes(answer.member_id)))
             .with_member_epoch(answer.member_epoch)
@@ -149,6 +156,7 @@ pub fn describe(
                                     .with_subscribed_topic_names(
                                         mm.subscribed_topics.iter().map(|t| TopicName(str_bytes(t.clone()))).collect(),
                                     )
+                                    .with_subscribed_topic_regex(mm.subscribed_regex.clone().map(str_bytes))
                                     .with_assignment(described(&mm.assigned, &names))
                                     .with_target_assignment(described(&m.target, &names))
                                     .with_member_type(-1)

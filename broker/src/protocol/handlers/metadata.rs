@@ -35,7 +35,12 @@ pub async fn handle(
     let requested: Option<Vec<(Option<String>, Uuid)>> = match request.topics {
         None => None,
         Some(list) if list.is_empty() && version == 0 => None,
-        Some(list) => Some(list.into_iter().map(|t| (t.name.map(|n| n.to_string()), t.topic_id)).collect()),
+        // A lookup by topic id (v10+) may carry the name "" (the Java client sends it so).
+        Some(list) => Some(
+            list.into_iter()
+                .map(|t| (t.name.map(|n| n.to_string()).filter(|n| !n.is_empty() || t.topic_id.is_nil()), t.topic_id))
+                .collect(),
+        ),
     };
     let auto_create =
         (version < 4 || request.allow_auto_topic_creation) && broker.config.settings.bool("auto.create.topics.enable");

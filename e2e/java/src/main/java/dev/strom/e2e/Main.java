@@ -15,6 +15,7 @@
 //             -> {"event":"produced","count":N}
 //   consume   --bootstrap B --topic T --group G [--session-timeout-ms MS]
 //             [--max-records K] [--commit-on-stop] [--group-protocol classic|consumer]
+//             [--pattern RE2] [--instance-id ID]
 //             A group member. Events: assigned / revoked / lost (partitions),
 //             record (partition, offset, key, value), committed (offsets),
 //             closed. Reads commands from stdin: "commit" commits the
@@ -23,7 +24,12 @@
 //             --max-records it stops by itself after K records. With
 //             --group-protocol consumer (KIP-848) the broker assigns and its
 //             group.consumer.* settings time the session: --session-timeout-ms
-//             is then ignored (the client refuses it).
+//             is then ignored (the client refuses it). With --pattern (needs
+//             --group-protocol consumer) it subscribes with a SubscriptionPattern:
+//             the broker resolves the regex (KIP-848), record events then carry
+//             their topic, and commit/committed cover --topic's partitions only.
+//             --instance-id sets group.instance.id (a static member).
+//             --commit-on-revoke commits a partition's position before giving it up.
 //   committed --bootstrap B --topic T --group G --partitions P
 //             -> {"event":"committed","offsets":{"0":5,...}} (-1: none)
 package dev.strom.e2e;
@@ -49,6 +55,7 @@ import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.consumer.SubscriptionPattern;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -130,7 +137,7 @@ public final class Main {
             if (!name.startsWith("--")) {
                 fatal("unexpected argument " + name);
             }
-            if (name.equals("--commit-on-stop")) {
+            if (name.equals("--commit-on-stop") || name.equals("--commit-on-revoke")) {
                 args.put(name.substring(2), "true");
             } else if (i + 1 < argv.length) {
                 args.put(name.substring(2), argv[++i]);
@@ -193,6 +200,7 @@ public final class Main {
         int sessionTimeoutMs = intArg(args, "session-timeout-ms", 6000);
         int maxRecords = intArg(args, "max-records", 0);
         boolean commitOnStop = args.containsKey("commit-on-stop");
+        boolean commitOnRevoke = args.containsKey("commit-on-revoke");
         Properties props = new Properties();
         props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, required(args, "bootstrap"));
         props.put(ConsumerConfig.GROUP_ID_CONFIG, required(args, "group"));
@@ -207,8 +215,12 @@ public final class Main {
             props.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, String.valueOf(Math.max(500, sessionTimeoutMs / 6)));
         }
 
+        String pattern = args.get("pattern");
+        if (args.containsKey("instance-id")) {
+            props.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, args.get("instance-id"));
+        }
         // Next offset to commit per partition: one past the last record processed.
-        Map<Integer, OffsetAndMetadata> positions = new HashMap<>();
+        Map<TopicPartition, OffsetAndMetadata> positions = new HashMap<>();
         LinkedBlockingQueue<String> commands = new LinkedBlockingQueue<>();
         Thread reader = new Thread(() -> {
             try (BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8))) {
@@ -225,7 +237,7 @@ public final class Main {
         reader.start();
 
         try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(props)) {
-            consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
+            ConsumerRebalanceListener listener = new ConsumerRebalanceListener() {
                 @Override
                 public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
                     emit("assigned", partitionList(partitions));
@@ -233,19 +245,39 @@ public final class Main {
 
                 @Override
                 public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
-                    partitions.forEach(p -> positions.remove(p.partition()));
+                    if (commitOnRevoke) {
+                        Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
+                        partitions.stream().filter(positions::containsKey).forEach(p -> offsets.put(p, positions.get(p)));
+                        try {
+                            if (!offsets.isEmpty()) {
+                                consumer.commitSync(offsets, Duration.ofSeconds(60));
+                            }
+                        } catch (Exception e) {
+                            fatal("commit of " + offsets + " on revocation failed: " + e);
+                        }
+                    }
+                    partitions.forEach(positions::remove);
                     emit("revoked", partitionList(partitions));
                 }
 
                 @Override
                 public void onPartitionsLost(Collection<TopicPartition> partitions) {
-                    partitions.forEach(p -> positions.remove(p.partition()));
+                    partitions.forEach(positions::remove);
                     emit("lost", partitionList(partitions));
                 }
-            });
+            };
+            if (pattern != null) {
+                consumer.subscribe(new SubscriptionPattern(pattern), listener);
+            } else {
+                consumer.subscribe(List.of(topic), listener);
+            }
             Runnable commit = () -> {
                 Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
-                positions.forEach((p, o) -> offsets.put(new TopicPartition(topic, p), o));
+                positions.forEach((tp, o) -> {
+                    if (tp.topic().equals(topic)) {
+                        offsets.put(tp, o);
+                    }
+                });
                 try {
                     if (!offsets.isEmpty()) {
                         consumer.commitSync(offsets, Duration.ofSeconds(60));
@@ -277,9 +309,11 @@ public final class Main {
                     if (maxRecords > 0 && processed >= maxRecords) {
                         break;
                     }
-                    emit("record", "\"partition\":" + r.partition() + ",\"offset\":" + r.offset() + ",\"key\":"
+                    emit("record", "\"topic\":" + quote(r.topic()) + ",\"partition\":" + r.partition()
+                            + ",\"offset\":" + r.offset() + ",\"key\":"
                             + (r.key() == null ? "null" : quote(r.key())) + ",\"value\":" + quote(r.value()));
-                    positions.put(r.partition(), new OffsetAndMetadata(r.offset() + 1, r.leaderEpoch(), ""));
+                    positions.put(new TopicPartition(r.topic(), r.partition()),
+                            new OffsetAndMetadata(r.offset() + 1, r.leaderEpoch(), ""));
                     processed++;
                 }
                 if (maxRecords > 0 && processed >= maxRecords) {
