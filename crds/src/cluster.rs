@@ -187,9 +187,9 @@ pub struct KafkaClusterSpec {
     pub resources: Option<ResourceRequirements>,
 
     /// How clients reach the brokers. The in-cluster listener always exists.
-    /// `external` exposes the bootstrap Service outside the cluster; brokers
-    /// still advertise their in-cluster names (per-broker external addresses
-    /// are not implemented yet).
+    /// `external` exposes the bootstrap Service and one Service per broker
+    /// outside the cluster; brokers still advertise their in-cluster names
+    /// (advertising per-broker external addresses is not implemented yet).
     #[serde(default)]
     pub listeners: Listeners,
 
@@ -343,6 +343,11 @@ impl KafkaClusterSpec {
         self.storage.validate()?;
         if let Some(external) = &self.listeners.external {
             external.validate()?;
+            if let Some(base) = external.node_port_base {
+                if base.saturating_add(self.replicas) > NODE_PORT_MAX {
+                    return Err(ListenerError::NodePortsPastRange { base, replicas: self.replicas }.into());
+                }
+            }
         }
         self.listeners.validate_additional()?;
         let cas = &self.certificate_authorities;
@@ -818,9 +823,10 @@ pub struct ExternalListener {
     /// How the bootstrap Service is exposed: NodePort or LoadBalancer.
     pub r#type: ExternalListenerType,
 
-    /// For NodePort: the bootstrap Service's node port (reserved for broker 0;
-    /// broker n will get nodePortBase + n with per-broker Services).
-    /// Kubernetes picks a free port when unset. Must lie in 30000–32767.
+    /// For NodePort: the bootstrap Service's node port; broker n's own
+    /// Service (`<cluster>-external-<n>`) takes nodePortBase + 1 + n.
+    /// Kubernetes picks free ports when unset. nodePortBase + replicas must
+    /// lie in 30000–32767.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 30000, max = 32767))]
     pub node_port_base: Option<i32>,
@@ -856,6 +862,16 @@ pub enum ListenerError {
     NodePortBaseOutOfRange {
         /// The rejected value.
         base: i32,
+    },
+    /// Too many brokers for the node ports above the base.
+    #[error(
+        "listeners.external.nodePortBase is {base}: with {replicas} brokers the last one's node port (base + replicas) passes {NODE_PORT_MAX}; lower it"
+    )]
+    NodePortsPastRange {
+        /// The base.
+        base: i32,
+        /// The brokers.
+        replicas: i32,
     },
     /// A name the broker cannot take.
     #[error(
@@ -1212,6 +1228,20 @@ mod tests {
         assert!(bad.to_string().contains("lower-case letters and digits"), "{bad}");
         let no_tls = with_listeners(vec![listener("m", 9095, false, Some(Tls))]).unwrap_err();
         assert!(no_tls.to_string().contains("tls needs tls: true"), "{no_tls}");
+    }
+
+    #[test]
+    fn every_brokers_node_port_must_fit_above_the_base() {
+        let mut spec = KafkaClusterSpec { replicas: 3, ..KafkaClusterSpec::default() };
+        spec.listeners.external = Some(ExternalListener {
+            r#type: ExternalListenerType::NodePort,
+            node_port_base: Some(32764),
+            annotations: BTreeMap::new(),
+        });
+        assert_eq!(spec.validate(), Ok(()), "32765, 32766 and 32767 for the brokers");
+        spec.replicas = 4;
+        let e = spec.validate().unwrap_err().to_string();
+        assert!(e.contains("listeners.external.nodePortBase is 32764: with 4 brokers"), "{e}");
     }
 
     #[test]

@@ -172,7 +172,7 @@ pub fn owner_reference(cluster: &KafkaCluster) -> Option<OwnerReference> {
     cluster.controller_owner_ref(&())
 }
 
-fn metadata(cluster: &KafkaCluster, names: &ClusterNames, name: String) -> ObjectMeta {
+pub(crate) fn metadata(cluster: &KafkaCluster, names: &ClusterNames, name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: Some(names.namespace.clone()),
@@ -253,7 +253,7 @@ pub fn config_hash(config_map: &ConfigMap) -> String {
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn port(name: &str, port: i32) -> ServicePort {
+pub(crate) fn port(name: &str, port: i32) -> ServicePort {
     ServicePort {
         name: Some(name.to_string()),
         port,
