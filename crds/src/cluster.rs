@@ -560,8 +560,8 @@ pub struct Listeners {
 
     /// More listeners, each on its own port, beside the Kafka port 9092
     /// (which `authentication` above still describes): TLS with the
-    /// brokers' certificate from the cluster CA, and SCRAM-SHA-512 or client
-    /// certificates from the clients CA. Names are unique, lower-case
+    /// brokers' certificate from the cluster CA, and SCRAM-SHA-512, client
+    /// certificates from the clients CA or OAuth bearer tokens. Names are unique, lower-case
     /// letters and digits; ports are unique and not 9092 (the Kafka
     /// listener), 9093 (internal) or 9094 (HTTP). Changing them restarts
     /// the brokers.
