@@ -187,9 +187,9 @@ pub struct KafkaClusterSpec {
     pub resources: Option<ResourceRequirements>,
 
     /// How clients reach the brokers. The in-cluster listener always exists.
-    /// `external` exposes the bootstrap Service outside the cluster; brokers
-    /// still advertise their in-cluster names (per-broker external addresses
-    /// are not implemented yet).
+    /// `external` exposes the bootstrap Service and one Service per broker
+    /// outside the cluster; brokers still advertise their in-cluster names
+    /// (advertising per-broker external addresses is not implemented yet).
     #[serde(default)]
     pub listeners: Listeners,
 
@@ -343,6 +343,11 @@ impl KafkaClusterSpec {
         self.storage.validate()?;
         if let Some(external) = &self.listeners.external {
             external.validate()?;
+            if let Some(base) = external.node_port_base {
+                if base.saturating_add(self.replicas) > NODE_PORT_MAX {
+                    return Err(ListenerError::NodePortsPastRange { base, replicas: self.replicas }.into());
+                }
+            }
         }
         self.listeners.validate_additional()?;
         let cas = &self.certificate_authorities;
@@ -555,8 +560,8 @@ pub struct Listeners {
 
     /// More listeners, each on its own port, beside the Kafka port 9092
     /// (which `authentication` above still describes): TLS with the
-    /// brokers' certificate from the cluster CA, and SCRAM-SHA-512 or client
-    /// certificates from the clients CA. Names are unique, lower-case
+    /// brokers' certificate from the cluster CA, and SCRAM-SHA-512, client
+    /// certificates from the clients CA or OAuth bearer tokens. Names are unique, lower-case
     /// letters and digits; ports are unique and not 9092 (the Kafka
     /// listener), 9093 (internal) or 9094 (HTTP). Changing them restarts
     /// the brokers.
@@ -589,7 +594,13 @@ pub const RESERVED_LISTENER_NAMES: [&str; 2] = ["plaintext", "sasl_plaintext"];
         .field_path(".name"),
     validation = Rule::new("!has(self.authentication) || self.authentication.type != 'tls' || self.tls")
         .message("listeners.additional[].authentication.type tls needs tls: true (client certificates come with TLS)")
-        .field_path(".authentication.type")
+        .field_path(".authentication.type"),
+    validation = Rule::new("!has(self.authentication) || self.authentication.type != 'oauth' || has(self.authentication.issuer)")
+        .message("listeners.additional[].authentication.issuer is required with type oauth (the tokens' expected iss)")
+        .field_path(".authentication.issuer"),
+    validation = Rule::new("!has(self.authentication) || self.authentication.type != 'oauth' || has(self.authentication.jwksUri)")
+        .message("listeners.additional[].authentication.jwksUri is required with type oauth (https:// URL of the issuer's key set)")
+        .field_path(".authentication.jwksUri")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaListener {
@@ -627,11 +638,59 @@ pub enum KafkaListenerType {
 }
 
 /// Client authentication on one listener.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(
+    "self.type == 'oauth' || !(has(self.issuer) || has(self.jwksUri) || has(self.audience) || has(self.principalClaim) || has(self.jwksCaSecret))"
+)
+.message("listeners.additional[].authentication: issuer, jwksUri, audience, principalClaim and jwksCaSecret apply only to type oauth"))]
+#[serde(rename_all = "camelCase")]
 pub struct KafkaListenerAuthentication {
-    /// `none`, `scram-sha-512` (KafkaUsers of that type) or `tls` (client
-    /// certificates of the clients CA, the user being the certificate's CN).
+    /// `none`, `scram-sha-512` (KafkaUsers of that type), `tls` (client
+    /// certificates of the clients CA, the user being the certificate's CN)
+    /// or `oauth` (SASL OAUTHBEARER: JWTs of `issuer`, checked against the
+    /// key set at `jwksUri`).
     pub r#type: KafkaListenerAuthenticationType,
+
+    /// `oauth`: the tokens' expected `iss` claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub issuer: Option<String>,
+
+    /// `oauth`: the https:// URL of the issuer's JSON Web Key Set, fetched
+    /// by every broker at start and every hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 9, max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://')")
+        .message("listeners.additional[].authentication.jwksUri must be an https:// URL"))]
+    pub jwks_uri: Option<String>,
+
+    /// `oauth`: the expected `aud` claim (a token naming it among its
+    /// audiences passes); unset: the audience is not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub audience: Option<String>,
+
+    /// `oauth`: the claim naming the principal (`User:<value>`); default `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]{1,64}$"), length(min = 1, max = 64))]
+    pub principal_claim: Option<String>,
+
+    /// `oauth`: a Secret key holding the PEM CA certificates that sign the
+    /// JWKS endpoint's certificate (mounted into the broker pods); unset:
+    /// the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_ca_secret: Option<SecretKeySelector>,
+}
+
+/// A key of a Secret in the cluster's namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+pub struct SecretKeySelector {
+    /// The Secret's name.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    pub name: String,
+    /// The key in the Secret.
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(min = 1, max = 253))]
+    pub key: String,
 }
 
 /// Client authentication types of an additional listener.
@@ -646,6 +705,9 @@ pub enum KafkaListenerAuthenticationType {
     /// Mutual TLS: a certificate of the clients CA is required.
     #[serde(rename = "tls")]
     Tls,
+    /// SASL OAUTHBEARER with JWTs of an identity provider.
+    #[serde(rename = "oauth")]
+    OAuth,
 }
 
 impl KafkaListener {
@@ -683,6 +745,54 @@ impl Listeners {
             if l.auth() == KafkaListenerAuthenticationType::Tls && !l.tls {
                 return Err(ListenerError::TlsAuthWithoutTls { index });
             }
+            if let Some(auth) = &l.authentication {
+                auth.validate(index)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl KafkaListenerAuthentication {
+    /// Checks the `oauth` fields as the CRD does (listener `index`).
+    pub fn validate(&self, index: usize) -> Result<(), ListenerError> {
+        let oauth_field = [
+            ("issuer", self.issuer.is_some()),
+            ("jwksUri", self.jwks_uri.is_some()),
+            ("audience", self.audience.is_some()),
+            ("principalClaim", self.principal_claim.is_some()),
+            ("jwksCaSecret", self.jwks_ca_secret.is_some()),
+        ];
+        if self.r#type != KafkaListenerAuthenticationType::OAuth {
+            return match oauth_field.iter().find(|(_, set)| *set) {
+                Some((field, _)) => Err(ListenerError::OAuthFieldWithoutOAuth { index, field }),
+                None => Ok(()),
+            };
+        }
+        let issuer = self.issuer.as_deref().unwrap_or_default();
+        if issuer.is_empty() || issuer.len() > 512 {
+            return Err(ListenerError::OAuthIssuer { index });
+        }
+        match self.jwks_uri.as_deref() {
+            Some(uri) if uri.starts_with("https://") && uri.len() > 8 && uri.len() <= 2048 => {}
+            other => {
+                return Err(ListenerError::OAuthJwksUri { index, value: other.unwrap_or_default().to_string() });
+            }
+        }
+        if let Some(claim) = &self.principal_claim {
+            let valid = (1..=64).contains(&claim.len())
+                && claim.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !valid {
+                return Err(ListenerError::OAuthPrincipalClaim { index, value: claim.clone() });
+            }
+        }
+        if let Some(secret) = &self.jwks_ca_secret {
+            let valid = !secret.key.is_empty()
+                && secret.key.len() <= 253
+                && secret.key.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+            if !valid {
+                return Err(ListenerError::OAuthCaSecretKey { index, value: secret.key.clone() });
+            }
         }
         Ok(())
     }
@@ -713,9 +823,10 @@ pub struct ExternalListener {
     /// How the bootstrap Service is exposed: NodePort or LoadBalancer.
     pub r#type: ExternalListenerType,
 
-    /// For NodePort: the bootstrap Service's node port (reserved for broker 0;
-    /// broker n will get nodePortBase + n with per-broker Services).
-    /// Kubernetes picks a free port when unset. Must lie in 30000–32767.
+    /// For NodePort: the bootstrap Service's node port; broker n's own
+    /// Service (`<cluster>-external-<n>`) takes nodePortBase + 1 + n.
+    /// Kubernetes picks free ports when unset. nodePortBase + replicas must
+    /// lie in 30000–32767.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 30000, max = 32767))]
     pub node_port_base: Option<i32>,
@@ -751,6 +862,16 @@ pub enum ListenerError {
     NodePortBaseOutOfRange {
         /// The rejected value.
         base: i32,
+    },
+    /// Too many brokers for the node ports above the base.
+    #[error(
+        "listeners.external.nodePortBase is {base}: with {replicas} brokers the last one's node port (base + replicas) passes {NODE_PORT_MAX}; lower it"
+    )]
+    NodePortsPastRange {
+        /// The base.
+        base: i32,
+        /// The brokers.
+        replicas: i32,
     },
     /// A name the broker cannot take.
     #[error(
@@ -805,6 +926,54 @@ pub enum ListenerError {
     TlsAuthWithoutTls {
         /// Position in the list.
         index: usize,
+    },
+    /// An `oauth` field on another authentication type.
+    #[error(
+        "listeners.additional[{index}].authentication.{field} applies only to type oauth: remove it or set type: oauth"
+    )]
+    OAuthFieldWithoutOAuth {
+        /// Position in the list.
+        index: usize,
+        /// The field set.
+        field: &'static str,
+    },
+    /// `oauth` without an issuer.
+    #[error(
+        "listeners.additional[{index}].authentication.issuer is required with type oauth (the tokens' expected iss, at most 512 characters)"
+    )]
+    OAuthIssuer {
+        /// Position in the list.
+        index: usize,
+    },
+    /// `oauth` without an https:// key set URL.
+    #[error(
+        "listeners.additional[{index}].authentication.jwksUri is {value:?}: type oauth needs the https:// URL of the issuer's key set (at most 2048 characters)"
+    )]
+    OAuthJwksUri {
+        /// Position in the list.
+        index: usize,
+        /// The rejected value (empty when unset).
+        value: String,
+    },
+    /// A principal claim name the broker cannot take.
+    #[error(
+        "listeners.additional[{index}].authentication.principalClaim is {value:?}: a claim name of letters, digits, '_', '.' or '-', at most 64"
+    )]
+    OAuthPrincipalClaim {
+        /// Position in the list.
+        index: usize,
+        /// The rejected value.
+        value: String,
+    },
+    /// A Secret key that is not a file name.
+    #[error(
+        "listeners.additional[{index}].authentication.jwksCaSecret.key is {value:?}: a Secret key of letters, digits, '-', '.' or '_'"
+    )]
+    OAuthCaSecretKey {
+        /// Position in the list.
+        index: usize,
+        /// The rejected value.
+        value: String,
     },
 }
 
@@ -1022,7 +1191,14 @@ mod tests {
             port,
             r#type: KafkaListenerType::Internal,
             tls,
-            authentication: auth.map(|r#type| KafkaListenerAuthentication { r#type }),
+            authentication: auth.map(|r#type| KafkaListenerAuthentication {
+                r#type,
+                issuer: None,
+                jwks_uri: None,
+                audience: None,
+                principal_claim: None,
+                jwks_ca_secret: None,
+            }),
         }
     }
 
@@ -1052,6 +1228,57 @@ mod tests {
         assert!(bad.to_string().contains("lower-case letters and digits"), "{bad}");
         let no_tls = with_listeners(vec![listener("m", 9095, false, Some(Tls))]).unwrap_err();
         assert!(no_tls.to_string().contains("tls needs tls: true"), "{no_tls}");
+    }
+
+    #[test]
+    fn every_brokers_node_port_must_fit_above_the_base() {
+        let mut spec = KafkaClusterSpec { replicas: 3, ..KafkaClusterSpec::default() };
+        spec.listeners.external = Some(ExternalListener {
+            r#type: ExternalListenerType::NodePort,
+            node_port_base: Some(32764),
+            annotations: BTreeMap::new(),
+        });
+        assert_eq!(spec.validate(), Ok(()), "32765, 32766 and 32767 for the brokers");
+        spec.replicas = 4;
+        let e = spec.validate().unwrap_err().to_string();
+        assert!(e.contains("listeners.external.nodePortBase is 32764: with 4 brokers"), "{e}");
+    }
+
+    #[test]
+    fn oauth_listeners_need_an_issuer_and_an_https_key_set() {
+        let check = |auth: serde_json::Value| {
+            let listener: KafkaListener =
+                serde_json::from_value(serde_json::json!({"name": "oauth", "port": 9097, "authentication": auth}))
+                    .expect("a listener");
+            with_listeners(vec![listener]).map_err(|e| e.to_string())
+        };
+        let good = serde_json::json!({"type": "oauth", "issuer": "https://idp", "jwksUri": "https://idp/keys",
+            "principalClaim": "preferred_username", "jwksCaSecret": {"name": "idp-ca", "key": "ca.crt"}});
+        assert_eq!(check(good), Ok(()));
+        for (auth, expected) in [
+            (serde_json::json!({"type": "oauth", "jwksUri": "https://idp/keys"}), "authentication.issuer is required"),
+            (serde_json::json!({"type": "oauth", "issuer": "i"}), "authentication.jwksUri is \"\""),
+            (
+                serde_json::json!({"type": "oauth", "issuer": "i", "jwksUri": "http://idp/keys"}),
+                "jwksUri is \"http://idp/keys\": type oauth needs the https:// URL",
+            ),
+            (
+                serde_json::json!({"type": "oauth", "issuer": "i", "jwksUri": "https://k", "principalClaim": "a b"}),
+                "principalClaim is \"a b\"",
+            ),
+            (
+                serde_json::json!({"type": "oauth", "issuer": "i", "jwksUri": "https://k",
+                    "jwksCaSecret": {"name": "s", "key": "../x\""}}),
+                "jwksCaSecret.key is",
+            ),
+            (
+                serde_json::json!({"type": "scram-sha-512", "issuer": "https://idp"}),
+                "authentication.issuer applies only to type oauth",
+            ),
+        ] {
+            let e = check(auth).unwrap_err();
+            assert!(e.contains("listeners.additional[0].") && e.contains(expected), "{e}");
+        }
     }
 
     #[test]

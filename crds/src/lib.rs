@@ -23,7 +23,7 @@ pub use cluster::{
     ImagePullPolicy, KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, KafkaListener, KafkaListenerAuthentication,
     KafkaListenerAuthenticationType, KafkaListenerType, ListenerAuthentication, ListenerAuthenticationType,
     ListenerError, Listeners, Metrics, NetworkPolicySettings, PodTemplateOverrides, Rack, Rebalance,
-    RollingRestartStatus, SpecError, Storage, StorageError, StorageType,
+    RollingRestartStatus, SecretKeySelector, SpecError, Storage, StorageError, StorageType,
 };
 pub use topic::{
     DeletionPolicy, KafkaTopic, KafkaTopicSpec, KafkaTopicStatus, PartitionStatus, TopicNameError, validate_topic_name,

@@ -29,7 +29,8 @@ Subcommands (all print JSON lines on stdout, one event per line):
              -> {"event":"committed","offsets":{"0":5,...}} (-1: none)
 
 Each subcommand takes --config JSON: more client settings (security, for
-one), applied over the defaults above.
+one), applied over the defaults above; "strom.oauth.token": T makes the
+client's OAUTHBEARER token callback answer T.
 """
 
 import argparse
@@ -37,6 +38,7 @@ import json
 import queue
 import sys
 import threading
+import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
@@ -63,6 +65,11 @@ def settings(args, defaults):
     extra = json.loads(args.config)
     if not isinstance(extra, dict):
         fatal(f"--config must be a JSON object, not {args.config!r}")
+    token = extra.pop("strom.oauth.token", None)
+    if token is not None:
+        # SASL OAUTHBEARER with this bearer token (valid for an hour as far
+        # as the client is concerned; the broker checks its own exp claim).
+        extra["oauth_cb"] = lambda _config: (token, time.time() + 3600)
     return {**defaults, **extra}
 
 

@@ -172,7 +172,7 @@ pub fn owner_reference(cluster: &KafkaCluster) -> Option<OwnerReference> {
     cluster.controller_owner_ref(&())
 }
 
-fn metadata(cluster: &KafkaCluster, names: &ClusterNames, name: String) -> ObjectMeta {
+pub(crate) fn metadata(cluster: &KafkaCluster, names: &ClusterNames, name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: Some(names.namespace.clone()),
@@ -253,7 +253,7 @@ pub fn config_hash(config_map: &ConfigMap) -> String {
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn port(name: &str, port: i32) -> ServicePort {
+pub(crate) fn port(name: &str, port: i32) -> ServicePort {
     ServicePort {
         name: Some(name.to_string()),
         port,
@@ -413,21 +413,31 @@ pub fn stateful_set(cluster: &KafkaCluster, config_hash: &str) -> StatefulSet {
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
         liveness_probe: Some(Probe { initial_delay_seconds: Some(30), ..http_probe("/healthz", 10, 6) }),
         resources: spec.resources.clone(),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_DIR.into(),
+        volume_mounts: Some(
+            [
+                VolumeMount {
+                    name: "config".into(),
+                    mount_path: CONFIG_DIR.into(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: TLS_VOLUME.into(),
+                    mount_path: TLS_DIR.into(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+                VolumeMount { name: "data".into(), mount_path: DATA_DIR.into(), ..VolumeMount::default() },
+            ]
+            .into_iter()
+            .chain(crate::listeners::oauth_ca_mounts(spec).into_iter().map(|(volume, _, path)| VolumeMount {
+                name: volume,
+                mount_path: path,
                 read_only: Some(true),
                 ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: TLS_VOLUME.into(),
-                mount_path: TLS_DIR.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount { name: "data".into(), mount_path: DATA_DIR.into(), ..VolumeMount::default() },
-        ]),
+            }))
+            .collect(),
+        ),
         ..Container::default()
     };
 
@@ -446,6 +456,12 @@ pub fn stateful_set(cluster: &KafkaCluster, config_hash: &str) -> StatefulSet {
             ..Volume::default()
         },
     ];
+    // The CA certificates `oauth` listeners trust for their key set endpoint.
+    volumes.extend(crate::listeners::oauth_ca_mounts(spec).into_iter().map(|(volume, secret, _)| Volume {
+        name: volume,
+        secret: Some(SecretVolumeSource { secret_name: Some(secret), ..SecretVolumeSource::default() }),
+        ..Volume::default()
+    }));
     let mut claims = None;
     match spec.storage.r#type {
         StorageType::Ephemeral => volumes.push(Volume {

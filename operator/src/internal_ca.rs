@@ -171,21 +171,51 @@ pub struct CaExpiry {
 }
 
 /// The DNS names of the Kafka listeners' certificate: every pod (wildcard
-/// under the headless Service) and the bootstrap Service, short and long.
-pub fn listener_dns(names: &ClusterNames) -> Vec<String> {
+/// under the headless Service), the bootstrap Service and, with an external
+/// listener, the per-broker Services of brokers `0..external_brokers`
+/// (see [`crate::external`]), short and long.
+pub fn listener_dns(names: &ClusterNames, external_brokers: i32) -> Vec<String> {
     let ns = &names.namespace;
     let headless = names.headless_service();
-    let bootstrap = names.bootstrap_service();
-    vec![
+    let mut dns = vec![
         format!("*.{headless}.{ns}.svc"),
         format!("*.{headless}.{ns}.svc.cluster.local"),
         format!("{headless}.{ns}.svc"),
         format!("{headless}.{ns}.svc.cluster.local"),
-        bootstrap.clone(),
-        format!("{bootstrap}.{ns}"),
-        format!("{bootstrap}.{ns}.svc"),
-        format!("{bootstrap}.{ns}.svc.cluster.local"),
-    ]
+    ];
+    let services = std::iter::once(names.bootstrap_service())
+        .chain((0..external_brokers).map(|id| crate::external::broker_service_name(names, id)));
+    for service in services {
+        dns.extend([
+            service.clone(),
+            format!("{service}.{ns}"),
+            format!("{service}.{ns}.svc"),
+            format!("{service}.{ns}.svc.cluster.local"),
+        ]);
+    }
+    dns
+}
+
+/// The DNS SANs of the first certificate in `pem` (a keystore: key, then
+/// certificates), sorted; `None` when there is none or it does not parse.
+fn leaf_dns(pem: &str) -> Option<Vec<String>> {
+    use x509_parser::extensions::GeneralName;
+    let block = x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .filter_map(Result::ok)
+        .find(|block| block.label == "CERTIFICATE")?;
+    let cert = block.parse_x509().ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    let mut dns: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect();
+    dns.sort();
+    Some(dns)
 }
 
 /// Whether every certificate in `data` (a `<cluster>-broker-certs`) is of `ca`.
@@ -200,19 +230,24 @@ fn leaves_of(data: &BTreeMap<String, String>, ca: &Ca) -> bool {
 fn listener_keystore(
     ca: &CaMaterial,
     existing: Option<&String>,
+    dns: &[String],
     names: &ClusterNames,
     policy: crate::ca_plan::CaPolicy,
     now: i64,
 ) -> Result<String, TlsError> {
     let leaf = existing
         .and_then(|text| Some(Leaf { of_current_ca: signed_by(text, &ca.ca.pem().cert), not_after: not_after(text)? }));
+    let mut wanted_dns = dns.to_vec();
+    wanted_dns.sort();
+    // A name added or gone (per-broker Services) issues a new certificate.
+    let same_names = |text: &String| leaf_dns(text).is_some_and(|have| have == wanted_dns);
     match existing {
-        Some(text) if !leaf_needs_issue(now, policy.renewal_days, leaf) => Ok(text.clone()),
+        Some(text) if !leaf_needs_issue(now, policy.renewal_days, leaf) && same_names(text) => Ok(text.clone()),
         _ => {
             let validity =
                 Validity { not_before: now - 3600, not_after: leaf_not_after(now, policy.validity_days, ca.not_after) };
             let cn = format!("{}.{}", names.name, names.namespace);
-            let pair = ca.ca.issue_named_valid(&cn, None, &listener_dns(names), &[], Some(validity))?;
+            let pair = ca.ca.issue_named_valid(&cn, None, dns, &[], Some(validity))?;
             // Key, leaf, then the cross-signed CA during a renewal (Kafka's
             // PEM keystore: the chain after the key, leaf first).
             Ok(format!("{}{}{}", pair.key, pair.cert, ca.chain))
@@ -242,7 +277,9 @@ pub async fn ensure(ctx: &Context, cluster: &KafkaCluster, replicas: i32) -> Res
     if crate::listeners::any_tls(&cluster.spec) {
         let policy = crate::ca_secrets::policy(cluster);
         let now = crate::ca_secrets::unix_now();
-        let keystore = listener_keystore(&cluster_ca, current.get(LISTENER_KEYSTORE), &names, policy, now)?;
+        let external_brokers = if cluster.spec.listeners.external.is_some() { replicas } else { 0 };
+        let dns = listener_dns(&names, external_brokers);
+        let keystore = listener_keystore(&cluster_ca, current.get(LISTENER_KEYSTORE), &dns, &names, policy, now)?;
         wanted.insert(LISTENER_KEYSTORE.to_string(), keystore);
         wanted.insert(CLIENTS_CA_CERT.to_string(), clients_ca.bundle.clone());
     }
@@ -344,17 +381,32 @@ mod tests {
         let names = ClusterNames { name: "demo".into(), namespace: "ns".into() };
         let policy = crate::ca_plan::CaPolicy { validity_days: 365, renewal_days: 30, generate: true };
         let ca = material("one", now + 400 * 86_400);
-        let first = listener_keystore(&ca, None, &names, policy, now).unwrap();
+        let plain = listener_dns(&names, 0);
+        let first = listener_keystore(&ca, None, &plain, &names, policy, now).unwrap();
         assert!(first.starts_with("-----BEGIN PRIVATE KEY-----"), "key first, as Kafka's PEM keystore");
         assert!(signed_by(&first, &ca.ca.pem().cert));
         assert_eq!(not_after(&first), Some(now + 365 * 86_400));
-        assert_eq!(listener_keystore(&ca, Some(&first), &names, policy, now).unwrap(), first);
+        assert_eq!(listener_keystore(&ca, Some(&first), &plain, &names, policy, now).unwrap(), first);
         let later = now + 340 * 86_400;
-        assert_ne!(listener_keystore(&ca, Some(&first), &names, policy, later).unwrap(), first, "renewal window");
+        let renewed = listener_keystore(&ca, Some(&first), &plain, &names, policy, later).unwrap();
+        assert_ne!(renewed, first, "renewal window");
         let other = material("two", now + 400 * 86_400);
-        let again = listener_keystore(&other, Some(&first), &names, policy, now).unwrap();
+        let again = listener_keystore(&other, Some(&first), &plain, &names, policy, now).unwrap();
         assert!(signed_by(&again, &other.ca.pem().cert), "issued again from the new CA");
-        assert!(listener_dns(&names).contains(&"*.demo-brokers.ns.svc".to_string()), "{:?}", listener_dns(&names));
+        assert!(plain.contains(&"*.demo-brokers.ns.svc".to_string()), "{plain:?}");
+        // Per-broker external Services: a certificate naming them, and again
+        // when a broker is added.
+        let two = listener_dns(&names, 2);
+        let external = listener_keystore(&ca, Some(&first), &two, &names, policy, now).unwrap();
+        assert_ne!(external, first, "new names, new certificate");
+        let have = leaf_dns(&external).expect("DNS SANs");
+        for name in ["demo-external-1", "demo-external-1.ns.svc", "demo-bootstrap.ns.svc", "*.demo-brokers.ns.svc"] {
+            assert!(have.contains(&name.to_string()), "{name} in {have:?}");
+        }
+        assert!(!have.iter().any(|n| n.starts_with("demo-external-2")), "{have:?}");
+        assert_eq!(listener_keystore(&ca, Some(&external), &two, &names, policy, now).unwrap(), external);
+        let three = listener_keystore(&ca, Some(&external), &listener_dns(&names, 3), &names, policy, now).unwrap();
+        assert!(leaf_dns(&three).expect("DNS SANs").contains(&"demo-external-2.ns.svc".to_string()));
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod cluster;
 pub mod context;
 pub mod crd_install;
 pub mod events;
+pub mod external;
 pub mod internal_ca;
 pub mod leader_election;
 pub mod leaders;

@@ -34,9 +34,10 @@ pub fn any_tls(spec: &KafkaClusterSpec) -> bool {
 
 /// Kafka's security protocol of an additional listener.
 pub fn protocol(listener: &KafkaListener) -> &'static str {
+    use KafkaListenerAuthenticationType::{OAuth, ScramSha512};
     match (listener.tls, listener.auth()) {
-        (false, KafkaListenerAuthenticationType::ScramSha512) => "SASL_PLAINTEXT",
-        (true, KafkaListenerAuthenticationType::ScramSha512) => "SASL_SSL",
+        (false, ScramSha512 | OAuth) => "SASL_PLAINTEXT",
+        (true, ScramSha512 | OAuth) => "SASL_SSL",
         (false, _) => "PLAINTEXT",
         (true, _) => "SSL",
     }
@@ -84,12 +85,71 @@ pub fn listener_settings(spec: &KafkaClusterSpec) -> BTreeMap<String, String> {
                 set("ssl.truststore.location", format!("{TLS_DIR}/{CLIENTS_CA_CERT}"));
                 set("ssl.principal.mapping.rules", PRINCIPAL_RULES.into());
             }
+            KafkaListenerAuthenticationType::OAuth => {
+                for (key, value) in oauth_settings(l) {
+                    set(key, value);
+                }
+            }
             KafkaListenerAuthenticationType::None => {}
         }
     }
     settings.insert("listeners".to_string(), listeners.join(","));
     settings.insert("listener.security.protocol.map".to_string(), map.join(","));
     settings
+}
+
+/// The JAAS login module line of an OAUTHBEARER listener (carries the
+/// key set endpoint's trust store, as Kafka's does).
+const OAUTH_LOGIN_MODULE: &str = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required";
+
+/// Where the broker pods see `authentication.jwksCaSecret` of listener `name`.
+pub fn oauth_ca_dir(name: &str) -> String {
+    format!("/etc/strom-oauth/{name}")
+}
+
+/// The volume showing listener `name`'s `jwksCaSecret` (at most 63 characters:
+/// names are at most 11).
+pub fn oauth_ca_volume(name: &str) -> String {
+    format!("oauth-ca-{name}")
+}
+
+/// The OAUTHBEARER settings of an `oauth` listener, without the
+/// `listener.name.<name>.` prefix: JWTs of `issuer` whose signature the key
+/// set at `jwksUri` verifies; `audience` checked when set; the principal
+/// from `principalClaim` (default `sub`).
+fn oauth_settings(l: &KafkaListener) -> Vec<(&'static str, String)> {
+    let Some(auth) = &l.authentication else { return Vec::new() };
+    let mut settings = vec![
+        ("sasl.enabled.mechanisms", "OAUTHBEARER".to_string()),
+        ("sasl.oauthbearer.expected.issuer", auth.issuer.clone().unwrap_or_default()),
+        ("sasl.oauthbearer.jwks.endpoint.url", auth.jwks_uri.clone().unwrap_or_default()),
+        ("sasl.oauthbearer.sub.claim.name", auth.principal_claim.clone().unwrap_or_else(|| "sub".to_string())),
+    ];
+    if let Some(audience) = &auth.audience {
+        settings.push(("sasl.oauthbearer.expected.audience", audience.clone()));
+    }
+    if let Some(ca) = &auth.jwks_ca_secret {
+        // The key is a file name (letters, digits, `-._`: validated), so it
+        // cannot close the quoted option.
+        let path = format!("{}/{}", oauth_ca_dir(&l.name), ca.key);
+        settings.push((
+            "oauthbearer.sasl.jaas.config",
+            format!("{OAUTH_LOGIN_MODULE} ssl.truststore.type=\"PEM\" ssl.truststore.location=\"{path}\";"),
+        ));
+    }
+    settings
+}
+
+/// The Secrets the brokers mount for `oauth` listeners' `jwksCaSecret`:
+/// (volume, Secret, mount path).
+pub fn oauth_ca_mounts(spec: &KafkaClusterSpec) -> Vec<(String, String, String)> {
+    let with_ca = spec.listeners.additional.iter().filter(|l| l.auth() == KafkaListenerAuthenticationType::OAuth);
+    with_ca
+        .filter_map(|l| {
+            let secret = l.authentication.as_ref()?.jwks_ca_secret.as_ref()?;
+            Some((oauth_ca_volume(&l.name), secret.name.clone(), oauth_ca_dir(&l.name)))
+        })
+        .collect()
 }
 
 /// The Service and container ports of the additional listeners: (`l-<name>`,
@@ -143,6 +203,42 @@ mod tests {
         assert!(!settings.keys().any(|k| k.starts_with("listener.name.plain.")), "a plain listener needs nothing");
         assert!(any_tls(&s));
         assert_eq!(additional_ports(&s)[1], ("l-mtls".to_string(), 9096));
+    }
+
+    #[test]
+    fn an_oauth_listener_renders_the_brokers_oauthbearer_settings() {
+        let s = spec(serde_json::json!({"listeners": {"additional": [
+            {"name": "oauth", "port": 9097, "tls": true, "authentication": {"type": "oauth",
+                "issuer": "https://idp.example", "jwksUri": "https://idp.example/keys", "audience": "kafka",
+                "principalClaim": "preferred_username", "jwksCaSecret": {"name": "idp-ca", "key": "ca.pem"}}},
+            {"name": "bare", "port": 9098, "authentication": {"type": "oauth",
+                "issuer": "https://idp.example", "jwksUri": "https://idp.example/keys"}},
+        ]}}));
+        let settings = listener_settings(&s);
+        assert_eq!(
+            settings["listener.security.protocol.map"],
+            "PLAINTEXT:PLAINTEXT,OAUTH:SASL_SSL,BARE:SASL_PLAINTEXT"
+        );
+        let get = |k: &str| settings.get(k).map(String::as_str);
+        assert_eq!(get("listener.name.oauth.sasl.enabled.mechanisms"), Some("OAUTHBEARER"));
+        assert_eq!(get("listener.name.oauth.sasl.oauthbearer.expected.issuer"), Some("https://idp.example"));
+        assert_eq!(get("listener.name.oauth.sasl.oauthbearer.jwks.endpoint.url"), Some("https://idp.example/keys"));
+        assert_eq!(get("listener.name.oauth.sasl.oauthbearer.expected.audience"), Some("kafka"));
+        assert_eq!(get("listener.name.oauth.sasl.oauthbearer.sub.claim.name"), Some("preferred_username"));
+        assert_eq!(
+            get("listener.name.oauth.oauthbearer.sasl.jaas.config"),
+            Some(
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+                 ssl.truststore.type=\"PEM\" ssl.truststore.location=\"/etc/strom-oauth/oauth/ca.pem\";"
+            )
+        );
+        assert_eq!(get("listener.name.bare.sasl.oauthbearer.sub.claim.name"), Some("sub"));
+        assert_eq!(get("listener.name.bare.sasl.oauthbearer.expected.audience"), None, "no audience: not checked");
+        assert_eq!(get("listener.name.bare.oauthbearer.sasl.jaas.config"), None, "the system's roots");
+        assert_eq!(
+            oauth_ca_mounts(&s),
+            vec![("oauth-ca-oauth".to_string(), "idp-ca".to_string(), "/etc/strom-oauth/oauth".to_string())]
+        );
     }
 
     #[test]

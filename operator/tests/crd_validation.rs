@@ -254,7 +254,41 @@ async fn listener_and_ca_mistakes_are_refused_naming_the_field() {
         "a renewal window as long as the validity",
         &["spec.certificateAuthorities.renewalDays", "must be less than validityDays"],
     );
+    let oauth = |auth: serde_json::Value| with(json!([{ "name": "oauth", "port": 9097, "authentication": auth }]));
+    assert_refused(
+        clusters.create(&pp, &oauth(json!({ "type": "oauth", "jwksUri": "https://idp/keys" }))).await,
+        "oauth without an issuer",
+        &["spec.listeners.additional[0].authentication.issuer", "is required with type oauth"],
+    );
+    assert_refused(
+        clusters.create(&pp, &oauth(json!({ "type": "oauth", "issuer": "https://idp" }))).await,
+        "oauth without a key set",
+        &["spec.listeners.additional[0].authentication.jwksUri", "is required with type oauth"],
+    );
+    assert_refused(
+        clusters.create(&pp, &oauth(json!({ "type": "oauth", "issuer": "i", "jwksUri": "http://idp/keys" }))).await,
+        "a key set over plain HTTP",
+        &["spec.listeners.additional[0].authentication.jwksUri", "must be an https:// URL"],
+    );
+    assert_refused(
+        clusters.create(&pp, &oauth(json!({ "type": "scram-sha-512", "issuer": "https://idp" }))).await,
+        "an oauth field on another type",
+        &["spec.listeners.additional[0].authentication", "apply only to type oauth"],
+    );
+    assert_refused(
+        clusters
+            .create(
+                &pp,
+                &oauth(json!({ "type": "oauth", "issuer": "i", "jwksUri": "https://k",
+                    "jwksCaSecret": { "name": "ca", "key": "a\"b" } })),
+            )
+            .await,
+        "a Secret key that would leave the quoted trust store path",
+        &["spec.listeners.additional[0].authentication.jwksCaSecret.key"],
+    );
     let mtls = json!({ "name": "mtls", "port": 9096, "tls": true, "authentication": { "type": "tls" } });
-    let stored = clusters.create(&pp, &with(json!([scram, mtls]))).await.expect("a valid pair of listeners");
+    let oauth = json!({ "name": "oauth", "port": 9097, "authentication": {
+        "type": "oauth", "issuer": "https://idp", "jwksUri": "https://idp/keys", "audience": "kafka" } });
+    let stored = clusters.create(&pp, &with(json!([scram, mtls, oauth]))).await.expect("valid listeners");
     assert_eq!(stored.spec.certificate_authorities.validity_days, 365, "defaults filled in");
 }

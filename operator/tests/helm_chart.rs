@@ -152,6 +152,14 @@ fn default_render_is_restricted_probed_and_leader_elected() {
     assert_eq!(rule["apiGroups"][0].as_str(), Some("networking.k8s.io"));
     let verbs: Vec<&str> = rule["verbs"].as_sequence().expect("verbs").iter().filter_map(|v| v.as_str()).collect();
     assert_eq!(verbs, ["get", "list", "watch", "create", "patch", "delete"]);
+    let services = role["rules"]
+        .as_sequence()
+        .expect("rules")
+        .iter()
+        .find(|r| format!("{:?}", r["resources"]).contains("services"))
+        .expect("a rule on services");
+    let verbs: Vec<&str> = services["verbs"].as_sequence().expect("verbs").iter().filter_map(|v| v.as_str()).collect();
+    assert!(verbs.contains(&"delete"), "stale per-broker external Services are deleted: {verbs:?}");
     assert!(find(&docs, "ClusterRole", &format!("{RELEASE}-crds")).is_some(), "CRD rule present");
     assert!(find(&docs, "Service", &format!("{RELEASE}-metrics")).is_some(), "metrics Service");
     for kind in ["ServiceMonitor", "PodMonitor", "ConfigMap"] {

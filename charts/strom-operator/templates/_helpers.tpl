@@ -79,7 +79,9 @@ What the operator does, and nothing more (operator/src):
 - server-side applies each cluster's ConfigMap, Services, StatefulSet,
   PodDisruptionBudget and NetworkPolicy (a patch that creates the object needs
   `create` too) and watches them; reads the StatefulSet; deletes the
-  NetworkPolicy of a cluster that turns it off (spec.networkPolicy.enabled);
+  NetworkPolicy of a cluster that turns it off (spec.networkPolicy.enabled)
+  and the per-broker external Services of brokers gone (or of an external
+  listener removed);
 - lists a cluster's broker pods and deletes one at a time in a rolling restart;
 - reads, creates and server-side applies each cluster's CA Secrets (cluster
   CA, clients CA) and broker certificate Secret, watches them, and replaces a
@@ -107,8 +109,13 @@ the operator never deletes them, nor touches PersistentVolumeClaims.
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
-  resources: ["configmaps", "services"]
+  resources: ["configmaps"]
   verbs: ["list", "watch", "create", "patch"]
+# Services: also delete, for the per-broker external Services of brokers
+# gone or of an external listener removed.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["list", "watch", "create", "patch"]

@@ -8,6 +8,7 @@ pub mod control_plane;
 pub mod helm;
 pub mod kafka_load;
 pub mod kafka_tools;
+pub mod oauth;
 pub mod pod_runner;
 pub mod roll;
 

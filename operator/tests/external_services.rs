@@ -1,0 +1,109 @@
+//! The external listener's per-broker Services against the real control
+//! plane, with the pod runner running the broker pods as local processes
+//! and the operator as a process: a two-broker cluster with a NodePort
+//! external listener gets `<cluster>-external-<n>` per broker (type
+//! NodePort, node port `nodePortBase + 1 + n`, every listener port, a
+//! selector that matches exactly that broker's pod, owned by the cluster),
+//! and the listener certificate names them; removing the external listener
+//! deletes them and makes the bootstrap Service ClusterIP again. (Which
+//! Services a scale-down deletes is `external::stale_broker_services`'s
+//! unit test: here the scale-down would wait for the StatefulSet to settle,
+//! which it does not after the roll this cluster gets at creation.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::pod_runner::PodRunner;
+use common::{OperatorProcess, create_ready_cluster, eventually, plane_with_nodes};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+use strom_crds::KafkaCluster;
+
+const NS: &str = "external";
+const CLUSTER: &str = "events";
+const WAIT: Duration = Duration::from_secs(180);
+const BASE: i32 = 31500;
+const TLS_PORT: i32 = 9095;
+
+/// The DNS SANs of the listener certificate in `<cluster>-broker-certs`.
+async fn listener_sans(secrets: &Api<Secret>) -> Option<Vec<String>> {
+    use x509_parser::extensions::GeneralName;
+    let secret = secrets.get_opt(&format!("{CLUSTER}-broker-certs")).await.ok()??;
+    let pem = secret.data?.remove("listener.keystore.pem")?.0;
+    let block =
+        x509_parser::pem::Pem::iter_from_buffer(&pem).filter_map(Result::ok).find(|b| b.label == "CERTIFICATE")?;
+    let cert = block.parse_x509().ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    let names = san.value.general_names.iter().filter_map(|n| match n {
+        GeneralName::DNSName(d) => Some(d.to_string()),
+        _ => None,
+    });
+    Some(names.collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
+    let (plane, client) = plane_with_nodes(NS).await;
+    let _runner = PodRunner::start(&plane, NS, CLUSTER);
+    let admin_override = format!("{NS}/{CLUSTER}={}", _runner.admin_addresses(2));
+    let _operator = OperatorProcess::start(
+        &plane,
+        &["--namespaces", NS, "--no-leader-election", "--admin-override", &admin_override, "--resync-seconds", "2"],
+    );
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
+    let spec = json!({
+        "replicas": 2,
+        "storage": { "size": "1Gi" },
+        "listeners": {
+            "external": { "type": "NodePort", "nodePortBase": BASE, "annotations": { "example.com/lb": "x" } },
+            "additional": [{ "name": "tls", "port": TLS_PORT, "tls": true }],
+        },
+    });
+    create_ready_cluster(&clusters, CLUSTER, spec, WAIT).await;
+    let uid = clusters.get(CLUSTER).await.expect("the cluster").metadata.uid.expect("a uid");
+
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let bootstrap = services.get(&format!("{CLUSTER}-bootstrap")).await.expect("the bootstrap Service");
+    let bootstrap_ports = bootstrap.spec.and_then(|s| s.ports).expect("bootstrap ports");
+    assert_eq!(bootstrap_ports[0].node_port, Some(BASE), "the bootstrap Service keeps the base");
+    for id in 0..2 {
+        let name = format!("{CLUSTER}-external-{id}");
+        let service =
+            eventually(&format!("Service {name}"), WAIT, || async { services.get_opt(&name).await.ok().flatten() })
+                .await;
+        assert!(service.owner_references().iter().any(|o| o.uid == uid && o.controller == Some(true)), "owned");
+        assert_eq!(service.annotations().get("example.com/lb").map(String::as_str), Some("x"));
+        let spec = service.spec.expect("a spec");
+        assert_eq!(spec.type_.as_deref(), Some("NodePort"), "{name}");
+        let ports: Vec<(i32, Option<i32>)> = spec.ports.expect("ports").iter().map(|p| (p.port, p.node_port)).collect();
+        assert_eq!(ports[0], (9092, Some(BASE + 1 + id)), "{name}: {ports:?}");
+        assert_eq!(ports[1].0, TLS_PORT, "{name}: {ports:?}");
+        let selector = spec.selector.expect("a selector");
+        let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let selected = pods.list(&ListParams::default().labels(&labels.join(","))).await.expect("list pods");
+        let selected: Vec<String> = selected.items.iter().map(|p| p.name_any()).collect();
+        assert_eq!(selected, [format!("{CLUSTER}-{id}")], "{name} selects its broker's pod alone");
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let sans = eventually("the listener certificate to name the per-broker Services", WAIT, || async {
+        let sans = listener_sans(&secrets).await?;
+        sans.contains(&format!("{CLUSTER}-external-1.{NS}.svc")).then_some(sans)
+    })
+    .await;
+    assert!(sans.contains(&format!("{CLUSTER}-external-0.{NS}.svc.cluster.local")), "{sans:?}");
+    assert!(sans.contains(&format!("{CLUSTER}-bootstrap.{NS}.svc")), "{sans:?}");
+
+    // No external listener: no per-broker Service, a ClusterIP bootstrap.
+    let patch = json!({ "spec": { "listeners": { "external": null } } });
+    clusters.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("remove the listener");
+    eventually("broker 0's Service to go with the external listener", WAIT, || async {
+        services.get_opt(&format!("{CLUSTER}-external-0")).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let bootstrap = services.get(&format!("{CLUSTER}-bootstrap")).await.expect("the bootstrap Service");
+    assert_eq!(bootstrap.spec.and_then(|s| s.type_).as_deref(), Some("ClusterIP"));
+}
