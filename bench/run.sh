@@ -70,8 +70,7 @@
 # about 5 minutes; --scale does not change it.
 #
 # Needs: Rust, Java 17+ (a JDK: scenario 9 runs javac), Maven 3; perf only
-# for --profile; about 15 GiB free
-# disk for scenario 7 at full scale.
+# for --profile; about 15 GiB free disk for scenario 7 at full scale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
