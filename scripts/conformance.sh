@@ -212,6 +212,9 @@ run_tests() {
             -test.run "${RUN_REGEX}" -test.timeout "${TIMEOUT}"
     ) >"${LOGS}/${system}.json" 2>"${LOGS}/${system}.stderr" || rc=$?
     say "${system}: go test exited ${rc} after $((SECONDS - start)) s"
+    local what="Apache Kafka ${KAFKA_VERSION}"
+    [[ "${system}" == kafka ]] || what="$("${BROKER}" --version 2>/dev/null || echo strom-broker) (${BROKER})"
+    echo "${what}, $(date -u +%Y-%m-%dT%H:%MZ), go test exited ${rc} after $((SECONDS - start)) s" >"${LOGS}/${system}.run"
 }
 
 # From LOGS/SYSTEM.json: "Test<TAB>result" for every top-level test; a test
@@ -252,11 +255,15 @@ done
 join -t $'\t' -a 1 -a 2 -e - -o 0,1.2,2.2 \
     <(results kafka) <(results strom) >"${LOGS}/joined.tsv"
 count() { awk -F'\t' -v k="$1" -v s="$2" '$2 == k && $3 == s' "${LOGS}/joined.tsv" | wc -l; }
-{
+table() {
     echo "# franz-go ${FRANZ_VERSION} pkg/kgo tests: Apache Kafka ${KAFKA_VERSION} vs Strom"
     echo
-    echo "Run $(date -u +%Y-%m-%dT%H:%MZ), Strom $(git describe --always --dirty 2>/dev/null || echo unknown),"
-    echo "\`-run '${RUN_REGEX}'\`, timeout ${TIMEOUT}${RECORDS:+, KGO_TEST_RECORDS=${RECORDS}}."
+    echo "Table written $(date -u +%Y-%m-%dT%H:%MZ) from the repository at $(git describe --always --dirty 2>/dev/null || echo unknown);"
+    echo "\`-run '${RUN_REGEX}'\`, timeout ${TIMEOUT}${RECORDS:+, KGO_TEST_RECORDS=${RECORDS}}; each system's run:"
+    local system
+    for system in kafka strom; do
+        [[ -s "${LOGS}/${system}.json" ]] && echo "- ${system}: $(cat "${LOGS}/${system}.run" 2>/dev/null || echo unknown)"
+    done
     echo
     echo "| | tests |"
     echo "|---|---|"
@@ -271,5 +278,6 @@ count() { awk -F'\t' -v k="$1" -v s="$2" '$2 == k && $3 == s' "${LOGS}/joined.ts
     echo "| test | Kafka ${KAFKA_VERSION} | Strom |"
     echo "|---|---|---|"
     awk -F'\t' '{ print "| " $1 " | " $2 " | " $3 " |" }' "${LOGS}/joined.tsv"
-} >"${OUT}"
+}
+table >"${OUT}"
 say "table: ${OUT}; logs and failed tests' output: ${LOGS}/"
