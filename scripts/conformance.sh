@@ -254,6 +254,12 @@ done
 # --- the table ---
 join -t $'\t' -a 1 -a 2 -e - -o 0,1.2,2.2 \
     <(results kafka) <(results strom) >"${LOGS}/joined.tsv"
+# "N pass, N fail, N skip" over the subtests (names with a /) of SYSTEM's run.
+subtests() {
+    jq -r 'select(.Test != null and (.Test | contains("/")))
+           | select(.Action == "pass" or .Action == "fail" or .Action == "skip") | .Action' "${LOGS}/$1.json" |
+        awk '{ n[$1]++ } END { printf "%d pass, %d fail, %d skip", n["pass"], n["fail"], n["skip"] }'
+}
 count() { awk -F'\t' -v k="$1" -v s="$2" '$2 == k && $3 == s' "${LOGS}/joined.tsv" | wc -l; }
 table() {
     echo "# franz-go ${FRANZ_VERSION} pkg/kgo tests: Apache Kafka ${KAFKA_VERSION} vs Strom"
@@ -262,7 +268,7 @@ table() {
     echo "\`-run '${RUN_REGEX}'\`, timeout ${TIMEOUT}${RECORDS:+, KGO_TEST_RECORDS=${RECORDS}}; each system's run:"
     local system
     for system in kafka strom; do
-        [[ -s "${LOGS}/${system}.json" ]] && echo "- ${system}: $(cat "${LOGS}/${system}.run" 2>/dev/null || echo unknown)"
+        [[ -s "${LOGS}/${system}.json" ]] && echo "- ${system}: $(cat "${LOGS}/${system}.run" 2>/dev/null || echo unknown); subtests: $(subtests "${system}")"
     done
     echo
     echo "| | tests |"
