@@ -18,7 +18,8 @@
 #   --only strom|kafka run against one system only; the other's results from
 #                      an earlier run with the same --out stay in the table
 #   --broker PATH      the strom-broker binary (default: built with
-#                      `cargo build --release -p strom-broker`)
+#                      `cargo build --release -p strom-broker -p strom-bench`,
+#                      as bench/run.sh does)
 #   --log-level LEVEL  KGO_LOG_LEVEL for the client's own log: none (default),
 #                      info or debug
 #
@@ -52,7 +53,7 @@ die() {
 say() { echo "conformance.sh: $*" >&2; }
 
 usage() {
-    sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -127,7 +128,9 @@ free_port() {
 if [[ -z "${BROKER}" ]]; then
     if [[ "${ONLY}" != kafka ]]; then
         say "building the release strom-broker"
-        cargo build --release --quiet -p strom-broker
+        # The packages bench/run.sh builds: one package set, one set of
+        # dependency features, so the two scripts share one release build.
+        cargo build --release --quiet -p strom-broker -p strom-bench
     fi
     BROKER="${ROOT}/target/release/strom-broker"
 fi
