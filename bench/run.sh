@@ -66,8 +66,8 @@
 # time and the callbacks counted during the join. No target: both protocols'
 # settle times are set by heartbeat intervals (the client's 3 s, the
 # broker's group.consumer.heartbeat.interval.ms 5 s), so ~1.0 is expected.
-# About 25 s per run: 4 runs per round, so `--scenarios 9 --rounds 3` takes
-# about 5 minutes; --scale does not change it.
+# About 15-20 s per run, 4 runs per round: `--scenarios 9 --rounds 3` took
+# under 4 minutes (bench/RESULTS.md); --scale does not change it.
 #
 # Needs: Rust, Java 17+ (a JDK: scenario 9 runs javac), Maven 3; perf only
 # for --profile; about 15 GiB free disk for scenario 7 at full scale.
