@@ -20,15 +20,16 @@
 #   --broker PATH      the strom-broker binary (default: built with
 #                      `cargo build --release -p strom-broker -p strom-bench`,
 #                      as bench/run.sh does)
-#   --log-level LEVEL  KGO_LOG_LEVEL for the client's own log: none (default),
-#                      info or debug
+#   --log-level LEVEL  KGO_LOG_LEVEL, the log level of the tests that log
+#                      through franz-go's logger: none (default), info, debug
 #
 # franz-go is the version e2e/go/go.mod pins; `go mod download` puts it in
 # $HOME/.cache/strom/go-mod (the cache e2e-deps.sh uses) and its source is
 # copied to a temporary directory (the module cache is read-only) where the
 # test binary is compiled (once per franz-go version, kept in that cache) and
-# run from, against each system, through `go tool test2json`. The environment is the one franz-go's own CI gives its
-# Kafka job (KGO_TEST_RF=1, KGO_TEST_STABLE_FETCH=true), without its SASL
+# run from, against each system, through `go tool test2json`. The
+# environment is the one franz-go's own CI gives its Kafka job
+# (KGO_TEST_RF=1, KGO_TEST_STABLE_FETCH=true), without its SASL
 # listener: the SCRAM and OAUTHBEARER tests skip on both. Kafka 4.3.1 runs
 # through bench/kafka/run-kafka.sh (jars from Maven Central, cached) with the
 # settings of that CI job (every group protocol, share-group state topic
@@ -53,7 +54,7 @@ die() {
 say() { echo "conformance.sh: $*" >&2; }
 
 usage() {
-    sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
