@@ -51,8 +51,26 @@
 # taking the default run to 21-24 minutes, so it is not in the default list.
 # E.g. `bash bench/run.sh --scenarios 8` or `--scenarios 2,3,8`.
 #
-# Needs: Rust, Java 17+, Maven 3; perf only for --profile; about 15 GiB free
-# disk for scenario 7 at full scale.
+# Scenario 9 (group join settle time, issue 23) is opt-in too:
+# `--scenarios 9`. On a single broker per system, a topic of 12 partitions;
+# per run a fresh group of 3 Java consumers (kafka-clients of the same
+# version, all in one JVM: bench/java/GroupJoinSettle.java, which the
+# harness compiles with javac against the tools' classpath) waits until
+# stable, then a 4th subscribes; measured is the time from its subscribe()
+# to the last non-empty revoke/assign/lost callback of any member once every
+# member owns 3 partitions and no callback came for 3 s. Each round runs
+# both systems (alternating) and both group.protocol=classic (the client's
+# default assignors: range, eager) and group.protocol=consumer (KIP-848, the
+# broker's uniform assignor); the report gives each system's median and
+# min–max and Strom/Kafka per protocol, plus the first 3 members' forming
+# time and the callbacks counted during the join. No target: both protocols'
+# settle times are set by heartbeat intervals (the client's 3 s, the
+# broker's group.consumer.heartbeat.interval.ms 5 s), so ~1.0 is expected.
+# About 15-20 s per run, 4 runs per round: `--scenarios 9 --rounds 3` took
+# under 4 minutes (bench/RESULTS.md); --scale does not change it.
+#
+# Needs: Rust, Java 17+ (a JDK: scenario 9 runs javac), Maven 3; perf only
+# for --profile; about 15 GiB free disk for scenario 7 at full scale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

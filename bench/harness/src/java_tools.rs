@@ -10,6 +10,10 @@
 //! With the broker's classpath as well ([`JavaTools::with_admin_classpath`]),
 //! also `kafka-configs.sh`'s `kafka.admin.ConfigCommand`, which creates SCRAM
 //! users on both systems the same way.
+//!
+//! It also compiles and runs the harness's own small Java programs
+//! (`bench/java/`) against the same kafka-clients: scenario 9's
+//! `GroupJoinSettle` ([`crate::group_join`]).
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -229,6 +233,28 @@ impl JavaTools {
         let (stdout, stderr) = self.run("org.apache.kafka.tools.ConsumerPerformance", &args)?;
         parse_consumer_summary(&stdout)
             .with_context(|| format!("no summary line from ConsumerPerformance:\n{stdout}\n{stderr}"))
+    }
+
+    /// Compiles the one Java file `source` against the tools' classpath
+    /// (which holds kafka-clients) into the class directory `classes`.
+    pub fn compile(&self, source: &Path, classes: &Path) -> Result<()> {
+        let out = Command::new("javac")
+            .args(["-d".as_ref(), classes.as_os_str(), "-cp".as_ref(), self.classpath.as_ref(), source.as_os_str()])
+            .output()
+            .with_context(|| format!("running javac on {}", source.display()))?;
+        if !out.status.success() {
+            bail!("javac {} failed ({}): {}", source.display(), out.status, String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    /// Runs `class` from the class directory `classes` (see
+    /// [`JavaTools::compile`]) with the tools' classpath behind it; its
+    /// stdout. A non-zero exit is an error naming the log with its output.
+    pub fn run_compiled(&self, classes: &Path, class: &str, args: &[String]) -> Result<String> {
+        let classpath = format!("{}:{}", classes.display(), self.classpath);
+        let (stdout, _) = self.run_with(&classpath, class, args)?;
+        Ok(stdout)
     }
 
     /// Runs `kafka-configs.sh` (`kafka.admin.ConfigCommand`, from the

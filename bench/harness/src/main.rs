@@ -1,6 +1,6 @@
 //! `strom-bench`: Strom and Apache Kafka side by side on one machine, with
-//! the same load generators, in the same run (issue 9's scenarios 1–7 and
-//! scenario 8, transactions).
+//! the same load generators, in the same run (issue 9's scenarios 1–7,
+//! scenario 8, transactions, and scenario 9, group join settle time).
 //!
 //! Normally started by `bench/run.sh`, which builds the release broker and
 //! this binary and resolves Kafka's jars first. Writes `report.md` (and
@@ -10,6 +10,7 @@
 
 mod broker_logs;
 mod client;
+mod group_join;
 mod java_tools;
 mod process;
 mod report;
@@ -43,8 +44,9 @@ struct Args {
     /// Run directory: data directories, logs, the report. Must not exist yet.
     #[arg(long)]
     out: PathBuf,
-    /// Scenarios to run, e.g. 1,4,6 (default: 1 to 7; 8, transactions, is
-    /// opt-in: `--scenarios 8`, or add it to a list).
+    /// Scenarios to run, e.g. 1,4,6 (default: 1 to 7; 8, transactions, and
+    /// 9, group join settle time, are opt-in: `--scenarios 8`, or add them
+    /// to a list).
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,7")]
     scenarios: Vec<u8>,
     /// Rounds per scenario (each round runs both systems, alternating which goes first).
@@ -71,6 +73,9 @@ struct Args {
     /// plaintext and Strom against Kafka (needs scenario 1 or 4).
     #[arg(long)]
     client_sasl_ssl: bool,
+    /// The Java program scenario 9 compiles and runs (GroupJoinSettle.java).
+    #[arg(long, default_value = "bench/java/GroupJoinSettle.java")]
+    group_join_source: PathBuf,
     /// Kafka version (for the report; run-kafka.sh reads KAFKA_VERSION).
     #[arg(long, env = "KAFKA_VERSION", default_value = "4.3.1")]
     kafka_version: String,
@@ -78,8 +83,11 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if let Some(bad) = args.scenarios.iter().find(|s| !(1..=8).contains(*s)) {
-        bail!("--scenarios: {bad} is not a scenario; allowed are 1 to 8");
+    if let Some(bad) = args.scenarios.iter().find(|s| !(1..=9).contains(*s)) {
+        bail!("--scenarios: {bad} is not a scenario; allowed are 1 to 9");
+    }
+    if args.scenarios.contains(&9) && !args.group_join_source.is_file() {
+        bail!("--group-join-source {}: no such file (scenario 9 needs it)", args.group_join_source.display());
     }
     if args.internal_tls && !args.scenarios.contains(&2) {
         bail!("--internal-tls measures scenario 2 with TLS between brokers; add 2 to --scenarios");
@@ -143,6 +151,10 @@ fn main() -> Result<()> {
     if has(7) {
         let r = bench.scenario7();
         step("scenario 7", r);
+    }
+    if has(9) {
+        let r = bench.scenario9(&args.group_join_source);
+        step("scenario 9", r);
     }
 
     let mut md = header(&args, &plan, began.elapsed().as_secs_f64());

@@ -254,6 +254,9 @@ pub fn scenario_title(n: u8) -> &'static str {
         5 => "5. 1,000 partitions (single broker): memory and produce throughput",
         6 => "6. Resident memory idle and loaded; start-up time to the first successful produce",
         7 => "7. Restart after kill -9 with a large log: time until serving again",
+        9 => {
+            "9. Group join settle time: a 4th Java consumer joins a stable group of 3 (12 partitions), classic vs KIP-848 consumer protocol"
+        }
         _ => "other",
     }
 }
