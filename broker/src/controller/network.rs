@@ -17,7 +17,8 @@
 
 use openraft::BasicNode;
 use openraft::error::{
-    ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    ChangeMembershipError, ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -549,6 +550,12 @@ async fn add_learner_if_new(raft: &Raft, broker_id: i32, internal_endpoint: &str
         }
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
             Err(ProposeError::ForwardToLeader { leader: f.leader_id })
+        }
+        // Another membership change (the bootstrap membership not committed
+        // yet, a voter change) is in flight: nothing was appended, so the
+        // proposer asks this leader again.
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_)))) => {
+            Err(ProposeError::ForwardToLeader { leader: Some(raft.metrics().borrow().id) })
         }
         Err(e) => Err(ProposeError::Raft(format!("cannot add broker {broker_id} as a learner: {e}"))),
     }

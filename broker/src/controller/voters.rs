@@ -45,9 +45,16 @@
 //!   request names broker ids, never addresses: addresses come from the
 //!   membership the brokers' own registrations put there, so no caller can
 //!   point the quorum at another endpoint.
-//! - A leader removed from the voters keeps leading until the new
-//!   membership is committed and applied, then steps down (openraft's
-//!   `leader_step_down`); the remaining voters elect a new controller.
+//! - Leadership moves off a removed active controller: openraft lets a
+//!   learner lead (it steps down only once the committed membership no
+//!   longer holds it at all), so the active controller's own node is removed
+//!   from the membership entirely, not kept as a learner. It keeps leading
+//!   until that membership is committed and applied, then steps down, and
+//!   the remaining voters elect a new controller; the next call makes the
+//!   node a learner again ([`Step::AddLearner`], at the internal address its
+//!   own registration put in the image), so it takes the metadata log again.
+//!   Until then its heartbeats are refused (it is no member); the operator's
+//!   next call comes well within a broker session.
 //!
 //! Limits: a quorum grown from a single configured voter must have its
 //! `--voters` updated too, or that node, wiped, would bootstrap a new
@@ -201,6 +208,11 @@ pub enum Step {
     Add(NodeId),
     /// Make this voter a learner.
     Remove(NodeId),
+    /// Make this voter, the active controller's own node, no member at all,
+    /// so that it steps down.
+    RemoveLeader(NodeId),
+    /// Make this registered broker, no member, a learner again.
+    AddLearner(NodeId),
 }
 
 /// Checks the wanted set against the registered brokers.
@@ -227,7 +239,9 @@ pub fn plan(wanted: &BTreeSet<NodeId>, view: &QuorumView) -> Step {
         return Step::Wait("a membership change is in progress".into());
     }
     if &view.voters == wanted {
-        return Step::Done;
+        // A removed active controller's node takes the log again.
+        let outside = view.brokers.keys().copied().find(|id| !view.voters.contains(id) && !view.learners.contains(id));
+        return outside.map_or(Step::Done, Step::AddLearner);
     }
     if let Some(add) = wanted.iter().copied().find(|id| !view.voters.contains(id)) {
         if !view.learners.contains(&add) {
@@ -259,7 +273,7 @@ pub fn plan(wanted: &BTreeSet<NodeId>, view: &QuorumView) -> Step {
     if !view.majority_caught_up(&next) {
         return Step::Wait(format!("removing {remove} would leave voters {next:?} without a caught-up majority"));
     }
-    Step::Remove(remove)
+    if remove == view.leader { Step::RemoveLeader(remove) } else { Step::Remove(remove) }
 }
 
 /// The active controller's side of a voter change: checks the set, takes
@@ -277,9 +291,26 @@ pub async fn change_voters(
         Step::Wait(reason) => return Ok(progress(&view, false, reason.clone())),
         Step::Add(id) => (ChangeMembers::AddVoterIds(BTreeSet::from([*id])), format!("made broker {id} a voter")),
         Step::Remove(id) => (ChangeMembers::RemoveVoters(BTreeSet::from([*id])), format!("removed voter {id}")),
+        Step::RemoveLeader(id) => (
+            ChangeMembers::RemoveVoters(BTreeSet::from([*id])),
+            format!("removed voter {id}, the active controller's node, which steps down"),
+        ),
+        Step::AddLearner(id) => {
+            let endpoint =
+                i32::try_from(*id).ok().and_then(|b| image.brokers.get(&b)).map(|b| b.internal_endpoint.clone());
+            let Some(endpoint) = endpoint else {
+                return Ok(progress(&view, false, format!("broker {id} is no longer registered")));
+            };
+            (
+                ChangeMembers::AddNodes(BTreeMap::from([(*id, openraft::BasicNode::new(endpoint))])),
+                format!("made broker {id} a learner again"),
+            )
+        }
     };
+    // Only the active controller's node leaves the membership entirely.
+    let retain = !matches!(step, Step::RemoveLeader(_));
     tracing::info!(?step, wanted = ?request.voters, "changing the controller voters");
-    match raft.change_membership(change, true).await {
+    match raft.change_membership(change, retain).await {
         Ok(_) => {}
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
             return Err(VoterChangeError::NotLeader { leader: f.leader_id });
@@ -295,7 +326,9 @@ pub async fn change_voters(
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let learners = membership.learner_ids().collect();
     tracing::info!(?voters, "{detail}");
-    Ok(VoterProgress { done: voters == request.voters, voters, learners, detail })
+    // Done only when a call finds nothing left to do (a removed active
+    // controller's node still has to become a learner again).
+    Ok(VoterProgress { done: false, voters, learners, detail })
 }
 
 fn progress(view: &QuorumView, done: bool, detail: String) -> VoterProgress {
@@ -354,7 +387,11 @@ mod tests {
         let v = view(&[0, 1, 2, 3, 4], &[], 3);
         assert_eq!(plan(&set(&[0, 1, 2]), &v), Step::Remove(4));
         let v = view(&[0, 1, 2, 3], &[4], 3);
-        assert_eq!(plan(&set(&[0, 1, 2]), &v), Step::Remove(3));
+        assert_eq!(plan(&set(&[0, 1, 2]), &v), Step::RemoveLeader(3));
+        // Once removed it is no member: the next step makes it a learner again.
+        let mut v = view(&[0, 1, 2], &[4], 0);
+        v.brokers.insert(3, false);
+        assert_eq!(plan(&set(&[0, 1, 2]), &v), Step::AddLearner(3));
     }
 
     #[test]
