@@ -134,7 +134,9 @@ impl Admin for AdminService {
         _: Request<DescribeClusterRequest>,
     ) -> Result<Response<DescribeClusterResponse>, Status> {
         let controller = self.broker.controller.active_controller().map(|id| id as i32);
-        Ok(Response::new(describe_cluster(&self.image(), controller)))
+        let mut response = describe_cluster(&self.image(), controller);
+        response.controller_voters = self.voter_ids();
+        Ok(Response::new(response))
     }
 
     async fn describe_topics(

@@ -119,6 +119,9 @@ fn config_hash_follows_the_config_and_only_the_config() {
         serde_json::json!({ "replicas": 3, "image": "strom:dev", "storage": { "size": "20Gi", "storageClassName": "fast" } }),
     );
     assert_eq!(config_hash(&a), config_hash(&config_map(&other_image)), "the image is not broker config");
+    let one_voter = cluster(serde_json::json!({ "replicas": 3, "controllerVoters": 1 }));
+    assert_ne!(a.data, config_map(&one_voter).data, "the voters line changes");
+    assert_eq!(config_hash(&a), config_hash(&config_map(&one_voter)), "the voters (bootstrap set) roll nothing");
 }
 
 #[test]
