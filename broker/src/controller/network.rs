@@ -539,9 +539,17 @@ async fn add_learner_if_new(raft: &Raft, broker_id: i32, internal_endpoint: &str
     let Ok(id) = NodeId::try_from(broker_id) else {
         return Ok(()); // a negative id is refused by the state machine
     };
-    let known = raft.metrics().borrow().membership_config.membership().get_node(&id).is_some();
+    let (known, member_leader) = {
+        let metrics = raft.metrics();
+        let m = metrics.borrow();
+        (m.membership_config.membership().get_node(&id).is_some(), super::voters::leads_as_member(&m))
+    };
     if known {
         return Ok(());
+    }
+    if !member_leader {
+        // A leader that removed its own node is stepping down: ask again.
+        return Err(ProposeError::ForwardToLeader { leader: None });
     }
     match raft.add_learner(id, BasicNode::new(internal_endpoint), false).await {
         Ok(_) => {

@@ -306,6 +306,9 @@ pub async fn handle_rejoin(raft: &Raft, request: RejoinRequest, tls: Option<Arc<
     if m.current_leader != Some(m.id) {
         return Err(ProposeError::ForwardToLeader { leader: m.current_leader });
     }
+    if !super::voters::leads_as_member(&m) {
+        return Err(ProposeError::ForwardToLeader { leader: None });
+    }
     if node == m.id {
         return Err(ProposeError::Raft(format!("node {node} cannot rejoin through itself")));
     }

@@ -54,7 +54,11 @@
 //!   node a learner again ([`Step::AddLearner`], at the internal address its
 //!   own registration put in the image), so it takes the metadata log again.
 //!   Until then its heartbeats are refused (it is no member); the operator's
-//!   next call comes well within a broker session.
+//!   next call comes well within a broker session. Between the commit and
+//!   its step-down the old leader changes no membership ([`leads_as_member`]):
+//!   no voter change, rejoin or new learner goes through it (openraft
+//!   asserts in a debug build when a leader outside its membership appends
+//!   one); callers ask again.
 //!
 //! Limits: a quorum grown from a single configured voter must have its
 //! `--voters` updated too, or that node, wiped, would bootstrap a new
@@ -161,6 +165,9 @@ impl QuorumView {
         if m.current_leader != Some(m.id) {
             return Err(VoterChangeError::NotLeader { leader: m.current_leader });
         }
+        if !leads_as_member(&m) {
+            return Err(VoterChangeError::NotLeader { leader: None });
+        }
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let learners: BTreeSet<NodeId> = membership.learner_ids().collect();
@@ -195,6 +202,14 @@ impl QuorumView {
     fn majority_caught_up(&self, set: &BTreeSet<NodeId>) -> bool {
         set.iter().filter(|id| self.caught_up(**id)).count() > set.len() / 2
     }
+}
+
+/// Whether this node leads as a member of its own membership. A leader that
+/// removed its own node keeps leading until it steps down, but must change
+/// no membership meanwhile (openraft asserts on it in a debug build): it
+/// answers as a node that knows no leader, and the caller asks again.
+pub fn leads_as_member(m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>) -> bool {
+    m.current_leader == Some(m.id) && m.membership_config.membership().get_node(&m.id).is_some()
 }
 
 /// The next step towards the wanted voters.
