@@ -148,7 +148,7 @@ pub struct QuorumView {
     pub voters: BTreeSet<NodeId>,
     /// Learners of the effective membership.
     pub learners: BTreeSet<NodeId>,
-    /// Whether a membership change is in flight (joint, or not yet applied).
+    /// Whether a membership change is in flight (a joint config).
     pub changing: bool,
     /// Index of the leader's last log entry.
     pub last_log_index: u64,
@@ -171,8 +171,9 @@ impl QuorumView {
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let learners: BTreeSet<NodeId> = membership.learner_ids().collect();
+        // A joint config is a change in flight; whether the last membership
+        // is committed is openraft's own check (it refuses with InProgress).
         let joint = membership.get_joint_config().len() > 1;
-        let applied = m.membership_config.log_id().is_none_or(|l| m.last_applied.is_some_and(|a| a.index >= l.index));
         let matched = m
             .replication
             .as_ref()
@@ -187,7 +188,7 @@ impl QuorumView {
             leader: m.id,
             voters,
             learners,
-            changing: joint || !applied,
+            changing: joint,
             last_log_index: m.last_log_index.unwrap_or(0),
             matched,
             brokers,
@@ -251,7 +252,7 @@ pub fn check(wanted: &BTreeSet<NodeId>, view: &QuorumView) -> Result<(), VoterCh
 /// Picks the next step from `view` towards `wanted` (already [`check`]ed).
 pub fn plan(wanted: &BTreeSet<NodeId>, view: &QuorumView) -> Step {
     if view.changing {
-        return Step::Wait("a membership change is in progress".into());
+        return Step::Wait(format!("a membership change is in progress (seen by controller {})", view.leader));
     }
     if &view.voters == wanted {
         // A removed active controller's node takes the log again.
@@ -331,7 +332,7 @@ pub async fn change_voters(
             return Err(VoterChangeError::NotLeader { leader: f.leader_id });
         }
         Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_)))) => {
-            return Ok(progress(&view, false, "a membership change is in progress".into()));
+            return Ok(progress(&view, false, "a membership change is in progress (openraft)".into()));
         }
         Err(e) => return Err(VoterChangeError::Raft(e.to_string())),
     }
