@@ -1,8 +1,10 @@
 //! [`Controller`]: one node of the controller quorum — its Raft instance, its
 //! stores under `<data-dir>/controller/`, and its `Raft` gRPC service.
 //!
-//! Bootstrap: a voter whose log and vote are empty first finds out whether a
-//! quorum already exists (see [`super::rejoin`]): it asks every other voter,
+//! Bootstrap: a node whose log and vote are empty (configured voter or not,
+//! as voters change after bootstrap, see [`super::voters`]) first finds out
+//! whether a quorum already exists and whether it votes in it (see
+//! [`super::rejoin`]); a configured voter of a new cluster asks every other voter,
 //! and initializes the quorum with the configured voters only once all of
 //! them answered and none has a log beyond the bootstrap entry. Every voter
 //! of a new cluster does so with the same voter set; openraft accepts that
