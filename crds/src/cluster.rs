@@ -98,12 +98,10 @@ pub const NODE_PORT_MAX: i32 = 32767;
         label_selector_path = ".status.selector"
     )
 )]
-// Spec-level rules: they see replicas and controllerVoters together. The
-// second keeps voters() fixed across updates, also when controllerVoters is
-// unset and replicas moves across 3; its first clause leaves a change between
-// two explicit values to the field's own rule, so one edit gets one message.
-// Messages use format(), not `+ string(x)`: the apiserver estimates the latter
-// as unbounded and refuses the CRD.
+// Spec-level rule: it sees replicas and controllerVoters together (the
+// voters change after creation through Raft membership changes, see the
+// operator's cluster/voters.rs). Messages use format(), not `+ string(x)`:
+// the apiserver estimates the latter as unbounded and refuses the CRD.
 #[x_kube(
     validation = Rule::new("!has(self.controllerVoters) || self.controllerVoters <= self.replicas")
         .message(Message::Expression(
@@ -111,25 +109,7 @@ pub const NODE_PORT_MAX: i32 = 32767;
              .format([self.controllerVoters, self.replicas])"
                 .into()
         ))
-        .field_path(".controllerVoters"),
-    validation = Rule::new(
-        "(has(self.controllerVoters) && has(oldSelf.controllerVoters)) \
-         || (has(self.controllerVoters) ? self.controllerVoters : (self.replicas >= 3 ? 3 : 1)) \
-         == (has(oldSelf.controllerVoters) ? oldSelf.controllerVoters : (oldSelf.replicas >= 3 ? 3 : 1))"
-    )
-    .message(Message::Expression(
-        "self.replicas < (has(oldSelf.controllerVoters) ? oldSelf.controllerVoters : (oldSelf.replicas >= 3 ? 3 : 1)) \
-         ? 'replicas (%d) cannot go below the controller quorum of %d voters: every voter runs in a broker pod, \
-         and changing controller membership is not supported yet'.format([self.replicas, \
-         has(oldSelf.controllerVoters) ? oldSelf.controllerVoters : (oldSelf.replicas >= 3 ? 3 : 1)]) \
-         : 'this change would move the controller quorum from %d to %d voters, and changing controller membership \
-         is not supported yet; set controllerVoters to %d to keep the current quorum'.format([\
-         has(oldSelf.controllerVoters) ? oldSelf.controllerVoters : (oldSelf.replicas >= 3 ? 3 : 1), \
-         has(self.controllerVoters) ? self.controllerVoters : (self.replicas >= 3 ? 3 : 1), \
-         has(oldSelf.controllerVoters) ? oldSelf.controllerVoters : (oldSelf.replicas >= 3 ? 3 : 1)])"
-            .into()
-    ))
-    .field_path(".controllerVoters")
+        .field_path(".controllerVoters")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaClusterSpec {
@@ -155,19 +135,14 @@ pub struct KafkaClusterSpec {
 
     /// Size of the Raft controller quorum: 1, 3 or 5 voters, at most
     /// `replicas`; the first voters are brokers 0..controllerVoters-1.
-    /// Default: min(replicas, 3) rounded down to an odd number. The quorum
-    /// size cannot change after creation (controller membership change is not
-    /// supported yet), including through a change of replicas while this is
-    /// unset.
+    /// Default: min(replicas, 3) rounded down to an odd number. It may
+    /// change after creation (1→3→5→3): the operator moves the voters with
+    /// Raft membership changes, one voter at a time, before a scale-down
+    /// removes a voter's pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(
         validation = Rule::new("self == 1 || self == 3 || self == 5")
             .message("controllerVoters must be 1, 3 or 5: a Raft quorum needs an odd number of voters"),
-        validation = Rule::new("self == oldSelf").message(Message::Expression(
-            "'controllerVoters cannot change (from %d to %d): controller membership change is not supported yet'\
-             .format([oldSelf, self])"
-                .into()
-        ))
     )]
     pub controller_voters: Option<i32>,
 

@@ -331,26 +331,6 @@ fn replicas_may_grow_and_shrink_with_a_fixed_quorum() {
 }
 
 #[test]
-fn shrinking_below_an_implicit_quorum_says_what_would_work() {
-    // replicas 3 -> 2 with controllerVoters unset: the default quorum would
-    // drop from 3 to 1. Advising "set controllerVoters to 3" would only earn
-    // "cannot exceed replicas (2)"; the message names the real limit.
-    let schema = schema_for_cel::<KafkaCluster>();
-    let old = cluster(json!({"replicas": 3}));
-    let new = cluster(json!({"replicas": 2}));
-    let refused = violations(&schema, &new, Some(&old));
-    assert!(
-        refused.iter().any(|m| m.contains("replicas (2) cannot go below the controller quorum of 3 voters")),
-        "{refused:?}"
-    );
-    assert!(!refused.iter().any(|m| m.contains("set controllerVoters to 3")), "{refused:?}");
-    // A change that keeps enough brokers still names the setting to pin.
-    let old = cluster(json!({"replicas": 1}));
-    let new = cluster(json!({"replicas": 3}));
-    assert_refused(&schema, &new, Some(&old), "set controllerVoters to 1 to keep the current quorum");
-}
-
-#[test]
 fn controller_voters_must_be_odd_and_at_most_replicas() {
     let schema = schema_for_cel::<KafkaCluster>();
     assert_refused(&schema, &cluster(json!({"replicas": 4, "controllerVoters": 2})), None, "must be 1, 3 or 5");
@@ -367,33 +347,28 @@ fn controller_voters_must_be_odd_and_at_most_replicas() {
 }
 
 #[test]
-fn controller_quorum_size_cannot_change() {
+fn controller_quorum_size_may_change_within_replicas() {
+    // Voter changes go through Raft membership changes: 1 -> 3 -> 5 -> 3.
     let schema = schema_for_cel::<KafkaCluster>();
-    let five = cluster(json!({"replicas": 5, "controllerVoters": 5}));
-    let three = cluster(json!({"replicas": 5, "controllerVoters": 3}));
-    let found = violations(&schema, &three, Some(&five));
-    assert!(found.iter().any(|m| m.contains("controllerVoters cannot change (from 5 to 3)")), "{found:?}");
-
-    // Unset voters follow replicas, so scaling 1 -> 3 would grow the quorum.
+    let at = |voters: i32| cluster(json!({"replicas": 5, "controllerVoters": voters}));
+    for (from, to) in [(1, 3), (3, 5), (5, 3), (3, 1)] {
+        assert_eq!(violations(&schema, &at(to), Some(&at(from))), Vec::<String>::new(), "{from} -> {to}");
+    }
+    // Unset voters follow replicas, also across 3.
     let single = cluster(json!({"replicas": 1}));
-    assert_refused(
-        &schema,
-        &cluster(json!({"replicas": 3})),
-        Some(&single),
-        "would move the controller quorum from 1 to 3 voters",
-    );
-    // Pinning the quorum at its current size makes the same scale-up legal.
-    let pinned = cluster(json!({"replicas": 3, "controllerVoters": 1}));
-    assert_eq!(violations(&schema, &pinned, Some(&single)), Vec::<String>::new());
-    // Removing an explicit value is fine only when the default is the same.
-    let explicit = cluster(json!({"replicas": 5, "controllerVoters": 3}));
-    assert_eq!(violations(&schema, &cluster(json!({"replicas": 5})), Some(&explicit)), Vec::<String>::new());
-    assert_refused(&schema, &cluster(json!({"replicas": 5})), Some(&five), "from 5 to 3 voters");
-    // Scaling beyond three brokers keeps the default quorum at three.
+    assert_eq!(violations(&schema, &cluster(json!({"replicas": 3})), Some(&single)), Vec::<String>::new());
     assert_eq!(
-        violations(&schema, &cluster(json!({"replicas": 7})), Some(&cluster(json!({"replicas": 3})))),
+        violations(&schema, &cluster(json!({"replicas": 2})), Some(&cluster(json!({"replicas": 3})))),
         Vec::<String>::new()
     );
+    // Still: every voter runs in a broker pod, and the count is odd.
+    assert_refused(
+        &schema,
+        &cluster(json!({"replicas": 3, "controllerVoters": 5})),
+        Some(&at(3)),
+        "cannot exceed replicas (3)",
+    );
+    assert_refused(&schema, &at(4), Some(&at(3)), "must be 1, 3 or 5");
 }
 
 #[test]

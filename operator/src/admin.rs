@@ -23,6 +23,7 @@ use strom_proto::admin::{
     DescribeTopicsRequest, ElectLeadersRequest, ElectionType, IsSafeToRestartRequest, IsSafeToRestartResponse,
     PartitionReassignment, PartitionRef, ReplicaAssignment, TopicDescription,
 };
+use strom_proto::admin::{ChangeControllerVotersRequest, ChangeControllerVotersResponse};
 use strom_tls::InternalTls;
 use tonic::transport::Channel;
 
@@ -258,6 +259,20 @@ impl ClusterAdmin {
     /// Whether stopping `broker_id` now keeps every partition at or above min.insync.replicas.
     pub async fn is_safe_to_restart(&self, broker_id: i32) -> Result<IsSafeToRestartResponse, AdminError> {
         self.call(|mut c| async move { c.is_safe_to_restart(IsSafeToRestartRequest { broker_id }).await }).await
+    }
+
+    /// One step of moving the controller voters to `voters` (see the broker's
+    /// `ChangeControllerVoters`); call again until the answer is `done`.
+    pub async fn change_controller_voters(&self, voters: &[i32]) -> Result<ChangeControllerVotersResponse, AdminError> {
+        let request = ChangeControllerVotersRequest { voters: voters.to_vec() };
+        let r = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.change_controller_voters(request).await }
+            })
+            .await?;
+        refused("ChangeControllerVoters", r.error_code, r.error_message.clone())?;
+        Ok(r)
     }
 
     /// Moves leadership off `broker_id` (its current registration); returns the

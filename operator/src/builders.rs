@@ -242,9 +242,14 @@ pub fn config_map(cluster: &KafkaCluster) -> ConfigMap {
 }
 
 /// A stable hash of a ConfigMap's data (sha256, hex), put on the pod template.
+/// The `voters:` line is left out: it is only the bootstrap voter set and a
+/// starting broker's contact points (the committed Raft membership says who
+/// votes), so a `controllerVoters` change rolls no pod.
 pub fn config_hash(config_map: &ConfigMap) -> String {
     let mut hasher = Sha256::new();
     for (k, v) in config_map.data.iter().flatten() {
+        let kept: Vec<&str> = v.split('\n').filter(|line| !line.starts_with("voters: ")).collect();
+        let v = kept.join("\n");
         hasher.update((k.len() as u64).to_be_bytes());
         hasher.update(k.as_bytes());
         hasher.update((v.len() as u64).to_be_bytes());

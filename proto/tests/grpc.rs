@@ -14,6 +14,7 @@ use strom_proto::admin::{
 use strom_proto::admin::{
     AlterClientQuotasRequest, AlterClientQuotasResponse, DescribeClientQuotasRequest, DescribeClientQuotasResponse,
 };
+use strom_proto::admin::{ChangeControllerVotersRequest, ChangeControllerVotersResponse};
 use strom_proto::admin::{
     CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse, DeleteScramCredentialRequest,
     DeleteScramCredentialResponse, DescribeUserRequest, DescribeUserResponse, UpsertScramCredentialRequest,
@@ -134,6 +135,12 @@ impl Admin for FixedAdmin {
         _: Request<AlterClientQuotasRequest>,
     ) -> Result<Response<AlterClientQuotasResponse>, Status> {
         Err(Status::unimplemented("quotas"))
+    }
+    async fn change_controller_voters(
+        &self,
+        _: Request<ChangeControllerVotersRequest>,
+    ) -> Result<Response<ChangeControllerVotersResponse>, Status> {
+        Err(Status::unimplemented("voters"))
     }
     async fn alter_partition_reassignments(
         &self,

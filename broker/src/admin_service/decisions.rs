@@ -72,6 +72,8 @@ pub fn describe_cluster(image: &ClusterImage, controller: Option<i32>) -> Descri
         offline_partitions,
         reassigning_partitions,
         broker_configs: image.broker_configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        // Not in the image: the service fills it from the Raft membership.
+        controller_voters: Vec::new(),
     }
 }
 

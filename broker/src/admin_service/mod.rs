@@ -21,7 +21,7 @@
 //! others, which the controller does not implement yet; the service has no
 //! RPC for it. This module never writes to a partition log. Client users
 //! (SCRAM credentials, ACLs) are in [`users`], their client quotas in
-//! [`quotas`], for the operator alone.
+//! [`quotas`], the controller voters in [`voters`], for the operator alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,14 +31,15 @@ use strom_proto::admin::admin_server::{Admin, AdminServer};
 use strom_proto::admin::{
     AlterBrokerConfigsRequest, AlterBrokerConfigsResponse, AlterClientQuotasRequest, AlterClientQuotasResponse,
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, AlterTopicConfigsRequest,
-    AlterTopicConfigsResponse, ControlledShutdownRequest, ControlledShutdownResponse, CreateAclsRequest,
-    CreateAclsResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicRequest, CreateTopicResponse,
-    DeleteAclsRequest, DeleteAclsResponse, DeleteScramCredentialRequest, DeleteScramCredentialResponse,
-    DeleteTopicRequest, DeleteTopicResponse, DescribeClientQuotasRequest, DescribeClientQuotasResponse,
-    DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse,
-    DescribeUserRequest, DescribeUserResponse, ElectLeadersRequest, ElectLeadersResponse, ElectionResult, ElectionType,
-    IsSafeToRestartRequest, IsSafeToRestartResponse, PartitionRef, ReassignmentResult, ReplicaAssignment,
-    UpsertScramCredentialRequest, UpsertScramCredentialResponse,
+    AlterTopicConfigsResponse, ChangeControllerVotersRequest, ChangeControllerVotersResponse,
+    ControlledShutdownRequest, ControlledShutdownResponse, CreateAclsRequest, CreateAclsResponse,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicRequest, CreateTopicResponse, DeleteAclsRequest,
+    DeleteAclsResponse, DeleteScramCredentialRequest, DeleteScramCredentialResponse, DeleteTopicRequest,
+    DeleteTopicResponse, DescribeClientQuotasRequest, DescribeClientQuotasResponse, DescribeClusterRequest,
+    DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse, DescribeUserRequest, DescribeUserResponse,
+    ElectLeadersRequest, ElectLeadersResponse, ElectionResult, ElectionType, IsSafeToRestartRequest,
+    IsSafeToRestartResponse, PartitionRef, ReassignmentResult, ReplicaAssignment, UpsertScramCredentialRequest,
+    UpsertScramCredentialResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -52,6 +53,7 @@ use crate::protocol::errors::{CommandContext as Context, KafkaError, command_err
 mod decisions;
 mod quotas;
 mod users;
+mod voters;
 
 pub use decisions::{
     describe_cluster, describe_topics, is_under_replicated, leaderships, plan_elections, safe_to_restart,
@@ -132,7 +134,9 @@ impl Admin for AdminService {
         _: Request<DescribeClusterRequest>,
     ) -> Result<Response<DescribeClusterResponse>, Status> {
         let controller = self.broker.controller.active_controller().map(|id| id as i32);
-        Ok(Response::new(describe_cluster(&self.image(), controller)))
+        let mut response = describe_cluster(&self.image(), controller);
+        response.controller_voters = self.voter_ids();
+        Ok(Response::new(response))
     }
 
     async fn describe_topics(
@@ -327,6 +331,13 @@ impl Admin for AdminService {
         request: Request<AlterClientQuotasRequest>,
     ) -> Result<Response<AlterClientQuotasResponse>, Status> {
         self.alter_user_quotas(request).await.map(Response::new)
+    }
+
+    async fn change_controller_voters(
+        &self,
+        request: Request<ChangeControllerVotersRequest>,
+    ) -> Result<Response<ChangeControllerVotersResponse>, Status> {
+        self.change_voters(request).await.map(Response::new)
     }
 
     async fn is_safe_to_restart(

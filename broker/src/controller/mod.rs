@@ -17,6 +17,8 @@
 //!   proposes commands (forwarding to the active controller).
 //! - [`rejoin`] — a voter's directory identity, the bootstrap decision of an
 //!   empty voter, and the safe return of a voter that lost its log.
+//! - [`voters`] — changing the voters after bootstrap, one membership change
+//!   per step (the committed membership, not `--voters`, says who votes).
 //!
 //! Invariants: a command changes the image only once committed by a majority
 //! of voters; every node applies the same commands in log order; nothing
@@ -33,6 +35,7 @@ pub mod placement;
 pub mod quorum;
 pub mod rejoin;
 pub mod state_machine;
+pub mod voters;
 
 use std::io::Cursor;
 

@@ -17,7 +17,8 @@
 
 use openraft::BasicNode;
 use openraft::error::{
-    ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    ChangeMembershipError, ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -31,6 +32,7 @@ use strom_proto::raft::raft_client::RaftClient;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -39,6 +41,7 @@ use super::image::{Command, CommandResult};
 use super::liveness::Sessions;
 use super::rejoin::{Gate, PeerStatus, RejoinReply, RejoinRequest, Stage, handle_rejoin};
 use super::state_machine::AppliedState;
+use super::voters::{VoterChangeError, VoterChangeRequest, VoterProgress, change_voters};
 use super::{NodeId, Raft, TypeConfig};
 use crate::tls::{Caller, Identity, InternalTls};
 
@@ -51,6 +54,7 @@ enum Rpc {
     Propose,
     Status,
     Rejoin,
+    ChangeVoters,
 }
 
 /// A command forwarded to another node failed there.
@@ -127,6 +131,7 @@ impl PeerClient {
             Rpc::Propose => client.propose(req).await,
             Rpc::Status => client.status(req).await,
             Rpc::Rejoin => client.rejoin(req).await,
+            Rpc::ChangeVoters => client.change_voters(req).await,
         };
         let reply = reply.map_err(|status| match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
@@ -170,6 +175,17 @@ impl PeerClient {
     /// making a node a voter again waits for it to catch up.
     pub async fn rejoin(&mut self, request: &RejoinRequest) -> Result<RejoinReply, NetworkCallError> {
         self.call(Rpc::Rejoin, request, Some(std::time::Duration::from_secs(60))).await
+    }
+}
+
+impl PeerClient {
+    /// Forwards a voter change to this peer (the active controller); one
+    /// membership change waits for its commit.
+    pub async fn change_voters(
+        &mut self,
+        request: &VoterChangeRequest,
+    ) -> Result<Result<VoterProgress, VoterChangeError>, NetworkCallError> {
+        self.call(Rpc::ChangeVoters, request, Some(std::time::Duration::from_secs(30))).await
     }
 }
 
@@ -417,7 +433,17 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
         let status = {
             let m = self.raft.metrics();
             let m = m.borrow();
-            PeerStatus { last_log_index: m.last_log_index, leader: m.current_leader, stage: self.gate.stage() }
+            let membership = m.membership_config.membership();
+            let voters = membership
+                .voter_ids()
+                .filter_map(|id| membership.get_node(&id).map(|n| (id, n.addr.clone())))
+                .collect::<BTreeMap<_, _>>();
+            PeerStatus {
+                last_log_index: m.last_log_index,
+                leader: m.current_leader,
+                stage: self.gate.stage(),
+                voters: (!voters.is_empty()).then_some(voters),
+            }
         };
         encode(&status)
     }
@@ -435,6 +461,23 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
             )));
         }
         encode(&handle_rejoin(&self.raft, request, self.tls.clone()).await)
+    }
+
+    async fn change_voters(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        // Forwarded by a member's Admin service, which admitted the operator.
+        let caller = crate::tls::caller(&request);
+        let request: VoterChangeRequest = decode(request)?;
+        if let Some(forwarder) = calling_broker(&caller)? {
+            let member = self.raft.metrics().borrow().membership_config.membership().get_node(&forwarder).is_some();
+            if !member {
+                tracing::warn!(forwarder, "refused a voter change forwarded by a broker outside the quorum");
+                return Err(Status::permission_denied(format!(
+                    "broker {forwarder} is not a member of this controller quorum; it may not forward a voter change"
+                )));
+            }
+        }
+        let image = self.active.state.read().image.clone();
+        encode(&change_voters(&self.raft, &image, &request).await)
     }
 }
 
@@ -496,9 +539,17 @@ async fn add_learner_if_new(raft: &Raft, broker_id: i32, internal_endpoint: &str
     let Ok(id) = NodeId::try_from(broker_id) else {
         return Ok(()); // a negative id is refused by the state machine
     };
-    let known = raft.metrics().borrow().membership_config.membership().get_node(&id).is_some();
+    let (known, member_leader) = {
+        let metrics = raft.metrics();
+        let m = metrics.borrow();
+        (m.membership_config.membership().get_node(&id).is_some(), super::voters::leads_as_member(&m))
+    };
     if known {
         return Ok(());
+    }
+    if !member_leader {
+        // A leader that removed its own node is stepping down: ask again.
+        return Err(ProposeError::ForwardToLeader { leader: None });
     }
     match raft.add_learner(id, BasicNode::new(internal_endpoint), false).await {
         Ok(_) => {
@@ -507,6 +558,12 @@ async fn add_learner_if_new(raft: &Raft, broker_id: i32, internal_endpoint: &str
         }
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
             Err(ProposeError::ForwardToLeader { leader: f.leader_id })
+        }
+        // Another membership change (the bootstrap membership not committed
+        // yet, a voter change) is in flight: nothing was appended, so the
+        // proposer asks this leader again.
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_)))) => {
+            Err(ProposeError::ForwardToLeader { leader: Some(raft.metrics().borrow().id) })
         }
         Err(e) => Err(ProposeError::Raft(format!("cannot add broker {broker_id} as a learner: {e}"))),
     }

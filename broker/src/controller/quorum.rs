@@ -1,8 +1,10 @@
 //! [`Controller`]: one node of the controller quorum — its Raft instance, its
 //! stores under `<data-dir>/controller/`, and its `Raft` gRPC service.
 //!
-//! Bootstrap: a voter whose log and vote are empty first finds out whether a
-//! quorum already exists (see [`super::rejoin`]): it asks every other voter,
+//! Bootstrap: a node whose log and vote are empty (configured voter or not,
+//! as voters change after bootstrap, see [`super::voters`]) first finds out
+//! whether a quorum already exists and whether it votes in it (see
+//! [`super::rejoin`]); a configured voter of a new cluster asks every other voter,
 //! and initializes the quorum with the configured voters only once all of
 //! them answered and none has a log beyond the bootstrap entry. Every voter
 //! of a new cluster does so with the same voter set; openraft accepts that
@@ -43,6 +45,7 @@ use super::network::{
 };
 use super::rejoin::{Bootstrapper, DirMeta, Gate, Stage};
 use super::state_machine::{AppliedState, StateMachine};
+use super::voters::{VoterChangeError, VoterChangeRequest, VoterProgress};
 use super::{NodeId, Raft};
 
 /// A controller node failed to start or to get a command committed.
@@ -267,12 +270,15 @@ impl Controller {
                     return Err(ControllerError::Start(e.to_string()));
                 }
             }
-        } else if fresh && voters.contains_key(&node_id) {
+        } else if fresh {
+            // Voter or not by the configuration, an empty node asks the
+            // quorum first: it may be a voter added after bootstrap.
             gate.set(Stage::Closed);
             let bootstrapper = Bootstrapper {
                 raft: raft.clone(),
                 me: node_id,
                 voters: voters.clone(),
+                known: parking_lot::Mutex::new(voters.clone()),
                 gate: gate.clone(),
                 dir,
                 meta,
@@ -339,9 +345,20 @@ impl Controller {
         }
     }
 
-    /// The voters and their internal addresses.
+    /// The voters: those of the membership this node's log holds, or the
+    /// configured (bootstrap) voters while it holds none.
     pub fn voters(&self) -> Vec<NodeId> {
-        self.voters.keys().copied().collect()
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+        if voters.is_empty() { self.voters.keys().copied().collect() } else { voters }
+    }
+
+    /// The internal address of node `id`: from the membership this node's
+    /// log holds, else from the configured voters.
+    fn address_of(&self, id: NodeId) -> Option<BasicNode> {
+        let known = self.raft.metrics().borrow().membership_config.membership().get_node(&id).cloned();
+        known.or_else(|| self.voters.get(&id).cloned())
     }
 
     /// Waits until this node has applied the log up to `index`.
@@ -421,9 +438,11 @@ impl Controller {
         // in turn, following the leader they name.
         let mut hint: Option<NodeId> = None;
         let mut next_voter = 0usize;
+        // Addresses of voters added after bootstrap, learned from the configured ones.
+        let mut learned: BTreeMap<NodeId, BasicNode> = BTreeMap::new();
         loop {
             let leader = self.active_controller().or(hint).or_else(|| {
-                if self.voters.contains_key(&self.node_id) {
+                if self.voters().contains(&self.node_id) {
                     return None;
                 }
                 let voter = self.voters.keys().nth(next_voter % self.voters.len().max(1)).copied();
@@ -434,16 +453,19 @@ impl Controller {
                 Some(id) if id == self.node_id => {
                     tokio::time::timeout_at(deadline, self.active.propose(&self.raft, command.clone())).await.ok()
                 }
-                Some(id) => match self.voters.get(&id) {
+                Some(id) => match self.address_of(id).or_else(|| learned.get(&id).cloned()) {
                     Some(node) => {
-                        let mut peer = PeerClient::new(id, node.clone(), self.internal_tls.clone());
+                        let mut peer = PeerClient::new(id, node, self.internal_tls.clone());
                         match tokio::time::timeout_at(deadline, peer.propose(&command)).await {
                             Ok(Ok(reply)) => Some(reply),
                             Ok(Err(e)) => return Err(ControllerError::Forward { leader: id, reason: e.to_string() }),
                             Err(_) => None,
                         }
                     }
-                    None => None,
+                    None => {
+                        learned = self.learn_voters().await;
+                        None
+                    }
                 },
                 None => None,
             };
@@ -458,6 +480,61 @@ impl Controller {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Takes one step of a voter change on the active controller (here, or
+    /// forwarded to it); see [`super::voters`]. `Ok(Err)`: the set is refused.
+    pub async fn change_voters(
+        &self,
+        request: &VoterChangeRequest,
+    ) -> Result<Result<VoterProgress, VoterChangeError>, ControllerError> {
+        let deadline = tokio::time::Instant::now() + self.propose_timeout;
+        let mut hint: Option<NodeId> = None;
+        loop {
+            let answer = match self.active_controller().or(hint.take()) {
+                Some(id) if id == self.node_id => {
+                    let image = self.state.read().image.clone();
+                    Some(super::voters::change_voters(&self.raft, &image, request).await)
+                }
+                Some(id) => match self.address_of(id) {
+                    Some(node) => {
+                        let mut peer = PeerClient::new(id, node, self.internal_tls.clone());
+                        match peer.change_voters(request).await {
+                            Ok(answer) => Some(answer),
+                            Err(e) => return Err(ControllerError::Forward { leader: id, reason: e.to_string() }),
+                        }
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            match answer {
+                Some(Err(VoterChangeError::NotLeader { leader })) => hint = leader,
+                Some(answer) => return Ok(answer),
+                None => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ControllerError::NoController(self.propose_timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The voters' addresses as the configured voters' logs hold them.
+    async fn learn_voters(&self) -> BTreeMap<NodeId, BasicNode> {
+        let mut learned = BTreeMap::new();
+        for (id, node) in &self.voters {
+            if *id == self.node_id {
+                continue;
+            }
+            let mut peer = PeerClient::new(*id, node.clone(), self.internal_tls.clone());
+            if let Ok(status) = peer.status().await {
+                for (voter, addr) in status.voters.into_iter().flatten() {
+                    learned.insert(voter, BasicNode::new(addr));
+                }
+            }
+        }
+        learned
     }
 
     /// Stops Raft and the gRPC server; the files stay for the next start.

@@ -20,6 +20,15 @@
 //!   as before);
 //! - otherwise **wait** and ask again.
 //!
+//! Which nodes vote is the membership in the log, not `--voters` (voters
+//! change after bootstrap, see [`super::voters`]), so every empty node asks,
+//! configured voter or not, and also asks the voters the answers name. Once
+//! any node has data, the active controller's own answer decides: a voter of
+//! its membership **rejoins** (a voter added after bootstrap that lost its
+//! disk included), any other node is a **learner** (a configured voter that
+//! was removed never bootstraps). With no data anywhere, a node outside the
+//! configured voters is a learner once every configured voter answered.
+//!
 //! A brand-new cluster therefore forms once every voter has started once (in
 //! any order). Waiting for all of them, not a majority, is what makes the
 //! rule safe: an entry committed on {A, B} with B wiped, A down and C behind
@@ -180,6 +189,10 @@ pub struct PeerStatus {
     pub leader: Option<NodeId>,
     /// Its own gate.
     pub stage: Stage,
+    /// The voters of the membership its log holds, with their internal
+    /// addresses (`None` from a node of an older Strom).
+    #[serde(default)]
+    pub voters: Option<BTreeMap<NodeId, String>>,
 }
 
 impl PeerStatus {
@@ -197,6 +210,9 @@ pub enum Bootstrap {
     Initialize,
     /// A quorum exists, or this dir was a voter's: rejoin through membership changes.
     Rejoin,
+    /// This node is no voter (of a new cluster, or of the committed
+    /// membership): it takes the log as a learner once it registers.
+    Learner,
     /// Ask again: these voters did not answer and none that did has data.
     Wait {
         /// Voters that did not answer.
@@ -204,23 +220,48 @@ pub enum Bootstrap {
     },
 }
 
-/// Decides how an empty voter `me` of `voters` starts, from the answers of
-/// the other voters and whether its dir says it was a voter before.
+/// Decides how an empty node `me` starts, from the answers of the other
+/// nodes it asked (the configured voters, and the voters they named), the
+/// configured voter set, and whether its dir says it was a voter before.
+///
+/// Once any node has data, the active controller's own answer decides: a
+/// node that is a voter of the membership its log holds (the newest there
+/// is) rejoins; any other is a learner. Before that, only a configured voter
+/// may form the quorum, and only once every configured voter answered.
 pub fn decide(
     me: NodeId,
-    voters: &BTreeSet<NodeId>,
+    configured: &BTreeSet<NodeId>,
     dir_was_voter: bool,
     answers: &BTreeMap<NodeId, PeerStatus>,
 ) -> Bootstrap {
-    let others: Vec<NodeId> = voters.iter().copied().filter(|v| *v != me).collect();
-    if others.is_empty() {
+    let configured_voter = configured.contains(&me);
+    let others: Vec<NodeId> = configured.iter().copied().filter(|v| *v != me).collect();
+    if configured_voter && others.is_empty() {
         return Bootstrap::Initialize;
     }
-    if dir_was_voter || others.iter().any(|v| answers.get(v).is_some_and(PeerStatus::has_data)) {
+    if answers.values().any(PeerStatus::has_data) {
+        let leader = answers.iter().find(|(id, s)| s.leader == Some(**id) && s.has_data());
+        return match leader.map(|(_, s)| &s.voters) {
+            Some(Some(voters)) if voters.contains_key(&me) => Bootstrap::Rejoin,
+            Some(Some(_)) => Bootstrap::Learner,
+            // An older leader does not say: the configuration does.
+            Some(None) if configured_voter => Bootstrap::Rejoin,
+            Some(None) => Bootstrap::Learner,
+            None => {
+                let named: BTreeSet<NodeId> = answers.values().filter_map(|s| s.leader).collect();
+                Bootstrap::Wait { missing: named.into_iter().filter(|l| !answers.contains_key(l)).collect() }
+            }
+        };
+    }
+    if configured_voter && dir_was_voter {
         return Bootstrap::Rejoin;
     }
     let missing: Vec<NodeId> = others.into_iter().filter(|v| !answers.contains_key(v)).collect();
-    if missing.is_empty() { Bootstrap::Initialize } else { Bootstrap::Wait { missing } }
+    match (missing.is_empty(), configured_voter) {
+        (true, true) => Bootstrap::Initialize,
+        (true, false) => Bootstrap::Learner,
+        (false, _) => Bootstrap::Wait { missing },
+    }
 }
 
 /// A rejoining node's request to the active controller.
@@ -264,6 +305,9 @@ pub async fn handle_rejoin(raft: &Raft, request: RejoinRequest, tls: Option<Arc<
     let m = raft.metrics().borrow().clone();
     if m.current_leader != Some(m.id) {
         return Err(ProposeError::ForwardToLeader { leader: m.current_leader });
+    }
+    if !super::voters::leads_as_member(&m) {
+        return Err(ProposeError::ForwardToLeader { leader: None });
     }
     if node == m.id {
         return Err(ProposeError::Raft(format!("node {node} cannot rejoin through itself")));
@@ -345,18 +389,27 @@ pub(crate) struct Bootstrapper {
     pub meta: Option<DirMeta>,
     /// This node's internal TLS, for its calls to the other voters.
     pub tls: Option<Arc<InternalTls>>,
+    /// The configured voters and the voters their answers named, by address.
+    pub known: parking_lot::Mutex<BTreeMap<NodeId, BasicNode>>,
 }
 
 impl Bootstrapper {
     async fn ask_peers(&self) -> BTreeMap<NodeId, PeerStatus> {
-        let calls = self.voters.iter().filter(|(id, _)| **id != self.me).map(|(id, node)| async move {
-            let mut peer = PeerClient::new(*id, node.clone(), self.tls.clone());
-            (*id, peer.status().await)
+        let known: Vec<(NodeId, BasicNode)> =
+            self.known.lock().iter().filter(|(id, _)| **id != self.me).map(|(id, n)| (*id, n.clone())).collect();
+        let calls = known.into_iter().map(|(id, node)| async move {
+            let mut peer = PeerClient::new(id, node, self.tls.clone());
+            (id, peer.status().await)
         });
         let mut answers = BTreeMap::new();
         for (id, answer) in futures::future::join_all(calls).await {
             match answer {
                 Ok(status) => {
+                    // Voters the quorum added after bootstrap are asked from the next round on.
+                    let mut known = self.known.lock();
+                    for (voter, addr) in status.voters.iter().flatten() {
+                        known.entry(*voter).or_insert_with(|| BasicNode::new(addr.clone()));
+                    }
                     answers.insert(id, status);
                 }
                 Err(e) => tracing::debug!(peer = id, error = %e, "controller voter did not answer Status"),
@@ -392,6 +445,14 @@ impl Bootstrapper {
             rounds += 1;
             tokio::time::sleep(RETRY).await;
         };
+        if decision == Bootstrap::Learner {
+            tracing::info!(
+                node = self.me,
+                "this node is no controller voter; it takes the metadata log as a learner once it registers"
+            );
+            self.gate.set(Stage::Open);
+            return;
+        }
         if decision == Bootstrap::Initialize {
             match self.raft.initialize(self.voters.clone()).await {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
@@ -438,7 +499,7 @@ impl Bootstrapper {
                 Some(l) => Some(l),
                 None => self.ask_peers().await.values().find_map(|s| s.leader).filter(|l| *l != self.me),
             };
-            let Some(node) = leader.and_then(|l| self.voters.get(&l).map(|n| (l, n.clone()))) else {
+            let Some(node) = leader.and_then(|l| self.known.lock().get(&l).map(|n| (l, n.clone()))) else {
                 tokio::time::sleep(RETRY).await;
                 continue;
             };
@@ -474,7 +535,13 @@ mod tests {
     use super::*;
 
     fn status(last: Option<u64>) -> PeerStatus {
-        PeerStatus { last_log_index: last, leader: None, stage: Stage::Open }
+        PeerStatus { last_log_index: last, leader: None, stage: Stage::Open, voters: None }
+    }
+
+    /// The answer of the active controller `id` whose membership has `voters`.
+    fn leader(id: NodeId, voters: &[NodeId]) -> PeerStatus {
+        let voters = voters.iter().map(|v| (*v, format!("node-{v}:9093"))).collect();
+        PeerStatus { last_log_index: Some(9), leader: Some(id), stage: Stage::Open, voters: Some(voters) }
     }
 
     #[test]
@@ -491,12 +558,39 @@ mod tests {
     fn an_empty_voter_rejoins_when_any_voter_has_data_or_its_dir_was_a_voters() {
         let voters = BTreeSet::from([0, 1, 2]);
         // The case that lost data before: C (no entry) answers, A (with the entry) is down.
-        let one_with_data = BTreeMap::from([(1, status(Some(7)))]);
+        let one_with_data = BTreeMap::from([(1, leader(1, &[0, 1, 2]))]);
         assert_eq!(decide(0, &voters, false, &one_with_data), Bootstrap::Rejoin);
+        // An older leader names no voters: the configuration decides.
+        let older = BTreeMap::from([(1, PeerStatus { voters: None, ..leader(1, &[]) })]);
+        assert_eq!(decide(0, &voters, false, &older), Bootstrap::Rejoin);
         let behind_only = BTreeMap::from([(2, status(Some(0)))]);
         assert_eq!(decide(0, &voters, false, &behind_only), Bootstrap::Wait { missing: vec![1] });
         let all_empty = BTreeMap::from([(1, status(None)), (2, status(None))]);
         assert_eq!(decide(0, &voters, true, &all_empty), Bootstrap::Rejoin);
+    }
+
+    #[test]
+    fn with_data_the_active_controllers_membership_decides() {
+        let configured = BTreeSet::from([0, 1, 2]);
+        // Broker 4, added as a voter after bootstrap, lost its disk: it rejoins.
+        let grown = BTreeMap::from([(1, leader(1, &[0, 1, 2, 3, 4]))]);
+        assert_eq!(decide(4, &configured, false, &grown), Bootstrap::Rejoin);
+        // Broker 2, configured but removed from the voters: a learner, never a new quorum.
+        let shrunk = BTreeMap::from([(1, leader(1, &[0, 1, 3]))]);
+        assert_eq!(decide(2, &configured, false, &shrunk), Bootstrap::Learner);
+        assert_eq!(decide(2, &configured, true, &shrunk), Bootstrap::Learner);
+        // A follower with data names a leader that has not answered yet: wait for it.
+        let follower = BTreeMap::from([(0, PeerStatus { leader: Some(3), ..status(Some(9)) })]);
+        assert_eq!(decide(4, &configured, false, &follower), Bootstrap::Wait { missing: vec![3] });
+    }
+
+    #[test]
+    fn a_node_outside_the_configured_voters_of_a_new_cluster_is_a_learner() {
+        let configured = BTreeSet::from([0, 1, 2]);
+        let all_empty = BTreeMap::from([(0, status(None)), (1, status(Some(0))), (2, status(None))]);
+        assert_eq!(decide(5, &configured, false, &all_empty), Bootstrap::Learner);
+        let one_missing = BTreeMap::from([(0, status(None)), (1, status(None))]);
+        assert_eq!(decide(5, &configured, false, &one_missing), Bootstrap::Wait { missing: vec![2] });
     }
 
     #[test]

@@ -228,6 +228,8 @@ pub struct Cluster {
     brokers: Vec<ClusterBroker>,
     settings: Vec<String>,
     certs: strom_broker::tls::certs::Written,
+    /// Brokers 0..voters are the configured (bootstrap) controller voters.
+    voters: usize,
 }
 
 impl Cluster {
@@ -239,8 +241,20 @@ impl Cluster {
         Cluster::start_placed(placements, name, settings)
     }
 
+    /// As [`Cluster::start`], with only brokers `0..voters` configured as
+    /// the controller's bootstrap voters (`--voters`); the others start as
+    /// learners.
+    pub fn start_with_voters(n: usize, voters: usize, name: &str, settings: &[&str]) -> Cluster {
+        Cluster::start_inner(loopback_placements(n), voters, name, settings)
+    }
+
     /// As [`Cluster::start`], with each broker at the given placement.
     pub fn start_placed(placements: Vec<Placement>, name: &str, settings: &[&str]) -> Cluster {
+        let voters = placements.len();
+        Cluster::start_inner(placements, voters, name, settings)
+    }
+
+    fn start_inner(placements: Vec<Placement>, voters: usize, name: &str, settings: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix(&format!("strom-cluster-{name}-"))
             .tempdir()
@@ -272,6 +286,7 @@ impl Cluster {
             brokers,
             settings: settings.iter().map(|s| s.to_string()).collect(),
             certs,
+            voters,
         };
         for i in 0..cluster.brokers.len() {
             cluster.spawn(i);
@@ -346,9 +361,14 @@ impl Cluster {
         self.brokers.iter().map(|b| b.kafka_addr().to_string()).collect::<Vec<_>>().join(",")
     }
 
-    /// The `--voters` value: every broker.
+    /// The `--voters` value: every broker, or the first as many as configured.
     pub fn voters(&self) -> String {
-        self.brokers.iter().map(|b| format!("{}@{}", b.id, b.internal_addr())).collect::<Vec<_>>().join(",")
+        self.brokers
+            .iter()
+            .take(self.voters)
+            .map(|b| format!("{}@{}", b.id, b.internal_addr()))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Ids of brokers whose process runs and is not paused.

@@ -38,6 +38,7 @@ use crate::internal_ca::{self, CaError};
 
 mod restart;
 mod scale;
+mod voters;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "kafkacluster";

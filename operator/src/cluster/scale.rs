@@ -8,6 +8,9 @@
 //!   replication factor exceeds the remaining brokers blocks the scale-down
 //!   (reported as Degraded `ScaleDownBlocked`) without touching anything.
 //!
+//! Before any move, the controller voters are brought to what the spec asks
+//! ([`super::voters`]), one membership change per pass.
+//!
 //! Moves start only when the cluster is settled (every pod ready, no roll,
 //! no under-replicated or offline partition, no reassignment running) and
 //! every broker that stays is registered and unfenced; each pass recomputes
@@ -78,6 +81,11 @@ pub async fn step(
     let staying: Vec<i32> = (0..desired).collect();
     if let Some(missing) = staying.iter().find(|b| !live.contains(b)) {
         outcome.message = waiting(&format!("broker {missing} is not registered and unfenced yet"));
+        return outcome;
+    }
+    // The voters first: a scale-down removes no pod of a voter.
+    if let Some(voters) = super::voters::wanted(cluster.spec.voters(), &described.controller_voters) {
+        outcome.message = Some(super::voters::step(admin, &voters).await);
         return outcome;
     }
     let topics = match admin.describe_topics(&[]).await {
