@@ -256,7 +256,7 @@ for system in kafka strom; do
 done
 
 # --- the table ---
-join -t $'\t' -a 1 -a 2 -e - -o 0,1.2,2.2 \
+LC_ALL=C join -t $'\t' -a 1 -a 2 -e - -o 0,1.2,2.2 \
     <(results kafka) <(results strom) >"${LOGS}/joined.tsv"
 # "N pass, N fail, N skip" over the subtests (names with a /) of SYSTEM's run.
 subtests() {

@@ -7,8 +7,9 @@
 //! file, leaf first) or PKCS#12 (`PKCS12`, with its password, as `keytool`
 //! and `openssl pkcs12 -export` write them; read with the `p12-keystore`
 //! crate, PBES2 only — the legacy RC2/3DES encryptions are refused). A
-//! PKCS#12 keystore holds exactly one private key entry; every certificate
-//! of a PKCS#12 trust store is trusted, with or without Java's trust
+//! PKCS#12 keystore holds exactly one private key entry; a PKCS#12 trust
+//! store holds no private key (a keystore given as one is refused), and
+//! every certificate in it is trusted, with or without Java's trust
 //! attribute.
 //!
 //! Reload: [`ListenerTls`] stats its files before each handshake (two
@@ -162,12 +163,16 @@ fn trust_anchors(bytes: &[u8], format: &StoreFormat) -> Result<Vec<CertificateDe
         StoreFormat::Pem => {
             CertificateDer::pem_slice_iter(bytes).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?
         }
-        StoreFormat::Pkcs12 { password } => p12_keystore::Pkcs12Archive::from_pkcs12(bytes, password)
-            .map_err(|e| pkcs12_error("ssl.truststore.password", e))?
-            .certs
-            .into_iter()
-            .map(|bag| CertificateDer::from(bag.cert.as_der().to_vec()))
-            .collect(),
+        StoreFormat::Pkcs12 { password } => {
+            let archive = p12_keystore::Pkcs12Archive::from_pkcs12(bytes, password)
+                .map_err(|e| pkcs12_error("ssl.truststore.password", e))?;
+            // A keystore given as a trust store would make its own chain's
+            // issuers trusted for client certificates: refused.
+            if !archive.keys.is_empty() {
+                return Err("holds a private key: a trust store holds CA certificates only (is it a keystore?)".into());
+            }
+            archive.certs.into_iter().map(|bag| CertificateDer::from(bag.cert.as_der().to_vec())).collect()
+        }
     };
     if certs.is_empty() {
         return Err("no certificate".into());
@@ -418,6 +423,13 @@ mod tests {
             ListenerTlsFiles { truststore_format: StoreFormat::Pkcs12 { password: "nope".into() }, ..files.clone() };
         let e = ListenerTls::load(wrong).unwrap_err().to_string();
         assert!(e.contains("ssl.truststore.password"), "{e}");
+        let keystore_as_truststore = ListenerTlsFiles {
+            truststore: Some(keystore.clone()),
+            truststore_format: StoreFormat::Pkcs12 { password: "ks-pw".into() },
+            ..files.clone()
+        };
+        let e = ListenerTls::load(keystore_as_truststore).unwrap_err().to_string();
+        assert!(e.contains("holds a private key"), "{e}");
 
         let two = pkcs12(
             vec![

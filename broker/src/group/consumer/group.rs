@@ -555,14 +555,23 @@ impl ConsumerGroup {
 
     /// Records the subscribed topics' metadata; true when it changed.
     fn refresh_metadata(&mut self, metadata: &BTreeMap<String, TopicMeta>) -> bool {
-        let wanted = self.subscribed_topics();
-        let now: BTreeMap<String, TopicMeta> =
-            wanted.iter().filter_map(|t| metadata.get(t).map(|m| (t.clone(), *m))).collect();
-        if now != self.metadata {
-            self.metadata = now;
-            return true;
+        // Borrowed names, and a copy only when something changed: this runs
+        // at every heartbeat, and regex members may match many topics.
+        let wanted: BTreeSet<&str> = self
+            .members
+            .values()
+            .flat_map(|m| m.subscribed_topics.iter().chain(&m.regex_topics).map(String::as_str))
+            .collect();
+        let mut present = 0;
+        let unchanged = wanted.iter().filter_map(|t| metadata.get(*t).map(|m| (*t, m))).all(|(t, m)| {
+            present += 1;
+            self.metadata.get(t) == Some(m)
+        });
+        if unchanged && present == self.metadata.len() {
+            return false;
         }
-        false
+        self.metadata = wanted.iter().filter_map(|t| metadata.get(*t).map(|m| (t.to_string(), *m))).collect();
+        true
     }
 
     fn compute_target(&mut self) {
@@ -694,7 +703,7 @@ impl ConsumerGroup {
         m.state = if unreleased { MemberState::UnreleasedPartitions } else { MemberState::Stable };
     }
 
-    fn remove_member(&mut self, member_id: &str) {
+    pub(super) fn remove_member(&mut self, member_id: &str) {
         if self.members.remove(member_id).is_some() {
             self.target.remove(member_id);
             self.owners.retain(|_, o| o != member_id);

@@ -55,7 +55,8 @@ impl ConsumerGroup {
     }
 
     /// A join (epoch 0) with `hb.instance_id`: when a member that left with
-    /// -2 holds it, the joining member id replaces it (true); when a live
+    /// -2 holds it, the joining member id replaces it (true; a live member
+    /// of that id is removed first, with an epoch bump); when a live
     /// member holds it, UNRELEASED_INSTANCE_ID; false when nobody else does.
     pub(super) fn replace_static(&mut self, hb: &Heartbeat) -> Result<bool, ConsumerGroupError> {
         let Some(instance) = &hb.instance_id else { return Ok(false) };
@@ -67,6 +68,11 @@ impl ConsumerGroup {
             return Err(ConsumerGroupError::UnreleasedInstanceId(instance.clone()));
         }
         let old_id = holder.member_id.clone();
+        // A live member rejoining (epoch 0) under this instance id loses
+        // what it had first, as any rejoin does (an epoch bump): renaming
+        // over it would leave its partitions owned by an entry nobody
+        // revokes.
+        self.remove_member(&hb.member_id);
         self.rename_member(&old_id, &hb.member_id, |m| {
             m.member_epoch = 0;
             m.previous_member_epoch = 0;

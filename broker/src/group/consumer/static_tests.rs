@@ -125,3 +125,27 @@ fn a_static_member_that_does_not_return_is_removed_after_its_session() {
     let b = g.heartbeat(beat("b", epoch, &b_owned), &md, 1100).expect("b takes over");
     assert_eq!(b.assignment.map(|a| a.values().map(|p| p.len()).sum::<usize>()), Some(4));
 }
+
+#[test]
+fn a_live_member_rejoining_under_a_departed_static_instance_leaves_no_partition_stuck() {
+    let md = meta(4);
+    let mut g = ConsumerGroup::new("g", ConsumerGroupConfig { session_timeout_ms: 1000, ..Default::default() });
+    let (_, b_owned) = settled_pair(&mut g, &md);
+    let epoch = g.group_epoch();
+    g.heartbeat(leave("a", "i-a", LEFT_STATIC_EPOCH), &md, 100).expect("temporary leave");
+    // Live dynamic member b re-sends epoch 0 naming a's instance id.
+    let b = g.heartbeat(join("b", Some("i-a")), &md, 200).expect("b takes over i-a");
+    assert!(g.group_epoch() > epoch, "b lost what it had: a rebalance");
+    assert_eq!(g.members().len(), 1, "a's entry became b's");
+    // b ends up owning all four partitions: none stays with a gone entry.
+    let (mut owned, mut member_epoch) = (b.assignment.unwrap_or_default(), b.member_epoch);
+    for _ in 0..5 {
+        let x = g.heartbeat(beat("b", member_epoch, &owned), &md, 300).expect("b");
+        member_epoch = x.member_epoch;
+        owned = x.assignment.unwrap_or(owned);
+    }
+    assert_eq!(owned.values().map(|p| p.len()).sum::<usize>(), 4, "{owned:?} (b had {b_owned:?})");
+    for p in 0..4 {
+        assert_eq!(g.owner_of(Uuid::from_u128(1), p), Some("b"), "partition {p}");
+    }
+}

@@ -1,7 +1,7 @@
 //! Produce (WRITE on the topic; WRITE on the transactional id if any),
 //! Fetch (READ on the topic; CLUSTER_ACTION on the cluster for a replica),
-//! ListOffsets and OffsetForLeaderEpoch (DESCRIBE on the topic;
-//! OffsetForLeaderEpoch with a replica id also CLUSTER_ACTION) and Metadata (only topics the
+//! ListOffsets (DESCRIBE on the topic), OffsetForLeaderEpoch (DESCRIBE on
+//! the topic or CLUSTER_ACTION on the cluster) and Metadata (only topics the
 //! principal may DESCRIBE; auto-creation needs CREATE on the cluster or the
 //! topic).
 
@@ -97,18 +97,15 @@ pub fn before(broker: &Broker, access: &Access<'_>, request: RequestKind, versio
             pass(RequestKind::ListOffsets(r), Patch::ListOffsets(denied))
         }
         RequestKind::OffsetForLeaderEpoch(mut r) => {
-            let cluster_ok = r.replica_id.0 < 0 || access.cluster(AclOperation::ClusterAction);
+            // As Kafka: CLUSTER_ACTION on the cluster, or DESCRIBE on the topic.
+            let cluster_action = access.cluster(AclOperation::ClusterAction);
             let (ok, no): (Vec<_>, Vec<_>) =
-                r.topics.into_iter().partition(|t| cluster_ok && access.topic(&t.topic, AclOperation::Describe));
+                r.topics.into_iter().partition(|t| cluster_action || access.topic(&t.topic, AclOperation::Describe));
             r.topics = ok;
-            let error = if cluster_ok {
-                ResponseError::TopicAuthorizationFailed
-            } else {
-                ResponseError::ClusterAuthorizationFailed
-            };
             let topics =
                 no.into_iter().map(|t| (t.topic, t.partitions.iter().map(|p| p.partition).collect())).collect();
-            pass(RequestKind::OffsetForLeaderEpoch(r), Patch::OffsetForLeaderEpoch(Denied { topics, error }))
+            let denied = Denied { topics, error: ResponseError::TopicAuthorizationFailed };
+            pass(RequestKind::OffsetForLeaderEpoch(r), Patch::OffsetForLeaderEpoch(denied))
         }
         RequestKind::Metadata(mut r) => {
             let topic_ops = version >= 8 && r.include_topic_authorized_operations;

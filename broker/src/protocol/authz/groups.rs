@@ -6,7 +6,8 @@
 //! cluster, else the groups the principal may DESCRIBE), DeleteGroups
 //! (DELETE), OffsetDelete (DELETE on the group, READ on each topic),
 //! ConsumerGroupHeartbeat (READ on the group, DESCRIBE on each subscribed
-//! topic) and ConsumerGroupDescribe (DESCRIBE on the group).
+//! topic) and ConsumerGroupDescribe (DESCRIBE on the group, and on every
+//! topic its members subscribe to or are assigned, else TOPIC_AUTHORIZATION_FAILED).
 
 use std::collections::HashMap;
 
@@ -390,6 +391,23 @@ pub fn after(access: &Access<'_>, patch: Patch, body: &mut ResponseKind, version
             }));
         }
         (Patch::ConsumerGroupDescribe(refused), ResponseKind::ConsumerGroupDescribe(r)) => {
+            // As Kafka: a group naming a topic (subscribed, assigned or
+            // target) the principal may not DESCRIBE is refused whole, so
+            // topic names do not leak through another member's assignment.
+            for g in r.groups.iter_mut().filter(|g| g.error_code == 0) {
+                let hidden = g.members.iter().any(|m| {
+                    let assigned = [&m.assignment, &m.target_assignment]
+                        .into_iter()
+                        .flat_map(|a| a.topic_partitions.iter().map(|t| &t.topic_name));
+                    m.subscribed_topic_names.iter().chain(assigned).any(|t| !access.topic(t, AclOperation::Describe))
+                });
+                if hidden {
+                    g.error_code = topic_error;
+                    g.error_message =
+                        Some(s("the group has described topics that the client is not authorized to describe"));
+                    g.members.clear();
+                }
+            }
             r.groups.extend(refused.into_iter().map(|g| {
                 ConsumerDescribedGroup::default()
                     .with_group_id(GroupId(s(g)))
@@ -491,5 +509,40 @@ mod tests {
             refused_code(before(&access, heartbeat("g", &["t", "secret"]), 1)),
             Some(ResponseError::TopicAuthorizationFailed.code())
         );
+    }
+
+    #[test]
+    fn consumer_group_describe_hides_a_group_naming_a_topic_the_principal_may_not_describe() {
+        use kafka_protocol::messages::consumer_group_describe_response::{
+            Assignment, DescribedGroup, Member, TopicPartitions,
+        };
+        let config = AuthorizerConfig { enabled: true, super_users: vec![], allow_if_no_acl: false };
+        let acl = |resource_type, name: &str| AclBinding {
+            resource_type,
+            name: name.into(),
+            pattern: PatternType::Literal,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: AclOperation::Describe,
+            permission: AclPermission::Allow,
+        };
+        let acls = vec![acl(ResourceType::Group, "g"), acl(ResourceType::Topic, "t")];
+        let access = Access::new(&config, acls, Principal::user("alice"), "10.0.0.1");
+        let group = |assigned: &str| {
+            let tp = TopicPartitions::default().with_topic_name(TopicName(s(assigned))).with_partitions(vec![0]);
+            let member = Member::default()
+                .with_subscribed_topic_names(vec![TopicName(s("t"))])
+                .with_assignment(Assignment::default().with_topic_partitions(vec![tp]));
+            DescribedGroup::default().with_group_id(GroupId(s("g"))).with_members(vec![member])
+        };
+        let mut body = ResponseKind::ConsumerGroupDescribe(
+            kafka_protocol::messages::ConsumerGroupDescribeResponse::default()
+                .with_groups(vec![group("t"), group("secret")]),
+        );
+        after(&access, Patch::ConsumerGroupDescribe(vec![]), &mut body, 0);
+        let ResponseKind::ConsumerGroupDescribe(r) = body else { panic!("a ConsumerGroupDescribe answer") };
+        assert_eq!((r.groups[0].error_code, r.groups[0].members.len()), (0, 1), "only topics it may describe");
+        assert_eq!(r.groups[1].error_code, ResponseError::TopicAuthorizationFailed.code());
+        assert!(r.groups[1].members.is_empty(), "no member, so no topic name, is shown");
     }
 }

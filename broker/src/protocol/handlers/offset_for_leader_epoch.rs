@@ -8,7 +8,8 @@
 //! Answered by the partition's leader only (NOT_LEADER_OR_FOLLOWER
 //! elsewhere), fenced by `current_leader_epoch` as Fetch is
 //! (FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH); an epoch older than every
-//! epoch the log holds gets (-1, -1) without an error, as in Kafka. Replicas
+//! epoch the log holds gets the first epoch and its start offset, and a log
+//! that knows no epoch (-1, -1), without an error, as in Kafka. Replicas
 //! never send it here: followers use the internal plane.
 
 use std::sync::Arc;
