@@ -105,14 +105,22 @@ running() { # NAME
     [ -n "$pid" ] && [ "$(start_time "$pid" || true)" = "$started" ]
 }
 
-# Processes other than scripts whose command line names DIR (brokers, the
-# runner, the plane's components).
+# The playground's own processes still running: brokers, the runner, the
+# operator and the plane's components whose command line names DIR
+# (matched as a plain string; other programs that mention DIR, an editor or
+# a `tail -f` of a log, are not ours and are left alone).
 leftovers() {
-    local pid comm
-    for pid in $(pgrep -f -- "$DIR" || true); do
-        comm="$(cat "/proc/$pid/comm" 2>/dev/null || true)"
-        case "$comm" in "" | bash | sh | pgrep) ;; *) echo "$pid" ;; esac
+    local proc comm cmdline
+    for proc in /proc/[0-9]*; do
+        comm="$(cat "$proc/comm" 2>/dev/null || true)"
+        case "$comm" in
+            strom-broker | strom-pod-runne* | strom-operator | etcd | kube-apiserver | kube-controller* | kube-scheduler) ;;
+            *) continue ;;
+        esac
+        cmdline="$(tr '\0' ' ' <"$proc/cmdline" 2>/dev/null || true)"
+        [[ "$cmdline" == *"$DIR"* ]] && echo "${proc#/proc/}"
     done
+    return 0
 }
 
 kube() { "$KUBECTL" --kubeconfig "$DIR/kubeconfig" "$@"; }
@@ -249,7 +257,8 @@ cmd_down() {
     stop_process operator 10
     local pid left
     for pid in $(leftovers); do
-        if [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)" == *"$DIR/runner"* ]]; then
+        if [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = strom-broker ] &&
+            [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)" == *"$DIR/runner"* ]]; then
             kill -KILL "$pid" 2>/dev/null || true
         fi
     done

@@ -1104,6 +1104,13 @@ pub struct KafkaClusterStatus {
     /// Written as null when unknown, so a merge patch clears a stale value.
     pub controller_id: Option<i32>,
 
+    /// The controller voters (broker ids) of the committed Raft membership,
+    /// as the brokers report them; empty when unknown. Follows
+    /// `spec.controllerVoters` one membership change at a time. Written
+    /// empty when unknown, so a merge patch clears a stale list.
+    #[serde(default)]
+    pub controller_voters: Vec<i32>,
+
     /// Partitions whose ISR is smaller than their replica set, when known
     /// (null when unknown).
     pub under_replicated_partitions: Option<i32>,

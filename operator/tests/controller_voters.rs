@@ -92,12 +92,13 @@ async fn controller_voters_go_from_three_to_five_and_back_without_a_roll_or_a_lo
     load.wait_for_progress(PARTITIONS, 100, WAIT);
 
     assert_eq!(config_hash(&statefulsets).await, hash, "a voter change must not roll the brokers");
-    eventually("the cluster to be Ready and not Degraded", WAIT, || async {
+    eventually("the cluster to be Ready and not Degraded, its status naming voters 0..3", WAIT, || async {
         let cluster = clusters.get(CLUSTER).await.ok()?;
         let status = cluster.status.as_ref();
         let ready = condition(status, "Ready")? == "True";
         let degraded = condition(status, "Degraded")? == "True";
-        (ready && !degraded).then_some(())
+        let voters = status?.controller_voters == [0, 1, 2];
+        (ready && !degraded && voters).then_some(())
     })
     .await;
     let load = Arc::try_unwrap(load).unwrap_or_else(|_| panic!("nothing else holds the load"));

@@ -92,6 +92,8 @@ pub struct Observed {
     pub outdated_brokers: i32,
     /// The active controller, when the Admin API answered.
     pub controller_id: Option<i32>,
+    /// The committed controller voters, when the Admin API answered.
+    pub controller_voters: Vec<i32>,
     /// Under-replicated partitions, when the Admin API answered.
     pub under_replicated: Option<i32>,
     /// Offline partitions, when the Admin API answered.
@@ -247,6 +249,8 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
         Ok(described) => {
             dynamic_in_force = Some(described.broker_configs.into_iter().collect::<BTreeMap<String, String>>());
             observed.controller_id = (described.controller_id >= 0).then_some(described.controller_id);
+            observed.controller_voters = described.controller_voters.clone();
+            observed.controller_voters.sort_unstable();
             observed.under_replicated = Some(described.under_replicated_partitions.len() as i32);
             observed.offline = Some(described.offline_partitions.len() as i32);
         }
@@ -348,6 +352,7 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
     status.brokers = existing_brokers;
     status.ready_brokers = observed.ready_brokers;
     status.controller_id = observed.controller_id;
+    status.controller_voters = observed.controller_voters.clone();
     status.under_replicated_partitions = observed.under_replicated;
     status.bootstrap = Some(names.bootstrap_address());
     status.rolling_restart = rolling_restart;
