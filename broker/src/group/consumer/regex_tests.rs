@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
+use super::tests::beat;
 use super::*;
 
 fn meta(topics: &[(&str, u128, i32)]) -> BTreeMap<String, TopicMeta> {
@@ -19,16 +20,6 @@ fn join_regex(member: &str, regex: &str) -> Heartbeat {
         rebalance_timeout_ms: 60_000,
         subscribed_topic_regex: Some(regex.into()),
         owned: Some(vec![]),
-        ..Heartbeat::default()
-    }
-}
-
-fn beat(member: &str, epoch: i32, owned: &Assignment) -> Heartbeat {
-    Heartbeat {
-        member_id: member.into(),
-        member_epoch: epoch,
-        rebalance_timeout_ms: -1,
-        owned: Some(owned.iter().map(|(id, ps)| (*id, ps.iter().copied().collect())).collect()),
         ..Heartbeat::default()
     }
 }

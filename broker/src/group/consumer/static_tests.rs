@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::static_member::LEFT_STATIC_EPOCH;
+use super::tests::beat;
 use super::*;
 
 fn meta(partitions: i32) -> BTreeMap<String, TopicMeta> {
@@ -21,16 +22,6 @@ fn join(member: &str, instance: Option<&str>) -> Heartbeat {
         rebalance_timeout_ms: 60_000,
         subscribed_topic_names: Some(vec!["t".into()]),
         owned: Some(vec![]),
-        ..Heartbeat::default()
-    }
-}
-
-fn beat(member: &str, epoch: i32, owned: &Assignment) -> Heartbeat {
-    Heartbeat {
-        member_id: member.into(),
-        member_epoch: epoch,
-        rebalance_timeout_ms: -1,
-        owned: Some(owned.iter().map(|(id, ps)| (*id, ps.iter().copied().collect())).collect()),
         ..Heartbeat::default()
     }
 }

@@ -29,7 +29,8 @@ fn join(member: &str, topics: &[&str]) -> Heartbeat {
     }
 }
 
-fn beat(member: &str, epoch: i32, owned: &Assignment) -> Heartbeat {
+/// A heartbeat of `member` at `epoch` listing `owned` (shared by the consumer-group tests).
+pub(super) fn beat(member: &str, epoch: i32, owned: &Assignment) -> Heartbeat {
     Heartbeat {
         member_id: member.into(),
         member_epoch: epoch,
