@@ -17,11 +17,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::cluster::Cluster;
+use common::cluster::{Cluster, create_topic};
 use common::e2e::{Client, E2eTools};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 
 const PARTITIONS: i32 = 3;
 const CHUNK: usize = 1_500;
@@ -30,24 +27,12 @@ const CHUNK: usize = 1_500;
 const SETTINGS: &[&str] =
     &["broker.session.timeout.ms=3000", "broker.heartbeat.interval.ms=500", "replica.lag.time.max.ms=5000"];
 
-fn create_replicated_topic(bootstrap: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("create an rdkafka AdminClient");
-    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = futures::executor::block_on(admin.create_topics([&new], &options))
-        .unwrap_or_else(|e| panic!("CreateTopics for {topic} failed: {e}"));
-    if let Err((topic, code)) = &results[0] {
-        panic!("creating {topic} (RF 3) failed: {code:?}");
-    }
-}
-
 fn clients_follow_leadership(client: Client) {
     let tools = E2eTools::load();
     let mut cluster = Cluster::start(3, &format!("clients-{}", client.name()), SETTINGS);
     let bootstrap = cluster.bootstrap();
     let topic = format!("follow-{}", client.name());
-    create_replicated_topic(&bootstrap, &topic);
+    create_topic(&bootstrap, &topic, PARTITIONS, 3, None, &[("min.insync.replicas", "2")]);
     cluster.wait_for_full_isr(&topic, PARTITIONS, Duration::from_secs(60));
     let mut consumer = client.consumer(&tools, "member", &bootstrap, &topic, "followers", &[]);
 

@@ -26,11 +26,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::cluster::Cluster;
+use common::cluster::{Cluster, create_topic};
 use common::e2e::{Client, E2eTools, run_with_input};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 
 /// Fast failure detection, and small internal topics for a quick start.
 const SETTINGS: &[&str] = &[
@@ -41,18 +38,7 @@ const SETTINGS: &[&str] = &[
 ];
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 const PER_PARTITION: usize = 5;
-
-fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("create an rdkafka AdminClient");
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = futures::executor::block_on(admin.create_topics([&new], &options))
-        .unwrap_or_else(|e| panic!("CreateTopics for {topic} failed: {e}"));
-    if let Err((topic, code)) = &results[0] {
-        panic!("creating {topic} (RF 3) failed: {code:?}");
-    }
-}
+const MIN_ISR_2: &[(&str, &str)] = &[("min.insync.replicas", "2")];
 
 /// Runs `dev.strom.e2e.Transactions <args>`; asserts it exits 0; returns its JSON lines.
 fn java(tools: &E2eTools, args: &[&str]) -> Vec<String> {
@@ -133,8 +119,8 @@ fn java_transactions_commit_abort_read_committed_and_fence_zombies_on_three_brok
     let tools = E2eTools::load();
     let cluster = Cluster::start(3, "java-transactions", SETTINGS);
     let bootstrap = cluster.bootstrap();
-    create_topic(&bootstrap, "payments", 2);
-    create_topic(&bootstrap, "ledger", 1);
+    create_topic(&bootstrap, "payments", 2, 3, None, MIN_ISR_2);
+    create_topic(&bootstrap, "ledger", 1, 3, None, MIN_ISR_2);
 
     transaction(&tools, &bootstrap, "payments-app", "c1", "commit");
     transaction(&tools, &bootstrap, "payments-app", "a1", "abort");
@@ -224,8 +210,8 @@ fn java_consume_transform_produce_commits_offsets_in_the_transaction() {
     let tools = E2eTools::load();
     let cluster = Cluster::start(3, "java-ctp", SETTINGS);
     let bootstrap = cluster.bootstrap();
-    create_topic(&bootstrap, "input", 2);
-    create_topic(&bootstrap, "output", 1);
+    create_topic(&bootstrap, "input", 2, 3, None, MIN_ISR_2);
+    create_topic(&bootstrap, "output", 1, 3, None, MIN_ISR_2);
     Client::Java.produce(&tools, &bootstrap, "input", 0, RECORDS, RECORDS);
 
     let count = RECORDS.to_string();
