@@ -29,7 +29,7 @@ use kube::runtime::controller::Action;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use strom_crds::conditions::{DEGRADED, PROGRESSING, READY, WARNING, set_condition};
-use strom_crds::{KafkaCluster, KafkaClusterStatus};
+use strom_crds::{KafkaCluster, KafkaClusterStatus, KafkaListenerAuthenticationType};
 
 use crate::admin::AdminError;
 use crate::builders::{self, ClusterNames};
@@ -206,11 +206,41 @@ pub fn warnings(spec: &strom_crds::KafkaClusterSpec, observed: &Observed) -> Vec
     if spec.storage.r#type == strom_crds::StorageType::Ephemeral && spec.replicas > 1 {
         found.push("storage is Ephemeral: a broker's data is gone with its pod".to_string());
     }
+    found.extend(oauth_warnings(&spec.listeners.additional));
     if let Some(n) = observed.under_replicated.filter(|n| *n > 0) {
         found.push(format!("{n} partition(s) are under-replicated"));
     }
     if let Some(blocked) = &observed.restart_blocked {
         found.push(format!("a restart is blocked: {blocked}"));
+    }
+    found
+}
+
+/// OAuth listeners that work but are weaker than they look: bearer tokens
+/// on a plaintext listener can be read and replayed by anyone on the path,
+/// and without an audience a token the issuer made for any other service
+/// is accepted here.
+fn oauth_warnings(listeners: &[strom_crds::KafkaListener]) -> Vec<String> {
+    let mut found = Vec::new();
+    for listener in listeners {
+        let Some(auth) =
+            listener.authentication.as_ref().filter(|a| a.r#type == KafkaListenerAuthenticationType::OAuth)
+        else {
+            continue;
+        };
+        if !listener.tls {
+            found.push(format!(
+                "listener {}: oauth without tls: bearer tokens cross the network in clear and can be replayed; set tls: true",
+                listener.name
+            ));
+        }
+        if auth.audience.is_none() {
+            found.push(format!(
+                "listener {}: oauth without audience: any token of {} is accepted, also one issued for another service; set audience",
+                listener.name,
+                auth.issuer.as_deref().unwrap_or("the issuer")
+            ));
+        }
     }
     found
 }
@@ -546,6 +576,30 @@ mod tests {
         let lagging = Observed { under_replicated: Some(3), restart_blocked: Some("x".into()), ..Observed::default() };
         let found = warnings(&spec(serde_json::json!({ "replicas": 3 })), &lagging);
         assert_eq!(found, vec!["3 partition(s) are under-replicated".to_string(), "a restart is blocked: x".into()]);
+    }
+
+    #[test]
+    fn oauth_listeners_without_tls_or_audience_are_warned_about() {
+        let healthy = Observed { under_replicated: Some(0), ..Observed::default() };
+        let listener = |name: &str, tls: bool, audience: Option<&str>| {
+            let mut auth =
+                serde_json::json!({ "type": "oauth", "issuer": "https://idp", "jwksUri": "https://idp/jwks" });
+            if let Some(audience) = audience {
+                auth["audience"] = audience.into();
+            }
+            serde_json::json!({ "name": name, "port": 9095, "tls": tls, "authentication": auth })
+        };
+        let with =
+            |l: serde_json::Value| spec(serde_json::json!({ "replicas": 1, "listeners": { "additional": [l] } }));
+        assert!(warnings(&with(listener("good", true, Some("strom"))), &healthy).is_empty());
+        let clear = warnings(&with(listener("clear", false, Some("strom"))), &healthy);
+        assert_eq!(clear.len(), 1, "{clear:?}");
+        assert!(clear[0].starts_with("listener clear: oauth without tls"), "{clear:?}");
+        let open = warnings(&with(listener("open", true, None)), &healthy);
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert!(open[0].contains("without audience: any token of https://idp is accepted"), "{open:?}");
+        let scram = serde_json::json!({ "name": "scram", "port": 9095, "authentication": { "type": "scram-sha-512" } });
+        assert!(warnings(&with(scram), &healthy).is_empty(), "SCRAM never sends the password itself");
     }
 
     #[test]
