@@ -13,6 +13,7 @@
 //! - [`controller`] — the controller quorum: the metadata image replicated by Raft (openraft).
 //! - [`replica`] — hosted partitions with their leader epoch and high watermark.
 //! - [`group`] — the consumer group coordinator and committed offsets.
+//! - [`coordinator_codec`] — bounds-checked primitives of the coordinators' internal-topic records.
 //! - [`broker`] — the broker's shared state; starts nothing.
 //! - [`membership`] — joining the cluster, heartbeats, `__consumer_offsets`, controlled shutdown.
 //! - [`quota`] — client quotas (KIP-13/55/124/219): stored entities, Kafka's precedence, windowed rates, throttles.
@@ -35,6 +36,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod coordinator_codec;
 pub mod group;
 pub mod internal;
 pub mod log;

@@ -14,6 +14,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::coordinator_codec::{FieldError, Reader, put_bytes, put_nullable_string, put_string};
+
 /// Key type of an offset commit (0 is the legacy spelling of the same key).
 pub const OFFSET_COMMIT_KEY: i16 = 1;
 /// Key type of group metadata.
@@ -26,15 +28,9 @@ pub const OFFSET_COMMIT_VALUE_VERSION: i16 = 3;
 /// A record that could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
-    /// The bytes end before the field does.
-    #[error("{record} is truncated: {field} needs {needed} more bytes, {left} left")]
-    Truncated { record: &'static str, field: &'static str, needed: usize, left: usize },
-    /// A length prefix is negative where null is not allowed.
-    #[error("{record} has a negative length for non-nullable field {field}")]
-    UnexpectedNull { record: &'static str, field: &'static str },
-    /// A string field is not UTF-8.
-    #[error("{record} field {field} is not valid UTF-8")]
-    InvalidUtf8 { record: &'static str, field: &'static str },
+    /// A field could not be read.
+    #[error(transparent)]
+    Field(#[from] FieldError),
     /// A key type this coordinator does not handle (e.g. KIP-848 consumer group records).
     #[error("unknown __consumer_offsets key type {0}")]
     UnknownKeyType(i16),
@@ -241,8 +237,8 @@ impl GroupMetadataValue {
                 let session = r.i32("sessionTimeout")?;
                 (session, session)
             };
-            let subscription = r.bytes("subscription")?;
-            let assignment = r.bytes("assignment")?;
+            let subscription = Bytes::copy_from_slice(r.bytes("subscription")?);
+            let assignment = Bytes::copy_from_slice(r.bytes("assignment")?);
             members.push(MemberMetadata {
                 member_id,
                 group_instance_id,
@@ -255,101 +251,6 @@ impl GroupMetadataValue {
             });
         }
         Ok(GroupMetadataValue { protocol_type, generation, protocol, leader, current_state_timestamp, members })
-    }
-}
-
-fn put_string(buf: &mut BytesMut, s: &str) {
-    // Kafka strings are at most i16::MAX bytes, as on the wire they came from.
-    let mut len = s.len().min(i16::MAX as usize);
-    while !s.is_char_boundary(len) {
-        len -= 1;
-    }
-    buf.put_i16(len as i16);
-    buf.put_slice(&s.as_bytes()[..len]);
-}
-
-fn put_nullable_string(buf: &mut BytesMut, s: Option<&str>) {
-    match s {
-        Some(s) => put_string(buf, s),
-        None => buf.put_i16(-1),
-    }
-}
-
-fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
-    buf.put_i32(b.len() as i32);
-    buf.put_slice(b);
-}
-
-/// A bounds-checked reader over one record's bytes.
-struct Reader<'a> {
-    buf: &'a [u8],
-    record: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], record: &'static str) -> Reader<'a> {
-        Reader { buf, record }
-    }
-
-    fn renamed(self, record: &'static str) -> Reader<'a> {
-        Reader { buf: self.buf, record }
-    }
-
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], CodecError> {
-        if self.buf.len() < n {
-            return Err(CodecError::Truncated { record: self.record, field, needed: n, left: self.buf.len() });
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], CodecError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, field)?);
-        Ok(out)
-    }
-
-    fn i16(&mut self, field: &'static str) -> Result<i16, CodecError> {
-        Ok(i16::from_be_bytes(self.array(field)?))
-    }
-
-    fn i32(&mut self, field: &'static str) -> Result<i32, CodecError> {
-        Ok(i32::from_be_bytes(self.array(field)?))
-    }
-
-    fn i64(&mut self, field: &'static str) -> Result<i64, CodecError> {
-        Ok(i64::from_be_bytes(self.array(field)?))
-    }
-
-    fn nullable_string(&mut self, field: &'static str) -> Result<Option<String>, CodecError> {
-        let len = self.i16(field)?;
-        if len < 0 {
-            return Ok(None);
-        }
-        let raw = self.take(len as usize, field)?;
-        let s = std::str::from_utf8(raw).map_err(|_| CodecError::InvalidUtf8 { record: self.record, field })?;
-        Ok(Some(s.to_string()))
-    }
-
-    fn string(&mut self, field: &'static str) -> Result<String, CodecError> {
-        self.nullable_string(field)?.ok_or(CodecError::UnexpectedNull { record: self.record, field })
-    }
-
-    fn bytes(&mut self, field: &'static str) -> Result<Bytes, CodecError> {
-        let len = self.i32(field)?;
-        if len < 0 {
-            return Err(CodecError::UnexpectedNull { record: self.record, field });
-        }
-        Ok(Bytes::copy_from_slice(self.take(len as usize, field)?))
-    }
-
-    fn count(&mut self, field: &'static str) -> Result<usize, CodecError> {
-        let n = self.i32(field)?;
-        if n < 0 {
-            return Err(CodecError::UnexpectedNull { record: self.record, field });
-        }
-        Ok(n as usize)
     }
 }
 
@@ -484,10 +385,10 @@ mod tests {
         for cut in 0..v.len() {
             assert!(GroupMetadataValue::decode(&v[..cut]).is_err(), "cut at {cut}");
         }
-        assert!(matches!(RecordKey::decode(&[0, 1, 0, 9, b'x']), Err(CodecError::Truncated { .. })));
+        assert!(matches!(RecordKey::decode(&[0, 1, 0, 9, b'x']), Err(CodecError::Field(FieldError::Truncated { .. }))));
         assert!(matches!(
             RecordKey::decode(&[0, 2, 0, 2, 0xff, 0xfe]),
-            Err(CodecError::InvalidUtf8 { field: "group", .. })
+            Err(CodecError::Field(FieldError::InvalidUtf8 { field: "group", .. }))
         ));
     }
 

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::state::TxnState;
+use crate::coordinator_codec::{FieldError, Reader, put_string, put_uvarint};
 
 /// `TransactionLogKey` version we write (the only one).
 pub const KEY_VERSION: i16 = 0;
@@ -26,18 +27,9 @@ pub const KEY_VERSION: i16 = 0;
 /// A `__transaction_state` record that could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
-    /// The bytes end before the field does.
-    #[error("{record} is truncated: {field} needs {needed} more bytes, {left} left")]
-    Truncated { record: &'static str, field: &'static str, needed: usize, left: usize },
-    /// A length prefix is negative (or null) where null is not allowed.
-    #[error("{record} has a null or negative length for non-nullable field {field}")]
-    UnexpectedNull { record: &'static str, field: &'static str },
-    /// A string field is not UTF-8.
-    #[error("{record} field {field} is not valid UTF-8")]
-    InvalidUtf8 { record: &'static str, field: &'static str },
-    /// An unsigned varint longer than 5 bytes.
-    #[error("{record} field {field} has a malformed varint")]
-    BadVarint { record: &'static str, field: &'static str },
+    /// A field could not be read.
+    #[error(transparent)]
+    Field(#[from] FieldError),
     /// A key or value version outside what Kafka defines (key: 0; value: 0-1).
     #[error("unsupported {record} version {version} (supported: {supported})")]
     UnsupportedVersion { record: &'static str, version: i16, supported: &'static str },
@@ -61,7 +53,7 @@ pub fn decode_key(bytes: &[u8]) -> Result<String, CodecError> {
     if version != KEY_VERSION {
         return Err(CodecError::UnsupportedVersion { record: "TransactionLogKey", version, supported: "0" });
     }
-    r.string("transactionalId")
+    Ok(r.string("transactionalId")?)
 }
 
 /// `TransactionLogValue`: the persisted state of one transactional id.
@@ -214,114 +206,6 @@ impl TxnRecord {
     }
 }
 
-fn put_string(buf: &mut BytesMut, s: &str) {
-    // Transactional ids and topic names are far below i16::MAX bytes (the
-    // protocol that carried them has the same limit).
-    buf.put_i16(s.len().min(i16::MAX as usize) as i16);
-    buf.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
-}
-
-fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
-    while v >= 0x80 {
-        buf.put_u8((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    buf.put_u8(v as u8);
-}
-
-/// A bounds-checked reader over one record.
-struct Reader<'a> {
-    buf: &'a [u8],
-    record: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], record: &'static str) -> Reader<'a> {
-        Reader { buf, record }
-    }
-
-    fn null(&self, field: &'static str) -> CodecError {
-        CodecError::UnexpectedNull { record: self.record, field }
-    }
-
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], CodecError> {
-        if self.buf.len() < n {
-            return Err(CodecError::Truncated { record: self.record, field, needed: n, left: self.buf.len() });
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
-    }
-
-    fn fixed<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], CodecError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, field)?);
-        Ok(out)
-    }
-
-    fn i8(&mut self, field: &'static str) -> Result<i8, CodecError> {
-        Ok(i8::from_be_bytes(self.fixed(field)?))
-    }
-
-    fn i16(&mut self, field: &'static str) -> Result<i16, CodecError> {
-        Ok(i16::from_be_bytes(self.fixed(field)?))
-    }
-
-    fn i32(&mut self, field: &'static str) -> Result<i32, CodecError> {
-        Ok(i32::from_be_bytes(self.fixed(field)?))
-    }
-
-    fn i64(&mut self, field: &'static str) -> Result<i64, CodecError> {
-        Ok(i64::from_be_bytes(self.fixed(field)?))
-    }
-
-    fn utf8(&mut self, n: usize, field: &'static str) -> Result<String, CodecError> {
-        let bytes = self.take(n, field)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| CodecError::InvalidUtf8 { record: self.record, field })
-    }
-
-    /// A non-nullable classic string (`int16` length).
-    fn string(&mut self, field: &'static str) -> Result<String, CodecError> {
-        let n = self.i16(field)?;
-        let n = usize::try_from(n).map_err(|_| self.null(field))?;
-        self.utf8(n, field)
-    }
-
-    /// A classic array count (`int32`, -1: null).
-    fn len_i32(&mut self, field: &'static str) -> Result<Option<usize>, CodecError> {
-        match self.i32(field)? {
-            -1 => Ok(None),
-            n => usize::try_from(n).map(Some).map_err(|_| self.null(field)),
-        }
-    }
-
-    /// A compact length (unsigned varint N+1, 0: null).
-    fn compact_len(&mut self, field: &'static str) -> Result<Option<usize>, CodecError> {
-        Ok(self.uvarint(field)?.checked_sub(1).map(|n| n as usize))
-    }
-
-    fn uvarint(&mut self, field: &'static str) -> Result<u32, CodecError> {
-        let mut value = 0u32;
-        for i in 0..5 {
-            let [b] = self.fixed::<1>(field)?;
-            value |= ((b & 0x7f) as u32) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(CodecError::BadVarint { record: self.record, field })
-    }
-
-    fn skip_tagged_fields(&mut self) -> Result<(), CodecError> {
-        for _ in 0..self.uvarint("taggedFields")? {
-            self.uvarint("tag")?;
-            let size = self.uvarint("tagSize")? as usize;
-            self.take(size, "taggedField")?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,10 +303,10 @@ mod tests {
     #[test]
     fn bad_records_are_errors() {
         assert!(matches!(decode_key(&[0, 1, 0, 0]), Err(CodecError::UnsupportedVersion { .. })));
-        assert!(matches!(decode_key(&[0, 0, 0, 9, b'a']), Err(CodecError::Truncated { .. })));
-        assert!(matches!(decode_key(&[0, 0, 0xff, 0xff]), Err(CodecError::UnexpectedNull { .. })));
+        assert!(matches!(decode_key(&[0, 0, 0, 9, b'a']), Err(CodecError::Field(FieldError::Truncated { .. }))));
+        assert!(matches!(decode_key(&[0, 0, 0xff, 0xff]), Err(CodecError::Field(FieldError::UnexpectedNull { .. }))));
         let v = ongoing().encode(0);
-        assert!(matches!(TxnRecord::decode(&v[..v.len() - 1]), Err(CodecError::Truncated { .. })));
+        assert!(matches!(TxnRecord::decode(&v[..v.len() - 1]), Err(CodecError::Field(FieldError::Truncated { .. }))));
         let mut bad_state = v.to_vec();
         bad_state[16] = 9;
         assert_eq!(TxnRecord::decode(&bad_state), Err(CodecError::UnknownState(9)));
