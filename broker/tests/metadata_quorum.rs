@@ -4,7 +4,8 @@
 //! brokers as voters and a high watermark past the metadata written; with
 //! `--replication` it lists the leader and both followers; after the active
 //! controller is killed, the tool against a survivor names the new active
-//! controller with a higher epoch.
+//! controller with a higher epoch. A broker that does not vote (a learner)
+//! is an observer.
 //!
 //! Needs `bash scripts/e2e-deps.sh` (run by `bash .ci/run`) for the tool.
 
@@ -120,4 +121,32 @@ fn kafka_metadata_quorum_describes_the_controller_quorum_through_a_failover() {
         "a new term: before {before:?}, after {after:?}"
     );
     assert_eq!(ids(&after["CurrentVoters"]), [0, 1, 2], "the killed voter is still a voter: {after:?}");
+}
+
+#[test]
+fn a_broker_that_does_not_vote_is_an_observer() {
+    let tools = E2eTools::load();
+    let cluster = Cluster::start_with_voters(2, 1, "metadata-quorum-observer", FAST_FAILOVER);
+    // Asked of the learner: it asks the active controller, the one voter.
+    let learner = cluster.broker(1).kafka_addr().to_string();
+    let (status, leader) = status_naming_the_controller(&cluster, &tools, &learner, &[]);
+    assert_eq!(leader, 0, "the one voter leads: {status:?}");
+    assert_eq!(ids(&status["CurrentVoters"]), [0], "{status:?}");
+    assert_eq!(ids(&status["CurrentObservers"]), [1], "{status:?}");
+
+    let replication = describe(&tools, &learner, &["--replication"]).unwrap_or_else(|e| cluster.fail(&e));
+    let mut roles: Vec<(String, String)> = replication
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let row: Vec<&str> = l.split_whitespace().collect();
+            Some((row.first()?.to_string(), row.last()?.to_string()))
+        })
+        .collect();
+    roles.sort();
+    assert_eq!(
+        roles,
+        [("0".to_string(), "Leader".to_string()), ("1".to_string(), "Observer".to_string())],
+        "{replication}"
+    );
 }
