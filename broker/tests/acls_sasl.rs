@@ -8,7 +8,8 @@
 //! grants alice `--producer` and `--consumer` rights; then librdkafka as
 //! alice produces (the topic auto-created under her CREATE) and consumes in
 //! her group, while bob over SASL and an anonymous client over PLAINTEXT are
-//! refused with Kafka's authorization errors; and alice cannot manage ACLs.
+//! refused with Kafka's authorization errors (DescribeQuorum included); and
+//! alice cannot manage ACLs.
 
 mod common;
 
@@ -21,6 +22,8 @@ use common::clients::{delivery_result, enqueue, numbered_records, produce_all, p
 use common::e2e::{run_with_input, workspace_root};
 use common::wire::{WireClient, produce, record_batch};
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{DescribeQuorumRequest, TopicName, describe_quorum_request};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
@@ -150,4 +153,11 @@ fn acls_name_the_principals_sasl_authenticates() {
     let mut anonymous = WireClient::connect(broker.kafka_addr());
     let answer = produce(&mut anonymous, "payments", 0, record_batch(&[b"x".to_vec()], 1_700_000_000_000));
     assert_eq!(answer.error_code, ResponseError::TopicAuthorizationFailed.code(), "anonymous produce");
+    // DescribeQuorum needs DESCRIBE on the cluster: Kafka answers the top-level error alone.
+    let metadata_partition = describe_quorum_request::TopicData::default()
+        .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+        .with_partitions(vec![describe_quorum_request::PartitionData::default()]);
+    let quorum = anonymous.send(&DescribeQuorumRequest::default().with_topics(vec![metadata_partition]), 2);
+    assert_eq!(quorum.error_code, ResponseError::ClusterAuthorizationFailed.code(), "anonymous DescribeQuorum");
+    assert!(quorum.topics.is_empty(), "nothing of the quorum is told: {quorum:?}");
 }

@@ -11,7 +11,9 @@
 //! `compression.type` codec stores batches recompressed to it, with offsets,
 //! timestamps and the idempotent producer's fields (and so its
 //! deduplication) unchanged; and that OffsetForLeaderEpoch tells a consumer
-//! where each leader epoch ends.
+//! where each leader epoch ends; and that DescribeQuorum describes
+//! `__cluster_metadata` partition 0 at every version and answers any other
+//! partition UNKNOWN_TOPIC_OR_PARTITION.
 
 mod common;
 
@@ -23,13 +25,14 @@ use common::wire::{
 };
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_quorum_request;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, DescribeConfigsRequest, FetchRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, ProduceRequest,
-    TopicName,
+    BrokerId, DescribeConfigsRequest, DescribeQuorumRequest, DescribeQuorumResponse, FetchRequest,
+    IncrementalAlterConfigsRequest, ListOffsetsRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -444,4 +447,58 @@ fn offset_for_leader_epoch_answers_where_each_epoch_ends_for_consumers() {
     assert_eq!(end_of_epoch(&mut client, topic, second, second), (0, second, 4));
     let fenced = ResponseError::FencedLeaderEpoch.code();
     assert_eq!(end_of_epoch(&mut client, topic, first, first).0, fenced, "a consumer with a stale current epoch");
+}
+
+fn describe_quorum(client: &mut WireClient, topic: &str, partitions: &[i32], version: i16) -> DescribeQuorumResponse {
+    let partitions =
+        partitions.iter().map(|p| describe_quorum_request::PartitionData::default().with_partition_index(*p));
+    let topic = describe_quorum_request::TopicData::default()
+        .with_topic_name(TopicName(name(topic)))
+        .with_partitions(partitions.collect());
+    client.send(&DescribeQuorumRequest::default().with_topics(vec![topic]), version)
+}
+
+#[test]
+fn describe_quorum_describes_the_metadata_partition_and_refuses_any_other() {
+    let broker = BrokerProcess::start();
+    let mut client = WireClient::connect(broker.kafka_addr());
+    for version in 0..=2 {
+        let r = describe_quorum(&mut client, "__cluster_metadata", &[0], version);
+        assert_eq!(r.error_code, 0, "v{version}: {r:?}");
+        assert_eq!(r.topics.len(), 1, "v{version}: {r:?}");
+        assert_eq!(r.topics[0].topic_name.0.as_str(), "__cluster_metadata");
+        let [p] = r.topics[0].partitions.as_slice() else { panic!("one partition: {r:?}") };
+        assert_eq!((p.partition_index, p.error_code, p.leader_id.0), (0, 0, 0), "v{version}: {p:?}");
+        assert!(p.leader_epoch > 0 && p.high_watermark > 0, "v{version}: {p:?}");
+        let [voter] = p.current_voters.as_slice() else { panic!("the one voter: {p:?}") };
+        assert_eq!(voter.replica_id.0, 0);
+        assert!(voter.log_end_offset >= p.high_watermark, "the leader holds what is committed: {p:?}");
+        assert!(p.observers.is_empty(), "{p:?}");
+        if version >= 1 {
+            assert!(voter.last_caught_up_timestamp > BASE_TIMESTAMP, "the leader is caught up now: {voter:?}");
+        } else {
+            assert_eq!(voter.last_caught_up_timestamp, -1, "v0 carries no timestamps: {voter:?}");
+        }
+        if version >= 2 {
+            assert_eq!(r.error_message.as_ref().map(|m| m.as_str()), Some(""), "{r:?}");
+            let [node] = r.nodes.as_slice() else { panic!("the one node: {r:?}") };
+            let [listener] = node.listeners.as_slice() else { panic!("one listener: {node:?}") };
+            assert_eq!((node.node_id.0, listener.name.as_str()), (0, "INTERNAL"), "{node:?}");
+            assert_eq!(listener.port, broker.internal_addr().port(), "{node:?}");
+        } else {
+            assert!(r.nodes.is_empty(), "v{version}: {r:?}");
+        }
+    }
+    // Kafka answers each partition named UNKNOWN_TOPIC_OR_PARTITION unless
+    // the request is exactly __cluster_metadata-0.
+    for (topic, partitions) in [("other", vec![0]), ("__cluster_metadata", vec![1]), ("__cluster_metadata", vec![0, 0])]
+    {
+        let r = describe_quorum(&mut client, topic, &partitions, 2);
+        assert_eq!(r.error_code, 0, "{topic} {partitions:?}: {r:?}");
+        assert_eq!(r.topics[0].topic_name.0.as_str(), topic);
+        let answered: Vec<(i32, i16)> =
+            r.topics[0].partitions.iter().map(|p| (p.partition_index, p.error_code)).collect();
+        let unknown = ResponseError::UnknownTopicOrPartition.code();
+        assert_eq!(answered, partitions.iter().map(|p| (*p, unknown)).collect::<Vec<_>>(), "{r:?}");
+    }
 }

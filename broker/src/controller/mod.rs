@@ -19,6 +19,8 @@
 //!   empty voter, and the safe return of a voter that lost its log.
 //! - [`voters`] — changing the voters after bootstrap, one membership change
 //!   per step (the committed membership, not `--voters`, says who votes).
+//! - [`describe`] — the quorum as Kafka's DescribeQuorum tells it, from the
+//!   active controller's metrics; pure.
 //!
 //! Invariants: a command changes the image only once committed by a majority
 //! of voters; every node applies the same commands in log order; nothing
@@ -27,6 +29,7 @@
 //! Every broker runs one node (a one-voter quorum by default); the broker
 //! follows the applied image through [`crate::publisher`].
 
+pub mod describe;
 pub mod image;
 pub mod liveness;
 pub mod log_store;

@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use super::describe::{DescribeQuorumError, QuorumDescription, describe};
 use super::image::{Command, CommandResult};
 use super::liveness::Sessions;
 use super::rejoin::{Gate, PeerStatus, RejoinReply, RejoinRequest, Stage, handle_rejoin};
@@ -55,6 +56,7 @@ enum Rpc {
     Status,
     Rejoin,
     ChangeVoters,
+    DescribeQuorum,
 }
 
 /// A command forwarded to another node failed there.
@@ -132,6 +134,7 @@ impl PeerClient {
             Rpc::Status => client.status(req).await,
             Rpc::Rejoin => client.rejoin(req).await,
             Rpc::ChangeVoters => client.change_voters(req).await,
+            Rpc::DescribeQuorum => client.describe_quorum(req).await,
         };
         let reply = reply.map_err(|status| match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
@@ -186,6 +189,15 @@ impl PeerClient {
         request: &VoterChangeRequest,
     ) -> Result<Result<VoterProgress, VoterChangeError>, NetworkCallError> {
         self.call(Rpc::ChangeVoters, request, Some(std::time::Duration::from_secs(30))).await
+    }
+}
+
+impl PeerClient {
+    /// Asks this peer (the active controller) to describe the quorum.
+    pub async fn describe_quorum(
+        &mut self,
+    ) -> Result<Result<QuorumDescription, DescribeQuorumError>, NetworkCallError> {
+        self.call(Rpc::DescribeQuorum, &(), Some(std::time::Duration::from_secs(2))).await
     }
 }
 
@@ -478,6 +490,13 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
         }
         let image = self.active.state.read().image.clone();
         encode(&change_voters(&self.raft, &image, &request).await)
+    }
+
+    async fn describe_quorum(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        // Only brokers (anyone on an insecure listener) learn the quorum's state.
+        calling_broker(&crate::tls::caller(&request))?;
+        let metrics = self.raft.metrics().borrow().clone();
+        encode(&describe(&metrics, crate::clock::now_ms()))
     }
 }
 

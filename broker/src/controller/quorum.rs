@@ -38,6 +38,7 @@ use strom_proto::raft::raft_server::RaftServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::describe::{DescribeQuorumError, QuorumDescription, describe};
 use super::image::{ClusterImage, Command, CommandResult};
 use super::log_store::LogStore;
 use super::network::{
@@ -511,6 +512,45 @@ impl Controller {
             match answer {
                 Some(Err(VoterChangeError::NotLeader { leader })) => hint = leader,
                 Some(answer) => return Ok(answer),
+                None => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ControllerError::NoController(self.propose_timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The quorum as the active controller describes it (DescribeQuorum):
+    /// here if this node leads, else asked of the leader it knows, following
+    /// the leader a node names and waiting out an election, for at most the
+    /// propose timeout.
+    pub async fn describe_quorum(&self) -> Result<QuorumDescription, ControllerError> {
+        let deadline = tokio::time::Instant::now() + self.propose_timeout;
+        let mut hint: Option<NodeId> = None;
+        loop {
+            let leader = self.active_controller().or(hint.take());
+            let answer = match leader {
+                Some(id) if id == self.node_id => {
+                    let metrics = self.raft.metrics().borrow().clone();
+                    Some(describe(&metrics, crate::clock::now_ms()))
+                }
+                Some(id) => match self.address_of(id) {
+                    Some(node) => {
+                        let mut peer = PeerClient::new(id, node, self.internal_tls.clone());
+                        // An unreachable leader (killed, partitioned) is waited
+                        // out: the survivors elect another.
+                        tokio::time::timeout_at(deadline, peer.describe_quorum()).await.ok().and_then(Result::ok)
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            match answer {
+                Some(Ok(description)) => return Ok(description),
+                Some(Err(DescribeQuorumError::NotLeader { leader: named })) => {
+                    hint = named.filter(|n| Some(*n) != leader)
+                }
                 None => {}
             }
             if tokio::time::Instant::now() >= deadline {

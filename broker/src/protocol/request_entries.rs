@@ -131,6 +131,10 @@ fn layout(api: ApiKey, v: i16) -> Option<Vec<Field>> {
             let topic = fields([s(Str), s(counted(vec![Fixed(4)])), s(Tags)]);
             fields([s(counted(topic))])
         }
+        ApiKey::DescribeQuorum => {
+            let topic = fields([s(Str), s(counted(vec![Fixed(4), Tags])), s(Tags)]);
+            fields([s(counted(topic))])
+        }
         ApiKey::OffsetForLeaderEpoch => {
             let partition = fields([s(Fixed(4)), when(v >= 2, Fixed(4)), s(Fixed(4)), s(Tags)]);
             let topic = fields([s(Str), s(counted(partition)), s(Tags)]);
@@ -434,6 +438,17 @@ mod tests {
                         .with_topic(name("a"))
                         .with_partitions(vec![0, 1]);
                     body(&DescribeLogDirsRequest::default().with_topics(Some(vec![t])), v)
+                }),
+            ),
+            (
+                ApiKey::DescribeQuorum,
+                1 + 2,
+                Box::new(move |v| {
+                    let p = describe_quorum_request::PartitionData::default();
+                    let t = describe_quorum_request::TopicData::default()
+                        .with_topic_name(name("a"))
+                        .with_partitions(vec![p.clone(), p]);
+                    body(&DescribeQuorumRequest::default().with_topics(vec![t]), v)
                 }),
             ),
             (

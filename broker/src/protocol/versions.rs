@@ -27,6 +27,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    // kafka-metadata-quorum.sh: answered from the active controller's view.
+    (ApiKey::DescribeQuorum, 0, 2),
     // v0-5: idempotent producers and KIP-360 epoch bumps; v6 adds 2PC (KIP-939).
     (ApiKey::InitProducerId, 0, 5),
     // Consumer groups (crate::group): the classic protocol and KIP-848's

@@ -3,7 +3,7 @@
 //! IncrementalAlterConfigs (ALTER_CONFIGS) on the topic, on the group for
 //! group resources, or on the cluster for broker resources; InitProducerId (IDEMPOTENT_WRITE on the cluster or
 //! WRITE on some topic; WRITE on the transactional id if any);
-//! DescribeCluster and DescribeLogDirs (DESCRIBE on the cluster); DeleteRecords (DELETE on the
+//! DescribeCluster, DescribeLogDirs and DescribeQuorum (DESCRIBE on the cluster); DeleteRecords (DELETE on the
 //! topic); AlterConfigs (ALTER_CONFIGS, as IncrementalAlterConfigs);
 //! AlterUserScramCredentials (ALTER on the cluster) and
 //! DescribeUserScramCredentials (DESCRIBE on the cluster); AlterClientQuotas
@@ -22,8 +22,8 @@ use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
     AlterClientQuotasResponse, AlterUserScramCredentialsResponse, DescribeClientQuotasResponse,
-    DescribeClusterResponse, DescribeLogDirsResponse, DescribeUserScramCredentialsResponse, InitProducerIdResponse,
-    ProducerId, RequestKind, ResponseKind, TopicName,
+    DescribeClusterResponse, DescribeLogDirsResponse, DescribeQuorumResponse, DescribeUserScramCredentialsResponse,
+    InitProducerIdResponse, ProducerId, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -205,6 +205,15 @@ pub fn before(broker: &Broker, access: &Access<'_>, request: RequestKind, versio
                 ));
             }
             Gate::Pass(RequestKind::DescribeLogDirs(r), super::Patch::None)
+        }
+        RequestKind::DescribeQuorum(r) => {
+            if !access.cluster(AclOperation::Describe) {
+                // Kafka answers the top-level error alone.
+                return Gate::Refuse(ResponseKind::DescribeQuorum(
+                    DescribeQuorumResponse::default().with_error_code(code(ResponseError::ClusterAuthorizationFailed)),
+                ));
+            }
+            Gate::Pass(RequestKind::DescribeQuorum(r), super::Patch::None)
         }
         RequestKind::DescribeCluster(r) => {
             if !access.cluster(AclOperation::Describe) {

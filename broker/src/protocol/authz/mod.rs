@@ -79,6 +79,7 @@ pub const ROUTES: &[(Rules, &[ApiKey])] = &[
             ApiKey::InitProducerId,
             ApiKey::DescribeCluster,
             ApiKey::DescribeLogDirs,
+            ApiKey::DescribeQuorum,
             ApiKey::AlterUserScramCredentials,
             ApiKey::DescribeUserScramCredentials,
             ApiKey::AlterClientQuotas,

@@ -12,6 +12,7 @@ mod coordinator;
 mod delete_records;
 mod describe_log_dirs;
 mod describe_producers;
+mod describe_quorum;
 mod fetch;
 mod group;
 mod group_configs;
@@ -95,6 +96,7 @@ async fn dispatch(
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(topics::delete_topics(broker, ctx, r, v).await),
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r, v).await),
         RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, r, v).await),
+        RequestKind::DescribeQuorum(r) => ResponseKind::DescribeQuorum(describe_quorum::handle(broker, r, v).await),
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(topics::create_partitions(broker, ctx, r, v).await)
         }
