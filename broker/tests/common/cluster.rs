@@ -42,10 +42,12 @@ use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kafka_protocol::messages::describe_quorum_request;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    BrokerId, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ResponseHeader, TopicName,
+    BrokerId, DescribeQuorumRequest, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, HeaderVersion, Request, StrBytes};
 
@@ -626,10 +628,18 @@ impl Cluster {
         seen
     }
 
-    /// Waits until every running broker names the same running active controller.
+    /// Waits until every running broker names the same running active
+    /// controller and the quorum itself (DescribeQuorum's leader) agrees:
+    /// while no controller is known, Metadata names a live broker as a
+    /// stand-in (as Kafka's does), which must not pass for the controller
+    /// right after a kill.
     pub fn wait_for_controller(&self, exclude: &[i32], timeout: Duration) -> i32 {
-        wait_until("the running brokers to agree on a running active controller", timeout, || {
-            self.active_controller_excluding(exclude).filter(|id| self.running().contains(id) && !exclude.contains(id))
+        wait_until("the running brokers and the quorum to agree on a running active controller", timeout, || {
+            let id = self
+                .active_controller_excluding(exclude)
+                .filter(|id| self.running().contains(id) && !exclude.contains(id))?;
+            let addr = self.brokers.get(usize::try_from(id).ok()?)?.kafka_addr();
+            (quorum_leader(addr).ok()? == id).then_some(id)
         })
     }
 
@@ -782,6 +792,24 @@ pub fn metadata(addr: SocketAddr, topics: &[&str]) -> Result<MetadataResponse, S
     });
     let request = MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(false);
     try_send(addr, &request, 12)
+}
+
+/// The controller quorum's leader as DescribeQuorum tells it, asked of one broker.
+pub fn quorum_leader(addr: SocketAddr) -> Result<i32, String> {
+    let partition = describe_quorum_request::PartitionData::default().with_partition_index(0);
+    let topic = describe_quorum_request::TopicData::default()
+        .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+        .with_partitions(vec![partition]);
+    let response = try_send(addr, &DescribeQuorumRequest::default().with_topics(vec![topic]), 1)?;
+    let partition = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or_else(|| format!("DescribeQuorum from {addr} names no partition"))?;
+    match partition.error_code {
+        0 => Ok(partition.leader_id.0),
+        code => Err(format!("DescribeQuorum from {addr}: error {code}")),
+    }
 }
 
 /// ListOffsets latest (the high watermark) of a partition, asked of one broker.
