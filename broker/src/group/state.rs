@@ -431,6 +431,12 @@ impl Group {
         }
     }
 
+    /// Starts a rebalance: every member must rejoin (a group just converted
+    /// from a consumer group, whose members' generations are their epochs).
+    pub fn request_rebalance(&mut self, reason: &str, t: Time) {
+        self.maybe_prepare_rebalance_or_complete_join(reason, t);
+    }
+
     /// Answers every waiting request with `error` (the coordinator is going away).
     pub fn fail_waiting(&mut self, error: GroupError) {
         for member in self.members.values_mut() {
