@@ -52,7 +52,7 @@ fn heartbeat_error(e: &HeartbeatError) -> KafkaError {
 }
 
 /// The metadata image's topics, by name, as the group sees them.
-fn topic_metadata(broker: &Broker) -> BTreeMap<String, TopicMeta> {
+pub(super) fn topic_metadata(broker: &Broker) -> BTreeMap<String, TopicMeta> {
     let image = broker.metadata.read();
     image.topics().map(|t| (t.name.clone(), TopicMeta { id: t.id, partitions: t.partitions.len() as i32 })).collect()
 }
