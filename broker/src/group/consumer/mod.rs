@@ -10,6 +10,9 @@
 //!   the assignment for the member's return; one holder per instance id.
 //! - [`topic_regex`] — regex subscriptions: bounded compilation and
 //!   resolution against the topics a member may describe.
+//! - [`classic`] — members that speak the classic protocol, and the online
+//!   upgrade from and downgrade to a classic group
+//!   (`group.consumer.migration.policy`).
 //!
 //! Invariants: the group epoch bumps whenever membership, a subscription or
 //! the metadata of a subscribed topic changes; a partition is owned by at most
@@ -19,9 +22,8 @@
 //! only when it holds nothing its target no longer contains. This module does
 //! no I/O and reads no clock: times are milliseconds passed in by the caller.
 //!
-//! What it leaves out: rack-aware
-//! assignment, and mixed classic/consumer groups (a group is one or the
-//! other). Membership and epochs are not written to `__consumer_offsets`:
+//! What it leaves out: rack-aware assignment, and replacing a static member
+//! across protocols. Membership and epochs are not written to `__consumer_offsets`:
 //! after a coordinator failover members get UNKNOWN_MEMBER_ID, rejoin with
 //! epoch 0 and resume from their committed offsets, which do persist.
 

@@ -1,7 +1,10 @@
 //! The coordinator's shell around consumer-protocol (KIP-848) groups:
 //! ConsumerGroupHeartbeat and ConsumerGroupDescribe under the group's slot
-//! lock, their session timers, and the rules that keep a group either
-//! classic or consumer.
+//! lock, their session timers, and the routing of Kafka 4's group migration:
+//! the online upgrade of a classic group on a consumer-protocol join, classic
+//! requests answered by a consumer group's classic members, and the downgrade
+//! when the last consumer-protocol member leaves (the rules are pure, in
+//! [`crate::group::consumer::classic`]).
 //!
 //! A consumer group lives in the same [`GroupSlot`] as a classic one would
 //! (so its committed offsets are the same records), with the classic state
