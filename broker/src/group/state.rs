@@ -437,6 +437,13 @@ impl Group {
         self.maybe_prepare_rebalance_or_complete_join(reason, t);
     }
 
+    /// Queues a record of the group as it is now: after an online upgrade
+    /// replaced a classic group by this empty one, a reload must not bring
+    /// back the classic members.
+    pub fn record_now(&mut self) {
+        self.outbox.push(PendingWrite::Metadata(self.metadata_value(&HashMap::new())));
+    }
+
     /// Answers every waiting request with `error` (the coordinator is going away).
     pub fn fail_waiting(&mut self, error: GroupError) {
         for member in self.members.values_mut() {

@@ -109,6 +109,8 @@ fn upgrade(
     })?;
     entry.group.fail_waiting(GroupError::RebalanceInProgress);
     entry.group = Group::new(group_id, config, t);
+    // Its classic members are the consumer group's now: the log says so (no members).
+    entry.group.record_now();
     tracing::info!(group = %group_id, members = converted.members().len(), epoch = converted.group_epoch(),
         "classic group upgraded to a consumer group (online)");
     entry.consumer = Some(converted);

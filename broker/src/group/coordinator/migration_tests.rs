@@ -30,8 +30,12 @@ fn config(policy: MigrationPolicy) -> GroupConfig {
 }
 
 fn started(policy: MigrationPolicy) -> Arc<GroupCoordinator> {
+    started_on(&Arc::new(MemoryOffsetsLog::default()), policy)
+}
+
+fn started_on(store: &Arc<MemoryOffsetsLog>, policy: MigrationPolicy) -> Arc<GroupCoordinator> {
     let c = GroupCoordinator::new(config(policy));
-    c.attach(Arc::new(MemoryOffsetsLog::default()), PARTITIONS);
+    c.attach(store.clone(), PARTITIONS);
     c.load_all();
     c
 }
@@ -205,4 +209,29 @@ async fn the_migration_policy_and_non_consumer_groups_refuse_the_online_upgrade(
     assert!(a.generation_id > generation);
     let refused = c.consumer_group_heartbeat("g", consumer_join("k"), &md(), &|_| true);
     assert!(matches!(refused, Err(HeartbeatError::Group(GroupError::WrongGroupType { .. }))), "{refused:?}");
+}
+
+/// After an online upgrade the log no longer holds the classic members: a
+/// coordinator loading it finds an empty classic group (its members, whose
+/// consumer-group membership is not persisted, rejoin and convert it offline).
+#[tokio::test]
+async fn an_upgraded_group_reloads_without_its_classic_members() {
+    let store = Arc::new(MemoryOffsetsLog::default());
+    let c = started_on(&store, MigrationPolicy::Bidirectional);
+    classic_pair(&c).await;
+    c.consumer_group_heartbeat("g", consumer_join("k"), &md(), &|_| true).expect("upgrade");
+    let flushed = started_on(&store, MigrationPolicy::Bidirectional);
+    let reloaded = async {
+        loop {
+            match flushed.describe_group("g") {
+                Ok(Some(d)) if d.members.is_empty() => return d,
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    flushed.load_all();
+                }
+            }
+        }
+    };
+    let d = within("the upgraded group's record", reloaded).await;
+    assert_eq!(d.state, GroupState::Empty);
 }
