@@ -49,12 +49,14 @@ fn wait_balanced(live: &[(String, ClientProcess)], what: &str) {
     });
 }
 
-/// ConsumerGroupDescribe's error code and member count for `group`.
-fn consumer_group_describe(wire: &mut WireClient, group: &str) -> (i16, usize) {
+/// ConsumerGroupDescribe (v1) for `group`: its error code and how many
+/// members use the classic protocol (member type 0) and the consumer one (1).
+fn consumer_group_describe(wire: &mut WireClient, group: &str) -> (i16, usize, usize) {
     let request =
         ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(StrBytes::from(group.to_string()))]);
-    let described = wire.send(&request, 0).groups;
-    (described[0].error_code, described[0].members.len())
+    let described = &wire.send(&request, 1).groups[0];
+    let of_type = |t: i8| described.members.iter().filter(|m| m.member_type == t).count();
+    (described.error_code, of_type(0), of_type(1))
 }
 
 /// DescribeGroups' error code, protocol type and member count for `group`.
@@ -136,7 +138,7 @@ fn rolling_restart(from: &str, to: &str, group: &str, check: impl Fn(&mut WireCl
 fn rolling_upgrade_of_a_live_classic_group_to_the_consumer_protocol_consumes_every_record_once() {
     let group = "upgrading-app";
     rolling_restart("classic", "consumer", group, |wire, broker, step| {
-        let (code, members) = consumer_group_describe(wire, group);
+        let (code, classic, consumer) = consumer_group_describe(wire, group);
         if step == 0 {
             assert_ne!(code, 0, "a classic group is not a consumer group for ConsumerGroupDescribe");
             let (code, protocol_type, members) = describe_groups(wire, group);
@@ -146,8 +148,9 @@ fn rolling_upgrade_of_a_live_classic_group_to_the_consumer_protocol_consumes_eve
                 "DescribeGroups of the classic group"
             );
         } else {
-            // From the first consumer-protocol member on, the group is a consumer group of 3.
-            assert_eq!((code, members), (0, 3), "ConsumerGroupDescribe after {step} member(s) upgraded");
+            // From the first consumer-protocol member on, the group is a consumer group of 3,
+            // the members not yet restarted staying in it with the classic protocol.
+            assert_eq!((code, classic, consumer), (0, 3 - step, step), "ConsumerGroupDescribe after {step} upgraded");
         }
         if step == 1 {
             assert!(
@@ -180,9 +183,10 @@ fn rolling_upgrade_of_a_live_classic_group_to_the_consumer_protocol_consumes_eve
 fn rolling_downgrade_of_a_live_consumer_group_to_the_classic_protocol_consumes_every_record_once() {
     let group = "downgrading-app";
     rolling_restart("consumer", "classic", group, |wire, broker, step| {
-        let (code, members) = consumer_group_describe(wire, group);
+        let (code, classic, consumer) = consumer_group_describe(wire, group);
         if step < 3 {
-            assert_eq!((code, members), (0, 3), "ConsumerGroupDescribe after {step} member(s) downgraded");
+            // Classic members join the consumer group until the last consumer-protocol member leaves.
+            assert_eq!((code, classic, consumer), (0, step, 3 - step), "ConsumerGroupDescribe after {step} downgraded");
         } else {
             assert_ne!(code, 0, "the downgraded group is no longer a consumer group");
             assert!(broker.log().contains("consumer group downgraded to a classic group (online)"));
