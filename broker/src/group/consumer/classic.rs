@@ -341,6 +341,12 @@ impl ConsumerGroup {
     }
 
     fn classic_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<&ConsumerMember, GroupError> {
+        if let Some(holder) = instance_id.and_then(|i| self.static_member(i))
+            && holder.member_id != member_id
+        {
+            // Another member took over this group.instance.id.
+            return Err(GroupError::FencedInstanceId);
+        }
         let m = self.members.get(member_id).filter(|m| m.classic.is_some()).ok_or(GroupError::UnknownMemberId)?;
         if let Some(i) = instance_id
             && m.instance_id.as_deref() != Some(i)
@@ -391,6 +397,22 @@ impl ConsumerGroup {
         }
         if member_id.len() > 255 {
             return Err(fail(GroupError::UnknownMemberId));
+        }
+        if let Some(instance) = &req.group_instance_id
+            && let Some(holder) = self.static_member(instance)
+            && holder.member_id != member_id
+        {
+            // A static member rejoining with the classic protocol replaces the
+            // instance's previous member, whatever its protocol (as Kafka): same
+            // assignment, epoch 0, so nothing moves and the old id is fenced.
+            let old_id = holder.member_id.clone();
+            self.remove_member(&member_id);
+            self.rename_member(&old_id, &member_id, |m| {
+                m.member_epoch = 0;
+                m.previous_member_epoch = 0;
+                m.classic =
+                    Some(ClassicMeta { session_timeout_ms: req.session_timeout_ms, protocols: req.protocols.clone() });
+            });
         }
         let mut bump = false;
         match self.members.get(&member_id) {

@@ -320,3 +320,36 @@ fn a_group_left_with_only_classic_members_downgrades_when_the_policy_allows() {
     let empty = ConsumerGroup::new("g", ConsumerGroupConfig::default());
     assert!(!empty.can_downgrade(100), "an empty group converts offline, not here");
 }
+
+/// Static members across protocols (Kafka's rules): a classic JoinGroup
+/// with a held `group.instance.id` replaces the holder, keeping its
+/// partitions (no partition moves, the old id is fenced); a consumer-protocol
+/// join replaces a classic holder at once.
+#[test]
+fn static_members_are_replaced_across_protocols_without_moving_partitions() {
+    let mut g = ConsumerGroup::new("g", ConsumerGroupConfig::default());
+    let static_join = |id: &str| Heartbeat { instance_id: Some("i-1".into()), ..consumer_join(id) };
+    g.heartbeat(static_join("k1"), &md(), 0).expect("join");
+    let held = parts(&g.members()["k1"].assigned);
+    assert_eq!(held, (0..PARTITIONS).collect());
+    // The application restarts with the classic protocol under the same instance id.
+    let mut req = join_req("c-new", &[]);
+    req.group_instance_id = Some("i-1".into());
+    let r = g.classic_join(&req, Some(&md()), 1);
+    assert_eq!(r.error, None, "{r:?}");
+    assert!(!g.members().contains_key("k1"));
+    assert_eq!(parts(&g.members()["c-new"].assigned), held, "it took over the partitions it had");
+    assert_single_owner(&g);
+    let mut sync = sync_req("c-new", r.generation_id);
+    sync.group_instance_id = Some("i-1".into());
+    assert_eq!(synced(&g.classic_sync(&sync, 2)), held);
+    // The old incarnation is fenced; an unknown one is unknown.
+    assert_eq!(g.classic_heartbeat("k1", Some("i-1"), r.generation_id, 3), Err(GroupError::FencedInstanceId));
+    assert_eq!(g.classic_heartbeat("nobody", None, r.generation_id, 3), Err(GroupError::UnknownMemberId));
+    // Back to the consumer protocol: the classic holder is replaced at once.
+    let a = g.heartbeat(static_join("k2"), &md(), 4).expect("consumer rejoin replaces the classic holder");
+    assert!(!g.members().contains_key("c-new"));
+    assert!(g.members()["k2"].classic.is_none());
+    assert_eq!(a.assignment.as_ref().map(parts), Some(held));
+    assert_single_owner(&g);
+}

@@ -22,8 +22,9 @@
 //! only when it holds nothing its target no longer contains. This module does
 //! no I/O and reads no clock: times are milliseconds passed in by the caller.
 //!
-//! What it leaves out: rack-aware assignment, and replacing a static member
-//! across protocols. Membership and epochs are not written to `__consumer_offsets`:
+//! What it leaves out: rack-aware assignment, and the downgrade Kafka does
+//! when a classic static member replaces the last consumer-protocol member.
+//! Membership and epochs are not written to `__consumer_offsets`:
 //! after a coordinator failover members get UNKNOWN_MEMBER_ID, rejoin with
 //! epoch 0 and resume from their committed offsets, which do persist.
 
