@@ -5,7 +5,9 @@
 //!
 //! Three members consume a 12-partition topic while a producer writes; they
 //! are restarted one at a time with the other protocol. After each restart
-//! the three own a balanced, disjoint cover of the partitions; at the end
+//! the three own a balanced, disjoint cover of the partitions and
+//! ConsumerGroupDescribe v1 shows the mix (members not yet restarted stay in
+//! the consumer group with the classic protocol, member type 0); at the end
 //! the group is of the new type (ConsumerGroupDescribe and
 //! `kafka-consumer-groups --describe --state` after the upgrade, DescribeGroups
 //! after the downgrade); with manual commits (before giving a partition up
