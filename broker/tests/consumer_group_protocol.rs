@@ -8,9 +8,10 @@
 //! FENCED_MEMBER_EPOCH, a regex join is assigned the matching topic (which
 //! Metadata then finds by id), a regex that does not compile
 //! INVALID_REGULAR_EXPRESSION and a v1 join without a member id
-//! INVALID_REQUEST, each naming the field; that a group is classic or consumer
-//! (a classic JoinGroup to a consumer group is INCONSISTENT_GROUP_PROTOCOL, a
-//! heartbeat to a classic group GROUP_ID_NOT_FOUND); that
+//! INVALID_REQUEST, each naming the field; that a group converts only when
+//! it can (a classic JoinGroup with a malformed subscription to a consumer
+//! group is INCONSISTENT_GROUP_PROTOCOL, a heartbeat to a classic group whose
+//! members' subscriptions are malformed GROUP_ID_NOT_FOUND); that
 //! ConsumerGroupDescribe and ListGroups v5 show the group, and that a leave
 //! (epoch -1) empties it at once.
 
@@ -152,7 +153,8 @@ fn consumer_group_heartbeat_assigns_checks_epochs_and_keeps_group_types_apart() 
     let nameless = join(&mut client, 1, group, "", topic);
     assert_eq!(nameless.error_code, ResponseError::InvalidRequest.code(), "v1 joins name themselves");
 
-    // A consumer group refuses classic members, a classic group consumer ones.
+    // Malformed subscriptions: a consumer group refuses such classic members,
+    // and a classic group of such members is not upgraded.
     let classic = join_group(&mut client, group, "", "consumer", &["range"]);
     assert_eq!(classic.error_code, ResponseError::InconsistentGroupProtocol.code());
     let classic_group = "classic-payers";

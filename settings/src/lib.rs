@@ -188,6 +188,14 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         doc: "Server-side assignors of consumer-protocol groups (uniform, range); the first is the default.",
     },
     SettingDef {
+        name: "group.consumer.migration.policy",
+        kind: SettingKind::Enum(&["bidirectional", "upgrade", "downgrade", "disabled"]),
+        default: "bidirectional",
+        broker_synonym: None,
+        doc: "Online conversions between classic and consumer-protocol groups with members: \
+              bidirectional, upgrade (classic to consumer), downgrade (consumer to classic) or disabled.",
+    },
+    SettingDef {
         name: "offsets.topic.num.partitions",
         kind: int(1, I32.1),
         default: "50",

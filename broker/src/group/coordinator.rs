@@ -22,7 +22,7 @@
 //! held (the map lock may be taken under a slot lock); no lock is held across
 //! an `.await`; log appends run on blocking threads.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -34,7 +34,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{CodecError, GroupMetadataValue, OffsetCommitValue, RecordKey};
-use super::consumer::ConsumerGroup;
+use super::consumer::{ConsumerGroup, TopicMeta};
 use super::member::{JoinResult, SyncResult};
 use super::offsets::{GroupOffsets, OffsetAndMetadata, TopicPartitionKey};
 use super::state::{
@@ -610,6 +610,17 @@ impl GroupCoordinator {
 
     /// JoinGroup: answers at once, or when the join phase ends.
     pub async fn join_group(&self, group_id: &str, req: JoinRequest) -> JoinResult {
+        self.join_group_with(group_id, req, None).await
+    }
+
+    /// JoinGroup with the broker's topics, which a classic member joining a
+    /// consumer group is assigned from (`None`: the group's last view).
+    pub async fn join_group_with(
+        &self,
+        group_id: &str,
+        req: JoinRequest,
+        metadata: Option<&BTreeMap<String, TopicMeta>>,
+    ) -> JoinResult {
         let member_id = req.member_id.clone();
         if group_id.is_empty() {
             return JoinResult::error(GroupError::InvalidGroupId, member_id);
@@ -631,12 +642,10 @@ impl GroupCoordinator {
                 None => return JoinResult::error(GroupError::UnknownMemberId, member_id),
             }
         };
+        let clock = self.clock;
         let joined = self.with_group(&slot, |e, t| {
             if !consumer::admit_classic(e) {
-                return JoinOutcome::Done(JoinResult::error(
-                    GroupError::InconsistentGroupProtocol,
-                    req.member_id.clone(),
-                ));
+                return JoinOutcome::Done(consumer::classic_join(e, &req, metadata, clock.mono_ms(t.now)));
             }
             e.group.join(req, t)
         });
@@ -656,7 +665,12 @@ impl GroupCoordinator {
         let Some(slot) = self.get(group_id) else {
             return SyncResult::error(GroupError::UnknownMemberId);
         };
-        match self.with_group(&slot, |e, _| e.group.sync(req)) {
+        let clock = self.clock;
+        let synced = self.with_group(&slot, |e, t| match e.consumer.as_mut() {
+            Some(c) => SyncOutcome::Done(c.classic_sync(&req, clock.mono_ms(t.now))),
+            None => e.group.sync(req),
+        });
+        match synced {
             SyncOutcome::Done(result) => result,
             SyncOutcome::Waiting(rx) => {
                 rx.await.unwrap_or_else(|_| SyncResult::error(GroupError::CoordinatorNotAvailable))
@@ -674,7 +688,11 @@ impl GroupCoordinator {
     ) -> Result<(), GroupError> {
         self.check(group_id)?;
         let slot = self.get(group_id).ok_or(GroupError::UnknownMemberId)?;
-        self.with_group(&slot, |e, t| e.group.heartbeat(member_id, instance_id, generation_id, t))
+        let clock = self.clock;
+        self.with_group(&slot, |e, t| match e.consumer.as_mut() {
+            Some(c) => c.classic_heartbeat(member_id, instance_id, generation_id, clock.mono_ms(t.now)),
+            None => e.group.heartbeat(member_id, instance_id, generation_id, t),
+        })
     }
 
     /// LeaveGroup: one result per leaving member.
@@ -685,7 +703,10 @@ impl GroupCoordinator {
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         self.check(group_id)?;
         let slot = self.get(group_id).ok_or(GroupError::UnknownMemberId)?;
-        self.with_group(&slot, |e, t| e.group.leave(members, t))
+        self.with_group(&slot, |e, t| match e.consumer.as_mut() {
+            Some(c) => Ok(c.classic_leave(members)),
+            None => e.group.leave(members, t),
+        })
     }
 
     /// OffsetCommit: a group-level error, or one result per partition once the
@@ -1284,7 +1305,7 @@ async fn group_timer(
                     let Some(c) = coordinator.upgrade() else { return };
                     c.with_group(&slot, |e, t| {
                         e.group.on_timer(t);
-                        consumer::on_timer(e, &slot.group_id, clock.mono_ms(t.now));
+                        consumer::on_timer(e, &slot.group_id, c.config, t, clock.mono_ms(t.now));
                     });
                 }
                 _ = slot.wake.notified() => {}
@@ -1302,5 +1323,7 @@ async fn group_timer(
 }
 
 pub mod consumer;
+#[cfg(test)]
+mod migration_tests;
 #[cfg(test)]
 mod tests;

@@ -19,8 +19,14 @@
 //!   writer per `__consumer_offsets` partition, loading, offset expiry.
 //!
 //! - [`consumer`] — KIP-848 groups (`group.protocol=consumer`): the pure state
-//!   machine behind ConsumerGroupHeartbeat with server-side assignment. A group
-//!   is either classic or consumer (no mixed-mode upgrade); consumer groups'
+//!   machine behind ConsumerGroupHeartbeat with server-side assignment, and
+//!   the migration between the protocols ([`consumer::classic`]) that
+//!   `group.consumer.migration.policy` allows (`bidirectional` by default,
+//!   `upgrade`, `downgrade`, `disabled`): an empty group changes type freely;
+//!   a consumer-protocol member joining a live classic group converts it, its
+//!   classic members staying as members of the consumer group that answers
+//!   their JoinGroup/SyncGroup/Heartbeat/LeaveGroup; a consumer group left
+//!   with only classic members becomes classic again. Consumer groups'
 //!   membership lives in memory only (see the module doc).
 //!
 //! Invariants: committed offsets and group metadata change in memory in the

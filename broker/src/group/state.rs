@@ -431,6 +431,19 @@ impl Group {
         }
     }
 
+    /// Starts a rebalance: every member must rejoin (a group just converted
+    /// from a consumer group, whose members' generations are their epochs).
+    pub fn request_rebalance(&mut self, reason: &str, t: Time) {
+        self.maybe_prepare_rebalance_or_complete_join(reason, t);
+    }
+
+    /// Queues a record of the group as it is now: after an online upgrade
+    /// replaced a classic group by this empty one, a reload must not bring
+    /// back the classic members.
+    pub fn record_now(&mut self) {
+        self.outbox.push(PendingWrite::Metadata(self.metadata_value(&HashMap::new())));
+    }
+
     /// Answers every waiting request with `error` (the coordinator is going away).
     pub fn fail_waiting(&mut self, error: GroupError) {
         for member in self.members.values_mut() {

@@ -89,10 +89,12 @@ pub struct ConsumerMember {
     pub assigned: Assignment,
     /// Partitions it owns but has been told to revoke.
     pub pending_revocation: Assignment,
-    session_deadline_ms: u64,
-    revocation_deadline_ms: Option<u64>,
+    /// Set for a member that speaks the classic protocol (JoinGroup, SyncGroup, Heartbeat).
+    pub classic: Option<super::classic::ClassicMeta>,
+    pub(super) session_deadline_ms: u64,
+    pub(super) revocation_deadline_ms: Option<u64>,
     /// The assignment changed since the member last heard it.
-    send_assignment: bool,
+    pub(super) send_assignment: bool,
 }
 
 /// A ConsumerGroupHeartbeat, with the member id already resolved by the protocol edge.
@@ -138,14 +140,14 @@ pub struct HeartbeatAnswer {
 /// A consumer-protocol group.
 #[derive(Debug, Clone)]
 pub struct ConsumerGroup {
-    group_id: String,
-    config: ConsumerGroupConfig,
-    group_epoch: i32,
-    assignment_epoch: i32,
-    members: BTreeMap<String, ConsumerMember>,
-    target: BTreeMap<String, Assignment>,
-    owners: BTreeMap<(Uuid, i32), String>,
-    metadata: BTreeMap<String, TopicMeta>,
+    pub(super) group_id: String,
+    pub(super) config: ConsumerGroupConfig,
+    pub(super) group_epoch: i32,
+    pub(super) assignment_epoch: i32,
+    pub(super) members: BTreeMap<String, ConsumerMember>,
+    pub(super) target: BTreeMap<String, Assignment>,
+    pub(super) owners: BTreeMap<(Uuid, i32), String>,
+    pub(super) metadata: BTreeMap<String, TopicMeta>,
     /// The members' compiled regexes, by pattern.
     regexes: BTreeMap<String, Regex>,
 }
@@ -489,13 +491,14 @@ impl ConsumerGroup {
                 session_deadline_ms: 0,
                 revocation_deadline_ms: None,
                 send_assignment: true,
+                classic: None,
             },
         );
         Ok(true)
     }
 
     /// Applies a member's changed fields; true when its subscription changed.
-    fn update_member(&mut self, hb: &Heartbeat) -> bool {
+    pub(super) fn update_member(&mut self, hb: &Heartbeat) -> bool {
         let Some(m) = self.members.get_mut(&hb.member_id) else { return false };
         let mut bump = false;
         if let Some(names) = &hb.subscribed_topic_names {
@@ -554,7 +557,7 @@ impl ConsumerGroup {
     }
 
     /// Records the subscribed topics' metadata; true when it changed.
-    fn refresh_metadata(&mut self, metadata: &BTreeMap<String, TopicMeta>) -> bool {
+    pub(super) fn refresh_metadata(&mut self, metadata: &BTreeMap<String, TopicMeta>) -> bool {
         // Borrowed names, and a copy only when something changed: this runs
         // at every heartbeat, and regex members may match many topics.
         let wanted: BTreeSet<&str> = self
@@ -574,7 +577,7 @@ impl ConsumerGroup {
         true
     }
 
-    fn compute_target(&mut self) {
+    pub(super) fn compute_target(&mut self) {
         let name = self.assignor();
         let topics: Vec<BTreeSet<String>> = self.members.values().map(ConsumerMember::topics).collect();
         let members: Vec<AssignorMember<'_>> = self
@@ -625,7 +628,7 @@ impl ConsumerGroup {
 
     /// The member's heartbeat lists what it owns: pending revocations it no
     /// longer lists are released.
-    fn acknowledge(&mut self, member_id: &str, owned: &[(Uuid, Vec<i32>)]) {
+    pub(super) fn acknowledge(&mut self, member_id: &str, owned: &[(Uuid, Vec<i32>)]) {
         let Some(m) = self.members.get_mut(member_id) else { return };
         if m.pending_revocation.is_empty() {
             return;
@@ -647,7 +650,7 @@ impl ConsumerGroup {
     }
 
     /// Moves the member one step towards its target.
-    fn reconcile(&mut self, member_id: &str, now_ms: u64) {
+    pub(super) fn reconcile(&mut self, member_id: &str, now_ms: u64) {
         let epoch = self.assignment_epoch;
         let target = self.target.get(member_id).cloned().unwrap_or_default();
         let Some(m) = self.members.get_mut(member_id) else { return };

@@ -10,6 +10,9 @@
 //!   the assignment for the member's return; one holder per instance id.
 //! - [`topic_regex`] — regex subscriptions: bounded compilation and
 //!   resolution against the topics a member may describe.
+//! - [`classic`] — members that speak the classic protocol, and the online
+//!   upgrade from and downgrade to a classic group
+//!   (`group.consumer.migration.policy`).
 //!
 //! Invariants: the group epoch bumps whenever membership, a subscription or
 //! the metadata of a subscribed topic changes; a partition is owned by at most
@@ -19,17 +22,20 @@
 //! only when it holds nothing its target no longer contains. This module does
 //! no I/O and reads no clock: times are milliseconds passed in by the caller.
 //!
-//! What it leaves out: rack-aware
-//! assignment, and mixed classic/consumer groups (a group is one or the
-//! other). Membership and epochs are not written to `__consumer_offsets`:
+//! What it leaves out: rack-aware assignment, and the downgrade Kafka does
+//! when a classic static member replaces the last consumer-protocol member.
+//! Membership and epochs are not written to `__consumer_offsets`:
 //! after a coordinator failover members get UNKNOWN_MEMBER_ID, rejoin with
 //! epoch 0 and resume from their committed offsets, which do persist.
 
 pub mod assignor;
+pub mod classic;
 pub mod group;
 pub mod static_member;
 pub mod topic_regex;
 
+#[cfg(test)]
+mod migration_tests;
 #[cfg(test)]
 mod regex_tests;
 #[cfg(test)]
@@ -53,6 +59,46 @@ pub struct ConsumerGroupConfig {
     pub default_assignor: &'static str,
     /// The largest number of topics one member may subscribe to.
     pub max_subscribed_topics: usize,
+    /// `group.consumer.migration.policy`.
+    pub migration: MigrationPolicy,
+}
+
+/// `group.consumer.migration.policy`: which online conversions between a
+/// classic group and a consumer group with members are allowed (an empty
+/// group converts either way whatever the policy, as Kafka does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationPolicy {
+    /// Both ways (Kafka's default).
+    Bidirectional,
+    /// Classic to consumer only.
+    Upgrade,
+    /// Consumer to classic only.
+    Downgrade,
+    /// Neither.
+    Disabled,
+}
+
+impl MigrationPolicy {
+    /// The policy named `name` (case-insensitive), or `None`.
+    pub fn parse(name: &str) -> Option<MigrationPolicy> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "bidirectional" => Some(MigrationPolicy::Bidirectional),
+            "upgrade" => Some(MigrationPolicy::Upgrade),
+            "downgrade" => Some(MigrationPolicy::Downgrade),
+            "disabled" => Some(MigrationPolicy::Disabled),
+            _ => None,
+        }
+    }
+
+    /// Whether a classic group with members may become a consumer group.
+    pub fn upgrade_enabled(self) -> bool {
+        matches!(self, MigrationPolicy::Bidirectional | MigrationPolicy::Upgrade)
+    }
+
+    /// Whether a consumer group left with only classic members may become a classic group.
+    pub fn downgrade_enabled(self) -> bool {
+        matches!(self, MigrationPolicy::Bidirectional | MigrationPolicy::Downgrade)
+    }
 }
 
 impl Default for ConsumerGroupConfig {
@@ -63,6 +109,7 @@ impl Default for ConsumerGroupConfig {
             max_size: i32::MAX as usize,
             default_assignor: assignor::UNIFORM,
             max_subscribed_topics: 10_000,
+            migration: MigrationPolicy::Bidirectional,
         }
     }
 }
@@ -88,6 +135,11 @@ impl ConsumerGroupConfig {
             max_size: get("group.consumer.max.size", d.max_size as i64).max(1) as usize,
             default_assignor: if first == assignor::RANGE { assignor::RANGE } else { assignor::UNIFORM },
             max_subscribed_topics: d.max_subscribed_topics,
+            migration: if crate::config::settings::find(table, "group.consumer.migration.policy").is_some() {
+                MigrationPolicy::parse(s.get("group.consumer.migration.policy")).unwrap_or(d.migration)
+            } else {
+                d.migration
+            },
         }
     }
 }

@@ -55,7 +55,7 @@ impl ConsumerGroup {
     }
 
     /// A join (epoch 0) with `hb.instance_id`: when a member that left with
-    /// -2 holds it, the joining member id replaces it (true; a live member
+    /// -2 (or a member using the classic protocol) holds it, the joining member id replaces it (true; a live member
     /// of that id is removed first, with an epoch bump); when a live
     /// member holds it, UNRELEASED_INSTANCE_ID; false when nobody else does.
     pub(super) fn replace_static(&mut self, hb: &Heartbeat) -> Result<bool, ConsumerGroupError> {
@@ -64,7 +64,8 @@ impl ConsumerGroup {
         if holder.member_id == hb.member_id {
             return Ok(false);
         }
-        if holder.member_epoch != LEFT_STATIC_EPOCH {
+        // A classic-protocol holder is replaced at once (as Kafka): it cannot send a -2 leave.
+        if holder.member_epoch != LEFT_STATIC_EPOCH && holder.classic.is_none() {
             return Err(ConsumerGroupError::UnreleasedInstanceId(instance.clone()));
         }
         let old_id = holder.member_id.clone();
@@ -78,6 +79,8 @@ impl ConsumerGroup {
             m.previous_member_epoch = 0;
             m.client_id = hb.client_id.clone();
             m.client_host = hb.client_host.clone();
+            // It speaks the consumer protocol now.
+            m.classic = None;
         });
         Ok(true)
     }

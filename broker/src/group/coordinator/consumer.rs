@@ -1,7 +1,10 @@
 //! The coordinator's shell around consumer-protocol (KIP-848) groups:
 //! ConsumerGroupHeartbeat and ConsumerGroupDescribe under the group's slot
-//! lock, their session timers, and the rules that keep a group either
-//! classic or consumer.
+//! lock, their session timers, and the routing of Kafka 4's group migration:
+//! the online upgrade of a classic group on a consumer-protocol join, classic
+//! requests answered by a consumer group's classic members, and the downgrade
+//! when the last consumer-protocol member leaves (the rules are pure, in
+//! [`crate::group::consumer::classic`]).
 //!
 //! A consumer group lives in the same [`GroupSlot`] as a classic one would
 //! (so its committed offsets are the same records), with the classic state
@@ -12,10 +15,13 @@
 use std::collections::BTreeMap;
 
 use super::{GroupCoordinator, GroupEntry};
-use crate::group::GroupError;
+use crate::group::consumer::classic;
 use crate::group::consumer::group::{ConsumerMember, OffsetCommitRefusal};
 use crate::group::consumer::{Assignment, ConsumerGroup, ConsumerGroupError, Heartbeat, HeartbeatAnswer, TopicMeta};
+use crate::group::member::JoinResult;
 use crate::group::state::GroupState;
+use crate::group::state::{Group, JoinRequest};
+use crate::group::{GroupConfig, GroupError, Time};
 
 /// Why a ConsumerGroupHeartbeat was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +71,66 @@ pub(super) fn admit_classic(entry: &mut GroupEntry) -> bool {
     }
 }
 
+/// A classic JoinGroup to a consumer group with members: the member joins
+/// it as a member using the classic protocol.
+pub(super) fn classic_join(
+    entry: &mut GroupEntry,
+    req: &JoinRequest,
+    metadata: Option<&BTreeMap<String, TopicMeta>>,
+    now_ms: u64,
+) -> JoinResult {
+    match entry.consumer.as_mut() {
+        Some(c) => c.classic_join(req, metadata, now_ms),
+        None => JoinResult::error(GroupError::CoordinatorNotAvailable, req.member_id.clone()),
+    }
+}
+
+/// The online upgrade of the entry's classic group, for a consumer-protocol
+/// member joining it: refused (GROUP_ID_NOT_FOUND, as Kafka) when the policy
+/// forbids it or the group is not convertible; otherwise its waiting joins
+/// and syncs are told to rejoin and its members move to a consumer group.
+fn upgrade(
+    entry: &mut GroupEntry,
+    group_id: &str,
+    config: GroupConfig,
+    metadata: &BTreeMap<String, TopicMeta>,
+    t: Time,
+    now_ms: u64,
+) -> Result<(), GroupError> {
+    let refused =
+        || GroupError::WrongGroupType { group_id: group_id.to_string(), actual: "classic", wanted: "consumer" };
+    if let Some(why) = classic::upgrade_refusal(&entry.group, &config.consumer) {
+        tracing::info!(group = %group_id, reason = %why, "classic group not upgraded to a consumer group");
+        return Err(refused());
+    }
+    let converted = ConsumerGroup::from_classic(&entry.group, config.consumer, metadata, now_ms).map_err(|why| {
+        tracing::info!(group = %group_id, reason = %why, "classic group not upgraded to a consumer group");
+        refused()
+    })?;
+    entry.group.fail_waiting(GroupError::RebalanceInProgress);
+    entry.group = Group::new(group_id, config, t);
+    // Its classic members are the consumer group's now: the log says so (no members).
+    entry.group.record_now();
+    tracing::info!(group = %group_id, members = converted.members().len(), epoch = converted.group_epoch(),
+        "classic group upgraded to a consumer group (online)");
+    entry.consumer = Some(converted);
+    Ok(())
+}
+
+/// The online downgrade: after a consumer-protocol member left or was
+/// removed, a group left with only classic members becomes classic again (if
+/// the policy and `group.max.size` allow), in a rebalance its members join.
+pub(super) fn maybe_downgrade(entry: &mut GroupEntry, group_id: &str, config: GroupConfig, t: Time) {
+    let Some(record) = entry.consumer.as_ref().and_then(|c| c.downgrade_record(config.max_size, t.wall_ms)) else {
+        return;
+    };
+    let members = record.members.len();
+    entry.group = Group::from_record(group_id, record, config, t);
+    entry.group.request_rebalance("downgrade from a consumer group", t);
+    entry.consumer = None;
+    tracing::info!(group = %group_id, members, "consumer group downgraded to a classic group (online)");
+}
+
 /// Kafka's OffsetCommit rules for a consumer group: a commit with no member
 /// id and a negative epoch is an admin's; otherwise the member must exist
 /// (UNKNOWN_MEMBER_ID) and carry its current epoch (STALE_MEMBER_EPOCH).
@@ -72,8 +138,11 @@ pub(super) fn validate_commit(group: &ConsumerGroup, member_id: &str, member_epo
     if member_id.is_empty() && member_epoch < 0 {
         return Ok(());
     }
+    let classic = group.members().get(member_id).is_some_and(|m| m.classic.is_some());
     group.validate_offset_commit(member_id, member_epoch).map_err(|e| match e {
         OffsetCommitRefusal::UnknownMemberId => GroupError::UnknownMemberId,
+        // A classic member's epoch is its generation (as Kafka answers it).
+        OffsetCommitRefusal::StaleMemberEpoch if classic => GroupError::IllegalGeneration,
         OffsetCommitRefusal::StaleMemberEpoch => GroupError::StaleMemberEpoch {
             got: member_epoch,
             current: group.members().get(member_id).map_or(-1, |m| m.member_epoch),
@@ -92,10 +161,14 @@ pub(super) fn validate_txn_commit(group: &ConsumerGroup, member_id: &str, member
 }
 
 /// Expires the consumer group's silent members at `now_ms`.
-pub(super) fn on_timer(entry: &mut GroupEntry, group_id: &str, now_ms: u64) {
+pub(super) fn on_timer(entry: &mut GroupEntry, group_id: &str, config: GroupConfig, t: Time, now_ms: u64) {
     if let Some(c) = entry.consumer.as_mut() {
-        for gone in c.expire(now_ms) {
-            tracing::info!(group = %group_id, member = %gone, "consumer group member removed: session or rebalance timeout");
+        let gone = c.expire(now_ms);
+        for id in &gone {
+            tracing::info!(group = %group_id, member = %id, "consumer group member removed: session or rebalance timeout");
+        }
+        if !gone.is_empty() {
+            maybe_downgrade(entry, group_id, config, t);
         }
     }
 }
@@ -118,27 +191,31 @@ impl GroupCoordinator {
             // Membership is not persisted: after a failover the member is unknown and rejoins.
             self.get(group_id).ok_or_else(|| ConsumerGroupError::UnknownMemberId(hb.member_id.clone()))?
         };
-        let config = self.config.consumer;
+        let config = self.config;
         let clock = self.clock;
         self.with_group(&slot, |e, t| {
             if e.group.is_dead() {
                 return Err(HeartbeatError::Group(GroupError::CoordinatorNotAvailable));
             }
+            let now_ms = clock.mono_ms(t.now);
             if e.consumer.is_none() {
-                if e.group.state() != GroupState::Empty || !e.group.has_no_members() {
-                    return Err(HeartbeatError::Group(GroupError::WrongGroupType {
-                        group_id: group_id.to_string(),
-                        actual: "classic",
-                        wanted: "consumer",
-                    }));
-                }
                 if hb.member_epoch != 0 {
                     return Err(ConsumerGroupError::UnknownMemberId(hb.member_id.clone()).into());
                 }
-                e.consumer = Some(ConsumerGroup::new(group_id, config));
+                if e.group.state() == GroupState::Empty && e.group.has_no_members() {
+                    // The offline upgrade: an empty classic group (committed offsets only).
+                    e.consumer = Some(ConsumerGroup::new(group_id, config.consumer));
+                } else {
+                    upgrade(e, group_id, config, metadata, t, now_ms)?;
+                }
             }
             let c = e.consumer.as_mut().ok_or(HeartbeatError::Group(GroupError::CoordinatorNotAvailable))?;
-            Ok(c.heartbeat_with(hb, metadata, may_describe, clock.mono_ms(t.now))?)
+            let leaving = hb.member_epoch < 0;
+            let answer = c.heartbeat_with(hb, metadata, may_describe, now_ms)?;
+            if leaving {
+                maybe_downgrade(e, group_id, config, t);
+            }
+            Ok(answer)
         })
     }
 

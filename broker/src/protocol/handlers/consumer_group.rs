@@ -52,7 +52,7 @@ fn heartbeat_error(e: &HeartbeatError) -> KafkaError {
 }
 
 /// The metadata image's topics, by name, as the group sees them.
-fn topic_metadata(broker: &Broker) -> BTreeMap<String, TopicMeta> {
+pub(super) fn topic_metadata(broker: &Broker) -> BTreeMap<String, TopicMeta> {
     let image = broker.metadata.read();
     image.topics().map(|t| (t.name.clone(), TopicMeta { id: t.id, partitions: t.partitions.len() as i32 })).collect()
 }
@@ -159,7 +159,8 @@ pub fn describe(
                                     .with_subscribed_topic_regex(mm.subscribed_regex.clone().map(str_bytes))
                                     .with_assignment(described(&mm.assigned, &names))
                                     .with_target_assignment(described(&m.target, &names))
-                                    .with_member_type(-1)
+                                    // KIP-848 v1: 0 for a member using the classic protocol, 1 for a consumer one.
+                                    .with_member_type(if mm.classic.is_some() { 0 } else { 1 })
                             })
                             .collect(),
                     ),

@@ -122,7 +122,8 @@ pub async fn join_group(
         supports_skip_assignment: version >= 9,
         reason: request.reason.map(|s| s.to_string()),
     };
-    let r = coordinator.join_group(&request.group_id, join).await;
+    let topics = super::consumer_group::topic_metadata(broker);
+    let r = coordinator.join_group_with(&request.group_id, join, Some(&topics)).await;
     let protocol_name = match r.protocol_name {
         // Before v7 the protocol name is not nullable.
         None if version < 7 => Some(StrBytes::default()),
