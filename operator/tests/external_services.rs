@@ -2,7 +2,8 @@
 //! plane, with the pod runner running the broker pods as local processes
 //! and the operator as a process: a two-broker cluster with a NodePort
 //! external listener gets `<cluster>-external-<n>` per broker (type
-//! NodePort, node port `nodePortBase + 1 + n`, every listener port, a
+//! NodePort, node port `nodePortBase + 1 + n` on the external listener's
+//! port 9099, every listener port, a
 //! selector that matches exactly that broker's pod, owned by the cluster),
 //! and the listener certificate names them; removing the external listener
 //! deletes them and makes the bootstrap Service ClusterIP again. (Which
@@ -69,7 +70,8 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let bootstrap = services.get(&format!("{CLUSTER}-bootstrap")).await.expect("the bootstrap Service");
     let bootstrap_ports = bootstrap.spec.and_then(|s| s.ports).expect("bootstrap ports");
-    assert_eq!(bootstrap_ports[0].node_port, Some(BASE), "the bootstrap Service keeps the base");
+    let external = bootstrap_ports.iter().find(|p| p.port == 9099).expect("the external listener's port");
+    assert_eq!(external.node_port, Some(BASE), "the bootstrap Service keeps the base, on the external listener");
     for id in 0..2 {
         let name = format!("{CLUSTER}-external-{id}");
         let service =
@@ -80,8 +82,9 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
         let spec = service.spec.expect("a spec");
         assert_eq!(spec.type_.as_deref(), Some("NodePort"), "{name}");
         let ports: Vec<(i32, Option<i32>)> = spec.ports.expect("ports").iter().map(|p| (p.port, p.node_port)).collect();
-        assert_eq!(ports[0], (9092, Some(BASE + 1 + id)), "{name}: {ports:?}");
-        assert_eq!(ports[1].0, TLS_PORT, "{name}: {ports:?}");
+        assert_eq!(ports[0].0, 9092, "{name}: {ports:?}");
+        assert_eq!(ports[1], (9099, Some(BASE + 1 + id)), "{name}: the external listener's: {ports:?}");
+        assert_eq!(ports[2].0, TLS_PORT, "{name}: {ports:?}");
         let selector = spec.selector.expect("a selector");
         let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let selected = pods.list(&ListParams::default().labels(&labels.join(","))).await.expect("list pods");
