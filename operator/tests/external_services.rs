@@ -5,7 +5,9 @@
 //! NodePort, node port `nodePortBase + 1 + n` on the external listener's
 //! port 9099, every listener port, a
 //! selector that matches exactly that broker's pod, owned by the cluster),
-//! and the listener certificate names them; removing the external listener
+//! and the listener certificate names them; each broker is advertised on
+//! the external listener at its node's address and node port
+//! (`<cluster>-advertised`, then Metadata on 9099); removing the external listener
 //! deletes them and makes the bootstrap Service ClusterIP again. (Which
 //! Services a scale-down deletes is `external::stale_broker_services`'s
 //! unit test: here the scale-down would wait for the StatefulSet to settle,
@@ -13,13 +15,16 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::pod_runner::PodRunner;
 use common::{OperatorProcess, create_ready_cluster, eventually, plane_with_nodes};
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
 use strom_crds::KafkaCluster;
 
@@ -99,6 +104,30 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
     .await;
     assert!(sans.contains(&format!("{CLUSTER}-external-0.{NS}.svc.cluster.local")), "{sans:?}");
     assert!(sans.contains(&format!("{CLUSTER}-bootstrap.{NS}.svc")), "{sans:?}");
+
+    // Each broker is advertised at its node's address (the pod runner's
+    // nodes have InternalIP 127.0.0.1) and its own node port.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    let want: BTreeMap<i32, String> = (0..2).map(|id| (id, format!("127.0.0.1:{}", BASE + 1 + id))).collect();
+    eventually("each broker's file to name its node and node port", WAIT, || async {
+        let files = config_maps.get_opt(&format!("{CLUSTER}-advertised")).await.ok()??.data?;
+        want.iter()
+            .all(|(id, a)| {
+                files.get(&format!("broker-{id}.properties"))
+                    == Some(&format!("advertised.listeners=K8S_EXTERNAL://{a}\n"))
+            })
+            .then_some(())
+    })
+    .await;
+    let external = format!("{}:9099", _runner.pod_ip(0));
+    eventually("the external listener to list the brokers at their node ports", WAIT, || async {
+        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &external).create().ok()?;
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(5)).ok()?;
+        let seen: BTreeMap<i32, String> =
+            metadata.brokers().iter().map(|b| (b.id(), format!("{}:{}", b.host(), b.port()))).collect();
+        (seen == want).then_some(())
+    })
+    .await;
 
     // No external listener: no per-broker Service, a ClusterIP bootstrap.
     let patch = json!({ "spec": { "listeners": { "external": null } } });
