@@ -426,10 +426,13 @@ impl BrokerConfig {
         let (listen, advertise) = (listeners[0].bind, listeners[0].advertised.clone());
         let advertised_overrides = match layer.advertised_overrides.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(v) => Some(
-                advertised::parse_flag(v, &listeners)
-                    .map_err(|expected| field_err("advertised-overrides", v, origin, &expected))?,
-            ),
+            Some(v) => {
+                let o = advertised::parse_flag(v, &listeners)
+                    .map_err(|expected| field_err("advertised-overrides", v, origin, &expected))?;
+                // A refused file stops the start here, before anything is touched.
+                advertised::read(&o).map_err(|e| field_err("advertised-overrides", v, origin, &e.to_string()))?;
+                Some(o)
+            }
         };
         Ok(BrokerConfig {
             node_id,
