@@ -163,8 +163,9 @@ pub struct KafkaClusterSpec {
 
     /// How clients reach the brokers. The in-cluster listener always exists.
     /// `external` exposes the bootstrap Service and one Service per broker
-    /// outside the cluster; brokers still advertise their in-cluster names
-    /// (advertising per-broker external addresses is not implemented yet).
+    /// outside the cluster, on the brokers' external listener (port 9099),
+    /// where each broker advertises its own external address (its node's
+    /// address and node port, or its load balancer's) once it is known.
     #[serde(default)]
     pub listeners: Listeners,
 
