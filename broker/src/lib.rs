@@ -4,6 +4,7 @@
 //!
 //! - [`admin`] — the one path of cluster changes from every API: pure rules, then the controller.
 //! - [`auth`] — who a client is: the principal its connection authenticated as.
+//! - [`advertised`] — follows the `--advertised-overrides` file: this broker's listener addresses, live.
 //! - [`admin_service`] — the `Admin` gRPC service for the operator and tools.
 //! - [`alloc_guard`] — the process allocator, safe against absurd capacity requests.
 //! - [`clock`] — wall-clock milliseconds, Kafka's unit of time.
@@ -30,6 +31,7 @@
 
 pub mod admin;
 pub mod admin_service;
+pub mod advertised;
 pub mod alloc_guard;
 pub mod auth;
 pub mod broker;

@@ -67,6 +67,11 @@ struct Cli {
     /// brokers: anyone reaching it can forge replication, Raft and admin calls.
     #[arg(long)]
     internal_insecure: bool,
+    /// Listeners advertised at the addresses a file gives, NAME[,NAME...]=FILE
+    /// (file: `advertised.listeners=NAME://HOST:PORT,...`, re-read while
+    /// running); a named listener the file gives no address is not advertised.
+    #[arg(long, value_name = "NAMES=FILE")]
+    advertised_overrides: Option<String>,
     /// A broker setting by its Kafka name, KEY=VALUE (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -142,6 +147,7 @@ impl Cli {
             internal_tls_cert: self.internal_tls_cert.clone(),
             internal_tls_key: self.internal_tls_key.clone(),
             internal_insecure: self.internal_insecure.then(|| "true".to_string()),
+            advertised_overrides: self.advertised_overrides.clone(),
             settings,
         })
     }

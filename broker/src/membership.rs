@@ -45,12 +45,15 @@ pub async fn join(broker: &Arc<Broker>) -> anyhow::Result<()> {
         let _ =
             retry_until_quorum(broker, "name the cluster", || broker.controller.propose(cluster_id.clone())).await?;
     }
+    // A listener of `--advertised-overrides` is registered at the address
+    // its file gives now, or not at all; `advertised::watch` follows the file.
+    let listeners = crate::advertised::current(c).context("cannot start with these advertised overrides")?;
     let register = Command::RegisterBroker {
         broker_id: c.node_id,
         incarnation_id: Uuid::new_v4(),
         advertised_endpoint: c.advertise.to_string(),
         internal_endpoint: c.internal_advertise.to_string(),
-        listeners: c.listeners.iter().map(|l| (l.name.clone(), l.advertised.to_string())).collect(),
+        listeners: listeners.clone(),
         rack: c.rack.clone(),
         max_partitions: Some(crate::open_files::max_broker_partitions(&c.settings)),
     };
@@ -64,6 +67,7 @@ pub async fn join(broker: &Arc<Broker>) -> anyhow::Result<()> {
     // The first heartbeat unfences this broker through the log.
     let unfenced = heartbeat(broker).await.unwrap_or(0);
     tokio::spawn(heartbeat_loop(broker.clone()));
+    tokio::spawn(crate::advertised::watch(broker.clone(), listeners));
     // Publishing hosts every partition assigned here (a leader-epoch
     // checkpoint fsynced for each it leads): with tens of thousands of
     // partitions that takes longer than a request may wait.

@@ -49,6 +49,36 @@ fn an_unauthenticated_internal_plane_beyond_this_host_is_refused_before_anything
 }
 
 #[test]
+fn bad_advertised_overrides_are_refused_before_anything_starts() {
+    let files = tempfile::tempdir().expect("temp dir");
+    let file = files.path().join("broker-0.properties");
+    std::fs::write(&file, "advertised.listeners=PLAINTEXT://wrong.example.com:1\n").expect("write the file");
+    let refused_file = format!("EXTERNAL={}", file.display());
+    let listeners = [
+        "--set",
+        "listeners=PLAINTEXT://127.0.0.1:0,EXTERNAL://127.0.0.1:0",
+        "--set",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,EXTERNAL:PLAINTEXT",
+        "--advertised-overrides",
+    ];
+    for (value, expected) in [
+        ("NOPE=/x", "listeners of this broker other than the first (EXTERNAL)"),
+        ("PLAINTEXT=/x", "other than the first (EXTERNAL)"),
+        (
+            refused_file.as_str(),
+            "broker-0.properties, line 1: invalid advertised.listeners `PLAINTEXT://wrong.example.com:1`",
+        ),
+    ] {
+        let args: Vec<&str> = listeners.iter().copied().chain([value]).collect();
+        let (output, dir) = broker_with(&args, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{value}: {stderr}");
+        assert!(stderr.contains("advertised-overrides") && stderr.contains(expected), "{value}: {stderr}");
+        assert!(!dir.path().join("data").exists(), "nothing was created for a refused start");
+    }
+}
+
+#[test]
 fn certs_writes_a_ca_and_a_certificate_per_identity() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("certs");

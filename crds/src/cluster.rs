@@ -163,8 +163,9 @@ pub struct KafkaClusterSpec {
 
     /// How clients reach the brokers. The in-cluster listener always exists.
     /// `external` exposes the bootstrap Service and one Service per broker
-    /// outside the cluster; brokers still advertise their in-cluster names
-    /// (advertising per-broker external addresses is not implemented yet).
+    /// outside the cluster, on the brokers' external listener (port 9099),
+    /// where each broker advertises its own external address (its node's
+    /// address and node port, or its load balancer's) once it is known.
     #[serde(default)]
     pub listeners: Listeners,
 
@@ -325,6 +326,11 @@ impl KafkaClusterSpec {
             }
         }
         self.listeners.validate_additional()?;
+        if self.listeners.external.is_some()
+            && let Some(index) = self.listeners.additional.iter().position(|l| l.port == EXTERNAL_LISTENER_PORT)
+        {
+            return Err(ListenerError::ExternalPort { index }.into());
+        }
         let cas = &self.certificate_authorities;
         if cas.renewal_days < 1 || cas.renewal_days >= cas.validity_days {
             return Err(SpecError::CaRenewal { renewal: cas.renewal_days, validity: cas.validity_days });
@@ -555,6 +561,9 @@ pub struct Listeners {
 pub const KAFKA_LISTENER_PORT: i32 = 9092;
 /// Ports the brokers use for themselves: Kafka's 9092, internal 9093, HTTP 9094.
 pub const RESERVED_PORTS: [i32; 3] = [9092, 9093, 9094];
+/// Port of the brokers' external listener (`listeners.external`): the
+/// external Services' target, advertised at each broker's external address.
+pub const EXTERNAL_LISTENER_PORT: i32 = 9099;
 /// Names the default Kafka listener takes (its security protocol's).
 pub const RESERVED_LISTENER_NAMES: [&str; 2] = ["plaintext", "sasl_plaintext"];
 
@@ -877,6 +886,14 @@ pub enum ListenerError {
         index: usize,
         /// The rejected port.
         port: i32,
+    },
+    /// The external listener's port, taken while `listeners.external` is set.
+    #[error(
+        "listeners.additional[{index}].port is {EXTERNAL_LISTENER_PORT}: the external listener's port while listeners.external is set; pick another port"
+    )]
+    ExternalPort {
+        /// Position in the list.
+        index: usize,
     },
     /// Two listeners of one name.
     #[error("listeners.additional[{index}].name {name:?} is used twice: every listener needs its own name")]
@@ -1210,6 +1227,16 @@ mod tests {
         assert!(bad.to_string().contains("lower-case letters and digits"), "{bad}");
         let no_tls = with_listeners(vec![listener("m", 9095, false, Some(Tls))]).unwrap_err();
         assert!(no_tls.to_string().contains("tls needs tls: true"), "{no_tls}");
+        assert_eq!(with_listeners(vec![listener("x", EXTERNAL_LISTENER_PORT, false, None)]), Ok(()));
+        let mut spec = KafkaClusterSpec::default();
+        spec.listeners.additional = vec![scram, listener("x", EXTERNAL_LISTENER_PORT, false, None)];
+        spec.listeners.external = Some(ExternalListener {
+            r#type: ExternalListenerType::LoadBalancer,
+            node_port_base: None,
+            annotations: BTreeMap::new(),
+        });
+        let e = spec.validate().unwrap_err().to_string();
+        assert!(e.contains("listeners.additional[1].port is 9099: the external listener's port"), "{e}");
     }
 
     #[test]

@@ -19,11 +19,12 @@ use kube::CustomResourceExt;
 
 pub use authorization::{AuthorizationError, AuthorizationType, ClusterAuthorization, STANDARD_AUTHORIZER};
 pub use cluster::{
-    CertificateAuthorities, CertificateAuthoritiesStatus, DEFAULT_BROKER_IMAGE, ExternalListener, ExternalListenerType,
-    ImagePullPolicy, KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, KafkaListener, KafkaListenerAuthentication,
-    KafkaListenerAuthenticationType, KafkaListenerType, ListenerAuthentication, ListenerAuthenticationType,
-    ListenerError, Listeners, Metrics, NetworkPolicySettings, PodTemplateOverrides, Rack, Rebalance,
-    RollingRestartStatus, SecretKeySelector, SpecError, Storage, StorageError, StorageType,
+    CertificateAuthorities, CertificateAuthoritiesStatus, DEFAULT_BROKER_IMAGE, EXTERNAL_LISTENER_PORT,
+    ExternalListener, ExternalListenerType, ImagePullPolicy, KafkaCluster, KafkaClusterSpec, KafkaClusterStatus,
+    KafkaListener, KafkaListenerAuthentication, KafkaListenerAuthenticationType, KafkaListenerType,
+    ListenerAuthentication, ListenerAuthenticationType, ListenerError, Listeners, Metrics, NetworkPolicySettings,
+    PodTemplateOverrides, Rack, Rebalance, RollingRestartStatus, SecretKeySelector, SpecError, Storage, StorageError,
+    StorageType,
 };
 pub use topic::{
     DeletionPolicy, KafkaTopic, KafkaTopicSpec, KafkaTopicStatus, PartitionStatus, TopicNameError, validate_topic_name,

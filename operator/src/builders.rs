@@ -295,7 +295,8 @@ pub fn headless_service(cluster: &KafkaCluster) -> Service {
 pub fn bootstrap_service(cluster: &KafkaCluster) -> Service {
     let names = ClusterNames::of(cluster);
     let mut meta = metadata(cluster, &names, names.bootstrap_service());
-    let mut kafka = port("kafka", KAFKA_PORT);
+    let kafka = port("kafka", KAFKA_PORT);
+    let mut node_port = None;
     let service_type = match &cluster.spec.listeners.external {
         None => "ClusterIP",
         Some(external) => {
@@ -304,12 +305,20 @@ pub fn bootstrap_service(cluster: &KafkaCluster) -> Service {
             }
             match external.r#type {
                 ExternalListenerType::NodePort => {
-                    kafka.node_port = external.node_port_base;
+                    node_port = external.node_port_base;
                     "NodePort"
                 }
                 ExternalListenerType::LoadBalancer => "LoadBalancer",
             }
         }
+    };
+    // Outside clients bootstrap through the external listener's port.
+    let with_node_port = |(n, p): &(String, i32)| {
+        let mut port = port(n, *p);
+        if n == crate::listeners::EXTERNAL_PORT_NAME {
+            port.node_port = node_port;
+        }
+        port
     };
     Service {
         metadata: meta,
@@ -318,13 +327,23 @@ pub fn bootstrap_service(cluster: &KafkaCluster) -> Service {
             selector: Some(selector_labels(&names)),
             ports: Some(
                 std::iter::once(kafka)
-                    .chain(crate::listeners::additional_ports(&cluster.spec).iter().map(|(n, p)| port(n, *p)))
+                    .chain(crate::listeners::additional_ports(&cluster.spec).iter().map(with_node_port))
                     .collect(),
             ),
             ..ServiceSpec::default()
         }),
         ..Service::default()
     }
+}
+
+/// The broker container's arguments: the config file, and with an
+/// external listener the file of this broker's external address.
+fn broker_args(spec: &KafkaClusterSpec) -> Vec<String> {
+    let mut args = vec!["--config".to_string(), format!("{CONFIG_DIR}/{CONFIG_FILE}")];
+    if spec.listeners.external.is_some() {
+        args.extend(["--advertised-overrides".to_string(), crate::advertised::overrides_flag()]);
+    }
+    args
 }
 
 fn env(name: &str, value: String) -> EnvVar {
@@ -398,7 +417,7 @@ pub fn stateful_set(cluster: &KafkaCluster, config_hash: &str) -> StatefulSet {
         name: "broker".into(),
         image: Some(spec.image.clone()),
         image_pull_policy: spec.image_pull_policy.as_ref().map(|p| p.as_str().to_string()),
-        args: Some(vec!["--config".into(), format!("{CONFIG_DIR}/{CONFIG_FILE}")]),
+        args: Some(broker_args(spec)),
         env: Some(broker_env(spec, &host)),
         ports: Some(
             [
@@ -441,6 +460,12 @@ pub fn stateful_set(cluster: &KafkaCluster, config_hash: &str) -> StatefulSet {
                 read_only: Some(true),
                 ..VolumeMount::default()
             }))
+            .chain(spec.listeners.external.as_ref().map(|_| VolumeMount {
+                name: crate::advertised::ADVERTISED_VOLUME.into(),
+                mount_path: crate::advertised::ADVERTISED_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            }))
             .collect(),
         ),
         ..Container::default()
@@ -467,6 +492,19 @@ pub fn stateful_set(cluster: &KafkaCluster, config_hash: &str) -> StatefulSet {
         secret: Some(SecretVolumeSource { secret_name: Some(secret), ..SecretVolumeSource::default() }),
         ..Volume::default()
     }));
+    // Each broker's external address (`crate::advertised`); optional, so a
+    // pod starts (not advertised externally) before the operator wrote it.
+    if spec.listeners.external.is_some() {
+        volumes.push(Volume {
+            name: crate::advertised::ADVERTISED_VOLUME.into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: crate::advertised::config_map_name(&names),
+                optional: Some(true),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
     let mut claims = None;
     match spec.storage.r#type {
         StorageType::Ephemeral => volumes.push(Volume {

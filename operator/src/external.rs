@@ -57,15 +57,22 @@ pub fn broker_services(cluster: &KafkaCluster, replicas: i32) -> Vec<Service> {
             }
             let mut selector = selector_labels(&names);
             selector.insert(POD_NAME_LABEL.into(), format!("{}-{id}", names.name));
-            let mut kafka = port("kafka", KAFKA_PORT);
-            kafka.node_port = broker_node_port(cluster, id);
+            let kafka = port("kafka", KAFKA_PORT);
+            let node_port = broker_node_port(cluster, id);
             let additional = crate::listeners::additional_ports(&cluster.spec);
+            let with_node_port = |(n, p): &(String, i32)| {
+                let mut port = port(n, *p);
+                if n == crate::listeners::EXTERNAL_PORT_NAME {
+                    port.node_port = node_port;
+                }
+                port
+            };
             Service {
                 metadata: meta,
                 spec: Some(ServiceSpec {
                     type_: Some(service_type.into()),
                     selector: Some(selector),
-                    ports: Some(std::iter::once(kafka).chain(additional.iter().map(|(n, p)| port(n, *p))).collect()),
+                    ports: Some(std::iter::once(kafka).chain(additional.iter().map(with_node_port)).collect()),
                     ..ServiceSpec::default()
                 }),
                 ..Service::default()
@@ -151,8 +158,13 @@ mod tests {
         assert_eq!(selector.get(POD_NAME_LABEL).map(String::as_str), Some("demo-2"));
         assert_eq!(selector.get("app.kubernetes.io/instance").map(String::as_str), Some("demo"));
         let ports = spec.ports.as_ref().expect("ports");
-        assert_eq!((ports[0].port, ports[0].node_port), (9092, Some(31003)), "base + 1 + id: base is the bootstrap's");
-        assert_eq!((ports[1].port, ports[1].node_port), (9095, None));
+        let node_ports: Vec<(&str, i32, Option<i32>)> =
+            ports.iter().map(|p| (p.name.as_deref().unwrap_or(""), p.port, p.node_port)).collect();
+        assert_eq!(
+            node_ports,
+            [("kafka", 9092, None), ("external", 9099, Some(31003)), ("l-tls", 9095, None)],
+            "base + 1 + id on the external listener's port: base is the bootstrap's"
+        );
         assert_eq!(broker_node_port(&c, 0), Some(31001));
     }
 
@@ -163,7 +175,7 @@ mod tests {
         assert_eq!(services.len(), 2);
         let spec = services[1].spec.as_ref().expect("a spec");
         assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
-        assert_eq!(spec.ports.as_ref().expect("ports")[0].node_port, None);
+        assert!(spec.ports.as_ref().expect("ports").iter().all(|p| p.node_port.is_none()));
         assert_eq!(services[1].metadata.annotations.as_ref().and_then(|a| a.get("a")).map(String::as_str), Some("b"));
         assert!(broker_services(&cluster(serde_json::json!({})), 3).is_empty());
     }

@@ -7,6 +7,7 @@
 //! - [`internal_ca`] — each cluster's internal CA, broker certificates, the operator's identity.
 //! - [`ca_plan`] — CA creation, renewal and retirement, and leaf re-issue (pure).
 //! - [`listeners`] — the brokers' Kafka listeners as broker settings and ports (pure).
+//! - [`advertised`] — each broker's external address, in the ConfigMap the brokers advertise it from.
 //! - [`ca_secrets`] — the cluster CA and clients CA Secrets: create, renew, retire.
 //! - [`context`] — what every reconcile shares: client, events, metrics, admin addresses.
 //! - [`events`] — Kubernetes Events, one per distinct message.
@@ -24,6 +25,7 @@
 //! - [`run`] — wiring: watch scope, controllers, leader election, shutdown.
 
 pub mod admin;
+pub mod advertised;
 pub mod assignment;
 pub mod builders;
 pub mod ca_plan;

@@ -10,15 +10,29 @@
 //! Secret; the clients CA's key never reaches a broker) and the principal
 //! is the certificate's CN.
 //!
-//! Pure: the spec in, settings and ports out. With no additional listener
-//! the settings are exactly those of earlier releases (no rolling restart
-//! on upgrade).
+//! With `spec.listeners.external` the brokers have one more listener,
+//! [`EXTERNAL_LISTENER`] on [`EXTERNAL_LISTENER_PORT`], of the default
+//! listener's protocol: the external Services target it, and each broker
+//! advertises it at its own external address (`crate::advertised`), so
+//! clients outside the cluster follow leaders while clients inside keep
+//! the pod DNS names of 9092.
+//!
+//! Pure: the spec in, settings and ports out. With no additional or
+//! external listener the settings are exactly those of earlier releases
+//! (no rolling restart on upgrade).
 
 use std::collections::BTreeMap;
 
 use strom_crds::{KafkaClusterSpec, KafkaListener, KafkaListenerAuthenticationType, ListenerAuthenticationType};
 
 use crate::builders::{KAFKA_PORT, TLS_DIR};
+pub use strom_crds::EXTERNAL_LISTENER_PORT;
+
+/// The brokers' external listener's name (an additional listener's name
+/// has no `_`, so none can take it).
+pub const EXTERNAL_LISTENER: &str = "K8S_EXTERNAL";
+/// The Service and container port name of the external listener.
+pub const EXTERNAL_PORT_NAME: &str = "external";
 
 /// Key in `<cluster>-broker-certs` of the listeners' PEM keystore (key, then certificate).
 pub const LISTENER_KEYSTORE: &str = "listener.keystore.pem";
@@ -58,7 +72,7 @@ pub fn listener_settings(spec: &KafkaClusterSpec) -> BTreeMap<String, String> {
     if spec.listeners.authentication.is_some() {
         settings.insert("sasl.enabled.mechanisms".to_string(), "SCRAM-SHA-512".to_string());
     }
-    if spec.listeners.additional.is_empty() {
+    if spec.listeners.additional.is_empty() && spec.listeners.external.is_none() {
         if spec.listeners.authentication.is_some() {
             settings.insert("listeners".to_string(), format!("{default}://0.0.0.0:{KAFKA_PORT}"));
         }
@@ -66,6 +80,10 @@ pub fn listener_settings(spec: &KafkaClusterSpec) -> BTreeMap<String, String> {
     }
     let mut listeners = vec![format!("{default}://0.0.0.0:{KAFKA_PORT}")];
     let mut map = vec![format!("{default}:{default}")];
+    if spec.listeners.external.is_some() {
+        listeners.push(format!("{EXTERNAL_LISTENER}://0.0.0.0:{EXTERNAL_LISTENER_PORT}"));
+        map.push(format!("{EXTERNAL_LISTENER}:{default}"));
+    }
     for l in &spec.listeners.additional {
         let name = l.name.to_ascii_uppercase();
         listeners.push(format!("{name}://0.0.0.0:{}", l.port));
@@ -152,10 +170,13 @@ pub fn oauth_ca_mounts(spec: &KafkaClusterSpec) -> Vec<(String, String, String)>
         .collect()
 }
 
-/// The Service and container ports of the additional listeners: (`l-<name>`,
-/// port); a container port name has at most 15 characters.
+/// The Service and container ports of the external listener
+/// ([`EXTERNAL_PORT_NAME`], when `listeners.external` is set) and of the
+/// additional listeners (`l-<name>`); a container port name has at most 15
+/// characters.
 pub fn additional_ports(spec: &KafkaClusterSpec) -> Vec<(String, i32)> {
-    spec.listeners.additional.iter().map(|l| (format!("l-{}", l.name), l.port)).collect()
+    let external = spec.listeners.external.as_ref().map(|_| (EXTERNAL_PORT_NAME.to_string(), EXTERNAL_LISTENER_PORT));
+    external.into_iter().chain(spec.listeners.additional.iter().map(|l| (format!("l-{}", l.name), l.port))).collect()
 }
 
 #[cfg(test)]
@@ -239,6 +260,28 @@ mod tests {
             oauth_ca_mounts(&s),
             vec![("oauth-ca-oauth".to_string(), "idp-ca".to_string(), "/etc/strom-oauth/oauth".to_string())]
         );
+    }
+
+    #[test]
+    fn an_external_listener_is_a_second_listener_of_the_default_protocol() {
+        let s = spec(serde_json::json!({"listeners": {
+            "authentication": {"type": "scram-sha-512"},
+            "external": {"type": "LoadBalancer"},
+            "additional": [{"name": "tls", "port": 9095, "tls": true}],
+        }}));
+        let settings = listener_settings(&s);
+        assert_eq!(
+            settings["listeners"],
+            "SASL_PLAINTEXT://0.0.0.0:9092,K8S_EXTERNAL://0.0.0.0:9099,TLS://0.0.0.0:9095"
+        );
+        assert_eq!(
+            settings["listener.security.protocol.map"],
+            "SASL_PLAINTEXT:SASL_PLAINTEXT,K8S_EXTERNAL:SASL_PLAINTEXT,TLS:SSL"
+        );
+        assert_eq!(additional_ports(&s), [("external".to_string(), 9099), ("l-tls".to_string(), 9095)]);
+        let plain = listener_settings(&spec(serde_json::json!({"listeners": {"external": {"type": "NodePort"}}})));
+        assert_eq!(plain["listeners"], "PLAINTEXT://0.0.0.0:9092,K8S_EXTERNAL://0.0.0.0:9099");
+        assert_eq!(plain["listener.security.protocol.map"], "PLAINTEXT:PLAINTEXT,K8S_EXTERNAL:PLAINTEXT");
     }
 
     #[test]

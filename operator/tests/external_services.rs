@@ -2,9 +2,12 @@
 //! plane, with the pod runner running the broker pods as local processes
 //! and the operator as a process: a two-broker cluster with a NodePort
 //! external listener gets `<cluster>-external-<n>` per broker (type
-//! NodePort, node port `nodePortBase + 1 + n`, every listener port, a
+//! NodePort, node port `nodePortBase + 1 + n` on the external listener's
+//! port 9099, every listener port, a
 //! selector that matches exactly that broker's pod, owned by the cluster),
-//! and the listener certificate names them; removing the external listener
+//! and the listener certificate names them; each broker is advertised on
+//! the external listener at its node's address and node port
+//! (`<cluster>-advertised`, then Metadata on 9099); removing the external listener
 //! deletes them and makes the bootstrap Service ClusterIP again. (Which
 //! Services a scale-down deletes is `external::stale_broker_services`'s
 //! unit test: here the scale-down would wait for the StatefulSet to settle,
@@ -12,13 +15,16 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::pod_runner::PodRunner;
 use common::{OperatorProcess, create_ready_cluster, eventually, plane_with_nodes};
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
 use strom_crds::KafkaCluster;
 
@@ -69,7 +75,8 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let bootstrap = services.get(&format!("{CLUSTER}-bootstrap")).await.expect("the bootstrap Service");
     let bootstrap_ports = bootstrap.spec.and_then(|s| s.ports).expect("bootstrap ports");
-    assert_eq!(bootstrap_ports[0].node_port, Some(BASE), "the bootstrap Service keeps the base");
+    let external = bootstrap_ports.iter().find(|p| p.port == 9099).expect("the external listener's port");
+    assert_eq!(external.node_port, Some(BASE), "the bootstrap Service keeps the base, on the external listener");
     for id in 0..2 {
         let name = format!("{CLUSTER}-external-{id}");
         let service =
@@ -80,8 +87,9 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
         let spec = service.spec.expect("a spec");
         assert_eq!(spec.type_.as_deref(), Some("NodePort"), "{name}");
         let ports: Vec<(i32, Option<i32>)> = spec.ports.expect("ports").iter().map(|p| (p.port, p.node_port)).collect();
-        assert_eq!(ports[0], (9092, Some(BASE + 1 + id)), "{name}: {ports:?}");
-        assert_eq!(ports[1].0, TLS_PORT, "{name}: {ports:?}");
+        assert_eq!(ports[0].0, 9092, "{name}: {ports:?}");
+        assert_eq!(ports[1], (9099, Some(BASE + 1 + id)), "{name}: the external listener's: {ports:?}");
+        assert_eq!(ports[2].0, TLS_PORT, "{name}: {ports:?}");
         let selector = spec.selector.expect("a selector");
         let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let selected = pods.list(&ListParams::default().labels(&labels.join(","))).await.expect("list pods");
@@ -96,6 +104,30 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
     .await;
     assert!(sans.contains(&format!("{CLUSTER}-external-0.{NS}.svc.cluster.local")), "{sans:?}");
     assert!(sans.contains(&format!("{CLUSTER}-bootstrap.{NS}.svc")), "{sans:?}");
+
+    // Each broker is advertised at its node's address (the pod runner's
+    // nodes have InternalIP 127.0.0.1) and its own node port.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    let want: BTreeMap<i32, String> = (0..2).map(|id| (id, format!("127.0.0.1:{}", BASE + 1 + id))).collect();
+    eventually("each broker's file to name its node and node port", WAIT, || async {
+        let files = config_maps.get_opt(&format!("{CLUSTER}-advertised")).await.ok()??.data?;
+        want.iter()
+            .all(|(id, a)| {
+                files.get(&format!("broker-{id}.properties"))
+                    == Some(&format!("advertised.listeners=K8S_EXTERNAL://{a}\n"))
+            })
+            .then_some(())
+    })
+    .await;
+    let external = format!("{}:9099", _runner.pod_ip(0));
+    eventually("the external listener to list the brokers at their node ports", WAIT, || async {
+        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &external).create().ok()?;
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(5)).ok()?;
+        let seen: BTreeMap<i32, String> =
+            metadata.brokers().iter().map(|b| (b.id(), format!("{}:{}", b.host(), b.port()))).collect();
+        (seen == want).then_some(())
+    })
+    .await;
 
     // No external listener: no per-broker Service, a ClusterIP bootstrap.
     let patch = json!({ "spec": { "listeners": { "external": null } } });

@@ -160,6 +160,14 @@ fn default_render_is_restricted_probed_and_leader_elected() {
         .expect("a rule on services");
     let verbs: Vec<&str> = services["verbs"].as_sequence().expect("verbs").iter().filter_map(|v| v.as_str()).collect();
     assert!(verbs.contains(&"delete"), "stale per-broker external Services are deleted: {verbs:?}");
+    let nodes = role["rules"]
+        .as_sequence()
+        .expect("rules")
+        .iter()
+        .find(|r| format!("{:?}", r["resources"]).contains("nodes"))
+        .expect("a rule on nodes: NodePort brokers advertise their node's address");
+    let verbs: Vec<&str> = nodes["verbs"].as_sequence().expect("verbs").iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(verbs, ["get"]);
     assert!(find(&docs, "ClusterRole", &format!("{RELEASE}-crds")).is_some(), "CRD rule present");
     assert!(find(&docs, "Service", &format!("{RELEASE}-metrics")).is_some(), "metrics Service");
     for kind in ["ServiceMonitor", "PodMonitor", "ConfigMap"] {

@@ -13,6 +13,7 @@
 /// The Kafka-named settings table (crate `strom-settings`, shared with the operator).
 pub use strom_settings as settings;
 
+pub mod advertised;
 pub mod listeners;
 
 use std::collections::BTreeMap;
@@ -99,6 +100,8 @@ pub struct ConfigLayer {
     /// `--internal-insecure` (`true` or `false`)
     #[serde(default, deserialize_with = "bool_or_string")]
     pub internal_insecure: Option<String>,
+    /// `--advertised-overrides` (`NAME[,NAME...]=FILE`)
+    pub advertised_overrides: Option<String>,
     /// Kafka-named settings (`--set KEY=VALUE`).
     #[serde(default, deserialize_with = "settings_map")]
     pub settings: BTreeMap<String, String>,
@@ -166,6 +169,7 @@ impl ConfigLayer {
                 "STROM_INTERNAL_TLS_CERT" => &mut layer.internal_tls_cert,
                 "STROM_INTERNAL_TLS_KEY" => &mut layer.internal_tls_key,
                 "STROM_INTERNAL_INSECURE" => &mut layer.internal_insecure,
+                "STROM_ADVERTISED_OVERRIDES" => &mut layer.advertised_overrides,
                 "STROM_SET" => {
                     for item in value.split_whitespace() {
                         let (k, v) = split_setting(item, "STROM_SET")?;
@@ -198,6 +202,7 @@ impl ConfigLayer {
             internal_tls_cert: self.internal_tls_cert.or(lower.internal_tls_cert),
             internal_tls_key: self.internal_tls_key.or(lower.internal_tls_key),
             internal_insecure: self.internal_insecure.or(lower.internal_insecure),
+            advertised_overrides: self.advertised_overrides.or(lower.advertised_overrides),
             settings,
         }
     }
@@ -244,6 +249,9 @@ pub struct BrokerConfig {
     pub internal_insecure: bool,
     /// The Kafka listeners (at least one; the first is `listen`/`advertise`).
     pub listeners: Vec<listeners::Listener>,
+    /// `--advertised-overrides`: listeners advertised at the addresses a
+    /// file gives (re-read while running), or not at all.
+    pub advertised_overrides: Option<advertised::AdvertisedOverrides>,
     /// Kafka-named broker settings.
     pub settings: Settings,
     /// Cluster-wide dynamic broker settings from the metadata, which win
@@ -416,12 +424,23 @@ impl BrokerConfig {
         let listeners = listeners::resolve(&security, listen, &advertise)
             .map_err(|source| ConfigError::Listener { origin: origin.to_string(), source })?;
         let (listen, advertise) = (listeners[0].bind, listeners[0].advertised.clone());
+        let advertised_overrides = match layer.advertised_overrides.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(v) => {
+                let o = advertised::parse_flag(v, &listeners)
+                    .map_err(|expected| field_err("advertised-overrides", v, origin, &expected))?;
+                // A refused file stops the start here, before anything is touched.
+                advertised::read(&o).map_err(|e| field_err("advertised-overrides", v, origin, &e.to_string()))?;
+                Some(o)
+            }
+        };
         Ok(BrokerConfig {
             node_id,
             data_dir,
             listen,
             advertise,
             listeners,
+            advertised_overrides,
             internal_listen,
             internal_advertise,
             http_listen,

@@ -185,6 +185,11 @@ pub enum Command {
     },
     /// A live broker's heartbeat; unfences it.
     BrokerHeartbeat { broker_id: i32, broker_epoch: i64 },
+    /// A registered broker's listeners are now advertised at `listeners`
+    /// (its per-broker address file changed, `--advertised-overrides`): a
+    /// listener missing from the map is not advertised. Changes nothing
+    /// else of the registration (epoch, fencing, leaderships).
+    UpdateBrokerListeners { broker_id: i32, broker_epoch: i64, listeners: BTreeMap<String, String> },
     /// The active controller saw the broker's session expire.
     FenceBroker { broker_id: i32 },
     /// The broker is stopping (SIGTERM): leaderships move to other ISR
@@ -371,6 +376,10 @@ impl ClusterImage {
                     broker.fenced = false;
                     self.on_unfenced(*broker_id);
                 }
+                Ok(Outcome::Done)
+            }
+            Command::UpdateBrokerListeners { broker_id, broker_epoch, listeners } => {
+                self.registered(*broker_id, *broker_epoch)?.listeners = listeners.clone();
                 Ok(Outcome::Done)
             }
             Command::FenceBroker { broker_id } => {
@@ -941,6 +950,25 @@ mod tests {
         };
         image.apply(20, &cmd).unwrap();
         image
+    }
+
+    #[test]
+    fn a_listener_update_changes_only_the_current_registrations_endpoints() {
+        let mut image = cluster_of_three();
+        let epoch = image.brokers[&1].broker_epoch;
+        let leaders = image.topics["t"].partitions[0].clone();
+        let external: BTreeMap<String, String> = [("EXTERNAL".to_string(), "ext-1:31001".to_string())].into();
+        let update = Command::UpdateBrokerListeners { broker_id: 1, broker_epoch: epoch, listeners: external.clone() };
+        assert_eq!(image.apply(30, &update), Ok(Outcome::Done));
+        let b = &image.brokers[&1];
+        assert_eq!((&b.listeners, b.broker_epoch, b.fenced), (&external, epoch, false), "epoch and fencing kept");
+        assert_eq!(image.topics["t"].partitions[0], leaders, "leaderships untouched");
+        let stale =
+            Command::UpdateBrokerListeners { broker_id: 1, broker_epoch: epoch - 1, listeners: BTreeMap::new() };
+        assert!(matches!(image.apply(31, &stale), Err(CommandError::StaleBrokerEpoch { .. })));
+        let unknown = Command::UpdateBrokerListeners { broker_id: 7, broker_epoch: epoch, listeners: BTreeMap::new() };
+        assert_eq!(image.apply(32, &unknown), Err(CommandError::UnknownBroker(7)));
+        assert_eq!(image.brokers[&1].listeners, external, "refused updates change nothing");
     }
 
     #[test]

@@ -378,9 +378,9 @@ impl RaftService {
         }
         // Commands a broker sends about itself: only that broker may send them.
         let about = match command {
-            Command::BrokerHeartbeat { broker_id, .. } | Command::AllocateProducerIdBlock { broker_id } => {
-                Some(*broker_id)
-            }
+            Command::BrokerHeartbeat { broker_id, .. }
+            | Command::UpdateBrokerListeners { broker_id, .. }
+            | Command::AllocateProducerIdBlock { broker_id } => Some(*broker_id),
             Command::AlterIsr { leader_id, .. } => Some(*leader_id),
             Command::RegisterBroker { broker_id, .. } => Some(*broker_id),
             // Only the active controller fences, by its own session timer.

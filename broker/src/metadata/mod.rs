@@ -237,11 +237,14 @@ impl MetadataView {
 
     /// The live brokers as clients of `listener` see them: at that
     /// listener's advertised endpoints (every broker's first listener when
-    /// `listener` is `None` or unknown to the cluster).
+    /// `listener` is `None` or no live broker registered listener names, as
+    /// brokers of earlier releases). A listener no live broker advertises
+    /// (an external listener whose addresses are not known yet) has none:
+    /// its clients are never sent to another listener's address.
     pub fn brokers_on(&self, listener: Option<&str>) -> &[BrokerEndpoint] {
-        match listener.and_then(|l| self.listener_brokers.get(l)) {
-            Some(brokers) => brokers,
-            None => &self.brokers,
+        match listener {
+            Some(l) if !self.listener_brokers.is_empty() => self.listener_brokers.get(l).map_or(&[], Vec::as_slice),
+            _ => &self.brokers,
         }
     }
 
@@ -459,6 +462,12 @@ mod tests {
             vec![(0, "host-0:9092".to_string()), (1, "b1.svc:9092".to_string()), (2, "b2.svc:9092".to_string())]
         );
         assert_eq!(on(None).len(), 3, "no listener: every broker's first endpoint");
+        assert!(
+            on(Some("LATER")).is_empty(),
+            "a listener no broker advertises yet lists nobody, never another's address"
+        );
+        let legacy = MetadataView::from_image(&image_with(&[]), 0);
+        assert_eq!(legacy.brokers_on(Some("EXTERNAL")).len(), 1, "no broker names listeners: its one endpoint");
     }
 
     #[test]

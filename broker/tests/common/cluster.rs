@@ -232,6 +232,8 @@ pub struct Cluster {
     certs: strom_broker::tls::certs::Written,
     /// Brokers 0..voters are the configured (bootstrap) controller voters.
     voters: usize,
+    /// Extra flags every broker starts with.
+    args: Vec<String>,
 }
 
 impl Cluster {
@@ -247,16 +249,22 @@ impl Cluster {
     /// the controller's bootstrap voters (`--voters`); the others start as
     /// learners.
     pub fn start_with_voters(n: usize, voters: usize, name: &str, settings: &[&str]) -> Cluster {
-        Cluster::start_inner(loopback_placements(n), voters, name, settings)
+        Cluster::start_inner(loopback_placements(n), voters, name, settings, &[])
+    }
+
+    /// As [`Cluster::start`], with extra flags for every broker; in the
+    /// settings and the flags `{IP}` is the broker's address and `{ID}` its id.
+    pub fn start_with_args(n: usize, name: &str, settings: &[&str], args: &[&str]) -> Cluster {
+        Cluster::start_inner(loopback_placements(n), n, name, settings, args)
     }
 
     /// As [`Cluster::start`], with each broker at the given placement.
     pub fn start_placed(placements: Vec<Placement>, name: &str, settings: &[&str]) -> Cluster {
         let voters = placements.len();
-        Cluster::start_inner(placements, voters, name, settings)
+        Cluster::start_inner(placements, voters, name, settings, &[])
     }
 
-    fn start_inner(placements: Vec<Placement>, voters: usize, name: &str, settings: &[&str]) -> Cluster {
+    fn start_inner(placements: Vec<Placement>, voters: usize, name: &str, settings: &[&str], args: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix(&format!("strom-cluster-{name}-"))
             .tempdir()
@@ -289,6 +297,7 @@ impl Cluster {
             settings: settings.iter().map(|s| s.to_string()).collect(),
             certs,
             voters,
+            args: args.iter().map(|s| s.to_string()).collect(),
         };
         for i in 0..cluster.brokers.len() {
             cluster.spawn(i);
@@ -538,7 +547,11 @@ impl Cluster {
             .arg(&pair.cert)
             .arg("--internal-tls-key")
             .arg(&pair.key);
-        super::finish_broker_command(&mut command, &self.settings, log);
+        let ip = broker.placement.ip.to_string();
+        let expand = |s: &String| s.replace("{IP}", &ip).replace("{ID}", &broker.id.to_string());
+        command.args(self.args.iter().map(expand));
+        let settings: Vec<String> = self.settings.iter().map(expand).collect();
+        super::finish_broker_command(&mut command, &settings, log);
         broker.child = Some(command.spawn().unwrap_or_else(|e| panic!("spawn strom-broker {}: {e}", broker.id)));
         broker.paused = false;
     }

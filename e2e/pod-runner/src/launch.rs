@@ -2,8 +2,9 @@
 //!
 //! [`PodPlan::of`] reads the pod spec the operator builds (container
 //! `broker`, its `--config` argument, the ConfigMap volume mounted above that
-//! file, the `data` volume: a claim or an emptyDir, Secret volumes and the
-//! internal TLS variables) into plain data, and
+//! file, the `data` volume: a claim or an emptyDir, Secret volumes, the
+//! internal TLS variables and the ConfigMap volume of
+//! `--advertised-overrides`) into plain data, and
 //! [`broker_args`] turns a plan plus the config file's text into the
 //! `strom-broker` command line: flags override the file, so the listeners,
 //! advertised addresses, node id, data directory and voters all point at the
@@ -99,6 +100,24 @@ pub struct PodPlan {
     /// The container's `STROM_INTERNAL_TLS_{CA,CERT,KEY}` (container paths,
     /// `$(VAR)` references expanded), when all three are set.
     pub internal_tls: Option<[String; 3]>,
+    /// `--advertised-overrides NAMES=FILE` with FILE in a ConfigMap volume.
+    pub advertised: Option<AdvertisedMount>,
+}
+
+/// The broker's `--advertised-overrides NAMES=FILE` (`$(VAR)` references
+/// expanded) with FILE in a mounted ConfigMap volume: the runner writes the
+/// ConfigMap's keys under `DIR/pods/<uid>/volumes/<volume>/` and keeps them
+/// in step while the broker runs, as the kubelet does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvertisedMount {
+    /// The listener names before `=`.
+    pub listeners: String,
+    /// The file's path under the volume.
+    pub file: String,
+    /// The volume's name.
+    pub volume: String,
+    /// The ConfigMap it shows.
+    pub config_map: String,
 }
 
 /// A Secret volume mounted into the broker container: the runner writes the
@@ -184,6 +203,21 @@ impl PodPlan {
         let tls: Vec<String> =
             INTERNAL_TLS_ENV.iter().filter_map(|(name, _)| container_env(container, pod, name)).collect();
         let internal_tls = <[String; 3]>::try_from(tls).ok();
+        let advertised = arg_value(container.args.as_deref().unwrap_or_default(), "--advertised-overrides")
+            .map(|v| expand(&v, |n| container_env(container, pod, n)))
+            .and_then(|v| {
+                let (listeners, path) = v.split_once('=')?;
+                mounts.iter().find_map(|m| {
+                    let file = Path::new(path).strip_prefix(&m.mount_path).ok()?.to_str()?.to_string();
+                    let source = volumes.iter().find(|v| v.name == m.name)?.config_map.as_ref()?;
+                    Some(AdvertisedMount {
+                        listeners: listeners.to_string(),
+                        file,
+                        volume: m.name.clone(),
+                        config_map: source.name.clone(),
+                    })
+                })
+            });
         let grace_seconds = spec.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS).max(0);
         Ok(PodPlan {
             namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
@@ -202,6 +236,7 @@ impl PodPlan {
             grace_seconds,
             secrets,
             internal_tls,
+            advertised,
             name,
         })
     }
@@ -368,6 +403,11 @@ pub fn broker_args(plan: &PodPlan, input: &LaunchInput<'_>) -> Vec<String> {
         args.push("--rack".into());
         args.push(rack.clone());
     }
+    if let Some(a) = &plan.advertised {
+        let host = input.volumes_dir.join(&a.volume).join(&a.file);
+        args.push("--advertised-overrides".into());
+        args.push(format!("{}={}", a.listeners, host.display()));
+    }
     if let Some(paths) = &plan.internal_tls {
         for ((_, flag), path) in INTERNAL_TLS_ENV.iter().zip(paths) {
             let host = host_secret_path(plan, input.volumes_dir, path).unwrap_or_else(|| PathBuf::from(path));
@@ -499,6 +539,41 @@ mod tests {
             "settings:\n  \"listener.name.tls.ssl.keystore.location\": \"/etc/strom-tls/listener.keystore.pem\"\n";
         let moved = secret_paths_to_host(config, &plan, Path::new("/runner/pods/u-1/volumes"));
         assert!(moved.contains("\"/runner/pods/u-1/volumes/internal-tls/listener.keystore.pem\""), "{moved}");
+    }
+
+    #[test]
+    fn the_advertised_overrides_file_moves_to_its_config_map_volume_on_the_host() {
+        let mut p = pod("ephemeral");
+        let spec = p.spec.as_mut().unwrap();
+        let c = &mut spec.containers[0];
+        c.args.as_mut().unwrap().extend([
+            "--advertised-overrides".to_string(),
+            "K8S_EXTERNAL=/etc/strom-advertised/broker-$(STROM_NODE_ID).properties".to_string(),
+        ]);
+        c.volume_mounts.as_mut().unwrap().push(
+            serde_json::from_value(serde_json::json!({"name": "advertised", "mountPath": "/etc/strom-advertised"}))
+                .unwrap(),
+        );
+        spec.volumes.as_mut().unwrap().push(
+            serde_json::from_value(serde_json::json!({"name": "advertised",
+                "configMap": {"name": "demo-advertised", "optional": true}}))
+            .unwrap(),
+        );
+        let plan = PodPlan::of(&p, subnet()).unwrap();
+        let a = plan.advertised.clone().expect("the overrides mount");
+        assert_eq!((a.listeners.as_str(), a.file.as_str()), ("K8S_EXTERNAL", "broker-1.properties"));
+        assert_eq!((a.volume.as_str(), a.config_map.as_str()), ("advertised", "demo-advertised"));
+        let input = LaunchInput {
+            config: CONFIG,
+            config_file: Path::new("/x/strom.yaml"),
+            data_dir: Path::new("/x/data"),
+            subnet: subnet(),
+            volumes_dir: Path::new("/x/volumes"),
+        };
+        let args = broker_args(&plan, &input);
+        let at = args.iter().position(|a| a == "--advertised-overrides").expect("the flag");
+        assert_eq!(args[at + 1], "K8S_EXTERNAL=/x/volumes/advertised/broker-1.properties");
+        assert_eq!(PodPlan::of(&pod("ephemeral"), subnet()).unwrap().advertised, None);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! - [`status`]: the pod status a kubelet would report.
 //! - [`node`]: the Node object and its heartbeat.
 //! - [`volume`]: claim directories and the PersistentVolumes that bind them.
-//! - [`secret`]: Secret volumes written as files and kept in step.
+//! - [`secret`]: Secret volumes (and the `--advertised-overrides` ConfigMap volume) written as files and kept in step.
 //! - [`process`]: one broker process: spawn, probe, signal, reap.
 //! - [`pod`]: one pod's worker: starts, restarts, reports, stops.
 //! - [`runner`]: the polling loop: bind, start, stop, clean up.

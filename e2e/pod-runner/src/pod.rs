@@ -166,9 +166,12 @@ impl PodWorker {
             tokio::select! {
                 status = process.wait() => return Ended::Exited(status),
                 s = stop_requested(stop) => return Ended::Stop(s),
-                _ = refresh.tick(), if !self.plan.secrets.is_empty() => {
+                _ = refresh.tick(), if !self.plan.secrets.is_empty() || self.plan.advertised.is_some() => {
                     if let Err(e) = write_secret_volumes(&self.ctx, &self.plan, &volumes_dir).await {
                         tracing::warn!(pod = %self.plan.name, error = %e, "Secret volumes not refreshed");
+                    }
+                    if let Err(e) = secret::write_advertised_volume(&self.ctx, &self.plan, &volumes_dir).await {
+                        tracing::warn!(pod = %self.plan.name, error = %e, "advertised addresses not refreshed");
                     }
                 }
                 _ = ticker.tick() => {
@@ -235,6 +238,7 @@ impl PodWorker {
             .await
             .map_err(|e| io(&format!("writing {}", config_file.display()), e))?;
         write_secret_volumes(&ctx, plan, &volumes_dir).await?;
+        secret::write_advertised_volume(&ctx, plan, &volumes_dir).await?;
         let input = LaunchInput {
             config: &config,
             config_file: &config_file,

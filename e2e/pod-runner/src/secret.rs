@@ -1,4 +1,5 @@
-//! Secret volumes: a Secret's keys as files in the pod's volume directory
+//! Secret volumes, and the ConfigMap volume of `--advertised-overrides`
+//! ([`write_advertised_volume`]): a Secret's keys as files in the pod's volume directory
 //! (`DIR/pods/<uid>/volumes/<volume>/<key>`), written before the broker
 //! starts and refreshed while it runs, as the kubelet does (it syncs mounted
 //! Secrets periodically; here every [`REFRESH`]).
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 
 use crate::context::Context;
@@ -34,6 +35,22 @@ pub async fn write_secret_volumes(ctx: &Context, plan: &PodPlan, volumes_dir: &P
         sync_dir(&dir, &files).map_err(|e| format!("writing Secret volume {}: {e}", dir.display()))?;
     }
     Ok(())
+}
+
+/// Writes the ConfigMap volume of the broker's `--advertised-overrides`
+/// under `volumes_dir`; a ConfigMap that does not exist (yet) gives an
+/// empty volume (the operator marks it optional).
+pub async fn write_advertised_volume(ctx: &Context, plan: &PodPlan, volumes_dir: &Path) -> Result<(), String> {
+    let Some(mount) = &plan.advertised else { return Ok(()) };
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &plan.namespace);
+    let config_map = config_maps
+        .get_opt(&mount.config_map)
+        .await
+        .map_err(|e| format!("ConfigMap {}/{}: {e}", plan.namespace, mount.config_map))?;
+    let files: BTreeMap<String, Vec<u8>> =
+        config_map.and_then(|c| c.data).unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+    let dir = volumes_dir.join(&mount.volume);
+    sync_dir(&dir, &files).map_err(|e| format!("writing ConfigMap volume {}: {e}", dir.display()))
 }
 
 /// Makes `dir` hold exactly `files`, replacing changed ones by a rename.

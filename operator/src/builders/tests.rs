@@ -125,6 +125,31 @@ fn config_hash_follows_the_config_and_only_the_config() {
 }
 
 #[test]
+fn an_external_listener_mounts_each_brokers_address_file_and_names_it() {
+    let c = cluster(serde_json::json!({"replicas": 2, "listeners": {"external": {"type": "LoadBalancer"}}}));
+    let sts = stateful_set(&c, "h");
+    let pod = sts.spec.template.spec.as_ref().unwrap();
+    let broker = &pod.containers[0];
+    assert_eq!(
+        broker.args.as_ref().unwrap()[2..],
+        [
+            "--advertised-overrides".to_string(),
+            "K8S_EXTERNAL=/etc/strom-advertised/broker-$(STROM_NODE_ID).properties".to_string()
+        ]
+    );
+    let mount = broker.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "advertised").expect("a mount");
+    assert_eq!(mount.mount_path, "/etc/strom-advertised");
+    let volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "advertised").expect("a volume");
+    let source = volume.config_map.as_ref().unwrap();
+    assert_eq!((source.name.as_str(), source.optional), ("events-advertised", Some(true)), "pods start before it");
+    let ports: Vec<i32> = broker.ports.as_ref().unwrap().iter().map(|p| p.container_port).collect();
+    assert!(ports.contains(&9099), "{ports:?}");
+    let plain = stateful_set(&default_cluster(), "h");
+    let plain = plain.spec.template.spec.unwrap();
+    assert!(!plain.volumes.unwrap().iter().any(|v| v.name == "advertised"), "no external listener: no volume");
+}
+
+#[test]
 fn stateful_set_runs_brokers_by_ordinal_with_ondelete_updates() {
     let c = default_cluster();
     let sts = stateful_set(&c, "abc123");
@@ -233,7 +258,8 @@ fn services_and_budget() {
     }));
     let spec = bootstrap_service(&external).spec.unwrap();
     assert_eq!(spec.type_.as_deref(), Some("NodePort"));
-    assert_eq!(spec.ports.unwrap()[0].node_port, Some(31000));
+    let ports: Vec<(i32, Option<i32>)> = spec.ports.unwrap().iter().map(|p| (p.port, p.node_port)).collect();
+    assert_eq!(ports, [(9092, None), (9099, Some(31000))], "outside clients bootstrap on the external listener");
     let pdb = pod_disruption_budget(&c).spec.unwrap();
     assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
     assert_eq!(ClusterNames::of(&c).bootstrap_address(), "events-bootstrap.team.svc:9092");

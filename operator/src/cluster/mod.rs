@@ -494,6 +494,7 @@ async fn apply_objects(
     apply::<Service>(&ctx.client, ns, &builders::headless_service(cluster)).await?;
     apply::<Service>(&ctx.client, ns, &builders::bootstrap_service(cluster)).await?;
     crate::external::reconcile(&ctx.client, cluster, replicas).await?;
+    crate::advertised::reconcile(&ctx.client, cluster, replicas).await?;
     apply::<StatefulSet>(&ctx.client, ns, &stateful_set).await?;
     apply::<PodDisruptionBudget>(&ctx.client, ns, &builders::pod_disruption_budget(cluster)).await?;
     if cluster.spec.network_policy.enabled {
