@@ -38,7 +38,13 @@ pub async fn join(broker: &Arc<Broker>) -> anyhow::Result<()> {
     let cluster_id = legacy.as_ref().map(|l| l.cluster_id.clone()).unwrap_or_else(crate::metadata::new_cluster_id);
     // The voters name the cluster; only the first proposal counts, a later
     // one is applied as a no-op. A broker outside the quorum may propose
-    // nothing but its own registration until it is a learner.
+    // nothing but its own registration until it is a learner. An empty node
+    // first learns from the quorum whether it is a voter at all (its
+    // configured voters may name it before the voter change that adds it).
+    tokio::select! {
+        _ = broker.controller.wait_start_decided() => {}
+        _ = broker.shutdown.cancelled() => anyhow::bail!("shut down while deciding how to join the controller quorum"),
+    }
     let voter = crate::controller::NodeId::try_from(c.node_id).is_ok_and(|id| broker.controller.voters().contains(&id));
     if voter {
         let cluster_id = Command::InitCluster { cluster_id };

@@ -37,9 +37,10 @@ KWOK_VERSION=v0.8.0   # sigs.k8s.io/kwok, newest served
 # The controllers that run by default: enough for namespaces to be deleted, owner
 # references to be honoured, service accounts (with their tokens and the
 # kube-root-ca.crt ConfigMap) to appear, and StatefulSets to create their Pods
-# and claims and report status. None of them needs a scheduler or nodes (the
-# Pods stay Pending).
-DEFAULT_KCM_CONTROLLERS=garbagecollector,namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,statefulset,persistentvolume-binder
+# and claims and report status, and a deleted claim to go once no pod uses it
+# (pvc-protection: the API server's admission puts its finalizer on every
+# claim). None of them needs a scheduler or nodes (the Pods stay Pending).
+DEFAULT_KCM_CONTROLLERS=garbagecollector,namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,statefulset,persistentvolume-binder,pvc-protection
 # With nodes (kwok), node-lifecycle-controller too: it lifts the not-ready taint
 # that the API server puts on every new Node once the Node reports Ready, as in
 # any cluster; without it kube-scheduler places no pod. (Its taint-based

@@ -29,6 +29,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
@@ -170,8 +171,20 @@ pub struct Controller {
     server: parking_lot::Mutex<Option<JoinHandle<()>>>,
     liveness: JoinHandle<()>,
     gate: Gate,
+    /// The quorum told this empty node it is no voter (it may be a
+    /// configured one: the configuration names voters not added yet).
+    learner: Arc<AtomicBool>,
     bootstrap: Option<JoinHandle<()>>,
     internal_tls: Option<Arc<crate::tls::InternalTls>>,
+}
+
+/// The voters an empty node goes by while its log holds no membership: the
+/// configured ones, less itself once the quorum said it is no voter (a
+/// broker started with a `voters` line that already names it, before the
+/// voter change that adds it, must ask the others for the active
+/// controller instead of waiting to be elected).
+fn fallback_voters(configured: &BTreeMap<NodeId, BasicNode>, me: NodeId, learner: bool) -> Vec<NodeId> {
+    configured.keys().copied().filter(|id| !(learner && *id == me)).collect()
 }
 
 impl std::fmt::Debug for Controller {
@@ -262,6 +275,7 @@ impl Controller {
         // waits to be added as a learner by the active controller when it
         // registers.
         let gate = Gate::new(Stage::Open);
+        let learner = Arc::new(AtomicBool::new(false));
         let mut bootstrap = None;
         if fresh && voters.len() == 1 && voters.contains_key(&node_id) {
             match raft.initialize(voters.clone()).await {
@@ -281,6 +295,7 @@ impl Controller {
                 voters: voters.clone(),
                 known: parking_lot::Mutex::new(voters.clone()),
                 gate: gate.clone(),
+                learner: learner.clone(),
                 dir,
                 meta,
                 tls: config.internal_tls.clone(),
@@ -304,6 +319,7 @@ impl Controller {
             server: Default::default(),
             liveness,
             gate,
+            learner,
             bootstrap,
             internal_tls: config.internal_tls.clone(),
         })
@@ -347,12 +363,28 @@ impl Controller {
     }
 
     /// The voters: those of the membership this node's log holds, or the
-    /// configured (bootstrap) voters while it holds none.
+    /// configured (bootstrap) voters while it holds none (less this node
+    /// once the quorum said it is no voter).
     pub fn voters(&self) -> Vec<NodeId> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
-        if voters.is_empty() { self.voters.keys().copied().collect() } else { voters }
+        if voters.is_empty() {
+            fallback_voters(&self.voters, self.node_id, self.learner.load(Ordering::Acquire))
+        } else {
+            voters
+        }
+    }
+
+    /// Waits until an empty node has decided how to start (form a quorum,
+    /// rejoin it, or wait to be a learner); at once for a node with a log.
+    pub async fn wait_start_decided(&self) {
+        while self.bootstrap.as_ref().is_some_and(|b| !b.is_finished())
+            && self.gate.stage() == Stage::Closed
+            && !self.learner.load(Ordering::Acquire)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The internal address of node `id`: from the membership this node's
@@ -446,7 +478,8 @@ impl Controller {
                 if self.voters().contains(&self.node_id) {
                     return None;
                 }
-                let voter = self.voters.keys().nth(next_voter % self.voters.len().max(1)).copied();
+                let others: Vec<NodeId> = self.voters.keys().copied().filter(|id| *id != self.node_id).collect();
+                let voter = others.get(next_voter % others.len().max(1)).copied();
                 next_voter += 1;
                 voter
             });
@@ -647,5 +680,19 @@ async fn fence_silent_brokers(raft: Raft, active: ActiveController, timeout: Dur
                 Err(e) => tracing::warn!(broker_id, error = %e, "could not fence broker"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_node_told_it_is_no_voter_leaves_itself_out_of_the_configured_voters() {
+        let configured: BTreeMap<NodeId, BasicNode> =
+            (0..5).map(|id| (id, BasicNode::new(format!("127.0.0.1:{}", 9000 + id)))).collect();
+        assert_eq!(fallback_voters(&configured, 3, false), vec![0, 1, 2, 3, 4], "before the quorum answered");
+        assert_eq!(fallback_voters(&configured, 3, true), vec![0, 1, 2, 4], "a learner by the quorum's word");
+        assert_eq!(fallback_voters(&configured, 7, true), vec![0, 1, 2, 3, 4], "a node not configured at all");
     }
 }

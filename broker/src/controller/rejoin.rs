@@ -85,7 +85,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
@@ -391,6 +391,9 @@ pub(crate) struct Bootstrapper {
     pub tls: Option<Arc<InternalTls>>,
     /// The configured voters and the voters their answers named, by address.
     pub known: parking_lot::Mutex<BTreeMap<NodeId, BasicNode>>,
+    /// Set when the quorum says this node is no voter ([`Bootstrap::Learner`]),
+    /// whatever the configured voters say.
+    pub learner: Arc<AtomicBool>,
 }
 
 impl Bootstrapper {
@@ -446,6 +449,7 @@ impl Bootstrapper {
             tokio::time::sleep(RETRY).await;
         };
         if decision == Bootstrap::Learner {
+            self.learner.store(true, Ordering::Release);
             tracing::info!(
                 node = self.me,
                 "this node is no controller voter; it takes the metadata log as a learner once it registers"

@@ -6,7 +6,10 @@
 //! ```text
 //! DIR/pods/<uid>/strom.yaml     the pod's config file, as in its ConfigMap
 //! DIR/pods/<uid>/volumes/data   an emptyDir data volume (removed with the pod)
-//! DIR/pvc/<namespace>/<claim>   a claim's data (kept: survives pod recreation)
+//! DIR/pvc/<namespace>/<claim>/<uid>
+//!                               a claim's data, per claim object (kept:
+//!                               survives pod recreation; a claim deleted
+//!                               and recreated gets a new, empty directory)
 //! DIR/logs/<pod>.log            the broker's output, appended across restarts
 //! DIR/pids/<pod>                the running broker's pid
 //! DIR/subnets                   with --subnet-pool: each StatefulSet's subnet
@@ -40,8 +43,9 @@ impl Context {
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
         self.dir.join("pods").join(uid)
     }
-    /// `DIR/pvc/<namespace>/<claim>`.
-    pub fn claim_dir(&self, namespace: &str, claim: &str) -> PathBuf {
+    /// `DIR/pvc/<namespace>/<claim>`: the directories of every claim
+    /// object of that name, one per uid (see [`crate::volume`]).
+    pub fn claim_dirs(&self, namespace: &str, claim: &str) -> PathBuf {
         self.dir.join("pvc").join(namespace).join(claim)
     }
     /// `DIR/logs/<pod>.log`.

@@ -2,8 +2,8 @@
 //!
 //! The worker owns the pod's [`BrokerProcess`] and its [`ContainerRuntime`]
 //! record, and is the only writer of the pod's status. It prepares the data
-//! directory (a claim's directory, or an emptyDir under the pod's
-//! directory), writes the ConfigMap's config file and the Secret volumes
+//! directory (a claim's directory, by the claim's uid, or an emptyDir
+//! under the pod's directory, new for every pod object), writes the ConfigMap's config file and the Secret volumes
 //! (refreshed while the broker runs), starts the broker, probes
 //! `/readyz` every 500 ms and reports the status; a broker that exits by
 //! itself is restarted after a back-off (restartPolicy Always) with its
@@ -32,7 +32,7 @@ use crate::launch::{
 use crate::process::{BrokerProcess, exit_code, probe_ready};
 use crate::secret::{self, write_secret_volumes};
 use crate::status::{ContainerRuntime, pod_status};
-use crate::volume::ensure_volume;
+use crate::volume::{claim_and_dir, ensure_volume};
 
 /// How often readiness is probed (and a failed status write retried).
 const PROBE_PERIOD: Duration = Duration::from_millis(500);
@@ -205,10 +205,11 @@ impl PodWorker {
         let plan = &self.plan;
         let volume_dir = match &plan.data {
             DataVolume::Claim(claim) => {
-                let dir = ctx.claim_dir(&plan.namespace, claim);
+                let dirs = ctx.claim_dirs(&plan.namespace, claim);
                 let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &plan.namespace);
                 let volumes: Api<PersistentVolume> = Api::all(ctx.client.clone());
-                if let Err(e) = ensure_volume(&claims, &volumes, claim, &dir, &plan.node).await {
+                let (claim_object, dir) = claim_and_dir(&claims, claim, &dirs).await.map_err(|e| e.to_string())?;
+                if let Err(e) = ensure_volume(&volumes, &claim_object, &dir, &plan.node).await {
                     // The directory is what the broker uses; the claim's binding is bookkeeping.
                     tracing::warn!(pod = %plan.name, claim, error = %e, "no PersistentVolume for the claim; using its directory anyway");
                 }

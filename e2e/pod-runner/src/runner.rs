@@ -225,9 +225,17 @@ impl Runner {
             .flat_map(|s| s.volumes.iter().flatten())
             .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()));
         for claim in names {
-            let dir = self.ctx.claim_dir(&self.ctx.namespace, &claim);
-            if let Err(e) = crate::volume::ensure_volume(&claims, &volumes, &claim, &dir, node).await {
-                // Retried on the next pass (the claim may not exist yet).
+            let dirs = self.ctx.claim_dirs(&self.ctx.namespace, &claim);
+            let served = crate::volume::claim_and_dir(&claims, &claim, &dirs).await.map_err(|e| e.to_string());
+            let ensured = match served {
+                Ok((object, dir)) => {
+                    crate::volume::ensure_volume(&volumes, &object, &dir, node).await.map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = ensured {
+                // Retried on the next pass (the claim may not exist yet, or be
+                // a deleted one the StatefulSet controller will recreate).
                 tracing::info!(pod = name, claim, error = %e, "no volume for the claim yet");
                 return;
             }

@@ -115,7 +115,14 @@ fn condition(type_: &str, status: bool, since: Timestamp) -> Value {
     })
 }
 
-/// The pod `status` for `c`: phase Running, the pod's address, the
+/// The pod's phase, as the kubelet derives it for restartPolicy Always:
+/// Pending while the container has never run (still being created, or
+/// waiting on a volume or ConfigMap), Running once it has.
+pub fn phase(c: &ContainerRuntime) -> &'static str {
+    if c.running_since.is_none() && c.last_termination.is_none() { "Pending" } else { "Running" }
+}
+
+/// The pod `status` for `c`: its [`phase`], the pod's address, the
 /// container's state and the conditions (Ready only while the probe passes).
 pub fn pod_status(c: &ContainerRuntime) -> Value {
     let ip = c.ip.to_string();
@@ -147,7 +154,7 @@ pub fn pod_status(c: &ContainerRuntime) -> Value {
         container["containerID"] = json!(format!("strom-pod-runner://{pid}"));
     }
     json!({
-        "phase": "Running",
+        "phase": phase(c),
         "hostIP": HOST_IP,
         "hostIPs": [{"ip": HOST_IP}],
         "podIP": ip,
@@ -180,6 +187,20 @@ mod tests {
             .find(|c| c["type"] == type_)
             .map(|c| c["status"].as_str().unwrap().to_string())
             .unwrap()
+    }
+
+    #[test]
+    fn a_container_that_never_ran_leaves_the_pod_pending() {
+        // The StatefulSet controller recreates a deleted claim only for a
+        // Pending pod: a pod waiting on a claim being deleted must say so.
+        let mut c = ContainerRuntime::new("broker".into(), "strom:dev".into(), Ipv4Addr::new(127, 9, 0, 10), at(0));
+        assert_eq!(pod_status(&c)["phase"], "Pending");
+        c.waiting_reason = Some(("CreateContainerError".into(), "claim data-0 is being deleted".into()));
+        assert_eq!(pod_status(&c)["phase"], "Pending");
+        c.started(Some(1), at(1));
+        assert_eq!(pod_status(&c)["phase"], "Running");
+        c.exited(1, at(2), "broker exited".into());
+        assert_eq!(pod_status(&c)["phase"], "Running", "a crash loop stays Running");
     }
 
     #[test]

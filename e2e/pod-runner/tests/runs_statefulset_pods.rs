@@ -96,7 +96,7 @@ async fn ready_pod(pods: &Api<Pod>, name: &str) -> Option<Pod> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn statefulset_pods_run_restart_and_come_back_with_the_same_address_and_claim() {
+async fn statefulset_pods_run_restart_and_come_back_with_the_same_address_and_claim_or_a_new_empty_one() {
     // The stand-in broker is a Python script; the machines this runs on have python3.
     assert!(Command::new("python3").arg("--version").output().is_ok(), "python3 is needed for the stand-in broker");
     let tmp = tempfile::tempdir().unwrap();
@@ -180,7 +180,10 @@ async fn statefulset_pods_run_restart_and_come_back_with_the_same_address_and_cl
     assert_eq!(node.metadata.labels.unwrap()["topology.kubernetes.io/zone"], "zone-a");
     let log = std::fs::read_to_string(run_dir.join("logs/demo-1.log")).unwrap();
     assert!(log.contains(&format!("--voters 0@{subnet}.0.10:9093,1@{subnet}.0.11:9093")), "{log}");
-    assert!(log.contains(&format!("--data-dir {}", run_dir.join("pvc/default/data-demo-1/data").display())), "{log}");
+    let claim_uid = |c: PersistentVolumeClaim| c.metadata.uid.unwrap();
+    let uid1 = claim_uid(claims.get("data-demo-1").await.unwrap());
+    let data1 = run_dir.join("pvc/default/data-demo-1").join(&uid1).join("data");
+    assert!(log.contains(&format!("--data-dir {}", data1.display())), "{log}");
 
     // A crashed broker is restarted, and the restart counted.
     let pid = std::fs::read_to_string(run_dir.join("pids/demo-1")).unwrap();
@@ -194,7 +197,9 @@ async fn statefulset_pods_run_restart_and_come_back_with_the_same_address_and_cl
 
     // A deleted pod is stopped, removed, recreated and run again at the same address.
     let old_uid = pods.get("demo-0").await.unwrap().metadata.uid.unwrap();
-    std::fs::write(run_dir.join("pvc/default/data-demo-0/data/marker"), "kept").unwrap();
+    let uid0 = claim_uid(claims.get("data-demo-0").await.unwrap());
+    let claim0 = run_dir.join("pvc/default/data-demo-0").join(&uid0);
+    std::fs::write(claim0.join("data/marker"), "kept").unwrap();
     pods.delete("demo-0", &DeleteParams::default()).await.unwrap();
     let pod = wait_for("demo-0 recreated", Duration::from_secs(60), || async {
         let pod = ready_pod(&pods, "demo-0").await?;
@@ -202,6 +207,29 @@ async fn statefulset_pods_run_restart_and_come_back_with_the_same_address_and_cl
     })
     .await;
     assert_eq!(pod.status.unwrap().pod_ip, Some(format!("{subnet}.0.10")));
-    assert_eq!(std::fs::read_to_string(run_dir.join("pvc/default/data-demo-0/data/marker")).unwrap(), "kept");
+    assert_eq!(std::fs::read_to_string(claim0.join("data/marker")).unwrap(), "kept");
     assert!(!run_dir.join("pods").join(&old_uid).exists(), "the old pod's directory is removed");
+
+    // A lost volume: the claim and its pod deleted, the StatefulSet controller
+    // recreates both; the new claim is a new, empty directory and the old
+    // claim's directory is removed.
+    let old_uid = pod.metadata.uid.clone().unwrap();
+    claims.delete("data-demo-0", &DeleteParams::default()).await.unwrap();
+    pods.delete("demo-0", &DeleteParams::default()).await.unwrap();
+    let new_claim = wait_for("data-demo-0 recreated", Duration::from_secs(90), || async {
+        let c = claims.get_opt("data-demo-0").await.ok().flatten()?;
+        (c.metadata.uid.as_deref() != Some(uid0.as_str()) && c.metadata.deletion_timestamp.is_none()).then_some(c)
+    })
+    .await;
+    wait_for("demo-0 recreated on the new claim", Duration::from_secs(90), || async {
+        let pod = ready_pod(&pods, "demo-0").await?;
+        (pod.metadata.uid.as_deref() != Some(old_uid.as_str())).then_some(pod)
+    })
+    .await;
+    let fresh = run_dir.join("pvc/default/data-demo-0").join(claim_uid(new_claim)).join("data");
+    assert!(fresh.is_dir(), "the new claim's directory {} exists", fresh.display());
+    assert!(!fresh.join("marker").exists(), "the new claim's directory is empty");
+    assert!(!claim0.exists(), "the deleted claim's directory {} is removed", claim0.display());
+    let log = std::fs::read_to_string(run_dir.join("logs/demo-0.log")).unwrap();
+    assert!(log.contains(&format!("--data-dir {}", fresh.display())), "{log}");
 }
