@@ -19,8 +19,8 @@
 //!   do not vote);
 //! - timestamps: openraft records no time per follower, so a follower's last
 //!   fetch is -1 (unknown); it is caught up "now" when the leader knows it
-//!   holds every entry the leader holds, else unknown (-1); the leader
-//!   reports now for both, as Kafka does;
+//!   holds every entry up to the high watermark, else unknown (-1); the
+//!   leader reports now for both, as Kafka does;
 //! - directory ids: none (Strom's voters are keyed by node id only), Kafka's
 //!   zero uuid;
 //! - nodes: each member's internal (controller) endpoint from the membership,
@@ -100,6 +100,7 @@ pub fn describe(m: &RaftMetrics<NodeId, BasicNode>, now_ms: i64) -> Result<Quoru
         return Err(DescribeQuorumError::NotLeader { leader: None });
     };
     let leader_end = offset_after(m.last_log_index);
+    let high_watermark = offset_after(m.last_applied.map(|l| l.index));
     let replica = |id: NodeId| -> Option<ReplicaView> {
         let id32 = node_id(id)?;
         if id == m.id {
@@ -112,7 +113,9 @@ pub fn describe(m: &RaftMetrics<NodeId, BasicNode>, now_ms: i64) -> Result<Quoru
         }
         let matched = m.replication.as_ref().and_then(|r| r.get(&id)).and_then(|l| l.map(|l| l.index));
         let log_end_offset = offset_after(matched);
-        let caught_up = log_end_offset >= 0 && log_end_offset >= leader_end;
+        // Caught up: it holds every committed entry (the high watermark), so
+        // a healthy follower of a busy quorum is not reported as never caught up.
+        let caught_up = log_end_offset >= 0 && log_end_offset >= high_watermark;
         Some(ReplicaView {
             id: id32,
             log_end_offset,
@@ -132,7 +135,7 @@ pub fn describe(m: &RaftMetrics<NodeId, BasicNode>, now_ms: i64) -> Result<Quoru
     Ok(QuorumDescription {
         leader_id,
         leader_epoch: i32::try_from(m.current_term).unwrap_or(i32::MAX),
-        high_watermark: offset_after(m.last_applied.map(|l| l.index)),
+        high_watermark,
         voters: voter_ids.into_iter().filter_map(replica).collect(),
         observers: learner_ids.into_iter().filter_map(replica).collect(),
         nodes,
@@ -207,7 +210,7 @@ mod tests {
 
     #[test]
     fn the_leader_describes_voters_observers_epoch_and_high_watermark() {
-        let m = metrics(1, Some(1), &[0, 1, 2], &[3], &[(0, Some(40)), (2, Some(30)), (3, None)]);
+        let m = metrics(1, Some(1), &[0, 1, 2], &[3, 4], &[(0, Some(40)), (2, Some(30)), (3, None), (4, Some(37))]);
         let d = describe(&m, NOW).expect("the leader describes");
         assert_eq!((d.leader_id, d.leader_epoch, d.high_watermark), (1, 7, 38));
         let replica = |id, log_end_offset, last_fetch_ms, last_caught_up_ms| ReplicaView {
@@ -219,10 +222,14 @@ mod tests {
         assert_eq!(
             d.voters,
             [replica(0, 41, -1, NOW), replica(1, 41, NOW, NOW), replica(2, 31, -1, -1)],
-            "a caught-up follower is caught up now, one behind is unknown, the leader reports now"
+            "a caught-up follower is caught up now, one behind the high watermark is unknown, the leader reports now"
         );
-        assert_eq!(d.observers, [replica(3, -1, -1, -1)], "a learner the leader knows nothing of: -1");
-        assert_eq!(d.nodes.len(), 4);
+        assert_eq!(
+            d.observers,
+            [replica(3, -1, -1, -1), replica(4, 38, -1, NOW)],
+            "a learner the leader knows nothing of: -1; one holding the high watermark but not the leader's end is caught up"
+        );
+        assert_eq!(d.nodes.len(), 5);
         assert_eq!(d.nodes[2], NodeEndpoint { id: 2, host: "127.0.0.3".into(), port: 9095 });
     }
 

@@ -525,7 +525,8 @@ impl Controller {
         let deadline = tokio::time::Instant::now() + self.propose_timeout;
         let mut hint: Option<NodeId> = None;
         loop {
-            let answer = match self.active_controller().or(hint.take()) {
+            // A leader named by the node asked last is newer than this node's view.
+            let answer = match hint.take().or_else(|| self.active_controller()) {
                 Some(id) if id == self.node_id => {
                     let image = self.state.read().image.clone();
                     Some(super::voters::change_voters(&self.raft, &image, request).await)
@@ -562,7 +563,8 @@ impl Controller {
         let deadline = tokio::time::Instant::now() + self.propose_timeout;
         let mut hint: Option<NodeId> = None;
         loop {
-            let leader = self.active_controller().or(hint.take());
+            // A leader named by the node asked last is newer than this node's view.
+            let leader = hint.take().or_else(|| self.active_controller());
             let answer = match leader {
                 Some(id) if id == self.node_id => {
                     let metrics = self.raft.metrics().borrow().clone();

@@ -642,7 +642,8 @@ impl Cluster {
     }
 
     /// Waits until every running broker names the same running active
-    /// controller and the quorum itself (DescribeQuorum's leader) agrees:
+    /// controller and each of them, asked DescribeQuorum, names it as the
+    /// quorum's leader too:
     /// while no controller is known, Metadata names a live broker as a
     /// stand-in (as Kafka's does), which must not pass for the controller
     /// right after a kill.
@@ -651,8 +652,8 @@ impl Cluster {
             let id = self
                 .active_controller_excluding(exclude)
                 .filter(|id| self.running().contains(id) && !exclude.contains(id))?;
-            let addr = self.brokers.get(usize::try_from(id).ok()?)?.kafka_addr();
-            (quorum_leader(addr).ok()? == id).then_some(id)
+            let asked = self.brokers.iter().filter(|b| b.state() == BrokerState::Running && !exclude.contains(&b.id));
+            asked.map(|b| quorum_leader(b.kafka_addr()).ok()).all(|leader| leader == Some(id)).then_some(id)
         })
     }
 
