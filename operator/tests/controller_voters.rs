@@ -59,11 +59,7 @@ async fn config_hash(statefulsets: &Api<StatefulSet>) -> Option<String> {
 async fn controller_voters_go_from_three_to_five_and_back_without_a_roll_or_a_lost_record() {
     let (plane, client) = plane_with_nodes(NS).await;
     let runner = PodRunner::start_in_zones(&plane, NS, CLUSTER, &[ZONE]);
-    let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(5));
-    let operator = OperatorProcess::start(
-        &plane,
-        &["--namespaces", NS, "--no-leader-election", "--admin-override", &admin_override],
-    );
+    let operator = OperatorProcess::for_runner(&plane, &runner, NS, CLUSTER, 5, &[]);
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     let spec = json!({ "replicas": 5, "controllerVoters": 3, "storage": { "size": "1Gi" }, "rack": {} });

@@ -103,11 +103,7 @@ async fn check_fresh_dirs(
 async fn an_ephemeral_cluster_rolls_twice_and_changes_voters_without_a_crash_loop_or_a_lost_record() {
     let (plane, client) = plane_with_nodes(NS).await;
     let runner = PodRunner::start(&plane, NS, CLUSTER);
-    let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(MOST_BROKERS));
-    let operator = OperatorProcess::start(
-        &plane,
-        &["--namespaces", NS, "--no-leader-election", "--admin-override", &admin_override],
-    );
+    let operator = OperatorProcess::for_runner(&plane, &runner, NS, CLUSTER, MOST_BROKERS, &[]);
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
     // Rebalancing after the scale-up is not what this test is about: kept off for time.
     let spec = json!({

@@ -48,11 +48,7 @@ async fn advertised_files(config_maps: &Api<ConfigMap>) -> Option<BTreeMap<Strin
 async fn brokers_advertise_their_load_balancer_addresses_on_the_external_listener() {
     let (plane, client) = plane_with_nodes(NS).await;
     let runner = PodRunner::start(&plane, NS, CLUSTER);
-    let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(2));
-    let _operator = OperatorProcess::start(
-        &plane,
-        &["--namespaces", NS, "--no-leader-election", "--admin-override", &admin_override, "--resync-seconds", "2"],
-    );
+    let _operator = OperatorProcess::for_runner(&plane, &runner, NS, CLUSTER, 2, &["--resync-seconds", "2"]);
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
     let spec = json!({
         "replicas": 2,

@@ -54,11 +54,7 @@ async fn listener_sans(secrets: &Api<Secret>) -> Option<Vec<String>> {
 async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
     let (plane, client) = plane_with_nodes(NS).await;
     let _runner = PodRunner::start(&plane, NS, CLUSTER);
-    let admin_override = format!("{NS}/{CLUSTER}={}", _runner.admin_addresses(2));
-    let _operator = OperatorProcess::start(
-        &plane,
-        &["--namespaces", NS, "--no-leader-election", "--admin-override", &admin_override, "--resync-seconds", "2"],
-    );
+    let _operator = OperatorProcess::for_runner(&plane, &_runner, NS, CLUSTER, 2, &["--resync-seconds", "2"]);
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
     let spec = json!({
         "replicas": 2,

@@ -53,11 +53,7 @@ fn log_count(runner: &PodRunner, pod: &str, what: &str) -> usize {
 async fn a_voter_whose_claim_is_recreated_empty_rejoins_and_the_cluster_stays_available() {
     let (plane, client) = plane_with_nodes(NS).await;
     let runner = PodRunner::start(&plane, NS, CLUSTER);
-    let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(BROKERS));
-    let operator = OperatorProcess::start(
-        &plane,
-        &["--namespaces", NS, "--no-leader-election", "--admin-override", &admin_override],
-    );
+    let operator = OperatorProcess::for_runner(&plane, &runner, NS, CLUSTER, BROKERS, &[]);
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
     let spec = json!({ "replicas": BROKERS, "controllerVoters": 3, "storage": { "size": "1Gi" } });
     create_ready_cluster(&clusters, CLUSTER, spec, WAIT).await;

@@ -58,11 +58,7 @@ async fn an_oauth_listener_takes_the_issuers_tokens_and_refuses_others() {
     let endpoint = JwksEndpoint::start(issuer.jwks());
     let (plane, client) = plane_with_nodes(NS).await;
     let runner = PodRunner::start(&plane, NS, CLUSTER);
-    let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(1));
-    let _operator = OperatorProcess::start(
-        &plane,
-        &["--namespaces", NS, "--no-leader-election", "--admin-override", &admin_override, "--resync-seconds", "2"],
-    );
+    let _operator = OperatorProcess::for_runner(&plane, &runner, NS, CLUSTER, 1, &["--resync-seconds", "2"]);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let ca_secret = Secret {
         metadata: ObjectMeta { name: Some("idp-ca".into()), ..ObjectMeta::default() },

@@ -82,11 +82,7 @@ impl IsrSampler {
 async fn rack_batched_restarts_keep_min_isr_and_lose_nothing() {
     let (plane, client) = plane_with_nodes(NS).await;
     let runner = PodRunner::start_in_zones(&plane, NS, CLUSTER, &ZONES);
-    let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(BROKERS));
-    let operator = OperatorProcess::start(
-        &plane,
-        &["--namespaces", NS, "--no-leader-election", "--admin-override", &admin_override],
-    );
+    let operator = OperatorProcess::for_runner(&plane, &runner, NS, CLUSTER, BROKERS, &[]);
 
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
     let spec = json!({

@@ -40,11 +40,7 @@ const ROLL_TIMEOUT: Duration = Duration::from_secs(420);
 async fn rolling_restarts_under_load_lose_nothing_and_restart_one_broker_at_a_time() {
     let (plane, client) = plane_with_nodes(NS).await;
     let runner = PodRunner::start(&plane, NS, CLUSTER);
-    let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(BROKERS));
-    let mut operator = OperatorProcess::start(
-        &plane,
-        &["--namespaces", NS, "--no-leader-election", "--admin-override", &admin_override],
-    );
+    let mut operator = OperatorProcess::for_runner(&plane, &runner, NS, CLUSTER, BROKERS, &[]);
 
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
     let spec = json!({

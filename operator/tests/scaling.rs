@@ -76,11 +76,7 @@ async fn scale(clusters: &Api<KafkaCluster>, replicas: i32) {
 async fn scaling_and_replication_factor_changes_under_load_lose_nothing() {
     let (plane, client) = plane_with_nodes(NS).await;
     let runner = PodRunner::start_in_zones(&plane, NS, CLUSTER, &[ZONE]);
-    let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(5));
-    let operator = OperatorProcess::start(
-        &plane,
-        &["--namespaces", NS, "--no-leader-election", "--admin-override", &admin_override],
-    );
+    let operator = OperatorProcess::for_runner(&plane, &runner, NS, CLUSTER, 5, &[]);
 
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);

@@ -214,11 +214,7 @@ async fn ready_secret(users: &Api<KafkaUser>, secrets: &Api<Secret>, name: &str)
 async fn tls_and_scram_users_use_secure_listeners_and_a_cluster_ca_renewal_restarts_nothing() {
     let (plane, client) = plane_with_nodes(NS).await;
     let runner = PodRunner::start(&plane, NS, CLUSTER);
-    let admin_override = format!("{NS}/{CLUSTER}={}", runner.admin_addresses(1));
-    let _operator = OperatorProcess::start(
-        &plane,
-        &["--namespaces", NS, "--no-leader-election", "--admin-override", &admin_override, "--resync-seconds", "2"],
-    );
+    let _operator = OperatorProcess::for_runner(&plane, &runner, NS, CLUSTER, 1, &["--resync-seconds", "2"]);
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
     let spec = json!({
         "replicas": 1,

@@ -216,6 +216,23 @@ impl OperatorProcess {
         OperatorProcess::start_with_kubeconfig(plane.kubeconfig_path(), args)
     }
 
+    /// Starts `strom-operator` watching `namespace` only, without leader
+    /// election, reaching the Admin API of `cluster`'s first `brokers` pods
+    /// where `runner` runs them; `extra` arguments after those.
+    pub fn for_runner(
+        plane: &ControlPlane,
+        runner: &pod_runner::PodRunner,
+        namespace: &str,
+        cluster: &str,
+        brokers: i32,
+        extra: &[&str],
+    ) -> OperatorProcess {
+        let admin_override = format!("{namespace}/{cluster}={}", runner.admin_addresses(brokers));
+        let mut args = vec!["--namespaces", namespace, "--no-leader-election", "--admin-override", &admin_override];
+        args.extend_from_slice(extra);
+        OperatorProcess::start(plane, &args)
+    }
+
     /// Starts `strom-operator` with `args`, authenticated by `kubeconfig`
     /// (e.g. a ServiceAccount token, to run under that account's RBAC).
     pub fn start_with_kubeconfig(kubeconfig: PathBuf, args: &[&str]) -> OperatorProcess {
