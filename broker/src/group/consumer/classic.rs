@@ -295,19 +295,14 @@ impl ConsumerGroup {
         if !self.can_downgrade(classic_max_size) {
             return None;
         }
-        let protocol = self.members.values().find_map(|m| m.classic.as_ref()?.protocols.first())?.name.clone();
+        let protocol = self.select_protocol()?;
         let members = self
             .members
             .values()
-            .filter_map(|m| {
+            .map(|m| {
                 let meta = m.classic.as_ref()?;
-                let subscription = meta
-                    .protocols
-                    .iter()
-                    .find(|p| p.name == protocol)
-                    .or(meta.protocols.first())
-                    .map(|p| p.metadata.clone())
-                    .unwrap_or_default();
+                // Every member supports the selected protocol: its own metadata for it.
+                let subscription = meta.protocols.iter().find(|p| p.name == protocol)?.metadata.clone();
                 Some(MemberMetadata {
                     member_id: m.member_id.clone(),
                     group_instance_id: m.instance_id.clone(),
@@ -319,7 +314,7 @@ impl ConsumerGroup {
                     assignment: encode_assignment(protocol_version(meta), &self.named(&m.assigned)),
                 })
             })
-            .collect();
+            .collect::<Option<Vec<_>>>()?;
         // The members' newest epoch, not the group epoch the leave just bumped:
         // reconciled members then heartbeat with the classic generation and are
         // told to rejoin (revoking first) rather than that their generation is gone.
@@ -332,6 +327,28 @@ impl ConsumerGroup {
             current_state_timestamp: wall_ms,
             members,
         })
+    }
+
+    /// The classic protocol the members would agree on (Kafka's
+    /// `ClassicGroup.selectProtocol`): among the protocols every member
+    /// supports, the one most members prefer (each votes for its first such
+    /// protocol; a tie goes to the greatest name). `None` when none is common.
+    fn select_protocol(&self) -> Option<String> {
+        let metas: Vec<&ClassicMeta> = self.members.values().filter_map(|m| m.classic.as_ref()).collect();
+        let candidates: BTreeSet<&str> = metas
+            .first()?
+            .protocols
+            .iter()
+            .map(|p| p.name.as_str())
+            .filter(|name| metas.iter().all(|m| m.protocols.iter().any(|p| p.name == *name)))
+            .collect();
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for meta in &metas {
+            if let Some(p) = meta.protocols.iter().find(|p| candidates.contains(p.name.as_str())) {
+                *votes.entry(p.name.as_str()).or_default() += 1;
+            }
+        }
+        votes.into_iter().max_by_key(|(_, n)| *n).map(|(name, _)| name.to_string())
     }
 
     /// An assignment by topic name (partitions of topics no longer known are left out).
@@ -354,6 +371,21 @@ impl ConsumerGroup {
             return Err(GroupError::FencedInstanceId);
         }
         Ok(m)
+    }
+
+    /// Whether one of `protocols` is supported by every classic member other
+    /// than `member_id` (Kafka's `supportsClassicProtocols`).
+    fn shares_classic_protocol(&self, member_id: &str, protocols: &[Protocol]) -> bool {
+        let others: Vec<&ClassicMeta> =
+            self.members.values().filter(|m| m.member_id != member_id).filter_map(|m| m.classic.as_ref()).collect();
+        if others.is_empty() {
+            return true;
+        }
+        let mut candidates: BTreeSet<&str> = protocols.iter().map(|p| p.name.as_str()).collect();
+        for meta in others {
+            candidates.retain(|name| meta.protocols.iter().any(|p| p.name == *name));
+        }
+        !candidates.is_empty()
     }
 
     /// A classic JoinGroup to this consumer group at `now_ms`; `metadata`
@@ -388,32 +420,52 @@ impl ConsumerGroup {
         if sub.topics.len() > self.config.max_subscribed_topics {
             return Err(fail(GroupError::InconsistentGroupProtocol));
         }
-        let mut member_id = req.member_id.clone();
-        if member_id.is_empty() {
-            member_id = format!("{}-{}", req.group_instance_id.as_deref().unwrap_or(&req.client_id), Uuid::new_v4());
-            if req.require_known_member_id {
-                return Err((GroupError::MemberIdRequired, member_id));
+        if !self.shares_classic_protocol(&req.member_id, &req.protocols) {
+            return Err(fail(GroupError::InconsistentGroupProtocol));
+        }
+        let member_id = if req.member_id.is_empty() {
+            // A bare UUID as Kafka's consumer groups: 36 bytes whatever the client.id.
+            let member_id = Uuid::new_v4().to_string();
+            match req.group_instance_id.as_deref().and_then(|i| self.static_member(i)) {
+                // A static member rejoining with the classic protocol replaces the
+                // instance's previous member, whatever its protocol (as Kafka): same
+                // assignment, epoch 0, so nothing moves and the old id is fenced.
+                Some(holder) => {
+                    let old_id = holder.member_id.clone();
+                    self.rename_member(&old_id, &member_id, |m| {
+                        m.member_epoch = 0;
+                        m.previous_member_epoch = 0;
+                        m.classic = Some(ClassicMeta {
+                            session_timeout_ms: req.session_timeout_ms,
+                            protocols: req.protocols.clone(),
+                        });
+                    });
+                }
+                // KIP-394 applies to dynamic members only (Kafka's requiresKnownMemberId).
+                None if req.group_instance_id.is_none() && req.require_known_member_id => {
+                    return Err((GroupError::MemberIdRequired, member_id));
+                }
+                None => {}
             }
-        }
-        if member_id.len() > 255 {
-            return Err(fail(GroupError::UnknownMemberId));
-        }
-        if let Some(instance) = &req.group_instance_id
-            && let Some(holder) = self.static_member(instance)
-            && holder.member_id != member_id
-        {
-            // A static member rejoining with the classic protocol replaces the
-            // instance's previous member, whatever its protocol (as Kafka): same
-            // assignment, epoch 0, so nothing moves and the old id is fenced.
-            let old_id = holder.member_id.clone();
-            self.remove_member(&member_id);
-            self.rename_member(&old_id, &member_id, |m| {
-                m.member_epoch = 0;
-                m.previous_member_epoch = 0;
-                m.classic =
-                    Some(ClassicMeta { session_timeout_ms: req.session_timeout_ms, protocols: req.protocols.clone() });
-            });
-        }
+            member_id
+        } else {
+            if req.member_id.len() > 255 {
+                return Err(fail(GroupError::UnknownMemberId));
+            }
+            if let Some(instance) = &req.group_instance_id {
+                // A known member id must be the instance's holder (Kafka's
+                // throwIfStaticMemberIsUnknown / throwIfInstanceIdIsFenced):
+                // only an empty member id replaces a holder.
+                match self.static_member(instance) {
+                    None => return Err(fail(GroupError::UnknownMemberId)),
+                    Some(holder) if holder.member_id != req.member_id => {
+                        return Err(fail(GroupError::FencedInstanceId));
+                    }
+                    Some(_) => {}
+                }
+            }
+            req.member_id.clone()
+        };
         let mut bump = false;
         match self.members.get(&member_id) {
             Some(m) if m.classic.is_none() => return Err(fail(GroupError::InconsistentGroupProtocol)),
@@ -432,7 +484,10 @@ impl ConsumerGroup {
             m.subscribed_topics = topics;
             bump = true;
         }
-        m.instance_id = req.group_instance_id.clone();
+        if let Some(instance) = &req.group_instance_id {
+            // A join without an instance id keeps the member's (as Kafka).
+            m.instance_id = Some(instance.clone());
+        }
         m.rack_id = sub.rack_id.clone();
         m.client_id = req.client_id.clone();
         m.client_host = req.client_host.clone();
