@@ -192,8 +192,9 @@ pub fn upgrade_refusal(classic: &Group, config: &ConsumerGroupConfig) -> Option<
             "its protocol type is {:?}, not \"consumer\": only consumer groups can be upgraded",
             classic.protocol_type().unwrap_or_default()
         ))
-    } else if n > config.max_size {
-        Some(format!("its {n} members exceed group.consumer.max.size ({})", config.max_size))
+    } else if n >= config.max_size {
+        // The joining member makes one more (Kafka's validateOnlineUpgrade).
+        Some(format!("its {n} members and the joining one exceed group.consumer.max.size ({})", config.max_size))
     } else {
         None
     }

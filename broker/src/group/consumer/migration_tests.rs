@@ -181,8 +181,10 @@ fn the_policy_and_the_group_decide_whether_a_classic_group_can_be_upgraded() {
     );
     let connect = classic_group("connect", &[&[0]]);
     assert!(classic::upgrade_refusal(&connect, &config).expect("refused").contains("\"connect\""));
-    let small = ConsumerGroupConfig { max_size: 1, ..config };
+    let small = ConsumerGroupConfig { max_size: 2, ..config };
+    // Two members and the joining one exceed 2 (Kafka's validateOnlineUpgrade).
     assert!(classic::upgrade_refusal(&g, &small).expect("refused").contains("group.consumer.max.size"));
+    assert_eq!(classic::upgrade_refusal(&g, &ConsumerGroupConfig { max_size: 3, ..config }), None);
     assert_eq!(MigrationPolicy::parse("UPGRADE"), Some(MigrationPolicy::Upgrade));
     assert_eq!(MigrationPolicy::parse("sideways"), None);
 }

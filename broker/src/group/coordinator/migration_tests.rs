@@ -235,3 +235,56 @@ async fn an_upgraded_group_reloads_without_its_classic_members() {
     let d = within("the upgraded group's record", reloaded).await;
     assert_eq!(d.state, GroupState::Empty);
 }
+
+/// A consumer-protocol joiner the converted group would refuse (here an
+/// unknown server assignor) upgrades nothing: the classic group, its
+/// members and their generation stay as they were.
+#[tokio::test]
+async fn a_refused_joiner_leaves_the_classic_group_as_it_was() {
+    let c = started(MigrationPolicy::Bidirectional);
+    let (ids, generation) = classic_pair(&c).await;
+    let bad = Heartbeat { server_assignor: Some("no-such-assignor".into()), ..consumer_join("k") };
+    let refused = c.consumer_group_heartbeat("g", bad, &md(), &|_| true);
+    assert!(matches!(refused, Err(HeartbeatError::Consumer(_))), "{refused:?}");
+    assert!(matches!(c.describe_consumer_group("g"), Err(GroupError::WrongGroupType { .. })), "still classic");
+    let classic = c.describe_group("g").expect("served").expect("a classic group");
+    assert_eq!((classic.state, classic.members.len()), (GroupState::Stable, 2));
+    for id in &ids {
+        assert_eq!(c.heartbeat("g", id, None, generation), Ok(()), "{id} is untouched");
+    }
+}
+
+/// The downgrade writes the classic group back to the log: a coordinator
+/// loading it after a failover finds the classic members, not the empty
+/// group the upgrade recorded.
+#[tokio::test]
+async fn a_downgraded_group_reloads_with_its_classic_members() {
+    let store = Arc::new(MemoryOffsetsLog::default());
+    let c = started_on(&store, MigrationPolicy::Bidirectional);
+    let (ids, _) = classic_pair(&c).await;
+    c.consumer_group_heartbeat("g", consumer_join("k"), &md(), &|_| true).expect("upgrade");
+    let flushed = started_on(&store, MigrationPolicy::Bidirectional);
+    let reload_until = |members: fn(usize) -> bool| {
+        let flushed = flushed.clone();
+        async move {
+            loop {
+                flushed.load_all();
+                match flushed.describe_group("g") {
+                    Ok(Some(d)) if members(d.members.len()) => return d,
+                    _ => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        }
+    };
+    // The upgrade's record (no members) is in the log first.
+    within("the upgraded group's record", reload_until(|n| n == 0)).await;
+    let leave = Heartbeat { member_epoch: -1, ..consumer_join("k") };
+    c.consumer_group_heartbeat("g", leave, &md(), &|_| true).expect("leave");
+    assert_eq!(c.describe_group("g").expect("served").expect("classic again").members.len(), 2);
+    let d = within("the downgraded group's record", reload_until(|n| n > 0)).await;
+    let mut reloaded_ids: Vec<String> = d.members.iter().map(|m| m.member_id.clone()).collect();
+    let mut expected = ids.clone();
+    reloaded_ids.sort();
+    expected.sort();
+    assert_eq!(reloaded_ids, expected);
+}
