@@ -42,6 +42,11 @@ pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 /// The newest ConsumerProtocol version this broker reads and writes.
 const MAX_PROTOCOL_VERSION: i16 = 3;
 
+/// Looks up the broker's topics by name (its metadata image): a classic join
+/// to a consumer group resolves only the topics the group needs, and only
+/// when the group is a consumer group.
+pub type TopicLookup<'a> = &'a (dyn Fn(&BTreeSet<String>) -> BTreeMap<String, TopicMeta> + Sync);
+
 /// What a classic member told the coordinator in its last JoinGroup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClassicMeta {
@@ -389,16 +394,12 @@ impl ConsumerGroup {
         !candidates.is_empty()
     }
 
-    /// A classic JoinGroup to this consumer group at `now_ms`; `metadata`
-    /// is the broker's topics (`None`: keep the group's view). Answered at
-    /// once: generation = the member's epoch, no leader (the server assigns).
-    pub fn classic_join(
-        &mut self,
-        req: &JoinRequest,
-        metadata: Option<&BTreeMap<String, TopicMeta>>,
-        now_ms: u64,
-    ) -> JoinResult {
-        match self.classic_join_inner(req, metadata, now_ms) {
+    /// A classic JoinGroup to this consumer group at `now_ms`; `lookup`
+    /// resolves the broker's topics the group subscribes to and the member
+    /// owns (`None`: keep the group's view). Answered at once: generation =
+    /// the member's epoch, no leader (the server assigns).
+    pub fn classic_join(&mut self, req: &JoinRequest, lookup: Option<TopicLookup<'_>>, now_ms: u64) -> JoinResult {
+        match self.classic_join_inner(req, lookup, now_ms) {
             Ok(r) => r,
             Err((e, id)) => JoinResult::error(e, id),
         }
@@ -407,7 +408,7 @@ impl ConsumerGroup {
     fn classic_join_inner(
         &mut self,
         req: &JoinRequest,
-        metadata: Option<&BTreeMap<String, TopicMeta>>,
+        lookup: Option<TopicLookup<'_>>,
         now_ms: u64,
     ) -> Result<JoinResult, (GroupError, String)> {
         let fail = |e: GroupError| (e, req.member_id.clone());
@@ -497,7 +498,14 @@ impl ConsumerGroup {
         }
         m.classic = Some(ClassicMeta { session_timeout_ms: req.session_timeout_ms, protocols: req.protocols.clone() });
         m.session_deadline_ms = now_ms.saturating_add(req.session_timeout_ms.max(0) as u64);
-        if let Some(md) = metadata {
+        // Only the topics the group subscribes to and the joiner owns (each
+        // member's subscription is capped by max_subscribed_topics).
+        let metadata = lookup.map(|lookup| {
+            let mut names: BTreeSet<String> = self.members.values().flat_map(ConsumerMember::topics).collect();
+            names.extend(sub.owned.iter().map(|(t, _)| t.clone()));
+            lookup(&names)
+        });
+        if let Some(md) = &metadata {
             bump |= self.refresh_metadata(md);
         }
         if bump {
@@ -506,7 +514,7 @@ impl ConsumerGroup {
         if self.assignment_epoch < self.group_epoch {
             self.compute_target();
         }
-        let owned = to_ids(&sub.owned, metadata.unwrap_or(&self.metadata));
+        let owned = to_ids(&sub.owned, metadata.as_ref().unwrap_or(&self.metadata));
         self.acknowledge(&member_id, &owned);
         self.reconcile(&member_id, now_ms);
         let m = self.members.get_mut(&member_id).ok_or_else(|| fail(GroupError::UnknownMemberId))?;

@@ -76,11 +76,11 @@ pub(super) fn admit_classic(entry: &mut GroupEntry) -> bool {
 pub(super) fn classic_join(
     entry: &mut GroupEntry,
     req: &JoinRequest,
-    metadata: Option<&BTreeMap<String, TopicMeta>>,
+    lookup: Option<classic::TopicLookup<'_>>,
     now_ms: u64,
 ) -> JoinResult {
     match entry.consumer.as_mut() {
-        Some(c) => c.classic_join(req, metadata, now_ms),
+        Some(c) => c.classic_join(req, lookup, now_ms),
         None => JoinResult::error(GroupError::CoordinatorNotAvailable, req.member_id.clone()),
     }
 }
