@@ -31,6 +31,7 @@ use uuid::Uuid;
 use super::ConsumerGroupConfig;
 use super::assignor::{Assignment, TopicMeta};
 use super::group::{ConsumerGroup, ConsumerMember, MemberState};
+use crate::coordinator_codec::{FieldError, Reader};
 use crate::group::GroupError;
 use crate::group::codec::{GroupMetadataValue, MemberMetadata};
 use crate::group::member::{JoinResult, Protocol, SyncResult};
@@ -69,88 +70,48 @@ pub struct Subscription {
     pub rack_id: Option<String>,
 }
 
-/// A bounded reader over untrusted bytes: every count is checked against what is left.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err(format!("{field}: needs {n} bytes, {} left", self.0.len()));
+/// Reads an array of (topic, partitions), as ConsumerProtocol writes owned and assigned partitions.
+fn topic_partitions(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<(String, Vec<i32>)>, FieldError> {
+    // A topic takes at least its string length (2) and its partition count (4).
+    let n = r.bounded_count(field, 6)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let topic = r.string(field)?;
+        let k = r.bounded_count(field, 4)?;
+        let mut ps = Vec::with_capacity(k);
+        for _ in 0..k {
+            ps.push(r.i32(field)?);
         }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
+        out.push((topic, ps));
     }
-    fn i16(&mut self, field: &str) -> Result<i16, String> {
-        let b = self.take(2, field)?;
-        Ok(i16::from_be_bytes([b[0], b[1]]))
-    }
-    fn i32(&mut self, field: &str) -> Result<i32, String> {
-        let b = self.take(4, field)?;
-        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    /// An array length: -1 (null) reads as 0; each element takes at least `min_size` bytes.
-    fn count(&mut self, field: &str, min_size: usize) -> Result<usize, String> {
-        let n = self.i32(field)?;
-        if n < -1 {
-            return Err(format!("{field}: negative count {n}"));
-        }
-        let n = n.max(0) as usize;
-        if n.saturating_mul(min_size) > self.0.len() {
-            return Err(format!("{field}: count {n} exceeds the {} bytes left", self.0.len()));
-        }
-        Ok(n)
-    }
-    fn string(&mut self, field: &str) -> Result<Option<String>, String> {
-        let len = self.i16(field)?;
-        if len < 0 {
-            return Ok(None);
-        }
-        let b = self.take(len as usize, field)?;
-        std::str::from_utf8(b).map(|s| Some(s.to_string())).map_err(|_| format!("{field}: not UTF-8"))
-    }
-    fn bytes(&mut self, field: &str) -> Result<(), String> {
-        let len = self.i32(field)?;
-        if len >= 0 {
-            self.take(len as usize, field)?;
-        }
-        Ok(())
-    }
-    fn topic_partitions(&mut self, field: &str) -> Result<Vec<(String, Vec<i32>)>, String> {
-        let n = self.count(field, 6)?;
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            let topic = self.string(field)?.ok_or_else(|| format!("{field}: null topic name"))?;
-            let k = self.count(field, 4)?;
-            let mut ps = Vec::with_capacity(k);
-            for _ in 0..k {
-                ps.push(self.i32(field)?);
-            }
-            out.push((topic, ps));
-        }
-        Ok(out)
-    }
+    Ok(out)
 }
 
 /// Reads a ConsumerProtocolSubscription; the error names the field.
 pub fn decode_subscription(b: &[u8]) -> Result<Subscription, String> {
-    let mut r = Reader(b);
-    let version = r.i16("Subscription.Version")?;
+    let mut r = Reader::new(b, "ConsumerProtocolSubscription");
+    let version = r.i16("Version").map_err(|e| e.to_string())?;
     if version < 0 {
-        return Err(format!("Subscription.Version {version} is negative"));
+        return Err(format!("ConsumerProtocolSubscription Version {version} is negative"));
     }
+    read_subscription(&mut r, version).map_err(|e| e.to_string())
+}
+
+fn read_subscription(r: &mut Reader<'_>, version: i16) -> Result<Subscription, FieldError> {
     let v = version.min(MAX_PROTOCOL_VERSION);
-    let n = r.count("Subscription.Topics", 2)?;
+    let n = r.bounded_count("Topics", 2)?;
     let mut topics = Vec::with_capacity(n);
     for _ in 0..n {
-        topics.push(r.string("Subscription.Topics")?.ok_or("Subscription.Topics: null topic name")?);
+        topics.push(r.string("Topics")?);
     }
-    r.bytes("Subscription.UserData")?;
-    let owned = if v >= 1 { r.topic_partitions("Subscription.OwnedPartitions")? } else { Vec::new() };
+    if let Some(len) = r.len_i32("UserData")? {
+        r.take(len, "UserData")?;
+    }
+    let owned = if v >= 1 { topic_partitions(r, "OwnedPartitions")? } else { Vec::new() };
     if v >= 2 {
-        r.i32("Subscription.GenerationId")?;
+        r.i32("GenerationId")?;
     }
-    let rack_id = if v >= 3 { r.string("Subscription.RackId")? } else { None };
+    let rack_id = if v >= 3 { r.nullable_string("RackId")? } else { None };
     Ok(Subscription { version, topics, owned, rack_id })
 }
 
@@ -159,12 +120,12 @@ pub fn decode_assignment(b: &[u8]) -> Result<Vec<(String, Vec<i32>)>, String> {
     if b.is_empty() {
         return Ok(Vec::new());
     }
-    let mut r = Reader(b);
-    let version = r.i16("Assignment.Version")?;
+    let mut r = Reader::new(b, "ConsumerProtocolAssignment");
+    let version = r.i16("Version").map_err(|e| e.to_string())?;
     if version < 0 {
-        return Err(format!("Assignment.Version {version} is negative"));
+        return Err(format!("ConsumerProtocolAssignment Version {version} is negative"));
     }
-    r.topic_partitions("Assignment.AssignedPartitions")
+    topic_partitions(&mut r, "AssignedPartitions").map_err(|e| e.to_string())
 }
 
 /// Writes a ConsumerProtocolAssignment of `version` (capped to 3; every version has the same fields).
