@@ -115,6 +115,21 @@ impl<'a> Reader<'a> {
         self.len_i32(field)?.ok_or(self.null(field))
     }
 
+    /// A classic array count (`int32`; -1, null, reads as 0) whose elements,
+    /// of at least `min_size` bytes each, must fit in the bytes left: a count
+    /// read from untrusted bytes never sizes an allocation beyond them.
+    pub fn bounded_count(&mut self, field: &'static str, min_size: usize) -> Result<usize, FieldError> {
+        let n = match self.i32(field)? {
+            -1 => 0,
+            n => usize::try_from(n).map_err(|_| self.null(field))?,
+        };
+        let needed = n.saturating_mul(min_size);
+        if needed > self.buf.len() {
+            return Err(FieldError::Truncated { record: self.record, field, needed, left: self.buf.len() });
+        }
+        Ok(n)
+    }
+
     /// A classic nullable array count (`int32`, negative: null).
     pub fn len_i32(&mut self, field: &'static str) -> Result<Option<usize>, FieldError> {
         Ok(usize::try_from(self.i32(field)?).ok())
@@ -225,6 +240,20 @@ mod tests {
             Err(FieldError::BadVarint { record: "rec", field: "len" })
         );
         assert_eq!(Reader::new(&[0], "rec").compact_len("c"), Ok(None));
+    }
+
+    #[test]
+    fn bounded_counts_fit_in_the_bytes_left() {
+        assert_eq!(Reader::new(&[0xff, 0xff, 0xff, 0xff], "rec").bounded_count("a", 4), Ok(0), "null");
+        assert_eq!(
+            Reader::new(&[0xff, 0xff, 0xff, 0xfe], "rec").bounded_count("a", 4),
+            Err(FieldError::UnexpectedNull { record: "rec", field: "a" })
+        );
+        assert_eq!(
+            Reader::new(&[0x7f, 0xff, 0xff, 0xff, 0, 0], "rec").bounded_count("a", 1),
+            Err(FieldError::Truncated { record: "rec", field: "a", needed: i32::MAX as usize, left: 2 })
+        );
+        assert_eq!(Reader::new(&[0, 0, 0, 2, 0, 0, 0, 0], "rec").bounded_count("a", 2), Ok(2));
     }
 
     proptest! {

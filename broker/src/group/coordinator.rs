@@ -22,7 +22,7 @@
 //! held (the map lock may be taken under a slot lock); no lock is held across
 //! an `.await`; log appends run on blocking threads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -34,7 +34,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{CodecError, GroupMetadataValue, OffsetCommitValue, RecordKey};
-use super::consumer::{ConsumerGroup, TopicMeta};
+use super::consumer::ConsumerGroup;
+use super::consumer::classic::TopicLookup;
 use super::member::{JoinResult, SyncResult};
 use super::offsets::{GroupOffsets, OffsetAndMetadata, TopicPartitionKey};
 use super::state::{
@@ -613,13 +614,14 @@ impl GroupCoordinator {
         self.join_group_with(group_id, req, None).await
     }
 
-    /// JoinGroup with the broker's topics, which a classic member joining a
-    /// consumer group is assigned from (`None`: the group's last view).
+    /// JoinGroup with a lookup of the broker's topics, which a classic member
+    /// joining a consumer group is assigned from (`None`: the group's last
+    /// view); it is called only for a consumer group, under the group's lock.
     pub async fn join_group_with(
         &self,
         group_id: &str,
         req: JoinRequest,
-        metadata: Option<&BTreeMap<String, TopicMeta>>,
+        lookup: Option<TopicLookup<'_>>,
     ) -> JoinResult {
         let member_id = req.member_id.clone();
         if group_id.is_empty() {
@@ -645,7 +647,7 @@ impl GroupCoordinator {
         let clock = self.clock;
         let joined = self.with_group(&slot, |e, t| {
             if !consumer::admit_classic(e) {
-                return JoinOutcome::Done(consumer::classic_join(e, &req, metadata, clock.mono_ms(t.now)));
+                return JoinOutcome::Done(consumer::classic_join(e, &req, lookup, clock.mono_ms(t.now)));
             }
             e.group.join(req, t)
         });

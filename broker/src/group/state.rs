@@ -437,11 +437,12 @@ impl Group {
         self.maybe_prepare_rebalance_or_complete_join(reason, t);
     }
 
-    /// Queues a record of the group as it is now: after an online upgrade
-    /// replaced a classic group by this empty one, a reload must not bring
-    /// back the classic members.
+    /// Queues a record of the group as it is now, its members' current
+    /// assignments included: after an online upgrade replaced a classic group
+    /// by this empty one, a reload must not bring back the classic members;
+    /// after a downgrade, a reload must find them.
     pub fn record_now(&mut self) {
-        self.outbox.push(PendingWrite::Metadata(self.metadata_value(&HashMap::new())));
+        self.outbox.push(PendingWrite::Metadata(self.metadata_value(&self.current_assignment())));
     }
 
     /// Answers every waiting request with `error` (the coordinator is going away).

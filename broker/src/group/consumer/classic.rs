@@ -31,6 +31,7 @@ use uuid::Uuid;
 use super::ConsumerGroupConfig;
 use super::assignor::{Assignment, TopicMeta};
 use super::group::{ConsumerGroup, ConsumerMember, MemberState};
+use crate::coordinator_codec::{FieldError, Reader};
 use crate::group::GroupError;
 use crate::group::codec::{GroupMetadataValue, MemberMetadata};
 use crate::group::member::{JoinResult, Protocol, SyncResult};
@@ -41,6 +42,11 @@ pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
 /// The newest ConsumerProtocol version this broker reads and writes.
 const MAX_PROTOCOL_VERSION: i16 = 3;
+
+/// Looks up the broker's topics by name (its metadata image): a classic join
+/// to a consumer group resolves only the topics the group needs, and only
+/// when the group is a consumer group.
+pub type TopicLookup<'a> = &'a (dyn Fn(&BTreeSet<String>) -> BTreeMap<String, TopicMeta> + Sync);
 
 /// What a classic member told the coordinator in its last JoinGroup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,88 +70,48 @@ pub struct Subscription {
     pub rack_id: Option<String>,
 }
 
-/// A bounded reader over untrusted bytes: every count is checked against what is left.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err(format!("{field}: needs {n} bytes, {} left", self.0.len()));
+/// Reads an array of (topic, partitions), as ConsumerProtocol writes owned and assigned partitions.
+fn topic_partitions(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<(String, Vec<i32>)>, FieldError> {
+    // A topic takes at least its string length (2) and its partition count (4).
+    let n = r.bounded_count(field, 6)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let topic = r.string(field)?;
+        let k = r.bounded_count(field, 4)?;
+        let mut ps = Vec::with_capacity(k);
+        for _ in 0..k {
+            ps.push(r.i32(field)?);
         }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
+        out.push((topic, ps));
     }
-    fn i16(&mut self, field: &str) -> Result<i16, String> {
-        let b = self.take(2, field)?;
-        Ok(i16::from_be_bytes([b[0], b[1]]))
-    }
-    fn i32(&mut self, field: &str) -> Result<i32, String> {
-        let b = self.take(4, field)?;
-        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    /// An array length: -1 (null) reads as 0; each element takes at least `min_size` bytes.
-    fn count(&mut self, field: &str, min_size: usize) -> Result<usize, String> {
-        let n = self.i32(field)?;
-        if n < -1 {
-            return Err(format!("{field}: negative count {n}"));
-        }
-        let n = n.max(0) as usize;
-        if n.saturating_mul(min_size) > self.0.len() {
-            return Err(format!("{field}: count {n} exceeds the {} bytes left", self.0.len()));
-        }
-        Ok(n)
-    }
-    fn string(&mut self, field: &str) -> Result<Option<String>, String> {
-        let len = self.i16(field)?;
-        if len < 0 {
-            return Ok(None);
-        }
-        let b = self.take(len as usize, field)?;
-        std::str::from_utf8(b).map(|s| Some(s.to_string())).map_err(|_| format!("{field}: not UTF-8"))
-    }
-    fn bytes(&mut self, field: &str) -> Result<(), String> {
-        let len = self.i32(field)?;
-        if len >= 0 {
-            self.take(len as usize, field)?;
-        }
-        Ok(())
-    }
-    fn topic_partitions(&mut self, field: &str) -> Result<Vec<(String, Vec<i32>)>, String> {
-        let n = self.count(field, 6)?;
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            let topic = self.string(field)?.ok_or_else(|| format!("{field}: null topic name"))?;
-            let k = self.count(field, 4)?;
-            let mut ps = Vec::with_capacity(k);
-            for _ in 0..k {
-                ps.push(self.i32(field)?);
-            }
-            out.push((topic, ps));
-        }
-        Ok(out)
-    }
+    Ok(out)
 }
 
 /// Reads a ConsumerProtocolSubscription; the error names the field.
 pub fn decode_subscription(b: &[u8]) -> Result<Subscription, String> {
-    let mut r = Reader(b);
-    let version = r.i16("Subscription.Version")?;
+    let mut r = Reader::new(b, "ConsumerProtocolSubscription");
+    let version = r.i16("Version").map_err(|e| e.to_string())?;
     if version < 0 {
-        return Err(format!("Subscription.Version {version} is negative"));
+        return Err(format!("ConsumerProtocolSubscription Version {version} is negative"));
     }
+    read_subscription(&mut r, version).map_err(|e| e.to_string())
+}
+
+fn read_subscription(r: &mut Reader<'_>, version: i16) -> Result<Subscription, FieldError> {
     let v = version.min(MAX_PROTOCOL_VERSION);
-    let n = r.count("Subscription.Topics", 2)?;
+    let n = r.bounded_count("Topics", 2)?;
     let mut topics = Vec::with_capacity(n);
     for _ in 0..n {
-        topics.push(r.string("Subscription.Topics")?.ok_or("Subscription.Topics: null topic name")?);
+        topics.push(r.string("Topics")?);
     }
-    r.bytes("Subscription.UserData")?;
-    let owned = if v >= 1 { r.topic_partitions("Subscription.OwnedPartitions")? } else { Vec::new() };
+    if let Some(len) = r.len_i32("UserData")? {
+        r.take(len, "UserData")?;
+    }
+    let owned = if v >= 1 { topic_partitions(r, "OwnedPartitions")? } else { Vec::new() };
     if v >= 2 {
-        r.i32("Subscription.GenerationId")?;
+        r.i32("GenerationId")?;
     }
-    let rack_id = if v >= 3 { r.string("Subscription.RackId")? } else { None };
+    let rack_id = if v >= 3 { r.nullable_string("RackId")? } else { None };
     Ok(Subscription { version, topics, owned, rack_id })
 }
 
@@ -154,12 +120,12 @@ pub fn decode_assignment(b: &[u8]) -> Result<Vec<(String, Vec<i32>)>, String> {
     if b.is_empty() {
         return Ok(Vec::new());
     }
-    let mut r = Reader(b);
-    let version = r.i16("Assignment.Version")?;
+    let mut r = Reader::new(b, "ConsumerProtocolAssignment");
+    let version = r.i16("Version").map_err(|e| e.to_string())?;
     if version < 0 {
-        return Err(format!("Assignment.Version {version} is negative"));
+        return Err(format!("ConsumerProtocolAssignment Version {version} is negative"));
     }
-    r.topic_partitions("Assignment.AssignedPartitions")
+    topic_partitions(&mut r, "AssignedPartitions").map_err(|e| e.to_string())
 }
 
 /// Writes a ConsumerProtocolAssignment of `version` (capped to 3; every version has the same fields).
@@ -192,8 +158,9 @@ pub fn upgrade_refusal(classic: &Group, config: &ConsumerGroupConfig) -> Option<
             "its protocol type is {:?}, not \"consumer\": only consumer groups can be upgraded",
             classic.protocol_type().unwrap_or_default()
         ))
-    } else if n > config.max_size {
-        Some(format!("its {n} members exceed group.consumer.max.size ({})", config.max_size))
+    } else if n >= config.max_size {
+        // The joining member makes one more (Kafka's validateOnlineUpgrade).
+        Some(format!("its {n} members and the joining one exceed group.consumer.max.size ({})", config.max_size))
     } else {
         None
     }
@@ -295,19 +262,14 @@ impl ConsumerGroup {
         if !self.can_downgrade(classic_max_size) {
             return None;
         }
-        let protocol = self.members.values().find_map(|m| m.classic.as_ref()?.protocols.first())?.name.clone();
+        let protocol = self.select_protocol()?;
         let members = self
             .members
             .values()
-            .filter_map(|m| {
+            .map(|m| {
                 let meta = m.classic.as_ref()?;
-                let subscription = meta
-                    .protocols
-                    .iter()
-                    .find(|p| p.name == protocol)
-                    .or(meta.protocols.first())
-                    .map(|p| p.metadata.clone())
-                    .unwrap_or_default();
+                // Every member supports the selected protocol: its own metadata for it.
+                let subscription = meta.protocols.iter().find(|p| p.name == protocol)?.metadata.clone();
                 Some(MemberMetadata {
                     member_id: m.member_id.clone(),
                     group_instance_id: m.instance_id.clone(),
@@ -319,7 +281,7 @@ impl ConsumerGroup {
                     assignment: encode_assignment(protocol_version(meta), &self.named(&m.assigned)),
                 })
             })
-            .collect();
+            .collect::<Option<Vec<_>>>()?;
         // The members' newest epoch, not the group epoch the leave just bumped:
         // reconciled members then heartbeat with the classic generation and are
         // told to rejoin (revoking first) rather than that their generation is gone.
@@ -332,6 +294,28 @@ impl ConsumerGroup {
             current_state_timestamp: wall_ms,
             members,
         })
+    }
+
+    /// The classic protocol the members would agree on (Kafka's
+    /// `ClassicGroup.selectProtocol`): among the protocols every member
+    /// supports, the one most members prefer (each votes for its first such
+    /// protocol; a tie goes to the greatest name). `None` when none is common.
+    fn select_protocol(&self) -> Option<String> {
+        let metas: Vec<&ClassicMeta> = self.members.values().filter_map(|m| m.classic.as_ref()).collect();
+        let candidates: BTreeSet<&str> = metas
+            .first()?
+            .protocols
+            .iter()
+            .map(|p| p.name.as_str())
+            .filter(|name| metas.iter().all(|m| m.protocols.iter().any(|p| p.name == *name)))
+            .collect();
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for meta in &metas {
+            if let Some(p) = meta.protocols.iter().find(|p| candidates.contains(p.name.as_str())) {
+                *votes.entry(p.name.as_str()).or_default() += 1;
+            }
+        }
+        votes.into_iter().max_by_key(|(_, n)| *n).map(|(name, _)| name.to_string())
     }
 
     /// An assignment by topic name (partitions of topics no longer known are left out).
@@ -356,16 +340,27 @@ impl ConsumerGroup {
         Ok(m)
     }
 
-    /// A classic JoinGroup to this consumer group at `now_ms`; `metadata`
-    /// is the broker's topics (`None`: keep the group's view). Answered at
-    /// once: generation = the member's epoch, no leader (the server assigns).
-    pub fn classic_join(
-        &mut self,
-        req: &JoinRequest,
-        metadata: Option<&BTreeMap<String, TopicMeta>>,
-        now_ms: u64,
-    ) -> JoinResult {
-        match self.classic_join_inner(req, metadata, now_ms) {
+    /// Whether one of `protocols` is supported by every classic member other
+    /// than `member_id` (Kafka's `supportsClassicProtocols`).
+    fn shares_classic_protocol(&self, member_id: &str, protocols: &[Protocol]) -> bool {
+        let others: Vec<&ClassicMeta> =
+            self.members.values().filter(|m| m.member_id != member_id).filter_map(|m| m.classic.as_ref()).collect();
+        if others.is_empty() {
+            return true;
+        }
+        let mut candidates: BTreeSet<&str> = protocols.iter().map(|p| p.name.as_str()).collect();
+        for meta in others {
+            candidates.retain(|name| meta.protocols.iter().any(|p| p.name == *name));
+        }
+        !candidates.is_empty()
+    }
+
+    /// A classic JoinGroup to this consumer group at `now_ms`; `lookup`
+    /// resolves the broker's topics the group subscribes to and the member
+    /// owns (`None`: keep the group's view). Answered at once: generation =
+    /// the member's epoch, no leader (the server assigns).
+    pub fn classic_join(&mut self, req: &JoinRequest, lookup: Option<TopicLookup<'_>>, now_ms: u64) -> JoinResult {
+        match self.classic_join_inner(req, lookup, now_ms) {
             Ok(r) => r,
             Err((e, id)) => JoinResult::error(e, id),
         }
@@ -374,7 +369,7 @@ impl ConsumerGroup {
     fn classic_join_inner(
         &mut self,
         req: &JoinRequest,
-        metadata: Option<&BTreeMap<String, TopicMeta>>,
+        lookup: Option<TopicLookup<'_>>,
         now_ms: u64,
     ) -> Result<JoinResult, (GroupError, String)> {
         let fail = |e: GroupError| (e, req.member_id.clone());
@@ -388,32 +383,52 @@ impl ConsumerGroup {
         if sub.topics.len() > self.config.max_subscribed_topics {
             return Err(fail(GroupError::InconsistentGroupProtocol));
         }
-        let mut member_id = req.member_id.clone();
-        if member_id.is_empty() {
-            member_id = format!("{}-{}", req.group_instance_id.as_deref().unwrap_or(&req.client_id), Uuid::new_v4());
-            if req.require_known_member_id {
-                return Err((GroupError::MemberIdRequired, member_id));
+        if !self.shares_classic_protocol(&req.member_id, &req.protocols) {
+            return Err(fail(GroupError::InconsistentGroupProtocol));
+        }
+        let member_id = if req.member_id.is_empty() {
+            // A bare UUID as Kafka's consumer groups: 36 bytes whatever the client.id.
+            let member_id = Uuid::new_v4().to_string();
+            match req.group_instance_id.as_deref().and_then(|i| self.static_member(i)) {
+                // A static member rejoining with the classic protocol replaces the
+                // instance's previous member, whatever its protocol (as Kafka): same
+                // assignment, epoch 0, so nothing moves and the old id is fenced.
+                Some(holder) => {
+                    let old_id = holder.member_id.clone();
+                    self.rename_member(&old_id, &member_id, |m| {
+                        m.member_epoch = 0;
+                        m.previous_member_epoch = 0;
+                        m.classic = Some(ClassicMeta {
+                            session_timeout_ms: req.session_timeout_ms,
+                            protocols: req.protocols.clone(),
+                        });
+                    });
+                }
+                // KIP-394 applies to dynamic members only (Kafka's requiresKnownMemberId).
+                None if req.group_instance_id.is_none() && req.require_known_member_id => {
+                    return Err((GroupError::MemberIdRequired, member_id));
+                }
+                None => {}
             }
-        }
-        if member_id.len() > 255 {
-            return Err(fail(GroupError::UnknownMemberId));
-        }
-        if let Some(instance) = &req.group_instance_id
-            && let Some(holder) = self.static_member(instance)
-            && holder.member_id != member_id
-        {
-            // A static member rejoining with the classic protocol replaces the
-            // instance's previous member, whatever its protocol (as Kafka): same
-            // assignment, epoch 0, so nothing moves and the old id is fenced.
-            let old_id = holder.member_id.clone();
-            self.remove_member(&member_id);
-            self.rename_member(&old_id, &member_id, |m| {
-                m.member_epoch = 0;
-                m.previous_member_epoch = 0;
-                m.classic =
-                    Some(ClassicMeta { session_timeout_ms: req.session_timeout_ms, protocols: req.protocols.clone() });
-            });
-        }
+            member_id
+        } else {
+            if req.member_id.len() > 255 {
+                return Err(fail(GroupError::UnknownMemberId));
+            }
+            if let Some(instance) = &req.group_instance_id {
+                // A known member id must be the instance's holder (Kafka's
+                // throwIfStaticMemberIsUnknown / throwIfInstanceIdIsFenced):
+                // only an empty member id replaces a holder.
+                match self.static_member(instance) {
+                    None => return Err(fail(GroupError::UnknownMemberId)),
+                    Some(holder) if holder.member_id != req.member_id => {
+                        return Err(fail(GroupError::FencedInstanceId));
+                    }
+                    Some(_) => {}
+                }
+            }
+            req.member_id.clone()
+        };
         let mut bump = false;
         match self.members.get(&member_id) {
             Some(m) if m.classic.is_none() => return Err(fail(GroupError::InconsistentGroupProtocol)),
@@ -432,7 +447,10 @@ impl ConsumerGroup {
             m.subscribed_topics = topics;
             bump = true;
         }
-        m.instance_id = req.group_instance_id.clone();
+        if let Some(instance) = &req.group_instance_id {
+            // A join without an instance id keeps the member's (as Kafka).
+            m.instance_id = Some(instance.clone());
+        }
         m.rack_id = sub.rack_id.clone();
         m.client_id = req.client_id.clone();
         m.client_host = req.client_host.clone();
@@ -441,7 +459,14 @@ impl ConsumerGroup {
         }
         m.classic = Some(ClassicMeta { session_timeout_ms: req.session_timeout_ms, protocols: req.protocols.clone() });
         m.session_deadline_ms = now_ms.saturating_add(req.session_timeout_ms.max(0) as u64);
-        if let Some(md) = metadata {
+        // Only the topics the group subscribes to and the joiner owns (each
+        // member's subscription is capped by max_subscribed_topics).
+        let metadata = lookup.map(|lookup| {
+            let mut names: BTreeSet<String> = self.members.values().flat_map(ConsumerMember::topics).collect();
+            names.extend(sub.owned.iter().map(|(t, _)| t.clone()));
+            lookup(&names)
+        });
+        if let Some(md) = &metadata {
             bump |= self.refresh_metadata(md);
         }
         if bump {
@@ -450,7 +475,7 @@ impl ConsumerGroup {
         if self.assignment_epoch < self.group_epoch {
             self.compute_target();
         }
-        let owned = to_ids(&sub.owned, metadata.unwrap_or(&self.metadata));
+        let owned = to_ids(&sub.owned, metadata.as_ref().unwrap_or(&self.metadata));
         self.acknowledge(&member_id, &owned);
         self.reconcile(&member_id, now_ms);
         let m = self.members.get_mut(&member_id).ok_or_else(|| fail(GroupError::UnknownMemberId))?;

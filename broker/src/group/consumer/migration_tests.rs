@@ -24,6 +24,11 @@ fn md() -> BTreeMap<String, TopicMeta> {
     [("t".to_string(), TopicMeta { id: Uuid::from_u128(T), partitions: PARTITIONS })].into()
 }
 
+/// The broker's topics among `names`, as the JoinGroup handler looks them up.
+fn lookup(names: &BTreeSet<String>) -> BTreeMap<String, TopicMeta> {
+    md().into_iter().filter(|(n, _)| names.contains(n)).collect()
+}
+
 fn now() -> Time {
     Time { now: Instant::now(), wall_ms: 1_000 }
 }
@@ -158,7 +163,8 @@ fn subscriptions_of_every_version_decode_and_malformed_ones_are_refused_without_
     assert_eq!(classic::decode_subscription(&v3).expect("v7").rack_id.as_deref(), Some("r1"));
     // A topic count far beyond the bytes, a truncated string, a negative version.
     let huge = [0, 0, 0x7f, 0xff, 0xff, 0xff];
-    assert!(classic::decode_subscription(&huge).unwrap_err().contains("Subscription.Topics"));
+    let err = classic::decode_subscription(&huge).unwrap_err();
+    assert!(err.contains("ConsumerProtocolSubscription") && err.contains("Topics"), "{err}");
     assert!(classic::decode_subscription(&[0, 0, 0, 0, 0, 1, 0, 9, b'x']).is_err());
     assert!(classic::decode_subscription(&[0xff, 0xff]).unwrap_err().contains("negative"));
     assert!(classic::decode_assignment(&[0, 0, 0x7f, 0xff, 0xff, 0xff]).is_err());
@@ -181,8 +187,10 @@ fn the_policy_and_the_group_decide_whether_a_classic_group_can_be_upgraded() {
     );
     let connect = classic_group("connect", &[&[0]]);
     assert!(classic::upgrade_refusal(&connect, &config).expect("refused").contains("\"connect\""));
-    let small = ConsumerGroupConfig { max_size: 1, ..config };
+    let small = ConsumerGroupConfig { max_size: 2, ..config };
+    // Two members and the joining one exceed 2 (Kafka's validateOnlineUpgrade).
     assert!(classic::upgrade_refusal(&g, &small).expect("refused").contains("group.consumer.max.size"));
+    assert_eq!(classic::upgrade_refusal(&g, &ConsumerGroupConfig { max_size: 3, ..config }), None);
     assert_eq!(MigrationPolicy::parse("UPGRADE"), Some(MigrationPolicy::Upgrade));
     assert_eq!(MigrationPolicy::parse("sideways"), None);
 }
@@ -229,7 +237,8 @@ fn online_upgrade_moves_partitions_from_classic_members_only_after_they_rejoin()
         // the server still counted them as its until this JoinGroup.
         let mut gen_and_owned = (0, BTreeSet::new());
         for round in 0..3 {
-            let r = g.classic_join(&join_req(c, &gen_and_owned.1.iter().copied().collect::<Vec<_>>()), Some(&md()), 30);
+            let r =
+                g.classic_join(&join_req(c, &gen_and_owned.1.iter().copied().collect::<Vec<_>>()), Some(&lookup), 30);
             assert_eq!(r.error, None, "{c} round {round}: {r:?}");
             assert_eq!(r.leader, "", "the server assigns: no leader");
             assert_eq!(r.protocol_name.as_deref(), Some("range"));
@@ -265,22 +274,25 @@ fn classic_joins_to_a_consumer_group_follow_kafkas_rules() {
     let mut g = ConsumerGroup::new("g", ConsumerGroupConfig { max_size: 2, ..ConsumerGroupConfig::default() });
     g.heartbeat(consumer_join("k"), &md(), 0).expect("join");
     // A first join gets a member id to rejoin with.
-    let first = g.classic_join(&join_req("", &[]), Some(&md()), 1);
+    let first = g.classic_join(&join_req("", &[]), Some(&lookup), 1);
     assert_eq!(first.error, Some(GroupError::MemberIdRequired));
-    assert!(first.member_id.starts_with("app-"), "{}", first.member_id);
+    assert!(Uuid::parse_str(&first.member_id).is_ok(), "a bare UUID: {}", first.member_id);
     assert_eq!(g.members().len(), 1, "not a member until it rejoins");
     let mut wrong = join_req(&first.member_id, &[]);
     wrong.protocol_type = "connect".into();
-    assert_eq!(g.classic_join(&wrong, Some(&md()), 2).error, Some(GroupError::InconsistentGroupProtocol));
+    assert_eq!(g.classic_join(&wrong, Some(&lookup), 2).error, Some(GroupError::InconsistentGroupProtocol));
     let mut garbage = join_req(&first.member_id, &[]);
     garbage.protocols[0].metadata = Bytes::from_static(&[0, 0, 0x7f]);
-    assert_eq!(g.classic_join(&garbage, Some(&md()), 2).error, Some(GroupError::InconsistentGroupProtocol));
-    let joined = g.classic_join(&join_req(&first.member_id, &[]), Some(&md()), 3);
+    assert_eq!(g.classic_join(&garbage, Some(&lookup), 2).error, Some(GroupError::InconsistentGroupProtocol));
+    let joined = g.classic_join(&join_req(&first.member_id, &[]), Some(&lookup), 3);
     assert_eq!(joined.error, None);
     assert_eq!(joined.generation_id, g.group_epoch());
-    assert_eq!(g.classic_join(&join_req("k", &[]), Some(&md()), 3).error, Some(GroupError::InconsistentGroupProtocol));
+    assert_eq!(
+        g.classic_join(&join_req("k", &[]), Some(&lookup), 3).error,
+        Some(GroupError::InconsistentGroupProtocol)
+    );
     // group.consumer.max.size counts classic members too.
-    assert_eq!(g.classic_join(&join_req("third", &[]), Some(&md()), 4).error, Some(GroupError::GroupMaxSizeReached));
+    assert_eq!(g.classic_join(&join_req("third", &[]), Some(&lookup), 4).error, Some(GroupError::GroupMaxSizeReached));
     // SyncGroup checks the member, the generation and the protocol.
     assert_eq!(g.classic_sync(&sync_req("nobody", 1), 5).error, Some(GroupError::UnknownMemberId));
     assert_eq!(g.classic_sync(&sync_req("k", 1), 5).error, Some(GroupError::UnknownMemberId), "k is not classic");
@@ -333,14 +345,15 @@ fn static_members_are_replaced_across_protocols_without_moving_partitions() {
     let held = parts(&g.members()["k1"].assigned);
     assert_eq!(held, (0..PARTITIONS).collect());
     // The application restarts with the classic protocol under the same instance id.
-    let mut req = join_req("c-new", &[]);
+    let mut req = join_req("", &[]);
     req.group_instance_id = Some("i-1".into());
-    let r = g.classic_join(&req, Some(&md()), 1);
+    let r = g.classic_join(&req, Some(&lookup), 1);
     assert_eq!(r.error, None, "{r:?}");
+    let c_new = r.member_id.as_str();
     assert!(!g.members().contains_key("k1"));
-    assert_eq!(parts(&g.members()["c-new"].assigned), held, "it took over the partitions it had");
+    assert_eq!(parts(&g.members()[c_new].assigned), held, "it took over the partitions it had");
     assert_single_owner(&g);
-    let mut sync = sync_req("c-new", r.generation_id);
+    let mut sync = sync_req(c_new, r.generation_id);
     sync.group_instance_id = Some("i-1".into());
     assert_eq!(synced(&g.classic_sync(&sync, 2)), held);
     // The old incarnation is fenced; an unknown one is unknown.
@@ -348,8 +361,82 @@ fn static_members_are_replaced_across_protocols_without_moving_partitions() {
     assert_eq!(g.classic_heartbeat("nobody", None, r.generation_id, 3), Err(GroupError::UnknownMemberId));
     // Back to the consumer protocol: the classic holder is replaced at once.
     let a = g.heartbeat(static_join("k2"), &md(), 4).expect("consumer rejoin replaces the classic holder");
-    assert!(!g.members().contains_key("c-new"));
+    assert!(!g.members().contains_key(c_new));
     assert!(g.members()["k2"].classic.is_none());
     assert_eq!(a.assignment.as_ref().map(parts), Some(held));
     assert_single_owner(&g);
+}
+
+/// A classic JoinGroup naming a member id can never replace another
+/// member's instance: only an empty member id replaces the holder (Kafka's
+/// FENCED_INSTANCE_ID), so no client deletes a victim still consuming.
+#[test]
+fn a_known_member_id_cannot_take_over_another_members_instance() {
+    let mut g = ConsumerGroup::new("g", ConsumerGroupConfig::default());
+    g.heartbeat(Heartbeat { instance_id: Some("i-1".into()), ..consumer_join("k1") }, &md(), 0).expect("join");
+    let held = parts(&g.members()["k1"].assigned);
+    assert_eq!(g.classic_join(&join_req("c1", &[]), Some(&lookup), 1).error, None);
+    for id in ["c1", "stranger"] {
+        let mut req = join_req(id, &[]);
+        req.group_instance_id = Some("i-1".into());
+        assert_eq!(g.classic_join(&req, Some(&lookup), 2).error, Some(GroupError::FencedInstanceId), "{id}");
+    }
+    assert!(g.members().contains_key("k1") && g.members().contains_key("c1"));
+    assert_eq!(g.static_member("i-1").map(|m| m.member_id.as_str()), Some("k1"));
+    assert_eq!(parts(&g.members()["k1"].assigned), held, "the holder keeps its partitions");
+    // A known member id with an instance id nobody holds is unknown (Kafka's throwIfStaticMemberIsUnknown).
+    let mut req = join_req("c1", &[]);
+    req.group_instance_id = Some("i-2".into());
+    assert_eq!(g.classic_join(&req, Some(&lookup), 3).error, Some(GroupError::UnknownMemberId));
+    assert_single_owner(&g);
+}
+
+/// Static classic joiners are not asked for a known member id, every
+/// generated id is a bare UUID whatever the client.id, and a rejoin without
+/// an instance id keeps the member's.
+#[test]
+fn static_classic_joiners_get_a_bounded_id_at_once_and_keep_their_instance() {
+    let mut g = ConsumerGroup::new("g", ConsumerGroupConfig::default());
+    let mut req = join_req("", &[]);
+    req.client_id = "x".repeat(300);
+    req.group_instance_id = Some("i-1".into());
+    let r = g.classic_join(&req, Some(&lookup), 0);
+    assert_eq!(r.error, None, "no MEMBER_ID_REQUIRED with an instance id");
+    assert_eq!(r.member_id.len(), 36, "{}", r.member_id);
+    assert!(g.members().contains_key(&r.member_id));
+    let mut dynamic = join_req("", &[]);
+    dynamic.client_id = "y".repeat(300);
+    let d = g.classic_join(&dynamic, Some(&lookup), 1);
+    assert_eq!(d.error, Some(GroupError::MemberIdRequired));
+    assert!(Uuid::parse_str(&d.member_id).is_ok(), "{}", d.member_id);
+    // The static member rejoins with its id but no instance id: the instance stays its own.
+    assert_eq!(g.classic_join(&join_req(&r.member_id, &[]), Some(&lookup), 2).error, None);
+    assert_eq!(g.static_member("i-1").map(|m| m.member_id.clone()), Some(r.member_id));
+}
+
+/// A ConsumerProtocolSubscription v0 of topic `t` (different bytes from [`subscription`]).
+fn subscription_v0() -> Bytes {
+    Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0, 1, b't', 0xff, 0xff, 0xff, 0xff])
+}
+
+/// Classic protocols across members (Kafka's supportsClassicProtocols and
+/// ClassicGroup.selectProtocol): a joiner must share a protocol with every
+/// classic member, and the downgrade picks a protocol all support, writing
+/// each member's own metadata for it.
+#[test]
+fn classic_members_must_share_a_protocol_and_the_downgrade_picks_a_common_one() {
+    let mut g = ConsumerGroup::new("g", ConsumerGroupConfig::default());
+    let mut a = join_req("a", &[]);
+    a.protocols.insert(0, Protocol { name: "roundrobin".into(), metadata: subscription_v0() });
+    assert_eq!(g.classic_join(&a, Some(&lookup), 0).error, None);
+    assert_eq!(g.classic_join(&join_req("b", &[]), Some(&lookup), 1).error, None, "shares range with a");
+    let mut sticky = join_req("c", &[]);
+    sticky.protocols[0].name = "sticky".into();
+    assert_eq!(g.classic_join(&sticky, Some(&lookup), 2).error, Some(GroupError::InconsistentGroupProtocol));
+    assert!(!g.members().contains_key("c"));
+    let record = g.downgrade_record(100, 0).expect("downgrade");
+    assert_eq!(record.protocol.as_deref(), Some("range"), "the only protocol every member supports");
+    for m in &record.members {
+        assert_eq!(m.subscription, subscription(&[]), "{}: its range metadata", m.member_id);
+    }
 }

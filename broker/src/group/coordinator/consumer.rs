@@ -76,37 +76,46 @@ pub(super) fn admit_classic(entry: &mut GroupEntry) -> bool {
 pub(super) fn classic_join(
     entry: &mut GroupEntry,
     req: &JoinRequest,
-    metadata: Option<&BTreeMap<String, TopicMeta>>,
+    lookup: Option<classic::TopicLookup<'_>>,
     now_ms: u64,
 ) -> JoinResult {
     match entry.consumer.as_mut() {
-        Some(c) => c.classic_join(req, metadata, now_ms),
+        Some(c) => c.classic_join(req, lookup, now_ms),
         None => JoinResult::error(GroupError::CoordinatorNotAvailable, req.member_id.clone()),
     }
 }
 
 /// The online upgrade of the entry's classic group, for a consumer-protocol
 /// member joining it: refused (GROUP_ID_NOT_FOUND, as Kafka) when the policy
-/// forbids it or the group is not convertible; otherwise its waiting joins
-/// and syncs are told to rejoin and its members move to a consumer group.
-fn upgrade(
-    entry: &mut GroupEntry,
+/// forbids it or the group is not convertible; otherwise the consumer group
+/// its members would form. Nothing in `entry` changes: the caller commits it
+/// with [`commit_upgrade`] only once the joiner's heartbeat was accepted.
+fn convert(
+    entry: &GroupEntry,
     group_id: &str,
     config: GroupConfig,
     metadata: &BTreeMap<String, TopicMeta>,
-    t: Time,
     now_ms: u64,
-) -> Result<(), GroupError> {
+) -> Result<ConsumerGroup, GroupError> {
     let refused =
         || GroupError::WrongGroupType { group_id: group_id.to_string(), actual: "classic", wanted: "consumer" };
     if let Some(why) = classic::upgrade_refusal(&entry.group, &config.consumer) {
         tracing::info!(group = %group_id, reason = %why, "classic group not upgraded to a consumer group");
         return Err(refused());
     }
-    let converted = ConsumerGroup::from_classic(&entry.group, config.consumer, metadata, now_ms).map_err(|why| {
+    ConsumerGroup::from_classic(&entry.group, config.consumer, metadata, now_ms).map_err(|why| {
         tracing::info!(group = %group_id, reason = %why, "classic group not upgraded to a consumer group");
         refused()
-    })?;
+    })
+}
+
+/// Replaces the entry's classic group by `converted`: its waiting joins and
+/// syncs are told to rejoin, and the log records the classic group empty.
+/// A failed write of that record is logged only, as every group metadata
+/// write is (`queue_group_writes`): the log then still holds the classic
+/// group, which a new coordinator reloads with its members (they rejoin it,
+/// and the next consumer-protocol join upgrades it again).
+fn commit_upgrade(entry: &mut GroupEntry, group_id: &str, config: GroupConfig, t: Time, converted: ConsumerGroup) {
     entry.group.fail_waiting(GroupError::RebalanceInProgress);
     entry.group = Group::new(group_id, config, t);
     // Its classic members are the consumer group's now: the log says so (no members).
@@ -114,7 +123,6 @@ fn upgrade(
     tracing::info!(group = %group_id, members = converted.members().len(), epoch = converted.group_epoch(),
         "classic group upgraded to a consumer group (online)");
     entry.consumer = Some(converted);
-    Ok(())
 }
 
 /// The online downgrade: after a consumer-protocol member left or was
@@ -127,6 +135,9 @@ pub(super) fn maybe_downgrade(entry: &mut GroupEntry, group_id: &str, config: Gr
     let members = record.members.len();
     entry.group = Group::from_record(group_id, record, config, t);
     entry.group.request_rebalance("downgrade from a consumer group", t);
+    // The log holds the classic group again (not the empty one the upgrade
+    // wrote): a new coordinator reloads its members.
+    entry.group.record_now();
     entry.consumer = None;
     tracing::info!(group = %group_id, members, "consumer group downgraded to a classic group (online)");
 }
@@ -202,12 +213,19 @@ impl GroupCoordinator {
                 if hb.member_epoch != 0 {
                     return Err(ConsumerGroupError::UnknownMemberId(hb.member_id.clone()).into());
                 }
+                // The joiner is validated against the group it would form before
+                // anything changes: a refused join leaves the classic group as it was.
                 if e.group.state() == GroupState::Empty && e.group.has_no_members() {
                     // The offline upgrade: an empty classic group (committed offsets only).
-                    e.consumer = Some(ConsumerGroup::new(group_id, config.consumer));
-                } else {
-                    upgrade(e, group_id, config, metadata, t, now_ms)?;
+                    let mut c = ConsumerGroup::new(group_id, config.consumer);
+                    let answer = c.heartbeat_with(hb, metadata, may_describe, now_ms)?;
+                    e.consumer = Some(c);
+                    return Ok(answer);
                 }
+                let mut c = convert(e, group_id, config, metadata, now_ms)?;
+                let answer = c.heartbeat_with(hb, metadata, may_describe, now_ms)?;
+                commit_upgrade(e, group_id, config, t, c);
+                return Ok(answer);
             }
             let c = e.consumer.as_mut().ok_or(HeartbeatError::Group(GroupError::CoordinatorNotAvailable))?;
             let leaving = hb.member_epoch < 0;

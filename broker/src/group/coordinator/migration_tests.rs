@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::consumer::HeartbeatError;
 use super::*;
 use crate::group::consumer::classic::{decode_assignment, encode_assignment};
-use crate::group::consumer::{Heartbeat, MigrationPolicy};
+use crate::group::consumer::{Heartbeat, MigrationPolicy, TopicMeta};
 use crate::group::member::Protocol;
 use crate::group::state::GroupState;
 use crate::group::store::MemoryOffsetsLog;
@@ -42,6 +42,11 @@ fn started_on(store: &Arc<MemoryOffsetsLog>, policy: MigrationPolicy) -> Arc<Gro
 
 fn md() -> BTreeMap<String, TopicMeta> {
     [("orders".to_string(), TopicMeta { id: Uuid::from_u128(9), partitions: 4 })].into()
+}
+
+/// The broker's topics among `names`, as the JoinGroup handler looks them up.
+fn lookup(names: &std::collections::BTreeSet<String>) -> BTreeMap<String, TopicMeta> {
+    md().into_iter().filter(|(n, _)| names.contains(n)).collect()
 }
 
 /// A ConsumerProtocolSubscription v0 of `orders`.
@@ -135,7 +140,7 @@ async fn a_live_classic_group_is_upgraded_by_a_consumer_member_and_downgraded_wh
     assert!(c.describe_group("g").expect("served").is_none(), "no longer a classic group");
     // The classic members are answered by the consumer group: rejoin, then sync.
     assert_eq!(c.heartbeat("g", &ids[0], None, generation), Err(GroupError::RebalanceInProgress));
-    let rejoined = within("classic rejoin", c.join_group_with("g", join_req(&ids[0]), Some(&md()))).await;
+    let rejoined = within("classic rejoin", c.join_group_with("g", join_req(&ids[0]), Some(&lookup))).await;
     assert_eq!((rejoined.error.as_ref(), rejoined.leader.as_str()), (None, ""));
     let synced = within("classic sync", c.sync_group("g", sync_req(&ids[0], rejoined.generation_id, vec![]))).await;
     assert_eq!(synced.error, None);
@@ -234,4 +239,81 @@ async fn an_upgraded_group_reloads_without_its_classic_members() {
     };
     let d = within("the upgraded group's record", reloaded).await;
     assert_eq!(d.state, GroupState::Empty);
+}
+
+/// A consumer-protocol joiner the converted group would refuse (here an
+/// unknown server assignor) upgrades nothing: the classic group, its
+/// members and their generation stay as they were.
+#[tokio::test]
+async fn a_refused_joiner_leaves_the_classic_group_as_it_was() {
+    let c = started(MigrationPolicy::Bidirectional);
+    let (ids, generation) = classic_pair(&c).await;
+    let bad = Heartbeat { server_assignor: Some("no-such-assignor".into()), ..consumer_join("k") };
+    let refused = c.consumer_group_heartbeat("g", bad, &md(), &|_| true);
+    assert!(matches!(refused, Err(HeartbeatError::Consumer(_))), "{refused:?}");
+    assert!(matches!(c.describe_consumer_group("g"), Err(GroupError::WrongGroupType { .. })), "still classic");
+    let classic = c.describe_group("g").expect("served").expect("a classic group");
+    assert_eq!((classic.state, classic.members.len()), (GroupState::Stable, 2));
+    for id in &ids {
+        assert_eq!(c.heartbeat("g", id, None, generation), Ok(()), "{id} is untouched");
+    }
+}
+
+/// The downgrade writes the classic group back to the log: a coordinator
+/// loading it after a failover finds the classic members, not the empty
+/// group the upgrade recorded.
+#[tokio::test]
+async fn a_downgraded_group_reloads_with_its_classic_members() {
+    let store = Arc::new(MemoryOffsetsLog::default());
+    let c = started_on(&store, MigrationPolicy::Bidirectional);
+    let (ids, _) = classic_pair(&c).await;
+    c.consumer_group_heartbeat("g", consumer_join("k"), &md(), &|_| true).expect("upgrade");
+    let flushed = started_on(&store, MigrationPolicy::Bidirectional);
+    let reload_until = |members: fn(usize) -> bool| {
+        let flushed = flushed.clone();
+        async move {
+            loop {
+                flushed.load_all();
+                match flushed.describe_group("g") {
+                    Ok(Some(d)) if members(d.members.len()) => return d,
+                    _ => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        }
+    };
+    // The upgrade's record (no members) is in the log first.
+    within("the upgraded group's record", reload_until(|n| n == 0)).await;
+    let leave = Heartbeat { member_epoch: -1, ..consumer_join("k") };
+    c.consumer_group_heartbeat("g", leave, &md(), &|_| true).expect("leave");
+    assert_eq!(c.describe_group("g").expect("served").expect("classic again").members.len(), 2);
+    let d = within("the downgraded group's record", reload_until(|n| n > 0)).await;
+    let mut reloaded_ids: Vec<String> = d.members.iter().map(|m| m.member_id.clone()).collect();
+    let mut expected = ids.clone();
+    reloaded_ids.sort();
+    expected.sort();
+    assert_eq!(reloaded_ids, expected);
+}
+
+/// A JoinGroup looks topics up only for a consumer group, and only the
+/// names the group subscribes to: a plain classic group never pays for the
+/// broker's whole topic list.
+#[tokio::test]
+async fn joins_look_up_only_the_topics_a_consumer_group_needs() {
+    use std::sync::Mutex as StdMutex;
+    let c = started(MigrationPolicy::Bidirectional);
+    let asked: StdMutex<Vec<Vec<String>>> = StdMutex::new(Vec::new());
+    let counting = |names: &std::collections::BTreeSet<String>| {
+        asked.lock().expect("lock").push(names.iter().cloned().collect());
+        lookup(names)
+    };
+    let (ids, _) = classic_pair(&c).await;
+    let again = within("classic rejoin", c.join_group_with("g", join_req(&ids[0]), Some(&counting)));
+    let other = within("classic rejoin", c.join_group_with("g", join_req(&ids[1]), Some(&counting)));
+    let (a, b) = tokio::join!(again, other);
+    assert_eq!((a.error, b.error), (None, None));
+    assert!(asked.lock().expect("lock").is_empty(), "a classic group looks nothing up");
+    c.consumer_group_heartbeat("g", consumer_join("k"), &md(), &|_| true).expect("upgrade");
+    let rejoined = within("classic rejoin", c.join_group_with("g", join_req(&ids[0]), Some(&counting))).await;
+    assert_eq!(rejoined.error, None);
+    assert_eq!(*asked.lock().expect("lock"), vec![vec!["orders".to_string()]], "only the subscribed topic");
 }

@@ -5,7 +5,7 @@
 //! ([`crate::group::coordinator`]) with topic ids resolved from the metadata
 //! image, and maps refusals to Kafka's error codes with a message.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
@@ -55,6 +55,17 @@ fn heartbeat_error(e: &HeartbeatError) -> KafkaError {
 pub(super) fn topic_metadata(broker: &Broker) -> BTreeMap<String, TopicMeta> {
     let image = broker.metadata.read();
     image.topics().map(|t| (t.name.clone(), TopicMeta { id: t.id, partitions: t.partitions.len() as i32 })).collect()
+}
+
+/// The broker's topics among `names` (the rest are unknown to it).
+pub(super) fn topics_named(broker: &Broker, names: &BTreeSet<String>) -> BTreeMap<String, TopicMeta> {
+    let image = broker.metadata.read();
+    names
+        .iter()
+        .filter_map(|n| {
+            image.topic(n).map(|t| (n.clone(), TopicMeta { id: t.id, partitions: t.partitions.len() as i32 }))
+        })
+        .collect()
 }
 
 pub fn heartbeat(

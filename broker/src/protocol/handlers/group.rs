@@ -8,7 +8,7 @@
 //! of that version; this is where [`GroupError`]s become Kafka error codes.
 //! JoinGroup and SyncGroup may wait up to the group's rebalance timeout.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
@@ -122,8 +122,9 @@ pub async fn join_group(
         supports_skip_assignment: version >= 9,
         reason: request.reason.map(|s| s.to_string()),
     };
-    let topics = super::consumer_group::topic_metadata(broker);
-    let r = coordinator.join_group_with(&request.group_id, join, Some(&topics)).await;
+    // Resolved only if the group is a consumer group, and dropped before the join waits.
+    let lookup = |names: &BTreeSet<String>| super::consumer_group::topics_named(broker, names);
+    let r = coordinator.join_group_with(&request.group_id, join, Some(&lookup)).await;
     let protocol_name = match r.protocol_name {
         // Before v7 the protocol name is not nullable.
         None if version < 7 => Some(StrBytes::default()),
