@@ -31,9 +31,11 @@ async fn start(node_id: NodeId, voters: &BTreeMap<NodeId, String>, dir: &Path) -
     Controller::start(fast_config(node_id, voters, dir), listener).await.unwrap()
 }
 
-/// Polls `check` until it returns `Some`, failing the test after 10 s.
+/// Polls `check` until it returns `Some`, failing the test after 60 s (an
+/// election takes well under a second here; the bound is for a loaded CI
+/// machine running the whole suite beside it).
 async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(v) = check() {
             return v;
