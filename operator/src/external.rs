@@ -3,9 +3,10 @@
 //! `<cluster>-external-<n>` of the listener's type (NodePort or
 //! LoadBalancer) selecting only its own pod (the StatefulSet's
 //! `statefulset.kubernetes.io/pod-name` label), beside the bootstrap
-//! Service that spreads over all brokers. With `nodePortBase`, the
-//! bootstrap Service takes `nodePortBase` for the Kafka port and broker `n`
-//! takes `nodePortBase + 1 + n`.
+//! Service that spreads over all brokers. A broker's Service exposes only
+//! the external listener's port (the other listeners are in-cluster ones).
+//! With `nodePortBase`, the bootstrap Service takes `nodePortBase` for the
+//! external port and broker `n` takes `nodePortBase + 1 + n`.
 //!
 //! Which Services exist is planned here, purely; the reconciler applies
 //! [`broker_services`] and deletes what [`stale_broker_services`] names
@@ -20,7 +21,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 use strom_crds::{ExternalListenerType, KafkaCluster};
 
-use crate::builders::{ClusterNames, KAFKA_PORT, metadata, port, selector_labels};
+use crate::builders::{ClusterNames, metadata, port, selector_labels};
 use crate::cluster::{ClusterError, apply};
 
 /// The label naming the broker a per-broker Service reaches.
@@ -57,22 +58,18 @@ pub fn broker_services(cluster: &KafkaCluster, replicas: i32) -> Vec<Service> {
             }
             let mut selector = selector_labels(&names);
             selector.insert(POD_NAME_LABEL.into(), format!("{}-{id}", names.name));
-            let kafka = port("kafka", KAFKA_PORT);
-            let node_port = broker_node_port(cluster, id);
-            let additional = crate::listeners::additional_ports(&cluster.spec);
-            let with_node_port = |(n, p): &(String, i32)| {
-                let mut port = port(n, *p);
-                if n == crate::listeners::EXTERNAL_PORT_NAME {
-                    port.node_port = node_port;
-                }
-                port
-            };
+            // Only the external listener: the in-cluster listeners (9092 and
+            // the additional ones, all of type internal) stay off the
+            // outside-facing Service.
+            let mut external_port =
+                port(crate::listeners::EXTERNAL_PORT_NAME, crate::listeners::EXTERNAL_LISTENER_PORT);
+            external_port.node_port = broker_node_port(cluster, id);
             Service {
                 metadata: meta,
                 spec: Some(ServiceSpec {
                     type_: Some(service_type.into()),
                     selector: Some(selector),
-                    ports: Some(std::iter::once(kafka).chain(additional.iter().map(with_node_port)).collect()),
+                    ports: Some(vec![external_port]),
                     ..ServiceSpec::default()
                 }),
                 ..Service::default()
@@ -162,8 +159,8 @@ mod tests {
             ports.iter().map(|p| (p.name.as_deref().unwrap_or(""), p.port, p.node_port)).collect();
         assert_eq!(
             node_ports,
-            [("kafka", 9092, None), ("external", 9099, Some(31003)), ("l-tls", 9095, None)],
-            "base + 1 + id on the external listener's port: base is the bootstrap's"
+            [("external", 9099, Some(31003))],
+            "only the external listener, at base + 1 + id: base is the bootstrap's; the internal listeners stay inside"
         );
         assert_eq!(broker_node_port(&c, 0), Some(31001));
     }
