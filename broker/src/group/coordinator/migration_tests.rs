@@ -12,7 +12,6 @@ use super::consumer::HeartbeatError;
 use super::*;
 use crate::group::consumer::classic::{decode_assignment, encode_assignment};
 use crate::group::consumer::{Heartbeat, MigrationPolicy, TopicMeta};
-use crate::group::member::Protocol;
 use crate::group::state::GroupState;
 use crate::group::store::MemoryOffsetsLog;
 
@@ -49,25 +48,9 @@ fn lookup(names: &std::collections::BTreeSet<String>) -> BTreeMap<String, TopicM
     md().into_iter().filter(|(n, _)| names.contains(n)).collect()
 }
 
-/// A ConsumerProtocolSubscription v0 of `orders`.
-fn subscription() -> Bytes {
-    Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0, 6, b'o', b'r', b'd', b'e', b'r', b's', 0xff, 0xff, 0xff, 0xff])
-}
-
+/// A classic JoinGroup of `member_id` for `orders` (session 30 s).
 fn join_req(member_id: &str) -> JoinRequest {
-    JoinRequest {
-        member_id: member_id.to_string(),
-        group_instance_id: None,
-        client_id: "client".into(),
-        client_host: String::new(),
-        protocol_type: "consumer".into(),
-        protocols: vec![Protocol { name: "range".into(), metadata: subscription() }],
-        session_timeout_ms: 30_000,
-        rebalance_timeout_ms: 5000,
-        require_known_member_id: true,
-        supports_skip_assignment: false,
-        reason: None,
-    }
+    super::tests::join_req(member_id, 30_000)
 }
 
 fn sync_req(member_id: &str, generation_id: i32, assignments: Vec<(String, Bytes)>) -> SyncRequest {

@@ -27,6 +27,7 @@ fn started(store: &Arc<MemoryOffsetsLog>, config: GroupConfig) -> Arc<GroupCoord
     c
 }
 
+/// A ConsumerProtocolSubscription v0 of `topics`.
 fn subscription(topics: &[&str]) -> Bytes {
     let mut b = vec![0, 0];
     b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
@@ -38,7 +39,8 @@ fn subscription(topics: &[&str]) -> Bytes {
     Bytes::from(b)
 }
 
-fn join_req(member_id: &str, session_timeout_ms: i32) -> JoinRequest {
+/// A classic JoinGroup of `member_id` subscribing to `orders` with the range assignor.
+pub(super) fn join_req(member_id: &str, session_timeout_ms: i32) -> JoinRequest {
     JoinRequest {
         member_id: member_id.to_string(),
         group_instance_id: None,
