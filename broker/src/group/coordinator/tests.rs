@@ -395,11 +395,15 @@ async fn offsets_and_groups_survive_a_broker_restart() {
         ..layer
     };
     let config = BrokerConfig::resolve(layer, "test").unwrap();
-    // A single-node broker creates and loads its offsets topic before server::start returns.
+    // A single-node broker creates its offsets topic before server::start
+    // returns; the coordinator loads the partitions in the background (and
+    // answers COORDINATOR_LOAD_IN_PROGRESS meanwhile, as Kafka), so wait.
     let open = |config: BrokerConfig| async move {
         let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let broker = crate::server::start(config, internal, Default::default()).await.unwrap();
         let c = broker.groups.clone();
+        eventually("the groups' offsets partitions to load", || c.check("g").is_ok() && c.check("consumers").is_ok())
+            .await;
         (broker, c)
     };
     {
