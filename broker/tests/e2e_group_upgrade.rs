@@ -19,13 +19,14 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::BrokerProcess;
 use common::consumer_groups::consumer_protocol_settings;
 use common::e2e::{
     Client, ClientProcess, ClientState, E2eTools, assert_each_consumed_once, is_balanced_cover, run_with_input,
+    wait_group_consumed,
 };
 use common::wire::{WireClient, create_topic_ok};
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, DescribeGroupsRequest, GroupId};
@@ -108,15 +109,7 @@ fn rolling_restart(from: &str, to: &str, group: &str, check: impl Fn(&mut WireCl
     });
 
     let total = BATCHES * BATCH;
-    let before: HashSet<String> = gone.iter().flat_map(|(_, s)| s.records.iter().map(|r| r.value.clone())).collect();
-    ClientProcess::wait_all(&procs(&live), &format!("the group to consume {total} records"), CONSUME, |s| {
-        let seen: HashSet<&str> = before
-            .iter()
-            .map(String::as_str)
-            .chain(s.iter().flat_map(|s| s.records.iter().map(|r| r.value.as_str())))
-            .collect();
-        (seen.len() >= total).then_some(())
-    });
+    wait_group_consumed(&procs(&live), &gone, total, CONSUME);
     for (name, mut m) in live {
         gone.push((name, m.stop()));
     }

@@ -14,12 +14,14 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::BrokerProcess;
 use common::consumer_groups::consumer_protocol_settings;
-use common::e2e::{Client, ClientProcess, ClientState, E2eTools, assert_each_consumed_once, is_balanced_cover};
+use common::e2e::{
+    Client, ClientProcess, ClientState, E2eTools, assert_each_consumed_once, is_balanced_cover, wait_group_consumed,
+};
 use common::wire::{WireClient, create_topic_ok};
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, GroupId};
 use kafka_protocol::protocol::StrBytes;
@@ -81,20 +83,7 @@ fn group_of_three_under_load_with_joins_and_leaves_consumes_every_record_once(cl
     });
 
     let total = BATCHES * BATCH;
-    let before: HashSet<String> = gone.iter().flat_map(|(_, s)| s.records.iter().map(|r| r.value.clone())).collect();
-    ClientProcess::wait_all(
-        &live.iter().collect::<Vec<_>>(),
-        &format!("the group to consume {total} records"),
-        CONSUME,
-        |s| {
-            let seen: HashSet<&str> = before
-                .iter()
-                .map(String::as_str)
-                .chain(s.iter().flat_map(|s| s.records.iter().map(|r| r.value.as_str())))
-                .collect();
-            (seen.len() >= total).then_some(())
-        },
-    );
+    wait_group_consumed(&live.iter().collect::<Vec<_>>(), &gone, total, CONSUME);
     let names = ["member-2", "member-3", "member-4"];
     for (name, mut m) in names.iter().zip(live) {
         let state = m.stop();

@@ -15,7 +15,7 @@
 //! commands on stdin. [`ClientProcess`] collects the lines into a
 //! [`ClientState`] as they come, so a test waits on conditions over it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -639,6 +639,18 @@ pub fn value_index(value: &str) -> usize {
         .strip_prefix("value-")
         .and_then(|i| i.parse().ok())
         .unwrap_or_else(|| panic!("consumed a value that no test producer wrote: {value:?}"))
+}
+
+/// Waits until a group's members have seen `total` distinct record values
+/// between them: what the stopped ones (`gone`) consumed and what the
+/// running ones (`live`) consume meanwhile.
+pub fn wait_group_consumed(live: &[&ClientProcess], gone: &[(String, ClientState)], total: usize, timeout: Duration) {
+    let before: HashSet<&str> = gone.iter().flat_map(|(_, s)| s.records.iter().map(|r| r.value.as_str())).collect();
+    ClientProcess::wait_all(live, &format!("the group to consume {total} records"), timeout, |s| {
+        let seen: HashSet<&str> =
+            before.iter().copied().chain(s.iter().flat_map(|s| s.records.iter().map(|r| r.value.as_str()))).collect();
+        (seen.len() >= total).then_some(())
+    });
 }
 
 /// Asserts that `consumed` (by member name) holds exactly the records
