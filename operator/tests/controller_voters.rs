@@ -18,12 +18,11 @@ use std::time::Duration;
 
 use common::kafka_load::load::{ProduceLoad, producer_config};
 use common::pod_runner::PodRunner;
-use common::{OperatorProcess, create_ready_cluster, eventually, operator_admin, plane_with_nodes};
+use common::{OperatorProcess, create_ready_cluster, eventually, operator_admin, plane_with_nodes, wait_for_voters};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use strom_crds::{KafkaCluster, KafkaTopic};
-use strom_operator::admin::ClusterAdmin;
 
 const NS: &str = "voters";
 const CLUSTER: &str = "strom";
@@ -41,15 +40,6 @@ async fn set_voters(clusters: &Api<KafkaCluster>, voters: i32) {
     clusters.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("change controllerVoters");
 }
 
-async fn wait_for_voters(admin: &ClusterAdmin, voters: &[i32]) {
-    eventually(&format!("the committed controller voters to be {voters:?}"), WAIT, || async {
-        let mut committed = admin.describe_cluster().await.ok()?.controller_voters;
-        committed.sort_unstable();
-        (committed == voters).then_some(())
-    })
-    .await;
-}
-
 async fn config_hash(statefulsets: &Api<StatefulSet>) -> Option<String> {
     let sts = statefulsets.get(CLUSTER).await.expect("the StatefulSet");
     sts.spec.template.metadata.and_then(|m| m.annotations).and_then(|a| a.get("strom.dev/config-hash").cloned())
@@ -65,7 +55,7 @@ async fn controller_voters_go_from_three_to_five_and_back_without_a_roll_or_a_lo
     let spec = json!({ "replicas": 5, "controllerVoters": 3, "storage": { "size": "1Gi" }, "rack": {} });
     create_ready_cluster(&clusters, CLUSTER, spec, WAIT).await;
     let admin = operator_admin(&client, NS, CLUSTER, &runner.admin_addresses(5)).await;
-    wait_for_voters(&admin, &[0, 1, 2]).await;
+    wait_for_voters(&admin, &[0, 1, 2], WAIT).await;
     let hash = config_hash(&statefulsets).await;
     assert!(hash.is_some(), "the pod template carries a config hash");
 
@@ -79,12 +69,12 @@ async fn controller_voters_go_from_three_to_five_and_back_without_a_roll_or_a_lo
 
     // 3 -> 5 voters.
     set_voters(&clusters, 5).await;
-    wait_for_voters(&admin, &[0, 1, 2, 3, 4]).await;
+    wait_for_voters(&admin, &[0, 1, 2, 3, 4], WAIT).await;
     load.wait_for_progress(PARTITIONS, 100, WAIT);
 
     // 5 -> 3 voters.
     set_voters(&clusters, 3).await;
-    wait_for_voters(&admin, &[0, 1, 2]).await;
+    wait_for_voters(&admin, &[0, 1, 2], WAIT).await;
     load.wait_for_progress(PARTITIONS, 100, WAIT);
 
     assert_eq!(config_hash(&statefulsets).await, hash, "a voter change must not roll the brokers");

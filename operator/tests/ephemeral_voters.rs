@@ -25,11 +25,13 @@ use std::time::Duration;
 use common::kafka_load::load::{ProduceLoad, producer_config};
 use common::pod_runner::PodRunner;
 use common::roll::{BrokerPods, analyse, check_roll};
-use common::{OperatorProcess, create_ready_cluster, create_ready_topic, eventually, operator_admin, plane_with_nodes};
+use common::{
+    OperatorProcess, create_ready_cluster, create_ready_topic, eventually, operator_admin, plane_with_nodes,
+    wait_for_voters,
+};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use strom_crds::{KafkaCluster, KafkaTopic};
-use strom_operator::admin::ClusterAdmin;
 
 const NS: &str = "ephemeral";
 const CLUSTER: &str = "strom";
@@ -52,15 +54,6 @@ async fn patch(clusters: &Api<KafkaCluster>, what: &str, patch: serde_json::Valu
         .patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap_or_else(|e| panic!("{what}: {e}"));
-}
-
-async fn wait_for_voters(admin: &ClusterAdmin, voters: &[i32]) {
-    eventually(&format!("the committed controller voters to be {voters:?}"), WAIT, || async {
-        let mut committed = admin.describe_cluster().await.ok()?.controller_voters;
-        committed.sort_unstable();
-        (committed == voters).then_some(())
-    })
-    .await;
 }
 
 /// How often broker `ordinal` logged a rejoin from an empty log (its log
@@ -116,7 +109,7 @@ async fn an_ephemeral_cluster_rolls_twice_and_changes_voters_without_a_crash_loo
                        "config": { "min.insync.replicas": "2" } });
     create_ready_topic(&topics, TOPIC, spec, WAIT).await;
     let admin = operator_admin(&client, NS, CLUSTER, &runner.admin_addresses(BROKERS)).await;
-    wait_for_voters(&admin, &[0, 1, 2]).await;
+    wait_for_voters(&admin, &[0, 1, 2], WAIT).await;
 
     let bootstrap = runner.bootstrap(BROKERS);
     let pods = BrokerPods::new(&client, NS, CLUSTER);
@@ -152,10 +145,10 @@ async fn an_ephemeral_cluster_rolls_twice_and_changes_voters_without_a_crash_loo
     // 3 -> 5 voters on 5 brokers, then back to 3 voters.
     patch(&clusters, "5 brokers, 5 voters", json!({ "spec": { "replicas": MOST_BROKERS, "controllerVoters": 5 } }))
         .await;
-    wait_for_voters(&admin, &[0, 1, 2, 3, 4]).await;
+    wait_for_voters(&admin, &[0, 1, 2, 3, 4], WAIT).await;
     load.wait_for_progress(PARTITIONS, 100, WAIT);
     patch(&clusters, "3 voters", json!({ "spec": { "controllerVoters": 3 } })).await;
-    wait_for_voters(&admin, &[0, 1, 2]).await;
+    wait_for_voters(&admin, &[0, 1, 2], WAIT).await;
     load.wait_for_progress(PARTITIONS, 100, WAIT);
 
     eventually(

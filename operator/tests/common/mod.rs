@@ -57,6 +57,16 @@ where
     }
 }
 
+/// Waits until the cluster's committed controller voters are `voters` (sorted).
+pub async fn wait_for_voters(admin: &strom_operator::admin::ClusterAdmin, voters: &[i32], timeout: Duration) {
+    eventually(&format!("the committed controller voters to be {voters:?}"), timeout, || async {
+        let mut committed = admin.describe_cluster().await.ok()?.controller_voters;
+        committed.sort_unstable();
+        (committed == voters).then_some(())
+    })
+    .await;
+}
+
 /// A client of the control plane.
 pub async fn client(plane: &ControlPlane) -> kube::Client {
     let kubeconfig = Kubeconfig::read_from(plane.kubeconfig_path()).expect("read the control plane's kubeconfig");
