@@ -93,15 +93,19 @@ impl Broker {
         controller: Controller,
         metrics: Metrics,
         internal_tls: Option<Arc<crate::tls::InternalTls>>,
+        writer: crate::replica::LogWriter,
         shutdown: CancellationToken,
     ) -> Arc<Broker> {
         let broker = Arc::new(Broker {
             metrics,
-            replicas: Arc::new(ReplicaManager::with_config(
-                config.node_id,
-                Arc::new(logs),
-                ReplicaConfig::from_settings(&config.settings),
-            )),
+            replicas: Arc::new(
+                ReplicaManager::with_config(
+                    config.node_id,
+                    Arc::new(logs),
+                    ReplicaConfig::from_settings(&config.settings),
+                )
+                .with_writer(writer),
+            ),
             metadata: RwLock::new(MetadataView::default()),
             shutdown,
             groups: GroupCoordinator::new(GroupConfig::from_settings(&config.settings)),

@@ -2,7 +2,8 @@
 //! housekeeping and shutdown.
 //!
 //! [`start`] is the one place a broker's parts are started: it opens the
-//! logs (with recovery), starts this node's controller, builds the shared
+//! logs (with recovery), starts this node's controller and the log writer
+//! threads ([`crate::replica::writer`]), builds the shared
 //! [`Broker`] state, starts the internal gRPC server, the publisher and the
 //! replica manager's background work, and joins the cluster
 //! ([`crate::membership::join`]).
@@ -73,7 +74,9 @@ pub async fn start(
         .await
         .context("cannot start this node's controller")?;
     let metrics = crate::metrics::Metrics::new(config.settings.bool("metrics.enabled"), SUPPORTED_APIS);
-    let broker = Broker::new(config, logs, controller, metrics, internal_tls, shutdown);
+    let writer_threads = config.settings.long("log.writer.threads").clamp(0, 64) as usize;
+    let writer = crate::replica::LogWriter::start(writer_threads).context("cannot start the log writer threads")?;
+    let broker = Broker::new(config, logs, controller, metrics, internal_tls, writer, shutdown);
     broker.replicas.set_isr_channel(Arc::new(crate::publisher::ControllerIsrChannel::new(&broker)));
     crate::internal::serve(broker.clone(), internal);
     tokio::spawn(crate::publisher::run(broker.clone()));

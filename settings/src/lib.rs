@@ -473,6 +473,15 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
               (CRC-32C and batch framing), one pass after another; 0 turns the background scrub off.",
     },
     SettingDef {
+        name: "log.writer.threads",
+        kind: int(0, 64),
+        default: "1",
+        broker_synonym: None,
+        doc: "Threads that run this broker's log appends (client produce and follower fetch), each taking \
+              the appends queued meanwhile one after another; read at start. 0: tokio's blocking pool, \
+              one task per request (the previous design, kept to measure against).",
+    },
+    SettingDef {
         name: "follower.replication.throttled.rate",
         kind: long(1),
         default: "9223372036854775807",

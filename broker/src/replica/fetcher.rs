@@ -16,7 +16,7 @@
 //! their own log end, with their last fetched epoch and high watermark, in
 //! one request (the leader answers when any of them has something, else
 //! after `replica.fetch.wait.max.ms`). All the answers are applied in one
-//! trip to the blocking pool: the batches appended exactly as the leader
+//! job on the broker's log writer ([`super::writer`]): the batches appended exactly as the leader
 //! stored them, the high watermark taken as min(leader's, own log end); a
 //! diverging epoch truncates; an out-of-range offset resets the log. An
 //! answer with nothing new costs no trip at all. A member whose answer
@@ -110,6 +110,10 @@ pub(crate) struct SessionSetup {
     pub config: Arc<RwLock<ReplicaConfig>>,
     /// Paces the fetches of throttled replicas.
     pub throttle: Arc<ReplicationThrottle>,
+    /// Runs the appends of the leader's answers.
+    pub writer: Arc<super::LogWriter>,
+    /// The leader's broker id (picks the writer thread).
+    pub leader_id: i32,
     /// Cancelled when the broker stops replicating.
     pub stop: CancellationToken,
 }
@@ -348,15 +352,18 @@ impl Session {
             return;
         }
         let taken: Vec<usize> = work.iter().map(|(i, ..)| *i).collect();
-        let outcomes = blocking(move || {
+        let key = self.setup.leader_id as u64;
+        let outcomes = (self.setup.writer.run(key, move || {
             work.into_iter()
                 .map(|(i, partition, epoch, position, answer)| {
                     let bytes = answer.records.len();
                     (i, bytes, take(&partition, epoch, position, answer))
                 })
                 .collect::<Vec<_>>()
-        })
-        .await;
+        }))
+        .await
+        .inspect_err(|_| tracing::error!("fetcher's log work panicked"))
+        .ok();
         match outcomes {
             Some(outcomes) => {
                 for (i, bytes, next) in outcomes {

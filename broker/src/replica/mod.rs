@@ -41,6 +41,7 @@ pub mod partition;
 pub mod service;
 pub mod throttle;
 pub mod txn_markers;
+pub mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -57,6 +58,7 @@ use tonic::transport::Channel;
 pub use error::ReplicaError;
 pub use partition::{ConsumerRead, IsrProposal, LeaderAppend, Partition, Transition};
 pub use throttle::ReplicationThrottle;
+pub use writer::LogWriter;
 
 use crate::config::settings::Settings;
 use crate::log::{LogConfig, LogError, LogManager, TopicPartition};
@@ -197,6 +199,8 @@ pub struct ReplicaManager {
     /// Mutual TLS for fetches from leaders (`None`: plain).
     internal_tls: RwLock<Option<Arc<crate::tls::InternalTls>>>,
     throttle: Arc<ReplicationThrottle>,
+    /// Runs the appends of client produce and follower fetch (`log.writer.threads`).
+    writer: Arc<LogWriter>,
     stop: CancellationToken,
 }
 
@@ -220,8 +224,21 @@ impl ReplicaManager {
             channels: Mutex::new(HashMap::new()),
             internal_tls: RwLock::new(None),
             throttle: Arc::new(ReplicationThrottle::default()),
+            writer: Arc::new(LogWriter::blocking_pool()),
             stop: CancellationToken::new(),
         }
+    }
+
+    /// The manager with `writer` running its appends (a new manager's go
+    /// to tokio's blocking pool).
+    pub fn with_writer(mut self, writer: LogWriter) -> ReplicaManager {
+        self.writer = Arc::new(writer);
+        self
+    }
+
+    /// The threads that run appends to this broker's logs.
+    pub fn writer(&self) -> &Arc<LogWriter> {
+        &self.writer
     }
 
     /// Fetches from leaders go over mutual TLS with `tls` (set before the
@@ -569,6 +586,8 @@ impl ReplicaManager {
                     client,
                     config: self.config.clone(),
                     throttle: self.throttle.clone(),
+                    writer: self.writer.clone(),
+                    leader_id: leader.id,
                     stop: self.stop.child_token(),
                 };
                 sessions.insert(leader.clone(), FetchSession::start(&runtime, setup));

@@ -36,7 +36,7 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::{blocking, str_bytes};
+use super::str_bytes;
 use crate::broker::{Broker, now_ms};
 use crate::log::LogError;
 use crate::log::TopicPartition;
@@ -61,7 +61,9 @@ pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16)
         verify::Verified::default()
     };
     let b = broker.clone();
-    let (mut responses, commits) = blocking(move || append_all(&b, request, verified)).await;
+    let key = writer_key(&request);
+    let (mut responses, commits) =
+        broker.replicas.writer().run_or_resume(key, move || append_all(&b, request, verified)).await;
     if acks == 0 {
         return None;
     }
@@ -83,6 +85,18 @@ pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16)
         }
     }
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// Which log writer thread appends `request`: by its first partition, so
+/// one client's requests for the same partitions queue on one thread.
+fn writer_key(request: &ProduceRequest) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Some(topic) = request.topic_data.first() {
+        topic.name.as_str().hash(&mut h);
+        topic.partition_data.first().map(|p| p.index).hash(&mut h);
+    }
+    h.finish()
 }
 
 /// An acks=all append that must be committed before the answer.
