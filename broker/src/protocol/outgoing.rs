@@ -8,6 +8,15 @@
 //! Chunks before the last are sent with `MSG_MORE` so the kernel can pack a
 //! small header with the records behind it despite `TCP_NODELAY`.
 //!
+//! `sendfile` of records not in the page cache would read the disk on the
+//! runtime thread. Before each file range goes out, its first and last
+//! pages are probed with `preadv2(RWF_NOWAIT)`, which reads only what the
+//! page cache holds; when either is missing, the range is read on the
+//! blocking pool first (into a scratch buffer, dropped), so the `sendfile`
+//! behind it finds it cached. A range cached at both ends but missing pages
+//! in between (evicted out of order) can still make one `sendfile` wait;
+//! pages are read and evicted in runs, so this is rare.
+//!
 //! A segment file that turns out shorter than its range (truncated since
 //! the fetch located it) is an error: the connection closes and the client
 //! retries, rather than receiving a frame with a wrong length.
@@ -103,6 +112,10 @@ async fn send_bytes(stream: &TcpStream, bytes: &[u8], flags: SendFlags) -> io::R
 }
 
 async fn send_file(stream: &TcpStream, records: &FileRecords) -> io::Result<()> {
+    if !cached(records) {
+        let warm = records.clone();
+        tokio::task::spawn_blocking(move || read_through(&warm)).await.map_err(io::Error::other)??;
+    }
     let mut offset = records.position();
     let end = offset + records.len() as u64;
     while offset < end {
@@ -118,6 +131,43 @@ async fn send_file(stream: &TcpStream, records: &FileRecords) -> io::Result<()> 
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Whether the first and last pages of `records`' range are in the page
+/// cache: a one-byte `RWF_NOWAIT` read of each, which never waits for the
+/// disk and fails with EAGAIN when the page is not cached. A file system
+/// that cannot tell (EOPNOTSUPP) or any other error counts as cached: the
+/// `sendfile` then does what it did before this check, and reports errors.
+fn cached(records: &FileRecords) -> bool {
+    let (start, len) = (records.position(), records.len() as u64);
+    if len == 0 {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    [start, start + len - 1].into_iter().all(|at| {
+        let mut bufs = [io::IoSliceMut::new(&mut byte)];
+        let probe = rustix::io::preadv2(records.file(), &mut bufs, at, rustix::io::ReadWriteFlags::NOWAIT);
+        probe != Err(rustix::io::Errno::AGAIN)
+    })
+}
+
+/// Reads `records`' range into a scratch buffer and drops it, leaving the
+/// pages in the page cache. Blocking file I/O: run on the blocking pool.
+fn read_through(records: &FileRecords) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const STEP: usize = 256 * 1024;
+    let (mut at, end) = (records.position(), records.position() + records.len() as u64);
+    let mut buf = vec![0u8; STEP.min(records.len())];
+    while at < end {
+        let want = ((end - at) as usize).min(buf.len());
+        let n = records.file().read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            // Shorter than its range: send_file reports it.
+            return Ok(());
+        }
+        at += n as u64;
     }
     Ok(())
 }
@@ -184,6 +234,32 @@ mod tests {
         client.read_exact(&mut received).await.unwrap();
         writer.await.unwrap().unwrap();
         assert!(received == expected, "the frame arrives whole and in order");
+    }
+
+    /// A range evicted from the page cache is seen as such and read back
+    /// in before it is sent (the sendfile then does not read the disk on
+    /// the runtime thread); what arrives is the file's bytes either way.
+    #[tokio::test]
+    async fn a_range_not_in_the_page_cache_is_read_in_before_it_is_sent() {
+        let contents: Vec<u8> = (0..2_000_000u32).map(|i| (i % 241) as u8).collect();
+        let (_dir, file, path) = file_with(&contents);
+        file.sync_all().unwrap();
+        rustix::fs::fadvise(&*file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        let range = FileRecords::new(file.clone(), path.clone(), 4096, 1_500_000, 0);
+        assert!(!cached(&range), "evicted pages are not taken for cached");
+        read_through(&range).unwrap();
+        assert!(cached(&range), "read in, both ends are cached");
+
+        rustix::fs::fadvise(&*file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        assert!(!cached(&range));
+        let frame = Outgoing::from_chunks(vec![Chunk::File(range.clone())]);
+        let (server, mut client) = connected_pair().await;
+        let writer = tokio::spawn(async move { frame.write_to(&server).await });
+        let mut received = vec![0u8; 1_500_000];
+        client.read_exact(&mut received).await.unwrap();
+        writer.await.unwrap().unwrap();
+        assert!(received[..] == contents[4096..4096 + 1_500_000], "the range arrives whole");
+        assert!(cached(&range), "sending read it in");
     }
 
     #[tokio::test]
