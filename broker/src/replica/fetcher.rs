@@ -235,6 +235,10 @@ impl Session {
     /// Takes in the partitions waiting to join and drops the members whose
     /// token was cancelled.
     fn admit(&mut self) {
+        // The signal of the joins taken in below, consumed first: left
+        // stored, it would abort the next round for nothing (a later join
+        // stores a new one).
+        let _ = futures::FutureExt::now_or_never(self.inbox.joined.notified());
         let joining = std::mem::take(&mut *self.inbox.joining.lock());
         for follow in joining {
             let tp = follow.partition.topic_partition().clone();
