@@ -34,6 +34,7 @@ fn fast_config(lag_ms: u64) -> ReplicaConfig {
         fetch_wait_max: Duration::from_millis(200),
         fetch_backoff: Duration::from_millis(50),
         socket_timeout: Duration::from_secs(5),
+        fetch_stream: true,
         scrub_bytes_per_sec: 64 * 1024 * 1024,
     }
 }
