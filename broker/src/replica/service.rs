@@ -4,23 +4,23 @@
 //! `FetchPartitions` is what followers use: one fetch for all the partitions
 //! a follower copies from this broker, each answered as `FetchRecords`
 //! answers one (below). `FetchStream` carries the same fetches one after
-//! another on one persistent stream (see [`super::stream`]); every fetch,
-//! whatever its transport, goes through one door,
-//! [`ReplicationService::serve_fetch`]: the caller check, then
-//! [`ReplicationService::fetch_partitions`]. It answers at once when any partition has records,
-//! a newer high watermark, a divergence or a refusal for the follower, and
-//! otherwise waits up to `replica.fetch.wait.max.ms` for any of them to
-//! change. The records of the whole answer stay within the request's
-//! `max_bytes` (at least one batch is sent): a partition beyond that limit
-//! is not served this time — nothing recorded, no records, and high
-//! watermark -1 — and the follower asks again.
+//! another on one persistent stream (see [`super::stream`]); a fetch of
+//! either goes through one door, [`ReplicationService::serve_fetch`]: the
+//! caller check, then [`ReplicationService::fetch_partitions`]. A fetch is
+//! answered at once when any partition has records, a newer high
+//! watermark, a divergence or a refusal for the follower, and otherwise
+//! waits up to `replica.fetch.wait.max.ms` for any of them to change. The
+//! records of the whole answer stay within the request's `max_bytes` (at
+//! least one batch is sent): a partition beyond that limit is not served
+//! this time — nothing recorded, no records, and high watermark -1 — and
+//! the follower asks again.
 //!
 //! With internal TLS, a fetch (`FetchRecords`, `FetchPartitions`, each
 //! request on a `FetchStream`) is served for replica N only when the
 //! caller's certificate names broker N; any other caller gets
 //! PERMISSION_DENIED and nothing is recorded (the high watermark cannot move
-//! on its word). `OffsetForLeaderEpoch` reads only,
-//! and is answered to any broker.
+//! on its word). `OffsetForLeaderEpoch` reads only, and is answered to any
+//! broker.
 //!
 //! `FetchRecords` refuses — with a Kafka error code and a message, never
 //! touching any state — a fetch for a partition this broker does not lead
