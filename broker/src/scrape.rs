@@ -224,6 +224,33 @@ pub fn collect_state(broker: &Broker) -> Vec<MetricFamily> {
         "Bytes cut from logs at or after a damaged batch, to be fetched again from the leader.",
         crate::log::scrub::repaired_bytes_total(),
     );
+    let transport = broker.replicas.fetch_transport_stats().counts();
+    f.counter(
+        "strom_replication_fetch_streams_opened_total",
+        "FetchStream streams followers opened to this broker as leader.",
+        transport.streams_opened,
+    );
+    f.gauge("strom_replication_fetch_streams_open", "FetchStream streams served now.").set(transport.streams_open);
+    f.counter(
+        "strom_replication_fetch_stream_requests_total",
+        "Follower fetches received over FetchStream streams.",
+        transport.stream_requests,
+    );
+    f.counter(
+        "strom_replication_fetch_unary_requests_total",
+        "Follower fetches received as FetchPartitions or FetchRecords calls.",
+        transport.unary_requests,
+    );
+    f.counter(
+        "strom_replication_fetch_stream_attempts_total",
+        "FetchStream streams this broker's fetch sessions tried to open to their leaders.",
+        transport.stream_attempts,
+    );
+    f.counter(
+        "strom_replication_fetch_stream_fallbacks_total",
+        "Times a fetch session found its leader without FetchStream and fell back to FetchPartitions calls.",
+        transport.stream_fallbacks,
+    );
     f.counter(
         "strom_group_rebalances_total",
         "Rebalances completed (generation bumps) by groups this broker coordinated since start.",

@@ -2,7 +2,8 @@
 //! TLS (the harness's default): the forged calls of issue 18 are refused.
 //!
 //! - A fetch without a client certificate never gets past TLS; one with
-//!   broker X's certificate claiming to be replica Y is PERMISSION_DENIED,
+//!   broker X's certificate claiming to be replica Y is PERMISSION_DENIED
+//!   (as a call or on a FetchStream),
 //!   so with both followers frozen an acks=all record stays unacknowledged
 //!   and the high watermark does not move.
 //! - A Raft AppendEntries or Vote with a huge term naming another voter than
@@ -268,6 +269,12 @@ fn forged_internal_calls_are_refused() {
                             partitions: vec![fetch(f1, offset)],
                             max_bytes: 1 << 20,
                         };
+                        let stream = futures::stream::iter([many.clone()]);
+                        let answered = match client.fetch_stream(stream).await {
+                            Ok(answers) => answers.into_inner().message().await,
+                            Err(status) => Err(status),
+                        };
+                        assert_denied("FetchStream as another replica", answered);
                         assert_denied("FetchPartitions as another replica", client.fetch_partitions(many).await);
                         let mut client = ReplicationClient::new(as_spare.clone());
                         assert_denied("fetch from a non-member as f2", client.fetch_records(fetch(f2, offset)).await);

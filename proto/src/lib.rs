@@ -17,7 +17,9 @@
 //! - [`replication`] — `Replication`: `FetchRecords` (fetch offset, last
 //!   fetched epoch, replica id, max bytes → record batches, high watermark,
 //!   log start offset, diverging epoch), `FetchPartitions` (the same for
-//!   every partition a follower copies from one leader, in one long poll)
+//!   every partition a follower copies from one leader, in one long poll),
+//!   `FetchStream` (the same long polls, one after another on one
+//!   persistent bidirectional stream)
 //!   and `OffsetForLeaderEpoch`, typed,
 //!   because the broker implements both sides and the records are Kafka's
 //!   RecordBatch v2 bytes as stored.

@@ -458,6 +458,15 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         doc: "Longest a caught-up follower's fetch waits at the leader for new records.",
     },
     SettingDef {
+        name: "replica.fetch.stream",
+        kind: SettingKind::Bool,
+        default: "true",
+        broker_synonym: None,
+        doc: "Strom's own, internal, kept for measuring: true, a follower fetches from each leader over one \
+              persistent FetchStream (falling back to FetchPartitions calls against a leader without it); \
+              false, one FetchPartitions call per fetch round.",
+    },
+    SettingDef {
         name: "replica.fetch.backoff.ms",
         kind: int(0, I32.1),
         default: "1000",

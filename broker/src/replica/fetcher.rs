@@ -1,16 +1,20 @@
 //! The follower's fetcher: one fetch session per leader this broker copies
 //! from — a tokio task that fetches every partition it follows from that
-//! leader in one `FetchPartitions` long poll over the internal gRPC port
-//! (Kafka's replica fetcher thread with its fetch session, and KIP-320's
-//! truncation by the last fetched epoch).
+//! leader in one long poll per round over the internal gRPC port (Kafka's
+//! replica fetcher thread with its fetch session, and KIP-320's truncation
+//! by the last fetched epoch). The rounds go over one persistent
+//! `FetchStream` to the leader, or as `FetchPartitions` calls (see
+//! [`super::transport`]: `replica.fetch.stream`, a leader of the previous
+//! version, and what an interrupted round does to the stream).
 //!
 //! A partition joins its leader's session when this broker starts following
 //! it at a leader epoch ([`FetchSession::join`]), and leaves when its
 //! cancellation token is cancelled: by the manager (a new state, deletion,
 //! shutdown) or by the session itself when the partition moved on from that
-//! epoch. A join aborts the call in flight, and so does a member left out
+//! epoch. A join aborts the round in flight, and so does a member left out
 //! of it (backing off, throttled) once it may fetch again: none waits
-//! other partitions' long poll out.
+//! other partitions' long poll out (an aborted round's stream is replaced
+//! by a new one, its answer never read).
 //!
 //! A round: the members not backing off or throttled ask for records from
 //! their own log end, with their last fetched epoch and high watermark, in
@@ -20,7 +24,8 @@
 //! stored them, the high watermark taken as min(leader's, own log end); a
 //! diverging epoch truncates; an out-of-range offset resets the log. An
 //! answer with nothing new costs no trip at all. A member whose answer
-//! fails backs off alone, a failed call backs off all that were in it: from
+//! fails backs off alone, a failed round (call or stream) backs off all
+//! that were in it, and a failed stream is replaced at the next round: from
 //! a hundredth of `replica.fetch.backoff.ms`, doubling up to it — the usual
 //! refusal is a leader that has not yet published the metadata this
 //! follower acts on, milliseconds behind, and every acks=all produce of the
@@ -49,7 +54,8 @@ use tonic::transport::Channel;
 
 use super::error::ReplicaError;
 use super::partition::{FollowerPosition, Partition};
-use super::{ReplicaConfig, ReplicationThrottle, error_codes};
+use super::transport::FetchTransport;
+use super::{FetchTransportStats, ReplicaConfig, ReplicationThrottle, error_codes};
 
 /// Where a follower truncates when the leader reports that its log
 /// diverges: the leader's end offset for the epoch it found
@@ -114,6 +120,8 @@ pub(crate) struct SessionSetup {
     pub writer: Arc<super::LogWriter>,
     /// The leader's broker id (picks the writer thread).
     pub leader_id: i32,
+    /// Counts the fallbacks to calls.
+    pub stats: Arc<FetchTransportStats>,
     /// Cancelled when the broker stops replicating.
     pub stop: CancellationToken,
 }
@@ -187,6 +195,9 @@ impl Session {
     /// Runs until the broker stops replicating.
     async fn run(mut self) {
         tracing::debug!(endpoint = %self.setup.endpoint, "fetch session started");
+        let (client, endpoint, stats) =
+            (self.setup.client.clone(), self.setup.endpoint.clone(), self.setup.stats.clone());
+        let mut transport = FetchTransport::new(client, endpoint, stats);
         while !self.setup.stop.is_cancelled() {
             self.admit();
             self.load_positions().await;
@@ -203,32 +214,29 @@ impl Session {
                 continue;
             }
             let config = self.setup.config.read().clone();
-            let mut request = tonic::Request::new(self.request(&ready, &config));
-            request.set_timeout(config.fetch_wait_max + config.socket_timeout);
-            let mut client = self.setup.client.clone();
             let answer = tokio::select! {
                 _ = self.setup.stop.cancelled() => break,
                 // A new member, or one left out that may fetch again: ask
                 // again with it rather than wait this poll out.
                 _ = self.inbox.joined.notified() => continue,
                 _ = sleep_until_or_forever(next_ready) => continue,
-                r = client.fetch_partitions(request) => r,
+                r = transport.round(|| self.request(&ready, &config), &config) => r,
             };
             match answer {
-                Ok(r) if r.get_ref().partitions.len() == ready.len() => {
-                    self.apply(&ready, r.into_inner().partitions, &config).await;
+                Ok(r) if r.partitions.len() == ready.len() => {
+                    self.apply(&ready, r.partitions, &config).await;
                 }
                 Ok(r) => {
                     let reason = format!(
-                        "FetchPartitions to {} answered {} partitions for {} asked",
+                        "fetch from {} answered {} partitions for {} asked",
                         self.setup.endpoint,
-                        r.get_ref().partitions.len(),
+                        r.partitions.len(),
                         ready.len()
                     );
                     self.fail_all(&ready, &reason, &config);
                 }
                 Err(status) => {
-                    let reason = format!("FetchPartitions RPC to {}: {status}", self.setup.endpoint);
+                    let reason = format!("fetch from {}: {status}", self.setup.endpoint);
                     self.fail_all(&ready, &reason, &config);
                 }
             }
@@ -239,6 +247,10 @@ impl Session {
     /// Takes in the partitions waiting to join and drops the members whose
     /// token was cancelled.
     fn admit(&mut self) {
+        // The signal of the joins taken in below, consumed first: left
+        // stored, it would abort the next round for nothing (a later join
+        // stores a new one).
+        let _ = futures::FutureExt::now_or_never(self.inbox.joined.notified());
         let joining = std::mem::take(&mut *self.inbox.joining.lock());
         for follow in joining {
             let tp = follow.partition.topic_partition().clone();

@@ -6,7 +6,10 @@
 //! - [`leader`]: a leader's follower tracking and its decisions (high
 //!   watermark, ISR expand and shrink), as pure functions.
 //! - [`fetcher`]: the follower's fetch sessions, one task per leader followed.
-//! - [`service`]: the `Replication` gRPC service, the leader's side of fetch.
+//! - [`transport`]: how a session sends its rounds: one `FetchStream` per
+//!   leader, or `FetchPartitions` calls.
+//! - [`service`]: the `Replication` gRPC service, the leader's side of fetch;
+//!   [`stream`]: its `FetchStream` tasks and the transports' counters.
 //! - [`error`]: what a replica refuses and why.
 //!
 //! The [`ReplicaManager`] owns the replicas. The controller's image drives it
@@ -39,7 +42,9 @@ pub mod fetcher;
 pub mod leader;
 pub mod partition;
 pub mod service;
+pub mod stream;
 pub mod throttle;
+pub mod transport;
 pub mod txn_markers;
 pub mod writer;
 
@@ -57,6 +62,7 @@ use tonic::transport::Channel;
 
 pub use error::ReplicaError;
 pub use partition::{ConsumerRead, IsrProposal, LeaderAppend, Partition, Transition};
+pub use stream::{FetchTransportCounts, FetchTransportStats};
 pub use throttle::ReplicationThrottle;
 pub use writer::LogWriter;
 
@@ -130,6 +136,10 @@ pub struct ReplicaConfig {
     pub fetch_backoff: Duration,
     /// `replica.socket.timeout.ms`: how long a fetch may take beyond its wait.
     pub socket_timeout: Duration,
+    /// `replica.fetch.stream` (Strom's own, kept for measuring): fetch over
+    /// one persistent `FetchStream` per leader; `false`, one
+    /// `FetchPartitions` call per round.
+    pub fetch_stream: bool,
     /// `log.scrub.bytes.per.second`: pace of the background scrub of sealed
     /// segments (0: off).
     pub scrub_bytes_per_sec: u64,
@@ -145,6 +155,7 @@ impl Default for ReplicaConfig {
             fetch_wait_max: Duration::from_millis(500),
             fetch_backoff: Duration::from_millis(1000),
             socket_timeout: Duration::from_millis(30_000),
+            fetch_stream: true,
             scrub_bytes_per_sec: 10 * 1024 * 1024,
         }
     }
@@ -161,6 +172,7 @@ impl ReplicaConfig {
             fetch_wait_max: ms("replica.fetch.wait.max.ms"),
             fetch_backoff: ms("replica.fetch.backoff.ms"),
             socket_timeout: ms("replica.socket.timeout.ms"),
+            fetch_stream: settings.bool("replica.fetch.stream"),
             scrub_bytes_per_sec: settings.long("log.scrub.bytes.per.second").max(0) as u64,
         }
     }
@@ -201,6 +213,8 @@ pub struct ReplicaManager {
     throttle: Arc<ReplicationThrottle>,
     /// Runs the appends of client produce and follower fetch (`log.writer.threads`).
     writer: Arc<LogWriter>,
+    /// Follower fetches by transport, as leader and as follower.
+    transport_stats: Arc<FetchTransportStats>,
     stop: CancellationToken,
 }
 
@@ -225,6 +239,7 @@ impl ReplicaManager {
             internal_tls: RwLock::new(None),
             throttle: Arc::new(ReplicationThrottle::default()),
             writer: Arc::new(LogWriter::blocking_pool()),
+            transport_stats: Arc::new(FetchTransportStats::default()),
             stop: CancellationToken::new(),
         }
     }
@@ -296,6 +311,11 @@ impl ReplicaManager {
     /// The throttle on fetches of replicas catching up outside the ISR (see [`throttle`]).
     pub fn replication_throttle(&self) -> &ReplicationThrottle {
         &self.throttle
+    }
+
+    /// Follower fetches by transport (streams, calls, fallbacks; see [`stream`]).
+    pub fn fetch_transport_stats(&self) -> &Arc<FetchTransportStats> {
+        &self.transport_stats
     }
 
     /// The broker's log manager.
@@ -588,6 +608,7 @@ impl ReplicaManager {
                     throttle: self.throttle.clone(),
                     writer: self.writer.clone(),
                     leader_id: leader.id,
+                    stats: self.transport_stats.clone(),
                     stop: self.stop.child_token(),
                 };
                 sessions.insert(leader.clone(), FetchSession::start(&runtime, setup));

@@ -3,19 +3,24 @@
 //!
 //! `FetchPartitions` is what followers use: one fetch for all the partitions
 //! a follower copies from this broker, each answered as `FetchRecords`
-//! answers one (below). It answers at once when any partition has records,
-//! a newer high watermark, a divergence or a refusal for the follower, and
-//! otherwise waits up to `replica.fetch.wait.max.ms` for any of them to
-//! change. The records of the whole answer stay within the request's
-//! `max_bytes` (at least one batch is sent): a partition beyond that limit
-//! is not served this time — nothing recorded, no records, and high
-//! watermark -1 — and the follower asks again.
+//! answers one (below). `FetchStream` carries the same fetches one after
+//! another on one persistent stream (see [`super::stream`]); a fetch of
+//! either goes through one door, [`ReplicationService::serve_fetch`]: the
+//! caller check, then [`ReplicationService::fetch_partitions`]. A fetch is
+//! answered at once when any partition has records, a newer high
+//! watermark, a divergence or a refusal for the follower, and otherwise
+//! waits up to `replica.fetch.wait.max.ms` for any of them to change. The
+//! records of the whole answer stay within the request's `max_bytes` (at
+//! least one batch is sent): a partition beyond that limit is not served
+//! this time — nothing recorded, no records, and high watermark -1 — and
+//! the follower asks again.
 //!
-//! With internal TLS, a fetch (`FetchRecords`, `FetchPartitions`) is served
-//! for replica N only when the caller's certificate names broker N; any
-//! other caller gets PERMISSION_DENIED and nothing is recorded (the high
-//! watermark cannot move on its word). `OffsetForLeaderEpoch` reads only,
-//! and is answered to any broker.
+//! With internal TLS, a fetch (`FetchRecords`, `FetchPartitions`, each
+//! request on a `FetchStream`) is served for replica N only when the
+//! caller's certificate names broker N; any other caller gets
+//! PERMISSION_DENIED and nothing is recorded (the high watermark cannot move
+//! on its word). `OffsetForLeaderEpoch` reads only, and is answered to any
+//! broker.
 //!
 //! `FetchRecords` refuses — with a Kafka error code and a message, never
 //! touching any state — a fetch for a partition this broker does not lead
@@ -49,7 +54,7 @@ use strom_proto::replication::{
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 use tokio::sync::watch;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::partition::{FetchOutcome, FetchReply, FollowerFetch, Partition};
 use super::{ReplicaManager, error_codes, now_ms};
@@ -60,12 +65,38 @@ use crate::tls::{Caller, Identity};
 #[derive(Debug, Clone)]
 pub struct ReplicationService {
     manager: Arc<ReplicaManager>,
+    /// Whether `FetchStream` is served (else UNIMPLEMENTED, as from a
+    /// broker that predates it).
+    offers_stream: bool,
 }
 
 impl ReplicationService {
     /// The service for `manager`'s partitions.
     pub fn new(manager: Arc<ReplicaManager>) -> ReplicationService {
-        ReplicationService { manager }
+        ReplicationService { manager, offers_stream: true }
+    }
+
+    /// The service as a broker of the previous version serves it:
+    /// `FetchStream` answers UNIMPLEMENTED (tests of mixed versions).
+    pub fn without_stream(manager: Arc<ReplicaManager>) -> ReplicationService {
+        ReplicationService { manager, offers_stream: false }
+    }
+
+    /// The replicas served.
+    pub(crate) fn manager(&self) -> &Arc<ReplicaManager> {
+        &self.manager
+    }
+
+    /// The one door of every follower fetch, whatever its transport: admits
+    /// `caller` for the request's replica id (see [`authorize_fetch`]), then
+    /// serves it (nothing is looked at or recorded for a refused caller).
+    pub(crate) async fn serve_fetch(
+        &self,
+        caller: &Caller,
+        request: FetchPartitionsRequest,
+    ) -> Result<FetchPartitionsResponse, Status> {
+        authorize_fetch(caller, request.replica_id)?;
+        Ok(self.fetch_partitions(request).await)
     }
 
     /// The tonic server to add to the internal gRPC server.
@@ -248,6 +279,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<FetchRecordsRequest>,
     ) -> Result<Response<FetchRecordsResponse>, Status> {
+        self.manager.fetch_transport_stats().unary_request();
         authorize_fetch(&crate::tls::caller(&request), request.get_ref().replica_id)?;
         Ok(Response::new(self.fetch(request.into_inner()).await))
     }
@@ -256,8 +288,33 @@ impl Replication for ReplicationService {
         &self,
         request: Request<FetchPartitionsRequest>,
     ) -> Result<Response<FetchPartitionsResponse>, Status> {
-        authorize_fetch(&crate::tls::caller(&request), request.get_ref().replica_id)?;
-        Ok(Response::new(self.fetch_partitions(request.into_inner()).await))
+        self.manager.fetch_transport_stats().unary_request();
+        let caller = crate::tls::caller(&request);
+        Ok(Response::new(self.serve_fetch(&caller, request.into_inner()).await?))
+    }
+
+    type FetchStreamStream = super::stream::Answers;
+
+    async fn fetch_stream(
+        &self,
+        request: Request<Streaming<FetchPartitionsRequest>>,
+    ) -> Result<Response<Self::FetchStreamStream>, Status> {
+        if !self.offers_stream {
+            return Err(Status::unimplemented("FetchStream is not served here (use FetchPartitions)"));
+        }
+        // Only brokers fetch; each request is checked for its replica id.
+        let caller = crate::tls::caller(&request);
+        match &caller {
+            Caller::Insecure | Caller::Authenticated(Identity::Broker(_)) => {}
+            Caller::Authenticated(identity) => {
+                return Err(Status::permission_denied(format!("{identity} may not fetch: only brokers do")));
+            }
+            Caller::Unidentified(reason) => {
+                return Err(Status::permission_denied(format!("unidentified caller: {reason}")));
+            }
+        }
+        let answers = super::stream::serve(self.clone(), caller, request.into_inner());
+        Ok(Response::new(answers))
     }
 
     async fn offset_for_leader_epoch(

@@ -20,6 +20,8 @@ use super::*;
 use crate::log::batch::tests::encode_batch;
 use crate::log::{LogConfig, LogManager, TopicPartition};
 
+mod stream;
+
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn tp() -> TopicPartition {
@@ -34,6 +36,7 @@ fn fast_config(lag_ms: u64) -> ReplicaConfig {
         fetch_wait_max: Duration::from_millis(200),
         fetch_backoff: Duration::from_millis(50),
         socket_timeout: Duration::from_secs(5),
+        fetch_stream: true,
         scrub_bytes_per_sec: 64 * 1024 * 1024,
     }
 }
@@ -54,22 +57,60 @@ struct Node {
     stop: CancellationToken,
 }
 
+/// How a test broker serves the internal plane.
+#[derive(Debug, Clone, Default)]
+enum Serving {
+    /// Plain, every method.
+    #[default]
+    Plain,
+    /// Plain, without `FetchStream`: a broker of the previous version.
+    WithoutStream,
+    /// Mutual TLS with this broker's certificate, also to its leaders.
+    Tls(Arc<crate::tls::InternalTls>),
+}
+
 impl Node {
     async fn start(id: i32, dir: &std::path::Path, config: ReplicaConfig, controller: &Arc<Controller>) -> Node {
+        Node::start_serving(id, dir, config, controller, Serving::Plain, "127.0.0.1:0").await
+    }
+
+    /// A broker serving as `serving` says on `addr` (port 0: a free one;
+    /// a given port is retried until free, for a restart in place).
+    async fn start_serving(
+        id: i32,
+        dir: &std::path::Path,
+        config: ReplicaConfig,
+        controller: &Arc<Controller>,
+        serving: Serving,
+        addr: &str,
+    ) -> Node {
         let logs = Arc::new(LogManager::open(dir, LogConfig::default()).unwrap());
         let manager = Arc::new(ReplicaManager::with_config(id, logs, config));
         manager.set_isr_channel(Arc::new(TestIsrChannel(controller.clone())));
         let stop = CancellationToken::new();
         tokio::spawn(manager.clone().run_background(stop.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = bind(addr).await;
         let addr = listener.local_addr().unwrap().to_string();
-        let server = tonic::transport::Server::builder()
-            .add_service(ReplicationService::new(manager.clone()).into_server())
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
-                let stop = stop.clone();
-                async move { stop.cancelled().await }
-            });
-        tokio::spawn(server);
+        let service = match serving {
+            Serving::WithoutStream => ReplicationService::without_stream(manager.clone()),
+            _ => ReplicationService::new(manager.clone()),
+        };
+        let router = tonic::transport::Server::builder().add_service(service.into_server());
+        let stopped = {
+            let stop = stop.clone();
+            async move { stop.cancelled().await }
+        };
+        match serving {
+            Serving::Tls(tls) => {
+                manager.set_internal_tls(Some(tls.clone()));
+                let incoming = crate::tls::tls_incoming(listener, tls, stop.clone());
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped));
+            }
+            _ => {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped));
+            }
+        }
         Node { manager, addr, stop }
     }
 
@@ -172,6 +213,21 @@ impl IsrChannel for TestIsrChannel {
     }
 }
 
+/// A listener on `addr`; a busy given port is retried until the deadline.
+async fn bind(addr: &str) -> tokio::net::TcpListener {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!("binding {addr}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot bind {addr}: {e}"),
+        }
+    }
+}
+
 struct Cluster {
     dirs: Vec<tempfile::TempDir>,
     nodes: Vec<Node>,
@@ -182,11 +238,17 @@ struct Cluster {
 impl Cluster {
     /// `n` brokers; partition `orders-0` on all of them, led by 0 at epoch 1 with the full ISR.
     async fn start(n: i32, config: ReplicaConfig) -> Cluster {
+        Cluster::start_serving(n, config, |_| Serving::Plain).await
+    }
+
+    /// As [`Cluster::start`], broker `id` serving as `serving(id)` says.
+    async fn start_serving(n: i32, config: ReplicaConfig, serving: impl Fn(i32) -> Serving) -> Cluster {
         let controller = Arc::new(Controller::default());
         let mut cluster = Cluster { dirs: Vec::new(), nodes: Vec::new(), controller, config };
         for id in 0..n {
             let dir = tempfile::tempdir().unwrap();
-            let node = Node::start(id, dir.path(), cluster.config.clone(), &cluster.controller).await;
+            let (config, controller) = (cluster.config.clone(), &cluster.controller);
+            let node = Node::start_serving(id, dir.path(), config, controller, serving(id), "127.0.0.1:0").await;
             cluster.controller.register(id, &node);
             cluster.dirs.push(dir);
             cluster.nodes.push(node);
