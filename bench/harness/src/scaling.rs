@@ -88,7 +88,7 @@ impl Bench {
             "throughput: records acknowledged over the wall time from creating the first producer to the last one's flush; produce latency: send() to delivery report over every record of every producer (as scenario 3's librdkafka latency, but at full speed, so it includes the time a record waits in the client's queue); brokers' CPU summed over the 3 nodes, per MiB produced. Each run is read back and checked",
         );
         if !variants.is_empty() {
-            self.report.note(10, variants_note(&self.variants));
+            self.report.note(10, variants_note(&self.variants, "every point"));
         }
         if started_for == 10 && plan.warmup_rounds > 0 {
             self.report.note(

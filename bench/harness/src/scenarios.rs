@@ -836,7 +836,7 @@ impl Bench {
             );
         }
         if !variants.is_empty() {
-            self.report.note(2, variants_note(&self.variants));
+            self.report.note(2, variants_note(&self.variants, "every generator"));
         }
         let runs = ThroughputRuns { scenario: 2, records: plan.s2_records, replication: 3, acks: "all" };
         let kafka_max = self.max_throughput(runs, clusters, tls, variants, "brokers' CPU per MiB")?;
@@ -1162,8 +1162,9 @@ impl Bench {
     }
 }
 
-/// The report's note on `--strom-variant` clusters.
-pub(crate) fn variants_note(variants: &[StromVariant]) -> String {
+/// The report's note on `--strom-variant` clusters; `runs` says what each
+/// round runs on every cluster ("every generator", "every point").
+pub(crate) fn variants_note(variants: &[StromVariant], runs: &str) -> String {
     let list: Vec<String> = variants
         .iter()
         .map(|v| {
@@ -1175,7 +1176,7 @@ pub(crate) fn variants_note(variants: &[StromVariant]) -> String {
         })
         .collect();
     format!(
-        "Strom variants (`--strom-variant`): one more 3-node Strom cluster each, like the base Strom's but with these arguments appended to every node's command line (and not `--strom-args`): {}. Every round runs every generator on every cluster, each system's clusters back to back (the variants right after the base Strom), every round in the reverse order of the one before; the Strom/Kafka table is the base pair's, and a table per variant follows",
+        "Strom variants (`--strom-variant`): one more 3-node Strom cluster each, like the base Strom's but with these arguments appended to every node's command line (and not `--strom-args`): {}. Every round runs {runs} on every cluster, each system's clusters back to back (the variants right after the base Strom), every round in the reverse order of the one before; the Strom/Kafka table is the base pair's, and a table per variant follows",
         list.join("; ")
     )
 }
