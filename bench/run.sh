@@ -69,6 +69,38 @@
 # About 15-20 s per run, 4 runs per round: `--scenarios 9 --rounds 3` took
 # under 4 minutes (bench/RESULTS.md); --scale does not change it.
 #
+# Scenario 10 (scaling, issue 22) is opt-in too: `--scenarios 10`. On
+# three-broker clusters like scenario 2's (its clusters, after it, when both
+# run; else fresh ones with one unmeasured warm-up run each), librdkafka
+# producers from the harness at full speed, acks=all, 1 KiB records, 300,000
+# records per run (times --scale) split over the producers, a fresh topic
+# per run: 8, 64 and 512 partitions with 1 producer, and 1, 8 and 64
+# producers (independent librdkafka instances, each with its own
+# connections, one thread each) into 8 partitions. Per point: aggregate
+# throughput, produce latency p50/p99 (send to delivery report, over every
+# record; at full speed it includes time in the client's queue) and the
+# brokers' CPU per MiB; every run is read back and checked. The report has
+# one table, a row per point, Strom and Kafka median (min–max) and
+# Strom/Kafka. E.g. `bash bench/run.sh --scenarios 10 --rounds 3`.
+#
+# A/B of Strom builds or settings in the same run (issue 22):
+# `--strom-variant NAME=ARGS` (repeatable, at most 4) adds a 3-node Strom
+# cluster whose every node gets ARGS (split like a shell word list, no
+# expansion) appended to its strom-broker command line, e.g.
+# `--strom-variant unary='--set replica.fetch.stream=false'`. Variants run
+# in scenarios 2 and 10 (not 3 or 8, which measure the plain pair alone), in
+# the same rounds as the base clusters: every generator on every cluster,
+# each system's clusters back to back (the variants right after the base
+# Strom), every round in the reverse order of the one before; their runs
+# are read back and checked like all others. The report adds a table per
+# variant: base Strom, the variant, variant/base, Kafka, variant/Kafka, for
+# throughput and the brokers' CPU per MiB per generator (scenario 10: every
+# point's throughput, p50, p99 and CPU per MiB). `--strom-args ARGS` appends
+# ARGS to the base Strom's nodes in every scenario (so the base can be the
+# old path); variants do not get it. The flags the harness sets itself
+# (ports, --data-dir, --node-id, --voters, internal TLS) are refused. E.g.
+# `bash bench/run.sh --scenarios 2,10 --strom-args '--set x=a' --strom-variant b='--set x=b'`.
+#
 # Needs: Rust, Java 17+ (a JDK: scenario 9 runs javac), Maven 3; perf only
 # for --profile; about 15 GiB free disk for scenario 7 at full scale.
 set -euo pipefail

@@ -1,6 +1,8 @@
 //! `strom-bench`: Strom and Apache Kafka side by side on one machine, with
 //! the same load generators, in the same run (issue 9's scenarios 1–7,
-//! scenario 8, transactions, and scenario 9, group join settle time).
+//! scenario 8, transactions, scenario 9, group join settle time, and
+//! scenario 10, scaling over partition and producer counts), optionally
+//! with extra Strom clusters (`--strom-variant`) for A/B comparisons.
 //!
 //! Normally started by `bench/run.sh`, which builds the release broker and
 //! this binary and resolves Kafka's jars first. Writes `report.md` (and
@@ -14,10 +16,13 @@ mod group_join;
 mod java_tools;
 mod process;
 mod report;
+mod scaling;
 mod scenarios;
 mod secure;
 mod txn_scenario;
+mod variants;
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -44,9 +49,9 @@ struct Args {
     /// Run directory: data directories, logs, the report. Must not exist yet.
     #[arg(long)]
     out: PathBuf,
-    /// Scenarios to run, e.g. 1,4,6 (default: 1 to 7; 8, transactions, and
-    /// 9, group join settle time, are opt-in: `--scenarios 8`, or add them
-    /// to a list).
+    /// Scenarios to run, e.g. 1,4,6 (default: 1 to 7; 8, transactions, 9,
+    /// group join settle time, and 10, scaling over partitions and
+    /// producers, are opt-in: `--scenarios 8`, or add them to a list).
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,7")]
     scenarios: Vec<u8>,
     /// Rounds per scenario (each round runs both systems, alternating which goes first).
@@ -73,6 +78,20 @@ struct Args {
     /// plaintext and Strom against Kafka (needs scenario 1 or 4).
     #[arg(long)]
     client_sasl_ssl: bool,
+    /// A Strom variant for an A/B comparison in the same run, NAME=ARGS
+    /// (repeatable, at most 4): one more 3-node Strom cluster in scenarios 2
+    /// and 10, in the same rounds, whose every node gets ARGS (split like a
+    /// shell word list) appended to its strom-broker command line, e.g.
+    /// `--strom-variant unary='--set replica.fetch.stream=false'`. The
+    /// report adds a table per variant: variant against the base Strom and
+    /// Kafka. Variants do not get `--strom-args`.
+    #[arg(long = "strom-variant", value_name = "NAME=ARGS")]
+    strom_variant: Vec<String>,
+    /// Extra strom-broker arguments for the base Strom's every node, in
+    /// every scenario (e.g. `--strom-args '--set replica.fetch.stream=false'`
+    /// to make the base the old path against a variant).
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    strom_args: Option<String>,
     /// The Java program scenario 9 compiles and runs (GroupJoinSettle.java).
     #[arg(long, default_value = "bench/java/GroupJoinSettle.java")]
     group_join_source: PathBuf,
@@ -83,9 +102,17 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if let Some(bad) = args.scenarios.iter().find(|s| !(1..=9).contains(*s)) {
-        bail!("--scenarios: {bad} is not a scenario; allowed are 1 to 9");
+    if let Some(bad) = args.scenarios.iter().find(|s| !(1..=10).contains(*s)) {
+        bail!("--scenarios: {bad} is not a scenario; allowed are 1 to 10");
     }
+    let variants = variants::parse_all(&args.strom_variant)?;
+    if !variants.is_empty() && !args.scenarios.iter().any(|s| [2, 10].contains(s)) {
+        bail!("--strom-variant runs in scenarios 2 and 10; add 2 or 10 to --scenarios");
+    }
+    let strom_args = match &args.strom_args {
+        Some(a) => variants::split_args(a).map_err(|e| anyhow::anyhow!("--strom-args: {e}"))?,
+        None => Vec::new(),
+    };
     if args.scenarios.contains(&9) && !args.group_join_source.is_file() {
         bail!("--group-join-source {}: no such file (scenario 9 needs it)", args.group_join_source.display());
     }
@@ -111,8 +138,11 @@ fn main() -> Result<()> {
     }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let out = args.out.canonicalize()?;
-    let programs =
-        Programs { strom_broker: args.strom_broker.canonicalize()?, run_kafka: args.run_kafka.canonicalize()? };
+    let programs = Programs {
+        strom_broker: args.strom_broker.canonicalize()?,
+        run_kafka: args.run_kafka.canonicalize()?,
+        strom_args,
+    };
     let mut tools = JavaTools::load(&args.tools_classpath, &out)?;
     if args.client_sasl_ssl {
         tools = tools.with_admin_classpath(&broker_classpath(&programs.run_kafka)?)?;
@@ -120,6 +150,7 @@ fn main() -> Result<()> {
     let plan = Plan::full(args.rounds).scaled(args.scale);
     let mut bench =
         Bench::new(programs, tools, plan.clone(), out.clone(), args.profile, args.internal_tls, args.client_sasl_ssl);
+    bench.variants = variants;
 
     let began = Instant::now();
     let has = |n: u8| args.scenarios.contains(&n);
@@ -135,9 +166,9 @@ fn main() -> Result<()> {
         let r = bench.single_broker_throughput(has(1), has(4));
         step("scenarios 1 and 4", r);
     }
-    if has(2) || has(3) || has(8) {
-        let r = bench.cluster_scenarios(has(2) || has(3), has(3), has(8));
-        let names: Vec<String> = [2, 3, 8].into_iter().filter(|s| has(*s)).map(|s| s.to_string()).collect();
+    if has(2) || has(3) || has(8) || has(10) {
+        let r = bench.cluster_scenarios(has(2) || has(3), has(3), has(8), has(10));
+        let names: Vec<String> = [2, 3, 8, 10].into_iter().filter(|s| has(*s)).map(|s| s.to_string()).collect();
         step(&format!("scenario(s) {} (three brokers)", names.join(", ")), r);
     }
     if has(5) {
@@ -205,6 +236,13 @@ fn header(args: &Args, plan: &Plan, seconds: f64) -> String {
     } else {
         "plain (Strom multi-broker: `--internal-insecure`; Kafka: PLAINTEXT inter-broker and controller listeners)"
     };
+    let mut strom_args = match &args.strom_args {
+        Some(a) => format!("; base Strom nodes also get `{}` (`--strom-args`)", a.trim()),
+        None => String::new(),
+    };
+    for v in &args.strom_variant {
+        let _ = write!(strom_args, "; variant `{v}` (`--strom-variant`)");
+    }
     let clients = if args.client_sasl_ssl {
         "plaintext, and in scenarios 1 and 4 also the Java tools over a second SASL_SSL listener (SCRAM-SHA-512) of the same brokers"
     } else {
@@ -214,7 +252,7 @@ fn header(args: &Args, plan: &Plan, seconds: f64) -> String {
         "## Strom vs Apache Kafka {kafka}, side by side\n\n\
          - run: {date}, {seconds:.0} s, {rounds} rounds per scenario (alternating which system goes first), scale {scale}\n\
          - machine: {cores} cores ({cpu}), {mem} RAM, Linux {kernel}; brokers, clients and tools all on this machine, loopback network, data on the same disk\n\
-         - Strom: `strom-broker` release build of {rev}\n\
+         - Strom: `strom-broker` release build of {rev}{strom_args}\n\
          - Apache Kafka {kafka}: KRaft, broker and controller in one JVM per node, {java}, stock JVM options of kafka-server-start.sh (`-Xmx1G -Xms1G`, G1)\n\
          - clients: Apache Kafka {kafka}'s ProducerPerformance/ConsumerPerformance (Java, `-Xmx512M`), librdkafka {librdkafka} (this harness)\n\
          - durability: neither broker fsyncs on produce (`log.flush.interval.messages` and `log.flush.interval.ms` at their default, Long.MAX, on both); acknowledged data is durable by replication (scenarios 2–3) or, on one node, by the page cache\n\

@@ -63,23 +63,6 @@ pub enum Security {
 }
 
 impl Security {
-    /// Both settings in the order round `round` runs them (alternating, as
-    /// [`System::order`]).
-    pub fn order(round: usize) -> [Security; 2] {
-        if round % 2 == 0 { [Security::Plain, Security::InternalTls] } else { [Security::InternalTls, Security::Plain] }
-    }
-
-    /// The order in which round `round` runs clusters of both systems with
-    /// both settings: each system's two clusters one after the other (so
-    /// the ratio TLS/plain compares neighbours in time), the systems in
-    /// [`System::order`] and the settings in [`Security::order`]: every
-    /// round runs in the reverse order of the one before.
-    pub fn run_order(round: usize) -> [(System, Security); 4] {
-        let [a, b] = System::order(round);
-        let [x, y] = Security::order(round);
-        [(a, x), (a, y), (b, x), (b, y)]
-    }
-
     /// Suffix of a cluster's directory: empty for plain, `-tls` for TLS.
     pub fn dir_suffix(self) -> &'static str {
         match self {
@@ -96,6 +79,38 @@ pub struct Programs {
     pub strom_broker: PathBuf,
     /// `bench/kafka/run-kafka.sh`.
     pub run_kafka: PathBuf,
+    /// Extra arguments appended to every Strom node's command line
+    /// (`--strom-args` for the base Strom, a variant's own for a
+    /// `--strom-variant` cluster).
+    pub strom_args: Vec<String>,
+}
+
+/// A `--strom-variant` cluster's place among the run's variants, and its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VariantTag {
+    pub index: usize,
+    pub name: String,
+}
+
+/// Sorts the clusters a round runs into its order: each system's clusters
+/// back to back (plain, then TLS between brokers, then the Strom variants,
+/// so a variant or TLS cluster runs next to its plain neighbour in time),
+/// Strom first; every odd round in the reverse order. So every round runs
+/// in the reverse order of the one before, and the systems alternate which
+/// goes first as [`System::order`] has them.
+pub fn run_order<T>(items: &mut [T], key: impl Fn(&T) -> (System, Security, Option<usize>), round: usize) {
+    items.sort_by_key(|item| {
+        let (system, security, variant) = key(item);
+        let flavour = match (security, variant) {
+            (Security::Plain, None) => 0,
+            (Security::InternalTls, _) => 1,
+            (Security::Plain, Some(i)) => 2 + i,
+        };
+        (system as usize, flavour)
+    });
+    if round % 2 == 1 {
+        items.reverse();
+    }
 }
 
 /// Broker settings both systems get, by their (shared) Kafka names.
@@ -199,6 +214,8 @@ impl Node {
 pub struct Cluster {
     pub system: System,
     pub security: Security,
+    /// Set on a `--strom-variant` cluster (by whoever started it).
+    pub variant: Option<VariantTag>,
     nodes: Vec<Node>,
     pub dir: PathBuf,
 }
@@ -332,6 +349,7 @@ impl Cluster {
                     for (k, v) in &all {
                         c.extend(["--set".into(), format!("{k}={v}")]);
                     }
+                    c.extend(programs.strom_args.iter().cloned());
                     (c, vec![("RUST_LOG".to_owned(), "info".to_owned())])
                 }
                 System::Kafka => {
@@ -373,16 +391,20 @@ impl Cluster {
                 child: None,
             });
         }
-        let mut cluster = Cluster { system, security, nodes: list, dir: dir.to_owned() };
+        let mut cluster = Cluster { system, security, variant: None, nodes: list, dir: dir.to_owned() };
         cluster.spawn_all()?;
         cluster.wait_ready(Duration::from_secs(180))?;
         Ok(cluster)
     }
 
     /// The system's name, with " mTLS" (Strom) or " TLS" (Kafka) when the
-    /// brokers talk over TLS: "Strom", "Strom mTLS", "Kafka", "Kafka TLS".
+    /// brokers talk over TLS: "Strom", "Strom mTLS", "Kafka", "Kafka TLS";
+    /// a variant's "Strom <name>".
     pub fn name(&self) -> String {
-        label(self.system, self.security)
+        match &self.variant {
+            Some(v) => format!("{} {}", label(self.system, self.security), v.name),
+            None => label(self.system, self.security),
+        }
     }
 
     /// Starts every node that is not running, without waiting.
@@ -626,18 +648,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rounds_run_the_four_clusters_in_reverse_order_of_the_round_before() {
+    fn rounds_run_the_clusters_in_reverse_order_of_the_round_before() {
         use Security::{InternalTls, Plain};
         use System::{Kafka, Strom};
+        let order = |round: usize| {
+            let mut all =
+                vec![(Kafka, InternalTls, None), (Strom, Plain, Some(1)), (Kafka, Plain, None), (Strom, Plain, None)];
+            all.extend([(Strom, InternalTls, None), (Strom, Plain, Some(0))]);
+            run_order(&mut all, |c| *c, round);
+            all
+        };
         assert_eq!(
-            Security::run_order(0),
-            [(Strom, Plain), (Strom, InternalTls), (Kafka, Plain), (Kafka, InternalTls)]
+            order(0),
+            [
+                (Strom, Plain, None),
+                (Strom, InternalTls, None),
+                (Strom, Plain, Some(0)),
+                (Strom, Plain, Some(1)),
+                (Kafka, Plain, None),
+                (Kafka, InternalTls, None)
+            ]
         );
         for round in 0..4 {
-            let mut next = Security::run_order(round + 1);
+            let mut next = order(round + 1);
             next.reverse();
-            assert_eq!(Security::run_order(round), next, "round {round}");
+            assert_eq!(order(round), next, "round {round}");
         }
+        // The four clusters of --internal-tls: each system's two back to
+        // back, the systems and the settings alternating as before.
+        let mut four =
+            [(Kafka, InternalTls, None), (Strom, Plain, None), (Kafka, Plain, None), (Strom, InternalTls, None)];
+        run_order(&mut four, |c| *c, 1);
+        assert_eq!(
+            four,
+            [(Kafka, InternalTls, None), (Kafka, Plain, None), (Strom, InternalTls, None), (Strom, Plain, None)]
+        );
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //! them too, of kind [`Secured::ClientSaslSsl`]: the Java tools' runs over
 //! each system's PLAINTEXT and SASL_SSL listeners, with the target on Strom
 //! SASL_SSL/Kafka SASL_SSL.
+//!
+//! A [`Metric`] may belong to a point of a scenario (scenario 10's partition
+//! and producer counts): those render as one wide table, a row per point.
+//! With `--strom-variant`, [`VariantMetric`]s hold a variant cluster's
+//! values of a metric, rendered per variant beside the base Strom's and
+//! Kafka's values of the same metric, with variant/base and variant/Kafka.
 
 use std::fmt::Write as _;
 
@@ -51,6 +57,9 @@ impl Target {
 #[derive(Debug, Serialize)]
 pub struct Metric {
     pub scenario: u8,
+    /// The point of the scenario (e.g. "64 partitions, 1 producer"), if it
+    /// has several.
+    pub point: Option<String>,
     pub name: String,
     pub unit: &'static str,
     pub better: Better,
@@ -61,7 +70,29 @@ pub struct Metric {
 
 impl Metric {
     pub fn new(scenario: u8, name: impl Into<String>, unit: &'static str, better: Better) -> Metric {
-        Metric { scenario, name: name.into(), unit, better, target: None, strom: Vec::new(), kafka: Vec::new() }
+        Metric {
+            scenario,
+            point: None,
+            name: name.into(),
+            unit,
+            better,
+            target: None,
+            strom: Vec::new(),
+            kafka: Vec::new(),
+        }
+    }
+
+    pub fn with_point(mut self, point: impl Into<String>) -> Metric {
+        self.point = Some(point.into());
+        self
+    }
+
+    /// How tables name it: "name (unit)", after "point: " if it has one.
+    fn label(&self) -> String {
+        match &self.point {
+            Some(p) => format!("{p}: {} ({})", self.name, self.unit),
+            None => format!("{} ({})", self.name, self.unit),
+        }
     }
 
     pub fn with_target(mut self, target: Target) -> Metric {
@@ -80,6 +111,34 @@ impl Metric {
     pub fn ratio(&self) -> Option<f64> {
         let (s, k) = (median(&self.strom)?, median(&self.kafka)?);
         (k != 0.0).then_some(s / k)
+    }
+}
+
+/// A `--strom-variant` cluster's values of the [`Metric`] with the same
+/// scenario, point and name (which holds the base Strom's and Kafka's).
+#[derive(Debug, Serialize)]
+pub struct VariantMetric {
+    pub scenario: u8,
+    pub variant: String,
+    pub point: Option<String>,
+    pub name: String,
+    pub values: Vec<f64>,
+}
+
+impl VariantMetric {
+    /// An empty one for `variant`, keyed like `of`.
+    pub fn like(of: &Metric, variant: &str) -> VariantMetric {
+        VariantMetric {
+            scenario: of.scenario,
+            variant: variant.to_owned(),
+            point: of.point.clone(),
+            name: of.name.clone(),
+            values: Vec::new(),
+        }
+    }
+
+    fn is_of(&self, m: &Metric) -> bool {
+        self.scenario == m.scenario && self.point == m.point && self.name == m.name
     }
 }
 
@@ -237,6 +296,8 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// Quantities measured with and without TLS between brokers.
     pub tls_metrics: Vec<TlsMetric>,
+    /// Quantities measured on `--strom-variant` clusters.
+    pub variant_metrics: Vec<VariantMetric>,
     /// Free-form lines per scenario (settings used, rates chosen).
     pub notes: Vec<(u8, String)>,
 }
@@ -254,6 +315,9 @@ pub fn scenario_title(n: u8) -> &'static str {
         5 => "5. 1,000 partitions (single broker): memory and produce throughput",
         6 => "6. Resident memory idle and loaded; start-up time to the first successful produce",
         7 => "7. Restart after kill -9 with a large log: time until serving again",
+        10 => {
+            "10. Scaling: three brokers, RF 3, acks=all, librdkafka at maximum throughput over partition and producer counts"
+        }
         9 => {
             "9. Group join settle time: a 4th Java consumer joins a stable group of 3 (12 partitions), classic vs KIP-848 consumer protocol"
         }
@@ -268,6 +332,10 @@ impl Report {
 
     pub fn tls_metric(&mut self, metric: TlsMetric) {
         self.tls_metrics.push(metric);
+    }
+
+    pub fn variant_metric(&mut self, metric: VariantMetric) {
+        self.variant_metrics.push(metric);
     }
 
     pub fn note(&mut self, scenario: u8, text: impl Into<String>) {
@@ -292,27 +360,31 @@ impl Report {
             if self.notes.iter().any(|(n, _)| *n == s) {
                 out.push('\n');
             }
-            let _ = writeln!(
-                out,
-                "| metric | Strom median (min–max) | Kafka median (min–max) | Strom/Kafka | better | target |"
-            );
-            let _ = writeln!(out, "|---|---|---|---|---|---|");
-            for m in self.metrics.iter().filter(|m| m.scenario == s) {
-                let ratio = m.ratio();
+            let plain: Vec<&Metric> = self.metrics.iter().filter(|m| m.scenario == s && m.point.is_none()).collect();
+            if !plain.is_empty() {
                 let _ = writeln!(
                     out,
-                    "| {} ({}) | {} | {} | {} | {} | {} |",
-                    m.name,
-                    m.unit,
-                    spread(&m.strom),
-                    spread(&m.kafka),
-                    ratio_cell(ratio),
-                    better(m.better),
-                    target_cell(m.target, ratio)
+                    "| metric | Strom median (min–max) | Kafka median (min–max) | Strom/Kafka | better | target |"
                 );
+                let _ = writeln!(out, "|---|---|---|---|---|---|");
+                for m in plain {
+                    let ratio = m.ratio();
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} | {} | {} | {} | {} |",
+                        m.label(),
+                        spread(&m.strom),
+                        spread(&m.kafka),
+                        ratio_cell(ratio),
+                        better(m.better),
+                        target_cell(m.target, ratio)
+                    );
+                }
+                out.push('\n');
             }
-            out.push('\n');
+            self.points_markdown(s, &mut out);
             self.tls_markdown(s, &mut out);
+            self.variants_markdown(s, &mut out);
         }
         let _ = writeln!(out, "### Correctness: records consumed = records acknowledged\n");
         let _ = writeln!(out, "| scenario | system | run | acknowledged | consumed | |");
@@ -334,6 +406,78 @@ impl Report {
 }
 
 impl Report {
+    /// Scenario `s`'s metrics with points, as one table: a row per point,
+    /// per metric name Strom's and Kafka's median (min–max) and Strom/Kafka.
+    fn points_markdown(&self, s: u8, out: &mut String) {
+        let metrics: Vec<&Metric> = self.metrics.iter().filter(|m| m.scenario == s && m.point.is_some()).collect();
+        let mut points: Vec<&str> = Vec::new();
+        let mut names: Vec<(&str, &str, Better)> = Vec::new();
+        for m in &metrics {
+            let p = m.point.as_deref().unwrap_or_default();
+            if !points.contains(&p) {
+                points.push(p);
+            }
+            if !names.iter().any(|(n, _, _)| *n == m.name) {
+                names.push((&m.name, m.unit, m.better));
+            }
+        }
+        if points.is_empty() {
+            return;
+        }
+        let mut header = "| point |".to_owned();
+        for (name, unit, b) in &names {
+            let _ = write!(header, " {name} ({unit}), Strom | Kafka | Strom/Kafka ({} is better) |", better(*b));
+        }
+        let _ = writeln!(out, "{header}");
+        let _ = writeln!(out, "|---|{}", "---|---|---|".repeat(names.len()));
+        for p in points {
+            let mut row = format!("| {p} |");
+            for (name, _, _) in &names {
+                match metrics.iter().find(|m| m.point.as_deref() == Some(p) && m.name == *name) {
+                    Some(m) => {
+                        let _ =
+                            write!(row, " {} | {} | {} |", spread(&m.strom), spread(&m.kafka), ratio_cell(m.ratio()));
+                    }
+                    None => row.push_str(" — | — | — |"),
+                }
+            }
+            let _ = writeln!(out, "{row}");
+        }
+        out.push('\n');
+    }
+
+    /// Scenario `s`'s tables of [`VariantMetric`]s, one per variant: the
+    /// variant beside the base Strom and Kafka.
+    fn variants_markdown(&self, s: u8, out: &mut String) {
+        let mut variants: Vec<&str> = Vec::new();
+        for v in self.variant_metrics.iter().filter(|v| v.scenario == s) {
+            if !variants.contains(&v.variant.as_str()) {
+                variants.push(&v.variant);
+            }
+        }
+        for name in variants {
+            let _ = writeln!(out, "#### Strom variant `{name}` against the base Strom, same run\n");
+            let _ =
+                writeln!(out, "| metric | Strom (base) | Strom {name} | {name}/base | Kafka | {name}/Kafka | better |");
+            let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+            for v in self.variant_metrics.iter().filter(|v| v.scenario == s && v.variant == name) {
+                let Some(m) = self.metrics.iter().find(|m| v.is_of(m)) else { continue };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    m.label(),
+                    spread(&m.strom),
+                    spread(&v.values),
+                    ratio_cell(ratio_of_medians(&v.values, &m.strom)),
+                    spread(&m.kafka),
+                    ratio_cell(ratio_of_medians(&v.values, &m.kafka)),
+                    better(m.better)
+                );
+            }
+            out.push('\n');
+        }
+    }
+
     /// Scenario `s`'s tables of [`TlsMetric`]s, one per [`Secured`] kind it has.
     fn tls_markdown(&self, s: u8, out: &mut String) {
         for kind in Secured::ALL {
@@ -506,5 +650,34 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("≥ 1.2 met"), "{md}");
+    }
+
+    #[test]
+    fn points_make_one_row_each_and_variants_compare_with_base_and_kafka() {
+        let mut report = Report::default();
+        let mut tput = Metric::new(10, "throughput", "MiB/s", Better::Higher).with_point("8 partitions, 1 producer");
+        let mut p99 =
+            Metric::new(10, "produce latency p99", "ms", Better::Lower).with_point("8 partitions, 1 producer");
+        let mut variant = VariantMetric::like(&tput, "unary");
+        for (s, k, v) in [(100.0, 50.0, 80.0), (120.0, 60.0, 90.0)] {
+            tput.push(System::Strom, s);
+            tput.push(System::Kafka, k);
+            p99.push(System::Strom, s / 10.0);
+            p99.push(System::Kafka, k / 10.0);
+            variant.values.push(v);
+        }
+        let other = Metric::new(10, "throughput", "MiB/s", Better::Higher).with_point("64 partitions, 1 producer");
+        report.variant_metric(variant);
+        [tput, p99, other].into_iter().for_each(|m| report.metric(m));
+        let md = report.markdown();
+        assert!(md.contains("| point | throughput (MiB/s), Strom | Kafka | Strom/Kafka (higher is better) | produce latency p99 (ms), Strom |"), "{md}");
+        assert!(md.contains("| 8 partitions, 1 producer | 110 (100–120) | 55.0 (50.0–60.0) | **2.00** | 11.0 (10.0–12.0) | 5.50 (5.00–6.00) | **2.00** |"), "{md}");
+        assert!(md.contains("| 64 partitions, 1 producer | — | — | — | — | — | — |"), "{md}");
+        assert!(!md.contains("| metric | Strom median (min–max)"), "no long table without plain metrics: {md}");
+        assert!(md.contains("#### Strom variant `unary` against the base Strom, same run"), "{md}");
+        assert!(
+            md.contains("| 8 partitions, 1 producer: throughput (MiB/s) | 110 (100–120) | 85.0 (80.0–90.0) | **0.77** | 55.0 (50.0–60.0) | **1.55** | higher |"),
+            "{md}"
+        );
     }
 }

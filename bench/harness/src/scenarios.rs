@@ -10,8 +10,13 @@
 //!
 //! With `--internal-tls`, scenario 2 runs on four clusters at once: both
 //! systems with plain and with TLS traffic between their brokers, in
-//! [`Security::run_order`]; scenario 2's Strom/Kafka table stays the plain
+//! [`crate::process::run_order`]; scenario 2's Strom/Kafka table stays the plain
 //! pair's, and the TLS/plain ratios go to [`TlsMetric`]s.
+//!
+//! With `--strom-variant`, extra Strom clusters (each with its own
+//! arguments, [`crate::variants`]) join scenario 2's rounds the same way, in
+//! [`crate::process::run_order`] beside the base Strom, and their values go
+//! to [`VariantMetric`]s; scenario 10 ([`crate::scaling`]) runs on them too.
 //!
 //! With `--client-sasl-ssl`, the single brokers of scenarios 1 and 4 also
 //! serve clients on SASL_SSL ([`crate::secure`]), and each round runs the
@@ -27,9 +32,10 @@ use anyhow::{Context, Result, bail};
 use crate::broker_logs;
 use crate::client::{self, ProduceSpec};
 use crate::java_tools::{JavaConsume, JavaProduce, JavaTools};
-use crate::process::{Cluster, Programs, Security, System};
-use crate::report::{Better, Check, Metric, Report, Secured, Target, TlsMetric, quantile_ms};
+use crate::process::{Cluster, Programs, Security, System, VariantTag, run_order};
+use crate::report::{Better, Check, Metric, Report, Secured, Target, TlsMetric, VariantMetric, quantile_ms};
 use crate::secure::{Listener, SaslSsl};
+use crate::variants::StromVariant;
 
 pub(crate) const MIB: f64 = 1024.0 * 1024.0;
 
@@ -58,6 +64,8 @@ pub struct Plan {
     pub s6_idle: Duration,
     pub s6_load_records: u64,
     pub s7_log_bytes: u64,
+    /// Records of each scenario-10 run (shared by its producers).
+    pub s10_records: u64,
     /// Records of each measured transactional run in scenario 8.
     pub s8_records: u64,
     /// Records of scenario 8's unmeasured warm-up run per system.
@@ -82,6 +90,7 @@ impl Plan {
             s6_idle: Duration::from_secs(10),
             s6_load_records: 200_000,
             s7_log_bytes: 10 << 30,
+            s10_records: 300_000,
             s8_records: 1_000_000,
             s8_warmup_records: 250_000,
             s8_transaction_ms: 100,
@@ -101,6 +110,7 @@ impl Plan {
         self.s6_load_records = scale(self.s6_load_records);
         self.s7_log_bytes = scale(self.s7_log_bytes);
         self.s8_records = scale(self.s8_records);
+        self.s10_records = scale(self.s10_records);
         self.s8_warmup_records = scale(self.s8_warmup_records);
         self
     }
@@ -170,6 +180,8 @@ pub struct Bench {
     pub client_sasl_ssl: bool,
     /// The SASL_SSL material, once scenarios 1 and 4 have written it.
     sasl_ssl: Option<SaslSsl>,
+    /// `--strom-variant`s: extra Strom clusters in scenarios 2 and 10.
+    pub variants: Vec<StromVariant>,
 }
 
 /// One producing run's results.
@@ -184,6 +196,8 @@ struct Produced {
 struct RoundRun {
     system: System,
     security: Security,
+    /// Index into [`Bench::variants`] for a variant cluster's run.
+    variant: Option<usize>,
     listener: Listener,
     /// Index into [`Generator::ALL`].
     generator: usize,
@@ -212,6 +226,7 @@ impl Bench {
             internal_tls,
             client_sasl_ssl,
             sasl_ssl: None,
+            variants: Vec::new(),
         }
     }
 
@@ -234,6 +249,21 @@ impl Bench {
                 })
         };
         Ok([start(System::Strom)?, start(System::Kafka)?])
+    }
+
+    /// Starts a 3-node Strom cluster per `--strom-variant` for `scenario`,
+    /// each with `settings` and its own arguments (not `--strom-args`).
+    pub(crate) fn start_variants(&self, scenario: u8, settings: &[(&str, &str)]) -> Result<Vec<Cluster>> {
+        let mut all = Vec::new();
+        for (index, v) in self.variants.iter().enumerate() {
+            let programs = Programs { strom_args: v.args.clone(), ..self.programs.clone() };
+            let dir = self.run_dir.join(format!("s{scenario}-strom-v-{}", v.name));
+            let mut cluster = Cluster::start(System::Strom, Security::Plain, &programs, &dir, 3, settings)
+                .with_context(|| format!("starting Strom variant {} ({:?}) for scenario {scenario}", v.name, v.args))?;
+            cluster.variant = Some(VariantTag { index, name: v.name.clone() });
+            all.push(cluster);
+        }
+        Ok(all)
     }
 
     /// The bootstrap list and the client config file `listener` of
@@ -309,10 +339,11 @@ impl Bench {
         let broker_cpu = cluster.stats()?.cpu.saturating_sub(cpu_before);
         cluster.check_alive()?;
         let consumed = client::consume_all(&plain, topic)?;
-        let tls = match (cluster.security, listener) {
-            (_, Listener::SaslSsl) => " (over SASL_SSL)",
-            (Security::Plain, Listener::Plaintext) => "",
-            (Security::InternalTls, Listener::Plaintext) => " (TLS between brokers)",
+        let tls = match (cluster.security, listener, &cluster.variant) {
+            (_, Listener::SaslSsl, _) => " (over SASL_SSL)".to_owned(),
+            (Security::Plain, Listener::Plaintext, None) => String::new(),
+            (Security::Plain, Listener::Plaintext, Some(v)) => format!(" (variant {})", v.name),
+            (Security::InternalTls, Listener::Plaintext, _) => " (TLS between brokers)".to_owned(),
         };
         self.report.checks.push(Check {
             scenario,
@@ -376,7 +407,7 @@ impl Bench {
             ),
         );
         let runs = ThroughputRuns { scenario: 1, records: plan.s1_records, replication: 1, acks: "1" };
-        self.max_throughput(runs, clusters, None, "broker CPU per MiB")?;
+        self.max_throughput(runs, clusters, None, &mut [], "broker CPU per MiB")?;
         if self.profile {
             self.profile_strom(pick(clusters, System::Strom))?;
         }
@@ -389,12 +420,14 @@ impl Bench {
     /// MiB; returns Kafka's median records/s per generator (plain clusters).
     /// With `tls` (the systems' clusters with TLS between brokers), those
     /// run in the same rounds and the same quantities also go to
-    /// [`TlsMetric`]s over all four clusters.
+    /// [`TlsMetric`]s over all four clusters. The `variants`' runs (Strom
+    /// clusters of `--strom-variant`) go to [`VariantMetric`]s.
     fn max_throughput(
         &mut self,
         runs: ThroughputRuns,
         clusters: &mut [Cluster; 2],
         mut tls: Option<&mut [Cluster; 2]>,
+        variants: &mut [Cluster],
         cpu_name: &str,
     ) -> Result<[f64; 2]> {
         let scenario = runs.scenario;
@@ -434,11 +467,24 @@ impl Bench {
             TlsMetric::new(scenario, Secured::ClientSaslSsl, format!("{cpu_name}, {java}"), "ms/MiB", Better::Lower);
         let sasl_ssl = clusters.iter().all(|c| c.sasl_ssl_bootstrap().is_some());
         let mut kafka_rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        self.warm_up(runs, clusters, tls.as_deref_mut())?;
+        // Per variant: throughput per generator, then CPU per generator.
+        let mut variant_metrics: Vec<Vec<VariantMetric>> = variants
+            .iter()
+            .map(|c| {
+                let name = c.variant.as_ref().map(|v| v.name.as_str()).unwrap_or("?");
+                tput.iter().chain(&cpu).map(|m| VariantMetric::like(m, name)).collect()
+            })
+            .collect();
+        self.warm_up(runs, clusters, tls.as_deref_mut(), variants)?;
         for round in 0..self.plan.rounds {
-            for run in self.produce_round(runs, clusters, tls.as_deref_mut(), round, &round.to_string())? {
-                let RoundRun { system, security, listener, generator: i, produced: p } = run;
+            for run in self.produce_round(runs, clusters, tls.as_deref_mut(), variants, round, &round.to_string())? {
+                let RoundRun { system, security, variant, listener, generator: i, produced: p } = run;
                 let cpu_ms_per_mib = self.cpu_ms_per_mib(&p);
+                if let Some(v) = variant.and_then(|v| variant_metrics.get_mut(v)) {
+                    v[i].values.push(p.mib_per_sec);
+                    v[Generator::ALL.len() + i].values.push(cpu_ms_per_mib);
+                    continue;
+                }
                 if Generator::ALL[i] == Generator::Java {
                     sasl_tput.push(system, listener == Listener::SaslSsl, p.mib_per_sec);
                     sasl_cpu.push(system, listener == Listener::SaslSsl, cpu_ms_per_mib);
@@ -465,6 +511,7 @@ impl Bench {
         if sasl_ssl {
             [sasl_tput, sasl_cpu].into_iter().for_each(|m| self.report.tls_metric(m));
         }
+        variant_metrics.into_iter().flatten().for_each(|m| self.report.variant_metric(m));
         let median = |v: &Vec<f64>| crate::report::median(v).unwrap_or(1000.0);
         Ok([median(&kafka_rates[0]), median(&kafka_rates[1])])
     }
@@ -480,6 +527,7 @@ impl Bench {
         runs: ThroughputRuns,
         clusters: &mut [Cluster; 2],
         mut tls: Option<&mut [Cluster; 2]>,
+        variants: &mut [Cluster],
     ) -> Result<()> {
         let warmup_rounds = self.plan.warmup_rounds;
         if warmup_rounds == 0 {
@@ -493,7 +541,7 @@ impl Bench {
             ),
         );
         for round in 0..warmup_rounds {
-            self.produce_round(runs, clusters, tls.as_deref_mut(), round, &format!("warmup-{round}"))?;
+            self.produce_round(runs, clusters, tls.as_deref_mut(), variants, round, &format!("warmup-{round}"))?;
         }
         Ok(())
     }
@@ -501,7 +549,7 @@ impl Bench {
     /// One round of maximum-throughput runs: each system, in `round`'s
     /// order, produces with every generator into a fresh topic
     /// (`s<scenario>-<generator>-<label>`, deleted once read back); with
-    /// `tls`, all four clusters in [`Security::run_order`]. A cluster with a
+    /// `tls` and `variants`, all of them in [`run_order`]. A cluster with a
     /// SASL_SSL listener also takes a Java run over it
     /// (`s<scenario>-java-<label>-sasl`), in [`Listener::order`]. Returns
     /// every run.
@@ -510,15 +558,16 @@ impl Bench {
         runs: ThroughputRuns,
         clusters: &mut [Cluster; 2],
         tls: Option<&mut [Cluster; 2]>,
+        variants: &mut [Cluster],
         round: usize,
         label: &str,
     ) -> Result<Vec<RoundRun>> {
         let ThroughputRuns { scenario, records, replication, acks } = runs;
         let partitions = self.plan.partitions;
         let topic_configs: &[(&str, &str)] = if replication > 1 { &[("min.insync.replicas", "2")] } else { &[] };
-        let order = Security::run_order(round);
-        let mut in_order: Vec<&mut Cluster> = clusters.iter_mut().chain(tls.into_iter().flatten()).collect();
-        in_order.sort_by_key(|c| order.iter().position(|o| *o == (c.system, c.security)));
+        let mut in_order: Vec<&mut Cluster> =
+            clusters.iter_mut().chain(tls.into_iter().flatten()).chain(variants.iter_mut()).collect();
+        run_order(&mut in_order, |c| (c.system, c.security, c.variant.as_ref().map(|v| v.index)), round);
         let mut results = Vec::new();
         for cluster in in_order {
             for listener in Listener::order(round, cluster.sasl_ssl_bootstrap().is_some()) {
@@ -533,6 +582,7 @@ impl Bench {
                     results.push(RoundRun {
                         system: cluster.system,
                         security: cluster.security,
+                        variant: cluster.variant.as_ref().map(|v| v.index),
                         listener,
                         generator: i,
                         produced,
@@ -719,29 +769,44 @@ impl Bench {
         Ok(())
     }
 
-    /// Scenarios 2, 3 and 8 share the three-broker clusters; scenario 2
+    /// Scenarios 2, 3, 8 and 10 share the three-broker clusters; scenario 2
     /// runs whenever 3 does, since scenario 3's rate is half of Kafka's
-    /// maximum in it. Scenario 8 runs last.
-    pub fn cluster_scenarios(&mut self, run_s2: bool, run_s3: bool, run_s8: bool) -> Result<()> {
+    /// maximum in it. `--strom-variant` clusters run in scenarios 2 and 10,
+    /// which come first; scenario 8 runs last.
+    pub fn cluster_scenarios(&mut self, run_s2: bool, run_s3: bool, run_s8: bool, run_s10: bool) -> Result<()> {
         let settings = [("default.replication.factor", "3"), ("min.insync.replicas", "2")];
-        let first = if run_s2 || run_s3 { 2 } else { 8 };
+        let first = if run_s2 || run_s3 {
+            2
+        } else if run_s10 {
+            10
+        } else {
+            8
+        };
         let mut clusters = self.start_both(first, 3, Security::Plain, &settings, None)?;
+        let mut variants =
+            if run_s2 || run_s3 || run_s10 { self.start_variants(first, &settings)? } else { Vec::new() };
         if run_s2 || run_s3 {
             let mut tls = if self.internal_tls {
                 Some(self.start_both(2, 3, Security::InternalTls, &settings, None)?)
             } else {
                 None
             };
-            self.scenario2(&mut clusters, tls.as_mut())?;
-            // Scenario 3's latencies are the plain pair's, without two more
-            // clusters running beside them.
+            self.scenario2(&mut clusters, tls.as_mut(), &mut variants)?;
+            // Scenarios 3 and 10 measure the plain pair (and the variants),
+            // without two more clusters running beside them.
             if let Some(tls) = tls.as_mut() {
                 stop_both(&self.run_dir, tls)?;
             }
             drop(tls);
-            if run_s3 {
-                self.scenario3(&mut clusters)?;
-            }
+        }
+        if run_s10 {
+            self.scenario10(&mut clusters, &mut variants, first)?;
+        }
+        // Scenarios 3 and 8 measure the plain pair alone.
+        stop_both(&self.run_dir, &mut variants)?;
+        drop(variants);
+        if run_s3 {
+            self.scenario3(&mut clusters)?;
         }
         if run_s8 {
             self.scenario8(&mut clusters, first)?;
@@ -750,7 +815,12 @@ impl Bench {
         Ok(())
     }
 
-    fn scenario2(&mut self, clusters: &mut [Cluster; 2], tls: Option<&mut [Cluster; 2]>) -> Result<()> {
+    fn scenario2(
+        &mut self,
+        clusters: &mut [Cluster; 2],
+        tls: Option<&mut [Cluster; 2]>,
+        variants: &mut [Cluster],
+    ) -> Result<()> {
         let plan = self.plan.clone();
         self.report.note(
             2,
@@ -765,8 +835,11 @@ impl Bench {
                 "TLS between brokers (`--internal-tls`): two more clusters like these run beside them, certificates from `strom-broker certs` (CA, one ECDSA P-256 certificate per node, IP SAN 127.0.0.1). Strom mTLS: the internal plane (replication, Raft, Admin) on mutual TLS (`--internal-tls-ca/-cert/-key`, rustls). Kafka TLS: inter-broker traffic on an SSL listener and the KRaft controller listener on SSL, `ssl.client.auth=required`, PEM stores, hostname verification on (JDK TLS). Each side's default TLS version and cipher suites; clients connect in plaintext on all four. Each round runs the four clusters with each system's two back to back, every round in the reverse order of the one before. The Strom/Kafka table is the plain pair's; the one after it compares all four",
             );
         }
+        if !variants.is_empty() {
+            self.report.note(2, variants_note(&self.variants, "every generator"));
+        }
         let runs = ThroughputRuns { scenario: 2, records: plan.s2_records, replication: 3, acks: "all" };
-        let kafka_max = self.max_throughput(runs, clusters, tls, "brokers' CPU per MiB")?;
+        let kafka_max = self.max_throughput(runs, clusters, tls, variants, "brokers' CPU per MiB")?;
         self.s2_kafka_max = Some(kafka_max);
         Ok(())
     }
@@ -1089,13 +1162,32 @@ impl Bench {
     }
 }
 
+/// The report's note on `--strom-variant` clusters; `runs` says what each
+/// round runs on every cluster ("every generator", "every point").
+pub(crate) fn variants_note(variants: &[StromVariant], runs: &str) -> String {
+    let list: Vec<String> = variants
+        .iter()
+        .map(|v| {
+            if v.args.is_empty() {
+                format!("`{}`: no extra arguments", v.name)
+            } else {
+                format!("`{}`: `{}`", v.name, v.args.join(" "))
+            }
+        })
+        .collect();
+    format!(
+        "Strom variants (`--strom-variant`): one more 3-node Strom cluster each, like the base Strom's but with these arguments appended to every node's command line (and not `--strom-args`): {}. Every round runs {runs} on every cluster, each system's clusters back to back (the variants right after the base Strom), every round in the reverse order of the one before; the Strom/Kafka table is the base pair's, and a table per variant follows",
+        list.join("; ")
+    )
+}
+
 pub(crate) fn pick(clusters: &mut [Cluster; 2], system: System) -> &mut Cluster {
     &mut clusters[system as usize]
 }
 
-/// Stops both clusters (SIGTERM, then SIGKILL after 60 s), keeps their node
+/// Stops the clusters (SIGTERM, then SIGKILL after 60 s), keeps their node
 /// logs under `run_dir`'s `logs/` and removes their directories.
-pub(crate) fn stop_both(run_dir: &Path, clusters: &mut [Cluster; 2]) -> Result<()> {
+pub(crate) fn stop_both(run_dir: &Path, clusters: &mut [Cluster]) -> Result<()> {
     for c in clusters.iter_mut() {
         c.stop(Duration::from_secs(60))?;
     }

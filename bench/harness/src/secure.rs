@@ -41,7 +41,7 @@ pub enum Listener {
 impl Listener {
     /// The listeners round `round` uses, in order: only PLAINTEXT without
     /// `sasl_ssl`; else both, alternating which goes first (as
-    /// [`crate::process::Security::order`]), so neither always runs on the
+    /// [`crate::process::System::order`]), so neither always runs on the
     /// warmer broker.
     pub fn order(round: usize, sasl_ssl: bool) -> Vec<Listener> {
         match (sasl_ssl, round % 2) {
