@@ -75,7 +75,9 @@ pub async fn start(
         .context("cannot start this node's controller")?;
     let metrics = crate::metrics::Metrics::new(config.settings.bool("metrics.enabled"), SUPPORTED_APIS);
     let writer_threads = config.settings.long("log.writer.threads").clamp(0, 64) as usize;
-    let writer = crate::replica::LogWriter::start(writer_threads).context("cannot start the log writer threads")?;
+    let writer_room = config.settings.long("queued.max.request.bytes").max(1) as usize;
+    let writer =
+        crate::replica::LogWriter::start(writer_threads, writer_room).context("cannot start the log writer threads")?;
     let broker = Broker::new(config, logs, controller, metrics, internal_tls, writer, shutdown);
     broker.replicas.set_isr_channel(Arc::new(crate::publisher::ControllerIsrChannel::new(&broker)));
     crate::internal::serve(broker.clone(), internal);
@@ -231,6 +233,9 @@ pub async fn serve(broker: Arc<Broker>, kafka: KafkaListeners, http_task: JoinHa
     let b = broker.clone();
     tokio::task::spawn_blocking(move || {
         b.replicas.shutdown();
+        // Appends still queued (fetch sessions just stopped; connections
+        // aborted after the drain) run, or are dropped, before the flush.
+        b.replicas.writer().close();
         b.replicas.checkpoint_high_watermarks();
         b.replicas.logs().close()
     })

@@ -12,8 +12,8 @@
 //! runtime thread. Before each file range goes out, its first and last
 //! pages are probed with `preadv2(RWF_NOWAIT)`, which reads only what the
 //! page cache holds; when either is missing, the range is read on the
-//! blocking pool first (into a scratch buffer, dropped), so the `sendfile`
-//! behind it finds it cached. A range cached at both ends but missing pages
+//! blocking pool first (into a scratch buffer, dropped; at most four such
+//! reads at once), so the `sendfile` behind it finds it cached. A range cached at both ends but missing pages
 //! in between (evicted out of order) can still make one `sendfile` wait;
 //! pages are read and evicted in runs, so this is rare.
 //!
@@ -113,6 +113,8 @@ async fn send_bytes(stream: &TcpStream, bytes: &[u8], flags: SendFlags) -> io::R
 
 async fn send_file(stream: &TcpStream, records: &FileRecords) -> io::Result<()> {
     if !cached(records) {
+        // Closed never: the semaphore is static and never closed.
+        let _turn = COLD_READS.acquire().await.map_err(io::Error::other)?;
         let warm = records.clone();
         tokio::task::spawn_blocking(move || read_through(&warm)).await.map_err(io::Error::other)??;
     }
@@ -134,6 +136,11 @@ async fn send_file(stream: &TcpStream, records: &FileRecords) -> io::Result<()> 
     }
     Ok(())
 }
+
+/// Cold ranges read in at once, across the broker's connections: consumers
+/// catching up on old data must not take every blocking-pool thread (the
+/// leader's reads for followers run there too) or hold a read buffer each.
+static COLD_READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 /// Whether the first and last pages of `records`' range are in the page
 /// cache: a one-byte `RWF_NOWAIT` read of each, which never waits for the
@@ -203,7 +210,10 @@ mod tests {
     }
 
     fn file_with(bytes: &[u8]) -> (tempfile::TempDir, Arc<std::fs::File>, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
+        // Beside the test binary, on the build's disk: pages of a tmpfs
+        // (a TMPDIR may be one) cannot be evicted, which one test needs.
+        let exe = std::env::current_exe().unwrap();
+        let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
         let path = dir.path().join("00000000000000000000.log");
         std::fs::File::create(&path).unwrap().write_all(bytes).unwrap();
         let file = Arc::new(std::fs::File::open(&path).unwrap());

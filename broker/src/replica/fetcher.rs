@@ -365,7 +365,8 @@ impl Session {
         }
         let taken: Vec<usize> = work.iter().map(|(i, ..)| *i).collect();
         let key = self.setup.leader_id as u64;
-        let outcomes = (self.setup.writer.run(key, move || {
+        let bytes = work.iter().map(|(.., answer)| answer.records.len()).sum();
+        let outcomes = (self.setup.writer.run(key, bytes, move || {
             work.into_iter()
                 .map(|(i, partition, epoch, position, answer)| {
                     let bytes = answer.records.len();
@@ -374,7 +375,7 @@ impl Session {
                 .collect::<Vec<_>>()
         }))
         .await
-        .inspect_err(|_| tracing::error!("fetcher's log work panicked"))
+        .inspect_err(|panic| tracing::error!("fetcher's log work failed: {}", panic_message(panic.as_ref())))
         .ok();
         match outcomes {
             Some(outcomes) => {
@@ -481,6 +482,15 @@ fn take(partition: &Partition, epoch: i32, position: FollowerPosition, answer: F
         // From where the log ends now: it may have been truncated under the
         // fetch (a damaged batch cut by the background scrub).
         Err(e) => Next::Retry(partition.follower_position(), e.to_string()),
+    }
+}
+
+/// The message of a caught panic, when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => s,
+        (_, Some(s)) => s,
+        _ => "a panic without a message",
     }
 }
 

@@ -137,8 +137,18 @@ async fn run(
     let manager = service.manager().clone();
     let stats = manager.fetch_transport_stats().clone();
     loop {
+        // A live follower asks again as soon as it has applied the answer;
+        // one that vanished (host gone, no reset) must not hold this task
+        // and its connection forever.
+        let config = manager.replica_config();
+        let idle_limit = config.fetch_wait_max + config.socket_timeout;
         let next = tokio::select! {
             next = requests.message() => next,
+            _ = tokio::time::sleep(idle_limit) => {
+                tracing::debug!(?idle_limit, "a fetch stream sent no request in time: ending it");
+                let _ = answers.try_send(Err(Status::deadline_exceeded("no fetch request within replica.fetch.wait.max.ms + replica.socket.timeout.ms")));
+                return;
+            }
             _ = answers.closed() => return,
             _ = manager.stopped() => {
                 let _ = answers.try_send(Err(Status::unavailable("the broker is shutting down")));

@@ -62,8 +62,11 @@ pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16)
     };
     let b = broker.clone();
     let key = writer_key(&request);
-    let (mut responses, commits) =
-        broker.replicas.writer().run_or_resume(key, move || append_all(&b, request, verified)).await;
+    let bytes = (request.topic_data.iter().flat_map(|t| &t.partition_data))
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .sum();
+    let writer = broker.replicas.writer();
+    let (mut responses, commits) = writer.run_or_resume(key, bytes, move || append_all(&b, request, verified)).await;
     if acks == 0 {
         return None;
     }
