@@ -615,6 +615,11 @@ func ctp(argv []string) {
 		if err := sess.Begin(); err != nil {
 			fatal("begin a transaction: %v", err)
 		}
+		// franz-go leaves failed records to the application: a record the
+		// broker refused is not in the transaction, so committing would
+		// commit its input offset without its copy. The first failure
+		// aborts what is still buffered, and the transaction is aborted.
+		produced := kgo.AbortingFirstErrPromise(sess.Client())
 		for _, r := range records {
 			copied := &kgo.Record{
 				Topic:     *output,
@@ -622,15 +627,16 @@ func ctp(argv []string) {
 				Key:       r.Key,
 				Value:     []byte(fmt.Sprintf("%d:%d", r.Partition, r.Offset)),
 			}
-			sess.Produce(ctx, copied, func(_ *kgo.Record, err error) {
-				if err != nil {
-					emit("client_error", map[string]any{"message": fmt.Sprintf("produce: %v", err)})
-				}
-			})
+			sess.Produce(ctx, copied, produced.Promise())
+		}
+		produceErr := produced.Err() // waits for every record's outcome
+		if produceErr != nil {
+			emit("client_error", map[string]any{"message": fmt.Sprintf("produce: %v", produceErr)})
 		}
 		// End flushes, commits the consumed offsets with the transaction
-		// (or aborts it when the group moved on) and rewinds after an abort.
-		committed, err := sess.End(ctx, kgo.TryCommit)
+		// (or aborts it when a record failed or the group moved on) and
+		// rewinds after an abort.
+		committed, err := sess.End(ctx, kgo.TransactionEndTry(produceErr == nil))
 		switch {
 		case err != nil:
 			emit("client_error", map[string]any{"message": fmt.Sprintf("ending the transaction: %v", err)})

@@ -177,7 +177,7 @@ impl PartitionLog {
         for (base, segment) in segments.iter().filter(|(_, s)| s.next_offset() > from) {
             segment.for_each_batch_from(from, |header, control_batch| {
                 let marker = control_batch.map(control::parse_marker_batch).transpose()?.flatten();
-                track_batch(producers, txn_indexes, dir, *base, header, marker)
+                track_batch(producers, txn_indexes, dir, *base, header, marker, 0)
             })?;
         }
         Ok(())
@@ -226,7 +226,8 @@ impl PartitionLog {
         let interval = self.config.index_interval_bytes;
         self.active_mut().append(&[BatchParts { head, body, header }], interval)?;
         let base = self.active().base_offset();
-        track_batch(&mut self.producers, &mut self.txn_indexes, &self.dir, base, &header, Some(marker))?;
+        let (producers, indexes) = (&mut self.producers, &mut self.txn_indexes);
+        track_batch(producers, indexes, &self.dir, base, &header, Some(marker), transaction_version)?;
         self.epochs.assign(leader_epoch, offset)?;
         self.unflushed_records += 1;
         Ok(AppendInfo {
@@ -356,7 +357,7 @@ impl PartitionLog {
         // no control batches.)
         let active = self.active().base_offset();
         for part in &parts {
-            track_batch(&mut self.producers, &mut self.txn_indexes, &self.dir, active, &part.header, None)?;
+            track_batch(&mut self.producers, &mut self.txn_indexes, &self.dir, active, &part.header, None, 0)?;
         }
         self.epochs.assign(leader_epoch, base_offset)?;
         self.unflushed_records += record_count as u64;
@@ -428,7 +429,7 @@ impl PartitionLog {
         let record_count: i64 = refs.iter().map(|r| i64::from(r.header.records_count)).sum();
         let active = self.active().base_offset();
         for (part, marker) in parts.iter().zip(markers) {
-            track_batch(&mut self.producers, &mut self.txn_indexes, &self.dir, active, &part.header, marker)?;
+            track_batch(&mut self.producers, &mut self.txn_indexes, &self.dir, active, &part.header, marker, 0)?;
         }
         for part in &parts {
             self.epochs.assign(part.header.partition_leader_epoch, part.header.base_offset)?;
@@ -1012,6 +1013,8 @@ fn write_checkpoint(path: &Path, offset: i64) -> Result<(), LogError> {
 /// Records a batch now in the log in the producer state; a marker ending an
 /// aborted transaction adds its entry to the `.txnindex` of the segment
 /// holding it (at `segment_base`), with the first unstable offset after it.
+/// `transaction_version`: the marker's transaction's, when this leader wrote
+/// it (0 when unknown: replayed or replicated; see [`ProducerStates::update_at`]).
 fn track_batch(
     producers: &mut ProducerStates,
     txn_indexes: &mut BTreeMap<i64, TxnIndex>,
@@ -1019,9 +1022,10 @@ fn track_batch(
     segment_base: i64,
     header: &BatchHeader,
     marker: Option<EndTxnMarker>,
+    transaction_version: i16,
 ) -> Result<(), LogError> {
-    let Some(CompletedTxn { producer_id, first_offset, last_offset, committed }) = producers.update(header, marker)
-    else {
+    let completed = producers.update_at(header, marker, transaction_version);
+    let Some(CompletedTxn { producer_id, first_offset, last_offset, committed }) = completed else {
         return Ok(());
     };
     if committed {

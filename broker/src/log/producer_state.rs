@@ -353,14 +353,35 @@ impl ProducerStates {
 
     /// Records a batch now in the log (with its final offsets). A control
     /// batch comes with the marker it holds, ends the producer's ongoing
-    /// transaction, and returns it (`None` when none was open).
+    /// transaction, and returns it (`None` when none was open). A marker
+    /// recorded here is taken as one of a transaction before
+    /// transaction.version 2 (see [`ProducerStates::update_at`]).
     pub fn update(&mut self, header: &BatchHeader, marker: Option<EndTxnMarker>) -> Option<CompletedTxn> {
+        self.update_at(header, marker, 0)
+    }
+
+    /// [`ProducerStates::update`] for a marker the leader wrote for a
+    /// transaction at `transaction_version`. From 2 the marker carries the
+    /// epoch the coordinator bumped to, so it ends the transaction *before*
+    /// that epoch: a verification at the marker's epoch is of the next
+    /// transaction, which the coordinator opened only once this marker's
+    /// transaction had completed (its markers written), and its guard stays
+    /// current, as Kafka's does. Refusing it would fail a produce the
+    /// coordinator accepted with INVALID_TXN_STATE, which clients do not
+    /// retry.
+    pub fn update_at(
+        &mut self,
+        header: &BatchHeader,
+        marker: Option<EndTxnMarker>,
+        transaction_version: i16,
+    ) -> Option<CompletedTxn> {
         if !header.has_producer_id() {
             return None;
         }
         if header.is_transactional() {
             let pid = header.producer_id;
             match self.verifying.get_mut(&pid) {
+                Some(v) if header.is_control() && transaction_version >= 2 && header.producer_epoch == v.epoch => {}
                 // A marker at or below the verified epoch: the guard stops
                 // being current (a verification started before must not open
                 // a transaction the marker may have ended), but the lowest
@@ -657,6 +678,41 @@ mod tests {
         s.abandon_verification(7, mine, false);
         assert!(s.check_verified(&txn_header(7, 0, 0, 1, 1), Some(mine), true).is_err());
         assert!(s.check_verified(&txn_header(8, 0, 0, 1, 1), Some(other), true).is_ok());
+    }
+
+    #[test]
+    fn a_v2_marker_landing_during_the_next_transactions_verification_keeps_its_guard() {
+        let mut s = ProducerStates::default();
+        let commit = EndTxnMarker { committed: true, coordinator_epoch: 0 };
+        // T1 wrote at epoch 0; EndTxn bumped the epoch to 1, and the client's
+        // first produce of T2 (epoch 1) starts its verification while T1's
+        // markers (epoch 1) are still being written.
+        s.update(&txn_header(7, 0, 0, 2, 0), None);
+        let guard = s.start_verification(7, 1, 0).unwrap();
+        s.update_at(&marker_header(7, 1, 2), Some(commit), 2);
+        // The coordinator adds the partition to T2 once T1 completed: the
+        // append goes through.
+        assert!(s.check_verified(&txn_header(7, 1, 0, 1, 3), Some(guard), true).is_ok());
+        s.update(&txn_header(7, 1, 0, 1, 3), None);
+        assert_eq!(s.first_unstable_offset(), Some(3), "T2 is open");
+
+        // Before v2 the same marker may end the transaction the coordinator
+        // confirmed (both at epoch 1): the guard stops being current.
+        let mut s = ProducerStates::default();
+        let guard = s.start_verification(8, 1, 0).unwrap();
+        s.update_at(&marker_header(8, 1, 0), Some(commit), 1);
+        assert!(matches!(
+            s.check_verified(&txn_header(8, 1, 0, 1, 1), Some(guard), true),
+            Err(LogError::TxnNotVerified { .. })
+        ));
+        // At v2, a marker of a later epoch (an abort that fenced the
+        // verified epoch) still ends the verification.
+        let guard = s.start_verification(8, 1, 0).unwrap();
+        s.update_at(&marker_header(8, 2, 1), Some(commit), 2);
+        assert!(matches!(
+            s.check_verified(&txn_header(8, 1, 0, 1, 2), Some(guard), true),
+            Err(LogError::TxnNotVerified { .. })
+        ));
     }
 
     #[test]
