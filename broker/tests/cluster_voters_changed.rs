@@ -60,14 +60,18 @@ impl Admin {
         })
     }
 
-    /// Calls as the operator, through a broker other than the active
-    /// controller, until the voters are `voters`; returns how many calls took a step.
+    /// Calls as the operator, through a broker of the wanted set other than
+    /// the active controller, until the voters are `voters`; returns how
+    /// many calls took a step. Brokers outside the wanted set are not asked
+    /// who the controller is: a removed active controller's node is no
+    /// member until a call makes it a learner again, and knows no leader.
     fn change_until_done(&self, cluster: &Cluster, voters: &[i32]) -> usize {
         let mut steps = 0;
         let mut last = String::new();
+        let outside: Vec<i32> = cluster.brokers().iter().map(|b| b.id).filter(|id| !voters.contains(id)).collect();
         wait_until(&format!("the controller voters to become {voters:?}"), TIMEOUT, || {
-            let controller = cluster.active_controller_excluding(&[])?;
-            let via = cluster.running().into_iter().find(|id| *id != controller)?;
+            let controller = cluster.active_controller_excluding(&outside)?;
+            let via = cluster.running().into_iter().find(|id| *id != controller && voters.contains(id))?;
             match self.change(cluster, via, Identity::Operator, voters) {
                 Ok(r) if r.error_code != 0 => cluster.fail(&format!("voters {voters:?} refused: {}", r.error_message)),
                 Ok(r) => {
