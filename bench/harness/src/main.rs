@@ -57,6 +57,12 @@ struct Args {
     /// Rounds per scenario (each round runs both systems, alternating which goes first).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Unmeasured warm-up rounds each system takes before scenarios 1 and
+    /// 2's measured ones (and before scenario 10's first point). One was too
+    /// few on a slow host: Kafka's JVM still sped up through the measured
+    /// rounds (run 20261207-021633).
+    #[arg(long, default_value_t = 2)]
+    warmup_rounds: usize,
     /// Multiply every workload size by this (1 = the documented run; e.g.
     /// 0.05 for a quick check of the harness).
     #[arg(long, default_value_t = 1.0)]
@@ -147,7 +153,7 @@ fn main() -> Result<()> {
     if args.client_sasl_ssl {
         tools = tools.with_admin_classpath(&broker_classpath(&programs.run_kafka)?)?;
     }
-    let plan = Plan::full(args.rounds).scaled(args.scale);
+    let plan = Plan { warmup_rounds: args.warmup_rounds, ..Plan::full(args.rounds) }.scaled(args.scale);
     let mut bench =
         Bench::new(programs, tools, plan.clone(), out.clone(), args.profile, args.internal_tls, args.client_sasl_ssl);
     bench.variants = variants;

@@ -78,7 +78,7 @@ impl Plan {
     pub fn full(rounds: usize) -> Plan {
         Plan {
             rounds,
-            warmup_rounds: 1,
+            warmup_rounds: 2,
             record_bytes: 1024,
             partitions: 8,
             s1_records: 1_000_000,
