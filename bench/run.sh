@@ -11,6 +11,9 @@
 # on 2 cores. Options go to strom-bench, e.g. `--scenarios 1,4 --rounds 5`,
 # `--scale 0.05` for a quick check of the harness, `--profile` to add a perf
 # profile of Strom in scenario 1 (`strom-bench --help` lists them).
+# Scenarios 1 and 2 start with unmeasured warm-up rounds on both systems
+# (`--warmup-rounds`, default 2): with one, Kafka's JVM still sped up
+# through the measured rounds.
 #
 # `--internal-tls` (issue 18) also measures what encrypting the brokers' own
 # traffic costs: scenario 2 then runs on four 3-node clusters in the same
@@ -71,7 +74,7 @@
 #
 # Scenario 10 (scaling, issue 22) is opt-in too: `--scenarios 10`. On
 # three-broker clusters like scenario 2's (its clusters, after it, when both
-# run; else fresh ones with one unmeasured warm-up run each), librdkafka
+# run; else fresh ones with --warmup-rounds unmeasured warm-up runs each), librdkafka
 # producers from the harness at full speed, acks=all, 1 KiB records, 300,000
 # records per run (times --scale) split over the producers, a fresh topic
 # per run: 8, 64 and 512 partitions with 1 producer, and 1, 8 and 64
