@@ -747,8 +747,7 @@ impl Bench {
                     cpu[0].push(system, java_cpu.as_secs_f64() * 1000.0 / backlog_mib(java.records));
                     let rdk = client::consume_all(&bootstrap, topic)?;
                     let rdk_cpu = cluster.stats()?.cpu.saturating_sub(cpu_after);
-                    tput[1]
-                        .push(system, rdk.records as f64 * plan.record_bytes as f64 / MIB / rdk.elapsed.as_secs_f64());
+                    tput[1].push(system, backlog_mib(rdk.records) / rdk.elapsed.as_secs_f64());
                     cpu[1].push(system, rdk_cpu.as_secs_f64() * 1000.0 / backlog_mib(rdk.records));
                     self.report.checks.push(Check {
                         scenario: 4,

@@ -13,9 +13,10 @@
 //! pages are probed with `preadv2(RWF_NOWAIT)`, which reads only what the
 //! page cache holds; when either is missing, the range is read on the
 //! blocking pool first (into a scratch buffer, dropped; at most four such
-//! reads at once), so the `sendfile` behind it finds it cached. A range cached at both ends but missing pages
-//! in between (evicted out of order) can still make one `sendfile` wait;
-//! pages are read and evicted in runs, so this is rare.
+//! reads at once), so the `sendfile` behind it finds it cached. A range
+//! cached at both ends but missing pages in between (evicted out of order)
+//! can still make one `sendfile` wait; pages are read and evicted in runs,
+//! so this is rare.
 //!
 //! A segment file that turns out shorter than its range (truncated since
 //! the fetch located it) is an error: the connection closes and the client
