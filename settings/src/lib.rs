@@ -77,6 +77,8 @@ const AUTHORIZER_CLASS_NAMES: &[&str] =
     &["", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer"];
 const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+/// Values of `verify.reads` / `log.verify.reads`.
+const VERIFY_READS: &[&str] = &["once", "always"];
 /// Kafka's `compression.type` values: `producer` keeps each batch's codec.
 pub const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 
@@ -478,8 +480,19 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         kind: long(0),
         default: "10485760",
         broker_synonym: None,
-        doc: "Bytes per second a broker reads to verify its sealed log segments again in the background \
-              (CRC-32C and batch framing), one pass after another; 0 turns the background scrub off.",
+        doc: "Bytes per second a broker reads to verify its log segments again in the background \
+              (CRC-32C and batch framing; the active one up to its size when the pass reaches it), one pass \
+              after another; 0 turns the background scrub off.",
+    },
+    SettingDef {
+        name: "log.verify.reads",
+        kind: SettingKind::Enum(VERIFY_READS),
+        default: "once",
+        broker_synonym: None,
+        doc: "When a leader verifies (CRC-32C and batch framing) the stored batches it sends to consumers: \
+              once, only bytes this process does not yet hold for sound (those it did not append itself \
+              or check since it started), the background scrub re-reading the rest; always, every batch \
+              before each send. Followers' fetches are verified either way.",
     },
     SettingDef {
         name: "log.writer.threads",
@@ -749,6 +762,14 @@ pub const TOPIC_SETTINGS: &[SettingDef] = &[
         broker_synonym: None,
         doc: "A compacted log's active segment is rolled (so it can be cleaned) once its first batch is this \
               old, when shorter than segment.ms.",
+    },
+    SettingDef {
+        name: "verify.reads",
+        kind: SettingKind::Enum(VERIFY_READS),
+        default: "once",
+        broker_synonym: Some("log.verify.reads"),
+        doc: "When the leader verifies the stored batches it sends to consumers: once (bytes it does not \
+              yet hold for sound) or always (every batch before each send).",
     },
     SettingDef {
         name: "segment.index.bytes",

@@ -524,6 +524,7 @@ impl BrokerConfig {
             compression: crate::log::config::compression_for(&self.topic_value(overrides, "compression.type").0),
             min_compaction_lag_ms: long("min.compaction.lag.ms").max(0),
             segment_index_bytes: long("segment.index.bytes").clamp(4, u32::MAX as i64) as u32,
+            verify_every_read: self.topic_value(overrides, "verify.reads").0 == "always",
         }
     }
 }

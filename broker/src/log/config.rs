@@ -73,6 +73,10 @@ pub struct LogConfig {
     /// `segment.index.bytes`: roll the active segment before its offset or
     /// time index would grow past this.
     pub segment_index_bytes: u32,
+    /// `verify.reads=always`: every batch read for a consumer is verified
+    /// before it is sent; `false` (`once`) skips bytes this process already
+    /// holds for sound ([`Segment::verified_to`](super::segment::Segment::verified_to)).
+    pub verify_every_read: bool,
 }
 
 impl Default for LogConfig {
@@ -93,6 +97,7 @@ impl Default for LogConfig {
             compression: None,
             min_compaction_lag_ms: 0,
             segment_index_bytes: 10 * 1024 * 1024,
+            verify_every_read: false,
         }
     }
 }

@@ -27,6 +27,7 @@ use super::control::{self, EndTxnMarker};
 use super::convert;
 use super::epoch::LeaderEpochCache;
 use super::error::LogError;
+use super::file_records::FileRecords;
 use super::producer_state::{CompletedTxn, ProducerStates, SequenceCheck, VerificationGuard};
 use super::segment::{BatchParts, Recovery, Segment};
 use super::txn_index::{self, AbortedTxn, TxnIndex};
@@ -611,6 +612,40 @@ impl PartitionLog {
             }
         }
         Ok(FileSlice { records, log_start_offset: start, log_end_offset: end })
+    }
+
+    /// Whether `records` (a read of this log) must be verified before it is
+    /// sent to a consumer: always with `verify.reads=always`; otherwise only
+    /// if it reaches past the bytes its segment holds for sound
+    /// ([`Segment::verified_to`]). A read of another log's file, or of a
+    /// segment since replaced, is always verified.
+    pub fn read_needs_check(&self, records: &FileRecords) -> bool {
+        if self.config.verify_every_read {
+            return true;
+        }
+        self.segment_of(records).is_none_or(|s| records.position() + records.len() as u64 > s.verified_to())
+    }
+
+    /// Holds none of the log for sound any more, so the next consumer reads
+    /// of every byte are checked (see [`PartitionLog::read_needs_check`]).
+    pub fn forget_verified(&mut self) {
+        self.segments.values_mut().for_each(Segment::forget_verified);
+    }
+
+    /// Records that `records`, a read of this log, was verified whole.
+    pub fn read_checked(&self, records: &FileRecords) {
+        if let Some(segment) = self.segment_of(records) {
+            segment.mark_verified(records.position(), records.position() + records.len() as u64);
+        }
+    }
+
+    /// The segment `records` was read from (its last batch lies below the
+    /// read's end offset, so in the last segment based below it), if that is
+    /// still the file read.
+    fn segment_of(&self, records: &FileRecords) -> Option<&Segment> {
+        let end = records.end_offset()?;
+        let (_, segment) = self.segments.range(..end).next_back()?;
+        (segment.log_path() == records.path()).then_some(segment)
     }
 
     /// The first record with timestamp at or after `timestamp`.

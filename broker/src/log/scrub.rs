@@ -22,10 +22,15 @@
 //!   until it has caught up, so it never joins an ISR with bytes it has not
 //!   verified.
 //! - **In the background** ([`scan_segment_paced`], driven by the replica
-//!   layer at `log.scrub.bytes.per.second`): sealed segments are verified
-//!   again, pass after pass, for damage that changes no file time.
-//! - **While serving** ([`verify_read`]): every batch a leader hands out to a
-//!   consumer or follower is verified first; a damaged one is refused as
+//!   layer at `log.scrub.bytes.per.second`): every segment, the active one
+//!   up to its size when the pass reaches it, is verified again, pass after
+//!   pass, for damage that changes no file time.
+//! - **While serving** ([`check_read`], [`check_file_records`]): a batch a
+//!   leader hands out is verified first — to a follower always, to a
+//!   consumer unless the log already holds its bytes for sound
+//!   (`verify.reads=once`, see
+//!   [`PartitionLog::read_needs_check`](super::PartitionLog::read_needs_check))
+//!   and no damage is known. A damaged one is refused as
 //!   [`LogError::StoredBatchCorrupt`] (KAFKA_STORAGE_ERROR on the wire) and
 //!   the replica layer moves leadership away and repairs the log.
 //!

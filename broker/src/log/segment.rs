@@ -11,11 +11,19 @@
 //! ([`SegmentFile`]): each operation takes the open handle once (reopening
 //! the file if it was closed to make room) and uses that handle throughout,
 //! so an operation never mixes two opens of the file.
+//!
+//! Each segment knows how much of its file this process holds for sound
+//! ([`Segment::verified_to`]: appended by it after validation, checked by
+//! recovery, or checked by an earlier read) and has a [`Segment::lineage`]
+//! that changes whenever bytes already in the file may change (a
+//! truncation; compaction makes a new segment), so a check made outside the
+//! log's lock can tell whether it still speaks for the file.
 
 use std::fs::File;
 use std::io::{IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::batch::{BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
 use super::error::LogError;
@@ -66,6 +74,13 @@ pub struct Recovery {
     pub rebuilt_indexes: bool,
 }
 
+/// Source of [`Segment::lineage`] values, unique within the process.
+static NEXT_LINEAGE: AtomicU64 = AtomicU64::new(1);
+
+fn new_lineage() -> u64 {
+    NEXT_LINEAGE.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A segment and its indexes.
 #[derive(Debug)]
 pub struct Segment {
@@ -89,6 +104,12 @@ pub struct Segment {
     offset_of_max_timestamp: i64,
     rolling_base_ms: Option<i64>,
     bytes_since_index_entry: u64,
+    /// Bytes from the start of the file known sound in this process (see
+    /// [`Segment::verified_to`]); advanced by reads under the log's read
+    /// lock, hence atomic.
+    verified_to: AtomicU64,
+    /// See [`Segment::lineage`].
+    lineage: u64,
 }
 
 impl Segment {
@@ -121,6 +142,9 @@ impl Segment {
             offset_of_max_timestamp: -1,
             rolling_base_ms: None,
             bytes_since_index_entry: 0,
+            // What recovery walks, or appends, makes sound.
+            verified_to: AtomicU64::new(0),
+            lineage: new_lineage(),
         })
     }
 
@@ -157,6 +181,8 @@ impl Segment {
                 offset_of_max_timestamp: clean.offset_of_max_timestamp,
                 rolling_base_ms: clean.rolling_base_ms,
                 bytes_since_index_entry: 0,
+                verified_to: AtomicU64::new(0),
+                lineage: new_lineage(),
             };
             // A segment cleaned before compaction sealed its result may have
             // its largest timestamp only in the batches walked: record it,
@@ -203,6 +229,8 @@ impl Segment {
             offset_of_max_timestamp,
             rolling_base_ms: None,
             bytes_since_index_entry: 0,
+            verified_to: AtomicU64::new(0),
+            lineage: new_lineage(),
         }))
     }
 
@@ -234,6 +262,8 @@ impl Segment {
             log.sync_all().map_err(LogError::io(self.log.path()))?;
         }
         self.size = position;
+        // Every batch left was just CRC-checked.
+        *self.verified_to.get_mut() = position;
         self.index.flush(false)?;
         self.time_index.flush(false)?;
         Ok(Recovery { truncated_bytes, rebuilt_indexes: true })
@@ -307,6 +337,11 @@ impl Segment {
         // The bytes are in the file: account for them before index upkeep,
         // which can fail without making the batches any less written.
         self.size += total as u64;
+        // Validated before they were written: sound, if what precedes is.
+        let verified = self.verified_to.get_mut();
+        if *verified == start {
+            *verified = self.size;
+        }
         let mut position = start;
         for b in batches {
             self.track_appended(position, &b.header, interval)?;
@@ -478,6 +513,9 @@ impl Segment {
         log.set_len(position).map_err(LogError::io(self.log.path()))?;
         self.unsynced = true;
         self.size = position;
+        self.lineage = new_lineage();
+        let verified = self.verified_to.get_mut();
+        *verified = (*verified).min(position);
         self.bytes_since_index_entry = 0;
         let rel = self.relative(cut_at);
         self.index.truncate_to(rel)?;
@@ -582,6 +620,36 @@ impl Segment {
     /// Bytes in the `.log` file.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Bytes from the start of the `.log` this process holds for sound:
+    /// batches it appended (validated before they were written), checked
+    /// by recovery, or checked by a read ([`Segment::mark_verified`]). Bytes
+    /// a previous process verified, or that the file held when opened from
+    /// its indexes alone, are not counted.
+    pub fn verified_to(&self) -> u64 {
+        self.verified_to.load(Ordering::Acquire)
+    }
+
+    /// Records that bytes `from..to` of the `.log` were checked sound: the
+    /// verified prefix grows to `to` if it reached `from`.
+    pub fn mark_verified(&self, from: u64, to: u64) {
+        let to = to.min(self.size);
+        let _ =
+            self.verified_to.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| (v >= from && to > v).then_some(to));
+    }
+
+    /// Holds nothing of the file for sound any more: the next reads check.
+    pub fn forget_verified(&mut self) {
+        *self.verified_to.get_mut() = 0;
+    }
+
+    /// Identifies the bytes the file holds: changes whenever bytes already
+    /// written may change (a truncation), never on an append, and is never
+    /// reused by another segment of this process. Two looks at a segment
+    /// with the same lineage saw the same bytes up to the smaller size.
+    pub fn lineage(&self) -> u64 {
+        self.lineage
     }
 
     /// Whether the segment holds no batch.

@@ -222,6 +222,54 @@ fn a_corrupt_byte_in_the_active_segment_is_never_served() {
 }
 
 #[test]
+fn consumer_reads_need_a_check_only_past_what_this_process_holds_for_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let read = |log: &PartitionLog, from: i64, max: usize| {
+        log.slice_up_to(from, max, i64::MAX, true).unwrap().records.expect("records at the offset")
+    };
+    {
+        let mut log = PartitionLog::open(dir.path(), tp(), small_config()).unwrap();
+        for _ in 0..40 {
+            log.append_as_leader(&encode_batch(2, 100, 1, Compression::None), 0, 0).unwrap();
+        }
+        assert!(log.segment_count() >= 3, "several segments");
+        // Appended by this process, validated before written.
+        assert!(log.segments().all(|s| s.verified_to() == s.size()));
+        assert!(!log.read_needs_check(&read(&log, 0, 1 << 20)));
+        // A truncation gives the active segment a new lineage and keeps what is left sound.
+        let lineage = log.segments().last().unwrap().lineage();
+        log.truncate_to(log.log_end_offset() - 2).unwrap();
+        let active = log.segments().last().unwrap();
+        assert_ne!(active.lineage(), lineage);
+        assert_eq!(active.verified_to(), active.size());
+        log.flush().unwrap();
+    }
+    // A new process: sealed segments opened from their indexes alone are
+    // not held sound, the active one (walked by recovery) is.
+    let mut log = PartitionLog::open_after_shutdown(dir.path(), tp(), small_config(), true).unwrap();
+    let active = log.segments().last().unwrap();
+    assert_eq!(active.verified_to(), active.size());
+    assert_eq!(log.segments().next().unwrap().verified_to(), 0);
+    // A read past a gap in what was checked leaves the mark where it is...
+    let second = read(&log, 2, 1);
+    assert!(log.read_needs_check(&second));
+    log.read_checked(&second);
+    assert!(log.read_needs_check(&second));
+    // ...a read from what was checked moves it.
+    let first = read(&log, 0, 1 << 20);
+    assert!(log.read_needs_check(&first));
+    log.read_checked(&first);
+    assert!(!log.read_needs_check(&first) && !log.read_needs_check(&second));
+    // A new leader forgets it all.
+    log.forget_verified();
+    assert!(log.read_needs_check(&first));
+    log.read_checked(&first);
+    // verify.reads=always checks every read.
+    log.set_config(LogConfig { verify_every_read: true, ..small_config() });
+    assert!(log.read_needs_check(&first));
+}
+
+#[test]
 fn bad_batches_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut log =

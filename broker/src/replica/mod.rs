@@ -415,7 +415,8 @@ impl ReplicaManager {
     }
 
     /// The background scrub (see [`crate::log::scrub`]): pass after pass,
-    /// reads every sealed segment of every hosted partition at
+    /// reads every segment of every hosted partition (the active one up to
+    /// its size when the pass reaches it) at
     /// `log.scrub.bytes.per.second` and verifies its batches; damage goes to
     /// the partition ([`Partition::scrub_found`]). Returns once `stop` is
     /// cancelled.
@@ -444,27 +445,39 @@ impl ReplicaManager {
         }
     }
 
-    /// Scrubs `partition`'s sealed segments; `false` once stopped.
+    /// Scrubs `partition`'s segments, the active one up to its present
+    /// size (appended batches are whole once the log's lock is released);
+    /// `false` once stopped.
     fn scrub_partition(&self, partition: &Arc<Partition>, pacer: &mut ScrubPacer, stop: &CancellationToken) -> bool {
-        let sealed: Vec<(i64, std::path::PathBuf, u64)> = {
+        let segments: Vec<(i64, std::path::PathBuf, u64, u64)> = {
             let log = partition.log().read();
-            let count = log.segment_count().saturating_sub(1);
-            log.segments().take(count).map(|s| (s.base_offset(), s.log_path().to_owned(), s.size())).collect()
+            log.segments().map(|s| (s.base_offset(), s.log_path().to_owned(), s.size(), s.lineage())).collect()
         };
-        for (base, path, size) in sealed {
+        for (base, path, size, lineage) in segments {
             // Gone meanwhile (retention, compaction, truncation): nothing to verify.
             let Ok(file) = std::fs::File::open(&path) else { continue };
             let scan = crate::log::scrub::scan_segment_paced(&file, &path, size, base, |bytes| pacer.pace(bytes, stop));
+            // Applies `f` to the segment if it still holds the bytes scanned.
+            let if_unchanged = |f: &dyn Fn(&crate::log::segment::Segment)| {
+                let log = partition.log().read();
+                log.segments().find(|s| s.base_offset() == base && s.lineage() == lineage).map(f).is_some()
+            };
             let damage = match scan {
                 Ok(Some(scan)) => scan.damage,
                 Ok(None) => return false,
+                // Truncated meanwhile: nothing to say.
+                Err(_) if !if_unchanged(&|_| {}) => None,
                 Err(e) => {
                     tracing::warn!(partition = %partition.topic_partition(), segment = %path.display(), "scrub could not read a segment: {e}");
                     None
                 }
             };
-            let Some(damage) = damage else { continue };
-            match partition.scrub_found(base, size, &damage) {
+            let Some(damage) = damage else {
+                // Sound as scanned: reads of it need no check (verify.reads=once).
+                if_unchanged(&|s| s.mark_verified(0, size));
+                continue;
+            };
+            match partition.scrub_found(base, (size, lineage), &damage) {
                 Ok(true) => {
                     // Its fetcher starts again from the new log end.
                     let tp = partition.topic_partition();

@@ -612,17 +612,25 @@ impl Partition {
         let bound = if read_committed { lso } else { hw };
         let slice = log.slice_up_to(offset, max_bytes, bound, min_one_batch)?;
         // The batches go from the file to the socket: verify them first
-        // (they are in the page cache for the send that follows). Sound
-        // batches before a damaged one are served; the damaged one never.
+        // (they are in the page cache for the send that follows), unless
+        // this process already holds them for sound (`verify.reads=once`)
+        // and no damage is known. Sound batches before a damaged one are
+        // served; the damaged one never.
         let mut slice = slice;
-        if let Some(records) = &slice.records {
-            let check = scrub::check_file_records(&self.tp, records, offset, self.damaged_from())?;
-            if let Some(e) = check.damage {
-                self.note_damage(&e);
-                if check.sound_bytes == 0 {
-                    return Err(e);
+        let known_damage = self.damaged_from();
+        if let Some(records) = &slice.records
+            && (known_damage.is_some() || log.read_needs_check(records))
+        {
+            let check = scrub::check_file_records(&self.tp, records, offset, known_damage)?;
+            match check.damage {
+                None => log.read_checked(records),
+                Some(e) => {
+                    self.note_damage(&e);
+                    if check.sound_bytes == 0 {
+                        return Err(e);
+                    }
+                    slice.records = Some(records.prefix(check.sound_bytes, check.sound_records));
                 }
-                slice.records = Some(records.prefix(check.sound_bytes, check.sound_records));
             }
         }
         // The aborted transactions overlapping what is returned (not the
@@ -653,10 +661,11 @@ impl Partition {
         }
     }
 
-    /// Takes damage the background scrub found in sealed segment
-    /// `segment_base` (scanned at `scanned_size` bytes), unless the segment
-    /// changed since (compacted, deleted, truncated: the next pass verifies
-    /// what is there then). A leader refuses the damaged batches from now
+    /// Takes damage the background scrub found in segment `segment_base`
+    /// (scanned at `scanned_size` bytes of lineage `scanned_lineage`),
+    /// unless the bytes scanned changed since (compacted, deleted,
+    /// truncated: the next pass verifies what is there then; appends to the
+    /// active segment change nothing scanned). A leader refuses the damaged batches from now
     /// on and steps aside ([`Partition::maybe_resign`]), a replica with no
     /// leader keeps them until it follows one; a follower
     /// truncates its log below the damage at once and fetches the rest
@@ -668,13 +677,13 @@ impl Partition {
     pub(crate) fn scrub_found(
         &self,
         segment_base: i64,
-        scanned_size: u64,
+        (scanned_size, scanned_lineage): (u64, u64),
         damage: &scrub::Damage,
     ) -> Result<bool, LogError> {
         let mut log = self.log.write();
-        let active = log.segments().last().map(|s| s.base_offset());
-        let unchanged = log.segments().any(|s| s.base_offset() == segment_base && s.size() == scanned_size)
-            && active != Some(segment_base);
+        let unchanged = log
+            .segments()
+            .any(|s| s.base_offset() == segment_base && s.lineage() == scanned_lineage && s.size() >= scanned_size);
         if !unchanged {
             return Ok(false);
         }
@@ -758,6 +767,11 @@ impl Partition {
                 Transition::LeaderUpdated
             } else {
                 log.assign_epoch_start(state.leader_epoch)?;
+                // A new leader checks once more each byte it serves to
+                // consumers (verify.reads=once): what it holds from its
+                // time as a follower may have gone bad unseen, the
+                // hardening issue's finding.
+                log.forget_verified();
                 let followers = state
                     .replicas
                     .iter()

@@ -805,8 +805,25 @@ async fn a_multi_partition_fetch_answers_each_partition_in_order_within_its_byte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_finding_a_damaged_batch_refuses_it_steps_aside_and_repairs_from_the_new_leader() {
+    leader_with_a_damaged_batch(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_background_scrub_finds_a_leaders_damaged_active_segment_and_it_steps_aside() {
+    leader_with_a_damaged_batch(false).await;
+}
+
+/// A byte of a running leader's active segment rots on disk. With
+/// `verify.reads=always` (and no scrub) the next consumer read finds it and
+/// refuses it; with `once` the bytes the leader appended are not read
+/// again, and the background scrub finds it. Either way the leader steps
+/// aside for an in-sync replica and repairs its log from the new leader.
+async fn leader_with_a_damaged_batch(verify_every_read: bool) {
     use std::os::unix::fs::FileExt;
-    let cluster = Cluster::start(3, fast_config(2000)).await;
+    let scrub_bytes_per_sec = if verify_every_read { 0 } else { 64 * 1024 * 1024 };
+    let cluster = Cluster::start(3, ReplicaConfig { scrub_bytes_per_sec, ..fast_config(2000) }).await;
+    let leader = cluster.node(0).partition();
+    leader.log().write().set_config(LogConfig { verify_every_read, ..LogConfig::default() });
     for i in 0..20 {
         produce(cluster.node(0), batch(i)).await.unwrap();
     }
@@ -819,7 +836,6 @@ async fn a_leader_finding_a_damaged_batch_refuses_it_steps_aside_and_repairs_fro
     .await;
     let good = log_bytes(cluster.node(1));
     // Flip a byte inside the records of the leader's 6th batch, on disk.
-    let leader = cluster.node(0).partition();
     let (path, position, damaged_offset) = {
         let log = leader.log().read();
         let segment = log.segments().next().unwrap();
@@ -829,18 +845,41 @@ async fn a_leader_finding_a_damaged_batch_refuses_it_steps_aside_and_repairs_fro
         }
         (segment.log_path().to_owned(), position, segment.header_at(position).unwrap().base_offset)
     };
+    let before = crate::log::scrub::corrupt_batches_total();
     let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, position + 70).unwrap();
     file.write_all_at(&[byte[0] ^ 0x40], position + 70).unwrap();
 
-    // A consumer read through the damage is refused, never served.
-    let before = crate::log::scrub::corrupt_batches_total();
+    if verify_every_read {
+        leader_refuses_the_damage(&cluster, &leader, damaged_offset).await;
+    } else {
+        // (Found, the leader may step aside and repair its log at once.)
+        eventually("the scrub found the damage", || {
+            leader.damaged_from() == Some(damaged_offset) || cluster.controller.current().leader != 0
+        })
+        .await;
+    }
+    assert!(crate::log::scrub::corrupt_batches_total() > before, "counted");
+
+    // The leader steps aside for an in-sync replica, then truncates and
+    // fetches the rest again (it may be back in the ISR by the next look).
+    eventually("another in-sync replica leads", || cluster.controller.current().leader != 0).await;
+    eventually("the old leader repaired its log from the new one", || {
+        leader.damaged_from().is_none() && log_bytes(cluster.node(0)) == good
+    })
+    .await;
+    eventually("and rejoins the ISR", || cluster.controller.current().isr.contains(&0)).await;
+}
+
+/// A consumer read and a follower fetch through the batch damaged at
+/// `damaged_offset` of `leader`'s log are refused, never served; the
+/// batches below it still are.
+async fn leader_refuses_the_damage(cluster: &Cluster, leader: &Arc<Partition>, damaged_offset: i64) {
     match leader.read_committed(damaged_offset, 1 << 20, true) {
         Err(LogError::StoredBatchCorrupt { offset, .. }) => assert_eq!(offset, damaged_offset),
         other => panic!("expected a storage error, got {other:?}"),
     }
-    assert!(crate::log::scrub::corrupt_batches_total() > before, "counted");
     assert_eq!(leader.damaged_from(), Some(damaged_offset));
     // The sound batches below the damage are still served, up to it.
     let (below, _) = leader.read_committed(0, 1 << 20, true).unwrap();
@@ -867,18 +906,6 @@ async fn a_leader_finding_a_damaged_batch_refuses_it_steps_aside_and_repairs_fro
         "{:?}",
         reply.outcome
     );
-
-    // The leader steps aside for an in-sync replica, then truncates and fetches the rest again.
-    eventually("another in-sync replica leads", || {
-        let state = cluster.controller.current();
-        state.leader != 0 && !state.isr.contains(&0)
-    })
-    .await;
-    eventually("the old leader repaired its log from the new one", || {
-        leader.damaged_from().is_none() && log_bytes(cluster.node(0)) == good
-    })
-    .await;
-    eventually("and rejoins the ISR", || cluster.controller.current().isr.contains(&0)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
