@@ -104,8 +104,16 @@ classpath_file() {
 }
 
 # A random Kafka cluster id: 16 random bytes in unpadded URL-safe base64.
+# 16 random bytes, base64url without padding (Kafka's Uuid form). Not one
+# starting with '-': kafka-storage would take it for an option (1 in 64 ids;
+# Kafka's own Uuid.randomUuid() draws again for the same reason).
 cluster_id() {
-    head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+    local id
+    id=-
+    while [[ "${id}" == -* ]]; do
+        id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    done
+    echo -n "${id}"
 }
 
 start() {

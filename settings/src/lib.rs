@@ -481,7 +481,8 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         default: "10485760",
         broker_synonym: None,
         doc: "Bytes per second a broker reads to verify its log segments again in the background \
-              (CRC-32C and batch framing; the active one up to its size when the pass reaches it), one pass \
+              (CRC-32C and batch framing; each, the active one too, up to its size when the pass reaches the \
+              partition), one pass \
               after another; 0 turns the background scrub off.",
     },
     SettingDef {
@@ -490,8 +491,9 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         default: "once",
         broker_synonym: None,
         doc: "When a leader verifies (CRC-32C and batch framing) the stored batches it sends to consumers: \
-              once, only bytes this process does not yet hold for sound (those it did not append itself \
-              or check since it started), the background scrub re-reading the rest; always, every batch \
+              once, only bytes this process does not yet hold for sound (not checked at start, by a read \
+              or by the scrub, nor appended by it after those; a replica that becomes leader after \
+              following checks again), the background scrub re-reading the rest; always, every batch \
               before each send. Followers' fetches are verified either way.",
     },
     SettingDef {

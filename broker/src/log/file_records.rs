@@ -6,8 +6,9 @@
 //! bytes go from the page cache to the socket without passing through the
 //! broker's memory, as Kafka's `FileRecords.writeTo` does.
 //!
-//! Invariant: the range held whole, CRC-valid batches when it was taken (the
-//! segment's read lock was held). The file can still shrink later (a
+//! Invariant: the range held whole batches when it was taken (the log's read
+//! lock was held), CRC-checked then unless the log held them for sound
+//! already (`verify.reads=once`, see [`super::scrub`]). The file can still shrink later (a
 //! follower truncating its log after a leader change); readers of the range
 //! get an end-of-file error then, never other bytes.
 

@@ -108,6 +108,13 @@ pub struct Segment {
     /// [`Segment::verified_to`]); advanced by reads under the log's read
     /// lock, hence atomic.
     verified_to: AtomicU64,
+    /// Where this process's present run of appends began: the bytes from
+    /// here to `size` were validated before they were written, so a mark
+    /// reaching here covers the whole file. `u64::MAX` once an append left
+    /// bytes it could not cut (nothing appended is held for sound then).
+    appended_from: u64,
+    /// Times [`Segment::forget_verified`] ran (see [`Segment::trust`]).
+    forgotten: u64,
     /// See [`Segment::lineage`].
     lineage: u64,
 }
@@ -144,6 +151,8 @@ impl Segment {
             bytes_since_index_entry: 0,
             // What recovery walks, or appends, makes sound.
             verified_to: AtomicU64::new(0),
+            appended_from: size,
+            forgotten: 0,
             lineage: new_lineage(),
         })
     }
@@ -182,6 +191,8 @@ impl Segment {
                 rolling_base_ms: clean.rolling_base_ms,
                 bytes_since_index_entry: 0,
                 verified_to: AtomicU64::new(0),
+                appended_from: size,
+                forgotten: 0,
                 lineage: new_lineage(),
             };
             // A segment cleaned before compaction sealed its result may have
@@ -230,6 +241,8 @@ impl Segment {
             rolling_base_ms: None,
             bytes_since_index_entry: 0,
             verified_to: AtomicU64::new(0),
+            appended_from: size,
+            forgotten: 0,
             lineage: new_lineage(),
         }))
     }
@@ -264,6 +277,7 @@ impl Segment {
         self.size = position;
         // Every batch left was just CRC-checked.
         *self.verified_to.get_mut() = position;
+        self.appended_from = position;
         self.index.flush(false)?;
         self.time_index.flush(false)?;
         Ok(Recovery { truncated_bytes, rebuilt_indexes: true })
@@ -329,8 +343,12 @@ impl Segment {
         self.unsynced = true;
         if let Err(e) = write_all_vectored(&log, &mut slices) {
             // Cut what part of the write reached the file, so the next append
-            // does not land behind torn bytes.
-            let _ = log.set_len(self.size);
+            // does not land behind torn bytes. If that fails too, appends may
+            // no longer land where `size` says: hold nothing for sound.
+            if log.set_len(self.size).is_err() {
+                *self.verified_to.get_mut() = 0;
+                self.appended_from = u64::MAX;
+            }
             return Err(LogError::Io { path: self.log.path().to_owned(), source: e });
         }
         let start = self.size;
@@ -339,7 +357,7 @@ impl Segment {
         self.size += total as u64;
         // Validated before they were written: sound, if what precedes is.
         let verified = self.verified_to.get_mut();
-        if *verified == start {
+        if *verified >= self.appended_from {
             *verified = self.size;
         }
         let mut position = start;
@@ -516,6 +534,7 @@ impl Segment {
         self.lineage = new_lineage();
         let verified = self.verified_to.get_mut();
         *verified = (*verified).min(position);
+        self.appended_from = self.appended_from.min(position);
         self.bytes_since_index_entry = 0;
         let rel = self.relative(cut_at);
         self.index.truncate_to(rel)?;
@@ -623,25 +642,39 @@ impl Segment {
     }
 
     /// Bytes from the start of the `.log` this process holds for sound:
-    /// batches it appended (validated before they were written), checked
-    /// by recovery, or checked by a read ([`Segment::mark_verified`]). Bytes
-    /// a previous process verified, or that the file held when opened from
-    /// its indexes alone, are not counted.
+    /// checked by recovery or by a read or scrub ([`Segment::mark_verified`]),
+    /// and the batches it appended since (validated before they were
+    /// written) once the checked prefix reaches them. Bytes a previous
+    /// process verified, or that the file held when opened from its indexes
+    /// alone, are not counted.
     pub fn verified_to(&self) -> u64 {
         self.verified_to.load(Ordering::Acquire)
     }
 
     /// Records that bytes `from..to` of the `.log` were checked sound: the
-    /// verified prefix grows to `to` if it reached `from`.
+    /// verified prefix grows to `to` if it reached `from` — to the whole
+    /// file if that reaches what this process appended since.
     pub fn mark_verified(&self, from: u64, to: u64) {
         let to = to.min(self.size);
+        let to = if to >= self.appended_from { self.size } else { to };
         let _ =
             self.verified_to.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| (v >= from && to > v).then_some(to));
     }
 
-    /// Holds nothing of the file for sound any more: the next reads check.
+    /// Holds nothing of the file for sound any more: the next reads check
+    /// (appends from now on count once a check reaches them).
     pub fn forget_verified(&mut self) {
         *self.verified_to.get_mut() = 0;
+        self.appended_from = self.appended_from.max(self.size);
+        self.forgotten += 1;
+    }
+
+    /// What a check made without the log's lock must still match for its
+    /// result to count: the [`Segment::lineage`] (the bytes are the same)
+    /// and how often the marks were forgotten (a scan begun before a
+    /// [`Segment::forget_verified`] does not restore what it forgot).
+    pub fn trust(&self) -> (u64, u64) {
+        (self.lineage, self.forgotten)
     }
 
     /// Identifies the bytes the file holds: changes whenever bytes already

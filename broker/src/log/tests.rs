@@ -260,10 +260,29 @@ fn consumer_reads_need_a_check_only_past_what_this_process_holds_for_sound() {
     assert!(log.read_needs_check(&first));
     log.read_checked(&first);
     assert!(!log.read_needs_check(&first) && !log.read_needs_check(&second));
-    // A new leader forgets it all.
+    // A leader that was a follower forgets it all; what it appends from
+    // then on counts once a check reaches it.
+    let active_base = log.segments().last().unwrap().base_offset();
+    let active = |log: &PartitionLog| {
+        let segment = log.segments().find(|s| s.base_offset() == active_base).expect("the active segment");
+        (segment.verified_to(), segment.size(), segment.trust())
+    };
+    let (_, _, trust) = active(&log);
     log.forget_verified();
     assert!(log.read_needs_check(&first));
-    log.read_checked(&first);
+    log.append_as_leader(&encode_batch(1, 10, 1, Compression::None), 0, 0).unwrap();
+    let (verified, size, after) = active(&log);
+    assert_ne!(after, trust, "a scan begun before the forget cannot mark");
+    assert!(verified == 0 && size > 0);
+    let tail = read(&log, active_base, 1 << 20);
+    log.read_checked(&tail);
+    let (verified, size, _) = active(&log);
+    assert_eq!(verified, size, "the check reached the appends");
+    log.append_as_leader(&encode_batch(1, 10, 1, Compression::None), 0, 0).unwrap();
+    if log.segments().last().unwrap().base_offset() == active_base {
+        let (verified, size, _) = active(&log);
+        assert_eq!(verified, size, "appends extend it again");
+    }
     // verify.reads=always checks every read.
     log.set_config(LogConfig { verify_every_read: true, ..small_config() });
     assert!(log.read_needs_check(&first));

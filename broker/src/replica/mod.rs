@@ -445,39 +445,43 @@ impl ReplicaManager {
         }
     }
 
-    /// Scrubs `partition`'s segments, the active one up to its present
-    /// size (appended batches are whole once the log's lock is released);
-    /// `false` once stopped.
+    /// Scrubs `partition`'s segments, each (the active one too) up to its
+    /// size when the pass reaches the partition (appended batches are whole
+    /// once the log's lock is released); `false` once stopped.
     fn scrub_partition(&self, partition: &Arc<Partition>, pacer: &mut ScrubPacer, stop: &CancellationToken) -> bool {
-        let segments: Vec<(i64, std::path::PathBuf, u64, u64)> = {
+        let segments: Vec<(i64, std::path::PathBuf, u64, (u64, u64))> = {
             let log = partition.log().read();
-            log.segments().map(|s| (s.base_offset(), s.log_path().to_owned(), s.size(), s.lineage())).collect()
+            log.segments().map(|s| (s.base_offset(), s.log_path().to_owned(), s.size(), s.trust())).collect()
         };
-        for (base, path, size, lineage) in segments {
+        for (base, path, size, trust) in segments {
             // Gone meanwhile (retention, compaction, truncation): nothing to verify.
             let Ok(file) = std::fs::File::open(&path) else { continue };
             let scan = crate::log::scrub::scan_segment_paced(&file, &path, size, base, |bytes| pacer.pace(bytes, stop));
-            // Applies `f` to the segment if it still holds the bytes scanned.
-            let if_unchanged = |f: &dyn Fn(&crate::log::segment::Segment)| {
-                let log = partition.log().read();
-                log.segments().find(|s| s.base_offset() == base && s.lineage() == lineage).map(f).is_some()
-            };
             let damage = match scan {
-                Ok(Some(scan)) => scan.damage,
+                Ok(Some(scan)) => match scan.damage {
+                    Some(damage) => damage,
+                    None => {
+                        // Sound as scanned: consumer reads of it need no
+                        // check (verify.reads=once), unless the bytes or
+                        // the marks changed meanwhile.
+                        let log = partition.log().read();
+                        if let Some(s) = log.segments().find(|s| s.base_offset() == base && s.trust() == trust) {
+                            s.mark_verified(0, size);
+                        }
+                        continue;
+                    }
+                },
                 Ok(None) => return false,
-                // Truncated meanwhile: nothing to say.
-                Err(_) if !if_unchanged(&|_| {}) => None,
                 Err(e) => {
-                    tracing::warn!(partition = %partition.topic_partition(), segment = %path.display(), "scrub could not read a segment: {e}");
-                    None
+                    // Truncated meanwhile (a new lineage): nothing to say.
+                    let log = partition.log().read();
+                    if log.segments().any(|s| s.base_offset() == base && s.lineage() == trust.0) {
+                        tracing::warn!(partition = %partition.topic_partition(), segment = %path.display(), "scrub could not read a segment: {e}");
+                    }
+                    continue;
                 }
             };
-            let Some(damage) = damage else {
-                // Sound as scanned: reads of it need no check (verify.reads=once).
-                if_unchanged(&|s| s.mark_verified(0, size));
-                continue;
-            };
-            match partition.scrub_found(base, (size, lineage), &damage) {
+            match partition.scrub_found(base, (size, trust.0), &damage) {
                 Ok(true) => {
                     // Its fetcher starts again from the new log end.
                     let tp = partition.topic_partition();

@@ -77,6 +77,9 @@ pub struct Partition {
 #[derive(Debug)]
 struct PartitionState {
     role: Role,
+    /// Whether it followed a leader since it last became leader (or was
+    /// opened): a new leader then forgets what its log held for sound.
+    followed: bool,
     leader_epoch: i32,
     partition_epoch: i32,
     replicas: Vec<i32>,
@@ -251,6 +254,7 @@ impl Partition {
         let (follower_starts, _) = watch::channel(0);
         let state = PartitionState {
             role: Role::NoLeader,
+            followed: false,
             leader_epoch: -1,
             partition_epoch: -1,
             replicas: Vec::new(),
@@ -767,11 +771,13 @@ impl Partition {
                 Transition::LeaderUpdated
             } else {
                 log.assign_epoch_start(state.leader_epoch)?;
-                // A new leader checks once more each byte it serves to
-                // consumers (verify.reads=once): what it holds from its
-                // time as a follower may have gone bad unseen, the
-                // hardening issue's finding.
-                log.forget_verified();
+                // A leader that was a follower checks once more each byte
+                // it serves to consumers (verify.reads=once): a failover is
+                // when bytes a replica kept unread are first served. (One
+                // just opened keeps what its recovery walked.)
+                if std::mem::take(&mut s.followed) {
+                    log.forget_verified();
+                }
                 let followers = state
                     .replicas
                     .iter()
@@ -788,6 +794,7 @@ impl Partition {
                 Transition::FollowerUpdated
             } else {
                 s.role = Role::Follower { leader: state.leader };
+                s.followed = true;
                 tracing::info!(partition = %self.tp, leader = state.leader, leader_epoch = state.leader_epoch, log_end_offset = leo, "became follower");
                 Transition::BecameFollower
             }

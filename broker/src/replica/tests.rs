@@ -838,6 +838,7 @@ async fn leader_with_a_damaged_batch(verify_every_read: bool) {
     // Flip a byte inside the records of the leader's 6th batch, on disk.
     let (path, position, damaged_offset) = {
         let log = leader.log().read();
+        assert_eq!(log.segment_count(), 1, "the damage is in the active segment");
         let segment = log.segments().next().unwrap();
         let mut position = 0;
         for _ in 0..5 {
