@@ -8,9 +8,9 @@
 //!
 //! Invariant: the range held whole batches when it was taken (the log's read
 //! lock was held), CRC-checked then unless the log held them for sound
-//! already (`verify.reads=once`, see [`super::scrub`]). The file can still shrink later (a
-//! follower truncating its log after a leader change); readers of the range
-//! get an end-of-file error then, never other bytes.
+//! already (`verify.reads=once`, see [`super::scrub`]). The file can still
+//! shrink later (a follower truncating its log after a leader change);
+//! readers of the range get an end-of-file error then, never other bytes.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

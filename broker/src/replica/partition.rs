@@ -669,9 +669,9 @@ impl Partition {
     /// (scanned at `scanned_size` bytes of lineage `scanned_lineage`),
     /// unless the bytes scanned changed since (compacted, deleted,
     /// truncated: the next pass verifies what is there then; appends to the
-    /// active segment change nothing scanned). A leader refuses the damaged batches from now
-    /// on and steps aside ([`Partition::maybe_resign`]), a replica with no
-    /// leader keeps them until it follows one; a follower
+    /// active segment change nothing scanned). A leader refuses the damaged
+    /// batches from now on and steps aside ([`Partition::maybe_resign`]), a
+    /// replica with no leader keeps them until it follows one; a follower
     /// truncates its log below the damage at once and fetches the rest
     /// again (its leader, seeing its fetch offset go back, drops it from the
     /// ISR until it has caught up). Returns whether it truncated (then its
