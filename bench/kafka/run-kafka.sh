@@ -103,10 +103,9 @@ classpath_file() {
     resolve pom.xml classpath.txt org.apache.kafka:kafka_2.13
 }
 
-# A random Kafka cluster id: 16 random bytes in unpadded URL-safe base64.
-# 16 random bytes, base64url without padding (Kafka's Uuid form). Not one
-# starting with '-': kafka-storage would take it for an option (1 in 64 ids;
-# Kafka's own Uuid.randomUuid() draws again for the same reason).
+# A random Kafka cluster id: 16 random bytes in unpadded URL-safe base64
+# (Kafka's Uuid form), never starting with '-': kafka-storage would take it
+# for an option (1 in 64 ids; Kafka's Uuid.randomUuid() draws again too).
 cluster_id() {
     local id
     id=-

@@ -481,7 +481,7 @@ impl ReplicaManager {
                     continue;
                 }
             };
-            match partition.scrub_found(base, (size, trust.0), &damage) {
+            match partition.scrub_found(base, trust.0, &damage) {
                 Ok(true) => {
                     // Its fetcher starts again from the new log end.
                     let tp = partition.topic_partition();

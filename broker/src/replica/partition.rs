@@ -666,8 +666,9 @@ impl Partition {
     }
 
     /// Takes damage the background scrub found in segment `segment_base`
-    /// (scanned at `scanned_size` bytes of lineage `scanned_lineage`),
-    /// unless the bytes scanned changed since (compacted, deleted,
+    /// (scanned at lineage `scanned_lineage`, see
+    /// [`Segment::lineage`](crate::log::segment::Segment::lineage)), unless
+    /// the bytes scanned changed since (compacted, deleted,
     /// truncated: the next pass verifies what is there then; appends to the
     /// active segment change nothing scanned). A leader refuses the damaged
     /// batches from now on and steps aside ([`Partition::maybe_resign`]), a
@@ -681,13 +682,12 @@ impl Partition {
     pub(crate) fn scrub_found(
         &self,
         segment_base: i64,
-        (scanned_size, scanned_lineage): (u64, u64),
+        scanned_lineage: u64,
         damage: &scrub::Damage,
     ) -> Result<bool, LogError> {
         let mut log = self.log.write();
-        let unchanged = log
-            .segments()
-            .any(|s| s.base_offset() == segment_base && s.lineage() == scanned_lineage && s.size() >= scanned_size);
+        // The same lineage holds every byte scanned (only a truncation cuts).
+        let unchanged = log.segments().any(|s| s.base_offset() == segment_base && s.lineage() == scanned_lineage);
         if !unchanged {
             return Ok(false);
         }
