@@ -235,10 +235,29 @@ pub async fn controlled_shutdown(broker: &Broker) {
     }
 }
 
+/// The replication factor of an internal topic (`__consumer_offsets`,
+/// `__transaction_state`): the configured one, capped to the size of the
+/// controller quorum so a small cluster is not stuck forever.
+///
+/// The quorum's size is the larger of the voters configured at bootstrap
+/// and those of the current membership: a voter of a new cluster that
+/// started late rejoins (see `controller::rejoin`) and is briefly no voter,
+/// and a topic created in that window must not keep one replica fewer for
+/// life (with `min.insync.replicas` = its replicas, no broker could ever
+/// restart safely).
+pub fn internal_topic_replication(broker: &Broker, configured: i16) -> usize {
+    let bootstrap_voters = broker.config.voters.len().max(1);
+    replication_within_quorum(configured, bootstrap_voters, broker.controller.voters().len())
+}
+
+fn replication_within_quorum(configured: i16, bootstrap_voters: usize, current_voters: usize) -> usize {
+    let quorum = bootstrap_voters.max(current_voters);
+    usize::try_from(configured).unwrap_or(1).min(quorum).max(1)
+}
+
 /// Creates `__consumer_offsets` when this node is the active controller, the
 /// topic does not exist, and enough brokers are live for its replication
-/// factor (`offsets.topic.replication.factor`, at most the number of voters,
-/// so a small cluster is not stuck forever).
+/// factor (see [`internal_topic_replication`]).
 pub async fn ensure_offsets_topic(broker: &Broker) {
     let image = broker.controller.image();
     if image.topics.contains_key(crate::group::OFFSETS_TOPIC)
@@ -247,7 +266,7 @@ pub async fn ensure_offsets_topic(broker: &Broker) {
         return;
     }
     let config = broker.groups.config();
-    let wanted = (config.offsets_topic_replication_factor as usize).min(broker.controller.voters().len()).max(1);
+    let wanted = internal_topic_replication(broker, config.offsets_topic_replication_factor);
     let live = image.brokers.values().filter(|b| !b.fenced).count();
     if live < wanted {
         return;
@@ -265,5 +284,25 @@ pub async fn ensure_offsets_topic(broker: &Broker) {
     match crate::admin::create_topic(broker, request, false).await {
         Ok(_) | Err(AdminError::Refused(CommandError::TopicAlreadyExists(_))) => {}
         Err(e) => tracing::warn!(error = %e, "cannot create {} yet", crate::group::OFFSETS_TOPIC),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replication_within_quorum;
+
+    #[test]
+    fn an_internal_topic_keeps_its_replicas_while_a_late_voter_rejoins() {
+        // Three voters configured, one briefly removed while it rejoins.
+        assert_eq!(replication_within_quorum(3, 3, 2), 3);
+        assert_eq!(replication_within_quorum(3, 3, 3), 3);
+        // A small cluster is capped to its quorum.
+        assert_eq!(replication_within_quorum(3, 1, 1), 1);
+        // Voters added after bootstrap count.
+        assert_eq!(replication_within_quorum(5, 3, 5), 5);
+        assert_eq!(replication_within_quorum(2, 3, 3), 2);
+        // A nonsensical setting still gives one replica.
+        assert_eq!(replication_within_quorum(0, 3, 3), 1);
+        assert_eq!(replication_within_quorum(-1, 3, 3), 1);
     }
 }

@@ -202,7 +202,8 @@ pub fn follow_leadership(
 /// Creates `__transaction_state` (compacted, `transaction.state.log.*`) in
 /// the background unless it exists or a creation is already under way, as
 /// Kafka does on the first FindCoordinator for a transactional id. The
-/// replication factor is capped to the controller voters, and the creation
+/// replication factor is capped to the controller quorum's size
+/// ([`crate::membership::internal_topic_replication`]), and the creation
 /// waits until that many brokers are live (like `__consumer_offsets`).
 pub fn ensure_topic(broker: &std::sync::Arc<crate::broker::Broker>) {
     use std::sync::atomic::Ordering;
@@ -214,7 +215,7 @@ pub fn ensure_topic(broker: &std::sync::Arc<crate::broker::Broker>) {
     let broker = broker.clone();
     tokio::spawn(async move {
         let config = *broker.txns.config();
-        let wanted = (config.replication_factor as usize).min(broker.controller.voters().len()).max(1);
+        let wanted = crate::membership::internal_topic_replication(&broker, config.replication_factor);
         let live = broker.controller.image().brokers.values().filter(|b| !b.fenced).count();
         if live >= wanted {
             let request = crate::admin::NewTopic {
