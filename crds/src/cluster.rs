@@ -55,7 +55,7 @@ pub const NODE_PORT_MAX: i32 = 32767;
     doc = "A Strom cluster: a set of Kafka-compatible brokers with a Raft controller quorum, managed by the Strom operator.",
     // The name prefixes Services (DNS-1035 labels: a letter first, at most 63
     // characters) and pod names with their revision-hash label (the
-    // StatefulSet name at most 52); "-bootstrap" is the longest suffix.
+    // StatefulSet name at most 52); "-network-policy" is the longest suffix.
     validation = Rule::new("self.metadata.name.size() <= 47 && self.metadata.name.matches('^[a-z]')").message(
         "metadata.name must start with a letter and have at most 47 characters: it names the cluster's \
          Services and pods"
@@ -162,8 +162,9 @@ pub struct KafkaClusterSpec {
     pub resources: Option<ResourceRequirements>,
 
     /// How clients reach the brokers. The in-cluster listener always exists.
-    /// `external` exposes the bootstrap Service and one Service per broker
-    /// outside the cluster, on the brokers' external listener (port 9099),
+    /// `external` adds Services of its type, `<cluster>-external` over all
+    /// brokers and `<cluster>-external-<n>` per broker, exposing only the
+    /// brokers' external listener (port 9099) outside the cluster,
     /// where each broker advertises its own external address (its node's
     /// address and node port, or its load balancer's) once it is known.
     #[serde(default)]
@@ -797,17 +798,18 @@ pub enum ListenerAuthenticationType {
     ScramSha512,
 }
 
-/// A listener reachable from outside the cluster: the bootstrap Service's type.
+/// A listener reachable from outside the cluster, through Services of its type.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("!has(self.nodePortBase) || self.type == 'NodePort'")
     .message("nodePortBase applies only to type NodePort")
     .field_path(".nodePortBase"))]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalListener {
-    /// How the bootstrap Service is exposed: NodePort or LoadBalancer.
+    /// How the external Services are exposed: NodePort or LoadBalancer.
     pub r#type: ExternalListenerType,
 
-    /// For NodePort: the bootstrap Service's node port; broker n's own
+    /// For NodePort: the external bootstrap Service's (`<cluster>-external`)
+    /// node port; broker n's own
     /// Service (`<cluster>-external-<n>`) takes nodePortBase + 1 + n.
     /// Kubernetes picks free ports when unset. nodePortBase + replicas must
     /// lie in 30000–32767.

@@ -34,7 +34,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
-use strom_crds::{ExternalListenerType, KafkaCluster, KafkaClusterSpec, StorageType};
+use strom_crds::{KafkaCluster, KafkaClusterSpec, StorageType};
 
 /// Port of the Kafka listener in the broker pods.
 pub const KAFKA_PORT: i32 = 9092;
@@ -290,44 +290,23 @@ pub fn headless_service(cluster: &KafkaCluster) -> Service {
     }
 }
 
-/// The bootstrap Service for clients: ClusterIP, or NodePort / LoadBalancer
-/// when the cluster declares an external listener.
+/// The bootstrap Service for clients inside the cluster: always ClusterIP,
+/// with every listener's port. Outside clients bootstrap through
+/// `<cluster>-external` (see [`crate::external`]), which carries
+/// only the external listener: a NodePort or LoadBalancer Service exposes
+/// every port it has, and Kubernetes would give the in-cluster ports node
+/// ports of its own choosing (exposed on every node, and able to take a
+/// port `nodePortBase` reserves for a broker).
 pub fn bootstrap_service(cluster: &KafkaCluster) -> Service {
     let names = ClusterNames::of(cluster);
-    let mut meta = metadata(cluster, &names, names.bootstrap_service());
-    let kafka = port("kafka", KAFKA_PORT);
-    let mut node_port = None;
-    let service_type = match &cluster.spec.listeners.external {
-        None => "ClusterIP",
-        Some(external) => {
-            if !external.annotations.is_empty() {
-                meta.annotations = Some(external.annotations.clone());
-            }
-            match external.r#type {
-                ExternalListenerType::NodePort => {
-                    node_port = external.node_port_base;
-                    "NodePort"
-                }
-                ExternalListenerType::LoadBalancer => "LoadBalancer",
-            }
-        }
-    };
-    // Outside clients bootstrap through the external listener's port.
-    let with_node_port = |(n, p): &(String, i32)| {
-        let mut port = port(n, *p);
-        if n == crate::listeners::EXTERNAL_PORT_NAME {
-            port.node_port = node_port;
-        }
-        port
-    };
     Service {
-        metadata: meta,
+        metadata: metadata(cluster, &names, names.bootstrap_service()),
         spec: Some(ServiceSpec {
-            type_: Some(service_type.into()),
+            type_: Some("ClusterIP".into()),
             selector: Some(selector_labels(&names)),
             ports: Some(
-                std::iter::once(kafka)
-                    .chain(crate::listeners::additional_ports(&cluster.spec).iter().map(with_node_port))
+                std::iter::once(port("kafka", KAFKA_PORT))
+                    .chain(crate::listeners::additional_ports(&cluster.spec).iter().map(|(n, p)| port(n, *p)))
                     .collect(),
             ),
             ..ServiceSpec::default()

@@ -1,18 +1,19 @@
-//! The external listener's per-broker Services: with
-//! `spec.listeners.external`, broker `n` gets the Service
-//! `<cluster>-external-<n>` of the listener's type (NodePort or
-//! LoadBalancer) selecting only its own pod (the StatefulSet's
-//! `statefulset.kubernetes.io/pod-name` label), beside the bootstrap
-//! Service that spreads over all brokers. A broker's Service exposes only
-//! the external listener's port (the other listeners are in-cluster ones).
-//! With `nodePortBase`, the bootstrap Service takes `nodePortBase` for the
-//! external port and broker `n` takes `nodePortBase + 1 + n`.
+//! The external listener's Services: with `spec.listeners.external`, the
+//! Service `<cluster>-external` spreads over all brokers and
+//! broker `n` gets `<cluster>-external-<n>` selecting only its own pod (the
+//! StatefulSet's `statefulset.kubernetes.io/pod-name` label), both of the
+//! listener's type (NodePort or LoadBalancer). They expose only the
+//! external listener's port: the other listeners are in-cluster ones, on
+//! the ClusterIP `<cluster>-bootstrap`. With `nodePortBase`, the external
+//! bootstrap Service takes `nodePortBase` and broker `n` takes
+//! `nodePortBase + 1 + n`; every node port is then the operator's choice,
+//! so none Kubernetes picks can take a broker's.
 //!
 //! Which Services exist is planned here, purely; the reconciler applies
-//! [`broker_services`] and deletes what [`stale_broker_services`] names
-//! (brokers gone after a scale-down, or the external listener removed).
-//! Every Service also has the cluster as owner, so deleting the cluster
-//! collects them.
+//! [`external_services`] and deletes what [`stale_broker_services`] names
+//! (brokers gone after a scale-down, or the external listener removed) and
+//! the external bootstrap Service once the listener is gone. Every Service
+//! also has the cluster as owner, so deleting the cluster collects them.
 
 use std::collections::BTreeMap;
 
@@ -40,42 +41,51 @@ pub fn broker_node_port(cluster: &KafkaCluster, id: i32) -> Option<i32> {
     (external.r#type == ExternalListenerType::NodePort).then_some(external.node_port_base? + 1 + id)
 }
 
-/// The per-broker Services of brokers `0..replicas` (none without an
-/// external listener).
-pub fn broker_services(cluster: &KafkaCluster, replicas: i32) -> Vec<Service> {
+/// The external bootstrap Service's name.
+pub fn bootstrap_service_name(names: &ClusterNames) -> String {
+    format!("{}-external", names.name)
+}
+
+/// The external bootstrap Service, then the per-broker Services of brokers
+/// `0..replicas` (none without an external listener).
+pub fn external_services(cluster: &KafkaCluster, replicas: i32) -> Vec<Service> {
     let Some(external) = &cluster.spec.listeners.external else { return Vec::new() };
     let names = ClusterNames::of(cluster);
-    let service_type = match external.r#type {
-        ExternalListenerType::NodePort => "NodePort",
-        ExternalListenerType::LoadBalancer => "LoadBalancer",
+    // Only the external listener: the in-cluster listeners (9092 and the
+    // additional ones, all of type internal) stay off the outside-facing
+    // Services.
+    let service = |name: String, selector: BTreeMap<String, String>, node_port: Option<i32>| {
+        let mut meta = metadata(cluster, &names, name);
+        if !external.annotations.is_empty() {
+            meta.annotations = Some(external.annotations.clone());
+        }
+        let mut external_port = port(crate::listeners::EXTERNAL_PORT_NAME, crate::listeners::EXTERNAL_LISTENER_PORT);
+        external_port.node_port = node_port;
+        let service_type = match external.r#type {
+            ExternalListenerType::NodePort => "NodePort",
+            ExternalListenerType::LoadBalancer => "LoadBalancer",
+        };
+        Service {
+            metadata: meta,
+            spec: Some(ServiceSpec {
+                type_: Some(service_type.into()),
+                selector: Some(selector),
+                ports: Some(vec![external_port]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        }
     };
-    (0..replicas.max(0))
-        .map(|id| {
-            let mut meta = metadata(cluster, &names, broker_service_name(&names, id));
-            meta.labels.get_or_insert_with(BTreeMap::new).insert(BROKER_LABEL.into(), id.to_string());
-            if !external.annotations.is_empty() {
-                meta.annotations = Some(external.annotations.clone());
-            }
-            let mut selector = selector_labels(&names);
-            selector.insert(POD_NAME_LABEL.into(), format!("{}-{id}", names.name));
-            // Only the external listener: the in-cluster listeners (9092 and
-            // the additional ones, all of type internal) stay off the
-            // outside-facing Service.
-            let mut external_port =
-                port(crate::listeners::EXTERNAL_PORT_NAME, crate::listeners::EXTERNAL_LISTENER_PORT);
-            external_port.node_port = broker_node_port(cluster, id);
-            Service {
-                metadata: meta,
-                spec: Some(ServiceSpec {
-                    type_: Some(service_type.into()),
-                    selector: Some(selector),
-                    ports: Some(vec![external_port]),
-                    ..ServiceSpec::default()
-                }),
-                ..Service::default()
-            }
-        })
-        .collect()
+    let bootstrap_port = external.node_port_base.filter(|_| external.r#type == ExternalListenerType::NodePort);
+    let bootstrap = service(bootstrap_service_name(&names), selector_labels(&names), bootstrap_port);
+    let brokers = (0..replicas.max(0)).map(|id| {
+        let mut selector = selector_labels(&names);
+        selector.insert(POD_NAME_LABEL.into(), format!("{}-{id}", names.name));
+        let mut service = service(broker_service_name(&names, id), selector, broker_node_port(cluster, id));
+        service.metadata.labels.get_or_insert_with(BTreeMap::new).insert(BROKER_LABEL.into(), id.to_string());
+        service
+    });
+    std::iter::once(bootstrap).chain(brokers).collect()
 }
 
 /// Which of the `existing` per-broker Services (name, broker label value)
@@ -93,13 +103,26 @@ pub fn stale_broker_services(existing: &[(String, Option<String>)], replicas: i3
         .collect()
 }
 
-/// Applies the per-broker Services of brokers `0..replicas` and deletes the
-/// stale ones this cluster owns.
+/// Applies the external bootstrap Service and the per-broker Services of
+/// brokers `0..replicas`, and deletes the stale ones this cluster owns.
 pub async fn reconcile(client: &kube::Client, cluster: &KafkaCluster, replicas: i32) -> Result<(), ClusterError> {
     let names = ClusterNames::of(cluster);
     let api: Api<Service> = Api::namespaced(client.clone(), &names.namespace);
-    for service in broker_services(cluster, replicas) {
+    for service in external_services(cluster, replicas) {
         apply::<Service>(client, &names.namespace, &service).await?;
+    }
+    let uid = cluster.metadata.uid.as_deref();
+    let owned = |s: &Service| s.owner_references().iter().any(|o| Some(o.uid.as_str()) == uid);
+    let mut stale = Vec::new();
+    if cluster.spec.listeners.external.is_none() {
+        let name = bootstrap_service_name(&names);
+        let found = api.get_opt(&name).await.map_err(|source| ClusterError::Kube {
+            action: "read",
+            kind: "Service".into(),
+            name: name.clone(),
+            source,
+        })?;
+        stale.extend(found.filter(|s| owned(s)).map(|_| name));
     }
     let selector = format!("app.kubernetes.io/instance={},{BROKER_LABEL}", names.name);
     let list = api.list(&ListParams::default().labels(&selector)).await.map_err(|source| ClusterError::Kube {
@@ -108,17 +131,13 @@ pub async fn reconcile(client: &kube::Client, cluster: &KafkaCluster, replicas: 
         name: selector.clone(),
         source,
     })?;
-    let uid = cluster.metadata.uid.as_deref();
-    let ours: Vec<(String, Option<String>)> = list
-        .items
-        .iter()
-        .filter(|s| s.owner_references().iter().any(|o| Some(o.uid.as_str()) == uid))
-        .map(|s| (s.name_any(), s.labels().get(BROKER_LABEL).cloned()))
-        .collect();
+    let ours: Vec<(String, Option<String>)> =
+        list.items.iter().filter(|s| owned(s)).map(|s| (s.name_any(), s.labels().get(BROKER_LABEL).cloned())).collect();
     let external = cluster.spec.listeners.external.is_some();
-    for name in stale_broker_services(&ours, replicas, external) {
+    stale.extend(stale_broker_services(&ours, replicas, external));
+    for name in stale {
         match api.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => tracing::info!(cluster = %names.name, service = %name, "deleted a per-broker Service"),
+            Ok(_) => tracing::info!(cluster = %names.name, service = %name, "deleted an external listener's Service"),
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(source) => return Err(ClusterError::Kube { action: "delete", kind: "Service".into(), name, source }),
         }
@@ -143,9 +162,17 @@ mod tests {
     fn node_port_brokers_get_their_own_service_and_node_port() {
         let c = cluster(serde_json::json!({"external": {"type": "NodePort", "nodePortBase": 31000},
             "additional": [{"name": "tls", "port": 9095, "tls": true}]}));
-        let services = broker_services(&c, 3);
-        assert_eq!(services.len(), 3);
-        let s = &services[2];
+        let services = external_services(&c, 3);
+        assert_eq!(services.len(), 4);
+        let bootstrap = &services[0];
+        assert_eq!(bootstrap.metadata.name.as_deref(), Some("demo-external"));
+        let spec = bootstrap.spec.as_ref().expect("a spec");
+        assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+        let ports: Vec<(i32, Option<i32>)> = spec.ports.iter().flatten().map(|p| (p.port, p.node_port)).collect();
+        assert_eq!(ports, [(9099, Some(31000))], "outside clients bootstrap at the base, on the external listener");
+        assert!(!spec.selector.as_ref().expect("a selector").contains_key(POD_NAME_LABEL), "every broker");
+        assert!(bootstrap.metadata.labels.as_ref().is_some_and(|l| !l.contains_key(BROKER_LABEL)));
+        let s = &services[3];
         assert_eq!(s.metadata.name.as_deref(), Some("demo-external-2"));
         assert_eq!(s.metadata.labels.as_ref().and_then(|l| l.get(BROKER_LABEL)).map(String::as_str), Some("2"));
         assert!(s.metadata.owner_references.as_ref().is_some_and(|o| o[0].uid == "u1"), "owned by the cluster");
@@ -168,13 +195,16 @@ mod tests {
     #[test]
     fn load_balancer_brokers_get_a_load_balancer_each_and_no_listener_none() {
         let c = cluster(serde_json::json!({"external": {"type": "LoadBalancer", "annotations": {"a": "b"}}}));
-        let services = broker_services(&c, 2);
-        assert_eq!(services.len(), 2);
-        let spec = services[1].spec.as_ref().expect("a spec");
-        assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
-        assert!(spec.ports.as_ref().expect("ports").iter().all(|p| p.node_port.is_none()));
-        assert_eq!(services[1].metadata.annotations.as_ref().and_then(|a| a.get("a")).map(String::as_str), Some("b"));
-        assert!(broker_services(&cluster(serde_json::json!({})), 3).is_empty());
+        let services = external_services(&c, 2);
+        assert_eq!(services.len(), 3, "the external bootstrap and one per broker");
+        for service in &services {
+            let spec = service.spec.as_ref().expect("a spec");
+            assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+            let ports: Vec<(i32, Option<i32>)> = spec.ports.iter().flatten().map(|p| (p.port, p.node_port)).collect();
+            assert_eq!(ports, [(9099, None)]);
+            assert_eq!(service.metadata.annotations.as_ref().and_then(|a| a.get("a")).map(String::as_str), Some("b"));
+        }
+        assert!(external_services(&cluster(serde_json::json!({})), 3).is_empty());
     }
 
     #[test]

@@ -172,8 +172,9 @@ pub struct CaExpiry {
 
 /// The DNS names of the Kafka listeners' certificate: every pod (wildcard
 /// under the headless Service), the bootstrap Service and, with an external
-/// listener, the per-broker Services of brokers `0..external_brokers`
-/// (see [`crate::external`]), short and long.
+/// listener (`external_brokers` > 0), the external bootstrap Service and the
+/// per-broker Services of brokers `0..external_brokers` (see
+/// [`crate::external`]), short and long.
 pub fn listener_dns(names: &ClusterNames, external_brokers: i32) -> Vec<String> {
     let ns = &names.namespace;
     let headless = names.headless_service();
@@ -183,7 +184,9 @@ pub fn listener_dns(names: &ClusterNames, external_brokers: i32) -> Vec<String> 
         format!("{headless}.{ns}.svc"),
         format!("{headless}.{ns}.svc.cluster.local"),
     ];
+    let external_bootstrap = (external_brokers > 0).then(|| crate::external::bootstrap_service_name(names));
     let services = std::iter::once(names.bootstrap_service())
+        .chain(external_bootstrap)
         .chain((0..external_brokers).map(|id| crate::external::broker_service_name(names, id)));
     for service in services {
         dns.extend([
@@ -394,13 +397,16 @@ mod tests {
         let again = listener_keystore(&other, Some(&first), &plain, &names, policy, now).unwrap();
         assert!(signed_by(&again, &other.ca.pem().cert), "issued again from the new CA");
         assert!(plain.contains(&"*.demo-brokers.ns.svc".to_string()), "{plain:?}");
+        assert!(!plain.iter().any(|n| n.starts_with("demo-external")), "no external listener: {plain:?}");
         // Per-broker external Services: a certificate naming them, and again
         // when a broker is added.
         let two = listener_dns(&names, 2);
         let external = listener_keystore(&ca, Some(&first), &two, &names, policy, now).unwrap();
         assert_ne!(external, first, "new names, new certificate");
         let have = leaf_dns(&external).expect("DNS SANs");
-        for name in ["demo-external-1", "demo-external-1.ns.svc", "demo-bootstrap.ns.svc", "*.demo-brokers.ns.svc"] {
+        let names_wanted =
+            ["demo-external-1", "demo-external-1.ns.svc", "demo-external.ns.svc", "demo-bootstrap.ns.svc"];
+        for name in names_wanted.into_iter().chain(["*.demo-brokers.ns.svc"]) {
             assert!(have.contains(&name.to_string()), "{name} in {have:?}");
         }
         assert!(!have.iter().any(|n| n.starts_with("demo-external-2")), "{have:?}");

@@ -1,14 +1,16 @@
-//! The external listener's per-broker Services against the real control
-//! plane, with the pod runner running the broker pods as local processes
-//! and the operator as a process: a two-broker cluster with a NodePort
-//! external listener gets `<cluster>-external-<n>` per broker (type
-//! NodePort, node port `nodePortBase + 1 + n` on the external listener's
-//! port 9099, every listener port, a
-//! selector that matches exactly that broker's pod, owned by the cluster),
-//! and the listener certificate names them; each broker is advertised on
-//! the external listener at its node's address and node port
-//! (`<cluster>-advertised`, then Metadata on 9099); removing the external listener
-//! deletes them and makes the bootstrap Service ClusterIP again. (Which
+//! The external listener's Services against the real control plane, with
+//! the pod runner running the broker pods as local processes and the
+//! operator as a process: a two-broker cluster with a NodePort external
+//! listener gets `<cluster>-external` (node port `nodePortBase`)
+//! and `<cluster>-external-<n>` per broker (node port `nodePortBase + 1 +
+//! n`), all of type NodePort with only the external listener's port 9099,
+//! owned by the cluster, each broker's selecting exactly that broker's pod;
+//! `<cluster>-bootstrap` stays ClusterIP, so no Service of the cluster has
+//! a node port the operator did not choose (one Kubernetes picked for an
+//! in-cluster port could take a broker's); the listener certificate names
+//! them; each broker is advertised on the external listener at its node's
+//! address and node port (`<cluster>-advertised`, then Metadata on 9099);
+//! removing the external listener deletes the external Services. (Which
 //! Services a scale-down deletes is `external::stale_broker_services`'s
 //! unit test: here the scale-down would wait for the StatefulSet to settle,
 //! which it does not after the roll this cluster gets at creation.)
@@ -70,9 +72,15 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
     let services: Api<Service> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let bootstrap = services.get(&format!("{CLUSTER}-bootstrap")).await.expect("the bootstrap Service");
-    let bootstrap_ports = bootstrap.spec.and_then(|s| s.ports).expect("bootstrap ports");
-    let external = bootstrap_ports.iter().find(|p| p.port == 9099).expect("the external listener's port");
-    assert_eq!(external.node_port, Some(BASE), "the bootstrap Service keeps the base, on the external listener");
+    assert_eq!(bootstrap.spec.and_then(|s| s.type_).as_deref(), Some("ClusterIP"), "in-cluster clients' Service");
+    let name = format!("{CLUSTER}-external");
+    let external_bootstrap =
+        eventually(&format!("Service {name}"), WAIT, || async { services.get_opt(&name).await.ok().flatten() }).await;
+    assert!(external_bootstrap.owner_references().iter().any(|o| o.uid == uid && o.controller == Some(true)));
+    let spec = external_bootstrap.spec.expect("a spec");
+    assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+    let ports: Vec<(i32, Option<i32>)> = spec.ports.expect("ports").iter().map(|p| (p.port, p.node_port)).collect();
+    assert_eq!(ports, [(9099, Some(BASE))], "outside clients bootstrap at the base, on the external listener alone");
     for id in 0..2 {
         let name = format!("{CLUSTER}-external-{id}");
         let service =
@@ -90,6 +98,18 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
         let selected: Vec<String> = selected.items.iter().map(|p| p.name_any()).collect();
         assert_eq!(selected, [format!("{CLUSTER}-{id}")], "{name} selects its broker's pod alone");
     }
+    // Every node port of the cluster's Services is one the operator chose.
+    let mut node_ports: Vec<i32> = services
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={CLUSTER}")))
+        .await
+        .expect("list Services")
+        .items
+        .into_iter()
+        .flat_map(|s| s.spec.and_then(|s| s.ports).unwrap_or_default())
+        .filter_map(|p| p.node_port)
+        .collect();
+    node_ports.sort_unstable();
+    assert_eq!(node_ports, [BASE, BASE + 1, BASE + 2], "no node port Kubernetes picked");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let sans = eventually("the listener certificate to name the per-broker Services", WAIT, || async {
         let sans = listener_sans(&secrets).await?;
@@ -98,6 +118,7 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
     .await;
     assert!(sans.contains(&format!("{CLUSTER}-external-0.{NS}.svc.cluster.local")), "{sans:?}");
     assert!(sans.contains(&format!("{CLUSTER}-bootstrap.{NS}.svc")), "{sans:?}");
+    assert!(sans.contains(&format!("{CLUSTER}-external.{NS}.svc")), "{sans:?}");
 
     // Each broker is advertised at its node's address (the pod runner's
     // nodes have InternalIP 127.0.0.1) and its own node port.
@@ -123,13 +144,15 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
     })
     .await;
 
-    // No external listener: no per-broker Service, a ClusterIP bootstrap.
+    // No external listener: no external Service; the bootstrap stays.
     let patch = json!({ "spec": { "listeners": { "external": null } } });
     clusters.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("remove the listener");
-    eventually("broker 0's Service to go with the external listener", WAIT, || async {
-        services.get_opt(&format!("{CLUSTER}-external-0")).await.ok()?.is_none().then_some(())
-    })
-    .await;
+    for name in [format!("{CLUSTER}-external"), format!("{CLUSTER}-external-0")] {
+        eventually(&format!("{name} to go with the external listener"), WAIT, || async {
+            services.get_opt(&name).await.ok()?.is_none().then_some(())
+        })
+        .await;
+    }
     let bootstrap = services.get(&format!("{CLUSTER}-bootstrap")).await.expect("the bootstrap Service");
     assert_eq!(bootstrap.spec.and_then(|s| s.type_).as_deref(), Some("ClusterIP"));
 }

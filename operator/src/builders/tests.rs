@@ -257,9 +257,9 @@ fn services_and_budget() {
         "listeners": { "external": { "type": "NodePort", "nodePortBase": 31000 } },
     }));
     let spec = bootstrap_service(&external).spec.unwrap();
-    assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"), "outside clients have their own bootstrap Service");
     let ports: Vec<(i32, Option<i32>)> = spec.ports.unwrap().iter().map(|p| (p.port, p.node_port)).collect();
-    assert_eq!(ports, [(9092, None), (9099, Some(31000))], "outside clients bootstrap on the external listener");
+    assert_eq!(ports, [(9092, None), (9099, None)], "no node port on an in-cluster Service");
     let pdb = pod_disruption_budget(&c).spec.unwrap();
     assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
     assert_eq!(ClusterNames::of(&c).bootstrap_address(), "events-bootstrap.team.svc:9092");
