@@ -237,21 +237,17 @@ pub async fn controlled_shutdown(broker: &Broker) {
 
 /// The replication factor of an internal topic (`__consumer_offsets`,
 /// `__transaction_state`): the configured one, capped to the size of the
-/// controller quorum so a small cluster is not stuck forever.
-///
-/// The quorum's size is the larger of the voters configured at bootstrap
-/// and those of the current membership: a voter of a new cluster that
-/// started late rejoins (see `controller::rejoin`) and is briefly no voter,
-/// and a topic created in that window must not keep one replica fewer for
-/// life (with `min.insync.replicas` = its replicas, no broker could ever
-/// restart safely).
+/// controller quorum (counting voters rejoining after losing their log, see
+/// [`crate::controller::Controller::quorum_size`]) so a small cluster is not
+/// stuck forever. A voter of a new cluster that started late rejoins and is
+/// briefly no voter; a topic created in that window must not keep one
+/// replica fewer for life (with `min.insync.replicas` equal to its replicas,
+/// no broker could ever restart safely).
 pub fn internal_topic_replication(broker: &Broker, configured: i16) -> usize {
-    let bootstrap_voters = broker.config.voters.len().max(1);
-    replication_within_quorum(configured, bootstrap_voters, broker.controller.voters().len())
+    replication_within_quorum(configured, broker.controller.quorum_size())
 }
 
-fn replication_within_quorum(configured: i16, bootstrap_voters: usize, current_voters: usize) -> usize {
-    let quorum = bootstrap_voters.max(current_voters);
+fn replication_within_quorum(configured: i16, quorum: usize) -> usize {
     usize::try_from(configured).unwrap_or(1).min(quorum).max(1)
 }
 
@@ -292,17 +288,12 @@ mod tests {
     use super::replication_within_quorum;
 
     #[test]
-    fn an_internal_topic_keeps_its_replicas_while_a_late_voter_rejoins() {
-        // Three voters configured, one briefly removed while it rejoins.
-        assert_eq!(replication_within_quorum(3, 3, 2), 3);
-        assert_eq!(replication_within_quorum(3, 3, 3), 3);
-        // A small cluster is capped to its quorum.
-        assert_eq!(replication_within_quorum(3, 1, 1), 1);
-        // Voters added after bootstrap count.
-        assert_eq!(replication_within_quorum(5, 3, 5), 5);
-        assert_eq!(replication_within_quorum(2, 3, 3), 2);
-        // A nonsensical setting still gives one replica.
-        assert_eq!(replication_within_quorum(0, 3, 3), 1);
-        assert_eq!(replication_within_quorum(-1, 3, 3), 1);
+    fn an_internal_topic_has_the_configured_replicas_at_most_one_per_voter() {
+        assert_eq!(replication_within_quorum(3, 3), 3);
+        assert_eq!(replication_within_quorum(3, 1), 1, "a small cluster is capped to its quorum");
+        assert_eq!(replication_within_quorum(5, 5), 5);
+        assert_eq!(replication_within_quorum(2, 3), 2);
+        assert_eq!(replication_within_quorum(0, 3), 1, "a nonsensical setting still gives one replica");
+        assert_eq!(replication_within_quorum(-1, 3), 1);
     }
 }

@@ -32,7 +32,7 @@ use strom_proto::raft::raft_client::RaftClient;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -472,7 +472,7 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
                 request.node_id
             )));
         }
-        encode(&handle_rejoin(&self.raft, request, self.tls.clone()).await)
+        encode(&handle_rejoin(&self.raft, request, self.tls.clone(), &self.active.rejoining).await)
     }
 
     async fn change_voters(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -489,6 +489,8 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
             }
         }
         let image = self.active.state.read().image.clone();
+        // A node the new set leaves out is no longer meant to vote, rejoining or not.
+        self.active.rejoining.lock().retain(|id| request.voters.contains(id));
         encode(&change_voters(&self.raft, &image, &request).await)
     }
 
@@ -508,6 +510,10 @@ pub struct ActiveController {
     pub sessions: Arc<Mutex<Sessions>>,
     /// The image applied on this node (to answer heartbeats of live brokers).
     pub state: Arc<RwLock<AppliedState>>,
+    /// Voters rejoining through this node after losing their log (see
+    /// [`super::rejoin`]): no voters while they catch up, but still of the
+    /// quorum as it is meant to be.
+    pub rejoining: Arc<Mutex<BTreeSet<NodeId>>>,
 }
 
 impl ActiveController {

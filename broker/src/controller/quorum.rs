@@ -302,7 +302,8 @@ impl Controller {
             };
             bootstrap = Some(tokio::spawn(bootstrapper.run()));
         }
-        let active = ActiveController { sessions: Default::default(), state: state.clone() };
+        let active =
+            ActiveController { sessions: Default::default(), state: state.clone(), rejoining: Default::default() };
         let liveness = tokio::spawn(fence_silent_brokers(
             raft.clone(),
             active.clone(),
@@ -374,6 +375,17 @@ impl Controller {
         } else {
             voters
         }
+    }
+
+    /// How many voters the quorum is meant to have: the voters, and on the
+    /// active controller also those rejoining through it after losing their
+    /// log (no voters until they caught up; a voter of a new cluster that
+    /// started after the others formed the quorum is one, see
+    /// [`super::rejoin`]).
+    pub fn quorum_size(&self) -> usize {
+        let mut ids: std::collections::BTreeSet<NodeId> = self.voters().into_iter().collect();
+        ids.extend(self.active.rejoining.lock().iter().copied());
+        ids.len()
     }
 
     /// Waits until an empty node has decided how to start (form a quorum,
@@ -529,6 +541,8 @@ impl Controller {
             let answer = match hint.take().or_else(|| self.active_controller()) {
                 Some(id) if id == self.node_id => {
                     let image = self.state.read().image.clone();
+                    // A node the new set leaves out is no longer meant to vote, rejoining or not.
+                    self.active.rejoining.lock().retain(|id| request.voters.contains(id));
                     Some(super::voters::change_voters(&self.raft, &image, request).await)
                 }
                 Some(id) => match self.address_of(id) {

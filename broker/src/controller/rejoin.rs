@@ -36,7 +36,10 @@
 //! log says so, so voters deciding at the same time never wait on each other.
 //! A voter of a new cluster whose first question comes after the others
 //! have already elected a leader cannot be told from one that lost its disk;
-//! it rejoins too, which is safe, only slower.
+//! it rejoins too, which is safe, only slower. The active controller counts
+//! a rejoining node in the quorum's size meanwhile
+//! ([`super::Controller::quorum_size`]), so an internal topic created in
+//! that window gets a replica per voter still.
 //!
 //! # Rejoin
 //!
@@ -299,8 +302,15 @@ fn write_error(node: NodeId, what: &str, e: RaftError<NodeId, ClientWriteError<N
     }
 }
 
-/// The active controller's side of `Rejoin`.
-pub async fn handle_rejoin(raft: &Raft, request: RejoinRequest, tls: Option<Arc<InternalTls>>) -> RejoinReply {
+/// The active controller's side of `Rejoin`. `rejoining` holds the nodes
+/// between their removal and their return as voters (a new leader learns
+/// of them from their next call).
+pub async fn handle_rejoin(
+    raft: &Raft,
+    request: RejoinRequest,
+    tls: Option<Arc<InternalTls>>,
+    rejoining: &parking_lot::Mutex<BTreeSet<NodeId>>,
+) -> RejoinReply {
     let node = request.node_id;
     let m = raft.metrics().borrow().clone();
     if m.current_leader != Some(m.id) {
@@ -334,11 +344,15 @@ pub async fn handle_rejoin(raft: &Raft, request: RejoinRequest, tls: Option<Arc<
                     node, directory_id = %request.directory_id,
                     "controller voter came back without its log; removing it from the voters until it has caught up"
                 );
+                rejoining.lock().insert(node);
                 raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), true)
                     .await
                     .map_err(|e| write_error(node, "remove from the voters", e))?;
             } else if !settled {
                 return Err(ProposeError::Raft("a membership change is in progress; ask again".into()));
+            }
+            if request.stage == Stage::Closed {
+                rejoining.lock().insert(node);
             }
             Ok(RejoinStep::Removed)
         }
@@ -348,8 +362,10 @@ pub async fn handle_rejoin(raft: &Raft, request: RejoinRequest, tls: Option<Arc<
                     return Err(ProposeError::Raft("a membership change is in progress; ask again".into()));
                 }
                 let index = m.membership_config.log_id().map(|l| l.index).unwrap_or(0);
+                rejoining.lock().remove(&node);
                 return Ok(RejoinStep::Voter { index });
             }
+            rejoining.lock().insert(node);
             let target = m.last_log_index.unwrap_or(0);
             let caught_up = raft
                 .wait(Some(CATCH_UP_TIMEOUT))
@@ -372,6 +388,7 @@ pub async fn handle_rejoin(raft: &Raft, request: RejoinRequest, tls: Option<Arc<
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node])), true)
                 .await
                 .map_err(|e| write_error(node, "make a voter again", e))?;
+            rejoining.lock().remove(&node);
             tracing::info!(node, index = written.log_id.index, "controller voter caught up and is a voter again");
             Ok(RejoinStep::Voter { index: written.log_id.index })
         }
