@@ -55,7 +55,7 @@ pub const NODE_PORT_MAX: i32 = 32767;
     doc = "A Strom cluster: a set of Kafka-compatible brokers with a Raft controller quorum, managed by the Strom operator.",
     // The name prefixes Services (DNS-1035 labels: a letter first, at most 63
     // characters) and pod names with their revision-hash label (the
-    // StatefulSet name at most 52); "-network-policy" is the longest suffix.
+    // StatefulSet name at most 52); "-external-99" is the longest Service suffix.
     validation = Rule::new("self.metadata.name.size() <= 47 && self.metadata.name.matches('^[a-z]')").message(
         "metadata.name must start with a letter and have at most 47 characters: it names the cluster's \
          Services and pods"

@@ -10,9 +10,8 @@
 //! so none Kubernetes picks can take a broker's.
 //!
 //! Which Services exist is planned here, purely; the reconciler applies
-//! [`external_services`] and deletes what [`stale_broker_services`] names
-//! (brokers gone after a scale-down, or the external listener removed) and
-//! the external bootstrap Service once the listener is gone. Every Service
+//! [`external_services`] and deletes what [`stale_services`] names
+//! (brokers gone after a scale-down, or the external listener removed). Every Service
 //! also has the cluster as owner, so deleting the cluster collects them.
 
 use std::collections::BTreeMap;
@@ -88,54 +87,58 @@ pub fn external_services(cluster: &KafkaCluster, replicas: i32) -> Vec<Service> 
     std::iter::once(bootstrap).chain(brokers).collect()
 }
 
-/// Which of the `existing` per-broker Services (name, broker label value)
-/// must go when brokers `0..replicas` keep theirs: every one of a broker
-/// past `replicas`, all of them without an external listener, and any whose
-/// label is not a broker id.
-pub fn stale_broker_services(existing: &[(String, Option<String>)], replicas: i32, external: bool) -> Vec<String> {
+/// Which of the cluster's `existing` Services (name, broker label value if
+/// it has the label) must go when brokers `0..replicas` keep theirs: with
+/// the broker label, every one of a broker past `replicas`, all of them
+/// without an external listener, and any whose label is not a broker id;
+/// the external bootstrap Service without an external listener. The
+/// cluster's other Services (headless, bootstrap) are not this module's.
+pub fn stale_services(
+    existing: &[(String, Option<String>)],
+    names: &ClusterNames,
+    replicas: i32,
+    external: bool,
+) -> Vec<String> {
+    let bootstrap = bootstrap_service_name(names);
     existing
         .iter()
-        .filter(|(_, id)| {
-            let id = id.as_deref().and_then(|v| v.parse::<i32>().ok());
-            !external || id.is_none_or(|id| id < 0 || id >= replicas)
+        .filter(|(name, broker)| match broker {
+            Some(id) => {
+                let id = id.parse::<i32>().ok();
+                !external || id.is_none_or(|id| id < 0 || id >= replicas)
+            }
+            None => !external && *name == bootstrap,
         })
         .map(|(name, _)| name.clone())
         .collect()
 }
 
 /// Applies the external bootstrap Service and the per-broker Services of
-/// brokers `0..replicas`, and deletes the stale ones this cluster owns.
+/// brokers `0..replicas`, and deletes the stale ones this cluster owns
+/// (found by listing, the verb the chart grants beside create, patch and
+/// delete).
 pub async fn reconcile(client: &kube::Client, cluster: &KafkaCluster, replicas: i32) -> Result<(), ClusterError> {
     let names = ClusterNames::of(cluster);
     let api: Api<Service> = Api::namespaced(client.clone(), &names.namespace);
     for service in external_services(cluster, replicas) {
         apply::<Service>(client, &names.namespace, &service).await?;
     }
-    let uid = cluster.metadata.uid.as_deref();
-    let owned = |s: &Service| s.owner_references().iter().any(|o| Some(o.uid.as_str()) == uid);
-    let mut stale = Vec::new();
-    if cluster.spec.listeners.external.is_none() {
-        let name = bootstrap_service_name(&names);
-        let found = api.get_opt(&name).await.map_err(|source| ClusterError::Kube {
-            action: "read",
-            kind: "Service".into(),
-            name: name.clone(),
-            source,
-        })?;
-        stale.extend(found.filter(|s| owned(s)).map(|_| name));
-    }
-    let selector = format!("app.kubernetes.io/instance={},{BROKER_LABEL}", names.name);
+    let selector = format!("app.kubernetes.io/instance={}", names.name);
     let list = api.list(&ListParams::default().labels(&selector)).await.map_err(|source| ClusterError::Kube {
         action: "list",
         kind: "Service".into(),
         name: selector.clone(),
         source,
     })?;
-    let ours: Vec<(String, Option<String>)> =
-        list.items.iter().filter(|s| owned(s)).map(|s| (s.name_any(), s.labels().get(BROKER_LABEL).cloned())).collect();
+    let uid = cluster.metadata.uid.as_deref();
+    let ours: Vec<(String, Option<String>)> = list
+        .items
+        .iter()
+        .filter(|s| s.owner_references().iter().any(|o| Some(o.uid.as_str()) == uid))
+        .map(|s| (s.name_any(), s.labels().get(BROKER_LABEL).cloned()))
+        .collect();
     let external = cluster.spec.listeners.external.is_some();
-    stale.extend(stale_broker_services(&ours, replicas, external));
-    for name in stale {
+    for name in stale_services(&ours, &names, replicas, external) {
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => tracing::info!(cluster = %names.name, service = %name, "deleted an external listener's Service"),
             Err(kube::Error::Api(status)) if status.code == 404 => {}
@@ -209,13 +212,18 @@ mod tests {
 
     #[test]
     fn services_of_brokers_gone_or_of_a_removed_listener_are_stale() {
+        let names = ClusterNames { name: "x".into(), namespace: "ns".into() };
         let existing: Vec<(String, Option<String>)> = [("x-0", Some("0")), ("x-1", Some("1")), ("x-2", Some("2"))]
             .into_iter()
-            .chain([("odd", Some("two")), ("bare", None)])
+            .chain([("odd", Some("two")), ("x-external", None), ("x-bootstrap", None), ("x-brokers", None)])
             .map(|(n, id)| (n.to_string(), id.map(str::to_string)))
             .collect();
-        assert_eq!(stale_broker_services(&existing, 2, true), ["x-2", "odd", "bare"]);
-        assert_eq!(stale_broker_services(&existing, 3, true), ["odd", "bare"]);
-        assert_eq!(stale_broker_services(&existing, 3, false).len(), 5, "no external listener: all go");
+        assert_eq!(stale_services(&existing, &names, 2, true), ["x-2", "odd"]);
+        assert_eq!(stale_services(&existing, &names, 3, true), ["odd"]);
+        assert_eq!(
+            stale_services(&existing, &names, 3, false),
+            ["x-0", "x-1", "x-2", "odd", "x-external"],
+            "no external listener: all its Services go, the in-cluster ones stay"
+        );
     }
 }

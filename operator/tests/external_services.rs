@@ -11,9 +11,11 @@
 //! them; each broker is advertised on the external listener at its node's
 //! address and node port (`<cluster>-advertised`, then Metadata on 9099);
 //! removing the external listener deletes the external Services. (Which
-//! Services a scale-down deletes is `external::stale_broker_services`'s
+//! Services a scale-down deletes is `external::stale_services`'s
 //! unit test: here the scale-down would wait for the StatefulSet to settle,
-//! which it does not after the roll this cluster gets at creation.)
+//! which it does not after the roll this cluster gets at creation.) The
+//! namespace starts with a bootstrap Service as an older operator left it
+//! (NodePort, the base on 9099): the upgrade makes it ClusterIP.
 
 mod common;
 
@@ -57,6 +59,24 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
     let (plane, client) = plane_with_nodes(NS).await;
     let _runner = PodRunner::start(&plane, NS, CLUSTER);
     let _operator = OperatorProcess::for_runner(&plane, &_runner, NS, CLUSTER, 2, &["--resync-seconds", "2"]);
+    // The bootstrap Service as an operator before this one left it: of the
+    // external type, the external port at the base and 9092 at a node port
+    // Kubernetes picked. The upgrade must free the base for `-external`.
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    let old = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": format!("{CLUSTER}-bootstrap"), "labels": { "app.kubernetes.io/instance": CLUSTER } },
+        "spec": {
+            "type": "NodePort",
+            "selector": { "app.kubernetes.io/instance": CLUSTER },
+            "ports": [
+                { "name": "kafka", "port": 9092, "targetPort": 9092, "protocol": "TCP" },
+                { "name": "external", "port": 9099, "targetPort": 9099, "protocol": "TCP", "nodePort": BASE },
+            ],
+        },
+    });
+    let params = PatchParams::apply(strom_operator::FIELD_MANAGER).force();
+    services.patch(&format!("{CLUSTER}-bootstrap"), &params, &Patch::Apply(&old)).await.expect("an old bootstrap");
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
     let spec = json!({
         "replicas": 2,
@@ -69,10 +89,11 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
     create_ready_cluster(&clusters, CLUSTER, spec, WAIT).await;
     let uid = clusters.get(CLUSTER).await.expect("the cluster").metadata.uid.expect("a uid");
 
-    let services: Api<Service> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let bootstrap = services.get(&format!("{CLUSTER}-bootstrap")).await.expect("the bootstrap Service");
-    assert_eq!(bootstrap.spec.and_then(|s| s.type_).as_deref(), Some("ClusterIP"), "in-cluster clients' Service");
+    let spec = bootstrap.spec.expect("a spec");
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"), "in-cluster clients' Service");
+    assert!(spec.ports.iter().flatten().all(|p| p.node_port.is_none()), "{:?}", spec.ports);
     let name = format!("{CLUSTER}-external");
     let external_bootstrap =
         eventually(&format!("Service {name}"), WAIT, || async { services.get_opt(&name).await.ok().flatten() }).await;

@@ -80,7 +80,7 @@ What the operator does, and nothing more (operator/src):
   PodDisruptionBudget and NetworkPolicy (a patch that creates the object needs
   `create` too) and watches them; reads the StatefulSet; deletes the
   NetworkPolicy of a cluster that turns it off (spec.networkPolicy.enabled)
-  and the per-broker external Services of brokers gone (or of an external
+  and the external listener's Services of brokers gone (or of an external
   listener removed);
 - lists a cluster's broker pods and deletes one at a time in a rolling restart;
 - reads, creates and server-side applies each cluster's CA Secrets (cluster
@@ -111,7 +111,7 @@ the operator never deletes them, nor touches PersistentVolumeClaims.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["list", "watch", "create", "patch"]
-# Services: also delete, for the per-broker external Services of brokers
+# Services: also delete, for the external listener's Services of brokers
 # gone or of an external listener removed.
 - apiGroups: [""]
   resources: ["services"]
