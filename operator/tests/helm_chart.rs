@@ -159,7 +159,8 @@ fn default_render_is_restricted_probed_and_leader_elected() {
         .find(|r| format!("{:?}", r["resources"]).contains("services"))
         .expect("a rule on services");
     let verbs: Vec<&str> = services["verbs"].as_sequence().expect("verbs").iter().filter_map(|v| v.as_str()).collect();
-    assert!(verbs.contains(&"delete"), "stale per-broker external Services are deleted: {verbs:?}");
+    assert!(verbs.contains(&"delete"), "stale external listener Services are deleted: {verbs:?}");
+    assert!(verbs.contains(&"list"), "they are found by listing: {verbs:?}");
     let nodes = role["rules"]
         .as_sequence()
         .expect("rules")

@@ -251,7 +251,7 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         kind: int(1, i16::MAX as i64),
         default: "3",
         broker_synonym: None,
-        doc: "Replication factor of __transaction_state when it is created (capped to the controller voters).",
+        doc: "Replication factor of __transaction_state when it is created (capped to the controller voters; creation waits until that many brokers are live).",
     },
     SettingDef {
         name: "transaction.state.log.min.isr",

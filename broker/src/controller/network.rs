@@ -32,7 +32,7 @@ use strom_proto::raft::raft_client::RaftClient;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -40,7 +40,7 @@ use parking_lot::{Mutex, RwLock};
 use super::describe::{DescribeQuorumError, QuorumDescription, describe};
 use super::image::{Command, CommandResult};
 use super::liveness::Sessions;
-use super::rejoin::{Gate, PeerStatus, RejoinReply, RejoinRequest, Stage, handle_rejoin};
+use super::rejoin::{Gate, PeerStatus, RejoinReply, RejoinRequest, Rejoining, Stage, handle_rejoin};
 use super::state_machine::AppliedState;
 use super::voters::{VoterChangeError, VoterChangeRequest, VoterProgress, change_voters};
 use super::{NodeId, Raft, TypeConfig};
@@ -489,9 +489,12 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
             }
         }
         let image = self.active.state.read().image.clone();
-        // A node the new set leaves out is no longer meant to vote, rejoining or not.
-        self.active.rejoining.lock().retain(|id| request.voters.contains(id));
-        encode(&change_voters(&self.raft, &image, &request).await)
+        let answer = change_voters(&self.raft, &image, &request).await;
+        if answer.is_ok() {
+            // A node the new set leaves out is no longer meant to vote, rejoining or not.
+            self.active.rejoining.lock().retain_voters(&request.voters);
+        }
+        encode(&answer)
     }
 
     async fn describe_quorum(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -513,7 +516,7 @@ pub struct ActiveController {
     /// Voters rejoining through this node after losing their log (see
     /// [`super::rejoin`]): no voters while they catch up, but still of the
     /// quorum as it is meant to be.
-    pub rejoining: Arc<Mutex<BTreeSet<NodeId>>>,
+    pub rejoining: Arc<Mutex<Rejoining>>,
 }
 
 impl ActiveController {

@@ -378,14 +378,23 @@ impl Controller {
     }
 
     /// How many voters the quorum is meant to have: the voters, and on the
-    /// active controller also those rejoining through it after losing their
-    /// log (no voters until they caught up; a voter of a new cluster that
+    /// active controller also those rejoining through it in its term after
+    /// losing their log (no voters until they caught up; a voter of a new cluster that
     /// started after the others formed the quorum is one, see
     /// [`super::rejoin`]).
     pub fn quorum_size(&self) -> usize {
-        let mut ids: std::collections::BTreeSet<NodeId> = self.voters().into_iter().collect();
-        ids.extend(self.active.rejoining.lock().iter().copied());
-        ids.len()
+        let voters = self.voters();
+        let (leading, term, members) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.current_leader == Some(self.node_id), m.current_term, m.membership_config.membership().clone())
+        };
+        if !leading {
+            return voters.len();
+        }
+        let rejoining = self.active.rejoining.lock();
+        voters.len()
+            + rejoining.in_term(term).filter(|id| members.get_node(id).is_some() && !voters.contains(id)).count()
     }
 
     /// Waits until an empty node has decided how to start (form a quorum,
@@ -541,9 +550,12 @@ impl Controller {
             let answer = match hint.take().or_else(|| self.active_controller()) {
                 Some(id) if id == self.node_id => {
                     let image = self.state.read().image.clone();
-                    // A node the new set leaves out is no longer meant to vote, rejoining or not.
-                    self.active.rejoining.lock().retain(|id| request.voters.contains(id));
-                    Some(super::voters::change_voters(&self.raft, &image, request).await)
+                    let answer = super::voters::change_voters(&self.raft, &image, request).await;
+                    if answer.is_ok() {
+                        // A node the new set leaves out is no longer meant to vote, rejoining or not.
+                        self.active.rejoining.lock().retain_voters(&request.voters);
+                    }
+                    Some(answer)
                 }
                 Some(id) => match self.address_of(id) {
                     Some(node) => {

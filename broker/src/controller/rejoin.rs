@@ -267,6 +267,42 @@ pub fn decide(
     }
 }
 
+/// The nodes rejoining through this node as active controller, with the
+/// Raft term they asked in: only those of the current term count (a new
+/// leader learns of a rejoining node from its next call), so nothing stays
+/// from an earlier leadership.
+#[derive(Debug, Default)]
+pub struct Rejoining {
+    term: u64,
+    nodes: BTreeSet<NodeId>,
+}
+
+impl Rejoining {
+    /// `node` is rejoining, as asked in `term`.
+    pub fn insert(&mut self, term: u64, node: NodeId) {
+        if term != self.term {
+            self.nodes.clear();
+            self.term = term;
+        }
+        self.nodes.insert(node);
+    }
+
+    /// `node` is a voter again.
+    pub fn remove(&mut self, node: NodeId) {
+        self.nodes.remove(&node);
+    }
+
+    /// Keeps only the nodes still meant to vote (after a voter change).
+    pub fn retain_voters(&mut self, voters: &BTreeSet<NodeId>) {
+        self.nodes.retain(|id| voters.contains(id));
+    }
+
+    /// The nodes rejoining in `term`.
+    pub fn in_term(&self, term: u64) -> impl Iterator<Item = NodeId> + '_ {
+        self.nodes.iter().copied().filter(move |_| term == self.term)
+    }
+}
+
 /// A rejoining node's request to the active controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejoinRequest {
@@ -303,13 +339,12 @@ fn write_error(node: NodeId, what: &str, e: RaftError<NodeId, ClientWriteError<N
 }
 
 /// The active controller's side of `Rejoin`. `rejoining` holds the nodes
-/// between their removal and their return as voters (a new leader learns
-/// of them from their next call).
+/// between their removal and their return as voters.
 pub async fn handle_rejoin(
     raft: &Raft,
     request: RejoinRequest,
     tls: Option<Arc<InternalTls>>,
-    rejoining: &parking_lot::Mutex<BTreeSet<NodeId>>,
+    rejoining: &parking_lot::Mutex<Rejoining>,
 ) -> RejoinReply {
     let node = request.node_id;
     let m = raft.metrics().borrow().clone();
@@ -344,7 +379,7 @@ pub async fn handle_rejoin(
                     node, directory_id = %request.directory_id,
                     "controller voter came back without its log; removing it from the voters until it has caught up"
                 );
-                rejoining.lock().insert(node);
+                rejoining.lock().insert(m.current_term, node);
                 raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), true)
                     .await
                     .map_err(|e| write_error(node, "remove from the voters", e))?;
@@ -352,7 +387,7 @@ pub async fn handle_rejoin(
                 return Err(ProposeError::Raft("a membership change is in progress; ask again".into()));
             }
             if request.stage == Stage::Closed {
-                rejoining.lock().insert(node);
+                rejoining.lock().insert(m.current_term, node);
             }
             Ok(RejoinStep::Removed)
         }
@@ -362,10 +397,10 @@ pub async fn handle_rejoin(
                     return Err(ProposeError::Raft("a membership change is in progress; ask again".into()));
                 }
                 let index = m.membership_config.log_id().map(|l| l.index).unwrap_or(0);
-                rejoining.lock().remove(&node);
+                rejoining.lock().remove(node);
                 return Ok(RejoinStep::Voter { index });
             }
-            rejoining.lock().insert(node);
+            rejoining.lock().insert(m.current_term, node);
             let target = m.last_log_index.unwrap_or(0);
             let caught_up = raft
                 .wait(Some(CATCH_UP_TIMEOUT))
@@ -388,7 +423,7 @@ pub async fn handle_rejoin(
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node])), true)
                 .await
                 .map_err(|e| write_error(node, "make a voter again", e))?;
-            rejoining.lock().remove(&node);
+            rejoining.lock().remove(node);
             tracing::info!(node, index = written.log_id.index, "controller voter caught up and is a voter again");
             Ok(RejoinStep::Voter { index: written.log_id.index })
         }
@@ -627,5 +662,20 @@ mod tests {
         assert!(gate.takes_replication() && !gate.takes_votes());
         gate.set(Stage::Open);
         assert!(gate.takes_replication() && gate.takes_votes());
+    }
+
+    #[test]
+    fn only_the_rejoins_of_the_current_term_count() {
+        let mut r = Rejoining::default();
+        r.insert(5, 2);
+        r.insert(5, 3);
+        assert_eq!(r.in_term(5).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(r.in_term(6).count(), 0, "a later term: asked of an earlier leadership");
+        r.remove(3);
+        assert_eq!(r.in_term(5).collect::<Vec<_>>(), [2]);
+        r.insert(7, 4);
+        assert_eq!(r.in_term(7).collect::<Vec<_>>(), [4], "a new term forgets the earlier ones");
+        r.retain_voters(&BTreeSet::from([0, 1, 2]));
+        assert_eq!(r.in_term(7).count(), 0, "a voter change that leaves it out");
     }
 }

@@ -98,7 +98,7 @@ pub enum TxnError {
 pub struct TxnConfig {
     /// `transaction.state.log.num.partitions`.
     pub partitions: i32,
-    /// `transaction.state.log.replication.factor` (capped to the brokers when created).
+    /// `transaction.state.log.replication.factor` (capped to the controller quorum's size when created).
     pub replication_factor: i16,
     /// `transaction.state.log.min.isr`.
     pub min_isr: i32,
