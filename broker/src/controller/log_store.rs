@@ -13,7 +13,8 @@
 //! Ownership: openraft calls the write methods one at a time from its core
 //! task; the in-memory copy behind the mutex serves readers. The mutex is
 //! never held across an `.await` or during file I/O, which runs on the
-//! blocking pool.
+//! blocking pool, tracked by the node's [`TaskTracker`] so that shutting the
+//! node down waits for a write already under way.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -27,6 +28,7 @@ use openraft::{AnyError, Entry, LogId, OptionalSend, RaftLogReader, StorageError
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_util::task::TaskTracker;
 
 use super::{NodeId, TypeConfig};
 
@@ -35,6 +37,7 @@ use super::{NodeId, TypeConfig};
 pub struct LogStore {
     dir: PathBuf,
     inner: Arc<Mutex<Inner>>,
+    io: TaskTracker,
 }
 
 #[derive(Debug, Default)]
@@ -82,14 +85,19 @@ fn entry_path(log_dir: &Path, index: u64) -> PathBuf {
     log_dir.join(format!("{index:020}.json"))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(io_error)?
+/// Runs file I/O on the blocking pool, tracked by `io`.
+pub(crate) async fn blocking<T: Send + 'static>(
+    io: &TaskTracker,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    io.spawn_blocking(f).await.map_err(io_error)?
 }
 
 impl LogStore {
-    /// Opens (or creates) the store in `dir`, loading what a previous run kept.
-    /// Blocking: call it before starting Raft, off the reactor.
-    pub fn open(dir: &Path) -> std::io::Result<LogStore> {
+    /// Opens (or creates) the store in `dir`, loading what a previous run kept;
+    /// its writes are tracked by `io`. Blocking: call it before starting Raft,
+    /// off the reactor.
+    pub fn open(dir: &Path, io: TaskTracker) -> std::io::Result<LogStore> {
         let log_dir = dir.join("log");
         std::fs::create_dir_all(&log_dir)?;
         let vote = read_json(&dir.join("vote.json"))?;
@@ -138,6 +146,7 @@ impl LogStore {
         Ok(LogStore {
             dir: dir.to_path_buf(),
             inner: Arc::new(Mutex::new(Inner { entries, last_purged, vote, committed })),
+            io,
         })
     }
 }
@@ -175,7 +184,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         let path = self.dir.join("vote.json");
         let v = *vote;
-        blocking(move || write_atomically(&path, &v))
+        blocking(&self.io, move || write_atomically(&path, &v))
             .await
             .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
         self.inner.lock().vote = Some(v);
@@ -188,7 +197,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
         let path = self.dir.join("committed.json");
-        blocking(move || write_atomically(&path, &committed))
+        blocking(&self.io, move || write_atomically(&path, &committed))
             .await
             .map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
         self.inner.lock().committed = committed;
@@ -207,7 +216,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let log_dir = self.dir.join("log");
         let to_write = entries.clone();
-        let written = blocking(move || {
+        let written = blocking(&self.io, move || {
             for entry in &to_write {
                 let path = entry_path(&log_dir, entry.log_id.index);
                 let bytes = serde_json::to_vec(entry).map_err(io_error)?;
@@ -245,7 +254,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             gone.into_keys().collect()
         };
         let log_dir = self.dir.join("log");
-        blocking(move || {
+        blocking(&self.io, move || {
             // Highest first: a crash midway leaves a shorter log, never a hole.
             for index in removed.into_iter().rev() {
                 match std::fs::remove_file(entry_path(&log_dir, index)) {
@@ -263,7 +272,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let purged_path = self.dir.join("purged.json");
         let value = Some(log_id);
-        blocking(move || write_atomically(&purged_path, &value))
+        blocking(&self.io, move || write_atomically(&purged_path, &value))
             .await
             .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
         let removed: Vec<u64> = {
@@ -274,7 +283,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         let log_dir = self.dir.join("log");
         // The purge point is durable: a leftover file is ignored and removed on open.
-        blocking(move || {
+        blocking(&self.io, move || {
             for index in removed {
                 let _ = std::fs::remove_file(entry_path(&log_dir, index));
             }

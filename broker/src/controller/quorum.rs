@@ -26,7 +26,7 @@
 //! was then certainly not appended); any other failure is returned, because
 //! the command may or may not have been committed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +38,7 @@ use parking_lot::RwLock;
 use strom_proto::raft::raft_server::RaftServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use super::describe::{DescribeQuorumError, QuorumDescription, describe};
 use super::image::{ClusterImage, Command, CommandResult};
@@ -174,8 +175,10 @@ pub struct Controller {
     /// The quorum told this empty node it is no voter (it may be a
     /// configured one: the configuration names voters not added yet).
     learner: Arc<AtomicBool>,
-    bootstrap: Option<JoinHandle<()>>,
+    bootstrap: parking_lot::Mutex<Option<JoinHandle<()>>>,
     internal_tls: Option<Arc<crate::tls::InternalTls>>,
+    /// The storage's file writes on the blocking pool, waited for at shutdown.
+    io: TaskTracker,
 }
 
 /// The voters an empty node goes by while its log holds no membership: the
@@ -220,9 +223,11 @@ impl Controller {
     pub async fn start_unserved(config: ControllerConfig) -> Result<Controller, ControllerError> {
         let dir = config.data_dir.join("controller");
         let open_dir = dir.clone();
+        let io = TaskTracker::new();
+        let store_io = io.clone();
         let (log_store, state_machine, meta) = tokio::task::spawn_blocking(move || {
-            let log_store = LogStore::open(&open_dir)?;
-            let state_machine = StateMachine::open(&open_dir)?;
+            let log_store = LogStore::open(&open_dir, store_io.clone())?;
+            let state_machine = StateMachine::open(&open_dir, store_io)?;
             Ok::<_, std::io::Error>((log_store, state_machine, DirMeta::read(&open_dir)?))
         })
         .await
@@ -321,8 +326,9 @@ impl Controller {
             liveness,
             gate,
             learner,
-            bootstrap,
+            bootstrap: parking_lot::Mutex::new(bootstrap),
             internal_tls: config.internal_tls.clone(),
+            io,
         })
     }
 
@@ -382,13 +388,20 @@ impl Controller {
     /// losing their log (no voters until they caught up; a voter of a new cluster that
     /// started after the others formed the quorum is one, see
     /// [`super::rejoin`]).
+    ///
+    /// The membership is read once, before the rejoining nodes: a node is
+    /// recorded there before it is removed and stays recorded once it is a
+    /// voter again, so no read between two steps of a rejoin counts it out.
     pub fn quorum_size(&self) -> usize {
-        let voters = self.voters();
         let (leading, term, members) = {
             let m = self.raft.metrics();
             let m = m.borrow();
             (m.current_leader == Some(self.node_id), m.current_term, m.membership_config.membership().clone())
         };
+        let voters: BTreeSet<NodeId> = members.voter_ids().collect();
+        if voters.is_empty() {
+            return fallback_voters(&self.voters, self.node_id, self.learner.load(Ordering::Acquire)).len();
+        }
         if !leading {
             return voters.len();
         }
@@ -400,7 +413,7 @@ impl Controller {
     /// Waits until an empty node has decided how to start (form a quorum,
     /// rejoin it, or wait to be a learner); at once for a node with a log.
     pub async fn wait_start_decided(&self) {
-        while self.bootstrap.as_ref().is_some_and(|b| !b.is_finished())
+        while self.bootstrap.lock().as_ref().is_some_and(|b| !b.is_finished())
             && self.gate.stage() == Stage::Closed
             && !self.learner.load(Ordering::Acquire)
         {
@@ -641,8 +654,11 @@ impl Controller {
     /// Stops Raft and the gRPC server; the files stay for the next start.
     pub async fn shutdown(&self) {
         self.liveness.abort();
-        if let Some(bootstrap) = &self.bootstrap {
+        let bootstrap = self.bootstrap.lock().take();
+        if let Some(bootstrap) = bootstrap {
             bootstrap.abort();
+            // It may be writing this node's meta.json on another worker.
+            let _ = bootstrap.await;
         }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(node_id = self.node_id, error = %e, "controller raft shutdown failed");
@@ -652,6 +668,10 @@ impl Controller {
             server.abort();
             let _ = server.await;
         }
+        // Raft's tasks are gone, but a file write they started on the
+        // blocking pool runs to its end: the directory is ours until then.
+        self.io.close();
+        self.io.wait().await;
     }
 }
 

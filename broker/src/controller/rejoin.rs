@@ -267,10 +267,13 @@ pub fn decide(
     }
 }
 
-/// The nodes rejoining through this node as active controller, with the
+/// The nodes that rejoined through this node as active controller, with the
 /// Raft term they asked in: only those of the current term count (a new
 /// leader learns of a rejoining node from its next call), so nothing stays
-/// from an earlier leadership.
+/// from an earlier leadership. A node stays recorded once it is a voter
+/// again (it counts only while it is none): forgetting it after the voter
+/// change would let a reader that saw the membership just before that change
+/// count it out.
 #[derive(Debug, Default)]
 pub struct Rejoining {
     term: u64,
@@ -287,17 +290,12 @@ impl Rejoining {
         self.nodes.insert(node);
     }
 
-    /// `node` is a voter again.
-    pub fn remove(&mut self, node: NodeId) {
-        self.nodes.remove(&node);
-    }
-
     /// Keeps only the nodes still meant to vote (after a voter change).
     pub fn retain_voters(&mut self, voters: &BTreeSet<NodeId>) {
         self.nodes.retain(|id| voters.contains(id));
     }
 
-    /// The nodes rejoining in `term`.
+    /// The nodes that rejoined (or still rejoin) in `term`.
     pub fn in_term(&self, term: u64) -> impl Iterator<Item = NodeId> + '_ {
         self.nodes.iter().copied().filter(move |_| term == self.term)
     }
@@ -338,8 +336,8 @@ fn write_error(node: NodeId, what: &str, e: RaftError<NodeId, ClientWriteError<N
     }
 }
 
-/// The active controller's side of `Rejoin`. `rejoining` holds the nodes
-/// between their removal and their return as voters.
+/// The active controller's side of `Rejoin`. `rejoining` records each node
+/// that rejoins through it, before its removal (see [`Rejoining`]).
 pub async fn handle_rejoin(
     raft: &Raft,
     request: RejoinRequest,
@@ -397,7 +395,6 @@ pub async fn handle_rejoin(
                     return Err(ProposeError::Raft("a membership change is in progress; ask again".into()));
                 }
                 let index = m.membership_config.log_id().map(|l| l.index).unwrap_or(0);
-                rejoining.lock().remove(node);
                 return Ok(RejoinStep::Voter { index });
             }
             rejoining.lock().insert(m.current_term, node);
@@ -423,7 +420,6 @@ pub async fn handle_rejoin(
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node])), true)
                 .await
                 .map_err(|e| write_error(node, "make a voter again", e))?;
-            rejoining.lock().remove(node);
             tracing::info!(node, index = written.log_id.index, "controller voter caught up and is a voter again");
             Ok(RejoinStep::Voter { index: written.log_id.index })
         }
@@ -671,8 +667,6 @@ mod tests {
         r.insert(5, 3);
         assert_eq!(r.in_term(5).collect::<Vec<_>>(), [2, 3]);
         assert_eq!(r.in_term(6).count(), 0, "a later term: asked of an earlier leadership");
-        r.remove(3);
-        assert_eq!(r.in_term(5).collect::<Vec<_>>(), [2]);
         r.insert(7, 4);
         assert_eq!(r.in_term(7).collect::<Vec<_>>(), [4], "a new term forgets the earlier ones");
         r.retain_voters(&BTreeSet::from([0, 1, 2]));

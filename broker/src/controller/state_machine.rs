@@ -21,9 +21,10 @@ use openraft::{
 };
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
+use tokio_util::task::TaskTracker;
 
 use super::image::{ClusterImage, Outcome};
-use super::log_store::{read_json, write_atomically};
+use super::log_store::{blocking, read_json, write_atomically};
 use super::{Applied, NodeId, TypeConfig};
 
 /// The applied state shared with readers.
@@ -53,6 +54,8 @@ pub struct StateMachine {
     path: PathBuf,
     state: Arc<RwLock<AppliedState>>,
     snapshot: Arc<RwLock<Option<StoredSnapshot>>>,
+    /// Tracks the snapshot writes (see [`super::log_store`]).
+    io: TaskTracker,
 }
 
 fn sm_error(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -61,8 +64,9 @@ fn sm_error(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
 
 impl StateMachine {
     /// Opens the state machine in `dir`, starting from the persisted snapshot
-    /// if there is one. Blocking: call it off the reactor.
-    pub fn open(dir: &Path) -> std::io::Result<StateMachine> {
+    /// if there is one; its writes are tracked by `io`. Blocking: call it off
+    /// the reactor.
+    pub fn open(dir: &Path, io: TaskTracker) -> std::io::Result<StateMachine> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("snapshot.json");
         let mut state = AppliedState::default();
@@ -75,7 +79,7 @@ impl StateMachine {
             state.membership = file.meta.last_membership.clone();
             snapshot = Some((file.meta, file.data.into_bytes()));
         }
-        Ok(StateMachine { path, state: Arc::new(RwLock::new(state)), snapshot: Arc::new(RwLock::new(snapshot)) })
+        Ok(StateMachine { path, state: Arc::new(RwLock::new(state)), snapshot: Arc::new(RwLock::new(snapshot)), io })
     }
 
     /// The shared applied state, for readers.
@@ -87,9 +91,8 @@ impl StateMachine {
         let text = String::from_utf8(data.clone()).map_err(sm_error)?;
         let path = self.path.clone();
         let file = SnapshotFile { meta: meta.clone(), data: text };
-        tokio::task::spawn_blocking(move || write_atomically(&path, &file))
+        blocking(&self.io, move || write_atomically(&path, &file))
             .await
-            .map_err(sm_error)?
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))?;
         *self.snapshot.write() = Some((meta, data));
         Ok(())

@@ -314,19 +314,51 @@ async fn a_voter_that_lost_its_log_rejoins_as_a_voter_and_never_helps_elect_a_no
 
     // 1. A follower loses its log: it rejoins, first removed, then a voter again.
     let follower = (0..3).find(|id| *id != leader).unwrap();
+    let keepers: Vec<NodeId> = (0..3).filter(|id| *id != follower).collect();
     nodes[follower as usize].take().unwrap().shutdown().await;
     wipe(dirs[follower as usize].path());
+    // While it rejoins it is briefly no voter, but a leader that removed it
+    // still counts it in the quorum's size (internal topics keep their
+    // replicas). Every change of the other two nodes' metrics is looked at,
+    // so the window is seen however short it is.
+    let mut watch_a = node(&nodes, keepers[0]).raft().metrics();
+    let mut watch_b = node(&nodes, keepers[1]).raft().metrics();
     nodes[follower as usize] = Some(start(follower, &voters, dirs[follower as usize].path()).await);
-    // While it rejoins it is briefly no voter, but the leader still counts
-    // it in the quorum's size (internal topics keep their replicas).
-    let mut fewest_voters = usize::MAX;
-    wait_for("the wiped follower to be a voter again", || {
-        let leading = node(&nodes, leader);
-        fewest_voters = fewest_voters.min(leading.voters().len());
-        assert_eq!(leading.quorum_size(), 3, "voters {:?}", leading.voters());
-        (node(&nodes, follower).is_voter() && fewest_voters == 2).then_some(())
-    })
-    .await;
+    let mut sizes_while_removed = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        for id in &keepers {
+            let n = node(&nodes, *id);
+            let m = n.raft().metrics().borrow().clone();
+            let membership = m.membership_config.membership();
+            // Only a leader that removed it itself: one elected since
+            // learns of the rejoin from the node's next call.
+            let removed_by_this_leader = m.current_leader == Some(*id)
+                && !membership.voter_ids().any(|v| v == follower)
+                && m.membership_config.log_id().is_some_and(|l| l.leader_id.term == m.current_term);
+            let seen = (n.quorum_size(), membership.voter_ids().collect::<Vec<_>>());
+            if removed_by_this_leader && sizes_while_removed.last() != Some(&seen) {
+                sizes_while_removed.push(seen);
+            }
+        }
+        if node(&nodes, follower).is_voter() && !sizes_while_removed.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for the wiped follower to be removed and a voter again (seen: {sizes_while_removed:?})"
+        );
+        tokio::select! {
+            _ = watch_a.changed() => {}
+            _ = watch_b.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    assert!(
+        sizes_while_removed.iter().all(|(size, _)| *size == 3),
+        "quorum sizes while removed: {sizes_while_removed:?}"
+    );
+    let leader = wait_for("a leader", || leader_of(&nodes)).await;
     assert_eq!(node(&nodes, leader).quorum_size(), 3, "once it is a voter again");
     let members = node(&nodes, follower).raft().metrics().borrow().membership_config.membership().clone();
     assert_eq!(members.voter_ids().collect::<Vec<_>>(), vec![0, 1, 2]);
