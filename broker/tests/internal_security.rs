@@ -12,6 +12,10 @@
 //! - Admin (DeleteTopic) without a certificate, or with one the cluster CA
 //!   did not sign, is refused and the topic stays.
 //! - Raft.Propose from a broker that is not a member is refused.
+//! - A broker that is a controller learner (every broker is one) cannot make
+//!   itself a voter through Rejoin: only a voter removed after losing its
+//!   log (recorded so by the active controller, which alone may propose
+//!   that record) is made one again.
 //! - Throughout, an idempotent acks=all producer writes another topic; after
 //!   the attacks a leader is killed (-9) and every acknowledged record is
 //!   read back once, in order (the history checker).
@@ -31,6 +35,8 @@ use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
+use strom_broker::controller::network::ProposeError;
+use strom_broker::controller::rejoin::{PeerStatus, RejoinReply, RejoinRequest, RejoinStep, Stage};
 use strom_broker::controller::{Command, TypeConfig};
 use strom_broker::tls::{Identity, InternalTls, TlsFiles};
 use strom_proto::admin::admin_client::AdminClient;
@@ -157,6 +163,44 @@ async fn tls_without_client_certificate(cluster: &Cluster, id: i32) -> Result<()
         Ok(Ok(n)) => panic!("the server answered {n} bytes to a client without a certificate"),
         Err(_) => panic!("the server neither answered nor closed a connection without a client certificate"),
     }
+}
+
+#[test]
+fn a_learner_cannot_make_itself_a_voter_through_rejoin() {
+    // Broker 0 alone votes; broker 1 follows the metadata log as a learner.
+    let cluster = Cluster::start_with_voters(2, 1, "learner-rejoin", FAST_FAILOVER);
+    assert_eq!(cluster.wait_for_controller(&[], TIMEOUT), 0);
+    let rt = runtime();
+    rt.block_on(async {
+        // Broker 1's own certificate, so the identity check passes.
+        let mut raft = RaftClient::new(cluster.internal_channel(0, Some(&cluster.tls_as(Identity::Broker(1)))));
+        let rejoin = |stage| raft_message(&RejoinRequest { node_id: 1, directory_id: uuid::Uuid::new_v4(), stage });
+        // Once it is a learner, "remove me" is a no-op for a node that is no voter.
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let reply = raft.rejoin(rejoin(Stage::Closed)).await.expect("Rejoin is answered");
+            let reply: RejoinReply = serde_json::from_slice(&reply.into_inner().payload).expect("a Rejoin reply");
+            match reply {
+                Ok(RejoinStep::Removed) => break,
+                other => assert!(Instant::now() < deadline, "broker 1 never became a learner: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Nor can it record itself as a rejoining voter: only the active controller does.
+        let record = raft_message(&Command::VoterRejoining { node_id: 1 });
+        assert_denied("Propose VoterRejoining from a learner", raft.propose(record).await);
+        // "Make me a voter again" is refused: it never was a voter that lost its log.
+        let reply = raft.rejoin(rejoin(Stage::Learner)).await.expect("Rejoin is answered");
+        let reply: RejoinReply = serde_json::from_slice(&reply.into_inner().payload).expect("a Rejoin reply");
+        assert!(
+            matches!(&reply, Err(ProposeError::Raft(why)) if why.contains("not a voter rejoining")),
+            "a learner's Rejoin(Learner) must be refused, got {reply:?}"
+        );
+        let status = raft.status(raft_message(&())).await.expect("Status is answered").into_inner();
+        let status: PeerStatus = serde_json::from_slice(&status.payload).expect("a Status reply");
+        let voters: Vec<u64> = status.voters.expect("the voters").into_keys().collect();
+        assert_eq!(voters, vec![0], "the voters changed");
+    });
 }
 
 #[test]

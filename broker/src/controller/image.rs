@@ -146,6 +146,12 @@ pub struct ClusterImage {
     /// Client quotas (kafka-configs.sh `--entity-type users/clients/ips`).
     #[serde(default, skip_serializing_if = "ClientQuotas::is_empty")]
     pub client_quotas: ClientQuotas,
+    /// Controller voters that lost their log and were removed from the
+    /// voters until they catch up (see [`super::rejoin`]): only these may be
+    /// made voters again by a rejoin, and they count in the quorum's size
+    /// meanwhile.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub rejoining_voters: BTreeSet<super::NodeId>,
 }
 
 /// How a new topic's replicas are placed.
@@ -241,6 +247,13 @@ pub enum Command {
     /// Sets and removes client quota values (AlterClientQuotas), entity by
     /// entity; all or nothing.
     AlterClientQuotas { alterations: Vec<(QuotaEntity, Vec<QuotaOp>)> },
+    /// A controller voter lost its log: the active controller records it
+    /// before removing it from the voters (only the active controller
+    /// proposes it).
+    VoterRejoining { node_id: super::NodeId },
+    /// A rejoining voter is a voter again, or is no longer meant to be one
+    /// (only the active controller proposes it).
+    VoterRejoined { node_id: super::NodeId },
 }
 
 /// What an applied command produced.
@@ -513,6 +526,14 @@ impl ClusterImage {
                     })?;
                 }
                 self.client_quotas = quotas;
+                Ok(Outcome::Done)
+            }
+            Command::VoterRejoining { node_id } => {
+                self.rejoining_voters.insert(*node_id);
+                Ok(Outcome::Done)
+            }
+            Command::VoterRejoined { node_id } => {
+                self.rejoining_voters.remove(node_id);
                 Ok(Outcome::Done)
             }
         }
@@ -1134,6 +1155,23 @@ mod tests {
         register(&mut image, 40, 0, "a");
         let p = image.partition("t", 0).unwrap();
         assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2]), "the restarted broker must catch up before it counts");
+    }
+
+    #[test]
+    fn rejoining_voters_are_recorded_until_rejoined_and_survive_serialization() {
+        let mut image = ClusterImage::default();
+        let empty = serde_json::to_string(&image).unwrap();
+        assert!(!empty.contains("rejoining_voters"), "an image without rejoins keeps its older form: {empty}");
+        image.apply(1, &Command::VoterRejoining { node_id: 2 }).unwrap();
+        image.apply(2, &Command::VoterRejoining { node_id: 2 }).unwrap();
+        image.apply(3, &Command::VoterRejoining { node_id: 1 }).unwrap();
+        let back: ClusterImage = serde_json::from_str(&serde_json::to_string(&image).unwrap()).unwrap();
+        assert_eq!(back.rejoining_voters, BTreeSet::from([1, 2]));
+        image.apply(4, &Command::VoterRejoined { node_id: 2 }).unwrap();
+        image.apply(5, &Command::VoterRejoined { node_id: 7 }).unwrap();
+        assert_eq!(image.rejoining_voters, BTreeSet::from([1]));
+        let older: ClusterImage = serde_json::from_str(&empty).unwrap();
+        assert!(older.rejoining_voters.is_empty());
     }
 
     #[test]

@@ -40,7 +40,7 @@ use parking_lot::{Mutex, RwLock};
 use super::describe::{DescribeQuorumError, QuorumDescription, describe};
 use super::image::{Command, CommandResult};
 use super::liveness::Sessions;
-use super::rejoin::{Gate, PeerStatus, RejoinReply, RejoinRequest, Rejoining, Stage, handle_rejoin};
+use super::rejoin::{Gate, PeerStatus, RejoinReply, RejoinRequest, Stage, handle_rejoin};
 use super::state_machine::AppliedState;
 use super::voters::{VoterChangeError, VoterChangeRequest, VoterProgress, change_voters};
 use super::{NodeId, Raft, TypeConfig};
@@ -383,8 +383,9 @@ impl RaftService {
             | Command::AllocateProducerIdBlock { broker_id } => Some(*broker_id),
             Command::AlterIsr { leader_id, .. } => Some(*leader_id),
             Command::RegisterBroker { broker_id, .. } => Some(*broker_id),
-            // Only the active controller fences, by its own session timer.
-            Command::FenceBroker { .. } => Some(-1),
+            // Only the active controller fences, by its own session timer,
+            // and records the voters rejoining through it.
+            Command::FenceBroker { .. } | Command::VoterRejoining { .. } | Command::VoterRejoined { .. } => Some(-1),
             _ => None,
         };
         if let Some(subject) = about
@@ -472,7 +473,7 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
                 request.node_id
             )));
         }
-        encode(&handle_rejoin(&self.raft, request, self.tls.clone(), &self.active.rejoining).await)
+        encode(&handle_rejoin(&self.raft, request, self.tls.clone(), &self.active.state).await)
     }
 
     async fn change_voters(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -489,12 +490,7 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
             }
         }
         let image = self.active.state.read().image.clone();
-        let answer = change_voters(&self.raft, &image, &request).await;
-        if answer.is_ok() {
-            // A node the new set leaves out is no longer meant to vote, rejoining or not.
-            self.active.rejoining.lock().retain_voters(&request.voters);
-        }
-        encode(&answer)
+        encode(&change_voters(&self.raft, &image, &request).await)
     }
 
     async fn describe_quorum(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -513,10 +509,6 @@ pub struct ActiveController {
     pub sessions: Arc<Mutex<Sessions>>,
     /// The image applied on this node (to answer heartbeats of live brokers).
     pub state: Arc<RwLock<AppliedState>>,
-    /// Voters rejoining through this node after losing their log (see
-    /// [`super::rejoin`]): no voters while they catch up, but still of the
-    /// quorum as it is meant to be.
-    pub rejoining: Arc<Mutex<Rejoining>>,
 }
 
 impl ActiveController {

@@ -307,8 +307,7 @@ impl Controller {
             };
             bootstrap = Some(tokio::spawn(bootstrapper.run()));
         }
-        let active =
-            ActiveController { sessions: Default::default(), state: state.clone(), rejoining: Default::default() };
+        let active = ActiveController { sessions: Default::default(), state: state.clone() };
         let liveness = tokio::spawn(fence_silent_brokers(
             raft.clone(),
             active.clone(),
@@ -383,31 +382,21 @@ impl Controller {
         }
     }
 
-    /// How many voters the quorum is meant to have: the voters, and on the
-    /// active controller also those rejoining through it in its term after
-    /// losing their log (no voters until they caught up; a voter of a new cluster that
-    /// started after the others formed the quorum is one, see
-    /// [`super::rejoin`]).
-    ///
-    /// The membership is read once, before the rejoining nodes: a node is
-    /// recorded there before it is removed and stays recorded once it is a
-    /// voter again, so no read between two steps of a rejoin counts it out.
+    /// How many voters the quorum is meant to have: the voters, and those
+    /// rejoining after losing their log (no voters until they caught up; a
+    /// voter of a new cluster that started after the others formed the
+    /// quorum is one, see [`super::rejoin`]). Read from the applied state
+    /// alone, where a node is recorded as rejoining before its removal and
+    /// forgotten after it is a voter again, so no read counts it out.
     pub fn quorum_size(&self) -> usize {
-        let (leading, term, members) = {
-            let m = self.raft.metrics();
-            let m = m.borrow();
-            (m.current_leader == Some(self.node_id), m.current_term, m.membership_config.membership().clone())
-        };
+        let state = self.state.read();
+        let members = state.membership.membership();
         let voters: BTreeSet<NodeId> = members.voter_ids().collect();
         if voters.is_empty() {
             return fallback_voters(&self.voters, self.node_id, self.learner.load(Ordering::Acquire)).len();
         }
-        if !leading {
-            return voters.len();
-        }
-        let rejoining = self.active.rejoining.lock();
-        voters.len()
-            + rejoining.in_term(term).filter(|id| members.get_node(id).is_some() && !voters.contains(id)).count()
+        let rejoining = state.image.rejoining_voters.iter();
+        voters.len() + rejoining.filter(|id| members.get_node(id).is_some() && !voters.contains(id)).count()
     }
 
     /// Waits until an empty node has decided how to start (form a quorum,
@@ -563,12 +552,7 @@ impl Controller {
             let answer = match hint.take().or_else(|| self.active_controller()) {
                 Some(id) if id == self.node_id => {
                     let image = self.state.read().image.clone();
-                    let answer = super::voters::change_voters(&self.raft, &image, request).await;
-                    if answer.is_ok() {
-                        // A node the new set leaves out is no longer meant to vote, rejoining or not.
-                        self.active.rejoining.lock().retain_voters(&request.voters);
-                    }
-                    Some(answer)
+                    Some(super::voters::change_voters(&self.raft, &image, request).await)
                 }
                 Some(id) => match self.address_of(id) {
                     Some(node) => {

@@ -93,10 +93,13 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
+use super::image::Command;
 use super::log_store::{read_json, write_atomically};
 use super::network::{PeerClient, ProposeError};
+use super::state_machine::AppliedState;
 use super::{NodeId, Raft};
 use crate::tls::InternalTls;
 
@@ -267,40 +270,6 @@ pub fn decide(
     }
 }
 
-/// The nodes that rejoined through this node as active controller, with the
-/// Raft term they asked in: only those of the current term count (a new
-/// leader learns of a rejoining node from its next call), so nothing stays
-/// from an earlier leadership. A node stays recorded once it is a voter
-/// again (it counts only while it is none): forgetting it after the voter
-/// change would let a reader that saw the membership just before that change
-/// count it out.
-#[derive(Debug, Default)]
-pub struct Rejoining {
-    term: u64,
-    nodes: BTreeSet<NodeId>,
-}
-
-impl Rejoining {
-    /// `node` is rejoining, as asked in `term`.
-    pub fn insert(&mut self, term: u64, node: NodeId) {
-        if term != self.term {
-            self.nodes.clear();
-            self.term = term;
-        }
-        self.nodes.insert(node);
-    }
-
-    /// Keeps only the nodes still meant to vote (after a voter change).
-    pub fn retain_voters(&mut self, voters: &BTreeSet<NodeId>) {
-        self.nodes.retain(|id| voters.contains(id));
-    }
-
-    /// The nodes that rejoined (or still rejoin) in `term`.
-    pub fn in_term(&self, term: u64) -> impl Iterator<Item = NodeId> + '_ {
-        self.nodes.iter().copied().filter(move |_| term == self.term)
-    }
-}
-
 /// A rejoining node's request to the active controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejoinRequest {
@@ -336,13 +305,15 @@ fn write_error(node: NodeId, what: &str, e: RaftError<NodeId, ClientWriteError<N
     }
 }
 
-/// The active controller's side of `Rejoin`. `rejoining` records each node
-/// that rejoins through it, before its removal (see [`Rejoining`]).
+/// The active controller's side of `Rejoin`. A voter's removal is recorded
+/// in the metadata log first ([`Command::VoterRejoining`]), and only a node
+/// recorded there is made a voter again, whichever leader removed it: a
+/// broker (every broker is a Raft learner) cannot make itself a voter.
 pub async fn handle_rejoin(
     raft: &Raft,
     request: RejoinRequest,
     tls: Option<Arc<InternalTls>>,
-    rejoining: &parking_lot::Mutex<Rejoining>,
+    state: &RwLock<AppliedState>,
 ) -> RejoinReply {
     let node = request.node_id;
     let m = raft.metrics().borrow().clone();
@@ -362,7 +333,9 @@ pub async fn handle_rejoin(
         return Err(ProposeError::Raft(format!("node {node} is not a member of this controller quorum")));
     };
     let is_voter = membership.voter_ids().any(|v| v == node);
+    // Applied up to the membership: the image holds every record before it.
     let settled = m.membership_config.log_id().is_none_or(|l| m.last_applied.is_some_and(|a| a.index >= l.index));
+    let recorded = state.read().image.rejoining_voters.contains(&node);
     match request.stage {
         Stage::Closed | Stage::Open => {
             if is_voter {
@@ -377,27 +350,34 @@ pub async fn handle_rejoin(
                     node, directory_id = %request.directory_id,
                     "controller voter came back without its log; removing it from the voters until it has caught up"
                 );
-                rejoining.lock().insert(m.current_term, node);
+                record(raft, Command::VoterRejoining { node_id: node }).await?;
                 raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), true)
                     .await
                     .map_err(|e| write_error(node, "remove from the voters", e))?;
             } else if !settled {
                 return Err(ProposeError::Raft("a membership change is in progress; ask again".into()));
             }
-            if request.stage == Stage::Closed {
-                rejoining.lock().insert(m.current_term, node);
-            }
             Ok(RejoinStep::Removed)
         }
         Stage::Learner => {
+            if !settled {
+                return Err(ProposeError::Raft("a membership change is in progress; ask again".into()));
+            }
             if is_voter {
-                if !settled {
-                    return Err(ProposeError::Raft("a membership change is in progress; ask again".into()));
+                if recorded {
+                    // A leader that made it a voter again stopped before forgetting it.
+                    record(raft, Command::VoterRejoined { node_id: node }).await?;
                 }
                 let index = m.membership_config.log_id().map(|l| l.index).unwrap_or(0);
                 return Ok(RejoinStep::Voter { index });
             }
-            rejoining.lock().insert(m.current_term, node);
+            if !recorded {
+                tracing::warn!(node, "refused to make a node a voter that is no voter rejoining the quorum");
+                return Err(ProposeError::Raft(format!(
+                    "node {node} is not a voter rejoining the controller quorum (no voter removed after losing \
+                     its log); a broker becomes a voter only through a controller voter change"
+                )));
+            }
             let target = m.last_log_index.unwrap_or(0);
             let caught_up = raft
                 .wait(Some(CATCH_UP_TIMEOUT))
@@ -420,10 +400,17 @@ pub async fn handle_rejoin(
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node])), true)
                 .await
                 .map_err(|e| write_error(node, "make a voter again", e))?;
+            // A voter now; if this fails, its next call forgets it (above).
+            record(raft, Command::VoterRejoined { node_id: node }).await?;
             tracing::info!(node, index = written.log_id.index, "controller voter caught up and is a voter again");
             Ok(RejoinStep::Voter { index: written.log_id.index })
         }
     }
+}
+
+/// Commits a record of a rejoin through this node, the active controller.
+async fn record(raft: &Raft, command: Command) -> Result<(), ProposeError> {
+    super::network::propose_locally(raft, command).await.map(|_| ())
 }
 
 /// What the bootstrap task of an empty voter needs.
@@ -658,18 +645,5 @@ mod tests {
         assert!(gate.takes_replication() && !gate.takes_votes());
         gate.set(Stage::Open);
         assert!(gate.takes_replication() && gate.takes_votes());
-    }
-
-    #[test]
-    fn only_the_rejoins_of_the_current_term_count() {
-        let mut r = Rejoining::default();
-        r.insert(5, 2);
-        r.insert(5, 3);
-        assert_eq!(r.in_term(5).collect::<Vec<_>>(), [2, 3]);
-        assert_eq!(r.in_term(6).count(), 0, "a later term: asked of an earlier leadership");
-        r.insert(7, 4);
-        assert_eq!(r.in_term(7).collect::<Vec<_>>(), [4], "a new term forgets the earlier ones");
-        r.retain_voters(&BTreeSet::from([0, 1, 2]));
-        assert_eq!(r.in_term(7).count(), 0, "a voter change that leaves it out");
     }
 }

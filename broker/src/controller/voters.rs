@@ -70,6 +70,7 @@ use openraft::ChangeMembers;
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 
+use super::image::Command;
 use super::{ClusterImage, NodeId, Raft};
 
 /// Most voters a set may have.
@@ -301,6 +302,17 @@ pub async fn change_voters(
 ) -> Result<VoterProgress, VoterChangeError> {
     let view = QuorumView::of(raft, image)?;
     check(&request.voters, &view)?;
+    // A rejoining voter the new set leaves out is no longer meant to vote:
+    // forgotten, it is not made a voter again and counts in no quorum size.
+    for node_id in image.rejoining_voters.iter().filter(|id| !request.voters.contains(id)) {
+        match raft.client_write(Command::VoterRejoined { node_id: *node_id }).await {
+            Ok(_) => tracing::info!(node_id, "forgot a rejoining voter the new voters leave out"),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                return Err(VoterChangeError::NotLeader { leader: f.leader_id });
+            }
+            Err(e) => return Err(VoterChangeError::Raft(e.to_string())),
+        }
+    }
     let step = plan(&request.voters, &view);
     let (change, detail) = match &step {
         Step::Done => return Ok(progress(&view, true, "the voters are the wanted set".into())),
