@@ -9,12 +9,15 @@
 //! `nodePortBase + 1 + n`; every node port is then the operator's choice,
 //! so none Kubernetes picks can take a broker's.
 //!
-//! Which Services exist is planned here, purely; the reconciler applies
-//! [`external_services`] and deletes what [`stale_services`] names
-//! (brokers gone after a scale-down, or the external listener removed). Every Service
-//! also has the cluster as owner, so deleting the cluster collects them.
+//! Which Services exist is planned here, purely; the reconciler deletes
+//! what [`stale_services`] names (brokers gone after a scale-down, or the
+//! external listener removed), then applies [`external_services`] in the
+//! order [`apply_order`] gives, so that a changed `nodePortBase` never asks
+//! for a node port another of the cluster's Services still holds (raising
+//! it by one moves each port onto the next Service's). Every Service also
+//! has the cluster as owner, so deleting the cluster collects them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use kube::ResourceExt;
@@ -113,16 +116,42 @@ pub fn stale_services(
         .collect()
 }
 
-/// Applies the external bootstrap Service and the per-broker Services of
-/// brokers `0..replicas`, and deletes the stale ones this cluster owns
-/// (found by listing, the verb the chart grants beside create, patch and
-/// delete).
+/// The node ports a Service asks for (or holds).
+fn node_ports(service: &Service) -> BTreeSet<i32> {
+    service.spec.iter().flat_map(|s| s.ports.iter().flatten()).filter_map(|p| p.node_port).collect()
+}
+
+/// The order in which to apply `wanted` when `held` gives the node ports
+/// the cluster's Services hold now, by Service name: each Service comes
+/// after those holding a port it asks for have let go of it. Shifting the
+/// ports (a changed `nodePortBase`) always has such an order; a cycle
+/// (which nothing here plans) keeps the given order for what is left, and
+/// the apply that collides fails and is retried.
+pub fn apply_order(wanted: &[Service], held: &BTreeMap<String, BTreeSet<i32>>) -> Vec<usize> {
+    let mut held = held.clone();
+    let mut left: Vec<usize> = (0..wanted.len()).collect();
+    let mut order = Vec::with_capacity(wanted.len());
+    while !left.is_empty() {
+        let free = |i: &usize| {
+            let name = wanted[*i].name_any();
+            let ports = node_ports(&wanted[*i]);
+            held.iter().all(|(holder, theirs)| *holder == name || theirs.is_disjoint(&ports))
+        };
+        let next = left.iter().position(free).unwrap_or(0);
+        let i = left.remove(next);
+        held.insert(wanted[i].name_any(), node_ports(&wanted[i]));
+        order.push(i);
+    }
+    order
+}
+
+/// Deletes the stale external Services this cluster owns (found by
+/// listing, the verb the chart grants beside create, patch and delete),
+/// then applies the external bootstrap Service and the per-broker Services
+/// of brokers `0..replicas` in [`apply_order`].
 pub async fn reconcile(client: &kube::Client, cluster: &KafkaCluster, replicas: i32) -> Result<(), ClusterError> {
     let names = ClusterNames::of(cluster);
     let api: Api<Service> = Api::namespaced(client.clone(), &names.namespace);
-    for service in external_services(cluster, replicas) {
-        apply::<Service>(client, &names.namespace, &service).await?;
-    }
     let selector = format!("app.kubernetes.io/instance={}", names.name);
     let list = api.list(&ListParams::default().labels(&selector)).await.map_err(|source| ClusterError::Kube {
         action: "list",
@@ -138,12 +167,26 @@ pub async fn reconcile(client: &kube::Client, cluster: &KafkaCluster, replicas: 
         .map(|s| (s.name_any(), s.labels().get(BROKER_LABEL).cloned()))
         .collect();
     let external = cluster.spec.listeners.external.is_some();
-    for name in stale_services(&ours, &names, replicas, external) {
-        match api.delete(&name, &DeleteParams::default()).await {
+    let stale = stale_services(&ours, &names, replicas, external);
+    for name in &stale {
+        match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => tracing::info!(cluster = %names.name, service = %name, "deleted an external listener's Service"),
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(source) => return Err(ClusterError::Kube { action: "delete", kind: "Service".into(), name, source }),
+            Err(source) => {
+                return Err(ClusterError::Kube {
+                    action: "delete",
+                    kind: "Service".into(),
+                    name: name.clone(),
+                    source,
+                });
+            }
         }
+    }
+    let held: BTreeMap<String, BTreeSet<i32>> =
+        list.items.iter().filter(|s| !stale.contains(&s.name_any())).map(|s| (s.name_any(), node_ports(s))).collect();
+    let wanted = external_services(cluster, replicas);
+    for i in apply_order(&wanted, &held) {
+        apply::<Service>(client, &names.namespace, &wanted[i]).await?;
     }
     Ok(())
 }
@@ -208,6 +251,43 @@ mod tests {
             assert_eq!(service.metadata.annotations.as_ref().and_then(|a| a.get("a")).map(String::as_str), Some("b"));
         }
         assert!(external_services(&cluster(serde_json::json!({})), 3).is_empty());
+    }
+
+    fn names_in(order: &[usize], services: &[Service]) -> Vec<String> {
+        order.iter().map(|i| services[*i].name_any()).collect()
+    }
+
+    #[test]
+    fn a_changed_node_port_base_is_applied_in_an_order_where_every_port_is_free() {
+        let at = |base: i32| {
+            external_services(&cluster(serde_json::json!({"external": {"type": "NodePort", "nodePortBase": base}})), 2)
+        };
+        let held = |services: &[Service]| -> BTreeMap<String, BTreeSet<i32>> {
+            services.iter().map(|s| (s.name_any(), node_ports(s))).collect()
+        };
+        let (old, up, down) = (at(31000), at(31001), at(30999));
+        // Raised by one: each Service asks for the next one's port.
+        let order = names_in(&apply_order(&up, &held(&old)), &up);
+        assert_eq!(order, ["demo-external-1", "demo-external-0", "demo-external"]);
+        // Lowered by one: each asks for the previous one's.
+        assert_eq!(
+            names_in(&apply_order(&down, &held(&old)), &down),
+            ["demo-external", "demo-external-0", "demo-external-1"]
+        );
+        // Unchanged, new, or far away: the planned order.
+        let planned = ["demo-external", "demo-external-0", "demo-external-1"];
+        assert_eq!(names_in(&apply_order(&old, &held(&old)), &old), planned);
+        assert_eq!(names_in(&apply_order(&old, &BTreeMap::new()), &old), planned);
+        assert_eq!(names_in(&apply_order(&at(32000), &held(&old)), &old), planned);
+        // Another Service of the cluster holding a wanted port goes first
+        // when it is wanted too, and a swap (no order frees it) keeps the plan.
+        let mut swapped = held(&old);
+        swapped.insert("demo-external".into(), BTreeSet::from([31001]));
+        swapped.insert("demo-external-0".into(), BTreeSet::from([31000]));
+        assert_eq!(
+            names_in(&apply_order(&old, &swapped), &old),
+            ["demo-external-1", "demo-external", "demo-external-0"]
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! in-cluster port could take a broker's); the listener certificate names
 //! them; each broker is advertised on the external listener at its node's
 //! address and node port (`<cluster>-advertised`, then Metadata on 9099);
-//! removing the external listener deletes the external Services. (Which
+//! raising `nodePortBase` by one (each Service's new port is the next
+//! one's old) moves every node port; removing the external listener
+//! deletes the external Services. (Which
 //! Services a scale-down deletes is `external::stale_services`'s
 //! unit test: here the scale-down would wait for the StatefulSet to settle,
 //! which it does not after the roll this cluster gets at creation.) The
@@ -162,6 +164,25 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
         let seen: BTreeMap<i32, String> =
             metadata.brokers().iter().map(|b| (b.id(), format!("{}:{}", b.host(), b.port()))).collect();
         (seen == want).then_some(())
+    })
+    .await;
+
+    // Raising the base by one: each Service asks for a port the next one
+    // holds, so the operator applies them last first.
+    let patch = json!({ "spec": { "listeners": { "external": { "nodePortBase": BASE + 1 } } } });
+    clusters.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("raise the base");
+    eventually("every node port to move up by one", WAIT, || async {
+        let mut ports: Vec<i32> = services
+            .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={CLUSTER}")))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .flat_map(|s| s.spec.and_then(|s| s.ports).unwrap_or_default())
+            .filter_map(|p| p.node_port)
+            .collect();
+        ports.sort_unstable();
+        (ports == [BASE + 1, BASE + 2, BASE + 3]).then_some(())
     })
     .await;
 
