@@ -7,9 +7,11 @@
 //! controller's node, wiped too, comes back as a learner instead of
 //! bootstrapping a quorum of its own.
 //!
-//! Each call is made to a broker that is not the active controller (the
-//! change is forwarded), as the operator; a broker's certificate, an even
-//! set and an unregistered broker are refused with the reason. Afterwards
+//! Each call is made to the active controller, as the operator: another
+//! broker refuses it with FAILED_PRECONDITION naming the active controller
+//! (a voter change is never forwarded, so no broker's certificate stands
+//! for the operator's); a broker's certificate, an even set and an
+//! unregistered broker are refused with the reason. Afterwards
 //! no broker panicked and every acknowledged record is read back exactly
 //! once and in order.
 
@@ -60,18 +62,17 @@ impl Admin {
         })
     }
 
-    /// Calls as the operator, through a broker of the wanted set other than
-    /// the active controller, until the voters are `voters`; returns how
-    /// many calls took a step. Brokers outside the wanted set are not asked
-    /// who the controller is: a removed active controller's node is no
-    /// member until a call makes it a learner again, and knows no leader.
+    /// Calls the active controller as the operator until the voters are
+    /// `voters`; returns how many calls took a step. Brokers outside the
+    /// wanted set are not asked who the controller is: a removed active
+    /// controller's node is no member until a call makes it a learner
+    /// again, and knows no leader.
     fn change_until_done(&self, cluster: &Cluster, voters: &[i32]) -> usize {
         let mut steps = 0;
         let mut last = String::new();
         let outside: Vec<i32> = cluster.brokers().iter().map(|b| b.id).filter(|id| !voters.contains(id)).collect();
         wait_until(&format!("the controller voters to become {voters:?}"), TIMEOUT, || {
-            let controller = cluster.active_controller_excluding(&outside)?;
-            let via = cluster.running().into_iter().find(|id| *id != controller && voters.contains(id))?;
+            let via = cluster.active_controller_excluding(&outside)?;
             match self.change(cluster, via, Identity::Operator, voters) {
                 Ok(r) if r.error_code != 0 => cluster.fail(&format!("voters {voters:?} refused: {}", r.error_message)),
                 Ok(r) => {
@@ -120,10 +121,19 @@ fn the_controller_voters_grow_and_shrink_under_load_without_losing_records() {
         }
         other => cluster.fail(&format!("a broker's certificate changed the voters: {other:?}")),
     }
-    let even = admin.change(&cluster, 1, Identity::Operator, &[0, 1, 2, 3]).expect("ChangeControllerVoters");
+    let controller = cluster.wait_for_controller(&[], TIMEOUT);
+    let other = (0..3).find(|id| *id != controller).expect("a broker that is not the controller");
+    match admin.change(&cluster, other, Identity::Operator, &[0, 1, 2, 3, 4]) {
+        Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+            let named = format!("broker {controller} is");
+            assert!(status.message().contains(&named), "{}", status.message())
+        }
+        other => cluster.fail(&format!("a broker that is not the controller took a voter change: {other:?}")),
+    }
+    let even = admin.change(&cluster, controller, Identity::Operator, &[0, 1, 2, 3]).expect("ChangeControllerVoters");
     assert_eq!(even.error_code, i32::from(ResponseError::InvalidRequest.code()), "{even:?}");
     assert!(even.error_message.contains("an odd number from 1 to 7"), "{}", even.error_message);
-    let unknown = admin.change(&cluster, 1, Identity::Operator, &[0, 1, 9]).expect("ChangeControllerVoters");
+    let unknown = admin.change(&cluster, controller, Identity::Operator, &[0, 1, 9]).expect("ChangeControllerVoters");
     assert!(unknown.error_message.contains("brokers [9] are not registered"), "{}", unknown.error_message);
     assert_voters(&cluster, &[0, 1, 2]);
 

@@ -355,6 +355,7 @@ fn controller_status(e: &ControllerError) -> Status {
         ControllerError::NoController(_) | ControllerError::Forward { .. } | ControllerError::Commit(_) => {
             Status::unavailable(e.to_string())
         }
+        ControllerError::NotActive { .. } => Status::failed_precondition(e.to_string()),
         _ => Status::internal(e.to_string()),
     }
 }

@@ -42,7 +42,6 @@ use super::image::{Command, CommandResult};
 use super::liveness::Sessions;
 use super::rejoin::{Gate, PeerStatus, RejoinReply, RejoinRequest, Stage, handle_rejoin};
 use super::state_machine::AppliedState;
-use super::voters::{VoterChangeError, VoterChangeRequest, VoterProgress, change_voters};
 use super::{NodeId, Raft, TypeConfig};
 use crate::tls::{Caller, Identity, InternalTls};
 
@@ -55,7 +54,6 @@ enum Rpc {
     Propose,
     Status,
     Rejoin,
-    ChangeVoters,
     DescribeQuorum,
 }
 
@@ -133,7 +131,6 @@ impl PeerClient {
             Rpc::Propose => client.propose(req).await,
             Rpc::Status => client.status(req).await,
             Rpc::Rejoin => client.rejoin(req).await,
-            Rpc::ChangeVoters => client.change_voters(req).await,
             Rpc::DescribeQuorum => client.describe_quorum(req).await,
         };
         let reply = reply.map_err(|status| match status.code() {
@@ -178,17 +175,6 @@ impl PeerClient {
     /// making a node a voter again waits for it to catch up.
     pub async fn rejoin(&mut self, request: &RejoinRequest) -> Result<RejoinReply, NetworkCallError> {
         self.call(Rpc::Rejoin, request, Some(std::time::Duration::from_secs(60))).await
-    }
-}
-
-impl PeerClient {
-    /// Forwards a voter change to this peer (the active controller); one
-    /// membership change waits for its commit.
-    pub async fn change_voters(
-        &mut self,
-        request: &VoterChangeRequest,
-    ) -> Result<Result<VoterProgress, VoterChangeError>, NetworkCallError> {
-        self.call(Rpc::ChangeVoters, request, Some(std::time::Duration::from_secs(30))).await
     }
 }
 
@@ -473,24 +459,7 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
                 request.node_id
             )));
         }
-        encode(&handle_rejoin(&self.raft, request, self.tls.clone(), &self.active.state).await)
-    }
-
-    async fn change_voters(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        // Forwarded by a member's Admin service, which admitted the operator.
-        let caller = crate::tls::caller(&request);
-        let request: VoterChangeRequest = decode(request)?;
-        if let Some(forwarder) = calling_broker(&caller)? {
-            let member = self.raft.metrics().borrow().membership_config.membership().get_node(&forwarder).is_some();
-            if !member {
-                tracing::warn!(forwarder, "refused a voter change forwarded by a broker outside the quorum");
-                return Err(Status::permission_denied(format!(
-                    "broker {forwarder} is not a member of this controller quorum; it may not forward a voter change"
-                )));
-            }
-        }
-        let image = self.active.state.read().image.clone();
-        encode(&change_voters(&self.raft, &image, &request).await)
+        encode(&handle_rejoin(&self.raft, request, self.tls.clone(), &self.active).await)
     }
 
     async fn describe_quorum(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -509,6 +478,10 @@ pub struct ActiveController {
     pub sessions: Arc<Mutex<Sessions>>,
     /// The image applied on this node (to answer heartbeats of live brokers).
     pub state: Arc<RwLock<AppliedState>>,
+    /// Held by a voter change and by a rejoin's re-add, each of which reads
+    /// the rejoining voters and then changes the membership: a voter change
+    /// that leaves a rejoining node out is never undone by its re-add.
+    pub voter_changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ActiveController {

@@ -72,6 +72,9 @@ pub enum ControllerError {
     /// The quorum could not commit the command.
     #[error("the controller quorum could not commit the command: {0}")]
     Commit(String),
+    /// Only the active controller takes this request, and this node is not it.
+    #[error("this broker is not the active controller; broker {leader} is: send the request there")]
+    NotActive { leader: NodeId },
     /// The controller dir belongs to another node.
     #[error(
         "controller dir {dir} belongs to node {found}, not to this node {expected}; \
@@ -307,7 +310,7 @@ impl Controller {
             };
             bootstrap = Some(tokio::spawn(bootstrapper.run()));
         }
-        let active = ActiveController { sessions: Default::default(), state: state.clone() };
+        let active = ActiveController { state: state.clone(), ..Default::default() };
         let liveness = tokio::spawn(fence_silent_brokers(
             raft.clone(),
             active.clone(),
@@ -539,36 +542,32 @@ impl Controller {
         }
     }
 
-    /// Takes one step of a voter change on the active controller (here, or
-    /// forwarded to it); see [`super::voters`]. `Ok(Err)`: the set is refused.
+    /// Takes one step of a voter change (see [`super::voters`]) if this node
+    /// is the active controller; `Ok(Err)`: the set is refused. A voter
+    /// change is not forwarded: the active controller must see the
+    /// operator's own certificate (a forwarding broker's cannot stand for
+    /// it, or any broker could change the voters). Elsewhere the answer is
+    /// [`ControllerError::NotActive`], naming the active controller; while
+    /// none is known this waits for one, for at most the propose timeout.
     pub async fn change_voters(
         &self,
         request: &VoterChangeRequest,
     ) -> Result<Result<VoterProgress, VoterChangeError>, ControllerError> {
         let deadline = tokio::time::Instant::now() + self.propose_timeout;
-        let mut hint: Option<NodeId> = None;
         loop {
-            // A leader named by the node asked last is newer than this node's view.
-            let answer = match hint.take().or_else(|| self.active_controller()) {
+            match self.active_controller() {
                 Some(id) if id == self.node_id => {
+                    let _serial = self.active.voter_changes.lock().await;
                     let image = self.state.read().image.clone();
-                    Some(super::voters::change_voters(&self.raft, &image, request).await)
-                }
-                Some(id) => match self.address_of(id) {
-                    Some(node) => {
-                        let mut peer = PeerClient::new(id, node, self.internal_tls.clone());
-                        match peer.change_voters(request).await {
-                            Ok(answer) => Some(answer),
-                            Err(e) => return Err(ControllerError::Forward { leader: id, reason: e.to_string() }),
+                    match super::voters::change_voters(&self.raft, &image, request).await {
+                        Err(VoterChangeError::NotLeader { leader: Some(leader) }) if leader != self.node_id => {
+                            return Err(ControllerError::NotActive { leader });
                         }
+                        Err(VoterChangeError::NotLeader { .. }) => {}
+                        answer => return Ok(answer),
                     }
-                    None => None,
-                },
-                None => None,
-            };
-            match answer {
-                Some(Err(VoterChangeError::NotLeader { leader })) => hint = leader,
-                Some(answer) => return Ok(answer),
+                }
+                Some(leader) => return Err(ControllerError::NotActive { leader }),
                 None => {}
             }
             if tokio::time::Instant::now() >= deadline {

@@ -36,10 +36,10 @@
 //! log says so, so voters deciding at the same time never wait on each other.
 //! A voter of a new cluster whose first question comes after the others
 //! have already elected a leader cannot be told from one that lost its disk;
-//! it rejoins too, which is safe, only slower. The active controller counts
-//! a rejoining node in the quorum's size meanwhile
-//! ([`super::Controller::quorum_size`]), so an internal topic created in
-//! that window gets a replica per voter still.
+//! it rejoins too, which is safe, only slower. Every node counts a
+//! rejoining node in the quorum's size meanwhile
+//! ([`super::Controller::quorum_size`], from the record below), so an
+//! internal topic created in that window gets a replica per voter still.
 //!
 //! # Rejoin
 //!
@@ -51,10 +51,17 @@
 //!    learner); the removal is committed by the other voters alone. The
 //!    controller removes only a member that, asked at the address the quorum
 //!    knows it by, says it is in this stage, so a stray call removes nobody.
+//!    It first commits a record that the node is rejoining
+//!    ([`super::Command::VoterRejoining`]).
 //! 2. [`Stage::Learner`]: it takes the log from the leader but grants no vote.
 //!    It asks the active controller to make it a voter again; the controller
 //!    waits until its replication has caught up with the leader's log, then
-//!    commits the membership change.
+//!    commits the membership change and forgets the record
+//!    ([`super::Command::VoterRejoined`]). Only a recorded node is made a
+//!    voter again, by whichever leader: every broker is a Raft learner, and
+//!    a broker that asks without a record (or one a voter change left out
+//!    meanwhile, which forgets the record) is told to stay a learner, and
+//!    does. Only the active controller proposes either record.
 //! 3. [`Stage::Open`] once its own log holds the membership that made it a
 //!    voter again.
 //!
@@ -93,13 +100,11 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
-use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use super::image::Command;
 use super::log_store::{read_json, write_atomically};
-use super::network::{PeerClient, ProposeError};
-use super::state_machine::AppliedState;
+use super::network::{ActiveController, PeerClient, ProposeError};
 use super::{NodeId, Raft};
 use crate::tls::InternalTls;
 
@@ -291,6 +296,9 @@ pub enum RejoinStep {
         /// Log index of that membership.
         index: u64,
     },
+    /// The node is no voter rejoining (never recorded as one, or a voter
+    /// change left it out): it stays a learner, as any broker.
+    Learner,
 }
 
 /// The answer to a `Rejoin` call.
@@ -313,7 +321,7 @@ pub async fn handle_rejoin(
     raft: &Raft,
     request: RejoinRequest,
     tls: Option<Arc<InternalTls>>,
-    state: &RwLock<AppliedState>,
+    active: &ActiveController,
 ) -> RejoinReply {
     let node = request.node_id;
     let m = raft.metrics().borrow().clone();
@@ -335,7 +343,7 @@ pub async fn handle_rejoin(
     let is_voter = membership.voter_ids().any(|v| v == node);
     // Applied up to the membership: the image holds every record before it.
     let settled = m.membership_config.log_id().is_none_or(|l| m.last_applied.is_some_and(|a| a.index >= l.index));
-    let recorded = state.read().image.rejoining_voters.contains(&node);
+    let recorded = active.state.read().image.rejoining_voters.contains(&node);
     match request.stage {
         Stage::Closed | Stage::Open => {
             if is_voter {
@@ -372,11 +380,13 @@ pub async fn handle_rejoin(
                 return Ok(RejoinStep::Voter { index });
             }
             if !recorded {
-                tracing::warn!(node, "refused to make a node a voter that is no voter rejoining the quorum");
-                return Err(ProposeError::Raft(format!(
-                    "node {node} is not a voter rejoining the controller quorum (no voter removed after losing \
-                     its log); a broker becomes a voter only through a controller voter change"
-                )));
+                // No voter removed after losing its log: a broker becomes a
+                // voter only through a controller voter change.
+                tracing::warn!(
+                    node,
+                    "a node that is no voter rejoining the quorum asked to be a voter; it stays a learner"
+                );
+                return Ok(RejoinStep::Learner);
             }
             let target = m.last_log_index.unwrap_or(0);
             let caught_up = raft
@@ -395,6 +405,11 @@ pub async fn handle_rejoin(
                 return Err(ProposeError::Raft(format!(
                     "node {node} did not catch up to index {target} within {CATCH_UP_TIMEOUT:?}; ask again"
                 )));
+            }
+            // A voter change may have left it out while it caught up.
+            let _serial = active.voter_changes.lock().await;
+            if !active.state.read().image.rejoining_voters.contains(&node) {
+                return Ok(RejoinStep::Learner);
             }
             let written = raft
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node])), true)
@@ -507,7 +522,18 @@ impl Bootstrapper {
             "this controller voter has an empty log but a quorum exists (its disk was replaced or wiped); \
              rejoining: removed from the voters, caught up as a learner, then a voter again"
         );
-        let index = self.rejoin(&meta).await;
+        let Some(index) = self.rejoin(&meta).await else {
+            // Left out while it rejoined (or removed without a record by an
+            // older Strom): a learner now, as a broker that is no voter.
+            self.learner.store(true, Ordering::Release);
+            tracing::warn!(
+                node = self.me,
+                "the active controller says this node is no voter rejoining the quorum; it stays a learner \
+                 until a controller voter change makes it a voter"
+            );
+            self.gate.set(Stage::Open);
+            return;
+        };
         let me = self.me;
         let joined = self
             .raft
@@ -528,8 +554,9 @@ impl Bootstrapper {
     }
 
     /// Asks the active controller to remove this node, then to add it back;
-    /// returns the index of the membership that made it a voter again.
-    async fn rejoin(&self, meta: &DirMeta) -> u64 {
+    /// returns the index of the membership that made it a voter again, or
+    /// `None` when the controller says it is to stay a learner.
+    async fn rejoin(&self, meta: &DirMeta) -> Option<u64> {
         let mut hint: Option<NodeId> = None;
         let mut failures = 0u64;
         loop {
@@ -550,7 +577,8 @@ impl Bootstrapper {
                     self.gate.set(Stage::Learner);
                     continue;
                 }
-                Ok(Ok(RejoinStep::Voter { index })) if stage == Stage::Learner => return index,
+                Ok(Ok(RejoinStep::Voter { index })) if stage == Stage::Learner => return Some(index),
+                Ok(Ok(RejoinStep::Learner)) if stage == Stage::Learner => return None,
                 Ok(Ok(step)) => tracing::debug!(?step, ?stage, "unexpected rejoin step; asking again"),
                 Ok(Err(ProposeError::ForwardToLeader { leader })) => hint = leader,
                 Ok(Err(e)) => failed(&mut failures, node.0, &e),
