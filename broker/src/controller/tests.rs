@@ -318,9 +318,10 @@ async fn a_voter_that_lost_its_log_rejoins_as_a_voter_and_never_helps_elect_a_no
     nodes[follower as usize].take().unwrap().shutdown().await;
     wipe(dirs[follower as usize].path());
     // While it rejoins it is briefly no voter, but every node still counts
-    // it in the quorum's size (internal topics keep their replicas). Every
-    // change of the other two nodes' metrics is looked at, so the window is
-    // seen however short it is.
+    // it in the quorum's size (internal topics keep their replicas). The
+    // test wakes on every change of the other two nodes' metrics (watch
+    // channels keep only the latest value, but catching up takes network
+    // round trips while the membership without the node stands).
     let mut watch_a = node(&nodes, keepers[0]).raft().metrics();
     let mut watch_b = node(&nodes, keepers[1]).raft().metrics();
     nodes[follower as usize] = Some(start(follower, &voters, dirs[follower as usize].path()).await);
