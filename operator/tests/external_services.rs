@@ -41,6 +41,20 @@ const BASE: i32 = 31500;
 const TLS_PORT: i32 = 9095;
 
 /// The DNS SANs of the listener certificate in `<cluster>-broker-certs`.
+/// The node ports of all the cluster's Services, sorted.
+async fn cluster_node_ports(services: &Api<Service>) -> Option<Vec<i32>> {
+    let list = services.list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={CLUSTER}"))).await;
+    let mut ports: Vec<i32> = list
+        .ok()?
+        .items
+        .into_iter()
+        .flat_map(|s| s.spec.and_then(|s| s.ports).unwrap_or_default())
+        .filter_map(|p| p.node_port)
+        .collect();
+    ports.sort_unstable();
+    Some(ports)
+}
+
 async fn listener_sans(secrets: &Api<Secret>) -> Option<Vec<String>> {
     use x509_parser::extensions::GeneralName;
     let secret = secrets.get_opt(&format!("{CLUSTER}-broker-certs")).await.ok()??;
@@ -122,16 +136,7 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
         assert_eq!(selected, [format!("{CLUSTER}-{id}")], "{name} selects its broker's pod alone");
     }
     // Every node port of the cluster's Services is one the operator chose.
-    let mut node_ports: Vec<i32> = services
-        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={CLUSTER}")))
-        .await
-        .expect("list Services")
-        .items
-        .into_iter()
-        .flat_map(|s| s.spec.and_then(|s| s.ports).unwrap_or_default())
-        .filter_map(|p| p.node_port)
-        .collect();
-    node_ports.sort_unstable();
+    let node_ports = cluster_node_ports(&services).await.expect("list Services");
     assert_eq!(node_ports, [BASE, BASE + 1, BASE + 2], "no node port Kubernetes picked");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let sans = eventually("the listener certificate to name the per-broker Services", WAIT, || async {
@@ -172,17 +177,7 @@ async fn each_broker_gets_its_own_external_service_while_the_listener_exists() {
     let patch = json!({ "spec": { "listeners": { "external": { "nodePortBase": BASE + 1 } } } });
     clusters.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("raise the base");
     eventually("every node port to move up by one", WAIT, || async {
-        let mut ports: Vec<i32> = services
-            .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={CLUSTER}")))
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .flat_map(|s| s.spec.and_then(|s| s.ports).unwrap_or_default())
-            .filter_map(|p| p.node_port)
-            .collect();
-        ports.sort_unstable();
-        (ports == [BASE + 1, BASE + 2, BASE + 3]).then_some(())
+        (cluster_node_ports(&services).await? == [BASE + 1, BASE + 2, BASE + 3]).then_some(())
     })
     .await;
 
