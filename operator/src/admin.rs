@@ -2,7 +2,8 @@
 //!
 //! A cluster is reached through a list of broker internal addresses; a call
 //! goes to the first that answers, the next ones are tried when a broker is
-//! down or cannot reach a controller (a non-OK gRPC status). Failures of the
+//! down or cannot reach a controller, or is not the active controller a
+//! voter change must reach (a non-OK gRPC status). Failures of the
 //! operation itself come back as a Kafka error code with a message and are
 //! returned as [`AdminError::Refused`].
 //!

@@ -40,7 +40,6 @@ const WAIT: Duration = Duration::from_secs(180);
 const BASE: i32 = 31500;
 const TLS_PORT: i32 = 9095;
 
-/// The DNS SANs of the listener certificate in `<cluster>-broker-certs`.
 /// The node ports of all the cluster's Services, sorted.
 async fn cluster_node_ports(services: &Api<Service>) -> Option<Vec<i32>> {
     let list = services.list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={CLUSTER}"))).await;
@@ -55,6 +54,7 @@ async fn cluster_node_ports(services: &Api<Service>) -> Option<Vec<i32>> {
     Some(ports)
 }
 
+/// The DNS SANs of the listener certificate in `<cluster>-broker-certs`.
 async fn listener_sans(secrets: &Api<Secret>) -> Option<Vec<String>> {
     use x509_parser::extensions::GeneralName;
     let secret = secrets.get_opt(&format!("{CLUSTER}-broker-certs")).await.ok()??;

@@ -14,7 +14,9 @@
 //! Errors: a refused operation is a Kafka error code with a message in the
 //! response; a gRPC status other than OK means no controller could answer
 //! (`UNAVAILABLE`: no active controller, forwarding failed — the change may or
-//! may not have been committed, so the caller re-reads and retries).
+//! may not have been committed, so the caller re-reads and retries), or,
+//! for a controller voter change, which only the active controller takes,
+//! that this broker is not it (`FAILED_PRECONDITION`, naming it).
 //!
 //! Not offered: replica reassignment (moving a partition's replicas to other
 //! brokers) needs a catch-up phase with adding replicas before removing

@@ -478,9 +478,10 @@ pub struct ActiveController {
     pub sessions: Arc<Mutex<Sessions>>,
     /// The image applied on this node (to answer heartbeats of live brokers).
     pub state: Arc<RwLock<AppliedState>>,
-    /// Held by a voter change and by a rejoin's re-add, each of which reads
-    /// the rejoining voters and then changes the membership: a voter change
-    /// that leaves a rejoining node out is never undone by its re-add.
+    /// Held by a voter change's step and by a rejoin's removal and re-add,
+    /// each of which reads or records the rejoining voters and then changes
+    /// the membership: a step that leaves a rejoining node out is not undone
+    /// by a re-add under way.
     pub voter_changes: Arc<tokio::sync::Mutex<()>>,
 }
 

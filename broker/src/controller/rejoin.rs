@@ -358,6 +358,8 @@ pub async fn handle_rejoin(
                     node, directory_id = %request.directory_id,
                     "controller voter came back without its log; removing it from the voters until it has caught up"
                 );
+                // Not inside a voter change's step (it read the rejoining voters).
+                let _serial = active.voter_changes.lock().await;
                 record(raft, Command::VoterRejoining { node_id: node }).await?;
                 raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), true)
                     .await

@@ -273,7 +273,9 @@ async fn reconcile_inner(cluster: &KafkaCluster, ctx: &Context) -> Result<Action
     let running = before.as_ref().and_then(|s| s.spec.replicas).unwrap_or(0);
     let ca_expiry = internal_ca::ensure(ctx, cluster, spec.replicas.max(running)).await?;
     let mut observed = Observed::default();
-    let admin = ctx.admin_for(&names, spec.replicas).await?;
+    // Every running broker: the active controller, which alone takes a
+    // voter change, may be one a scale-down removes.
+    let admin = ctx.admin_for(&names, spec.replicas.max(running)).await?;
     let mut dynamic_in_force = None;
     match admin.describe_cluster().await {
         Ok(described) => {
