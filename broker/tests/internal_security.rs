@@ -15,7 +15,10 @@
 //! - A broker that is a controller learner (every broker is one) cannot make
 //!   itself a voter through Rejoin: only a voter removed after losing its
 //!   log (recorded so by the active controller, which alone may propose
-//!   that record) is made one again.
+//!   that record) is made one again. Nor can it act as a Raft leader or
+//!   candidate with its own certificate: AppendEntries and Vote in a huge
+//!   term naming itself are refused by the voter and by another learner
+//!   (which asks the voter it knows), and the active controller stays.
 //! - Throughout, an idempotent acks=all producer writes another topic; after
 //!   the attacks a leader is killed (-9) and every acknowledged record is
 //!   read back once, in order (the history checker).
@@ -165,11 +168,31 @@ async fn tls_without_client_certificate(cluster: &Cluster, id: i32) -> Result<()
 }
 
 #[test]
-fn a_learner_cannot_make_itself_a_voter_through_rejoin() {
-    // Broker 0 alone votes; broker 1 follows the metadata log as a learner.
-    let cluster = Cluster::start_with_voters(2, 1, "learner-rejoin", FAST_FAILOVER);
+fn a_learner_can_neither_make_itself_a_voter_nor_lead() {
+    // Broker 0 alone votes; brokers 1 and 2 follow the metadata log as learners.
+    let cluster = Cluster::start_with_voters(3, 1, "learner-rejoin", FAST_FAILOVER);
     assert_eq!(cluster.wait_for_controller(&[], TIMEOUT), 0);
     let rt = runtime();
+    rt.block_on(async {
+        // Leading or campaigning with its own certificate, naming itself:
+        // refused by the voter, and by another learner after asking the voter.
+        for target in [0, 1] {
+            let mut raft =
+                RaftClient::new(cluster.internal_channel(target, Some(&cluster.tls_as(Identity::Broker(2)))));
+            assert_denied(
+                &format!("AppendEntries from learner 2 to {target}"),
+                raft.append_entries(forged_append(2)).await,
+            );
+            assert_denied(&format!("Vote from learner 2 to {target}"), raft.vote(forged_vote(2)).await);
+        }
+        // Learner 1 still follows broker 0 (a forged leader would have
+        // taken its vote), and broker 0 still leads.
+        let mut raft = RaftClient::new(cluster.internal_channel(1, Some(&cluster.tls_as(Identity::Broker(2)))));
+        let status = raft.status(raft_message(&())).await.expect("Status is answered").into_inner();
+        let status: PeerStatus = serde_json::from_slice(&status.payload).expect("a Status reply");
+        assert_eq!(status.leader, Some(0), "learner 1 follows another leader");
+    });
+    assert_eq!(cluster.wait_for_controller(&[], TIMEOUT), 0);
     rt.block_on(async {
         // Broker 1's own certificate, so the identity check passes.
         let mut raft = RaftClient::new(cluster.internal_channel(0, Some(&cluster.tls_as(Identity::Broker(1)))));

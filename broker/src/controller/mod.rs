@@ -13,6 +13,8 @@
 //!   persisted to `<data-dir>/controller/snapshot.json`.
 //! - [`network`] — openraft's RPCs over the `Raft` gRPC service of
 //!   `strom-proto`, client and server side.
+//! - [`admission`] — only a voter may lead or campaign towards a node (a
+//!   lagging node asks the voters it knows about a sender it does not know).
 //! - [`quorum`] — [`Controller`]: starts a node, bootstraps the voters, and
 //!   proposes commands (forwarding to the active controller).
 //! - [`rejoin`] — a voter's directory identity, the bootstrap decision of an
@@ -29,6 +31,7 @@
 //! Every broker runs one node (a one-voter quorum by default); the broker
 //! follows the applied image through [`crate::publisher`].
 
+pub mod admission;
 pub mod describe;
 pub mod image;
 pub mod liveness;

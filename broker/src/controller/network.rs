@@ -12,8 +12,8 @@
 //! requires the server's to name the node it calls; the server takes the
 //! caller's identity from its certificate (see [`crate::tls`]): a Raft
 //! message is accepted only from the broker its vote names, and only if that
-//! broker is a member (voter or learner); `Propose` only from a member, or
-//! from a broker registering itself.
+//! broker is a voter (see [`super::admission`]); `Propose` only from a
+//! member (voter or learner), or from a broker registering itself.
 
 use openraft::BasicNode;
 use openraft::error::{
@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use super::admission::Admission;
 use super::describe::{DescribeQuorumError, QuorumDescription, describe};
 use super::image::{Command, CommandResult};
 use super::liveness::Sessions;
@@ -254,17 +255,21 @@ pub struct RaftService {
     gate: Gate,
     /// This node's internal TLS, for the calls a rejoin makes to the rejoining node.
     tls: Option<Arc<InternalTls>>,
+    /// Who may lead or campaign towards this node.
+    admission: Admission,
 }
 
 impl RaftService {
     /// Serves `raft`; forwarded commands are proposed through `active`.
     pub fn new(raft: Raft, active: ActiveController) -> RaftService {
-        RaftService { raft, active, gate: Gate::new(Stage::Open), tls: None }
+        let admission = Admission::new(raft.clone(), None);
+        RaftService { raft, active, gate: Gate::new(Stage::Open), tls: None, admission }
     }
 
-    /// Takes part in Raft only as far as `gate` allows (a voter that
-    /// bootstraps or rejoins after losing its log, see [`super::rejoin`]).
+    /// Calls other nodes (a rejoining node, the voters asked about a
+    /// sender) over `tls`.
     pub fn with_tls(mut self, tls: Option<Arc<InternalTls>>) -> RaftService {
+        self.admission = Admission::new(self.raft.clone(), tls.clone());
         self.tls = tls;
         self
     }
@@ -318,14 +323,14 @@ fn encode<T: Serialize>(reply: &T) -> Result<Response<RaftMessage>, Status> {
 }
 
 impl RaftService {
-    /// Refuses a Raft RPC from a node that is not a member of this node's
-    /// quorum (a stray process, another cluster's node): it is never handed
-    /// to Raft. A node that has no membership yet (a learner waiting to be
-    /// added) accepts the leader that adds it.
+    /// Refuses a Raft leader or candidate RPC (AppendEntries,
+    /// InstallSnapshot, Vote) from a node that is not a voter of this node's
+    /// quorum (a broker, a stray process, another cluster's node): it is
+    /// never handed to Raft. See [`super::admission`].
     ///
     /// With internal TLS the sender named in the vote must also be the
     /// broker whose certificate `caller` presented.
-    fn check_sender(&self, caller: &Caller, vote: &openraft::Vote<NodeId>) -> Result<(), Status> {
+    async fn check_sender(&self, caller: &Caller, vote: &openraft::Vote<NodeId>) -> Result<(), Status> {
         let named = vote.leader_id().voted_for();
         if let Some(authenticated) = calling_broker(caller)?
             && named != Some(authenticated)
@@ -335,19 +340,10 @@ impl RaftService {
                 "the message names sender {named:?}, but the caller's certificate is broker {authenticated}'s"
             )));
         }
-        let Some(sender) = named else {
-            return Ok(());
-        };
-        let metrics = self.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        if membership.voter_ids().next().is_none() || membership.get_node(&sender).is_some() {
-            return Ok(());
+        match named {
+            Some(sender) => self.admission.admit(sender, vote.leader_id().term).await,
+            None => Ok(()),
         }
-        tracing::warn!(sender, "refused a Raft RPC from a node outside the controller quorum");
-        Err(Status::permission_denied(format!(
-            "node {sender} is not a member of this controller quorum (members: {:?})",
-            membership.nodes().map(|(id, _)| *id).collect::<Vec<_>>()
-        )))
     }
 
     /// Admits a forwarded command: from a member (voter or learner) of the
@@ -399,7 +395,7 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
         let caller = crate::tls::caller(&request);
         let req: AppendEntriesRequest<TypeConfig> = decode(request)?;
         self.check_gate(false)?;
-        self.check_sender(&caller, &req.vote)?;
+        self.check_sender(&caller, &req.vote).await?;
         encode(&self.raft.append_entries(req).await)
     }
 
@@ -407,7 +403,7 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
         let caller = crate::tls::caller(&request);
         let req: VoteRequest<NodeId> = decode(request)?;
         self.check_gate(true)?;
-        self.check_sender(&caller, &req.vote)?;
+        self.check_sender(&caller, &req.vote).await?;
         encode(&self.raft.vote(req).await)
     }
 
@@ -415,7 +411,7 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
         let caller = crate::tls::caller(&request);
         let req: InstallSnapshotRequest<TypeConfig> = decode(request)?;
         self.check_gate(false)?;
-        self.check_sender(&caller, &req.vote)?;
+        self.check_sender(&caller, &req.vote).await?;
         encode(&self.raft.install_snapshot(req).await)
     }
 

@@ -279,6 +279,92 @@ async fn raft_rpcs_from_a_node_outside_the_quorum_are_refused() {
     node.shutdown().await;
 }
 
+/// A learner that was down while a broker it knew only as a learner became
+/// a voter and then the active controller: its membership does not name
+/// the new leader as a voter, so it asks the voter it knows, which vouches,
+/// and it catches up (from a snapshot: the log it lacks is purged).
+#[tokio::test]
+async fn a_lagging_learner_takes_a_leader_it_does_not_know_as_a_voter_once_a_voter_vouches() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let addrs = [free_addr().await, free_addr().await, free_addr().await];
+    let voters = BTreeMap::from([(0, addrs[0].to_string())]);
+    // Sessions outlive the test: no broker is fenced while it is down.
+    let config = |id: NodeId| ControllerConfig {
+        session_timeout: Duration::from_secs(600),
+        ..fast_config(id, &voters, dirs[id as usize].path())
+    };
+    let listen = |id: usize| TcpListener::bind(addrs[id]);
+    // Each broker registers itself at its real internal address: it is
+    // where the quorum reaches it as a learner.
+    let join = |node: Controller, id: NodeId| async move {
+        let registration = Command::RegisterBroker {
+            broker_id: id as i32,
+            incarnation_id: Uuid::new_v4(),
+            advertised_endpoint: format!("127.0.0.1:{}", 9092 + id),
+            internal_endpoint: addrs[id as usize].to_string(),
+            listeners: Default::default(),
+            rack: None,
+            max_partitions: None,
+        };
+        let Ok(Outcome::Registered { broker_epoch }) = node.propose_committed(registration).await.unwrap().result
+        else {
+            panic!("broker {id} did not register")
+        };
+        node.propose(Command::BrokerHeartbeat { broker_id: id as i32, broker_epoch }).await.unwrap().unwrap();
+        node
+    };
+    let voter = join(Controller::start(config(0), listen(0).await.unwrap()).await.unwrap(), 0).await;
+    let mut learners = Vec::new();
+    for id in 1..3 {
+        learners.push(join(Controller::start(config(id), listen(id as usize).await.unwrap()).await.unwrap(), id).await);
+    }
+    let lagging = learners.pop().unwrap();
+    let learner = learners.pop().unwrap();
+    wait_for("the learners to apply", || (lagging.image() == voter.image()).then_some(())).await;
+    let stale = lagging.raft().metrics().borrow().membership_config.membership().clone();
+    assert_eq!(stale.voter_ids().collect::<Vec<_>>(), vec![0], "{stale:?}");
+    lagging.shutdown().await;
+
+    // Broker 1 becomes a voter and then leads; broker 2 is down throughout.
+    let request = super::voters::VoterChangeRequest { voters: std::collections::BTreeSet::from([1]) };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // Broker 0, removed, may still think it leads: ask broker 1 once it does.
+        let active = if learner.active_controller() == Some(1) { &learner } else { &voter };
+        if let Ok(Ok(progress)) = active.change_voters(&request).await
+            && progress.done
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out making broker 1 the only voter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for("broker 1 to lead", || (learner.active_controller() == Some(1)).then_some(())).await;
+    for _ in 0..12 {
+        learner.propose(create_topic(&Uuid::new_v4().to_string(), 1, 1)).await.unwrap().unwrap();
+    }
+    learner.propose(create_topic("after-the-change", 1, 1)).await.unwrap().unwrap();
+
+    // Broker 0 restarts too: as the removed leader it may still replicate
+    // its own log (the new membership in it) to broker 2, which knows it as
+    // a voter. Restarted, it is a learner that knows broker 1 as the voter.
+    voter.shutdown().await;
+    let voter = Controller::start(config(0), listen(0).await.unwrap()).await.unwrap();
+    wait_for("broker 0 to follow broker 1", || (voter.active_controller() == Some(1)).then_some(())).await;
+
+    // Broker 2 restarts from its directory, knowing only broker 0 as a voter.
+    let restarted = Controller::start(config(2), listen(2).await.unwrap()).await.unwrap();
+    wait_for("the restarted learner to catch up", || {
+        restarted.image().topics.contains_key("after-the-change").then_some(())
+    })
+    .await;
+    assert_eq!(restarted.active_controller(), Some(1));
+    assert_eq!(restarted.voters(), vec![1]);
+    restarted.shutdown().await;
+    learner.shutdown().await;
+    voter.shutdown().await;
+}
+
 fn node(nodes: &[Option<Controller>], id: NodeId) -> &Controller {
     nodes[id as usize].as_ref().unwrap()
 }
