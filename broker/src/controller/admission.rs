@@ -11,107 +11,171 @@
 //! # The rule
 //!
 //! The sender (already authenticated as the node its vote names, see
-//! [`super::network`]) must be a voter of this node's effective membership,
-//! either half of a joint one. A node with no membership yet (a broker
-//! waiting to be added as a learner, a voter that lost its log) takes any
-//! member: it has nothing to protect, and its gate decides (see
-//! [`super::rejoin`]).
+//! [`super::network`]) is admitted if it is:
+//!
+//! - a voter of this node's effective membership, either half of a joint one;
+//! - while this node holds no membership yet (a broker waiting to be added
+//!   as a learner, a voter that lost its log), one of the configured
+//!   (`--voters`) voters, which bootstrap the quorum;
+//! - the leader this node already follows in that term (a leader that
+//!   removed its own node keeps sending the new membership until it is
+//!   committed; refusing it would keep it leading forever);
+//! - or a voter by the word of a voter this node knows, see below.
+//!
+//! A term beyond [`MAX_TERM`] is refused whoever sends it: openraft panics
+//! when an election's term overflows.
 //!
 //! # A node that lags
 //!
 //! A node that is behind may not know yet that the sender became a voter
 //! (added while this node was down, then elected). Refusing it forever would
 //! keep this node behind forever, so before refusing, the node asks the
-//! voters it knows (`Status`, over the internal TLS that authenticates each
-//! of them) whether the sender is a voter; one that says so vouches for the
-//! sender for that term. The answers are cached per (sender, term), and a
-//! sender is looked up at most once per [`LOOKUP_INTERVAL`]: a refused
-//! broker cannot make this node call the voters on every request. The
-//! lookup runs as its own task, so it finishes (and is remembered) even when
-//! the RPC that started it is given up by its sender.
+//! voters it knows and the configured ones (`Status`, over the internal TLS
+//! that authenticates each of them) whether the sender is a voter. A yes
+//! counts only from a node whose membership is at least as new as the one
+//! this node has committed: a voter that is itself behind could name a
+//! voter removed since. A vouched sender is remembered until this node's
+//! membership changes. One sender is looked up once at a time, at most once
+//! per [`LOOKUP_INTERVAL`], each question bounded by [`ASK_TIMEOUT`]: a
+//! refused broker cannot make this node call the voters on every request.
+//! The lookup runs as its own task, so it finishes (and is remembered) even
+//! when the RPC that started it is given up by its sender.
+//!
+//! On a listener without TLS nobody is authenticated, so anyone may name a
+//! voter as the sender: this protects only a cluster with internal TLS.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::BasicNode;
-use parking_lot::Mutex;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use openraft::{BasicNode, LogId, Vote};
+use parking_lot::{Mutex, RwLock};
 use tonic::Status;
 
 use super::network::PeerClient;
+use super::state_machine::AppliedState;
 use super::{NodeId, Raft};
 use crate::tls::InternalTls;
 
+/// The highest term taken from anyone: far beyond any real election count,
+/// far below the overflow of `term + 1`.
+pub const MAX_TERM: u64 = 1 << 48;
 /// How often one sender may make this node ask the voters about it.
 pub const LOOKUP_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one question to one node may take, connecting included.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an RPC waits for the lookup it started (the lookup goes on).
 const LOOKUP_WAIT: Duration = Duration::from_millis(1500);
-/// Vouched (sender, term) pairs remembered.
+/// Vouched senders remembered.
 const VOUCHES_KEPT: usize = 16;
 /// Senders whose last lookup time is remembered; beyond this the oldest are forgotten.
 const LOOKUPS_KEPT: usize = 256;
 
+/// The effective membership's log id: what a vouch is remembered under.
+type MembershipId = Option<LogId<NodeId>>;
+
 #[derive(Debug, Default)]
 struct Vouches {
-    /// (sender, term) pairs a voter has vouched for, oldest first.
-    admitted: VecDeque<(NodeId, u64)>,
+    /// Senders a voter has vouched for, under this node's membership then, oldest first.
+    admitted: VecDeque<(NodeId, MembershipId)>,
     /// When each sender was last looked up.
     looked_up: HashMap<NodeId, Instant>,
+    /// Senders being looked up now.
+    in_flight: HashSet<NodeId>,
 }
 
 /// Admits Raft's leader and candidate RPCs from voters only (see the module docs).
 #[derive(Clone)]
 pub struct Admission {
     raft: Raft,
+    /// The applied state: its membership is the committed one.
+    state: Arc<RwLock<AppliedState>>,
     tls: Option<Arc<InternalTls>>,
+    /// The configured (`--voters`) voters and their addresses.
+    configured: BTreeMap<NodeId, BasicNode>,
     vouches: Arc<Mutex<Vouches>>,
 }
 
+/// What the node knows when an RPC comes.
+struct View {
+    me: NodeId,
+    voters: BTreeSet<NodeId>,
+    /// Voters of the effective membership, with their addresses.
+    nodes: BTreeMap<NodeId, BasicNode>,
+    membership: MembershipId,
+    vote: Vote<NodeId>,
+}
+
 impl Admission {
-    /// Checks senders against `raft`'s membership, asking the voters it
-    /// knows over `tls` when the membership does not name the sender.
-    pub fn new(raft: Raft, tls: Option<Arc<InternalTls>>) -> Admission {
-        Admission { raft, tls, vouches: Arc::default() }
+    /// Checks senders against `raft`'s membership (committed membership in
+    /// `state`), asking the voters it knows and the `configured` ones over
+    /// `tls` when the membership does not name the sender.
+    pub fn new(
+        raft: Raft,
+        state: Arc<RwLock<AppliedState>>,
+        tls: Option<Arc<InternalTls>>,
+        configured: BTreeMap<NodeId, BasicNode>,
+    ) -> Admission {
+        Admission { raft, state, tls, configured, vouches: Arc::default() }
     }
 
-    /// Admits an RPC from `sender`, leading or campaigning in `term`, or
-    /// refuses it as PERMISSION_DENIED.
-    pub async fn admit(&self, sender: NodeId, term: u64) -> Result<(), Status> {
-        let (me, voters, nodes) = {
-            let metrics = self.raft.metrics();
-            let m = metrics.borrow();
-            let membership = m.membership_config.membership();
-            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-            let nodes: Vec<(NodeId, BasicNode)> =
-                voters.iter().filter_map(|id| membership.get_node(id).map(|n| (*id, n.clone()))).collect();
-            (m.id, voters, nodes)
-        };
-        if voters.is_empty() || voters.contains(&sender) || self.vouched(sender, term) {
+    fn view(&self) -> View {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let nodes = voters.iter().filter_map(|id| membership.get_node(id).map(|n| (*id, n.clone()))).collect();
+        View { me: m.id, voters, nodes, membership: *m.membership_config.log_id(), vote: m.vote }
+    }
+
+    /// Admits an RPC whose vote names `sender` as leader or candidate, or
+    /// refuses it (PERMISSION_DENIED; INVALID_ARGUMENT for an absurd term).
+    pub async fn admit(&self, sender: NodeId, vote: &Vote<NodeId>) -> Result<(), Status> {
+        let term = vote.leader_id().term;
+        if term > MAX_TERM {
+            tracing::warn!(sender, term, "refused a Raft RPC with an absurd term");
+            return Err(Status::invalid_argument(format!("term {term} is beyond the highest taken, {MAX_TERM}")));
+        }
+        let view = self.view();
+        let known =
+            if view.voters.is_empty() { self.configured.contains_key(&sender) } else { view.voters.contains(&sender) };
+        let followed = view.vote.is_committed() && view.vote.leader_id() == vote.leader_id();
+        if known || followed || self.vouched(sender, view.membership) {
             return Ok(());
         }
-        let asked: Vec<(NodeId, BasicNode)> = nodes.into_iter().filter(|(id, _)| *id != me && *id != sender).collect();
-        if !asked.is_empty() && self.may_look_up(sender) {
-            let lookup = tokio::spawn(self.clone().look_up(sender, term, asked));
+        let mut asked = view.nodes.clone();
+        asked.extend(self.configured.iter().map(|(id, node)| (*id, node.clone())));
+        asked.retain(|id, _| *id != view.me && *id != sender);
+        if !asked.is_empty() && self.start_look_up(sender) {
+            let committed = *self.state.read().membership.log_id();
+            let lookup = tokio::spawn(self.clone().look_up(sender, view.membership, committed, asked));
             if let Ok(Ok(true)) = tokio::time::timeout(LOOKUP_WAIT, lookup).await {
                 return Ok(());
             }
+            tracing::warn!(sender, term, voters = ?view.voters, "refused a Raft leader or candidate RPC from a node no voter vouches for");
+        } else {
+            tracing::debug!(sender, term, voters = ?view.voters, "refused a Raft leader or candidate RPC from a node that is no voter");
         }
-        tracing::warn!(sender, term, ?voters, "refused a Raft leader or candidate RPC from a node that is no voter");
         Err(Status::permission_denied(format!(
-            "node {sender} is not a voter of this controller quorum (voters: {voters:?}) and no voter this node \
-             asked says it is one: only a voter may send AppendEntries, InstallSnapshot or Vote"
+            "node {sender} is not a voter of this controller quorum (voters: {:?}) and no voter this node asked \
+             says it is one: only a voter may send AppendEntries, InstallSnapshot or Vote",
+            view.voters
         )))
     }
 
-    fn vouched(&self, sender: NodeId, term: u64) -> bool {
-        self.vouches.lock().admitted.contains(&(sender, term))
+    fn vouched(&self, sender: NodeId, membership: MembershipId) -> bool {
+        self.vouches.lock().admitted.contains(&(sender, membership))
     }
 
-    /// Whether `sender` may be looked up now; records the lookup if so.
-    fn may_look_up(&self, sender: NodeId) -> bool {
+    /// Whether `sender` may be looked up now; marks it looked up if so.
+    fn start_look_up(&self, sender: NodeId) -> bool {
         let now = Instant::now();
         let mut vouches = self.vouches.lock();
-        if vouches.looked_up.get(&sender).is_some_and(|at| now.duration_since(*at) < LOOKUP_INTERVAL) {
+        if vouches.in_flight.contains(&sender)
+            || vouches.looked_up.get(&sender).is_some_and(|at| now.duration_since(*at) < LOOKUP_INTERVAL)
+        {
             return false;
         }
         if vouches.looked_up.len() >= LOOKUPS_KEPT {
@@ -121,31 +185,55 @@ impl Admission {
             return false;
         }
         vouches.looked_up.insert(sender, now);
+        vouches.in_flight.insert(sender);
         true
     }
 
-    /// Asks each of `voters` whether `sender` is a voter; remembers a yes for `term`.
-    async fn look_up(self, sender: NodeId, term: u64, voters: Vec<(NodeId, BasicNode)>) -> bool {
-        let asks = voters.into_iter().map(|(id, node)| {
-            let tls = self.tls.clone();
-            async move {
-                let status = PeerClient::new(id, node, tls).status().await;
-                match status {
-                    Ok(status) if status.voters.as_ref().is_some_and(|v| v.contains_key(&sender)) => Some(id),
-                    _ => None,
+    /// Asks each of `nodes` whether `sender` is a voter; the first yes from a
+    /// node whose membership is at least `committed` is remembered under
+    /// `membership`.
+    async fn look_up(
+        self,
+        sender: NodeId,
+        membership: MembershipId,
+        committed: MembershipId,
+        nodes: BTreeMap<NodeId, BasicNode>,
+    ) -> bool {
+        let mut asks: FuturesUnordered<_> = nodes
+            .into_iter()
+            .map(|(id, node)| {
+                let tls = self.tls.clone();
+                async move {
+                    let status = tokio::time::timeout(ASK_TIMEOUT, PeerClient::new(id, node, tls).status()).await;
+                    match status {
+                        Ok(Ok(status))
+                            if status.membership >= committed
+                                && status.voters.as_ref().is_some_and(|v| v.contains_key(&sender)) =>
+                        {
+                            Some(id)
+                        }
+                        _ => None,
+                    }
                 }
+            })
+            .collect();
+        let mut voucher = None;
+        while let Some(answer) = asks.next().await {
+            if answer.is_some() {
+                voucher = answer;
+                break;
             }
-        });
-        let voucher = futures::future::join_all(asks).await.into_iter().flatten().next();
+        }
+        let mut vouches = self.vouches.lock();
+        vouches.in_flight.remove(&sender);
         let Some(voucher) = voucher else {
             return false;
         };
-        tracing::info!(sender, term, voucher, "a voter says a node this one does not know as a voter is one");
-        let mut vouches = self.vouches.lock();
+        tracing::info!(sender, voucher, "a voter says a node this one does not know as a voter is one");
         if vouches.admitted.len() >= VOUCHES_KEPT {
             vouches.admitted.pop_front();
         }
-        vouches.admitted.push_back((sender, term));
+        vouches.admitted.push_back((sender, membership));
         true
     }
 }

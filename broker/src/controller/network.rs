@@ -12,8 +12,10 @@
 //! requires the server's to name the node it calls; the server takes the
 //! caller's identity from its certificate (see [`crate::tls`]): a Raft
 //! message is accepted only from the broker its vote names, and only if that
-//! broker is a voter (see [`super::admission`]); `Propose` only from a
-//! member (voter or learner), or from a broker registering itself.
+//! broker is a voter (or, to a node with no membership yet, a configured
+//! voter; to a lagging node, one a voter vouches for: see
+//! [`super::admission`]); `Propose` only from a member (voter or learner),
+//! or from a broker registering itself.
 
 use openraft::BasicNode;
 use openraft::error::{
@@ -262,19 +264,21 @@ pub struct RaftService {
 impl RaftService {
     /// Serves `raft`; forwarded commands are proposed through `active`.
     pub fn new(raft: Raft, active: ActiveController) -> RaftService {
-        let admission = Admission::new(raft.clone(), None);
+        let admission = Admission::new(raft.clone(), active.state.clone(), None, BTreeMap::new());
         RaftService { raft, active, gate: Gate::new(Stage::Open), tls: None, admission }
     }
 
     /// Calls other nodes (a rejoining node, the voters asked about a
-    /// sender) over `tls`.
-    pub fn with_tls(mut self, tls: Option<Arc<InternalTls>>) -> RaftService {
-        self.admission = Admission::new(self.raft.clone(), tls.clone());
+    /// sender) over `tls`; `configured` are the configured (`--voters`)
+    /// voters (see [`super::admission`]).
+    pub fn with_peers(mut self, tls: Option<Arc<InternalTls>>, configured: BTreeMap<NodeId, BasicNode>) -> RaftService {
+        self.admission = Admission::new(self.raft.clone(), self.active.state.clone(), tls.clone(), configured);
         self.tls = tls;
         self
     }
 
-    /// Takes part in Raft only as far as `gate` allows (see [`RaftService::with_gate`]).
+    /// Takes part in Raft only as far as `gate` allows (a voter that
+    /// bootstraps or rejoins after losing its log, see [`super::rejoin`]).
     pub fn with_gate(mut self, gate: Gate) -> RaftService {
         self.gate = gate;
         self
@@ -341,7 +345,7 @@ impl RaftService {
             )));
         }
         match named {
-            Some(sender) => self.admission.admit(sender, vote.leader_id().term).await,
+            Some(sender) => self.admission.admit(sender, vote).await,
             None => Ok(()),
         }
     }
@@ -438,6 +442,7 @@ impl strom_proto::raft::raft_server::Raft for RaftService {
                 leader: m.current_leader,
                 stage: self.gate.stage(),
                 voters: (!voters.is_empty()).then_some(voters),
+                membership: *m.membership_config.log_id(),
             }
         };
         encode(&status)

@@ -339,7 +339,7 @@ impl Controller {
         RaftServer::new(
             RaftService::new(self.raft.clone(), self.active.clone())
                 .with_gate(self.gate.clone())
-                .with_tls(self.internal_tls.clone()),
+                .with_peers(self.internal_tls.clone(), self.voters.clone()),
         )
     }
 

@@ -204,6 +204,9 @@ pub struct PeerStatus {
     /// addresses (`None` from a node of an older Strom).
     #[serde(default)]
     pub voters: Option<BTreeMap<NodeId, String>>,
+    /// The log id of that membership (`None`: none, or a node of an older Strom).
+    #[serde(default)]
+    pub membership: Option<openraft::LogId<NodeId>>,
 }
 
 impl PeerStatus {
@@ -604,13 +607,19 @@ mod tests {
     use super::*;
 
     fn status(last: Option<u64>) -> PeerStatus {
-        PeerStatus { last_log_index: last, leader: None, stage: Stage::Open, voters: None }
+        PeerStatus { last_log_index: last, leader: None, stage: Stage::Open, voters: None, membership: None }
     }
 
     /// The answer of the active controller `id` whose membership has `voters`.
     fn leader(id: NodeId, voters: &[NodeId]) -> PeerStatus {
         let voters = voters.iter().map(|v| (*v, format!("node-{v}:9093"))).collect();
-        PeerStatus { last_log_index: Some(9), leader: Some(id), stage: Stage::Open, voters: Some(voters) }
+        PeerStatus {
+            last_log_index: Some(9),
+            leader: Some(id),
+            stage: Stage::Open,
+            voters: Some(voters),
+            membership: None,
+        }
     }
 
     #[test]

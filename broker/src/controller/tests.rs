@@ -365,6 +365,53 @@ async fn a_lagging_learner_takes_a_leader_it_does_not_know_as_a_voter_once_a_vot
     voter.shutdown().await;
 }
 
+/// A node with no membership yet (a broker not yet added as a learner)
+/// takes leader and candidate RPCs only from the configured voters: a
+/// broker cannot hand it a forged log. A term beyond any real election is
+/// refused from anyone (openraft panics when `term + 1` overflows).
+#[tokio::test]
+async fn a_node_without_membership_takes_raft_rpcs_only_from_the_configured_voters() {
+    use openraft::raft::{AppendEntriesRequest, VoteRequest};
+    use strom_proto::raft::RaftMessage;
+    use strom_proto::raft::raft_client::RaftClient;
+
+    let (voter_dir, fresh_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let voters = BTreeMap::from([(0, free_addr().await.to_string())]);
+    let voter = start(0, &voters, voter_dir.path()).await;
+    register_and_unfence(&voter, 0).await;
+    let fresh_addr = free_addr().await;
+    let fresh =
+        Controller::start(fast_config(5, &voters, fresh_dir.path()), TcpListener::bind(fresh_addr).await.unwrap())
+            .await
+            .unwrap();
+    fresh.wait_start_decided().await;
+    assert!(fresh.raft().metrics().borrow().membership_config.membership().voter_ids().next().is_none());
+
+    let mut client = RaftClient::connect(format!("http://{fresh_addr}")).await.unwrap();
+    let append = |term: u64, leader: NodeId| {
+        let request = AppendEntriesRequest::<super::TypeConfig> {
+            vote: openraft::Vote::new_committed(term, leader),
+            prev_log_id: None,
+            entries: vec![],
+            leader_commit: None,
+        };
+        RaftMessage { payload: serde_json::to_vec(&request).unwrap() }
+    };
+    // Broker 7 is no configured voter, and the voter says it is none.
+    let status = client.append_entries(append(1_000, 7)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("node 7"), "{status:?}");
+    let vote = VoteRequest::<NodeId>::new(openraft::Vote::new(1_000, 7), None);
+    let status = client.vote(RaftMessage { payload: serde_json::to_vec(&vote).unwrap() }).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    // An overflowing term, even naming the voter.
+    let status = client.append_entries(append(u64::MAX, 0)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(fresh.raft().metrics().borrow().current_term, 0, "a refused RPC changed the term");
+    fresh.shutdown().await;
+    voter.shutdown().await;
+}
+
 fn node(nodes: &[Option<Controller>], id: NodeId) -> &Controller {
     nodes[id as usize].as_ref().unwrap()
 }
