@@ -17,25 +17,29 @@
 //! - while this node holds no membership yet (a broker waiting to be added
 //!   as a learner, a voter that lost its log), one of the configured
 //!   (`--voters`) voters, which bootstrap the quorum;
-//! - the leader this node already follows in that term (a leader that
-//!   removed its own node keeps sending the new membership until it is
-//!   committed; refusing it would keep it leading forever);
-//! - or a voter by the word of a voter this node knows, see below.
+//! - the leader this node already follows in that term, while it is a voter
+//!   of the membership this node has applied (a leader that removed its own
+//!   node keeps sending the new membership until it is committed; refusing
+//!   it would keep it leading forever);
+//! - or a voter by the word of another node, see below.
 //!
-//! A term beyond [`MAX_TERM`] is refused whoever sends it: openraft panics
-//! when an election's term overflows.
+//! A term beyond [`MAX_TERM`] is refused whoever sends it: an election's
+//! `term + 1` must never overflow (openraft panics in a debug build and
+//! wraps to term 0 in a release one).
 //!
 //! # A node that lags
 //!
 //! A node that is behind may not know yet that the sender became a voter
 //! (added while this node was down, then elected). Refusing it forever would
 //! keep this node behind forever, so before refusing, the node asks the
-//! voters it knows and the configured ones (`Status`, over the internal TLS
-//! that authenticates each of them) whether the sender is a voter. A yes
-//! counts only from a node whose membership is at least as new as the one
-//! this node has committed: a voter that is itself behind could name a
-//! voter removed since. A vouched sender is remembered until this node's
-//! membership changes. One sender is looked up once at a time, at most once
+//! voters it knows (the configured ones while it knows none) whether the
+//! sender is a voter (`Status`, over the internal TLS that authenticates
+//! each of them). A yes counts only from a node whose (effective)
+//! membership is at least as new as the one this node has applied: a voter
+//! that is itself behind could name a voter removed since. A node of an
+//! older Strom does not say which membership it has, so its yes counts only
+//! for a node that has applied none. A vouched sender is remembered until
+//! this node's effective or applied membership changes. One sender is looked up once at a time, at most once
 //! per [`LOOKUP_INTERVAL`], each question bounded by [`ASK_TIMEOUT`]: a
 //! refused broker cannot make this node call the voters on every request.
 //! The lookup runs as its own task, so it finishes (and is remembered) even
@@ -73,13 +77,15 @@ const VOUCHES_KEPT: usize = 16;
 /// Senders whose last lookup time is remembered; beyond this the oldest are forgotten.
 const LOOKUPS_KEPT: usize = 256;
 
-/// The effective membership's log id: what a vouch is remembered under.
+/// A membership's log id.
 type MembershipId = Option<LogId<NodeId>>;
+/// This node's effective and applied memberships: what a vouch is remembered under.
+type Memberships = (MembershipId, MembershipId);
 
 #[derive(Debug, Default)]
 struct Vouches {
-    /// Senders a voter has vouched for, under this node's membership then, oldest first.
-    admitted: VecDeque<(NodeId, MembershipId)>,
+    /// Senders a voter has vouched for, under this node's memberships then, oldest first.
+    admitted: VecDeque<(NodeId, Memberships)>,
     /// When each sender was last looked up.
     looked_up: HashMap<NodeId, Instant>,
     /// Senders being looked up now.
@@ -106,6 +112,9 @@ struct View {
     nodes: BTreeMap<NodeId, BasicNode>,
     membership: MembershipId,
     vote: Vote<NodeId>,
+    /// The applied membership's log id and voters.
+    applied: MembershipId,
+    applied_voters: BTreeSet<NodeId>,
 }
 
 impl Admission {
@@ -122,12 +131,24 @@ impl Admission {
     }
 
     fn view(&self) -> View {
+        let (applied, applied_voters) = {
+            let state = self.state.read();
+            (*state.membership.log_id(), state.membership.membership().voter_ids().collect())
+        };
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let nodes = voters.iter().filter_map(|id| membership.get_node(id).map(|n| (*id, n.clone()))).collect();
-        View { me: m.id, voters, nodes, membership: *m.membership_config.log_id(), vote: m.vote }
+        View {
+            me: m.id,
+            voters,
+            nodes,
+            membership: *m.membership_config.log_id(),
+            vote: m.vote,
+            applied,
+            applied_voters,
+        }
     }
 
     /// Admits an RPC whose vote names `sender` as leader or candidate, or
@@ -141,17 +162,25 @@ impl Admission {
         let view = self.view();
         let known =
             if view.voters.is_empty() { self.configured.contains_key(&sender) } else { view.voters.contains(&sender) };
-        let followed = view.vote.is_committed() && view.vote.leader_id() == vote.leader_id();
-        if known || followed || self.vouched(sender, view.membership) {
+        let followed = view.vote.is_committed()
+            && view.vote.leader_id() == vote.leader_id()
+            && view.applied_voters.contains(&sender);
+        let memberships = (view.membership, view.applied);
+        if known || followed || self.vouched(sender, memberships) {
             return Ok(());
         }
+        // The voters this node knows; the configured ones only while it
+        // knows none (a configured voter may have been removed since).
         let mut asked = view.nodes.clone();
-        asked.extend(self.configured.iter().map(|(id, node)| (*id, node.clone())));
+        if asked.is_empty() {
+            asked.extend(self.configured.iter().map(|(id, node)| (*id, node.clone())));
+        }
         asked.retain(|id, _| *id != view.me && *id != sender);
-        if !asked.is_empty() && self.start_look_up(sender) {
-            let committed = *self.state.read().membership.log_id();
-            let lookup = tokio::spawn(self.clone().look_up(sender, view.membership, committed, asked));
-            if let Ok(Ok(true)) = tokio::time::timeout(LOOKUP_WAIT, lookup).await {
+        if !asked.is_empty()
+            && let Some(lookup) = self.start_look_up(sender)
+        {
+            let task = tokio::spawn(self.clone().look_up(lookup, memberships, asked));
+            if let Ok(Ok(true)) = tokio::time::timeout(LOOKUP_WAIT, task).await {
                 return Ok(());
             }
             tracing::warn!(sender, term, voters = ?view.voters, "refused a Raft leader or candidate RPC from a node no voter vouches for");
@@ -165,40 +194,36 @@ impl Admission {
         )))
     }
 
-    fn vouched(&self, sender: NodeId, membership: MembershipId) -> bool {
-        self.vouches.lock().admitted.contains(&(sender, membership))
+    fn vouched(&self, sender: NodeId, memberships: Memberships) -> bool {
+        self.vouches.lock().admitted.contains(&(sender, memberships))
     }
 
-    /// Whether `sender` may be looked up now; marks it looked up if so.
-    fn start_look_up(&self, sender: NodeId) -> bool {
+    /// A lookup of `sender` if one may start now (none under way, none
+    /// within [`LOOKUP_INTERVAL`]).
+    fn start_look_up(&self, sender: NodeId) -> Option<Lookup> {
         let now = Instant::now();
         let mut vouches = self.vouches.lock();
         if vouches.in_flight.contains(&sender)
             || vouches.looked_up.get(&sender).is_some_and(|at| now.duration_since(*at) < LOOKUP_INTERVAL)
         {
-            return false;
+            return None;
         }
         if vouches.looked_up.len() >= LOOKUPS_KEPT {
             vouches.looked_up.retain(|_, at| now.duration_since(*at) < LOOKUP_INTERVAL);
         }
         if vouches.looked_up.len() >= LOOKUPS_KEPT {
-            return false;
+            return None;
         }
         vouches.looked_up.insert(sender, now);
         vouches.in_flight.insert(sender);
-        true
+        Some(Lookup { sender, vouches: self.vouches.clone() })
     }
 
-    /// Asks each of `nodes` whether `sender` is a voter; the first yes from a
-    /// node whose membership is at least `committed` is remembered under
-    /// `membership`.
-    async fn look_up(
-        self,
-        sender: NodeId,
-        membership: MembershipId,
-        committed: MembershipId,
-        nodes: BTreeMap<NodeId, BasicNode>,
-    ) -> bool {
+    /// Asks each of `nodes` whether the looked-up sender is a voter; the
+    /// first yes from a node whose membership is at least this node's
+    /// applied one is remembered under `memberships`.
+    async fn look_up(self, lookup: Lookup, memberships: Memberships, nodes: BTreeMap<NodeId, BasicNode>) -> bool {
+        let (sender, applied) = (lookup.sender, memberships.1);
         let mut asks: FuturesUnordered<_> = nodes
             .into_iter()
             .map(|(id, node)| {
@@ -207,7 +232,7 @@ impl Admission {
                     let status = tokio::time::timeout(ASK_TIMEOUT, PeerClient::new(id, node, tls).status()).await;
                     match status {
                         Ok(Ok(status))
-                            if status.membership >= committed
+                            if status.membership >= applied
                                 && status.voters.as_ref().is_some_and(|v| v.contains_key(&sender)) =>
                         {
                             Some(id)
@@ -224,16 +249,28 @@ impl Admission {
                 break;
             }
         }
-        let mut vouches = self.vouches.lock();
-        vouches.in_flight.remove(&sender);
         let Some(voucher) = voucher else {
             return false;
         };
         tracing::info!(sender, voucher, "a voter says a node this one does not know as a voter is one");
+        let mut vouches = self.vouches.lock();
         if vouches.admitted.len() >= VOUCHES_KEPT {
             vouches.admitted.pop_front();
         }
-        vouches.admitted.push_back((sender, membership));
+        vouches.admitted.push_back((sender, memberships));
         true
+    }
+}
+
+/// A lookup under way: the sender is marked in flight until it is dropped
+/// (when the lookup ends, panics or is cancelled).
+struct Lookup {
+    sender: NodeId,
+    vouches: Arc<Mutex<Vouches>>,
+}
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        self.vouches.lock().in_flight.remove(&self.sender);
     }
 }

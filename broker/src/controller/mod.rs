@@ -14,7 +14,7 @@
 //! - [`network`] — openraft's RPCs over the `Raft` gRPC service of
 //!   `strom-proto`, client and server side.
 //! - [`admission`] — only a voter may lead or campaign towards a node (a
-//!   lagging node asks the voters it knows about a sender it does not know).
+//!   lagging node asks other nodes about a sender it does not know).
 //! - [`quorum`] — [`Controller`]: starts a node, bootstraps the voters, and
 //!   proposes commands (forwarding to the active controller).
 //! - [`rejoin`] — a voter's directory identity, the bootstrap decision of an

@@ -12,10 +12,9 @@
 //! requires the server's to name the node it calls; the server takes the
 //! caller's identity from its certificate (see [`crate::tls`]): a Raft
 //! message is accepted only from the broker its vote names, and only if that
-//! broker is a voter (or, to a node with no membership yet, a configured
-//! voter; to a lagging node, one a voter vouches for: see
-//! [`super::admission`]); `Propose` only from a member (voter or learner),
-//! or from a broker registering itself.
+//! broker may lead or campaign by [`super::admission`]'s rules (a voter, in
+//! short, and never a term beyond its cap); `Propose` only from a member
+//! (voter or learner), or from a broker registering itself.
 
 use openraft::BasicNode;
 use openraft::error::{

@@ -142,6 +142,10 @@ pub fn parse_voters(value: &str) -> Result<BTreeMap<NodeId, String>, ControllerE
     for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (id, addr) = part.split_once('@').ok_or_else(|| invalid(format!("`{part}` has no `@`")))?;
         let id: NodeId = id.parse().map_err(|_| invalid(format!("`{id}` is not a node id")))?;
+        // A node id is a broker id: its certificate names an i32.
+        if i32::try_from(id).is_err() {
+            return Err(invalid(format!("node id {id} is beyond {}, the highest broker id", i32::MAX)));
+        }
         if addr.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
             return Err(invalid(format!("`{addr}` is not HOST:PORT")));
         }

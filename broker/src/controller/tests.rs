@@ -189,7 +189,7 @@ async fn three_voters_elect_replicate_fail_over_and_catch_up_a_restarted_node() 
 fn voters_parse_and_bad_ones_are_named() {
     let voters = parse_voters("0@strom-0:9093, 1@strom-1:9093").unwrap();
     assert_eq!(voters[&1], "strom-1:9093");
-    for bad in ["", "x@h:1", "0@h", "0@h:1,0@g:2", "0h:1"] {
+    for bad in ["", "x@h:1", "0@h", "0@h:1,0@g:2", "0h:1", "2147483648@h:1"] {
         let err = parse_voters(bad).unwrap_err().to_string();
         assert!(err.contains("ID@HOST:PORT"), "{bad}: {err}");
     }
