@@ -107,9 +107,8 @@ pub struct Admission {
 /// What the node knows when an RPC comes.
 struct View {
     me: NodeId,
-    voters: BTreeSet<NodeId>,
     /// Voters of the effective membership, with their addresses.
-    nodes: BTreeMap<NodeId, BasicNode>,
+    voters: BTreeMap<NodeId, BasicNode>,
     membership: MembershipId,
     vote: Vote<NodeId>,
     /// The applied membership's log id and voters.
@@ -138,17 +137,9 @@ impl Admission {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         let membership = m.membership_config.membership();
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let nodes = voters.iter().filter_map(|id| membership.get_node(id).map(|n| (*id, n.clone()))).collect();
-        View {
-            me: m.id,
-            voters,
-            nodes,
-            membership: *m.membership_config.log_id(),
-            vote: m.vote,
-            applied,
-            applied_voters,
-        }
+        let voters =
+            membership.voter_ids().filter_map(|id| membership.get_node(&id).map(|n| (id, n.clone()))).collect();
+        View { me: m.id, voters, membership: *m.membership_config.log_id(), vote: m.vote, applied, applied_voters }
     }
 
     /// Admits an RPC whose vote names `sender` as leader or candidate, or
@@ -160,8 +151,11 @@ impl Admission {
             return Err(Status::invalid_argument(format!("term {term} is beyond the highest taken, {MAX_TERM}")));
         }
         let view = self.view();
-        let known =
-            if view.voters.is_empty() { self.configured.contains_key(&sender) } else { view.voters.contains(&sender) };
+        let known = if view.voters.is_empty() {
+            self.configured.contains_key(&sender)
+        } else {
+            view.voters.contains_key(&sender)
+        };
         let followed = view.vote.is_committed()
             && view.vote.leader_id() == vote.leader_id()
             && view.applied_voters.contains(&sender);
@@ -171,7 +165,7 @@ impl Admission {
         }
         // The voters this node knows; the configured ones only while it
         // knows none (a configured voter may have been removed since).
-        let mut asked = view.nodes.clone();
+        let mut asked = view.voters.clone();
         if asked.is_empty() {
             asked.extend(self.configured.iter().map(|(id, node)| (*id, node.clone())));
         }
@@ -183,14 +177,14 @@ impl Admission {
             if let Ok(Ok(true)) = tokio::time::timeout(LOOKUP_WAIT, task).await {
                 return Ok(());
             }
-            tracing::warn!(sender, term, voters = ?view.voters, "refused a Raft leader or candidate RPC from a node no voter vouches for");
+            tracing::warn!(sender, term, voters = ?view.voters.keys().collect::<Vec<_>>(), "refused a Raft leader or candidate RPC from a node no voter vouches for");
         } else {
-            tracing::debug!(sender, term, voters = ?view.voters, "refused a Raft leader or candidate RPC from a node that is no voter");
+            tracing::debug!(sender, term, voters = ?view.voters.keys().collect::<Vec<_>>(), "refused a Raft leader or candidate RPC from a node that is no voter");
         }
         Err(Status::permission_denied(format!(
             "node {sender} is not a voter of this controller quorum (voters: {:?}) and no voter this node asked \
              says it is one: only a voter may send AppendEntries, InstallSnapshot or Vote",
-            view.voters
+            view.voters.keys().collect::<Vec<_>>()
         )))
     }
 
