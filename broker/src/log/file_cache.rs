@@ -195,12 +195,25 @@ impl SegmentFile {
         NEXT.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Creates (or empties) the file at `path` and caches it open, as a
-    /// new segment is about to be written.
+    /// Creates the file at `path`, a new empty one even if a file was
+    /// there, and caches it open, as a new segment is about to be written.
+    ///
+    /// A file left at `path` is unlinked, never emptied in place: on ext4,
+    /// truncating a file to zero (even an empty one) marks it so that its
+    /// last close writes back every dirty page it then has (`auto_da_alloc`,
+    /// meant for files rewritten after a truncation). A segment's last close
+    /// is often its deletion, so a deleted topic's fresh data was written
+    /// to disk first, stalling the thread that closed it and every writer
+    /// queued behind the disk; unlinked, its dirty pages are dropped
+    /// unwritten. Reads in flight of the old file keep their own handle.
     pub fn create(path: &Path) -> Result<SegmentFile, LogError> {
-        let file = OpenOptions::new().create(true).read(true).append(true).open(path).map_err(LogError::io(path))?;
-        // Append mode cannot be combined with truncate-on-open.
-        file.set_len(0).map_err(LogError::io(path))?;
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LogError::Io { path: path.to_owned(), source: e }),
+        }
+        let file =
+            OpenOptions::new().create_new(true).read(true).append(true).open(path).map_err(LogError::io(path))?;
         let segment_file = SegmentFile { id: SegmentFile::next_id(), path: path.to_owned() };
         FileCache::global().insert(segment_file.id, file);
         Ok(segment_file)
@@ -287,6 +300,34 @@ mod tests {
         let id = segment.id;
         drop(segment);
         assert!(FileCache::global().lookup(id).is_none(), "dropping the segment file closes its cached handle");
+    }
+
+    /// A segment re-created at a path that still holds a file starts empty,
+    /// as a new file: the old one is unlinked, not truncated in place (see
+    /// [`SegmentFile::create`]), so a read holding the old handle still
+    /// reads what it located.
+    #[test]
+    fn a_segment_created_over_an_old_file_is_a_new_empty_file_and_the_old_one_stays_readable() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000100.log");
+        let old = SegmentFile::create(&path).unwrap();
+        {
+            use std::io::Write;
+            (&*old.get().unwrap()).write_all(b"old batches").unwrap();
+        }
+        let held = old.get().unwrap();
+        let old_inode = held.metadata().unwrap().ino();
+        drop(old);
+
+        let new = SegmentFile::create(&path).unwrap();
+        let file = new.get().unwrap();
+        assert_eq!(file.metadata().unwrap().len(), 0, "the new segment's file starts empty");
+        assert_ne!(file.metadata().unwrap().ino(), old_inode, "a new file, not the old one emptied");
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), file.metadata().unwrap().ino());
+        let mut buf = [0u8; 11];
+        std::os::unix::fs::FileExt::read_exact_at(&*held, &mut buf, 0).unwrap();
+        assert_eq!(&buf, b"old batches", "a read in flight of the old file still reads it whole");
     }
 
     /// Every record of `log` from its start, as (offset, key).
