@@ -94,6 +94,10 @@ pub struct ProduceSpec {
     pub acks: &'static str,
     /// Records per second; `None` sends as fast as the client can.
     pub rate: Option<f64>,
+    /// Of `records`, how many are sent first as a warm-up (the client's
+    /// connections and metadata): acknowledged and checked like the others,
+    /// left out of the latencies. Only with a `rate`.
+    pub warmup_records: u64,
 }
 
 /// What a producer run did.
@@ -103,9 +107,14 @@ pub struct ProduceOutcome {
     pub failed: u64,
     pub first_error: Option<String>,
     pub elapsed: Duration,
-    /// Per acknowledged record: due time (or send time at full speed) to
-    /// delivery report, in microseconds.
+    /// Per acknowledged record after the warm-up: due time (or send time at
+    /// full speed) to delivery report, in microseconds.
     pub latencies_us: Vec<u32>,
+    /// The highest latency among the warm-up records (microseconds).
+    pub warmup_max_us: u64,
+    /// Nanoseconds since the run's `start` at which the first measured
+    /// record was due: an end-to-end probe leaves out what was due before.
+    pub measured_from_ns: u64,
 }
 
 struct DeliveryCounter {
@@ -114,6 +123,9 @@ struct DeliveryCounter {
     failed: AtomicU64,
     first_error: std::sync::Mutex<Option<String>>,
     latencies_us: std::sync::Mutex<Vec<u32>>,
+    /// Records due before this (ns since `start`) are the warm-up.
+    measured_from_ns: AtomicU64,
+    warmup_max_us: AtomicU64,
 }
 
 impl ClientContext for DeliveryCounter {}
@@ -128,7 +140,9 @@ impl ProducerContext for DeliveryCounter {
                 self.acked.fetch_add(1, Ordering::Relaxed);
                 let now = self.start.elapsed().as_nanos() as u64;
                 let us = now.saturating_sub(*due_ns) / 1000;
-                if let Ok(mut l) = self.latencies_us.lock() {
+                if *due_ns < self.measured_from_ns.load(Ordering::Relaxed) {
+                    self.warmup_max_us.fetch_max(us, Ordering::Relaxed);
+                } else if let Ok(mut l) = self.latencies_us.lock() {
                     l.push(us.min(u32::MAX as u64) as u32);
                 }
             }
@@ -171,12 +185,20 @@ pub fn produce(bootstrap: &str, spec: &ProduceSpec, start: Instant) -> Result<Pr
         failed: AtomicU64::new(0),
         first_error: std::sync::Mutex::new(None),
         latencies_us: std::sync::Mutex::new(Vec::with_capacity(spec.records as usize)),
+        measured_from_ns: AtomicU64::new(0),
+        warmup_max_us: AtomicU64::new(0),
     };
     let producer: BaseProducer<DeliveryCounter> =
         producer_config(bootstrap, spec.acks).create_with_context(context).context("producer")?;
     let mut value = payload(spec.record_bytes);
     let began = Instant::now();
     let deadline = began + GUARD;
+    let measured_from = match spec.rate {
+        Some(rate) if spec.warmup_records > 0 => began + Duration::from_secs_f64(spec.warmup_records as f64 / rate),
+        _ => began,
+    };
+    let measured_from_ns = measured_from.saturating_duration_since(start).as_nanos() as u64;
+    producer.context().measured_from_ns.store(measured_from_ns, Ordering::Relaxed);
     for i in 0..spec.records {
         let due = match spec.rate {
             Some(rate) => {
@@ -222,6 +244,8 @@ pub fn produce(bootstrap: &str, spec: &ProduceSpec, start: Instant) -> Result<Pr
         first_error: context.first_error.lock().ok().and_then(|e| e.clone()),
         elapsed,
         latencies_us: latencies,
+        warmup_max_us: context.warmup_max_us.load(Ordering::Relaxed),
+        measured_from_ns,
     })
 }
 
@@ -368,7 +392,8 @@ pub fn consume_committed(bootstrap: &str, topic: &str, expected: u64) -> Result<
 pub struct LatencyProbe {
     /// Records to wait for before stopping; `u64::MAX` until [`LatencyProbe::finish`].
     expected: Arc<AtomicU64>,
-    handle: std::thread::JoinHandle<Result<Vec<u32>>>,
+    /// Per record read: its due time (ns since `start`) and latency (µs).
+    handle: std::thread::JoinHandle<Result<Vec<(u64, u32)>>>,
 }
 
 impl LatencyProbe {
@@ -381,7 +406,7 @@ impl LatencyProbe {
         consumer.assign(&assignment)?;
         let expected = Arc::new(AtomicU64::new(u64::MAX));
         let target = expected.clone();
-        let handle = std::thread::spawn(move || -> Result<Vec<u32>> {
+        let handle = std::thread::spawn(move || -> Result<Vec<(u64, u32)>> {
             let mut latencies = Vec::new();
             let mut last_progress = Instant::now();
             while (latencies.len() as u64) < target.load(Ordering::Relaxed) {
@@ -394,7 +419,7 @@ impl LatencyProbe {
                             .and_then(|b| <[u8; 8]>::try_from(b).ok())
                             .map(u64::from_be_bytes)
                             .context("a record without the due-time stamp")?;
-                        latencies.push((now.saturating_sub(due) / 1000).min(u32::MAX as u64) as u32);
+                        latencies.push((due, (now.saturating_sub(due) / 1000).min(u32::MAX as u64) as u32));
                         last_progress = Instant::now();
                     }
                     Some(Err(e)) => bail!("end-to-end probe: {e}"),
@@ -410,11 +435,14 @@ impl LatencyProbe {
         Ok(LatencyProbe { expected, handle })
     }
 
-    /// Waits until the probe has read `expected` records; their latencies.
-    pub fn finish(self, expected: u64) -> Result<Vec<u32>> {
+    /// Waits until the probe has read `expected` records; the latencies of
+    /// those due from `measured_from_ns` on (the producer's warm-up left out).
+    pub fn finish(self, expected: u64, measured_from_ns: u64) -> Result<Vec<u32>> {
         self.expected.store(expected, Ordering::Relaxed);
         match self.handle.join() {
-            Ok(result) => result,
+            Ok(result) => {
+                Ok(result?.into_iter().filter(|(due, _)| *due >= measured_from_ns).map(|(_, us)| us).collect())
+            }
             Err(_) => bail!("the end-to-end probe thread panicked"),
         }
     }
@@ -432,6 +460,8 @@ pub fn probe_produce(bootstrap: &str, topic: &str, partitions: i32, timeout: Dur
         failed: AtomicU64::new(0),
         first_error: std::sync::Mutex::new(None),
         latencies_us: std::sync::Mutex::new(Vec::new()),
+        measured_from_ns: AtomicU64::new(0),
+        warmup_max_us: AtomicU64::new(0),
     };
     let producer: BaseProducer<DeliveryCounter> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)

@@ -32,18 +32,20 @@ use anyhow::{Context, Result, bail};
 use crate::broker_logs;
 use crate::client::{self, ProduceSpec};
 use crate::java_tools::{JavaConsume, JavaProduce, JavaTools};
-use crate::process::{Cluster, Programs, Security, System, VariantTag, run_order};
+use crate::process::{self, Cluster, Programs, Security, System, VariantTag, run_order};
 use crate::report::{Better, Check, Metric, Report, Secured, Target, TlsMetric, VariantMetric, quantile_ms};
 use crate::secure::{Listener, SaslSsl};
 use crate::variants::StromVariant;
 
 pub(crate) const MIB: f64 = 1024.0 * 1024.0;
 
-/// Seconds of ProducerPerformance's records in scenario 3 sent before its
-/// latencies count (`--warmup-records`): a fresh JVM's class loading and JIT
-/// and the producer's first metadata and producer-id round trips put the
-/// run's slowest sends there on both systems.
-const S3_JAVA_WARMUP_SECONDS: f64 = 3.0;
+/// Seconds of each generator's records in scenario 3 sent before its
+/// latencies count (ProducerPerformance's `--warmup-records`; the harness's
+/// own for librdkafka): a fresh JVM's class loading and JIT, and either
+/// client's first connections and metadata round trips, put the run's
+/// slowest sends there on both systems (librdkafka's first half second
+/// reached 350–700 ms on both, run 20261207-192448).
+const S3_WARMUP_SECONDS: f64 = 3.0;
 
 /// Sizes of the workloads; [`Plan::full`] is what the documented command runs.
 #[derive(Clone, Debug)]
@@ -323,6 +325,7 @@ impl Bench {
                     record_bytes: self.plan.record_bytes,
                     acks,
                     rate: None,
+                    warmup_records: 0,
                 };
                 let o = client::produce(&bootstrap, &spec, self.epoch)?;
                 if o.failed > 0 {
@@ -682,8 +685,14 @@ impl Bench {
         for system in System::order(0) {
             let cluster = pick(clusters, system);
             client::create_topic(&cluster.bootstrap(), topic, plan.partitions, 1, &[])?;
-            let spec =
-                ProduceSpec { topic: topic.into(), records, record_bytes: plan.record_bytes, acks: "1", rate: None };
+            let spec = ProduceSpec {
+                topic: topic.into(),
+                records,
+                record_bytes: plan.record_bytes,
+                acks: "1",
+                rate: None,
+                warmup_records: 0,
+            };
             let o = client::produce(&cluster.bootstrap(), &spec, self.epoch)?;
             if o.failed > 0 {
                 bail!("filling the backlog on {}: {} records failed", system.name(), o.failed);
@@ -862,12 +871,12 @@ impl Bench {
             3,
             format!(
                 "the scenario-2 clusters; each generator sends at half of *its own* median maximum on Kafka in scenario 2: ProducerPerformance {:.0} records/s, librdkafka {:.0} records/s, for {} s per run measured (ProducerPerformance sends {} s of warm-up records before them, `--warmup-records`, left out of its percentiles), acks=all, into a fresh topic like scenario 2's",
-                rates[0], rates[1], plan.s3_seconds, S3_JAVA_WARMUP_SECONDS
+                rates[0], rates[1], plan.s3_seconds, S3_WARMUP_SECONDS
             ),
         );
         self.report.note(
             3,
-            "produce latency: ProducerPerformance's own steady-state percentiles (send() to callback, warm-up records excluded); librdkafka's from each record's *due* time to its delivery report (no coordinated omission). End to end: due time to arrival at a consumer reading the topic throughout (librdkafka, fetch.wait.max.ms=100, on the same machine)",
+            "produce latency: ProducerPerformance's own steady-state percentiles (send() to callback, warm-up records excluded); librdkafka's from each record's *due* time to its delivery report (no coordinated omission), over the records after its own first 3 s at the rate (its warm-up: connections and metadata; the worst latency among them is reported on its own row). End to end: due time to arrival at a consumer reading the topic throughout (librdkafka, fetch.wait.max.ms=100, on the same machine), the same records. Before each run the disk is settled: 2 s (Kafka deletes a deleted topic's files 1 s later), then `sync`, so no run inherits another's writeback or file deletions",
         );
         let names = ["p50", "p99", "p99.9"];
         let quantiles = [0.5, 0.99, 0.999];
@@ -889,14 +898,16 @@ impl Bench {
             .iter()
             .map(|n| Metric::new(3, format!("end-to-end latency {n}, librdkafka"), "ms", Better::Lower))
             .collect();
+        let mut rdk_warmup = Metric::new(3, "produce latency, worst of the warm-up, librdkafka", "ms", Better::Lower);
         for round in 0..plan.rounds {
             for system in System::order(round) {
                 let cluster = pick(clusters, system);
                 let bootstrap = cluster.bootstrap();
                 // ProducerPerformance at a fixed rate.
                 let topic = format!("s3-java-{round}");
+                process::settle_disk()?;
                 client::create_topic(&bootstrap, &topic, plan.partitions, 3, &[("min.insync.replicas", "2")])?;
-                let warmup = (rates[0] * S3_JAVA_WARMUP_SECONDS) as u64;
+                let warmup = (rates[0] * S3_WARMUP_SECONDS) as u64;
                 let records = (rates[0] * plan.s3_seconds) as u64 + warmup;
                 let run = self.tools.produce(&JavaProduce {
                     bootstrap: &bootstrap,
@@ -925,21 +936,24 @@ impl Bench {
 
                 // librdkafka at a fixed rate, with the end-to-end probe.
                 let topic = format!("s3-rdk-{round}");
+                process::settle_disk()?;
                 client::create_topic(&bootstrap, &topic, plan.partitions, 3, &[("min.insync.replicas", "2")])?;
                 let probe = client::LatencyProbe::start(&bootstrap, &topic, plan.partitions, self.epoch)?;
-                let records = (rates[1] * plan.s3_seconds) as u64;
+                let warmup_records = (rates[1] * S3_WARMUP_SECONDS) as u64;
                 let spec = ProduceSpec {
                     topic: topic.clone(),
-                    records,
+                    records: (rates[1] * plan.s3_seconds) as u64 + warmup_records,
                     record_bytes: plan.record_bytes,
                     acks: "all",
                     rate: Some(rates[1]),
+                    warmup_records,
                 };
                 let mut o = client::produce(&bootstrap, &spec, self.epoch)?;
                 if o.failed > 0 {
                     bail!("{} records failed on {}", o.failed, system.name());
                 }
-                let mut arrivals = probe.finish(o.acked)?;
+                let mut arrivals = probe.finish(o.acked, o.measured_from_ns)?;
+                rdk_warmup.push(system, o.warmup_max_us as f64 / 1000.0);
                 for (i, q) in quantiles.iter().enumerate() {
                     rdk[i].push(system, quantile_ms(&mut o.latencies_us, *q).unwrap_or(f64::NAN));
                     e2e[i].push(system, quantile_ms(&mut arrivals, *q).unwrap_or(f64::NAN));
@@ -956,7 +970,7 @@ impl Bench {
                 cluster.check_alive()?;
             }
         }
-        java.into_iter().chain(rdk).chain(e2e).for_each(|m| self.report.metric(m));
+        java.into_iter().chain(rdk).chain([rdk_warmup]).chain(e2e).for_each(|m| self.report.metric(m));
         Ok(())
     }
 
@@ -1009,6 +1023,7 @@ impl Bench {
                                 record_bytes: plan.record_bytes,
                                 acks: "1",
                                 rate: None,
+                                warmup_records: 0,
                             };
                             let o = client::produce(&bootstrap, &spec, self.epoch)?;
                             if o.failed > 0 {
@@ -1078,6 +1093,7 @@ impl Bench {
                     record_bytes: plan.record_bytes,
                     acks: "1",
                     rate: None,
+                    warmup_records: 0,
                 };
                 let o = client::produce(&cluster.bootstrap(), &spec, self.epoch)?;
                 let stats = cluster.stats()?;
@@ -1132,8 +1148,14 @@ impl Bench {
             let mut cluster = Cluster::start(system, Security::Plain, &self.programs, &dir, 1, &[])?;
             let bootstrap = cluster.bootstrap();
             client::create_topic(&bootstrap, topic, plan.partitions, 1, &[])?;
-            let spec =
-                ProduceSpec { topic: topic.into(), records, record_bytes: plan.record_bytes, acks: "1", rate: None };
+            let spec = ProduceSpec {
+                topic: topic.into(),
+                records,
+                record_bytes: plan.record_bytes,
+                acks: "1",
+                rate: None,
+                warmup_records: 0,
+            };
             let o = client::produce(&bootstrap, &spec, self.epoch)?;
             if o.failed > 0 {
                 bail!("filling the log on {}: {} records failed", system.name(), o.failed);
