@@ -502,8 +502,10 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         default: "1",
         broker_synonym: None,
         doc: "Threads that run this broker's log appends (client produce and follower fetch), each taking \
-              the appends queued meanwhile one after another; read at start. 0: tokio's blocking pool, \
-              one task per request (the previous design, kept to measure against).",
+              the appends queued meanwhile one after another; read at start. More threads shorten the \
+              produce latency tail when a write sleeps in the filesystem (it then holds up only the \
+              appends queued on its thread) and cost some CPU per MiB. 0: tokio's blocking pool, one \
+              task per request (the previous design, kept to measure against).",
     },
     SettingDef {
         name: "follower.replication.throttled.rate",
