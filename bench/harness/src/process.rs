@@ -582,12 +582,12 @@ pub fn write_certs(programs: &Programs, dir: &Path, nodes: usize) -> Result<()> 
     Ok(())
 }
 
-/// A port on 127.0.0.1 free right now.
 /// Lets the disk settle before a latency run: waits 2 s (Kafka deletes a
-/// deleted topic's files `file.delete.delay.ms`, 1 s here, later), then
-/// writes back every dirty page (`sync`). A run then starts with no other
-/// run's writeback or file deletions pending: on this machine's disk either
-/// stalls appends for hundreds of milliseconds, on both systems.
+/// deleted topic's files `log.segment.delete.delay.ms` later, 1 s here,
+/// see [`KAFKA_ONLY_SETTINGS`]), then writes back every dirty page
+/// (`sync`). A run then starts with no other run's writeback or file
+/// deletions pending: on the project's test machines either stalls appends
+/// for hundreds of milliseconds, on both systems.
 pub fn settle_disk() -> Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     let status = Command::new("sync").status().context("running sync")?;
@@ -597,6 +597,7 @@ pub fn settle_disk() -> Result<()> {
     Ok(())
 }
 
+/// A port on 127.0.0.1 free right now.
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).context("finding a free loopback port")?.port())
 }

@@ -870,13 +870,15 @@ impl Bench {
         self.report.note(
             3,
             format!(
-                "the scenario-2 clusters; each generator sends at half of *its own* median maximum on Kafka in scenario 2: ProducerPerformance {:.0} records/s, librdkafka {:.0} records/s, for {} s per run measured (ProducerPerformance sends {} s of warm-up records before them, `--warmup-records`, left out of its percentiles), acks=all, into a fresh topic like scenario 2's",
+                "the scenario-2 clusters; each generator sends at half of *its own* median maximum on Kafka in scenario 2: ProducerPerformance {:.0} records/s, librdkafka {:.0} records/s, for {} s per run measured, after {} s of warm-up records at the rate left out of the percentiles (ProducerPerformance's `--warmup-records`; the harness's own for librdkafka), acks=all, into a fresh topic like scenario 2's",
                 rates[0], rates[1], plan.s3_seconds, S3_WARMUP_SECONDS
             ),
         );
         self.report.note(
             3,
-            "produce latency: ProducerPerformance's own steady-state percentiles (send() to callback, warm-up records excluded); librdkafka's from each record's *due* time to its delivery report (no coordinated omission), over the records after its own first 3 s at the rate (its warm-up: connections and metadata; the worst latency among them is reported on its own row). End to end: due time to arrival at a consumer reading the topic throughout (librdkafka, fetch.wait.max.ms=100, on the same machine), the same records. Before each run the disk is settled: 2 s (Kafka deletes a deleted topic's files 1 s later), then `sync`, so no run inherits another's writeback or file deletions",
+            format!(
+                "produce latency: ProducerPerformance's own steady-state percentiles (send() to callback, warm-up records excluded); librdkafka's from each record's *due* time to its delivery report (no coordinated omission), over the records after its first {S3_WARMUP_SECONDS} s at the rate (its warm-up: connections and metadata; the worst latency among them is reported on its own row). End to end: due time to arrival at a consumer reading the topic throughout (librdkafka, fetch.wait.max.ms=100, on the same machine), the same records. Before each run the disk is settled: 2 s (Kafka deletes a deleted topic's files 1 s later), then `sync`, so no run inherits another's writeback or file deletions"
+            ),
         );
         let names = ["p50", "p99", "p99.9"];
         let quantiles = [0.5, 0.99, 0.999];
@@ -962,7 +964,7 @@ impl Bench {
                 self.report.checks.push(Check {
                     scenario: 3,
                     system,
-                    what: format!("librdkafka → {topic} (probe saw {})", arrivals.len()),
+                    what: format!("librdkafka → {topic} (probe measured {} after the warm-up)", arrivals.len()),
                     acknowledged: o.acked,
                     consumed: consumed.records,
                 });

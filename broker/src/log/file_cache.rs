@@ -200,12 +200,13 @@ impl SegmentFile {
     ///
     /// A file left at `path` is unlinked, never emptied in place: on ext4,
     /// truncating a file to zero (even an empty one) marks it so that its
-    /// last close writes back every dirty page it then has (`auto_da_alloc`,
-    /// meant for files rewritten after a truncation). A segment's last close
-    /// is often its deletion, so a deleted topic's fresh data was written
-    /// to disk first, stalling the thread that closed it and every writer
-    /// queued behind the disk; unlinked, its dirty pages are dropped
-    /// unwritten. Reads in flight of the old file keep their own handle.
+    /// next close writes back every dirty page it then has (`auto_da_alloc`,
+    /// meant for files rewritten after a truncation). A segment's file is
+    /// often first closed when it is deleted, so a deleted topic's fresh
+    /// data was written to disk first, stalling the thread that closed it
+    /// and every writer queued behind the disk; never truncated, its dirty
+    /// pages are dropped unwritten. Reads in flight of the old file keep
+    /// their own handle.
     pub fn create(path: &Path) -> Result<SegmentFile, LogError> {
         match std::fs::remove_file(path) {
             Ok(()) => {}
