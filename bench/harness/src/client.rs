@@ -100,6 +100,13 @@ pub struct ProduceSpec {
     pub warmup_records: u64,
 }
 
+impl ProduceSpec {
+    /// `records` of `record_bytes` into `topic`, as fast as the client can.
+    pub fn full_speed(topic: &str, records: u64, record_bytes: usize, acks: &'static str) -> ProduceSpec {
+        ProduceSpec { topic: topic.to_owned(), records, record_bytes, acks, rate: None, warmup_records: 0 }
+    }
+}
+
 /// What a producer run did.
 #[derive(Debug, Default)]
 pub struct ProduceOutcome {

@@ -163,14 +163,7 @@ impl Bench {
             let handles: Vec<_> = shares(self.plan.s10_records, producers)
                 .into_iter()
                 .map(|records| {
-                    let spec = ProduceSpec {
-                        topic: topic.to_owned(),
-                        records,
-                        record_bytes,
-                        acks: "all",
-                        rate: None,
-                        warmup_records: 0,
-                    };
+                    let spec = ProduceSpec::full_speed(topic, records, record_bytes, "all");
                     let bootstrap = &bootstrap;
                     scope.spawn(move || client::produce(bootstrap, &spec, epoch))
                 })

@@ -319,14 +319,7 @@ impl Bench {
                 bail!("librdkafka over SASL_SSL: the harness's rdkafka is built without SSL")
             }
             (Generator::Librdkafka, Listener::Plaintext) => {
-                let spec = ProduceSpec {
-                    topic: topic.into(),
-                    records,
-                    record_bytes: self.plan.record_bytes,
-                    acks,
-                    rate: None,
-                    warmup_records: 0,
-                };
+                let spec = ProduceSpec::full_speed(topic, records, self.plan.record_bytes, acks);
                 let o = client::produce(&bootstrap, &spec, self.epoch)?;
                 if o.failed > 0 {
                     bail!(
@@ -685,14 +678,7 @@ impl Bench {
         for system in System::order(0) {
             let cluster = pick(clusters, system);
             client::create_topic(&cluster.bootstrap(), topic, plan.partitions, 1, &[])?;
-            let spec = ProduceSpec {
-                topic: topic.into(),
-                records,
-                record_bytes: plan.record_bytes,
-                acks: "1",
-                rate: None,
-                warmup_records: 0,
-            };
+            let spec = ProduceSpec::full_speed(topic, records, plan.record_bytes, "1");
             let o = client::produce(&cluster.bootstrap(), &spec, self.epoch)?;
             if o.failed > 0 {
                 bail!("filling the backlog on {}: {} records failed", system.name(), o.failed);
@@ -1019,14 +1005,7 @@ impl Bench {
                             (run.all.records, run.all.records_per_sec)
                         }
                         Generator::Librdkafka => {
-                            let spec = ProduceSpec {
-                                topic: topic.into(),
-                                records: plan.s5_records,
-                                record_bytes: plan.record_bytes,
-                                acks: "1",
-                                rate: None,
-                                warmup_records: 0,
-                            };
+                            let spec = ProduceSpec::full_speed(topic, plan.s5_records, plan.record_bytes, "1");
                             let o = client::produce(&bootstrap, &spec, self.epoch)?;
                             if o.failed > 0 {
                                 bail!("{} records failed on {}", o.failed, system.name());
@@ -1089,14 +1068,7 @@ impl Bench {
                 idle.push(system, cluster.stats()?.rss_kib as f64 / 1024.0);
                 let topic = "s6-load";
                 client::create_topic(&cluster.bootstrap(), topic, plan.partitions, 1, &[])?;
-                let spec = ProduceSpec {
-                    topic: topic.into(),
-                    records: plan.s6_load_records,
-                    record_bytes: plan.record_bytes,
-                    acks: "1",
-                    rate: None,
-                    warmup_records: 0,
-                };
+                let spec = ProduceSpec::full_speed(topic, plan.s6_load_records, plan.record_bytes, "1");
                 let o = client::produce(&cluster.bootstrap(), &spec, self.epoch)?;
                 let stats = cluster.stats()?;
                 loaded.push(system, stats.rss_kib as f64 / 1024.0);
@@ -1150,14 +1122,7 @@ impl Bench {
             let mut cluster = Cluster::start(system, Security::Plain, &self.programs, &dir, 1, &[])?;
             let bootstrap = cluster.bootstrap();
             client::create_topic(&bootstrap, topic, plan.partitions, 1, &[])?;
-            let spec = ProduceSpec {
-                topic: topic.into(),
-                records,
-                record_bytes: plan.record_bytes,
-                acks: "1",
-                rate: None,
-                warmup_records: 0,
-            };
+            let spec = ProduceSpec::full_speed(topic, records, plan.record_bytes, "1");
             let o = client::produce(&bootstrap, &spec, self.epoch)?;
             if o.failed > 0 {
                 bail!("filling the log on {}: {} records failed", system.name(), o.failed);
