@@ -797,7 +797,7 @@ pub const TOPIC_SETTINGS: &[SettingDef] = &[
         default: "60000",
         broker_synonym: None,
         doc: "Accepted and described for Kafka compatibility; no effect in Strom (deleted segments' files are \
-              removed at once).",
+              renamed at once and removed by a background thread right after).",
     },
     SettingDef {
         name: "preallocate",

@@ -9,7 +9,8 @@
 //! keeps at most `budget` segment files open, however many segments it has;
 //! the active segment of a partition being written is simply the most
 //! recently used entry and stays open while it is used. The indexes hold no
-//! file open at all (see [`index`](super::index)).
+//! file open at all (see [`index`](super::index)). A dropped segment's
+//! handle is closed by the [`reaper`](super::reaper).
 //!
 //! Invariants:
 //! - handles are `Arc<File>`: evicting one drops only the cache's reference,
@@ -170,12 +171,25 @@ impl FileCache {
         }
     }
 
+    /// Drops `id`'s entry; its handle goes to the [`reaper`](super::reaper),
+    /// which closes it once no read holds it: the segment is being deleted,
+    /// and the last close of a deleted file frees its blocks, which must not
+    /// happen under this cache's lock or on the caller's thread.
     fn forget(&self, id: u64) {
-        let mut lru = self.inner.lock();
-        if let Some(file) = lru.remove(id)
-            && Arc::strong_count(&file) > 1
-        {
-            lru.evicted_in_use.push(Arc::downgrade(&file));
+        let file = {
+            let mut lru = self.inner.lock();
+            let file = lru.remove(id);
+            if let Some(file) = &file {
+                // Counted as open until the reaper closes it.
+                lru.evicted_in_use.push(Arc::downgrade(file));
+                if lru.evicted_in_use.len() > 64 {
+                    lru.prune_evicted();
+                }
+            }
+            file
+        };
+        if let Some(file) = file {
+            super::reaper::close(file);
         }
     }
 }
@@ -281,7 +295,12 @@ mod tests {
         held.clear();
         assert_eq!(cache.open_files(), MIN_BUDGET, "released once the read is done");
         cache.forget(1000);
-        assert_eq!(cache.open_files(), MIN_BUDGET - 1);
+        // Counted until the reaper has closed it, which it does unasked.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while cache.open_files() != MIN_BUDGET - 1 {
+            assert!(std::time::Instant::now() < deadline, "a forgotten handle stays open: {}", cache.open_files());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     #[test]

@@ -96,7 +96,9 @@ impl LogManager {
         let dir = self.partition_dir(tp);
         let doomed = self.data_dir.join(format!("{tp}.{}{DELETE_SUFFIX}", uuid::Uuid::new_v4().simple()));
         std::fs::rename(&dir, &doomed).map_err(LogError::io(&dir))?;
-        std::fs::remove_dir_all(&doomed).map_err(LogError::io(&doomed))
+        // Freeing the files' blocks can take long (see the reaper): not here.
+        super::reaper::remove_dir_all(doomed);
+        Ok(())
     }
 
     /// Every partition with a log here.

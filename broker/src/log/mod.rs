@@ -18,6 +18,8 @@
 //! - [`partition_log`]: a partition's segments — append, read, roll,
 //!   retention, recovery.
 //! - [`manager`]: all partition logs of the broker under its data dir.
+//! - [`reaper`]: the background thread that finishes deleting files (their
+//!   last close and unlink free their blocks), off every lock and the runtime.
 //! - [`scrub`]: verification of stored batches on disk — sealed segments
 //!   not verified since they changed, at open; every batch served — and
 //!   repair by truncation below the first damaged one.
@@ -42,6 +44,7 @@ pub mod index;
 pub mod manager;
 pub mod partition_log;
 pub mod producer_state;
+pub mod reaper;
 pub mod scrub;
 pub mod segment;
 pub mod time_index;

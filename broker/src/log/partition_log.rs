@@ -93,6 +93,11 @@ impl PartitionLog {
                 std::fs::remove_file(entry.path()).map_err(LogError::io(entry.path()))?;
                 continue;
             }
+            if name.ends_with(super::reaper::DELETED_SUFFIX) {
+                // Deleted before the broker stopped, not yet removed.
+                super::reaper::remove_file(entry.path());
+                continue;
+            }
             if let Some(base) = name.strip_suffix(".txnindex").and_then(|stem| stem.parse::<i64>().ok()) {
                 txn_index_bases.insert(base);
             }

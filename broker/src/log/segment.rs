@@ -30,6 +30,7 @@ use super::error::LogError;
 use super::file_cache::SegmentFile;
 use super::file_records::FileRecords;
 use super::index::OffsetIndex;
+use super::reaper;
 use super::time_index::TimeIndex;
 
 /// File name stem of a segment: its base offset in 20 digits, as Kafka names them.
@@ -500,17 +501,25 @@ impl Segment {
             f.sync_all().map_err(LogError::io(&cleaned))?;
         }
         let base_offset = self.base_offset;
-        // Closes the cached handle: nothing may reopen the old file by its
-        // path once the cleaned one is renamed over it.
+        // Hands the cached handle to the reaper: nothing may reopen the old
+        // file by its path once the cleaned one is renamed over it.
         drop(self);
         for path in [&index_path, &time_path] {
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(LogError::Io { path: path.clone(), source: e }),
-            }
+            reaper::set_aside(path)?;
         }
+        // The old file keeps a second name until the reaper removes it, so
+        // the rename over it frees nothing here (the rename alone is the
+        // atomic replacement: a crash leaves the old or the new file, and a
+        // stray `.deleted` name that opening the log removes).
+        let old = reaper::aside_path(&log_path);
+        match std::fs::remove_file(&old) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LogError::Io { path: old, source: e }),
+        }
+        std::fs::hard_link(&log_path, &old).map_err(LogError::io(&old))?;
         std::fs::rename(&cleaned, &log_path).map_err(LogError::io(&log_path))?;
+        reaper::remove_file(old);
         let (mut segment, _) = Segment::open(&dir, base_offset, true, index_interval_bytes)?;
         // Like a roll: the time index ends with the largest timestamp and
         // everything is on disk, so the segment can be opened sealed later.
@@ -609,19 +618,17 @@ impl Segment {
         self.flush(true)
     }
 
-    /// Deletes the segment's files.
+    /// Deletes the segment's files: renames them out of the log's way now
+    /// and leaves their removal to the [`reaper`](super::reaper), so that
+    /// freeing their blocks does not happen under the caller's locks.
     pub fn delete(self) -> Result<(), LogError> {
         let dir = self.log.path().parent().map(Path::to_path_buf).unwrap_or_default();
         let base_offset = self.base_offset;
-        // Closes the cached handle first (reads in flight keep theirs).
+        // Hands the cached handle to the reaper first (reads in flight keep theirs).
         drop(self);
         let (log, index, time) = paths(&dir, base_offset);
         for path in [log, index, time, super::txn_index::path(&dir, base_offset)] {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(LogError::Io { path, source: e }),
-            }
+            reaper::set_aside(&path)?;
         }
         Ok(())
     }

@@ -176,6 +176,33 @@ fn delete_records_moves_the_start_deletes_segments_below_and_survives_a_restart(
 }
 
 #[test]
+fn a_deleted_segment_leaves_its_name_at_once_and_a_crash_before_the_reaper_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), tp(), small_config()).unwrap();
+    for _ in 0..60 {
+        log.append_as_leader(&encode_batch(4, 50, 1000, Compression::None), 0, 0).unwrap();
+    }
+    let first = dir.path().join("00000000000000000000.log");
+    let saved = std::fs::read(&first).unwrap();
+    assert!(log.advance_log_start(101).unwrap());
+    let kept = log.segments().next().unwrap().base_offset();
+    assert!(kept > 0, "the first segment was not deleted");
+    assert!(!first.exists(), "a deleted segment keeps its name");
+    reaper::idle();
+    let aside = reaper::aside_path(&first);
+    assert!(!aside.exists(), "the reaper left a deleted segment behind");
+    drop(log);
+
+    // A crash after the segment was set aside, before the reaper removed it.
+    std::fs::write(&aside, &saved).unwrap();
+    let log = PartitionLog::open(dir.path(), tp(), small_config()).unwrap();
+    assert_eq!(log.log_start_offset(), 101);
+    assert_eq!(log.segments().next().unwrap().base_offset(), kept, "a set-aside segment came back");
+    reaper::idle();
+    assert!(!aside.exists(), "opening the log left a set-aside file behind");
+}
+
+#[test]
 fn recovery_truncates_a_torn_tail_and_rebuilds_damaged_indexes() {
     let dir = tempfile::tempdir().unwrap();
     {
