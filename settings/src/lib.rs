@@ -804,8 +804,8 @@ pub const TOPIC_SETTINGS: &[SettingDef] = &[
         kind: SettingKind::Bool,
         default: "false",
         broker_synonym: None,
-        doc: "Accepted and described for Kafka compatibility; no effect in Strom (segment files grow as \
-              they are written).",
+        doc: "Accepted and described for Kafka compatibility; no effect in Strom (a segment file always \
+              reserves its blocks a little ahead of its appends, keeping its size).",
     },
 ];
 

@@ -229,8 +229,8 @@ impl PartitionLog {
         head.copy_from_slice(head_bytes);
         let header = BatchHeader::parse(&head)?;
         self.maybe_roll(bytes.len() as u64, offset, header.max_timestamp)?;
-        let interval = self.config.index_interval_bytes;
-        self.active_mut().append(&[BatchParts { head, body, header }], interval)?;
+        let (interval, segment_bytes) = (self.config.index_interval_bytes, self.config.segment_bytes);
+        self.active_mut().append(&[BatchParts { head, body, header }], interval, segment_bytes)?;
         let base = self.active().base_offset();
         let (producers, indexes) = (&mut self.producers, &mut self.txn_indexes);
         track_batch(producers, indexes, &self.dir, base, &header, Some(marker), transaction_version)?;
@@ -356,8 +356,8 @@ impl PartitionLog {
         }
         let record_count = next - base_offset;
         self.maybe_roll(batches.len() as u64, next - 1, max_timestamp)?;
-        let interval = self.config.index_interval_bytes;
-        self.active_mut().append(&parts, interval)?;
+        let (interval, segment_bytes) = (self.config.index_interval_bytes, self.config.segment_bytes);
+        self.active_mut().append(&parts, interval, segment_bytes)?;
         // The batches are in the log: producer state first, so a failure in
         // what follows cannot let a retry be appended twice. (Producers send
         // no control batches.)
@@ -430,8 +430,8 @@ impl PartitionLog {
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.maybe_roll(batches.len() as u64, next - 1, max_timestamp)?;
-        let interval = self.config.index_interval_bytes;
-        self.active_mut().append(&parts, interval)?;
+        let (interval, segment_bytes) = (self.config.index_interval_bytes, self.config.segment_bytes);
+        self.active_mut().append(&parts, interval, segment_bytes)?;
         let record_count: i64 = refs.iter().map(|r| i64::from(r.header.records_count)).sum();
         let active = self.active().base_offset();
         for (part, marker) in parts.iter().zip(markers) {

@@ -202,6 +202,46 @@ fn a_deleted_segment_leaves_its_name_at_once_and_a_crash_before_the_reaper_leave
     assert!(!aside.exists(), "opening the log left a set-aside file behind");
 }
 
+/// Bytes of disk the file at `path` holds (reserved blocks included) and its size.
+fn allocated_and_size(path: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    (meta.blocks() * 512, meta.len())
+}
+
+#[test]
+fn appends_reserve_blocks_ahead_keeping_the_size_within_segment_bytes_and_a_truncation_frees_them() {
+    let first = |dir: &Path| dir.join("00000000000000000000.log");
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { segment_bytes: 1 << 20, ..LogConfig::default() };
+    let mut log = PartitionLog::open(dir.path(), tp(), config.clone()).unwrap();
+    assert_eq!(allocated_and_size(&first(dir.path())), (0, 0), "an empty segment reserves nothing");
+    for i in 0..10 {
+        log.append_as_leader(&encode_batch(4, 50, 1000 + i, Compression::None), 0, 0).unwrap();
+    }
+    let (allocated, size) = allocated_and_size(&first(dir.path()));
+    assert!(size > 0 && size < segment::RESERVE_MIN, "the file's size is the log's: {size}");
+    assert!(allocated >= segment::RESERVE_MIN + size, "{allocated} bytes reserved for a {size}-byte file");
+    assert!(allocated <= 2 * (segment::RESERVE_MIN + size), "{allocated} bytes reserved for a {size}-byte file");
+    let before = read_all(&log, 0, 1 << 20);
+    drop(log);
+    // Recovery sees the records, not the reserved blocks.
+    let mut log = PartitionLog::open(dir.path(), tp(), config.clone()).unwrap();
+    assert_eq!(read_all(&log, 0, 1 << 20), before);
+    assert_eq!(allocated_and_size(&first(dir.path())).1, size);
+    log.truncate_to(8).unwrap();
+    let (allocated, size) = allocated_and_size(&first(dir.path()));
+    assert!(allocated < size + 4096, "the truncation left {allocated} bytes for a {size}-byte file");
+
+    // Never past segment.bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { segment_bytes: 16 << 10, ..LogConfig::default() };
+    let mut log = PartitionLog::open(dir.path(), tp(), config).unwrap();
+    log.append_as_leader(&encode_batch(4, 50, 1000, Compression::None), 0, 0).unwrap();
+    let (allocated, size) = allocated_and_size(&first(dir.path()));
+    assert!((16 << 10..=20 << 10).contains(&allocated), "{allocated} bytes reserved for a {size}-byte file");
+}
+
 #[test]
 fn recovery_truncates_a_torn_tail_and_rebuilds_damaged_indexes() {
     let dir = tempfile::tempdir().unwrap();

@@ -33,14 +33,15 @@
 //! Known limit: a job that sleeps in the kernel holds its thread, and the
 //! appends queued behind it wait: one that fsyncs (a topic's
 //! `flush.messages`, a segment roll's snapshot), or a write that waits in
-//! the filesystem (on ext4, delayed allocation waits while the writeback
-//! of the same file allocates its blocks; seen for hundreds of
-//! milliseconds on this project's test machines). With one thread that is
-//! every append of the broker; with more, only those keyed to the stalled
-//! thread, at some CPU per MiB (bench/RESULTS.md: 4 threads against 1 cut
-//! produce p99 to 0.43× at a fixed rate, and cost 1.06–1.10× the CPU per
-//! MiB at full speed). Kafka's request handler threads (8) share the same
-//! fate less visibly.
+//! the filesystem (on ext4, a delayed allocation waited for hundreds of
+//! milliseconds while the writeback of the same file allocated its blocks,
+//! until segments reserved their blocks ahead: see the log's segment
+//! module). With one thread that is every append of the broker; with more,
+//! only those keyed to the stalled thread, at some CPU per MiB
+//! (bench/RESULTS.md, measured before block reservation: 4 threads against
+//! 1 cut produce p99 to 0.43× at a fixed rate, and cost 1.06–1.10× the CPU
+//! per MiB at full speed). Kafka's request handler threads (8) share the
+//! same fate less visibly.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
