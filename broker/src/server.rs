@@ -74,6 +74,7 @@ pub async fn start(
         .await
         .context("cannot start this node's controller")?;
     let metrics = crate::metrics::Metrics::new(config.settings.bool("metrics.enabled"), SUPPORTED_APIS);
+    crate::log::segment::set_reserve_max(config.settings.long("log.segment.reserve.bytes").max(0) as u64);
     let writer_threads = config.settings.long("log.writer.threads").clamp(0, 64) as usize;
     let writer_room = config.settings.long("queued.max.request.bytes").max(1) as usize;
     let writer =

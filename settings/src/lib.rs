@@ -497,6 +497,16 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
               before each send. Followers' fetches are verified either way.",
     },
     SettingDef {
+        name: "log.segment.reserve.bytes",
+        kind: int(0, 1 << 30),
+        default: "8388608",
+        broker_synonym: None,
+        doc: "Most a segment file reserves ahead of its appends at once (fallocate keeping its size; as much \
+              again as the file holds, from 64 KiB up to this, never past segment.bytes); read at start. \
+              Spares an append the wait for ext4's block allocation at writeback. The unused part stays \
+              allocated until the segment is deleted, unseen by retention.bytes. 0 reserves nothing.",
+    },
+    SettingDef {
         name: "log.writer.threads",
         kind: int(0, 64),
         default: "1",
@@ -804,8 +814,8 @@ pub const TOPIC_SETTINGS: &[SettingDef] = &[
         kind: SettingKind::Bool,
         default: "false",
         broker_synonym: None,
-        doc: "Accepted and described for Kafka compatibility; no effect in Strom (a segment file always \
-              reserves its blocks a little ahead of its appends, keeping its size).",
+        doc: "Accepted and described for Kafka compatibility; no effect in Strom (a segment file reserves \
+              its blocks ahead of its appends in steps, log.segment.reserve.bytes, keeping its size).",
     },
 ];
 

@@ -10,7 +10,8 @@
 //! the active segment of a partition being written is simply the most
 //! recently used entry and stays open while it is used. The indexes hold no
 //! file open at all (see [`index`](super::index)). A dropped segment's
-//! handle is closed by the [`reaper`](super::reaper).
+//! handle, and an evicted one, is closed by the [`reaper`](super::reaper),
+//! never under the cache's lock.
 //!
 //! Invariants:
 //! - handles are `Arc<File>`: evicting one drops only the cache's reference,
@@ -106,8 +107,8 @@ impl FileCache {
     /// Sets the budget (at least [`MIN_BUDGET`]); files over it are closed now.
     pub fn set_budget(&self, budget: usize) {
         self.budget.store(budget.max(MIN_BUDGET), Ordering::Relaxed);
-        let mut lru = self.inner.lock();
-        self.evict_over_budget(&mut lru);
+        let evicted = self.evict_over_budget(&mut self.inner.lock());
+        close_later(evicted);
     }
 
     /// Most segment files the cache keeps open.
@@ -140,21 +141,28 @@ impl FileCache {
     /// first), closing the least recently used files over the budget.
     fn insert(&self, id: u64, file: File) -> Arc<File> {
         self.opened.fetch_add(1, Ordering::Relaxed);
-        let mut lru = self.inner.lock();
-        if let Some(existing) = lru.touch(id) {
-            return existing;
-        }
-        let file = Arc::new(file);
-        lru.tick += 1;
-        let tick = lru.tick;
-        lru.entries.insert(id, (file.clone(), tick));
-        lru.order.insert(tick, id);
-        self.evict_over_budget(&mut lru);
+        let (file, evicted) = {
+            let mut lru = self.inner.lock();
+            if let Some(existing) = lru.touch(id) {
+                return existing;
+            }
+            let file = Arc::new(file);
+            lru.tick += 1;
+            let tick = lru.tick;
+            lru.entries.insert(id, (file.clone(), tick));
+            lru.order.insert(tick, id);
+            (file, self.evict_over_budget(&mut lru))
+        };
+        close_later(evicted);
         file
     }
 
-    fn evict_over_budget(&self, lru: &mut Lru) {
+    /// Takes the least recently used handles over the budget out of the
+    /// cache; the caller closes them through [`close_later`] once the lock
+    /// is released.
+    fn evict_over_budget(&self, lru: &mut Lru) -> Vec<Arc<File>> {
         let budget = self.budget();
+        let mut evicted = Vec::new();
         while lru.entries.len() > budget {
             let Some((_, oldest)) = lru.order.pop_first() else { break };
             if let Some((file, _)) = lru.entries.remove(&oldest) {
@@ -164,11 +172,13 @@ impl FileCache {
                 if Arc::strong_count(&file) > 1 {
                     lru.evicted_in_use.push(Arc::downgrade(&file));
                 }
+                evicted.push(file);
             }
         }
         if lru.evicted_in_use.len() > 64 {
             lru.prune_evicted();
         }
+        evicted
     }
 
     /// Drops `id`'s entry; its handle goes to the [`reaper`](super::reaper),
@@ -191,6 +201,15 @@ impl FileCache {
         if let Some(file) = file {
             super::reaper::close(file);
         }
+    }
+}
+
+/// Closes evicted handles on the [`reaper`](super::reaper): a file evicted
+/// here is usually still linked and cheap to close, but one whose name a
+/// topic deletion already removed frees its blocks at its last close.
+fn close_later(evicted: Vec<Arc<File>>) {
+    for file in evicted {
+        super::reaper::close(file);
     }
 }
 
@@ -293,12 +312,16 @@ mod tests {
         std::os::unix::fs::FileExt::read_exact_at(&*held[0], &mut buf, 0).unwrap();
         assert_eq!(u64::from_be_bytes(buf), 0, "an evicted handle still reads its file");
         held.clear();
-        assert_eq!(cache.open_files(), MIN_BUDGET, "released once the read is done");
-        cache.forget(1000);
         // Counted until the reaper has closed it, which it does unasked.
+        wait_for_open_files(&cache, MIN_BUDGET, "released once the read is done");
+        cache.forget(1000);
+        wait_for_open_files(&cache, MIN_BUDGET - 1, "a forgotten handle is closed");
+    }
+
+    fn wait_for_open_files(cache: &FileCache, open: usize, what: &str) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while cache.open_files() != MIN_BUDGET - 1 {
-            assert!(std::time::Instant::now() < deadline, "a forgotten handle stays open: {}", cache.open_files());
+        while cache.open_files() != open {
+            assert!(std::time::Instant::now() < deadline, "{what}: {} files open, not {open}", cache.open_files());
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }

@@ -50,7 +50,8 @@ impl LogManager {
             }
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(DELETE_SUFFIX) {
-                std::fs::remove_dir_all(&path).map_err(LogError::io(&path))?;
+                // Deleted before the broker stopped, not yet removed.
+                super::reaper::remove_dir_all(path);
                 continue;
             }
             let Some(tp) = parse_dir_name(&name) else {

@@ -93,7 +93,7 @@ impl PartitionLog {
                 std::fs::remove_file(entry.path()).map_err(LogError::io(entry.path()))?;
                 continue;
             }
-            if name.ends_with(super::reaper::DELETED_SUFFIX) {
+            if super::reaper::is_set_aside(&name) {
                 // Deleted before the broker stopped, not yet removed.
                 super::reaper::remove_file(entry.path());
                 continue;

@@ -13,10 +13,11 @@
 //!
 //! How callers use it:
 //! - a deleted segment's handle goes to [`close`] (from the open-file
-//!   cache): the reaper keeps it until no read holds a clone any more
-//!   (checking every [`POLL`]), then closes it, so the last close is its;
+//!   cache, as does a handle it evicts): the reaper keeps it until no read
+//!   holds a clone any more (checking every [`POLL`]), then closes it, so
+//!   the last close is its;
 //! - what is deleted is first renamed out of the log's way by its owner,
-//!   under the partition's lock ([`set_aside`]: `<file>.deleted`; a deleted
+//!   under the partition's lock ([`set_aside`]: `<file>.<unique>.deleted`; a deleted
 //!   partition's directory gets its `-delete` name in the log manager), then
 //!   handed to [`remove_file`] or [`remove_dir_all`]. The rename is a
 //!   directory entry change and frees nothing. A crash before the reaper
@@ -98,8 +99,8 @@ pub fn remove_dir_all(path: PathBuf) {
     submit(Job::RemoveDir(path));
 }
 
-/// Renames `path` to `<path>.deleted` and has the reaper remove it. A
-/// missing file is fine (nothing to delete).
+/// Renames `path` to a name of its own ending in `.deleted` and has the
+/// reaper remove it. A missing file is fine (nothing to delete).
 pub fn set_aside(path: &Path) -> Result<(), LogError> {
     let aside = aside_path(path);
     match std::fs::rename(path, &aside) {
@@ -112,11 +113,18 @@ pub fn set_aside(path: &Path) -> Result<(), LogError> {
     }
 }
 
-/// The name [`set_aside`] gives `path`.
+/// A new name for `path` to be deleted under: `<path>.<unique>.deleted`.
+/// Unique, so a second file set aside from the same path never replaces
+/// the first (which would free its blocks on the caller's thread).
 pub fn aside_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(DELETED_SUFFIX);
+    name.push(format!(".{}{DELETED_SUFFIX}", uuid::Uuid::new_v4().simple()));
     PathBuf::from(name)
+}
+
+/// Whether `name` is one [`aside_path`] gives.
+pub fn is_set_aside(name: &str) -> bool {
+    name.ends_with(DELETED_SUFFIX)
 }
 
 /// Waits until every job queued before this call has run (handles still
@@ -199,17 +207,26 @@ mod tests {
         wait_until("the reaper closes the handle", || watch.strong_count() == 0);
     }
 
+    fn names(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    }
+
     #[test]
     fn a_file_set_aside_leaves_its_name_at_once_and_is_removed_by_the_reaper() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.log");
-        std::fs::write(&path, b"records").unwrap();
-        set_aside(&path).unwrap();
-        assert!(!path.exists(), "the file kept its name");
+        for _ in 0..2 {
+            std::fs::write(&path, b"records").unwrap();
+            set_aside(&path).unwrap();
+            assert!(!path.exists(), "the file kept its name");
+        }
         idle();
-        assert!(!aside_path(&path).exists(), "the set-aside file is still there");
+        assert_eq!(names(dir.path()), Vec::<String>::new(), "set-aside files are still there");
         // Nothing to set aside is fine.
         set_aside(&path).unwrap();
+        let aside = aside_path(&path);
+        assert!(is_set_aside(&aside.file_name().unwrap().to_string_lossy()));
+        assert_ne!(aside, aside_path(&path), "two files set aside from one path get one name");
     }
 
     #[test]

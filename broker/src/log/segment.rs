@@ -23,15 +23,18 @@
 //! the segment reserves the file's blocks ahead of it (`fallocate` keeping
 //! the file's size, so the size is still the log's end and recovery sees
 //! nothing new): as much again as the file holds, from [`RESERVE_MIN`] up
-//! to [`RESERVE_MAX`], never past `segment.bytes`. Without it, ext4
-//! allocates a file's blocks only when the kernel writes its dirty pages
-//! back, holding the file's block map while it does; an append to the same
-//! file waits for that, and every append queued behind it on the writer
-//! thread waits too (measured here: stalls of 0.2–0.9 s once background
-//! writeback starts, gone with the blocks reserved; see bench/RESULTS.md).
-//! A sealed segment keeps what it reserved and did not use (at most its
-//! own size, and [`RESERVE_MAX`]) until it is deleted; a truncation frees it.
-//! A filesystem that cannot reserve just writes as before.
+//! to `log.segment.reserve.bytes` ([`set_reserve_max`], 8 MiB by default),
+//! never past `segment.bytes`. Without it, ext4 allocates a file's blocks
+//! only when the kernel writes its dirty pages back, holding the file's
+//! block map while it does; an append to the same file waits for that, and
+//! every append queued behind it on the writer thread waits too (measured
+//! here: stalls of 0.2–0.9 s once background writeback starts, gone with
+//! the blocks reserved; see bench/RESULTS.md). A segment keeps what it
+//! reserved and did not use (at most the larger of its size and
+//! [`RESERVE_MIN`], and the maximum) until it is deleted or truncated:
+//! disk space that `retention.bytes` and the log's reported sizes, which
+//! count the records, do not see. A truncation frees it with the cut, on
+//! the caller's thread. A filesystem that cannot reserve writes as before.
 
 use std::fs::File;
 use std::io::{IoSlice, Write};
@@ -71,8 +74,18 @@ pub const MAX_READ_BYTES: usize = 64 << 20;
 /// The first blocks a segment reserves ahead of its appends (see the module docs).
 pub const RESERVE_MIN: u64 = 64 << 10;
 
-/// The most a segment reserves ahead of its appends at once.
-pub const RESERVE_MAX: u64 = 64 << 20;
+/// The most a segment reserves ahead of its appends at once, until
+/// [`set_reserve_max`] (`log.segment.reserve.bytes`).
+pub const DEFAULT_RESERVE_MAX: u64 = 8 << 20;
+
+static RESERVE_MAX: AtomicU64 = AtomicU64::new(DEFAULT_RESERVE_MAX);
+
+/// Sets the most a segment reserves ahead of its appends at once, for the
+/// whole process (`log.segment.reserve.bytes`, read at start); 0 reserves
+/// nothing.
+pub fn set_reserve_max(bytes: u64) {
+    RESERVE_MAX.store(bytes, Ordering::Relaxed);
+}
 
 /// Extension of a cleaned segment before it is swapped in.
 pub const CLEANED_EXTENSION: &str = "log.cleaned";
@@ -400,17 +413,19 @@ impl Segment {
     }
 
     /// Reserves the file's blocks ahead of a write ending at `end`, unless
-    /// they are: as much again as the file will hold, within
-    /// [`RESERVE_MIN`]..=[`RESERVE_MAX`], never past `segment_bytes` (see the
-    /// module docs). A failure (a filesystem without `fallocate`, a full
-    /// disk) is not the append's: the write then allocates as it would
-    /// have, and reports a full disk itself.
+    /// they are: as much again as the file will hold, from [`RESERVE_MIN`]
+    /// up to the process's maximum ([`set_reserve_max`]), never past
+    /// `segment_bytes` (see the module docs). A failure (a filesystem
+    /// without `fallocate`, a full disk) is not the append's: the write then
+    /// allocates as it would have, and reports a full disk itself.
     fn reserve_ahead(&mut self, log: &File, end: u64, segment_bytes: u64) {
-        if end <= self.reserved {
+        let max = RESERVE_MAX.load(Ordering::Relaxed);
+        if end <= self.reserved || max == 0 {
             return;
         }
         let from = self.reserved.max(self.size);
-        let target = end.saturating_add(end.clamp(RESERVE_MIN, RESERVE_MAX)).min(segment_bytes.max(end));
+        let ahead = end.clamp(RESERVE_MIN.min(max), max);
+        let target = end.saturating_add(ahead).min(segment_bytes.max(end));
         if target > from
             && let Err(e) = rustix::fs::fallocate(log, rustix::fs::FallocateFlags::KEEP_SIZE, from, target - from)
         {
@@ -538,10 +553,13 @@ impl Segment {
     }
 
     /// Replaces the segment's batches with `bytes` (a cleaned copy): written
-    /// to `<stem>.log.cleaned` and synced, the indexes removed, then renamed
-    /// over the `.log` and reopened with rebuilt indexes. A crash leaves
-    /// either the old segment (a stray `.cleaned` file is removed on open) or
-    /// the new one with indexes to rebuild.
+    /// to `<stem>.log.cleaned` and synced, the indexes set aside for the
+    /// reaper, then renamed over the `.log` and reopened with rebuilt
+    /// indexes. The old `.log` first gets a second, set-aside name (a hard
+    /// link) that the reaper removes, so the rename frees nothing here. A
+    /// crash leaves either the old segment (a stray `.cleaned` file is
+    /// removed on open) or the new one with indexes to rebuild, and perhaps
+    /// a set-aside name, removed on open.
     pub fn replace_contents(self, bytes: &[u8], index_interval_bytes: u32) -> Result<Segment, LogError> {
         let dir = self.log.path().parent().map(Path::to_path_buf).unwrap_or_default();
         let (log_path, index_path, time_path) = paths(&dir, self.base_offset);
@@ -558,19 +576,13 @@ impl Segment {
         for path in [&index_path, &time_path] {
             reaper::set_aside(path)?;
         }
-        // The old file keeps a second name until the reaper removes it, so
-        // the rename over it frees nothing here (the rename alone is the
-        // atomic replacement: a crash leaves the old or the new file, and a
-        // stray `.deleted` name that opening the log removes).
         let old = reaper::aside_path(&log_path);
-        match std::fs::remove_file(&old) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(LogError::Io { path: old, source: e }),
-        }
         std::fs::hard_link(&log_path, &old).map_err(LogError::io(&old))?;
-        std::fs::rename(&cleaned, &log_path).map_err(LogError::io(&log_path))?;
+        let renamed = std::fs::rename(&cleaned, &log_path).map_err(LogError::io(&log_path));
+        // Renamed or not, the second name goes (the old file keeps its own
+        // if the rename failed).
         reaper::remove_file(old);
+        renamed?;
         let (mut segment, _) = Segment::open(&dir, base_offset, true, index_interval_bytes)?;
         // Like a roll: the time index ends with the largest timestamp and
         // everything is on disk, so the segment can be opened sealed later.

@@ -188,18 +188,22 @@ fn a_deleted_segment_leaves_its_name_at_once_and_a_crash_before_the_reaper_leave
     let kept = log.segments().next().unwrap().base_offset();
     assert!(kept > 0, "the first segment was not deleted");
     assert!(!first.exists(), "a deleted segment keeps its name");
+    let set_aside = |dir: &Path| -> Vec<String> {
+        let names = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        names.filter(|name| reaper::is_set_aside(name)).collect()
+    };
     reaper::idle();
-    let aside = reaper::aside_path(&first);
-    assert!(!aside.exists(), "the reaper left a deleted segment behind");
+    assert_eq!(set_aside(dir.path()), Vec::<String>::new(), "the reaper left a deleted segment behind");
     drop(log);
 
     // A crash after the segment was set aside, before the reaper removed it.
-    std::fs::write(&aside, &saved).unwrap();
+    std::fs::write(reaper::aside_path(&first), &saved).unwrap();
+    assert_eq!(set_aside(dir.path()).len(), 1);
     let log = PartitionLog::open(dir.path(), tp(), small_config()).unwrap();
     assert_eq!(log.log_start_offset(), 101);
     assert_eq!(log.segments().next().unwrap().base_offset(), kept, "a set-aside segment came back");
     reaper::idle();
-    assert!(!aside.exists(), "opening the log left a set-aside file behind");
+    assert_eq!(set_aside(dir.path()), Vec::<String>::new(), "opening the log left a set-aside file behind");
 }
 
 /// Bytes of disk the file at `path` holds (reserved blocks included) and its size.
