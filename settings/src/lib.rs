@@ -502,9 +502,10 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
         default: "8388608",
         broker_synonym: None,
         doc: "Most a segment file reserves ahead of its appends at once (fallocate keeping its size; as much \
-              again as the file holds, from 64 KiB up to this, never past segment.bytes); read at start. \
-              Spares an append the wait for ext4's block allocation at writeback. The unused part stays \
-              allocated until the segment is deleted, unseen by retention.bytes. 0 reserves nothing.",
+              again as the file holds, at least 64 KiB or this if smaller, never past segment.bytes); read \
+              at start. Spares an append the wait for ext4's block allocation at writeback. The unused part \
+              stays allocated until the segment is deleted, truncated or compacted, unseen by \
+              retention.bytes. 0 reserves nothing.",
     },
     SettingDef {
         name: "log.writer.threads",

@@ -9,9 +9,9 @@
 //! keeps at most `budget` segment files open, however many segments it has;
 //! the active segment of a partition being written is simply the most
 //! recently used entry and stays open while it is used. The indexes hold no
-//! file open at all (see [`index`](super::index)). A dropped segment's
-//! handle, and an evicted one, is closed by the [`reaper`](super::reaper),
-//! never under the cache's lock.
+//! file open at all (see [`index`](super::index)). No handle is closed
+//! under the cache's lock: a dropped segment's handle, and an evicted one
+//! whose file has no name left, are closed by the [`reaper`](super::reaper).
 //!
 //! Invariants:
 //! - handles are `Arc<File>`: evicting one drops only the cache's reference,
@@ -204,12 +204,19 @@ impl FileCache {
     }
 }
 
-/// Closes evicted handles on the [`reaper`](super::reaper): a file evicted
-/// here is usually still linked and cheap to close, but one whose name a
-/// topic deletion already removed frees its blocks at its last close.
+/// Lets go of evicted handles outside the cache's lock. A file that still
+/// has a name frees nothing when closed: the cache's reference goes here
+/// (a read holding the handle closes it when done). One whose last name a
+/// topic deletion already removed frees its blocks at its last close, so
+/// it goes to the [`reaper`](super::reaper). Not everything goes there: its
+/// queue can wait behind a deleted topic's directory, and evicted handles
+/// must not pile up open meanwhile.
 fn close_later(evicted: Vec<Arc<File>>) {
+    use std::os::unix::fs::MetadataExt;
     for file in evicted {
-        super::reaper::close(file);
+        if !file.metadata().is_ok_and(|m| m.nlink() > 0) {
+            super::reaper::close(file);
+        }
     }
 }
 

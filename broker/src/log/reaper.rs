@@ -13,9 +13,9 @@
 //!
 //! How callers use it:
 //! - a deleted segment's handle goes to [`close`] (from the open-file
-//!   cache, as does a handle it evicts): the reaper keeps it until no read
-//!   holds a clone any more (checking every [`POLL`]), then closes it, so
-//!   the last close is its;
+//!   cache, as does an evicted handle whose file has no name left): the
+//!   reaper keeps it until no read holds a clone any more (checking every
+//!   [`POLL`]), then closes it, so the last close is its;
 //! - what is deleted is first renamed out of the log's way by its owner,
 //!   under the partition's lock ([`set_aside`]: `<file>.<unique>.deleted`; a deleted
 //!   partition's directory gets its `-delete` name in the log manager), then

@@ -31,7 +31,7 @@
 //! here: stalls of 0.2–0.9 s once background writeback starts, gone with
 //! the blocks reserved; see bench/RESULTS.md). A segment keeps what it
 //! reserved and did not use (at most the larger of its size and
-//! [`RESERVE_MIN`], and the maximum) until it is deleted or truncated:
+//! [`RESERVE_MIN`], and the maximum) until it is deleted, truncated or compacted:
 //! disk space that `retention.bytes` and the log's reported sizes, which
 //! count the records, do not see. A truncation frees it with the cut, on
 //! the caller's thread. A filesystem that cannot reserve writes as before.
